@@ -1,0 +1,209 @@
+"""The sans-I/O core: one HTTP answer -> the envelope's ``data`` or the right error.
+
+Kie answers errors with HTTP 200 and an envelope ``{"code", "msg", "data"}``
+whose ``code`` is the real status, while proxies in front of it answer with
+HTML pages and real HTTP statuses. So:
+
+- when the body is a JSON envelope, its ``code`` decides (an HTTP error status
+  only matters when the body claims success);
+- when it is not (HTML, truncated JSON, empty), the HTTP status decides, and a
+  2xx with such a body is a :class:`~veo_async.errors.ResponseError`.
+
+Pure functions of ``(status, headers, body)``: no aiohttp, no event loop, so
+every quirk is tested on bytes alone (the gidgethub ``decipher_response`` idea).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._convert import record_from_wire
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ContentPolicyError,
+    InsufficientCreditsError,
+    NotFoundError,
+    RateLimitError,
+    RecordNotFoundError,
+    ResponseError,
+    ServerError,
+    ServiceUnavailableError,
+)
+from .models import RecordInfo
+
+__all__ = [
+    "RawResponse",
+    "api_error",
+    "decode_envelope",
+    "decode_record_info",
+    "excerpt",
+    "parse_retry_after",
+]
+
+_EXCERPT_BYTES = 200
+
+# Body/HTTP code -> the error class for it; codes not listed get plain APIError.
+_ERROR_CLASSES: dict[int, type[APIError]] = {
+    400: ContentPolicyError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    404: NotFoundError,
+    422: RecordNotFoundError,
+    429: RateLimitError,
+    455: ServiceUnavailableError,
+}
+# 422 also covers plain validation errors; only these mean "no such record".
+_RECORD_MISSING_HINTS = ("record is null", "null", "not exist", "not found", "expired", "14 days")
+
+
+@attrs.frozen
+class RawResponse:
+    """One HTTP answer, as the transport hands it to the protocol.
+
+    :ivar status: the HTTP status.
+    :ivar headers: the response headers (looked up case-insensitively).
+    :ivar body: the body bytes (already capped by the transport).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def excerpt(body: bytes) -> str:
+    """The first bytes of a body as one short, printable line (for errors and logs)."""
+    text = body[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return " ".join(text.split())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == lowered:
+            return candidate
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    :param now: the current epoch time, for HTTP dates (default ``time.time()``).
+    :returns: seconds (never negative), or None when absent or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
+        return None
+    return max(0.0, seconds)
+
+
+def api_error(
+    code: int,
+    message: str,
+    *,
+    http_status: int,
+    headers: Mapping[str, str] | None = None,
+    task_id: str | None = None,
+) -> APIError:
+    """The :class:`APIError` subclass for a body or HTTP ``code``."""
+    if code == 429:
+        retry_after = parse_retry_after(_header(headers or {}, "Retry-After"))
+        return RateLimitError(
+            message, code=code, http_status=http_status, task_id=task_id, retry_after=retry_after
+        )
+    if code >= 500:
+        return ServerError(message, code=code, http_status=http_status, task_id=task_id)
+    cls = _ERROR_CLASSES.get(code, APIError)
+    if cls is RecordNotFoundError and not any(h in message.lower() for h in _RECORD_MISSING_HINTS):
+        cls = APIError
+    return cls(message, code=code, http_status=http_status, task_id=task_id)
+
+
+def _envelope_code(envelope: Mapping[str, Any]) -> int | None:
+    code = envelope.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code.strip())
+    return None
+
+
+def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any:
+    """The ``data`` of a successful envelope, or raise the error it describes.
+
+    :raises APIError: (a subclass) for an error code in the body or the status.
+    :raises ResponseError: for a 2xx answer that is not a readable envelope.
+    """
+    status, body = response.status, response.body
+    try:
+        envelope = json.loads(body) if body.strip() else None
+    except ValueError:  # includes UnicodeDecodeError
+        envelope = None
+    code = _envelope_code(envelope) if isinstance(envelope, dict) else None
+    if code is None or (code == 200 and status >= 400):
+        # Not an envelope (HTML page, truncated, empty) or one contradicting an
+        # error status: the HTTP status is the only trustworthy signal.
+        if status >= 400:
+            raise api_error(
+                status,
+                f"HTTP {status}: {excerpt(body) or 'empty body'}",
+                http_status=status,
+                headers=response.headers,
+                task_id=task_id,
+            )
+        what = "an empty body" if not body.strip() else "not a JSON envelope"
+        raise ResponseError(
+            f"HTTP {status} answer is {what}",
+            http_status=status,
+            excerpt=excerpt(body),
+            task_id=task_id,
+        )
+    assert isinstance(envelope, dict)  # for the type checker: code came from it
+    if code != 200:
+        message = envelope.get("msg")
+        raise api_error(
+            code,
+            message if isinstance(message, str) and message else f"error code {code}",
+            http_status=status,
+            headers=response.headers,
+            task_id=task_id,
+        )
+    return envelope.get("data")
+
+
+def decode_record_info(response: RawResponse, task_id: str) -> RecordInfo:
+    """Decode a record-info answer into a :class:`RecordInfo`.
+
+    ``data: null`` with code 200 means the record is not visible (yet), exactly
+    like ``422 record is null``: both raise :class:`RecordNotFoundError`.
+    """
+    data = decode_envelope(response, task_id=task_id)
+    if data is None:
+        raise RecordNotFoundError(
+            "record is not visible (data: null)",
+            code=200,
+            http_status=response.status,
+            task_id=task_id,
+        )
+    return record_from_wire(data, task_id)

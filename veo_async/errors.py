@@ -1,0 +1,247 @@
+"""The one exception tree of veo_async.
+
+Every error the SDK raises is a :class:`VeoError`; each one carries the context
+needed to act on it, and says whether trying again can help (``retryable``)::
+
+    VeoError
+    ├── APIError(code, message, http_status, task_id)   a body/HTTP code from Kie
+    │   ├── AuthenticationError        401
+    │   ├── InsufficientCreditsError   402
+    │   ├── NotFoundError              404
+    │   ├── RecordNotFoundError        422 "record is null" / expired / data null
+    │   ├── ContentPolicyError         400
+    │   ├── RateLimitError             429 (retry_after)
+    │   ├── ServiceUnavailableError    455
+    │   └── ServerError                5xx
+    ├── TransportError        connection reset, DNS, request timeout, TLS
+    ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
+    ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
+    └── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
+
+No message built here ever contains the API key: errors are made from the
+service's answer and the task id only, never from request headers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import RecordInfo
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ContentPolicyError",
+    "InsufficientCreditsError",
+    "NotFoundError",
+    "RateLimitError",
+    "RecordNotFoundError",
+    "ResponseError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "TaskFailedError",
+    "TransportError",
+    "VeoError",
+    "WaitTimeoutError",
+]
+
+
+class VeoError(Exception):
+    """Base class of every error raised by veo_async.
+
+    :ivar retryable: whether the same request may succeed if tried again later.
+    :ivar task_id: the task the failing operation was about, when known.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        if self.task_id is not None:
+            return f"{self.message} (task {self.task_id!r})"
+        return self.message
+
+
+class APIError(VeoError):
+    """The service answered with an error code (in the body or the HTTP status).
+
+    :ivar code: the envelope ``code`` (or the HTTP status when the body had none).
+    :ivar http_status: the HTTP status of the answer (Kie often says 200).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        http_status: int,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id)
+        self.code = code
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code}, message={self.message!r}, "
+            f"http_status={self.http_status}, task_id={self.task_id!r})"
+        )
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: the account has no credits left."""
+
+
+class NotFoundError(APIError):
+    """404: the endpoint or resource does not exist."""
+
+
+class RecordNotFoundError(APIError):
+    """422 "record is null" (or ``data: null``): the task is not visible.
+
+    Right after creation a record can take a moment to appear, so a wait treats
+    this as "not yet" during its policy's grace window; after that (or for
+    records older than the service's 14-day retention) it is final.
+    """
+
+
+class ContentPolicyError(APIError):
+    """400: the request was refused (content policy, language, image fetch)."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests.
+
+    :ivar retry_after: seconds the service asked us to wait, or ``None`` when it
+        sent no usable ``Retry-After`` header.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        http_status: int,
+        task_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status, task_id=task_id)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(APIError):
+    """455: the service is under maintenance."""
+
+    retryable = True
+
+
+class ServerError(APIError):
+    """5xx: the service (or a proxy in front of it) failed; usually transient.
+
+    501 ("generation failed") and 505 ("feature disabled") are final answers,
+    not outages, and are marked not retryable.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        http_status: int,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status, task_id=task_id)
+        self.retryable = code not in (501, 505)
+
+
+class TransportError(VeoError):
+    """The request never got a complete HTTP answer (reset, DNS, TLS, timeout)."""
+
+    retryable = True
+
+
+class ResponseError(VeoError):
+    """The answer could not be understood: not JSON, truncated, an HTML proxy
+    page, too large, or a record of the wrong shape.
+
+    :ivar http_status: the HTTP status of the answer.
+    :ivar excerpt: the first bytes of the body, decoded leniently, for debugging.
+    :ivar field: the record field that could not be read, when that was the problem.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        excerpt: str = "",
+        field: str | None = None,
+        task_id: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, task_id=task_id)
+        self.http_status = http_status
+        self.excerpt = excerpt
+        self.field = field
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseError(message={self.message!r}, http_status={self.http_status}, "
+            f"field={self.field!r}, task_id={self.task_id!r}, excerpt={self.excerpt!r})"
+        )
+
+
+class TaskFailedError(VeoError):
+    """The task ended with ``successFlag`` 2 (failed) or 3 (generation failed).
+
+    :ivar record: the final :class:`~veo_async.RecordInfo`.
+    :ivar error_code: the service's ``errorCode`` (e.g. 400, 500, 501) or None.
+    :ivar error_message: the service's ``errorMessage``.
+    """
+
+    def __init__(self, record: RecordInfo) -> None:
+        detail = record.error_message or "no message"
+        code = f"error {record.error_code}" if record.error_code is not None else "no code"
+        super().__init__(
+            f"task ended with status {record.status.name} ({code}: {detail})",
+            task_id=record.task_id,
+        )
+        self.record = record
+        self.error_code = record.error_code
+        self.error_message = record.error_message
+
+
+class WaitTimeoutError(VeoError, TimeoutError):
+    """The wait's deadline passed before the task reached a terminal state.
+
+    :ivar record: the last :class:`~veo_async.RecordInfo` seen, or ``None``.
+    :ivar timeout: the timeout, in seconds, that expired.
+    """
+
+    # The task may still finish: waiting again (with a longer deadline) can help.
+    retryable = True
+
+    def __init__(self, task_id: str, timeout: float, record: RecordInfo | None) -> None:
+        seen = f"last status {record.status.name}" if record is not None else "no record seen"
+        super().__init__(f"task not finished after {timeout:g} s ({seen})", task_id=task_id)
+        self.timeout = timeout
+        self.record = record

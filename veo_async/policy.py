@@ -1,0 +1,145 @@
+"""PollPolicy: when to poll a task, as a pure, seedable schedule of delays.
+
+The schedule is ``backoff``'s exponential wait generator (``backoff.expo``):
+the gap between polls starts at ``interval`` and grows by ``factor`` up to
+``max_interval``, and each gap is jittered by ±``jitter`` of itself so that
+thousands of tasks started together spread out instead of polling in lockstep.
+
+The jitter draws from a ``random.Random`` owned by the schedule rather than
+``backoff.full_jitter`` (which draws from the global ``random`` module), so a
+seeded schedule is reproducible and a benchmark can replay hours of polling
+offline in virtual time. No asyncio here: the wait loop in ``task.py`` consumes
+the delays, this module only computes them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import attrs
+import backoff
+
+__all__ = ["POLICY_TIMEOUT", "PollPolicy", "TimeoutArg", "resolve_timeout"]
+
+
+class _PolicyTimeout(enum.Enum):
+    POLICY_TIMEOUT = "the policy's timeout"
+
+    def __repr__(self) -> str:
+        return "POLICY_TIMEOUT"
+
+
+#: The default of every ``timeout=`` argument: use the policy's ``timeout``.
+POLICY_TIMEOUT = _PolicyTimeout.POLICY_TIMEOUT
+#: What a ``timeout=`` argument accepts: seconds, None (no deadline) or POLICY_TIMEOUT.
+TimeoutArg = float | None | Literal[_PolicyTimeout.POLICY_TIMEOUT]
+
+
+def _number(
+    *, minimum: float, inclusive: bool = True, optional: bool = False
+) -> Any:
+    """An attrs validator: a finite real number >= (or >) ``minimum``."""
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{attribute.name} must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{attribute.name} must be finite, not {value!r}")
+        if value < minimum or (not inclusive and value == minimum):
+            relation = ">=" if inclusive else ">"
+            raise ValueError(f"{attribute.name} must be {relation} {minimum:g}, not {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class PollPolicy:
+    """How a wait polls one task. Immutable; derive variants with :meth:`replace`.
+
+    The defaults follow the service's advice: generation usually takes 2-5
+    minutes (extends and 4K up to 10+), the general guide says to start at
+    2-3 s and back off, the Veo pages say every 30 s. So the first poll goes
+    out at once (a finished task answers immediately), then gaps of 3 s
+    growing x1.5 to a 30 s cap: a fast failure is seen within seconds, a
+    long render costs about two requests a minute.
+
+    :param first_poll: seconds before the first request (0: at once). Set it to
+        ~60 for a task you just created to skip polls that cannot succeed.
+    :param interval: the first gap between polls, in seconds (> 0).
+    :param factor: growth of the gap per poll (>= 1; 1 means a fixed interval).
+    :param max_interval: the cap on the gap (>= ``interval``).
+    :param jitter: each gap is drawn uniformly from ``gap * (1 ± jitter)``
+        (0 <= jitter < 1; 0 disables it).
+    :param timeout: the default overall deadline of a wait, in seconds, or
+        None to wait forever. ``wait(timeout=...)`` overrides it.
+    :param not_found_grace: for this many seconds from the start of a wait,
+        "record is null" / ``data: null`` means "not visible yet" and polling
+        goes on; afterwards it raises :class:`~veo_async.errors.RecordNotFoundError`.
+    """
+
+    first_poll: float = attrs.field(default=0.0, validator=_number(minimum=0))
+    interval: float = attrs.field(default=3.0, validator=_number(minimum=0, inclusive=False))
+    factor: float = attrs.field(default=1.5, validator=_number(minimum=1))
+    max_interval: float = attrs.field(default=30.0, validator=_number(minimum=0, inclusive=False))
+    jitter: float = attrs.field(default=0.1, validator=_number(minimum=0))
+    timeout: float | None = attrs.field(
+        default=900.0, validator=_number(minimum=0, inclusive=False, optional=True)
+    )
+    not_found_grace: float = attrs.field(default=30.0, validator=_number(minimum=0))
+
+    def __attrs_post_init__(self) -> None:
+        # Cross-field rules: attrs validators see one field at a time.
+        if self.max_interval < self.interval:
+            raise ValueError(
+                f"max_interval ({self.max_interval:g}) must be >= interval ({self.interval:g})"
+            )
+        if self.jitter >= 1:
+            raise ValueError(f"jitter must be < 1, not {self.jitter!r}")
+
+    def replace(self, **changes: Any) -> PollPolicy:
+        """A copy with some fields changed (validated like a new policy)."""
+        return attrs.evolve(self, **changes)
+
+    def gaps(self) -> Iterator[float]:
+        """The un-jittered gaps between polls: ``interval * factor**n``, capped."""
+        gen = backoff.expo(base=self.factor, factor=self.interval, max_value=self.max_interval)
+        next(gen)  # backoff's generators are primed with one empty yield
+        for gap in gen:
+            # expo keeps growing a float forever when factor == 1; min() also
+            # guards the cap against float rounding.
+            yield min(float(gap), self.max_interval)
+
+    def delays(self, seed: int | None = None) -> Iterator[float]:
+        """The schedule: seconds to sleep before each poll, forever.
+
+        The first value is ``first_poll`` (not jittered: 0 must mean "at once"),
+        then one jittered gap per following poll.
+
+        :param seed: makes the jitter reproducible; None draws a fresh seed.
+        """
+        rng = random.Random(seed)
+        yield self.first_poll
+        for gap in self.gaps():
+            yield gap * (1 + self.jitter * rng.uniform(-1.0, 1.0)) if self.jitter else gap
+
+
+def resolve_timeout(timeout: TimeoutArg, policy: PollPolicy) -> float | None:
+    """The effective timeout of a wait, validated.
+
+    :raises ValueError: for a negative, infinite or non-numeric timeout.
+    """
+    if timeout is POLICY_TIMEOUT:
+        return policy.timeout
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if not math.isfinite(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be a finite number >= 0, not {timeout!r}")
+    return float(timeout)

@@ -1,0 +1,318 @@
+"""VeoTask: an awaitable handle on one Kie task.
+
+A handle owns at most one *poll loop* (an asyncio task that polls record-info
+on the :class:`~veo_async.PollPolicy` schedule and publishes each record).
+Every waiter - ``await task``, ``task.wait()``, ``task.watch()``, a batch -
+*follows* that loop instead of polling itself, so fifty awaiters of one id
+cost one request per poll. Each follower keeps its own deadline; when the last
+one leaves (done, timed out or cancelled), the loop is cancelled with it, so
+nothing keeps polling for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from .errors import RecordNotFoundError, TaskFailedError, VeoError, WaitTimeoutError
+from .models import RecordInfo, TaskStatus
+from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
+
+if TYPE_CHECKING:
+    from .session import VeoSession
+
+__all__ = ["MAX_TASK_ID_LENGTH", "VeoTask", "validate_task_id"]
+
+logger = logging.getLogger("veo_async")
+
+#: Real ids are ~40 characters; anything this long is a bug upstream of us.
+MAX_TASK_ID_LENGTH = 256
+
+UpdateCallback = Callable[[RecordInfo], "Awaitable[Any] | Any"]
+
+
+def validate_task_id(task_id: object) -> str:
+    """Return ``task_id`` if it is a plausible Kie task id, else raise.
+
+    :raises ValueError: (``TypeError`` for a non-string) naming the problem.
+    """
+    if not isinstance(task_id, str):
+        raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
+    if not task_id:
+        raise ValueError("a task id must not be empty")
+    if task_id != task_id.strip():
+        raise ValueError(f"task id {task_id!r} has surrounding whitespace")
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise ValueError(f"task id is {len(task_id)} characters long (max {MAX_TASK_ID_LENGTH})")
+    if not task_id.isprintable():
+        raise ValueError(f"task id {task_id!r} contains control characters")
+    return task_id
+
+
+class _PollRun:
+    """One run of a handle's poll loop and the followers attached to it."""
+
+    __slots__ = ("error", "followers", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.followers = 0
+        self.error: BaseException | None = None
+
+
+class VeoTask:
+    """The handle of one task. Get it from :meth:`VeoSession.task`; no I/O.
+
+    ``await task`` is ``await task.wait()`` with the session's policy.
+
+    :ivar task_id: the task id.
+    """
+
+    __slots__ = ("__weakref__", "_changed", "_error", "_record", "_run", "_session", "task_id")
+
+    def __init__(self, session: VeoSession, task_id: str) -> None:
+        self._session = session
+        self.task_id = task_id
+        self._record: RecordInfo | None = None
+        self._error: BaseException | None = None
+        self._run: _PollRun | None = None
+        # Resolved (and dropped) whenever the record's status changes or a run
+        # ends; followers sleep on it instead of on a timer per poll.
+        self._changed: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        status = self.status.name if self.status is not None else "unknown"
+        return f"<VeoTask {self.task_id!r} {status}>"
+
+    @property
+    def record(self) -> RecordInfo | None:
+        """The last record seen, or None before the first poll."""
+        return self._record
+
+    @property
+    def status(self) -> TaskStatus | None:
+        """The last status seen, or None before the first poll."""
+        return self._record.status if self._record is not None else None
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the last wait without success (a :class:`VeoError`), or None."""
+        return self._error
+
+    def done(self) -> bool:
+        """True once the task reached a terminal status (no more polling needed)."""
+        return self._record is not None and self._record.is_done
+
+    def result(self) -> RecordInfo:
+        """The outcome so far, without I/O (like :meth:`asyncio.Future.result`).
+
+        :returns: the SUCCESS record.
+        :raises TaskFailedError: the task failed.
+        :raises VeoError: the error that ended the last wait (e.g. a timeout).
+        :raises asyncio.InvalidStateError: no outcome yet.
+        """
+        if self._record is not None and self._record.is_done:
+            return _outcome(self._record)
+        if self._error is not None:
+            raise self._error
+        raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
+
+    async def refresh(self) -> RecordInfo:
+        """Poll once (no retry) and return the record; followers see it too."""
+        loop = asyncio.get_running_loop()
+        record = await self._session._fetch_record(self.task_id, priority=loop.time())
+        self._publish(record)
+        return record
+
+    async def wait(
+        self,
+        timeout: TimeoutArg = POLICY_TIMEOUT,
+        *,
+        policy: PollPolicy | None = None,
+        on_update: UpdateCallback | None = None,
+    ) -> RecordInfo:
+        """Poll until the task leaves GENERATING; return the SUCCESS record.
+
+        Transient errors (5xx, 455, 429, resets, timeouts, unreadable bodies)
+        are retried on the policy's schedule until the deadline; permanent ones
+        (401, 402, 404, 400, ...) end the wait at once.
+
+        :param timeout: seconds, None for no deadline, default the policy's.
+        :param policy: the schedule if this wait starts the handle's poll loop
+            (an already running loop keeps its own); default the session's.
+        :param on_update: called with the first record seen and every status
+            change after it; may be a coroutine function.
+        :raises TaskFailedError: the task ended FAILED or GENERATION_FAILED.
+        :raises WaitTimeoutError: the deadline passed (carries the last record).
+        :raises APIError: a permanent error from the service.
+        :raises ValueError: for a bad timeout or policy, before any request.
+        """
+        if on_update is not None and not callable(on_update):
+            raise TypeError("on_update must be callable")
+        updates = self._follow(timeout, policy)
+        record: RecordInfo | None = None
+        async with aclosing(updates):
+            async for record in updates:
+                if on_update is not None:
+                    result = on_update(record)
+                    if inspect.isawaitable(result):
+                        await result
+        assert record is not None  # _follow ends only after yielding a terminal record
+        try:
+            return _outcome(record)
+        except TaskFailedError as exc:
+            self._error = exc
+            raise
+
+    def __await__(self) -> Generator[Any, None, RecordInfo]:
+        return self.wait().__await__()
+
+    def watch(
+        self, *, timeout: TimeoutArg = POLICY_TIMEOUT, policy: PollPolicy | None = None
+    ) -> AsyncIterator[RecordInfo]:
+        """Yield the current record and then each status change, until terminal.
+
+        A failed task ends the iteration with its FAILED record (no exception);
+        the deadline raises :class:`WaitTimeoutError`. Arguments are checked
+        here, before iteration starts. Close it early with
+        ``contextlib.aclosing`` to stop polling at once.
+        """
+        return self._follow(timeout, policy)
+
+    def _follow(
+        self, timeout: TimeoutArg, policy: PollPolicy | None
+    ) -> AsyncGenerator[RecordInfo, None]:
+        """Validate eagerly, then return the generator of status changes."""
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        chosen = policy if policy is not None else self._session.policy
+        limit = resolve_timeout(timeout, chosen)
+        self._session._check_open()
+        return self._status_changes(limit, chosen)
+
+    async def _status_changes(
+        self, limit: float | None, policy: PollPolicy
+    ) -> AsyncGenerator[RecordInfo, None]:
+        record = self._record
+        if record is not None and record.is_done:
+            yield record  # terminal: answer from memory, no request
+            return
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        run = self._join(policy)
+        last: TaskStatus | None = None
+        try:
+            while True:
+                record = self._record
+                if record is not None and record.status is not last:
+                    last = record.status
+                    yield record
+                    if record.is_done:
+                        self._error = None
+                        return
+                if run.error is not None:
+                    self._error = run.error
+                    raise run.error
+                if self._changed is None:
+                    self._changed = loop.create_future()
+                changed = self._changed
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    self._raise_timeout(limit)
+                done, _ = await asyncio.wait((changed,), timeout=remaining)
+                if not done:
+                    self._raise_timeout(limit)
+        finally:
+            await self._leave(run)
+
+    def _raise_timeout(self, limit: float | None) -> None:
+        error = WaitTimeoutError(self.task_id, limit or 0.0, self._record)
+        self._error = error
+        logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
+        raise error
+
+    def _join(self, policy: PollPolicy) -> _PollRun:
+        run = self._run
+        if run is None:
+            run = _PollRun()
+            run.task = asyncio.get_running_loop().create_task(
+                self._poll(run, policy), name=f"veo_async poll {self.task_id}"
+            )
+            self._run = run
+        run.followers += 1
+        return run
+
+    async def _leave(self, run: _PollRun) -> None:
+        run.followers -= 1
+        if run.followers == 0 and run.task is not None and not run.task.done():
+            # Nobody is waiting any more: stop polling for nobody.
+            if self._run is run:
+                self._run = None
+            run.task.cancel()
+            await asyncio.wait((run.task,))
+
+    async def _stop(self) -> None:
+        """End the poll loop for good (the session is closing); followers get an error."""
+        run = self._run
+        if run is None or run.task is None or run.task.done():
+            return
+        run.error = RuntimeError("the VeoSession was closed while waiting")
+        run.task.cancel()
+        await asyncio.wait((run.task,))
+
+    def _publish(self, record: RecordInfo) -> None:
+        previous = self._record
+        self._record = record
+        if previous is None or previous.status is not record.status:
+            self._wake_followers()
+
+    def _wake_followers(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+
+    async def _poll(self, run: _PollRun, policy: PollPolicy) -> None:
+        """The poll loop: one request per scheduled poll until a terminal record."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for attempt, delay in enumerate(policy.delays(), start=1):
+                due = loop.time() + delay
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                try:
+                    record = await self._session._fetch_record(self.task_id, priority=due)
+                except RecordNotFoundError:
+                    if loop.time() - started >= policy.not_found_grace:
+                        raise
+                    logger.debug("task %s not visible yet (poll %d)", self.task_id, attempt)
+                    continue
+                except VeoError as exc:
+                    if not exc.retryable:
+                        raise
+                    logger.debug(
+                        "task %s poll %d failed, will retry: %r", self.task_id, attempt, exc
+                    )
+                    continue
+                logger.debug("task %s poll %d: %s", self.task_id, attempt, record.status.name)
+                self._publish(record)
+                if record.is_done:
+                    return
+        except Exception as exc:  # CancelledError is a BaseException: it propagates
+            # Handed to the followers instead of raised: nobody awaits this task.
+            logger.debug("wait for task %s ended: %r", self.task_id, exc)
+            run.error = exc
+        finally:
+            if self._run is run:
+                self._run = None
+            self._wake_followers()
+
+
+def _outcome(record: RecordInfo) -> RecordInfo:
+    if record.status is TaskStatus.SUCCESS:
+        return record
+    raise TaskFailedError(record)
