@@ -59,6 +59,17 @@ def _handles(
     return ids, {task_id: session.task(task_id) for task_id in ids}
 
 
+def _start_wait(
+    loop: asyncio.AbstractEventLoop,
+    handle: VeoTask,
+    timeout: TimeoutArg,
+    policy: PollPolicy | None,
+) -> asyncio.Task[RecordInfo]:
+    return loop.create_task(
+        handle.wait(timeout, policy=policy), name=f"veo_async wait {handle.task_id}"
+    )
+
+
 async def _cancel_all(children: list[asyncio.Task[RecordInfo]]) -> None:
     """Cancel the waits still running and wait until each has cleaned up."""
     pending = [child for child in children if not child.done()]
@@ -92,7 +103,7 @@ async def wait_many(
     if not ids:
         return []
     loop = asyncio.get_running_loop()
-    children = [loop.create_task(h.wait(timeout, policy=policy)) for h in handles.values()]
+    children = [_start_wait(loop, h, timeout, policy) for h in handles.values()]
     try:
         outcomes = await asyncio.gather(*children, return_exceptions=return_exceptions)
     except BaseException:
@@ -141,7 +152,7 @@ async def _completion_order(
 
     children: list[asyncio.Task[RecordInfo]] = []
     for handle in handles.values():
-        child = loop.create_task(handle.wait(timeout, policy=policy))
+        child = _start_wait(loop, handle, timeout, policy)
         child.add_done_callback(functools.partial(on_done, handle))
         children.append(child)
     try:
