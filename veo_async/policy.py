@@ -78,9 +78,12 @@ class PollPolicy:
         (0 <= jitter < 1; 0 disables it).
     :param timeout: the default overall deadline of a wait, in seconds, or
         None to wait forever. ``wait(timeout=...)`` overrides it.
-    :param not_found_grace: for this many seconds from the start of a wait,
-        "record is null" / ``data: null`` means "not visible yet" and polling
-        goes on; afterwards it raises :class:`~veo_async.errors.RecordNotFoundError`.
+    :param not_found_grace: for this many seconds from the first "record is
+        null" / ``data: null`` answer, such answers mean "not visible yet" and
+        polling goes on; afterwards the wait raises
+        :class:`~veo_async.errors.RecordNotFoundError`. (Counted from the first
+        such answer, not the start of the wait, so that a poll delayed by a
+        busy session does not eat the window.)
     """
 
     first_poll: float = attrs.field(default=0.0, validator=_number(minimum=0))

@@ -278,7 +278,7 @@ class VeoTask:
     async def _poll(self, run: _PollRun, policy: PollPolicy) -> None:
         """The poll loop: one request per scheduled poll until a terminal record."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        not_found_since: float | None = None
         try:
             for attempt, delay in enumerate(policy.delays(), start=1):
                 due = loop.time() + delay
@@ -287,7 +287,12 @@ class VeoTask:
                 try:
                     record = await self._session._fetch_record(self.task_id, priority=due)
                 except RecordNotFoundError:
-                    if loop.time() - started >= policy.not_found_grace:
+                    # The grace window opens at the first "not visible" answer,
+                    # not at the start of the wait: in a big batch the first
+                    # poll may leave long after the wait began.
+                    if not_found_since is None:
+                        not_found_since = loop.time()
+                    if loop.time() - not_found_since >= policy.not_found_grace:
                         raise
                     logger.debug("task %s not visible yet (poll %d)", self.task_id, attempt)
                     continue

@@ -1,0 +1,357 @@
+"""wait_many and as_completed against FakeKie over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from contextlib import aclosing
+
+import pytest
+
+from veo_async import (
+    AuthenticationError,
+    PollPolicy,
+    RecordInfo,
+    TaskFailedError,
+    TaskStatus,
+    VeoSession,
+    WaitTimeoutError,
+)
+from veo_async.testing import FakeKie, Fault, TaskScript
+
+from .conftest import API_KEY, FAST_POLICY, leftover_tasks
+
+
+async def _until(condition: object, limit: float = 3.0) -> bool:
+    """Poll a zero-argument callable until it is true or ``limit`` seconds pass."""
+    assert callable(condition)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while loop.time() < end:
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(condition())
+
+
+async def test_results_follow_input_order(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """Results come back in the order of the ids given, not completion order."""
+    for index, delay in enumerate([0.3, 0.0, 0.15, 0.05]):
+        fake_kie.add_task(f"t{index}", complete_after=delay)
+    ids = ["t0", "t1", "t2", "t3"]
+    results = await veo.wait_many(ids)
+    assert [r.task_id for r in results if isinstance(r, RecordInfo)] == ids
+
+
+async def test_duplicates_share_one_loop_but_every_position_answers(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A repeated id gets its outcome at every position, from a single poll loop."""
+    fake_kie.add_task("dup", complete_after=0.2)
+    fake_kie.add_task("solo", complete_after=0.2)
+    results = await veo.wait_many(["dup", "solo", "dup", "dup"])
+    assert [r.task_id for r in results if isinstance(r, RecordInfo)] == [
+        "dup", "solo", "dup", "dup",
+    ]
+    # One loop per distinct id: the repeated id is polled no more than the single one (+1).
+    assert fake_kie.polls("dup") <= fake_kie.polls("solo") + 1
+
+
+async def test_return_exceptions_puts_each_error_in_its_place(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """With return_exceptions=True every position holds its record or its error."""
+    fake_kie.add_task("ok", complete_after=0.05)
+    fake_kie.add_task("failed", complete_after=0.05, final_status=2)
+    fake_kie.add_task("gen_failed", complete_after=0.05, final_status=3)
+    fake_kie.add_task("slow", complete_after=60)
+    fake_kie.add_task(
+        TaskScript("denied", faults=(Fault.body_code(401, "You do not have access permissions"),))
+    )
+    ids = ["ok", "failed", "gen_failed", "slow", "denied"]
+    results = await veo.wait_many(ids, timeout=0.5, return_exceptions=True)
+    ok, failed, gen_failed, slow, denied = results
+    assert isinstance(ok, RecordInfo)
+    assert ok.status is TaskStatus.SUCCESS
+    assert isinstance(failed, TaskFailedError)
+    assert failed.record.status is TaskStatus.FAILED
+    assert isinstance(gen_failed, TaskFailedError)
+    assert gen_failed.record.status is TaskStatus.GENERATION_FAILED
+    assert isinstance(slow, WaitTimeoutError)
+    assert slow.record is not None
+    assert isinstance(denied, AuthenticationError)
+    assert leftover_tasks() == set()
+
+
+async def test_first_failure_raises_and_cancels_the_rest(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Without return_exceptions the first failure propagates and the other waits stop."""
+    fake_kie.add_task("fails", complete_after=0.05, final_status=2)
+    for index in range(20):
+        fake_kie.add_task(f"long{index}", complete_after=60)
+    with pytest.raises(TaskFailedError) as caught:
+        await veo.wait_many(["fails", *[f"long{i}" for i in range(20)]], timeout=30)
+    assert caught.value.task_id == "fails"
+    assert leftover_tasks() == set()
+    polls_after = fake_kie.total_requests
+    await asyncio.sleep(0.2)
+    assert fake_kie.total_requests == polls_after  # nothing keeps polling for nobody
+
+
+async def test_empty_batch_makes_no_request(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """An empty list of ids answers an empty list without I/O."""
+    assert await veo.wait_many([]) == []
+    assert fake_kie.total_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("task_ids", "error"),
+    [
+        pytest.param("veo_task_1", TypeError, id="a-bare-string"),
+        pytest.param(42, TypeError, id="not-iterable"),
+        pytest.param(["ok", ""], ValueError, id="empty-id"),
+        pytest.param(["ok", None], TypeError, id="none-id"),
+        pytest.param(["ok", " padded"], ValueError, id="whitespace"),
+        pytest.param(["ok", 7], TypeError, id="int-id"),
+    ],
+)
+async def test_bad_input_fails_before_any_request(
+    fake_kie: FakeKie, veo: VeoSession, task_ids: object, error: type[Exception]
+) -> None:
+    """Invalid ids raise at once, naming the position, and nothing is sent."""
+    with pytest.raises(error):
+        await veo.wait_many(task_ids)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        veo.as_completed(task_ids)  # type: ignore[arg-type]
+    assert fake_kie.total_requests == 0
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), "10"])
+async def test_bad_timeout_fails_before_any_request(
+    fake_kie: FakeKie, veo: VeoSession, timeout: object
+) -> None:
+    """A negative, NaN or non-numeric batch timeout is refused before I/O."""
+    fake_kie.add_task("t")
+    with pytest.raises(ValueError, match="timeout"):
+        await veo.wait_many(["t"], timeout=timeout)  # type: ignore[arg-type]
+    assert fake_kie.total_requests == 0
+
+
+async def test_as_completed_yields_in_completion_order(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """as_completed hands out handles as their tasks finish, fastest first."""
+    fake_kie.add_task("late", complete_after=0.6)
+    fake_kie.add_task("early", complete_after=0.0)
+    fake_kie.add_task("middle", complete_after=0.3, final_status=2)
+    seen = []
+    async for task in veo.as_completed(["late", "early", "middle"]):
+        seen.append((task.task_id, task.status))
+    assert seen == [
+        ("early", TaskStatus.SUCCESS),
+        ("middle", TaskStatus.FAILED),
+        ("late", TaskStatus.SUCCESS),
+    ]
+
+
+async def test_as_completed_reports_each_outcome_through_result(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Each yielded handle's result() returns the record or raises what ended it."""
+    fake_kie.add_task("ok", complete_after=0.0)
+    fake_kie.add_task("bad", complete_after=0.0, final_status=3)
+    fake_kie.add_task("never", complete_after=60)
+    outcomes: dict[str, object] = {}
+    async for task in veo.as_completed(["ok", "bad", "never", "ok"], timeout=0.4):
+        try:
+            outcomes.setdefault(task.task_id, []).append(task.result().status)  # type: ignore[union-attr]
+        except (TaskFailedError, WaitTimeoutError) as exc:
+            outcomes.setdefault(task.task_id, []).append(type(exc))  # type: ignore[union-attr]
+    assert outcomes == {
+        "ok": [TaskStatus.SUCCESS, TaskStatus.SUCCESS],
+        "bad": [TaskFailedError],
+        "never": [WaitTimeoutError],
+    }
+
+
+async def test_leaving_as_completed_early_cancels_the_rest(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Breaking out of as_completed stops every remaining wait and its polling."""
+    fake_kie.add_task("first", complete_after=0.0)
+    for index in range(30):
+        fake_kie.add_task(f"long{index}", complete_after=60)
+    ids = ["first", *[f"long{i}" for i in range(30)]]
+    async with aclosing(veo.as_completed(ids)) as completed:
+        async for task in completed:
+            assert task.task_id == "first"
+            break
+    assert leftover_tasks() == set()
+    requests = fake_kie.total_requests
+    await asyncio.sleep(0.2)
+    assert fake_kie.total_requests == requests
+
+
+async def test_cancelling_a_batch_leaves_nothing_behind(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Cancelling wait_many mid-flight (requests hanging) propagates and cleans up fully."""
+    ids = [f"hang{i}" for i in range(100)]
+    fake_kie.add_tasks(TaskScript(i, faults=(Fault.slow(60),)) for i in ids)
+    batch = asyncio.create_task(veo.wait_many(ids))
+    assert await _until(lambda: fake_kie.in_flight > 0)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert leftover_tasks() == set()
+    assert veo._limiter.in_flight == 0
+    # The client hung up on every hanging request: the server sees none left.
+    assert await _until(lambda: fake_kie.in_flight == 0)
+    # The session is still usable.
+    fake_kie.add_task("after")
+    assert (await veo.task("after")).status is TaskStatus.SUCCESS
+
+
+async def test_two_thousand_ids_with_faults_one_correct_outcome_each(
+    fake_kie: FakeKie,
+) -> None:
+    """2,000 ids, mixed outcomes, injected faults: exactly one right outcome per id."""
+    rng = random.Random(7)
+    faults = [
+        Fault.server_error(),
+        Fault.bad_gateway_html(),
+        Fault.truncated_json(),
+        Fault.reset(),
+        Fault.maintenance(),
+        Fault.record_null(),
+        Fault.empty_body(),
+    ]
+    expected: dict[str, type] = {}
+    scripts = []
+    for index in range(2000):
+        task_id = f"veo_task_{index:05d}"
+        status = rng.choices([1, 2, 3], weights=[8, 1, 1])[0]
+        scripts.append(
+            TaskScript(
+                task_id,
+                complete_after=rng.uniform(0.0, 0.5),
+                final_status=status,
+                faults=tuple(rng.sample(faults, rng.randint(0, 2))),
+            )
+        )
+        expected[task_id] = RecordInfo if status == 1 else TaskFailedError
+    fake_kie.add_tasks(scripts)
+    # 429s are session-wide signals (each pauses every handle): a few, not hundreds.
+    fake_kie.inject(Fault.http_429(retry_after=0.2), count=2)
+    fake_kie.inject(Fault.body_429(), count=1)
+    ids = list(expected)
+    policy = FAST_POLICY.replace(interval=0.05, max_interval=0.2, timeout=60)
+    async with VeoSession(
+        API_KEY, base_url=fake_kie.base_url, policy=policy, concurrency=32
+    ) as session:
+        results = await session.wait_many(ids, return_exceptions=True)
+    assert len(results) == len(ids)
+    for task_id, result in zip(ids, results, strict=True):
+        assert isinstance(result, expected[task_id]), (task_id, result)
+        record = result if isinstance(result, RecordInfo) else result.record  # type: ignore[union-attr]
+        assert record.task_id == task_id
+    assert fake_kie.max_in_flight <= 32
+    assert leftover_tasks() == set()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+async def test_requests_in_flight_never_exceed_concurrency(
+    fake_kie: FakeKie, concurrency: int
+) -> None:
+    """However many ids are tracked, at most `concurrency` requests are in flight."""
+    ids = [f"t{i}" for i in range(80)]
+    # Slow answers keep requests in flight long enough for any overshoot to show.
+    fake_kie.add_tasks(
+        TaskScript(i, complete_after=0.1, faults=(Fault.slow(0.02),)) for i in ids
+    )
+    async with VeoSession(
+        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=concurrency
+    ) as session:
+        results = await session.wait_many(ids)
+        assert session.stats.max_in_flight <= concurrency
+    assert len(results) == 80
+    assert fake_kie.max_in_flight == concurrency  # the budget was used, never exceeded
+
+
+async def test_a_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
+    """After a 429 with Retry-After, no handle sends anything until the pause is over."""
+    ids = [f"t{i}" for i in range(50)]
+    fake_kie.add_tasks(TaskScript(i, complete_after=1.0) for i in ids)
+    retry_after = 0.5
+    async with VeoSession(
+        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=8
+    ) as session:
+        batch = asyncio.create_task(session.wait_many(ids))
+        await _until(lambda: fake_kie.total_requests >= 60)
+        fake_kie.inject(Fault.http_429(retry_after=retry_after), count=3)
+        results = await batch
+        rate_limited = session.stats.rate_limited
+    assert len(results) == 50
+    throttled = sorted(r.started for r in fake_kie.requests if r.code == 429)
+    assert len(throttled) == 3 == rate_limited
+    first = throttled[0]
+    quiet = [
+        r
+        for r in fake_kie.requests
+        if first + 0.1 < r.started < first + retry_after - 0.05
+    ]
+    assert quiet == []  # the whole session held off, not just the task that got the 429
+
+
+async def test_a_burst_of_429s_stays_bounded(fake_kie: FakeKie) -> None:
+    """A burst of 429s shrinks the session's window: few requests are wasted on it."""
+    ids = [f"t{i}" for i in range(64)]
+    fake_kie.add_tasks(TaskScript(i, complete_after=0.3) for i in ids)
+    async with VeoSession(
+        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=32
+    ) as session:
+        batch = asyncio.create_task(session.wait_many(ids))
+        await _until(lambda: fake_kie.total_requests >= 64)
+        # The service says 429 to everything for a while (no Retry-After).
+        fake_kie.inject(Fault.body_429(), count=1000)
+        await asyncio.sleep(1.5)
+        # Each 429 strike halves the window and doubles the pause: in 1.5 s
+        # only a handful of probes go out, instead of 32 requests every poll.
+        wasted = fake_kie.count_status(429)
+        fake_kie._injected.clear()  # the outage ends
+        results = await batch
+    assert len(results) == 64
+    assert 1 <= wasted <= 32 + 8
+
+
+async def test_tight_rate_limit_starves_nobody(fake_kie: FakeKie) -> None:
+    """Under a binding rate limit every task keeps getting polled; all finish."""
+    ids = [f"t{i}" for i in range(40)]
+    fake_kie.add_tasks(TaskScript(i, complete_after=0.8) for i in ids)
+    async with VeoSession(
+        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, rate=40.0
+    ) as session:
+        results = await session.wait_many(ids, timeout=20)
+    assert all(isinstance(r, RecordInfo) for r in results)
+    polls = Counter(r.task_id for r in fake_kie.requests)
+    # Most-overdue-first keeps the polls even: no task got far fewer than another.
+    assert max(polls.values()) - min(polls.values()) <= 3, polls
+    starts = sorted(r.started for r in fake_kie.requests)
+    # The limit held: no 1-second window saw more than rate + burst requests.
+    for index, start in enumerate(starts):
+        in_window = sum(1 for s in starts[index:] if s < start + 1.0)
+        assert in_window <= 40 + 40 + 2
+
+
+async def test_policy_argument_reaches_every_wait(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A batch policy's timeout applies to each task of the batch."""
+    fake_kie.add_task("never", complete_after=60)
+    policy = PollPolicy(interval=0.02, max_interval=0.05, timeout=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (result,) = await veo.wait_many(["never"], policy=policy, return_exceptions=True)
+    assert isinstance(result, WaitTimeoutError)
+    assert result.timeout == pytest.approx(0.3)
+    assert loop.time() - started < 5
