@@ -320,7 +320,7 @@ async def test_a_burst_of_429s_stays_bounded(fake_kie: FakeKie) -> None:
         # Each 429 strike halves the window and doubles the pause: in 1.5 s
         # only a handful of probes go out, instead of 32 requests every poll.
         wasted = fake_kie.count_status(429)
-        fake_kie._injected.clear()  # the outage ends
+        fake_kie.clear_injected()  # the outage ends
         results = await batch
     assert len(results) == 64
     assert 1 <= wasted <= 32 + 8

@@ -1,0 +1,15 @@
+"""A local simulator of the Kie.ai Veo API, for tests and benchmarks.
+
+:class:`FakeKie` is a real HTTP server on localhost whose tasks
+(:class:`TaskScript`), failures (:class:`Fault`) and wire-format variants
+(:class:`Quirks`) are scripted. It is independent of the client side of
+``veo_async``: it only speaks the wire format, so it can also check other
+clients. The ``fake_kie`` pytest fixture (``veo_async.testing.pytest_plugin``)
+gives each test a started one.
+"""
+
+from ._recording import RecordedRequest
+from ._script import Fault, Quirks, TaskScript
+from ._server import FakeKie
+
+__all__ = ["FakeKie", "TaskScript", "Fault", "Quirks", "RecordedRequest"]
