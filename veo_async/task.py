@@ -16,7 +16,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import RecordNotFoundError, TaskFailedError, VeoError, WaitTimeoutError
 from .models import RecordInfo, TaskStatus
@@ -54,14 +54,18 @@ def validate_task_id(task_id: object) -> str:
 
 
 class _PollRun:
-    """One run of a handle's poll loop and the followers attached to it."""
+    """One run of a handle's poll loop and how many followers it has."""
 
-    __slots__ = ("error", "followers", "task")
+    __slots__ = ("followers", "task")
 
-    def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self, task: asyncio.Task[RecordInfo]) -> None:
+        #: The loop itself: returns the terminal record or raises what ended it.
+        self.task = task
         self.followers = 0
-        self.error: BaseException | None = None
+
+
+#: One constant name (not one string per id) for every poll loop task.
+_POLL_TASK_NAME = "veo_async poll"
 
 
 class VeoTask:
@@ -153,20 +157,35 @@ class VeoTask:
         """
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
-        updates = self._follow(timeout, policy)
+        limit, chosen = self._check_wait_args(timeout, policy)
+        record = self._record
+        if record is not None and record.is_done:
+            return self._finish(record)  # terminal: answer from memory, no request
+        if on_update is not None:
+            return await self._wait_reporting(limit, chosen, on_update)
+        # The plain wait sleeps on the poll loop's own task: no generator and
+        # no change notifications, so a batch of 100,000 stays small.
+        run = self._join(chosen)
+        try:
+            done, _ = await asyncio.wait((run.task,), timeout=limit)
+            if not done:
+                self._raise_timeout(limit)
+            return self._finish(self._settle(run))
+        finally:
+            await self._leave(run)
+
+    async def _wait_reporting(
+        self, limit: float | None, policy: PollPolicy, on_update: UpdateCallback
+    ) -> RecordInfo:
         record: RecordInfo | None = None
+        updates = self._status_changes(limit, policy)
         async with aclosing(updates):
             async for record in updates:
-                if on_update is not None:
-                    result = on_update(record)
-                    if inspect.isawaitable(result):
-                        await result
-        assert record is not None  # _follow ends only after yielding a terminal record
-        try:
-            return _outcome(record)
-        except TaskFailedError as exc:
-            self._error = exc
-            raise
+                result = on_update(record)
+                if inspect.isawaitable(result):
+                    await result
+        assert record is not None  # _status_changes ends only after a terminal record
+        return self._finish(record)
 
     def __await__(self) -> Generator[Any, None, RecordInfo]:
         return self.wait().__await__()
@@ -181,18 +200,29 @@ class VeoTask:
         here, before iteration starts. Close it early with
         ``contextlib.aclosing`` to stop polling at once.
         """
-        return self._follow(timeout, policy)
+        limit, chosen = self._check_wait_args(timeout, policy)
+        return self._status_changes(limit, chosen)
 
-    def _follow(
+    def _check_wait_args(
         self, timeout: TimeoutArg, policy: PollPolicy | None
-    ) -> AsyncGenerator[RecordInfo, None]:
-        """Validate eagerly, then return the generator of status changes."""
+    ) -> tuple[float | None, PollPolicy]:
+        """Validate a wait's arguments eagerly: before any request or iteration."""
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
         chosen = policy if policy is not None else self._session.policy
         limit = resolve_timeout(timeout, chosen)
         self._session._check_open()
-        return self._status_changes(limit, chosen)
+        return limit, chosen
+
+    def _finish(self, record: RecordInfo) -> RecordInfo:
+        """The outcome of a terminal record, remembered for :meth:`result`."""
+        try:
+            outcome = _outcome(record)
+        except TaskFailedError as exc:
+            self._error = exc
+            raise
+        self._error = None
+        return outcome
 
     async def _status_changes(
         self, limit: float | None, policy: PollPolicy
@@ -212,24 +242,21 @@ class VeoTask:
                     last = record.status
                     yield record
                     if record.is_done:
-                        self._error = None
                         return
-                if run.error is not None:
-                    self._error = run.error
-                    raise run.error
+                if run.task.done():
+                    self._settle(run)  # the loop ended without a terminal record: raises why
                 if self._changed is None:
                     self._changed = loop.create_future()
-                changed = self._changed
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     self._raise_timeout(limit)
-                done, _ = await asyncio.wait((changed,), timeout=remaining)
+                done, _ = await asyncio.wait((self._changed,), timeout=remaining)
                 if not done:
                     self._raise_timeout(limit)
         finally:
             await self._leave(run)
 
-    def _raise_timeout(self, limit: float | None) -> None:
+    def _raise_timeout(self, limit: float | None) -> NoReturn:
         error = WaitTimeoutError(self.task_id, limit or 0.0, self._record)
         self._error = error
         logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
@@ -238,17 +265,27 @@ class VeoTask:
     def _join(self, policy: PollPolicy) -> _PollRun:
         run = self._run
         if run is None:
-            run = _PollRun()
-            run.task = asyncio.get_running_loop().create_task(
-                self._poll(run, policy), name=f"veo_async poll {self.task_id}"
-            )
+            loop = asyncio.get_running_loop()
+            run = _PollRun(loop.create_task(self._poll(policy), name=_POLL_TASK_NAME))
+            run.task.add_done_callback(_mark_retrieved)
             self._run = run
         run.followers += 1
         return run
 
+    def _settle(self, run: _PollRun) -> RecordInfo:
+        """What a finished poll loop ended with: its terminal record, or raise why not."""
+        if run.task.cancelled():
+            # Only the session's aclose() cancels a loop that still has followers.
+            raise RuntimeError("the VeoSession was closed while waiting")
+        error = run.task.exception()
+        if error is not None:
+            self._error = error
+            raise error
+        return run.task.result()
+
     async def _leave(self, run: _PollRun) -> None:
         run.followers -= 1
-        if run.followers == 0 and run.task is not None and not run.task.done():
+        if run.followers == 0 and not run.task.done():
             # Nobody is waiting any more: stop polling for nobody.
             if self._run is run:
                 self._run = None
@@ -258,9 +295,8 @@ class VeoTask:
     async def _stop(self) -> None:
         """End the poll loop for good (the session is closing); followers get an error."""
         run = self._run
-        if run is None or run.task is None or run.task.done():
+        if run is None or run.task.done():
             return
-        run.error = RuntimeError("the VeoSession was closed while waiting")
         run.task.cancel()
         await asyncio.wait((run.task,))
 
@@ -275,8 +311,8 @@ class VeoTask:
         if changed is not None and not changed.done():
             changed.set_result(None)
 
-    async def _poll(self, run: _PollRun, policy: PollPolicy) -> None:
-        """The poll loop: one request per scheduled poll until a terminal record."""
+    async def _poll(self, policy: PollPolicy) -> RecordInfo:
+        """The poll loop: returns the terminal record, or raises what ended it."""
         loop = asyncio.get_running_loop()
         not_found_since: float | None = None
         try:
@@ -306,15 +342,22 @@ class VeoTask:
                 logger.debug("task %s poll %d: %s", self.task_id, attempt, record.status.name)
                 self._publish(record)
                 if record.is_done:
-                    return
+                    return record
+            raise AssertionError("PollPolicy.delays() ended")  # pragma: no cover - endless
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            # Handed to the followers instead of raised: nobody awaits this task.
             logger.debug("wait for task %s ended: %r", self.task_id, exc)
-            run.error = exc
+            raise
         finally:
-            if self._run is run:
+            run = self._run
+            if run is not None and run.task is asyncio.current_task():
                 self._run = None
             self._wake_followers()
+
+
+def _mark_retrieved(task: asyncio.Task[RecordInfo]) -> None:
+    """Followers read the loop's outcome; if they all left first, it is not 'lost'."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
