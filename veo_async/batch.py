@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .models import RecordInfo
-from .policy import PollPolicy, TimeoutArg, resolve_timeout
-from .task import VeoTask, validate_task_id
+from .models import RecordInfo, TaskStatus
+from .policy import PollPolicy, TimeoutArg
+from .task import VeoTask, _PollRun, validate_task_id
 
 if TYPE_CHECKING:
     from .session import VeoSession
@@ -49,34 +49,84 @@ def _validated_ids(task_ids: Iterable[str]) -> list[str]:
 
 def _handles(
     session: VeoSession, task_ids: Iterable[str], timeout: TimeoutArg, policy: PollPolicy | None
-) -> tuple[list[str], dict[str, VeoTask]]:
-    """Validate everything a batch was given; the ids and one handle per distinct id."""
+) -> tuple[list[str], dict[str, VeoTask], PollPolicy, float | None]:
+    """Validate everything a batch was given, before any request.
+
+    :returns: the ids, one handle per distinct id, the policy and the timeout.
+    """
     ids = _validated_ids(task_ids)
-    if policy is not None and not isinstance(policy, PollPolicy):
-        raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
-    resolve_timeout(timeout, policy if policy is not None else session.policy)
-    session._check_open()
-    return ids, {task_id: session.task(task_id) for task_id in ids}
+    limit, chosen = session._wait_settings(timeout, policy)
+    return ids, {task_id: session.task(task_id) for task_id in ids}, chosen, limit
 
 
-def _start_wait(
-    loop: asyncio.AbstractEventLoop,
-    handle: VeoTask,
-    timeout: TimeoutArg,
-    policy: PollPolicy | None,
-) -> asyncio.Task[RecordInfo]:
-    return loop.create_task(
-        handle.wait(timeout, policy=policy), name=f"veo_async wait {handle.task_id}"
-    )
+class _Followed:
+    """The handles of a batch and the poll loops it follows.
+
+    A batch follows each handle's poll loop directly (as a plain
+    :meth:`VeoTask.wait` does) instead of running one wait task per id: at
+    100,000 ids, a task, a coroutine frame and a timer per id would cost more
+    than everything else a tracked id needs.
+    """
+
+    __slots__ = ("handles", "limit", "runs")
+
+    def __init__(self, handles: dict[str, VeoTask], policy: PollPolicy, limit: float | None):
+        self.handles = handles
+        self.limit = limit
+        # Handles already terminal need no loop: they answer from their record.
+        self.runs: dict[str, _PollRun] = {
+            task_id: handle._join(policy)
+            for task_id, handle in handles.items()
+            if not handle.done()
+        }
+
+    def loops(self) -> list[asyncio.Task[RecordInfo]]:
+        return [run.task for run in self.runs.values()]
+
+    def outcome(self, task_id: str) -> BatchOutcome:
+        """The outcome of one id now: its record, or the exception that ends its wait."""
+        handle = self.handles[task_id]
+        run = self.runs.get(task_id)
+        try:
+            if run is None:
+                return handle.result()
+            return handle._outcome_of(run, self.limit)
+        except Exception as exc:  # the outcome *is* the exception (VeoError, or a bug)
+            return exc
+
+    async def leave(self) -> None:
+        """Detach from every loop; wait until the ones nobody else follows have ended."""
+        stopped = [
+            loop_task
+            for task_id, run in self.runs.items()
+            if (loop_task := self.handles[task_id]._release(run)) is not None
+        ]
+        self.runs = {}
+        if stopped:
+            await asyncio.wait(stopped)
 
 
-async def _cancel_all(children: list[asyncio.Task[RecordInfo]]) -> None:
-    """Cancel the waits still running and wait until each has cleaned up."""
-    pending = [child for child in children if not child.done()]
-    for child in pending:
-        child.cancel()
-    if pending:
-        await asyncio.wait(pending)
+def _is_failure(loop_task: asyncio.Task[RecordInfo]) -> bool:
+    if loop_task.cancelled() or loop_task.exception() is not None:
+        return True
+    return loop_task.result().status is not TaskStatus.SUCCESS
+
+
+_Loop = asyncio.Task[RecordInfo]
+
+
+def _first_failure(loops: list[_Loop]) -> asyncio.Future[_Loop]:
+    """A future resolved with the first loop to end in a failure."""
+    first: asyncio.Future[_Loop] = asyncio.get_running_loop().create_future()
+
+    def check(loop_task: _Loop) -> None:
+        if not first.done() and _is_failure(loop_task):
+            first.set_result(loop_task)
+
+    # One shared callback, not one partial per loop: it adds up at 100,000 ids.
+    for loop_task in loops:
+        loop_task.add_done_callback(check)
+    return first
 
 
 async def wait_many(
@@ -89,29 +139,56 @@ async def wait_many(
 ) -> list[BatchOutcome]:
     """Wait for every task; one outcome per id given, in input order.
 
-    Built on :func:`asyncio.gather` over the handles' :meth:`VeoTask.wait`.
+    Built on :func:`asyncio.gather` over the handles' poll loops (the same
+    loops :meth:`VeoTask.wait` follows, shared with any other waiter), with one
+    deadline for the whole batch.
 
-    :param timeout: each task's deadline (seconds, None, or the policy's).
+    :param timeout: the batch's deadline (seconds, None, or the policy's); a
+        task not finished by then has a :class:`WaitTimeoutError` outcome.
     :param return_exceptions: True: a failed position holds its exception
         (:class:`TaskFailedError`, :class:`WaitTimeoutError`, an API error).
-        False: the first failure is raised, and every wait still running is
-        cancelled - and has finished cleaning up - before it propagates.
+        False: the first failure is raised (the first to happen; at the
+        deadline, the first unfinished id in input order), and every poll loop
+        only this batch was following is stopped - and has ended - before it
+        propagates.
     :raises TypeError: (or ValueError) for ids that are not an iterable of
         valid ids, before any request.
     """
-    ids, handles = _handles(session, task_ids, timeout, policy)
-    if not ids:
-        return []
-    loop = asyncio.get_running_loop()
-    children = [_start_wait(loop, h, timeout, policy) for h in handles.values()]
+    ids, handles, chosen, limit = _handles(session, task_ids, timeout, policy)
+    followed = _Followed(handles, chosen, limit)
+    runs = dict(followed.runs)
     try:
-        outcomes = await asyncio.gather(*children, return_exceptions=return_exceptions)
-    except BaseException:
-        # Also on our own cancellation: no wait (or its requests) outlives us.
-        await _cancel_all(children)
-        raise
-    by_id: dict[str, BatchOutcome] = dict(zip(handles, outcomes, strict=True))
-    return [by_id[task_id] for task_id in ids]
+        loops = followed.loops()
+        # return_exceptions=True: the gather never raises; each id's outcome
+        # is read from its handle below.
+        stop_when: set[asyncio.Future[Any]] = {asyncio.gather(*loops, return_exceptions=True)}
+        first_failure = _first_failure(loops)
+        if not return_exceptions:
+            stop_when.add(first_failure)
+        already_failed = not return_exceptions and any(
+            handle.done() and handle.status is not TaskStatus.SUCCESS
+            for handle in handles.values()
+        )
+        if loops and not already_failed:
+            await asyncio.wait(stop_when, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        outcomes = {task_id: followed.outcome(task_id) for task_id in handles}
+    finally:
+        # Also on our own cancellation: no poll loop outlives its last follower.
+        await followed.leave()
+    if not return_exceptions:
+        if first_failure.done() and not first_failure.cancelled():
+            failed_loop = first_failure.result()
+            failed = next(
+                outcomes[task_id] for task_id, run in runs.items() if run.task is failed_loop
+            )
+            assert isinstance(failed, BaseException)
+            raise failed
+        first_failure.cancel()
+        for task_id in ids:
+            outcome = outcomes[task_id]
+            if isinstance(outcome, BaseException):
+                raise outcome
+    return [outcomes[task_id] for task_id in ids]
 
 
 def as_completed(
@@ -121,44 +198,47 @@ def as_completed(
     timeout: TimeoutArg,
     policy: PollPolicy | None = None,
 ) -> AsyncIterator[VeoTask]:
-    """Yield each task's handle as soon as its wait ends, in completion order.
+    """Yield each task's handle as soon as it reaches an outcome, in completion order.
 
     An id given n times is yielded n times. Read each outcome without I/O
-    with :meth:`VeoTask.result` (returns the record or raises the error).
-    Leaving the loop early cancels the waits still running; wrap the iterator
-    in ``contextlib.aclosing`` to have that happen at once rather than when
-    the iterator is garbage-collected.
+    with :meth:`VeoTask.result` (returns the record or raises the error; at
+    the deadline, the unfinished ones are yielded with a
+    :class:`WaitTimeoutError`). Leaving the loop early stops the polling
+    that only this iterator wanted; wrap it in ``contextlib.aclosing`` to have
+    that happen at once rather than when the iterator is garbage-collected.
 
     :raises TypeError: (or ValueError) for bad input, here, before iterating.
     """
-    ids, handles = _handles(session, task_ids, timeout, policy)
-    return _completion_order(Counter(ids), handles, timeout, policy)
+    ids, handles, chosen, limit = _handles(session, task_ids, timeout, policy)
+    return _completion_order(Counter(ids), _Followed(handles, chosen, limit))
 
 
-async def _completion_order(
-    counts: Counter[str],
-    handles: dict[str, VeoTask],
-    timeout: TimeoutArg,
-    policy: PollPolicy | None,
-) -> AsyncIterator[VeoTask]:
+async def _completion_order(counts: Counter[str], followed: _Followed) -> AsyncIterator[VeoTask]:
     loop = asyncio.get_running_loop()
-    finished: asyncio.Queue[VeoTask] = asyncio.Queue()
+    deadline = None if followed.limit is None else loop.time() + followed.limit
+    ready: deque[str] = deque(i for i in followed.handles if i not in followed.runs)
+    wake: list[asyncio.Future[None]] = []
 
-    def on_done(handle: VeoTask, child: asyncio.Task[RecordInfo]) -> None:
-        """Queue the handle once its wait ends, however it ends."""
-        if not child.cancelled():
-            child.exception()  # kept on the handle (handle.error); mark it retrieved
-        finished.put_nowait(handle)
+    def on_done(task_id: str, _loop_task: asyncio.Task[RecordInfo]) -> None:
+        ready.append(task_id)
+        if wake and not wake[0].done():
+            wake[0].set_result(None)
 
-    children: list[asyncio.Task[RecordInfo]] = []
-    for handle in handles.values():
-        child = _start_wait(loop, handle, timeout, policy)
-        child.add_done_callback(functools.partial(on_done, handle))
-        children.append(child)
     try:
-        for _ in range(len(children)):
-            handle = await finished.get()
-            for _ in range(counts[handle.task_id]):
-                yield handle
+        for task_id, run in followed.runs.items():
+            run.task.add_done_callback(functools.partial(on_done, task_id))
+        unfinished = set(followed.runs)
+        for _ in range(len(followed.handles)):
+            if not ready:
+                wake[:] = [loop.create_future()]
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(wake, timeout=remaining)
+                if not done:  # the deadline: every unfinished id times out now
+                    ready.extend(unfinished)
+            task_id = ready.popleft()
+            unfinished.discard(task_id)
+            followed.outcome(task_id)  # settles the handle's result() / error
+            for _ in range(counts[task_id]):
+                yield followed.handles[task_id]
     finally:
-        await _cancel_all(children)
+        await followed.leave()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import RecordNotFoundError, TaskFailedError, VeoError, WaitTimeoutError
 from .models import RecordInfo, TaskStatus
-from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
+from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
 
 if TYPE_CHECKING:
     from .session import VeoSession
@@ -157,20 +157,18 @@ class VeoTask:
         """
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
-        limit, chosen = self._check_wait_args(timeout, policy)
+        limit, chosen = self._session._wait_settings(timeout, policy)
         record = self._record
         if record is not None and record.is_done:
             return self._finish(record)  # terminal: answer from memory, no request
         if on_update is not None:
             return await self._wait_reporting(limit, chosen, on_update)
         # The plain wait sleeps on the poll loop's own task: no generator and
-        # no change notifications, so a batch of 100,000 stays small.
+        # no change notifications.
         run = self._join(chosen)
         try:
-            done, _ = await asyncio.wait((run.task,), timeout=limit)
-            if not done:
-                self._raise_timeout(limit)
-            return self._finish(self._settle(run))
+            await asyncio.wait((run.task,), timeout=limit)
+            return self._outcome_of(run, limit)
         finally:
             await self._leave(run)
 
@@ -200,19 +198,8 @@ class VeoTask:
         here, before iteration starts. Close it early with
         ``contextlib.aclosing`` to stop polling at once.
         """
-        limit, chosen = self._check_wait_args(timeout, policy)
+        limit, chosen = self._session._wait_settings(timeout, policy)
         return self._status_changes(limit, chosen)
-
-    def _check_wait_args(
-        self, timeout: TimeoutArg, policy: PollPolicy | None
-    ) -> tuple[float | None, PollPolicy]:
-        """Validate a wait's arguments eagerly: before any request or iteration."""
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
-        chosen = policy if policy is not None else self._session.policy
-        limit = resolve_timeout(timeout, chosen)
-        self._session._check_open()
-        return limit, chosen
 
     def _finish(self, record: RecordInfo) -> RecordInfo:
         """The outcome of a terminal record, remembered for :meth:`result`."""
@@ -283,14 +270,32 @@ class VeoTask:
             raise error
         return run.task.result()
 
-    async def _leave(self, run: _PollRun) -> None:
+    def _outcome_of(self, run: _PollRun, limit: float | None) -> RecordInfo:
+        """Once a follower stops waiting on ``run``: the SUCCESS record, or raise
+        what ended the wait (a failure, the loop's error, or the deadline)."""
+        record = self._record
+        if record is not None and record.is_done:
+            return self._finish(record)
+        if not run.task.done():
+            self._raise_timeout(limit)
+        return self._finish(self._settle(run))
+
+    def _release(self, run: _PollRun) -> asyncio.Task[RecordInfo] | None:
+        """Detach a follower; if it was the last, cancel the loop and return it."""
         run.followers -= 1
-        if run.followers == 0 and not run.task.done():
-            # Nobody is waiting any more: stop polling for nobody.
-            if self._run is run:
-                self._run = None
-            run.task.cancel()
-            await asyncio.wait((run.task,))
+        if run.followers > 0 or run.task.done():
+            return None
+        # Nobody is waiting any more: stop polling for nobody.
+        if self._run is run:
+            self._run = None
+        run.task.cancel()
+        return run.task
+
+    async def _leave(self, run: _PollRun) -> None:
+        """Detach a follower and, if the loop was stopped, wait until it has ended."""
+        stopped = self._release(run)
+        if stopped is not None:
+            await asyncio.wait((stopped,))
 
     async def _stop(self) -> None:
         """End the poll loop for good (the session is closing); followers get an error."""
@@ -299,6 +304,9 @@ class VeoTask:
             return
         run.task.cancel()
         await asyncio.wait((run.task,))
+        # A loop cancelled before its first step never ran the finally that
+        # wakes followers; watchers sleeping on _changed would wait forever.
+        self._wake_followers()
 
     def _publish(self, record: RecordInfo) -> None:
         previous = self._record
