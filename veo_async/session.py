@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import aiohttp
 import attrs
 
-from ._version import version
 from ._http import HttpTransport
 from ._limits import RequestLimiter
 from ._protocol import decode_record_info
+from ._version import version
 from .errors import RateLimitError, VeoError
 from .models import RecordInfo
-from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
+from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .task import VeoTask, validate_task_id
 
 if TYPE_CHECKING:
@@ -171,6 +171,17 @@ class VeoSession:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this VeoSession is closed; open a new one")
+
+    def _wait_settings(
+        self, timeout: TimeoutArg, policy: PollPolicy | None
+    ) -> tuple[float | None, PollPolicy]:
+        """Validate a wait's arguments (before any I/O): its timeout and its policy."""
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        chosen = policy if policy is not None else self.policy
+        limit = resolve_timeout(timeout, chosen)
+        self._check_open()
+        return limit, chosen
 
     def task(self, task_id: str) -> VeoTask:
         """The handle of a task; no I/O. The same object for the same id while alive.
