@@ -215,7 +215,8 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
                 excerpt=repr(response)[:200],
             )
         response = dict(response)
-        response.setdefault("taskId", wire.get("taskId"))
+        if response.get("taskId") is None:  # absent or null: the record's own id
+            response["taskId"] = wire.get("taskId")
         wire["response"] = response
     return wire
 

@@ -3,9 +3,10 @@
 Every HTTP request of a session, whichever task handle makes it, passes
 through one :class:`RequestLimiter`. It grants a request a slot when:
 
-- fewer than the current *window* of requests are in flight (the window is
-  ``concurrency``, shrunk after a 429 and grown back one success at a time, so
-  a session never answers a 429 with a herd of retries);
+- fewer than the current *window* of requests are in flight: ``concurrency``,
+  except after a 429, when it drops to one probe and grows back by one per
+  successful answer (doubling per round trip, like TCP's slow start), so a
+  session never answers a 429 with a herd of retries;
 - the optional rate (requests per second, a token bucket holding one second's
   worth) has a token;
 - the session is not paused by a 429 (``Retry-After``, or a doubling backoff
@@ -48,7 +49,7 @@ class RequestLimiter:
         self._tokens = max(1.0, rate) if rate is not None else 0.0
         self._refilled_at: float | None = None
         self._in_flight = 0
-        self._queue: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._queue: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._paused_until = 0.0
         self._pause_started = float("-inf")
@@ -90,18 +91,19 @@ class RequestLimiter:
         if not self._queue and self._blocked_until(now) is None:
             self._grant(now)
             return now
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[float] = loop.create_future()
         heapq.heappush(self._queue, (priority, next(self._order), waiter))
         self._dispatch()
         try:
-            await waiter
+            # The grant time, not the (later) time this coroutine resumes: a
+            # 429 is judged against when its request really got the slot.
+            return await waiter
         except asyncio.CancelledError:
             # Granted and cancelled in the same loop iteration: give it back,
             # or the slot would leak forever.
             if waiter.done() and not waiter.cancelled():
                 self.release()
             raise
-        return loop.time()
 
     def release(self) -> None:
         """Give a slot back (call exactly once per successful :meth:`acquire`)."""
@@ -124,9 +126,9 @@ class RequestLimiter:
         """
         self.rate_limited += 1
         now = asyncio.get_running_loop().time()
-        if granted_at >= self._pause_started:
+        if granted_at > self._pause_started:
             self._strikes += 1
-            self._window = max(1, self._window // 2)
+            self._window = 1
             self._pause_started = now
         backoff_pause = min(_PAUSE_CAP, _PAUSE_BASE * 2 ** (self._strikes - 1))
         pause = retry_after if retry_after is not None else backoff_pause
@@ -179,4 +181,4 @@ class RequestLimiter:
                 return
             heapq.heappop(self._queue)
             self._grant(now)
-            waiter.set_result(None)
+            waiter.set_result(now)

@@ -15,6 +15,7 @@ every quirk is tested on bytes alone (the gidgethub ``decipher_response`` idea).
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import time
@@ -60,7 +61,14 @@ _ERROR_CLASSES: dict[int, type[APIError]] = {
     455: ServiceUnavailableError,
 }
 # 422 also covers plain validation errors; only these mean "no such record".
-_RECORD_MISSING_HINTS = ("record is null", "null", "not exist", "not found", "expired", "14 days")
+_RECORD_MISSING_HINTS = (
+    "record is null",
+    "record not",
+    "not exist",
+    "not found",
+    "expired",
+    "14 days",
+)
 
 
 @attrs.frozen
@@ -108,9 +116,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:  # "-0000": HTTP dates are GMT, not local time
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):  # e.g. year 10**20
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
     if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
         return None
     return max(0.0, seconds)
@@ -144,8 +154,11 @@ def _envelope_code(envelope: Mapping[str, Any]) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code.strip())
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
+        try:
+            return int(code.strip())
+        except ValueError:  # more digits than int() accepts from a string
+            return None
     return None
 
 
@@ -158,7 +171,7 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     status, body = response.status, response.body
     try:
         envelope = json.loads(body) if body.strip() else None
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # UnicodeDecodeError; "[[[[..." nested too deep
         envelope = None
     code = _envelope_code(envelope) if isinstance(envelope, dict) else None
     if code is None or (code == 200 and status >= 400):

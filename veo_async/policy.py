@@ -26,6 +26,9 @@ import backoff
 __all__ = ["POLICY_TIMEOUT", "PollPolicy", "TimeoutArg", "resolve_timeout"]
 
 
+_SHARED_RNG = random.Random()
+
+
 class _PolicyTimeout(enum.Enum):
     POLICY_TIMEOUT = "the policy's timeout"
 
@@ -126,7 +129,9 @@ class PollPolicy:
 
         :param seed: makes the jitter reproducible; None draws a fresh seed.
         """
-        rng = random.Random(seed)
+        # A Random holds ~2.5 KB of state: share one unless a seed asks for
+        # a reproducible sequence (a batch of 100,000 schedules would pay 250 MB).
+        rng = _SHARED_RNG if seed is None else random.Random(seed)
         yield self.first_poll
         for gap in self.gaps():
             yield gap * (1 + self.jitter * rng.uniform(-1.0, 1.0)) if self.jitter else gap

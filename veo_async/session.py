@@ -19,7 +19,7 @@ from ._http import HttpTransport
 from ._limits import RequestLimiter
 from ._protocol import decode_record_info
 from ._version import version
-from .errors import RateLimitError, VeoError
+from .errors import RateLimitError, TransportError, VeoError
 from .models import RecordInfo
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .task import VeoTask, validate_task_id
@@ -217,25 +217,24 @@ class VeoSession:
         granted_at = await self._limiter.acquire(priority)
         self._stats.requests += 1
         try:
-            raw = await self._transport.get(
-                RECORD_INFO_PATH, {"taskId": task_id}, timeout=timeout
-            )
-        except VeoError:
-            self._stats.failures += 1
-            raise
-        finally:
-            self._limiter.release()
-        try:
+            raw = await self._transport.get(RECORD_INFO_PATH, {"taskId": task_id}, timeout=timeout)
+            # Decoded while still holding the slot, so that a 429 pauses the
+            # session before the next queued request is let through.
             record = decode_record_info(raw, task_id)
         except RateLimitError as exc:
             self._stats.failures += 1
             self._limiter.record_rate_limited(granted_at, exc.retry_after)
             logger.debug("429 for %s; session paused (Retry-After %s)", task_id, exc.retry_after)
             raise
+        except TransportError:
+            self._stats.failures += 1  # no answer: says nothing about the rate limit
+            raise
         except VeoError:
             self._stats.failures += 1
-            self._limiter.record_success()
+            self._limiter.record_success()  # an answer, and not a 429
             raise
+        finally:
+            self._limiter.release()
         self._limiter.record_success()
         return record
 

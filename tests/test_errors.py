@@ -1,0 +1,296 @@
+"""The exception tree: shape, retryability, and the context each error carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from veo_async import errors
+from veo_async._protocol import RawResponse, api_error, decode_envelope, decode_record_info
+from veo_async.errors import (
+    APIError,
+    AuthenticationError,
+    ContentPolicyError,
+    InsufficientCreditsError,
+    NotFoundError,
+    RateLimitError,
+    RecordNotFoundError,
+    ResponseError,
+    ServerError,
+    ServiceUnavailableError,
+    TaskFailedError,
+    TransportError,
+    VeoError,
+    WaitTimeoutError,
+)
+from veo_async.models import RecordInfo, TaskStatus
+
+TASK = "veo_task_xyz"
+
+
+def record(status: TaskStatus, code: int | None = None, message: str = "") -> RecordInfo:
+    """A record with the given end state."""
+    return RecordInfo(task_id=TASK, status=status, error_code=code, error_message=message)
+
+
+# --------------------------------------------------------------------- tree
+
+#: Every class with its parent, as drawn in the errors module docstring.
+TREE: list[tuple[type[BaseException], type[BaseException]]] = [
+    (VeoError, Exception),
+    (APIError, VeoError),
+    (AuthenticationError, APIError),
+    (InsufficientCreditsError, APIError),
+    (NotFoundError, APIError),
+    (RecordNotFoundError, APIError),
+    (ContentPolicyError, APIError),
+    (RateLimitError, APIError),
+    (ServiceUnavailableError, APIError),
+    (ServerError, APIError),
+    (TransportError, VeoError),
+    (ResponseError, VeoError),
+    (TaskFailedError, VeoError),
+    (WaitTimeoutError, VeoError),
+    (WaitTimeoutError, TimeoutError),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "parent"), [pytest.param(c, p, id=f"{c.__name__}<{p.__name__}") for c, p in TREE]
+)
+def test_tree_parent(cls: type[BaseException], parent: type[BaseException]) -> None:
+    """Each class sits under the parent the module docstring draws."""
+    assert issubclass(cls, parent)
+    assert parent.__name__ in {b.__name__ for b in cls.__bases__}
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        pytest.param(c, id=c.__name__)
+        for c in (TransportError, ResponseError, TaskFailedError, WaitTimeoutError)
+    ],
+)
+def test_non_api_errors_are_not_api_errors(cls: type[VeoError]) -> None:
+    """Transport, response, task and timeout errors are siblings of APIError, not children."""
+    assert not issubclass(cls, APIError)
+
+
+def test_every_exported_error_is_in_the_tree() -> None:
+    """The module exports exactly the classes of the drawn tree, all in its docstring."""
+    drawn = {c.__name__ for c, _ in TREE}
+    assert set(errors.__all__) == drawn
+    assert errors.__doc__ is not None
+    assert all(name in errors.__doc__ for name in drawn)
+
+
+def test_wait_timeout_is_caught_as_timeout_error() -> None:
+    """``except TimeoutError`` catches a WaitTimeoutError (asyncio.timeout-style code works)."""
+    with pytest.raises(TimeoutError) as info:
+        raise WaitTimeoutError(TASK, 900, None)
+    assert isinstance(info.value, VeoError)
+
+
+# --------------------------------------------------------------- retryable
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        pytest.param(APIError("x", code=418, http_status=200), False, id="APIError"),
+        pytest.param(AuthenticationError("x", code=401, http_status=200), False, id="401"),
+        pytest.param(InsufficientCreditsError("x", code=402, http_status=200), False, id="402"),
+        pytest.param(NotFoundError("x", code=404, http_status=200), False, id="404"),
+        pytest.param(RecordNotFoundError("x", code=422, http_status=200), False, id="422"),
+        pytest.param(ContentPolicyError("x", code=400, http_status=200), False, id="400"),
+        pytest.param(RateLimitError("x", code=429, http_status=429), True, id="429"),
+        pytest.param(ServiceUnavailableError("x", code=455, http_status=200), True, id="455"),
+        pytest.param(ServerError("x", code=500, http_status=200), True, id="500"),
+        pytest.param(ServerError("x", code=502, http_status=502), True, id="502"),
+        pytest.param(ServerError("x", code=503, http_status=503), True, id="503"),
+        pytest.param(ServerError("x", code=501, http_status=200), False, id="501"),
+        pytest.param(ServerError("x", code=505, http_status=200), False, id="505"),
+        pytest.param(TransportError("reset"), True, id="transport"),
+        pytest.param(ResponseError("html"), True, id="response-default"),
+        pytest.param(ResponseError("bad", retryable=False), False, id="response-set-false"),
+        pytest.param(TaskFailedError(record(TaskStatus.FAILED)), False, id="task-failed"),
+        pytest.param(WaitTimeoutError(TASK, 1, None), True, id="wait-timeout"),
+        pytest.param(VeoError("x"), False, id="base"),
+    ],
+)
+def test_retryable_per_class(error: VeoError, retryable: bool) -> None:
+    """Each error says whether trying again can help."""
+    assert error.retryable is retryable
+
+
+def test_server_error_retryability_is_per_instance() -> None:
+    """A 501 does not make other ServerErrors non-retryable (instance, not class, flag)."""
+    final = ServerError("x", code=501, http_status=200)
+    outage = ServerError("x", code=500, http_status=200)
+    assert (final.retryable, outage.retryable, ServerError.retryable) == (False, True, True)
+
+
+# --------------------------------------------------------- str and repr
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(
+            RecordNotFoundError("record is null", code=422, http_status=200, task_id=TASK), id="422"
+        ),
+        pytest.param(
+            ServerError("Server error", code=500, http_status=502, task_id=TASK), id="500"
+        ),
+        pytest.param(
+            RateLimitError("slow down", code=429, http_status=429, task_id=TASK, retry_after=3.0),
+            id="429",
+        ),
+    ],
+)
+def test_api_error_str_and_repr_carry_context(error: APIError) -> None:
+    """str and repr of an APIError show its code, message and task id."""
+    text, rep = str(error), repr(error)
+    assert f"[{error.code}]" in text
+    assert error.message in text
+    assert TASK in text
+    assert type(error).__name__ in rep
+    for part in (
+        f"code={error.code}",
+        repr(error.message),
+        f"http_status={error.http_status}",
+        repr(TASK),
+    ):
+        assert part in rep
+
+
+def test_str_without_task_id() -> None:
+    """Without a task id, str() is just the code and message."""
+    assert str(NotFoundError("gone", code=404, http_status=404)) == "[404] gone"
+    assert str(VeoError("plain")) == "plain"
+
+
+def test_rate_limit_carries_retry_after() -> None:
+    """RateLimitError keeps retry_after, defaulting to None."""
+    assert RateLimitError("x", code=429, http_status=429, retry_after=2.5).retry_after == 2.5
+    assert RateLimitError("x", code=429, http_status=429).retry_after is None
+
+
+def test_response_error_carries_context() -> None:
+    """ResponseError keeps status, excerpt, field and task id, and shows them in repr."""
+    err = ResponseError(
+        "cannot read", http_status=200, excerpt="<html>", field="createTime", task_id=TASK
+    )
+    assert (err.http_status, err.excerpt, err.field, err.task_id) == (
+        200,
+        "<html>",
+        "createTime",
+        TASK,
+    )
+    rep = repr(err)
+    for part in ("cannot read", "200", "'createTime'", repr(TASK), "<html>"):
+        assert part in rep
+    assert TASK in str(err)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "parts"),
+    [
+        pytest.param(
+            TaskStatus.FAILED,
+            400,
+            "content policy",
+            ["FAILED", "400", "content policy"],
+            id="failed-with-code",
+        ),
+        pytest.param(
+            TaskStatus.GENERATION_FAILED,
+            501,
+            "boom",
+            ["GENERATION_FAILED", "501", "boom"],
+            id="generation-failed",
+        ),
+        pytest.param(
+            TaskStatus.FAILED, None, "", ["FAILED", "no code", "no message"], id="failed-bare"
+        ),
+    ],
+)
+def test_task_failed_error_carries_record(
+    status: TaskStatus, code: int | None, message: str, parts: list[str]
+) -> None:
+    """TaskFailedError carries the record, its error code and message, and says them."""
+    rec = record(status, code, message)
+    err = TaskFailedError(rec)
+    assert err.record is rec
+    assert err.error_code == code
+    assert err.error_message == message
+    assert err.task_id == TASK
+    text = str(err)
+    assert TASK in text
+    for part in parts:
+        assert part in text
+
+
+@pytest.mark.parametrize(
+    ("rec", "seen"),
+    [
+        pytest.param(record(TaskStatus.GENERATING), "last status GENERATING", id="with-record"),
+        pytest.param(None, "no record seen", id="no-record"),
+    ],
+)
+def test_wait_timeout_error_carries_context(rec: RecordInfo | None, seen: str) -> None:
+    """WaitTimeoutError keeps the timeout and last record and says both."""
+    err = WaitTimeoutError(TASK, 12.5, rec)
+    assert (err.timeout, err.record, err.task_id) == (12.5, rec, TASK)
+    text = str(err)
+    assert "12.5" in text
+    assert seen in text
+    assert TASK in text
+
+
+# ----------------------------------------------------------------- secrets
+
+SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(
+            RawResponse(401, {"Authorization": f"Bearer {SECRET}"}, b"<html>401</html>"),
+            id="401-html",
+        ),
+        pytest.param(
+            RawResponse(429, {"Retry-After": "1", "X-Api-Key": SECRET}, b""), id="429-empty"
+        ),
+        pytest.param(
+            RawResponse(200, {"Set-Cookie": SECRET}, b'{"code":401,"msg":"bad key","data":null}'),
+            id="body-401",
+        ),
+        pytest.param(RawResponse(200, {"Authorization": SECRET}, b"not json"), id="garbage-200"),
+        pytest.param(
+            RawResponse(
+                200, {"Authorization": SECRET}, b'{"code":200,"msg":"ok","data":{"successFlag":9}}'
+            ),
+            id="bad-record",
+        ),
+    ],
+)
+def test_headers_never_leak_into_errors(response: RawResponse) -> None:
+    """Errors are built from the answer's body and status: header values never appear."""
+    with pytest.raises(VeoError) as info:
+        decode_record_info(response, TASK)
+    err = info.value
+    assert SECRET not in str(err)
+    assert SECRET not in repr(err)
+    assert SECRET not in repr(vars(err))
+
+
+def test_api_error_with_key_like_headers_keeps_them_out() -> None:
+    """api_error reads only Retry-After from headers; nothing else reaches the error."""
+    headers = {"Authorization": f"Bearer {SECRET}", "Retry-After": "2"}
+    for code in (401, 429, 500):
+        err = api_error(code, "msg", http_status=code, headers=headers, task_id=TASK)
+        assert SECRET not in f"{err!s}{err!r}{vars(err)!r}"
+    with pytest.raises(APIError) as info:
+        decode_envelope(RawResponse(403, headers, b"error code: 1010"))
+    assert SECRET not in f"{info.value!s}{info.value!r}"
