@@ -4,7 +4,8 @@ VeoSession pointed at it with a fast poll policy, so suites run in seconds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,37 @@ def leftover_tasks() -> set[asyncio.Task[object]]:
     return {
         t for t in asyncio.all_tasks() if not t.done() and t.get_name().startswith("veo_async")
     }
+
+
+async def eventually(predicate: Callable[[], bool], *, within: float = 3.0) -> bool:
+    """Poll ``predicate`` every 10 ms for up to ``within`` seconds; its last value.
+
+    A bounded loop for conditions that settle a moment after an event (a
+    server noticing a dropped connection), never a measure of speed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() >= deadline:
+            return predicate()
+        await asyncio.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+async def make_veo(
+    fake_kie: FakeKie,
+) -> AsyncIterator[Callable[..., VeoSession]]:
+    """Build extra VeoSessions on the test's FakeKie (key, policy overridable); all closed after."""
+    made: list[VeoSession] = []
+
+    def make(api_key: str | None = API_KEY, **kwargs: Any) -> VeoSession:
+        kwargs.setdefault("base_url", fake_kie.base_url)
+        kwargs.setdefault("policy", FAST_POLICY)
+        session = VeoSession(api_key, **kwargs)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        await session.aclose()

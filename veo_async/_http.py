@@ -96,12 +96,21 @@ class HttpTransport:
         :param timeout: overrides the per-request timeout (e.g. clipped to a
             wait's deadline).
         """
-        headers = {**self._headers, "Authorization": f"Bearer {self._key.reveal()}"}
         client_timeout = aiohttp.ClientTimeout(total=self._timeout if timeout is None else timeout)
         url = self._base_url + path
         try:
             async with self._client().get(
-                url, params=params, headers=headers, timeout=client_timeout, allow_redirects=False
+                url,
+                params=params,
+                # Built in the call, never bound to a local of ours: error
+                # reporters that capture frame locals (Sentry, rich) must not
+                # find the key in this frame.
+                headers={**self._headers, "Authorization": f"Bearer {self._key.reveal()}"},
+                timeout=client_timeout,
+                allow_redirects=False,
+                # An injected session may raise on 4xx/5xx; the status is ours
+                # to read (401 is an AuthenticationError, not a transport failure).
+                raise_for_status=False,
             ) as response:
                 body = await self._read_capped(response)
                 return RawResponse(response.status, response.headers, body)

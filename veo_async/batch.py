@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .models import RecordInfo, TaskStatus
@@ -197,7 +197,7 @@ def as_completed(
     *,
     timeout: TimeoutArg,
     policy: PollPolicy | None = None,
-) -> AsyncIterator[VeoTask]:
+) -> AsyncGenerator[VeoTask, None]:
     """Yield each task's handle as soon as it reaches an outcome, in completion order.
 
     An id given n times is yielded n times. Read each outcome without I/O
@@ -213,7 +213,9 @@ def as_completed(
     return _completion_order(Counter(ids), _Followed(handles, chosen, limit))
 
 
-async def _completion_order(counts: Counter[str], followed: _Followed) -> AsyncIterator[VeoTask]:
+async def _completion_order(
+    counts: Counter[str], followed: _Followed
+) -> AsyncGenerator[VeoTask, None]:
     loop = asyncio.get_running_loop()
     deadline = None if followed.limit is None else loop.time() + followed.limit
     ready: deque[str] = deque(i for i in followed.handles if i not in followed.runs)

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -226,8 +226,10 @@ class VeoSession:
             self._limiter.record_rate_limited(granted_at, exc.retry_after)
             logger.debug("429 for %s; session paused (Retry-After %s)", task_id, exc.retry_after)
             raise
-        except TransportError:
+        except TransportError as exc:
             self._stats.failures += 1  # no answer: says nothing about the rate limit
+            if self._closed:  # aclose() pulled the connection from under us
+                raise RuntimeError("the VeoSession was closed during the request") from exc
             raise
         except VeoError:
             self._stats.failures += 1
@@ -262,7 +264,7 @@ class VeoSession:
         *,
         timeout: TimeoutArg = POLICY_TIMEOUT,
         policy: PollPolicy | None = None,
-    ) -> AsyncIterator[VeoTask]:
+    ) -> AsyncGenerator[VeoTask, None]:
         """Yield each task's handle as soon as it reaches an outcome.
 
         See :func:`veo_async.batch.as_completed`.

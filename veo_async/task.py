@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -190,7 +190,7 @@ class VeoTask:
 
     def watch(
         self, *, timeout: TimeoutArg = POLICY_TIMEOUT, policy: PollPolicy | None = None
-    ) -> AsyncIterator[RecordInfo]:
+    ) -> AsyncGenerator[RecordInfo, None]:
         """Yield the current record and then each status change, until terminal.
 
         A failed task ends the iteration with its FAILED record (no exception);

@@ -1,0 +1,267 @@
+"""The API key never leaks: not in reprs, error messages, cause chains, logs or our frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import pytest
+
+from veo_async import (
+    AuthenticationError,
+    ContentPolicyError,
+    PollPolicy,
+    RateLimitError,
+    RecordNotFoundError,
+    ResponseError,
+    ServerError,
+    ServiceUnavailableError,
+    TaskFailedError,
+    TransportError,
+    VeoSession,
+    WaitTimeoutError,
+)
+from veo_async.testing import FakeKie, Fault
+
+from .conftest import eventually
+
+SECRET = "sk-SECRET-abc123"
+#: Any distinctive piece of the key is a leak too (a truncated or masked-badly key).
+FRAGMENTS = (SECRET, "SECRET-abc", "abc123")
+
+QUICK = PollPolicy(
+    first_poll=0.0,
+    interval=0.02,
+    factor=1.5,
+    max_interval=0.05,
+    jitter=0.1,
+    timeout=5.0,
+    not_found_grace=0.1,
+)
+
+
+def assert_clean(text: str, what: str = "") -> None:
+    """Fail if ``text`` contains the key or a distinctive piece of it."""
+    for fragment in FRAGMENTS:
+        assert fragment not in text, f"key fragment {fragment!r} leaked in {what}: {text[:300]}"
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and everything it was raised from or during, without loops."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def our_frames(error: BaseException) -> list[Any]:
+    """The frames of veo_async's own code in the tracebacks of the error chain."""
+    frames = []
+    for link in chain(error):
+        tb: TracebackType | None = link.__traceback__
+        while tb is not None:
+            if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("veo_async"):
+                frames.append(tb.tb_frame)
+            tb = tb.tb_next
+    return frames
+
+
+def assert_error_clean(error: BaseException) -> None:
+    """Check the error's str/repr/args, its whole chain and the formatted traceback."""
+    for link in chain(error):
+        name = type(link).__name__
+        assert_clean(str(link), f"str({name})")
+        assert_clean(repr(link), f"repr({name})")
+        assert_clean(repr(link.args), f"{name}.args")
+        for attribute in ("message", "excerpt", "record"):
+            if hasattr(link, attribute):
+                assert_clean(repr(getattr(link, attribute)), f"{name}.{attribute}")
+    assert_clean("".join(traceback.format_exception(error)), "the formatted traceback")
+
+
+Scenario = Callable[[], Awaitable[object]]
+
+
+@pytest.fixture
+async def secret_kie() -> AsyncIterator[FakeKie]:
+    """A FakeKie that expects the secret key."""
+    async with FakeKie(api_key=SECRET) as kie:
+        yield kie
+
+
+async def collect_errors(scenarios: dict[str, Scenario]) -> dict[str, BaseException]:
+    """Run each scenario; every one must raise. Returns the errors by scenario name."""
+    errors: dict[str, BaseException] = {}
+    for name, scenario in scenarios.items():
+        try:
+            await scenario()
+        except Exception as exc:
+            errors[name] = exc
+        else:  # pragma: no cover - a broken scenario
+            pytest.fail(f"scenario {name} raised nothing")
+    return errors
+
+
+async def run_faulty_workload(kie: FakeKie, wrong_kie: FakeKie) -> dict[str, BaseException]:
+    """A full run touching every error class; returns what each step raised."""
+    kie.add_task("t_ok", complete_after=0.05, faults=[Fault.server_error(), Fault.record_null()])
+    kie.add_task("t_failed", final_status=2)
+    kie.add_task("t_hang", complete_after=600)
+    for name, fault in {
+        "t_500": Fault.server_error(),
+        "t_html": Fault.bad_gateway_html(),
+        "t_429": Fault.http_429(retry_after=0.01),
+        "t_455": Fault.maintenance(),
+        "t_400": Fault.body_code(400, "Content policy"),
+        "t_trunc": Fault.truncated_json(),
+        "t_empty": Fault.empty_body(),
+        "t_big": Fault.oversized(),
+        "t_slow": Fault.slow(5),
+    }.items():
+        kie.add_task(name, faults=[fault])
+    wrong_kie.add_task("t_ok")
+
+    veo = VeoSession(SECRET, base_url=kie.base_url, policy=QUICK, request_timeout=1.0)
+    impatient = VeoSession(SECRET, base_url=kie.base_url, policy=QUICK, request_timeout=0.2)
+    # The key is wrong for this server: the 401 is where an echo would happen.
+    refused = VeoSession(SECRET, base_url=wrong_kie.base_url, policy=QUICK)
+    try:
+        assert (await veo.task("t_ok").wait()).status.name == "SUCCESS"
+
+        async def reset() -> object:
+            kie.inject(Fault.reset(), 2)
+            return await veo.record_info("t_ok")
+
+        async def hang() -> object:
+            # Last in the run: the unused injected faults can hit nothing else.
+            kie.inject(Fault.slow(60), 20)
+            return await veo.task("t_hang").wait(timeout=0.3)
+
+        errors = await collect_errors(
+            {
+                "auth": lambda: refused.record_info("t_ok"),
+                "auth_wait": lambda: refused.task("t_ok").wait(),
+                "server_500": lambda: veo.record_info("t_500"),
+                "server_html": lambda: veo.record_info("t_html"),
+                "rate_limit": lambda: veo.record_info("t_429"),
+                "maintenance": lambda: veo.record_info("t_455"),
+                "content_policy": lambda: veo.record_info("t_400"),
+                "truncated": lambda: veo.record_info("t_trunc"),
+                "empty": lambda: veo.record_info("t_empty"),
+                "oversized": lambda: veo.record_info("t_big"),
+                "not_found": lambda: veo.task("t_nobody").wait(),
+                "task_failed": lambda: veo.task("t_failed").wait(),
+                "reset": reset,
+                "request_timeout": lambda: impatient.record_info("t_slow"),
+                "wait_timeout": hang,
+            }
+        )
+    finally:
+        for session in (veo, impatient, refused):
+            await session.aclose()
+    errors.update(await collect_errors({"closed": lambda: veo.record_info("t_ok")}))
+    return errors
+
+
+EXPECTED = {
+    "auth": AuthenticationError,
+    "auth_wait": AuthenticationError,
+    "server_500": ServerError,
+    "server_html": ServerError,
+    "rate_limit": RateLimitError,
+    "maintenance": ServiceUnavailableError,
+    "content_policy": ContentPolicyError,
+    "truncated": ResponseError,
+    "empty": ResponseError,
+    "oversized": ResponseError,
+    "not_found": RecordNotFoundError,
+    "task_failed": TaskFailedError,
+    "reset": TransportError,
+    "request_timeout": TransportError,
+    "wait_timeout": WaitTimeoutError,
+    "closed": RuntimeError,
+}
+
+
+async def test_key_not_in_session_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """repr/str of the session, its stats, transport and handles never show the key."""
+    for session in (
+        VeoSession(SECRET, base_url="http://127.0.0.1:9"),
+        VeoSession(f"  {SECRET}  ", base_url="http://127.0.0.1:9"),
+    ):
+        texts = [repr(session), str(session), repr(session.stats), repr(session.task("t1"))]
+        texts += [repr(session._transport), repr(vars(session))]
+        for text in texts:
+            assert_clean(text, "a session repr")
+        await session.aclose()
+        assert_clean(repr(session), "a closed session's repr")
+    monkeypatch.setenv("KIE_API_KEY", SECRET)
+    from_env = VeoSession(base_url="http://127.0.0.1:9")
+    assert_clean(repr(from_env), "the repr of a session keyed from the environment")
+    await from_env.aclose()
+
+
+async def test_key_not_in_errors(secret_kie: FakeKie, fake_kie: FakeKie) -> None:
+    """No error of a faulty run shows the key in str, repr, args or its cause chain."""
+    errors = await run_faulty_workload(secret_kie, fake_kie)
+    assert {name: type(error) for name, error in errors.items()} == EXPECTED
+    for error in errors.values():
+        assert_error_clean(error)
+    # The key was really sent: the test would see a leak if there were one.
+    sent = [r.headers.get("Authorization", "") for r in secret_kie.requests]
+    assert f"Bearer {SECRET}" in sent
+
+
+async def test_key_not_in_logs(
+    secret_kie: FakeKie, fake_kie: FakeKie, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DEBUG logs of every logger during a faulty run never contain the key."""
+    caplog.set_level(logging.DEBUG)
+    await run_faulty_workload(secret_kie, fake_kie)
+    assert any(r.name.startswith("veo_async") for r in caplog.records)
+    assert_clean(caplog.text, "the captured logs")
+    for record in caplog.records:
+        assert_clean(record.getMessage(), f"log record of {record.name}")
+        assert_clean(repr(record.args), f"log args of {record.name}")
+        if record.exc_info and record.exc_info[1] is not None:
+            assert_error_clean(record.exc_info[1])
+
+
+async def test_key_not_in_our_traceback_locals(secret_kie: FakeKie, fake_kie: FakeKie) -> None:
+    """Error reporters that capture locals (Sentry, rich) find no key in veo_async's frames."""
+    errors = await run_faulty_workload(secret_kie, fake_kie)
+    for name, error in errors.items():
+        for frame in our_frames(error):
+            for variable, value in frame.f_locals.items():
+                assert_clean(repr(value), f"{name}: local {variable!r} of {frame.f_code.co_name}")
+
+
+async def test_key_not_in_errors_with_raising_injected_session(fake_kie: FakeKie) -> None:
+    """An injected session with raise_for_status=True gives no aiohttp error holding the key."""
+    fake_kie.add_task("t1")
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as http,
+        VeoSession(SECRET, base_url=fake_kie.base_url, session=http) as veo,
+    ):
+        with pytest.raises(AuthenticationError) as caught:
+            await veo.record_info("t1")
+    assert_error_clean(caught.value)
+
+
+async def test_key_not_in_cancelled_wait(secret_kie: FakeKie) -> None:
+    """A wait cancelled mid-request leaves no key in the CancelledError's chain."""
+    secret_kie.add_task("t1", complete_after=600, faults=[Fault.slow(60)])
+    async with VeoSession(SECRET, base_url=secret_kie.base_url, policy=QUICK) as veo:
+        waiter = asyncio.create_task(veo.task("t1").wait())
+        assert await eventually(lambda: secret_kie.in_flight == 1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await waiter
+    assert_error_clean(caught.value)

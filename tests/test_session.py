@@ -1,0 +1,603 @@
+"""VeoSession over real HTTP on loopback against FakeKie: one request, every answer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+from veo_async import (
+    APIError,
+    AuthenticationError,
+    ContentPolicyError,
+    InsufficientCreditsError,
+    NotFoundError,
+    RateLimitError,
+    RecordInfo,
+    RecordNotFoundError,
+    ResponseError,
+    ServerError,
+    ServiceUnavailableError,
+    TaskStatus,
+    TransportError,
+    VeoSession,
+    VeoTask,
+)
+from veo_async.testing import FakeKie, Fault, Quirks
+
+from .conftest import API_KEY, FAST_POLICY, eventually
+
+RECORD_INFO = "/api/v1/veo/record-info"
+
+MakeVeo = Callable[..., VeoSession]
+
+
+# -- success ------------------------------------------------------------------------------
+
+
+async def test_record_info_success(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """record_info makes one GET and returns the parsed SUCCESS record."""
+    fake_kie.add_task("veo_task_ok", params={"prompt": "a cat", "aspectRatio": "16:9"})
+    info = await veo.record_info("veo_task_ok")
+    assert isinstance(info, RecordInfo)
+    assert info.task_id == "veo_task_ok"
+    assert info.status is TaskStatus.SUCCESS
+    assert info.is_done
+    assert info.params["prompt"] == "a cat"
+    assert info.result_urls == ("https://tempfile.example/veo/veo_task_ok/video.mp4",)
+    assert info.response is not None
+    assert info.response.resolution == "1080p"
+    assert isinstance(info.create_time, dt.datetime)
+    assert info.create_time.tzinfo is not None
+    assert info.error_code is None
+    assert fake_kie.total_requests == 1
+    request = fake_kie.requests[-1]
+    assert (request.method, request.path, request.query) == (
+        "GET",
+        RECORD_INFO,
+        {"taskId": "veo_task_ok"},
+    )
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+async def test_record_info_generating(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A task still rendering answers GENERATING with no response, not an error."""
+    fake_kie.add_task("veo_task_busy", complete_after=60)
+    info = await veo.record_info("veo_task_busy")
+    assert info.status is TaskStatus.GENERATING
+    assert not info.is_done
+    assert info.response is None
+    assert info.result_urls == ()
+
+
+async def test_record_info_does_not_retry(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """record_info is one request: a transient fault is raised, not retried."""
+    fake_kie.add_task("t1", faults=[Fault.server_error()])
+    with pytest.raises(ServerError):
+        await veo.record_info("t1")
+    assert fake_kie.polls("t1") == 1
+
+
+# -- every error class, end to end ----------------------------------------------------------
+
+
+async def test_bad_key_is_authentication_error(fake_kie: FakeKie, make_veo: MakeVeo) -> None:
+    """A key the service refuses (HTTP 401) raises AuthenticationError, not retryable."""
+    fake_kie.add_task("t1")
+    veo = make_veo("not-the-key")
+    with pytest.raises(AuthenticationError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.code == 401
+    assert caught.value.http_status == 401
+    assert caught.value.task_id == "t1"
+    assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("code", "msg", "error_class", "retryable"),
+    [
+        (402, "Insufficient credits", InsufficientCreditsError, False),
+        (404, "Not found", NotFoundError, False),
+        (400, "Content policy violation", ContentPolicyError, False),
+        (451, "Failed to fetch the image", APIError, False),
+        (501, "Generation failed", ServerError, False),
+        (500, "Internal error", ServerError, True),
+    ],
+)
+async def test_body_code_errors(
+    fake_kie: FakeKie,
+    veo: VeoSession,
+    code: int,
+    msg: str,
+    error_class: type[APIError],
+    retryable: bool,
+) -> None:
+    """An error code in an HTTP-200 envelope raises its own class with code, msg and task id."""
+    fake_kie.add_task("t1", faults=[Fault.body_code(code, msg)])
+    with pytest.raises(error_class) as caught:
+        await veo.record_info("t1")
+    error = caught.value
+    assert type(error) is error_class
+    assert (error.code, error.http_status, error.task_id) == (code, 200, "t1")
+    assert msg in error.message
+    assert error.retryable is retryable
+
+
+async def test_record_null_is_record_not_found(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """``422 record is null`` raises RecordNotFoundError."""
+    fake_kie.add_task("t1", faults=[Fault.record_null()])
+    with pytest.raises(RecordNotFoundError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.code == 422
+    assert caught.value.task_id == "t1"
+
+
+async def test_unknown_id_is_record_not_found(veo: VeoSession) -> None:
+    """An id the service never saw raises RecordNotFoundError."""
+    with pytest.raises(RecordNotFoundError):
+        await veo.record_info("veo_task_nobody_made")
+
+
+async def test_data_null_is_record_not_found(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """``200 success`` with ``data: null`` raises RecordNotFoundError like 422 does."""
+    fake_kie.add_task("t1", faults=[Fault.data_null()])
+    with pytest.raises(RecordNotFoundError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.task_id == "t1"
+
+
+async def test_body_429_is_rate_limit_error(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A body-code 429 raises a retryable RateLimitError without retry_after."""
+    fake_kie.add_task("t1", faults=[Fault.body_429()])
+    with pytest.raises(RateLimitError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.retryable
+    assert caught.value.retry_after is None
+    assert veo.stats.rate_limited == 1
+
+
+@pytest.mark.parametrize(("header", "seconds"), [(7, 7.0), (0.5, 0.5), ("3", 3.0)])
+async def test_http_429_retry_after(
+    fake_kie: FakeKie, veo: VeoSession, header: float | str, seconds: float
+) -> None:
+    """HTTP 429 with Retry-After raises RateLimitError carrying the header's seconds."""
+    fake_kie.add_task("t1", faults=[Fault.http_429(retry_after=header)])
+    with pytest.raises(RateLimitError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.retry_after == pytest.approx(seconds)
+    assert caught.value.http_status == 429
+
+
+async def test_maintenance_is_service_unavailable(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """Body code 455 raises a retryable ServiceUnavailableError."""
+    fake_kie.add_task("t1", faults=[Fault.maintenance()])
+    with pytest.raises(ServiceUnavailableError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.code == 455
+    assert caught.value.retryable
+
+
+async def test_http_500_is_server_error(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """HTTP 500 with a 500 envelope raises a retryable ServerError."""
+    fake_kie.add_task("t1", faults=[Fault.server_error()])
+    with pytest.raises(ServerError) as caught:
+        await veo.record_info("t1")
+    assert (caught.value.code, caught.value.http_status) == (500, 500)
+    assert caught.value.retryable
+
+
+async def test_html_bad_gateway_is_server_error(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A proxy's HTML 502 page raises a retryable ServerError keeping a short excerpt."""
+    fake_kie.add_task("t1", faults=[Fault.bad_gateway_html()])
+    with pytest.raises(ServerError) as caught:
+        await veo.record_info("t1")
+    assert (caught.value.code, caught.value.http_status) == (502, 502)
+    assert caught.value.retryable
+    assert "Bad gateway" in caught.value.message
+    assert len(caught.value.message) < 400
+
+
+@pytest.mark.parametrize("fault", [Fault.truncated_json(), Fault.empty_body()], ids=repr)
+async def test_unreadable_body_is_response_error(
+    fake_kie: FakeKie, veo: VeoSession, fault: Fault
+) -> None:
+    """A truncated JSON or empty body with HTTP 200 raises a retryable ResponseError."""
+    fake_kie.add_task("t1", faults=[fault])
+    with pytest.raises(ResponseError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.retryable
+    assert caught.value.http_status == 200
+
+
+async def test_reset_is_transport_error(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A dropped connection raises a retryable TransportError chained to aiohttp's error."""
+    # Two: aiohttp itself retries an idempotent request once on a reused connection.
+    fake_kie.inject(Fault.reset(), 2)
+    fake_kie.add_task("t1")
+    with pytest.raises(TransportError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+
+
+async def test_slow_answer_beyond_request_timeout(fake_kie: FakeKie, make_veo: MakeVeo) -> None:
+    """An answer slower than request_timeout raises a retryable TransportError."""
+    fake_kie.add_task("t1", faults=[Fault.slow(5)])
+    veo = make_veo(request_timeout=0.2)
+    with pytest.raises(TransportError) as caught:
+        await veo.record_info("t1")
+    assert caught.value.retryable
+
+
+async def test_slow_answer_within_request_timeout(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """An answer slower than usual but within request_timeout is simply the answer."""
+    fake_kie.add_task("t1", faults=[Fault.slow(0.2)])
+    assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
+
+
+async def test_oversized_body_is_response_error(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A body over the 1 MiB cap raises a ResponseError that is not retryable."""
+    fake_kie.add_task("t1", faults=[Fault.oversized()])
+    with pytest.raises(ResponseError) as caught:
+        await veo.record_info("t1")
+    assert not caught.value.retryable
+    # The session survives it: the connection was given up, not left half read.
+    assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
+
+
+async def test_errors_are_counted_in_stats(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """stats counts every request started and every one that failed."""
+    fake_kie.add_task("t1", faults=[Fault.server_error(), Fault.record_null()])
+    for _ in range(2):
+        with pytest.raises(APIError):
+            await veo.record_info("t1")
+    await veo.record_info("t1")
+    assert (veo.stats.requests, veo.stats.failures) == (3, 2)
+
+
+# -- the API key and the User-Agent --------------------------------------------------------
+
+
+async def test_missing_key_raises_before_io(
+    fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No api_key and no KIE_API_KEY raises ValueError at construction, before any request."""
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="KIE_API_KEY"):
+        VeoSession(base_url=fake_kie.base_url)
+    for blank in ("", "   "):
+        with pytest.raises(ValueError, match="API key"):
+            VeoSession(blank, base_url=fake_kie.base_url)
+    monkeypatch.setenv("KIE_API_KEY", "  ")
+    with pytest.raises(ValueError, match="API key"):
+        VeoSession(base_url=fake_kie.base_url)
+    assert fake_kie.total_requests == 0
+
+
+async def test_key_from_environment(fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no api_key argument the KIE_API_KEY variable is sent as the Bearer token."""
+    monkeypatch.setenv("KIE_API_KEY", API_KEY)
+    fake_kie.add_task("t1")
+    async with VeoSession(base_url=fake_kie.base_url, policy=FAST_POLICY) as veo:
+        assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
+    assert fake_kie.requests[-1].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+async def test_explicit_key_wins_over_environment(
+    fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An api_key argument is used even when KIE_API_KEY holds another key."""
+    monkeypatch.setenv("KIE_API_KEY", "some-other-key")
+    fake_kie.add_task("t1")
+    async with VeoSession(API_KEY, base_url=fake_kie.base_url) as veo:
+        await veo.record_info("t1")
+    assert fake_kie.requests[-1].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+async def test_user_agent_passes_the_proxy(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """The SDK sends a real User-Agent starting with veo-async/ that the proxy lets through."""
+    fake_kie.add_task("t1")
+    await veo.record_info("t1")
+    assert fake_kie.count_status(403) == 0
+    user_agent = fake_kie.requests[-1].headers["User-Agent"]
+    assert user_agent.startswith("veo-async/")
+    assert "aiohttp/" in user_agent
+    assert "python/" in user_agent
+
+
+# -- the injected aiohttp session and the lifecycle ----------------------------------------
+
+
+async def test_injected_client_session_is_used_and_left_open(fake_kie: FakeKie) -> None:
+    """An injected aiohttp.ClientSession carries the requests and is not closed by aclose."""
+    started: list[str] = []
+
+    async def on_request_start(
+        _session: aiohttp.ClientSession, _ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        started.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    fake_kie.add_task("t1")
+    http = aiohttp.ClientSession(trace_configs=[trace])
+    try:
+        veo = VeoSession(API_KEY, base_url=fake_kie.base_url, session=http)
+        await veo.record_info("t1")
+        await veo.aclose()
+        assert veo.closed
+        assert started == [RECORD_INFO]
+        assert not http.closed
+        # Still usable by its owner.
+        async with http.get(fake_kie.base_url + "/api/v1/chat/credit") as response:
+            assert response.status in (200, 401, 403)
+    finally:
+        await http.close()
+
+
+async def test_injected_session_raise_for_status_is_ignored(fake_kie: FakeKie) -> None:
+    """An injected session made with raise_for_status=True still gets the SDK's error classes."""
+    fake_kie.add_task("t1", faults=[Fault.server_error()])
+    async with aiohttp.ClientSession(raise_for_status=True) as http:
+        async with VeoSession("wrong-key", base_url=fake_kie.base_url, session=http) as veo:
+            with pytest.raises(AuthenticationError):
+                await veo.record_info("t1")
+        async with VeoSession(API_KEY, base_url=fake_kie.base_url, session=http) as veo:
+            with pytest.raises(ServerError):
+                await veo.record_info("t1")
+
+
+async def test_owned_client_session_is_closed(fake_kie: FakeKie) -> None:
+    """Without an injected session, aclose closes the one the SDK made."""
+    fake_kie.add_task("t1")
+    veo = VeoSession(API_KEY, base_url=fake_kie.base_url)
+    await veo.record_info("t1")
+    await veo.aclose()
+    assert veo.closed
+    assert veo._transport.closed
+
+
+async def test_aclose_is_idempotent(fake_kie: FakeKie) -> None:
+    """aclose may be called any number of times, before or after use."""
+    fake_kie.add_task("t1")
+    unused = VeoSession(API_KEY, base_url=fake_kie.base_url)
+    await unused.aclose()
+    await unused.aclose()
+    async with VeoSession(API_KEY, base_url=fake_kie.base_url) as veo:
+        await veo.record_info("t1")
+        await veo.aclose()
+        await veo.aclose()
+    assert veo.closed
+    assert "closed" in repr(veo)
+
+
+async def test_closed_session_refuses_work(fake_kie: FakeKie) -> None:
+    """After aclose, record_info, task(), waits and re-entering raise RuntimeError, no I/O."""
+    fake_kie.add_task("t1")
+    veo = VeoSession(API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY)
+    handle = veo.task("t1")
+    await veo.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await veo.record_info("t1")
+    with pytest.raises(RuntimeError, match="closed"):
+        veo.task("t1")
+    with pytest.raises(RuntimeError, match="closed"):
+        await handle.wait()
+    with pytest.raises(RuntimeError, match="closed"):
+        await handle.refresh()
+    with pytest.raises(RuntimeError, match="closed"):
+        async with veo:
+            pass
+    assert fake_kie.total_requests == 0
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+BAD_IDS: list[Any] = ["", "  x", "x ", 123, None, "a" * 300, "a\nb", "a\tb", b"bytes"]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS, ids=repr)
+async def test_bad_task_ids_rejected_without_io(
+    fake_kie: FakeKie, veo: VeoSession, bad_id: Any
+) -> None:
+    """Invalid ids raise TypeError/ValueError from record_info and task() with no request."""
+    with pytest.raises((TypeError, ValueError)):
+        await veo.record_info(bad_id)
+    with pytest.raises((TypeError, ValueError)):
+        veo.task(bad_id)
+    assert fake_kie.total_requests == 0
+
+
+async def test_non_string_ids_are_type_errors(veo: VeoSession) -> None:
+    """A non-str id is a TypeError, a malformed string a ValueError."""
+    with pytest.raises(TypeError):
+        veo.task(123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="whitespace"):
+        veo.task(" x")
+
+
+@pytest.mark.parametrize("hostile", ["a&b=c", "x?y#z", "a+b c", "a%20b", "é/ü;x=1"])
+async def test_hostile_ids_arrive_verbatim(
+    fake_kie: FakeKie, veo: VeoSession, hostile: str
+) -> None:
+    """An id with URL metacharacters reaches the server as exactly that taskId, no extra params."""
+    fake_kie.add_task(hostile)
+    info = await veo.record_info(hostile)
+    assert info.task_id == hostile
+    request = fake_kie.requests[-1]
+    assert request.query == {"taskId": hostile}
+    assert request.path == RECORD_INFO
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"concurrency": 0}, ValueError),
+        ({"concurrency": -1}, ValueError),
+        ({"concurrency": True}, ValueError),
+        ({"concurrency": 2.5}, ValueError),
+        ({"rate": -1}, ValueError),
+        ({"rate": 0}, ValueError),
+        ({"rate": float("nan")}, ValueError),
+        ({"request_timeout": 0}, ValueError),
+        ({"request_timeout": -3}, ValueError),
+        ({"request_timeout": float("inf")}, ValueError),
+        ({"base_url": "ftp://x"}, ValueError),
+        ({"base_url": "api.kie.ai"}, ValueError),
+        ({"policy": "fast"}, TypeError),
+    ],
+    ids=repr,
+)
+async def test_invalid_settings(
+    fake_kie: FakeKie, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """Invalid constructor settings raise at construction, before any I/O."""
+    kwargs.setdefault("base_url", fake_kie.base_url)
+    with pytest.raises(error):
+        VeoSession(API_KEY, **kwargs)
+    assert fake_kie.total_requests == 0
+
+
+async def test_base_url_trailing_slash(fake_kie: FakeKie) -> None:
+    """A base_url with a trailing slash still reaches the documented path."""
+    fake_kie.add_task("t1")
+    async with VeoSession(API_KEY, base_url=fake_kie.base_url + "/") as veo:
+        await veo.record_info("t1")
+    assert fake_kie.requests[-1].path == RECORD_INFO
+
+
+# -- wire-format variants --------------------------------------------------------------------
+
+QUIRKS = {
+    "success_flag_as_str": Quirks(success_flag_as_str=True),
+    "result_urls_as_json_string": Quirks(result_urls_as_json_string=True),
+    "result_urls_at_data": Quirks(result_urls_at_data=True),
+    "times_as_epoch_ms": Quirks(times_as_epoch_ms=True),
+    "error_code_as_str_null": Quirks(error_code_as_str_null=True),
+    "error_code_as_str": Quirks(error_code_as_str=True),
+    "omit_fallback_flag": Quirks(omit_fallback_flag=True),
+    "omit_response": Quirks(omit_response=True),
+    "extra_fields": Quirks(extra_fields=True),
+    "all_at_once": Quirks(
+        success_flag_as_str=True,
+        result_urls_as_json_string=True,
+        result_urls_at_data=True,
+        times_as_epoch_ms=True,
+        error_code_as_str_null=True,
+        error_code_as_str=True,
+        omit_fallback_flag=True,
+        omit_response=True,
+        extra_fields=True,
+    ),
+}
+
+
+def _logical(record: RecordInfo) -> RecordInfo:
+    """The record with its task id and clock readings taken out, to compare variants."""
+    response = record.response
+    if response is not None:
+        response = attrs.evolve(
+            response,
+            task_id="*",
+            result_urls=tuple(url.replace(record.task_id, "*") for url in response.result_urls),
+        )
+    return attrs.evolve(
+        record, task_id="*", create_time=None, complete_time=None, response=response
+    )
+
+
+@pytest.mark.parametrize("final_status", [1, 2, 3])
+@pytest.mark.parametrize("phase", ["generating", "done"])
+async def test_quirk_variants_parse_to_the_same_record(
+    fake_kie: FakeKie, veo: VeoSession, final_status: int, phase: str
+) -> None:
+    """Every documented wire variant parses to the same logical record as the plain form."""
+    complete_after = 60.0 if phase == "generating" else 0.0
+    ids = ["plain", *QUIRKS]
+    for name in ids:
+        fake_kie.add_task(
+            f"veo_{name}",
+            complete_after=complete_after,
+            final_status=final_status,
+            quirks=QUIRKS.get(name, Quirks()),
+        )
+    records = {name: await veo.record_info(f"veo_{name}") for name in ids}
+    reference = records["plain"]
+    assert reference.status is (
+        TaskStatus(final_status) if phase == "done" else TaskStatus.GENERATING
+    )
+    for name, record in records.items():
+        assert record.task_id == f"veo_{name}", name
+        expected = _logical(reference)
+        if QUIRKS.get(name, Quirks()).result_urls_at_data and expected.response is not None:
+            # URLs beside the record, no response object: the resolution is not sent.
+            expected = attrs.evolve(
+                expected, response=attrs.evolve(expected.response, resolution=None)
+            )
+        assert _logical(record) == expected, name
+        if record.result_urls:
+            assert record.result_urls == (f"https://tempfile.example/veo/veo_{name}/video.mp4",), (
+                name
+            )
+        # Second-resolution strings and millisecond epochs name the same instant.
+        assert record.create_time is not None
+        assert reference.create_time is not None
+        assert abs(record.create_time - reference.create_time) < dt.timedelta(seconds=2), name
+        assert (record.complete_time is None) == (reference.complete_time is None), name
+
+
+async def test_invalid_param_json_is_kept_raw(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A paramJson that is not JSON keeps the record readable, with the text under "raw"."""
+    fake_kie.add_task("t1", quirks=Quirks(invalid_param_json=True))
+    info = await veo.record_info("t1")
+    assert info.status is TaskStatus.SUCCESS
+    assert set(info.params) == {"raw"}
+    assert info.params["raw"].startswith("{")
+
+
+async def test_task_returns_a_handle_without_io(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """veo.task() builds a VeoTask for the id and sends nothing."""
+    handle = veo.task("t1")
+    assert isinstance(handle, VeoTask)
+    assert handle.task_id == "t1"
+    assert handle.record is None
+    assert handle.status is None
+    assert fake_kie.total_requests == 0
+
+
+# -- the session-wide request budget ---------------------------------------------------------
+
+
+async def test_concurrency_bounds_requests_across_handles(
+    fake_kie: FakeKie, make_veo: MakeVeo
+) -> None:
+    """No more than ``concurrency`` requests are in flight at once, across every handle."""
+    ids = [f"veo_{n}" for n in range(12)]
+    for task_id in ids:
+        fake_kie.add_task(task_id, faults=[Fault.slow(0.1)])
+    veo = make_veo(concurrency=3)
+    records = await asyncio.gather(*(veo.task(task_id).wait() for task_id in ids))
+    assert all(r.status is TaskStatus.SUCCESS for r in records)
+    assert fake_kie.max_in_flight == 3
+    assert veo.stats.max_in_flight == 3
+
+
+async def test_429_pauses_the_whole_session(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """A 429 with Retry-After holds back every handle's polls, not only the one that got it."""
+    fake_kie.add_task("veo_limited", faults=[Fault.http_429(retry_after=0.4)])
+    fake_kie.add_task("veo_other", complete_after=0.3)
+    other = asyncio.create_task(veo.task("veo_other").wait())
+    assert await eventually(lambda: fake_kie.polls("veo_other") >= 1)
+    await veo.task("veo_limited").wait()
+    await other
+    limited = next(r for r in fake_kie.requests if r.code == 429)
+    assert limited.finished is not None
+    later = [r.started for r in fake_kie.requests if r.started > limited.finished]
+    assert later
+    assert min(later) - limited.finished >= 0.35
+    assert veo.stats.rate_limited == 1
