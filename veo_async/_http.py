@@ -69,7 +69,7 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
-        self._timeout = request_timeout
+        self._default_timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._max_body = max_body
         self._headers = {
             "User-Agent": user_agent(version),
@@ -96,7 +96,9 @@ class HttpTransport:
         :param timeout: overrides the per-request timeout (e.g. clipped to a
             wait's deadline).
         """
-        client_timeout = aiohttp.ClientTimeout(total=self._timeout if timeout is None else timeout)
+        client_timeout = (
+            self._default_timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        )
         url = self._base_url + path
         try:
             async with self._client().get(
