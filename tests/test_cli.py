@@ -1,0 +1,509 @@
+"""The ``veo-async`` command line, run as a user runs it: a child process
+(``python -m veo_async.cli`` or the console script) against a FakeKie served
+by the test's own event loop.
+
+The simulator expects a distinctive key, and every run's output is checked
+for it (and for tracebacks), so each test also pins "the key is never shown".
+Command-line mistakes are checked in-process through :func:`run_cli`, which
+is what the console script calls; they never reach the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from veo_async import (
+    PollPolicy,
+    RecordInfo,
+    RecordNotFoundError,
+    TaskFailedError,
+    TaskStatus,
+    VeoSession,
+)
+from veo_async.cli import run_cli
+from veo_async.testing import FakeKie, Fault
+
+KEY = "sk-kie-7f3a9c1e-TOP-secret-d41d8cd9"
+WRONG_KEY = "sk-kie-0000-not-the-right-one-5e6f"
+#: Polls every 20-50 ms: the real schedule's shape at test speed.
+FAST = ["--interval", "0.02", "--poll-cap", "0.05", "--grace", "0.3"]
+ROWS = ("succeeded", "failed (status 2)", "failed (status 3)", "timeout", "error")
+
+
+@attrs.frozen
+class Run:
+    """What a finished child process left behind."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Standard output parsed as JSON lines."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        """The JSON lines by task id, checking that no id appears twice."""
+        lines = self.lines()
+        ids = [line["task_id"] for line in lines]
+        assert len(ids) == len(set(ids)), f"an id was reported twice: {ids}"
+        return {line["task_id"]: line for line in lines}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child: no key or URL inherited, wide tables."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KIE_API_KEY", "KIE_BASE_URL")}
+    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", **extra)
+    return env
+
+
+async def start(
+    *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``veo-async ARGS`` with piped standard streams."""
+    return await asyncio.create_subprocess_exec(
+        *(command or [sys.executable, "-m", "veo_async.cli"]),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env or child_env(),
+    )
+
+
+async def veo_async(
+    *args: str,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> Run:
+    """Run ``veo-async ARGS`` to the end; check that it showed no key and no traceback."""
+    proc = await start(*args, env=env, command=command)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+    assert proc.returncode is not None
+    run = Run(proc.returncode, out.decode(), err.decode())
+    assert_clean(run)
+    return run
+
+
+def assert_clean(run: Run) -> None:
+    """No key (right or wrong) and no traceback in anything the CLI printed."""
+    for text in (run.stdout, run.stderr):
+        assert KEY not in text
+        assert WRONG_KEY not in text
+        assert "Traceback" not in text
+
+
+async def read_until(stream: asyncio.StreamReader | None, needle: str) -> str:
+    """Read lines from a child's stream until one contains ``needle``; all read so far."""
+    assert stream is not None
+    seen = ""
+
+    async def read() -> None:
+        nonlocal seen
+        while needle not in seen:
+            line = await stream.readline()
+            assert line, f"the CLI ended before printing {needle!r}: {seen}"
+            seen += line.decode()
+
+    await asyncio.wait_for(read(), 20)
+    return seen
+
+
+def against(kie: FakeKie, *args: str) -> list[str]:
+    """``wait``/``status`` arguments pointing at ``kie``, with the key and a fast policy."""
+    return ["--base-url", kie.base_url, "--api-key", KEY, *args]
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    """A simulator expecting the distinctive key."""
+    async with FakeKie(api_key=KEY) as server:
+        yield server
+
+
+# -- wait ------------------------------------------------------------------------------
+
+
+async def test_wait_streams_one_json_line_per_task_with_its_outcome(kie: FakeKie) -> None:
+    """Every id gets exactly one line with the right outcome; any failure exits 1."""
+    kie.add_task("ok-fast", complete_after=0.05)
+    kie.add_task("ok-late", complete_after=0.4, faults=[Fault.server_error()])
+    kie.add_task("refused", complete_after=0.1, final_status=2)
+    kie.add_task("broken", complete_after=0.2, final_status=3)
+    kie.add_task("forbidden", faults=[Fault.body_code(404, "Not Found")])
+    run = await veo_async("wait", *against(kie, *FAST, "ok-fast", "ok-late", "refused",
+                                           "broken", "forbidden"))
+
+    assert run.code == 1
+    lines = run.by_id()
+    assert set(lines) == {"ok-fast", "ok-late", "refused", "broken", "forbidden"}
+    for task_id in ("ok-fast", "ok-late"):
+        line = lines[task_id]
+        assert line["outcome"] == "succeeded"
+        assert "error" not in line
+        assert line["record"]["status"] == "SUCCESS"
+        assert line["record"]["response"]["result_urls"]
+    for task_id, status in (("refused", "FAILED"), ("broken", "GENERATION_FAILED")):
+        line = lines[task_id]
+        assert line["outcome"] == "failed"
+        assert line["error"] == "TaskFailedError"
+        assert status in line["message"]
+        assert line["record"]["status"] == status
+    assert lines["forbidden"]["outcome"] == "error"
+    assert lines["forbidden"]["error"] == "NotFoundError"
+    assert "record" not in lines["forbidden"]
+    # Streamed in completion order: the quick ones first.
+    assert [line["task_id"] for line in run.lines()][-1] == "ok-late"
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "2 succeeded, 2 failed, 0 timed out, 1 errors" in summary
+
+
+async def test_wait_exits_0_when_every_task_succeeds(kie: FakeKie) -> None:
+    """All successes: exit 0 and a summary line on stderr, nothing else on stdout."""
+    kie.add_tasks([f"t{n}" for n in range(5)])
+    run = await veo_async("wait", *against(kie, *FAST, "t0", "t1", "t2", "t3", "t4"))
+    assert run.code == 0
+    assert {line["outcome"] for line in run.by_id().values()} == {"succeeded"}
+    assert len(run.lines()) == 5
+    assert "5 tasks in" in run.stderr
+    assert "5 succeeded, 0 failed" in run.stderr
+
+
+async def test_wait_exits_3_when_a_task_times_out_and_none_failed(kie: FakeKie) -> None:
+    """A task still generating at --timeout: outcome timeout with its last record, exit 3."""
+    kie.add_task("done")
+    kie.add_task("stuck", complete_after=60)
+    run = await veo_async("wait", *against(kie, *FAST, "--timeout", "0.5", "done", "stuck"))
+    assert run.code == 3
+    lines = run.by_id()
+    assert lines["done"]["outcome"] == "succeeded"
+    assert lines["stuck"]["outcome"] == "timeout"
+    assert lines["stuck"]["error"] == "WaitTimeoutError"
+    assert lines["stuck"]["record"]["status"] == "GENERATING"
+
+
+async def test_a_failure_outweighs_a_timeout_in_the_exit_code(kie: FakeKie) -> None:
+    """Failed and timed out together: exit 1, the more serious of the two."""
+    kie.add_task("refused", final_status=2)
+    kie.add_task("stuck", complete_after=60)
+    run = await veo_async("wait", *against(kie, *FAST, "--timeout", "0.3", "refused", "stuck"))
+    assert run.code == 1
+    assert {k: v["outcome"] for k, v in run.by_id().items()} == {
+        "refused": "failed",
+        "stuck": "timeout",
+    }
+
+
+async def test_wait_reads_ids_from_stdin_skipping_blanks_and_comments(kie: FakeKie) -> None:
+    """``-`` reads standard input: blank lines, # comments and layout are skipped."""
+    kie.add_tasks(["a1", "a2", "a3"])
+    stdin = "# tasks of the night run\n\na1\n   a2   \r\n\n# a9 is commented out\na3\na1\n"
+    run = await veo_async("wait", *against(kie, *FAST, "-"), stdin=stdin)
+    assert run.code == 0
+    assert set(run.by_id()) == {"a1", "a2", "a3"}  # a1 given twice, reported once
+    assert kie.polls("a9") == 0
+
+
+async def test_wait_from_file_to_output_file(kie: FakeKie, tmp_path: Path) -> None:
+    """--from FILE gives the ids, --output FILE gets the lines, stdout stays empty."""
+    kie.add_tasks(["f1", "f2"])
+    kie.add_task("f3", final_status=3)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# from a file\nf1\nf2\n\nf3\n", encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    run = await veo_async("wait", *against(kie, *FAST, "--from", str(ids), "-o", str(out)))
+    assert run.code == 1
+    assert run.stdout == ""
+    written = Run(0, out.read_text(encoding="utf-8"), "").by_id()
+    assert {k: v["outcome"] for k, v in written.items()} == {
+        "f1": "succeeded",
+        "f2": "succeeded",
+        "f3": "failed",
+    }
+
+
+async def test_wait_with_a_live_display_keeps_stdout_machine_readable(kie: FakeKie) -> None:
+    """--progress live draws on stderr (rich); stdout still holds only JSON lines."""
+    kie.add_tasks([f"live{n}" for n in range(3)])
+    kie.add_task("slow", complete_after=0.5)
+    run = await veo_async(
+        "wait", *against(kie, *FAST, "--progress", "live", "live0", "live1", "live2", "slow")
+    )
+    assert run.code == 0
+    assert set(run.by_id()) == {"live0", "live1", "live2", "slow"}
+    assert "finished" in run.stderr
+    assert "4 tasks in" in run.stderr
+
+
+async def test_the_key_is_never_shown_even_verbose_or_rejected(kie: FakeKie) -> None:
+    """Key from the environment, --verbose logging, a rejected key: never printed."""
+    kie.add_task("k1", faults=[Fault.bad_gateway_html(), Fault.http_429(retry_after=0.05)])
+    env = child_env(KIE_API_KEY=KEY)
+    run = await veo_async(
+        "--verbose", "wait", "--base-url", kie.base_url, *FAST, "k1", env=env
+    )
+    assert run.code == 0
+    assert "veo_async" in run.stderr  # the DEBUG log did run
+    assert_clean(run)
+
+    rejected = await veo_async(
+        "wait", "--base-url", kie.base_url, "--api-key", WRONG_KEY, *FAST, "k1", "--verbose"
+    )
+    assert rejected.code == 1
+    line = rejected.by_id()["k1"]
+    assert line["outcome"] == "error"
+    assert line["error"] == "AuthenticationError"
+    assert_clean(rejected)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+async def test_ctrl_c_stops_wait_cleanly_with_a_summary_and_exit_130(
+    kie: FakeKie, signum: signal.Signals, code: int
+) -> None:
+    """SIGINT mid-run: what finished is on stdout, a summary on stderr, exit 130
+    (SIGTERM: 143), no traceback, and no request left open on the server."""
+    kie.add_tasks(["quick1", "quick2"])
+    for n in range(3):
+        kie.add_task(f"long{n}", complete_after=60)
+    proc = await start(
+        "wait",
+        *against(kie, *FAST, "--progress", "plain", "--progress-interval", "0.05"),
+        "quick1", "quick2", "long0", "long1", "long2",
+    )
+    seen = await read_until(proc.stderr, "2/5 finished")
+    proc.send_signal(signum)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    run = Run(proc.returncode or 0, out.decode(), seen + err.decode())
+
+    assert run.code == code
+    assert_clean(run)
+    assert set(run.by_id()) == {"quick1", "quick2"}
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "interrupted after" in summary
+    assert "2 of 5 tasks finished" in summary
+    assert "3 still generating" in summary
+    assert kie.in_flight == 0
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+async def test_status_json_polls_each_id_once(kie: FakeKie) -> None:
+    """status --json: one line per id in input order, unreadable ones as errors, exit 1."""
+    kie.add_task("s-done")
+    kie.add_task("s-running", complete_after=60)
+    kie.add_task("s-failed", final_status=2, error_message="Prompt flagged")
+    run = await veo_async(
+        "status", "--json", *against(kie, "s-running", "s-done", "s-failed", "s-unknown")
+    )
+    assert run.code == 1
+    lines = run.lines()
+    assert [line["task_id"] for line in lines] == ["s-running", "s-done", "s-failed", "s-unknown"]
+    assert [line["status"] for line in lines] == ["GENERATING", "SUCCESS", "FAILED", None]
+    assert lines[2]["record"]["error_message"] == "Prompt flagged"
+    assert lines[3]["error"] == "RecordNotFoundError"
+    assert all(kie.polls(task_id) == 1 for task_id in ("s-done", "s-running", "s-unknown"))
+
+
+async def test_status_table_shows_each_task(kie: FakeKie) -> None:
+    """status without --json: a table with each id and its status; exit 0 when all read."""
+    kie.add_task("row-ok")
+    kie.add_task("row-wip", complete_after=60)
+    run = await veo_async("status", *against(kie, "row-ok", "row-wip"))
+    assert run.code == 0
+    rows = {line.split()[1]: line for line in run.stdout.splitlines() if "row-" in line}
+    assert "SUCCESS" in rows["row-ok"]
+    assert "row-ok/video.mp4" in rows["row-ok"]
+    assert "GENERATING" in rows["row-wip"]
+
+
+# -- demo and simulate -----------------------------------------------------------------
+
+
+async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
+    """demo --tasks 50: the outcome rows sum to 50 and the measurements are filled in."""
+    run = await veo_async("demo", "--tasks", "50", "--speed", "300", "--seed", "7")
+    assert run.code == 0, run.stderr
+    counts: dict[str, int] = {}
+    for line in run.stdout.splitlines():
+        match = re.match(r"\W*([a-z][a-z ()0-9]*?)\s*\W\s*(\d+)\s*\W*$", line)
+        if match and match.group(1) in (*ROWS, "total"):
+            counts[match.group(1)] = int(match.group(2))
+    assert set(counts) == {*ROWS, "total"}, run.stdout
+    assert sum(counts[row] for row in ROWS) == counts["total"] == 50
+    assert counts["succeeded"] > counts["failed (status 2)"] + counts["failed (status 3)"]
+    for measure in ("requests per task", "429s absorbed", "detection lag p50",
+                    "detection lag p95"):
+        assert measure in run.stdout
+    assert "50 tasks in" in run.stderr
+
+
+async def test_demo_json_summary_is_reproducible_in_its_outcomes() -> None:
+    """demo --json: a JSON summary; the same --seed gives the same outcomes."""
+    args = ("demo", "--tasks", "30", "--speed", "300", "--seed", "11", "--json")
+    first, second = await asyncio.gather(veo_async(*args), veo_async(*args))
+    reports = [json.loads(first.stdout), json.loads(second.stdout)]
+    assert first.code == second.code == 0
+    assert reports[0]["outcomes"] == reports[1]["outcomes"]
+    for report in reports:
+        assert sum(report["outcomes"].values()) == report["tasks"] == 30
+        assert report["requests"] > 30
+        assert report["rate_limited"] >= 1  # the midway burst of 429s was absorbed
+        assert report["lag_p50"] is not None
+        assert report["lag_p95"] >= report["lag_p50"]
+
+
+async def test_ctrl_c_stops_the_demo_with_exit_130() -> None:
+    """SIGINT during the demo: simulator and session closed, summary line, exit 130."""
+    proc = await start(
+        "demo", "--tasks", "20", "--speed", "1", "--progress", "plain",
+        "--progress-interval", "0.05",
+    )
+    first = await read_until(proc.stderr, "finished")
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    run = Run(proc.returncode or 0, out.decode(), first + err.decode())
+    assert run.code == 130
+    assert_clean(run)
+    assert "interrupted after" in run.stderr
+    assert "of 20 tasks finished" in run.stderr
+
+
+async def test_simulate_serves_documented_ids_until_ctrl_c() -> None:
+    """simulate prints its URL and key, serves the fixed and synthetic ids, exits 0 on SIGINT."""
+    proc = await start("simulate", "--port", "0", "--tasks", "3", "--speed", "1000")
+    banner = await read_until(proc.stdout, "Ctrl-C")
+    base_url = re.search(r"base url: (\S+)", banner)
+    assert base_url is not None
+    assert "api key:  test-key" in banner
+    assert "sim-00001 .. sim-00003" in banner
+    policy = PollPolicy(interval=0.02, max_interval=0.05, timeout=10, not_found_grace=0.1)
+    async with VeoSession("test-key", base_url=base_url.group(1), policy=policy) as veo:
+        assert (await veo.record_info("sim-success")).status is TaskStatus.SUCCESS
+        assert (await veo.record_info("sim-failed")).status is TaskStatus.FAILED
+        assert (await veo.record_info("sim-pending")).status is TaskStatus.GENERATING
+        with pytest.raises(RecordNotFoundError):
+            await veo.record_info("not-a-sim-id")
+        results = await veo.wait_many(
+            ["sim-00001", "sim-00002", "sim-00003"], return_exceptions=True
+        )
+        assert all(isinstance(r, (RecordInfo, TaskFailedError)) for r in results)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
+    assert "stopped after" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
+# -- the console script and usage errors -----------------------------------------------
+
+
+async def test_console_script_documents_the_exit_codes() -> None:
+    """The installed ``veo-async`` script runs; --help lists every exit code."""
+    script = Path(sys.executable).with_name("veo-async")
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this interpreter")
+    run = await veo_async("wait", "--help", command=[str(script)])
+    assert run.code == 0
+    for code in ("0 ", "1 ", "2 ", "3 ", "130"):
+        assert f"\n    {code}" in run.stdout
+
+
+async def test_usage_errors_in_a_real_process_are_one_line_and_exit_2() -> None:
+    """As a user sees it: no ids, then no key -> one ``veo-async: error:`` line, exit 2."""
+    no_ids, no_key = await asyncio.gather(veo_async("wait"), veo_async("status", "t1"))
+    for run, expected in ((no_ids, "no task ids"), (no_key, "no API key")):
+        assert run.code == 2
+        assert run.stdout == ""
+        assert run.stderr.count("\n") == 1
+        assert run.stderr.startswith("veo-async: error: ")
+        assert expected in run.stderr
+
+
+BAD_INPUT = [
+    pytest.param(["wait", "--api-key", KEY], "no task ids given", id="no-ids"),
+    pytest.param(["wait", "t1"], "no API key", id="no-key"),
+    pytest.param(["status", "t1"], "no API key", id="status-no-key"),
+    pytest.param(["wait", "--api-key", "  ", "t1"], "no API key", id="blank-key"),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--from", "/nonexistent/ids.txt"],
+        "cannot read ids from /nonexistent/ids.txt",
+        id="unreadable-file",
+    ),
+    pytest.param(["wait", "--api-key", KEY, "x" * 300], "characters long", id="long-id"),
+    pytest.param(["wait", "--api-key", KEY, "bad\tid"], "control characters", id="control-id"),
+    pytest.param(["wait", "--api-key", KEY, " t1"], "whitespace", id="padded-id"),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--timeout", "-5", "t1"], "--timeout", id="neg-timeout"
+    ),
+    pytest.param(["wait", "--api-key", KEY, "--timeout", "soon", "t1"], "'soon'", id="nan-timeout"),
+    pytest.param(["wait", "--api-key", KEY, "--concurrency", "0", "t1"], "--concurrency",
+                 id="concurrency-0"),
+    pytest.param(["wait", "--api-key", KEY, "--rate", "-1", "t1"], "--rate", id="neg-rate"),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--interval", "5", "--poll-cap", "1", "t1"],
+        "--poll-cap (1) must be >= --interval (5)",
+        id="cap-below-interval",
+    ),
+    pytest.param(["wait", "--api-key", KEY, "--jitter", "1.5", "t1"], "jitter", id="jitter"),
+    pytest.param(["wait", "--api-key", KEY, "--factor", "0.5", "t1"], "--factor", id="factor"),
+    pytest.param(["wait", "--api-key", KEY, "--grace", "nan", "t1"], "--grace", id="nan-grace"),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--base-url", "ftp://kie", "t1"], "http", id="bad-url"
+    ),
+    pytest.param(
+        ["wait", "--api-key", KEY, "-o", "/nonexistent/dir/out.jsonl", "t1"],
+        "cannot write",
+        id="unwritable-output",
+    ),
+    pytest.param(["wait", "--bogus"], "--bogus", id="unknown-option"),
+    pytest.param(["frobnicate"], "frobnicate", id="unknown-command"),
+    pytest.param(["demo", "--tasks", "0"], "--tasks", id="demo-no-tasks"),
+    pytest.param(["simulate", "--port", "70000"], "--port", id="bad-port"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_INPUT)
+def test_bad_input_gets_one_line_and_exit_2(
+    argv: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each command-line mistake: one ``veo-async: error:`` line naming it, exit 2."""
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    code = run_cli(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("veo-async: error: ")
+    assert expected in err
+    assert KEY not in err
+    assert "Traceback" not in err
+
+
+def test_an_invalid_id_in_a_file_is_reported_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad id on line 3 of a file names the file and the line, before any request."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("t1\n# fine\n" + "y" * 300 + "\n", encoding="utf-8")
+    assert run_cli(["wait", "--api-key", KEY, "--from", str(ids)]) == 2
+    err = capsys.readouterr().err
+    assert f"{ids}, line 3:" in err
+    assert err.count("\n") == 1

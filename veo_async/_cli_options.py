@@ -1,0 +1,222 @@
+"""The options the CLI's commands share, and turning them into library objects.
+
+The global options (``--api-key``, ``--base-url``, ``--verbose``) are accepted
+both before the command (``veo-async --api-key K wait ...``) and after it
+(``veo-async wait --api-key K ...``), since people type both; the value given
+last on the command line wins. The environment (``KIE_API_KEY``,
+``KIE_BASE_URL``) is read once, at the group level, so that it can never
+override a value given on the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import click
+
+from ._cli_progress import PROGRESS_MODES
+from .policy import PollPolicy
+from .session import DEFAULT_BASE_URL
+
+__all__ = [
+    "Settings",
+    "build_policy",
+    "configure_logging",
+    "global_options",
+    "policy_options",
+    "progress_options",
+    "require_api_key",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The policy field behind each option, for options and error messages alike.
+_POLICY_OPTIONS = {
+    "timeout": "--timeout",
+    "first_poll": "--first-poll",
+    "interval": "--interval",
+    "factor": "--factor",
+    "max_interval": "--poll-cap",
+    "jitter": "--jitter",
+    "not_found_grace": "--grace",
+}
+_FIELD_NAMES = re.compile(r"\b(" + "|".join(_POLICY_OPTIONS) + r")\b")
+
+
+@attrs.define
+class Settings:
+    """The global options, kept on the click context (``ctx.obj``).
+
+    :ivar api_key: the Kie API key, or None when neither given nor in the environment.
+    :ivar base_url: the service root.
+    :ivar verbose: log the ``veo_async`` logger at DEBUG level to standard error.
+    """
+
+    api_key: str | None = attrs.field(default=None, repr=False)  # never in a repr
+    base_url: str = DEFAULT_BASE_URL
+    verbose: bool = False
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.ensure_object(Settings)
+
+
+def _check_base_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def global_options(*, at_group: bool) -> Callable[[F], F]:
+    """Add ``--api-key``, ``--base-url`` and ``--verbose`` to a group or a command.
+
+    :param at_group: read the environment too (only the group does).
+    """
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        source = ctx.get_parameter_source(param.name or "")
+        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+        if at_group or given:
+            if param.name == "base_url" and value is not None:
+                value = _check_base_url(value)
+            if value is not None:
+                setattr(_settings(ctx), param.name or "", value)
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--verbose",
+            "-v",
+            is_flag=True,
+            default=None,
+            expose_value=False,
+            callback=store,
+            help="Log what the library does (logger veo_async, DEBUG) to standard error.",
+        )(func)
+        func = click.option(
+            "--base-url",
+            metavar="URL",
+            envvar="KIE_BASE_URL" if at_group else None,
+            show_envvar=at_group,
+            expose_value=False,
+            callback=store,
+            help=f"The service root (default {DEFAULT_BASE_URL}).",
+        )(func)
+        return click.option(
+            "--api-key",
+            metavar="KEY",
+            envvar="KIE_API_KEY" if at_group else None,
+            show_envvar=at_group,
+            expose_value=False,
+            callback=store,
+            help="The Kie API key (default: the KIE_API_KEY environment variable). "
+            "Never printed.",
+        )(func)
+
+    return decorate
+
+
+def require_api_key(ctx: click.Context) -> str:
+    """The API key for a command that talks to the service.
+
+    :raises click.UsageError: when there is none.
+    """
+    key = _settings(ctx).api_key
+    if key is None or not key.strip():
+        raise click.UsageError("no API key: pass --api-key KEY or set KIE_API_KEY", ctx=ctx)
+    return key
+
+
+def policy_options(func: F) -> F:
+    """Add the :class:`PollPolicy` knobs; they reach the command as keyword arguments."""
+    default = PollPolicy()
+    helps = {
+        "timeout": f"Give up on a task after SECONDS (default {default.timeout:g}).",
+        "first_poll": f"Seconds before a task's first poll (default {default.first_poll:g}).",
+        "interval": f"The first gap between polls, in seconds (default {default.interval:g}).",
+        "factor": f"Growth of the gap per poll (default {default.factor:g}).",
+        "max_interval": f"The largest gap between polls, in seconds "
+        f"(default {default.max_interval:g}).",
+        "jitter": f"Randomise each gap by ± this fraction (default {default.jitter:g}).",
+        "not_found_grace": "Seconds during which an unknown id counts as 'not visible yet' "
+        f"(default {default.not_found_grace:g}).",
+    }
+    metavars = {"factor": "X", "jitter": "FRACTION"}
+    for field, option in reversed(_POLICY_OPTIONS.items()):
+        func = click.option(
+            option,
+            field,
+            type=float,
+            default=None,
+            metavar=metavars.get(field, "SECONDS"),
+            help=helps[field],
+        )(func)
+    return func
+
+
+def build_policy(values: dict[str, Any]) -> PollPolicy:
+    """The default policy with the knobs given on the command line.
+
+    :param values: the command's keyword arguments; the non-policy ones are ignored.
+    :raises click.UsageError: naming the options, for values the policy refuses.
+    """
+    changes = {field: values[field] for field in _POLICY_OPTIONS if values.get(field) is not None}
+    try:
+        return PollPolicy().replace(**changes)
+    except (TypeError, ValueError) as exc:
+        message = _FIELD_NAMES.sub(lambda match: _POLICY_OPTIONS[match.group(1)], str(exc))
+        raise click.UsageError(message) from None
+
+
+def progress_options(func: F) -> F:
+    """Add ``--progress`` and ``--progress-interval``."""
+    func = click.option(
+        "--progress-interval",
+        type=click.FloatRange(min=0, min_open=True),
+        default=5.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Seconds between progress lines when they are plain.",
+    )(func)
+    return click.option(
+        "--progress",
+        "progress_mode",
+        type=click.Choice(PROGRESS_MODES),
+        default="auto",
+        show_default=True,
+        help="Progress on standard error: live (redrawn in place), plain (a line every "
+        "--progress-interval), off; auto is live on a terminal, plain elsewhere.",
+    )(func)
+
+
+class _CurrentStderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is *now*.
+
+    The live display swaps ``sys.stderr`` for a proxy that prints above it; a
+    handler holding the original stream would draw log lines across it.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(ctx: click.Context) -> None:
+    """Send the ``veo_async`` logger to standard error at DEBUG when ``--verbose`` was given."""
+    if not _settings(ctx).verbose:
+        return
+    logger = logging.getLogger("veo_async")
+    if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)

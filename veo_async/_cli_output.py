@@ -1,0 +1,117 @@
+"""Where the CLI's results go: JSON lines, and the ``status`` table."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ._convert import record_to_jsonable
+from .models import RecordInfo, TaskStatus
+
+__all__ = ["JsonLines", "LookupResult", "status_json", "status_table"]
+
+#: One ``status`` lookup: the record, or the error that prevented reading it.
+LookupResult = RecordInfo | Exception
+
+_STATUS_STYLE = {
+    TaskStatus.GENERATING: "cyan",
+    TaskStatus.SUCCESS: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.GENERATION_FAILED: "red",
+}
+
+
+class JsonLines:
+    """Writes one JSON object per line, flushed at once so results stream.
+
+    :param path: a file to (over)write, or None for standard output. Standard
+        output is looked up at each write, not kept: the live display may
+        redirect it while it runs.
+    :raises OSError: when the file cannot be opened.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._file: TextIO | None = None
+        if path is not None:
+            self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, obj: dict[str, Any]) -> None:
+        """Write ``obj`` as one line."""
+        stream = self._file if self._file is not None else sys.stdout
+        stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        stream.flush()
+
+    def close(self) -> None:
+        """Close the file, if one was opened. Idempotent."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def status_json(task_id: str, result: LookupResult) -> dict[str, Any]:
+    """The ``status --json`` line of one lookup.
+
+    ``{"task_id", "status": "SUCCESS", "record": {...}}``, or for a lookup
+    that failed ``{"task_id", "status": null, "error": type, "message"}``.
+    """
+    if isinstance(result, RecordInfo):
+        return {
+            "task_id": task_id,
+            "status": result.status.name,
+            "record": record_to_jsonable(result),
+        }
+    return {
+        "task_id": task_id,
+        "status": None,
+        "error": type(result).__name__,
+        "message": str(result),
+    }
+
+
+def _time(value: _dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _detail(record: RecordInfo) -> str:
+    if record.status is TaskStatus.SUCCESS:
+        urls = record.result_urls
+        more = f" (+{len(urls) - 1} more)" if len(urls) > 1 else ""
+        return (urls[0] + more) if urls else "(no result URL)"
+    if record.status.is_terminal:
+        code = f"{record.error_code}: " if record.error_code is not None else ""
+        return f"{code}{record.error_message}" if (code or record.error_message) else "-"
+    return "-"
+
+
+def status_table(results: Sequence[tuple[str, LookupResult]], console: Console) -> None:
+    """Print one row per lookup: id, status, completion time, result URL or error."""
+    table = Table()
+    table.add_column("task id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("completed (UTC)", no_wrap=True)
+    table.add_column("result / error", overflow="fold")
+    for task_id, result in results:
+        if isinstance(result, RecordInfo):
+            table.add_row(
+                task_id,
+                Text(result.status.name, style=_STATUS_STYLE[result.status]),
+                _time(result.complete_time),
+                _detail(result),
+            )
+        else:
+            table.add_row(
+                task_id,
+                Text("ERROR", style="bold red"),
+                "-",
+                f"{type(result).__name__}: {result}",
+            )
+    console.print(table)

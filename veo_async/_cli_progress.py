@@ -1,0 +1,230 @@
+"""Progress of a batch on standard error: a live line on a terminal, plain lines elsewhere.
+
+Standard output is left to the results (JSON lines), so that
+``veo-async wait ids.txt > out.jsonl`` stays machine-readable while a person
+watches the progress. The display is refreshed by a task on the event loop
+(rich's own refresh thread is not used), so it only ever reads counters from
+the thread that writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal
+
+import attrs
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ._cli_outcome import Tally
+from .session import SessionStats
+
+__all__ = ["PROGRESS_MODES", "ProgressMode", "ProgressReporter", "Snapshot"]
+
+ProgressMode = Literal["auto", "live", "plain", "off"]
+#: The values of ``--progress``.
+PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "live", "plain", "off")
+
+# Often enough to look live, rarely enough to cost nothing next to the polling.
+_LIVE_REFRESH = 0.1
+
+
+@attrs.frozen
+class Snapshot:
+    """The counters at one instant."""
+
+    total: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    errors: int
+    requests: int
+    failed_requests: int
+    rate_limited: int
+    elapsed: float
+
+    @property
+    def finished(self) -> int:
+        """Tasks with an outcome."""
+        return self.succeeded + self.failed + self.timed_out + self.errors
+
+    @property
+    def generating(self) -> int:
+        """Tasks still being waited for."""
+        return self.total - self.finished
+
+    def describe(self) -> str:
+        """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``."""
+        return (
+            f"{self.finished}/{self.total} finished · generating {self.generating} · "
+            f"succeeded {self.succeeded} · failed {self.failed} · "
+            f"timed out {self.timed_out} · errors {self.errors} · "
+            f"requests {self.requests} ({self.failed_requests} failed) · "
+            f"429s {self.rate_limited} · {self.elapsed:.1f} s"
+        )
+
+    def summary(self, *, interrupted: bool) -> str:
+        """The closing line: what finished, and (when interrupted) what did not."""
+        counts = (
+            f"{self.succeeded} succeeded, {self.failed} failed, "
+            f"{self.timed_out} timed out, {self.errors} errors"
+        )
+        if interrupted:
+            return (
+                f"interrupted after {self.elapsed:.1f} s: {self.finished} of {self.total} "
+                f"tasks finished ({counts}), {self.generating} still generating; "
+                f"{self.requests} requests"
+            )
+        return (
+            f"{self.total} tasks in {self.elapsed:.1f} s: {counts}; "
+            f"{self.requests} requests, {self.rate_limited} rate-limited"
+        )
+
+
+class ProgressReporter:
+    """Shows a :class:`Tally` while ``async with`` is active, then a summary line.
+
+    :param tally: the counts to show (updated by the caller).
+    :param mode: ``"live"`` (rich, redrawn in place), ``"plain"`` (a line
+        every ``interval`` seconds), ``"off"``, or ``"auto"``: live when
+        standard error is a terminal, else plain.
+    :param interval: seconds between plain lines.
+    :param label: the command, shown in front of each line.
+    """
+
+    def __init__(
+        self, tally: Tally, *, mode: ProgressMode, interval: float, label: str
+    ) -> None:
+        if mode == "auto":
+            mode = "live" if _isatty(sys.stderr) else "plain"
+        self.mode = mode
+        self._tally = tally
+        self._interval = interval
+        self._label = label
+        self._stats: Callable[[], SessionStats] | None = None
+        self._started: float | None = None
+        self._ended: float | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._live: Live | None = None
+
+    def attach(self, stats: Callable[[], SessionStats]) -> None:
+        """Read request counters from ``stats`` (``lambda: veo.stats``) from now on."""
+        self._stats = stats
+
+    def snapshot(self) -> Snapshot:
+        """The counters now (or at the end, once the display has stopped)."""
+        stats = self._stats() if self._stats is not None else SessionStats()
+        tally = self._tally
+        return Snapshot(
+            total=tally.total,
+            succeeded=tally.succeeded,
+            failed=tally.failed,
+            timed_out=tally.timed_out,
+            errors=tally.errors,
+            requests=stats.requests,
+            failed_requests=stats.failures,
+            rate_limited=stats.rate_limited,
+            elapsed=self._elapsed(),
+        )
+
+    def _elapsed(self) -> float:
+        if self._started is None:
+            return 0.0
+        end = self._ended if self._ended is not None else asyncio.get_running_loop().time()
+        return end - self._started
+
+    async def __aenter__(self) -> ProgressReporter:
+        loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        if self.mode == "live":
+            console = Console(file=sys.stderr, force_terminal=True)
+            self._live = Live(
+                self._render(),
+                console=console,
+                auto_refresh=False,
+                transient=True,
+                # Results printed to a terminal must pass through rich, or
+                # they would be drawn over by the next refresh; results going
+                # to a file or pipe must not (rich would send them to stderr).
+                redirect_stdout=_isatty(sys.stdout),
+                redirect_stderr=True,
+            )
+            self._live.start()
+            self._ticker = loop.create_task(self._refresh_live(), name="veo-async progress")
+        elif self.mode == "plain":
+            self._ticker = loop.create_task(self._print_lines(), name="veo-async progress")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._ended = asyncio.get_running_loop().time()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait((self._ticker,))
+            self._ticker = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def print_summary(self, *, interrupted: bool = False) -> None:
+        """Write the closing line to standard error (unless the mode is ``off``)."""
+        if self.mode != "off":
+            self._emit(self.snapshot().summary(interrupted=interrupted))
+
+    def _emit(self, text: str) -> None:
+        print(f"veo-async: {self._label}: {text}", file=sys.stderr, flush=True)
+
+    async def _print_lines(self) -> None:
+        # The first line after one interval: a quick run needs only its summary.
+        while True:
+            await asyncio.sleep(self._interval)
+            self._emit(self.snapshot().describe())
+
+    async def _refresh_live(self) -> None:
+        while True:
+            await asyncio.sleep(_LIVE_REFRESH)
+            if self._live is not None:
+                self._live.update(self._render(), refresh=True)
+
+    def _render(self) -> RenderableType:
+        snap = self.snapshot()
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Text(self._label, style="bold"),
+            ProgressBar(total=max(snap.total, 1), completed=snap.finished, width=30),
+            Text(f"{snap.finished}/{snap.total} finished", style="bold"),
+            Text(f"{snap.elapsed:.1f} s", style="dim"),
+        )
+        counts = Text("  ")
+        rows: tuple[tuple[str, object, str], ...] = (
+            ("generating", snap.generating, "cyan"),
+            ("succeeded", snap.succeeded, "green"),
+            ("failed", snap.failed, "red"),
+            ("timed out", snap.timed_out, "yellow"),
+            ("errors", snap.errors, "magenta"),
+            ("requests", f"{snap.requests} ({snap.failed_requests} failed)", "dim"),
+            ("429s", snap.rate_limited, "dim"),
+        )
+        for position, (label, value, style) in enumerate(rows):
+            if position:
+                counts.append(" · ", style="dim")
+            counts.append(f"{label} {value}", style=style)
+        return Group(head, counts)
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # a closed stream
+        return False

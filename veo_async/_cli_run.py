@@ -1,0 +1,102 @@
+"""Running one CLI command's coroutine: a fresh event loop, Ctrl-C as cancellation.
+
+Python's default SIGINT handling raises :class:`KeyboardInterrupt` wherever the
+interpreter happens to be, which inside an event loop can land in the middle
+of a callback and leave connections half closed. Instead, :func:`run` turns
+SIGINT (and SIGTERM) into a plain :meth:`asyncio.Task.cancel` of the command's
+task: every ``async with`` (the :class:`~veo_async.VeoSession`, the
+simulator) unwinds normally, and only then does :func:`run` raise
+:class:`Interrupted` for the caller to report and turn into an exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+__all__ = ["Interrupted", "closing", "run"]
+
+T = TypeVar("T")
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """The command was stopped by a signal, after it had cleaned up.
+
+    :ivar signum: the signal received (``signal.SIGINT`` for Ctrl-C).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell convention for "killed by signal N": ``128 + N`` (130 for Ctrl-C)."""
+        return 128 + self.signum
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on a new event loop and return its result.
+
+    SIGINT and SIGTERM cancel ``main`` (and so everything it awaits); once it
+    has unwound, :class:`Interrupted` is raised. A second signal during that
+    clean-up cancels it again, so a stuck clean-up can still be cut short.
+
+    :raises Interrupted: when a signal stopped the run.
+    """
+    try:
+        return asyncio.run(_guarded(main))
+    except KeyboardInterrupt:
+        # Only where signal handlers cannot be installed (Windows): asyncio.run
+        # has already cancelled the main task and waited for it to finish.
+        raise Interrupted(signal.SIGINT) from None
+
+
+async def _guarded(main: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.get_running_loop()
+    # A task of its own, so that cancelling it never cancels this wrapper,
+    # which must survive to translate the cancellation into Interrupted.
+    task = loop.create_task(main, name="veo-async command")
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    installed: list[int] = []
+    for sig in _SIGNALS:
+        try:
+            loop.add_signal_handler(sig, on_signal, int(sig))
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # Windows, or not the main thread: KeyboardInterrupt still works
+        installed.append(int(sig))
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received and task.cancelled():
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+@asynccontextmanager
+async def closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Like :func:`contextlib.aclosing` for any async iterator: on exit, stop it
+    at once (``aclose()`` when it has one) instead of when it is garbage-collected.
+
+    ``VeoSession.as_completed`` is typed as a plain ``AsyncIterator``, which
+    ``aclosing`` does not accept, although the object is an async generator.
+    """
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,148 @@
+"""Synthetic, time-compressed task lives for ``veo-async demo`` and ``simulate``.
+
+The shapes follow ``kie-veo-api.md``: a render takes 2-5 minutes; a prompt
+refused by moderation (status 2) fails within the first minute; a render that
+breaks (status 3) fails late. Along the way the service misbehaves as it does
+in recorded traffic (5xx, HTML proxy pages, truncated bodies, resets, 455
+maintenance, a record not visible yet). Every duration is divided by ``speed``
+so that minutes of real life play out in seconds, and the client's
+:class:`PollPolicy` is compressed by the same factor, so requests per task and
+detection lag (in real-life seconds) stay what they would be for real.
+
+Pure: scripts are built from a seeded :class:`random.Random`, no I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import attrs
+
+from .policy import PollPolicy
+from .testing import Fault, Quirks, TaskScript
+
+__all__ = [
+    "BurstPlan",
+    "burst_plan",
+    "compressed_policy",
+    "synthetic_scripts",
+]
+
+# Real-life seconds.
+_RENDER = (120.0, 300.0, 170.0)  # success: low, high, mode (triangular)
+_REFUSED = (10.0, 60.0)  # status 2: moderation answers early
+_BROKEN = (90.0, 300.0)  # status 3: the render itself failed
+_SHARE_FAILED = 0.08
+_SHARE_GENERATION_FAILED = 0.07
+_SHARE_FALLBACK = 0.05
+_SHARE_FAULTY = 0.3
+_SHARE_QUIRKY = 0.15
+# The 429 burst: refusals asking to come back in 2 s of real time. After a
+# 429 the session sends one probe at a time, so the refusals are met one after
+# another: the burst costs about count x Retry-After (~20 s of real time).
+_BURST_COUNT = 10
+_BURST_RETRY_AFTER = 2.0
+
+# Transient trouble a task may meet on its first polls. Two resets in a row:
+# aiohttp silently retries a single one.
+_TRANSIENT: tuple[tuple[Fault, ...], ...] = (
+    (Fault.server_error(),),
+    (Fault.bad_gateway_html(),),
+    (Fault.truncated_json(),),
+    (Fault.reset(), Fault.reset()),
+    (Fault.maintenance(),),
+    (Fault.empty_body(),),
+)
+# Wire-format variants the service is known (or suspected) to send.
+_QUIRKS: tuple[Quirks, ...] = (
+    Quirks(success_flag_as_str=True),
+    Quirks(result_urls_as_json_string=True),
+    Quirks(times_as_epoch_ms=True),
+    Quirks(error_code_as_str_null=True),
+    Quirks(omit_fallback_flag=True, omit_response=True),
+    Quirks(extra_fields=True),
+)
+
+
+def compressed_policy(speed: float) -> PollPolicy:
+    """The default :class:`PollPolicy` with every duration divided by ``speed``."""
+    real = PollPolicy()
+    return real.replace(
+        first_poll=real.first_poll / speed,
+        interval=real.interval / speed,
+        max_interval=real.max_interval / speed,
+        timeout=None if real.timeout is None else real.timeout / speed,
+        not_found_grace=real.not_found_grace / speed,
+    )
+
+
+def _faults(rng: random.Random) -> tuple[Fault, ...]:
+    if rng.random() >= _SHARE_FAULTY:
+        return ()
+    faults: list[Fault] = []
+    # "record is null" can only come first: the record is not visible yet.
+    if rng.random() < 0.3:
+        faults.append(Fault.record_null())
+    for _ in range(rng.choice((1, 1, 2))):
+        faults.extend(rng.choice(_TRANSIENT))
+    return tuple(faults)
+
+
+def _script(task_id: str, rng: random.Random, speed: float, faults: bool) -> TaskScript:
+    draw = rng.random()
+    fallback = False
+    if draw < _SHARE_FAILED:
+        status, real_seconds = 2, rng.uniform(*_REFUSED)
+    elif draw < _SHARE_FAILED + _SHARE_GENERATION_FAILED:
+        status, real_seconds = 3, rng.uniform(*_BROKEN)
+    else:
+        low, high, mode = _RENDER
+        status, real_seconds = 1, rng.triangular(low, high, mode)
+        fallback = rng.random() < _SHARE_FALLBACK
+    quirks = rng.choice(_QUIRKS) if rng.random() < _SHARE_QUIRKY else Quirks()
+    return TaskScript(
+        task_id,
+        complete_after=real_seconds / speed,
+        final_status=status,
+        faults=_faults(rng) if faults else (),
+        quirks=quirks,
+        fallback=fallback,
+    )
+
+
+def synthetic_scripts(
+    ids: Sequence[str], *, rng: random.Random, speed: float, faults: bool = True
+) -> list[TaskScript]:
+    """One script per id: ~85% succeed, ~8% fail (status 2), ~7% fail late (status 3).
+
+    :param speed: how many times faster than real life the tasks run.
+    :param faults: give ~30% of the tasks transient faults on their first polls.
+    """
+    return [_script(task_id, rng, speed, faults) for task_id in ids]
+
+
+@attrs.frozen
+class BurstPlan:
+    """A session-wide burst of HTTP 429 answers.
+
+    :ivar at: seconds after the start at which it begins.
+    :ivar count: how many requests in a row are refused.
+    :ivar retry_after: the ``Retry-After`` the refusals carry, in seconds.
+    """
+
+    at: float
+    count: int
+    retry_after: float
+
+
+def burst_plan(tasks: int, speed: float) -> BurstPlan:
+    """A 429 burst midway through the typical render (~2.5 min of real time).
+
+    :param tasks: how many tasks run; a small run gets a smaller burst.
+    """
+    return BurstPlan(
+        at=150.0 / speed,
+        count=min(_BURST_COUNT, max(1, tasks // 10)),
+        retry_after=_BURST_RETRY_AFTER / speed,
+    )

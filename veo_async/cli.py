@@ -1,0 +1,498 @@
+"""The ``veo-async`` command line: check, wait for, demo and simulate Veo tasks.
+
+::
+
+    veo-async status veo_task_1 veo_task_2          # one poll each, a table
+    veo-async wait --from ids.txt -o results.jsonl  # poll until every task is done
+    veo-async demo                                  # 300 simulated tasks, ~15 s, no key
+    veo-async simulate --port 8765                  # a fake Kie for integration tests
+
+Results go to standard output (or ``--output``) as JSON lines; progress and
+errors go to standard error. A bad command line gets one line,
+``veo-async: error: ...``, and exit code 2, before any request is made.
+Ctrl-C stops a run cleanly: every request and connection is closed, a summary
+of what finished is printed, and the exit code is 130.
+
+The helpers live in small private modules, one job each: ``_cli_ids`` (reading
+ids), ``_cli_options`` (shared options), ``_cli_outcome`` (outcomes, exit
+codes), ``_cli_output`` (JSON lines, tables), ``_cli_progress`` (the progress
+display), ``_cli_run`` (the event loop and Ctrl-C), ``_cli_scenario``,
+``_cli_demo`` and ``_cli_simulate`` (the simulator's scenarios).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, Literal, NoReturn
+
+import click
+from rich.console import Console
+
+from . import __version__
+from ._cli_ids import IdSourceError, collect_ids
+from ._cli_options import (
+    Settings,
+    build_policy,
+    configure_logging,
+    global_options,
+    policy_options,
+    progress_options,
+    require_api_key,
+)
+from ._cli_outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
+from ._cli_output import JsonLines, LookupResult, status_json, status_table
+from ._cli_progress import ProgressMode, ProgressReporter
+from ._cli_run import Interrupted, closing, run
+from .errors import VeoError
+from .policy import PollPolicy
+from .session import VeoSession
+
+__all__ = ["cli", "main", "run_cli"]
+
+PROG = "veo-async"
+
+_EXIT_CODES = """\b
+Exit codes:
+  0    every task succeeded
+  1    some task failed (status 2 or 3) or ended in an error
+  2    usage error: bad option, id or file, no API key
+  3    some task timed out, and none failed
+  130  interrupted by Ctrl-C (143: SIGTERM)
+"""
+
+_STATUS_CODES = """\b
+Exit codes:
+  0    every record was read (whatever its status)
+  1    some record could not be read (the error is in its row or line)
+  2    usage error: bad option, id or file, no API key
+  130  interrupted by Ctrl-C
+"""
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _from_option(func: Any) -> Any:
+    return click.option(
+        "--from",
+        "files",
+        multiple=True,
+        metavar="FILE",
+        help='Read ids from FILE, one per line ("-": standard input). Repeatable.',
+    )(func)
+
+
+def _concurrency_option(func: Any) -> Any:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        help="The most HTTP requests in flight at once.",
+    )(func)
+
+
+def _read_ids(ids: Sequence[str], files: Sequence[str]) -> list[str]:
+    try:
+        found = collect_ids(ids, files, sys.stdin)
+    except IdSourceError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not found:
+        raise click.UsageError(
+            'no task ids given: pass IDs, --from FILE, or "-" for standard input'
+        )
+    return found
+
+
+def _open_session(
+    ctx: click.Context,
+    *,
+    concurrency: int,
+    rate: float | None = None,
+    policy: PollPolicy | None = None,
+) -> VeoSession:
+    """A session from the options; built outside the event loop (it does no I/O yet)."""
+    key = require_api_key(ctx)
+    base_url = ctx.ensure_object(Settings).base_url
+    try:
+        return VeoSession(
+            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings=_CONTEXT, epilog=_EXIT_CODES)
+@click.version_option(__version__, "--version", prog_name=PROG)
+@global_options(at_group=True)
+def cli() -> None:
+    """Track Kie.ai Veo 3.1 video tasks from the command line.
+
+    Results are JSON lines on standard output; progress and errors go to
+    standard error. Run "veo-async COMMAND --help" for a command's options.
+    """
+
+
+@cli.command(epilog=_STATUS_CODES)
+@click.argument("ids", nargs=-1, metavar="[ID|-]...")
+@_from_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per id instead of a table.")
+@_concurrency_option
+@global_options(at_group=False)
+@click.pass_context
+def status(
+    ctx: click.Context, ids: tuple[str, ...], files: tuple[str, ...], as_json: bool,
+    concurrency: int,
+) -> int:
+    """Poll each task once and show its record.
+
+    A table of id, status, completion time and result URL (or error), in the order
+    given; with --json, one line per id: {"task_id", "status", "record"}, or
+    {"task_id", "status": null, "error", "message"} when it could not be read.
+
+    \b
+    IDs come from the arguments, from --from FILE, or from standard input
+    when an argument (or FILE) is "-". See "veo-async wait --help".
+    """
+    configure_logging(ctx)
+    task_ids = _read_ids(ids, files)
+    veo = _open_session(ctx, concurrency=concurrency)
+
+    async def lookup(task_id: str) -> LookupResult:
+        try:
+            return await veo.record_info(task_id)
+        except VeoError as exc:  # reported in the output, not raised
+            return exc
+
+    async def lookup_all() -> list[LookupResult]:
+        async with veo:
+            return list(await asyncio.gather(*(lookup(task_id) for task_id in task_ids)))
+
+    try:
+        results = run(lookup_all())
+    except Interrupted as stop:
+        click.echo(f"{PROG}: status: interrupted", err=True)
+        return stop.exit_code
+    if as_json:
+        sink = JsonLines(None)
+        for task_id, result in zip(task_ids, results, strict=True):
+            sink.write(status_json(task_id, result))
+    else:
+        status_table(list(zip(task_ids, results, strict=True)), Console())
+    return EXIT_FAILED if any(isinstance(r, Exception) for r in results) else EXIT_OK
+
+
+@cli.command(epilog=_EXIT_CODES)
+@click.argument("ids", nargs=-1, metavar="[ID|-]...")
+@_from_option
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
+)
+@_concurrency_option
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The most requests started per second (default: no limit).",
+)
+@policy_options
+@progress_options
+@global_options(at_group=False)
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    /,
+    ids: tuple[str, ...],
+    files: tuple[str, ...],
+    output: str | None,
+    concurrency: int,
+    rate: float | None,
+    progress_mode: ProgressMode,
+    progress_interval: float,
+    **policy_values: Any,
+) -> int:
+    """Poll every task until it is done; one JSON line per task as it finishes.
+
+    \b
+    Each line is {"task_id", "outcome", ...}:
+      succeeded  + "record"
+      failed     + "error", "message", "record" (status 2 or 3)
+      timeout    + "error", "message", and "record" when one was seen
+      error      + "error", "message" (e.g. 401, 404, an expired record)
+
+    IDs come from the arguments, from --from FILE, or from standard input
+    when an argument (or FILE) is "-": one per line, blank lines and lines
+    starting with "#" skipped. A repeated id is tracked once.
+
+    Polling starts at once and backs off from --interval by --factor up to
+    --poll-cap; transient errors (5xx, 429, 455, resets, broken answers) are
+    retried until --timeout.
+    """
+    configure_logging(ctx)
+    task_ids = _read_ids(ids, files)
+    policy = build_policy(policy_values)
+    veo = _open_session(ctx, concurrency=concurrency, rate=rate, policy=policy)
+    try:
+        sink = JsonLines(output)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    tally = Tally(len(task_ids))
+    progress = ProgressReporter(
+        tally, mode=progress_mode, interval=progress_interval, label="wait"
+    )
+
+    async def track() -> None:
+        async with veo:
+            progress.attach(lambda: veo.stats)
+            async with progress, closing(veo.as_completed(task_ids)) as finished:
+                async for handle in finished:
+                    outcome = outcome_of(handle)
+                    tally.add(outcome)
+                    sink.write(outcome.to_json())
+
+    try:
+        run(track())
+    except Interrupted as stop:
+        progress.print_summary(interrupted=True)
+        return stop.exit_code
+    finally:
+        sink.close()
+    progress.print_summary()
+    return tally.exit_code()
+
+
+@cli.command(epilog="Exit codes: 0 when the demo ran to the end, 2 usage error, 130 Ctrl-C.")
+@click.option(
+    "--tasks",
+    type=click.IntRange(min=1, max=100_000),
+    default=300,
+    show_default=True,
+    help="How many simulated tasks.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="How many times faster than real life (2-5 min renders end in 5-12 s at 25).",
+)
+@click.option("--seed", type=int, default=None, help="Replay a run (default: a random seed).")
+@_concurrency_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@progress_options
+@global_options(at_group=False)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    tasks: int,
+    speed: float,
+    seed: int | None,
+    concurrency: int,
+    as_json: bool,
+    progress_mode: ProgressMode,
+    progress_interval: float,
+) -> int:
+    """Track hundreds of simulated tasks end to end, in seconds, without a key.
+
+    A simulator of the Kie API runs in this process on loopback. Its tasks
+    live 2-5 minutes of compressed time; ~15% fail; many meet transient
+    faults (500, HTML 502, truncated bodies, resets, 455, "record is null"),
+    and midway a burst of 429s slows the whole session. The client polls with
+    the default policy, compressed by the same --speed. The summary gives
+    outcomes, requests per task and detection lag (the time from a task
+    finishing to the client seeing it) in compressed and in real seconds.
+    """
+    configure_logging(ctx)
+    # Imported here: the simulator pulls in aiohttp's server side, which the
+    # other commands do not need.
+    from ._cli_demo import run_demo
+
+    chosen_seed = seed if seed is not None else secrets.randbelow(1_000_000)
+    tally = Tally(tasks)
+    progress = ProgressReporter(
+        tally, mode=progress_mode, interval=progress_interval, label="demo"
+    )
+    try:
+        report = run(
+            run_demo(
+                tasks=tasks,
+                speed=speed,
+                seed=chosen_seed,
+                concurrency=concurrency,
+                tally=tally,
+                progress=progress,
+            )
+        )
+    except Interrupted as stop:
+        progress.print_summary(interrupted=True)
+        return stop.exit_code
+    progress.print_summary()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        report.print_table(Console())
+    return EXIT_OK
+
+
+@cli.command(epilog="Exit codes: 0 when stopped by Ctrl-C or SIGTERM, 1 cannot listen, 2 usage.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=0,
+    show_default=True,
+    help="The port; 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(min=0, max=1_000_000),
+    default=300,
+    show_default=True,
+    help="How many synthetic tasks (sim-00001 ...).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="How many times faster than real life the synthetic tasks run.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The synthetic lives' seed.")
+@click.option(
+    "--faults/--no-faults",
+    default=False,
+    show_default=True,
+    help="Give some synthetic tasks transient faults on their first polls.",
+)
+@click.option(
+    "--key",
+    default="test-key",
+    show_default=True,
+    help="The key the simulator expects (it is made up, so it is printed).",
+)
+@click.option("--no-auth", is_flag=True, help="Accept any key, or none.")
+@click.option(
+    "--unknown",
+    type=click.Choice(["record-null", "data-null"]),
+    default="record-null",
+    show_default=True,
+    help='How unknown ids answer: 422 "record is null", or 200 with data null.',
+)
+@global_options(at_group=False)
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    tasks: int,
+    speed: float,
+    seed: int,
+    faults: bool,
+    key: str,
+    no_auth: bool,
+    unknown: str,
+) -> int:
+    """Serve a simulated Kie API until Ctrl-C, for integration tests.
+
+    \b
+    Tasks (clocks start with the server):
+      sim-success, sim-failed, sim-generation-failed   done: status 1, 2, 3
+      sim-pending                                      generating forever
+      sim-00001 ... (--tasks N)                        2-5 min lives / --speed
+    Any other id answers like an unknown one (see --unknown). The base URL and
+    key are printed at start. --api-key and KIE_API_KEY are not used here.
+    """
+    configure_logging(ctx)
+    from ._cli_simulate import run_simulator
+
+    mode: Literal["record_null", "data_null"] = (
+        "record_null" if unknown == "record-null" else "data_null"
+    )
+    try:
+        run(
+            run_simulator(
+                host=host,
+                port=port,
+                api_key=None if no_auth else key,
+                tasks=tasks,
+                speed=speed,
+                seed=seed,
+                faults=faults,
+                unknown=mode,
+            )
+        )
+    except Interrupted:
+        return EXIT_OK  # the normal way to stop a server
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _verbose() -> bool:
+    return logging.getLogger("veo_async").isEnabledFor(logging.DEBUG)
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code (``main`` without ``sys.exit``).
+
+    Every error is reported as one line on standard error, never a traceback
+    (with ``--verbose``, an unexpected error's traceback follows the line).
+    """
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # A bare "veo-async" (click >= 8.2; older versions print the help
+            # themselves and exit 0): the help is the message, not an error line.
+            click.echo(exc.format_message(), err=True)
+            return EXIT_USAGE
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except click.Abort:
+        # Ctrl-C outside the event loop (e.g. while typing ids on standard input).
+        click.echo(f"{PROG}: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``| head``): not worth a message,
+        # and the interpreter must not complain again when it flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:  # a bug or an unforeseen environment failure
+        if _verbose():
+            traceback.print_exc()
+        click.echo(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {_one_line(str(exc))}"
+            + ("" if _verbose() else " (run with --verbose for details)"),
+            err=True,
+        )
+        return EXIT_FAILED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``veo-async`` console script."""
+    sys.exit(run_cli(argv))
+
+
+if __name__ == "__main__":
+    main()
