@@ -390,6 +390,23 @@ async def test_timeout_carries_last_record(fake_kie: FakeKie, veo: VeoSession) -
     assert "GENERATING" in str(caught.value)
 
 
+async def test_timeout_says_why_nothing_was_seen(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """When every poll failed, the timeout carries the last poll's error; else it carries none."""
+    fake_kie.add_task("down")
+    fake_kie.inject(Fault.server_error(), count=10_000)
+    with pytest.raises(WaitTimeoutError) as caught:
+        await veo.task("down").wait(timeout=0.3)
+    assert caught.value.record is None
+    assert isinstance(caught.value.last_error, ServerError)
+    assert "ServerError" in str(caught.value)
+    fake_kie.clear_injected()
+    fake_kie.add_task("rendering", complete_after=60)
+    with pytest.raises(WaitTimeoutError) as caught:
+        await veo.task("rendering").wait(timeout=0.3)
+    assert caught.value.record is not None
+    assert caught.value.last_error is None
+
+
 async def test_default_timeout_comes_from_policy(fake_kie: FakeKie, make_veo: MakeVeo) -> None:
     """Without timeout=, the wait uses its policy's timeout."""
     fake_kie.add_task("veo_a", complete_after=600)

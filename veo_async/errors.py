@@ -235,13 +235,25 @@ class WaitTimeoutError(VeoError, TimeoutError):
 
     :ivar record: the last :class:`~veo_async.RecordInfo` seen, or ``None``.
     :ivar timeout: the timeout, in seconds, that expired.
+    :ivar last_error: the retryable error of the most recent failed poll, if
+        the polls were failing when time ran out (a wrong base URL, an outage):
+        the difference between "still rendering" and "never reached Kie".
     """
 
     # The task may still finish: waiting again (with a longer deadline) can help.
     retryable = True
 
-    def __init__(self, task_id: str, timeout: float, record: RecordInfo | None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        timeout: float,
+        record: RecordInfo | None,
+        last_error: VeoError | None = None,
+    ) -> None:
         seen = f"last status {record.status.name}" if record is not None else "no record seen"
+        if last_error is not None:
+            seen += f"; last poll failed: {type(last_error).__name__}: {last_error}"
         super().__init__(f"task not finished after {timeout:g} s ({seen})", task_id=task_id)
         self.timeout = timeout
         self.record = record
+        self.last_error = last_error

@@ -76,13 +76,25 @@ class VeoTask:
     :ivar task_id: the task id.
     """
 
-    __slots__ = ("__weakref__", "_changed", "_error", "_record", "_run", "_session", "task_id")
+    __slots__ = (
+        "__weakref__",
+        "_changed",
+        "_error",
+        "_last_failure",
+        "_record",
+        "_run",
+        "_session",
+        "task_id",
+    )
 
     def __init__(self, session: VeoSession, task_id: str) -> None:
         self._session = session
         self.task_id = task_id
         self._record: RecordInfo | None = None
         self._error: BaseException | None = None
+        # The retryable error of the latest poll, while polls keep failing:
+        # a timeout then says why nothing was seen.
+        self._last_failure: VeoError | None = None
         self._run: _PollRun | None = None
         # Resolved (and dropped) whenever the record's status changes or a run
         # ends; followers sleep on it instead of on a timer per poll.
@@ -244,7 +256,7 @@ class VeoTask:
             await self._leave(run)
 
     def _raise_timeout(self, limit: float | None) -> NoReturn:
-        error = WaitTimeoutError(self.task_id, limit or 0.0, self._record)
+        error = WaitTimeoutError(self.task_id, limit or 0.0, self._record, self._last_failure)
         self._error = error
         logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
         raise error
@@ -330,7 +342,8 @@ class VeoTask:
                     await asyncio.sleep(delay)
                 try:
                     record = await self._session._fetch_record(self.task_id, priority=due)
-                except RecordNotFoundError:
+                except RecordNotFoundError as exc:
+                    self._last_failure = exc
                     # The grace window opens at the first "not visible" answer,
                     # not at the start of the wait: in a big batch the first
                     # poll may leave long after the wait began.
@@ -343,11 +356,13 @@ class VeoTask:
                 except VeoError as exc:
                     if not exc.retryable:
                         raise
+                    self._last_failure = exc
                     logger.debug(
                         "task %s poll %d failed, will retry: %r", self.task_id, attempt, exc
                     )
                     continue
                 logger.debug("task %s poll %d: %s", self.task_id, attempt, record.status.name)
+                self._last_failure = None
                 self._publish(record)
                 if record.is_done:
                     return record
