@@ -15,6 +15,7 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import aclosing
 from typing import Any
 
 import attrs
@@ -23,7 +24,6 @@ from rich.table import Table
 
 from ._cli_outcome import Outcome, Tally, outcome_of
 from ._cli_progress import ProgressReporter
-from ._cli_run import closing
 from ._cli_scenario import burst_plan, compressed_policy, synthetic_scripts
 from .models import TaskStatus
 from .session import VeoSession
@@ -152,7 +152,7 @@ async def run_demo(
                 key, base_url=kie.base_url, policy=policy, concurrency=concurrency
             ) as veo:
                 progress.attach(lambda: veo.stats)
-                async with progress, closing(veo.as_completed(ids)) as finished:
+                async with progress, aclosing(veo.as_completed(ids)) as finished:
                     async for handle in finished:
                         seen = loop.time()
                         outcome = outcome_of(handle)

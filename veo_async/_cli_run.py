@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Interrupted", "closing", "run"]
+__all__ = ["Interrupted", "run"]
 
 T = TypeVar("T")
 
@@ -84,19 +83,3 @@ async def _guarded(main: Coroutine[Any, Any, T]) -> T:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-
-
-@asynccontextmanager
-async def closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Like :func:`contextlib.aclosing` for any async iterator: on exit, stop it
-    at once (``aclose()`` when it has one) instead of when it is garbage-collected.
-
-    ``VeoSession.as_completed`` is typed as a plain ``AsyncIterator``, which
-    ``aclosing`` does not accept, although the object is an async generator.
-    """
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -29,7 +29,8 @@ import os
 import secrets
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from typing import Any, Literal, NoReturn
 
 import click
@@ -49,7 +50,7 @@ from ._cli_options import (
 from ._cli_outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
 from ._cli_output import JsonLines, LookupResult, status_json, status_table
 from ._cli_progress import ProgressMode, ProgressReporter
-from ._cli_run import Interrupted, closing, run
+from ._cli_run import Interrupted, run
 from .errors import VeoError
 from .policy import PollPolicy
 from .session import VeoSession
@@ -96,6 +97,17 @@ def _concurrency_option(func: Any) -> Any:
         show_default=True,
         help="The most HTTP requests in flight at once.",
     )(func)
+
+
+def _speed_option(help_text: str) -> Callable[[Any], Any]:
+    """``--speed``: the time compression shared by ``demo`` and ``simulate``."""
+    return click.option(
+        "--speed",
+        type=click.FloatRange(min=0, min_open=True),
+        default=25.0,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def _read_ids(ids: Sequence[str], files: Sequence[str]) -> list[str]:
@@ -253,7 +265,7 @@ def wait(
     async def track() -> None:
         async with veo:
             progress.attach(lambda: veo.stats)
-            async with progress, closing(veo.as_completed(task_ids)) as finished:
+            async with progress, aclosing(veo.as_completed(task_ids)) as finished:
                 async for handle in finished:
                     outcome = outcome_of(handle)
                     tally.add(outcome)
@@ -278,13 +290,7 @@ def wait(
     show_default=True,
     help="How many simulated tasks.",
 )
-@click.option(
-    "--speed",
-    type=click.FloatRange(min=0, min_open=True),
-    default=25.0,
-    show_default=True,
-    help="How many times faster than real life (2-5 min renders end in 5-12 s at 25).",
-)
+@_speed_option("How many times faster than real life (2-5 min renders end in 5-12 s at 25).")
 @click.option("--seed", type=int, default=None, help="Replay a run (default: a random seed).")
 @_concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
@@ -359,13 +365,7 @@ def demo(
     show_default=True,
     help="How many synthetic tasks (sim-00001 ...).",
 )
-@click.option(
-    "--speed",
-    type=click.FloatRange(min=0, min_open=True),
-    default=25.0,
-    show_default=True,
-    help="How many times faster than real life the synthetic tasks run.",
-)
+@_speed_option("How many times faster than real life the synthetic tasks run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The synthetic lives' seed.")
 @click.option(
     "--faults/--no-faults",
