@@ -644,3 +644,37 @@ def test_structured_wrong_envelopes_raise_only_veo_errors(
     """Well-formed JSON envelopes with wrong codes or data give a RecordInfo or a VeoError."""
     body = json.dumps({"code": code, "msg": msg, "data": data}).encode()
     _decode_or_veo_error(RawResponse(status, {}, body))
+
+
+# ------------------------------------------------------------ unchanged GENERATING records
+
+
+def _record_body(flag: object, **extra: object) -> bytes:
+    data = {"taskId": "t", "successFlag": flag, "paramJson": '{"prompt": "p"}', **extra}
+    return json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+
+
+@pytest.mark.parametrize("flag", [0, "0"])
+def test_unchanged_generating_answer_reuses_the_previous_record(flag: object) -> None:
+    """A poll that still says GENERATING hands back the previous record, not a rebuilt one."""
+    previous = decode_record_info(raw(_record_body(0)), "t")
+    assert previous.status is TaskStatus.GENERATING
+    assert decode_record_info(raw(_record_body(flag)), "t", previous) is previous
+
+
+@pytest.mark.parametrize(
+    ("body", "previous_flag"),
+    [
+        pytest.param(_record_body(1), 0, id="now-success"),
+        pytest.param(_record_body(2, errorCode=400), 0, id="now-failed"),
+        pytest.param(_record_body(0, response={"resultUrls": ["u"]}), 0, id="result-appeared"),
+        pytest.param(_record_body(0, taskId="other"), 0, id="other-task"),
+        pytest.param(_record_body(0), 1, id="previous-was-terminal"),
+    ],
+)
+def test_a_changed_answer_is_decoded_afresh(body: bytes, previous_flag: int) -> None:
+    """Any change (status, result, task) or a terminal previous record means a full decode."""
+    previous = decode_record_info(raw(_record_body(previous_flag)), "t")
+    fresh = decode_record_info(raw(body), "t", previous)
+    assert fresh is not previous
+    assert fresh == decode_record_info(raw(body), "t")

@@ -69,7 +69,7 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
-        self._default_timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._max_body = max_body
         self._headers = {
             "User-Agent": user_agent(version),
@@ -88,17 +88,8 @@ class HttpTransport:
             )
         return self._session
 
-    async def get(
-        self, path: str, params: Mapping[str, str], *, timeout: float | None = None
-    ) -> RawResponse:
-        """One GET; the answer whatever its status, or :class:`TransportError`.
-
-        :param timeout: overrides the per-request timeout (e.g. clipped to a
-            wait's deadline).
-        """
-        client_timeout = (
-            self._default_timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        )
+    async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
+        """One GET; the answer whatever its status, or :class:`TransportError`."""
         url = self._base_url + path
         try:
             async with self._client().get(
@@ -108,7 +99,7 @@ class HttpTransport:
                 # reporters that capture frame locals (Sentry, rich) must not
                 # find the key in this frame.
                 headers={**self._headers, "Authorization": f"Bearer {self._key.reveal()}"},
-                timeout=client_timeout,
+                timeout=self._timeout,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours
                 # to read (401 is an AuthenticationError, not a transport failure).

@@ -37,7 +37,7 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
 )
-from .models import RecordInfo
+from .models import RecordInfo, TaskStatus
 
 __all__ = [
     "RawResponse",
@@ -69,6 +69,10 @@ _RECORD_MISSING_HINTS = (
     "expired",
     "14 days",
 )
+
+
+# successFlag values meaning "still generating" (the string form is unconfirmed).
+_GENERATING_FLAGS = (0, "0")
 
 
 @attrs.frozen
@@ -205,11 +209,19 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     return envelope.get("data")
 
 
-def decode_record_info(response: RawResponse, task_id: str) -> RecordInfo:
+def decode_record_info(
+    response: RawResponse, task_id: str, previous: RecordInfo | None = None
+) -> RecordInfo:
     """Decode a record-info answer into a :class:`RecordInfo`.
 
     ``data: null`` with code 200 means the record is not visible (yet), exactly
     like ``422 record is null``: both raise :class:`RecordNotFoundError`.
+
+    :param previous: the record the last poll of this task gave. While a task
+        generates, each poll answers the same record; when the answer still
+        says generating (and has no result yet), ``previous`` is returned as
+        is instead of being rebuilt: most polls of a long wait cost only the
+        envelope's JSON parse.
     """
     data = decode_envelope(response, task_id=task_id)
     if data is None:
@@ -219,4 +231,13 @@ def decode_record_info(response: RawResponse, task_id: str) -> RecordInfo:
             http_status=response.status,
             task_id=task_id,
         )
+    if (
+        previous is not None
+        and previous.status is TaskStatus.GENERATING
+        and isinstance(data, dict)
+        and data.get("successFlag") in _GENERATING_FLAGS
+        and data.get("response") is None
+        and data.get("taskId", task_id) == previous.task_id
+    ):
+        return previous
     return record_from_wire(data, task_id)

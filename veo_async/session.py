@@ -210,17 +210,24 @@ class VeoSession:
         return await self._fetch_record(task_id, priority=loop_time)
 
     async def _fetch_record(
-        self, task_id: str, *, priority: float, timeout: float | None = None
+        self,
+        task_id: str,
+        *,
+        priority: float,
+        previous: RecordInfo | None = None,
     ) -> RecordInfo:
-        """One record-info request through the session's budget (no validation)."""
+        """One record-info request through the session's budget (no validation).
+
+        :param previous: the task's last record (see ``decode_record_info``).
+        """
         self._check_open()
         granted_at = await self._limiter.acquire(priority)
         self._stats.requests += 1
         try:
-            raw = await self._transport.get(RECORD_INFO_PATH, {"taskId": task_id}, timeout=timeout)
+            raw = await self._transport.get(RECORD_INFO_PATH, {"taskId": task_id})
             # Decoded while still holding the slot, so that a 429 pauses the
             # session before the next queued request is let through.
-            record = decode_record_info(raw, task_id)
+            record = decode_record_info(raw, task_id, previous)
         except RateLimitError as exc:
             self._stats.failures += 1
             self._limiter.record_rate_limited(granted_at, exc.retry_after)

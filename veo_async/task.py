@@ -341,7 +341,9 @@ class VeoTask:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 try:
-                    record = await self._session._fetch_record(self.task_id, priority=due)
+                    record = await self._session._fetch_record(
+                        self.task_id, priority=due, previous=self._record
+                    )
                 except RecordNotFoundError as exc:
                     self._last_failure = exc
                     # The grace window opens at the first "not visible" answer,
