@@ -90,7 +90,7 @@ TARGET_RATIO = 1.2
 Runner = Callable[[list[str]], Awaitable[int]]
 
 
-def _json_only(raw: RawResponse, task_id: str) -> Any:
+def _json_only(raw: RawResponse, task_id: str, previous: object = None) -> Any:
     return json.loads(raw.body)
 
 
