@@ -12,10 +12,13 @@ through one :class:`RequestLimiter`. It grants a request a slot when:
 - the session is not paused by a 429 (``Retry-After``, or a doubling backoff
   while 429s keep coming).
 
-Waiting requests are served most-overdue first (a heap keyed by the time each
-poll was due), so under a binding limit no task starves. All timing uses
-``loop.time()``; nothing here sleeps per request: one timer wakes the queue
-when the earliest blocked condition clears.
+It is also the poll loops' clock: a poll asks for a slot *at its due time*
+and sleeps in the limiter's queue, a heap keyed by that time, until then. So
+100,000 waiting polls cost one heap entry and one future each, not a timer,
+a sleeping coroutine and a context apiece, and one timer wakes the queue when
+the earliest entry falls due or the earliest blocked condition clears. The
+same order serves requests most-overdue first, so under a binding limit no
+task starves. All timing uses ``loop.time()``.
 """
 
 from __future__ import annotations
@@ -81,19 +84,25 @@ class RequestLimiter:
         """The current in-flight window (``concurrency`` unless recovering from a 429)."""
         return self._window
 
-    async def acquire(self, priority: float) -> float:
-        """Wait for a slot; returns the loop time at which it was granted.
+    async def acquire(self, due: float) -> float:
+        """Wait until ``due`` and for a slot; returns the loop time of the grant.
 
-        :param priority: when the request was due; the smallest goes first.
+        :param due: the loop time at which the request should go (now or in
+            the past: at once, if a slot is free); the earliest goes first.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._queue and self._blocked_until(now) is None:
+        if (
+            due <= now
+            and (not self._queue or self._queue[0][0] > now)  # nobody more overdue
+            and self._blocked_until(now) is None
+        ):
             self._grant(now)
             return now
         waiter: asyncio.Future[float] = loop.create_future()
-        heapq.heappush(self._queue, (priority, next(self._order), waiter))
-        self._dispatch()
+        heapq.heappush(self._queue, (due, next(self._order), waiter))
+        if self._queue[0][2] is waiter:  # a new earliest entry: the timer may move
+            self._dispatch()
         try:
             # The grant time, not the (later) time this coroutine resumes: a
             # 429 is judged against when its request really got the slot.
@@ -161,24 +170,32 @@ class RequestLimiter:
             self._tokens -= 1.0
 
     def _dispatch(self) -> None:
-        """Hand out every slot that can be granted now; arm a timer for the rest."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._queue:
-            return
+        """Grant every due request that can go now; arm one timer for the rest."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        wake: float | None = None
         while self._queue:
-            waiter = self._queue[0][2]
+            due, _, waiter = self._queue[0]
             if waiter.done():  # cancelled while queued
                 heapq.heappop(self._queue)
                 continue
+            if due > now:
+                wake = due
+                break
             blocked = self._blocked_until(now)
             if blocked is not None:
-                if blocked != float("inf"):
-                    self._timer = loop.call_at(blocked, self._dispatch)
-                return
+                wake = None if blocked == float("inf") else blocked  # inf: on release
+                break
             heapq.heappop(self._queue)
             self._grant(now)
             waiter.set_result(now)
+        self._arm(loop, wake)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, wake: float | None) -> None:
+        """One timer at ``wake`` (None: none); kept as is when it is already right."""
+        timer = self._timer
+        if timer is not None:
+            if wake is not None and timer.when() == wake and not timer.cancelled():
+                return  # dispatch runs on every release: don't churn timers
+            timer.cancel()
+        self._timer = loop.call_at(wake, self._dispatch) if wake is not None else None

@@ -10,6 +10,7 @@ has exactly one entry per id given.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable
@@ -123,9 +124,11 @@ def _first_failure(loops: list[_Loop]) -> asyncio.Future[_Loop]:
         if not first.done() and _is_failure(loop_task):
             first.set_result(loop_task)
 
-    # One shared callback, not one partial per loop: it adds up at 100,000 ids.
+    # One shared callback and context, not one per loop: at 100,000 ids each
+    # copy is 100,000 more objects for the garbage collector to walk.
+    context = contextvars.copy_context()
     for loop_task in loops:
-        loop_task.add_done_callback(check)
+        loop_task.add_done_callback(check, context=context)
     return first
 
 

@@ -116,10 +116,7 @@ class PollPolicy:
         """The un-jittered gaps between polls: ``interval * factor**n``, capped."""
         gen = backoff.expo(base=self.factor, factor=self.interval, max_value=self.max_interval)
         next(gen)  # backoff's generators are primed with one empty yield
-        for gap in gen:
-            # expo keeps growing a float forever when factor == 1; min() also
-            # guards the cap against float rounding.
-            yield min(float(gap), self.max_interval)
+        return gen
 
     def delays(self, seed: int | None = None) -> Iterator[float]:
         """The schedule: seconds to sleep before each poll, forever.
@@ -132,9 +129,13 @@ class PollPolicy:
         # A Random holds ~2.5 KB of state: share one unless a seed asks for
         # a reproducible sequence (a batch of 100,000 schedules would pay 250 MB).
         rng = _SHARED_RNG if seed is None else random.Random(seed)
+        cap, jitter = self.max_interval, self.jitter
         yield self.first_poll
-        for gap in self.gaps():
-            yield gap * (1 + self.jitter * rng.uniform(-1.0, 1.0)) if self.jitter else gap
+        for raw_gap in self.gaps():
+            # min(): expo's float grows forever when factor == 1, and the cap
+            # must hold against rounding.
+            gap = min(float(raw_gap), cap)
+            yield gap * (1 + jitter * rng.uniform(-1.0, 1.0)) if jitter else gap
 
 
 def resolve_timeout(timeout: TimeoutArg, policy: PollPolicy) -> float | None:

@@ -164,8 +164,15 @@ class VeoSession:
         if self._closed:
             return
         self._closed = True
-        for handle in list(self._tasks.values()):
-            await handle._stop()
+        # Cancel every loop first, then wait for all at once: at 100,000 handles
+        # one wait per handle would take seconds.
+        stopping = [
+            loop_task
+            for handle in list(self._tasks.values())
+            if (loop_task := handle._cancel_loop()) is not None
+        ]
+        if stopping:
+            await asyncio.wait(stopping)
         await self._transport.aclose()
 
     def _check_open(self) -> None:
@@ -207,21 +214,23 @@ class VeoSession:
         self._check_open()
         validate_task_id(task_id)
         loop_time = _loop_time()
-        return await self._fetch_record(task_id, priority=loop_time)
+        return await self._fetch_record(task_id, due=loop_time)
 
     async def _fetch_record(
         self,
         task_id: str,
         *,
-        priority: float,
+        due: float,
         previous: RecordInfo | None = None,
     ) -> RecordInfo:
         """One record-info request through the session's budget (no validation).
 
+        :param due: the loop time at which to send it (the limiter holds it
+            until then, and serves the most overdue first).
         :param previous: the task's last record (see ``decode_record_info``).
         """
         self._check_open()
-        granted_at = await self._limiter.acquire(priority)
+        granted_at = await self._limiter.acquire(due)
         self._stats.requests += 1
         try:
             raw = await self._transport.get(RECORD_INFO_PATH, {"taskId": task_id})

@@ -140,7 +140,7 @@ class VeoTask:
     async def refresh(self) -> RecordInfo:
         """Poll once (no retry) and return the record; followers see it too."""
         loop = asyncio.get_running_loop()
-        record = await self._session._fetch_record(self.task_id, priority=loop.time())
+        record = await self._session._fetch_record(self.task_id, due=loop.time())
         self._publish(record)
         return record
 
@@ -266,7 +266,6 @@ class VeoTask:
         if run is None:
             loop = asyncio.get_running_loop()
             run = _PollRun(loop.create_task(self._poll(policy), name=_POLL_TASK_NAME))
-            run.task.add_done_callback(_mark_retrieved)
             self._run = run
         run.followers += 1
         return run
@@ -295,7 +294,13 @@ class VeoTask:
     def _release(self, run: _PollRun) -> asyncio.Task[RecordInfo] | None:
         """Detach a follower; if it was the last, cancel the loop and return it."""
         run.followers -= 1
-        if run.followers > 0 or run.task.done():
+        if run.followers > 0:
+            return None
+        if run.task.done():
+            if not run.task.cancelled():
+                # The last follower may have left without reading it (an early
+                # aclose()): mark it read, or asyncio reports it as lost.
+                run.task.exception()
             return None
         # Nobody is waiting any more: stop polling for nobody.
         if self._run is run:
@@ -309,16 +314,19 @@ class VeoTask:
         if stopped is not None:
             await asyncio.wait((stopped,))
 
-    async def _stop(self) -> None:
-        """End the poll loop for good (the session is closing); followers get an error."""
+    def _cancel_loop(self) -> asyncio.Task[RecordInfo] | None:
+        """Cancel the poll loop for good (the session is closing) and return it.
+
+        Its followers then end with a RuntimeError (see :meth:`_settle`).
+        """
         run = self._run
         if run is None or run.task.done():
-            return
+            return None
         run.task.cancel()
-        await asyncio.wait((run.task,))
-        # A loop cancelled before its first step never ran the finally that
-        # wakes followers; watchers sleeping on _changed would wait forever.
-        self._wake_followers()
+        # A loop cancelled before its first step never runs the finally that
+        # wakes followers: watchers sleeping on _changed would wait forever.
+        run.task.add_done_callback(self._wake_followers)
+        return run.task
 
     def _publish(self, record: RecordInfo) -> None:
         previous = self._record
@@ -326,7 +334,7 @@ class VeoTask:
         if previous is None or previous.status is not record.status:
             self._wake_followers()
 
-    def _wake_followers(self) -> None:
+    def _wake_followers(self, _done: object = None) -> None:
         changed, self._changed = self._changed, None
         if changed is not None and not changed.done():
             changed.set_result(None)
@@ -336,13 +344,14 @@ class VeoTask:
         loop = asyncio.get_running_loop()
         not_found_since: float | None = None
         try:
-            for attempt, delay in enumerate(policy.delays(), start=1):
-                due = loop.time() + delay
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            attempt = 0
+            for delay in policy.delays():
+                attempt += 1
                 try:
+                    # No sleep here: the request waits in the session's limiter
+                    # until it is due (one heap entry instead of a timer each).
                     record = await self._session._fetch_record(
-                        self.task_id, priority=due, previous=self._record
+                        self.task_id, due=loop.time() + delay, previous=self._record
                     )
                 except RecordNotFoundError as exc:
                     self._last_failure = exc
@@ -377,12 +386,6 @@ class VeoTask:
             if run is not None and run.task is asyncio.current_task():
                 self._run = None
             self._wake_followers()
-
-
-def _mark_retrieved(task: asyncio.Task[RecordInfo]) -> None:
-    """Followers read the loop's outcome; if they all left first, it is not 'lost'."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
