@@ -392,3 +392,48 @@ async def test_fractional_rate_allows_one_then_waits() -> None:
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
+
+
+# ------------------------------------------------------------ the limiter as the polls' clock
+
+
+async def test_a_future_due_time_is_not_granted_early() -> None:
+    """A request due later sleeps in the queue and is granted at (not before) its due time."""
+    limiter = RequestLimiter(4)
+    due = now() + 0.15
+    granted = await asyncio.wait_for(limiter.acquire(due), timeout=5)
+    assert granted >= due
+    assert limiter.in_flight == 1
+
+
+async def test_sleeping_requests_hold_no_slot() -> None:
+    """Requests waiting for their due time leave every slot free for due ones."""
+    limiter = RequestLimiter(1)
+    sleepers = [asyncio.create_task(limiter.acquire(now() + 60)) for _ in range(50)]
+    await settle()
+    assert limiter.waiting == 50
+    assert limiter.in_flight == 0
+    granted = await asyncio.wait_for(limiter.acquire(now()), timeout=5)  # one due now
+    assert granted <= now()
+    for sleeper in sleepers:
+        sleeper.cancel()
+    await asyncio.gather(*sleepers, return_exceptions=True)
+    limiter.release()
+    assert limiter.in_flight == 0
+
+
+async def test_earlier_due_time_queued_later_goes_first() -> None:
+    """Entries are served by due time, not by arrival order."""
+    limiter = RequestLimiter(4)
+    order: list[str] = []
+
+    async def one(name: str, delay: float) -> None:
+        await limiter.acquire(now() + delay)
+        order.append(name)
+        limiter.release()
+
+    late = asyncio.create_task(one("late", 0.2))
+    await settle()
+    early = asyncio.create_task(one("early", 0.05))
+    await asyncio.wait_for(asyncio.gather(late, early), timeout=5)
+    assert order == ["early", "late"]
