@@ -171,6 +171,8 @@ class RequestLimiter:
 
     def _dispatch(self) -> None:
         """Grant every due request that can go now; arm one timer for the rest."""
+        if not self._queue and self._timer is None:
+            return  # the common case on every release of an idle session
         loop = asyncio.get_running_loop()
         now = loop.time()
         wake: float | None = None
