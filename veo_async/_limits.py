@@ -19,6 +19,10 @@ a sleeping coroutine and a context apiece, and one timer wakes the queue when
 the earliest entry falls due or the earliest blocked condition clears. The
 same order serves requests most-overdue first, so under a binding limit no
 task starves. All timing uses ``loop.time()``.
+
+Why not aiolimiter: its leaky bucket would cover only the ``rate`` rule; the
+in-flight window, the session-wide 429 pause and the due-time order all need
+the one queue, so a second limiter in front would only add a wait.
 """
 
 from __future__ import annotations
