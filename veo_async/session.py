@@ -10,11 +10,11 @@ import os
 import weakref
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import aiohttp
 import attrs
 
+from . import batch as _batch
 from ._http import HttpTransport
 from ._limits import RequestLimiter
 from ._protocol import decode_record_info
@@ -23,9 +23,6 @@ from .errors import RateLimitError, TransportError, VeoError
 from .models import RecordInfo
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .task import VeoTask, validate_task_id
-
-if TYPE_CHECKING:
-    from .batch import BatchOutcome
 
 __all__ = ["SessionStats", "VeoSession"]
 
@@ -206,15 +203,14 @@ class VeoSession:
     async def record_info(self, task_id: str) -> RecordInfo:
         """One ``GET record-info`` for ``task_id``: the task's current record.
 
-        Unlike :meth:`VeoTask.refresh` this neither retries nor updates a handle.
+        No retry, and no handle is updated (see :meth:`VeoTask.refresh` for that).
 
         :raises ValueError: for an invalid id, before any request.
         :raises VeoError: whatever the answer means (see :mod:`veo_async.errors`).
         """
         self._check_open()
         validate_task_id(task_id)
-        loop_time = _loop_time()
-        return await self._fetch_record(task_id, due=loop_time)
+        return await self._fetch_record(task_id, due=asyncio.get_running_loop().time())
 
     async def _fetch_record(
         self,
@@ -263,14 +259,12 @@ class VeoSession:
         timeout: TimeoutArg = POLICY_TIMEOUT,
         policy: PollPolicy | None = None,
         return_exceptions: bool = False,
-    ) -> list[BatchOutcome]:
+    ) -> list[_batch.BatchOutcome]:
         """Wait for many tasks at once; one outcome per id given, in input order.
 
         See :func:`veo_async.batch.wait_many`.
         """
-        from .batch import wait_many
-
-        return await wait_many(
+        return await _batch.wait_many(
             self, task_ids, timeout=timeout, policy=policy, return_exceptions=return_exceptions
         )
 
@@ -285,10 +279,4 @@ class VeoSession:
 
         See :func:`veo_async.batch.as_completed`.
         """
-        from .batch import as_completed
-
-        return as_completed(self, task_ids, timeout=timeout, policy=policy)
-
-
-def _loop_time() -> float:
-    return asyncio.get_running_loop().time()
+        return _batch.as_completed(self, task_ids, timeout=timeout, policy=policy)
