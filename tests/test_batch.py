@@ -355,3 +355,15 @@ async def test_policy_argument_reaches_every_wait(fake_kie: FakeKie, veo: VeoSes
     assert isinstance(result, WaitTimeoutError)
     assert result.timeout == pytest.approx(0.3)
     assert loop.time() - started < 5
+
+
+async def test_as_completed_polls_nothing_until_iterated(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Calling as_completed without iterating starts no polling (nothing to clean up)."""
+    fake_kie.add_task("t")
+    completed = veo.as_completed(["t"])
+    await asyncio.sleep(0.1)
+    assert fake_kie.total_requests == 0
+    assert leftover_tasks() == set()
+    await completed.aclose()

@@ -213,12 +213,15 @@ def as_completed(
     :raises TypeError: (or ValueError) for bad input, here, before iterating.
     """
     ids, handles, chosen, limit = _handles(session, task_ids, timeout, policy)
-    return _completion_order(Counter(ids), _Followed(handles, chosen, limit))
+    return _completion_order(Counter(ids), handles, chosen, limit)
 
 
 async def _completion_order(
-    counts: Counter[str], followed: _Followed
+    counts: Counter[str], handles: dict[str, VeoTask], policy: PollPolicy, limit: float | None
 ) -> AsyncGenerator[VeoTask, None]:
+    # Polling starts with the iteration, not with the call: an iterator that
+    # is never iterated must not leave loops polling for nobody.
+    followed = _Followed(handles, policy, limit)
     loop = asyncio.get_running_loop()
     deadline = None if followed.limit is None else loop.time() + followed.limit
     ready: deque[str] = deque(i for i in followed.handles if i not in followed.runs)
