@@ -893,3 +893,18 @@ async def test_cancel_during_rate_limit_pause(fake_kie: FakeKie, veo: VeoSession
         await waiter
     assert not leftover_tasks()
     assert fake_kie.polls("veo_a") == 1
+
+
+async def test_on_update_reports_a_known_terminal_record_without_a_request(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A finished handle still tells on_update its (final) record once, from memory."""
+    fake_kie.add_task("done_already")
+    task = veo.task("done_already")
+    await task
+    requests = fake_kie.total_requests
+    seen: list[TaskStatus] = []
+    record = await task.wait(on_update=lambda info: seen.append(info.status))
+    assert record.status is TaskStatus.SUCCESS
+    assert seen == [TaskStatus.SUCCESS]
+    assert fake_kie.total_requests == requests

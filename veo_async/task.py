@@ -170,11 +170,11 @@ class VeoTask:
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
         limit, chosen = self._session._wait_settings(timeout, policy)
+        if on_update is not None:
+            return await self._wait_reporting(limit, chosen, on_update)
         record = self._record
         if record is not None and record.is_done:
             return self._finish(record)  # terminal: answer from memory, no request
-        if on_update is not None:
-            return await self._wait_reporting(limit, chosen, on_update)
         # The plain wait sleeps on the poll loop's own task: no generator and
         # no change notifications.
         run = self._join(chosen)
