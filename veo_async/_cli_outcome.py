@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "Counts",
     "Outcome",
     "Tally",
     "TaskOutcome",
@@ -91,8 +92,29 @@ def outcome_of(handle: VeoTask) -> TaskOutcome:
     return TaskOutcome(handle.task_id, Outcome.SUCCEEDED, record)
 
 
+class Counts:
+    """What a tally and its snapshots derive from their five counters."""
+
+    __slots__ = ()
+    total: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    errors: int
+
+    @property
+    def finished(self) -> int:
+        """Tasks with an outcome."""
+        return self.succeeded + self.failed + self.timed_out + self.errors
+
+    @property
+    def generating(self) -> int:
+        """Tasks still being waited for."""
+        return self.total - self.finished
+
+
 @attrs.define
-class Tally:
+class Tally(Counts):
     """Counts of the outcomes so far, out of ``total`` tasks.
 
     :ivar total: how many tasks are tracked.
@@ -114,16 +136,6 @@ class Tally:
             self.timed_out += 1
         else:
             self.errors += 1
-
-    @property
-    def finished(self) -> int:
-        """Tasks with an outcome."""
-        return self.succeeded + self.failed + self.timed_out + self.errors
-
-    @property
-    def generating(self) -> int:
-        """Tasks still being waited for."""
-        return self.total - self.finished
 
     def exit_code(self) -> int:
         """:data:`EXIT_FAILED` if any task failed or errored, else :data:`EXIT_TIMEOUT`

@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_outcome import Tally
+from ._cli_outcome import Counts, Tally
 from .session import SessionStats
 
 __all__ = ["PROGRESS_MODES", "ProgressMode", "ProgressReporter", "Snapshot"]
@@ -36,7 +36,7 @@ _LIVE_REFRESH = 0.1
 
 
 @attrs.frozen
-class Snapshot:
+class Snapshot(Counts):
     """The counters at one instant."""
 
     total: int
@@ -48,16 +48,6 @@ class Snapshot:
     failed_requests: int
     rate_limited: int
     elapsed: float
-
-    @property
-    def finished(self) -> int:
-        """Tasks with an outcome."""
-        return self.succeeded + self.failed + self.timed_out + self.errors
-
-    @property
-    def generating(self) -> int:
-        """Tasks still being waited for."""
-        return self.total - self.finished
 
     def describe(self) -> str:
         """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``."""
