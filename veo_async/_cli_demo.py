@@ -162,7 +162,7 @@ async def run_demo(
                         if status is not None and status.is_terminal:
                             # Only a terminal record was "detected"; a timeout was not.
                             lags.append(seen - kie.completed_at(handle.task_id))
-                stats = attrs.evolve(veo.stats)
+                stats = veo.stats
         finally:
             burst_timer.cancel()
         server_429s = kie.count_status(429)

@@ -33,9 +33,9 @@ DEFAULT_BASE_URL = "https://api.kie.ai"
 _MAX_BODY = 1024 * 1024
 
 
-@attrs.define
+@attrs.frozen
 class SessionStats:
-    """Counters of one session, for dashboards and the CLI.
+    """Counters of one session at one instant, for dashboards and the CLI.
 
     :ivar requests: HTTP requests started.
     :ivar failures: requests that ended in an error (any kind, 429 included).
@@ -119,7 +119,8 @@ class VeoSession:
             version=version(),
         )
         self._limiter = RequestLimiter(concurrency, rate)
-        self._stats = SessionStats()
+        self._requests = 0
+        self._failures = 0
         # Handles live as long as someone (a caller or their poll loop) holds
         # them: no unbounded cache across hundreds of thousands of ids.
         self._tasks: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
@@ -151,10 +152,13 @@ class VeoSession:
 
     @property
     def stats(self) -> SessionStats:
-        """Request counters (a live view; copy it with ``attrs.evolve`` to keep one)."""
-        self._stats.rate_limited = self._limiter.rate_limited
-        self._stats.max_in_flight = self._limiter.max_in_flight
-        return self._stats
+        """The request counters now (a snapshot: read it again for fresh ones)."""
+        return SessionStats(
+            requests=self._requests,
+            failures=self._failures,
+            rate_limited=self._limiter.rate_limited,
+            max_in_flight=self._limiter.max_in_flight,
+        )
 
     async def aclose(self) -> None:
         """Stop every poll loop and close our HTTP session. Idempotent."""
@@ -227,24 +231,24 @@ class VeoSession:
         """
         self._check_open()
         granted_at = await self._limiter.acquire(due)
-        self._stats.requests += 1
+        self._requests += 1
         try:
             raw = await self._transport.get(RECORD_INFO_PATH, {"taskId": task_id})
             # Decoded while still holding the slot, so that a 429 pauses the
             # session before the next queued request is let through.
             record = decode_record_info(raw, task_id, previous)
         except RateLimitError as exc:
-            self._stats.failures += 1
+            self._failures += 1
             self._limiter.record_rate_limited(granted_at, exc.retry_after)
             logger.debug("429 for %s; session paused (Retry-After %s)", task_id, exc.retry_after)
             raise
         except TransportError as exc:
-            self._stats.failures += 1  # no answer: says nothing about the rate limit
+            self._failures += 1  # no answer: says nothing about the rate limit
             if self._closed:  # aclose() pulled the connection from under us
                 raise RuntimeError("the VeoSession was closed during the request") from exc
             raise
         except VeoError:
-            self._stats.failures += 1
+            self._failures += 1
             self._limiter.record_success()  # an answer, and not a 429
             raise
         finally:
