@@ -224,6 +224,10 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
 # name the field of a record the lean one could not read.
 _converter = _make_converter(detailed=False)
 _explaining_converter = _make_converter(detailed=True)
+# The hook itself, looked up once: converter.structure() dispatches per call.
+_structure_record: Callable[[Any, type[RecordInfo]], RecordInfo] = (
+    _converter.get_structure_hook(RecordInfo)
+)
 
 _RECORD_KEYS = (*_RECORD_WIRE.values(), "response")
 
@@ -289,7 +293,7 @@ def record_from_wire(data: object, task_id: str | None = None) -> RecordInfo:
                 excerpt=json.dumps(data, default=str)[:200],
             )
     try:
-        return _converter.structure(wire, RecordInfo)
+        return _structure_record(wire, RecordInfo)
     except Exception:  # any failure of a hook; explained below
         pass
     try:
