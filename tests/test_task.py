@@ -494,7 +494,8 @@ async def test_cancel_between_polls(fake_kie: FakeKie, veo: VeoSession) -> None:
 async def test_cancel_is_not_swallowed_by_wait_for(fake_kie: FakeKie, veo: VeoSession) -> None:
     """asyncio.wait_for around a wait times out cleanly: the cancel reaches and ends the wait."""
     fake_kie.add_task("veo_a", complete_after=600)
-    with pytest.raises(TimeoutError):
+    # asyncio.TimeoutError: the builtin TimeoutError only from Python 3.11 on.
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(veo.task("veo_a").wait(timeout=None), 0.2)
     assert not leftover_tasks()
 
