@@ -295,3 +295,19 @@ def update_results_md(name: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS_MD.write_text(text)
+
+
+def first_poll_at_or_after(policy: Any, done: float, seed: int) -> tuple[int, float]:
+    """Virtual-time polling of one task: (polls made, time of the detecting poll).
+
+    Polls at the cumulative ``policy.delays(seed=seed)``; the task, finished at
+    ``done`` seconds, is detected by the first poll at or after that.
+    """
+    at = 0.0
+    polls = 0
+    for delay in policy.delays(seed=seed):
+        at += delay
+        polls += 1
+        if at >= done:
+            break
+    return polls, at

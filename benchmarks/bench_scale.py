@@ -80,6 +80,7 @@ from _common import (
     API_KEY,
     KieProcess,
     completion_offsets,
+    first_poll_at_or_after,
     machine_note,
     note_line,
     peak_rss_bytes,
@@ -122,13 +123,7 @@ def schedule_only(policy: PollPolicy, offsets: list[float]) -> tuple[list[int], 
     polls: list[int] = []
     lags: list[float] = []
     for i, done in enumerate(offsets):
-        t = 0.0
-        n = 0
-        for delay in policy.delays(seed=i):
-            t += delay
-            n += 1
-            if t >= done:
-                break
+        n, t = first_poll_at_or_after(policy, done, seed=i)
         polls.append(n)
         lags.append(t - done)
     return polls, lags

@@ -51,7 +51,15 @@ import random
 import time
 from typing import Any
 
-from _common import machine_note, note_line, percentile, table, update_results_md, write_json
+from _common import (
+    first_poll_at_or_after,
+    machine_note,
+    note_line,
+    percentile,
+    table,
+    update_results_md,
+    write_json,
+)
 
 from veo_async import PollPolicy
 
@@ -93,13 +101,7 @@ def simulate(policy: PollPolicy, gen: list[float]) -> dict[str, Any]:
     lags: list[float] = []
     detected_at: list[float] = []
     for i, done in enumerate(gen):
-        t = 0.0
-        n = 0
-        for delay in policy.delays(seed=i):
-            t += delay
-            n += 1
-            if t >= done:
-                break
+        n, t = first_poll_at_or_after(policy, done, seed=i)
         requests.append(n)
         lags.append(t - done)
         detected_at.append(t)
