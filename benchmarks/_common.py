@@ -311,3 +311,12 @@ def first_poll_at_or_after(policy: Any, done: float, seed: int) -> tuple[int, fl
         if at >= done:
             break
     return polls, at
+
+
+def publish(name: str, data: dict[str, Any], text: str, *, quick: bool = False) -> None:
+    """Save a run: its JSON, and (unless a ``--quick`` smoke run) its RESULTS.md section."""
+    if quick:  # a smoke run: keep the real figures
+        print(f"\nwrote {write_json(name + '_quick', data)} (RESULTS.md untouched)")
+        return
+    print(f"\nwrote {write_json(name, data)}")
+    update_results_md(name, text)

@@ -73,9 +73,8 @@ from _common import (
     machine_note,
     median,
     note_line,
+    publish,
     table,
-    update_results_md,
-    write_json,
 )
 
 import veo_async.session as _session_module
@@ -428,11 +427,7 @@ def main() -> None:
         print(result["profile"])
         RESULTS_DIR.mkdir(exist_ok=True)
         (RESULTS_DIR / f"{NAME}_profile.txt").write_text(result["profile"])
-    if args.quick:  # a smoke run: keep the real figures
-        print(f"\nwrote {write_json(NAME + '_quick', result)} (RESULTS.md untouched)")
-        return
-    print(f"\nwrote {write_json(NAME, result)}")
-    update_results_md(NAME, text)
+    publish(NAME, result, text, quick=args.quick)
 
 
 if __name__ == "__main__":

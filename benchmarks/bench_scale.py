@@ -85,11 +85,10 @@ from _common import (
     note_line,
     peak_rss_bytes,
     percentile,
+    publish,
     rss_bytes,
     table,
     task_ids,
-    update_results_md,
-    write_json,
 )
 
 from veo_async import PollPolicy, RecordInfo, VeoSession
@@ -689,11 +688,7 @@ def main() -> None:
     print()
     print(text)
     data = {"name": NAME, "machine": note, "runs": runs}
-    if args.quick:  # a smoke run: keep the real figures
-        print(f"\nwrote {write_json(NAME + '_quick', data)} (RESULTS.md untouched)")
-        return
-    print(f"\nwrote {write_json(NAME, data)}")
-    update_results_md(NAME, text)
+    publish(NAME, data, text, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,8 @@ from _common import (
     machine_note,
     note_line,
     percentile,
+    publish,
     table,
-    update_results_md,
-    write_json,
 )
 
 from veo_async import PollPolicy
@@ -213,8 +212,7 @@ def main() -> None:
     result = run(args.tasks, args.seed)
     text = report(result)
     print(text)
-    print(f"\nwrote {write_json(NAME, result)}")
-    update_results_md(NAME, text)
+    publish(NAME, result, text)
 
 
 if __name__ == "__main__":
