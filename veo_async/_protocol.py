@@ -158,9 +158,10 @@ def _envelope_code(envelope: Mapping[str, Any]) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
+    text = code.strip() if isinstance(code, str) else ""
+    if text.isascii() and text.isdigit():
         try:
-            return int(code.strip())
+            return int(text)
         except ValueError:  # more digits than int() accepts from a string
             return None
     return None
