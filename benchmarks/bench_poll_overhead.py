@@ -77,7 +77,7 @@ from _common import (
     table,
 )
 
-import veo_async.session as _session_module
+import veo_async._requester as _session_module
 from veo_async import PollPolicy, VeoSession
 from veo_async._protocol import RawResponse, decode_record_info
 

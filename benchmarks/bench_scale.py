@@ -28,7 +28,7 @@ polluted by the previous size), against a FakeKie in *another* process:
    10 ms ticker's overshoot) to tell whether a run was CPU-bound.
 
 The detection time is taken by a thin probe around the private
-``VeoTask._publish`` (one dict look-up per poll), so that ``wait_many`` itself
+``VeoTask.publish`` (one dict look-up per poll), so that ``wait_many`` itself
 is what runs; ``--api as_completed`` uses only public API (time each handle is
 yielded) instead.
 
@@ -91,9 +91,8 @@ from _common import (
     task_ids,
 )
 
-from veo_async import PollPolicy, RecordInfo, VeoSession
+from veo_async import PollPolicy, RecordInfo, VeoSession, VeoTask
 from veo_async._protocol import RawResponse, decode_record_info
-from veo_async.task import VeoTask
 
 NAME = "scale"
 CONCURRENCY = 64
@@ -241,7 +240,7 @@ class GcPauses:
 
 def install_probe(seen: dict[str, float]) -> Callable[[], None]:
     """Time-stamp the first terminal record each handle publishes; returns an undo."""
-    original = VeoTask._publish
+    original = VeoTask.publish
     loop = asyncio.get_running_loop()
 
     def _publish(self: VeoTask, record: RecordInfo) -> None:
@@ -249,10 +248,10 @@ def install_probe(seen: dict[str, float]) -> Callable[[], None]:
             seen[self.task_id] = loop.time()
         original(self, record)
 
-    VeoTask._publish = _publish  # type: ignore[method-assign]
+    VeoTask.publish = _publish  # type: ignore[method-assign]
 
     def undo() -> None:
-        VeoTask._publish = original  # type: ignore[method-assign]
+        VeoTask.publish = original  # type: ignore[method-assign]
 
     return undo
 

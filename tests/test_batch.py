@@ -10,7 +10,7 @@ from contextlib import aclosing
 import pytest
 
 from veo_async import (
-    AuthenticationError,
+    InsufficientCreditsError,
     PollPolicy,
     RecordInfo,
     TaskFailedError,
@@ -67,7 +67,7 @@ async def test_return_exceptions_puts_each_error_in_its_place(
     fake_kie.add_task("gen_failed", complete_after=0.05, final_status=3)
     fake_kie.add_task("slow", complete_after=60)
     fake_kie.add_task(
-        TaskScript("denied", faults=(Fault.body_code(401, "You do not have access permissions"),))
+        TaskScript("denied", faults=(Fault.body_code(402, "insufficient credits"),))
     )
     ids = ["ok", "failed", "gen_failed", "slow", "denied"]
     results = await veo.wait_many(ids, timeout=0.5, return_exceptions=True)
@@ -80,7 +80,7 @@ async def test_return_exceptions_puts_each_error_in_its_place(
     assert gen_failed.record.status is TaskStatus.GENERATION_FAILED
     assert isinstance(slow, WaitTimeoutError)
     assert slow.record is not None
-    assert isinstance(denied, AuthenticationError)
+    assert isinstance(denied, InsufficientCreditsError)
     assert leftover_tasks() == set()
 
 
@@ -206,7 +206,7 @@ async def test_cancelling_a_batch_leaves_nothing_behind(
     with pytest.raises(asyncio.CancelledError):
         await batch
     assert leftover_tasks() == set()
-    assert veo._limiter.in_flight == 0
+    assert veo.stats.in_flight == 0
     # The client hung up on every hanging request: the server sees none left.
     assert await _until(lambda: fake_kie.in_flight == 0)
     # The session is still usable.

@@ -17,6 +17,7 @@ from veo_async.errors import (
     ResponseError,
     ServerError,
     ServiceUnavailableError,
+    SessionClosedError,
     TaskFailedError,
     TransportError,
     VeoError,
@@ -51,6 +52,8 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (TaskFailedError, VeoError),
     (WaitTimeoutError, VeoError),
     (WaitTimeoutError, TimeoutError),
+    (SessionClosedError, VeoError),
+    (SessionClosedError, RuntimeError),
 ]
 
 
@@ -67,7 +70,9 @@ def test_tree_parent(cls: type[BaseException], parent: type[BaseException]) -> N
     "cls",
     [
         pytest.param(c, id=c.__name__)
-        for c in (TransportError, ResponseError, TaskFailedError, WaitTimeoutError)
+        for c in (
+            TransportError, ResponseError, TaskFailedError, WaitTimeoutError, SessionClosedError
+        )
     ],
 )
 def test_non_api_errors_are_not_api_errors(cls: type[VeoError]) -> None:

@@ -21,6 +21,7 @@ from veo_async import (
     ResponseError,
     ServerError,
     ServiceUnavailableError,
+    SessionClosedError,
     TaskFailedError,
     TransportError,
     VeoSession,
@@ -186,7 +187,7 @@ EXPECTED = {
     "reset": TransportError,
     "request_timeout": TransportError,
     "wait_timeout": WaitTimeoutError,
-    "closed": RuntimeError,
+    "closed": SessionClosedError,
 }
 
 
@@ -197,7 +198,7 @@ async def test_key_not_in_session_reprs(monkeypatch: pytest.MonkeyPatch) -> None
         VeoSession(f"  {SECRET}  ", base_url="http://127.0.0.1:9"),
     ):
         texts = [repr(session), str(session), repr(session.stats), repr(session.task("t1"))]
-        texts += [repr(session._transport), repr(vars(session))]
+        texts += [repr(vars(session))]
         for text in texts:
             assert_clean(text, "a session repr")
         await session.aclose()

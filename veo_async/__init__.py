@@ -9,8 +9,13 @@
 
 from __future__ import annotations
 
+from ._batch import BatchOutcome
+from ._http import HttpRequest, Transport
+from ._protocol import RawResponse
+from ._requester import SessionStats
+from ._session import VeoSession
+from ._task import VeoTask
 from ._version import version as _installed_version
-from .batch import BatchOutcome
 from .errors import (
     APIError,
     AuthenticationError,
@@ -22,6 +27,7 @@ from .errors import (
     ResponseError,
     ServerError,
     ServiceUnavailableError,
+    SessionClosedError,
     TaskFailedError,
     TransportError,
     VeoError,
@@ -29,8 +35,6 @@ from .errors import (
 )
 from .models import RecordInfo, TaskStatus, VideoResult
 from .policy import POLICY_TIMEOUT, PollPolicy
-from .session import SessionStats, VeoSession
-from .task import VeoTask
 
 __version__ = _installed_version()
 
@@ -40,18 +44,22 @@ __all__ = [
     "AuthenticationError",
     "BatchOutcome",
     "ContentPolicyError",
+    "HttpRequest",
     "InsufficientCreditsError",
     "NotFoundError",
     "PollPolicy",
     "RateLimitError",
+    "RawResponse",
     "RecordInfo",
     "RecordNotFoundError",
     "ResponseError",
     "ServerError",
     "ServiceUnavailableError",
+    "SessionClosedError",
     "SessionStats",
     "TaskFailedError",
     "TaskStatus",
+    "Transport",
     "TransportError",
     "VeoError",
     "VeoSession",

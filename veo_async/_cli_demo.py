@@ -25,8 +25,8 @@ from rich.table import Table
 from ._cli_outcome import Outcome, Tally, outcome_of
 from ._cli_progress import ProgressReporter
 from ._cli_scenario import burst_plan, compressed_policy, synthetic_scripts
+from ._session import VeoSession
 from .models import TaskStatus
-from .session import VeoSession
 from .testing import FakeKie, Fault
 
 __all__ = ["DemoReport", "percentile", "run_demo"]

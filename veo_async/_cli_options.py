@@ -20,8 +20,8 @@ import attrs
 import click
 
 from ._cli_progress import PROGRESS_MODES
+from ._session import DEFAULT_BASE_URL
 from .policy import PollPolicy
-from .session import DEFAULT_BASE_URL
 
 __all__ = [
     "Settings",

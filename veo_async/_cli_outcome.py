@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 
 from ._convert import record_to_jsonable
+from ._task import VeoTask
 from .errors import TaskFailedError, WaitTimeoutError
 from .models import RecordInfo
-from .task import VeoTask
 
 __all__ = [
     "EXIT_FAILED",

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._cli_outcome import Counts, Tally
-from .session import SessionStats
+from ._requester import SessionStats
 
 __all__ = ["PROGRESS_MODES", "ProgressMode", "ProgressReporter", "Snapshot"]
 

@@ -1,23 +1,42 @@
-"""The only module that touches aiohttp: one request -> a :class:`RawResponse`.
+"""The seam to I/O: the :class:`Transport` protocol and the aiohttp transport.
 
-Everything aiohttp can raise (resets, DNS, TLS, payload errors, timeouts)
-becomes a :class:`~veo_async.errors.TransportError` here, so the layers above
-only ever see the SDK's own exception tree. ``asyncio.CancelledError`` is never
-caught.
+A transport sends one :class:`HttpRequest` and returns the answer as a
+:class:`~veo_async._protocol.RawResponse`, whatever its status, or raises
+:class:`~veo_async.errors.TransportError` when no complete answer came. It
+knows nothing of envelopes, retries or budgets (the gidgethub ``abc`` idea, the
+httpx ``AsyncBaseTransport`` idea). Two implementations ship:
+:class:`AiohttpTransport` (the only module importing aiohttp) and the
+simulator's in-process one (:meth:`veo_async.testing.FakeKie.transport`).
+
+Secrets: the key travels inside an :class:`ApiKey` whose repr is hidden, and
+the ``Authorization`` header is built inside the aiohttp call, never bound to
+a local. Errors are raised *outside* aiohttp's ``except`` blocks, so they chain
+nothing: aiohttp's exceptions and frames hold the request headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import platform
+import zlib
 from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
+import attrs
 
 from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
 
-__all__ = ["HttpTransport", "user_agent"]
+__all__ = [
+    "ApiKey",
+    "AiohttpTransport",
+    "HttpRequest",
+    "Transport",
+    "capped_response",
+    "check_api_key",
+    "user_agent",
+]
 
 
 def user_agent(version: str) -> str:
@@ -25,8 +44,24 @@ def user_agent(version: str) -> str:
     return f"veo-async/{version} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 
 
-class _Secret:
-    """Holds the API key so that no repr, log or traceback local can show it."""
+def check_api_key(key: object) -> str:
+    """The key, stripped, if it can be sent in a header; else raise.
+
+    :raises ValueError: naming the problem (never the key itself).
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError("no API key: pass api_key=... or set the KIE_API_KEY environment variable")
+    key = key.strip()
+    if not key.isascii() or not key.isprintable():
+        raise ValueError(
+            "the API key contains characters not allowed in an HTTP header "
+            "(control characters such as CR/LF, or non-ASCII text)"
+        )
+    return key
+
+
+class ApiKey:
+    """The API key, kept so that no repr, log line or traceback local shows it."""
 
     __slots__ = ("_value",)
 
@@ -34,38 +69,94 @@ class _Secret:
         self._value = value
 
     def reveal(self) -> str:
+        """The key itself: use it inline, in the call that sends it."""
         return self._value
 
     def __repr__(self) -> str:
-        return "<secret>"
+        return "<ApiKey hidden>"
 
     __str__ = __repr__
 
+    def __reduce__(self) -> Any:
+        raise TypeError("an ApiKey cannot be pickled")
 
-class HttpTransport:
-    """Sends GET requests to one base URL with the key, the User-Agent and a cap.
 
-    :param base_url: e.g. ``https://api.kie.ai`` (no trailing slash needed).
-    :param api_key: sent as ``Authorization: Bearer ...``; never shown.
+@attrs.frozen
+class HttpRequest:
+    """One request, as the requester hands it to a transport.
+
+    :ivar method: ``"GET"`` or ``"POST"``.
+    :ivar path: the path under the base URL, e.g. ``/api/v1/veo/record-info``.
+    :ivar params: query parameters, or None.
+    :ivar json: the JSON body of a POST, or None.
+    :ivar api_key: the credentials, sent as ``Authorization: Bearer ...``.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    json: Any = None
+    api_key: ApiKey = attrs.field(default=ApiKey(""), repr=False, eq=False)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends requests; two methods, no policy. Implement it to plug in another client."""
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """Send one request; the answer whatever its status.
+
+        :raises TransportError: when no complete answer came (reset, DNS,
+            timeout); never a third-party exception.
+        :raises ResponseError: when the answer is over the size cap.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+
+
+class _Decoder:
+    """Inflates gzip/deflate bodies ourselves, bounded: aiohttp's cap on
+    ``Content-Length`` sees only the compressed size (a 300 KB bomb is 300 MB)."""
+
+    __slots__ = ("_inflater",)
+
+    def __init__(self, encoding: str) -> None:
+        # 16 + MAX_WBITS: gzip framing; 32 + MAX_WBITS: zlib or gzip (deflate
+        # is sent both raw-zlib-wrapped and, by some servers, gzip-framed).
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else 32 + zlib.MAX_WBITS
+        self._inflater = zlib.decompressobj(wbits)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Inflate ``data``, at most ``room`` bytes (more means over the cap)."""
+        try:
+            return self._inflater.decompress(data, room)
+        except zlib.error:
+            return b""  # a broken stream: what we have is unreadable, the protocol says so
+
+
+class AiohttpTransport:
+    """The production transport: aiohttp, one connection pool per session.
+
+    :param base_url: e.g. ``https://api.kie.ai``.
     :param session: an aiohttp session to use (and not close), or None to own one.
     :param concurrency: connection-pool size of an owned session.
     :param request_timeout: seconds for one whole request, connect to last byte.
-    :param max_body: bodies larger than this many bytes are refused unread.
+    :param max_body: decoded answers larger than this are refused while reading.
+    :param version: the package version, for the User-Agent.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        api_key: str,
-        session: aiohttp.ClientSession | None,
-        concurrency: int,
-        request_timeout: float,
-        max_body: int,
-        version: str,
+        session: aiohttp.ClientSession | None = None,
+        concurrency: int = 64,
+        request_timeout: float = 30.0,
+        max_body: int = 1024 * 1024,
+        version: str = "0",
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._key = _Secret(api_key)
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
@@ -74,68 +165,68 @@ class HttpTransport:
         self._headers = {
             "User-Agent": user_agent(version),
             "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
         }
 
     def __repr__(self) -> str:
-        return f"HttpTransport(base_url={self._base_url!r})"
+        return f"AiohttpTransport(base_url={self._base_url!r})"
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Created lazily: aiohttp wants a running loop, and a VeoSession may
-            # be constructed outside one.
+            # be constructed outside one. We inflate bodies ourselves (bounded).
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0),
+                auto_decompress=False,
             )
         return self._session
 
-    async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
-        """One GET; the answer whatever its status, or :class:`TransportError`."""
-        url = self._base_url + path
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """One request; the answer whatever its status, or :class:`TransportError`."""
+        url = self._base_url + request.path
+        client = self._client()
+        failure: str | None = None
         try:
-            async with self._client().get(
+            async with client.request(
+                request.method,
                 url,
-                params=params,
+                params=request.params,
+                json=request.json,
                 # Built in the call, never bound to a local of ours: error
-                # reporters that capture frame locals (Sentry, rich) must not
-                # find the key in this frame.
-                headers={**self._headers, "Authorization": f"Bearer {self._key.reveal()}"},
+                # reporters that capture frame locals must not find the key.
+                headers={**self._headers, "Authorization": f"Bearer {request.api_key.reveal()}"},
                 timeout=self._timeout,
                 allow_redirects=False,
-                # An injected session may raise on 4xx/5xx; the status is ours
-                # to read (401 is an AuthenticationError, not a transport failure).
+                # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
             ) as response:
-                body = await self._read_capped(response)
-                return RawResponse(response.status, response.headers, body)
-        except asyncio.TimeoutError as exc:
-            raise TransportError(f"no complete answer from {url} in time") from exc
+                inflate = not getattr(client, "auto_decompress", True)
+                return await self._read_capped(response, inflate=inflate)
+        except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not on 3.10
+            failure = f"no complete answer from {url} in time"
         except aiohttp.ClientError as exc:
-            raise TransportError(f"request to {url} failed: {type(exc).__name__}: {exc}") from exc
+            failure = f"request to {url} failed: {type(exc).__name__}: {_safe(exc)}"
+        except OSError as exc:
+            failure = f"request to {url} failed: {type(exc).__name__}: {exc.strerror or ''}"
+        # Raised here, outside the except blocks: the error chains nothing
+        # (aiohttp's exception holds request_info, with our headers).
+        raise TransportError(failure)
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        declared = response.content_length
-        if declared is not None and declared > self._max_body:
-            raise ResponseError(
-                f"answer of {declared} bytes exceeds the {self._max_body}-byte cap",
-                http_status=response.status,
-                retryable=False,
-            )
-        if declared is not None:
-            return await response.read()
-        # No Content-Length (chunked): read in pieces and stop at the cap
-        # rather than buffering whatever a broken proxy streams at us.
+    async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
+        status = response.status
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
+        cap = self._max_body
         chunks: list[bytes] = []
         size = 0
+        # Counted as decoded while reading: Content-Length is the compressed size.
         async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > self._max_body:
-                raise ResponseError(
-                    f"answer exceeds the {self._max_body}-byte cap",
-                    http_status=response.status,
-                    retryable=False,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            data = decoder.feed(chunk, cap + 1 - size) if decoder is not None else chunk
+            size += len(data)
+            chunks.append(data)
+            if size > cap:
+                break
+        return capped_response(status, response.headers, b"".join(chunks), cap)
 
     @property
     def closed(self) -> bool:
@@ -146,3 +237,28 @@ class HttpTransport:
         """Close the aiohttp session if we own it; an injected one is left open."""
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def capped_response(status: int, headers: Mapping[str, str], body: bytes, cap: int) -> RawResponse:
+    """The answer as the protocol should see it, given the size cap.
+
+    :raises ResponseError: (not retryable) for an oversized 2xx/4xx answer.
+    """
+    if len(body) <= cap:
+        return RawResponse(status, headers, body)
+    if status >= 500 or status == 429:
+        # A huge 5xx (a proxy's HTML page) is as transient as a small one:
+        # hand the status on with the head of the body; the protocol decides.
+        return RawResponse(status, headers, body[:512])
+    raise ResponseError(
+        f"HTTP {status} answer exceeds the {cap}-byte cap",
+        http_status=status,
+        retryable=False,
+    )
+
+
+def _safe(exc: BaseException) -> str:
+    """An aiohttp error's message without anything that could carry headers."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return str(exc)[:200]

@@ -1,28 +1,29 @@
-"""The session-wide request budget: in-flight cap, request rate, 429 slow-down.
+"""The session-wide request budget (pure) and the due-time queue in front of it.
 
-Every HTTP request of a session, whichever task handle makes it, passes
-through one :class:`RequestLimiter`. It grants a request a slot when:
+Every HTTP request of a session, whichever task handle makes it, asks one
+:class:`RequestBudget` for permission to start. It may start when:
 
 - fewer than the current *window* of requests are in flight: ``concurrency``,
   except after a 429, when it drops to one probe and grows back by one per
-  successful answer (doubling per round trip, like TCP's slow start), so a
-  session never answers a 429 with a herd of retries;
-- the optional rate (requests per second, a token bucket holding one second's
-  worth) has a token;
-- the session is not paused by a 429 (``Retry-After``, or a doubling backoff
-  while 429s keep coming).
+  answer that is not a 429 (TCP's slow start), so a session never answers a
+  429 with a herd of retries;
+- the optional ``rate`` allows it: at most ``rate`` starts in any sliding
+  one-second window (see :class:`RequestBudget`);
+- the session is not paused by a 429 (``Retry-After``, capped at
+  :data:`MAX_PAUSE`, or a doubling backoff while 429s keep coming).
 
-It is also the poll loops' clock: a poll asks for a slot *at its due time*
-and sleeps in the limiter's queue, a heap keyed by that time, until then. So
-100,000 waiting polls cost one heap entry and one future each, not a timer,
-a sleeping coroutine and a context apiece, and one timer wakes the queue when
-the earliest entry falls due or the earliest blocked condition clears. The
-same order serves requests most-overdue first, so under a binding limit no
-task starves. All timing uses ``loop.time()``.
+The budget is pure: the clock is an argument of every call and the random
+source is injected, so it is tested without an event loop.
 
-Why not aiolimiter: its leaky bucket would cover only the ``rate`` rule; the
-in-flight window, the session-wide 429 pause and the due-time order all need
-the one queue, so a second limiter in front would only add a wait.
+:class:`DueQueue` is the thin asyncio part: a heap of tickets keyed by the
+time each request is *due*, served most-overdue first whenever the budget
+allows, with one timer for the earliest moment something can change. Poll
+loops sleep in it (one heap entry per waiting poll, not a timer, coroutine and
+context apiece), and it is where closing the session or a fatal error wakes
+every queued request at once.
+
+Why not aiolimiter: its leaky bucket covers only the rate rule; the in-flight
+window, the session-wide 429 pause and the due-time order need the one queue.
 """
 
 from __future__ import annotations
@@ -30,178 +31,316 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import random
+from collections import deque
+from collections.abc import Callable
 
-__all__ = ["RequestLimiter"]
+__all__ = ["MAX_PAUSE", "DueQueue", "RequestBudget", "Ticket"]
 
+#: The longest pause a 429 can impose, jitter included, in seconds. A
+#: ``Retry-After`` of a day (or 1e308) from a confused proxy must not stall a
+#: service: after this long one probe request finds out whether it still holds.
+MAX_PAUSE = 300.0
 # Pause after the n-th consecutive 429 without Retry-After: 1, 2, 4 ... 60 s.
-_PAUSE_BASE = 1.0
-_PAUSE_CAP = 60.0
-# The pause is stretched by up to this fraction so sessions sharing an account
-# (and a rate limit) do not resume in lockstep.
+_BACKOFF_BASE = 1.0
+_BACKOFF_CAP = 60.0
+# Sessions sharing an account (and its limit) must not resume in lockstep.
 _PAUSE_JITTER = 0.2
+# Rebuild the heap once this many cancelled tickets linger in it (and they
+# are at least half of it): waits that ended during a long pause must not pile up.
+_COMPACT_AT = 512
 
 
-class RequestLimiter:
-    """Grants request slots; see the module docstring for the rules.
+class RequestBudget:
+    """Admission rules for request starts. Pure: ``now`` is always passed in.
 
     :param concurrency: the most requests in flight at once (>= 1).
-    :param rate: the most request starts per second, or None for no limit.
+    :param rate: the most request starts in any sliding one-second window, or
+        None for no limit: ``floor(rate)`` starts per sliding second (a burst
+        of them may start together); below 1, one start per ``1 / rate`` s.
+    :param rng: the random source of the pause jitter (seed it in tests).
     """
 
-    def __init__(self, concurrency: int, rate: float | None = None) -> None:
-        self._limit = concurrency
+    def __init__(
+        self, concurrency: int, rate: float | None = None, *, rng: random.Random | None = None
+    ) -> None:
+        self.concurrency = concurrency
+        self.rate = rate
         self._window = concurrency
-        self._rate = rate
-        self._tokens = max(1.0, rate) if rate is not None else 0.0
-        self._refilled_at: float | None = None
-        self._in_flight = 0
-        self._queue: list[tuple[float, int, asyncio.Future[float]]] = []
-        self._order = itertools.count()
+        self._rng = rng if rng is not None else random.Random()
+        # The starts of the current rate window, oldest first: at most
+        # _burst of them may fall within _span seconds.
+        self._burst = max(1, math.floor(rate)) if rate is not None else 0
+        self._span = (1.0 if rate >= 1 else 1.0 / rate) if rate is not None else 0.0
+        self._starts: deque[float] = deque(maxlen=self._burst or None)
         self._paused_until = 0.0
-        self._pause_started = float("-inf")
+        self._pause_started = -math.inf
         self._strikes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._rng = random.Random()
-        #: How many 429s the session has absorbed.
-        self.rate_limited = 0
-        #: The high-water mark of requests in flight.
+        #: Requests holding a slot now.
+        self.in_flight = 0
+        #: The high-water mark of :attr:`in_flight`.
         self.max_in_flight = 0
-
-    @property
-    def in_flight(self) -> int:
-        """Requests currently holding a slot."""
-        return self._in_flight
-
-    @property
-    def waiting(self) -> int:
-        """Requests queued for a slot (cancelled ones may linger until popped)."""
-        return len(self._queue)
-
-    @property
-    def paused_until(self) -> float:
-        """The loop time until which a 429 pauses all requests (past: no pause)."""
-        return self._paused_until
+        #: How many 429 answers the session has absorbed.
+        self.rate_limited = 0
+        #: How many times a 429 started (or lengthened) a pause.
+        self.pauses = 0
 
     @property
     def window(self) -> int:
-        """The current in-flight window (``concurrency`` unless recovering from a 429)."""
+        """The in-flight window now (``concurrency`` unless recovering from a 429)."""
         return self._window
 
-    async def acquire(self, due: float) -> float:
-        """Wait until ``due`` and for a slot; returns the loop time of the grant.
+    @property
+    def paused_until(self) -> float:
+        """The clock time until which a 429 pauses every start (past: no pause)."""
+        return self._paused_until
 
-        :param due: the loop time at which the request should go (now or in
-            the past: at once, if a slot is free); the earliest goes first.
-        """
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if (
-            due <= now
-            and (not self._queue or self._queue[0][0] > now)  # nobody more overdue
-            and self._blocked_until(now) is None
-        ):
-            self._grant(now)
-            return now
-        waiter: asyncio.Future[float] = loop.create_future()
-        heapq.heappush(self._queue, (due, next(self._order), waiter))
-        if self._queue[0][2] is waiter:  # a new earliest entry: the timer may move
-            self._dispatch()
-        try:
-            # The grant time, not the (later) time this coroutine resumes: a
-            # 429 is judged against when its request really got the slot.
-            return await waiter
-        except asyncio.CancelledError:
-            # Granted and cancelled in the same loop iteration: give it back,
-            # or the slot would leak forever.
-            if waiter.done() and not waiter.cancelled():
-                self.release()
-            raise
+    def blocked_until(self, now: float) -> float | None:
+        """None if a request may start at ``now``; else when to ask again
+        (``math.inf``: when a slot is released)."""
+        if self._paused_until > now:
+            return self._paused_until
+        if self.in_flight >= self._window:
+            return math.inf
+        if self._burst and len(self._starts) == self._burst:
+            free_at = self._starts[0] + self._span
+            if free_at > now:
+                return free_at
+        return None
 
-    def release(self) -> None:
-        """Give a slot back (call exactly once per successful :meth:`acquire`)."""
-        self._in_flight -= 1
-        self._dispatch()
+    def start(self, now: float) -> None:
+        """A request starts at ``now`` (call only when :meth:`blocked_until` is None)."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self._burst:
+            self._starts.append(now)
 
-    def record_success(self) -> None:
+    def finish(self) -> None:
+        """A request gave its slot back (answered, failed or cancelled)."""
+        self.in_flight -= 1
+
+    def on_answer(self) -> None:
         """An answer that was not a 429: end the strike run, widen the window."""
         self._strikes = 0
-        if self._window < self._limit:
+        if self._window < self.concurrency:
             self._window += 1
-            self._dispatch()
 
-    def record_rate_limited(self, granted_at: float, retry_after: float | None) -> None:
-        """A 429 came back for a request granted at ``granted_at``: pause everything.
+    def on_rate_limited(self, now: float, granted_at: float, retry_after: float | None) -> float:
+        """A 429 came back for a request granted at ``granted_at``: pause every start.
 
-        A 429 for a request that was sent before the current pause began is an
-        echo of the same overload: it may lengthen the pause (its Retry-After)
-        but does not count as a new strike.
+        A 429 for a request sent before the current pause began is an echo of
+        the same overload: it may lengthen the pause but is not a new strike.
+
+        :returns: the pause from ``now``, in seconds (at most :data:`MAX_PAUSE`).
         """
         self.rate_limited += 1
-        now = asyncio.get_running_loop().time()
         if granted_at > self._pause_started:
             self._strikes += 1
             self._window = 1
             self._pause_started = now
-        backoff_pause = min(_PAUSE_CAP, _PAUSE_BASE * 2 ** (self._strikes - 1))
-        pause = retry_after if retry_after is not None else backoff_pause
-        pause *= 1 + _PAUSE_JITTER * self._rng.random()
-        self._paused_until = max(self._paused_until, now + pause)
+        if retry_after is None:
+            pause = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._strikes - 1))
+        else:
+            pause = retry_after
+        pause = min(MAX_PAUSE, pause * (1 + _PAUSE_JITTER * self._rng.random()))
+        if now + pause > self._paused_until:
+            self._paused_until = now + pause
+            self.pauses += 1
+        return pause
 
-    def _blocked_until(self, now: float) -> float | None:
-        """None if a request may start now, else when to look again (inf: on release)."""
-        if self._paused_until > now:
-            return self._paused_until
-        if self._in_flight >= self._window:
-            return float("inf")
-        if self._rate is not None:
-            self._refill(now)
-            if self._tokens < 1.0:
-                return now + (1.0 - self._tokens) / self._rate
-        return None
 
-    def _refill(self, now: float) -> None:
-        assert self._rate is not None
-        if self._refilled_at is not None:
-            capacity = max(1.0, self._rate)
-            self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
+class Ticket:
+    """A place in the :class:`DueQueue`: granted, failed or cancelled, once.
 
-    def _grant(self, now: float) -> None:
-        self._in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        if self._rate is not None:
-            self._tokens -= 1.0
+    Subclasses say what a grant and a failure mean (wake a future, start a
+    poll); :meth:`cancel` takes the ticket out of the running.
+    """
 
-    def _dispatch(self) -> None:
-        """Grant every due request that can go now; arm one timer for the rest."""
-        if not self._queue and self._timer is None:
+    __slots__ = ("cancelled", "queued")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.queued = False
+
+    def granted(self, now: float) -> None:
+        """The slot is ours from ``now``; the holder must release it once."""
+        raise NotImplementedError
+
+    def failed(self, error: BaseException) -> None:
+        """The queue was closed or failed: no slot will come."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Withdraw: the queue drops the ticket unserved."""
+        self.cancelled = True
+
+
+class _FutureTicket(Ticket):
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[float]) -> None:
+        super().__init__()
+        self.future = future
+
+    def granted(self, now: float) -> None:
+        self.future.set_result(now)
+
+    def failed(self, error: BaseException) -> None:
+        self.future.set_exception(error)
+
+
+class DueQueue:
+    """Hands out the budget's slots to tickets in due-time order.
+
+    :param budget: the admission rules.
+    """
+
+    def __init__(self, budget: RequestBudget) -> None:
+        self.budget = budget
+        self._heap: list[tuple[float, int, Ticket]] = []
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: Callable[[], BaseException] | None = None
+
+    def __len__(self) -> int:
+        """Tickets waiting (cancelled ones included until they are dropped)."""
+        return len(self._heap)
+
+    @property
+    def waiting(self) -> int:
+        """Tickets waiting that were not cancelled."""
+        return len(self._heap) - self._cancelled
+
+    def _now(self) -> float:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
+
+    def push(self, due: float, ticket: Ticket) -> None:
+        """Queue ``ticket`` for a slot at loop time ``due`` (earlier: at once).
+
+        A closed queue fails the ticket at once.
+        """
+        if self._failure is not None:
+            ticket.failed(self._failure())
+            return
+        ticket.queued = True
+        heapq.heappush(self._heap, (due, next(self._order), ticket))
+        if self._heap[0][2] is ticket:  # a new earliest entry: serve or re-arm
+            self.dispatch()
+
+    def discard(self, ticket: Ticket) -> None:
+        """Cancel a queued ticket; the heap is compacted when many linger."""
+        if ticket.cancelled:
+            return
+        ticket.cancel()
+        if not ticket.queued:
+            return
+        self._cancelled += 1
+        if self._cancelled >= _COMPACT_AT and self._cancelled * 2 >= len(self._heap):
+            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
+    async def acquire(self, due: float | None = None) -> float:
+        """Wait for a slot (at ``due``, default now); returns the loop time of the grant."""
+        now = self._now()
+        if due is None:
+            due = now
+        if self._failure is not None:
+            raise self._failure()
+        if (
+            due <= now
+            and (not self._heap or self._heap[0][0] > now)  # nobody more overdue
+            and self.budget.blocked_until(now) is None
+        ):
+            self.budget.start(now)
+            return now
+        assert self._loop is not None
+        future: asyncio.Future[float] = self._loop.create_future()
+        ticket = _FutureTicket(future)
+        self.push(due, ticket)
+        try:
+            # The grant time, not the (later) moment this coroutine resumes: a
+            # 429 is judged against when its request really got the slot.
+            return await future
+        except asyncio.CancelledError:
+            if ticket.future.done() and not ticket.future.cancelled():
+                if ticket.future.exception() is None:
+                    self.release()  # granted and cancelled in one iteration
+            else:
+                self.discard(ticket)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (exactly once per grant)."""
+        self.budget.finish()
+        self.dispatch()
+
+    def answered(self) -> None:
+        """The request got an answer that was not a 429 (may widen the window)."""
+        self.budget.on_answer()
+
+    def rate_limited(self, granted_at: float, retry_after: float | None) -> float:
+        """A 429: pause the budget; returns the pause length."""
+        pause = self.budget.on_rate_limited(self._now(), granted_at, retry_after)
+        self.dispatch()
+        return pause
+
+    def close(self, failure: Callable[[], BaseException]) -> None:
+        """Fail every waiting ticket now, and every later one at once.
+
+        :param failure: makes the error each ticket gets (a fresh one each).
+        """
+        self._failure = failure
+        heap, self._heap, self._cancelled = self._heap, [], 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, _, ticket in heap:
+            if not ticket.cancelled:
+                ticket.cancelled = True
+                ticket.failed(failure())
+
+    def dispatch(self) -> None:
+        """Grant every due ticket that can go now; arm one timer for the rest."""
+        if not self._heap and self._timer is None:
             return  # the common case on every release of an idle session
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self._now()
         wake: float | None = None
-        while self._queue:
-            due, _, waiter = self._queue[0]
-            if waiter.done():  # cancelled while queued
-                heapq.heappop(self._queue)
+        heap = self._heap
+        while heap:
+            due, _, ticket = heap[0]
+            if ticket.cancelled:
+                heapq.heappop(heap)
+                self._cancelled -= 1
                 continue
             if due > now:
                 wake = due
                 break
-            blocked = self._blocked_until(now)
+            blocked = self.budget.blocked_until(now)
             if blocked is not None:
-                wake = None if blocked == float("inf") else blocked  # inf: on release
+                wake = None if blocked == math.inf else blocked  # inf: on release
                 break
-            heapq.heappop(self._queue)
-            self._grant(now)
-            waiter.set_result(now)
-        self._arm(loop, wake)
+            heapq.heappop(heap)
+            ticket.queued = False
+            ticket.cancelled = True  # served: a later discard() is a no-op
+            self.budget.start(now)
+            ticket.granted(now)
+        self._arm(wake)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, wake: float | None) -> None:
+    def _arm(self, wake: float | None) -> None:
         """One timer at ``wake`` (None: none); kept as is when it is already right."""
         timer = self._timer
         if timer is not None:
             if wake is not None and timer.when() == wake and not timer.cancelled():
                 return  # dispatch runs on every release: don't churn timers
             timer.cancel()
-        self._timer = loop.call_at(wake, self._dispatch) if wake is not None else None
+        if wake is None:
+            self._timer = None
+        else:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(wake, self.dispatch)

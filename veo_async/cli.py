@@ -51,9 +51,9 @@ from ._cli_outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
 from ._cli_output import JsonLines, LookupResult, status_json, status_table
 from ._cli_progress import ProgressMode, ProgressReporter
 from ._cli_run import Interrupted, run
+from ._session import VeoSession
 from .errors import VeoError
 from .policy import PollPolicy
-from .session import VeoSession
 
 __all__ = ["cli", "main", "run_cli"]
 

@@ -16,7 +16,8 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     ├── TransportError        connection reset, DNS, request timeout, TLS
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
     ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
-    └── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
+    ├── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
+    └── SessionClosedError    the session was closed (also a RuntimeError)
 
 No message built here ever contains the API key: errors are made from the
 service's answer and the task id only, never from request headers.
@@ -40,6 +41,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "ServiceUnavailableError",
+    "SessionClosedError",
     "TaskFailedError",
     "TransportError",
     "VeoError",
@@ -257,3 +259,11 @@ class WaitTimeoutError(VeoError, TimeoutError):
         self.timeout = timeout
         self.record = record
         self.last_error = last_error
+
+
+class SessionClosedError(VeoError, RuntimeError):
+    """The :class:`~veo_async.VeoSession` was closed: before the call, or while
+    it was waiting (queued behind a pause, or polling). Open a new session."""
+
+    def __init__(self, message: str = "the VeoSession is closed; open a new one") -> None:
+        super().__init__(message)

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import re
 from typing import Any
 
 import attrs
 
-__all__ = ["RecordInfo", "TaskStatus", "VideoResult"]
+__all__ = ["MAX_TASK_ID_LENGTH", "RecordInfo", "TaskStatus", "VideoResult", "validate_task_id"]
+
+_WHITESPACE = re.compile(r"\s")
+#: Real ids are ~40 characters; anything this long is a bug upstream of us.
+MAX_TASK_ID_LENGTH = 256
+
+
+def validate_task_id(task_id: object) -> str:
+    """Return ``task_id`` if it is a plausible Kie task id, else raise.
+
+    An id is a non-empty string of at most :data:`MAX_TASK_ID_LENGTH`
+    characters with no whitespace or control character anywhere.
+
+    :raises ValueError: (``TypeError`` for a non-string) naming the problem.
+    """
+    if not isinstance(task_id, str):
+        raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
+    if not task_id:
+        raise ValueError("a task id must not be empty")
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise ValueError(f"task id is {len(task_id)} characters long (max {MAX_TASK_ID_LENGTH})")
+    if not task_id.isprintable() or _WHITESPACE.search(task_id):
+        raise ValueError(f"task id {task_id!r} contains whitespace or control characters")
+    return task_id
 
 
 class TaskStatus(enum.IntEnum):

@@ -8,8 +8,19 @@ clients. The ``fake_kie`` pytest fixture (``veo_async.testing.pytest_plugin``)
 gives each test a started one.
 """
 
+from ._clock import VirtualClockLoop, VirtualClockPolicy
+from ._inprocess import InProcessTransport
 from ._recording import RecordedRequest
 from ._script import Fault, Quirks, TaskScript
 from ._server import FakeKie
 
-__all__ = ["FakeKie", "TaskScript", "Fault", "Quirks", "RecordedRequest"]
+__all__ = [
+    "FakeKie",
+    "Fault",
+    "InProcessTransport",
+    "Quirks",
+    "RecordedRequest",
+    "TaskScript",
+    "VirtualClockLoop",
+    "VirtualClockPolicy",
+]

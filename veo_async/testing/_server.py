@@ -27,7 +27,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from types import TracebackType
@@ -49,10 +49,11 @@ from ._answers import (
     payload_answer,
 )
 from ._gate import is_authorized, is_blocked_user_agent
+from ._inprocess import InProcessTransport
 from ._recording import RecordedRequest
 from ._script import Fault, TaskScript, is_done, is_visible, render_record
 
-__all__ = ["CREDIT_PATH", "RECORD_INFO_PATH", "FakeKie"]
+__all__ = ["CREDIT_PATH", "DROP", "RECORD_INFO_PATH", "FakeKie"]
 
 #: The task record endpoint.
 RECORD_INFO_PATH: Final = "/api/v1/veo/record-info"
@@ -65,8 +66,8 @@ _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 # which is what "connection reset by peer" looks like from the client.
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
-# A fault answer with HTTP status 0 means "drop the connection instead".
-_DROP: Final = Answer(0, b"", "", 0)
+#: The answer that means "drop the connection instead" (HTTP status 0).
+DROP: Final = Answer(0, b"", "", 0)
 
 
 def _now() -> float:
@@ -409,17 +410,45 @@ class FakeKie:
     # -- serving -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        task_id = (request.query.get("taskId") or None) if path == RECORD_INFO_PATH else None
+        """The aiohttp side: the request in, :meth:`serve`'s answer out."""
+        answer = await self.serve(
+            request.method, request.path, dict(request.query), request.headers,
+            await request.read() if request.can_read_body else b"",
+        )
+        if answer is DROP:
+            _drop_connection(request)
+            # Never sent (the transport is gone); aiohttp only notes that
+            # the client "disconnected", at debug level.
+            return web.Response()
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            headers={"Content-Type": answer.content_type, **answer.headers},
+        )
+
+    async def serve(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes = b"",
+    ) -> Answer:
+        """Answer one request, whichever way it came (socket or in process).
+
+        :returns: the answer, or :data:`DROP` for "drop the connection".
+        """
+        task_id = (query.get("taskId") or None) if path == RECORD_INFO_PATH else None
         record: RecordedRequest | None = None
+        loop = asyncio.get_running_loop()
         if self._record_requests:
             record = RecordedRequest(
-                method=request.method,
+                method=method,
                 path=path,
-                query=dict(request.query),
-                headers=dict(request.headers),
+                query=dict(query),
+                headers=dict(headers),
                 task_id=task_id,
-                started=asyncio.get_running_loop().time(),
+                started=loop.time(),
             )
             self._requests.append(record)
         self._total += 1
@@ -432,19 +461,10 @@ class FakeKie:
         if handler is not None:
             self._handlers.add(handler)
 
-        answer = _DROP  # what counts if the handler is cancelled
+        answer = DROP  # what counts if the handler is cancelled
         try:
-            answer = await self._answer(request, path, task_id, record)
-            if answer is _DROP:
-                _drop_connection(request)
-                # Never sent (the transport is gone); aiohttp only notes that
-                # the client "disconnected", at debug level.
-                return web.Response()
-            return web.Response(
-                status=answer.status,
-                body=answer.body,
-                headers={"Content-Type": answer.content_type, **answer.headers},
-            )
+            answer = await self._answer(method, headers, path, task_id, record)
+            return answer
         finally:
             self._in_flight -= 1
             self._codes[answer.code] += 1
@@ -453,24 +473,39 @@ class FakeKie:
             if record is not None:
                 record.status = answer.status
                 record.code = answer.code
-                record.finished = asyncio.get_running_loop().time()
+                record.finished = loop.time()
+
+    def transport(self) -> InProcessTransport:
+        """A :class:`~veo_async.Transport` served by this simulator in process.
+
+        No socket: ``VeoSession(api_key, transport=kie.transport())`` talks to
+        this simulator through plain calls, so a test can run on a virtual
+        clock (see :class:`~veo_async.testing.VirtualClockPolicy`). The
+        simulator need not be started.
+        """
+        return InProcessTransport(self)
 
     async def _answer(
-        self, request: web.Request, path: str, task_id: str | None, record: RecordedRequest | None
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        path: str,
+        task_id: str | None,
+        record: RecordedRequest | None,
     ) -> Answer:
         if path == RECORD_INFO_PATH and self._injected:
             answer = await self._apply(self._injected.pop(), task_id, record)
             if answer is not None:
                 return answer
-        if self._require_user_agent and is_blocked_user_agent(request.headers.get("User-Agent")):
+        if self._require_user_agent and is_blocked_user_agent(headers.get("User-Agent")):
             return BLOCKED_USER_AGENT
         if self._api_key is not None and not is_authorized(
-            request.headers.get("Authorization"), self._api_key
+            headers.get("Authorization"), self._api_key
         ):
             return UNAUTHORIZED
         if path == RECORD_INFO_PATH:
-            if request.method not in _READ_METHODS:
-                return method_not_allowed(request.method)
+            if method not in _READ_METHODS:
+                return method_not_allowed(method)
             if task_id is None:
                 return MISSING_TASK_ID
             state = self._tasks.get(task_id)
@@ -484,8 +519,8 @@ class FakeKie:
                     return answer
             return payload_answer(self._record_envelope(task_id))
         if path == CREDIT_PATH:
-            if request.method not in _READ_METHODS:
-                return method_not_allowed(request.method)
+            if method not in _READ_METHODS:
+                return method_not_allowed(method)
             return envelope_answer(200, "success", self.credits)
         return NOT_FOUND
 
@@ -499,7 +534,7 @@ class FakeKie:
             await asyncio.sleep(fault.delay)
             return None
         if fault.kind == "reset":
-            return _DROP
+            return DROP
         return fault_answer(fault, partial(self._record_envelope, task_id))
 
     def _record_envelope(self, task_id: str | None) -> dict[str, Any]:

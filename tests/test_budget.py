@@ -1,0 +1,110 @@
+"""The pure request budget: admission rules tested without an event loop."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from veo_async._limits import MAX_PAUSE, RequestBudget
+
+
+def test_window_caps_in_flight() -> None:
+    """No more than ``concurrency`` requests may hold a slot; a release frees one."""
+    budget = RequestBudget(3)
+    for _ in range(3):
+        assert budget.blocked_until(0.0) is None
+        budget.start(0.0)
+    assert budget.blocked_until(0.0) == math.inf
+    budget.finish()
+    assert budget.blocked_until(0.0) is None
+    assert budget.max_in_flight == 3
+
+
+@pytest.mark.parametrize("rate", [1.0, 2.0, 5.0, 2.5, 10.0])
+def test_no_sliding_second_sees_more_than_rate_starts(rate: float) -> None:
+    """Greedy starts over 10 s: every sliding one-second window holds at most ``rate``."""
+    budget = RequestBudget(1000, rate)
+    starts: list[float] = []
+    now = 0.0
+    while now < 10.0:
+        blocked = budget.blocked_until(now)
+        if blocked is None:
+            budget.start(now)
+            budget.finish()
+            starts.append(now)
+        else:
+            now = blocked
+    for first in starts:
+        in_window = [t for t in starts if first <= t < first + 1.0]
+        assert len(in_window) <= rate
+    # ... and the rate is used, not starved: at least floor(rate) per second.
+    assert len(starts) >= math.floor(rate) * 10
+
+
+def test_fractional_rate_below_one_spaces_starts() -> None:
+    """rate=0.5 allows one start every 2 s."""
+    budget = RequestBudget(10, 0.5)
+    budget.start(0.0)
+    budget.finish()
+    assert budget.blocked_until(1.0) == pytest.approx(2.0)
+    assert budget.blocked_until(2.0) is None
+
+
+def test_rate_limited_pauses_and_shrinks_the_window() -> None:
+    """A 429 pauses every start for Retry-After (plus at most 20% jitter) and
+    drops the window to one probe, which grows back one answer at a time."""
+    budget = RequestBudget(4, rng=random.Random(1))
+    budget.start(0.0)
+    pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=10.0)
+    budget.finish()
+    assert 10.0 <= pause <= 12.0
+    assert budget.blocked_until(5.0) == pytest.approx(1.0 + pause)
+    assert budget.window == 1
+    assert budget.blocked_until(1.0 + pause) is None
+    for expected in (2, 3, 4, 4):
+        budget.on_answer()
+        assert budget.window == expected
+    assert budget.rate_limited == 1
+    assert budget.pauses == 1
+
+
+@pytest.mark.parametrize("retry_after", [86400.0, 1e308])
+def test_retry_after_is_capped(retry_after: float) -> None:
+    """A Retry-After of a day (or 1e308) pauses at most MAX_PAUSE, jitter included."""
+    budget = RequestBudget(4, rng=random.Random(2))
+    pause = budget.on_rate_limited(0.0, granted_at=0.0, retry_after=retry_after)
+    assert pause == MAX_PAUSE
+    assert budget.paused_until == MAX_PAUSE
+
+
+def test_strikes_double_the_pause_and_an_answer_resets_them() -> None:
+    """Without Retry-After consecutive strikes pause 1, 2, 4 ... s; an answer resets."""
+    budget = RequestBudget(4, rng=random.Random(3))
+    pauses = []
+    now = 0.0
+    for _ in range(4):
+        now += 100.0  # each request granted after the previous pause began
+        pauses.append(budget.on_rate_limited(now, granted_at=now, retry_after=None))
+    for strike, pause in enumerate(pauses):
+        assert 2**strike <= pause <= 2**strike * 1.2
+    budget.on_answer()
+    assert 1.0 <= budget.on_rate_limited(1000.0, granted_at=1000.0, retry_after=None) <= 1.2
+
+
+def test_echo_429s_are_not_new_strikes() -> None:
+    """A 429 for a request sent before the pause began does not escalate it."""
+    budget = RequestBudget(4, rng=random.Random(4))
+    budget.on_rate_limited(10.0, granted_at=9.0, retry_after=None)
+    echo = budget.on_rate_limited(10.5, granted_at=9.5, retry_after=None)
+    assert echo <= 1.2  # still the first strike's 1 s, not 2 s
+
+
+def test_seeded_jitter_is_reproducible() -> None:
+    """The jitter comes from the injected random source only."""
+    pauses = []
+    for _ in range(2):
+        budget = RequestBudget(4, rng=random.Random(42))
+        pauses.append(budget.on_rate_limited(0.0, granted_at=0.0, retry_after=5.0))
+    assert pauses[0] == pauses[1]

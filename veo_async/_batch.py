@@ -1,0 +1,270 @@
+"""Waiting on many tasks at once: :func:`wait_many` and :func:`as_completed`.
+
+Both stand on one :class:`CompletionTracker`: it follows every distinct
+handle's poll run with one listener (the same bound method for all), notes
+each id as it reaches an outcome, and lets go of every run when the batch ends,
+whatever the way out (done, deadline, first failure, cancellation). The
+session's budget, not the batch, bounds how many requests are in flight.
+Repeated ids share a handle, yet every position gets its outcome: the result
+has exactly one entry per id given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, Iterable
+from typing import Any
+
+from ._task import Subscription, TaskRegistry, VeoTask
+from .models import RecordInfo, TaskStatus, validate_task_id
+from .policy import PollPolicy, TimeoutArg
+
+__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
+
+#: One position of :func:`wait_many`'s result: the SUCCESS record, or (with
+#: ``return_exceptions=True``) the exception that ended that task's wait.
+BatchOutcome = RecordInfo | BaseException
+
+
+def _validated_ids(task_ids: Iterable[str]) -> list[str]:
+    """All ids as a list, each checked, before any request is made."""
+    if isinstance(task_ids, (str, bytes)):
+        raise TypeError("task_ids must be an iterable of ids, not a single string")
+    try:
+        ids = list(task_ids)
+    except TypeError:
+        raise TypeError(
+            f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
+        ) from None
+    for position, task_id in enumerate(ids):
+        try:
+            validate_task_id(task_id)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"task_ids[{position}]: {exc}") from None
+    return ids
+
+
+def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
+    return error is not None or handle.status is not TaskStatus.SUCCESS
+
+
+class CompletionTracker:
+    """Follows many handles until each reaches an outcome or the batch ends.
+
+    :param handles: one handle per distinct id, in input order.
+    :param policy: the schedule of runs this batch starts.
+    :param limit: the batch's timeout (for the :class:`WaitTimeoutError` s).
+    """
+
+    def __init__(self, handles: dict[str, VeoTask], policy: PollPolicy, limit: float | None):
+        self.handles = handles
+        self.limit = limit
+        self.policy = policy
+        #: Ids in the order they reached an outcome (consumed by as_completed).
+        self.finished: deque[str] = deque()
+        #: The first id whose outcome is a failure, once there is one.
+        self.first_failure: str | None = None
+        self._errors: dict[str, BaseException] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._pending = 0
+        self._stopped: list[asyncio.Task[Any]] = []
+        self._wake: asyncio.Future[None] | None = None
+        self._wake_each = False
+        # One listener object for every handle: a bound method made once.
+        self._listener = self._on_change
+
+    def start(self, *, wake_each: bool) -> None:
+        """Follow every handle not finished yet; finished ones count at once.
+
+        :param wake_each: wake the waiter on every outcome (as_completed),
+            not only when all are in or one failed (wait_many).
+        """
+        self._wake_each = wake_each
+        for task_id, handle in self.handles.items():
+            if handle.done():
+                self._arrived(task_id, handle, None)
+            else:
+                self._pending += 1
+                self._subscriptions[task_id] = handle.subscribe(self._listener, self.policy)
+
+    def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
+        if (error is not None or handle.done()) and handle.task_id in self._subscriptions:
+            del self._subscriptions[handle.task_id]  # the run has ended or is ending
+            self._pending -= 1
+            self._arrived(handle.task_id, handle, error)
+
+    def _arrived(self, task_id: str, handle: VeoTask, error: BaseException | None) -> None:
+        if error is not None:
+            self._errors[task_id] = error
+        failed = _is_failure(handle, error)
+        if failed and self.first_failure is None:
+            self.first_failure = task_id
+        self.finished.append(task_id)
+        wake = self._wake
+        if wake is not None and not wake.done() and (
+            self._wake_each or failed or self._pending == 0
+        ):
+            wake.set_result(None)
+
+    @property
+    def pending(self) -> int:
+        """Ids still without an outcome."""
+        return self._pending
+
+    async def until(self, deadline: float | None, *, stop_on_failure: bool) -> None:
+        """Sleep until every id has an outcome, the first failure (if asked), or
+        the deadline; with ``wake_each``, until the next outcome."""
+        loop = asyncio.get_running_loop()
+        before = len(self.finished)
+        while self._pending and not (stop_on_failure and self.first_failure is not None):
+            if self._wake_each and len(self.finished) > before:
+                return
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            self._wake = loop.create_future()
+            try:
+                await asyncio.wait((self._wake,), timeout=remaining)
+            finally:
+                self._wake = None
+
+    def unfinished(self) -> list[str]:
+        """Ids still waited for, in input order."""
+        return [task_id for task_id in self.handles if task_id in self._subscriptions]
+
+    def outcome(self, task_id: str) -> BatchOutcome:
+        """The outcome of one id now: its record, or the exception that ends its wait.
+
+        An id still unfinished gets its :class:`WaitTimeoutError` (the caller
+        asks only at the deadline).
+        """
+        error = self._errors.get(task_id)
+        if error is not None:
+            return error
+        handle = self.handles[task_id]
+        if task_id in self._subscriptions:
+            return handle.timed_out(self.limit or 0.0)
+        try:
+            return handle.result()
+        except Exception as exc:  # the outcome *is* the exception (VeoError)
+            return exc
+
+    def give_up(self) -> None:
+        """The deadline: every unfinished id gets its :class:`WaitTimeoutError`
+        (also its handle's ``error``) and joins :attr:`finished`, in input order."""
+        for task_id in self.unfinished():
+            subscription = self._subscriptions.pop(task_id)
+            self._pending -= 1
+            self._errors[task_id] = self.handles[task_id].timed_out(self.limit or 0.0)
+            request = subscription.close()
+            if request is not None:
+                self._stopped.append(request)
+            self.finished.append(task_id)
+
+    async def close(self) -> None:
+        """Let go of every run; wait for the requests this stopped to end."""
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        stopped = self._stopped + [
+            request for sub in subscriptions.values() if (request := sub.close()) is not None
+        ]
+        self._stopped = []
+        if stopped:
+            await asyncio.wait(stopped)
+
+
+def _prepare(
+    registry: TaskRegistry,
+    task_ids: Iterable[str],
+    timeout: TimeoutArg,
+    policy: PollPolicy | None,
+) -> tuple[list[str], dict[str, VeoTask], PollPolicy, float | None]:
+    """Validate everything a batch was given, before any request."""
+    ids = _validated_ids(task_ids)
+    limit, chosen = registry.wait_settings(timeout, policy)
+    return ids, {task_id: registry.handle(task_id) for task_id in ids}, chosen, limit
+
+
+async def wait_many(
+    registry: TaskRegistry,
+    task_ids: Iterable[str],
+    *,
+    timeout: TimeoutArg,
+    policy: PollPolicy | None = None,
+    return_exceptions: bool = False,
+) -> list[BatchOutcome]:
+    """Wait for every task; one outcome per id given, in input order.
+
+    See :meth:`veo_async.VeoSession.wait_many`.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()  # the deadline counts from the call, set-up included
+    ids, handles, chosen, limit = _prepare(registry, task_ids, timeout, policy)
+    deadline = None if limit is None else started + limit
+    tracker = CompletionTracker(handles, chosen, limit)
+    if not return_exceptions:
+        # A task already known to have failed fails the batch without a request.
+        for task_id in ids:
+            handle = handles[task_id]
+            if handle.done() and handle.status is not TaskStatus.SUCCESS:
+                handle.result()  # raises its TaskFailedError
+    try:
+        tracker.start(wake_each=False)
+        await tracker.until(deadline, stop_on_failure=not return_exceptions)
+        if not return_exceptions:
+            failed = tracker.first_failure
+            if failed is not None:
+                outcome = tracker.outcome(failed)
+                assert isinstance(outcome, BaseException)
+                raise outcome
+            unfinished = tracker.unfinished()
+            if unfinished:
+                outcome = tracker.outcome(unfinished[0])
+                assert isinstance(outcome, BaseException)
+                raise outcome
+        outcomes = {task_id: tracker.outcome(task_id) for task_id in handles}
+    finally:
+        # Also on our own cancellation: no run outlives its last follower.
+        await tracker.close()
+    return [outcomes[task_id] for task_id in ids]
+
+
+def as_completed(
+    registry: TaskRegistry,
+    task_ids: Iterable[str],
+    *,
+    timeout: TimeoutArg,
+    policy: PollPolicy | None = None,
+) -> AsyncGenerator[VeoTask, None]:
+    """Yield each task's handle as it reaches an outcome, in completion order.
+
+    See :meth:`veo_async.VeoSession.as_completed`.
+    """
+    ids, handles, chosen, limit = _prepare(registry, task_ids, timeout, policy)
+    return _completion_order(registry, Counter(ids), handles, chosen, limit)
+
+
+async def _completion_order(
+    registry: TaskRegistry,
+    counts: Counter[str],
+    handles: dict[str, VeoTask],
+    policy: PollPolicy,
+    limit: float | None,
+) -> AsyncGenerator[VeoTask, None]:
+    # Polling (and the deadline) start with the iteration, not with the call:
+    # an iterator that is never iterated must not leave runs polling for nobody.
+    registry.requester.check_usable()
+    deadline = None if limit is None else asyncio.get_running_loop().time() + limit
+    tracker = CompletionTracker(handles, policy, limit)
+    try:
+        tracker.start(wake_each=True)
+        for _ in range(len(handles)):
+            if not tracker.finished:
+                await tracker.until(deadline, stop_on_failure=False)
+            if not tracker.finished:  # the deadline: the rest time out, in input order
+                tracker.give_up()
+            task_id = tracker.finished.popleft()
+            for _ in range(counts[task_id]):
+                yield handles[task_id]
+    finally:
+        await tracker.close()

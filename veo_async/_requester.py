@@ -1,0 +1,300 @@
+"""The requester: transport + budget + decoding + stats + instrumentation events.
+
+Handles, batches and the session's own calls all send through one
+:class:`Requester`. It takes a slot from the session's :class:`DueQueue`,
+sends through the :class:`Transport`, decodes the answer *while still holding
+the slot* (so a 429 pauses the session before the next queued request goes),
+counts, reports events, and releases the slot.
+
+Two session-wide states live here because every request must see them:
+
+- **closed**: every queued request is woken at once with
+  :class:`SessionClosedError`, and no new one starts;
+- **fatal**: after the first 401 the key is known to be wrong: every queued
+  and later request fails with that :class:`AuthenticationError` without I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from ._http import ApiKey, HttpRequest, Transport
+from ._limits import DueQueue, RequestBudget
+from ._protocol import RawResponse, decode_record_info
+from .errors import (
+    AuthenticationError,
+    RateLimitError,
+    SessionClosedError,
+    TransportError,
+    VeoError,
+)
+from .events import Event, RequestAnswered, RequestFailed, RequestStarted, SessionPaused
+from .models import RecordInfo
+
+__all__ = ["RECORD_INFO_PATH", "Requester", "SessionStats"]
+
+logger = logging.getLogger("veo_async")
+
+RECORD_INFO_PATH = "/api/v1/veo/record-info"
+
+T = TypeVar("T")
+EventHook = Callable[[Event], object]
+
+
+@attrs.frozen
+class SessionStats:
+    """Counters of one session at one instant, for dashboards and the CLI.
+
+    :ivar requests: HTTP requests started.
+    :ivar failures: requests that ended in an error (any kind, 429 included).
+    :ivar rate_limited: 429 answers absorbed.
+    :ivar max_in_flight: the most requests in flight at once.
+    :ivar in_flight: requests in flight now.
+    :ivar queued: requests waiting for their due time or a slot.
+    :ivar pauses: how many times a 429 paused (or lengthened a pause of) the session.
+    :ivar paused_for: seconds left of the current 429 pause (0: not paused).
+    :ivar last_error: the error of the most recent failed request, or None.
+    :ivar last_answer_at: loop time of the most recent answer (any status),
+        None before the first: with ``last_error``, tells "never reached" apart.
+    """
+
+    requests: int = 0
+    failures: int = 0
+    rate_limited: int = 0
+    max_in_flight: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    pauses: int = 0
+    paused_for: float = 0.0
+    last_error: VeoError | None = None
+    last_answer_at: float | None = None
+
+
+class Requester:
+    """Sends the session's requests under its budget; see the module docstring.
+
+    :param transport: where requests go.
+    :param api_key: the credentials every request carries.
+    :param budget: the session's admission rules.
+    :param on_event: the instrumentation hook, or None.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        api_key: ApiKey,
+        budget: RequestBudget,
+        *,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.transport = transport
+        self.queue = DueQueue(budget)
+        self._api_key = api_key
+        self._on_event = on_event
+        self._requests = 0
+        self._failures = 0
+        self._last_error: VeoError | None = None
+        self._last_answer_at: float | None = None
+        self._fatal: AuthenticationError | None = None
+        self._closed = False
+        # Poll requests run as tasks of their own; closing cancels them.
+        self._polls: set[asyncio.Task[Any]] = set()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` began."""
+        return self._closed
+
+    @property
+    def fatal_error(self) -> AuthenticationError | None:
+        """The 401 that made every request of the session fail, if one came."""
+        return self._fatal
+
+    def stats(self) -> SessionStats:
+        """The counters now (a snapshot)."""
+        budget = self.queue.budget
+        loop_time = _loop_time()
+        paused_for = max(0.0, budget.paused_until - loop_time) if loop_time is not None else 0.0
+        return SessionStats(
+            requests=self._requests,
+            failures=self._failures,
+            rate_limited=budget.rate_limited,
+            max_in_flight=budget.max_in_flight,
+            in_flight=budget.in_flight,
+            queued=self.queue.waiting,
+            pauses=budget.pauses,
+            paused_for=paused_for,
+            last_error=self._last_error,
+            last_answer_at=self._last_answer_at,
+        )
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to the hook; a failing hook is logged, never raised."""
+        hook = self._on_event
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("on_event hook raised; ignored")
+
+    @property
+    def reporting(self) -> bool:
+        """True when events are wanted (skip building them otherwise)."""
+        return self._on_event is not None
+
+    def check_usable(self) -> None:
+        """Raise what every new request would meet: closed, or a fatal 401."""
+        if self._closed:
+            raise SessionClosedError()
+        if self._fatal is not None:
+            raise self._copy_fatal()
+
+    def _copy_fatal(self) -> AuthenticationError:
+        fatal = self._fatal
+        assert fatal is not None
+        # A fresh instance per waiter: one exception raised in many places
+        # would collect every waiter's traceback.
+        return AuthenticationError(
+            fatal.message, code=fatal.code, http_status=fatal.http_status, task_id=None
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[RawResponse], T],
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        task_id: str | None = None,
+    ) -> T:
+        """One request now (queued behind the budget), decoded by ``decode``."""
+        self.check_usable()
+        granted_at = await self.queue.acquire()
+        return await self._exchange(method, path, decode, granted_at, params, json, task_id)
+
+    async def record_info(self, task_id: str, previous: RecordInfo | None = None) -> RecordInfo:
+        """One record-info request now; the decoded record."""
+        return await self.call(
+            "GET",
+            RECORD_INFO_PATH,
+            lambda raw: decode_record_info(raw, task_id, previous),
+            params={"taskId": task_id},
+            task_id=task_id,
+        )
+
+    def poll(
+        self, task_id: str, granted_at: float, previous: RecordInfo | None
+    ) -> asyncio.Task[RecordInfo]:
+        """Start a record-info request on a slot already granted (by the queue).
+
+        :returns: the request's task; cancelling it cancels the request, and
+            the slot is released either way.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._exchange(
+                "GET",
+                RECORD_INFO_PATH,
+                lambda raw: decode_record_info(raw, task_id, previous),
+                granted_at,
+                {"taskId": task_id},
+                None,
+                task_id,
+            ),
+            name="veo_async poll",
+        )
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+        return task
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[RawResponse], T],
+        granted_at: float,
+        params: Mapping[str, str] | None,
+        json: Any,
+        task_id: str | None,
+    ) -> T:
+        """Send and decode on a granted slot; always releases it."""
+        queue = self.queue
+        try:
+            self.check_usable()  # a slot granted just before a close or a 401
+        except VeoError:
+            queue.release()
+            raise
+        try:
+            self._requests += 1
+            if self._on_event is not None:
+                self.emit(RequestStarted(method, path, task_id, granted_at))
+            raw = await self.transport.send(
+                HttpRequest(method, path, params, json, api_key=self._api_key)
+            )
+            self._last_answer_at = _loop_time()
+            result = decode(raw)
+        except RateLimitError as exc:
+            pause = queue.rate_limited(granted_at, exc.retry_after)
+            self._failed(method, path, task_id, granted_at, exc)
+            logger.debug("429 for %s; session paused %.1f s", path, pause)
+            if self._on_event is not None:
+                self.emit(SessionPaused(pause, exc.retry_after, granted_at))
+            raise
+        except AuthenticationError as exc:
+            self._failed(method, path, task_id, granted_at, exc)
+            if self._fatal is None:
+                self._fatal = exc
+                logger.warning("401 from the service: the API key is wrong; the session stops")
+                queue.close(self._copy_fatal)
+            raise
+        except TransportError as exc:
+            self._failed(method, path, task_id, granted_at, exc)
+            if self._closed:  # aclose() pulled the connection from under us
+                raise SessionClosedError("the VeoSession was closed during the request") from None
+            raise
+        except VeoError as exc:
+            queue.answered()
+            self._failed(method, path, task_id, granted_at, exc)
+            raise
+        finally:
+            queue.release()
+        queue.answered()
+        if self._on_event is not None:
+            now = _loop_time() or granted_at
+            self.emit(RequestAnswered(method, path, task_id, now, now - granted_at))
+        return result
+
+    def _failed(
+        self, method: str, path: str, task_id: str | None, started: float, error: VeoError
+    ) -> None:
+        self._failures += 1
+        self._last_error = error
+        if self._on_event is not None:
+            now = _loop_time() or started
+            self.emit(RequestFailed(method, path, task_id, now, now - started, error))
+
+    async def aclose(self) -> None:
+        """Fail every queued request, cancel the polls in flight, close the transport."""
+        if self._closed:
+            return
+        self._closed = True
+        self.queue.close(SessionClosedError)
+        polls = [task for task in self._polls if not task.done()]
+        for task in polls:
+            task.cancel()
+        if polls:
+            await asyncio.wait(polls)
+        await self.transport.aclose()
+
+
+def _loop_time() -> float | None:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None

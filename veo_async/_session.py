@@ -1,0 +1,285 @@
+"""VeoSession: the entry point. Configuration, the state guard, the handles."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import os
+from collections.abc import AsyncGenerator, Iterable
+from types import TracebackType
+
+import aiohttp
+
+from ._batch import BatchOutcome, as_completed, wait_many
+from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
+from ._limits import RequestBudget
+from ._requester import EventHook, Requester, SessionStats
+from ._task import TaskRegistry, VeoTask
+from ._version import version
+from .errors import SessionClosedError
+from .models import RecordInfo, validate_task_id
+from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
+
+__all__ = ["DEFAULT_BASE_URL", "VeoSession"]
+
+#: The service root used when neither ``base_url`` nor ``KIE_BASE_URL`` says otherwise.
+DEFAULT_BASE_URL = "https://api.kie.ai"
+_MAX_BODY = 1024 * 1024
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _positive_number(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+
+
+def _base_url(base_url: str | None) -> str:
+    chosen = base_url if base_url is not None else os.environ.get("KIE_BASE_URL")
+    chosen = chosen or DEFAULT_BASE_URL
+    if not isinstance(chosen, str) or not chosen.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must be an http(s) URL, not {chosen!r}")
+    return chosen.rstrip("/")
+
+
+class VeoSession:
+    """A connection to the Kie.ai Veo API, used as an async context manager.
+
+    ::
+
+        async with VeoSession() as veo:
+            info = await veo.task("veo_task_123")          # polls until done
+            results = await veo.wait_many(ids, return_exceptions=True)
+
+    A session is entered once: entering it twice (or nesting it) raises, and a
+    closed session stays closed. Its settings are read-only.
+
+    :param api_key: the Kie API key; None reads the ``KIE_API_KEY`` variable.
+    :param base_url: the service root; None reads ``KIE_BASE_URL``, else
+        ``https://api.kie.ai``.
+    :param session: an :class:`aiohttp.ClientSession` to use; it is not closed
+        by :meth:`aclose`. None creates (and later closes) our own.
+    :param transport: a :class:`~veo_async.Transport` to send through instead
+        of aiohttp (e.g. :meth:`veo_async.testing.FakeKie.transport`, in
+        process); ``base_url``, ``session`` and ``request_timeout`` then do not apply.
+    :param concurrency: the most HTTP requests in flight at once, across every
+        task handle of this session.
+    :param rate: the most request starts in any sliding one-second window
+        across the session, or None for no limit beyond ``concurrency``.
+    :param policy: the default :class:`PollPolicy` of every wait.
+    :param request_timeout: seconds one HTTP request may take, end to end.
+    :param on_event: called with each :mod:`veo_async.events` event.
+    :raises ValueError: for a missing key or an invalid setting, before any I/O.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
+        concurrency: int = 64,
+        rate: float | None = None,
+        policy: PollPolicy | None = None,
+        request_timeout: float = 30.0,
+        on_event: EventHook | None = None,
+    ) -> None:
+        key = check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        _positive_number("rate", rate, optional=True)
+        _positive_number("request_timeout", request_timeout)
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        if transport is not None and not isinstance(transport, Transport):
+            raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
+        if on_event is not None and not callable(on_event):
+            raise TypeError("on_event must be callable")
+        self._base_url = _base_url(base_url)
+        self._policy = policy if policy is not None else PollPolicy()
+        self._concurrency = concurrency
+        self._rate = rate
+        self._request_timeout = float(request_timeout)
+        if transport is None:
+            transport = AiohttpTransport(
+                base_url=self._base_url,
+                session=session,
+                concurrency=concurrency,
+                request_timeout=request_timeout,
+                max_body=_MAX_BODY,
+                version=version(),
+            )
+        self._requester = Requester(
+            transport, ApiKey(key), RequestBudget(concurrency, rate), on_event=on_event
+        )
+        self._registry = TaskRegistry(self._requester, self._policy)
+        self._state = _State.UNOPENED
+        self._closing: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"VeoSession(base_url={self._base_url!r}, concurrency={self._concurrency}, "
+            f"rate={self._rate!r}, {self._state.value})"
+        )
+
+    # -- settings (read-only) ------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The service root requests go to."""
+        return self._base_url
+
+    @property
+    def concurrency(self) -> int:
+        """The most requests in flight at once."""
+        return self._concurrency
+
+    @property
+    def rate(self) -> float | None:
+        """The most request starts per sliding second, or None."""
+        return self._rate
+
+    @property
+    def policy(self) -> PollPolicy:
+        """The default schedule of every wait."""
+        return self._policy
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one HTTP request may take."""
+        return self._request_timeout
+
+    # -- state ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> VeoSession:
+        if self._state is _State.OPEN:
+            raise RuntimeError("this VeoSession is already open: enter it once, do not nest it")
+        if self._state is _State.CLOSED:
+            raise SessionClosedError("this VeoSession is closed; open a new one")
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` was called."""
+        return self._state is _State.CLOSED
+
+    @property
+    def stats(self) -> SessionStats:
+        """The request counters now (a snapshot: read it again for fresh ones)."""
+        return self._requester.stats()
+
+    async def aclose(self) -> None:
+        """Stop every poll, wake every queued request with
+        :class:`SessionClosedError`, and close our HTTP session.
+
+        Idempotent; a concurrent second call returns when the first has finished.
+        """
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
+        self._state = _State.CLOSED
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            await self._requester.aclose()
+        finally:
+            self._closing.set_result(None)
+
+    def _check_open(self) -> None:
+        if self._state is _State.CLOSED:
+            raise SessionClosedError("this VeoSession is closed; open a new one")
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def task(self, task_id: str) -> VeoTask:
+        """The handle of a task; no I/O. The same object for the same id while alive.
+
+        :raises ValueError: for an id that is not a sane non-empty string.
+        """
+        self._check_open()
+        return self._registry.handle(task_id)
+
+    async def record_info(self, task_id: str) -> RecordInfo:
+        """One ``GET record-info`` for ``task_id``: the task's current record.
+
+        No retry, and no handle is updated (see :meth:`VeoTask.refresh` for that).
+
+        :raises ValueError: for an invalid id, before any request.
+        :raises VeoError: whatever the answer means (see :mod:`veo_async.errors`).
+        """
+        self._check_open()
+        validate_task_id(task_id)
+        return await self._requester.record_info(task_id)
+
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: TimeoutArg = POLICY_TIMEOUT,
+        policy: PollPolicy | None = None,
+        return_exceptions: bool = False,
+    ) -> list[BatchOutcome]:
+        """Wait for many tasks at once; one outcome per id given, in input order.
+
+        Every id is tracked at once (repeated ids share a handle); the
+        session's budget bounds the requests in flight. The deadline counts
+        from this call.
+
+        :param timeout: the batch's deadline (seconds, None, or the policy's);
+            a task not finished by then has a :class:`WaitTimeoutError` outcome.
+        :param return_exceptions: True: a failed position holds its exception
+            (:class:`TaskFailedError`, :class:`WaitTimeoutError`, an API error).
+            False: the first real failure is raised (a task known to have
+            failed at once; at the deadline, the timeout of the first
+            unfinished id in input order), after every poll only this batch
+            wanted has stopped; other handles are left untouched.
+        :raises TypeError: (or ValueError) for ids that are not an iterable of
+            valid ids, before any request.
+        """
+        self._check_open()
+        return await wait_many(
+            self._registry,
+            task_ids,
+            timeout=timeout,
+            policy=policy,
+            return_exceptions=return_exceptions,
+        )
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: TimeoutArg = POLICY_TIMEOUT,
+        policy: PollPolicy | None = None,
+    ) -> AsyncGenerator[VeoTask, None]:
+        """Yield each task's handle as soon as it reaches an outcome.
+
+        An id given n times is yielded n times. Read each outcome without I/O
+        with :meth:`VeoTask.result`; at the deadline the unfinished ones are
+        yielded with a :class:`WaitTimeoutError`. Polling and the deadline
+        start with the iteration. Leaving the loop early stops the polling
+        only this iterator wanted (``contextlib.aclosing`` makes that immediate).
+
+        :raises TypeError: (or ValueError) for bad input, here, before iterating.
+        :raises SessionClosedError: the session is closed.
+        """
+        self._check_open()
+        return as_completed(self._registry, task_ids, timeout=timeout, policy=policy)

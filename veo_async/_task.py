@@ -1,0 +1,550 @@
+"""VeoTask: an awaitable handle on one Kie task, and the poll run behind it.
+
+A handle owns at most one *poll run* (:class:`_PollRun`): a ticket in the
+session's due-time queue that, when granted, sends one record-info request,
+publishes the record and queues itself again at the next due time. A waiting
+poll is one heap entry; a poll in flight is one request task. There is no
+task per id.
+
+Everything that waits on a handle - ``await task``, ``wait()``, ``watch()``,
+``wait_many``, ``as_completed`` - *follows* the run the same way: it
+subscribes a listener, which the run calls on each status change and when the
+run ends. Fifty followers of one id cost one request per poll; each keeps its
+own deadline; when the last one leaves, the run stops (its queued poll is
+dropped and its request in flight cancelled), so nothing polls for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from contextlib import aclosing
+from typing import Any
+
+from ._limits import Ticket
+from ._requester import Requester
+from .errors import (
+    RecordNotFoundError,
+    SessionClosedError,
+    TaskFailedError,
+    VeoError,
+    WaitTimeoutError,
+)
+from .events import RecordPublished, RetryScheduled
+from .models import RecordInfo, TaskStatus, validate_task_id
+from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
+
+__all__ = ["Listener", "Subscription", "TaskRegistry", "VeoTask"]
+
+logger = logging.getLogger("veo_async")
+
+UpdateCallback = Callable[[RecordInfo], "Awaitable[Any] | Any"]
+#: Called with the handle and None on each status change, and with the handle
+#: and the run's error (None when it ended on a terminal record) when it ends.
+Listener = Callable[["VeoTask", "BaseException | None"], None]
+
+
+class Subscription:
+    """A follower's hold on a handle's poll run; :meth:`close` lets go."""
+
+    __slots__ = ("_listener", "run")
+
+    def __init__(self, run: _PollRun, listener: Listener) -> None:
+        self.run: _PollRun | None = run
+        self._listener = listener
+
+    def close(self) -> asyncio.Task[Any] | None:
+        """Stop following (idempotent). If this was the last follower, the run
+        stops; returns its cancelled request in flight, to await, if any."""
+        run, self.run = self.run, None
+        if run is None:
+            return None
+        return run.unfollow(self._listener)
+
+
+class _PollRun(Ticket):
+    """One run of polling for one handle; see the module docstring."""
+
+    __slots__ = (
+        "attempt",
+        "ended",
+        "error",
+        "handle",
+        "listeners",
+        "not_found_since",
+        "policy",
+        "request",
+        "requester",
+        "schedule",
+    )
+
+    def __init__(self, handle: VeoTask, requester: Requester, policy: PollPolicy) -> None:
+        super().__init__()
+        self.handle = handle
+        self.requester = requester
+        self.policy = policy
+        self.schedule: Iterator[float] = policy.delays()
+        self.listeners: list[Listener] = []
+        self.request: asyncio.Task[RecordInfo] | None = None
+        self.not_found_since: float | None = None
+        self.attempt = 0
+        self.ended = False
+        self.error: BaseException | None = None
+
+    def begin(self, now: float) -> None:
+        self.queue_next(now, next(self.schedule))
+
+    def queue_next(self, now: float, delay: float) -> None:
+        self.cancelled = False
+        self.requester.queue.push(now + delay, self)
+
+    def follow(self, listener: Listener) -> Subscription:
+        self.listeners.append(listener)
+        return Subscription(self, listener)
+
+    def unfollow(self, listener: Listener) -> asyncio.Task[Any] | None:
+        self.listeners.remove(listener)
+        if self.listeners or self.ended:
+            return None
+        # Nobody is waiting any more: stop polling for nobody.
+        self.ended = True
+        self.handle.run_stopped(self)
+        self.requester.queue.discard(self)
+        request, self.request = self.request, None
+        if request is not None and not request.done():
+            request.cancel()
+            return request
+        return None
+
+    def notify(self, error: BaseException | None = None) -> None:
+        for listener in list(self.listeners):
+            listener(self.handle, error)
+
+    # -- the queue's side (Ticket) ----------------------------------------------
+
+    def granted(self, now: float) -> None:
+        self.attempt += 1
+        request = self.requester.poll(self.handle.task_id, now, self.handle.record)
+        self.request = request
+        request.add_done_callback(self.answered)
+
+    def failed(self, error: BaseException) -> None:
+        self.finish(error)
+
+    # -- one answer ---------------------------------------------------------------
+
+    def answered(self, request: asyncio.Task[RecordInfo]) -> None:
+        if self.request is not request:
+            return  # stopped meanwhile: nobody wants this answer
+        self.request = None
+        if request.cancelled():
+            # Only closing the session cancels a request of a run still followed.
+            self.finish(SessionClosedError("the VeoSession was closed while waiting"))
+            return
+        error = request.exception()
+        if error is None:
+            record = request.result()
+            logger.debug(
+                "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
+            )
+            self.handle.publish(record)
+            if record.is_done:
+                self.finish(None)
+            else:
+                self.queue_next(_now(), next(self.schedule))
+            return
+        if not isinstance(error, VeoError):
+            self.finish(error)  # a bug: surface it, never loop on it
+            return
+        self.handle.note_failure(error)
+        if self.retrying(error):
+            delay = next(self.schedule)
+            if self.requester.reporting:
+                self.requester.emit(RetryScheduled(self.handle.task_id, delay, error))
+            logger.debug(
+                "task %s poll %d failed, will retry: %r", self.handle.task_id, self.attempt, error
+            )
+            self.queue_next(_now(), delay)
+        else:
+            self.finish(error)
+
+    def retrying(self, error: VeoError) -> bool:
+        if isinstance(error, RecordNotFoundError):
+            # The grace window opens at the first "not visible" answer, not at
+            # the start of the wait: in a big batch the first poll may leave
+            # long after the wait began.
+            now = _now()
+            if self.not_found_since is None:
+                self.not_found_since = now
+            return now - self.not_found_since < self.policy.not_found_grace
+        return error.retryable
+
+    def finish(self, error: BaseException | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.error = error
+        if error is not None:
+            logger.debug("polling task %s ended: %r", self.handle.task_id, error)
+        self.handle.run_stopped(self)
+        self.notify(error)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class _Follower:
+    """A waiter's listener: wakes the waiter on each change of its run."""
+
+    __slots__ = ("expired", "subscription", "wake")
+
+    def __init__(self) -> None:
+        self.wake: asyncio.Future[None] | None = None
+        self.subscription: Subscription | None = None
+        self.expired = False
+
+    def __call__(self, _handle: VeoTask, _error: BaseException | None) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def expire(self) -> None:
+        """The deadline passed while nobody was waiting (an abandoned watch)."""
+        self.expired = True
+        if self.subscription is not None:
+            self.subscription.close()
+        self(None, None)  # type: ignore[arg-type]  # wake whoever may be waiting
+
+    async def changed(self, deadline: float | None) -> bool:
+        """Sleep until the run changes (True) or the deadline (False)."""
+        loop = asyncio.get_running_loop()
+        if self.expired or (deadline is not None and loop.time() >= deadline):
+            return False
+        self.wake = loop.create_future()
+        try:
+            timeout = None if deadline is None else deadline - loop.time()
+            done, _ = await asyncio.wait((self.wake,), timeout=timeout)
+        finally:
+            self.wake = None
+        return bool(done) and not self.expired
+
+
+class VeoTask:
+    """The handle of one task. Get it from :meth:`VeoSession.task`; no I/O.
+
+    ``await task`` is ``await task.wait()`` with the session's policy. Handles
+    cannot be constructed directly: the session keeps one per id.
+
+    :ivar task_id: the task id.
+    """
+
+    __slots__ = (
+        "__weakref__", "_error", "_last_failure", "_record", "_registry", "_run", "task_id"
+    )
+
+    task_id: str
+    _registry: TaskRegistry
+    _record: RecordInfo | None
+    _error: BaseException | None
+    _last_failure: VeoError | None
+    _run: _PollRun | None
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        raise TypeError("VeoTask handles come from VeoSession.task(task_id), one per id")
+
+    def __repr__(self) -> str:
+        status = self.status.name if self.status is not None else "unknown"
+        return f"<VeoTask {self.task_id!r} {status}>"
+
+    @property
+    def record(self) -> RecordInfo | None:
+        """The last record seen, or None before the first poll."""
+        return self._record
+
+    @property
+    def status(self) -> TaskStatus | None:
+        """The last status seen, or None before the first poll."""
+        return self._record.status if self._record is not None else None
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the last wait without success (a :class:`VeoError`), or None."""
+        return self._error
+
+    @property
+    def polling(self) -> bool:
+        """True while a poll run follows this task for someone."""
+        return self._run is not None
+
+    def done(self) -> bool:
+        """True once the task reached a terminal status (no more polling needed)."""
+        return self._record is not None and self._record.is_done
+
+    def result(self) -> RecordInfo:
+        """The outcome so far, without I/O (like :meth:`asyncio.Future.result`).
+
+        :returns: the SUCCESS record.
+        :raises TaskFailedError: the task failed.
+        :raises VeoError: the error that ended the last wait (e.g. a timeout).
+        :raises asyncio.InvalidStateError: no outcome yet.
+        """
+        if self._record is not None and self._record.is_done:
+            return _outcome(self._record)
+        if self._error is not None:
+            raise self._error
+        raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
+
+    # -- following ------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener, policy: PollPolicy | None = None) -> Subscription:
+        """Follow this handle's poll run (starting it, on ``policy``, if none runs).
+
+        ``listener(handle, None)`` is called on each status change and
+        ``listener(handle, error)`` when the run ends (``error`` None when it
+        ended on a terminal record). Close the subscription to let go: the last
+        follower to leave stops the polling. For batch tools and metrics; most
+        code wants :meth:`wait` or :meth:`watch`.
+
+        :raises SessionClosedError: the session is closed.
+        """
+        self._registry.requester.check_usable()
+        run = self._run
+        if run is None:
+            run = _PollRun(self, self._registry.requester, policy or self._registry.policy)
+            self._run = run
+            self._error = None
+            run.begin(_now())
+        return run.follow(listener)
+
+    def run_stopped(self, run: _PollRun) -> None:
+        """The poll run ended or was stopped (called by the run)."""
+        if self._run is run:
+            self._run = None
+        if run.error is not None:
+            self._error = run.error
+
+    def publish(self, record: RecordInfo) -> None:
+        """Take a fresh record (from a poll or :meth:`refresh`) and tell followers.
+
+        A terminal record is final: a stale answer (sent before the task
+        finished, answered after) never moves a handle backwards.
+        """
+        previous = self._record
+        if previous is not None and previous.is_done:
+            return
+        self._record = record
+        self._last_failure = None
+        if previous is not None and previous.status is record.status:
+            return
+        registry = self._registry
+        if registry.requester.reporting:
+            registry.requester.emit(
+                RecordPublished(
+                    self.task_id, record.status, previous.status if previous else None, record
+                )
+            )
+        run = self._run
+        if run is not None:
+            run.notify(None)
+
+    def note_failure(self, error: VeoError) -> None:
+        """A poll failed: a timeout later says why nothing was seen."""
+        self._last_failure = error
+
+    # -- waiting --------------------------------------------------------------------
+
+    async def refresh(self) -> RecordInfo:
+        """Poll once (no retry) and return the record; followers see it too."""
+        record = await self._registry.requester.record_info(self.task_id, self._record)
+        self.publish(record)
+        return self._record if self._record is not None else record
+
+    async def wait(
+        self,
+        timeout: TimeoutArg = POLICY_TIMEOUT,
+        *,
+        policy: PollPolicy | None = None,
+        on_update: UpdateCallback | None = None,
+    ) -> RecordInfo:
+        """Poll until the task leaves GENERATING; return the SUCCESS record.
+
+        Transient errors (5xx, 455, 429, resets, timeouts, unreadable bodies)
+        are retried on the policy's schedule until the deadline; permanent ones
+        (401, 402, 404, 400, ...) end the wait at once.
+
+        :param timeout: seconds, None for no deadline, default the policy's.
+        :param policy: the schedule if this wait starts the handle's polling
+            (running polling keeps its own); default the session's.
+        :param on_update: called with the first record seen and every status
+            change after it; may be a coroutine function.
+        :raises TaskFailedError: the task ended FAILED or GENERATION_FAILED.
+        :raises WaitTimeoutError: the deadline passed (carries the last record).
+        :raises APIError: a permanent error from the service.
+        :raises ValueError: for a bad timeout or policy, before any request.
+        """
+        if on_update is not None and not callable(on_update):
+            raise TypeError("on_update must be callable")
+        limit, chosen = self._registry.wait_settings(timeout, policy)
+        if on_update is not None:
+            return await self._wait_reporting(limit, chosen, on_update)
+        deadline = None if limit is None else _now() + limit
+        async with aclosing(self._changes(limit, deadline, chosen, every=False)) as changes:
+            async for record in changes:
+                return self._finish(record)
+        raise AssertionError("unreachable")  # pragma: no cover - _changes yields or raises
+
+    async def _wait_reporting(
+        self, limit: float | None, policy: PollPolicy, on_update: UpdateCallback
+    ) -> RecordInfo:
+        record: RecordInfo | None = None
+        deadline = None if limit is None else _now() + limit
+        async with aclosing(self._changes(limit, deadline, policy, every=True)) as updates:
+            async for record in updates:
+                result = on_update(record)
+                if inspect.isawaitable(result):
+                    await result
+        assert record is not None  # _changes ends only after a terminal record
+        return self._finish(record)
+
+    def __await__(self) -> Generator[Any, None, RecordInfo]:
+        return self.wait().__await__()
+
+    def watch(
+        self, *, timeout: TimeoutArg = POLICY_TIMEOUT, policy: PollPolicy | None = None
+    ) -> AsyncGenerator[RecordInfo, None]:
+        """Yield the current record and then each status change, until terminal.
+
+        A failed task ends the iteration with its FAILED record (no exception);
+        the deadline raises :class:`WaitTimeoutError`. Arguments are checked
+        here, before iteration starts. The deadline also stops the polling of
+        an iterator that is kept but no longer iterated. Close it early with
+        ``contextlib.aclosing`` to stop polling at once.
+        """
+        limit, chosen = self._registry.wait_settings(timeout, policy)
+        deadline = None if limit is None else _now() + limit
+        return self._changes(limit, deadline, chosen, every=True)
+
+    def _finish(self, record: RecordInfo) -> RecordInfo:
+        """The outcome of a terminal record, remembered for :meth:`result`."""
+        try:
+            outcome = _outcome(record)
+        except TaskFailedError as exc:
+            self._error = exc
+            raise
+        self._error = None
+        return outcome
+
+    async def _changes(
+        self, limit: float | None, deadline: float | None, policy: PollPolicy, *, every: bool
+    ) -> AsyncGenerator[RecordInfo, None]:
+        """The one way a waiter follows the run: each status change (``every``)
+        or only the terminal record; raises what ends the run, or the timeout."""
+        record = self._record
+        if record is not None and record.is_done:
+            yield record  # terminal: answer from memory, no request
+            return
+        follower = _Follower()
+        subscription = self.subscribe(follower, policy)
+        follower.subscription = subscription
+        run = subscription.run
+        assert run is not None
+        loop = asyncio.get_running_loop()
+        # An abandoned iterator must not poll past its deadline.
+        timer = loop.call_at(deadline, follower.expire) if deadline is not None else None
+        last: TaskStatus | None = None
+        try:
+            while True:
+                record = self._record
+                if record is not None and record.status is not last:
+                    last = record.status
+                    if every or record.is_done:
+                        yield record
+                    if record.is_done:
+                        return
+                if run.ended and run.error is not None:
+                    raise run.error
+                if run.ended and not follower.expired:
+                    # Stopped by nobody's wish (cannot happen while we follow).
+                    raise SessionClosedError("the VeoSession was closed while waiting")
+                if not await follower.changed(deadline):
+                    self._raise_timeout(limit)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            stopped = subscription.close()
+            if stopped is not None:
+                await asyncio.wait((stopped,))
+
+    def _raise_timeout(self, limit: float | None) -> None:
+        raise self.timed_out(limit or 0.0)
+
+    def timed_out(self, limit: float) -> WaitTimeoutError:
+        """Record and return the timeout of a wait of ``limit`` seconds."""
+        error = WaitTimeoutError(self.task_id, limit, self._record, self._last_failure)
+        self._error = error
+        logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
+        return error
+
+
+def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
+    """The only way a handle is made (``VeoTask()`` itself refuses)."""
+    handle = object.__new__(VeoTask)
+    handle.task_id = task_id
+    handle._registry = registry
+    handle._record = None
+    handle._error = None
+    handle._last_failure = None
+    handle._run = None
+    return handle
+
+
+def _outcome(record: RecordInfo) -> RecordInfo:
+    if record.status is TaskStatus.SUCCESS:
+        return record
+    raise TaskFailedError(record)
+
+
+class TaskRegistry:
+    """The session's handles (one per id while alive) and what they share.
+
+    :param requester: sends every poll.
+    :param policy: the default schedule of every wait.
+    """
+
+    def __init__(self, requester: Requester, policy: PollPolicy) -> None:
+        self.requester = requester
+        self.policy = policy
+        # Handles live as long as someone (a caller or their poll run) holds
+        # them: no unbounded cache across hundreds of thousands of ids.
+        self._handles: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
+
+    def handle(self, task_id: str) -> VeoTask:
+        """The one handle of ``task_id``, made on first use.
+
+        :raises ValueError: (TypeError for a non-string) for a bad id.
+        """
+        validate_task_id(task_id)
+        handle = self._handles.get(task_id)
+        if handle is None:
+            handle = _new_handle(task_id, self)
+            self._handles[task_id] = handle
+        return handle
+
+    def polling(self) -> list[VeoTask]:
+        """The handles with a poll run now."""
+        return [handle for handle in list(self._handles.values()) if handle.polling]
+
+    def wait_settings(
+        self, timeout: TimeoutArg, policy: PollPolicy | None
+    ) -> tuple[float | None, PollPolicy]:
+        """Validate a wait's arguments (before any I/O): its timeout and policy."""
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        chosen = policy if policy is not None else self.policy
+        limit = resolve_timeout(timeout, chosen)
+        self.requester.check_usable()
+        return limit, chosen

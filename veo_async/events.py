@@ -1,0 +1,127 @@
+"""Instrumentation: typed events a session reports through one hook.
+
+Pass ``VeoSession(on_event=callback)``; the callback gets each event as it
+happens, synchronously, on the event loop (keep it quick: count, log, forward
+to a metrics client). An exception raised by the callback is logged and
+otherwise ignored: metrics must never break polling. ::
+
+    from collections import Counter
+    from veo_async.events import Event, RequestAnswered
+
+    seen: Counter[str] = Counter()
+
+    def count(event: Event) -> None:
+        seen[type(event).__name__] += 1
+
+    async with VeoSession(on_event=count) as veo: ...
+
+Times are the event loop's clock (``loop.time()``, seconds).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .errors import VeoError
+from .models import RecordInfo, TaskStatus
+
+__all__ = [
+    "Event",
+    "RecordPublished",
+    "RequestAnswered",
+    "RequestFailed",
+    "RequestStarted",
+    "RetryScheduled",
+    "SessionPaused",
+]
+
+
+@attrs.frozen
+class RequestStarted:
+    """A request got its slot and is being sent.
+
+    :ivar method: ``"GET"`` or ``"POST"``.
+    :ivar path: the API path.
+    :ivar task_id: the task it is about, if any.
+    :ivar at: loop time of the start.
+    """
+
+    method: str
+    path: str
+    task_id: str | None
+    at: float
+
+
+@attrs.frozen
+class RequestAnswered:
+    """A request got an answer the protocol accepted (a record, a task id...).
+
+    :ivar duration: seconds from start to decoded answer.
+    """
+
+    method: str
+    path: str
+    task_id: str | None
+    at: float
+    duration: float
+
+
+@attrs.frozen
+class RequestFailed:
+    """A request ended in an error (an error answer, no answer, a bad answer).
+
+    :ivar error: the :class:`~veo_async.errors.VeoError` it ended with.
+    """
+
+    method: str
+    path: str
+    task_id: str | None
+    at: float
+    duration: float
+    error: VeoError
+
+
+@attrs.frozen
+class RecordPublished:
+    """A poll brought a task's record whose status differs from the last one seen.
+
+    :ivar previous: the status before (None: the first record seen).
+    """
+
+    task_id: str
+    status: TaskStatus
+    previous: TaskStatus | None
+    record: RecordInfo
+
+
+@attrs.frozen
+class RetryScheduled:
+    """A poll failed with a retryable error; the next one is due in ``delay`` seconds."""
+
+    task_id: str
+    delay: float
+    error: VeoError
+
+
+@attrs.frozen
+class SessionPaused:
+    """A 429 paused every request of the session.
+
+    :ivar duration: seconds of the pause (capped, jitter included).
+    :ivar retry_after: the service's ``Retry-After`` in seconds, if it sent one.
+    """
+
+    duration: float
+    retry_after: float | None
+    at: float
+
+
+#: Any event a session reports.
+Event = (
+    RequestStarted
+    | RequestAnswered
+    | RequestFailed
+    | RecordPublished
+    | RetryScheduled
+    | SessionPaused
+)

@@ -1,0 +1,105 @@
+"""Virtual time for tests: an event loop whose clock jumps over idle waits.
+
+:class:`VirtualClockLoop` is an ordinary selector event loop whose
+``time()`` is the real monotonic clock plus an offset. Whenever the loop has
+nothing to do but wait for a timer - no callback ready, no I/O ready, and no
+socket of anyone's open that real I/O could arrive on - it adds the wait to
+the offset instead of sleeping. So a ten-minute poll schedule against the
+in-process simulator (:meth:`FakeKie.transport`) runs in milliseconds, with
+every timer, deadline and sleep firing in the same order as in real time.
+
+While a socket is open (a loopback simulator, a real aiohttp session), the
+loop waits in real time as usual: real I/O cannot be fast-forwarded, and a
+request timeout must not fire before a real answer could arrive.
+
+The SDK and the simulator read only ``loop.time()``, so they follow the
+virtual clock; code reading ``time.monotonic()`` directly does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from typing import Any
+
+__all__ = ["VirtualClockLoop", "VirtualClockPolicy"]
+
+
+class _FastForwardSelector(selectors.BaseSelector):
+    """Delegates to a real selector, but turns idle timer waits into clock jumps."""
+
+    def __init__(self, inner: selectors.BaseSelector) -> None:
+        self._inner = inner
+        self._internal: frozenset[Any] = frozenset()
+        self.offset = 0.0
+
+    def seal_internal(self) -> None:
+        """The file objects registered so far are the loop's own (its self-pipe)."""
+        self._internal = frozenset(self._inner.get_map().keys())
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def get_map(self) -> Any:
+        return self._inner.get_map()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _real_io_possible(self) -> bool:
+        return any(fd not in self._internal for fd in self._inner.get_map())
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout <= 0 or self._real_io_possible():
+            return self._inner.select(timeout)
+        ready = self._inner.select(0)
+        if not ready:
+            self.offset += timeout  # nothing can happen before the next timer: jump to it
+        return ready
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """A selector event loop on a virtual clock; see the module docstring.
+
+    ::
+
+        loop = VirtualClockLoop()
+        loop.run_until_complete(main())   # sleeps of minutes take no real time
+        loop.close()
+    """
+
+    def __init__(self) -> None:
+        self._fast_forward = _FastForwardSelector(selectors.DefaultSelector())
+        super().__init__(self._fast_forward)
+        self._fast_forward.seal_internal()
+
+    def time(self) -> float:
+        """The real monotonic clock plus every idle wait skipped so far."""
+        return super().time() + self._fast_forward.offset
+
+    @property
+    def skipped(self) -> float:
+        """Seconds of waiting skipped so far."""
+        return self._fast_forward.offset
+
+
+class VirtualClockPolicy(asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose new loops are :class:`VirtualClockLoop` s.
+
+    With pytest-asyncio, override its ``event_loop_policy`` fixture in a
+    ``conftest.py`` to run every async test on virtual time::
+
+        @pytest.fixture(scope="session")
+        def event_loop_policy():
+            return VirtualClockPolicy()
+    """
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A fresh :class:`VirtualClockLoop`."""
+        return VirtualClockLoop()
