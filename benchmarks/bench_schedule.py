@@ -167,11 +167,15 @@ def read_durations(path: Path) -> list[Task]:
             raise SystemExit(f"{path}:{number}: expected 'model seconds [outcome]', got {raw!r}")
         outcome = parts[2].lower() if len(parts) == 3 else "success"
         if outcome not in ("success", "failed"):
-            raise SystemExit(f"{path}:{number}: outcome must be success or failed, not {parts[2]!r}")
+            raise SystemExit(
+                f"{path}:{number}: outcome must be success or failed, not {parts[2]!r}"
+            )
         try:
             seconds = float(parts[1])
         except ValueError:
-            raise SystemExit(f"{path}:{number}: seconds must be a number, not {parts[1]!r}") from None
+            raise SystemExit(
+                f"{path}:{number}: seconds must be a number, not {parts[1]!r}"
+            ) from None
         if not math.isfinite(seconds) or seconds < 0:
             raise SystemExit(f"{path}:{number}: seconds must be finite and >= 0, not {parts[1]!r}")
         tasks.append(Task(parts[0], seconds, outcome == "failed"))
@@ -207,23 +211,24 @@ def simulate_adaptive(
     rng = random.Random(seed)
     requests = [0] * len(tasks)
     lags = [0.0] * len(tasks)
-    queue: list[tuple[float, int]] = []
-    for i, task in enumerate(tasks):
-        created = i * spacing
-        delay = schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng)
-        queue.append((created + delay, i))
+    # (time, task, is a poll): a creation asks for the first delay at that moment.
+    queue = [(i * spacing, i, False) for i in range(len(tasks))]
     heapq.heapify(queue)
     while queue:
-        now, i = heapq.heappop(queue)
+        now, i, is_poll = heapq.heappop(queue)
         task = tasks[i]
-        requests[i] += 1
         age = now - i * spacing
+        if not is_poll:
+            delay = schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng)
+            heapq.heappush(queue, (now + delay, i, True))
+            continue
+        requests[i] += 1
         if age >= task.seconds:
             lags[i] = age - task.seconds
             learner.observe(task.model, task.seconds, failed=task.failed)
             continue
         delay = schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng)
-        heapq.heappush(queue, (now + delay, i))
+        heapq.heappush(queue, (now + delay, i, True))
     return requests, lags
 
 
@@ -292,7 +297,9 @@ def limit(tasks: Sequence[Task], budget: float) -> tuple[float, list[float], int
 # -- one workload -------------------------------------------------------------------------
 
 
-def _row(name: str, requests: Sequence[float], lags: Sequence[float], fast: Sequence[float]) -> dict[str, Any]:
+def _row(
+    name: str, requests: Sequence[float], lags: Sequence[float], fast: Sequence[float]
+) -> dict[str, Any]:
     return {
         "policy": name,
         "requests_per_task": sum(requests) / len(requests),
@@ -313,7 +320,9 @@ def run_workload(name: str, tasks: Sequence[Task], spacing: float, seed: int) ->
         ("fixed 30 s", simulate_fixed(FIXED30, tasks)),
         (
             "fixed 5 s",
-            simulate_fixed(PollPolicy(first_poll=5, interval=5, factor=1, max_interval=5, jitter=0), tasks),
+            simulate_fixed(
+                PollPolicy(first_poll=5, interval=5, factor=1, max_interval=5, jitter=0), tasks
+            ),
         ),
     ]
     for label, (requests, lags) in runs:
@@ -439,7 +448,11 @@ def main() -> None:
     text = report(results, machine_note() if publishing else None, args.spacing)
     print(text)
     if publishing:
-        publish(NAME, {"name": NAME, "spacing": args.spacing, "seed": args.seed, "workloads": results}, text)
+        publish(
+            NAME,
+            {"name": NAME, "spacing": args.spacing, "seed": args.seed, "workloads": results},
+            text,
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ detection lag - is a dynamic program over poll times minimising
 solves that program on a 2 s grid, per model, on the *learned* distribution,
 with ``lam`` chosen so the expected requests per task equal those of polling
 every ``budget_interval`` seconds (30 s, the Veo docs' advice) on the same
-distribution. The program's cost is Monge, so the optimal next poll is
+distribution (aiming at 96 % of them, to leave room for jitter and for the
+estimate's error while learning). Each second of lag beyond ``late_lag``
+(24 s) costs ``1 + late_weight`` times as much in the optimisation, which keeps
+the p95 lag at or below fixed polling's where completions are sparse. The
+program's cost is Monge, so the optimal next poll is
 monotone in the age and each solve costs O(grid x gap), a few milliseconds;
 it reruns only when a model's observation count has grown by half (or by
 ``rebuild_every``), never per call. A call is then a table look-up.
@@ -25,10 +29,9 @@ it reruns only when a model's observation count has grown by half (or by
 On top of the optimum: a small floor of probability on fast failures
 (``early_mass``, spread over 5-60 s) so that the schedule keeps an early
 probe even when none has been seen yet; gaps never shorter than ``min_gap``
-and, once past the fastest tenth of the distribution, never longer than
-``max_gap`` (a long render is still seen within ``max_gap``); a seeded
-jitter of +-``jitter``; past the table's horizon (the 99.95th percentile),
-polls every ``max_gap``.
+and, once past the median, never longer than ``max_gap`` (30 s), so a long
+render is still seen within ``max_gap``; a seeded jitter of +-``jitter``;
+past the table's horizon (the 99.95th percentile), polls every ``max_gap``.
 
 Age
 ---
@@ -70,10 +73,13 @@ _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 _EARLY_SPAN = (5.0, 60.0)
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.02
+# Share of the budget interval's requests aimed at: room for jitter and for
+# the estimate's error while learning, so the fixed interval is never exceeded.
+_BUDGET_SHARE = 0.96
 # The dynamic program's horizon: this quantile (the rest is lumped at its end).
 _HORIZON_Q = 0.9995
-# Gaps are capped at max_gap once past this quantile ("past the bulk's start").
-_CAP_FROM_Q = 0.10
+# Gaps are capped at max_gap once past this quantile (the bulk of the renders).
+_CAP_FROM_Q = 0.5
 
 
 @attrs.frozen
@@ -153,11 +159,15 @@ class AdaptivePolicy:
         this many seconds would on the learned distribution (default 30 s, the
         Veo docs' advice) - but placed where completions are likely.
     :param min_gap: shortest gap between two polls of a task, in seconds.
-    :param max_gap: longest gap once past the fastest tenth of the
-        distribution, and the gap past the table's horizon.
+    :param max_gap: longest gap once past the median generation time, and
+        the gap past the table's horizon (the 99.95th percentile).
     :param jitter: each delay is scaled by ``1 +- jitter`` (uniform, seeded).
     :param early_mass: probability floor on a fast failure (5-60 s) mixed into
         the learned distribution, so an early probe is kept (0 disables it).
+    :param late_lag: lag beyond which each second costs ``1 + late_weight``
+        seconds in the optimisation: keeps the p95 lag at or below fixed
+        polling's where completions are sparse (early failures, long tails).
+    :param late_weight: see ``late_lag`` (0: plain mean lag).
     :param priors: a :class:`DurationPrior` per model name; other names use
         the pooled estimate of every model.
     :param prior_weight: how many observations a prior is worth.
@@ -172,9 +182,11 @@ class AdaptivePolicy:
     not_found_grace: float = _field(30.0, 0)
     budget_interval: float = _field(30.0, 1)
     min_gap: float = _field(2.0, 0.1)
-    max_gap: float = _field(40.0, 1)
-    jitter: float = _field(0.05, 0)
-    early_mass: float = _field(0.01, 0)
+    max_gap: float = _field(30.0, 1)
+    jitter: float = _field(0.02, 0)
+    early_mass: float = _field(0.005, 0)
+    late_lag: float = _field(24.0, 0)
+    late_weight: float = _field(2.0, 0)
     priors: Mapping[str, DurationPrior] = attrs.field(
         default=DEFAULT_PRIORS, validator=_check_priors
     )
@@ -194,7 +206,9 @@ class AdaptivePolicy:
             raise TypeError(f"rebuild_every must be an int, not {self.rebuild_every!r}")
         if self.rebuild_every < 1:
             raise ValueError(f"rebuild_every must be >= 1, not {self.rebuild_every!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise TypeError(f"seed must be an int or None, not {self.seed!r}")
 
     def replace(self, **changes: Any) -> AdaptivePolicy:
@@ -203,7 +217,9 @@ class AdaptivePolicy:
 
     def learner(self) -> DurationLearner:
         """A fresh learner with this policy's priors and memory."""
-        return DurationLearner(priors=self.priors, prior_weight=self.prior_weight, memory=self.memory)
+        return DurationLearner(
+            priors=self.priors, prior_weight=self.prior_weight, memory=self.memory
+        )
 
     def schedule(self, learner: DurationLearner | None = None) -> AdaptiveSchedule:
         """A schedule reading ``learner`` (a fresh one if None)."""
@@ -245,6 +261,10 @@ class DurationLearner:
     number of observations; at most ``max_models`` names are tracked on their
     own (others feed the pooled estimate only).
 
+    :param late_lag: lag beyond which each second costs ``1 + late_weight``
+        seconds in the optimisation: keeps the p95 lag at or below fixed
+        polling's where completions are sparse (early failures, long tails).
+    :param late_weight: see ``late_lag`` (0: plain mean lag).
     :param priors: a :class:`DurationPrior` per model name.
     :param prior_weight: how many observations a prior is worth.
     :param memory: per-model weight beyond which the histogram is halved.
@@ -317,14 +337,15 @@ class DurationLearner:
 
 def _lognormal_masses(prior: DurationPrior) -> list[float]:
     mu, s = math.log(prior.median), prior.sigma
-    edges = [0.5 * (1 + math.erf((k * _LOG_BIN - mu) / (s * math.sqrt(2)))) for k in range(_LOG_BINS + 1)]
+    scale = s * math.sqrt(2)
+    edges = [0.5 * (1 + math.erf((k * _LOG_BIN - mu) / scale)) for k in range(_LOG_BINS + 1)]
     edges[0], edges[-1] = 0.0, 1.0
     return [edges[k + 1] - edges[k] for k in range(_LOG_BINS)]
 
 
 def _smooth(bins: array[float], weight: float) -> list[float]:
     # Silverman-like bandwidth in log-seconds: wide on few data, ~5 % on many.
-    width = max(0.04, 0.25 * weight ** -0.2)
+    width = max(0.04, 0.25 * weight**-0.2)
     taps = int(3 * width / _LOG_BIN) + 1
     kernel = [math.exp(-0.5 * (k * _LOG_BIN / width) ** 2) for k in range(-taps, taps + 1)]
     out = [0.0] * _LOG_BINS
@@ -347,6 +368,8 @@ def optimal_polls(
     *,
     min_steps: int = 1,
     reach: list[int] | None = None,
+    late_steps: int = 0,
+    late_weight: float = 0.0,
 ) -> list[int]:
     """The optimal checking schedule on a grid: ``next[i]`` = grid index of the poll after ``i``.
 
@@ -363,6 +386,10 @@ def optimal_polls(
     :param min_steps: shortest gap, in grid steps.
     :param reach: ``reach[i]``, if given: the furthest next poll from ``i``
         (must be non-decreasing in ``i``).
+    :param late_steps: with ``late_weight``: each second of lag beyond
+        ``late_steps`` grid steps costs ``1 + late_weight`` seconds (keeps the
+        p95 lag down where completions are sparse but not absent). Any
+        non-decreasing cost of lag keeps the problem Monge.
     """
     n = len(done) - 1
     cost = [0.0] * (n + 1)
@@ -377,6 +404,9 @@ def optimal_polls(
         best_value, best_j = math.inf, hi
         for j in range(lo, hi + 1):
             value = j * step * (done[j] - c_i) - (done_time[j] - m_i) + cost[j]
+            k = j - late_steps
+            if late_weight and k > i:
+                value += late_weight * (k * step * (done[k] - c_i) - (done_time[k] - m_i))
             if value < best_value:
                 best_value, best_j = value, j
         cost[i] = best_value + lam * (1.0 - c_i)
@@ -468,9 +498,19 @@ class AdaptiveSchedule:
         gap = max(1, int(policy.max_gap / GRID))
         reach = [min(n, max(i, cap_from) + gap) for i in range(n + 1)]
         min_steps = max(1, math.ceil(policy.min_gap / GRID))
+        late_steps = round(policy.late_lag / GRID)
 
         def solve(lam: float) -> tuple[list[int], float]:
-            best = optimal_polls(done, done_time, GRID, lam, min_steps=min_steps, reach=reach)
+            best = optimal_polls(
+                done,
+                done_time,
+                GRID,
+                lam,
+                min_steps=min_steps,
+                reach=reach,
+                late_steps=late_steps,
+                late_weight=policy.late_weight,
+            )
             i, requests = 0, 0.0
             while i < n:
                 requests += 1.0 - done[i]
@@ -537,4 +577,4 @@ def _grid_distribution(
         done[j] += done[j - 1]
         done_time[j] += done_time[j - 1]
     done[n] = 1.0
-    return done, done_time, budget
+    return done, done_time, budget * _BUDGET_SHARE
