@@ -1,0 +1,270 @@
+"""The learning poll schedule: purity, seeding, priors, learning, age, caps, errors, simulation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import attrs
+import pytest
+
+from veo_async._schedule import (
+    DEFAULT_PRIORS,
+    AdaptivePolicy,
+    AdaptiveSchedule,
+    DurationLearner,
+    DurationPrior,
+    optimal_polls,
+)
+
+POLICY = AdaptivePolicy()
+
+
+def lognormal(rng: random.Random, n: int, median: float, sigma: float) -> list[float]:
+    """``n`` seeded log-normal generation times."""
+    return [rng.lognormvariate(math.log(median), sigma) for _ in range(n)]
+
+
+def fed(
+    times: list[float], model: str = "veo3_fast", policy: AdaptivePolicy = POLICY
+) -> AdaptiveSchedule:
+    """A schedule whose learner has observed ``times`` for ``model``."""
+    schedule = policy.schedule()
+    for seconds in times:
+        schedule.learner.observe(model, seconds)
+    return schedule
+
+
+def fresh_polls(
+    schedule: AdaptiveSchedule, model: str | None, count: int, seed: int = 0
+) -> list[float]:
+    """Ages of the first ``count`` polls of a task followed from its creation."""
+    rng, age, ages = random.Random(seed), 0.0, []
+    for polls in range(count):
+        age += schedule.next_delay(model=model, age=age, polls=polls, rng=rng)
+        ages.append(age)
+    return ages
+
+
+# ---------------------------------------------------------------- purity and seeding
+
+
+def test_same_observations_and_seed_give_same_delays() -> None:
+    """Two schedules fed the same observations, asked with the same seed, agree exactly."""
+    times = lognormal(random.Random(1), 300, 150, 0.3)
+    assert fresh_polls(fed(times), "veo3_fast", 25, seed=7) == fresh_polls(
+        fed(times), "veo3_fast", 25, seed=7
+    )
+
+
+def test_seed_only_changes_the_jitter() -> None:
+    """Another seed changes delays by at most the jitter; no jitter makes them equal."""
+    schedule = fed(lognormal(random.Random(1), 300, 150, 0.3))
+    a = [
+        schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(1))
+        for t in (0, 120, 200)
+    ]
+    b = [
+        schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(2))
+        for t in (0, 120, 200)
+    ]
+    assert a != b
+    assert all(abs(x - y) <= 2 * POLICY.jitter * max(x, y) for x, y in zip(a, b, strict=True))
+    plain = fed(lognormal(random.Random(1), 300, 150, 0.3), policy=POLICY.replace(jitter=0))
+    c = [
+        plain.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(1)) for t in (0, 120)
+    ]
+    d = [
+        plain.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(2)) for t in (0, 120)
+    ]
+    assert c == d
+
+
+def test_policy_rng_is_seeded() -> None:
+    """AdaptivePolicy(seed=...) gives a reproducible random source."""
+    assert AdaptivePolicy(seed=3).rng().random() == AdaptivePolicy(seed=3).rng().random()
+
+
+# ---------------------------------------------------------------- priors and learning
+
+
+def test_prior_before_data() -> None:
+    """With no data the documented priors decide: veo3's dense polls start after veo3_fast's."""
+    schedule = POLICY.schedule()
+    fast = schedule.table("veo3_fast").fresh
+    quality = schedule.table("veo3").fresh
+    first_dense = [
+        next(a for a, b in itertools.pairwise(f) if b - a <= 30) for f in (fast, quality)
+    ]
+    assert first_dense[0] < DEFAULT_PRIORS["veo3_fast"].median < first_dense[1]
+    assert first_dense[1] > 120
+
+
+def test_few_observations_barely_move_the_prior() -> None:
+    """Three odd observations do not override a prior worth 20."""
+    prior = POLICY.schedule().table("veo3_fast").fresh
+    learned = fed([600.0, 610.0, 620.0]).table("veo3_fast").fresh
+    assert abs(learned[2] - prior[2]) < 30
+
+
+def test_learning_moves_the_schedule_to_the_data() -> None:
+    """After 500 renders of ~400 s, veo3_fast's dense polls move from ~150 s to ~400 s."""
+    learned = fed(lognormal(random.Random(2), 500, 400, 0.2))
+    polls = fresh_polls(learned, "veo3_fast", 40)
+    prior = fresh_polls(POLICY.schedule(), "veo3_fast", 40)
+    assert sum(1 for a in prior if a < 250) >= 8
+    assert sum(1 for a in polls if a < 250) <= 3
+    assert sum(1 for a in polls if 330 <= a <= 480) >= 8
+
+
+def test_unknown_model_uses_the_pooled_estimate() -> None:
+    """A model with no prior starts from what every model looks like (as model=None does)."""
+    schedule = fed(lognormal(random.Random(3), 400, 300, 0.2), model="veo3")
+    assert schedule.table("veo9").fresh == schedule.table(None).fresh
+    before = POLICY.schedule().table("veo9").fresh
+    assert schedule.table("veo9").fresh[2] > before[2] + 40
+
+
+def test_learner_tracks_a_bounded_number_of_models() -> None:
+    """Names past max_models feed only the pooled estimate."""
+    learner = DurationLearner(max_models=2)
+    for name in ("a", "b", "c"):
+        learner.observe(name, 100.0)
+    learner.observe("a", 12.0, failed=True)
+    assert [learner.count(m) for m in ("a", "b", "c", None)] == [2, 1, 0, 4]
+    assert learner.failures("a") == 1
+
+
+# ---------------------------------------------------------------- age
+
+
+def test_age_not_wait_start_decides() -> None:
+    """A 4-minute-old veo3_fast task is polled at once, then in its bulk's short gaps."""
+    schedule = POLICY.replace(jitter=0).schedule()
+    rng = random.Random(0)
+    assert schedule.next_delay(model="veo3_fast", age=240.0, polls=0, rng=rng) == 0.0
+    new = schedule.next_delay(model="veo3_fast", age=0.0, polls=0, rng=rng)
+    old = schedule.next_delay(model="veo3_fast", age=240.0, polls=1, rng=rng)
+    assert new > 30
+    assert old <= POLICY.max_gap < new
+
+
+def test_unknown_age_follows_the_fresh_schedule() -> None:
+    """age=None is treated as a task followed since creation: the fresh schedule's gaps."""
+    schedule = POLICY.replace(jitter=0).schedule()
+    rng = random.Random(0)
+    fresh = schedule.table("veo3").fresh
+    assert schedule.next_delay(model="veo3", age=None, polls=0, rng=rng) == fresh[0]
+    assert schedule.next_delay(model="veo3", age=None, polls=2, rng=rng) == pytest.approx(
+        fresh[2] - fresh[1]
+    )
+
+
+# ---------------------------------------------------------------- caps
+
+
+@pytest.mark.parametrize("model", ["veo3_fast", "veo3", "veo3_lite", None, "other"])
+def test_gaps_respect_min_and_max(model: str | None) -> None:
+    """Every gap is >= min_gap, and <= max_gap past the median and past the horizon."""
+    schedule = POLICY.schedule()
+    rng = random.Random(5)
+    table = schedule.table(model)
+    median_age = 2.0 * next(i for i, c in enumerate(table.done) if c >= 0.5)
+    low, high = 1 - POLICY.jitter, 1 + POLICY.jitter
+    for age in [a * 3.7 for a in range(1200)]:
+        delay = schedule.next_delay(model=model, age=age, polls=3, rng=rng)
+        assert delay >= POLICY.min_gap
+        if age >= median_age:
+            assert delay <= POLICY.max_gap * high
+    assert POLICY.min_gap * low <= POLICY.min_gap
+
+
+def test_optimal_polls_lands_on_a_point_mass() -> None:
+    """If every task ends at exactly 100 s, the optimum polls once, at 100 s."""
+    done = [0.0] * 50 + [1.0] * 51
+    done_time = [0.0] * 50 + [100.0] * 51
+    best = optimal_polls(done, done_time, 2.0, 1.0)
+    assert best[0] == 50
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"age": -1.0}, ValueError),
+        ({"age": math.nan}, ValueError),
+        ({"age": math.inf}, ValueError),
+        ({"age": "5"}, TypeError),
+        ({"polls": -1}, ValueError),
+        ({"polls": True}, TypeError),
+        ({"model": 3}, TypeError),
+    ],
+)
+def test_next_delay_rejects_bad_input(kwargs: dict[str, object], error: type[Exception]) -> None:
+    """Bad ages, poll counts and model names raise a clear error."""
+    call: dict[str, object] = {"model": "veo3", "age": 10.0, "polls": 1, "rng": random.Random(0)}
+    call.update(kwargs)
+    with pytest.raises(error):
+        POLICY.schedule().next_delay(**call)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [math.nan, -1.0, math.inf, "12"])
+def test_observe_rejects_bad_seconds(seconds: object) -> None:
+    """A NaN, negative, infinite or non-numeric generation time is refused."""
+    with pytest.raises((ValueError, TypeError), match="seconds"):
+        DurationLearner().observe("veo3", seconds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"min_gap": 0},
+        {"max_gap": 1.0, "min_gap": 2.0},
+        {"jitter": 0.5},
+        {"early_mass": math.nan},
+        {"timeout": -1},
+        {"rebuild_every": 0},
+        {"priors": {"veo3": (300, 0.3)}},
+    ],
+)
+def test_policy_rejects_bad_fields(changes: dict[str, object]) -> None:
+    """Invalid AdaptivePolicy fields raise before any use."""
+    with pytest.raises((ValueError, TypeError)):
+        POLICY.replace(**changes)
+
+
+def test_policy_shares_pollpolicy_wait_fields() -> None:
+    """timeout and not_found_grace exist with PollPolicy's defaults; the policy is frozen."""
+    assert (POLICY.timeout, POLICY.not_found_grace) == (900.0, 30.0)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        POLICY.timeout = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="median"):
+        DurationPrior(median=0, sigma=0.3)
+
+
+# ---------------------------------------------------------------- offline simulation
+
+
+def test_learned_schedule_beats_fixed_30s_offline() -> None:
+    """400 veo3_fast tasks, learning as it goes: fewer requests, < 0.7x fixed 30 s's mean lag."""
+    times = lognormal(random.Random(11), 400, 170, 0.3)
+    schedule = POLICY.schedule()
+    rng = random.Random(11)
+    ours_requests = ours_lag = fixed_requests = fixed_lag = 0.0
+    for seconds in times:  # one task after another: only finished tasks are learned
+        age, polls = 0.0, 0
+        while True:
+            age += schedule.next_delay(model="veo3_fast", age=age, polls=polls, rng=rng)
+            polls += 1
+            if age >= seconds:
+                break
+        schedule.learner.observe("veo3_fast", seconds)
+        ours_requests += polls
+        ours_lag += age - seconds
+        fixed_requests += math.ceil(seconds / 30)
+        fixed_lag += math.ceil(seconds / 30) * 30 - seconds
+    assert ours_requests <= fixed_requests
+    assert ours_lag < 0.7 * fixed_lag

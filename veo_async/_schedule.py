@@ -1,0 +1,580 @@
+"""A learning poll schedule: poll where a task of this model and age is likely to finish.
+
+Pure and seedable (no asyncio, no I/O): the session feeds a
+:class:`DurationLearner` the generation time of each finished record
+(``completeTime - createTime``, per model), and asks an
+:class:`AdaptiveSchedule` for the next delay of a task given its model, its
+age and how many polls it has had. Given the same observations, the same
+calls and the same ``random.Random``, it returns the same delays, so a
+schedule can be replayed offline (``benchmarks/bench_schedule.py`` does).
+
+How the delays are chosen
+-------------------------
+A poll can only learn "not done yet at this age". For a known distribution
+of generation times the best schedule - fewest requests for a given mean
+detection lag - is a dynamic program over poll times minimising
+``E[lag] + lam * E[requests]`` (the "optimal checking" problem). This module
+solves that program on a 2 s grid, per model, on the *learned* distribution,
+with ``lam`` chosen so the expected requests per task equal those of polling
+every ``budget_interval`` seconds (30 s, the Veo docs' advice) on the same
+distribution (aiming at 96 % of them, to leave room for jitter and for the
+estimate's error while learning). Each second of lag beyond ``late_lag``
+(24 s) costs ``1 + late_weight`` times as much in the optimisation, which keeps
+the p95 lag at or below fixed polling's where completions are sparse. The
+program's cost is Monge, so the optimal next poll is
+monotone in the age and each solve costs O(grid x gap), a few milliseconds;
+it reruns only when a model's observation count has grown by half (or by
+``rebuild_every``), never per call. A call is then a table look-up.
+
+On top of the optimum: a small floor of probability on fast failures
+(``early_mass``, spread over 5-60 s) so that the schedule keeps an early
+probe even when none has been seen yet; gaps never shorter than ``min_gap``
+and, once past the median, never longer than ``max_gap`` (30 s), so a long
+render is still seen within ``max_gap``; a seeded jitter of +-``jitter``;
+past the table's horizon (the 99.95th percentile), polls every ``max_gap``.
+
+Age
+---
+The schedule follows the task's age, not the moment the wait began: a task
+handed in 4 minutes after its creation is polled like a 4-minute-old one. A
+first poll (``polls == 0``) of a task old enough that it may already have
+finished (``P(done by age) >= 2 %``) goes out at once. ``age=None`` (creation
+time unknown) is treated as a task the schedule has followed since its
+creation: its age is taken to be that of its ``polls``-th poll in the fresh
+schedule, so the first poll is the fresh schedule's first probe.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "DEFAULT_PRIORS",
+    "AdaptivePolicy",
+    "AdaptiveSchedule",
+    "DurationLearner",
+    "DurationPrior",
+    "PooledPrior",
+    "optimal_polls",
+]
+
+#: Seconds per step of the dynamic program's grid.
+GRID = 2.0
+# The learner's histogram: bins 2 % wide in log-seconds, from 1 s to 2 h.
+_LOG_BIN = 0.02
+_LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
+# Fast failures, for the early-probe floor: seconds after creation.
+_EARLY_SPAN = (5.0, 60.0)
+# A first poll of a task handed in this likely to be done already goes at once.
+_DONE_ALREADY = 0.02
+# Share of the budget interval's requests aimed at: room for jitter and for
+# the estimate's error while learning, so the fixed interval is never exceeded.
+_BUDGET_SHARE = 0.96
+# The dynamic program's horizon: this quantile (the rest is lumped at its end).
+_HORIZON_Q = 0.9995
+# Gaps are capped at max_gap once past this quantile (the bulk of the renders).
+_CAP_FROM_Q = 0.5
+
+
+@attrs.frozen
+class DurationPrior:
+    """A log-normal guess at a model's generation time, before data.
+
+    :param median: median seconds from creation to a terminal status.
+    :param sigma: standard deviation of log-seconds.
+    """
+
+    median: float = attrs.field()
+    sigma: float = attrs.field()
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("median", "sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, not {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
+
+
+#: The prior of a model with no prior of its own, and of ``model=None``.
+PooledPrior = DurationPrior(median=200.0, sigma=0.6)
+
+#: Documented priors, from the service's pages ("veo3_fast usually 2-3
+#: minutes, veo3 4-6, extends and 4K up to 10+"); each weighs
+#: ``AdaptivePolicy.prior_weight`` observations.
+DEFAULT_PRIORS: Mapping[str, DurationPrior] = {
+    "veo3_fast": DurationPrior(median=150.0, sigma=0.35),
+    "veo3": DurationPrior(median=300.0, sigma=0.35),
+    "veo3_lite": DurationPrior(median=120.0, sigma=0.4),
+}
+
+
+def _check_number(name: str, value: object, minimum: float, *, inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    if value < minimum or (not inclusive and value == minimum):
+        relation = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be {relation} {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def _field(default: float, minimum: float, *, inclusive: bool = True) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        _check_number(attribute.name, value, minimum, inclusive=inclusive)
+
+    return attrs.field(default=default, validator=check)
+
+
+def _check_timeout(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_number(attribute.name, value, 0, inclusive=False)
+
+
+def _check_priors(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, DurationPrior) for k, v in value.items()
+    ):
+        raise TypeError(f"{attribute.name} must map model names to DurationPrior, not {value!r}")
+
+
+@attrs.frozen
+class AdaptivePolicy:
+    """How a wait polls when the schedule learns from finished tasks.
+
+    Immutable; ``timeout`` and ``not_found_grace`` mean what they mean on
+    :class:`~veo_async.PollPolicy`, so a wait can take either.
+
+    :param timeout: default overall deadline of a wait in seconds, or None.
+    :param not_found_grace: seconds during which "record is null" answers mean
+        "not visible yet" (counted from the first such answer).
+    :param budget_interval: spend, per task, as many requests as polling every
+        this many seconds would on the learned distribution (default 30 s, the
+        Veo docs' advice) - but placed where completions are likely.
+    :param min_gap: shortest gap between two polls of a task, in seconds.
+    :param max_gap: longest gap once past the median generation time, and
+        the gap past the table's horizon (the 99.95th percentile).
+    :param jitter: each delay is scaled by ``1 +- jitter`` (uniform, seeded).
+    :param early_mass: probability floor on a fast failure (5-60 s) mixed into
+        the learned distribution, so an early probe is kept (0 disables it).
+    :param late_lag: lag beyond which each second costs ``1 + late_weight``
+        seconds in the optimisation: keeps the p95 lag at or below fixed
+        polling's where completions are sparse (early failures, long tails).
+    :param late_weight: see ``late_lag`` (0: plain mean lag).
+    :param priors: a :class:`DurationPrior` per model name; other names use
+        the pooled estimate of every model.
+    :param prior_weight: how many observations a prior is worth.
+    :param memory: observations per model beyond which old ones count half
+        (the histogram is halved), so the estimate follows a drifting service.
+    :param rebuild_every: a model's table is rebuilt when its observations
+        have grown by half, or by this many.
+    :param seed: seed for the schedule's jitter (None: fresh).
+    """
+
+    timeout: float | None = attrs.field(default=900.0, validator=_check_timeout)
+    not_found_grace: float = _field(30.0, 0)
+    budget_interval: float = _field(30.0, 1)
+    min_gap: float = _field(2.0, 0.1)
+    max_gap: float = _field(30.0, 1)
+    jitter: float = _field(0.02, 0)
+    early_mass: float = _field(0.005, 0)
+    late_lag: float = _field(24.0, 0)
+    late_weight: float = _field(2.0, 0)
+    priors: Mapping[str, DurationPrior] = attrs.field(
+        default=DEFAULT_PRIORS, validator=_check_priors
+    )
+    prior_weight: float = _field(20.0, 0)
+    memory: float = _field(4096.0, 16)
+    rebuild_every: int = attrs.field(default=2000)
+    seed: int | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_gap < self.min_gap:
+            raise ValueError(f"max_gap ({self.max_gap:g}) must be >= min_gap ({self.min_gap:g})")
+        if self.jitter >= 0.5:
+            raise ValueError(f"jitter must be < 0.5, not {self.jitter!r}")
+        if self.early_mass >= 0.5:
+            raise ValueError(f"early_mass must be < 0.5, not {self.early_mass!r}")
+        if isinstance(self.rebuild_every, bool) or not isinstance(self.rebuild_every, int):
+            raise TypeError(f"rebuild_every must be an int, not {self.rebuild_every!r}")
+        if self.rebuild_every < 1:
+            raise ValueError(f"rebuild_every must be >= 1, not {self.rebuild_every!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise TypeError(f"seed must be an int or None, not {self.seed!r}")
+
+    def replace(self, **changes: Any) -> AdaptivePolicy:
+        """A copy with some fields changed (validated like a new policy)."""
+        return attrs.evolve(self, **changes)
+
+    def learner(self) -> DurationLearner:
+        """A fresh learner with this policy's priors and memory."""
+        return DurationLearner(
+            priors=self.priors, prior_weight=self.prior_weight, memory=self.memory
+        )
+
+    def schedule(self, learner: DurationLearner | None = None) -> AdaptiveSchedule:
+        """A schedule reading ``learner`` (a fresh one if None)."""
+        return AdaptiveSchedule(self, self.learner() if learner is None else learner)
+
+    def rng(self) -> random.Random:
+        """The jitter's random source: seeded by ``seed`` (fresh if None)."""
+        return random.Random(self.seed)
+
+
+class _Histogram:
+    """Observed generation times of one model, in log-spaced bins (bounded memory)."""
+
+    __slots__ = ("bins", "count", "failures", "weight")
+
+    def __init__(self) -> None:
+        self.bins = array("d", bytes(8 * _LOG_BINS))
+        self.weight = 0.0  # sum of the bins (decays with halving)
+        self.count = 0  # observations ever (drives rebuilds)
+        self.failures = 0
+
+    def add(self, seconds: float, failed: bool, memory: float) -> None:
+        index = int(math.log(max(seconds, 1.0)) / _LOG_BIN)
+        self.bins[min(index, _LOG_BINS - 1)] += 1.0
+        self.weight += 1.0
+        self.count += 1
+        self.failures += failed
+        if self.weight > memory:
+            # Old observations count half: follows drift, O(bins) every ~memory/2 calls.
+            for i in range(_LOG_BINS):
+                self.bins[i] *= 0.5
+            self.weight *= 0.5
+
+
+class DurationLearner:
+    """Online per-model estimate of generation times, from a documented prior.
+
+    Memory is a fixed histogram per model (445 floats, ~3.6 KB) whatever the
+    number of observations; at most ``max_models`` names are tracked on their
+    own (others feed the pooled estimate only).
+
+    :param late_lag: lag beyond which each second costs ``1 + late_weight``
+        seconds in the optimisation: keeps the p95 lag at or below fixed
+        polling's where completions are sparse (early failures, long tails).
+    :param late_weight: see ``late_lag`` (0: plain mean lag).
+    :param priors: a :class:`DurationPrior` per model name.
+    :param prior_weight: how many observations a prior is worth.
+    :param memory: per-model weight beyond which the histogram is halved.
+    :param max_models: model names tracked separately.
+    """
+
+    def __init__(
+        self,
+        *,
+        priors: Mapping[str, DurationPrior] = DEFAULT_PRIORS,
+        prior_weight: float = 20.0,
+        memory: float = 4096.0,
+        max_models: int = 32,
+    ) -> None:
+        self._priors = dict(priors)
+        self._prior_weight = _check_number("prior_weight", prior_weight, 0)
+        self._memory = _check_number("memory", memory, 16)
+        self._max_models = max_models
+        self._pooled = _Histogram()
+        self._models: dict[str, _Histogram] = {}
+
+    def observe(self, model: str | None, seconds: float, failed: bool = False) -> None:
+        """Record that a task of ``model`` reached a terminal status ``seconds`` after creation.
+
+        :raises ValueError: for negative, infinite or NaN seconds.
+        :raises TypeError: for a non-numeric ``seconds`` or a non-string model.
+        """
+        seconds = _check_number("seconds", seconds, 0)
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, not {model!r}")
+        self._pooled.add(seconds, bool(failed), self._memory)
+        if model is None:
+            return
+        hist = self._models.get(model)
+        if hist is None:
+            if len(self._models) >= self._max_models:
+                return
+            hist = self._models[model] = _Histogram()
+        hist.add(seconds, bool(failed), self._memory)
+
+    def count(self, model: str | None) -> int:
+        """Observations seen for ``model`` (every model's for None)."""
+        hist = self._pooled if model is None else self._models.get(model)
+        return 0 if hist is None else hist.count
+
+    def failures(self, model: str | None) -> int:
+        """Failed observations seen for ``model`` (every model's for None)."""
+        hist = self._pooled if model is None else self._models.get(model)
+        return 0 if hist is None else hist.failures
+
+    def masses(self, model: str | None) -> list[float]:
+        """The estimated distribution of log-seconds: one probability per 2 % bin.
+
+        The prior (the model's, else the pooled estimate) weighs
+        ``prior_weight`` observations; the data are smoothed by a Gaussian
+        kernel in log-seconds whose width shrinks as data accumulate.
+        """
+        hist = self._pooled if model is None else self._models.get(model)
+        prior = self._priors.get(model) if model is not None else None
+        if prior is not None or model is None:
+            base = _lognormal_masses(prior or PooledPrior)
+        else:
+            base = self.masses(None)  # an unknown name: what every model looks like
+        if hist is None or hist.weight <= 0:
+            return base
+        data = _smooth(hist.bins, hist.weight)
+        w0, w1 = self._prior_weight, hist.weight
+        return [(w0 * b + w1 * d) / (w0 + w1) for b, d in zip(base, data, strict=True)]
+
+
+def _lognormal_masses(prior: DurationPrior) -> list[float]:
+    mu, s = math.log(prior.median), prior.sigma
+    scale = s * math.sqrt(2)
+    edges = [0.5 * (1 + math.erf((k * _LOG_BIN - mu) / scale)) for k in range(_LOG_BINS + 1)]
+    edges[0], edges[-1] = 0.0, 1.0
+    return [edges[k + 1] - edges[k] for k in range(_LOG_BINS)]
+
+
+def _smooth(bins: array[float], weight: float) -> list[float]:
+    # Silverman-like bandwidth in log-seconds: wide on few data, ~5 % on many.
+    width = max(0.04, 0.25 * weight**-0.2)
+    taps = int(3 * width / _LOG_BIN) + 1
+    kernel = [math.exp(-0.5 * (k * _LOG_BIN / width) ** 2) for k in range(-taps, taps + 1)]
+    out = [0.0] * _LOG_BINS
+    for i, mass in enumerate(bins):
+        if mass <= 0:
+            continue
+        lo, hi = max(0, i - taps), min(_LOG_BINS, i + taps + 1)
+        norm = sum(kernel[j - i + taps] for j in range(lo, hi))
+        scale = mass / (norm * weight)
+        for j in range(lo, hi):
+            out[j] += kernel[j - i + taps] * scale
+    return out
+
+
+def optimal_polls(
+    done: list[float],
+    done_time: list[float],
+    step: float,
+    lam: float,
+    *,
+    min_steps: int = 1,
+    reach: list[int] | None = None,
+    late_steps: int = 0,
+    late_weight: float = 0.0,
+) -> list[int]:
+    """The optimal checking schedule on a grid: ``next[i]`` = grid index of the poll after ``i``.
+
+    Solves ``W(i) = lam * P(T > t_i) + min_j [E[(t_j - T); t_i < T <= t_j] + W(j)]``
+    backwards over grid times ``t_i = i * step``: the expected lag plus ``lam``
+    times the expected requests of a task known to be running at ``t_i``.
+    The lag term is Monge, so the best ``j`` never decreases with ``i`` and
+    each row searches only up to the next row's choice.
+
+    :param done: ``done[i] = P(T <= t_i)``, non-decreasing, ending at 1.
+    :param done_time: ``done_time[i] = E[T; T <= t_i]``.
+    :param step: grid step in seconds.
+    :param lam: price of one request, in seconds of mean lag.
+    :param min_steps: shortest gap, in grid steps.
+    :param reach: ``reach[i]``, if given: the furthest next poll from ``i``
+        (must be non-decreasing in ``i``).
+    :param late_steps: with ``late_weight``: each second of lag beyond
+        ``late_steps`` grid steps costs ``1 + late_weight`` seconds (keeps the
+        p95 lag down where completions are sparse but not absent). Any
+        non-decreasing cost of lag keeps the problem Monge.
+    """
+    n = len(done) - 1
+    cost = [0.0] * (n + 1)
+    best = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        c_i, m_i = done[i], done_time[i]
+        lo = min(i + min_steps, n)
+        hi = best[i + 1] if i + 1 < n else n
+        if reach is not None:
+            hi = min(hi, reach[i])
+        hi = max(hi, lo)
+        best_value, best_j = math.inf, hi
+        for j in range(lo, hi + 1):
+            value = j * step * (done[j] - c_i) - (done_time[j] - m_i) + cost[j]
+            k = j - late_steps
+            if late_weight and k > i:
+                value += late_weight * (k * step * (done[k] - c_i) - (done_time[k] - m_i))
+            if value < best_value:
+                best_value, best_j = value, j
+        cost[i] = best_value + lam * (1.0 - c_i)
+        best[i] = best_j
+    return best
+
+
+@attrs.frozen
+class _Table:
+    """One model's solved schedule: the next poll's grid index from each grid index."""
+
+    next_index: list[int]
+    done: list[float]  # P(T <= t_i)
+    fresh: list[float]  # ages of the polls of a task followed from creation
+    lam: float
+    stamp: int  # the learner's count when built
+
+
+class AdaptiveSchedule:
+    """The next delay of a task, from what a :class:`DurationLearner` has learned.
+
+    Deterministic given the learner's observations and the ``rng`` passed in.
+    Tables are cached per model and rebuilt as data accumulate.
+    """
+
+    def __init__(self, policy: AdaptivePolicy, learner: DurationLearner) -> None:
+        self.policy = policy
+        self.learner = learner
+        self._tables: dict[str | None, _Table] = {}
+
+    def next_delay(
+        self, *, model: str | None, age: float | None, polls: int, rng: random.Random
+    ) -> float:
+        """Seconds from now to the next poll of an unfinished task.
+
+        :param model: the task's model (``params["model"]``), None if unknown.
+        :param age: seconds since the task's creation, None if unknown.
+        :param polls: polls already made for this task (0 before the first).
+        :param rng: the jitter's random source.
+        :raises ValueError: for a negative or non-finite age, negative polls.
+        :raises TypeError: for arguments of the wrong type.
+        """
+        if isinstance(polls, bool) or not isinstance(polls, int):
+            raise TypeError(f"polls must be an int, not {polls!r}")
+        if polls < 0:
+            raise ValueError(f"polls must be >= 0, not {polls!r}")
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, not {model!r}")
+        table = self.table(model)
+        policy = self.policy
+        if age is None:
+            fresh = table.fresh
+            age = fresh[polls - 1] if 0 < polls <= len(fresh) else 0.0
+            if polls > len(fresh):
+                age = fresh[-1] + (polls - len(fresh)) * policy.max_gap if fresh else 0.0
+        else:
+            age = _check_number("age", age, 0)
+        n = len(table.next_index) - 1
+        # The nearest grid time, and the gap planned from there (not the absolute
+        # target): a jittered poll a little early must not get an extra short gap.
+        i = min(round(age / GRID), n)
+        if polls == 0 and table.done[i] >= _DONE_ALREADY:
+            return 0.0  # handed in old: it may be done already
+        delay = (table.next_index[i] - i) * GRID if i < n else policy.max_gap
+        delay = max(delay, policy.min_gap)
+        if policy.jitter:
+            delay *= 1.0 + policy.jitter * rng.uniform(-1.0, 1.0)
+        return max(delay, policy.min_gap)
+
+    def table(self, model: str | None) -> _Table:
+        """The model's solved schedule, rebuilt if the learner has moved on."""
+        count = self.learner.count(model)
+        table = self._tables.get(model)
+        if table is not None:
+            grown = count - table.stamp
+            if grown < self.policy.rebuild_every and count < 1.5 * table.stamp + 8:
+                return table
+        table = self._build(model, count, None if table is None else table.lam)
+        self._tables[model] = table
+        return table
+
+    def _build(self, model: str | None, count: int, lam_hint: float | None) -> _Table:
+        policy = self.policy
+        done, done_time, budget = _grid_distribution(
+            self.learner.masses(model), policy.early_mass, policy.budget_interval
+        )
+        n = len(done) - 1
+        cap_from = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
+        gap = max(1, int(policy.max_gap / GRID))
+        reach = [min(n, max(i, cap_from) + gap) for i in range(n + 1)]
+        min_steps = max(1, math.ceil(policy.min_gap / GRID))
+        late_steps = round(policy.late_lag / GRID)
+
+        def solve(lam: float) -> tuple[list[int], float]:
+            best = optimal_polls(
+                done,
+                done_time,
+                GRID,
+                lam,
+                min_steps=min_steps,
+                reach=reach,
+                late_steps=late_steps,
+                late_weight=policy.late_weight,
+            )
+            i, requests = 0, 0.0
+            while i < n:
+                requests += 1.0 - done[i]
+                i = best[i]
+            return best, requests
+
+        # The price of a request that spends the budget: bisection on log(lam).
+        lo, hi = (lam_hint / 4, lam_hint * 4) if lam_hint else (0.05, 50.0)
+        while solve(lo)[1] < budget and lo > 1e-4:
+            lo /= 4
+        while solve(hi)[1] > budget and hi < 1e5:
+            hi *= 4
+        for _ in range(12):
+            mid = math.sqrt(lo * hi)
+            if solve(mid)[1] > budget:
+                lo = mid
+            else:
+                hi = mid
+        best, _ = solve(hi)
+        fresh, i = [], 0
+        while i < n:
+            i = best[i]
+            fresh.append(i * GRID)
+        return _Table(next_index=best, done=done, fresh=fresh, lam=hi, stamp=count)
+
+
+def _grid_distribution(
+    masses: list[float], early_mass: float, budget_interval: float
+) -> tuple[list[float], list[float], float]:
+    """Cumulative ``P(T <= t_i)``, ``E[T; T <= t_i]`` on the grid, and the request budget."""
+    # Mix in the fast-failure floor, then map each log bin to the grid step it ends in.
+    lo, hi = _EARLY_SPAN
+    cells: dict[int, list[float]] = {}
+    total = 0.0
+    for k, raw in enumerate(masses):
+        t = math.exp((k + 0.5) * _LOG_BIN)
+        mass = raw * (1.0 - early_mass)
+        if lo <= t <= hi:
+            mass += early_mass * _LOG_BIN * t / (hi - lo)  # uniform in seconds
+        if mass <= 1e-12:
+            continue
+        cell = cells.setdefault(math.ceil(t / GRID), [0.0, 0.0])
+        cell[0] += mass
+        cell[1] += mass * t
+        total += mass
+    # Horizon: the 99.95th percentile; the rest is lumped at its end.
+    running, horizon = 0.0, max(cells)
+    for index in sorted(cells):
+        running += cells[index][0] / total
+        if running >= _HORIZON_Q:
+            horizon = index
+            break
+    n = max(horizon, 2)
+    done = [0.0] * (n + 1)
+    done_time = [0.0] * (n + 1)
+    budget = 0.0
+    for index, (mass, weighted) in cells.items():
+        p, m = mass / total, weighted / total
+        j = min(index, n)
+        done[j] += p
+        done_time[j] += m if index <= n else p * n * GRID
+        budget += p * max(1, math.ceil(m / p / budget_interval)) if p > 0 else 0.0
+    for j in range(1, n + 1):
+        done[j] += done[j - 1]
+        done_time[j] += done_time[j - 1]
+    done[n] = 1.0
+    return done, done_time, budget * _BUDGET_SHARE
