@@ -1,5 +1,5 @@
 """The ``veo-async`` command line, run as a user runs it: a child process
-(``python -m veo_async.cli`` or the console script) against a FakeKie served
+(``python -m veo_async`` or the console script) against a FakeKie served
 by the test's own event loop.
 
 The simulator expects a distinctive key, and every run's output is checked
@@ -61,10 +61,16 @@ class Run:
         return {line["task_id"]: line for line in lines}
 
 
+#: The checkout under test: children import this veo_async, whatever their working
+#: directory and whichever copy the console script was installed from.
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child: no key or URL inherited, wide tables."""
+    """The environment of a child: this checkout first, no key or URL inherited, wide tables."""
     env = {k: v for k, v in os.environ.items() if k not in ("KIE_API_KEY", "KIE_BASE_URL")}
-    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", **extra)
+    path = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", PYTHONPATH=path, **extra)
     return env
 
 
@@ -73,7 +79,7 @@ async def start(
 ) -> asyncio.subprocess.Process:
     """Start ``veo-async ARGS`` with piped standard streams."""
     return await asyncio.create_subprocess_exec(
-        *(command or [sys.executable, "-m", "veo_async.cli"]),
+        *(command or [sys.executable, "-m", "veo_async"]),
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -21,8 +21,7 @@ import random
 import sys
 from typing import Literal
 
-from ._cli_scenario import synthetic_scripts
-from .testing import FakeKie, TaskScript
+from ..testing import FakeKie, TaskScript, synthetic_scripts
 
 __all__ = ["FIXED_IDS", "run_simulator", "synthetic_ids"]
 
@@ -60,6 +59,7 @@ async def run_simulator(
     host: str,
     port: int,
     api_key: str | None,
+    check_user_agent: bool,
     tasks: int,
     speed: float,
     seed: int,
@@ -68,10 +68,17 @@ async def run_simulator(
 ) -> None:
     """Print the address, key and ids, then serve until cancelled.
 
+    :param check_user_agent: refuse bot-like User-Agents as Kie's proxy does.
+
     :raises OSError: when the address cannot be listened on.
     """
     kie = FakeKie(
-        api_key=api_key, host=host, port=port, unknown_task=unknown, record_requests=False
+        api_key=api_key,
+        host=host,
+        port=port,
+        unknown_task=unknown,
+        require_user_agent=check_user_agent,
+        record_requests=False,
     )
     await kie.start()
     try:
@@ -82,6 +89,13 @@ async def run_simulator(
             f"  base url: {kie.base_url}",
             # The simulator's own key, made up for tests: printing it is the point.
             f"  api key:  {api_key if api_key is not None else '(any; not checked)'}",
+            "  user agents: "
+            + (
+                "curl, Wget, python-requests, Python-urllib, aiohttp's default and none "
+                "get 403 (--any-user-agent accepts them)"
+                if check_user_agent
+                else "any accepted"
+            ),
         ]
         for task_id, what in FIXED_IDS.items():
             lines.append(f"  task {task_id}: {what}")
