@@ -252,7 +252,8 @@ def wait(
       succeeded  + "record"
       failed     + "error", "message", "record" (status 2 or 3)
       timeout    + "error", "message", and "record" when one was seen
-      error      + "error", "message" (e.g. 401, 404, an expired record)
+      error      + "error", "message" (401, 404, an expired record, or
+                 TransportError: the service was never reached)
 
     IDs come from the arguments, from --from FILE, or from standard input
     when an argument (or FILE) is "-": one per line, blank lines and lines

@@ -13,6 +13,11 @@ The tasks it serves (all clocks start when the server starts):
 Any other id answers like an id the service does not know (yet):
 ``{"code": 422, "msg": "record is null"}`` by default, or ``{"code": 200,
 "data": null}`` with ``--unknown data-null``.
+
+Like Kie's Cloudflare front, it answers bot-like User-Agents (``curl``,
+``Wget``, ``python-requests``, ``Python-urllib``, aiohttp's default, none) with
+a 403 ``error code: 1010`` that is not JSON; ``--any-user-agent`` lets every
+agent through.
 """
 
 from __future__ import annotations
