@@ -6,7 +6,7 @@ own looks exactly like slow renders. :class:`SilenceDetector` tells the two
 apart from :attr:`VeoSession.stats <veo_async.VeoSession.stats>` alone: when
 for a whole window no request has been answered and some have failed, the
 service is unreachable (or failing everything), and :class:`ReachabilityWatch`
-says so once on standard error, with the latest error.
+says so, once per run, on standard error, with the latest error.
 
 ``requests - failures`` counts the answered requests plus those in flight; it
 only climbs above its previous high-water mark when an answer arrives (or
@@ -96,7 +96,13 @@ class ReachabilityWatch:
         self._tick = min(_MAX_TICK, window / 5)
 
     async def run(self) -> None:
-        """Check the counters every tick until cancelled."""
+        """Check the counters every tick until the warning is given, or until cancelled.
+
+        One warning per run: the counters cannot tell an answer from a request
+        still in flight, so a new high of requests in flight (this watch's
+        own probe among them) looks like an answer and would start a second
+        window; repeating the warning every window would be noise anyway.
+        """
         loop = asyncio.get_running_loop()
         while True:
             stats = self._veo.stats
@@ -106,6 +112,7 @@ class ReachabilityWatch:
                 # (within the policy's grace), not an outage.
                 if error is not None and not isinstance(error, RecordNotFoundError):
                     self._warn(error)
+                    return
             await asyncio.sleep(self._tick)
 
     async def _latest_error(self, stats: SessionStats) -> BaseException | None:
