@@ -1,5 +1,5 @@
 """The ``veo-async`` command line, run as a user runs it: a child process
-(``python -m veo_async.cli`` or the console script) against a FakeKie served
+(``python -m veo_async`` or the console script) against a FakeKie served
 by the test's own event loop.
 
 The simulator expects a distinctive key, and every run's output is checked
@@ -10,16 +10,19 @@ is what the console script calls; they never reach the event loop.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
@@ -31,7 +34,8 @@ from veo_async import (
     TaskStatus,
     VeoSession,
 )
-from veo_async.cli import run_cli
+from veo_async.cli import MISSING_EXTRA, run_cli
+from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
 KEY = "sk-kie-7f3a9c1e-TOP-secret-d41d8cd9"
@@ -61,10 +65,16 @@ class Run:
         return {line["task_id"]: line for line in lines}
 
 
+#: The checkout under test: children import this veo_async, whatever their working
+#: directory and whichever copy the console script was installed from.
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child: no key or URL inherited, wide tables."""
+    """The environment of a child: this checkout first, no key or URL inherited, wide tables."""
     env = {k: v for k, v in os.environ.items() if k not in ("KIE_API_KEY", "KIE_BASE_URL")}
-    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", **extra)
+    path = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", PYTHONPATH=path, **extra)
     return env
 
 
@@ -73,7 +83,7 @@ async def start(
 ) -> asyncio.subprocess.Process:
     """Start ``veo-async ARGS`` with piped standard streams."""
     return await asyncio.create_subprocess_exec(
-        *(command or [sys.executable, "-m", "veo_async.cli"]),
+        *(command or [sys.executable, "-m", "veo_async"]),
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -349,7 +359,14 @@ async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
     for measure in ("requests per task", "429s absorbed", "detection lag p50",
                     "detection lag p95"):
         assert measure in run.stdout
-    assert "50 tasks in" in run.stderr
+    assert "s simulated)" in run.stdout
+    assert "real)" not in run.stdout
+    # What is simulated is said first, on stderr; the summary line comes last.
+    err = run.stderr.strip().splitlines()
+    assert err[0].startswith("veo-async: demo: simulating 50 tasks")
+    assert "seed 7" in err[0]
+    assert "50 tasks in" in err[-1]
+    assert "simulating" not in run.stdout
 
 
 async def test_demo_json_summary_is_reproducible_in_its_outcomes() -> None:
@@ -447,6 +464,12 @@ BAD_INPUT = [
     pytest.param(["wait", "--api-key", KEY, "x" * 300], "characters long", id="long-id"),
     pytest.param(["wait", "--api-key", KEY, "bad\tid"], "control characters", id="control-id"),
     pytest.param(["wait", "--api-key", KEY, " t1"], "whitespace", id="padded-id"),
+    pytest.param(["wait", "--api-key", KEY, "a b"], "contains whitespace", id="spaced-id"),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--unreachable-after", "0", "t1"],
+        "--unreachable-after",
+        id="unreachable-after-0",
+    ),
     pytest.param(
         ["wait", "--api-key", KEY, "--timeout", "-5", "t1"], "--timeout", id="neg-timeout"
     ),
@@ -507,3 +530,190 @@ def test_an_invalid_id_in_a_file_is_reported_with_its_line(
     err = capsys.readouterr().err
     assert f"{ids}, line 3:" in err
     assert err.count("\n") == 1
+
+
+# -- an unreachable service (issue 9, item 22) -----------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port that was just bound and released: connecting to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_wait_against_an_unreachable_host_says_so_and_ends_in_error() -> None:
+    """Connection refused on every poll: one stderr warning naming the URL and the
+    error, progress showing the latest error, outcome error (not timeout), exit 1."""
+    base_url = f"http://127.0.0.1:{closed_port()}"
+    run = await veo_async(
+        "wait", "--base-url", base_url, "--api-key", KEY, *FAST, "--timeout", "2",
+        "--unreachable-after", "0.3", "--progress", "plain", "--progress-interval", "0.4",
+        "t1",
+    )
+    assert run.code == 1, run.stderr
+    line = run.by_id()["t1"]
+    assert line["outcome"] == "error"
+    assert line["error"] == "TransportError"
+    assert "record" not in line
+    warnings = [w for w in run.stderr.splitlines() if "no successful answer" in w]
+    assert len(warnings) == 1, run.stderr
+    assert f"no successful answer from {base_url} for 0.3 s" in warnings[0]
+    assert "every request failed (last error: TransportError:" in warnings[0]
+    progress = [p for p in run.stderr.splitlines() if " finished · " in p]
+    assert any("· last error: TransportError: " in p for p in progress), run.stderr
+    assert "0 timed out, 1 errors" in run.stderr.splitlines()[-1]
+
+
+def test_silence_detector_fires_once_per_silence_with_failures() -> None:
+    """No answer for the window and some failures: fires once; an answer re-arms it."""
+    detector = SilenceDetector(10.0)
+    assert not detector.observe(0.0, requests=0, failures=0)
+    assert not detector.observe(5.0, requests=1, failures=0)  # in flight: counts as progress
+    assert not detector.observe(14.0, requests=3, failures=2)  # 9 s since the mark
+    assert detector.observe(15.0, requests=4, failures=4)
+    assert not detector.observe(30.0, requests=9, failures=9)  # said once
+    assert not detector.observe(31.0, requests=11, failures=9)  # answers: the mark rises
+    assert not detector.observe(40.0, requests=12, failures=10)
+    assert detector.observe(41.0, requests=13, failures=11)  # a second outage
+
+
+def test_silence_detector_needs_failures() -> None:
+    """A quiet session (nothing requested, nothing failed) is not an unreachable one."""
+    detector = SilenceDetector(1.0)
+    assert not detector.observe(0.0, requests=5, failures=1)
+    assert not detector.observe(100.0, requests=5, failures=1)
+
+
+# -- simulate's User-Agent check (issue 9, item 24) ------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), 403), (("--any-user-agent",), 200)],
+                         ids=["default", "any-user-agent"])
+async def test_simulate_refuses_curl_unless_any_user_agent(
+    flags: tuple[str, ...], expected: int
+) -> None:
+    """A curl User-Agent gets Cloudflare's 403 by default (the banner says so), and an
+    answer with --any-user-agent."""
+    proc = await start("simulate", "--port", "0", "--tasks", "0", *flags)
+    banner = await read_until(proc.stdout, "Ctrl-C")
+    base_url = re.search(r"base url: (\S+)", banner)
+    assert base_url is not None
+    assert "user agents:" in banner
+    assert ("--any-user-agent accepts them" in banner) is (expected == 403)
+    headers = {"User-Agent": "curl/8.5.0", "Authorization": "Bearer test-key"}
+    async with aiohttp.ClientSession(headers=headers) as http, http.get(
+        f"{base_url.group(1)}/api/v1/veo/record-info", params={"taskId": "sim-success"}
+    ) as response:
+        body = await response.text()
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
+    assert response.status == expected
+    assert ("error code: 1010" in body) is (expected == 403)
+
+
+# -- python -m, the cli extra, public imports only (issue 8, item 1) -------------------
+
+
+@pytest.mark.parametrize("module", ["veo_async", "veo_async.cli"])
+async def test_python_dash_m_runs_the_command_line(module: str) -> None:
+    """``python -m veo_async`` (and ``-m veo_async.cli``) is the veo-async program."""
+    run = await veo_async("--help", command=[sys.executable, "-m", module])
+    assert run.code == 0
+    assert run.stdout.startswith("Usage: veo-async ")
+    for command in ("demo", "simulate", "status", "wait"):
+        assert f"  {command} " in run.stdout
+
+
+_BLOCK_AND_RUN = """
+import sys
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+import veo_async, veo_async.models, veo_async.testing
+assert "click" not in sys.modules and "rich" not in sys.modules, "the library imported them"
+from veo_async.cli import main
+main(["demo", "--tasks", "1"])
+"""
+
+
+@pytest.mark.parametrize("blocked", ["click", "rich"])
+async def test_without_the_cli_extra_one_line_says_what_to_install(blocked: str) -> None:
+    """click or rich missing: the library still imports; the CLI prints one line
+    naming ``pip install 'veo-async[cli]'`` and exits 2."""
+    script = _BLOCK_AND_RUN.format(blocked=blocked)
+    run = await veo_async(command=[sys.executable, "-c", script])
+    assert run.code == 2
+    assert run.stdout == ""
+    assert run.stderr == MISSING_EXTRA + "\n"
+    assert "pip install 'veo-async[cli]'" in run.stderr
+
+
+CLI_DIR = ROOT / "veo_async" / "cli"
+
+
+def private_core_imports(source: str, module: str) -> list[str]:
+    """The imports in ``source`` (the text of ``module``) that reach a private part of
+    veo_async outside veo_async.cli: a module or a name starting with ``_``."""
+    package = module.rsplit(".", 1)[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[: len(base) - node.level + 1] if node.level else []
+            origin = ".".join([*base, *filter(None, [node.module])])
+            targets = [origin] + [
+                f"{origin}.{alias.name}" for alias in node.names if alias.name != "*"
+            ]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != "veo_async" or parts[:2] == ["veo_async", "cli"]:
+                continue
+            for depth, part in enumerate(parts[1:], start=2):
+                if part.startswith("_") and not part.startswith("__"):
+                    found.append(".".join(parts[:depth]))  # up to the first private part
+                    break
+    return sorted(set(found))
+
+
+def test_the_cli_imports_only_public_names_of_the_library() -> None:
+    """No module under veo_async/cli imports a private core module or name."""
+    files = sorted(CLI_DIR.glob("*.py"))
+    assert len(files) >= 10
+    offenders = {
+        path.name: bad
+        for path in files
+        if (bad := private_core_imports(
+            path.read_text(encoding="utf-8"), f"veo_async.cli.{path.stem}"
+        ))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from veo_async._convert import record_to_jsonable", ["veo_async._convert"]),
+        ("from .._http import HttpTransport", ["veo_async._http"]),
+        ("from .. import _limits", ["veo_async._limits"]),
+        ("import veo_async._session", ["veo_async._session"]),
+        ("from ..testing._script import Fault", ["veo_async.testing._script"]),
+        ("from ..task import _PollRun", ["veo_async.task._PollRun"]),
+        ("from .. import VeoSession, __version__\nfrom ..testing import FakeKie", []),
+        ("from ._ids import collect_ids\nfrom . import _run\nimport click", []),
+    ],
+)
+def test_the_private_import_check_can_fail(source: str, expected: list[str]) -> None:
+    """The check above flags private imports in every spelling, and only those."""
+    assert private_core_imports(source, "veo_async.cli._app") == expected

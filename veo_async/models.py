@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import re
 from typing import Any
 
 import attrs
 
 __all__ = ["MAX_TASK_ID_LENGTH", "RecordInfo", "TaskStatus", "VideoResult", "validate_task_id"]
 
-_WHITESPACE = re.compile(r"\s")
 #: Real ids are ~40 characters; anything this long is a bug upstream of us.
 MAX_TASK_ID_LENGTH = 256
 
@@ -19,8 +17,10 @@ MAX_TASK_ID_LENGTH = 256
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it is a plausible Kie task id, else raise.
 
-    An id is a non-empty string of at most :data:`MAX_TASK_ID_LENGTH`
-    characters with no whitespace or control character anywhere.
+    A task id is a non-empty string of at most :data:`MAX_TASK_ID_LENGTH`
+    printable characters with no whitespace anywhere: ``"a b"`` is refused as
+    surely as ``" ab"``, since no real id contains a space and one that does
+    is a copy-paste accident (two ids on a line, a stray tab).
 
     :raises ValueError: (``TypeError`` for a non-string) naming the problem.
     """
@@ -30,8 +30,15 @@ def validate_task_id(task_id: object) -> str:
         raise ValueError("a task id must not be empty")
     if len(task_id) > MAX_TASK_ID_LENGTH:
         raise ValueError(f"task id is {len(task_id)} characters long (max {MAX_TASK_ID_LENGTH})")
-    if not task_id.isprintable() or _WHITESPACE.search(task_id):
-        raise ValueError(f"task id {task_id!r} contains whitespace or control characters")
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in task_id):
+        raise ValueError(f"task id {task_id!r} contains control characters")
+    if task_id != task_id.strip():
+        raise ValueError(f"task id {task_id!r} has surrounding whitespace")
+    if any(char.isspace() for char in task_id):
+        raise ValueError(f"task id {task_id!r} contains whitespace")
+    # What is left unprintable: format characters (a zero-width space), unassigned ones.
+    if not task_id.isprintable():
+        raise ValueError(f"task id {task_id!r} contains invisible characters")
     return task_id
 
 
@@ -102,3 +109,22 @@ class RecordInfo:
     def result_urls(self) -> tuple[str, ...]:
         """The result video URLs, or ``()`` while there are none."""
         return self.response.result_urls if self.response is not None else ()
+
+    def to_jsonable(self) -> dict[str, Any]:
+        """This record as a JSON-ready dict: snake_case keys, nested dicts for
+        :attr:`response`, ISO 8601 times, the status by name, lists for tuples.
+
+        ``json.dumps(record.to_jsonable())`` always works; it is what
+        ``veo-async wait`` and ``status --json`` print under ``"record"``.
+        """
+        return attrs.asdict(self, value_serializer=_jsonable_value)
+
+
+def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, TaskStatus):
+        return value.name
+    if isinstance(value, tuple):
+        return list(value)
+    return value

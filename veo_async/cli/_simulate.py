@@ -13,6 +13,11 @@ The tasks it serves (all clocks start when the server starts):
 Any other id answers like an id the service does not know (yet):
 ``{"code": 422, "msg": "record is null"}`` by default, or ``{"code": 200,
 "data": null}`` with ``--unknown data-null``.
+
+Like Kie's Cloudflare front, it answers bot-like User-Agents (``curl``,
+``Wget``, ``python-requests``, ``Python-urllib``, aiohttp's default, none) with
+a 403 ``error code: 1010`` that is not JSON; ``--any-user-agent`` lets every
+agent through.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ import random
 import sys
 from typing import Literal
 
-from ._cli_scenario import synthetic_scripts
-from .testing import FakeKie, TaskScript
+from ..testing import FakeKie, TaskScript, synthetic_scripts
 
 __all__ = ["FIXED_IDS", "run_simulator", "synthetic_ids"]
 
@@ -60,6 +64,7 @@ async def run_simulator(
     host: str,
     port: int,
     api_key: str | None,
+    check_user_agent: bool,
     tasks: int,
     speed: float,
     seed: int,
@@ -68,10 +73,17 @@ async def run_simulator(
 ) -> None:
     """Print the address, key and ids, then serve until cancelled.
 
+    :param check_user_agent: refuse bot-like User-Agents as Kie's proxy does.
+
     :raises OSError: when the address cannot be listened on.
     """
     kie = FakeKie(
-        api_key=api_key, host=host, port=port, unknown_task=unknown, record_requests=False
+        api_key=api_key,
+        host=host,
+        port=port,
+        unknown_task=unknown,
+        require_user_agent=check_user_agent,
+        record_requests=False,
     )
     await kie.start()
     try:
@@ -82,6 +94,13 @@ async def run_simulator(
             f"  base url: {kie.base_url}",
             # The simulator's own key, made up for tests: printing it is the point.
             f"  api key:  {api_key if api_key is not None else '(any; not checked)'}",
+            "  user agents: "
+            + (
+                "curl, Wget, python-requests, Python-urllib, aiohttp's default and none "
+                "get 403 (--any-user-agent accepts them)"
+                if check_user_agent
+                else "any accepted"
+            ),
         ]
         for task_id, what in FIXED_IDS.items():
             lines.append(f"  task {task_id}: {what}")

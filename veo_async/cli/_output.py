@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._convert import record_to_jsonable
-from .models import RecordInfo, TaskStatus
+from .. import RecordInfo, TaskStatus
 
 __all__ = ["JsonLines", "LookupResult", "status_json", "status_table"]
 
@@ -65,7 +64,7 @@ def status_json(task_id: str, result: LookupResult) -> dict[str, Any]:
         return {
             "task_id": task_id,
             "status": result.status.name,
-            "record": record_to_jsonable(result),
+            "record": result.to_jsonable(),
         }
     return {
         "task_id": task_id,

@@ -11,10 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._convert import record_to_jsonable
-from ._task import VeoTask
-from .errors import TaskFailedError, WaitTimeoutError
-from .models import RecordInfo
+from .. import RecordInfo, TaskFailedError, TransportError, VeoTask, WaitTimeoutError
 
 __all__ = [
     "EXIT_FAILED",
@@ -63,6 +60,19 @@ class TaskOutcome:
     record: RecordInfo | None = None
     error: BaseException | None = None
 
+    @property
+    def request_error(self) -> BaseException | None:
+        """The request error behind this outcome, for the progress display.
+
+        The error itself for ``error``; a timeout's ``last_error`` (None when
+        its polls were answered); None for a success or a failed render.
+        """
+        if self.kind is Outcome.ERROR:
+            return self.error
+        if isinstance(self.error, WaitTimeoutError):
+            return self.error.last_error
+        return None
+
     def to_json(self) -> dict[str, Any]:
         """The JSON line of this outcome.
 
@@ -75,17 +85,27 @@ class TaskOutcome:
             line["error"] = type(self.error).__name__
             line["message"] = str(self.error)
         if self.record is not None:
-            line["record"] = record_to_jsonable(self.record)
+            line["record"] = self.record.to_jsonable()
         return line
 
 
 def outcome_of(handle: VeoTask) -> TaskOutcome:
-    """Read the outcome of a handle whose wait has ended (no I/O)."""
+    """Read the outcome of a handle whose wait has ended (no I/O).
+
+    A wait that timed out without ever getting an answer, its polls failing
+    with a :class:`~veo_async.TransportError`, is an ``error`` carrying that
+    transport error, not a ``timeout``.
+    """
     try:
         record = handle.result()
     except TaskFailedError as exc:
         return TaskOutcome(handle.task_id, Outcome.FAILED, exc.record, exc)
     except WaitTimeoutError as exc:
+        if exc.record is None and isinstance(exc.last_error, TransportError):
+            # Not one answer, and the polls were failing to connect: the
+            # service was never reached (a wrong --base-url, no network). That
+            # is an error to fix, not a render that is merely slow.
+            return TaskOutcome(handle.task_id, Outcome.ERROR, None, exc.last_error)
         return TaskOutcome(handle.task_id, Outcome.TIMEOUT, exc.record, exc)
     except Exception as exc:  # an API error, a broken answer: reported, not raised
         return TaskOutcome(handle.task_id, Outcome.ERROR, None, exc)

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from .policy import PollPolicy
-from .testing import Fault, Quirks, TaskScript
+from ..policy import PollPolicy
+from ._script import Fault, Quirks, TaskScript
 
 __all__ = [
     "BurstPlan",

@@ -1,4 +1,4 @@
-"""The ``veo-async`` command line: check, wait for, demo and simulate Veo tasks.
+"""The click application behind ``veo-async``: its commands and their error handling.
 
 ::
 
@@ -13,11 +13,13 @@ errors go to standard error. A bad command line gets one line,
 Ctrl-C stops a run cleanly: every request and connection is closed, a summary
 of what finished is printed, and the exit code is 130.
 
-The helpers live in small private modules, one job each: ``_cli_ids`` (reading
-ids), ``_cli_options`` (shared options), ``_cli_outcome`` (outcomes, exit
-codes), ``_cli_output`` (JSON lines, tables), ``_cli_progress`` (the progress
-display), ``_cli_run`` (the event loop and Ctrl-C), ``_cli_scenario``,
-``_cli_demo`` and ``_cli_simulate`` (the simulator's scenarios).
+The helpers live in small modules beside this one, one job each: ``_ids``
+(reading ids), ``_options`` (shared options), ``_outcome`` (outcomes, exit
+codes), ``_output`` (JSON lines, tables), ``_progress`` (the progress
+display), ``_reach`` (noticing an unreachable service), ``_run`` (the event
+loop and Ctrl-C), ``_demo`` and ``_simulate`` (the simulator's scenarios,
+built by :mod:`veo_async.testing`). Like any user of the library, they import
+only its public names.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import click
 from rich.console import Console
 
-from . import __version__
-from ._cli_ids import IdSourceError, collect_ids
-from ._cli_options import (
+from .. import PollPolicy, VeoError, VeoSession, __version__
+from ._ids import IdSourceError, collect_ids
+from ._options import (
     Settings,
     build_policy,
     configure_logging,
@@ -47,15 +49,13 @@ from ._cli_options import (
     progress_options,
     require_api_key,
 )
-from ._cli_outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
-from ._cli_output import JsonLines, LookupResult, status_json, status_table
-from ._cli_progress import ProgressMode, ProgressReporter
-from ._cli_run import Interrupted, run
-from ._session import VeoSession
-from .errors import VeoError
-from .policy import PollPolicy
+from ._outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
+from ._output import JsonLines, LookupResult, status_json, status_table
+from ._progress import ProgressMode, ProgressReporter
+from ._reach import ReachabilityWatch
+from ._run import Interrupted, run
 
-__all__ = ["cli", "main", "run_cli"]
+__all__ = ["cli", "run_cli"]
 
 PROG = "veo-async"
 
@@ -133,6 +133,9 @@ def _open_session(
     key = require_api_key(ctx)
     base_url = ctx.ensure_object(Settings).base_url
     try:
+        if base_url is None:
+            # None given: pass none, so the session applies its own default.
+            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy)
         return VeoSession(
             key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy
         )
@@ -216,6 +219,15 @@ def status(
     default=None,
     help="The most requests started per second (default: no limit).",
 )
+@click.option(
+    "--unreachable-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Say so on standard error when no request has been answered for SECONDS "
+    "and every one failed (a wrong --base-url, no network).",
+)
 @policy_options
 @progress_options
 @global_options(at_group=False)
@@ -228,6 +240,7 @@ def wait(
     output: str | None,
     concurrency: int,
     rate: float | None,
+    unreachable_after: float,
     progress_mode: ProgressMode,
     progress_interval: float,
     **policy_values: Any,
@@ -239,7 +252,8 @@ def wait(
       succeeded  + "record"
       failed     + "error", "message", "record" (status 2 or 3)
       timeout    + "error", "message", and "record" when one was seen
-      error      + "error", "message" (e.g. 401, 404, an expired record)
+      error      + "error", "message" (401, 404, an expired record, or
+                 TransportError: the service was never reached)
 
     IDs come from the arguments, from --from FILE, or from standard input
     when an argument (or FILE) is "-": one per line, blank lines and lines
@@ -247,7 +261,10 @@ def wait(
 
     Polling starts at once and backs off from --interval by --factor up to
     --poll-cap; transient errors (5xx, 429, 455, resets, broken answers) are
-    retried until --timeout.
+    retried until --timeout. The progress shows the latest error. When no
+    request has been answered for --unreachable-after seconds, standard error
+    says so; a task whose polls never reached the service ends as "error",
+    not "timeout".
     """
     configure_logging(ctx)
     task_ids = _read_ids(ids, files)
@@ -265,11 +282,24 @@ def wait(
     async def track() -> None:
         async with veo:
             progress.attach(lambda: veo.stats)
-            async with progress, aclosing(veo.as_completed(task_ids)) as finished:
-                async for handle in finished:
-                    outcome = outcome_of(handle)
-                    tally.add(outcome)
-                    sink.write(outcome.to_json())
+            watch = ReachabilityWatch(
+                veo,
+                window=unreachable_after,
+                base_url=ctx.ensure_object(Settings).shown_base_url,
+                probe_id=task_ids[0],
+                on_error=progress.note_error,
+            )
+            watcher = asyncio.get_running_loop().create_task(watch.run(), name="veo-async reach")
+            try:
+                async with progress, aclosing(veo.as_completed(task_ids)) as finished:
+                    async for handle in finished:
+                        outcome = outcome_of(handle)
+                        tally.add(outcome)
+                        progress.note_error(outcome.request_error)
+                        sink.write(outcome.to_json())
+            finally:
+                watcher.cancel()
+                await asyncio.wait((watcher,))
 
     try:
         run(track())
@@ -315,14 +345,17 @@ def demo(
     and midway a burst of 429s slows the whole session. The client polls with
     the default policy, compressed by the same --speed. The summary gives
     outcomes, requests per task and detection lag (the time from a task
-    finishing to the client seeing it) in compressed and in real seconds.
+    finishing to the client seeing it) in seconds of the run and in simulated
+    seconds (the life-size equivalent: run seconds x --speed).
     """
     configure_logging(ctx)
     # Imported here: the simulator pulls in aiohttp's server side, which the
     # other commands do not need.
-    from ._cli_demo import run_demo
+    from ._demo import demo_header, run_demo
 
     chosen_seed = seed if seed is not None else secrets.randbelow(1_000_000)
+    # Said first, so that whoever watches the progress knows what it is about.
+    click.echo(f"{PROG}: demo: {demo_header(tasks, speed, chosen_seed)}", err=True)
     tally = Tally(tasks)
     progress = ProgressReporter(
         tally, mode=progress_mode, interval=progress_interval, label="demo"
@@ -381,6 +414,13 @@ def demo(
 )
 @click.option("--no-auth", is_flag=True, help="Accept any key, or none.")
 @click.option(
+    "--any-user-agent",
+    is_flag=True,
+    help="Accept every User-Agent. By default, like Kie's Cloudflare front, a missing "
+    "one and curl, Wget, python-requests, Python-urllib and aiohttp's default agents "
+    'get 403 "error code: 1010".',
+)
+@click.option(
     "--unknown",
     type=click.Choice(["record-null", "data-null"]),
     default="record-null",
@@ -399,6 +439,7 @@ def simulate(
     faults: bool,
     key: str,
     no_auth: bool,
+    any_user_agent: bool,
     unknown: str,
 ) -> int:
     """Serve a simulated Kie API until Ctrl-C, for integration tests.
@@ -410,9 +451,14 @@ def simulate(
       sim-00001 ... (--tasks N)                        2-5 min lives / --speed
     Any other id answers like an unknown one (see --unknown). The base URL and
     key are printed at start. --api-key and KIE_API_KEY are not used here.
+
+    Like the real service, it refuses bot-like User-Agents (curl, Wget,
+    python-requests, Python-urllib, aiohttp's default, none) with a 403 that
+    is not JSON; "curl -A my-app/1.0 ..." passes, and so does anything with
+    --any-user-agent.
     """
     configure_logging(ctx)
-    from ._cli_simulate import run_simulator
+    from ._simulate import run_simulator
 
     mode: Literal["record_null", "data_null"] = (
         "record_null" if unknown == "record-null" else "data_null"
@@ -423,6 +469,7 @@ def simulate(
                 host=host,
                 port=port,
                 api_key=None if no_auth else key,
+                check_user_agent=not any_user_agent,
                 tasks=tasks,
                 speed=speed,
                 seed=seed,
@@ -487,12 +534,3 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FAILED
     return result if isinstance(result, int) else EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The ``veo-async`` console script."""
-    sys.exit(run_cli(argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -22,8 +22,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_outcome import Counts, Tally
-from ._requester import SessionStats
+from .. import SessionStats
+from ._errors import describe_error
+from ._outcome import Counts, Tally
 
 __all__ = ["PROGRESS_MODES", "ProgressMode", "ProgressReporter", "Snapshot"]
 
@@ -48,16 +49,20 @@ class Snapshot(Counts):
     failed_requests: int
     rate_limited: int
     elapsed: float
+    #: The latest request error known (see :meth:`ProgressReporter.note_error`), one line.
+    last_error: str | None = None
 
     def describe(self) -> str:
-        """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``."""
-        return (
+        """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``,
+        then ``" · last error: ..."`` once a request error is known."""
+        line = (
             f"{self.finished}/{self.total} finished · generating {self.generating} · "
             f"succeeded {self.succeeded} · failed {self.failed} · "
             f"timed out {self.timed_out} · errors {self.errors} · "
             f"requests {self.requests} ({self.failed_requests} failed) · "
             f"429s {self.rate_limited} · {self.elapsed:.1f} s"
         )
+        return line if self.last_error is None else f"{line} · last error: {self.last_error}"
 
     def summary(self, *, interrupted: bool) -> str:
         """The closing line: what finished, and (when interrupted) what did not."""
@@ -102,6 +107,17 @@ class ProgressReporter:
         self._ended: float | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._live: Live | None = None
+        self._last_error: BaseException | None = None
+
+    def note_error(self, error: BaseException | None) -> None:
+        """Remember ``error`` as the latest request error (None is ignored).
+
+        The session's own ``stats.last_error`` is preferred when the core
+        provides it; this one comes from tasks that ended, and from the
+        unreachable-service check.
+        """
+        if error is not None:
+            self._last_error = error
 
     def attach(self, stats: Callable[[], SessionStats]) -> None:
         """Read request counters from ``stats`` (``lambda: veo.stats``) from now on."""
@@ -111,6 +127,9 @@ class ProgressReporter:
         """The counters now (or at the end, once the display has stopped)."""
         stats = self._stats() if self._stats is not None else SessionStats()
         tally = self._tally
+        latest = getattr(stats, "last_error", None)  # when the core provides it
+        if not isinstance(latest, BaseException):
+            latest = self._last_error
         return Snapshot(
             total=tally.total,
             succeeded=tally.succeeded,
@@ -121,6 +140,7 @@ class ProgressReporter:
             failed_requests=stats.failures,
             rate_limited=stats.rate_limited,
             elapsed=self._elapsed(),
+            last_error=None if latest is None else describe_error(latest),
         )
 
     def _elapsed(self) -> float:
@@ -209,7 +229,9 @@ class ProgressReporter:
             if position:
                 counts.append(" · ", style="dim")
             counts.append(f"{label} {value}", style=style)
-        return Group(head, counts)
+        if snap.last_error is None:
+            return Group(head, counts)
+        return Group(head, counts, Text(f"  last error: {snap.last_error}", style="red"))
 
 
 def _isatty(stream: object) -> bool:

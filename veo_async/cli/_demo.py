@@ -1,7 +1,7 @@
 """``veo-async demo``: hundreds of simulated tasks tracked end to end, in seconds.
 
 A :class:`~veo_async.testing.FakeKie` runs in this process on loopback with
-synthetic lives from :mod:`veo_async._cli_scenario`; a real
+synthetic lives from :func:`veo_async.testing.synthetic_scripts`; a real
 :class:`~veo_async.VeoSession` tracks every task over real sockets with
 :meth:`~veo_async.VeoSession.as_completed`, and a :class:`DemoReport` says
 how it went: outcomes, requests per task, how soon each outcome was seen.
@@ -22,14 +22,21 @@ import attrs
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_outcome import Outcome, Tally, outcome_of
-from ._cli_progress import ProgressReporter
-from ._cli_scenario import burst_plan, compressed_policy, synthetic_scripts
-from ._session import VeoSession
-from .models import TaskStatus
-from .testing import FakeKie, Fault
+from .. import TaskStatus, VeoSession
+from ..testing import FakeKie, Fault, burst_plan, compressed_policy, synthetic_scripts
+from ._outcome import Outcome, Tally, outcome_of
+from ._progress import ProgressReporter
 
-__all__ = ["DemoReport", "percentile", "run_demo"]
+__all__ = ["DemoReport", "demo_header", "percentile", "run_demo"]
+
+
+def demo_header(tasks: int, speed: float, seed: int) -> str:
+    """What the demo simulates, in one line (printed before it starts)."""
+    return (
+        f"simulating {tasks} tasks (2-5 min renders, ~15% failing, transient faults, "
+        f"a burst of 429s) {speed:g} times faster than life, seed {seed}; "
+        f"times are shown as run seconds and simulated seconds"
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -45,7 +52,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @attrs.frozen
 class DemoReport:
-    """What a demo run measured. Durations are seconds of the compressed clock.
+    """What a demo run measured. Durations are seconds of the run (the compressed
+    clock); times ``speed`` they are simulated, life-size seconds.
 
     :ivar outcomes: tasks per outcome name (``succeeded``, ``failed (status 2)``,
         ``failed (status 3)``, ``timeout``, ``error``).
@@ -86,9 +94,10 @@ class DemoReport:
         }
 
     def print_table(self, console: Console) -> None:
-        """Print the summary tables (outcomes, then measurements)."""
-        title = f"veo-async demo: {self.tasks} tasks, speed x{self.speed:g}, seed {self.seed}"
-        console.print(title, style="bold", highlight=False)
+        """Print the summary tables (outcomes, then measurements).
+
+        The header (what was simulated) went to standard error at the start.
+        """
         outcomes = Table()
         outcomes.add_column("outcome")
         outcomes.add_column("tasks", justify="right")
@@ -97,19 +106,19 @@ class DemoReport:
         outcomes.add_row("total", str(sum(self.outcomes.values())), style="bold")
         console.print(outcomes)
 
-        def real(seconds: float) -> str:
-            return f"{seconds:.2f} s (≈ {seconds * self.speed:.1f} s real)"
+        def both(seconds: float) -> str:
+            return f"{seconds:.2f} s (≈ {seconds * self.speed:.1f} s simulated)"
 
         measures = Table(show_header=False)
         measures.add_column("measure")
         measures.add_column("value", justify="right")
-        measures.add_row("elapsed", real(self.elapsed))
+        measures.add_row("elapsed", both(self.elapsed))
         measures.add_row("requests", str(self.requests))
         measures.add_row("requests per task", f"{self.requests_per_task:.1f}")
         measures.add_row("429s absorbed", str(self.rate_limited))
         for q in (50, 95):
             lag = percentile(self.lags, q)
-            measures.add_row(f"detection lag p{q}", "n/a" if math.isnan(lag) else real(lag))
+            measures.add_row(f"detection lag p{q}", "n/a" if math.isnan(lag) else both(lag))
         console.print(measures)
 
 
@@ -157,6 +166,7 @@ async def run_demo(
                         seen = loop.time()
                         outcome = outcome_of(handle)
                         tally.add(outcome)
+                        progress.note_error(outcome.request_error)
                         status = outcome.record.status if outcome.record is not None else None
                         outcomes[_outcome_name(outcome.kind, status)] += 1
                         if status is not None and status.is_terminal:

@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import attrs
 import click
 
-from ._cli_progress import PROGRESS_MODES
-from ._session import DEFAULT_BASE_URL
-from .policy import PollPolicy
+from .. import PollPolicy
+from ._progress import PROGRESS_MODES
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "Settings",
     "build_policy",
     "configure_logging",
@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The service root when neither ``--base-url`` nor ``KIE_BASE_URL`` gives one.
+#: For messages only: the CLI passes no URL then, and the session picks its default.
+DEFAULT_BASE_URL = "https://api.kie.ai"
 
 #: The policy field behind each option, for options and error messages alike.
 _POLICY_OPTIONS = {
@@ -53,13 +57,18 @@ class Settings:
     """The global options, kept on the click context (``ctx.obj``).
 
     :ivar api_key: the Kie API key, or None when neither given nor in the environment.
-    :ivar base_url: the service root.
+    :ivar base_url: the service root, or None when neither given nor in the environment.
     :ivar verbose: log the ``veo_async`` logger at DEBUG level to standard error.
     """
 
     api_key: str | None = attrs.field(default=None, repr=False)  # never in a repr
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str | None = None
     verbose: bool = False
+
+    @property
+    def shown_base_url(self) -> str:
+        """The service root the session will use, for messages."""
+        return self.base_url if self.base_url is not None else DEFAULT_BASE_URL
 
 
 def _settings(ctx: click.Context) -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from .models import validate_task_id
+from ..models import validate_task_id
 
 __all__ = ["STDIN", "IdSourceError", "collect_ids", "parse_id_lines"]
 
