@@ -114,28 +114,11 @@ def _fixed_suffix(tz: _dt.tzinfo) -> str | None:
     """The ISO offset text of a fixed-offset zone ("+08:00"), None for zones with rules."""
     if type(tz) is not _dt.timezone:
         return None
-    suffix = _SUFFIXES.get(tz)
-    if suffix is None:
-        suffix = _SUFFIXES[tz] = _dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
-    return suffix
+    return _dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
 
 
-# Appending the offset and parsing once is ~5x cheaper than .replace(tzinfo=tz)
-# after parsing, and two times are read for every decoded record.
-_SUFFIXES: dict[_dt.tzinfo, str] = {}
-_KIE_SUFFIX = _fixed_suffix(KIE_TIMEZONE)
-
-
-def _read_time(value: object, tz: _dt.tzinfo, suffix: str | None) -> _dt.datetime | None:
+def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
     """A wire time as an aware datetime: zoneless strings in *tz*, epoch values in UTC."""
-    if type(value) is str and len(value) == 19 and value[10] == " ":
-        # The documented "YYYY-MM-DD HH:MM:SS", read in one C call.
-        try:
-            if suffix is not None:
-                return _dt.datetime.fromisoformat(value + suffix)
-            return _dt.datetime.fromisoformat(value).replace(tzinfo=tz)
-        except ValueError:
-            pass  # not a valid date after all: the general path explains why
     if _is_nullish(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -144,7 +127,7 @@ def _read_time(value: object, tz: _dt.tzinfo, suffix: str | None) -> _dt.datetim
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
-            return _read_time(int(text), tz, suffix)
+            return _read_time(int(text), tz)
         try:
             parsed = _dt.datetime.fromisoformat(text)  # ~10x faster than strptime
         except ValueError:
@@ -164,9 +147,24 @@ def _strptime_any(text: str) -> _dt.datetime:
     raise ValueError(f"not a time: {_short(text)}")
 
 
-def _passed_through(value: object, _: type) -> object:
-    # Times are read in _normalize, where the caller's tz is known.
-    return value
+def _time_hook(tz: _dt.tzinfo) -> Callable[[object, type], _dt.datetime | None]:
+    """The structure hook for times, reading zoneless strings in *tz*."""
+    suffix = _fixed_suffix(tz)
+    if suffix is None:  # a zone with rules (ZoneInfo): the general path
+        return lambda value, _: _read_time(value, tz)
+
+    def structure_time(value: object, _: type) -> _dt.datetime | None:
+        # The documented "YYYY-MM-DD HH:MM:SS", read in one C call: appending
+        # the offset is ~5x cheaper than .replace(tzinfo=tz) after parsing,
+        # and this runs twice per decoded record.
+        if type(value) is str and len(value) == 19 and value[10] == " ":
+            try:
+                return _dt.datetime.fromisoformat(value + suffix)
+            except ValueError:
+                pass  # not a valid date after all: the general path explains why
+        return _read_time(value, tz)
+
+    return structure_time
 
 
 def _structure_error_code(value: object, _: type) -> int | None:
@@ -183,14 +181,17 @@ def _structure_error_code(value: object, _: type) -> int | None:
     raise TypeError(f"errorCode must be a number, not {type(value).__name__}")
 
 
-def _plain_url(url: object) -> bool:
-    # True for a string that cannot be "null" in any spelling (see _NULL_MAX_LEN).
-    return type(url) is str and len(url) > _NULL_MAX_LEN and url.strip() == url
-
-
 def _structure_urls(value: object, _: type) -> tuple[str, ...]:
-    if type(value) is list and all(_plain_url(url) for url in value):
-        return tuple(value)  # the documented form, checked cheaply
+    # The documented form, checked cheaply: a list of strings none of which is
+    # "null" in any spelling (no whitespace to strip, and longer than any
+    # spelling or not one once lowercased).
+    if type(value) is list and all(
+        type(url) is str
+        and url.strip() == url
+        and (len(url) > _NULL_MAX_LEN or url.lower() not in _NULL_TEXTS)
+        for url in value
+    ):
+        return tuple(value)
     if _is_nullish(value):
         return ()
     if isinstance(value, str):
@@ -287,7 +288,7 @@ def _is_exactly(wanted: object) -> Callable[[object], bool]:
     return lambda candidate: bool(candidate == wanted)
 
 
-def _make_converter() -> cattrs.Converter:
+def _make_converter(tz: _dt.tzinfo) -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=False)
     conv.register_structure_hook(TaskStatus, _structure_status)
     conv.register_structure_hook(bool, _structure_flag)
@@ -299,7 +300,7 @@ def _make_converter() -> cattrs.Converter:
         (tuple[str, ...], _structure_urls),
         (dict[str, Any], _structure_params),
         (int | None, _structure_error_code),
-        (_dt.datetime | None, _passed_through),
+        (_dt.datetime | None, _time_hook(tz)),
         (str | None, _structure_optional_text),
     ]
     for wire_type, hook in exact_hooks:
@@ -315,17 +316,29 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-# The lean converter (no detailed validation) reads every good record; a record
-# it refuses is taken apart field by field in _salvage.
-_converter = _make_converter()
-# The hook itself, looked up once: converter.structure() dispatches per call.
-_structure_record: Callable[[Any, type[RecordInfo]], RecordInfo] = _converter.get_structure_hook(
-    RecordInfo
-)
+_RecordHook = Callable[[Any, type[RecordInfo]], RecordInfo]
+
+
+def _record_hook(tz: _dt.tzinfo) -> _RecordHook:
+    """The structure hook of RecordInfo for *tz*: one converter per zone, kept.
+
+    A lean converter (no detailed validation) reads every good record; a record
+    it refuses is taken apart field by field in _salvage. The hook itself is
+    kept: converter.structure() would dispatch on every call.
+    """
+    try:
+        hook = _RECORD_HOOKS.get(tz)
+    except TypeError:  # an unhashable tzinfo: correct, just not cached
+        return _make_converter(tz).get_structure_hook(RecordInfo)
+    if hook is None:
+        hook = _RECORD_HOOKS[tz] = _make_converter(tz).get_structure_hook(RecordInfo)
+    return hook
+
+
+_RECORD_HOOKS: dict[_dt.tzinfo, _RecordHook] = {}
+_structure_kie_record = _record_hook(KIE_TIMEZONE)
 
 _RECORD_KEYS = (*_RECORD_WIRE.values(), "response")
-_TIME_KEYS = ("createTime", "completeTime")
-_READ_ERRORS = (ValueError, TypeError, OverflowError, OSError)
 
 
 def _excerpt(data: object) -> str:
@@ -344,50 +357,50 @@ def _log_unreadable(field: str, value: object, task_id: object, problem: object)
         )
 
 
-def _normalize(data: Mapping[str, Any], task_id: str | None, tz: _dt.tzinfo) -> dict[str, Any]:
-    """Bring every known variant of the record into the one documented shape.
-
-    Times are read here (in *tz*); an unreadable one is dropped (logged).
-    """
-    wire = {key: data[key] for key in _RECORD_KEYS if key in data and data[key] is not None}
-    if _is_nullish(wire.get("taskId")):
+def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
+    """Bring every known variant of the record into the one documented shape."""
+    get = data.get
+    wire = {key: value for key in _RECORD_KEYS if (value := get(key)) is not None}
+    record_id = wire.get("taskId")
+    if record_id is None or (type(record_id) is str and _is_nullish(record_id)):
         if task_id is None:
             wire.pop("taskId", None)
         else:
             wire["taskId"] = task_id
-    suffix = _KIE_SUFFIX if tz is KIE_TIMEZONE else _fixed_suffix(tz)
-    for key in _TIME_KEYS:
-        if key in wire:
-            try:
-                wire[key] = _read_time(wire[key], tz, suffix)
-            except _READ_ERRORS as exc:
-                _log_unreadable(key, wire.pop(key), wire.get("taskId"), exc)
     response = wire.get("response")
-    if response is None and not _is_nullish(data.get("resultUrls")):
+    if type(response) is str and _is_nullish(response):  # "null" or "": no response yet
+        del wire["response"]
+        response = None
+    if response is None:
+        if _is_nullish(get("resultUrls")):
+            return wire
         # Seen in the docs' quick-start: the URLs directly under data.
         response = {
             key: data[key] for key in ("resultUrls", "originUrls", "resolution") if key in data
         }
-    elif _is_nullish(response):  # "null" or "": no response yet
-        response = None
-        wire.pop("response", None)
-    if response is not None:
-        if not isinstance(response, Mapping):
-            raise ResponseError(
-                f"record field 'response' is a {type(response).__name__}, not an object",
-                field="response",
-                task_id=task_id,
-                excerpt=repr(response)[:200],
-                retryable=False,
-            )
-        response = dict(response)
-        if _is_nullish(response.get("taskId")):  # absent or "null": the record's own id
-            response["taskId"] = wire.get("taskId")
-        wire["response"] = response
+    elif type(response) is not dict and not isinstance(response, Mapping):
+        raise ResponseError(
+            f"record field 'response' is a {type(response).__name__}, not an object",
+            field="response",
+            task_id=task_id,
+            excerpt=repr(response)[:200],
+            retryable=False,
+        )
+    response = dict(response)
+    response_id = response.get("taskId")
+    if response_id is None or (type(response_id) is str and _is_nullish(response_id)):
+        response["taskId"] = wire.get("taskId")  # absent or "null": the record's own id
+    wire["response"] = response
     return wire
 
 
-def _salvage(wire: dict[str, Any], data: Mapping[str, Any], task_id: str | None) -> RecordInfo:
+def _salvage(
+    wire: dict[str, Any],
+    data: Mapping[str, Any],
+    task_id: str | None,
+    tz: _dt.tzinfo,
+    structure: _RecordHook,
+) -> RecordInfo:
     """The record the converter refused: fail on a required field, default the others.
 
     Only reached for a bad record, so it may be slow: each field is tried alone.
@@ -404,8 +417,10 @@ def _salvage(wire: dict[str, Any], data: Mapping[str, Any], task_id: str | None)
                 retryable=False,
             ) from None
     record_id = wire["taskId"]
+    read_time = _time_hook(tz)
+    record_hooks = {**_OPTIONAL_RECORD_HOOKS, "createTime": read_time, "completeTime": read_time}
     places: list[tuple[str, dict[str, Any], dict[str, Callable[[object, type], object]]]] = [
-        ("", wire, _OPTIONAL_RECORD_HOOKS)
+        ("", wire, record_hooks)
     ]
     if "response" in wire:  # an object by now: _normalize checked it
         places.append(("response.", wire["response"], _RESULT_HOOKS))
@@ -420,7 +435,7 @@ def _salvage(wire: dict[str, Any], data: Mapping[str, Any], task_id: str | None)
                 if prefix and key == "taskId":
                     fields[key] = record_id
     try:
-        return _structure_record(wire, RecordInfo)
+        return structure(wire, RecordInfo)
     except Exception as exc:  # pragma: no cover - every field was checked above
         raise ResponseError(
             f"cannot read record: {exc}",
@@ -455,7 +470,7 @@ def record_from_wire(
             excerpt=repr(data)[:200],
             retryable=False,
         )
-    wire = _normalize(data, task_id, tz)
+    wire = _normalize(data, task_id)
     for required in ("taskId", "successFlag"):
         if required not in wire:
             raise ResponseError(
@@ -465,11 +480,12 @@ def record_from_wire(
                 excerpt=_excerpt(data),
                 retryable=False,
             )
+    structure = _structure_kie_record if tz is KIE_TIMEZONE else _record_hook(tz)
     try:
-        return _structure_record(wire, RecordInfo)
+        return structure(wire, RecordInfo)
     except Exception:  # any failure of a hook: found field by field below
         pass
-    return _salvage(wire, data, task_id)
+    return _salvage(wire, data, task_id, tz, structure)
 
 
 def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
