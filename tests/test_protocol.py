@@ -264,6 +264,26 @@ def test_403_message_keeps_the_proxy_text() -> None:
     [
         pytest.param(b'{"code":200,"msg":"succ', '{"code":200,"msg":"succ', id="truncated-json"),
         pytest.param(b"\xff\xfe\xfagarbage", "garbage", id="non-utf8"),
+        pytest.param(b"[" * 100_000, "[[[", id="nested-too-deep"),
+        pytest.param(CLOUDFLARE_502, "<!DOCTYPE html>", id="html-page"),
+    ],
+)
+def test_2xx_unreadable_body_is_retryable_response_error(body: bytes, start: str) -> None:
+    """A 2xx whose body is not JSON at all (HTML, truncated) is a retryable ResponseError."""
+    with pytest.raises(ResponseError) as info:
+        decode_envelope(raw(body, 200), task_id=TASK)
+    err = info.value
+    assert type(err) is ResponseError
+    assert err.http_status == 200
+    assert err.task_id == TASK
+    assert err.retryable is True
+    assert len(err.excerpt) <= 200
+    assert err.excerpt.startswith(start) or start in err.excerpt[:40]
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
         pytest.param(b"[1, 2]", "[1, 2]", id="json-list"),
         pytest.param(b'"ok"', '"ok"', id="json-string"),
         pytest.param(b"200", "200", id="json-number"),
@@ -274,19 +294,18 @@ def test_403_message_keeps_the_proxy_text() -> None:
         pytest.param(b'{"code":200.0,"data":1}', '{"code":200.0', id="float-code"),
         pytest.param(b'{"code":"\xc2\xb2"}', '{"code":"', id="superscript-digit-code"),
         pytest.param(b'{"code":"' + b"1" * 5000 + b'"}', '{"code":"111', id="5000-digit-code"),
-        pytest.param(b"[" * 100_000, "[[[", id="nested-too-deep"),
-        pytest.param(CLOUDFLARE_502, "<!DOCTYPE html>", id="html-page"),
     ],
 )
-def test_2xx_non_envelope_is_response_error_with_excerpt(body: bytes, start: str) -> None:
-    """A 2xx that is no readable envelope raises ResponseError keeping a short excerpt."""
+def test_2xx_json_of_the_wrong_shape_is_final(body: bytes, start: str) -> None:
+    """A 2xx with well-formed JSON that is no envelope is a non-retryable ResponseError."""
     with pytest.raises(ResponseError) as info:
         decode_envelope(raw(body, 200), task_id=TASK)
     err = info.value
     assert type(err) is ResponseError
     assert err.http_status == 200
     assert err.task_id == TASK
-    assert err.retryable is True
+    assert err.retryable is False
+    assert "not a Kie envelope" in err.message
     assert len(err.excerpt) <= 200
     assert err.excerpt.startswith(start) or start in err.excerpt[:40]
 
@@ -301,6 +320,7 @@ def test_2xx_empty_body_is_response_error(body: bytes) -> None:
         decode_envelope(raw(body, 200))
     assert "empty body" in info.value.message
     assert info.value.excerpt == ""
+    assert info.value.retryable is True
 
 
 # ------------------------------------------------------------------ excerpt
@@ -519,14 +539,90 @@ def test_record_info_422_record_is_null() -> None:
         pytest.param([1, 2], "data", id="list-data"),
         pytest.param("done", "data", id="string-data"),
         pytest.param({"taskId": TASK}, "successFlag", id="no-success-flag"),
+        pytest.param({"taskId": TASK, "successFlag": 4}, "successFlag", id="flag-4"),
+        pytest.param({"taskId": TASK, "successFlag": 7}, "successFlag", id="flag-7"),
+        pytest.param({"taskId": TASK, "successFlag": -1}, "successFlag", id="flag-negative"),
+        pytest.param({"taskId": TASK, "successFlag": False}, "successFlag", id="flag-false"),
+        pytest.param({"taskId": TASK, "successFlag": 0, "response": 1}, "response", id="response"),
     ],
 )
-def test_record_info_wrong_shape_is_response_error(data: object, field: str) -> None:
-    """A success envelope whose data is not a record raises ResponseError naming the field."""
+def test_record_info_wrong_shape_is_final(data: object, field: str) -> None:
+    """A success envelope whose data is no readable record: non-retryable, naming the field."""
     with pytest.raises(ResponseError) as info:
         decode_record_info(raw(envelope(200, "success", data)), TASK)
     assert info.value.field == field
     assert info.value.task_id == TASK
+    assert info.value.retryable is False
+
+
+@pytest.mark.parametrize("flag", [4, 7, -1, "9"])
+def test_unknown_flag_names_the_value(flag: object) -> None:
+    """The error for an unknown successFlag shows the value the service sent."""
+    with pytest.raises(ResponseError, match=repr(flag)):
+        decode_record_info(
+            raw(envelope(200, "success", {"taskId": TASK, "successFlag": flag})), TASK
+        )
+
+
+@pytest.mark.parametrize("flag", [1, 1.0, "1"])
+def test_record_info_accepts_integral_success_flags(flag: object) -> None:
+    """successFlag 1, 1.0 and "1" all mean SUCCESS."""
+    body = envelope(200, "success", {"taskId": TASK, "successFlag": flag})
+    assert decode_record_info(raw(body), TASK).status is TaskStatus.SUCCESS
+
+
+@pytest.mark.parametrize("other", ["veo_task_other", 12345, " veo_task_abc"])
+def test_record_of_another_task_is_refused(other: object) -> None:
+    """A record whose taskId is not the one asked for raises, naming both ids."""
+    body = envelope(200, "success", {"taskId": other, "successFlag": 1})
+    with pytest.raises(ResponseError) as info:
+        decode_record_info(raw(body), TASK)
+    err = info.value
+    assert err.field == "taskId"
+    assert err.retryable is False
+    assert err.task_id == TASK
+    assert repr(TASK) in err.message
+    assert repr(str(other)) in err.message
+
+
+def test_record_without_task_id_is_the_one_asked_for() -> None:
+    """A record that omits its taskId (or sends "null") is taken as the task asked for."""
+    for data in (
+        {"successFlag": 1},
+        {"taskId": None, "successFlag": 1},
+        {"taskId": "null", "successFlag": 1},
+    ):
+        assert decode_record_info(raw(envelope(200, "success", data)), TASK).task_id == TASK
+
+
+@pytest.mark.parametrize(
+    ("text", "tz", "expected"),
+    [
+        pytest.param(
+            "2026-01-06 08:17:04",
+            None,
+            dt.datetime(2026, 1, 6, 0, 17, 4, tzinfo=dt.timezone.utc),
+            id="default-utc-plus-8",
+        ),
+        pytest.param(
+            "2026-01-06 08:17:04",
+            dt.timezone.utc,
+            dt.datetime(2026, 1, 6, 8, 17, 4, tzinfo=dt.timezone.utc),
+            id="override-utc",
+        ),
+    ],
+)
+def test_record_info_reads_times_in_the_given_zone(
+    text: str, tz: dt.tzinfo | None, expected: dt.datetime
+) -> None:
+    """decode_record_info reads zoneless times in UTC+8 unless tz= says otherwise."""
+    body = envelope(200, "success", {"taskId": TASK, "successFlag": 1, "completeTime": text})
+    info = (
+        decode_record_info(raw(body), TASK)
+        if tz is None
+        else decode_record_info(raw(body), TASK, tz=tz)
+    )
+    assert info.complete_time == expected
 
 
 # ------------------------------------------------------------ properties
@@ -668,8 +764,8 @@ def test_unchanged_generating_answer_reuses_the_previous_record(flag: object) ->
         pytest.param(_record_body(1), 0, id="now-success"),
         pytest.param(_record_body(2, errorCode=400), 0, id="now-failed"),
         pytest.param(_record_body(0, response={"resultUrls": ["u"]}), 0, id="result-appeared"),
-        pytest.param(_record_body(0, taskId="other"), 0, id="other-task"),
         pytest.param(_record_body(0), 1, id="previous-was-terminal"),
+        pytest.param(_record_body(0, resultUrls=["u"]), 0, id="urls-beside-record"),
     ],
 )
 def test_a_changed_answer_is_decoded_afresh(body: bytes, previous_flag: int) -> None:
@@ -678,3 +774,35 @@ def test_a_changed_answer_is_decoded_afresh(body: bytes, previous_flag: int) -> 
     fresh = decode_record_info(raw(body), "t", previous)
     assert fresh is not previous
     assert fresh == decode_record_info(raw(body), "t")
+
+
+@pytest.mark.parametrize("flag", [0.0, "0"])
+def test_unchanged_answer_with_another_zero_spelling_is_still_generating(flag: object) -> None:
+    """0.0 or "0" after a 0 poll gives the same GENERATING record (shortcut or not)."""
+    previous = decode_record_info(raw(_record_body(0)), "t")
+    again = decode_record_info(raw(_record_body(flag)), "t", previous)
+    assert again == previous
+    assert again.status is TaskStatus.GENERATING
+
+
+def test_false_flag_is_not_taken_for_generating() -> None:
+    """successFlag false (a bool, equal to 0 in Python) is refused even after a 0 poll."""
+    previous = decode_record_info(raw(_record_body(0)), "t")
+    with pytest.raises(ResponseError) as info:
+        decode_record_info(raw(_record_body(False)), "t", previous)
+    assert info.value.field == "successFlag"
+
+
+@pytest.mark.parametrize(
+    ("body", "asked"),
+    [
+        pytest.param(_record_body(0, taskId="other"), "t", id="answer-names-another-task"),
+        pytest.param(_record_body(0), "other", id="previous-of-another-task"),
+    ],
+)
+def test_generating_shortcut_never_returns_another_tasks_record(body: bytes, asked: str) -> None:
+    """The unchanged-record shortcut refuses a record or a previous of another task."""
+    previous = decode_record_info(raw(_record_body(0)), "t")
+    with pytest.raises(ResponseError) as info:
+        decode_record_info(raw(body), asked, previous)
+    assert info.value.field == "taskId"

@@ -3,26 +3,35 @@
 The service is inconsistent across endpoints and over time (see
 ``kie-veo-api.md``), so every field is read defensively:
 
-- ``successFlag``: an int or a numeric string.
+- ``successFlag``: an int, an integral float (``1.0``) or a numeric string.
 - ``resultUrls``: a list or a JSON-encoded string, under ``data.response`` or
-  directly under ``data``.
+  directly under ``data``; ``"null"`` entries are dropped.
 - ``createTime`` / ``completeTime``: ``"YYYY-MM-DD HH:MM:SS"`` strings or epoch
-  milliseconds. The strings carry no zone; we read them as **UTC**, the zone of
-  the epoch values sibling endpoints send, so both forms agree.
+  seconds/milliseconds. The strings carry no zone and are Kie's clock, which
+  runs in **UTC+8** (a recorded file stamped with its epoch milliseconds says
+  ``completeTime`` eight hours later); they are read in :data:`KIE_TIMEZONE`
+  unless the caller passes another ``tz``. Strings with an offset or ``Z``
+  keep theirs; epoch values are absolute and come back in UTC.
 - ``errorCode``: int, numeric string, ``"null"``, ``""`` or null.
 - ``paramJson``: a JSON string; text that is not a JSON object is kept as
   ``{"raw": text}`` rather than failing the whole record.
-- ``response`` null or absent; unknown fields ignored; optional fields absent.
+- ``"null"`` (any case) and ``""`` stand for absent in every optional field;
+  ``response`` may be null or absent; unknown fields are ignored.
 
-Anything that still cannot be made sense of raises
-:class:`~veo_async.errors.ResponseError` naming the field, never a bare cattrs,
-``KeyError`` or ``ValueError``. Pure: no I/O, no event loop.
+Only ``taskId`` and ``successFlag`` are required: a record without them (or
+with an unknown flag, or a ``response`` that is not an object) raises a
+non-retryable :class:`~veo_async.errors.ResponseError` naming the field. Any
+other field that cannot be read takes its default (None, ``()``, ``{}``,
+False, ``""``) and a DEBUG line on the ``veo_async`` logger says why, so that
+a finished task is never thrown away over a cosmetic field. Pure: no I/O, no
+event loop.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,14 +42,28 @@ from cattrs.gen import make_dict_structure_fn, override
 from .errors import ResponseError
 from .models import RecordInfo, TaskStatus, VideoResult
 
-__all__ = ["record_from_wire", "record_to_jsonable"]
+__all__ = ["KIE_TIMEZONE", "record_from_wire", "record_to_jsonable"]
 
-_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y/%m/%d %H:%M:%S")
+#: The zone of Kie's ``"YYYY-MM-DD HH:MM:SS"`` strings (Beijing time, no DST).
+KIE_TIMEZONE = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
+
+logger = logging.getLogger("veo_async")
+
+# (format, True when its trailing "Z" makes it UTC) for what fromisoformat
+# rejects on Python 3.10 or at all; the others are zoneless: read in the tz.
+_TIME_FORMATS = (
+    ("%Y-%m-%dT%H:%M:%SZ", True),
+    ("%Y-%m-%dT%H:%M:%S.%fZ", True),
+    ("%Y/%m/%d %H:%M:%S", False),
+)
 # Epoch values above this are milliseconds, below it seconds (year 2286 in s).
 _MS_THRESHOLD = 10_000_000_000
 
 
 _NULL_TEXTS = frozenset(("", "null", "NULL", "Null", "None", "none"))
+# The longest text in _NULL_TEXTS: a longer string without surrounding
+# whitespace cannot be "null" in any spelling.
+_NULL_MAX_LEN = 4
 
 
 def _is_nullish(value: object) -> bool:
@@ -50,30 +73,52 @@ def _is_nullish(value: object) -> bool:
     return type(value) is str and (value in _NULL_TEXTS or value.strip().lower() in _NULL_TEXTS)
 
 
-# type(value) is int excludes bool (an int subclass: True would read as SUCCESS),
-# and a dict lookup is several times cheaper than calling the enum.
+def _short(value: object) -> str:
+    """A value for an error message: its repr, cut to about 100 characters."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+# A dict lookup is several times cheaper than calling the enum.
 _STATUS_BY_FLAG = {int(status): status for status in TaskStatus}
 
 
-def _structure_status(value: object, _: type) -> TaskStatus:
+def _integral(value: object) -> int | None:
+    """The int an integral float or numeric string stands for; None otherwise (bool too)."""
     if type(value) is str:
-        value = int(value.strip())
-    if type(value) is not int:
-        raise TypeError(f"successFlag must be a number, not {value!r}")
-    status = _STATUS_BY_FLAG.get(value)
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)  # "1.0"
+        except ValueError:
+            return None
+    if type(value) is float and value.is_integer():  # False for NaN and infinities
+        return int(value)
+    return None
+
+
+def _structure_status(value: object, _: type) -> TaskStatus:
+    # type(value) is int excludes bool (an int subclass, hashing like 1: True
+    # would read as SUCCESS); floats and strings are looked up by their int.
+    flag = value if type(value) is int else _integral(value)
+    status = None if flag is None else _STATUS_BY_FLAG.get(flag)
     if status is None:
-        raise ValueError(f"unknown successFlag {value!r}")
+        raise ValueError(f"successFlag {_short(value)} is none of 0, 1, 2, 3")
     return status
 
 
-def _structure_time(value: object, _: type) -> _dt.datetime | None:
-    if type(value) is str and len(value) == 19 and value[10] == " ":
-        # The documented "YYYY-MM-DD HH:MM:SS", read as UTC in one C call;
-        # this runs twice per decoded record.
-        try:
-            return _dt.datetime.fromisoformat(value + "+00:00")
-        except ValueError:
-            pass  # not a valid date after all: the general path explains why
+def _fixed_suffix(tz: _dt.tzinfo) -> str | None:
+    """The ISO offset text of a fixed-offset zone ("+08:00"), None for zones with rules."""
+    if type(tz) is not _dt.timezone:
+        return None
+    return _dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
+
+
+def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
+    """A wire time as an aware datetime: zoneless strings in *tz*, epoch values in UTC."""
     if _is_nullish(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -81,24 +126,45 @@ def _structure_time(value: object, _: type) -> _dt.datetime | None:
         return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return _structure_time(int(text), _)
+        if text.isascii() and text.isdigit():
+            return _read_time(int(text), tz)
         try:
             parsed = _dt.datetime.fromisoformat(text)  # ~10x faster than strptime
         except ValueError:
             parsed = _strptime_any(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
     raise TypeError(f"not a time: {type(value).__name__}")
 
 
 def _strptime_any(text: str) -> _dt.datetime:
     """The variants fromisoformat rejects on older Pythons (a trailing "Z" ...)."""
-    for fmt in _TIME_FORMATS:
+    for fmt, is_utc in _TIME_FORMATS:
         try:
-            return _dt.datetime.strptime(text, fmt)
+            parsed = _dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-    raise ValueError(f"not a time: {text!r}")
+        return parsed.replace(tzinfo=_dt.timezone.utc) if is_utc else parsed
+    raise ValueError(f"not a time: {_short(text)}")
+
+
+def _time_hook(tz: _dt.tzinfo) -> Callable[[object, type], _dt.datetime | None]:
+    """The structure hook for times, reading zoneless strings in *tz*."""
+    suffix = _fixed_suffix(tz)
+    if suffix is None:  # a zone with rules (ZoneInfo): the general path
+        return lambda value, _: _read_time(value, tz)
+
+    def structure_time(value: object, _: type) -> _dt.datetime | None:
+        # The documented "YYYY-MM-DD HH:MM:SS", read in one C call: appending
+        # the offset is ~5x cheaper than .replace(tzinfo=tz) after parsing,
+        # and this runs twice per decoded record.
+        if type(value) is str and len(value) == 19 and value[10] == " ":
+            try:
+                return _dt.datetime.fromisoformat(value + suffix)
+            except ValueError:
+                pass  # not a valid date after all: the general path explains why
+        return _read_time(value, tz)
+
+    return structure_time
 
 
 def _structure_error_code(value: object, _: type) -> int | None:
@@ -116,8 +182,16 @@ def _structure_error_code(value: object, _: type) -> int | None:
 
 
 def _structure_urls(value: object, _: type) -> tuple[str, ...]:
-    if type(value) is list and all(type(url) is str for url in value):
-        return tuple(value)  # the documented form, checked cheaply
+    # The documented form, checked cheaply: a list of strings none of which is
+    # "null" in any spelling (no whitespace to strip, and longer than any
+    # spelling or not one once lowercased).
+    if type(value) is list and all(
+        type(url) is str
+        and url.strip() == url
+        and (len(url) > _NULL_MAX_LEN or url.lower() not in _NULL_TEXTS)
+        for url in value
+    ):
+        return tuple(value)
     if _is_nullish(value):
         return ()
     if isinstance(value, str):
@@ -126,9 +200,10 @@ def _structure_urls(value: object, _: type) -> tuple[str, ...]:
         value = json.loads(text) if text.startswith("[") else [text]
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"expected a list of URLs, not {type(value).__name__}")
-    if not all(isinstance(url, str) for url in value):
+    urls = tuple(url for url in value if not _is_nullish(url))
+    if not all(isinstance(url, str) for url in urls):
         raise TypeError("every URL must be a string")
-    return tuple(value)
+    return urls
 
 
 def _structure_params(value: object, _: type) -> dict[str, Any]:
@@ -139,7 +214,7 @@ def _structure_params(value: object, _: type) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return {"raw": value}
         return parsed if isinstance(parsed, dict) else {"raw": value}
     return {"raw": value}
@@ -154,7 +229,7 @@ def _structure_flag(value: object, _: type) -> bool:
         return value != 0
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
         return value.strip().lower() in ("true", "1")
-    raise TypeError(f"fallbackFlag must be a boolean, not {value!r}")
+    raise TypeError(f"fallbackFlag must be a boolean, not {_short(value)}")
 
 
 def _structure_text(value: object, _: type) -> str:
@@ -167,11 +242,15 @@ def _structure_text(value: object, _: type) -> str:
     raise TypeError(f"expected text, not {type(value).__name__}")
 
 
+def _structure_message(value: object, _: type) -> str:
+    return "" if _is_nullish(value) else _structure_text(value, str)
+
+
 def _structure_optional_text(value: object, _: type) -> str | None:
     return None if _is_nullish(value) else _structure_text(value, str)
 
 
-# Attribute name -> wire key; also used to name the wire field in errors.
+# Attribute name -> wire key.
 _RESULT_WIRE = {
     "task_id": "taskId",
     "result_urls": "resultUrls",
@@ -188,17 +267,30 @@ _RECORD_WIRE = {
     "error_message": "errorMessage",
     "fallback": "fallbackFlag",
 }
-_WIRE_NAMES = {**_RESULT_WIRE, **_RECORD_WIRE}
+# The hook of every optional wire field, to find (and drop) the unreadable
+# ones of a record the converter refused. Times are read earlier, in _normalize.
+_OPTIONAL_RECORD_HOOKS: dict[str, Callable[[object, type], object]] = {
+    "paramJson": _structure_params,
+    "errorCode": _structure_error_code,
+    "errorMessage": _structure_message,
+    "fallbackFlag": _structure_flag,
+}
+_RESULT_HOOKS: dict[str, Callable[[object, type], object]] = {
+    "taskId": _structure_text,
+    "resultUrls": _structure_urls,
+    "originUrls": _structure_urls,
+    "fullResultUrls": _structure_urls,
+    "resolution": _structure_optional_text,
+}
 
 
 def _is_exactly(wanted: object) -> Callable[[object], bool]:
     return lambda candidate: bool(candidate == wanted)
 
 
-def _make_converter(*, detailed: bool) -> cattrs.Converter:
-    conv = cattrs.Converter(detailed_validation=detailed)
+def _make_converter(tz: _dt.tzinfo) -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=False)
     conv.register_structure_hook(TaskStatus, _structure_status)
-    conv.register_structure_hook(_dt.datetime, _structure_time)
     conv.register_structure_hook(bool, _structure_flag)
     conv.register_structure_hook(str, _structure_text)
     # Generic and optional types are matched exactly (functools dispatch cannot
@@ -208,80 +300,175 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
         (tuple[str, ...], _structure_urls),
         (dict[str, Any], _structure_params),
         (int | None, _structure_error_code),
-        (_dt.datetime | None, _structure_time),
+        (_dt.datetime | None, _time_hook(tz)),
         (str | None, _structure_optional_text),
     ]
     for wire_type, hook in exact_hooks:
         conv.register_structure_hook_func(_is_exactly(wire_type), hook)
     for model, renames in ((VideoResult, _RESULT_WIRE), (RecordInfo, _RECORD_WIRE)):
         overrides: dict[str, Any] = {name: override(rename=wire) for name, wire in renames.items()}
+        if model is RecordInfo:
+            # A plain str field elsewhere (task ids); here "null" means no message.
+            overrides["error_message"] = override(
+                rename="errorMessage", struct_hook=_structure_message
+            )
         conv.register_structure_hook(model, make_dict_structure_fn(model, conv, **overrides))
     return conv
 
 
-# Two converters over the same hooks: the lean one reads every good record; the
-# detailed one (which tracks the path of every field, ~2x slower) runs only to
-# name the field of a record the lean one could not read.
-_converter = _make_converter(detailed=False)
-_explaining_converter = _make_converter(detailed=True)
-# The hook itself, looked up once: converter.structure() dispatches per call.
-_structure_record: Callable[[Any, type[RecordInfo]], RecordInfo] = (
-    _converter.get_structure_hook(RecordInfo)
-)
+_RecordHook = Callable[[Any, type[RecordInfo]], RecordInfo]
+
+
+def _record_hook(tz: _dt.tzinfo) -> _RecordHook:
+    """The structure hook of RecordInfo for *tz*: one converter per zone, kept.
+
+    A lean converter (no detailed validation) reads every good record; a record
+    it refuses is taken apart field by field in _salvage. The hook itself is
+    kept: converter.structure() would dispatch on every call.
+    """
+    try:
+        hook = _RECORD_HOOKS.get(tz)
+    except TypeError:  # an unhashable tzinfo: correct, just not cached
+        return _make_converter(tz).get_structure_hook(RecordInfo)
+    if hook is None:
+        hook = _RECORD_HOOKS[tz] = _make_converter(tz).get_structure_hook(RecordInfo)
+    return hook
+
+
+_RECORD_HOOKS: dict[_dt.tzinfo, _RecordHook] = {}
+_structure_kie_record = _record_hook(KIE_TIMEZONE)
 
 _RECORD_KEYS = (*_RECORD_WIRE.values(), "response")
 
 
+def _excerpt(data: object) -> str:
+    return json.dumps(data, default=str)[:200]
+
+
+def _log_unreadable(field: str, value: object, task_id: object, problem: object) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "task %s: record field %r unreadable, using its default (%s %s: %.100s)",
+            task_id,
+            field,
+            type(value).__name__,
+            _short(value),
+            problem,
+        )
+
+
 def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
     """Bring every known variant of the record into the one documented shape."""
-    wire = {key: data[key] for key in _RECORD_KEYS if key in data and data[key] is not None}
-    if "taskId" not in wire and task_id is not None:
-        wire["taskId"] = task_id
+    get = data.get
+    wire = {key: value for key in _RECORD_KEYS if (value := get(key)) is not None}
+    record_id = wire.get("taskId")
+    if record_id is None or (type(record_id) is str and _is_nullish(record_id)):
+        if task_id is None:
+            wire.pop("taskId", None)
+        else:
+            wire["taskId"] = task_id
     response = wire.get("response")
-    if response is None and not _is_nullish(data.get("resultUrls")):
+    if type(response) is str and _is_nullish(response):  # "null" or "": no response yet
+        del wire["response"]
+        response = None
+    if response is None:
+        if _is_nullish(get("resultUrls")):
+            return wire
         # Seen in the docs' quick-start: the URLs directly under data.
         response = {
             key: data[key] for key in ("resultUrls", "originUrls", "resolution") if key in data
         }
-    if response is not None:
-        if not isinstance(response, Mapping):
-            raise ResponseError(
-                "record field 'response' is not an object",
-                field="response",
-                task_id=task_id,
-                excerpt=repr(response)[:200],
-            )
-        response = dict(response)
-        if response.get("taskId") is None:  # absent or null: the record's own id
-            response["taskId"] = wire.get("taskId")
-        wire["response"] = response
+    elif type(response) is not dict and not isinstance(response, Mapping):
+        raise ResponseError(
+            f"record field 'response' is a {type(response).__name__}, not an object",
+            field="response",
+            task_id=task_id,
+            excerpt=repr(response)[:200],
+            retryable=False,
+        )
+    response = dict(response)
+    response_id = response.get("taskId")
+    if response_id is None or (type(response_id) is str and _is_nullish(response_id)):
+        response["taskId"] = wire.get("taskId")  # absent or "null": the record's own id
+    wire["response"] = response
     return wire
 
 
-def _first_field(exc: BaseException) -> tuple[str, str]:
-    """The wire path and message of the first problem cattrs found."""
-    messages = cattrs.transform_error(exc, path="$")
-    first = messages[0] if messages else str(exc)
-    # transform_error says "<what went wrong> @ $.response.result_urls", in
-    # attribute names; users compare against the wire, so speak camelCase.
-    what, _, where = first.rpartition(" @ ")
-    parts = [_WIRE_NAMES.get(part, part) for part in where.split(".")[1:]]
-    return (".".join(parts) or "data"), (what or first)
+def _salvage(
+    wire: dict[str, Any],
+    data: Mapping[str, Any],
+    task_id: str | None,
+    tz: _dt.tzinfo,
+    structure: _RecordHook,
+) -> RecordInfo:
+    """The record the converter refused: fail on a required field, default the others.
+
+    Only reached for a bad record, so it may be slow: each field is tried alone.
+    """
+    for field, read in (("taskId", _structure_text), ("successFlag", _structure_status)):
+        try:
+            read(wire[field], str)
+        except Exception as exc:  # any failure of our hook
+            raise ResponseError(
+                f"cannot read record field {field!r}: {exc}",
+                field=field,
+                task_id=task_id,
+                excerpt=_excerpt(data),
+                retryable=False,
+            ) from None
+    record_id = wire["taskId"]
+    read_time = _time_hook(tz)
+    record_hooks = {**_OPTIONAL_RECORD_HOOKS, "createTime": read_time, "completeTime": read_time}
+    places: list[tuple[str, dict[str, Any], dict[str, Callable[[object, type], object]]]] = [
+        ("", wire, record_hooks)
+    ]
+    if "response" in wire:  # an object by now: _normalize checked it
+        places.append(("response.", wire["response"], _RESULT_HOOKS))
+    for prefix, fields, hooks in places:
+        for key, hook in hooks.items():
+            if key not in fields:
+                continue
+            try:
+                hook(fields[key], object)
+            except Exception as exc:  # cosmetic: the default is better than no record
+                _log_unreadable(prefix + key, fields.pop(key), record_id, exc)
+                if prefix and key == "taskId":
+                    fields[key] = record_id
+    try:
+        return structure(wire, RecordInfo)
+    except Exception as exc:  # pragma: no cover - every field was checked above
+        raise ResponseError(
+            f"cannot read record: {exc}",
+            task_id=task_id,
+            excerpt=_excerpt(data),
+            retryable=False,
+        ) from None
 
 
-def record_from_wire(data: object, task_id: str | None = None) -> RecordInfo:
+def record_from_wire(
+    data: object, task_id: str | None = None, *, tz: _dt.tzinfo = KIE_TIMEZONE
+) -> RecordInfo:
     """Turn the ``data`` of a record-info envelope into a :class:`RecordInfo`.
 
     :param data: the envelope's ``data`` (already JSON-decoded).
-    :param task_id: the id that was asked for; used when the record omits it.
-    :raises ResponseError: naming the field when the record cannot be read.
+    :param task_id: the id that was asked for; used when the record omits it
+        (this function does not check that they match).
+    :param tz: the zone of time strings that carry none (default
+        :data:`KIE_TIMEZONE`, UTC+8); epoch values are absolute either way.
+    :raises ResponseError: (not retryable) naming the field when the record has
+        no readable ``taskId`` or ``successFlag``, or a ``response`` that is not
+        an object. Other unreadable fields take their defaults (logged at DEBUG).
+    :raises TypeError: when *tz* is not a :class:`datetime.tzinfo`.
     """
+    if tz is not KIE_TIMEZONE and not isinstance(tz, _dt.tzinfo):
+        raise TypeError(f"tz must be a datetime.tzinfo, not {type(tz).__name__}")
     if not isinstance(data, Mapping):
         raise ResponseError(
             f"record is a {type(data).__name__}, not an object",
             field="data",
             task_id=task_id,
             excerpt=repr(data)[:200],
+            retryable=False,
         )
     wire = _normalize(data, task_id)
     for required in ("taskId", "successFlag"):
@@ -290,24 +477,15 @@ def record_from_wire(data: object, task_id: str | None = None) -> RecordInfo:
                 f"record has no {required!r}",
                 field=required,
                 task_id=task_id,
-                excerpt=json.dumps(data, default=str)[:200],
+                excerpt=_excerpt(data),
+                retryable=False,
             )
+    structure = _structure_kie_record if tz is KIE_TIMEZONE else _record_hook(tz)
     try:
-        return _structure_record(wire, RecordInfo)
-    except Exception:  # any failure of a hook; explained below
+        return structure(wire, RecordInfo)
+    except Exception:  # any failure of a hook: found field by field below
         pass
-    try:
-        _explaining_converter.structure(wire, RecordInfo)
-    except Exception as exc:  # cattrs wraps hook errors in validation groups
-        field, what = _first_field(exc)
-        raise ResponseError(
-            f"cannot read record field {field!r}: {what}",
-            field=field,
-            task_id=task_id,
-            excerpt=json.dumps(data, default=str)[:200],
-        ) from exc
-    # Unreachable unless the two converters disagree; never return a bad record.
-    raise ResponseError("cannot read record", task_id=task_id)  # pragma: no cover
+    return _salvage(wire, data, task_id, tz, structure)
 
 
 def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:

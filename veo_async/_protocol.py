@@ -9,6 +9,12 @@ HTML pages and real HTTP statuses. So:
 - when it is not (HTML, truncated JSON, empty), the HTTP status decides, and a
   2xx with such a body is a :class:`~veo_async.errors.ResponseError`.
 
+What is worth retrying: an unreadable body (not JSON: HTML, truncated, empty)
+is a transient proxy or network accident, so its ResponseError is retryable; a
+well-formed answer of the wrong *shape* (JSON that is no envelope, a record
+without ``taskId``/``successFlag``, an unknown ``successFlag``, another task's
+record) will be the same next time, so its ResponseError is not.
+
 Pure functions of ``(status, headers, body)``: no aiohttp, no event loop, so
 every quirk is tested on bytes alone (the gidgethub ``decipher_response`` idea).
 """
@@ -24,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from ._convert import record_from_wire
+from ._convert import KIE_TIMEZONE, record_from_wire
 from .errors import (
     APIError,
     AuthenticationError,
@@ -69,10 +75,6 @@ _RECORD_MISSING_HINTS = (
     "expired",
     "14 days",
 )
-
-
-# successFlag values meaning "still generating" (the string form is unconfirmed).
-_GENERATING_FLAGS = (0, "0")
 
 
 @attrs.frozen
@@ -174,10 +176,13 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     :raises ResponseError: for a 2xx answer that is not a readable envelope.
     """
     status, body = response.status, response.body
+    readable = True
     try:
         envelope = json.loads(body) if body.strip() else None
     except (ValueError, RecursionError):  # UnicodeDecodeError; "[[[[..." nested too deep
         envelope = None
+    if envelope is None:  # JSON null, an empty body or no JSON at all
+        readable = body.strip() == b"null"
     code = _envelope_code(envelope) if isinstance(envelope, dict) else None
     if code is None or (code == 200 and status >= 400):
         # Not an envelope (HTML page, truncated, empty) or one contradicting an
@@ -190,12 +195,17 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
                 headers=response.headers,
                 task_id=task_id,
             )
-        what = "an empty body" if not body.strip() else "not a JSON envelope"
+        if readable:
+            # Well-formed JSON without a numeric code: asking again gets the same.
+            what = "JSON, but not a Kie envelope with a numeric code"
+        else:
+            what = "an empty body" if not body.strip() else "not JSON"
         raise ResponseError(
             f"HTTP {status} answer is {what}",
             http_status=status,
             excerpt=excerpt(body),
             task_id=task_id,
+            retryable=not readable,
         )
     assert isinstance(envelope, dict)  # for the type checker: code came from it
     if code != 200:
@@ -211,9 +221,13 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
 
 
 def decode_record_info(
-    response: RawResponse, task_id: str, previous: RecordInfo | None = None
+    response: RawResponse,
+    task_id: str,
+    previous: RecordInfo | None = None,
+    *,
+    tz: datetime.tzinfo = KIE_TIMEZONE,
 ) -> RecordInfo:
-    """Decode a record-info answer into a :class:`RecordInfo`.
+    """Decode a record-info answer into a :class:`RecordInfo` of task *task_id*.
 
     ``data: null`` with code 200 means the record is not visible (yet), exactly
     like ``422 record is null``: both raise :class:`RecordNotFoundError`.
@@ -223,6 +237,10 @@ def decode_record_info(
         says generating (and has no result yet), ``previous`` is returned as
         is instead of being rebuilt: most polls of a long wait cost only the
         envelope's JSON parse.
+    :param tz: the zone of time strings without one (default
+        :data:`~veo_async._convert.KIE_TIMEZONE`, UTC+8).
+    :raises ResponseError: not retryable, when the record is of another task
+        (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
     """
     data = decode_envelope(response, task_id=task_id)
     if data is None:
@@ -232,13 +250,31 @@ def decode_record_info(
             http_status=response.status,
             task_id=task_id,
         )
-    if (
-        previous is not None
-        and previous.status is TaskStatus.GENERATING
-        and isinstance(data, dict)
-        and data.get("successFlag") in _GENERATING_FLAGS
-        and data.get("response") is None
-        and data.get("taskId", task_id) == previous.task_id
-    ):
+    if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
         return previous
-    return record_from_wire(data, task_id)
+    record = record_from_wire(data, task_id, tz=tz)
+    if record.task_id != task_id:
+        raise ResponseError(
+            f"asked for task {task_id!r}, got the record of task {record.task_id!r}",
+            http_status=response.status,
+            field="taskId",
+            task_id=task_id,
+            excerpt=excerpt(response.body),
+            retryable=False,
+        )
+    return record
+
+
+def _unchanged(data: dict[str, Any], task_id: str, previous: RecordInfo) -> bool:
+    """True when *data* is *previous*, a GENERATING record of the same task, again."""
+    flag = data.get("successFlag")
+    return (
+        previous.status is TaskStatus.GENERATING
+        and previous.task_id == task_id
+        # Compared by type too: False == 0.0 == 0 in Python, and a bool flag is
+        # refused by the full decode.
+        and (flag == 0 if type(flag) in (int, float) else flag == "0")
+        and data.get("response") is None
+        and data.get("resultUrls") is None
+        and data.get("taskId", task_id) == task_id
+    )
