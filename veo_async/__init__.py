@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from ._batch import BatchOutcome
+from ._convert import KIE_TIMEZONE
 from ._http import HttpRequest, Transport
 from ._protocol import RawResponse
 from ._requester import SessionStats
@@ -46,6 +47,7 @@ __all__ = [
     "ContentPolicyError",
     "HttpRequest",
     "InsufficientCreditsError",
+    "KIE_TIMEZONE",
     "NotFoundError",
     "PollPolicy",
     "RateLimitError",

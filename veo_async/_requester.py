@@ -17,12 +17,14 @@ Two session-wide states live here because every request must see them:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 
+from ._convert import KIE_TIMEZONE
 from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._protocol import RawResponse, decode_record_info
@@ -91,8 +93,10 @@ class Requester:
         budget: RequestBudget,
         *,
         on_event: EventHook | None = None,
+        timezone: datetime.tzinfo = KIE_TIMEZONE,
     ) -> None:
         self.transport = transport
+        self.timezone = timezone
         self.queue = DueQueue(budget)
         self._api_key = api_key
         self._on_event = on_event
@@ -184,7 +188,7 @@ class Requester:
         return await self.call(
             "GET",
             RECORD_INFO_PATH,
-            lambda raw: decode_record_info(raw, task_id, previous),
+            lambda raw: decode_record_info(raw, task_id, previous, tz=self.timezone),
             params={"taskId": task_id},
             task_id=task_id,
         )
@@ -201,7 +205,7 @@ class Requester:
             self._exchange(
                 "GET",
                 RECORD_INFO_PATH,
-                lambda raw: decode_record_info(raw, task_id, previous),
+                lambda raw: decode_record_info(raw, task_id, previous, tz=self.timezone),
                 granted_at,
                 {"taskId": task_id},
                 None,

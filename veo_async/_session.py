@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import math
 import os
@@ -12,6 +13,7 @@ from types import TracebackType
 import aiohttp
 
 from ._batch import BatchOutcome, as_completed, wait_many
+from ._convert import KIE_TIMEZONE
 from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
 from ._requester import EventHook, Requester, SessionStats
@@ -78,6 +80,9 @@ class VeoSession:
     :param policy: the default :class:`PollPolicy` of every wait.
     :param request_timeout: seconds one HTTP request may take, end to end.
     :param on_event: called with each :mod:`veo_async.events` event.
+    :param timezone: the zone of the service's zoneless time strings
+        (``"2026-01-06 08:17:04"``); Kie writes them in UTC+8
+        (:data:`~veo_async.KIE_TIMEZONE`). Epoch values are absolute anyway.
     :raises ValueError: for a missing key or an invalid setting, before any I/O.
     """
 
@@ -93,6 +98,7 @@ class VeoSession:
         policy: PollPolicy | None = None,
         request_timeout: float = 30.0,
         on_event: EventHook | None = None,
+        timezone: datetime.tzinfo = KIE_TIMEZONE,
     ) -> None:
         key = check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -105,6 +111,8 @@ class VeoSession:
             raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
         if on_event is not None and not callable(on_event):
             raise TypeError("on_event must be callable")
+        if not isinstance(timezone, datetime.tzinfo):
+            raise TypeError(f"timezone must be a datetime.tzinfo, not {type(timezone).__name__}")
         self._base_url = _base_url(base_url)
         self._policy = policy if policy is not None else PollPolicy()
         self._concurrency = concurrency
@@ -120,7 +128,11 @@ class VeoSession:
                 version=version(),
             )
         self._requester = Requester(
-            transport, ApiKey(key), RequestBudget(concurrency, rate), on_event=on_event
+            transport,
+            ApiKey(key),
+            RequestBudget(concurrency, rate),
+            on_event=on_event,
+            timezone=timezone,
         )
         self._registry = TaskRegistry(self._requester, self._policy)
         self._state = _State.UNOPENED

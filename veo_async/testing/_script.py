@@ -306,18 +306,22 @@ def result_url(task_id: str, kind: str = "video") -> str:
     return f"https://tempfile.example/veo/{quote(task_id, safe='')}/{kind}.mp4"
 
 
+#: Kie's time strings are in UTC+8 (see kie-veo-api.md), in seconds.
+_KIE_UTC_OFFSET = 8 * 3600
+
+
 def format_time(epoch: float, *, epoch_ms: bool = False) -> str | int:
     """Render a wall-clock instant as the service does.
 
     :param epoch: seconds since the Unix epoch.
     :param epoch_ms: render integer epoch milliseconds instead of the
         documented ``"YYYY-MM-DD HH:MM:SS"`` string.
-    :returns: the string in UTC (the docs do not name the zone; UTC is the one
-        choice a client cannot get wrong by accident), or the integer.
+    :returns: the string in UTC+8, the zone the real service writes its
+        zoneless strings in, or the integer (epoch values are absolute).
     """
     if epoch_ms:
         return round(epoch * 1000)
-    return time.strftime(_TIME_FORMAT, time.gmtime(epoch))
+    return time.strftime(_TIME_FORMAT, time.gmtime(epoch + _KIE_UTC_OFFSET))
 
 
 def is_visible(script: TaskScript, elapsed: float) -> bool:
