@@ -16,9 +16,10 @@ from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
+from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
 from .models import RecordInfo, TaskStatus, validate_task_id
-from .policy import PollPolicy, TimeoutArg
+from .policy import TimeoutArg
 
 __all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
 
@@ -57,7 +58,7 @@ class CompletionTracker:
     :param limit: the batch's timeout (for the :class:`WaitTimeoutError` s).
     """
 
-    def __init__(self, handles: dict[str, VeoTask], policy: PollPolicy, limit: float | None):
+    def __init__(self, handles: dict[str, VeoTask], policy: AnyPolicy, limit: float | None):
         self.handles = handles
         self.limit = limit
         self.policy = policy
@@ -177,8 +178,8 @@ def _prepare(
     registry: TaskRegistry,
     task_ids: Iterable[str],
     timeout: TimeoutArg,
-    policy: PollPolicy | None,
-) -> tuple[list[str], dict[str, VeoTask], PollPolicy, float | None]:
+    policy: AnyPolicy | None,
+) -> tuple[list[str], dict[str, VeoTask], AnyPolicy, float | None]:
     """Validate everything a batch was given, before any request."""
     ids = _validated_ids(task_ids)
     limit, chosen = registry.wait_settings(timeout, policy)
@@ -190,7 +191,7 @@ async def wait_many(
     task_ids: Iterable[str],
     *,
     timeout: TimeoutArg,
-    policy: PollPolicy | None = None,
+    policy: AnyPolicy | None = None,
     return_exceptions: bool = False,
 ) -> list[BatchOutcome]:
     """Wait for every task; one outcome per id given, in input order.
@@ -234,7 +235,7 @@ def as_completed(
     task_ids: Iterable[str],
     *,
     timeout: TimeoutArg,
-    policy: PollPolicy | None = None,
+    policy: AnyPolicy | None = None,
 ) -> AsyncGenerator[VeoTask, None]:
     """Yield each task's handle as it reaches an outcome, in completion order.
 
@@ -248,7 +249,7 @@ async def _completion_order(
     registry: TaskRegistry,
     counts: Counter[str],
     handles: dict[str, VeoTask],
-    policy: PollPolicy,
+    policy: AnyPolicy,
     limit: float | None,
 ) -> AsyncGenerator[VeoTask, None]:
     # Polling (and the deadline) start with the iteration, not with the call:

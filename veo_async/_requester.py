@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import email.utils
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -43,6 +45,8 @@ __all__ = ["RECORD_INFO_PATH", "Requester", "SessionStats"]
 logger = logging.getLogger("veo_async")
 
 RECORD_INFO_PATH = "/api/v1/veo/record-info"
+# Parsing a date on every answer would cost more than it tells: clocks drift slowly.
+_DATE_EVERY = 60.0
 
 T = TypeVar("T")
 EventHook = Callable[[Event], object]
@@ -94,9 +98,12 @@ class Requester:
         *,
         on_event: EventHook | None = None,
         timezone: datetime.tzinfo = KIE_TIMEZONE,
+        on_server_date: Callable[[float], object] | None = None,
     ) -> None:
         self.transport = transport
         self.timezone = timezone
+        self._on_server_date = on_server_date
+        self._date_read_at = -math.inf
         self.queue = DueQueue(budget)
         self._api_key = api_key
         self._on_event = on_event
@@ -241,7 +248,9 @@ class Requester:
             raw = await self.transport.send(
                 HttpRequest(method, path, params, json, api_key=self._api_key)
             )
-            self._last_answer_at = _loop_time()
+            self._last_answer_at = answered_at = _loop_time()
+            if answered_at is not None and answered_at - self._date_read_at > _DATE_EVERY:
+                self._read_server_date(raw, answered_at)
             result = decode(raw)
         except RateLimitError as exc:
             pause = queue.rate_limited(granted_at, exc.retry_after)
@@ -274,6 +283,15 @@ class Requester:
             self.emit(RequestAnswered(method, path, task_id, now, now - granted_at))
         return result
 
+    def _read_server_date(self, raw: RawResponse, answered_at: float) -> None:
+        """Hand the server's clock (its ``Date`` header) to whoever keeps time."""
+        self._date_read_at = answered_at
+        if self._on_server_date is None:
+            return
+        epoch = parse_http_date(raw.headers.get("Date"))
+        if epoch is not None:
+            self._on_server_date(epoch)
+
     def _failed(
         self, method: str, path: str, task_id: str | None, started: float, error: VeoError
     ) -> None:
@@ -295,6 +313,19 @@ class Requester:
         if polls:
             await asyncio.wait(polls)
         await self.transport.aclose()
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date header, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": HTTP dates are GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def _loop_time() -> float | None:

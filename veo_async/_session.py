@@ -16,7 +16,9 @@ from ._batch import BatchOutcome, as_completed, wait_many
 from ._convert import KIE_TIMEZONE
 from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
+from ._pacer import AnyPolicy, Pacer
 from ._requester import EventHook, Requester, SessionStats
+from ._schedule import AdaptivePolicy
 from ._task import TaskRegistry, VeoTask
 from ._version import version
 from .errors import SessionClosedError
@@ -53,6 +55,10 @@ def _base_url(base_url: str | None) -> str:
     return chosen.rstrip("/")
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class VeoSession:
     """A connection to the Kie.ai Veo API, used as an async context manager.
 
@@ -77,7 +83,9 @@ class VeoSession:
         task handle of this session.
     :param rate: the most request starts in any sliding one-second window
         across the session, or None for no limit beyond ``concurrency``.
-    :param policy: the default :class:`PollPolicy` of every wait.
+    :param policy: the default schedule of every wait: an
+        :class:`AdaptivePolicy` (the default: polls where this model's tasks
+        are likely to finish, learned as they do) or a fixed :class:`PollPolicy`.
     :param request_timeout: seconds one HTTP request may take, end to end.
     :param on_event: called with each :mod:`veo_async.events` event.
     :param timezone: the zone of the service's zoneless time strings
@@ -95,7 +103,7 @@ class VeoSession:
         transport: Transport | None = None,
         concurrency: int = 64,
         rate: float | None = None,
-        policy: PollPolicy | None = None,
+        policy: AnyPolicy | None = None,
         request_timeout: float = 30.0,
         on_event: EventHook | None = None,
         timezone: datetime.tzinfo = KIE_TIMEZONE,
@@ -105,8 +113,10 @@ class VeoSession:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
         _positive_number("rate", rate, optional=True)
         _positive_number("request_timeout", request_timeout)
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        if policy is not None and not isinstance(policy, (PollPolicy, AdaptivePolicy)):
+            raise TypeError(
+                f"policy must be a PollPolicy or an AdaptivePolicy, not {type(policy).__name__}"
+            )
         if transport is not None and not isinstance(transport, Transport):
             raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
         if on_event is not None and not callable(on_event):
@@ -114,7 +124,7 @@ class VeoSession:
         if not isinstance(timezone, datetime.tzinfo):
             raise TypeError(f"timezone must be a datetime.tzinfo, not {type(timezone).__name__}")
         self._base_url = _base_url(base_url)
-        self._policy = policy if policy is not None else PollPolicy()
+        self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
         self._concurrency = concurrency
         self._rate = rate
         self._request_timeout = float(request_timeout)
@@ -127,14 +137,16 @@ class VeoSession:
                 max_body=_MAX_BODY,
                 version=version(),
             )
+        self._pacer = Pacer(self._policy, loop_clock=_loop_time)
         self._requester = Requester(
             transport,
             ApiKey(key),
             RequestBudget(concurrency, rate),
             on_event=on_event,
             timezone=timezone,
+            on_server_date=self._pacer.server_date,
         )
-        self._registry = TaskRegistry(self._requester, self._policy)
+        self._registry = TaskRegistry(self._requester, self._pacer)
         self._state = _State.UNOPENED
         self._closing: asyncio.Future[None] | None = None
 
@@ -162,7 +174,7 @@ class VeoSession:
         return self._rate
 
     @property
-    def policy(self) -> PollPolicy:
+    def policy(self) -> AnyPolicy:
         """The default schedule of every wait."""
         return self._policy
 
@@ -246,7 +258,7 @@ class VeoSession:
         task_ids: Iterable[str],
         *,
         timeout: TimeoutArg = POLICY_TIMEOUT,
-        policy: PollPolicy | None = None,
+        policy: AnyPolicy | None = None,
         return_exceptions: bool = False,
     ) -> list[BatchOutcome]:
         """Wait for many tasks at once; one outcome per id given, in input order.
@@ -280,7 +292,7 @@ class VeoSession:
         task_ids: Iterable[str],
         *,
         timeout: TimeoutArg = POLICY_TIMEOUT,
-        policy: PollPolicy | None = None,
+        policy: AnyPolicy | None = None,
     ) -> AsyncGenerator[VeoTask, None]:
         """Yield each task's handle as soon as it reaches an outcome.
 

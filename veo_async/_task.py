@@ -20,12 +20,14 @@ import asyncio
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from typing import Any
 
 from ._limits import Ticket
+from ._pacer import AnyPolicy, Pacer, Plan
 from ._requester import Requester
+from ._schedule import AdaptivePolicy
 from .errors import (
     RecordNotFoundError,
     SessionClosedError,
@@ -74,19 +76,21 @@ class _PollRun(Ticket):
         "error",
         "handle",
         "listeners",
+        "not_found_grace",
         "not_found_since",
-        "policy",
+        "plan",
         "request",
         "requester",
-        "schedule",
     )
 
-    def __init__(self, handle: VeoTask, requester: Requester, policy: PollPolicy) -> None:
+    def __init__(
+        self, handle: VeoTask, requester: Requester, plan: Plan, not_found_grace: float
+    ) -> None:
         super().__init__()
         self.handle = handle
         self.requester = requester
-        self.policy = policy
-        self.schedule: Iterator[float] = policy.delays()
+        self.plan = plan
+        self.not_found_grace = not_found_grace
         self.listeners: list[Listener] = []
         self.request: asyncio.Task[RecordInfo] | None = None
         self.not_found_since: float | None = None
@@ -94,8 +98,11 @@ class _PollRun(Ticket):
         self.ended = False
         self.error: BaseException | None = None
 
+    def next_delay(self) -> float:
+        return self.plan.next_delay(self.handle.record, None)
+
     def begin(self, now: float) -> None:
-        self.queue_next(now, next(self.schedule))
+        self.queue_next(now, self.next_delay())
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -154,14 +161,14 @@ class _PollRun(Ticket):
             if record.is_done:
                 self.finish(None)
             else:
-                self.queue_next(_now(), next(self.schedule))
+                self.queue_next(_now(), self.next_delay())
             return
         if not isinstance(error, VeoError):
             self.finish(error)  # a bug: surface it, never loop on it
             return
         self.handle.note_failure(error)
         if self.retrying(error):
-            delay = next(self.schedule)
+            delay = self.next_delay()
             if self.requester.reporting:
                 self.requester.emit(RetryScheduled(self.handle.task_id, delay, error))
             logger.debug(
@@ -179,7 +186,7 @@ class _PollRun(Ticket):
             now = _now()
             if self.not_found_since is None:
                 self.not_found_since = now
-            return now - self.not_found_since < self.policy.not_found_grace
+            return now - self.not_found_since < self.not_found_grace
         return error.retryable
 
     def finish(self, error: BaseException | None) -> None:
@@ -300,7 +307,7 @@ class VeoTask:
 
     # -- following ------------------------------------------------------------------
 
-    def subscribe(self, listener: Listener, policy: PollPolicy | None = None) -> Subscription:
+    def subscribe(self, listener: Listener, policy: AnyPolicy | None = None) -> Subscription:
         """Follow this handle's poll run (starting it, on ``policy``, if none runs).
 
         ``listener(handle, None)`` is called on each status change and
@@ -314,7 +321,10 @@ class VeoTask:
         self._registry.requester.check_usable()
         run = self._run
         if run is None:
-            run = _PollRun(self, self._registry.requester, policy or self._registry.policy)
+            registry = self._registry
+            chosen = policy or registry.policy
+            plan = registry.pacer.plan(chosen)
+            run = _PollRun(self, registry.requester, plan, chosen.not_found_grace)
             self._run = run
             self._error = None
             run.begin(_now())
@@ -341,6 +351,8 @@ class VeoTask:
         if previous is not None and previous.status is record.status:
             return
         registry = self._registry
+        if record.is_done:
+            registry.pacer.observe(record)
         if registry.requester.reporting:
             registry.requester.emit(
                 RecordPublished(
@@ -367,7 +379,7 @@ class VeoTask:
         self,
         timeout: TimeoutArg = POLICY_TIMEOUT,
         *,
-        policy: PollPolicy | None = None,
+        policy: AnyPolicy | None = None,
         on_update: UpdateCallback | None = None,
     ) -> RecordInfo:
         """Poll until the task leaves GENERATING; return the SUCCESS record.
@@ -398,7 +410,7 @@ class VeoTask:
         raise AssertionError("unreachable")  # pragma: no cover - _changes yields or raises
 
     async def _wait_reporting(
-        self, limit: float | None, policy: PollPolicy, on_update: UpdateCallback
+        self, limit: float | None, policy: AnyPolicy, on_update: UpdateCallback
     ) -> RecordInfo:
         record: RecordInfo | None = None
         deadline = None if limit is None else _now() + limit
@@ -414,7 +426,7 @@ class VeoTask:
         return self.wait().__await__()
 
     def watch(
-        self, *, timeout: TimeoutArg = POLICY_TIMEOUT, policy: PollPolicy | None = None
+        self, *, timeout: TimeoutArg = POLICY_TIMEOUT, policy: AnyPolicy | None = None
     ) -> AsyncGenerator[RecordInfo, None]:
         """Yield the current record and then each status change, until terminal.
 
@@ -439,7 +451,7 @@ class VeoTask:
         return outcome
 
     async def _changes(
-        self, limit: float | None, deadline: float | None, policy: PollPolicy, *, every: bool
+        self, limit: float | None, deadline: float | None, policy: AnyPolicy, *, every: bool
     ) -> AsyncGenerator[RecordInfo, None]:
         """The one way a waiter follows the run: each status change (``every``)
         or only the terminal record; raises what ends the run, or the timeout."""
@@ -515,9 +527,9 @@ class TaskRegistry:
     :param policy: the default schedule of every wait.
     """
 
-    def __init__(self, requester: Requester, policy: PollPolicy) -> None:
+    def __init__(self, requester: Requester, pacer: Pacer) -> None:
         self.requester = requester
-        self.policy = policy
+        self.pacer = pacer
         # Handles live as long as someone (a caller or their poll run) holds
         # them: no unbounded cache across hundreds of thousands of ids.
         self._handles: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
@@ -538,12 +550,19 @@ class TaskRegistry:
         """The handles with a poll run now."""
         return [handle for handle in list(self._handles.values()) if handle.polling]
 
+    @property
+    def policy(self) -> AnyPolicy:
+        """The session's default policy."""
+        return self.pacer.default
+
     def wait_settings(
-        self, timeout: TimeoutArg, policy: PollPolicy | None
-    ) -> tuple[float | None, PollPolicy]:
+        self, timeout: TimeoutArg, policy: AnyPolicy | None
+    ) -> tuple[float | None, AnyPolicy]:
         """Validate a wait's arguments (before any I/O): its timeout and policy."""
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise TypeError(f"policy must be a PollPolicy, not {type(policy).__name__}")
+        if policy is not None and not isinstance(policy, (PollPolicy, AdaptivePolicy)):
+            raise TypeError(
+                f"policy must be a PollPolicy or an AdaptivePolicy, not {type(policy).__name__}"
+            )
         chosen = policy if policy is not None else self.policy
         limit = resolve_timeout(timeout, chosen)
         self.requester.check_usable()

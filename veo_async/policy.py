@@ -18,7 +18,7 @@ import enum
 import math
 import random
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import backoff
@@ -138,7 +138,14 @@ class PollPolicy:
             yield gap * (1 + jitter * rng.uniform(-1.0, 1.0)) if jitter else gap
 
 
-def resolve_timeout(timeout: TimeoutArg, policy: PollPolicy) -> float | None:
+class HasTimeout(Protocol):
+    """Any policy: it has a default ``timeout`` (seconds, or None for none)."""
+
+    @property
+    def timeout(self) -> float | None: ...
+
+
+def resolve_timeout(timeout: TimeoutArg, policy: HasTimeout) -> float | None:
     """The effective timeout of a wait, validated.
 
     :raises ValueError: for a negative, infinite or non-numeric timeout.

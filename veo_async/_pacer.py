@@ -1,0 +1,164 @@
+"""When each poll goes: the session's pacer and the per-run plans it hands out.
+
+A poll run asks its *plan* for the delay before each poll. Two kinds:
+
+- :class:`PollPolicy` gives a fixed plan: its seeded delays, whatever the task;
+- :class:`AdaptivePolicy` (the default) gives a learned plan: the session's
+  :class:`AdaptiveSchedule` is asked for the next delay of a task of this
+  *model* and this *age*, and the session's :class:`DurationLearner` learns
+  each model's generation time from every terminal record the session sees.
+
+Age is ``server now - createTime``. The server's clock is estimated from the
+HTTP ``Date`` header when one comes (it has one-second resolution, so only a
+skew beyond two seconds is applied), and "now" is read from the event loop's
+clock anchored to the wall clock when the session was made, so that a test on
+a virtual clock sees ages move with its loop. What does not make sense is
+clamped: a ``createTime`` in the future counts as age 0, an age beyond a day
+as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+
+from ._schedule import AdaptivePolicy, AdaptiveSchedule
+from .models import RecordInfo, TaskStatus
+from .policy import PollPolicy
+
+__all__ = ["AnyPolicy", "Pacer", "Plan"]
+
+logger = logging.getLogger("veo_async")
+
+#: What a wait's ``policy=`` accepts.
+AnyPolicy = PollPolicy | AdaptivePolicy
+
+_MAX_AGE = 86_400.0
+_MAX_LEARNED = 6 * 3600.0
+# The Date header has whole seconds: smaller differences are its rounding.
+_SKEW_NOISE = 2.0
+
+
+class Plan:
+    """The delays of one poll run; see the module docstring."""
+
+    __slots__ = ()
+
+    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+        """Seconds from now to the next poll.
+
+        :param record: the task's last record, if any.
+        :param created_at: the task's creation (epoch seconds) if the session
+            created it; else the record's ``createTime`` is used.
+        """
+        raise NotImplementedError
+
+
+class _FixedPlan(Plan):
+    __slots__ = ("_delays",)
+
+    def __init__(self, delays: Iterator[float]) -> None:
+        self._delays = delays
+
+    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+        return next(self._delays)
+
+
+class _LearnedPlan(Plan):
+    __slots__ = ("_pacer", "_polls", "_schedule")
+
+    def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
+        self._pacer = pacer
+        self._schedule = schedule
+        self._polls = 0
+
+    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+        pacer = self._pacer
+        model = _model_of(record)
+        if created_at is None and record is not None and record.create_time is not None:
+            created_at = record.create_time.timestamp()
+        age = pacer.age(created_at) if created_at is not None else None
+        delay = self._schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
+        self._polls += 1
+        return delay
+
+
+def _model_of(record: RecordInfo | None) -> str | None:
+    if record is None:
+        return None
+    model = record.params.get("model")
+    return model if isinstance(model, str) else None
+
+
+class Pacer:
+    """Hands each poll run its plan and learns from finished records.
+
+    :param default: the session's default policy.
+    :param loop_clock: the event loop's clock (``loop.time``), read lazily.
+    :param wall_clock: the wall clock (epoch seconds).
+    :param rng: the jitter's random source (seed it to replay).
+    """
+
+    def __init__(
+        self,
+        default: AnyPolicy,
+        *,
+        loop_clock: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.default = default
+        adaptive = default if isinstance(default, AdaptivePolicy) else AdaptivePolicy()
+        #: What the session has learned of each model's generation time.
+        self.learner = adaptive.learner()
+        self._schedules: dict[AdaptivePolicy, AdaptiveSchedule] = {}
+        self.rng = rng if rng is not None else adaptive.rng()
+        self._loop_clock = loop_clock
+        self._wall_clock = wall_clock
+        self._anchor: tuple[float, float] | None = None
+        #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
+        self.skew = 0.0
+
+    def plan(self, policy: AnyPolicy | None) -> Plan:
+        """A fresh plan for one run (``policy`` None: the session's default)."""
+        chosen = self.default if policy is None else policy
+        if isinstance(chosen, PollPolicy):
+            return _FixedPlan(chosen.delays())
+        schedule = self._schedules.get(chosen)
+        if schedule is None:
+            schedule = self._schedules[chosen] = chosen.schedule(self.learner)
+        return _LearnedPlan(self, schedule)
+
+    def now(self) -> float:
+        """The wall clock (epoch seconds) as the event loop's clock moves it."""
+        loop_now = self._loop_clock()
+        if self._anchor is None:
+            self._anchor = (self._wall_clock(), loop_now)
+        wall, loop_then = self._anchor
+        return wall + (loop_now - loop_then)
+
+    def age(self, created_at: float) -> float:
+        """Seconds since ``created_at`` by the server's clock, clamped to [0, 1 day]."""
+        age = self.now() + self.skew - created_at
+        if age < 0:
+            if age < -60:
+                logger.debug("createTime %.0f s in the future: clock or zone skew", -age)
+            return 0.0
+        return min(age, _MAX_AGE)
+
+    def server_date(self, epoch: float) -> None:
+        """The server's ``Date`` (epoch seconds) of an answer just received."""
+        skew = epoch - self.now()
+        self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
+
+    def observe(self, record: RecordInfo) -> None:
+        """Learn from a terminal record (its duration and model), if it makes sense."""
+        if record.create_time is None or record.complete_time is None:
+            return
+        seconds = (record.complete_time - record.create_time).total_seconds()
+        if not 0 < seconds < _MAX_LEARNED:
+            return
+        failed = record.status is not TaskStatus.SUCCESS
+        self.learner.observe(_model_of(record), seconds, failed=failed)
