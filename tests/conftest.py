@@ -1,5 +1,11 @@
-"""Shared fixtures: a FakeKie (from the package's own pytest plugin) and a
-VeoSession pointed at it with a fast poll policy, so suites run in seconds."""
+"""Shared fixtures: a FakeKie and a VeoSession on it with a fast poll policy.
+
+Every async test runs on a virtual clock (:class:`VirtualClockPolicy`), and by
+default talks to the simulator in process (``FakeKie.transport()``), so waits
+of minutes take milliseconds and no assertion depends on the machine's speed.
+Tests marked ``loopback`` get a started simulator on 127.0.0.1 instead and
+use real HTTP (the loop then waits in real time: real I/O cannot be skipped).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio.plugin
 
 from veo_async import PollPolicy, VeoSession
-from veo_async.testing import FakeKie
+from veo_async.testing import FakeKie, VirtualClockLoop, VirtualClockPolicy
 
 API_KEY = "test-key"
 
@@ -19,6 +26,55 @@ FAST_POLICY = PollPolicy(
     first_poll=0.0, interval=0.02, factor=1.5, max_interval=0.05, jitter=0.1,
     timeout=10.0, not_found_grace=0.3,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers this suite uses."""
+    config.addinivalue_line("markers", "loopback: real HTTP to a FakeKie on 127.0.0.1")
+    config.addinivalue_line("markers", "real_time: a real event loop clock (subprocesses)")
+
+
+if hasattr(pytest_asyncio.plugin, "PytestAsyncioSpecs"):  # pytest-asyncio >= 1.5
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+        """Every test's event loop runs on a virtual clock (see the module docstring),
+        but those marked ``real_time`` (subprocesses, threads: waits that are real)."""
+        if item.get_closest_marker("real_time") is not None:
+            return {"real_time": asyncio.new_event_loop}
+        return {"virtual_clock": VirtualClockLoop}
+
+else:  # older pytest-asyncio: the same through its policy fixture
+
+    @pytest.fixture(scope="session")
+    def event_loop_policy() -> VirtualClockPolicy:
+        """Every test's event loop runs on a virtual clock (see the module docstring)."""
+        return VirtualClockPolicy()
+
+
+@pytest.fixture
+async def fake_kie(request: pytest.FixtureRequest) -> AsyncIterator[FakeKie]:
+    """The test's simulator: in process, or started on loopback for ``loopback`` tests."""
+    kie = FakeKie(api_key=API_KEY)
+    if request.node.get_closest_marker("loopback") is not None:
+        async with kie:
+            yield kie
+    else:
+        yield kie
+        await kie.close()
+
+
+def session_on(kie: FakeKie, api_key: str | None = API_KEY, **kwargs: Any) -> VeoSession:
+    """A VeoSession on ``kie``: over HTTP if it is started, else in process."""
+    kwargs.setdefault("policy", FAST_POLICY)
+    if kie.started:
+        kwargs.setdefault("base_url", kie.base_url)
+    elif "transport" not in kwargs and "base_url" not in kwargs:
+        timeout = kwargs.get("request_timeout", 30.0)
+        kwargs["transport"] = kie.transport(request_timeout=timeout)
+    return VeoSession(api_key, **kwargs)
 
 
 @pytest.fixture
@@ -30,7 +86,7 @@ def fast_policy() -> PollPolicy:
 @pytest.fixture
 async def veo(fake_kie: FakeKie) -> AsyncIterator[VeoSession]:
     """A VeoSession on the test's FakeKie, closed (and checked for leftovers) after."""
-    async with VeoSession(API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY) as session:
+    async with session_on(fake_kie) as session:
         yield session
     assert session.closed
 
@@ -68,9 +124,7 @@ async def make_veo(
     made: list[VeoSession] = []
 
     def make(api_key: str | None = API_KEY, **kwargs: Any) -> VeoSession:
-        kwargs.setdefault("base_url", fake_kie.base_url)
-        kwargs.setdefault("policy", FAST_POLICY)
-        session = VeoSession(api_key, **kwargs)
+        session = session_on(fake_kie, api_key, **kwargs)
         made.append(session)
         return session
 

@@ -20,7 +20,7 @@ from veo_async import (
 )
 from veo_async.testing import FakeKie, Fault, TaskScript
 
-from .conftest import API_KEY, FAST_POLICY, leftover_tasks
+from .conftest import FAST_POLICY, leftover_tasks, session_on
 
 
 async def _until(condition: object, limit: float = 3.0) -> bool:
@@ -248,8 +248,8 @@ async def test_two_thousand_ids_with_faults_one_correct_outcome_each(
     fake_kie.inject(Fault.body_429(), count=1)
     ids = list(expected)
     policy = FAST_POLICY.replace(interval=0.05, max_interval=0.2, timeout=60)
-    async with VeoSession(
-        API_KEY, base_url=fake_kie.base_url, policy=policy, concurrency=32
+    async with session_on(
+        fake_kie, policy=policy, concurrency=32
     ) as session:
         results = await session.wait_many(ids, return_exceptions=True)
     assert len(results) == len(ids)
@@ -271,8 +271,8 @@ async def test_requests_in_flight_never_exceed_concurrency(
     fake_kie.add_tasks(
         TaskScript(i, complete_after=0.1, faults=(Fault.slow(0.02),)) for i in ids
     )
-    async with VeoSession(
-        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=concurrency
+    async with session_on(
+        fake_kie, policy=FAST_POLICY, concurrency=concurrency
     ) as session:
         results = await session.wait_many(ids)
         assert session.stats.max_in_flight <= concurrency
@@ -285,8 +285,8 @@ async def test_a_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
     ids = [f"t{i}" for i in range(50)]
     fake_kie.add_tasks(TaskScript(i, complete_after=1.0) for i in ids)
     retry_after = 0.5
-    async with VeoSession(
-        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=8
+    async with session_on(
+        fake_kie, policy=FAST_POLICY, concurrency=8
     ) as session:
         batch = asyncio.create_task(session.wait_many(ids))
         await _until(lambda: fake_kie.total_requests >= 60)
@@ -309,8 +309,8 @@ async def test_a_burst_of_429s_stays_bounded(fake_kie: FakeKie) -> None:
     """A burst of 429s shrinks the session's window: few requests are wasted on it."""
     ids = [f"t{i}" for i in range(64)]
     fake_kie.add_tasks(TaskScript(i, complete_after=0.3) for i in ids)
-    async with VeoSession(
-        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, concurrency=32
+    async with session_on(
+        fake_kie, policy=FAST_POLICY, concurrency=32
     ) as session:
         batch = asyncio.create_task(session.wait_many(ids))
         await _until(lambda: fake_kie.total_requests >= 64)
@@ -330,8 +330,8 @@ async def test_tight_rate_limit_starves_nobody(fake_kie: FakeKie) -> None:
     """Under a binding rate limit every task keeps getting polled; all finish."""
     ids = [f"t{i}" for i in range(40)]
     fake_kie.add_tasks(TaskScript(i, complete_after=0.8) for i in ids)
-    async with VeoSession(
-        API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY, rate=40.0
+    async with session_on(
+        fake_kie, policy=FAST_POLICY, rate=40.0
     ) as session:
         results = await session.wait_many(ids, timeout=20)
     assert all(isinstance(r, RecordInfo) for r in results)

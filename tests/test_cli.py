@@ -38,6 +38,9 @@ from veo_async.cli import MISSING_EXTRA, run_cli
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
+#: Real processes and a real simulator: real time, real HTTP.
+pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
+
 KEY = "sk-kie-7f3a9c1e-TOP-secret-d41d8cd9"
 WRONG_KEY = "sk-kie-0000-not-the-right-one-5e6f"
 #: Polls every 20-50 ms: the real schedule's shape at test speed.

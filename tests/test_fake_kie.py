@@ -17,6 +17,9 @@ from multidict import CIMultiDictProxy
 from veo_async.testing import FakeKie, Fault, Quirks, RecordedRequest, TaskScript
 from veo_async.testing._script import format_time, render_record
 
+#: Real HTTP on 127.0.0.1: this module pins the wire path.
+pytestmark = pytest.mark.loopback
+
 RECORD_INFO = "/api/v1/veo/record-info"
 CREDIT = "/api/v1/chat/credit"
 SDK_UA = "veo-async/0.1.0 aiohttp/3.14.5 python/3.11.7"

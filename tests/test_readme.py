@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from veo_async.testing import FakeKie
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -20,6 +22,7 @@ def _section_code(heading: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.loopback
 async def test_readme_simulator_example_runs(fake_kie: FakeKie) -> None:
     """The 'Testing your code with the simulator' example passes against a real FakeKie."""
     namespace: dict[str, Any] = {}

@@ -45,6 +45,9 @@ QUICK = PollPolicy(
     not_found_grace=0.1,
 )
 
+#: Real HTTP on 127.0.0.1: this module pins the wire path.
+pytestmark = pytest.mark.loopback
+
 
 def assert_clean(text: str, what: str = "") -> None:
     """Fail if ``text`` contains the key or a distinctive piece of it."""

@@ -34,6 +34,9 @@ from veo_async.testing import FakeKie, Fault, Quirks
 
 from .conftest import API_KEY, FAST_POLICY, eventually
 
+#: Real HTTP on 127.0.0.1: this module pins the wire path.
+pytestmark = pytest.mark.loopback
+
 RECORD_INFO = "/api/v1/veo/record-info"
 
 MakeVeo = Callable[..., VeoSession]

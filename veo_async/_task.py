@@ -207,12 +207,14 @@ def _now() -> float:
 class _Follower:
     """A waiter's listener: wakes the waiter on each change of its run."""
 
-    __slots__ = ("expired", "subscription", "wake")
+    __slots__ = ("expired", "stopped", "subscription", "wake")
 
     def __init__(self) -> None:
         self.wake: asyncio.Future[None] | None = None
         self.subscription: Subscription | None = None
         self.expired = False
+        #: A request this follower's leaving cancelled, to be awaited.
+        self.stopped: asyncio.Task[Any] | None = None
 
     def __call__(self, _handle: VeoTask, _error: BaseException | None) -> None:
         wake = self.wake
@@ -222,9 +224,15 @@ class _Follower:
     def expire(self) -> None:
         """The deadline passed while nobody was waiting (an abandoned watch)."""
         self.expired = True
-        if self.subscription is not None:
-            self.subscription.close()
+        self.leave()
         self(None, None)  # type: ignore[arg-type]  # wake whoever may be waiting
+
+    def leave(self) -> None:
+        """Stop following (idempotent); keep what that stopped, to await."""
+        if self.subscription is not None:
+            stopped = self.subscription.close()
+            if stopped is not None:
+                self.stopped = stopped
 
     async def changed(self, deadline: float | None) -> bool:
         """Sleep until the run changes (True) or the deadline (False)."""
@@ -487,9 +495,9 @@ class VeoTask:
         finally:
             if timer is not None:
                 timer.cancel()
-            stopped = subscription.close()
-            if stopped is not None:
-                await asyncio.wait((stopped,))
+            follower.leave()
+            if follower.stopped is not None:
+                await asyncio.wait((follower.stopped,))
 
     def _raise_timeout(self, limit: float | None) -> None:
         raise self.timed_out(limit or 0.0)

@@ -475,15 +475,22 @@ class FakeKie:
                 record.code = answer.code
                 record.finished = loop.time()
 
-    def transport(self) -> InProcessTransport:
+    @property
+    def started(self) -> bool:
+        """True while it listens on a socket (between :meth:`start` and :meth:`close`)."""
+        return self._state == "started"
+
+    def transport(self, *, request_timeout: float = 30.0) -> InProcessTransport:
         """A :class:`~veo_async.Transport` served by this simulator in process.
 
         No socket: ``VeoSession(api_key, transport=kie.transport())`` talks to
         this simulator through plain calls, so a test can run on a virtual
         clock (see :class:`~veo_async.testing.VirtualClockPolicy`). The
         simulator need not be started.
+
+        :param request_timeout: seconds one request may take (a ``slow`` fault).
         """
-        return InProcessTransport(self)
+        return InProcessTransport(self, request_timeout=request_timeout)
 
     async def _answer(
         self,
