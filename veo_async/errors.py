@@ -16,7 +16,11 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     ├── TransportError        connection reset, DNS, request timeout, TLS
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
     ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
-    └── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
+    ├── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
+    └── StoreError(path)      the durable task store cannot be used
+        ├── StoreLockedError       another process holds the store file
+        ├── StoreCorruptError      not a SQLite file, damaged, or not a task store
+        └── StoreVersionError      written with a schema this version does not read
 
 No message built here ever contains the API key: errors are made from the
 service's answer and the task id only, never from request headers.
@@ -40,6 +44,10 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "ServiceUnavailableError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
     "TaskFailedError",
     "TransportError",
     "VeoError",
@@ -257,3 +265,44 @@ class WaitTimeoutError(VeoError, TimeoutError):
         self.timeout = timeout
         self.record = record
         self.last_error = last_error
+
+
+class StoreError(VeoError):
+    """The durable task store (:mod:`veo_async.store`) cannot be used.
+
+    Never retryable as such: each message names the file and what to do.
+
+    :ivar path: the store's file (or other location), as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(message={self.message!r}, path={self.path!r})"
+
+
+class StoreLockedError(StoreError):
+    """Another process (or another store object) has the store open.
+
+    Two writers would each believe they own every unfinished task, so a store
+    is used by one process at a time.
+    """
+
+
+class StoreCorruptError(StoreError):
+    """The file is not a SQLite database, is damaged, or is not a task store."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written with a schema version this veo_async cannot read.
+
+    :ivar found: the version in the file.
+    :ivar supported: the version this veo_async reads and writes.
+    """
+
+    def __init__(self, message: str, *, path: str, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported
