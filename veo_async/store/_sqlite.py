@@ -47,9 +47,11 @@ from typing import Any
 
 import aiosqlite
 
-from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
+from ..errors import StoreError
 from . import _schema as sql
 from ._contract import DEFAULT_RETENTION, TaskState
+from ._sqlite_batch import Op, Pending, write_batch
+from ._sqlite_file import prepare, translate
 from ._values import StoredIntent, StoredTask, check_ref
 
 __all__ = ["SQLiteStore"]
@@ -59,34 +61,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-class _Pending:
-    """The write-behind changes of one task not yet committed (latest wins)."""
-
-    __slots__ = ("delivered_at", "deliveries", "seen_at", "terminal", "terminal_at")
-
-    def __init__(self) -> None:
-        self.seen_at: float | None = None
-        self.terminal: str | None = None
-        self.terminal_at: float | None = None
-        self.delivered_at: float | None = None
-        self.deliveries = 0
-
-
-class _Op:
-    """One durable write waiting for the writer: what to do and who waits."""
-
-    __slots__ = ("args", "future", "kind")
-
-    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
-        self.kind = kind
-        self.args = args
-        self.future = future
-
-
-# Transactions with these writes are fsynced (see the module docstring).
-_FSYNC_KINDS = frozenset(("intent", "attach", "reconcile"))
 
 
 def _check_task_id(task_id: object) -> str:
@@ -176,8 +150,8 @@ class SQLiteStore:
         self._urgent = asyncio.Event()
         self._closing = False
         self._writing = False
-        self._ops: list[_Op] = []
-        self._pending: dict[str, _Pending] = {}
+        self._ops: list[Op] = []
+        self._pending: dict[str, Pending] = {}
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._lost: StoreError | None = None
 
@@ -216,9 +190,9 @@ class SQLiteStore:
                 self._path, timeout=self._lock_timeout, isolation_level=None
             )
         except sqlite3.Error as exc:
-            raise self._translate(exc, "opening") from exc
+            raise translate(exc, self._path, "opening") from exc
         try:
-            await self._prepare(conn)
+            await prepare(conn, self._path, check_integrity=self._check_integrity)
         except BaseException:
             await conn.close()
             raise
@@ -233,101 +207,6 @@ class SQLiteStore:
             except BaseException:
                 await self.aclose()
                 raise
-
-    async def _prepare(self, conn: aiosqlite.Connection) -> None:
-        try:
-            # Exclusive locking before the first access: the lock is held from
-            # the first write on (the BEGIN EXCLUSIVE below) until close.
-            await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("BEGIN EXCLUSIVE")
-            try:
-                await self._check_schema(conn)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "opening") from exc
-
-    async def _check_schema(self, conn: aiosqlite.Connection) -> None:
-        rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        tables = {row[0] for row in rows}
-        if not tables:
-            for statement in sql.CREATE_SCHEMA:
-                await conn.execute(statement)
-            return
-        if "schema_version" not in tables:
-            raise StoreCorruptError(
-                f"{self._path} is a SQLite database but not a veo_async task store "
-                f"(tables: {', '.join(sorted(tables))}); give the store another file",
-                path=self._path,
-            )
-        versions = [row[0] for row in await conn.execute_fetchall(
-            "SELECT version FROM schema_version"
-        )]
-        version = versions[0] if len(versions) == 1 else None
-        if not isinstance(version, int):
-            raise StoreCorruptError(
-                f"task store {self._path} has an unreadable schema_version table "
-                f"({versions!r}); move the file aside or restore a backup",
-                path=self._path,
-            )
-        if version != sql.SCHEMA_VERSION:
-            newer = version > sql.SCHEMA_VERSION
-            advice = (
-                "it was written by a newer veo_async: upgrade veo_async, or give this "
-                "version another file"
-                if newer
-                else "it was written by an older veo_async and is not migrated "
-                "automatically: open it with that version, or give this one another file"
-            )
-            raise StoreVersionError(
-                f"task store {self._path} has schema version {version}, this veo_async "
-                f"reads version {sql.SCHEMA_VERSION}; {advice}",
-                path=self._path,
-                found=version,
-                supported=sql.SCHEMA_VERSION,
-            )
-        missing = sql.TABLES - tables
-        if missing:
-            raise StoreCorruptError(
-                f"task store {self._path} lacks table(s) {', '.join(sorted(missing))}; "
-                "move the file aside or restore a backup",
-                path=self._path,
-            )
-        if self._check_integrity:
-            problems = [row[0] for row in await conn.execute_fetchall("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise StoreCorruptError(
-                    f"task store {self._path} is damaged ({'; '.join(problems[:3])}); "
-                    "move the file aside or restore a backup",
-                    path=self._path,
-                )
-
-    def _translate(self, exc: sqlite3.Error, doing: str) -> StoreError:
-        text = str(exc)
-        lowered = text.lower()
-        if "locked" in lowered or "busy" in lowered:
-            return StoreLockedError(
-                f"task store {self._path} is in use by another process (or another "
-                "SQLiteStore in this one); stop it, or give this one another file",
-                path=self._path,
-            )
-        if any(hint in lowered for hint in ("not a database", "malformed", "encrypted")):
-            return StoreCorruptError(
-                f"task store {self._path} is not a readable SQLite database ({text}); "
-                "move the file aside or restore a backup",
-                path=self._path,
-            )
-        if "unable to open" in lowered:
-            return StoreError(
-                f"cannot open task store {self._path} ({text}); check that its "
-                "directory exists and is writable",
-                path=self._path,
-            )
-        return StoreError(f"task store {self._path}: {doing} failed ({text})", path=self._path)
 
     async def aclose(self) -> None:
         """Commit everything pending, release the lock, stop the worker thread.
@@ -380,7 +259,7 @@ class SQLiteStore:
     async def _submit(self, kind: str, *args: Any) -> Any:
         self._connection()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._ops.append(_Op(kind, args, future))
+        self._ops.append(Op(kind, args, future))
         self._write_now()
         # If the caller is cancelled now, the write still happens: the writer
         # owns it (an intent is better recorded needlessly than lost).
@@ -469,11 +348,11 @@ class SQLiteStore:
 
     # -- write-behind -----------------------------------------------------------------
 
-    def _pending_for(self, task_id: str) -> _Pending:
+    def _pending_for(self, task_id: str) -> Pending:
         self._connection()
         pending = self._pending.get(task_id)
         if pending is None:
-            pending = self._pending[task_id] = _Pending()
+            pending = self._pending[task_id] = Pending()
             if len(self._pending) >= self._batch_size:
                 self._write_now()
             else:
@@ -558,20 +437,20 @@ class SQLiteStore:
         waiters, self._flush_waiters = self._flush_waiters, []
         conn = self._conn
         assert conn is not None  # the writer runs only while open
-        fsync = any(op.kind in _FSYNC_KINDS for op in ops)
         results: list[object] = []
         try:
             if ops or pending:
                 async with self._io_lock:
-                    results = await self._transaction(conn, ops, pending, fsync)
+                    results = await write_batch(conn, ops, pending)
         except Exception as exc:  # resolved into every waiter below, never lost
             error = (
-                self._translate(exc, "writing")
+                translate(exc, self._path, "writing")
                 if isinstance(exc, sqlite3.Error)
-                else StoreError(f"task store {self._path}: writing failed ({exc!r})",
-                                path=self._path)
+                else StoreError(
+                    f"task store {self._path}: writing failed ({exc!r})", path=self._path
+                )
             )
-            if pending:
+            if pending and not waiters:  # else a flush() caller hears of it at once
                 self._lost = error
             for future in [op.future for op in ops] + waiters:
                 if not future.done():
@@ -588,101 +467,6 @@ class SQLiteStore:
             if not future.done():
                 future.set_result(None)
 
-    async def _transaction(
-        self,
-        conn: aiosqlite.Connection,
-        ops: list[_Op],
-        pending: dict[str, _Pending],
-        fsync: bool,
-    ) -> list[object]:
-        """Apply a batch in one transaction; one result (or per-op error) per op."""
-        if fsync:
-            await conn.execute("PRAGMA synchronous = FULL")
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = await self._apply(conn, ops, pending)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-                raise
-        finally:
-            if fsync:
-                await conn.execute("PRAGMA synchronous = NORMAL")
-        return results
-
-    async def _apply(
-        self, conn: aiosqlite.Connection, ops: list[_Op], pending: dict[str, _Pending]
-    ) -> list[object]:
-        results: list[object] = [None] * len(ops)
-        tracked: list[tuple[str, str | None, float]] = []
-        acks: list[tuple[str, float]] = []
-        for index, op in enumerate(ops):
-            if op.kind == "intent":
-                cursor = await conn.execute(sql.INSERT_INTENT, op.args)
-                if cursor.rowcount == 0:
-                    results[index] = ValueError(f"intent ref {op.args[0]!r} is already recorded")
-            elif op.kind in ("attach", "reconcile"):
-                results[index] = await self._attach(conn, op.kind, *op.args)
-            elif op.kind == "track":
-                tracked.extend(op.args[0])
-            elif op.kind == "ack":
-                acks.append(op.args)
-            elif op.kind == "purge":
-                tasks = await conn.execute(sql.DELETE_OLD_TASKS, op.args)
-                intents = await conn.execute(sql.DELETE_OLD_INTENTS, op.args)
-                results[index] = tasks.rowcount + intents.rowcount
-        # Order matters once: an ack must follow the terminal record it acknowledges.
-        if tracked:
-            await conn.executemany(sql.UPSERT_TRACKED, tracked)
-        if pending:
-            await self._apply_pending(conn, pending)
-        if acks:
-            await conn.executemany(sql.UPDATE_ACKED, acks)
-        return results
-
-    async def _attach(
-        self,
-        conn: aiosqlite.Connection,
-        kind: str,
-        ref: str,
-        task_id: str,
-        model: str | None,
-        at: float,
-    ) -> object:
-        rows = list(await conn.execute_fetchall(sql.SELECT_INTENT, (ref,)))
-        if not rows:
-            return False if kind == "reconcile" else ValueError(f"no intent with ref {ref!r}")
-        intent = sql.row_to_intent(rows[0])
-        if intent.task_id is not None and intent.task_id != task_id:
-            if kind == "reconcile":
-                return False
-            return ValueError(f"intent {ref!r} already has task id {intent.task_id!r}")
-        if model is None and isinstance(intent.request.get("model"), str):
-            model = intent.request["model"]
-        await conn.execute(sql.SET_INTENT_TASK, (task_id, ref))
-        await conn.execute(
-            sql.UPSERT_CREATED, (task_id, model, intent.created_at, max(at, intent.created_at), ref)
-        )
-        return True if kind == "reconcile" else None
-
-    @staticmethod
-    async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, _Pending]) -> None:
-        seen = [(tid, p.seen_at) for tid, p in pending.items() if p.seen_at is not None]
-        terminal = [
-            (tid, p.terminal, p.terminal_at) for tid, p in pending.items() if p.terminal is not None
-        ]
-        delivered = [
-            (tid, p.delivered_at, p.deliveries) for tid, p in pending.items() if p.deliveries
-        ]
-        if seen:
-            await conn.executemany(sql.UPSERT_SEEN, seen)
-        if terminal:
-            await conn.executemany(sql.UPSERT_TERMINAL, terminal)
-        if delivered:
-            await conn.executemany(sql.UPDATE_DELIVERED, delivered)
-
     def _fail_waiting(self, error: StoreError) -> None:
         """Fail whatever a cancelled writer left behind, so no caller waits forever."""
         for future in [op.future for op in self._ops] + self._flush_waiters:
@@ -691,8 +475,7 @@ class SQLiteStore:
         self._ops, self._flush_waiters = [], []
         if self._pending:
             self._lost = self._lost or StoreError(
-                f"task store {self._path} closed with {len(self._pending)} unwritten "
-                "change(s)",
+                f"task store {self._path} closed with {len(self._pending)} unwritten change(s)",
                 path=self._path,
             )
             self._pending = {}
@@ -706,7 +489,7 @@ class SQLiteStore:
             async with self._io_lock:
                 return list(await conn.execute_fetchall(query, params))
         except sqlite3.Error as exc:
-            raise self._translate(exc, "reading") from exc
+            raise translate(exc, self._path, "reading") from exc
 
     async def get(self, task_id: str) -> StoredTask | None:
         """The task, or None when the store does not know it."""
@@ -729,8 +512,9 @@ class SQLiteStore:
             raise ValueError(
                 f"unknown state {state!r}; expected one of {sorted(sql.TASK_STATES)} or None"
             )
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 0):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
             raise ValueError(f"limit must be a non-negative int or None, not {limit!r}")
         query, params = sql.select_tasks(state, limit)
         return [sql.row_to_task(row) for row in await self._read(query, params)]
