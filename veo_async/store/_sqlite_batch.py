@@ -59,6 +59,13 @@ async def write_batch(
         its caller should get; such an op changed nothing, the others commit.
     :raises sqlite3.Error: when the transaction failed (it was rolled back).
     """
+    single = _single_row(ops, pending)
+    if single is not None:
+        # One row of one statement: autocommit makes it its own transaction,
+        # one trip to SQLite's thread instead of three (BEGIN, the row, COMMIT).
+        # The common case of results acknowledged (or ids tracked) one by one.
+        await conn.execute(*single)
+        return [None]
     fsync = any(op.kind in FSYNC_KINDS for op in ops)
     if fsync:
         await conn.execute("PRAGMA synchronous = FULL")
@@ -75,6 +82,18 @@ async def write_batch(
         if fsync:
             await conn.execute("PRAGMA synchronous = NORMAL")
     return results
+
+
+def _single_row(ops: list[Op], pending: dict[str, Pending]) -> tuple[str, Any] | None:
+    """The one statement and row of a batch that is just one ack or one tracked id."""
+    if pending or len(ops) != 1:
+        return None
+    op = ops[0]
+    if op.kind == "ack":
+        return sql.UPDATE_ACKED, op.args
+    if op.kind == "track" and len(op.args[0]) == 1:
+        return sql.UPSERT_TRACKED, op.args[0][0]
+    return None
 
 
 async def _apply(
