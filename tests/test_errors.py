@@ -18,6 +18,10 @@ from veo_async.errors import (
     ServerError,
     ServiceUnavailableError,
     SessionClosedError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
     TaskFailedError,
     TransportError,
     VeoError,
@@ -54,6 +58,10 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (WaitTimeoutError, TimeoutError),
     (SessionClosedError, VeoError),
     (SessionClosedError, RuntimeError),
+    (StoreError, VeoError),
+    (StoreLockedError, StoreError),
+    (StoreCorruptError, StoreError),
+    (StoreVersionError, StoreError),
 ]
 
 

@@ -17,7 +17,11 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
     ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
     ├── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
-    └── SessionClosedError    the session was closed (also a RuntimeError)
+    ├── SessionClosedError    the session was closed (also a RuntimeError)
+    └── StoreError(path)      the durable task store cannot be used
+        ├── StoreLockedError       another process holds the store file
+        ├── StoreCorruptError      not a SQLite file, damaged, or not a task store
+        └── StoreVersionError      written with a schema this version does not read
 
 No message built here ever contains the API key: errors are made from the
 service's answer and the task id only, never from request headers.
@@ -42,6 +46,10 @@ __all__ = [
     "ServerError",
     "ServiceUnavailableError",
     "SessionClosedError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
     "TaskFailedError",
     "TransportError",
     "VeoError",
@@ -267,3 +275,44 @@ class SessionClosedError(VeoError, RuntimeError):
 
     def __init__(self, message: str = "the VeoSession is closed; open a new one") -> None:
         super().__init__(message)
+
+
+class StoreError(VeoError):
+    """The durable task store (:mod:`veo_async.store`) cannot be used.
+
+    Never retryable as such: each message names the file and what to do.
+
+    :ivar path: the store's file (or other location), as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(message={self.message!r}, path={self.path!r})"
+
+
+class StoreLockedError(StoreError):
+    """Another process (or another store object) has the store open.
+
+    Two writers would each believe they own every unfinished task, so a store
+    is used by one process at a time.
+    """
+
+
+class StoreCorruptError(StoreError):
+    """The file is not a SQLite database, is damaged, or is not a task store."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written with a schema version this veo_async cannot read.
+
+    :ivar found: the version in the file.
+    :ivar supported: the version this veo_async reads and writes.
+    """
+
+    def __init__(self, message: str, *, path: str, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported

@@ -1,0 +1,692 @@
+"""The durable task store: its record codec, and SQLiteStore on real files.
+
+Crash, lock and write-behind tests run a second Python process on the same
+file (``_CHILD`` below) and kill it with SIGKILL, the closest a test gets to a
+redeploy or an OOM kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from veo_async.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    VeoError,
+)
+from veo_async.models import RecordInfo, TaskStatus, VideoResult
+from veo_async.store import (
+    SQLiteStore,
+    StoredIntent,
+    StoredTask,
+    TaskStore,
+    new_ref,
+    record_from_json,
+    record_to_json,
+)
+
+from .conftest import eventually, leftover_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = time.time()
+#: Long enough that write-behind changes are committed only by flush/aclose/batch size.
+NEVER = 3600.0
+
+
+def finished(task_id: str, status: TaskStatus = TaskStatus.SUCCESS) -> RecordInfo:
+    """A terminal record with every kind of field filled."""
+    return RecordInfo(
+        task_id=task_id,
+        status=status,
+        params={"prompt": "a fox", "model": "veo3_fast", "seeds": [12345]},
+        create_time=dt.datetime(2025, 6, 6, 2, 25, tzinfo=dt.timezone.utc),
+        complete_time=dt.datetime(2025, 6, 6, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        response=VideoResult(task_id, (f"https://x.example/{task_id}.mp4",), resolution="1080p"),
+    )
+
+
+def make_store(path: Path, **kwargs: Any) -> SQLiteStore:
+    """A store on *path* that never flushes by time and never waits for a lock."""
+    kwargs.setdefault("flush_interval", NEVER)
+    kwargs.setdefault("lock_timeout", 0.0)
+    return SQLiteStore(path, **kwargs)
+
+
+# ------------------------------------------------------------------------ codec
+
+_json_scalars: st.SearchStrategy[object] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+_offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+)
+_times = st.none() | st.datetimes(timezones=_offsets)
+_urls = st.lists(st.text(), max_size=3).map(tuple)
+_results = st.builds(
+    VideoResult,
+    task_id=st.text(),
+    result_urls=_urls,
+    origin_urls=_urls,
+    full_result_urls=_urls,
+    resolution=st.none() | st.text(),
+)
+_records = st.builds(
+    RecordInfo,
+    task_id=st.text(),
+    status=st.sampled_from(TaskStatus),
+    params=st.dictionaries(st.text(), _json_values, max_size=4),
+    create_time=_times,
+    complete_time=_times,
+    response=st.none() | _results,
+    error_code=st.none() | st.integers(),
+    error_message=st.text(),
+    fallback=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_records)
+def test_codec_round_trips_through_json(record: RecordInfo) -> None:
+    """Any record survives record_to_json -> JSON text -> record_from_json unchanged."""
+    text = json.dumps(record_to_json(record), allow_nan=False)
+    back = record_from_json(json.loads(text))
+    assert back == record
+    # Equal datetimes may differ in offset; the stored one keeps it too.
+    pairs = ((back.create_time, record.create_time), (back.complete_time, record.complete_time))
+    for mine, theirs in pairs:
+        assert (mine.utcoffset() if mine else None) == (theirs.utcoffset() if theirs else None)
+
+
+def test_codec_format() -> None:
+    """Status is the successFlag integer, times ISO text with offset, URL tuples lists."""
+    data = record_to_json(finished("t1"))
+    assert data["status"] == 1
+    assert data["complete_time"] == "2025-06-06T10:30:00+08:00"
+    assert data["response"]["result_urls"] == ["https://x.example/t1.mp4"]
+    assert data["response"]["origin_urls"] == []
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        pytest.param({"task_id": "t"}, "status", id="missing-status"),
+        pytest.param({"task_id": "t", "status": 7}, "status", id="unknown-status"),
+        pytest.param({"task_id": "t", "status": 1, "create_time": 5}, "create_time", id="time"),
+    ],
+)
+def test_codec_rejects_a_damaged_row(data: dict[str, Any], field: str) -> None:
+    """A stored record that cannot be read raises ValueError naming the field."""
+    with pytest.raises(ValueError, match=field):
+        record_from_json(data)
+
+
+# ----------------------------------------------------------- second processes
+
+_CHILD = r"""
+import asyncio, sys, time
+from veo_async.store import SQLiteStore, new_ref
+
+async def main(mode, path):
+    store = SQLiteStore(path, flush_interval=3600, lock_timeout=0)
+    await store.open()
+    if mode == "hold":
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+    elif mode == "intents":
+        await store.track(["tracked-by-child"])
+        n = 0
+        while True:
+            ref = new_ref()
+            await store.record_intent(ref, "generate", {"prompt": f"p{n}"}, time.time())
+            print(ref, flush=True)
+            n += 1
+    elif mode in ("flush", "no-flush"):
+        await store.track(["t1"])
+        await store.record_seen("t1", 100.0)
+        await store.record_terminal("t1", {"task_id": "t1", "status": 1}, 200.0)
+        if mode == "flush":
+            await store.flush()
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@contextmanager
+def child(mode: str, path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A second process running ``_CHILD`` on *path*; SIGKILLed on exit if still alive."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, mode, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        kill(proc)
+
+
+def kill(proc: subprocess.Popen[str]) -> str:
+    """SIGKILL the process (no cleanup of any kind runs) and reap it; its stderr."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    return err
+
+
+def read_line(proc: subprocess.Popen[str]) -> str:
+    """The child's next output line; fails with its stderr when it died instead."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        pytest.fail(f"child exited early: {kill(proc)}")
+    return line.strip()
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+async def test_store_satisfies_the_protocol(tmp_path: Path) -> None:
+    """SQLiteStore is a TaskStore (the contract a session is written against)."""
+    assert isinstance(SQLiteStore(tmp_path / "s.db"), TaskStore)
+
+
+async def test_aclose_is_idempotent_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """aclose twice is fine; after it no writer task and no SQLite thread remain."""
+    threads = set(threading.enumerate())
+    store = make_store(tmp_path / "s.db")
+    await store.open()
+    await store.open()  # a second open does nothing
+    assert leftover_tasks()  # the writer runs while open: the check can fail
+    assert set(threading.enumerate()) - threads  # and so does the connection's thread
+    await store.aclose()
+    await store.aclose()
+    assert store.closed
+    assert not leftover_tasks()
+    assert await eventually(lambda: set(threading.enumerate()) <= threads)
+
+
+async def test_closed_store_refuses_use(tmp_path: Path) -> None:
+    """A closed store cannot be written, read or reopened: RuntimeError says so."""
+    store = make_store(tmp_path / "s.db")
+    await store.aclose()  # never opened: just closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.open()
+    async with make_store(tmp_path / "t.db") as other:
+        pass
+    with pytest.raises(RuntimeError, match="not open"):
+        await other.track(["t1"])
+    with pytest.raises(RuntimeError, match="not open"):
+        await other.record_seen("t1", NOW)
+    with pytest.raises(RuntimeError, match="not open"):
+        await other.unfinished()
+
+
+async def test_one_file_after_close(tmp_path: Path) -> None:
+    """A closed store is one file: the WAL is checkpointed away, no lock file remains."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.track(["t1"])
+    assert os.listdir(tmp_path) == ["s.db"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"retention": 0}, "retention", id="retention"),
+        pytest.param({"flush_interval": -1}, "flush_interval", id="interval"),
+        pytest.param({"batch_size": 0}, "batch_size", id="batch"),
+        pytest.param({"lock_timeout": float("nan")}, "lock_timeout", id="lock-timeout"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    """Bad settings raise ValueError naming the setting, at construction."""
+    with pytest.raises(ValueError, match=message):
+        SQLiteStore(tmp_path / "s.db", **kwargs)
+
+
+@pytest.mark.parametrize("path", [":memory:", "", "file:x?mode=memory"])
+def test_path_must_be_a_file(path: str) -> None:
+    """In-memory and URI paths are refused: a store is durable or nothing."""
+    with pytest.raises(ValueError, match="path"):
+        SQLiteStore(path)
+
+
+# ----------------------------------------------------------------- durability
+
+
+async def test_everything_committed_survives_reopen(tmp_path: Path) -> None:
+    """A fresh SQLiteStore on the same file sees every intent, id, record and ack."""
+    path = tmp_path / "s.db"
+    ref, lost_ref = new_ref(), new_ref()
+    async with make_store(path) as store:
+        await store.record_intent(ref, "generate", {"prompt": "p", "model": "veo3"}, NOW - 60)
+        await store.attach_task_id(ref, "created", at=NOW - 59)
+        await store.record_intent(lost_ref, "extend", {"taskId": "created"}, NOW - 30)
+        await store.track(["tracked", "done"], model="veo3_fast", created_at=NOW - 50)
+        await store.record_seen("tracked", NOW - 40)
+        await store.record_terminal("done", record_to_json(finished("done")), NOW - 20)
+        await store.mark_delivered("done", at=NOW - 10)
+
+    async with make_store(path) as store:
+        created = await store.get("created")
+        assert created == StoredTask(
+            task_id="created", model="veo3", created_at=NOW - 60, updated_at=NOW - 59, ref=ref
+        )
+        tracked = await store.get("tracked")
+        assert tracked is not None
+        assert (tracked.model, tracked.created_at, tracked.first_seen_at) == (
+            "veo3_fast",
+            NOW - 50,
+            NOW - 40,
+        )
+        done = await store.get("done")
+        assert done is not None
+        assert done.record_info() == finished("done")
+        assert done.status is TaskStatus.SUCCESS
+        assert (done.terminal_at, done.delivered_at, done.deliveries) == (NOW - 20, NOW - 10, 1)
+        assert [t.task_id for t in await store.unfinished()] == ["created", "tracked"]
+        assert [t.task_id for t in await store.undelivered()] == ["done"]
+        assert await store.uncertain() == [
+            StoredIntent(lost_ref, "extend", {"taskId": "created"}, NOW - 30)
+        ]
+        assert await store.get("unknown") is None
+
+
+async def test_reads_see_unflushed_writes(tmp_path: Path) -> None:
+    """A read right after a write-behind change sees it (reads flush first)."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW)
+        assert [t.task_id for t in await store.undelivered()] == ["t1"]
+
+
+async def test_track_is_idempotent(tmp_path: Path) -> None:
+    """Tracking an id again keeps its row (creation time, record); a missing model is filled."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.track(["t1"], created_at=NOW - 100)
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW - 50)
+        await store.track(["t1", "t1"], model="veo3", created_at=NOW)
+        task = await store.get("t1")
+        assert task is not None
+        assert (task.created_at, task.model, task.is_terminal) == (NOW - 100, "veo3", True)
+
+
+async def test_write_behind_waits_for_flush_and_flush_commits(tmp_path: Path) -> None:
+    """Seen/terminal changes are lost in a crash before flush() and kept after it."""
+    for mode, expected in (("no-flush", None), ("flush", 200.0)):
+        path = tmp_path / f"{mode}.db"
+        with child(mode, path) as proc:
+            assert read_line(proc) == "ready"
+        async with make_store(path) as store:
+            task = await store.get("t1")
+            assert task is not None  # track() is durable in both runs
+            assert task.terminal_at == expected
+            assert task.first_seen_at == (None if expected is None else 100.0)
+
+
+async def test_aclose_commits_write_behind(tmp_path: Path) -> None:
+    """aclose() commits pending write-behind changes, whatever the interval."""
+    path = tmp_path / "s.db"
+    async with make_store(path) as store:
+        await store.record_seen("t1", NOW)
+        await store.mark_delivered("t1", at=NOW)
+    async with make_store(path) as store:
+        task = await store.get("t1")
+        assert task is not None
+        assert (task.first_seen_at, task.deliveries) == (NOW, 1)
+
+
+async def test_write_behind_commits_within_the_interval(tmp_path: Path) -> None:
+    """With a short flush_interval a change reaches the file without flush() or aclose()."""
+    path = tmp_path / "s.db"
+    async with make_store(path, flush_interval=0.01) as store:
+        before = _wal_bytes(path)
+        await store.record_seen("t1", NOW)
+        # The store's own reads would flush; watch the write-ahead log grow instead.
+        assert await eventually(lambda: _wal_bytes(path) > before)
+
+
+def _wal_bytes(path: Path) -> int:
+    """The size of the store's write-ahead log (it grows with each commit)."""
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def test_intents_are_durable_before_return_across_sigkill(tmp_path: Path) -> None:
+    """Every intent whose record_intent() returned before a SIGKILL is in the file after."""
+    path = tmp_path / "s.db"
+    with child("intents", path) as proc:
+        refs = [read_line(proc) for _ in range(20)]
+        kill(proc)  # mid-stream: the child is writing the next intent
+    async with make_store(path) as store:
+        for ref in refs:
+            intent = await store.get_intent(ref)
+            assert intent is not None
+            assert intent.uncertain
+            assert intent.request["prompt"].startswith("p")
+        assert await store.get("tracked-by-child") is not None
+        assert len(await store.uncertain()) >= len(refs)
+
+
+# ------------------------------------------------------------------- delivery
+
+
+async def test_result_is_delivered_until_acked(tmp_path: Path) -> None:
+    """A finished task stays undelivered across restarts, also once handed over, until acked."""
+    path = tmp_path / "s.db"
+    async with make_store(path) as store:
+        await store.track(["t1", "t2"])
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW)
+        await store.record_terminal("t2", record_to_json(finished("t2", TaskStatus.FAILED)), NOW)
+        await store.mark_delivered("t1", at=NOW)
+    async with make_store(path) as store:  # restart 1: both again
+        undelivered = await store.undelivered()
+        assert [(t.task_id, t.delivered, t.acked) for t in undelivered] == [
+            ("t1", True, False),
+            ("t2", False, False),
+        ]
+        await store.ack("t1", at=NOW + 1)
+        assert [t.task_id for t in await store.undelivered()] == ["t2"]
+    async with make_store(path) as store:  # restart 2: the ack held
+        assert [t.task_id for t in await store.undelivered()] == ["t2"]
+        acked = await store.list_tasks("acked")
+        assert [(t.task_id, t.acked_at) for t in acked] == [("t1", NOW + 1)]
+        # A late re-poll recording the record again does not bring it back.
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW + 2)
+        assert [t.task_id for t in await store.undelivered()] == ["t2"]
+
+
+async def test_ack_of_unfinished_or_unknown_changes_nothing(tmp_path: Path) -> None:
+    """Acking a task with no terminal record (or no row) does not hide its future result."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.track(["t1"])
+        await store.ack("t1")
+        await store.ack("nobody")
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW)
+        assert [t.task_id for t in await store.undelivered()] == ["t1"]
+        assert await store.get("nobody") is None
+
+
+async def test_ack_in_the_same_batch_as_the_record(tmp_path: Path) -> None:
+    """An ack queued right behind an unflushed terminal record acknowledges it."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.record_terminal("t1", record_to_json(finished("t1")), NOW)
+        await store.ack("t1")
+        assert await store.undelivered() == []
+
+
+async def test_concurrent_acks_are_all_committed(tmp_path: Path) -> None:
+    """Many concurrent acks (grouped into few transactions) each end committed."""
+    path = tmp_path / "s.db"
+    ids = [f"t{n:04d}" for n in range(500)]
+    async with make_store(path) as store:
+        await store.track(ids)
+        for task_id in ids:
+            await store.record_terminal(task_id, {"task_id": task_id, "status": 1}, NOW)
+        await store.flush()
+        await asyncio.gather(*(store.ack(task_id) for task_id in ids))
+    async with make_store(path) as store:
+        assert await store.undelivered() == []
+        assert len(await store.list_tasks("acked")) == len(ids)
+
+
+# ---------------------------------------------------------- intents, reconcile
+
+
+async def test_uncertain_intents_are_listed_with_their_request(tmp_path: Path) -> None:
+    """An intent with no task id is uncertain; attaching the id makes it a task."""
+    request = {"prompt": "a fox", "model": "veo3", "aspect_ratio": "9:16"}
+    async with make_store(tmp_path / "s.db") as store:
+        first, second = new_ref(), new_ref()
+        await store.record_intent(first, "generate", request, NOW - 2)
+        await store.record_intent(second, "generate", {"prompt": "b"}, NOW - 1)
+        assert [(i.ref, i.request) for i in await store.uncertain()] == [
+            (first, request),
+            (second, {"prompt": "b"}),
+        ]
+        await store.attach_task_id(first, "veo_1")
+        assert [i.ref for i in await store.uncertain()] == [second]
+        task = await store.get("veo_1")
+        assert task is not None
+        assert (task.ref, task.model, task.created_at) == (first, "veo3", NOW - 2)
+
+
+async def test_intent_misuse(tmp_path: Path) -> None:
+    """A reused ref, an unknown ref or a second task id for one intent raise ValueError."""
+    async with make_store(tmp_path / "s.db") as store:
+        ref = new_ref()
+        await store.record_intent(ref, "generate", {"prompt": "p"}, NOW)
+        with pytest.raises(ValueError, match="already recorded"):
+            await store.record_intent(ref, "generate", {"prompt": "other"}, NOW)
+        with pytest.raises(ValueError, match="no intent"):
+            await store.attach_task_id(new_ref(), "veo_1")
+        await store.attach_task_id(ref, "veo_1")
+        await store.attach_task_id(ref, "veo_1")  # the same answer twice is fine
+        with pytest.raises(ValueError, match="already has task id"):
+            await store.attach_task_id(ref, "veo_2")
+        intent = await store.get_intent(ref)
+        assert intent is not None
+        assert (intent.task_id, intent.request) == ("veo_1", {"prompt": "p"})
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        pytest.param(lambda s: s.record_intent("a b", "generate", {}, NOW), ValueError, id="ref"),
+        pytest.param(
+            lambda s: s.record_intent("a&b=c", "generate", {}, NOW), ValueError, id="ref-query"
+        ),
+        pytest.param(lambda s: s.record_intent(new_ref(), "", {}, NOW), ValueError, id="kind"),
+        pytest.param(
+            lambda s: s.record_intent(new_ref(), "generate", {"x": {1, 2}}, NOW),
+            TypeError,
+            id="request-not-json",
+        ),
+        pytest.param(
+            lambda s: s.record_intent(new_ref(), "generate", {}, "now"), TypeError, id="time"
+        ),
+        pytest.param(lambda s: s.track("veo_1"), TypeError, id="track-one-str"),
+        pytest.param(lambda s: s.track([""]), ValueError, id="track-empty-id"),
+        pytest.param(lambda s: s.record_seen("t", float("inf")), ValueError, id="seen-time"),
+        pytest.param(
+            lambda s: s.record_terminal("t", {"x": float("nan")}, NOW), TypeError, id="record-nan"
+        ),
+        pytest.param(lambda s: s.list_tasks("done"), ValueError, id="state"),
+        pytest.param(lambda s: s.list_tasks(limit=-1), ValueError, id="limit"),
+    ],
+)
+async def test_bad_input_is_refused_before_writing(tmp_path: Path, call: Any, error: type) -> None:
+    """Invalid refs, requests, ids, times and filters raise a clear error; nothing is written."""
+    async with make_store(tmp_path / "s.db") as store:
+        with pytest.raises(error):
+            await call(store)
+        assert await store.list_tasks() == []
+        assert await store.uncertain() == []
+
+
+def test_new_ref_survives_a_query_string() -> None:
+    """A new ref is unique and needs no escaping in a callback URL's query."""
+    from urllib.parse import parse_qs, urlencode
+
+    refs = {new_ref() for _ in range(100)}
+    assert len(refs) == 100
+    for ref in refs:
+        assert urlencode({"ref": ref}) == f"ref={ref}"
+        assert parse_qs(f"ref={ref}")["ref"] == [ref]
+
+
+async def test_reconcile_by_ref(tmp_path: Path) -> None:
+    """A callback's ref attaches its task id to the uncertain intent, once and only that one."""
+    path = tmp_path / "s.db"
+    ref = new_ref()
+    async with make_store(path) as store:
+        await store.record_intent(ref, "generate", {"prompt": "p", "model": "veo3"}, NOW - 5)
+    async with make_store(path) as store:  # after the crash: uncertain
+        assert [i.ref for i in await store.uncertain()] == [ref]
+        assert await store.reconcile(new_ref(), "veo_x") is False  # unknown ref
+        assert await store.reconcile(ref, "veo_1") is True
+        assert await store.reconcile(ref, "veo_1") is True  # the callback came twice
+        assert await store.reconcile(ref, "veo_2") is False  # another id: refused
+        assert await store.uncertain() == []
+        [task] = await store.unfinished()
+        assert (task.task_id, task.ref, task.model, task.created_at) == (
+            "veo_1",
+            ref,
+            "veo3",
+            NOW - 5,
+        )
+
+
+# ---------------------------------------------------------------- housekeeping
+
+
+async def test_purge_deletes_rows_older_than_retention(tmp_path: Path) -> None:
+    """purge() deletes tasks and intents created before now - retention, whatever their state."""
+    day = 86400.0
+    async with make_store(tmp_path / "s.db", retention=None) as store:
+        await store.track(["old"], created_at=NOW - 15 * day)
+        await store.record_terminal("old", {"task_id": "old", "status": 1}, NOW - 15 * day)
+        await store.track(["recent"], created_at=NOW - 13 * day)
+        await store.record_intent(new_ref(), "generate", {}, NOW - 20 * day)
+        assert await store.purge(now=NOW) == 2
+        assert [t.task_id for t in await store.list_tasks()] == ["recent"]
+        assert await store.uncertain() == []
+        assert await store.purge(1 * day, now=NOW) == 1
+        assert await store.list_tasks() == []
+
+
+async def test_open_purges_with_the_retention_setting(tmp_path: Path) -> None:
+    """Opening applies the retention (default 14 days) to the wall clock; None keeps all."""
+    path = tmp_path / "s.db"
+    async with make_store(path, retention=None) as store:
+        await store.track(["old"], created_at=time.time() - 15 * 86400)
+        await store.track(["new"])
+    async with make_store(path, retention=None) as store:
+        assert len(await store.list_tasks()) == 2
+    async with make_store(path) as store:
+        assert [t.task_id for t in await store.list_tasks()] == ["new"]
+
+
+async def test_list_tasks_limit_and_order(tmp_path: Path) -> None:
+    """list_tasks returns oldest first and honours limit."""
+    async with make_store(tmp_path / "s.db") as store:
+        for n in (3, 1, 2):
+            await store.track([f"t{n}"], created_at=NOW + n)
+        assert [t.task_id for t in await store.list_tasks(limit=2)] == ["t1", "t2"]
+        assert [t.task_id for t in await store.list_tasks("unfinished")] == ["t1", "t2", "t3"]
+
+
+# ---------------------------------------------------------------- clear errors
+
+
+async def test_store_held_by_another_process(tmp_path: Path) -> None:
+    """A store open in another process is refused with StoreLockedError, and usable once it dies."""
+    path = tmp_path / "s.db"
+    threads = set(threading.enumerate())
+    with child("hold", path) as proc:
+        assert read_line(proc) == "ready"
+        with pytest.raises(StoreLockedError) as info:
+            await make_store(path).open()
+        assert str(path) in str(info.value)
+        assert "another process" in str(info.value)
+        assert info.value.retryable is False
+        assert isinstance(info.value, VeoError)
+        kill(proc)  # SIGKILL: no cleanup, the OS drops the lock
+    async with make_store(path) as store:
+        assert await store.list_tasks() == []
+    assert await eventually(lambda: set(threading.enumerate()) <= threads)
+
+
+async def test_store_held_by_another_store_in_this_process(tmp_path: Path) -> None:
+    """Two stores on one file in one process: the second is refused."""
+    async with make_store(tmp_path / "s.db"):
+        with pytest.raises(StoreLockedError):
+            await make_store(tmp_path / "s.db").open()
+
+
+async def test_not_a_database(tmp_path: Path) -> None:
+    """A file that is not SQLite gives StoreCorruptError naming it; the file is left alone."""
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 200)
+    threads = set(threading.enumerate())
+    with pytest.raises(StoreCorruptError) as info:
+        await make_store(path).open()
+    assert str(path) in str(info.value)
+    assert "move the file aside" in str(info.value)
+    assert path.read_bytes().startswith(b"these are my notes")
+    assert await eventually(lambda: set(threading.enumerate()) <= threads)
+
+
+async def test_damaged_store(tmp_path: Path) -> None:
+    """A store with a page overwritten gives StoreCorruptError at open (quick_check)."""
+    path = tmp_path / "s.db"
+    async with make_store(path) as store:
+        await store.track([f"veo_task_{n:06d}" for n in range(3000)])
+    data = bytearray(path.read_bytes())
+    data[-3 * 4096 : -2 * 4096] = b"\xff" * 4096  # an index page near the end
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreCorruptError, match=r"damaged|malformed"):
+        await make_store(path).open()
+
+
+async def test_some_other_sqlite_database(tmp_path: Path) -> None:
+    """Another application's SQLite file is refused, not adopted."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    with pytest.raises(StoreCorruptError, match="not a veo_async task store"):
+        await make_store(path).open()
+
+
+async def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    """A file written with a newer schema gives StoreVersionError and is not modified."""
+    path = tmp_path / "s.db"
+    async with make_store(path) as store:
+        await store.track(["t1"])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = 2")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreVersionError) as info:
+        await make_store(path).open()
+    assert (info.value.found, info.value.supported) == (2, 1)
+    assert "newer" in str(info.value)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+
+
+async def test_unusable_path(tmp_path: Path) -> None:
+    """A store in a missing directory gives a StoreError saying to check the directory."""
+    with pytest.raises(StoreError, match="directory"):
+        await make_store(tmp_path / "missing" / "s.db").open()

@@ -1,0 +1,168 @@
+"""The SQLite schema of a task store (version 1) and its statements. Pure: no I/O.
+
+One file holds three tables:
+
+- ``schema_version``: one row, the version that wrote the file. A store never
+  upgrades (or downgrades) a file silently: another version is refused.
+- ``intents``: one row per create request, written before the POST; ``task_id``
+  stays NULL until the answer (or a callback) gives it.
+- ``tasks``: one row per task created or tracked; ``terminal`` holds the final
+  record as JSON (:func:`~veo_async.store.record_to_json`) once known.
+
+Partial indexes keep the three questions a restart asks (unfinished?
+undelivered? uncertain?) proportional to their answers, not to the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ._values import StoredIntent, StoredTask
+
+__all__ = [
+    "APPLICATION_ID",
+    "CREATE_SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "row_to_intent",
+    "row_to_task",
+]
+
+#: The version this code reads and writes.
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id`` of a task store ("VeoA"), so tools like ``file``
+#: can tell it from other SQLite files.
+APPLICATION_ID = 0x56656F41
+
+TABLES = frozenset(("schema_version", "intents", "tasks"))
+
+CREATE_SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})",
+    """CREATE TABLE intents (
+        ref TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        request TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        task_id TEXT
+    )""",
+    "CREATE INDEX intents_uncertain ON intents (created_at) WHERE task_id IS NULL",
+    """CREATE TABLE tasks (
+        task_id TEXT PRIMARY KEY,
+        model TEXT,
+        created_at REAL NOT NULL,
+        first_seen_at REAL,
+        terminal TEXT,
+        terminal_at REAL,
+        delivered_at REAL,
+        deliveries INTEGER NOT NULL DEFAULT 0,
+        acked_at REAL,
+        updated_at REAL NOT NULL,
+        ref TEXT
+    )""",
+    "CREATE INDEX tasks_unfinished ON tasks (created_at) WHERE terminal IS NULL",
+    "CREATE INDEX tasks_undelivered ON tasks (created_at) "
+    "WHERE terminal IS NOT NULL AND acked_at IS NULL",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
+
+# -- writes ---------------------------------------------------------------------------
+
+INSERT_INTENT = (
+    "INSERT INTO intents (ref, kind, request, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (ref) DO NOTHING"
+)
+SELECT_INTENT = "SELECT ref, kind, request, created_at, task_id FROM intents WHERE ref = ?"
+SET_INTENT_TASK = "UPDATE intents SET task_id = ? WHERE ref = ?"
+# An attached task keeps whatever a poll or a user already wrote about it.
+UPSERT_CREATED = (
+    "INSERT INTO tasks (task_id, model, created_at, updated_at, ref) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT (task_id) DO UPDATE SET ref = COALESCE(tasks.ref, excluded.ref), "
+    "model = COALESCE(tasks.model, excluded.model), "
+    "created_at = MIN(tasks.created_at, excluded.created_at), "
+    "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
+)
+UPSERT_TRACKED = (
+    "INSERT INTO tasks (task_id, model, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) "
+    "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)"
+)
+UPSERT_SEEN = (
+    "INSERT INTO tasks (task_id, created_at, first_seen_at, updated_at) VALUES (?1, ?2, ?2, ?2) "
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
+    "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
+)
+UPSERT_TERMINAL = (
+    "INSERT INTO tasks (task_id, created_at, first_seen_at, terminal, terminal_at, updated_at) "
+    "VALUES (?1, ?3, ?3, ?2, ?3, ?3) "
+    "ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal, "
+    "terminal_at = COALESCE(tasks.terminal_at, excluded.terminal_at), "
+    "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
+    "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
+)
+UPDATE_DELIVERED = (
+    "UPDATE tasks SET delivered_at = ?2, deliveries = deliveries + ?3, "
+    "updated_at = MAX(updated_at, ?2) WHERE task_id = ?1"
+)
+UPDATE_ACKED = (
+    "UPDATE tasks SET acked_at = ?2, updated_at = MAX(updated_at, ?2) "
+    "WHERE task_id = ?1 AND terminal IS NOT NULL AND acked_at IS NULL"
+)
+DELETE_OLD_TASKS = "DELETE FROM tasks WHERE created_at < ?"
+DELETE_OLD_INTENTS = "DELETE FROM intents WHERE created_at < ?"
+
+# -- reads ----------------------------------------------------------------------------
+
+_TASK_COLUMNS = (
+    "task_id, model, created_at, first_seen_at, terminal, terminal_at, "
+    "delivered_at, deliveries, acked_at, updated_at, ref"
+)
+SELECT_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?"
+_TASK_FILTERS = {
+    None: "",
+    "unfinished": "WHERE terminal IS NULL",
+    "undelivered": "WHERE terminal IS NOT NULL AND acked_at IS NULL",
+    "acked": "WHERE acked_at IS NOT NULL",
+}
+TASK_STATES = frozenset(state for state in _TASK_FILTERS if state is not None)
+SELECT_UNCERTAIN = (
+    "SELECT ref, kind, request, created_at, task_id FROM intents "
+    "WHERE task_id IS NULL ORDER BY created_at, ref"
+)
+
+
+def select_tasks(state: str | None, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+    """The query (and its parameters) listing tasks in *state*, oldest first."""
+    sql = f"SELECT {_TASK_COLUMNS} FROM tasks {_TASK_FILTERS[state]} ORDER BY created_at, task_id"
+    if limit is None:
+        return sql, ()
+    return sql + " LIMIT ?", (limit,)
+
+
+def row_to_task(row: Sequence[Any]) -> StoredTask:
+    """A :class:`StoredTask` from a row of ``SELECT {task columns}``."""
+    (task_id, model, created_at, first_seen_at, terminal, terminal_at,
+     delivered_at, deliveries, acked_at, updated_at, ref) = row  # fmt: skip
+    return StoredTask(
+        task_id=task_id,
+        model=model,
+        created_at=created_at,
+        first_seen_at=first_seen_at,
+        record=None if terminal is None else json.loads(terminal),
+        terminal_at=terminal_at,
+        delivered_at=delivered_at,
+        deliveries=deliveries,
+        acked_at=acked_at,
+        updated_at=updated_at,
+        ref=ref,
+    )
+
+
+def row_to_intent(row: Sequence[Any]) -> StoredIntent:
+    """A :class:`StoredIntent` from a row of ``SELECT ref, kind, request, created_at, task_id``."""
+    ref, kind, request, created_at, task_id = row
+    return StoredIntent(
+        ref=ref, kind=kind, request=json.loads(request), created_at=created_at, task_id=task_id
+    )

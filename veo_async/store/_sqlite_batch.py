@@ -1,0 +1,169 @@
+"""One group commit: every queued write of a :class:`~veo_async.store.SQLiteStore`
+in one transaction.
+
+Durable writes arrive as :class:`Op` (each with a future its caller awaits);
+write-behind ones as one :class:`Pending` per task, coalesced in memory.
+Same-kind rows go through one ``executemany`` each, so a batch of 10,000
+acks costs a few calls to SQLite's thread, not 10,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiosqlite
+
+from . import _schema as sql
+
+__all__ = ["FSYNC_KINDS", "Op", "Pending", "write_batch"]
+
+#: Transactions holding one of these writes run with synchronous=FULL: they
+#: stand for a paid POST (see SQLiteStore's module docstring).
+FSYNC_KINDS = frozenset(("intent", "attach", "reconcile"))
+
+
+class Pending:
+    """The write-behind changes of one task not yet committed (latest wins)."""
+
+    __slots__ = ("delivered_at", "deliveries", "seen_at", "terminal", "terminal_at")
+
+    def __init__(self) -> None:
+        self.seen_at: float | None = None
+        self.terminal: str | None = None
+        self.terminal_at: float | None = None
+        self.delivered_at: float | None = None
+        self.deliveries = 0
+
+
+class Op:
+    """One durable write waiting for the writer: what to do and who waits.
+
+    :ivar kind: ``intent``, ``attach``, ``reconcile``, ``track``, ``ack`` or ``purge``.
+    """
+
+    __slots__ = ("args", "future", "kind")
+
+    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        self.kind = kind
+        self.args = args
+        self.future = future
+
+
+async def write_batch(
+    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending]
+) -> list[object]:
+    """Apply *ops* and *pending* in one transaction.
+
+    :returns: one result per op: its value, or the exception (``ValueError``)
+        its caller should get; such an op changed nothing, the others commit.
+    :raises sqlite3.Error: when the transaction failed (it was rolled back).
+    """
+    single = _single_row(ops, pending)
+    if single is not None:
+        # One row of one statement: autocommit makes it its own transaction,
+        # one trip to SQLite's thread instead of three (BEGIN, the row, COMMIT).
+        # The common case of results acknowledged (or ids tracked) one by one.
+        await conn.execute(*single)
+        return [None]
+    fsync = any(op.kind in FSYNC_KINDS for op in ops)
+    if fsync:
+        await conn.execute("PRAGMA synchronous = FULL")
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = await _apply(conn, ops, pending)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+    finally:
+        if fsync:
+            await conn.execute("PRAGMA synchronous = NORMAL")
+    return results
+
+
+def _single_row(ops: list[Op], pending: dict[str, Pending]) -> tuple[str, Any] | None:
+    """The one statement and row of a batch that is just one ack or one tracked id."""
+    if pending or len(ops) != 1:
+        return None
+    op = ops[0]
+    if op.kind == "ack":
+        return sql.UPDATE_ACKED, op.args
+    if op.kind == "track" and len(op.args[0]) == 1:
+        return sql.UPSERT_TRACKED, op.args[0][0]
+    return None
+
+
+async def _apply(
+    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending]
+) -> list[object]:
+    results: list[object] = [None] * len(ops)
+    tracked: list[tuple[str, str | None, float]] = []
+    acks: list[tuple[Any, ...]] = []
+    for index, op in enumerate(ops):
+        if op.kind == "intent":
+            cursor = await conn.execute(sql.INSERT_INTENT, op.args)
+            if cursor.rowcount == 0:
+                results[index] = ValueError(f"intent ref {op.args[0]!r} is already recorded")
+        elif op.kind in ("attach", "reconcile"):
+            results[index] = await _attach(conn, op.kind == "reconcile", *op.args)
+        elif op.kind == "track":
+            tracked.extend(op.args[0])
+        elif op.kind == "ack":
+            acks.append(op.args)
+        elif op.kind == "purge":
+            tasks = await conn.execute(sql.DELETE_OLD_TASKS, op.args)
+            intents = await conn.execute(sql.DELETE_OLD_INTENTS, op.args)
+            results[index] = tasks.rowcount + intents.rowcount
+        else:  # pragma: no cover - kinds are made in this package only
+            raise AssertionError(f"unknown store operation {op.kind!r}")
+    if tracked:
+        await conn.executemany(sql.UPSERT_TRACKED, tracked)
+    if pending:
+        await _apply_pending(conn, pending)
+    # Last: an ack must find the terminal record it acknowledges, which may be
+    # in this very batch.
+    if acks:
+        await conn.executemany(sql.UPDATE_ACKED, acks)
+    return results
+
+
+async def _attach(
+    conn: aiosqlite.Connection,
+    reconciling: bool,
+    ref: str,
+    task_id: str,
+    model: str | None,
+    at: float,
+) -> object:
+    rows = list(await conn.execute_fetchall(sql.SELECT_INTENT, (ref,)))
+    if not rows:
+        return False if reconciling else ValueError(f"no intent with ref {ref!r}")
+    intent = sql.row_to_intent(rows[0])
+    if intent.task_id is not None and intent.task_id != task_id:
+        if reconciling:
+            return False
+        return ValueError(f"intent {ref!r} already has task id {intent.task_id!r}")
+    if model is None and isinstance(intent.request.get("model"), str):
+        model = intent.request["model"]
+    await conn.execute(sql.SET_INTENT_TASK, (task_id, ref))
+    await conn.execute(
+        sql.UPSERT_CREATED, (task_id, model, intent.created_at, max(at, intent.created_at), ref)
+    )
+    return True if reconciling else None
+
+
+async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, Pending]) -> None:
+    seen = [(tid, p.seen_at) for tid, p in pending.items() if p.seen_at is not None]
+    terminal = [
+        (tid, p.terminal, p.terminal_at) for tid, p in pending.items() if p.terminal is not None
+    ]
+    delivered = [(tid, p.delivered_at, p.deliveries) for tid, p in pending.items() if p.deliveries]
+    if seen:
+        await conn.executemany(sql.UPSERT_SEEN, seen)
+    if terminal:
+        await conn.executemany(sql.UPSERT_TERMINAL, terminal)
+    if delivered:
+        await conn.executemany(sql.UPDATE_DELIVERED, delivered)

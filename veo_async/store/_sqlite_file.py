@@ -1,0 +1,122 @@
+"""Opening a store file: pragmas, the lock, the schema check, and what errors mean.
+
+Functions of an open :class:`aiosqlite.Connection` and the file's path, used
+by :class:`~veo_async.store.SQLiteStore` at open and after each failed statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
+from . import _schema as sql
+
+__all__ = ["prepare", "translate"]
+
+_MOVE_ASIDE = "move the file aside (a new empty store is made) or restore a backup"
+
+
+async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: bool) -> None:
+    """Lock the file for this connection, then create or check the schema.
+
+    :raises StoreError: (a subclass) naming *path* when the file cannot be used.
+    """
+    try:
+        # Exclusive locking mode before the first access: the write lock taken
+        # by BEGIN EXCLUSIVE below is then kept until the connection closes.
+        await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("BEGIN EXCLUSIVE")
+        try:
+            await _check_schema(conn, path, check_integrity=check_integrity)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "opening") from exc
+
+
+async def _check_schema(conn: aiosqlite.Connection, path: str, *, check_integrity: bool) -> None:
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = {row[0] for row in rows}
+    if not tables:
+        for statement in sql.CREATE_SCHEMA:
+            await conn.execute(statement)
+        return
+    if "schema_version" not in tables:
+        raise StoreCorruptError(
+            f"{path} is a SQLite database but not a veo_async task store "
+            f"(tables: {', '.join(sorted(tables))}); give the store another file",
+            path=path,
+        )
+    versions = [row[0] for row in await conn.execute_fetchall("SELECT version FROM schema_version")]
+    version = versions[0] if len(versions) == 1 else None
+    if not isinstance(version, int):
+        raise StoreCorruptError(
+            f"task store {path} has an unreadable schema_version table ({versions!r}); "
+            f"{_MOVE_ASIDE}",
+            path=path,
+        )
+    if version != sql.SCHEMA_VERSION:
+        advice = (
+            "it was written by a newer veo_async: upgrade veo_async, or give this version "
+            "another file"
+            if version > sql.SCHEMA_VERSION
+            else "it was written by an older veo_async and is never migrated silently: "
+            "open it with that version, or give this one another file"
+        )
+        raise StoreVersionError(
+            f"task store {path} has schema version {version}, this veo_async reads "
+            f"version {sql.SCHEMA_VERSION}; {advice}",
+            path=path,
+            found=version,
+            supported=sql.SCHEMA_VERSION,
+        )
+    missing = sql.TABLES - tables
+    if missing:
+        raise StoreCorruptError(
+            f"task store {path} lacks table(s) {', '.join(sorted(missing))}; {_MOVE_ASIDE}",
+            path=path,
+        )
+    if check_integrity:
+        problems = [
+            " ".join(str(row[0]).split())  # its lines are multi-line; keep messages one line
+            for row in await conn.execute_fetchall("PRAGMA quick_check")
+        ]
+        if problems != ["ok"]:
+            raise StoreCorruptError(
+                f"task store {path} is damaged ({'; '.join(problems[:3])}); {_MOVE_ASIDE}",
+                path=path,
+            )
+
+
+def translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
+    """The :class:`StoreError` for a SQLite error met while *doing* something with *path*.
+
+    SQLite says what went wrong only in words on Python 3.10 (no
+    ``sqlite_errorname``), so the message is matched.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return StoreLockedError(
+            f"task store {path} is in use by another process (or another SQLiteStore "
+            "in this one); stop that one first, or give this one another file",
+            path=path,
+        )
+    if any(hint in lowered for hint in ("not a database", "malformed", "encrypted")):
+        return StoreCorruptError(
+            f"task store {path} is not a readable SQLite database ({text}); {_MOVE_ASIDE}",
+            path=path,
+        )
+    if "unable to open" in lowered:
+        return StoreError(
+            f"cannot open task store {path} ({text}); check that its directory exists "
+            "and is writable",
+            path=path,
+        )
+    return StoreError(f"task store {path}: {doing} failed ({text})", path=path)
