@@ -8,7 +8,7 @@ Every HTTP request of a session, whichever task handle makes it, asks one
   answer that is not a 429 (TCP's slow start), so a session never answers a
   429 with a herd of retries;
 - the optional ``rate`` allows it: at most ``rate`` starts in any sliding
-  one-second window (see :class:`RequestBudget`);
+  window of ``period`` seconds (one by default; see :class:`RequestBudget`);
 - the session is not paused by a 429 (``Retry-After``, capped at
   :data:`MAX_PAUSE`, or a doubling backoff while 429s keep coming).
 
@@ -56,23 +56,35 @@ class RequestBudget:
     """Admission rules for request starts. Pure: ``now`` is always passed in.
 
     :param concurrency: the most requests in flight at once (>= 1).
-    :param rate: the most request starts in any sliding one-second window, or
-        None for no limit: ``floor(rate)`` starts per sliding second (a burst
-        of them may start together); below 1, one start per ``1 / rate`` s.
+    :param rate: the most request starts in any sliding window of ``period``
+        seconds, or None for no limit: ``floor(rate)`` starts per sliding
+        window (a burst of them may start together); below 1, one start per
+        ``period / rate`` s.
+    :param period: the length of the sliding window, in seconds (> 0): the
+        polling budget counts per second, the creation budget per 10 s
+        (Kie's "20 new generation requests per 10 s").
     :param rng: the random source of the pause jitter (seed it in tests).
     """
 
     def __init__(
-        self, concurrency: int, rate: float | None = None, *, rng: random.Random | None = None
+        self,
+        concurrency: int,
+        rate: float | None = None,
+        *,
+        period: float = 1.0,
+        rng: random.Random | None = None,
     ) -> None:
+        if not period > 0 or not math.isfinite(period):
+            raise ValueError(f"period must be a positive finite number, not {period!r}")
         self.concurrency = concurrency
         self.rate = rate
+        self.period = period
         self._window = concurrency
         self._rng = rng if rng is not None else random.Random()
         # The starts of the current rate window, oldest first: at most
         # _burst of them may fall within _span seconds.
         self._burst = max(1, math.floor(rate)) if rate is not None else 0
-        self._span = (1.0 if rate >= 1 else 1.0 / rate) if rate is not None else 0.0
+        self._span = (period if rate >= 1 else period / rate) if rate is not None else 0.0
         self._starts: deque[float] = deque(maxlen=self._burst or None)
         self._paused_until = 0.0
         self._pause_started = -math.inf
