@@ -145,3 +145,18 @@ def test_period_must_be_positive_and_finite(period: float) -> None:
     """A zero, negative or non-finite period is refused."""
     with pytest.raises(ValueError, match="period"):
         RequestBudget(1, 1.0, period=period)
+
+
+def test_count_finish_keeps_a_start_in_the_window_until_it_finishes() -> None:
+    """With count_finish, a request fills the window while in flight and for
+    ``period`` after it finished: the service, counting arrivals, never sees more."""
+    budget = RequestBudget(100, 2.0, period=10.0, count_finish=True)
+    budget.start(0.0)
+    budget.start(0.0)
+    assert budget.blocked_until(50.0) == math.inf  # both still in flight
+    budget.finish(3.0)
+    assert budget.blocked_until(5.0) == pytest.approx(13.0)
+    budget.finish(4.0)
+    assert budget.blocked_until(13.0) is None
+    budget.start(13.0)
+    assert budget.blocked_until(13.5) == pytest.approx(14.0)

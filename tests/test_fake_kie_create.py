@@ -54,7 +54,8 @@ def test_generate_creates_a_task_whose_record_holds_the_request() -> None:
     async def main() -> None:
         kie = FakeKie(seed=7)
         status, envelope = await generate(kie, model="veo3", aspect_ratio="9:16")
-        assert status == 200 and envelope is not None
+        assert status == 200
+        assert envelope is not None
         task_id = envelope["data"]["taskId"]
         assert task_id.startswith("veo_task_")
         data = (await record(kie, task_id))["data"]
@@ -67,7 +68,8 @@ def test_generate_creates_a_task_whose_record_holds_the_request() -> None:
         done = (await record(kie, task_id))["data"]
         assert done["successFlag"] == 1
         assert done["completeTime"] is not None
-        assert kie.created == 1 and kie.created_ids == [task_id]
+        assert kie.created == 1
+        assert kie.created_ids == [task_id]
 
     run_virtual(main)
 
@@ -76,7 +78,8 @@ def test_generation_times_are_drawn_per_model_not_constant() -> None:
     """Durations come from a per-model distribution: they vary, and the medians
     order lite < fast < veo3; a seed makes them reproducible."""
     desk = CreationDesk(credits=0, seed=3)
-    samples = {m: [desk.duration(m) for _ in range(400)] for m in ("veo3_lite", "veo3_fast", "veo3")}
+    models = ("veo3_lite", "veo3_fast", "veo3")
+    samples = {m: [desk.duration(m) for _ in range(400)] for m in models}
     medians = {m: statistics.median(v) for m, v in samples.items()}
     assert medians["veo3_lite"] < medians["veo3_fast"] < medians["veo3"]
     assert all(statistics.pstdev(v) > 0.1 * medians[m] for m, v in samples.items())
@@ -99,7 +102,8 @@ def test_credits_are_charged_per_model_and_402_when_short() -> None:
         assert (status, envelope["code"] if envelope else None) == (200, 402)
         assert kie.created == 2
         _, balance = await call(kie, "GET", "/api/v1/chat/credit")
-        assert balance is not None and balance["data"] == pytest.approx(10.5)
+        assert balance is not None
+        assert balance["data"] == pytest.approx(10.5)
 
     run_virtual(main)
 
@@ -112,13 +116,18 @@ def test_the_creation_limit_answers_429_and_counts_only_accepted_creates() -> No
         kie = FakeKie(credits=1e9)
         for _ in range(20):
             status, envelope = await generate(kie)
-            assert envelope is not None and envelope["code"] == 200
+            assert envelope is not None
+            assert envelope["code"] == 200
         status, envelope = await generate(kie)
-        assert status == 200 and envelope is not None and envelope["code"] == 429
-        assert kie.created == 20 and kie.count_status(429) == 1
+        assert status == 200
+        assert envelope is not None
+        assert envelope["code"] == 429
+        assert kie.created == 20
+        assert kie.count_status(429) == 1
         await asyncio.sleep(10.0)
         _, envelope = await generate(kie)
-        assert envelope is not None and envelope["code"] == 200
+        assert envelope is not None
+        assert envelope["code"] == 200
 
     run_virtual(main)
 
@@ -143,7 +152,8 @@ def test_created_then_drop_creates_and_charges_then_drops() -> None:
         kie.inject_create(Fault.created_then_drop())
         status, envelope = await generate(kie)
         assert (status, envelope) == (0, None)
-        assert kie.created == 1 and kie.charged == COSTS["veo3_fast"]
+        assert kie.created == 1
+        assert kie.charged == COSTS["veo3_fast"]
         assert kie.count_status(0) == 1
 
     run_virtual(main)
@@ -179,7 +189,8 @@ def test_extend_only_a_finished_successful_task() -> None:
         await asyncio.sleep(kie.completed_at(parent) - asyncio.get_running_loop().time())
         charged = kie.charged
         _, envelope = await call(kie, "POST", "/api/v1/veo/extend", body)
-        assert envelope is not None and envelope["code"] == 200
+        assert envelope is not None
+        assert envelope["code"] == 200
         assert envelope["data"]["taskId"] != parent
         assert kie.charged - charged == COSTS["veo3"]  # "quality" prices as veo3
 
@@ -196,17 +207,22 @@ def test_1080p_is_processing_then_ready_and_refused_for_fallback() -> None:
         kie.add_task("veo_task_fb", complete_after=0.0, fallback=True)
         path = "/api/v1/veo/get-1080p-video"
         _, early = await call(kie, "GET", path, taskId="veo_task_a", index="0")
-        assert early is not None and early["code"] == 422  # not finished yet
+        assert early is not None
+        assert early["code"] == 422
         await asyncio.sleep(120.0)
         _, processing = await call(kie, "GET", path, taskId="veo_task_a", index="0")
-        assert processing is not None and processing["code"] == 400
+        assert processing is not None
+        assert processing["code"] == 400
         assert "processing" in processing["msg"]
         await asyncio.sleep(45.0)
         _, ready = await call(kie, "GET", path, taskId="veo_task_a", index="0")
-        assert ready is not None and ready["code"] == 200
+        assert ready is not None
+        assert ready["code"] == 200
         assert ready["data"]["resultUrl"].endswith("1080p-0.mp4")
         _, refused = await call(kie, "GET", path, taskId="veo_task_fb", index="0")
-        assert refused is not None and refused["code"] == 422 and "fallback" in refused["msg"]
+        assert refused is not None
+        assert refused["code"] == 422
+        assert "fallback" in refused["msg"]
 
     run_virtual(main)
 
@@ -221,14 +237,19 @@ def test_4k_is_charged_once_and_422_tells_processing_from_done() -> None:
         path = "/api/v1/veo/get-4k-video"
         body = {"taskId": "veo_task_a", "index": 0}
         first = await call(kie, "POST", path, body)
-        assert first[1] is not None and first[1]["code"] == 200
+        assert first[1] is not None
+        assert first[1]["code"] == 200
         _, processing = await call(kie, "POST", path, body)
-        assert processing is not None and processing["code"] == 422
-        assert processing["data"]["resultUrls"] is None and "processing" in processing["msg"]
+        assert processing is not None
+        assert processing["code"] == 422
+        assert processing["data"]["resultUrls"] is None
+        assert "processing" in processing["msg"]
         await asyncio.sleep(300.0)
         _, done = await call(kie, "POST", path, body)
-        assert done is not None and done["code"] == 422
-        assert done["data"]["resultUrls"] and "successfully" in done["msg"]
+        assert done is not None
+        assert done["code"] == 422
+        assert done["data"]["resultUrls"]
+        assert "successfully" in done["msg"]
         assert kie.charged == UHD_COST
 
     run_virtual(main)
@@ -243,9 +264,11 @@ def test_download_links_only_for_kie_hosted_urls() -> None:
         hosted = "https://tempfile.example/veo/veo_task_a/video.mp4"
         path = "/api/v1/common/download-url"
         _, ok = await call(kie, "POST", path, {"url": hosted})
-        assert ok is not None and ok["data"].startswith(hosted + "?")
+        assert ok is not None
+        assert ok["data"].startswith(hosted + "?")
         _, refused = await call(kie, "POST", path, {"url": "https://elsewhere.example/a.mp4"})
-        assert refused is not None and refused["code"] == 422
+        assert refused is not None
+        assert refused["code"] == 422
 
     run_virtual(main)
 
@@ -257,7 +280,8 @@ def test_create_endpoints_refuse_wrong_methods_and_bad_bodies() -> None:
         kie = FakeKie()
         assert (await call(kie, "GET", "/api/v1/veo/generate"))[0] == 405
         _, envelope = await generate(kie, prompt="  ")
-        assert envelope is not None and envelope["code"] == 422
+        assert envelope is not None
+        assert envelope["code"] == 422
         assert kie.created == 0
 
     run_virtual(main)

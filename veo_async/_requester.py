@@ -113,7 +113,9 @@ class Requester:
         self.transport = transport
         self.queue = DueQueue(budget)
         if create_budget is None:
-            create_budget = RequestBudget(budget.concurrency, CREATE_RATE, period=CREATE_PERIOD)
+            create_budget = RequestBudget(
+                budget.concurrency, CREATE_RATE, period=CREATE_PERIOD, count_finish=True
+            )
         self.create_queue = DueQueue(create_budget)
         self._creates = 0
         self._api_key = api_key

@@ -138,7 +138,9 @@ class VeoSession:
             transport,
             ApiKey(key),
             RequestBudget(concurrency, rate),
-            create_budget=RequestBudget(concurrency, create_rate, period=create_period),
+            create_budget=RequestBudget(
+                concurrency, create_rate, period=create_period, count_finish=True
+            ),
             on_event=on_event,
         )
         self._registry = TaskRegistry(self._requester, self._policy, explicit=policy is not None)
