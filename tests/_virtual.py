@@ -14,7 +14,7 @@ def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
     """Run ``main()`` to completion on a fresh :class:`VirtualClockLoop`, then close it."""
     loop = VirtualClockLoop()
     try:
-        return loop.run_until_complete(main())  # type: ignore[arg-type]
+        return loop.run_until_complete(main())
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
