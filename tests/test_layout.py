@@ -28,11 +28,12 @@ PURE_CORE = [
 LAYERS: list[set[str]] = [
     {"errors", "models", "policy", "_version"},
     {"_convert", "_schedule", "_limits", "events"},
-    {"_protocol"},
+    {"_protocol", "_endpoints"},
     {"_http", "store"},
     {"_requester", "_pacer"},
+    {"_create", "_upgrade"},
     {"_task"},
-    {"_batch", "_create"},
+    {"_batch"},
     {"_session"},
     {"__init__"},
     {"testing", "cli", "__main__"},
@@ -133,7 +134,7 @@ def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)) is not None:
                 return cycle
         stack.pop()

@@ -30,12 +30,13 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
     SessionClosedError,
+    SubmitUncertainError,
     TaskFailedError,
     TransportError,
     VeoError,
     WaitTimeoutError,
 )
-from .models import RecordInfo, TaskStatus, VideoResult
+from .models import ExtendRequest, GenerateRequest, RecordInfo, TaskStatus, VideoResult
 from .policy import POLICY_TIMEOUT, PollPolicy
 
 __version__ = _installed_version()
@@ -48,6 +49,8 @@ __all__ = [
     "AuthenticationError",
     "BatchOutcome",
     "ContentPolicyError",
+    "ExtendRequest",
+    "GenerateRequest",
     "HttpRequest",
     "InsufficientCreditsError",
     "KIE_TIMEZONE",
@@ -62,6 +65,7 @@ __all__ = [
     "ServiceUnavailableError",
     "SessionClosedError",
     "SessionStats",
+    "SubmitUncertainError",
     "TaskFailedError",
     "TaskStatus",
     "Transport",
