@@ -14,7 +14,7 @@ from ._convert import KIE_TIMEZONE
 from ._http import HttpRequest, Transport
 from ._protocol import RawResponse
 from ._requester import SessionStats
-from ._schedule import AdaptivePolicy, DurationPrior
+from ._schedule import AdaptivePolicy, DurationLearner, DurationPrior
 from ._session import VeoSession
 from ._task import VeoTask
 from ._version import version as _installed_version
@@ -43,6 +43,7 @@ __version__ = _installed_version()
 
 __all__ = [
     "AdaptivePolicy",
+    "DurationLearner",
     "DurationPrior",
     "POLICY_TIMEOUT",
     "APIError",

@@ -19,6 +19,7 @@ as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -88,6 +89,11 @@ class _LearnedPlan(Plan):
             age: float | None = max(0.0, pacer.loop_now() - created)
         elif record is not None and record.create_time is not None:
             age = pacer.age(record.create_time.timestamp())
+        elif self._polls == 0:
+            # A bare id: its age is unknown until a record says when it was
+            # created. Ask at once (a finished task answers immediately).
+            self._polls = 1
+            return 0.0
         else:
             age = None
         delay = self._schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
@@ -130,6 +136,8 @@ class Pacer:
         self._loop_clock = loop_clock
         self._wall_clock = wall_clock
         self._anchor: tuple[float, float] | None = None
+        with contextlib.suppress(RuntimeError):  # no loop yet: anchored on first use
+            self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
 

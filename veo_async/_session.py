@@ -20,7 +20,7 @@ from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
-from ._schedule import AdaptivePolicy
+from ._schedule import AdaptivePolicy, DurationLearner
 from ._task import TaskRegistry, VeoTask
 from ._version import version
 from .errors import SessionClosedError
@@ -205,6 +205,12 @@ class VeoSession:
     def policy(self) -> AnyPolicy:
         """The default schedule of every wait."""
         return self._policy
+
+    @property
+    def learner(self) -> DurationLearner:
+        """What the session has learned of each model's generation time (from
+        every terminal record it has seen): ``veo.learner.count("veo3")``."""
+        return self._pacer.learner
 
     @property
     def request_timeout(self) -> float:

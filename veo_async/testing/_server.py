@@ -220,6 +220,9 @@ class FakeKie:
         self._create_faults: list[Fault] = []  # reversed, like _injected
 
         self._tasks: dict[str, _TaskState] = {}
+        # The wall clock as the loop's clock moves it (see _wall): on a virtual
+        # clock, createTime/completeTime must move with the tasks' progress.
+        self._wall_anchor: tuple[float, float] | None = None
         self._injected: list[Fault] = []  # reversed: the next fault is at the end
         self._requests: list[RecordedRequest] = []
         self._polls: Counter[str] = Counter()
@@ -382,7 +385,8 @@ class FakeKie:
         :returns: the script in use.
         """
         script = self._script(task, fields)
-        self._tasks[script.task_id] = _TaskState(script, _now(), time.time())
+        added_at = _now()
+        self._tasks[script.task_id] = _TaskState(script, added_at, self._wall(added_at))
         return script
 
     def add_tasks(self, tasks: Iterable[str | TaskScript]) -> list[TaskScript]:
@@ -391,10 +395,23 @@ class FakeKie:
         :returns: the scripts in use, in input order.
         """
         scripts = [self._script(task, {}) for task in tasks]
-        added_at, created_at = _now(), time.time()
+        added_at = _now()
+        created_at = self._wall(added_at)
         for script in scripts:
             self._tasks[script.task_id] = _TaskState(script, added_at, created_at)
         return scripts
+
+    def _wall(self, loop_time: float) -> float:
+        """The wall-clock instant (epoch seconds) of a loop time.
+
+        Anchored once to ``time.time()``, then moved by the loop's clock, so
+        the times a record shows agree with when the simulator let the task
+        finish, on a virtual clock as in real time.
+        """
+        if self._wall_anchor is None:
+            self._wall_anchor = (time.time(), loop_time)
+        wall, anchor = self._wall_anchor
+        return wall + (loop_time - anchor)
 
     @staticmethod
     def _script(task: str | TaskScript, fields: dict[str, Any]) -> TaskScript:
@@ -679,7 +696,7 @@ class FakeKie:
         if path == DOWNLOAD_URL_PATH:
             if method != "POST":
                 return method_not_allowed(method)
-            return self._desk.download_link(parse_body(body), time.time())
+            return self._desk.download_link(parse_body(body), self._wall(_now()))
         return NOT_FOUND
 
     async def _create(self, path: str, body: Any, record: RecordedRequest | None) -> Answer:
@@ -710,7 +727,7 @@ class FakeKie:
 
     def _add_created(self, created: CreatedTask, now: float) -> None:
         script = created.script
-        self._tasks[script.task_id] = _TaskState(script, now, time.time())
+        self._tasks[script.task_id] = _TaskState(script, now, self._wall(now))
         if created.callback_url is not None:
             url = created.callback_url
             timer = asyncio.get_running_loop().call_at(
