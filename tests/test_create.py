@@ -44,7 +44,7 @@ from veo_async.models import MAX_PROMPT_LENGTH
 from veo_async.testing import FakeKie, Fault
 
 from ._virtual import run_virtual
-from .conftest import API_KEY
+from .conftest import API_KEY, eventually
 
 GENERATE = "/api/v1/veo/generate"
 RECORD = "/api/v1/veo/record-info"
@@ -741,7 +741,8 @@ async def test_callbacks_are_posted_and_signed() -> None:
             hmac.new(b"s3cret", f"{task.task_id}.{stamp}".encode(), hashlib.sha256).digest()
         ).decode()
         assert headers["X-Webhook-Signature"] == expected
-        assert kie.callbacks_delivered == 1
+        # Counted once the simulator has read our answer, a moment after the hook ran.
+        assert await eventually(lambda: kie.callbacks_delivered == 1)
     finally:
         await kie.close()
         await runner.cleanup()
