@@ -334,6 +334,9 @@ class Requester:
                 self.create_queue.close(self._copy_fatal)
             raise
         except TransportError as exc:
+            # Python 3.10 can leave the transport's caught aiohttp error as the
+            # implicit context: cut it, since aiohttp's errors hold our headers.
+            exc.__context__ = None
             self._failed(method, path, task_id, granted_at, exc)
             if self._closed and creating is None:  # aclose() pulled the connection
                 raise SessionClosedError("the VeoSession was closed during the request") from None
