@@ -4,7 +4,10 @@
 
     veo-async status veo_task_1 veo_task_2          # one poll each, a table
     veo-async wait --from ids.txt -o results.jsonl  # poll until every task is done
-    veo-async demo                                  # 300 simulated tasks, ~15 s, no key
+    veo-async generate "A cat surfing" --wait       # create a task, wait for it
+    veo-async generate --from requests.jsonl        # one JSON request per line
+    veo-async credits                               # the balance
+    veo-async demo                                  # 300 simulated creates, ~15 s, no key
     veo-async simulate --port 8765                  # a fake Kie for integration tests
 
 Results go to standard output (or ``--output``) as JSON lines; progress and
@@ -15,7 +18,8 @@ of what finished is printed, and the exit code is 130.
 
 The helpers live in small modules beside this one, one job each: ``_ids``
 (reading ids), ``_options`` (shared options), ``_outcome`` (outcomes, exit
-codes), ``_output`` (JSON lines, tables), ``_progress`` (the progress
+codes), ``_output`` (JSON lines, tables), ``_generate`` and ``_requests``
+(the ``generate`` and ``credits`` commands, reading requests), ``_progress`` (the progress
 display), ``_reach`` (noticing an unreachable service), ``_run`` (the event
 loop and Ctrl-C), ``_demo`` and ``_simulate`` (the simulator's scenarios,
 built by :mod:`veo_async.testing`). Like any user of the library, they import
@@ -39,6 +43,7 @@ import click
 from rich.console import Console
 
 from .. import PollPolicy, VeoError, VeoSession, __version__
+from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
 from ._options import (
     Settings,
@@ -499,6 +504,11 @@ def simulate(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
     return EXIT_OK
+
+
+# Creating lives in its own module (``_generate``): the commands are only added here.
+cli.add_command(generate)
+cli.add_command(credits)
 
 
 def _one_line(text: str) -> str:
