@@ -33,7 +33,7 @@ import attrs
 from rich.console import Console
 from rich.table import Table
 
-from .. import SubmitUncertainError, VeoError, VeoSession, VeoTask
+from .. import AdaptivePolicy, SubmitUncertainError, VeoError, VeoSession, VeoTask
 from ..events import Event, RecordPublished, RequestStarted
 from ..testing import (
     DEMO_FAILURE_RATE,
@@ -380,7 +380,12 @@ async def run_demo(
     timers: list[asyncio.TimerHandle] = []
     try:
         async with VeoSession(
-            key, transport=kie.transport(), concurrency=concurrency, on_event=on_event
+            key,
+            transport=kie.transport(),
+            concurrency=concurrency,
+            # The default schedule, its jitter seeded too, for --seed.
+            policy=AdaptivePolicy(seed=seed),
+            on_event=on_event,
         ) as veo:
             credits_before = await veo.credits()
             timers = _schedule_faults(loop, kie, demo_faults(len(jobs)))
