@@ -149,13 +149,19 @@ class ScaledClockLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self, speed: float) -> None:
+        problem: Exception | None = None
         if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-            raise TypeError(f"speed must be a number, not {type(speed).__name__}")
-        if not math.isfinite(speed) or speed <= 0:
-            raise ValueError(f"speed must be a finite number > 0, not {speed!r}")
-        self._scaled = _ScaledWaitSelector(selectors.DefaultSelector(), float(speed))
+            problem = TypeError(f"speed must be a number, not {type(speed).__name__}")
+        elif not math.isfinite(speed) or speed <= 0:
+            problem = ValueError(f"speed must be a finite number > 0, not {speed!r}")
+        self._speed = 1.0 if problem is not None else float(speed)
+        self._scaled = _ScaledWaitSelector(selectors.DefaultSelector(), self._speed)
         super().__init__(self._scaled)
-        self._speed = float(speed)
+        if problem is not None:
+            # Built first and closed: a loop that never finished __init__
+            # would complain when collected.
+            self.close()
+            raise problem
 
     def time(self) -> float:
         """The real monotonic clock plus the idle waits' stretch so far."""
