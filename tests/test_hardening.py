@@ -1,0 +1,548 @@
+"""Issue 9 (hardening): one or more regression tests per item, against the reshaped core.
+
+Timing-heavy items run on a :class:`VirtualClockLoop` with the in-process
+transport (minutes of polling in milliseconds, and exact virtual times);
+items about real HTTP (decompression, oversized answers, what aiohttp's
+exceptions and frames hold) run against small aiohttp servers on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable, Coroutine
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import pytest
+
+from veo_async import (
+    AuthenticationError,
+    HttpRequest,
+    PollPolicy,
+    RateLimitError,
+    RawResponse,
+    SessionClosedError,
+    TaskFailedError,
+    TaskStatus,
+    VeoSession,
+    VeoTask,
+    WaitTimeoutError,
+)
+from veo_async._batch import CompletionTracker
+from veo_async._limits import MAX_PAUSE
+from veo_async.events import (
+    Event,
+    SessionPaused,
+)
+from veo_async.testing import FakeKie, Fault, InProcessTransport, VirtualClockLoop
+
+T = TypeVar("T")
+
+KEY = "test-key"
+SECRET = "sk-HARDEN-5ecr3t-9f1c"
+MIB = 1024 * 1024
+
+#: A schedule with round numbers: first poll at once, then every second.
+EVERY_SECOND = PollPolicy(
+    first_poll=0.0, interval=1.0, factor=1.0, max_interval=1.0, jitter=0.0, timeout=None
+)
+#: Loopback tests: quick polls, short deadline.
+QUICK = PollPolicy(
+    first_poll=0.0, interval=0.02, factor=1.5, max_interval=0.05, jitter=0.0, timeout=10.0
+)
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` to completion on a fresh virtual-clock loop, then close the loop."""
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def now() -> float:
+    """The running loop's clock (virtual on a VirtualClockLoop)."""
+    return asyncio.get_running_loop().time()
+
+
+def in_process(kie: FakeKie, **kwargs: Any) -> VeoSession:
+    """A session talking to ``kie`` in process, on the round-number schedule by default."""
+    kwargs.setdefault("policy", EVERY_SECOND)
+    return VeoSession(kwargs.pop("api_key", KEY), transport=kie.transport(), **kwargs)
+
+
+def alive(kind: type) -> int:
+    """How many objects of exactly ``kind`` are alive after a full collection."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
+
+
+async def settle(seconds: float) -> None:
+    """Let (virtual) time pass."""
+    await asyncio.sleep(seconds)
+
+
+# -- item 8: wait_many(return_exceptions=False) raises the first *real* failure -------------
+
+
+def test_wait_many_raises_an_already_failed_task_at_once_and_touches_nothing_else() -> None:
+    """#8: a batch holding a handle already known FAILED raises its TaskFailedError at
+    once, sends no request, and leaves the other handles untouched."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("bad", final_status=2)
+        kie.add_task("slow_a", complete_after=600)
+        kie.add_task("slow_b", complete_after=600)
+        async with in_process(kie) as veo:
+            bad = veo.task("bad")
+            with pytest.raises(TaskFailedError):
+                await bad.wait()
+            others = [veo.task("slow_a"), veo.task("slow_b")]
+            before, started = kie.total_requests, now()
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many(["slow_a", "bad", "slow_b"], timeout=30)
+            assert caught.value.task_id == "bad"
+            assert now() - started < 1.0  # virtual: it did not wait for anything
+            assert kie.total_requests == before
+            for handle in others:
+                assert (handle.error, handle.polling, handle.record) == (None, False, None)
+
+    run_virtual(main)
+
+
+def test_wait_many_deadline_names_the_first_unfinished_id_in_input_order() -> None:
+    """#8: at the deadline the raised WaitTimeoutError names the first unfinished id in
+    input order; the other unfinished handles get no made-up error and stop polling."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("quick", complete_after=1)
+        for task_id in ("late_1", "late_2", "late_3"):
+            kie.add_task(task_id, complete_after=600)
+        async with in_process(kie) as veo:
+            handles = [veo.task(i) for i in ("late_3", "quick", "late_1", "late_2")]
+            started = now()
+            with pytest.raises(WaitTimeoutError) as caught:
+                await veo.wait_many([h.task_id for h in handles], timeout=5)
+            assert caught.value.task_id == "late_3"
+            assert 5.0 <= now() - started < 5.25
+            assert handles[0].error is caught.value
+            assert handles[1].result().status is TaskStatus.SUCCESS
+            for handle in handles[2:]:
+                assert (handle.error, handle.polling) == (None, False)
+
+    run_virtual(main)
+
+
+def test_wait_many_fail_fast_raises_the_real_failure_and_leaves_others_untouched() -> None:
+    """#8: a task failing mid-batch is what is raised (not a timeout of another id, not
+    the cancellations the batch makes itself); other handles keep no error."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("slow_a", complete_after=600)
+        kie.add_task("bad", complete_after=2, final_status=3)
+        kie.add_task("slow_b", complete_after=600)
+        async with in_process(kie) as veo:
+            handles = [veo.task(i) for i in ("slow_a", "bad", "slow_b")]
+            started = now()
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many([h.task_id for h in handles], timeout=60)
+            assert caught.value.task_id == "bad"
+            assert now() - started < 4  # right after the failing poll, not at the deadline
+            with pytest.raises(TaskFailedError):
+                handles[1].result()
+            for handle in (handles[0], handles[2]):
+                assert (handle.error, handle.polling) == (None, False)
+                assert handle.status is TaskStatus.GENERATING
+
+    run_virtual(main)
+
+
+def test_wait_many_failure_beats_a_deadline_of_zero() -> None:
+    """#8: with an already-failed handle and timeout=0, the real failure is raised, not
+    a WaitTimeoutError for another id."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("bad", final_status=2)
+        kie.add_task("slow", complete_after=600)
+        async with in_process(kie) as veo:
+            bad = veo.task("bad")
+            with pytest.raises(TaskFailedError):
+                await bad.wait()
+            slow = veo.task("slow")
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many(["slow", "bad"], timeout=0)
+            assert caught.value.task_id == "bad"
+            assert slow.error is None
+
+    run_virtual(main)
+
+
+# -- item 9: batches leave nothing behind on the runs they followed ---------------------------
+
+
+def _noop_listener(_handle: object, _error: BaseException | None) -> None:
+    """A listener that ignores everything (to look at a run's followers)."""
+
+
+def test_batches_do_not_pile_up_on_a_run_kept_alive_by_another_waiter() -> None:
+    """#9: 300 short wait_many and 300 as_completed over an id another waiter keeps
+    polling leave no tracker alive and no listener on the shared run."""
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        kie.add_task("long", complete_after=100_000)
+        kie.add_task("other", complete_after=100_000)
+        async with in_process(kie) as veo:
+            waiter = asyncio.create_task(veo.task("long").wait(timeout=None))
+            await settle(0.5)
+            probe = veo.task("long").subscribe(_noop_listener)
+            assert probe.run is not None
+            followers = len(probe.run.listeners)
+            for _ in range(300):
+                outcomes = await veo.wait_many(
+                    ["long", "other"], timeout=0.5, return_exceptions=True
+                )
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            for _ in range(300):
+                async with aclosing(veo.as_completed(["long", "other"], timeout=0.5)) as it:
+                    async for handle in it:
+                        assert isinstance(handle.error, WaitTimeoutError)
+            assert len(probe.run.listeners) == followers
+            assert alive(CompletionTracker) == 0
+            assert veo.task("long").polling
+            assert not veo.task("other").polling
+            probe.close()
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+
+    run_virtual(main)
+
+
+def test_a_batch_left_early_releases_its_tracker() -> None:
+    """#9: an as_completed left after one handle, and a cancelled wait_many, release
+    their trackers and listeners too."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("fast", complete_after=1)
+        kie.add_task("long", complete_after=100_000)
+        async with in_process(kie) as veo:
+            long = veo.task("long")
+            async with aclosing(veo.as_completed(["fast", "long"], timeout=None)) as it:
+                async for handle in it:
+                    assert handle.task_id == "fast"
+                    break
+            batch = asyncio.create_task(veo.wait_many(["long"], timeout=None))
+            await settle(3)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+            del batch  # the test's own reference to the batch's frames
+            await settle(1)
+            assert alive(CompletionTracker) == 0
+            assert not long.polling
+
+    run_virtual(main)
+
+
+# -- item 10: a terminal record is final -------------------------------------------------------
+
+
+class LateAnswers:
+    """A transport that holds chosen answers back: the record is taken at send time
+    but handed over ``delay`` seconds later (a slow network on the way back)."""
+
+    def __init__(self, inner: InProcessTransport, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.hold_next = 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer, late for the next ``hold_next`` requests."""
+        late = self.hold_next > 0
+        self.hold_next -= late
+        answer = await self.inner.send(request)
+        if late:
+            await asyncio.sleep(self.delay)
+        return answer
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+def test_a_stale_answer_never_moves_a_finished_handle_backwards() -> None:
+    """#10: a refresh() answered GENERATING after the poll run saw SUCCESS leaves the
+    handle done with its SUCCESS record, and refresh() returns that record."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=2)
+        transport = LateAnswers(kie.transport(), delay=5)
+        async with VeoSession(KEY, transport=transport, policy=EVERY_SECOND) as veo:
+            handle = veo.task("t1")
+            transport.hold_next = 1
+            stale = asyncio.create_task(handle.refresh())  # taken at t=0, answered at t=5
+            await settle(0)
+            record = await handle.wait(timeout=30)
+            assert record.status is TaskStatus.SUCCESS
+            assert not stale.done()
+            refreshed = await stale
+            assert refreshed.status is TaskStatus.SUCCESS
+            assert handle.done()
+            assert handle.record is record
+            assert handle.result() is record
+            assert await handle.wait() is record  # from memory
+
+    run_virtual(main)
+
+
+# -- item 11: aclose() wakes every queued request at once --------------------------------------
+
+
+class SlowClose:
+    """A transport whose aclose() takes a while (a connection pool draining)."""
+
+    def __init__(self, inner: InProcessTransport, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.closed = False
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer."""
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        """Close after ``seconds``."""
+        await asyncio.sleep(self.seconds)
+        await self.inner.aclose()
+        self.closed = True
+
+
+def test_aclose_wakes_requests_queued_behind_a_429_pause_at_once() -> None:
+    """#11: record_info()/refresh() calls queued behind a 429 pause end with
+    SessionClosedError as soon as aclose() is called, not when the pause ends."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1")
+        kie.inject(Fault.http_429(retry_after=60))
+        veo = in_process(kie)
+        async with veo:
+            with pytest.raises(RateLimitError):
+                await veo.record_info("t1")
+            calls = [asyncio.create_task(veo.record_info("t1")) for _ in range(5)]
+            calls.append(asyncio.create_task(veo.task("t1").refresh()))
+            await settle(1)
+            assert veo.stats.queued == 6
+            assert not any(c.done() for c in calls)
+            closing_at = now()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert now() - closing_at < 1  # virtual: nobody waited for the pause
+        assert all(type(r) is SessionClosedError for r in results), results
+        assert kie.total_requests == 1
+
+    run_virtual(main)
+
+
+def test_a_second_concurrent_aclose_returns_only_when_the_first_has_finished() -> None:
+    """#11: aclose() called while another aclose() is still closing the transport
+    returns only once that close is complete."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        transport = SlowClose(kie.transport(), seconds=3)
+        veo = VeoSession(KEY, transport=transport, policy=EVERY_SECOND)
+        async with veo:
+            first = asyncio.create_task(veo.aclose())
+            await settle(0.5)
+            assert veo.closed
+            assert not transport.closed
+            await veo.aclose()
+            assert transport.closed
+            assert first.done()
+
+    run_virtual(main)
+
+
+def test_as_completed_after_aclose_raises_instead_of_yielding() -> None:
+    """#11: an as_completed iterator made before aclose() and iterated after it raises
+    SessionClosedError (as wait_many does); one running during aclose() yields no
+    handle without an outcome."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        for task_id in ("a", "b", "c"):
+            kie.add_task(task_id, complete_after=600)
+        veo = in_process(kie)
+        async with veo:
+            early = veo.as_completed(["a", "b"], timeout=None)
+            running = veo.as_completed(["a", "b", "c"], timeout=None)
+            yielded: list[VeoTask] = []
+
+            async def drain() -> None:
+                async with aclosing(running) as it:
+                    async for handle in it:
+                        yielded.append(handle)
+
+            draining = asyncio.create_task(drain())
+            await settle(2)
+        with pytest.raises(SessionClosedError):
+            await early.__anext__()
+        with pytest.raises(SessionClosedError):
+            veo.as_completed(["a"])
+        with pytest.raises(SessionClosedError):
+            await veo.wait_many(["a"])
+        await draining  # ended, one way or the other
+        for handle in yielded:
+            with pytest.raises(SessionClosedError):
+                handle.result()
+
+    run_virtual(main)
+
+
+# -- item 12: an abandoned watch() stops polling at its deadline --------------------------------
+
+
+def test_an_abandoned_watch_iterator_stops_polling_at_its_deadline() -> None:
+    """#12: a watch() iterator kept but never iterated again polls no more after its
+    deadline, and iterating it later raises WaitTimeoutError."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=100_000)
+        fast = EVERY_SECOND.replace(interval=0.1, max_interval=0.1)
+        async with in_process(kie, policy=fast) as veo:
+            handle = veo.task("t1")
+            watching = handle.watch(timeout=3)
+            first = await watching.__anext__()
+            assert first.status is TaskStatus.GENERATING
+            await settle(2)
+            assert handle.polling
+            await settle(60)
+            assert not handle.polling
+            assert 20 <= kie.polls("t1") <= 32  # ~3 s of 0.1 s polls, not 60 s of them
+            with pytest.raises(WaitTimeoutError):
+                await watching.__anext__()
+            await watching.aclose()
+
+    run_virtual(main)
+
+
+# -- item 13: a 401 is fatal to the session ----------------------------------------------------
+
+
+def test_a_401_ends_every_wait_of_the_session_without_more_requests(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """#13: with a wrong key, a batch of 50 ids sends no more than the requests already in
+    flight, every position is that AuthenticationError, and later waits send nothing."""
+    caplog.set_level(logging.WARNING, logger="veo_async")
+
+    async def main() -> None:
+        kie = FakeKie(api_key="the-right-key")
+        ids = [f"t{i}" for i in range(50)]
+        kie.add_tasks(ids)
+        async with in_process(kie, concurrency=4) as veo:
+            outcomes = await veo.wait_many(ids, timeout=60, return_exceptions=True)
+            assert all(type(o) is AuthenticationError for o in outcomes)
+            assert kie.total_requests <= 4
+            sent = kie.total_requests
+            with pytest.raises(AuthenticationError):
+                await veo.wait_many(ids, timeout=60)
+            with pytest.raises(AuthenticationError):
+                await veo.task("t0").wait()
+            with pytest.raises(AuthenticationError):
+                await veo.record_info("t0")
+            assert kie.total_requests == sent
+            assert veo.stats.queued == 0
+
+    run_virtual(main)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # one line for the bad key, not one per id
+
+
+def test_a_401_wakes_waits_queued_behind_other_requests() -> None:
+    """#13: waits already queued when the 401 arrives end with AuthenticationError at
+    once, without their request going out."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key="the-right-key")
+        kie.add_tasks([f"t{i}" for i in range(10)])
+        async with in_process(kie, concurrency=1) as veo:
+            waits = [asyncio.create_task(veo.task(f"t{i}").wait()) for i in range(10)]
+            results = await asyncio.gather(*waits, return_exceptions=True)
+            assert all(type(r) is AuthenticationError for r in results), results
+            assert kie.total_requests == 1
+            # Each waiter has its own instance: no shared traceback growing.
+            assert len({id(r) for r in results}) == 10
+
+    run_virtual(main)
+
+
+# -- item 14: Retry-After is capped; the pause is observable; no pile-up during it --------------
+
+
+@pytest.mark.parametrize("retry_after", ["86400", "1e308", "99999999999999999999"])
+def test_retry_after_is_capped_and_the_pause_is_reported(retry_after: str) -> None:
+    """#14: a huge Retry-After pauses the session at most MAX_PAUSE (300 s, jitter
+    included); stats and a SessionPaused event show the pause; the wait then succeeds."""
+    assert MAX_PAUSE == 300.0
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1")
+        kie.inject(Fault.http_429(retry_after=retry_after))
+        async with in_process(kie, on_event=events.append) as veo:
+            started = now()
+            waiting = asyncio.create_task(veo.task("t1").wait(timeout=None))
+            await settle(10)
+            stats = veo.stats
+            assert stats.pauses == 1
+            assert stats.rate_limited == 1
+            assert 0 < stats.paused_for <= MAX_PAUSE - 9  # 10 s into a pause of <= 300 s
+            record = await waiting
+            assert record.status is TaskStatus.SUCCESS
+            assert now() - started <= MAX_PAUSE + 1.5
+            assert veo.stats.paused_for == 0
+
+    run_virtual(main)
+    paused = [e for e in events if isinstance(e, SessionPaused)]
+    assert len(paused) == 1
+    assert 0 < paused[0].duration <= MAX_PAUSE
+    assert paused[0].retry_after is not None
+    assert paused[0].retry_after > MAX_PAUSE
+
+
+def test_waits_ended_during_a_pause_leave_no_queue_entries_behind() -> None:
+    """#14: 20,000 short waits that time out during a 429 pause do not pile up in the
+    session's queue (their poll runs are dropped, not kept until the pause ends)."""
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        kie.inject(Fault.http_429(retry_after=300))
+        kie.add_task("t0")
+        async with in_process(kie) as veo:
+            with pytest.raises(RateLimitError):
+                await veo.record_info("t0")
+            for chunk in range(20):
+                ids = [f"w{chunk}_{i}" for i in range(1000)]
+                outcomes = await veo.wait_many(ids, timeout=0.01, return_exceptions=True)
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            assert veo.stats.paused_for > 0
+            assert veo.stats.queued == 0
+            runs = alive(type(veo.task("t0").subscribe(_noop_listener).run))
+            assert runs <= 1100  # the few kept until compaction, not 20,000
+            assert kie.total_requests == 1
+
+    run_virtual(main)
