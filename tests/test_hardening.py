@@ -23,9 +23,14 @@ from veo_async import (
     PollPolicy,
     RateLimitError,
     RawResponse,
+    RecordInfo,
+    ResponseError,
+    ServerError,
     SessionClosedError,
     TaskFailedError,
     TaskStatus,
+    TransportError,
+    VeoError,
     VeoSession,
     VeoTask,
     WaitTimeoutError,
@@ -34,9 +39,14 @@ from veo_async._batch import CompletionTracker
 from veo_async._limits import MAX_PAUSE
 from veo_async.events import (
     Event,
+    RecordPublished,
+    RequestAnswered,
+    RequestFailed,
+    RequestStarted,
+    RetryScheduled,
     SessionPaused,
 )
-from veo_async.testing import FakeKie, Fault, InProcessTransport, VirtualClockLoop
+from veo_async.testing import FakeKie, Fault, InProcessTransport, TaskScript, VirtualClockLoop
 
 T = TypeVar("T")
 
@@ -546,3 +556,63 @@ def test_waits_ended_during_a_pause_leave_no_queue_entries_behind() -> None:
             assert kie.total_requests == 1
 
     run_virtual(main)
+
+
+# -- item 15: rate=R means at most R starts in any sliding second ------------------------------
+
+
+def _max_in_a_second(starts: list[float]) -> int:
+    """The most starts any half-open one-second window [t, t + 1) holds."""
+    starts = sorted(starts)
+    best, left = 0, 0
+    for right, start in enumerate(starts):
+        while start - starts[left] >= 1.0:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+class CoarseTimerLoop(VirtualClockLoop):
+    """A virtual-clock loop that runs timers up to 20 ms early, as asyncio may
+    (it runs every timer due within its clock resolution)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock_resolution = 0.02
+
+
+@pytest.mark.parametrize("loop_class", [VirtualClockLoop, CoarseTimerLoop])
+@pytest.mark.parametrize("rate", [5, 2.5, 0.5])
+def test_rate_never_lets_more_than_rate_starts_into_a_sliding_second(
+    rate: float, loop_class: type[VirtualClockLoop]
+) -> None:
+    """#15: with rate=R no sliding one-second window sees more than R request starts,
+    at start, in steady polling, or after idle; and the queue never stalls."""
+    starts: list[float] = []
+
+    def record(event: Event) -> None:
+        if isinstance(event, RequestStarted):
+            starts.append(event.at)
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        async with in_process(kie, rate=rate, on_event=record) as veo:
+            for burst in range(2):
+                ids = [f"b{burst}_{i}" for i in range(12)]
+                kie.add_tasks(TaskScript(i, complete_after=8) for i in ids)
+                # A stalled queue would wait forever: bound it (virtual seconds).
+                outcomes = await asyncio.wait_for(veo.wait_many(ids, timeout=None), 600)
+                assert all(isinstance(o, RecordInfo) for o in outcomes)
+                await settle(30)  # idle: the next burst starts fresh
+
+    loop = loop_class()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    allowed = max(1, int(rate))
+    assert len(starts) > 30
+    assert _max_in_a_second(starts) <= allowed
+    if rate < 1:
+        gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:])]
+        assert min(gaps) >= 1 / rate - 1e-9
