@@ -9,14 +9,25 @@ exceptions and frames hold) run against small aiohttp servers on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
+import gzip
+import io
 import logging
-from collections.abc import Callable, Coroutine
+import resource
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
+from types import TracebackType
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
+from rich.console import Console
+from rich.traceback import Traceback
 
+import veo_async._http as veo_http
 from veo_async import (
     AuthenticationError,
     HttpRequest,
@@ -614,5 +625,421 @@ def test_rate_never_lets_more_than_rate_starts_into_a_sliding_second(
     assert len(starts) > 30
     assert _max_in_a_second(starts) <= allowed
     if rate < 1:
-        gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:])]
+        gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
         assert min(gaps) >= 1 / rate - 1e-9
+
+
+# -- instrumentation: on_event ---------------------------------------------------------------
+
+
+def test_on_event_reports_requests_records_retries_and_pauses() -> None:
+    """Events come for request starts, answers and failures, each status change, each
+    retry scheduled and each 429 pause, with the task ids they are about."""
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task(
+            "t1", complete_after=3, faults=[Fault.server_error(), Fault.http_429(retry_after=1)]
+        )
+        async with in_process(kie, on_event=events.append) as veo:
+            assert (await veo.task("t1").wait(timeout=60)).status is TaskStatus.SUCCESS
+
+    run_virtual(main)
+    kinds = [type(e) for e in events]
+    assert kinds.count(RequestStarted) == kinds.count(RequestAnswered) + kinds.count(
+        RequestFailed
+    )
+    failed = [e for e in events if isinstance(e, RequestFailed)]
+    assert [type(e.error) for e in failed] == [ServerError, RateLimitError]
+    assert all(e.task_id == "t1" and e.duration >= 0 for e in failed)
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert [type(e.error) for e in retries] == [ServerError, RateLimitError]
+    assert [e.duration for e in events if isinstance(e, SessionPaused)] != []
+    published = [(e.previous, e.status) for e in events if isinstance(e, RecordPublished)]
+    assert published == [(None, TaskStatus.GENERATING), (TaskStatus.GENERATING, TaskStatus.SUCCESS)]
+
+
+def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook that raises on every event is logged and ignored: waits and batches still
+    reach their outcomes."""
+
+    def broken(_event: Event) -> None:
+        raise RuntimeError("metrics backend down")
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=3, faults=[Fault.server_error()])
+        kie.add_task("t2", final_status=2)
+        async with in_process(kie, on_event=broken) as veo:
+            assert (await veo.task("t1").wait(timeout=60)).status is TaskStatus.SUCCESS
+            outcomes = await veo.wait_many(["t1", "t2"], return_exceptions=True)
+            assert isinstance(outcomes[0], RecordInfo)
+            assert isinstance(outcomes[1], TaskFailedError)
+
+    run_virtual(main)
+    assert any("on_event" in r.getMessage() for r in caplog.records)
+
+
+# -- item 16: the deadline at scale -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("return_exceptions", [True, False])
+def test_wait_many_over_50000_ids_returns_within_a_quarter_second_of_its_deadline(
+    return_exceptions: bool,
+) -> None:
+    """#16: the deadline counts from the call (set-up included) and a batch of 50,000
+    unfinished ids returns within 0.25 s of it (loop time; the collector is paused,
+    its pauses are #9's), having stopped every poll it started."""
+    size = 50_000
+
+    async def main() -> float:
+        kie = FakeKie(record_requests=False)
+        ids = [f"veo_task_scale_{n:08d}" for n in range(size)]
+        kie.add_tasks(TaskScript(task_id, complete_after=100_000) for task_id in ids)
+        async with in_process(kie) as veo:
+            called = now()
+            if return_exceptions:
+                outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
+                assert len(outcomes) == size
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            else:
+                with pytest.raises(WaitTimeoutError) as caught:
+                    await veo.wait_many(ids, timeout=5)
+                assert caught.value.task_id == ids[0]
+            returned = now()
+            assert not any(veo.task(task_id).polling for task_id in ids[:: size // 100])
+            assert veo.stats.queued == 0
+        return returned - called
+
+    gc.collect()
+    gc.disable()
+    try:
+        took = run_virtual(main)
+    finally:
+        gc.enable()
+    assert 5.0 <= took <= 5.25, f"returned {took - 5:+.3f} s from the deadline"
+
+
+# -- loopback servers that misbehave on the wire -----------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A one-route aiohttp server on 127.0.0.1 answering every request with ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def from_kie(kie: FakeKie, request: web.Request) -> web.Response:
+    """``kie``'s own answer to ``request`` (the simulator's transport-neutral handler)."""
+    answer = await kie.serve(request.method, request.path, dict(request.query), request.headers)
+    return web.Response(
+        status=answer.status,
+        body=answer.body,
+        headers={"Content-Type": answer.content_type, **answer.headers},
+    )
+
+
+@functools.cache
+def compressed(size: int, encoding: str) -> bytes:
+    """``size`` bytes of JSON-looking filler, gzip- or zlib-compressed (a bomb)."""
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = b" " * MIB
+    parts = [packer.compress(b'{"code": 200, "msg": "')]
+    parts += [packer.compress(block) for _ in range(size // MIB)]
+    parts.append(packer.compress(b'"}') + packer.flush())
+    return b"".join(parts)
+
+
+async def send_body(
+    request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
+) -> web.StreamResponse:
+    """Send ``body`` as is, with Content-Length or chunked, in 64 KiB writes."""
+    response = web.StreamResponse(status=status, headers=headers)
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    for start in range(0, len(body), 64 * 1024):
+        try:
+            await response.write(body[start : start + 64 * 1024])
+        except (ConnectionError, RuntimeError):
+            break  # the client stopped reading: what we want
+    return response
+
+
+class BodySizes:
+    """Records the size of each decoded body the transport hands to the protocol."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        original = veo_http.capped_response
+
+        def spy(status: int, headers: Any, body: bytes, cap: int) -> RawResponse:
+            self.sizes.append(len(body))
+            return original(status, headers, body, cap)
+
+        monkeypatch.setattr(veo_http, "capped_response", spy)
+
+
+# -- item 1: the decoded size is capped while reading --------------------------------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "identity"])
+async def test_a_compression_bomb_is_refused_before_it_is_inflated(
+    encoding: str, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#1: a 300 MiB answer (a ~300 KB gzip/deflate bomb, or plain) is refused with a
+    ResponseError while reading: no more than the 1 MiB cap (+1 byte) is ever held."""
+    sizes = BodySizes(monkeypatch)
+    if encoding == "identity":
+        body = b'{"code": 200, "msg": "' + b" " * (8 * MIB) + b'"}'  # plain: 8 MiB will do
+        headers = {"Content-Type": "application/json"}
+    else:
+        body = compressed(300 * MIB, encoding)
+        assert len(body) < 400_000
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+
+    async def bomb(request: web.Request) -> web.StreamResponse:
+        return await send_body(request, 200, body, headers, chunked=chunked)
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    async with serving(bomb) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(ResponseError) as caught:
+            await veo.record_info("t1")
+    assert "cap" in str(caught.value)
+    assert not caught.value.retryable
+    assert sizes.sizes
+    assert max(sizes.sizes) <= MIB + 1
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert grown_kib < 64 * 1024  # a 300 MiB inflation would show here
+
+
+async def test_a_small_compressed_answer_still_reads(fake_kie: FakeKie) -> None:
+    """#1: a normal gzip answer under the cap decodes as before (the cap is not a ban)."""
+    fake_kie.add_task("t1")
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        plain = await from_kie(fake_kie, request)
+        assert isinstance(plain.body, bytes)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, plain.status, gzip.compress(plain.body), headers,
+                               chunked=True)
+
+    async with serving(gzipped) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.status is TaskStatus.SUCCESS
+
+
+# -- item 2: an oversized 5xx/429 is as transient as any ----------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 502, 429])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_an_oversized_5xx_or_429_page_is_retried(
+    status: int, encoding: str, fake_kie: FakeKie
+) -> None:
+    """#2: an HTML error page over the cap with a 5xx or 429 status is a transient error:
+    the wait retries and succeeds, and record_info raises a retryable error."""
+    fake_kie.add_task("t1")
+    page = b"<html><body>" + b"<p>Service Unavailable</p>" * (3 * MIB // 26) + b"</body></html>"
+    headers = {"Content-Type": "text/html"}
+    if encoding == "gzip":
+        page = gzip.compress(page)
+        headers["Content-Encoding"] = "gzip"
+    if status == 429:
+        headers["Retry-After"] = "0.05"
+    served = {"bad": 0}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        if served["bad"] < 2:
+            served["bad"] += 1
+            return await send_body(request, status, page, headers, chunked=False)
+        return await from_kie(fake_kie, request)
+
+    async with serving(flaky) as base_url, VeoSession(
+        KEY, base_url=base_url, policy=QUICK
+    ) as veo:
+        with pytest.raises(VeoError) as caught:
+            await veo.record_info("t1")
+        assert caught.value.retryable
+        assert isinstance(caught.value, (ServerError, RateLimitError))
+        record = await veo.task("t1").wait(timeout=10)
+    assert record.status is TaskStatus.SUCCESS
+    assert served["bad"] == 2
+
+
+# -- item 17: no error we raise holds the key, in its chain or its frames -------------------------
+
+
+def _links(error: BaseException) -> list[BaseException]:
+    """The error and everything reachable through __cause__/__context__ (recursively)."""
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        link = todo.pop()
+        if any(link is known for known in seen):
+            continue
+        seen.append(link)
+        todo += [e for e in (link.__cause__, link.__context__) if e is not None]
+        todo += list(getattr(link, "exceptions", ()))  # an exception group's members
+    return seen
+
+
+def _frames(error: BaseException) -> list[Any]:
+    """Every frame of every traceback reachable from ``error``."""
+    frames = []
+    for link in _links(error):
+        tb: TracebackType | None = link.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+    return frames
+
+
+def assert_key_unreachable(error: BaseException, key: str) -> None:
+    """Fail if ``key`` shows in any linked error's str/repr/attributes or any frame local."""
+    for link in _links(error):
+        texts = [str(link), repr(link), repr(link.args), repr(vars(link))]
+        assert not any(key in text for text in texts), f"key in {type(link).__name__}"
+        request_info = getattr(link, "request_info", None)
+        assert request_info is None, f"{type(link).__name__} holds aiohttp's request_info"
+    for frame in _frames(error):
+        for name, value in frame.f_locals.items():
+            assert key not in repr(value), f"key in local {name!r} of {frame.f_code.co_name}"
+
+
+def _rendered_with_locals(error: BaseException) -> str:
+    """What rich prints for ``error`` with show_locals=True."""
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(Traceback.from_exception(type(error), error, error.__traceback__,
+                                           show_locals=True))
+    text = console.file.getvalue()
+    assert isinstance(text, str)
+    return text
+
+
+async def _caught(call: Callable[[], Awaitable[object]]) -> BaseException:
+    """The exception ``call()`` raises (this frame's locals hold no key)."""
+    try:
+        await call()
+    except VeoError as exc:
+        return exc
+    raise AssertionError("no error raised")
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("malformed", ResponseError),
+        ("truncated", TransportError),
+        ("html", ServerError),
+        ("reset", TransportError),
+        ("timeout", TransportError),
+        ("unauthorized", AuthenticationError),
+        ("rate_limited", RateLimitError),
+    ],
+)
+async def test_the_key_is_unreachable_from_every_error(
+    mode: str, expected: type[VeoError]
+) -> None:
+    """#17: for malformed, truncated, HTML, reset, timeout, 401 and 429 answers, neither
+    the error chain nor any frame local of any chained traceback holds the key, and rich's
+    show_locals rendering does not print it."""
+    seen_keys: list[str] = []
+
+    async def misbehave(request: web.Request) -> web.StreamResponse:
+        seen_keys.append(request.headers.get("Authorization", ""))
+        if mode == "malformed":
+            return web.Response(body=b"{not json at all", content_type="application/json")
+        if mode == "truncated":
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.content_length = 1000
+            await response.prepare(request)
+            await response.write(b'{"code": 200, "data": {"taskId": "t1"')
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if mode == "html":
+            return web.Response(status=502, body=b"<html>Bad Gateway</html>",
+                                content_type="text/html")
+        if mode == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        if mode == "timeout":
+            await asyncio.sleep(5)
+        if mode == "unauthorized":
+            return web.json_response({"code": 401, "msg": "Unauthorized"}, status=401)
+        return web.json_response({"code": 429, "msg": "Too Many Requests"}, status=429,
+                                 headers={"Retry-After": "1"})
+
+    async with serving(misbehave) as base_url:
+        veo = VeoSession(SECRET, base_url=base_url, request_timeout=0.3, policy=QUICK)
+        async with veo:
+            error = await _caught(lambda: veo.record_info("t1"))
+            assert isinstance(error, expected), repr(error)
+            assert_key_unreachable(error, SECRET)
+            assert SECRET not in _rendered_with_locals(error)
+            if mode != "unauthorized":  # a wait gives up on its own error kinds too
+                waited = await _caught(lambda: veo.task("t1").wait(timeout=0.2))
+                assert_key_unreachable(waited, SECRET)
+                assert SECRET not in _rendered_with_locals(waited)
+    assert f"Bearer {SECRET}" in seen_keys  # the key was really sent
+
+
+# -- item 18: a key that cannot be a header value is refused up front ---------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_key", ["abc\r\nX-Evil: 1", "abc\ndef", "abc\rdef", "abc\x00def", "ключ", "a\tb"]
+)
+async def test_a_key_unfit_for_a_header_is_a_value_error_at_construction(
+    bad_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#18: a key with CR/LF, NUL, tab or non-ASCII text is refused with ValueError when
+    the session is built (argument or environment), and the message does not echo it."""
+    with pytest.raises(ValueError, match="not allowed in an HTTP header") as caught:
+        VeoSession(bad_key, base_url="http://127.0.0.1:9")
+    assert bad_key not in str(caught.value)
+    if "\x00" in bad_key:
+        return  # the environment cannot hold a NUL
+    monkeypatch.setenv("KIE_API_KEY", bad_key)
+    with pytest.raises(ValueError, match="not allowed in an HTTP header"):
+        VeoSession(base_url="http://127.0.0.1:9")
+
+
+# -- item 20: KIE_BASE_URL -------------------------------------------------------------------
+
+
+async def test_kie_base_url_is_honoured_after_the_argument(
+    fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#20: the base URL is the argument, else KIE_BASE_URL, else https://api.kie.ai;
+    requests really go to the one chosen."""
+    fake_kie.add_task("t1")
+    monkeypatch.delenv("KIE_BASE_URL", raising=False)
+    assert VeoSession(KEY).base_url == "https://api.kie.ai"
+    monkeypatch.setenv("KIE_BASE_URL", fake_kie.base_url + "/")
+    async with VeoSession(KEY) as veo:
+        assert veo.base_url == fake_kie.base_url
+        assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
+    assert fake_kie.total_requests == 1
+    assert VeoSession(KEY, base_url="http://127.0.0.1:9").base_url == "http://127.0.0.1:9"
+    monkeypatch.setenv("KIE_BASE_URL", "ftp://nope")
+    with pytest.raises(ValueError, match="base_url"):
+        VeoSession(KEY)
