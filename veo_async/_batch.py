@@ -46,6 +46,17 @@ def _validated_ids(task_ids: Iterable[str]) -> list[str]:
     return ids
 
 
+#: Ids handled per event-loop step when a batch starts following its runs or
+#: lets go of them (a few microseconds each): at 100,000 ids one step doing all
+#: of it would block the loop for half a second; slices keep a step short.
+_SLICE = 2000
+
+
+async def _yield_between_slices() -> None:
+    """Let the loop run other callbacks between two slices of a batch's work."""
+    await asyncio.sleep(0)
+
+
 def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
     return error is not None or handle.status is not TaskStatus.SUCCESS
 
@@ -75,19 +86,29 @@ class CompletionTracker:
         # One listener object for every handle: a bound method made once.
         self._listener = self._on_change
 
-    def start(self, *, wake_each: bool) -> None:
+    async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
         """Follow every handle not finished yet; finished ones count at once.
+
+        Done in slices of :data:`_SLICE` ids, one loop step each: the polls
+        of the first slices start while the later ones are being followed.
 
         :param wake_each: wake the waiter on every outcome (as_completed),
             not only when all are in or one failed (wait_many).
+        :param stop_on_failure: stop following more handles once one failed.
         """
         self._wake_each = wake_each
-        for task_id, handle in self.handles.items():
-            if handle.done():
-                self._arrived(task_id, handle, None)
-            else:
-                self._pending += 1
-                self._subscriptions[task_id] = handle.subscribe(self._listener, self.policy)
+        items = list(self.handles.items())
+        for first in range(0, len(items), _SLICE):
+            if first:
+                await _yield_between_slices()
+                if stop_on_failure and self.first_failure is not None:
+                    return
+            for task_id, handle in items[first : first + _SLICE]:
+                if handle.done():
+                    self._arrived(task_id, handle, None)
+                else:
+                    self._pending += 1
+                    self._subscriptions[task_id] = handle.subscribe(self._listener, self.policy)
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
         if (error is not None or handle.done()) and handle.task_id in self._subscriptions:
@@ -151,27 +172,57 @@ class CompletionTracker:
         except Exception as exc:  # the outcome *is* the exception (VeoError)
             return exc
 
-    def give_up(self) -> None:
+    async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`
-        (also its handle's ``error``) and joins :attr:`finished`, in input order."""
-        for task_id in self.unfinished():
-            subscription = self._subscriptions.pop(task_id)
-            self._pending -= 1
-            self._errors[task_id] = self.handles[task_id].timed_out(self.limit or 0.0)
-            request = subscription.close()
-            if request is not None:
-                self._stopped.append(request)
-            self.finished.append(task_id)
+        (also its handle's ``error``) and joins :attr:`finished`, in input order.
+
+        Which ids timed out is decided at once (an answer arriving meanwhile
+        does not count); stopping their polls is done in slices.
+        """
+        unfinished, self._subscriptions = self._subscriptions, {}
+        self._pending = 0
+        order = [task_id for task_id in self.handles if task_id in unfinished]
+        limit = self.limit or 0.0
+        # Locals: this loop runs once per id of the batch (100,000 of them).
+        handles, errors, stopped = self.handles, self._errors, self._stopped
+        for first in range(0, len(order), _SLICE):
+            if first:
+                await self._yield_closing(order[first:], unfinished)
+            for task_id in order[first : first + _SLICE]:
+                errors[task_id] = handles[task_id].timed_out(limit)
+                request = unfinished[task_id].close()
+                if request is not None:
+                    stopped.append(request)
+        self.finished.extend(order)
 
     async def close(self) -> None:
-        """Let go of every run; wait for the requests this stopped to end."""
+        """Let go of every run (in slices); wait for the requests this stopped to end."""
         subscriptions, self._subscriptions = self._subscriptions, {}
-        stopped = self._stopped + [
-            request for sub in subscriptions.values() if (request := sub.close()) is not None
-        ]
-        self._stopped = []
+        order = list(subscriptions)
+        for first in range(0, len(order), _SLICE):
+            if first:
+                await self._yield_closing(order[first:], subscriptions)
+            self._let_go(order[first : first + _SLICE], subscriptions)
+        stopped, self._stopped = self._stopped, []
         if stopped:
             await asyncio.wait(stopped)
+
+    def _let_go(self, task_ids: list[str], subscriptions: dict[str, Subscription]) -> None:
+        for task_id in task_ids:
+            request = subscriptions[task_id].close()
+            if request is not None:
+                self._stopped.append(request)
+
+    async def _yield_closing(
+        self, rest: list[str], subscriptions: dict[str, Subscription]
+    ) -> None:
+        """Yield between slices; if cancelled meanwhile, let go of ``rest`` at once:
+        no run may outlive its last follower."""
+        try:
+            await _yield_between_slices()
+        except asyncio.CancelledError:
+            self._let_go(rest, subscriptions)
+            raise
 
 
 def _prepare(
@@ -210,7 +261,7 @@ async def wait_many(
             if handle.done() and handle.status is not TaskStatus.SUCCESS:
                 handle.result()  # raises its TaskFailedError
     try:
-        tracker.start(wake_each=False)
+        await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
         await tracker.until(deadline, stop_on_failure=not return_exceptions)
         if not return_exceptions:
             failed = tracker.first_failure
@@ -223,6 +274,8 @@ async def wait_many(
                 outcome = tracker.outcome(unfinished[0])
                 assert isinstance(outcome, BaseException)
                 raise outcome
+        if tracker.pending:
+            await tracker.give_up()  # the deadline: time out the rest, in slices
         outcomes = {task_id: tracker.outcome(task_id) for task_id in handles}
     finally:
         # Also on our own cancellation: no run outlives its last follower.
@@ -258,12 +311,12 @@ async def _completion_order(
     deadline = None if limit is None else asyncio.get_running_loop().time() + limit
     tracker = CompletionTracker(handles, policy, limit)
     try:
-        tracker.start(wake_each=True)
+        await tracker.start(wake_each=True)
         for _ in range(len(handles)):
             if not tracker.finished:
                 await tracker.until(deadline, stop_on_failure=False)
             if not tracker.finished:  # the deadline: the rest time out, in input order
-                tracker.give_up()
+                await tracker.give_up()
             task_id = tracker.finished.popleft()
             for _ in range(counts[task_id]):
                 yield handles[task_id]

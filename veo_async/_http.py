@@ -229,7 +229,8 @@ class AiohttpTransport:
         size = 0
         # Counted as decoded while reading: Content-Length is the compressed size.
         async for chunk in response.content.iter_any():
-            data = decoder.feed(chunk, cap + 1 - size) if decoder is not None else chunk
+            room = cap + 1 - size  # one byte over the cap is enough to refuse
+            data = decoder.feed(chunk, room) if decoder is not None else chunk[:room]
             size += len(data)
             chunks.append(data)
             if size > cap:

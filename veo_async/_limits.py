@@ -385,4 +385,11 @@ class DueQueue:
             self._timer = None
         else:
             assert self._loop is not None
-            self._timer = self._loop.call_at(wake, self.dispatch)
+            self._timer = self._loop.call_at(wake, self._on_timer)
+
+    def _on_timer(self) -> None:
+        # Forget the timer before dispatching: asyncio may run a timer up to
+        # its clock resolution early, and a dispatch that finds nothing due
+        # yet must then arm a new timer, not keep this spent one (a stall).
+        self._timer = None
+        self.dispatch()

@@ -46,6 +46,10 @@ def validate_task_id(task_id: object) -> str:
     """
     if not isinstance(task_id, str):
         raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
+    # The fast path of batches of 100,000 ids: isprintable() is False for every
+    # control, format and whitespace character except the space itself.
+    if 0 < len(task_id) <= MAX_TASK_ID_LENGTH and task_id.isprintable() and " " not in task_id:
+        return task_id
     if not task_id:
         raise ValueError("a task id must not be empty")
     if len(task_id) > MAX_TASK_ID_LENGTH:
