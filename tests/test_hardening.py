@@ -1029,6 +1029,7 @@ async def test_a_key_unfit_for_a_header_is_a_value_error_at_construction(
 # -- item 20: KIE_BASE_URL -------------------------------------------------------------------
 
 
+@pytest.mark.loopback
 async def test_kie_base_url_is_honoured_after_the_argument(
     fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
 ) -> None:
