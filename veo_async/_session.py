@@ -484,6 +484,20 @@ class VeoSession:
                 count += 1
         return count
 
+    async def track(self, task_ids: Iterable[str]) -> list[VeoTask]:
+        """Record ids in the store (one durable write) and return their handles,
+        in input order; no polling starts (await them, or use :meth:`completed`).
+
+        :raises RuntimeError: the session has no store.
+        :raises TypeError: (or ValueError) for ids that are not valid, before any write.
+        """
+        journal = self._journal()
+        ids = validated_ids(task_ids)
+        await journal.track(ids)
+        handles = [self._registry.handle(task_id) for task_id in ids]
+        journal.follow_new(handles)
+        return handles
+
     async def uncertain(self) -> list[StoredIntent]:
         """Create intents with no task id: tasks that may or may not exist.
 
