@@ -46,6 +46,10 @@ logger = logging.getLogger("veo_async")
 #: service does not know the id): yielded by completed(); ack() forgets them.
 GONE = (RecordNotFoundError, NotFoundError)
 
+#: The writer waits this long after a first note, so that one batch carries
+#: many (one wake-up per batch, not one per poll answer).
+WRITE_DELAY = 0.05
+
 # A note waiting for the writer: (kind, task id, terminal record, epoch time).
 _Note = tuple[str, str, "RecordInfo | None", float]
 
@@ -243,6 +247,7 @@ class DurableTracker:
 
     async def _write_notes(self) -> None:
         try:
+            await asyncio.sleep(WRITE_DELAY)
             await self._drain()
         except Exception as exc:  # kept for the next ack, flush or close to raise
             logger.error("durable tracking could not write to the store: %r", exc)
