@@ -374,4 +374,3 @@ class DurableTracker:
             self._closed = True
             self._notes = []
             await self.store.aclose()
-
