@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"_create", "_upgrade"},
     {"_task"},
     {"_batch"},
+    {"_durable"},
     {"_session"},
     {"__init__"},
     {"testing", "cli", "__main__"},

@@ -5,12 +5,18 @@
     async with VeoSession() as veo:
         info = await veo.task("veo_task_123")          # polls until done
         results = await veo.wait_many(ids, return_exceptions=True)
+
+    async with VeoSession(store=SQLiteStore("veo.db")) as veo:   # durable tracking
+        await veo.resume()
+        async for task in veo.completed():
+            ...; await task.ack()
 """
 
 from __future__ import annotations
 
 from ._batch import BatchOutcome
 from ._convert import KIE_TIMEZONE
+from ._durable import ResumeReport
 from ._http import HttpRequest, Transport
 from ._protocol import RawResponse
 from ._requester import SessionStats
@@ -30,6 +36,10 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
     SessionClosedError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
     SubmitUncertainError,
     TaskFailedError,
     TransportError,
@@ -38,6 +48,7 @@ from .errors import (
 )
 from .models import ExtendRequest, GenerateRequest, RecordInfo, TaskStatus, VideoResult
 from .policy import POLICY_TIMEOUT, PollPolicy
+from .store import SQLiteStore, StoredIntent, StoredTask, TaskStore
 
 __version__ = _installed_version()
 
@@ -62,13 +73,22 @@ __all__ = [
     "RecordInfo",
     "RecordNotFoundError",
     "ResponseError",
+    "ResumeReport",
+    "SQLiteStore",
     "ServerError",
     "ServiceUnavailableError",
     "SessionClosedError",
     "SessionStats",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
+    "StoredIntent",
+    "StoredTask",
     "SubmitUncertainError",
     "TaskFailedError",
     "TaskStatus",
+    "TaskStore",
     "Transport",
     "TransportError",
     "VeoError",

@@ -21,14 +21,14 @@ from ._task import Subscription, TaskRegistry, VeoTask
 from .models import RecordInfo, TaskStatus, validate_task_id
 from .policy import TimeoutArg
 
-__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
+__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "validated_ids", "wait_many"]
 
 #: One position of :func:`wait_many`'s result: the SUCCESS record, or (with
 #: ``return_exceptions=True``) the exception that ended that task's wait.
 BatchOutcome = RecordInfo | BaseException
 
 
-def _validated_ids(task_ids: Iterable[str]) -> list[str]:
+def validated_ids(task_ids: Iterable[str]) -> list[str]:
     """All ids as a list, each checked, before any request is made."""
     if isinstance(task_ids, (str, bytes)):
         raise TypeError("task_ids must be an iterable of ids, not a single string")
@@ -232,7 +232,7 @@ def _prepare(
     policy: AnyPolicy | None,
 ) -> tuple[list[str], dict[str, VeoTask], AnyPolicy, float | None]:
     """Validate everything a batch was given, before any request."""
-    ids = _validated_ids(task_ids)
+    ids = validated_ids(task_ids)
     limit, chosen = registry.wait_settings(timeout, policy)
     return ids, {task_id: registry.handle(task_id) for task_id in ids}, chosen, limit
 

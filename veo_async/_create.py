@@ -17,6 +17,14 @@ documented as rejecting the request (400, 401, 402, 404, 422, 451, 501,
 
 Cancelling a create while its request is in flight cannot unsend it: the task
 may exist.
+
+With a store (:func:`submit_recorded`), a create is never resubmitted across a
+crash either: its *intent* (a fresh client-side ref, the kind and the request)
+is committed before the POST, and the task id right after the answer. An
+intent left without a task id - a crash, a cancellation or a
+:class:`SubmitUncertainError` between the two - is reported as *uncertain* by
+:meth:`TaskStore.uncertain`, never sent again. One that certainly created
+nothing (any other error) is discarded.
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Final
+
+import attrs
 
 from ._endpoints import EXTEND_PATH, GENERATE_PATH, decode_task_id
 from ._requester import Requester
@@ -38,10 +49,12 @@ from .errors import (
     VeoError,
 )
 from .models import ExtendRequest, GenerateRequest
+from .store import TaskStore, new_ref, with_ref
 
 __all__ = [
     "MAX_SAFE_RESENDS",
     "submit",
+    "submit_recorded",
 ]
 
 logger = logging.getLogger("veo_async")
@@ -106,3 +119,49 @@ async def submit(
         if delay:
             pause = _RESEND_BASE * 2 ** (resends - 1)
             await asyncio.sleep(pause * (1 + _RESEND_JITTER * draw.uniform(-1.0, 1.0)))
+
+
+async def submit_recorded(
+    requester: Requester,
+    request: GenerateRequest | ExtendRequest,
+    store: TaskStore,
+    *,
+    rng: random.Random | None = None,
+) -> tuple[str, GenerateRequest | ExtendRequest]:
+    """:func:`submit`, with the create intent written to *store* around it.
+
+    A request with a ``callback_url`` is sent with ``veo_ref=<ref>`` added to
+    that URL (:func:`veo_async.store.with_ref`), so that a callback can give an
+    uncertain intent its task id (:meth:`TaskStore.reconcile`).
+
+    :returns: the new task's id and the request as sent.
+    :raises SubmitUncertainError: the task may exist; its intent stays uncertain.
+    :raises StoreError: the intent (nothing was sent then) or the task id could
+        not be written; for the latter the task exists, the error is logged
+        with its id, and the intent stays uncertain.
+    """
+    ref = new_ref()
+    if request.callback_url is not None:
+        request = attrs.evolve(request, callback_url=with_ref(request.callback_url, ref))
+    kind = "generate" if isinstance(request, GenerateRequest) else "extend"
+    await store.record_intent(ref, kind, request.to_wire(), time.time())
+    try:
+        task_id = await submit(requester, request, rng=rng)
+    except SubmitUncertainError:
+        raise  # the intent stays without a task id: reported as uncertain
+    except VeoError:
+        # submit raises anything else only when nothing was created.
+        await store.discard_intent(ref)
+        raise
+    # (Cancelled, or a bug, while the POST may be out: the intent stays uncertain.)
+    model = request.model if isinstance(request, GenerateRequest) else None
+    try:
+        await store.attach_task_id(ref, task_id, model)
+    except BaseException:
+        logger.error(
+            "task %s was created but its id could not be stored (intent %s stays uncertain)",
+            task_id,
+            ref,
+        )
+        raise
+    return task_id, request

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
+import inspect
 import math
 import os
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from ._batch import BatchOutcome, as_completed, wait_many
+from ._batch import BatchOutcome, as_completed, validated_ids, wait_many
 from ._convert import KIE_TIMEZONE
+from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
 from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
@@ -26,6 +29,7 @@ from ._version import version
 from .errors import SessionClosedError
 from .models import GenerateRequest, RecordInfo, validate_task_id, validate_url
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
+from .store import StoredIntent, TaskStore
 
 __all__ = ["DEFAULT_BASE_URL", "VeoSession"]
 
@@ -100,6 +104,12 @@ class VeoSession:
     :param timezone: the zone of the service's zoneless time strings
         (``"2026-01-06 08:17:04"``); Kie writes them in UTC+8
         (:data:`~veo_async.KIE_TIMEZONE`). Epoch values are absolute anyway.
+    :param store: a :class:`~veo_async.TaskStore` (e.g.
+        ``SQLiteStore("veo.db")``) for durable tracking: every task this session
+        creates or is asked to follow is recorded, so that a restarted process
+        :meth:`resume` s it and :meth:`completed` delivers each result until it
+        is acknowledged. The session owns it: it is opened when the session is
+        entered (or first used) and closed by :meth:`aclose`.
     :raises ValueError: for a missing key or an invalid setting, before any I/O.
     """
 
@@ -118,6 +128,7 @@ class VeoSession:
         request_timeout: float = 30.0,
         on_event: EventHook | None = None,
         timezone: datetime.tzinfo = KIE_TIMEZONE,
+        store: TaskStore | None = None,
     ) -> None:
         key = check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -136,6 +147,8 @@ class VeoSession:
             raise TypeError("on_event must be callable")
         if not isinstance(timezone, datetime.tzinfo):
             raise TypeError(f"timezone must be a datetime.tzinfo, not {type(timezone).__name__}")
+        if store is not None and not isinstance(store, TaskStore):
+            raise TypeError(f"store must be a TaskStore, not {type(store).__name__}")
         self._base_url = _base_url(base_url)
         self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
         self._concurrency = concurrency
@@ -164,7 +177,8 @@ class VeoSession:
             timezone=timezone,
             on_server_date=self._pacer.server_date,
         )
-        self._registry = TaskRegistry(self._requester, self._pacer)
+        self._durable = DurableTracker(store) if store is not None else None
+        self._registry = TaskRegistry(self._requester, self._pacer, self._durable)
         self._state = _State.UNOPENED
         self._closing: asyncio.Future[None] | None = None
 
@@ -217,6 +231,11 @@ class VeoSession:
         """Seconds one HTTP request may take."""
         return self._request_timeout
 
+    @property
+    def store(self) -> TaskStore | None:
+        """The durable store, or None."""
+        return self._durable.store if self._durable is not None else None
+
     # -- state ------------------------------------------------------------------------
 
     async def __aenter__(self) -> VeoSession:
@@ -225,6 +244,12 @@ class VeoSession:
         if self._state is _State.CLOSED:
             raise SessionClosedError("this VeoSession is closed; open a new one")
         self._state = _State.OPEN
+        if self._durable is not None:
+            try:
+                await self._durable.opened()  # a locked or damaged store fails here
+            except BaseException:
+                await self.aclose()
+                raise
         return self
 
     async def __aexit__(
@@ -247,9 +272,12 @@ class VeoSession:
 
     async def aclose(self) -> None:
         """Stop every poll, wake every queued request with
-        :class:`SessionClosedError`, and close our HTTP session.
+        :class:`SessionClosedError`, and close our HTTP session; then write
+        what durable tracking still holds and close the store.
 
         Idempotent; a concurrent second call returns when the first has finished.
+
+        :raises StoreError: a store write failed since the last ack (after closing).
         """
         if self._closing is not None:
             await asyncio.shield(self._closing)
@@ -257,7 +285,11 @@ class VeoSession:
         self._state = _State.CLOSED
         self._closing = asyncio.get_running_loop().create_future()
         try:
-            await self._requester.aclose()
+            try:
+                await self._requester.aclose()
+            finally:
+                if self._durable is not None:
+                    await self._durable.aclose()
         finally:
             self._closing.set_result(None)
 
@@ -273,7 +305,11 @@ class VeoSession:
         :raises ValueError: for an id that is not a sane non-empty string.
         """
         self._check_open()
-        return self._registry.handle(task_id)
+        handle = self._registry.handle(task_id)
+        if self._durable is not None:
+            self._durable.track_soon(task_id)  # no I/O here: written with the next batch
+            self._durable.follow_new((handle,))
+        return handle
 
     async def record_info(self, task_id: str) -> RecordInfo:
         """One ``GET record-info`` for ``task_id``: the task's current record.
@@ -313,6 +349,11 @@ class VeoSession:
             valid ids, before any request.
         """
         self._check_open()
+        if self._durable is not None:
+            ids = validated_ids(task_ids)
+            self._registry.wait_settings(timeout, policy)  # bad arguments: before the write
+            await self._track(ids)
+            task_ids = ids
         return await wait_many(
             self._registry,
             task_ids,
@@ -340,7 +381,143 @@ class VeoSession:
         :raises SessionClosedError: the session is closed.
         """
         self._check_open()
-        return as_completed(self._registry, task_ids, timeout=timeout, policy=policy)
+        if self._durable is None:
+            return as_completed(self._registry, task_ids, timeout=timeout, policy=policy)
+        ids = validated_ids(task_ids)
+        inner = as_completed(self._registry, ids, timeout=timeout, policy=policy)
+        return self._tracked(ids, inner)
+
+    async def _track(self, ids: list[str]) -> None:
+        assert self._durable is not None
+        await self._durable.track(ids)
+        self._durable.follow_new(self._registry.handle(task_id) for task_id in set(ids))
+
+    async def _tracked(
+        self, ids: list[str], inner: AsyncGenerator[VeoTask, None]
+    ) -> AsyncGenerator[VeoTask, None]:
+        async with aclosing(inner):
+            await self._track(ids)
+            async for handle in inner:
+                yield handle
+
+    # -- durable tracking -------------------------------------------------------------
+
+    def _journal(self) -> DurableTracker:
+        self._check_open()
+        if self._durable is None:
+            raise RuntimeError("this VeoSession has no store: pass VeoSession(store=...)")
+        return self._durable
+
+    async def resume(self, *, policy: AnyPolicy | None = None) -> ResumeReport:
+        """Resume what the store left unfinished; report what it left uncertain.
+
+        ::
+
+            async with VeoSession(store=SQLiteStore("veo.db")) as veo:
+                report = await veo.resume()
+                async for task in veo.completed():
+                    save(task.result()); await task.ack()
+
+        Every unfinished task's handle polls again in the background (until it
+        finishes, even if nobody waits on it), age-aware: a task created
+        before the restart is polled as the age it has now (an explicit
+        :class:`PollPolicy`, here or the session's, is a fixed schedule and
+        wins). Uncertain intents are reported (and logged), never raised and
+        never resent.
+
+        :param policy: the schedule of the resumed polling; default the session's.
+        :raises RuntimeError: the session has no store.
+        :raises StoreError: the store cannot be used.
+        """
+        journal = self._journal()
+        self._registry.wait_settings(None, policy)
+        return await journal.resume(self._registry, policy)
+
+    def completed(
+        self, *, follow: bool = False, policy: AnyPolicy | None = None
+    ) -> AsyncGenerator[VeoTask, None]:
+        """Yield each stored task's handle once its result is in, until acknowledged.
+
+        At-least-once delivery: first the finished tasks the store holds
+        unacknowledged (from before a restart, or yielded earlier and not
+        acked), then every unfinished stored task as it finishes (they are
+        polled for this iteration), and tasks this session creates or is
+        given meanwhile. Read the outcome with :meth:`VeoTask.result` (it
+        raises :class:`TaskFailedError` for a failed task), then call
+        :meth:`VeoTask.ack`. Within one iteration a task is yielded once; an
+        unacknowledged one is yielded again by the next iteration (this
+        session's or a restarted one's); an acknowledged one never again.
+
+        A stored id the service does not know (:class:`RecordNotFoundError`)
+        is yielded with that error as its outcome; acknowledging it forgets
+        it. Any other error that stops polling (a bad key, the session
+        closing) is raised.
+
+        :param follow: False: end when no stored task is left unfinished (and
+            everything finished was yielded). True: keep waiting for tasks
+            created or tracked later, until the caller leaves the loop.
+        :param policy: the schedule of the polling this starts.
+        :raises RuntimeError: the session has no store (here, before iterating).
+        """
+        journal = self._journal()
+        self._registry.wait_settings(None, policy)
+        return journal.completed(self._registry, follow=follow, policy=policy)
+
+    async def deliver(
+        self,
+        handler: Callable[[VeoTask], Awaitable[Any] | Any],
+        *,
+        follow: bool = False,
+        policy: AnyPolicy | None = None,
+    ) -> int:
+        """:meth:`completed` with a handler: each task is acknowledged once
+        ``handler(task)`` returned (it may be a coroutine function).
+
+        An exception from the handler ends the delivery and propagates; that
+        task is not acknowledged, so it is delivered again later.
+
+        :returns: how many tasks were handled and acknowledged.
+        """
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        count = 0
+        async with aclosing(self.completed(follow=follow, policy=policy)) as tasks:
+            async for task in tasks:
+                result = handler(task)
+                if inspect.isawaitable(result):
+                    await result
+                await task.ack()
+                count += 1
+        return count
+
+    async def track(self, task_ids: Iterable[str]) -> list[VeoTask]:
+        """Record ids in the store (one durable write) and return their handles,
+        in input order; no polling starts (await them, or use :meth:`completed`).
+
+        :raises RuntimeError: the session has no store.
+        :raises TypeError: (or ValueError) for ids that are not valid, before any write.
+        """
+        journal = self._journal()
+        ids = validated_ids(task_ids)
+        await journal.track(ids)
+        handles = [self._registry.handle(task_id) for task_id in ids]
+        journal.follow_new(handles)
+        return handles
+
+    async def uncertain(self) -> list[StoredIntent]:
+        """Create intents with no task id: tasks that may or may not exist.
+
+        :raises RuntimeError: the session has no store.
+        """
+        store = await self._journal().opened()
+        return await store.uncertain()
+
+    async def flush(self) -> None:
+        """Commit every change durable tracking holds (they are otherwise
+        committed within the store's flush interval). No-op without a store."""
+        self._check_open()
+        if self._durable is not None:
+            await self._durable.flush()
 
     # -- creating ---------------------------------------------------------------------
 

@@ -20,12 +20,13 @@ import asyncio
 import datetime
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
-from ._create import submit
+from ._create import submit, submit_recorded
 from ._limits import Ticket
 from ._pacer import AnyPolicy, Pacer, Plan
 from ._requester import Requester
@@ -48,8 +49,9 @@ from .models import (
     validate_url,
 )
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
+from .store import TaskStore
 
-__all__ = ["Listener", "Subscription", "TaskRegistry", "VeoTask"]
+__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask"]
 
 logger = logging.getLogger("veo_async")
 
@@ -57,6 +59,34 @@ UpdateCallback = Callable[[RecordInfo], "Awaitable[Any] | Any"]
 #: Called with the handle and None on each status change, and with the handle
 #: and the run's error (None when it ended on a terminal record) when it ends.
 Listener = Callable[["VeoTask", "BaseException | None"], None]
+
+
+class TaskJournal(Protocol):
+    """What the registry tells durable tracking (the session's store side).
+
+    :meth:`seen` and :meth:`finished` are called synchronously from the poll
+    path, only on a handle's first record and on its terminal one: they must
+    only note the change (write-behind), never wait.
+    """
+
+    def seen(self, handle: VeoTask) -> None:
+        """The handle's first record (not terminal) was published."""
+
+    def finished(self, handle: VeoTask) -> None:
+        """The handle's terminal record was published (once per handle)."""
+
+    def adopted(self, handle: VeoTask) -> None:
+        """This session created the handle's task (its intent has its id)."""
+
+    async def opened(self) -> TaskStore:
+        """The store, opened on first use.
+
+        :raises StoreError: when it cannot be opened.
+        """
+        ...
+
+    async def ack(self, handle: VeoTask) -> None:
+        """Acknowledge the handle's outcome durably (see :meth:`VeoTask.ack`)."""
 
 
 class Subscription:
@@ -274,6 +304,7 @@ class VeoTask:
         "_created_loop_time",
         "_error",
         "_last_failure",
+        "_model",
         "_record",
         "_registry",
         "_request",
@@ -286,6 +317,7 @@ class VeoTask:
     _request: GenerateRequest | ExtendRequest | None
     _created_at: datetime.datetime | None
     _created_loop_time: float | None
+    _model: str | None
     _record: RecordInfo | None
     _error: BaseException | None
     _last_failure: VeoError | None
@@ -310,13 +342,14 @@ class VeoTask:
 
     @property
     def model(self) -> str | None:
-        """The model of the request that created the task, if this session did."""
-        request = self._request
-        return request.model if isinstance(request, GenerateRequest) else None
+        """The model of the request that created the task, if this session (or
+        the session whose store it was resumed from) created it."""
+        return self._model
 
     @property
     def created_at(self) -> datetime.datetime | None:
-        """When this session got the create answer (aware, wall clock), or None."""
+        """When the create answer came (aware, wall clock), or None for an id
+        this session (or the one it was resumed from) did not create."""
         return self._created_at
 
     @property
@@ -403,8 +436,13 @@ class VeoTask:
         if previous is not None and previous.status is record.status:
             return
         registry = self._registry
+        journal = registry.journal
         if record.is_done:
             registry.pacer.observe(record)
+            if journal is not None:
+                journal.finished(self)
+        elif previous is None and journal is not None:
+            journal.seen(self)
         if registry.requester.reporting:
             registry.requester.emit(
                 RecordPublished(
@@ -543,6 +581,29 @@ class VeoTask:
             if follower.stopped is not None:
                 await asyncio.wait((follower.stopped,))
 
+    # -- durable delivery -------------------------------------------------------------
+
+    async def ack(self) -> None:
+        """Acknowledge this task's outcome: its store never delivers it again.
+
+        For a handle from :meth:`VeoSession.completed`: committed before
+        returning, so a restart does not hand it over again. A task whose
+        polling ended because the service does not know it
+        (:class:`RecordNotFoundError`, :class:`NotFoundError`) is forgotten
+        by the store instead: it is no longer resumed.
+
+        :raises RuntimeError: the session has no store (``VeoSession(store=...)``).
+        :raises asyncio.InvalidStateError: the task has no outcome to acknowledge yet.
+        :raises StoreError: the store could not write it.
+        """
+        journal = self._registry.journal
+        if journal is None:
+            raise RuntimeError(
+                f"task {self.task_id!r}: ack() needs a session with a store "
+                "(VeoSession(store=SQLiteStore(path)))"
+            )
+        await journal.ack(self)
+
     # -- what can be made of a finished video ---------------------------------------
 
     async def extend(
@@ -667,14 +728,36 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     handle._request = None
     handle._created_at = None
     handle._created_loop_time = None
+    handle._model = None
     return handle
 
 
 def _set_origin(handle: VeoTask, request: GenerateRequest | ExtendRequest, now: float) -> None:
     """Remember that this session created ``handle``'s task, and when."""
     handle._request = request
+    handle._model = request.model if isinstance(request, GenerateRequest) else None
     handle._created_at = datetime.datetime.now(datetime.timezone.utc)
     handle._created_loop_time = now
+
+
+def _restore(
+    handle: VeoTask, model: str | None, created_at: float | None, record: RecordInfo | None
+) -> None:
+    """Give a handle what a store remembers of its task (what it knows already wins).
+
+    A stored terminal record is set without publishing: it is not news (the
+    store has it, and nobody follows the handle yet).
+    """
+    if handle._model is None:
+        handle._model = model
+    if created_at is not None and handle._created_loop_time is None:
+        # The loop clock of the creation, so that the pacer sees the task's true
+        # age after a restart (the wall clock moved on while nobody polled).
+        age = max(0.0, time.time() - created_at)
+        handle._created_loop_time = _now() - age
+        handle._created_at = datetime.datetime.fromtimestamp(created_at, datetime.timezone.utc)
+    if record is not None and (handle._record is None or not handle._record.is_done):
+        handle._record = record
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
@@ -688,11 +771,16 @@ class TaskRegistry:
 
     :param requester: sends every poll.
     :param pacer: gives each poll run its plan (the session's default policy).
+    :param journal: told of first and terminal records and of creations
+        (durable tracking), or None.
     """
 
-    def __init__(self, requester: Requester, pacer: Pacer) -> None:
+    def __init__(
+        self, requester: Requester, pacer: Pacer, journal: TaskJournal | None = None
+    ) -> None:
         self.requester = requester
         self.pacer = pacer
+        self.journal = journal
         # Handles live as long as someone (a caller or their poll run) holds
         # them: no unbounded cache across hundreds of thousands of ids.
         self._handles: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
@@ -711,9 +799,40 @@ class TaskRegistry:
 
     async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """Send a create request (see :func:`veo_async._create.submit`); the
-        new task's handle, which remembers the request."""
-        task_id = await submit(self.requester, request)
-        return self.created(task_id, request)
+        new task's handle, which remembers the request.
+
+        With a journal, the create intent is written first and the task id
+        right after the answer (:func:`veo_async._create.submit_recorded`);
+        the handle then remembers the request as sent (its ``callback_url``
+        carries the intent's ``veo_ref``).
+        """
+        journal = self.journal
+        if journal is None:
+            return self.created(await submit(self.requester, request), request)
+        store = await journal.opened()
+        task_id, sent = await submit_recorded(self.requester, request, store)
+        handle = self.created(task_id, sent)
+        journal.adopted(handle)
+        return handle
+
+    def restore(
+        self,
+        task_id: str,
+        *,
+        model: str | None = None,
+        created_at: float | None = None,
+        record: RecordInfo | None = None,
+    ) -> VeoTask:
+        """The handle of a task a store remembers, given what it remembers.
+
+        :param model: the task's model, when known.
+        :param created_at: its creation time (epoch seconds) when this or an
+            earlier session created it: the pacer then knows its age.
+        :param record: its stored terminal record, if any.
+        """
+        handle = self.handle(task_id)
+        _restore(handle, model, created_at, record)
+        return handle
 
     def created(self, task_id: str, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """The handle of a task this session just created with ``request``."""

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import click
 from rich.console import Console
 
-from .. import PollPolicy, VeoError, VeoSession, __version__
+from .. import PollPolicy, StoreError, VeoError, VeoSession, __version__
 from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
 from ._options import (
@@ -59,6 +59,7 @@ from ._output import JsonLines, LookupResult, status_json, status_table
 from ._progress import ProgressMode, ProgressReporter
 from ._reach import ReachabilityWatch
 from ._run import Interrupted, run
+from ._tasks import STORE_HELP, delivered_from_store, open_store, store_failure, tasks
 
 __all__ = ["cli", "run_cli"]
 
@@ -118,12 +119,12 @@ def _speed_option(help_text: str, *, default: float = 25.0) -> Callable[[Any], A
     )
 
 
-def _read_ids(ids: Sequence[str], files: Sequence[str]) -> list[str]:
+def _read_ids(ids: Sequence[str], files: Sequence[str], *, required: bool = True) -> list[str]:
     try:
         found = collect_ids(ids, files, sys.stdin)
     except IdSourceError as exc:
         raise click.UsageError(str(exc)) from None
-    if not found:
+    if not found and required:
         raise click.UsageError(
             'no task ids given: pass IDs, --from FILE, or "-" for standard input'
         )
@@ -136,16 +137,18 @@ def _open_session(
     concurrency: int,
     rate: float | None = None,
     policy: PollPolicy | None = None,
+    store_path: str | None = None,
 ) -> VeoSession:
     """A session from the options; built outside the event loop (it does no I/O yet)."""
     key = require_api_key(ctx)
     base_url = ctx.ensure_object(Settings).base_url
+    store = open_store(store_path) if store_path is not None else None
     try:
         if base_url is None:
             # None given: pass none, so the session applies its own default.
-            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy)
+            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy, store=store)
         return VeoSession(
-            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy
+            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy, store=store
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -236,6 +239,7 @@ def status(
     help="Say so on standard error when no request has been answered for SECONDS "
     "and every one failed (a wrong --base-url, no network).",
 )
+@click.option("--store", "store_path", metavar="FILE", default=None, help=STORE_HELP)
 @policy_options
 @progress_options
 @global_options(at_group=False)
@@ -251,6 +255,7 @@ def wait(
     unreachable_after: float,
     progress_mode: ProgressMode,
     progress_interval: float,
+    store_path: str | None = None,
     **policy_values: Any,
 ) -> int:
     """Poll every task until it is done; one JSON line per task as it finishes.
@@ -273,11 +278,18 @@ def wait(
     request has been answered for --unreachable-after seconds, standard error
     says so; a task whose polls never reached the service ends as "error",
     not "timeout".
+
+    With --store FILE, IDs are optional: the tasks the store left unfinished
+    are resumed, results not yet written are written, each is acknowledged
+    once written, and --timeout does not end the run (interrupt it and run
+    it again to resume).
     """
     configure_logging(ctx)
-    task_ids = _read_ids(ids, files)
+    task_ids = _read_ids(ids, files, required=store_path is None)
     policy = build_policy(policy_values)
-    veo = _open_session(ctx, concurrency=concurrency, rate=rate, policy=policy)
+    veo = _open_session(
+        ctx, concurrency=concurrency, rate=rate, policy=policy, store_path=store_path
+    )
     try:
         sink = JsonLines(output)
     except OSError as exc:
@@ -287,6 +299,9 @@ def wait(
         tally, mode=progress_mode, interval=progress_interval, label="wait"
     )
 
+    def set_total(total: int) -> None:
+        tally.total = total
+
     async def track() -> None:
         async with veo:
             progress.attach(lambda: veo.stats)
@@ -294,12 +309,17 @@ def wait(
                 veo,
                 window=unreachable_after,
                 base_url=ctx.ensure_object(Settings).shown_base_url,
-                probe_id=task_ids[0],
+                probe_id=task_ids[0] if task_ids else "veo_task_probe",
                 on_error=progress.note_error,
             )
             watcher = asyncio.get_running_loop().create_task(watch.run(), name="veo-async reach")
+            source = (
+                veo.as_completed(task_ids)
+                if store_path is None
+                else delivered_from_store(veo, task_ids, set_total)
+            )
             try:
-                async with progress, aclosing(veo.as_completed(task_ids)) as finished:
+                async with progress, aclosing(source) as finished:
                     async for handle in finished:
                         outcome = outcome_of(handle)
                         tally.add(outcome)
@@ -314,10 +334,39 @@ def wait(
     except Interrupted as stop:
         progress.print_summary(interrupted=True)
         return stop.exit_code
+    except StoreError as exc:
+        raise store_failure(exc) from None
     finally:
         sink.close()
     progress.print_summary()
     return tally.exit_code()
+
+
+cli.add_command(tasks)
+
+
+@tasks.command("resume", epilog=_EXIT_CODES)
+@click.option("--store", "store_path", required=True, metavar="FILE", help="The store file.")
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
+)
+@_concurrency_option
+@global_options(at_group=False)
+@click.pass_context
+def resume_tasks(
+    ctx: click.Context, /, store_path: str, output: str | None, concurrency: int
+) -> int:
+    """Resume what the store left unfinished: "wait --store FILE" with no ids.
+
+    One JSON line per result not yet acknowledged (see "wait --help").
+    """
+    result: int = ctx.invoke(
+        wait, ids=(), files=(), store_path=store_path, output=output, concurrency=concurrency
+    )
+    return result
 
 
 @cli.command(epilog="Exit codes: 0 when the demo ran to the end, 2 usage error, 130 Ctrl-C.")

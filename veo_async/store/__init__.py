@@ -15,11 +15,13 @@ the user acknowledged it, so that a restarted process resumes where it stopped.
 
 from ._codec import record_from_json, record_to_json
 from ._contract import DEFAULT_RETENTION, TaskState, TaskStore
+from ._refs import REF_PARAMETER, ref_of, with_ref
 from ._sqlite import SQLiteStore
 from ._values import StoredIntent, StoredTask, new_ref
 
 __all__ = [
     "DEFAULT_RETENTION",
+    "REF_PARAMETER",
     "SQLiteStore",
     "StoredIntent",
     "StoredTask",
@@ -28,4 +30,6 @@ __all__ = [
     "new_ref",
     "record_from_json",
     "record_to_json",
+    "ref_of",
+    "with_ref",
 ]

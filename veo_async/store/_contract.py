@@ -4,7 +4,8 @@ Two kinds of writes, by what a crash between the call and the disk would cost:
 
 - **durable** (committed before the call returns): :meth:`~TaskStore.record_intent`,
   :meth:`~TaskStore.attach_task_id`, :meth:`~TaskStore.reconcile`,
-  :meth:`~TaskStore.track`, :meth:`~TaskStore.ack`. Losing one would lose a paid
+  :meth:`~TaskStore.discard_intent`, :meth:`~TaskStore.track`,
+  :meth:`~TaskStore.ack`, :meth:`~TaskStore.forget`. Losing one would lose a paid
   task, an id the user handed over, or deliver a result twice after it was
   acknowledged.
 - **write-behind** (may be batched, committed within a short interval, on
@@ -98,10 +99,19 @@ class TaskStore(Protocol):
 
     async def reconcile(self, ref: str, task_id: str, *, at: float | None = None) -> bool:
         """Attach *task_id* to an (uncertain) intent from a later source, e.g. a
-        callback whose URL carried ``?ref=...``.
+        callback whose URL carried ``?veo_ref=...`` (see :func:`~veo_async.store.ref_of`).
 
         :returns: True when the intent now has this task id (also when it had
             it already); False when *ref* is unknown or has another task id.
+        """
+        ...
+
+    async def discard_intent(self, ref: str) -> bool:
+        """Delete an intent whose POST certainly created nothing (a definite
+        rejection), so that it is not reported as uncertain.
+
+        :returns: True when an intent without a task id was deleted; False when
+            *ref* is unknown or already has a task id (then it is kept).
         """
         ...
 
@@ -122,6 +132,14 @@ class TaskStore(Protocol):
         """Acknowledge a finished task: it is never listed as undelivered again.
 
         Acknowledging an unknown or unfinished id changes nothing.
+        """
+        ...
+
+    async def forget(self, task_id: str) -> bool:
+        """Stop following a task: delete its row (e.g. an id the service does
+        not know). Its intent, if any, keeps its task id.
+
+        :returns: True when a row was deleted.
         """
         ...
 

@@ -110,6 +110,8 @@ UPDATE_ACKED = (
     "UPDATE tasks SET acked_at = ?2, updated_at = MAX(updated_at, ?2) "
     "WHERE task_id = ?1 AND terminal IS NOT NULL AND acked_at IS NULL"
 )
+DELETE_UNCERTAIN_INTENT = "DELETE FROM intents WHERE ref = ? AND task_id IS NULL"
+DELETE_TASK = "DELETE FROM tasks WHERE task_id = ?"
 DELETE_OLD_TASKS = "DELETE FROM tasks WHERE created_at < ?"
 DELETE_OLD_INTENTS = "DELETE FROM intents WHERE created_at < ?"
 

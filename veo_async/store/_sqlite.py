@@ -35,12 +35,12 @@ How it is built, and why:
 from __future__ import annotations
 
 import asyncio
-import threading
 import contextlib
 import enum
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -312,7 +312,7 @@ class SQLiteStore:
         await self._submit("attach", ref, task_id, model, _now_or(at, "at"))
 
     async def reconcile(self, ref: str, task_id: str, *, at: float | None = None) -> bool:
-        """Attach *task_id* to an intent from a later source (a callback's ``?ref=``).
+        """Attach *task_id* to an intent from a later source (a callback's ``?veo_ref=``).
 
         :returns: True when the intent now has this task id (also when it had
             it already); False when *ref* is unknown or has another task id.
@@ -320,6 +320,16 @@ class SQLiteStore:
         check_ref(ref)
         _check_task_id(task_id)
         result: bool = await self._submit("reconcile", ref, task_id, None, _now_or(at, "at"))
+        return result
+
+    async def discard_intent(self, ref: str) -> bool:
+        """Delete an intent that certainly created nothing; committed before returning.
+
+        :returns: True when an intent without a task id was deleted; False when
+            *ref* is unknown or already has a task id (then it is kept).
+        """
+        check_ref(ref)
+        result: bool = await self._submit("discard", ref)
         return result
 
     async def track(
@@ -350,6 +360,12 @@ class SQLiteStore:
         """
         _check_task_id(task_id)
         await self._submit("ack", task_id, _now_or(at, "at"))
+
+    async def forget(self, task_id: str) -> bool:
+        """Delete the task's row, committed before returning; True when there was one."""
+        _check_task_id(task_id)
+        result: bool = await self._submit("forget", task_id)
+        return result
 
     async def purge(
         self, older_than_seconds: float = DEFAULT_RETENTION, *, now: float | None = None

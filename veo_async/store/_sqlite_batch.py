@@ -39,7 +39,8 @@ class Pending:
 class Op:
     """One durable write waiting for the writer: what to do and who waits.
 
-    :ivar kind: ``intent``, ``attach``, ``reconcile``, ``track``, ``ack`` or ``purge``.
+    :ivar kind: ``intent``, ``attach``, ``reconcile``, ``discard``, ``track``,
+        ``ack``, ``forget`` or ``purge``.
     """
 
     __slots__ = ("args", "future", "kind")
@@ -102,6 +103,7 @@ async def _apply(
     results: list[object] = [None] * len(ops)
     tracked: list[tuple[str, str | None, float]] = []
     acks: list[tuple[Any, ...]] = []
+    forgets: list[int] = []
     for index, op in enumerate(ops):
         if op.kind == "intent":
             cursor = await conn.execute(sql.INSERT_INTENT, op.args)
@@ -113,6 +115,11 @@ async def _apply(
             tracked.extend(op.args[0])
         elif op.kind == "ack":
             acks.append(op.args)
+        elif op.kind == "discard":
+            cursor = await conn.execute(sql.DELETE_UNCERTAIN_INTENT, op.args)
+            results[index] = cursor.rowcount > 0
+        elif op.kind == "forget":
+            forgets.append(index)
         elif op.kind == "purge":
             tasks = await conn.execute(sql.DELETE_OLD_TASKS, op.args)
             intents = await conn.execute(sql.DELETE_OLD_INTENTS, op.args)
@@ -127,6 +134,10 @@ async def _apply(
     # in this very batch.
     if acks:
         await conn.executemany(sql.UPDATE_ACKED, acks)
+    # After the write-behind rows, which would otherwise bring a forgotten task back.
+    for index in forgets:
+        cursor = await conn.execute(sql.DELETE_TASK, ops[index].args)
+        results[index] = cursor.rowcount > 0
     return results
 
 

@@ -14,7 +14,7 @@ from ._codec import record_from_json
 __all__ = ["StoredIntent", "StoredTask", "check_ref", "new_ref"]
 
 # URL-unreserved characters only (RFC 3986), so a ref travels in a callback
-# URL's query string (``?ref=...``) with no escaping and comes back unchanged.
+# URL's query string (``?veo_ref=...``) with no escaping and comes back unchanged.
 _REF_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
 

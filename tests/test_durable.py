@@ -1,0 +1,468 @@
+"""Durable tracking through the session: VeoSession(store=...), resume(),
+completed()/ack(), create intents, and the store errors a session surfaces.
+
+The simulator runs in process; SQLite runs in aiosqlite's thread, so these
+tests use a real event loop clock (``real_time``). The kill test (SIGKILL at
+random points over loopback) is ``test_durable_kill.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from veo_async import (
+    PollPolicy,
+    RecordNotFoundError,
+    ResumeReport,
+    SQLiteStore,
+    StoreCorruptError,
+    StoreLockedError,
+    StoreVersionError,
+    SubmitUncertainError,
+    TaskFailedError,
+    TaskStore,
+    VeoSession,
+    VeoTask,
+)
+from veo_async.errors import InsufficientCreditsError
+from veo_async.store import new_ref, ref_of, with_ref
+from veo_async.testing import FakeKie, Fault
+
+from .conftest import API_KEY, FAST_POLICY, leftover_tasks, session_on
+
+pytestmark = pytest.mark.real_time
+
+#: Write-behind changes commit quickly, so a test reading the file sees them.
+FLUSH = 0.01
+
+
+def store_at(path: Path, **kwargs: Any) -> SQLiteStore:
+    """A store on *path* that commits write-behind changes within 10 ms."""
+    kwargs.setdefault("flush_interval", FLUSH)
+    kwargs.setdefault("lock_timeout", 0.0)
+    return SQLiteStore(path, **kwargs)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The test's store file."""
+    return tmp_path / "veo.db"
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    """An in-process simulator whose created tasks take ~0.1-0.3 s, with no creation limit."""
+    fake = FakeKie(api_key=API_KEY, time_scale=0.001, seed=7, create_limit=None)
+    yield fake
+    await fake.close()
+
+
+def durable(kie: FakeKie, path: Path, **kwargs: Any) -> VeoSession:
+    """A session on *kie* with a store on *path*."""
+    kwargs.setdefault("create_rate", 10_000)
+    return session_on(kie, store=store_at(path), **kwargs)
+
+
+async def stored(path: Path) -> SQLiteStore:
+    """The store file opened again, after its session closed (close it after use)."""
+    store = store_at(path)
+    await store.open()
+    return store
+
+
+async def drain(veo: VeoSession, *, ack: bool = True) -> list[str]:
+    """Ids completed() yields (acked each when asked), in order."""
+    ids = []
+    async for task in veo.completed():
+        ids.append(task.task_id)
+        if ack:
+            await task.ack()
+    return ids
+
+
+# -- recording --------------------------------------------------------------------
+
+
+async def test_wait_many_tracks_ids_and_stores_their_terminal_records(
+    kie: FakeKie, db: Path
+) -> None:
+    """Ids given to wait_many are tracked before polling; their terminal records
+    (success and failure) are stored, and nothing is acked yet."""
+    kie.add_task("veo_ok", complete_after=0.05)
+    kie.add_task("veo_bad", complete_after=0.05, final_status=2)
+    async with durable(kie, db) as veo:
+        outcomes = await veo.wait_many(["veo_ok", "veo_bad"], return_exceptions=True)
+    assert isinstance(outcomes[1], TaskFailedError)
+    store = await stored(db)
+    try:
+        ok, bad = await store.get("veo_ok"), await store.get("veo_bad")
+        assert ok is not None
+        assert bad is not None
+        assert ok.status == 1
+        assert bad.status == 2
+        assert ok.first_seen_at is not None
+        assert not ok.acked
+        assert {t.task_id for t in await store.undelivered()} == {"veo_ok", "veo_bad"}
+    finally:
+        await store.aclose()
+
+
+async def test_task_and_as_completed_track_their_ids(kie: FakeKie, db: Path) -> None:
+    """veo.task(id) (no I/O: written with the next batch) and as_completed ids are tracked."""
+    kie.add_task("veo_a", complete_after=0.05)
+    async with durable(kie, db) as veo:
+        veo.task("veo_lazy")
+        async for task in veo.as_completed(["veo_a"]):
+            assert task.result().task_id == "veo_a"
+    store = await stored(db)
+    try:
+        assert {t.task_id for t in await store.list_tasks()} == {"veo_a", "veo_lazy"}
+        assert [t.task_id for t in await store.unfinished()] == ["veo_lazy"]
+    finally:
+        await store.aclose()
+
+
+async def test_bad_ids_are_refused_before_the_store_is_written(kie: FakeKie, db: Path) -> None:
+    """wait_many with a bad id raises before tracking anything."""
+    async with durable(kie, db) as veo:
+        with pytest.raises(ValueError, match=r"task_ids\[1\]"):
+            await veo.wait_many(["veo_ok", ""])
+        with pytest.raises(ValueError, match="timeout"):
+            await veo.wait_many(["veo_ok"], timeout=-1)
+    store = await stored(db)
+    try:
+        assert await store.list_tasks() == []
+    finally:
+        await store.aclose()
+
+
+# -- creating ---------------------------------------------------------------------
+
+
+async def test_a_created_task_has_its_intent_and_task_id_stored(kie: FakeKie, db: Path) -> None:
+    """generate writes the intent, then the task id; the callback URL sent carries the ref."""
+    async with durable(kie, db) as veo:
+        task = await veo.generate(
+            "a fox", model="veo3_lite", callback_url="https://cb.example/h?x=1"
+        )
+        await task
+        assert task.request is not None
+        assert task.request.callback_url is not None
+        ref = ref_of(task.request.callback_url)
+        assert ref is not None
+        assert task.request.callback_url == f"https://cb.example/h?x=1&veo_ref={ref}"
+        assert task.model == "veo3_lite"
+    store = await stored(db)
+    try:
+        row = await store.get(task.task_id)
+        assert row is not None
+        assert row.ref == ref
+        assert row.model == "veo3_lite"
+        intent = await store.get_intent(ref)
+        assert intent is not None
+        assert intent.task_id == task.task_id
+        assert intent.kind == "generate"
+        assert intent.request["prompt"] == "a fox"
+        assert await store.uncertain() == []
+    finally:
+        await store.aclose()
+
+
+async def test_an_uncertain_create_is_reported_by_resume_never_resent(
+    kie: FakeKie, db: Path
+) -> None:
+    """A create that may have created a task leaves its intent uncertain: resume()
+    reports it with its request (no exception) and sends nothing again."""
+    kie.inject_create(Fault.created_then_drop())
+    async with durable(kie, db) as veo:
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a dog", callback_url="https://cb.example/h")
+    assert kie.created == 1
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert isinstance(report, ResumeReport)
+        assert report.tasks == ()
+        assert report.undelivered == ()
+        [intent] = report.uncertain
+        assert intent.uncertain
+        assert intent.request["prompt"] == "a dog"
+        assert await veo.uncertain() == [intent]
+        # The simulator's record carries the callback URL sent: it reconciles.
+        record = await veo.record_info(kie.created_ids[0])
+        ref = ref_of(record.params["callBackUrl"])
+        assert ref == intent.ref
+        store = veo.store
+        assert store is not None
+        assert await store.reconcile(ref, kie.created_ids[0])
+        assert await veo.uncertain() == []
+    assert kie.created == 1
+
+
+async def test_a_rejected_create_leaves_no_uncertain_intent(kie: FakeKie, db: Path) -> None:
+    """A create the service refused (402: nothing created) discards its intent."""
+    kie.credits = 0
+    async with durable(kie, db) as veo:
+        with pytest.raises(InsufficientCreditsError):
+            await veo.generate("a cat")
+        assert await veo.uncertain() == []
+    assert kie.created == 0
+
+
+# -- resuming ---------------------------------------------------------------------
+
+
+async def test_resume_polls_unfinished_tasks_again_until_they_finish(
+    kie: FakeKie, db: Path
+) -> None:
+    """Tasks left unfinished by one session are resumed by the next, which polls
+    them to the end without anyone waiting, and completed() delivers them."""
+    kie.add_task("veo_slow", complete_after=0.4)
+    async with durable(kie, db) as veo:
+        outcomes = await veo.wait_many(["veo_slow"], timeout=0.05, return_exceptions=True)
+        assert isinstance(outcomes[0], TimeoutError)
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        [task] = report.tasks
+        assert task.task_id == "veo_slow"
+        assert task.polling
+        assert await drain(veo) == ["veo_slow"]
+        assert task.done()
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert (report.tasks, report.undelivered, report.uncertain) == ((), (), ())
+        assert await drain(veo) == []
+
+
+async def test_a_resumed_created_task_is_polled_as_old_as_it_is(kie: FakeKie, db: Path) -> None:
+    """A task created 100 s before the restart gets its creation time back: the
+    pacer sees its true age, and its model."""
+    async with SQLiteStore(db) as store:
+        ref = new_ref()
+        await store.record_intent(
+            ref, "generate", {"prompt": "p", "model": "veo3"}, time.time() - 100
+        )
+        await store.attach_task_id(ref, "veo_old", "veo3")
+        await store.track(["veo_given"])
+    kie.add_task("veo_old", complete_after=5.0)
+    kie.add_task("veo_given", complete_after=5.0)
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        old, given = sorted(report.tasks, key=lambda t: t.task_id == "veo_given")
+        assert old.task_id == "veo_old"
+        assert old.model == "veo3"
+        assert old.created_loop_time is not None
+        assert asyncio.get_running_loop().time() - old.created_loop_time >= 99
+        assert old.created_at is not None
+        # A tracked id's row time is not its creation time: its record tells.
+        assert given.created_loop_time is None
+
+
+# -- delivering -------------------------------------------------------------------
+
+
+async def test_unacked_results_are_delivered_again_acked_ones_never(kie: FakeKie, db: Path) -> None:
+    """completed() hands over every unacked result in each iteration and after a
+    restart; after ack() it never hands it over again."""
+    kie.add_tasks(["veo_1", "veo_2"])  # already finished
+    async with durable(kie, db) as veo:
+        await veo.wait_many(["veo_1", "veo_2"])
+        assert sorted(await drain(veo, ack=False)) == ["veo_1", "veo_2"]
+        assert sorted(await drain(veo, ack=False)) == ["veo_1", "veo_2"]  # same session
+    async with durable(kie, db) as veo:
+        async for task in veo.completed():
+            if task.task_id == "veo_1":
+                assert task.result().task_id == "veo_1"
+                await task.ack()
+    async with durable(kie, db) as veo:
+        assert await drain(veo) == ["veo_2"]
+    async with durable(kie, db) as veo:
+        assert await drain(veo) == []
+    store = await stored(db)
+    try:
+        row = await store.get("veo_2")
+        assert row is not None
+        assert row.acked
+        assert row.deliveries == 4
+    finally:
+        await store.aclose()
+
+
+async def test_completed_polls_what_it_delivers_and_includes_new_creations(
+    kie: FakeKie, db: Path
+) -> None:
+    """With follow=True, completed() also delivers tasks created while it runs."""
+    async with durable(kie, db) as veo:
+        delivered: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed(follow=True):
+                delivered.append(task.task_id)
+                await task.ack()
+                if len(delivered) == 2:
+                    return
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        first = await veo.generate("one")
+        second = await veo.generate("two")
+        await asyncio.wait_for(consumer, 10)
+        assert sorted(delivered) == sorted([first.task_id, second.task_id])
+    assert not leftover_tasks()
+
+
+async def test_deliver_acks_each_handled_task_and_stops_on_a_handler_error(
+    kie: FakeKie, db: Path
+) -> None:
+    """deliver(handler) acks what the handler handled; a raising handler leaves
+    its task unacked, to be delivered again."""
+    kie.add_tasks(["veo_1", "veo_2", "veo_3"])
+    async with durable(kie, db) as veo:
+        await veo.wait_many(["veo_1", "veo_2", "veo_3"])
+        handled: list[str] = []
+
+        async def handler(task: VeoTask) -> None:
+            if len(handled) == 1:
+                raise OSError("disk full")
+            handled.append(task.task_id)
+
+        with pytest.raises(OSError, match="disk full"):
+            await veo.deliver(handler)
+        assert len(handled) == 1
+        assert await veo.deliver(lambda task: None) == 2
+        assert await veo.deliver(lambda task: None) == 0
+
+
+async def test_an_id_the_service_does_not_know_is_delivered_with_its_error_then_forgotten(
+    kie: FakeKie, db: Path
+) -> None:
+    """A stored id the service never knew ends with RecordNotFoundError as its
+    outcome; acknowledging it removes it from the store."""
+    policy = PollPolicy(first_poll=0.0, interval=0.02, max_interval=0.05, not_found_grace=0.1)
+    async with durable(kie, db, policy=policy) as veo:
+        veo.task("veo_ghost")
+        async for task in veo.completed():
+            with pytest.raises(RecordNotFoundError):
+                task.result()
+            await task.ack()
+        assert await drain(veo) == []
+        store = veo.store
+        assert store is not None
+        assert await store.get("veo_ghost") is None
+
+
+async def test_ack_needs_a_store_and_an_outcome(kie: FakeKie, db: Path) -> None:
+    """ack() without a store, or before the task finished, raises a clear error."""
+    kie.add_task("veo_1", complete_after=10)
+    async with session_on(kie) as veo:
+        with pytest.raises(RuntimeError, match="needs a session with a store"):
+            await veo.task("veo_1").ack()
+        with pytest.raises(RuntimeError, match="no store"):
+            veo.completed()
+        with pytest.raises(RuntimeError, match="no store"):
+            await veo.resume()
+    async with durable(kie, db) as veo:
+        with pytest.raises(asyncio.InvalidStateError):
+            await veo.task("veo_1").ack()
+
+
+# -- opening ----------------------------------------------------------------------
+
+
+async def test_a_locked_store_fails_the_session_at_enter(kie: FakeKie, db: Path) -> None:
+    """A store held by another opener gives StoreLockedError when the session is entered."""
+    async with SQLiteStore(db):
+        veo = durable(kie, db)
+        with pytest.raises(StoreLockedError, match="in use"):
+            async with veo:
+                pass  # pragma: no cover - never entered
+        assert veo.closed
+
+
+async def test_a_corrupt_file_fails_the_session_at_enter(kie: FakeKie, db: Path) -> None:
+    """A file that is not a store gives StoreCorruptError naming it."""
+    await asyncio.to_thread(db.write_bytes, b"this is not a database at all" * 100)
+    with pytest.raises(StoreCorruptError, match=str(db)):
+        async with durable(kie, db):
+            pass  # pragma: no cover - never entered
+
+
+async def test_a_newer_schema_fails_the_session_at_enter(kie: FakeKie, db: Path) -> None:
+    """A store written by a newer schema gives StoreVersionError saying to upgrade."""
+    async with SQLiteStore(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(StoreVersionError, match="newer"):
+        async with durable(kie, db):
+            pass  # pragma: no cover - never entered
+
+
+async def test_a_session_used_without_entering_opens_its_store_on_first_use(
+    kie: FakeKie, db: Path
+) -> None:
+    """The store opens lazily on first use and is closed by aclose()."""
+    kie.add_task("veo_1")
+    store = store_at(db)
+    veo = VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY, store=store)
+    await veo.wait_many(["veo_1"])
+    assert not store.closed
+    await veo.aclose()
+    assert store.closed
+
+
+def test_store_must_be_a_task_store() -> None:
+    """A store that is not a TaskStore is refused at construction."""
+    with pytest.raises(TypeError, match="TaskStore"):
+        VeoSession(API_KEY, store="veo.db")  # type: ignore[arg-type]
+    assert isinstance(SQLiteStore("x.db"), TaskStore)
+
+
+# -- the store's additions --------------------------------------------------------
+
+
+async def test_discard_intent_and_forget(db: Path) -> None:
+    """discard_intent drops only an uncertain intent; forget drops a task row."""
+    async with store_at(db) as store:
+        kept, dropped = new_ref(), new_ref()
+        await store.record_intent(kept, "generate", {"prompt": "a"}, time.time())
+        await store.record_intent(dropped, "generate", {"prompt": "b"}, time.time())
+        await store.attach_task_id(kept, "veo_kept")
+        assert await store.discard_intent(dropped) is True
+        assert await store.discard_intent(dropped) is False
+        assert await store.discard_intent(kept) is False  # it has a task id: kept
+        assert await store.get_intent(kept) is not None
+        await store.record_terminal("veo_kept", {"x": 1}, time.time())
+        assert await store.forget("veo_kept") is True  # also the pending write-behind row
+        assert await store.get("veo_kept") is None
+        assert await store.forget("veo_kept") is False
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://x.example/cb", "https://x.example/cb?veo_ref=R1"),
+        ("https://x.example/cb?a=1", "https://x.example/cb?a=1&veo_ref=R1"),
+        ("https://x.example/cb?", "https://x.example/cb?veo_ref=R1"),
+        ("https://x.example/cb?a=1#top", "https://x.example/cb?a=1&veo_ref=R1#top"),
+    ],
+)
+def test_with_ref_adds_the_ref_to_a_callback_url(url: str, expected: str) -> None:
+    """with_ref appends veo_ref to the query; ref_of reads it back."""
+    assert with_ref(url, "R1") == expected
+    assert ref_of(expected) == "R1"
+
+
+def test_ref_of_ignores_urls_without_a_valid_ref() -> None:
+    """ref_of gives None for no ref or an invalid one; with_ref refuses a second one."""
+    assert ref_of("https://x.example/cb?a=1") is None
+    assert ref_of("https://x.example/cb?veo_ref=a%20b") is None
+    with pytest.raises(ValueError, match="already has"):
+        with_ref("https://x.example/cb?veo_ref=R1", "R2")

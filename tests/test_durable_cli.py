@@ -1,0 +1,84 @@
+"""The CLI's durable side: ``wait --store``, ``tasks list|show|resume --store``.
+
+Real processes against a simulator on loopback, as in ``test_cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from veo_async import SQLiteStore
+from veo_async.testing import FakeKie
+
+from .test_cli import FAST, KEY, against, veo_async
+
+pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    """A simulator on loopback expecting the CLI tests' key."""
+    async with FakeKie(api_key=KEY) as fake:
+        yield fake
+
+
+async def test_wait_with_a_store_records_writes_and_acknowledges(
+    kie: FakeKie, tmp_path: Path
+) -> None:
+    """wait --store writes each result once and acknowledges it; a rerun writes nothing."""
+    db = str(tmp_path / "veo.db")
+    kie.add_task("veo_a", complete_after=0.05)
+    kie.add_task("veo_b", complete_after=0.05, final_status=2)
+    first = await veo_async("wait", *against(kie, "--store", db, *FAST, "veo_a", "veo_b"))
+    assert first.code == 1, first.stderr  # veo_b failed
+    assert set(first.by_id()) == {"veo_a", "veo_b"}
+    again = await veo_async("wait", *against(kie, "--store", db, *FAST))
+    assert again.code == 0, again.stderr
+    assert again.lines() == []
+    async with SQLiteStore(db) as store:
+        assert {t.task_id for t in await store.list_tasks("acked")} == {"veo_a", "veo_b"}
+
+
+async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
+    kie: FakeKie, tmp_path: Path
+) -> None:
+    """Ids tracked but unfinished are resumed by "tasks resume"; list and show read the store."""
+    db = tmp_path / "veo.db"
+    async with SQLiteStore(db) as store:
+        await store.track(["veo_slow"])
+    kie.add_task("veo_slow", complete_after=0.1)
+    listed = await veo_async("tasks", "list", "--store", str(db), "--json")
+    assert listed.code == 0, listed.stderr
+    [row] = listed.lines()
+    assert (row["task_id"], row["state"]) == ("veo_slow", "unfinished")
+    resumed = await veo_async(
+        "tasks", "resume", "--store", str(db), "--base-url", kie.base_url, "--api-key", KEY
+    )
+    assert resumed.code == 0, resumed.stderr
+    assert [line["task_id"] for line in resumed.lines()] == ["veo_slow"]
+    shown = await veo_async("tasks", "show", "veo_slow", "--store", str(db))
+    assert shown.code == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["state"] == "acked"
+    assert data["record"]["status"] == 1
+    table = await veo_async("tasks", "list", "--store", str(db))
+    assert "veo_slow" in table.stdout
+    assert "acked" in table.stdout
+
+
+async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) -> None:
+    """A store locked by another process gives exit 1 and a one-line message, no traceback."""
+    db = tmp_path / "veo.db"
+    async with SQLiteStore(db):
+        listed = await veo_async("tasks", "list", "--store", str(db))
+        waited = await veo_async("wait", *against(kie, "--store", str(db), "veo_a"))
+    for run in (listed, waited):
+        assert run.code == 1
+        assert "in use by another process" in run.stderr
+    missing = await veo_async("tasks", "show", "veo_none", "--store", str(db))
+    assert missing.code == 1
+    assert "not in" in missing.stderr

@@ -1,0 +1,376 @@
+"""Durable tracking: the session's side of a :class:`~veo_async.store.TaskStore`.
+
+:class:`DurableTracker` is the registry's :class:`~veo_async._task.TaskJournal`
+when a session has a store. What it writes, and when:
+
+- **ids a user hands over**: ``wait_many``/``as_completed`` ids are tracked in
+  one durable write before polling starts; ``veo.task(id)`` (which does no
+  I/O) queues its id, written with the next batch;
+- **creations**: the intent before the POST, the task id after the answer
+  (see :func:`veo_async._create.submit_recorded`);
+- **first seen, terminal record, delivered**: noted in memory on the poll
+  path (a list append), handed to the store by one background writer in
+  batches; the store commits them write-behind. Nothing else on the poll path
+  touches the store;
+- **acks**: the pending notes are handed over first (an ack must find the
+  terminal record it acknowledges), then the ack is committed before
+  :meth:`VeoTask.ack` returns.
+
+:meth:`DurableTracker.completed` delivers at least once: each stored task
+whose terminal record is not acknowledged is yielded once per iteration, so
+again by a later :meth:`~veo_async.VeoSession.completed` call and after a
+restart, until :meth:`VeoTask.ack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable
+
+import attrs
+
+from ._pacer import AnyPolicy
+from ._task import Subscription, TaskRegistry, VeoTask
+from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
+from .models import RecordInfo
+from .store import StoredIntent, StoredTask, TaskStore, record_to_json
+
+__all__ = ["DurableTracker", "ResumeReport"]
+
+logger = logging.getLogger("veo_async")
+
+#: Errors that end a stored task's polling for good, as its outcome (the
+#: service does not know the id): yielded by completed(); ack() forgets them.
+GONE = (RecordNotFoundError, NotFoundError)
+
+#: The writer waits this long after a first note, so that one batch carries
+#: many (one wake-up per batch, not one per poll answer).
+WRITE_DELAY = 0.05
+
+# A note waiting for the writer: (kind, task id, terminal record, epoch time).
+_Note = tuple[str, str, "RecordInfo | None", float]
+
+
+@attrs.frozen(eq=False)
+class ResumeReport:
+    """What :meth:`VeoSession.resume` found in the store.
+
+    :ivar tasks: the handles of every unfinished task, oldest first; their
+        polling has resumed (age-aware: a task created before the restart is
+        polled as the age it has now).
+    :ivar undelivered: the handles of finished tasks whose results were not
+        acknowledged; :meth:`VeoSession.completed` hands them over again.
+    :ivar uncertain: create intents with no task id (the process stopped, or
+        the answer was lost, between writing the intent and storing the id):
+        the task may or may not exist. Reported, never resent; see
+        :meth:`TaskStore.reconcile`.
+    """
+
+    tasks: tuple[VeoTask, ...]
+    undelivered: tuple[VeoTask, ...]
+    uncertain: tuple[StoredIntent, ...]
+
+
+def _restore(registry: TaskRegistry, stored: StoredTask, *, finished: bool) -> VeoTask:
+    # Only a task created under an intent has a true creation time; a tracked
+    # id's created_at is when it was first tracked, so its age comes from its
+    # record's createTime at the first poll instead.
+    return registry.restore(
+        stored.task_id,
+        model=stored.model,
+        created_at=stored.created_at if stored.ref is not None else None,
+        record=stored.record_info() if finished else None,
+    )
+
+
+class _Delivery:
+    """One iteration of :meth:`DurableTracker.completed`: what it follows and holds."""
+
+    def __init__(self, policy: AnyPolicy | None) -> None:
+        self.policy = policy
+        self.ready: deque[VeoTask] = deque()
+        #: Ids queued or yielded by this iteration: each is yielded once.
+        self.seen: set[str] = set()
+        self.waiting: dict[str, Subscription] = {}
+        self.error: BaseException | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._listener = self._on_change
+
+    def follow(self, handle: VeoTask) -> None:
+        """Poll an unfinished handle for this iteration (its outcome is then queued)."""
+        task_id = handle.task_id
+        if task_id in self.seen or task_id in self.waiting:
+            return
+        if handle.done():
+            self.arrived(handle)
+        else:
+            self.waiting[task_id] = handle.subscribe(self._listener, self.policy)
+
+    def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
+        if error is None and not handle.done():
+            return
+        # The run has ended or is ending: drop our hold without closing it.
+        if self.waiting.pop(handle.task_id, None) is None:
+            return
+        if error is None or isinstance(error, GONE):
+            self.arrived(handle)
+        elif self.error is None:
+            self.error = error
+            self.wake()
+
+    def arrived(self, handle: VeoTask) -> None:
+        """A handle reached its outcome: queue it (once)."""
+        task_id = handle.task_id
+        if task_id in self.seen:
+            return
+        self.seen.add(task_id)
+        subscription = self.waiting.pop(task_id, None)
+        if subscription is not None:
+            subscription.close()
+        self.ready.append(handle)
+        self.wake()
+
+    def wake(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def changed(self) -> None:
+        """Sleep until something is queued or failed."""
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+
+    async def close(self) -> None:
+        subscriptions, self.waiting = self.waiting, {}
+        stopped = [
+            request for sub in subscriptions.values() if (request := sub.close()) is not None
+        ]
+        if stopped:
+            await asyncio.wait(stopped)
+
+
+class DurableTracker:
+    """Records a session's tasks in its store; resumes and delivers from it.
+
+    See the module docstring. The session owns the store: it is opened on
+    first use (or when the session is entered) and closed by :meth:`aclose`.
+
+    :param store: the store.
+    """
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+        self._drain_lock = asyncio.Lock()
+        self._notes: list[_Note] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._deliveries: set[_Delivery] = set()
+        self._keepers: dict[str, Subscription] = {}
+        self._keeper = self._on_kept_change
+        self._closed = False
+
+    # -- the journal (called by the registry) ---------------------------------------
+
+    def seen(self, handle: VeoTask) -> None:
+        """Note a handle's first record (write-behind)."""
+        self._note(("seen", handle.task_id, None, time.time()))
+
+    def finished(self, handle: VeoTask) -> None:
+        """Note a terminal record (write-behind) and hand the handle to deliveries."""
+        self._note(("terminal", handle.task_id, handle.record, time.time()))
+        for delivery in self._deliveries:
+            delivery.arrived(handle)
+
+    def adopted(self, handle: VeoTask) -> None:
+        """A task this session created: running deliveries follow it too."""
+        for delivery in self._deliveries:
+            delivery.follow(handle)
+
+    async def opened(self) -> TaskStore:
+        """The store, opened on first use.
+
+        :raises StoreError: when it cannot be opened (locked, corrupt, newer schema...).
+        :raises SessionClosedError: the session is closed.
+        """
+        if self._closed:
+            raise SessionClosedError("this VeoSession is closed; open a new one")
+        if not self._opened:
+            async with self._open_lock:
+                if not self._opened:
+                    await self.store.open()
+                    self._opened = True
+        return self.store
+
+    async def ack(self, handle: VeoTask) -> None:
+        """Acknowledge a handle's outcome durably (see :meth:`VeoTask.ack`)."""
+        store = await self.opened()
+        if handle.done():
+            await self._drain()  # its terminal record must reach the store first
+            await store.ack(handle.task_id)
+        elif isinstance(handle.error, GONE):
+            await store.forget(handle.task_id)
+        else:
+            raise asyncio.InvalidStateError(
+                f"task {handle.task_id!r} has no outcome to acknowledge yet"
+            )
+
+    # -- tracking ids -----------------------------------------------------------------
+
+    def track_soon(self, task_id: str) -> None:
+        """Queue an id to track, written with the next batch (``veo.task(id)``)."""
+        self._note(("track", task_id, None, 0.0))
+
+    async def track(self, task_ids: Iterable[str]) -> None:
+        """Track ids in one durable write, committed before returning."""
+        store = await self.opened()
+        await store.track(task_ids)
+
+    # -- the writer -------------------------------------------------------------------
+
+    def _note(self, note: _Note) -> None:
+        if self._closed:
+            return
+        self._notes.append(note)
+        writer = self._writer
+        if writer is None or writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_notes(), name="veo_async durable writer"
+            )
+
+    async def _write_notes(self) -> None:
+        try:
+            await asyncio.sleep(WRITE_DELAY)
+            await self._drain()
+        except Exception as exc:  # kept for the next ack, flush or close to raise
+            logger.error("durable tracking could not write to the store: %r", exc)
+            self._failure = exc
+
+    async def _drain(self) -> None:
+        """Hand every queued note to the store, in order (one batch at a time)."""
+        async with self._drain_lock:
+            while self._notes:
+                notes, self._notes = self._notes, []
+                store = await self.opened()
+                tracked = [task_id for kind, task_id, _, _ in notes if kind == "track"]
+                if tracked:
+                    await store.track(tracked)
+                for kind, task_id, record, at in notes:
+                    if kind == "terminal":
+                        assert record is not None  # noted from a terminal record
+                        await store.record_terminal(task_id, record_to_json(record), at)
+                    elif kind == "seen":
+                        await store.record_seen(task_id, at)
+                    elif kind == "delivered":
+                        await store.mark_delivered(task_id, at=at)
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    async def flush(self) -> None:
+        """Hand every note to the store and have it commit them."""
+        await self._drain()
+        await (await self.opened()).flush()
+
+    # -- resuming ---------------------------------------------------------------------
+
+    async def resume(self, registry: TaskRegistry, policy: AnyPolicy | None) -> ResumeReport:
+        """Handles for what the store left unfinished (polling again) or undelivered."""
+        await self._drain()
+        store = await self.opened()
+        unfinished = await store.unfinished()
+        undelivered = await store.undelivered()
+        uncertain = await store.uncertain()
+        tasks = []
+        for stored in unfinished:
+            handle = _restore(registry, stored, finished=False)
+            self._keep(handle, policy)
+            tasks.append(handle)
+        finished = [_restore(registry, stored, finished=True) for stored in undelivered]
+        if uncertain:
+            logger.warning(
+                "%d create intent(s) have no task id: the task may or may not exist; "
+                "they are reported, never resent (first: ref %s)",
+                len(uncertain),
+                uncertain[0].ref,
+            )
+        return ResumeReport(tuple(tasks), tuple(finished), tuple(uncertain))
+
+    def _keep(self, handle: VeoTask, policy: AnyPolicy | None) -> None:
+        """Keep a resumed handle polling until it finishes (nobody may wait on it)."""
+        if handle.done() or handle.task_id in self._keepers:
+            return
+        self._keepers[handle.task_id] = handle.subscribe(self._keeper, policy)
+
+    def _on_kept_change(self, handle: VeoTask, error: BaseException | None) -> None:
+        if error is None and not handle.done():
+            return
+        self._keepers.pop(handle.task_id, None)  # the run has ended or is ending
+        if error is not None and not isinstance(error, SessionClosedError):
+            logger.warning("resumed task %s stopped polling: %r", handle.task_id, error)
+
+    # -- delivering -------------------------------------------------------------------
+
+    async def completed(
+        self, registry: TaskRegistry, *, follow: bool, policy: AnyPolicy | None
+    ) -> AsyncGenerator[VeoTask, None]:
+        """See :meth:`veo_async.VeoSession.completed`."""
+        delivery = _Delivery(policy)
+        # Registered before reading the store: a task finishing meanwhile is
+        # then queued by the notification (and not twice: seen ids are skipped).
+        self._deliveries.add(delivery)
+        try:
+            await self._drain()
+            store = await self.opened()
+            for stored in await store.undelivered():
+                delivery.arrived(_restore(registry, stored, finished=True))
+            for stored in await store.unfinished():
+                delivery.follow(_restore(registry, stored, finished=False))
+            while True:
+                while delivery.ready:
+                    handle = delivery.ready.popleft()
+                    self._note(("delivered", handle.task_id, None, time.time()))
+                    yield handle
+                if delivery.error is not None:
+                    raise delivery.error
+                if not follow and not delivery.waiting:
+                    return
+                await delivery.changed()
+        finally:
+            self._deliveries.discard(delivery)
+            await delivery.close()
+
+    def follow_new(self, handles: Iterable[VeoTask]) -> None:
+        """Ids just tracked: running deliveries follow them too."""
+        if self._deliveries:
+            for handle in handles:
+                for delivery in self._deliveries:
+                    delivery.follow(handle)
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Write what is queued, then close the store (polling has stopped already).
+
+        :raises StoreError: a write that failed since the last ack or flush.
+        """
+        if self._closed:
+            return
+        self._keepers.clear()  # their runs ended with the requester
+        writer = self._writer
+        try:
+            if writer is not None:
+                await asyncio.wait((writer,))
+            if self._opened and (self._notes or self._failure is not None):
+                await self._drain()
+        finally:
+            self._closed = True
+            self._notes = []
+            await self.store.aclose()

@@ -1,0 +1,182 @@
+"""``veo-async tasks list|show|resume --store FILE``, and the store side of ``wait --store``.
+
+A store (:class:`~veo_async.SQLiteStore`) remembers every task a run created
+or tracked. ``list`` and ``show`` read it (no API key, no request);
+``resume`` (and ``wait --store``) resumes what an interrupted run left
+unfinished and writes one JSON line per result, acknowledging each once its
+line is written: a result is written at least once, and never again after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+import click
+
+from .. import SQLiteStore, StoredTask, StoreError, VeoSession, VeoTask
+
+__all__ = ["STORE_HELP", "delivered_from_store", "open_store", "tasks"]
+
+STORE_HELP = (
+    "Record the tasks in this store file (SQLite) and resume those an interrupted "
+    "run left unfinished; each result is written until its line is out, then acknowledged."
+)
+_STATES = ("unfinished", "undelivered", "acked")
+
+
+def open_store(path: str) -> SQLiteStore:
+    """A store on *path*, checked before any I/O.
+
+    :raises click.UsageError: for a path that cannot name a store file.
+    """
+    try:
+        return SQLiteStore(path)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"--store: {exc}") from None
+
+
+def store_failure(exc: StoreError) -> click.ClickException:
+    """The one-line CLI error of a store that cannot be used (locked, corrupt, newer)."""
+    return click.ClickException(str(exc))
+
+
+async def delivered_from_store(
+    veo: VeoSession, task_ids: Sequence[str], on_total: Callable[[int], None]
+) -> AsyncGenerator[VeoTask, None]:
+    """Track *task_ids*, resume the store, yield each result not yet acknowledged.
+
+    A handle is acknowledged when the caller asks for the next one (its line is
+    written by then); leaving early acknowledges nothing more.
+
+    :param on_total: called once with how many tasks will be yielded at most.
+    """
+    if task_ids:
+        await veo.track(task_ids)
+    report = await veo.resume()
+    on_total(len(set(task_ids) | {t.task_id for t in report.tasks + report.undelivered}))
+    for intent in report.uncertain:
+        click.echo(
+            f"veo-async: uncertain create (ref {intent.ref}, "
+            f"{dt.datetime.fromtimestamp(intent.created_at, dt.timezone.utc):%Y-%m-%d %H:%M:%S}Z): "
+            "the task may or may not exist; not resent",
+            err=True,
+        )
+    async with aclosing(veo.completed()) as finished:
+        async for handle in finished:
+            yield handle
+            await handle.ack()
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _state(task: StoredTask) -> str:
+    if task.acked:
+        return "acked"
+    if task.is_terminal:
+        return "undelivered"
+    return "unfinished"
+
+
+def _task_json(task: StoredTask, *, record: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "task_id": task.task_id,
+        "state": _state(task),
+        "status": None if task.status is None else task.status.name,
+        "model": task.model,
+        "created_at": task.created_at,
+        "first_seen_at": task.first_seen_at,
+        "terminal_at": task.terminal_at,
+        "deliveries": task.deliveries,
+        "acked_at": task.acked_at,
+        "ref": task.ref,
+    }
+    if record:
+        data["record"] = task.record
+    return data
+
+
+def _store_option(func: Any) -> Any:
+    return click.option(
+        "--store", "store_path", required=True, metavar="FILE", help="The store file."
+    )(func)
+
+
+def _read(path: str, reader: Callable[[SQLiteStore], Any]) -> Any:
+    store = open_store(path)
+
+    async def main() -> Any:
+        async with store:
+            return await reader(store)
+
+    try:
+        return asyncio.run(main())
+    except StoreError as exc:
+        raise store_failure(exc) from None
+
+
+@click.group()
+def tasks() -> None:
+    """The tasks a store file remembers (see "wait --store")."""
+
+
+@tasks.command("list")
+@_store_option
+@click.option("--state", type=click.Choice(_STATES), default=None, help="Only tasks in this state.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per task instead of a table.")
+def list_tasks(store_path: str, state: str | None, limit: int | None, as_json: bool) -> int:
+    """List the stored tasks, oldest first, and count the uncertain creates.
+
+    \b
+    States: unfinished  no terminal record yet (resumed by "tasks resume")
+            undelivered finished, its result not acknowledged yet
+            acked       finished and acknowledged
+    """
+
+    async def read(store: SQLiteStore) -> tuple[list[StoredTask], int]:
+        return await store.list_tasks(state, limit), len(await store.uncertain())  # type: ignore[arg-type]
+
+    found, uncertain = _read(store_path, read)
+    if as_json:
+        for task in found:
+            click.echo(json.dumps(_task_json(task, record=False)))
+    else:
+        click.echo(f"{'TASK ID':<40} {'STATE':<12} {'STATUS':<18} {'MODEL':<10} CREATED (UTC)")
+        for task in found:
+            status = "-" if task.status is None else task.status.name
+            click.echo(
+                f"{task.task_id:<40} {_state(task):<12} {status:<18} "
+                f"{task.model or '-':<10} {_when(task.created_at)}"
+            )
+    if uncertain:
+        click.echo(
+            f"veo-async: {uncertain} uncertain create(s): the task may or may not exist "
+            "(never resent)",
+            err=True,
+        )
+    return 0
+
+
+@tasks.command("show")
+@click.argument("task_id")
+@_store_option
+def show(task_id: str, store_path: str) -> int:
+    """Print one stored task, with its terminal record, as JSON."""
+
+    async def read(store: SQLiteStore) -> StoredTask | None:
+        return await store.get(task_id)
+
+    found = _read(store_path, read)
+    if found is None:
+        raise click.ClickException(f"task {task_id} is not in {store_path}")
+    click.echo(json.dumps(_task_json(found, record=True), indent=2))
+    return 0

@@ -1,0 +1,56 @@
+"""A create intent's reference in its callback URL, and back. Pure: no I/O.
+
+When a session with a store creates a task whose request has a
+``callback_url``, it sends that URL with ``veo_ref=<ref>`` added to its query.
+Kie calls it back with the task id in the body; a callback handler that reads
+the ref from its own URL can then give an uncertain intent its task id::
+
+    ref = ref_of(str(request.url))
+    if ref is not None:
+        await store.reconcile(ref, payload["data"]["taskId"])
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from ._values import check_ref
+
+__all__ = ["REF_PARAMETER", "ref_of", "with_ref"]
+
+#: The query parameter that carries an intent's reference.
+REF_PARAMETER = "veo_ref"
+
+
+def with_ref(url: str, ref: str) -> str:
+    """*url* with ``veo_ref=<ref>`` added to its query (before any fragment).
+
+    The ref is URL-safe as it is (see :func:`~veo_async.store.new_ref`), so
+    nothing else in the URL is re-encoded.
+
+    :raises ValueError: for an invalid ref, or a URL that already has a ``veo_ref``.
+    """
+    check_ref(ref)
+    if ref_of(url) is not None:
+        raise ValueError(f"the callback URL already has a {REF_PARAMETER} parameter: {url!r}")
+    base, hash_, fragment = url.partition("#")
+    if "?" not in base:
+        separator = "?"
+    elif base.endswith(("?", "&")):
+        separator = ""
+    else:
+        separator = "&"
+    return f"{base}{separator}{REF_PARAMETER}={ref}{hash_}{fragment}"
+
+
+def ref_of(url: str) -> str | None:
+    """The intent reference in a callback URL's query, or None when it has none
+    (or an invalid one)."""
+    query = urlsplit(url).query
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == REF_PARAMETER:
+            try:
+                return check_ref(value)
+            except ValueError:
+                return None
+    return None
