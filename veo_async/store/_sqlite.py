@@ -101,10 +101,15 @@ async def close_connection(conn: aiosqlite.Connection) -> None:
     the thread. Waiting for the thread keeps it from outliving the store.
     """
     await conn.close()
+    await thread_ended(conn)
+
+
+async def thread_ended(conn: aiosqlite.Connection) -> None:
+    """Wait (at most about a second) until ``conn``'s worker thread has ended."""
     thread = getattr(conn, "_thread", None)  # aiosqlite >= 0.20; older ones are the thread
     if not isinstance(thread, threading.Thread):
         thread = conn if isinstance(conn, threading.Thread) else None
-    for _ in range(1000):  # at most ~1 s; it ends within microseconds
+    for _ in range(1000):  # it ends within microseconds of its last task
         if thread is None or not thread.is_alive():
             return
         await asyncio.sleep(0.001)
@@ -203,11 +208,13 @@ class SQLiteStore:
             return
         if self._state is _State.CLOSED:
             raise RuntimeError(f"{self!r} is closed; make a new SQLiteStore to open it again")
+        connecting = aiosqlite.connect(self._path, timeout=self._lock_timeout, isolation_level=None)
         try:
-            conn = await aiosqlite.connect(
-                self._path, timeout=self._lock_timeout, isolation_level=None
-            )
+            conn = await connecting
         except sqlite3.Error as exc:
+            # aiosqlite stops its thread without waiting for it: wait here, or
+            # it may hand its last result to a loop that has closed meanwhile.
+            await thread_ended(connecting)
             raise translate(exc, self._path, "opening") from exc
         try:
             await prepare(conn, self._path, check_integrity=self._check_integrity)
