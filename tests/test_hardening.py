@@ -721,7 +721,11 @@ def test_wait_many_over_50000_ids_returns_soon_after_its_deadline(
         took = run_virtual(main)
     finally:
         gc.enable()
-    assert 5.0 <= took <= 6.0, f"returned {took - 5:+.3f} s from the deadline"
+    # On the virtual clock only CPU time moves past the deadline; its size depends
+    # on the machine (benchmarks/bench_deadline.py measures it). The bound here
+    # only catches a deadline counted from somewhere else than the call, or
+    # waiting on the stopped polls (seconds, before the fix).
+    assert 5.0 <= took <= 8.0, f"returned {took - 5:+.3f} s from the deadline"
 
 
 # -- loopback servers that misbehave on the wire -----------------------------------------------
