@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from veo_async import SQLiteStore
-from veo_async.testing import FakeKie
+from veo_async.testing import FakeKie, Fault
 
 from .test_cli import FAST, KEY, against, veo_async
 
@@ -82,3 +82,42 @@ async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) 
     missing = await veo_async("tasks", "show", "veo_none", "--store", str(db))
     assert missing.code == 1
     assert "not in" in missing.stderr
+
+
+async def test_generate_with_a_store_never_sends_a_request_twice(
+    tmp_path: Path,
+) -> None:
+    """generate --store, run again on the same requests after an interrupted run,
+    sends nothing already sent: created ones are reported with their ids, the
+    uncertain one stays uncertain (exit 1), and --wait writes every result once."""
+    db = str(tmp_path / "veo.db")
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        "".join(json.dumps({"prompt": f"a cat, take {n}"}) + "\n" for n in range(3)),
+        encoding="utf-8",
+    )
+    async with FakeKie(api_key=KEY, time_scale=0.001, seed=5) as kie:
+        kie.inject_create(Fault.created_then_drop(), 1)
+        first = await veo_async(
+            "generate", *against(kie, "--from", str(requests), "--store", db)
+        )
+        assert first.code == 1, first.stderr  # one create is uncertain
+        outcomes = sorted(line["outcome"] for line in first.lines())
+        assert outcomes == ["created", "created", "uncertain"]
+        assert kie.created == 3  # the dropped one was created all the same
+        again = await veo_async(
+            "generate", *against(kie, "--from", str(requests), "--store", db, "--wait", *FAST)
+        )
+        assert kie.created == 3  # nothing was sent again
+        assert again.code == 1, again.stderr  # still uncertain
+        lines = again.lines()
+        assert sorted(line["outcome"] for line in lines) == [
+            "already created", "already created", "succeeded", "succeeded", "uncertain",
+        ]
+        third = await veo_async(
+            "generate", *against(kie, "--from", str(requests), "--store", db, "--wait", *FAST)
+        )
+        assert kie.created == 3
+        assert sorted(line["outcome"] for line in third.lines()) == [
+            "already created", "already created", "uncertain",
+        ]  # results were acknowledged: not written again

@@ -42,9 +42,10 @@ from typing import Any, Literal
 import click
 from rich.console import Console
 
-from .. import PollPolicy, StoreError, VeoError, VeoSession, __version__
+from .. import StoreError, VeoError, __version__
 from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
+from ._opening import open_session
 from ._options import (
     Settings,
     build_policy,
@@ -52,14 +53,13 @@ from ._options import (
     global_options,
     policy_options,
     progress_options,
-    require_api_key,
 )
 from ._outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
 from ._output import JsonLines, LookupResult, status_json, status_table
 from ._progress import ProgressMode, ProgressReporter
 from ._reach import ReachabilityWatch
 from ._run import Interrupted, run
-from ._tasks import STORE_HELP, delivered_from_store, open_store, store_failure, tasks
+from ._tasks import STORE_HELP, delivered_from_store, store_failure, tasks
 
 __all__ = ["cli", "run_cli"]
 
@@ -131,29 +131,6 @@ def _read_ids(ids: Sequence[str], files: Sequence[str], *, required: bool = True
     return found
 
 
-def _open_session(
-    ctx: click.Context,
-    *,
-    concurrency: int,
-    rate: float | None = None,
-    policy: PollPolicy | None = None,
-    store_path: str | None = None,
-) -> VeoSession:
-    """A session from the options; built outside the event loop (it does no I/O yet)."""
-    key = require_api_key(ctx)
-    base_url = ctx.ensure_object(Settings).base_url
-    store = open_store(store_path) if store_path is not None else None
-    try:
-        if base_url is None:
-            # None given: pass none, so the session applies its own default.
-            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy, store=store)
-        return VeoSession(
-            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy, store=store
-        )
-    except (TypeError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 @click.group(context_settings=_CONTEXT, epilog=_EXIT_CODES)
 @click.version_option(__version__, "--version", prog_name=PROG)
 @global_options(at_group=True)
@@ -188,7 +165,7 @@ def status(
     """
     configure_logging(ctx)
     task_ids = _read_ids(ids, files)
-    veo = _open_session(ctx, concurrency=concurrency)
+    veo = open_session(ctx, concurrency=concurrency)
 
     async def lookup(task_id: str) -> LookupResult:
         try:
@@ -287,7 +264,7 @@ def wait(
     configure_logging(ctx)
     task_ids = _read_ids(ids, files, required=store_path is None)
     policy = build_policy(policy_values)
-    veo = _open_session(
+    veo = open_session(
         ctx, concurrency=concurrency, rate=rate, policy=policy, store_path=store_path
     )
     try:

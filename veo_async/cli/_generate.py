@@ -28,26 +28,28 @@ from .. import (
     POLICY_TIMEOUT,
     GenerateRequest,
     PollPolicy,
+    StoreError,
     SubmitUncertainError,
     VeoError,
-    VeoSession,
 )
 from ..policy import TimeoutArg
 from ._errors import describe_error
+from ._opening import open_session
 from ._options import (
-    Settings,
     build_policy,
     configure_logging,
     global_options,
     policy_options,
     progress_options,
-    require_api_key,
 )
 from ._outcome import EXIT_FAILED, EXIT_OK, Outcome, Tally, TaskOutcome, outcome_of
 from ._output import JsonLines
 from ._progress import ProgressMode, ProgressReporter
 from ._requests import RequestSourceError, read_requests
+from ._resume import SentBefore
+from ._resume import write_stored_results as _write_stored_results
 from ._run import Interrupted, run
+from ._tasks import store_failure
 
 __all__ = ["credits", "generate"]
 
@@ -82,18 +84,6 @@ _FIELD_NAMES = re.compile(r"\b(" + "|".join(re.escape(name) for name in _OPTION_
 
 def _in_option_terms(message: str) -> str:
     return _FIELD_NAMES.sub(lambda match: _OPTION_NAMES[match.group(1)], message)
-
-
-def _open_session(ctx: click.Context, *, concurrency: int) -> VeoSession:
-    """A session from the global options (no I/O yet)."""
-    key = require_api_key(ctx)
-    base_url = ctx.ensure_object(Settings).base_url
-    try:
-        if base_url is None:
-            return VeoSession(key, concurrency=concurrency)
-        return VeoSession(key, base_url=base_url, concurrency=concurrency)
-    except (TypeError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _wait_settings(values: dict[str, Any]) -> tuple[PollPolicy | None, TimeoutArg]:
@@ -212,6 +202,14 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
     show_default=True,
     help="The most HTTP requests in flight at once.",
 )
+@click.option(
+    "--store",
+    "store_path",
+    metavar="FILE",
+    default=None,
+    help="Record every create in this store file (SQLite); run again with the same "
+    "requests to resume: a request the store already sent is not sent again.",
+)
 @policy_options
 @progress_options
 @global_options(at_group=False)
@@ -234,6 +232,7 @@ def generate(
     wait_for: bool,
     output: str | None,
     concurrency: int,
+    store_path: str | None,
     progress_mode: ProgressMode,
     progress_interval: float,
     **policy_values: Any,
@@ -255,8 +254,16 @@ def generate(
     \b
     With --wait, each created task is then waited for and its line is that
     of "veo-async wait" plus "request". The default schedule polls a new
-    task first when its model's tasks start to finish (veo3_fast ~1 min,
-    veo3 ~2 min); any polling option but --timeout makes it a fixed one.
+    task first when its model's tasks start to finish (veo3_fast ~1.5 min,
+    veo3 ~1 min probe, then ~2.5 min); any polling option but --timeout
+    makes it a fixed one.
+
+    \b
+    With --store FILE every create is recorded before it is sent. Run the
+    same command again after an interruption: a request the store already
+    sent (created, or uncertain) is not sent again - its line says
+    "already created" (with the task id) or "uncertain" - and with --wait
+    every stored result not yet written is written, then acknowledged.
     """
     configure_logging(ctx)
     options: dict[str, Any] = {
@@ -274,7 +281,7 @@ def generate(
     defaults = {name: value for name, value in options.items() if value is not None}
     requests = _requests(prompt, source, defaults)
     policy, timeout = _wait_settings(policy_values)
-    veo = _open_session(ctx, concurrency=concurrency)
+    veo = open_session(ctx, concurrency=concurrency, policy=policy, store_path=store_path)
     try:
         sink = JsonLines(output)
     except OSError as exc:
@@ -285,6 +292,14 @@ def generate(
     )
 
     async def one(request: GenerateRequest) -> None:
+        earlier = sent_before.take(request) if sent_before is not None else None
+        if earlier is not None:  # sent by an interrupted run: never again
+            if earlier.uncertain:
+                tally.add_error()
+            elif not wait_for and earlier.task_id is not None:
+                tally.add(TaskOutcome(earlier.task_id, Outcome.SUCCEEDED))
+            sink.write(earlier.line(request))
+            return
         try:
             task = await veo.generate(request)
         except SubmitUncertainError as exc:
@@ -297,11 +312,13 @@ def generate(
             tally.add_error()
             progress.note_error(exc)
             return
-        if not wait_for:
-            tally.add(TaskOutcome(task.task_id, Outcome.SUCCEEDED))
-            sink.write(
-                {"task_id": task.task_id, "outcome": "created", "request": request.to_wire()}
-            )
+        if not wait_for or sent_before is not None:
+            # With a store, --wait follows the store's results (below) instead.
+            if not wait_for:
+                tally.add(TaskOutcome(task.task_id, Outcome.SUCCEEDED))
+                sink.write(
+                    {"task_id": task.task_id, "outcome": "created", "request": request.to_wire()}
+                )
             return
         with contextlib.suppress(VeoError):  # the outcome is read below
             await task.wait(timeout, policy=policy)
@@ -310,17 +327,29 @@ def generate(
         progress.note_error(outcome.request_error)
         sink.write({**outcome.to_json(), "request": request.to_wire()})
 
+    sent_before: SentBefore | None = None
+
+    def set_total(total: int) -> None:
+        tally.total = total
+
     async def create_all() -> None:
+        nonlocal sent_before
         async with veo:
             progress.attach(lambda: veo.stats)
+            if store_path is not None:
+                sent_before = await SentBefore.read(veo)
             async with progress:
                 await _all(one(request) for request in requests)
+                if sent_before is not None and wait_for:
+                    await _write_stored_results(veo, sink, tally, progress, set_total)
 
     try:
         run(create_all())
     except Interrupted as stop:
         progress.print_summary(interrupted=True)
         return stop.exit_code
+    except StoreError as exc:
+        raise store_failure(exc) from None
     finally:
         sink.close()
     if wait_for:
@@ -352,7 +381,7 @@ def _number(value: float) -> str:
 def credits(ctx: click.Context, as_json: bool) -> int:
     """Print the account's credit balance (a number; it may be fractional)."""
     configure_logging(ctx)
-    veo = _open_session(ctx, concurrency=1)
+    veo = open_session(ctx, concurrency=1)
 
     async def read() -> float:
         async with veo:

@@ -15,7 +15,7 @@ the user acknowledged it, so that a restarted process resumes where it stopped.
 
 from ._codec import record_from_json, record_to_json
 from ._contract import DEFAULT_RETENTION, TaskState, TaskStore
-from ._refs import REF_PARAMETER, ref_of, with_ref
+from ._refs import REF_PARAMETER, ref_of, with_ref, without_ref
 from ._sqlite import SQLiteStore
 from ._values import StoredIntent, StoredTask, new_ref
 
@@ -32,4 +32,5 @@ __all__ = [
     "record_to_json",
     "ref_of",
     "with_ref",
+    "without_ref",
 ]

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._values import check_ref
 
-__all__ = ["REF_PARAMETER", "ref_of", "with_ref"]
+__all__ = ["REF_PARAMETER", "ref_of", "with_ref", "without_ref"]
 
 #: The query parameter that carries an intent's reference.
 REF_PARAMETER = "veo_ref"
@@ -54,3 +54,18 @@ def ref_of(url: str) -> str | None:
             except ValueError:
                 return None
     return None
+
+
+def without_ref(url: str) -> str:
+    """*url* as it was before :func:`with_ref` added its ``veo_ref`` (unchanged
+    when it has none)."""
+    ref = ref_of(url)
+    if ref is None:
+        return url
+    base, hash_, fragment = url.partition("#")
+    token = f"{REF_PARAMETER}={ref}"
+    for joined in (f"?{token}", f"&{token}", token):
+        if base.endswith(joined):
+            base = base[: -len(joined)]
+            break
+    return f"{base}{hash_}{fragment}"

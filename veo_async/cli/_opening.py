@@ -1,0 +1,37 @@
+"""Building the session a command uses, from its options (no I/O yet)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import PollPolicy, VeoSession
+from ._options import Settings, require_api_key
+from ._tasks import open_store
+
+__all__ = ["open_session"]
+
+
+def open_session(
+    ctx: click.Context,
+    *,
+    concurrency: int,
+    rate: float | None = None,
+    policy: PollPolicy | None = None,
+    store_path: str | None = None,
+) -> VeoSession:
+    """A session from the global options and these; built outside the event loop.
+
+    :raises click.UsageError: for a bad setting or store path.
+    """
+    key = require_api_key(ctx)
+    base_url = ctx.ensure_object(Settings).base_url
+    store = open_store(store_path) if store_path is not None else None
+    try:
+        if base_url is None:
+            # None given: pass none, so the session applies its own default.
+            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy, store=store)
+        return VeoSession(
+            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy, store=store
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None

@@ -1,0 +1,110 @@
+"""``generate --store``: what an interrupted run already sent, and its results.
+
+A request the store has an intent for - created (it has a task id) or
+uncertain (it may exist) - is never sent again; requests are matched by their
+wire JSON (the store's ``veo_ref`` left out of the callback URL), as many times
+as they were sent before, so a file that asks twice for the same video still
+gets two.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from .. import GenerateRequest, VeoSession
+from ..store import without_ref
+from ._outcome import Tally, outcome_of
+from ._output import JsonLines
+from ._progress import ProgressReporter
+from ._tasks import delivered_from_store
+
+__all__ = ["Earlier", "SentBefore", "write_stored_results"]
+
+
+def _key(wire: Mapping[str, Any]) -> str:
+    """The request as sent, minus what the session added (the callback's ref)."""
+    plain = dict(wire)
+    url = plain.get("callBackUrl")
+    if isinstance(url, str):
+        plain["callBackUrl"] = without_ref(url)
+    return json.dumps(plain, sort_keys=True)
+
+
+@attrs.frozen
+class Earlier:
+    """A request an earlier run already sent.
+
+    :ivar task_id: the task it created, or None when that is uncertain.
+    """
+
+    task_id: str | None
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the earlier create may or may not have made a task."""
+        return self.task_id is None
+
+    def line(self, request: GenerateRequest) -> dict[str, Any]:
+        """The JSON line reporting it, instead of sending it again."""
+        if self.task_id is None:
+            return {
+                "outcome": "uncertain",
+                "message": "sent by an earlier run that stopped before the answer: "
+                "the task may exist; not resent",
+                "request": request.to_wire(),
+            }
+        return {"task_id": self.task_id, "outcome": "already created", "request": request.to_wire()}
+
+
+class SentBefore:
+    """The requests a store says were sent, to take out of a new run."""
+
+    def __init__(self, by_request: Mapping[str, list[Earlier]]) -> None:
+        self._by_request = {key: list(earlier) for key, earlier in by_request.items()}
+
+    @classmethod
+    async def read(cls, veo: VeoSession) -> SentBefore:
+        """Everything the session's store has sent (one look at the store)."""
+        store = veo.store
+        if store is None:
+            raise ValueError("the session has no store")
+        found: defaultdict[str, list[Earlier]] = defaultdict(list)
+        for stored in await store.list_tasks():
+            intent = await store.get_intent(stored.ref) if stored.ref is not None else None
+            if intent is not None:
+                found[_key(intent.request)].append(Earlier(stored.task_id))
+        for intent in await store.uncertain():
+            found[_key(intent.request)].append(Earlier(None))
+        return cls(found)
+
+    def take(self, request: GenerateRequest) -> Earlier | None:
+        """The earlier send of ``request``, used up; None when it was not sent."""
+        earlier = self._by_request.get(_key(request.to_wire()))
+        return earlier.pop() if earlier else None
+
+
+async def write_stored_results(
+    veo: VeoSession,
+    sink: JsonLines,
+    tally: Tally,
+    progress: ProgressReporter,
+    set_total: Callable[[int], None],
+) -> None:
+    """Write every stored result not yet acknowledged (waiting for the unfinished
+    ones), acknowledging each once its line is out."""
+    errors = tally.errors
+
+    def total(count: int) -> None:
+        set_total(count + errors)
+
+    async for handle in delivered_from_store(veo, [], total):
+        outcome = outcome_of(handle)
+        tally.add(outcome)
+        progress.note_error(outcome.request_error)
+        request = handle.request
+        sink.write({**outcome.to_json(), "request": request.to_wire() if request else None})
