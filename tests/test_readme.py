@@ -195,3 +195,21 @@ async def test_sleeps():
     result.assert_outcomes(passed=1)
 
 
+
+
+def test_durable_tracking_example_runs_twice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The durable example creates, delivers and acknowledges; run again on the same
+    file, it never delivers the acknowledged task again."""
+    monkeypatch.chdir(tmp_path)
+    kie = simulator()
+    delivered: list[list[str]] = []
+    for _ in range(2):
+        with sessions_on(kie, monkeypatch):
+            exec(python_blocks("Durable tracking")[0], {})
+        delivered.append(capsys.readouterr().out.split())
+    first, second = delivered
+    assert first[1] == "SUCCESS"
+    assert kie.created == 2  # nothing pending after the first run: the second creates anew
+    assert second[0] != first[0]  # the acknowledged task is not delivered again
