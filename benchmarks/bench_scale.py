@@ -242,12 +242,18 @@ class Observer:
 
 
 class LoopStall:
-    """A 10 ms ticker; its overshoot says how long the event loop was busy."""
+    """A 10 ms ticker; its overshoot says how long the event loop was busy.
+
+    The loop thread's CPU time over each tick tells a stall of ours (the loop
+    computing: CPU close to the tick's length) from the machine taking the CPU
+    away (another process ran: little CPU); the machine is shared.
+    """
 
     def __init__(self, origin: float, long: float = 0.1) -> None:
         self.overshoots: list[float] = []
-        #: (seconds after ``origin`` the stall ended, its length) for stalls over ``long``.
-        self.long_stalls: list[tuple[float, float]] = []
+        #: (seconds after ``origin`` the stall ended, its length, the loop thread's
+        #: CPU share over it) for stalls over ``long``.
+        self.long_stalls: list[tuple[float, float, float]] = []
         self._origin = origin
         self._long = long
         self._task: asyncio.Task[None] | None = None
@@ -255,13 +261,20 @@ class LoopStall:
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            start = loop.time()
+            start, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(0.01)
             now = loop.time()
             over = now - start - 0.01
             self.overshoots.append(over)
             if over > self._long:
-                self.long_stalls.append((round(now - self._origin, 3), round(over, 3)))
+                share = (time.thread_time() - cpu) / (now - start)
+                self.long_stalls.append(
+                    (round(now - self._origin, 3), round(over, 3), round(share, 2))
+                )
+
+    def busy(self, share: float = 0.8) -> list[tuple[float, float, float]]:
+        """The long stalls during which the loop thread had the CPU (``share`` of it)."""
+        return [stall for stall in self.long_stalls if stall[2] >= share]
 
     def __enter__(self) -> LoopStall:
         self._task = asyncio.get_running_loop().create_task(self._tick())
@@ -479,6 +492,8 @@ async def timing_phase(
             "loop_stall_p99_ms": percentile(stall.overshoots, 99) * 1e3,
             "loop_stall_max_ms": max(stall.overshoots, default=0.0) * 1e3,
             "loop_stalls_over_100ms": stall.long_stalls,
+            "busy_loop_stalls_over_100ms": stall.busy(),
+            "busy_loop_stall_max_ms": max((b[1] for b in stall.busy()), default=0.0) * 1e3,
             "gc": gcp.summary(),
             "rss_peak_during_bytes": rss.max,
             "rss_delta_peak_bytes": rss.max - base_rss,
@@ -639,7 +654,8 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
                 t["lag_max_s"],
                 f"{t['client_cpu_util']:.0%} / {t['server_cpu_util']:.0%}",
                 t["client_cpu_us_per_request"],
-                f"{t['loop_stall_p99_ms']:.0f} / {t['loop_stall_max_ms']:.0f}",
+                f"{t['loop_stall_p99_ms']:.0f} / {t['loop_stall_max_ms']:.0f} / "
+                f"{t.get('busy_loop_stall_max_ms', math.nan):.0f}",
             ]
         )
     adaptive = pol.get("kind", "fixed") == "adaptive"
@@ -710,7 +726,7 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
                 "lag max s",
                 "CPU",
                 "client CPU µs/req",
-                "loop stall p99 / max ms",
+                "loop stall p99 / max / busy max ms",
             ],
             time_rows,
         ),
@@ -718,10 +734,13 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
     for r in runs:
         first = r["timing_runs"][0]
         stalls = first["loop_stalls_over_100ms"]
+        busy = first.get("busy_loop_stalls_over_100ms", [])
         shown = ", ".join(
-            f"{length * 1e3:.0f} ms ending at t={at:g} s" for at, length in stalls[:6]
+            f"{stall[1] * 1e3:.0f} ms ending at t={stall[0]:g} s"
+            + (f" (loop CPU {stall[2]:.0%})" if len(stall) > 2 else "")
+            for stall in stalls[:8]
         )
-        more = f" and {len(stalls) - 6} more" if len(stalls) > 6 else ""
+        more = f" and {len(stalls) - 8} more" if len(stalls) > 8 else ""
         gcs = first["gc"]
         g2 = gcs["gen2"]
         gc_total = sum(g["total_s"] for g in gcs.values())
@@ -729,7 +748,10 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
         lines += [
             "",
             f"{r['ids']:,} ids, first timing run: event-loop stalls over 100 ms: "
-            f"{shown or 'none'}{more}. "
+            f"{shown or 'none'}{more}; of which with the loop thread on the CPU (≥ 80%: "
+            f"our code or the collector, not the machine): {len(busy)}"
+            + (f", longest {max(b[1] for b in busy) * 1e3:.0f} ms" if busy else "")
+            + ". "
             f"Full (gen 2) garbage collections during the run: {g2['count']}, "
             f"{g2['total_s']:.2f} s in all, longest {g2['max_ms']:.0f} ms; all "
             f"generations: {gc_total:.2f} s = {gc_total / client_cpu:.0%} of the "

@@ -15,7 +15,7 @@ from contextlib import aclosing
 
 import pytest
 
-from veo_async import VeoSession, WaitTimeoutError
+from veo_async import VeoSession, WaitTimeoutError, _batch
 from veo_async._batch import SETUP_CHUNK
 from veo_async.testing import FakeKie, TaskScript
 
@@ -95,3 +95,21 @@ async def test_set_up_lets_the_loop_run_between_chunks(
     assert not last.done()
     outcomes = await batch
     assert len(outcomes) == len(ids)
+
+
+async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
+    fake_kie: FakeKie, veo: VeoSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large batch keeps the collector's view frozen while it runs, and puts it back."""
+    monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
+    callbacks = list(gc.callbacks)
+    assert gc.get_freeze_count() == 0
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=1.0) for task_id in IDS])
+    batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
+    await asyncio.sleep(0.5)  # set up, still polling
+    frozen_during = gc.get_freeze_count()
+    outcomes = await batch
+    assert len(outcomes) == len(IDS)
+    assert frozen_during > 0
+    assert gc.get_freeze_count() == 0
+    assert gc.callbacks == callbacks

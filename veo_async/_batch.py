@@ -15,21 +15,23 @@ Large batches (100,000 ids in one process) must not stall the event loop:
   chunks; the outcomes are gathered the same way;
 - nothing of a batch forms a reference cycle (the tracker keeps no bound method
   of itself), so a finished batch is freed by reference counting alone;
-- a batch of :data:`FREEZE_AT` ids or more calls :func:`gc.freeze` once its
-  set-up is done: the hundreds of thousands of long-lived objects it made
-  (handles, runs, subscriptions) leave the collector's view, so a full
-  collection no longer walks them all (without this, a full collection
-  stalled the loop for up to 0.7 s at 100,000 ids). Frozen objects are still
-  freed by reference counting when the batch ends; only cyclic garbage that
-  happened to exist at that instant stays until :func:`gc.unfreeze`. The
-  collector itself stays enabled, and the SDK never unfreezes (that would undo
-  an application's own freeze).
+- while a batch of :data:`FREEZE_AT` ids or more is live, the collector's
+  view is kept small with :func:`gc.freeze`: once when its set-up begins and
+  ends, and right after every full collection (when no garbage is left to
+  freeze). The hundreds of thousands of long-lived objects such a batch makes
+  (handles, runs, records) then stay out of later full collections, which
+  otherwise stalled the loop for up to 0.7 s at 100,000 ids. Frozen objects
+  are still freed by reference counting. When the last large batch ends,
+  :func:`gc.unfreeze` puts everything back (unless the application had frozen
+  objects of its own before: its freeze is not undone). The collector itself
+  is never disabled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
@@ -50,6 +52,49 @@ SETUP_CHUNK = 2000
 #: Batches of at least this many distinct ids freeze the collector's view of
 #: their set-up (see the module docstring); smaller ones do not need it.
 FREEZE_AT = 20_000
+
+
+class _FreezeWhileLarge:
+    """Keeps full collections short while large batches are live (module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # gc is per process; loops may be per thread
+        self._live = 0
+        self._unfreeze = False
+
+    def enter(self) -> None:
+        """A large batch begins its set-up."""
+        with self._lock:
+            if self._live == 0:
+                # An application that froze objects itself keeps its freeze.
+                self._unfreeze = gc.get_freeze_count() == 0
+                gc.callbacks.append(self._after_collection)
+            self._live += 1
+        gc.freeze()
+
+    def settled(self) -> None:
+        """A large batch's set-up is done: its objects leave the collector's view."""
+        gc.freeze()
+
+    def leave(self) -> None:
+        """A large batch ended (its objects are freed by reference counting)."""
+        with self._lock:
+            self._live -= 1
+            if self._live:
+                return
+            gc.callbacks.remove(self._after_collection)
+            if self._unfreeze:
+                gc.unfreeze()
+
+    @staticmethod
+    def _after_collection(phase: str, info: dict[str, int]) -> None:
+        # Right after a full collection every tracked object is reachable:
+        # freezing them now keeps nothing that a collection would have freed.
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+
+
+_large_batches = _FreezeWhileLarge()
 
 
 async def _yield_every(count: int) -> None:
@@ -102,6 +147,7 @@ class CompletionTracker:
         self._stopped: list[asyncio.Task[Any]] = []
         self._wake: asyncio.Future[None] | None = None
         self._wake_each = False
+        self._large = False
 
     async def start(self, *, wake_each: bool) -> None:
         """Follow every handle not finished yet; finished ones count at once.
@@ -117,6 +163,9 @@ class CompletionTracker:
         # kept on self (tracker -> method -> tracker would be a cycle holding
         # every handle of the batch until a full collection).
         listener = self._on_change
+        if len(self.handles) >= FREEZE_AT and not self._large:
+            self._large = True
+            _large_batches.enter()
         for count, (task_id, handle) in enumerate(self.handles.items(), 1):
             if handle.done():
                 self._arrived(task_id, handle, None)
@@ -124,8 +173,8 @@ class CompletionTracker:
                 self._pending += 1
                 self._subscriptions[task_id] = handle.subscribe(listener, self.policy)
             await _yield_every(count)
-        if len(self.handles) >= FREEZE_AT:
-            gc.freeze()
+        if self._large:
+            _large_batches.settled()
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
         if (error is not None or handle.done()) and handle.task_id in self._subscriptions:
@@ -230,6 +279,9 @@ class CompletionTracker:
                     cancelled = True
         if stopped:
             await asyncio.wait(stopped)
+        if self._large:
+            self._large = False
+            _large_batches.leave()
         if cancelled:
             raise asyncio.CancelledError
 
