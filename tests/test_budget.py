@@ -108,3 +108,55 @@ def test_seeded_jitter_is_reproducible() -> None:
         budget = RequestBudget(4, rng=random.Random(42))
         pauses.append(budget.on_rate_limited(0.0, granted_at=0.0, retry_after=5.0))
     assert pauses[0] == pauses[1]
+
+
+@pytest.mark.parametrize(("rate", "period"), [(20.0, 10.0), (3.0, 2.5), (0.5, 10.0)])
+def test_no_sliding_period_sees_more_than_rate_starts(rate: float, period: float) -> None:
+    """With ``period``, every sliding window of that length holds at most ``rate`` starts,
+    and the rate is used: the creation budget's 20 per 10 s."""
+    budget = RequestBudget(1000, rate, period=period)
+    starts: list[float] = []
+    now = 0.0
+    horizon = 10 * period
+    while now < horizon:
+        blocked = budget.blocked_until(now)
+        if blocked is None:
+            budget.start(now)
+            budget.finish()
+            starts.append(now)
+        else:
+            now = blocked
+    for first in starts:
+        assert len([t for t in starts if first <= t < first + period]) <= max(1, rate)
+    assert len(starts) >= (math.floor(rate) * 10 if rate >= 1 else 10 * rate)
+
+
+def test_period_default_keeps_the_per_second_rule() -> None:
+    """period=1 (the default) is the per-second rate of the polling budget."""
+    budget = RequestBudget(10, 2.0)
+    assert budget.period == 1.0
+    budget.start(0.0)
+    budget.start(0.0)
+    assert budget.blocked_until(0.5) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("period", [0.0, -1.0, math.inf, math.nan])
+def test_period_must_be_positive_and_finite(period: float) -> None:
+    """A zero, negative or non-finite period is refused."""
+    with pytest.raises(ValueError, match="period"):
+        RequestBudget(1, 1.0, period=period)
+
+
+def test_count_finish_keeps_a_start_in_the_window_until_it_finishes() -> None:
+    """With count_finish, a request fills the window while in flight and for
+    ``period`` after it finished: the service, counting arrivals, never sees more."""
+    budget = RequestBudget(100, 2.0, period=10.0, count_finish=True)
+    budget.start(0.0)
+    budget.start(0.0)
+    assert budget.blocked_until(50.0) == math.inf  # both still in flight
+    budget.finish(3.0)
+    assert budget.blocked_until(5.0) == pytest.approx(13.0)
+    budget.finish(4.0)
+    assert budget.blocked_until(13.0) is None
+    budget.start(13.0)
+    assert budget.blocked_until(13.5) == pytest.approx(14.0)

@@ -348,7 +348,8 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
 
 
 async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
-    """demo --tasks 50: the outcome rows sum to 50 and the measurements are filled in."""
+    """demo --tasks 50: the outcome rows sum to the tasks created, and the
+    measurements (requests, 429s, credits, lags) are filled in, in simulated seconds."""
     run = await veo_async("demo", "--tasks", "50", "--speed", "300", "--seed", "7")
     assert run.code == 0, run.stderr
     counts: dict[str, int] = {}
@@ -357,34 +358,58 @@ async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
         if match and match.group(1) in (*ROWS, "total"):
             counts[match.group(1)] = int(match.group(2))
     assert set(counts) == {*ROWS, "total"}, run.stdout
-    assert sum(counts[row] for row in ROWS) == counts["total"] == 50
+    assert sum(counts[row] for row in ROWS) == counts["total"]
+    created = re.search(r"tasks created\W+(\d+) \((\d+) generations, (\d+) extends\)",
+                        run.stdout)
+    assert created is not None, run.stdout
+    assert int(created.group(1)) == counts["total"]
+    assert int(created.group(2)) == 49  # one of the 50 creates was made uncertain
     assert counts["succeeded"] > counts["failed (status 2)"] + counts["failed (status 3)"]
-    for measure in ("requests per task", "429s absorbed", "detection lag p50",
-                    "detection lag p95"):
+    for measure in ("requests per task", "429s absorbed", "credits spent",
+                    "detection lag p50", "detection lag p95", "1080p versions"):
         assert measure in run.stdout
     assert "s simulated)" in run.stdout
-    assert "real)" not in run.stdout
     # What is simulated is said first, on stderr; the summary line comes last.
     err = run.stderr.strip().splitlines()
-    assert err[0].startswith("veo-async: demo: simulating 50 tasks")
+    assert err[0].startswith("veo-async: demo: simulating 50 generations")
     assert "seed 7" in err[0]
-    assert "50 tasks in" in err[-1]
+    assert f"{counts['total']} tasks in" in err[-1]
+    assert "s simulated:" in err[-1]
     assert "simulating" not in run.stdout
 
 
-async def test_demo_json_summary_is_reproducible_in_its_outcomes() -> None:
-    """demo --json: a JSON summary; the same --seed gives the same outcomes."""
-    args = ("demo", "--tasks", "30", "--speed", "300", "--seed", "11", "--json")
+async def test_demo_json_summary_is_consistent_and_reproducible() -> None:
+    """demo --json: created = succeeded + failed, the simulator made exactly the tasks
+    created plus the uncertain one, no create met a 429 (the budget paced 60 creates
+    against 20 per 10 s), credits were spent as charged; the same --seed gives the
+    same outcomes."""
+    args = ("demo", "--tasks", "60", "--speed", "300", "--seed", "11", "--json")
     first, second = await asyncio.gather(veo_async(*args), veo_async(*args))
     reports = [json.loads(first.stdout), json.loads(second.stdout)]
     assert first.code == second.code == 0
     assert reports[0]["outcomes"] == reports[1]["outcomes"]
     for report in reports:
-        assert sum(report["outcomes"].values()) == report["tasks"] == 30
-        assert report["requests"] > 30
-        assert report["rate_limited"] >= 1  # the midway burst of 429s was absorbed
+        outcomes = report["outcomes"]
+        assert report["generations"] == 60
+        assert report["uncertain"] == 1  # the scripted dropped connection
+        assert report["tasks"] == 60 - 1 + report["extended"]
+        assert report["simulator_created"] == report["tasks"] + report["uncertain"]
+        assert sum(outcomes.values()) == report["tasks"]
+        assert outcomes["succeeded"] + outcomes["failed (status 2)"] == report["tasks"]
+        assert report["extended"] >= 1
+        assert report["upgraded_1080p"] >= 1
+        # Every generation once, the 455 resent once, every extend once.
+        assert report["creates"] == 60 + 1 + report["extended"]
+        assert report["create_rate_limited"] == 0
+        assert report["rate_limited"] >= 1  # the burst of 429s on the polls was absorbed
+        assert report["credits_spent"] == report["simulator_charged"] > 0
+        assert report["requests"] == (
+            report["polls"] + report["creates"] + report["upgrade_requests"] + 2
+        )  # + the two balance reads
+        assert report["polls"] >= report["tasks"]
         assert report["lag_p50"] is not None
-        assert report["lag_p95"] >= report["lag_p50"]
+        assert report["lag_p95"] >= report["lag_p50"] >= 0
+        assert report["elapsed"] > 120  # simulated seconds: renders take minutes
 
 
 async def test_ctrl_c_stops_the_demo_with_exit_130() -> None:
@@ -400,7 +425,7 @@ async def test_ctrl_c_stops_the_demo_with_exit_130() -> None:
     assert run.code == 130
     assert_clean(run)
     assert "interrupted after" in run.stderr
-    assert "of 20 tasks finished" in run.stderr
+    assert re.search(r"of \d+ tasks finished", run.stderr)
 
 
 async def test_simulate_serves_documented_ids_until_ctrl_c() -> None:
@@ -626,7 +651,7 @@ async def test_python_dash_m_runs_the_command_line(module: str) -> None:
     run = await veo_async("--help", command=[sys.executable, "-m", module])
     assert run.code == 0
     assert run.stdout.startswith("Usage: veo-async ")
-    for command in ("demo", "simulate", "status", "wait"):
+    for command in ("credits", "demo", "generate", "simulate", "status", "wait"):
         assert f"  {command} " in run.stdout
 
 

@@ -16,7 +16,7 @@ from contextlib import aclosing
 import pytest
 
 from veo_async import VeoSession, WaitTimeoutError, _batch
-from veo_async._batch import SETUP_CHUNK
+from veo_async._batch import _SLICE as SETUP_CHUNK
 from veo_async.testing import FakeKie, TaskScript
 
 IDS = [f"veo_task_gc_{n:05d}" for n in range(1000)]

@@ -46,6 +46,9 @@ from veo_async.store import (
 
 from .conftest import eventually, leftover_tasks
 
+#: SQLite runs in aiosqlite's thread and child processes: real time.
+pytestmark = pytest.mark.real_time
+
 ROOT = Path(__file__).resolve().parent.parent
 NOW = time.time()
 #: Long enough that write-behind changes are committed only by flush/aclose/batch size.

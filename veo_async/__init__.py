@@ -14,7 +14,7 @@ from ._convert import KIE_TIMEZONE
 from ._http import HttpRequest, Transport
 from ._protocol import RawResponse
 from ._requester import SessionStats
-from ._schedule import AdaptivePolicy, DurationPrior
+from ._schedule import AdaptivePolicy, DurationLearner, DurationPrior
 from ._session import VeoSession
 from ._task import VeoTask
 from ._version import version as _installed_version
@@ -30,24 +30,28 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
     SessionClosedError,
+    SubmitUncertainError,
     TaskFailedError,
     TransportError,
     VeoError,
     WaitTimeoutError,
 )
-from .models import RecordInfo, TaskStatus, VideoResult
+from .models import ExtendRequest, GenerateRequest, RecordInfo, TaskStatus, VideoResult
 from .policy import POLICY_TIMEOUT, PollPolicy
 
 __version__ = _installed_version()
 
 __all__ = [
     "AdaptivePolicy",
+    "DurationLearner",
     "DurationPrior",
     "POLICY_TIMEOUT",
     "APIError",
     "AuthenticationError",
     "BatchOutcome",
     "ContentPolicyError",
+    "ExtendRequest",
+    "GenerateRequest",
     "HttpRequest",
     "InsufficientCreditsError",
     "KIE_TIMEZONE",
@@ -62,6 +66,7 @@ __all__ = [
     "ServiceUnavailableError",
     "SessionClosedError",
     "SessionStats",
+    "SubmitUncertainError",
     "TaskFailedError",
     "TaskStatus",
     "Transport",

@@ -10,21 +10,22 @@ has exactly one entry per id given.
 
 Large batches (100,000 ids in one process) must not stall the event loop:
 
-- ids are validated up front (cheap, before any I/O), but handles are made and
-  followed in chunks of :data:`SETUP_CHUNK`, yielding to the loop between
-  chunks; the outcomes are gathered the same way;
-- nothing of a batch forms a reference cycle (the tracker keeps no bound method
-  of itself), so a finished batch is freed by reference counting alone;
+- ids are validated up front (cheap, before any I/O); handles are made,
+  followed, let go of and their outcomes gathered in slices of
+  :data:`_SLICE` ids, yielding to the loop between slices;
+- nothing of a batch forms a reference cycle (the tracker keeps no bound
+  method of itself), so a finished batch is freed by reference counting alone
+  (``tests/test_gc.py``);
 - while a batch of :data:`FREEZE_AT` ids or more is live, the collector's
-  view is kept small with :func:`gc.freeze`: once when its set-up begins and
-  ends, and right after every full collection (when no garbage is left to
+  view is kept small with :func:`gc.freeze`: when its set-up begins and ends,
+  and right after every full collection (when nothing collectable is left to
   freeze). The hundreds of thousands of long-lived objects such a batch makes
   (handles, runs, records) then stay out of later full collections, which
   otherwise stalled the loop for up to 0.7 s at 100,000 ids. Frozen objects
   are still freed by reference counting. When the last large batch ends,
-  :func:`gc.unfreeze` puts everything back (unless the application had frozen
-  objects of its own before: its freeze is not undone). The collector itself
-  is never disabled.
+  :func:`gc.unfreeze` puts everything back, and cyclic garbage frozen on the
+  way is collected as usual (unless the application had frozen objects of
+  its own before: its freeze is not undone). The collector is never disabled.
 """
 
 from __future__ import annotations
@@ -47,10 +48,38 @@ __all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
 #: ``return_exceptions=True``) the exception that ended that task's wait.
 BatchOutcome = RecordInfo | BaseException
 
-#: Ids set up (or gathered) between two yields to the event loop: ~10-20 ms of work.
-SETUP_CHUNK = 2000
-#: Batches of at least this many distinct ids freeze the collector's view of
-#: their set-up (see the module docstring); smaller ones do not need it.
+
+def _validated_ids(task_ids: Iterable[str]) -> list[str]:
+    """All ids as a list, each checked, before any request is made."""
+    if isinstance(task_ids, (str, bytes)):
+        raise TypeError("task_ids must be an iterable of ids, not a single string")
+    try:
+        ids = list(task_ids)
+    except TypeError:
+        raise TypeError(
+            f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
+        ) from None
+    for position, task_id in enumerate(ids):
+        try:
+            validate_task_id(task_id)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"task_ids[{position}]: {exc}") from None
+    return ids
+
+
+#: Ids handled per event-loop step when a batch starts following its runs or
+#: lets go of them (a few microseconds each): at 100,000 ids one step doing all
+#: of it would block the loop for half a second; slices keep a step short.
+_SLICE = 2000
+
+
+async def _yield_between_slices() -> None:
+    """Let the loop run other callbacks between two slices of a batch's work."""
+    await asyncio.sleep(0)
+
+
+#: Batches of at least this many distinct ids keep the collector's view
+#: frozen while they run (see the module docstring); smaller ones need not.
 FREEZE_AT = 20_000
 
 
@@ -97,30 +126,6 @@ class _FreezeWhileLarge:
 _large_batches = _FreezeWhileLarge()
 
 
-async def _yield_every(count: int) -> None:
-    """Let the event loop run once every :data:`SETUP_CHUNK` items."""
-    if count % SETUP_CHUNK == 0:
-        await asyncio.sleep(0)
-
-
-def _validated_ids(task_ids: Iterable[str]) -> list[str]:
-    """All ids as a list, each checked, before any request is made."""
-    if isinstance(task_ids, (str, bytes)):
-        raise TypeError("task_ids must be an iterable of ids, not a single string")
-    try:
-        ids = list(task_ids)
-    except TypeError:
-        raise TypeError(
-            f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
-        ) from None
-    for position, task_id in enumerate(ids):
-        try:
-            validate_task_id(task_id)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"task_ids[{position}]: {exc}") from None
-    return ids
-
-
 def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
     return error is not None or handle.status is not TaskStatus.SUCCESS
 
@@ -149,14 +154,15 @@ class CompletionTracker:
         self._wake_each = False
         self._large = False
 
-    async def start(self, *, wake_each: bool) -> None:
+    async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
         """Follow every handle not finished yet; finished ones count at once.
 
-        Yields to the event loop every :data:`SETUP_CHUNK` handles; the runs
-        followed so far poll meanwhile.
+        Done in slices of :data:`_SLICE` ids, one loop step each: the polls
+        of the first slices start while the later ones are being followed.
 
         :param wake_each: wake the waiter on every outcome (as_completed),
             not only when all are in or one failed (wait_many).
+        :param stop_on_failure: stop following more handles once one failed.
         """
         self._wake_each = wake_each
         # One listener for every handle: a bound method made once, and not
@@ -164,15 +170,20 @@ class CompletionTracker:
         # every handle of the batch until a full collection).
         listener = self._on_change
         if len(self.handles) >= FREEZE_AT and not self._large:
-            self._large = True
+            self._large = True  # close() lets go (the callers close in finally)
             _large_batches.enter()
-        for count, (task_id, handle) in enumerate(self.handles.items(), 1):
-            if handle.done():
-                self._arrived(task_id, handle, None)
-            else:
-                self._pending += 1
-                self._subscriptions[task_id] = handle.subscribe(listener, self.policy)
-            await _yield_every(count)
+        items = list(self.handles.items())
+        for first in range(0, len(items), _SLICE):
+            if first:
+                await _yield_between_slices()
+                if stop_on_failure and self.first_failure is not None:
+                    return
+            for task_id, handle in items[first : first + _SLICE]:
+                if handle.done():
+                    self._arrived(task_id, handle, None)
+                else:
+                    self._pending += 1
+                    self._subscriptions[task_id] = handle.subscribe(listener, self.policy)
         if self._large:
             _large_batches.settled()
 
@@ -221,14 +232,6 @@ class CompletionTracker:
         """Ids still waited for, in input order."""
         return [task_id for task_id in self.handles if task_id in self._subscriptions]
 
-    async def outcomes(self) -> dict[str, BatchOutcome]:
-        """Every id's :meth:`outcome`, gathered in chunks (yielding between them)."""
-        outcomes: dict[str, BatchOutcome] = {}
-        for count, task_id in enumerate(self.handles, 1):
-            outcomes[task_id] = self.outcome(task_id)
-            await _yield_every(count)
-        return outcomes
-
     def outcome(self, task_id: str) -> BatchOutcome:
         """The outcome of one id now: its record, or the exception that ends its wait.
 
@@ -246,44 +249,73 @@ class CompletionTracker:
         except Exception as exc:  # the outcome *is* the exception (VeoError)
             return exc
 
-    def give_up(self) -> None:
+    async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`
-        (also its handle's ``error``) and joins :attr:`finished`, in input order."""
-        for task_id in self.unfinished():
-            subscription = self._subscriptions.pop(task_id)
-            self._pending -= 1
-            self._errors[task_id] = self.handles[task_id].timed_out(self.limit or 0.0)
-            request = subscription.close()
-            if request is not None:
-                self._stopped.append(request)
-            self.finished.append(task_id)
+        (also its handle's ``error``) and joins :attr:`finished`, in input order.
+
+        Which ids timed out is decided at once (an answer arriving meanwhile
+        does not count); stopping their polls is done in slices.
+        """
+        unfinished, self._subscriptions = self._subscriptions, {}
+        self._pending = 0
+        order = [task_id for task_id in self.handles if task_id in unfinished]
+        limit = self.limit or 0.0
+        # Locals: this loop runs once per id of the batch (100,000 of them).
+        handles, errors, stopped = self.handles, self._errors, self._stopped
+        for first in range(0, len(order), _SLICE):
+            if first:
+                await self._yield_closing(order[first:], unfinished)
+            for task_id in order[first : first + _SLICE]:
+                errors[task_id] = handles[task_id].timed_out(limit)
+                request = unfinished[task_id].close()
+                if request is not None:
+                    stopped.append(request)
+        self.finished.extend(order)
 
     async def close(self) -> None:
-        """Let go of every run; wait for the requests this stopped to end.
+        """Let go of every run (in slices); wait for the requests this stopped to end."""
+        try:
+            subscriptions, self._subscriptions = self._subscriptions, {}
+            order = list(subscriptions)
+            for first in range(0, len(order), _SLICE):
+                if first:
+                    await self._yield_closing(order[first:], subscriptions)
+                self._let_go(order[first : first + _SLICE], subscriptions)
+            stopped, self._stopped = self._stopped, []
+            if stopped:
+                await asyncio.wait(stopped)
+        finally:
+            if self._large:
+                self._large = False
+                _large_batches.leave()
 
-        Yields to the event loop every :data:`SETUP_CHUNK` runs let go, but
-        runs to the end even when cancelled meanwhile (then re-raises): no run
-        may outlive its last follower.
-        """
-        subscriptions, self._subscriptions = self._subscriptions, {}
-        stopped, self._stopped = self._stopped, []
-        cancelled = False
-        for count, sub in enumerate(subscriptions.values(), 1):
-            request = sub.close()
+    async def outcomes(self) -> dict[str, BatchOutcome]:
+        """Every id's :meth:`outcome`, gathered in slices (yielding between them)."""
+        outcomes: dict[str, BatchOutcome] = {}
+        order = list(self.handles)
+        for first in range(0, len(order), _SLICE):
+            if first:
+                await _yield_between_slices()
+            for task_id in order[first : first + _SLICE]:
+                outcomes[task_id] = self.outcome(task_id)
+        return outcomes
+
+    def _let_go(self, task_ids: list[str], subscriptions: dict[str, Subscription]) -> None:
+        for task_id in task_ids:
+            request = subscriptions[task_id].close()
             if request is not None:
-                stopped.append(request)
-            if count % SETUP_CHUNK == 0:
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    cancelled = True
-        if stopped:
-            await asyncio.wait(stopped)
-        if self._large:
-            self._large = False
-            _large_batches.leave()
-        if cancelled:
-            raise asyncio.CancelledError
+                self._stopped.append(request)
+
+    async def _yield_closing(
+        self, rest: list[str], subscriptions: dict[str, Subscription]
+    ) -> None:
+        """Yield between slices; if cancelled meanwhile, let go of ``rest`` at once:
+        no run may outlive its last follower."""
+        try:
+            await _yield_between_slices()
+        except asyncio.CancelledError:
+            self._let_go(rest, subscriptions)
+            raise
 
 
 def _prepare(
@@ -299,12 +331,14 @@ def _prepare(
 
 
 async def _handles(registry: TaskRegistry, ids: list[str]) -> dict[str, VeoTask]:
-    """One handle per distinct id, in input order; made in chunks (ids already valid)."""
+    """One handle per distinct id, in input order; made in slices (ids already valid)."""
     handles: dict[str, VeoTask] = {}
-    for count, task_id in enumerate(ids, 1):
-        if task_id not in handles:
-            handles[task_id] = registry.handle(task_id)
-        await _yield_every(count)
+    for first in range(0, len(ids), _SLICE):
+        if first:
+            await _yield_between_slices()
+        for task_id in ids[first : first + _SLICE]:
+            if task_id not in handles:
+                handles[task_id] = registry.handle(task_id)
     return handles
 
 
@@ -333,7 +367,7 @@ async def wait_many(
             if handle.done() and handle.status is not TaskStatus.SUCCESS:
                 handle.result()  # raises its TaskFailedError
     try:
-        await tracker.start(wake_each=False)
+        await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
         await tracker.until(deadline, stop_on_failure=not return_exceptions)
         if not return_exceptions:
             failed = tracker.first_failure
@@ -346,6 +380,8 @@ async def wait_many(
                 outcome = tracker.outcome(unfinished[0])
                 assert isinstance(outcome, BaseException)
                 raise outcome
+        if tracker.pending:
+            await tracker.give_up()  # the deadline: time out the rest, in slices
         outcomes = await tracker.outcomes()
     finally:
         # Also on our own cancellation: no run outlives its last follower.
@@ -379,7 +415,7 @@ async def _completion_order(
     registry.requester.check_usable()
     deadline = None if limit is None else asyncio.get_running_loop().time() + limit
     counts = Counter(ids)
-    handles = await _handles(registry, ids)
+    handles = await _handles(registry, ids)  # in slices: 100,000 ids take a while
     tracker = CompletionTracker(handles, policy, limit)
     try:
         await tracker.start(wake_each=True)
@@ -387,7 +423,7 @@ async def _completion_order(
             if not tracker.finished:
                 await tracker.until(deadline, stop_on_failure=False)
             if not tracker.finished:  # the deadline: the rest time out, in input order
-                tracker.give_up()
+                await tracker.give_up()
             task_id = tracker.finished.popleft()
             for _ in range(counts[task_id]):
                 yield handles[task_id]

@@ -107,7 +107,8 @@ class Transport(Protocol):
         """Send one request; the answer whatever its status.
 
         :raises TransportError: when no complete answer came (reset, DNS,
-            timeout); never a third-party exception.
+            timeout); never a third-party exception. Its ``sent`` is False
+            only when the request certainly did not leave (refused, DNS).
         :raises ResponseError: when the answer is over the size cap.
         """
 
@@ -186,6 +187,10 @@ class AiohttpTransport:
         url = self._base_url + request.path
         client = self._client()
         failure: str | None = None
+        # Whether the request may have left: only a failure to connect (refused,
+        # no such host, TLS handshake) proves it did not, and only then may a
+        # create be resent without risking a second charge.
+        sent = True
         try:
             async with client.request(
                 request.method,
@@ -204,13 +209,16 @@ class AiohttpTransport:
                 return await self._read_capped(response, inflate=inflate)
         except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not on 3.10
             failure = f"no complete answer from {url} in time"
+        except aiohttp.ClientConnectorError as exc:  # before anything was sent
+            sent = False
+            failure = f"could not connect to {url}: {type(exc).__name__}: {_safe(exc)}"
         except aiohttp.ClientError as exc:
             failure = f"request to {url} failed: {type(exc).__name__}: {_safe(exc)}"
         except OSError as exc:
             failure = f"request to {url} failed: {type(exc).__name__}: {exc.strerror or ''}"
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers).
-        raise TransportError(failure)
+        raise TransportError(failure, sent=sent)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
         status = response.status
@@ -221,7 +229,8 @@ class AiohttpTransport:
         size = 0
         # Counted as decoded while reading: Content-Length is the compressed size.
         async for chunk in response.content.iter_any():
-            data = decoder.feed(chunk, cap + 1 - size) if decoder is not None else chunk
+            room = cap + 1 - size  # one byte over the cap is enough to refuse
+            data = decoder.feed(chunk, room) if decoder is not None else chunk[:room]
             size += len(data)
             chunks.append(data)
             if size > cap:

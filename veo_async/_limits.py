@@ -8,7 +8,7 @@ Every HTTP request of a session, whichever task handle makes it, asks one
   answer that is not a 429 (TCP's slow start), so a session never answers a
   429 with a herd of retries;
 - the optional ``rate`` allows it: at most ``rate`` starts in any sliding
-  one-second window (see :class:`RequestBudget`);
+  window of ``period`` seconds (one by default; see :class:`RequestBudget`);
 - the session is not paused by a 429 (``Retry-After``, capped at
   :data:`MAX_PAUSE`, or a doubling backoff while 429s keep coming).
 
@@ -56,24 +56,46 @@ class RequestBudget:
     """Admission rules for request starts. Pure: ``now`` is always passed in.
 
     :param concurrency: the most requests in flight at once (>= 1).
-    :param rate: the most request starts in any sliding one-second window, or
-        None for no limit: ``floor(rate)`` starts per sliding second (a burst
-        of them may start together); below 1, one start per ``1 / rate`` s.
+    :param rate: the most request starts in any sliding window of ``period``
+        seconds, or None for no limit: ``floor(rate)`` starts per sliding
+        window (a burst of them may start together); below 1, one start per
+        ``period / rate`` s.
+    :param period: the length of the sliding window, in seconds (> 0): the
+        polling budget counts per second, the creation budget per 10 s
+        (Kie's "20 new generation requests per 10 s").
+    :param count_finish: count each request in the rate window from its
+        start *until it finishes*, and for ``period`` after that, instead of
+        for ``period`` from its start. The service counts a request when it
+        arrives, somewhere between the two: only this way does no window of
+        the service's see more than ``rate``, whatever the network delays
+        (the creation budget needs that; it costs a round trip per window).
     :param rng: the random source of the pause jitter (seed it in tests).
     """
 
     def __init__(
-        self, concurrency: int, rate: float | None = None, *, rng: random.Random | None = None
+        self,
+        concurrency: int,
+        rate: float | None = None,
+        *,
+        period: float = 1.0,
+        count_finish: bool = False,
+        rng: random.Random | None = None,
     ) -> None:
+        if not period > 0 or not math.isfinite(period):
+            raise ValueError(f"period must be a positive finite number, not {period!r}")
         self.concurrency = concurrency
         self.rate = rate
+        self.period = period
         self._window = concurrency
         self._rng = rng if rng is not None else random.Random()
         # The starts of the current rate window, oldest first: at most
         # _burst of them may fall within _span seconds.
         self._burst = max(1, math.floor(rate)) if rate is not None else 0
-        self._span = (1.0 if rate >= 1 else 1.0 / rate) if rate is not None else 0.0
-        self._starts: deque[float] = deque(maxlen=self._burst or None)
+        self._span = (period if rate >= 1 else period / rate) if rate is not None else 0.0
+        self._starts: deque[float] = deque(maxlen=None if count_finish else self._burst or None)
+        self._count_finish = count_finish and self._burst > 0
+        # count_finish: requests started and not finished (they fill the window).
+        self._unfinished = 0
         self._paused_until = 0.0
         self._pause_started = -math.inf
         self._strikes = 0
@@ -103,22 +125,42 @@ class RequestBudget:
             return self._paused_until
         if self.in_flight >= self._window:
             return math.inf
+        if self._count_finish:
+            return self._window_free_at(now)
         if self._burst and len(self._starts) == self._burst:
             free_at = self._starts[0] + self._span
             if free_at > now:
                 return free_at
         return None
 
+    def _window_free_at(self, now: float) -> float | None:
+        """count_finish: when a start fits in the window (inf: at a finish)."""
+        ends = self._starts
+        while ends and ends[0] + self._span <= now:
+            ends.popleft()
+        over = len(ends) + self._unfinished - self._burst + 1
+        if over <= 0:
+            return None
+        if over > len(ends):
+            return math.inf  # the window is full of requests still in flight
+        return ends[over - 1] + self._span
+
     def start(self, now: float) -> None:
         """A request starts at ``now`` (call only when :meth:`blocked_until` is None)."""
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        if self._burst:
+        if self._count_finish:
+            self._unfinished += 1
+        elif self._burst:
             self._starts.append(now)
 
-    def finish(self) -> None:
-        """A request gave its slot back (answered, failed or cancelled)."""
+    def finish(self, now: float = 0.0) -> None:
+        """A request gave its slot back (answered, failed or cancelled) at ``now``
+        (needed only with ``count_finish``)."""
         self.in_flight -= 1
+        if self._count_finish:
+            self._unfinished -= 1
+            self._starts.append(now)
 
     def on_answer(self) -> None:
         """An answer that was not a 429: end the strike run, widen the window."""
@@ -277,7 +319,7 @@ class DueQueue:
 
     def release(self) -> None:
         """Give a slot back (exactly once per grant)."""
-        self.budget.finish()
+        self.budget.finish(self._now())
         self.dispatch()
 
     def answered(self) -> None:
@@ -343,4 +385,11 @@ class DueQueue:
             self._timer = None
         else:
             assert self._loop is not None
-            self._timer = self._loop.call_at(wake, self.dispatch)
+            self._timer = self._loop.call_at(wake, self._on_timer)
+
+    def _on_timer(self) -> None:
+        # Forget the timer before dispatching: asyncio may run a timer up to
+        # its clock resolution early, and a dispatch that finds nothing due
+        # yet must then arm a new timer, not keep this spent one (a stall).
+        self._timer = None
+        self.dispatch()

@@ -19,6 +19,7 @@ as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -46,12 +47,15 @@ class Plan:
 
     __slots__ = ()
 
-    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+    def next_delay(
+        self, record: RecordInfo | None, created: float | None, model: str | None
+    ) -> float:
         """Seconds from now to the next poll.
 
         :param record: the task's last record, if any.
-        :param created_at: the task's creation (epoch seconds) if the session
-            created it; else the record's ``createTime`` is used.
+        :param created: the loop time of the task's creation if this session
+            created it; else the record's ``createTime`` gives the age.
+        :param model: the task's model if known without a record (its request).
         """
         raise NotImplementedError
 
@@ -62,7 +66,9 @@ class _FixedPlan(Plan):
     def __init__(self, delays: Iterator[float]) -> None:
         self._delays = delays
 
-    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+    def next_delay(
+        self, record: RecordInfo | None, created: float | None, model: str | None
+    ) -> float:
         return next(self._delays)
 
 
@@ -74,12 +80,22 @@ class _LearnedPlan(Plan):
         self._schedule = schedule
         self._polls = 0
 
-    def next_delay(self, record: RecordInfo | None, created_at: float | None) -> float:
+    def next_delay(
+        self, record: RecordInfo | None, created: float | None, model: str | None
+    ) -> float:
         pacer = self._pacer
-        model = _model_of(record)
-        if created_at is None and record is not None and record.create_time is not None:
-            created_at = record.create_time.timestamp()
-        age = pacer.age(created_at) if created_at is not None else None
+        model = _model_of(record) or model
+        if created is not None:  # created here: the loop's clock says exactly how long ago
+            age: float | None = max(0.0, pacer.loop_now() - created)
+        elif record is not None and record.create_time is not None:
+            age = pacer.age(record.create_time.timestamp())
+        elif self._polls == 0:
+            # A bare id: its age is unknown until a record says when it was
+            # created. Ask at once (a finished task answers immediately).
+            self._polls = 1
+            return 0.0
+        else:
+            age = None
         delay = self._schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
         self._polls += 1
         return delay
@@ -113,11 +129,15 @@ class Pacer:
         adaptive = default if isinstance(default, AdaptivePolicy) else AdaptivePolicy()
         #: What the session has learned of each model's generation time.
         self.learner = adaptive.learner()
-        self._schedules: dict[AdaptivePolicy, AdaptiveSchedule] = {}
+        # By identity: a policy's priors are a mapping, so policies do not hash;
+        # the policy is kept beside its schedule so its id stays its own.
+        self._schedules: dict[int, tuple[AdaptivePolicy, AdaptiveSchedule]] = {}
         self.rng = rng if rng is not None else adaptive.rng()
         self._loop_clock = loop_clock
         self._wall_clock = wall_clock
         self._anchor: tuple[float, float] | None = None
+        with contextlib.suppress(RuntimeError):  # no loop yet: anchored on first use
+            self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
 
@@ -126,10 +146,14 @@ class Pacer:
         chosen = self.default if policy is None else policy
         if isinstance(chosen, PollPolicy):
             return _FixedPlan(chosen.delays())
-        schedule = self._schedules.get(chosen)
-        if schedule is None:
-            schedule = self._schedules[chosen] = chosen.schedule(self.learner)
-        return _LearnedPlan(self, schedule)
+        entry = self._schedules.get(id(chosen))
+        if entry is None:
+            entry = self._schedules[id(chosen)] = (chosen, chosen.schedule(self.learner))
+        return _LearnedPlan(self, entry[1])
+
+    def loop_now(self) -> float:
+        """The event loop's clock."""
+        return self._loop_clock()
 
     def now(self) -> float:
         """The wall clock (epoch seconds) as the event loop's clock moves it."""

@@ -1,7 +1,9 @@
 """The requester: transport + budget + decoding + stats + instrumentation events.
 
 Handles, batches and the session's own calls all send through one
-:class:`Requester`. It takes a slot from the session's :class:`DueQueue`,
+:class:`Requester`. It takes a slot from the session's :class:`DueQueue`
+(a create request first takes one from the separate *creation* queue, whose
+budget follows Kie's "20 new generation requests per 10 s"),
 sends through the :class:`Transport`, decodes the answer *while still holding
 the slot* (so a 429 pauses the session before the next queued request goes),
 counts, reports events, and releases the slot.
@@ -40,13 +42,17 @@ from .errors import (
 from .events import Event, RequestAnswered, RequestFailed, RequestStarted, SessionPaused
 from .models import RecordInfo
 
-__all__ = ["RECORD_INFO_PATH", "Requester", "SessionStats"]
+__all__ = ["CREATE_PERIOD", "CREATE_RATE", "RECORD_INFO_PATH", "Requester", "SessionStats"]
 
 logger = logging.getLogger("veo_async")
 
 RECORD_INFO_PATH = "/api/v1/veo/record-info"
 # Parsing a date on every answer would cost more than it tells: clocks drift slowly.
 _DATE_EVERY = 60.0
+#: Kie's documented account limit: 20 new generation requests per 10 s.
+CREATE_RATE = 20
+#: The window of :data:`CREATE_RATE`, in seconds.
+CREATE_PERIOD = 10.0
 
 T = TypeVar("T")
 EventHook = Callable[[Event], object]
@@ -67,6 +73,11 @@ class SessionStats:
     :ivar last_error: the error of the most recent failed request, or None.
     :ivar last_answer_at: loop time of the most recent answer (any status),
         None before the first: with ``last_error``, tells "never reached" apart.
+    :ivar creates: create requests started (generate, extend, 4K), resends included.
+    :ivar create_queued: create requests waiting for the creation budget.
+    :ivar create_rate_limited: 429 answers to create requests (these pause
+        creating only, never polling).
+    :ivar create_paused_for: seconds left of the current creation pause.
     """
 
     requests: int = 0
@@ -79,6 +90,10 @@ class SessionStats:
     paused_for: float = 0.0
     last_error: VeoError | None = None
     last_answer_at: float | None = None
+    creates: int = 0
+    create_queued: int = 0
+    create_rate_limited: int = 0
+    create_paused_for: float = 0.0
 
 
 class Requester:
@@ -87,6 +102,8 @@ class Requester:
     :param transport: where requests go.
     :param api_key: the credentials every request carries.
     :param budget: the session's admission rules.
+    :param create_budget: the admission rules of create requests, on top of
+        ``budget``; None: :data:`CREATE_RATE` per :data:`CREATE_PERIOD` s.
     :param on_event: the instrumentation hook, or None.
     """
 
@@ -96,6 +113,7 @@ class Requester:
         api_key: ApiKey,
         budget: RequestBudget,
         *,
+        create_budget: RequestBudget | None = None,
         on_event: EventHook | None = None,
         timezone: datetime.tzinfo = KIE_TIMEZONE,
         on_server_date: Callable[[float], object] | None = None,
@@ -105,6 +123,12 @@ class Requester:
         self._on_server_date = on_server_date
         self._date_read_at = -math.inf
         self.queue = DueQueue(budget)
+        if create_budget is None:
+            create_budget = RequestBudget(
+                budget.concurrency, CREATE_RATE, period=CREATE_PERIOD, count_finish=True
+            )
+        self.create_queue = DueQueue(create_budget)
+        self._creates = 0
         self._api_key = api_key
         self._on_event = on_event
         self._requests = 0
@@ -129,8 +153,12 @@ class Requester:
     def stats(self) -> SessionStats:
         """The counters now (a snapshot)."""
         budget = self.queue.budget
+        creating = self.create_queue.budget
         loop_time = _loop_time()
         paused_for = max(0.0, budget.paused_until - loop_time) if loop_time is not None else 0.0
+        create_paused = (
+            max(0.0, creating.paused_until - loop_time) if loop_time is not None else 0.0
+        )
         return SessionStats(
             requests=self._requests,
             failures=self._failures,
@@ -142,6 +170,10 @@ class Requester:
             paused_for=paused_for,
             last_error=self._last_error,
             last_answer_at=self._last_answer_at,
+            creates=self._creates,
+            create_queued=self.create_queue.waiting,
+            create_rate_limited=creating.rate_limited,
+            create_paused_for=create_paused,
         )
 
     def emit(self, event: Event) -> None:
@@ -184,11 +216,34 @@ class Requester:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         task_id: str | None = None,
+        create: bool = False,
     ) -> T:
-        """One request now (queued behind the budget), decoded by ``decode``."""
+        """One request now (queued behind the budget), decoded by ``decode``.
+
+        :param create: a create request: it first waits for the creation
+            budget; a 429 pauses creating only; and a transport failure is
+            raised as is even while closing (its ``sent`` flag matters).
+        """
         self.check_usable()
-        granted_at = await self.queue.acquire()
-        return await self._exchange(method, path, decode, granted_at, params, json, task_id)
+        if not create:
+            granted_at = await self.queue.acquire()
+            return await self._exchange(method, path, decode, granted_at, params, json, task_id)
+        creating = self.create_queue
+        # The creation slot first: creates waiting for their rate must not sit
+        # on the session's in-flight slots meanwhile (polls would starve).
+        create_granted = await creating.acquire()
+        try:
+            granted_at = await self.queue.acquire()
+        except BaseException:
+            creating.release()
+            raise
+        self._creates += 1
+        try:
+            return await self._exchange(
+                method, path, decode, granted_at, params, json, task_id, create_granted
+            )
+        finally:
+            creating.release()
 
     async def record_info(self, task_id: str, previous: RecordInfo | None = None) -> RecordInfo:
         """One record-info request now; the decoded record."""
@@ -233,9 +288,14 @@ class Requester:
         params: Mapping[str, str] | None,
         json: Any,
         task_id: str | None,
+        create_granted: float | None = None,
     ) -> T:
-        """Send and decode on a granted slot; always releases it."""
+        """Send and decode on a granted slot; always releases it.
+
+        ``create_granted`` (a create request): when its creation slot was granted.
+        """
         queue = self.queue
+        creating = self.create_queue if create_granted is not None else None
         try:
             self.check_usable()  # a slot granted just before a close or a 401
         except VeoError:
@@ -253,7 +313,13 @@ class Requester:
                 self._read_server_date(raw, answered_at)
             result = decode(raw)
         except RateLimitError as exc:
-            pause = queue.rate_limited(granted_at, exc.retry_after)
+            if creating is not None and create_granted is not None:
+                # The creation limit is separate from the polling one: pause
+                # creating only, and let polls go on at full width.
+                queue.answered()
+                pause = creating.rate_limited(create_granted, exc.retry_after)
+            else:
+                pause = queue.rate_limited(granted_at, exc.retry_after)
             self._failed(method, path, task_id, granted_at, exc)
             logger.debug("429 for %s; session paused %.1f s", path, pause)
             if self._on_event is not None:
@@ -265,19 +331,27 @@ class Requester:
                 self._fatal = exc
                 logger.warning("401 from the service: the API key is wrong; the session stops")
                 queue.close(self._copy_fatal)
+                self.create_queue.close(self._copy_fatal)
             raise
         except TransportError as exc:
+            # Python 3.10 can leave the transport's caught aiohttp error as the
+            # implicit context: cut it, since aiohttp's errors hold our headers.
+            exc.__context__ = None
             self._failed(method, path, task_id, granted_at, exc)
-            if self._closed:  # aclose() pulled the connection from under us
+            if self._closed and creating is None:  # aclose() pulled the connection
                 raise SessionClosedError("the VeoSession was closed during the request") from None
             raise
         except VeoError as exc:
             queue.answered()
+            if creating is not None:
+                creating.answered()
             self._failed(method, path, task_id, granted_at, exc)
             raise
         finally:
             queue.release()
         queue.answered()
+        if creating is not None:
+            creating.answered()
         if self._on_event is not None:
             now = _loop_time() or granted_at
             self.emit(RequestAnswered(method, path, task_id, now, now - granted_at))
@@ -307,6 +381,7 @@ class Requester:
             return
         self._closed = True
         self.queue.close(SessionClosedError)
+        self.create_queue.close(SessionClosedError)
         polls = [task for task in self._polls if not task.done()]
         for task in polls:
             task.cancel()

@@ -7,22 +7,24 @@ import datetime
 import enum
 import math
 import os
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 
 from ._batch import BatchOutcome, as_completed, wait_many
 from ._convert import KIE_TIMEZONE
+from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
 from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
-from ._requester import EventHook, Requester, SessionStats
-from ._schedule import AdaptivePolicy
+from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
+from ._schedule import AdaptivePolicy, DurationLearner
 from ._task import TaskRegistry, VeoTask
 from ._version import version
 from .errors import SessionClosedError
-from .models import RecordInfo, validate_task_id
+from .models import GenerateRequest, RecordInfo, validate_task_id, validate_url
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
 
 __all__ = ["DEFAULT_BASE_URL", "VeoSession"]
@@ -83,9 +85,16 @@ class VeoSession:
         task handle of this session.
     :param rate: the most request starts in any sliding one-second window
         across the session, or None for no limit beyond ``concurrency``.
+    :param create_rate: the most create requests (generate, extend, 4K) in
+        any sliding window of ``create_period`` seconds: Kie's documented
+        account limit is 20 per 10 s. Creates wait for it instead of
+        provoking 429s; it is separate from ``rate`` (polls never wait for it).
+    :param create_period: the window of ``create_rate``, in seconds.
     :param policy: the default schedule of every wait: an
         :class:`AdaptivePolicy` (the default: polls where this model's tasks
-        are likely to finish, learned as they do) or a fixed :class:`PollPolicy`.
+        are likely to finish, learned as they do, and following each task's
+        age, so a task just created is first polled when its model's tasks
+        start to finish) or a fixed :class:`PollPolicy`, used as is.
     :param request_timeout: seconds one HTTP request may take, end to end.
     :param on_event: called with each :mod:`veo_async.events` event.
     :param timezone: the zone of the service's zoneless time strings
@@ -103,6 +112,8 @@ class VeoSession:
         transport: Transport | None = None,
         concurrency: int = 64,
         rate: float | None = None,
+        create_rate: float = CREATE_RATE,
+        create_period: float = CREATE_PERIOD,
         policy: AnyPolicy | None = None,
         request_timeout: float = 30.0,
         on_event: EventHook | None = None,
@@ -112,6 +123,8 @@ class VeoSession:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
         _positive_number("rate", rate, optional=True)
+        _positive_number("create_rate", create_rate)
+        _positive_number("create_period", create_period)
         _positive_number("request_timeout", request_timeout)
         if policy is not None and not isinstance(policy, (PollPolicy, AdaptivePolicy)):
             raise TypeError(
@@ -127,6 +140,8 @@ class VeoSession:
         self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
         self._concurrency = concurrency
         self._rate = rate
+        self._create_rate = create_rate
+        self._create_period = float(create_period)
         self._request_timeout = float(request_timeout)
         if transport is None:
             transport = AiohttpTransport(
@@ -142,6 +157,9 @@ class VeoSession:
             transport,
             ApiKey(key),
             RequestBudget(concurrency, rate),
+            create_budget=RequestBudget(
+                concurrency, create_rate, period=create_period, count_finish=True
+            ),
             on_event=on_event,
             timezone=timezone,
             on_server_date=self._pacer.server_date,
@@ -174,9 +192,25 @@ class VeoSession:
         return self._rate
 
     @property
+    def create_rate(self) -> float:
+        """The most create requests per :attr:`create_period`."""
+        return self._create_rate
+
+    @property
+    def create_period(self) -> float:
+        """The window of :attr:`create_rate`, in seconds."""
+        return self._create_period
+
+    @property
     def policy(self) -> AnyPolicy:
         """The default schedule of every wait."""
         return self._policy
+
+    @property
+    def learner(self) -> DurationLearner:
+        """What the session has learned of each model's generation time (from
+        every terminal record it has seen): ``veo.learner.count("veo3")``."""
+        return self._pacer.learner
 
     @property
     def request_timeout(self) -> float:
@@ -307,3 +341,88 @@ class VeoSession:
         """
         self._check_open()
         return as_completed(self._registry, task_ids, timeout=timeout, policy=policy)
+
+    # -- creating ---------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompt: str | GenerateRequest,
+        *,
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        generation_type: str | None = None,
+        image_urls: Sequence[str] | None = None,
+        resolution: str | None = None,
+        seeds: int | None = None,
+        watermark: str | None = None,
+        enable_translation: bool | None = None,
+        callback_url: str | None = None,
+        allow_unknown: bool = False,
+    ) -> VeoTask:
+        """Create a video task (``POST generate``); its handle, at once.
+
+        ::
+
+            task = await veo.generate("A cat surfing at sunset", model="veo3_fast")
+            info = await task                  # the same handle as veo.task(task.task_id)
+
+        The keywords are those of :class:`GenerateRequest` (None: its
+        default), validated before any I/O; or pass a ready request alone.
+
+        Never charged twice: the request waits for the creation budget
+        (:attr:`create_rate`), and is resent by itself only when it certainly
+        created nothing (connection refused or name not resolved before
+        sending, 429, 455), at most 5 times. After a timeout, a reset after
+        sending or a 5xx it raises :class:`SubmitUncertainError`: the task
+        may exist. Codes that reject the request (400, 401, 402, 422...)
+        raise their :class:`APIError`.
+
+        Waiting on the handle with the session's default policy (none was
+        given to the session or the wait) polls first after a model-aware
+        delay from the creation: veo3_lite 45 s, veo3_fast 60 s, veo3 120 s,
+        an extend 120 s (about half the shortest usual render time of each).
+
+        :returns: the task's handle; :attr:`VeoTask.request` is the request.
+        :raises ValueError: (or TypeError) for an invalid request, before any I/O.
+        :raises SubmitUncertainError: the task may or may not exist.
+        """
+        self._check_open()
+        options: dict[str, Any] = {
+            "model": model,
+            "aspect_ratio": aspect_ratio,
+            "generation_type": generation_type,
+            "image_urls": image_urls,
+            "resolution": resolution,
+            "seeds": seeds,
+            "watermark": watermark,
+            "enable_translation": enable_translation,
+            "callback_url": callback_url,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        if isinstance(prompt, GenerateRequest):
+            if given or allow_unknown:
+                raise TypeError("pass either a GenerateRequest or keyword arguments, not both")
+            request = prompt
+        else:
+            request = GenerateRequest(prompt, allow_unknown=allow_unknown, **given)
+        return await self._registry.create(request)
+
+    async def credits(self) -> float:
+        """The account's credit balance (``GET chat/credit``); may be fractional.
+
+        :raises VeoError: whatever the answer means (see :mod:`veo_async.errors`).
+        """
+        self._check_open()
+        return await self._requester.call("GET", CREDIT_PATH, decode_credits)
+
+    async def download_url(self, url: str) -> str:
+        """A temporary direct link (valid 20 minutes) to a Kie-hosted result URL.
+
+        :raises ValueError: (TypeError) for a ``url`` that is not http(s), before any I/O.
+        :raises VeoError: whatever the answer means.
+        """
+        self._check_open()
+        validate_url(url)
+        return await self._requester.call(
+            "POST", DOWNLOAD_URL_PATH, decode_link, json={"url": url}
+        )

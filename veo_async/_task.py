@@ -17,6 +17,7 @@ dropped and its request in flight cancelled), so nothing polls for nobody.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import logging
 import weakref
@@ -24,10 +25,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from typing import Any
 
+from ._create import submit
 from ._limits import Ticket
 from ._pacer import AnyPolicy, Pacer, Plan
 from ._requester import Requester
 from ._schedule import AdaptivePolicy
+from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
 from .errors import (
     RecordNotFoundError,
     SessionClosedError,
@@ -36,7 +39,14 @@ from .errors import (
     WaitTimeoutError,
 )
 from .events import RecordPublished, RetryScheduled
-from .models import RecordInfo, TaskStatus, validate_task_id
+from .models import (
+    ExtendRequest,
+    GenerateRequest,
+    RecordInfo,
+    TaskStatus,
+    validate_task_id,
+    validate_url,
+)
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 
 __all__ = ["Listener", "Subscription", "TaskRegistry", "VeoTask"]
@@ -99,7 +109,8 @@ class _PollRun(Ticket):
         self.error: BaseException | None = None
 
     def next_delay(self) -> float:
-        return self.plan.next_delay(self.handle.record, None)
+        handle = self.handle
+        return self.plan.next_delay(handle.record, handle.created_loop_time, handle.model)
 
     def begin(self, now: float) -> None:
         self.queue_next(now, self.next_delay())
@@ -258,11 +269,23 @@ class VeoTask:
     """
 
     __slots__ = (
-        "__weakref__", "_error", "_last_failure", "_record", "_registry", "_run", "task_id"
+        "__weakref__",
+        "_created_at",
+        "_created_loop_time",
+        "_error",
+        "_last_failure",
+        "_record",
+        "_registry",
+        "_request",
+        "_run",
+        "task_id",
     )
 
     task_id: str
     _registry: TaskRegistry
+    _request: GenerateRequest | ExtendRequest | None
+    _created_at: datetime.datetime | None
+    _created_loop_time: float | None
     _record: RecordInfo | None
     _error: BaseException | None
     _last_failure: VeoError | None
@@ -279,6 +302,27 @@ class VeoTask:
     def record(self) -> RecordInfo | None:
         """The last record seen, or None before the first poll."""
         return self._record
+
+    @property
+    def request(self) -> GenerateRequest | ExtendRequest | None:
+        """The request that created this task in this session, or None (a bare id)."""
+        return self._request
+
+    @property
+    def model(self) -> str | None:
+        """The model of the request that created the task, if this session did."""
+        request = self._request
+        return request.model if isinstance(request, GenerateRequest) else None
+
+    @property
+    def created_at(self) -> datetime.datetime | None:
+        """When this session got the create answer (aware, wall clock), or None."""
+        return self._created_at
+
+    @property
+    def created_loop_time(self) -> float | None:
+        """The event-loop time of :attr:`created_at` (for schedules), or None."""
+        return self._created_loop_time
 
     @property
     def status(self) -> TaskStatus | None:
@@ -499,6 +543,107 @@ class VeoTask:
             if follower.stopped is not None:
                 await asyncio.wait((follower.stopped,))
 
+    # -- what can be made of a finished video ---------------------------------------
+
+    async def extend(
+        self,
+        prompt: str | ExtendRequest,
+        *,
+        model: str | None = None,
+        seeds: int | None = None,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+        allow_unknown: bool = False,
+    ) -> VeoTask:
+        """Extend this task's video (``POST extend``); the new task's handle.
+
+        Waits for this task to succeed first (with the session's policy). The
+        request is validated before anything is sent, and sent once (see
+        :meth:`VeoSession.generate` for when it is resent).
+
+        :param prompt: what happens next, or a ready :class:`ExtendRequest`
+            (then give no other argument).
+        :param model: ``fast``, ``quality`` or ``lite``; None: Kie's default.
+        :raises SubmitUncertainError: the extend may exist; not resent.
+        :raises TaskFailedError: this task failed: there is nothing to extend.
+        """
+        if isinstance(prompt, ExtendRequest):
+            if (model, seeds, watermark, callback_url, allow_unknown) != (
+                None, None, None, None, False,
+            ):
+                raise TypeError("pass either an ExtendRequest or keyword arguments, not both")
+            if prompt.task_id != self.task_id:
+                raise ValueError(
+                    f"the ExtendRequest is for task {prompt.task_id!r}, not {self.task_id!r}"
+                )
+            request = prompt
+        else:
+            request = ExtendRequest(
+                self.task_id,
+                prompt,
+                model=model,
+                seeds=seeds,
+                watermark=watermark,
+                callback_url=callback_url,
+                allow_unknown=allow_unknown,
+            )
+        if not self.done():
+            await self.wait()
+        _outcome(self._record)  # type: ignore[arg-type]  # done: a record exists
+        return await self._registry.create(request)
+
+    async def get_1080p(self, index: int = 0, *, timeout: float | None = 900.0) -> str:
+        """The 1080p version of video ``index``: waits until it is ready.
+
+        Waits for this task to succeed first, then asks ``get-1080p-video`` at
+        once and every 20-30 s while it answers "processing" (usually 1-3 min).
+
+        :param timeout: seconds for the whole call (None: no deadline).
+        :raises ValueError: a fallback-model video, which Kie cannot upgrade
+            (before any upgrade request); a bad index or timeout.
+        :raises WaitTimeoutError: not ready by the deadline.
+        """
+        record, deadline, limit = await self._finished(index, timeout, "1080p")
+        return await fetch_1080p(self._registry.requester, record, index, deadline, limit)
+
+    async def get_4k(
+        self, index: int = 0, *, callback_url: str | None = None, timeout: float | None = 1200.0
+    ) -> tuple[str, ...]:
+        """The 4K version of video ``index``: requested once, then waited for.
+
+        Waits for this task to succeed first, POSTs ``get-4k-video`` (it costs
+        credits), then asks again every 30-60 s until the answer carries the
+        URLs (usually 5-10 min): Kie answers a repeated request with 422, both
+        "processing" and "already generated", which are told apart here.
+
+        :param callback_url: also have Kie POST the outcome there.
+        :param timeout: seconds for the whole call (None: no deadline).
+        :raises ValueError: a fallback-model video, a bad index, URL or timeout.
+        :raises WaitTimeoutError: not ready by the deadline.
+        """
+        if callback_url is not None:
+            validate_url(callback_url, "callback_url")
+        record, deadline, limit = await self._finished(index, timeout, "4K")
+        return await fetch_4k(
+            self._registry.requester, record, index, callback_url, deadline, limit
+        )
+
+    async def _finished(
+        self, index: int, timeout: float | None, what: str
+    ) -> tuple[RecordInfo, float | None, float]:
+        """Check the arguments, wait for success, refuse a fallback video."""
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"index must be an int >= 0, not {index!r}")
+        limit = resolve_timeout(timeout, self._registry.policy)
+        deadline = None if limit is None else _now() + limit
+        record = self._record
+        if record is None or not record.is_done:
+            record = await self.wait(timeout=limit)
+        else:
+            record = _outcome(record)
+        refuse_fallback(record, what)
+        return record, deadline, limit if limit is not None else 0.0
+
     def _raise_timeout(self, limit: float | None) -> None:
         raise self.timed_out(limit or 0.0)
 
@@ -519,7 +664,17 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     handle._error = None
     handle._last_failure = None
     handle._run = None
+    handle._request = None
+    handle._created_at = None
+    handle._created_loop_time = None
     return handle
+
+
+def _set_origin(handle: VeoTask, request: GenerateRequest | ExtendRequest, now: float) -> None:
+    """Remember that this session created ``handle``'s task, and when."""
+    handle._request = request
+    handle._created_at = datetime.datetime.now(datetime.timezone.utc)
+    handle._created_loop_time = now
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
@@ -532,7 +687,7 @@ class TaskRegistry:
     """The session's handles (one per id while alive) and what they share.
 
     :param requester: sends every poll.
-    :param policy: the default schedule of every wait.
+    :param pacer: gives each poll run its plan (the session's default policy).
     """
 
     def __init__(self, requester: Requester, pacer: Pacer) -> None:
@@ -552,6 +707,18 @@ class TaskRegistry:
         if handle is None:
             handle = _new_handle(task_id, self)
             self._handles[task_id] = handle
+        return handle
+
+    async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
+        """Send a create request (see :func:`veo_async._create.submit`); the
+        new task's handle, which remembers the request."""
+        task_id = await submit(self.requester, request)
+        return self.created(task_id, request)
+
+    def created(self, task_id: str, request: GenerateRequest | ExtendRequest) -> VeoTask:
+        """The handle of a task this session just created with ``request``."""
+        handle = self.handle(task_id)
+        _set_origin(handle, request, _now())
         return handle
 
     def polling(self) -> list[VeoTask]:

@@ -15,6 +15,7 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     │   └── ServerError                5xx
     ├── TransportError        connection reset, DNS, request timeout, TLS
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
+    ├── SubmitUncertainError  a create that may have created a task (never resent)
     ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
     ├── WaitTimeoutError      the wait's deadline passed (also a TimeoutError)
     ├── SessionClosedError    the session was closed (also a RuntimeError)
@@ -32,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import RecordInfo
+    from .models import ExtendRequest, GenerateRequest, RecordInfo
 
 __all__ = [
     "APIError",
@@ -50,6 +51,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
+    "SubmitUncertainError",
     "TaskFailedError",
     "TransportError",
     "VeoError",
@@ -181,9 +183,19 @@ class ServerError(APIError):
 
 
 class TransportError(VeoError):
-    """The request never got a complete HTTP answer (reset, DNS, TLS, timeout)."""
+    """The request never got a complete HTTP answer (reset, DNS, TLS, timeout).
+
+    :ivar sent: False only when the request certainly never left (the
+        connection was refused, the name did not resolve); True when it may
+        have reached the service (a reset or timeout after sending). A create
+        is resent by itself only when this is False.
+    """
 
     retryable = True
+
+    def __init__(self, message: str, *, task_id: str | None = None, sent: bool = True) -> None:
+        super().__init__(message, task_id=task_id)
+        self.sent = sent
 
 
 class ResponseError(VeoError):
@@ -218,6 +230,33 @@ class ResponseError(VeoError):
             f"ResponseError(message={self.message!r}, http_status={self.http_status}, "
             f"field={self.field!r}, task_id={self.task_id!r}, excerpt={self.excerpt!r})"
         )
+
+
+class SubmitUncertainError(VeoError):
+    """A create request (generate, extend, 4K) may or may not have created a task.
+
+    The request left, and then no clear answer came back: a timeout, a reset
+    after sending, a 5xx, an unreadable answer. The service may have created
+    (and charged for) the task. It is never resent by itself: look for the
+    task (its callback, your Kie dashboard) before sending it again.
+
+    :ivar request: the :class:`~veo_async.GenerateRequest` or
+        :class:`~veo_async.ExtendRequest` that was sent.
+    :ivar cause: what went wrong, as text (the underlying error is not chained).
+    """
+
+    retryable = False
+
+    def __init__(self, request: GenerateRequest | ExtendRequest, cause: str) -> None:
+        super().__init__(
+            f"the create request may have created a task (and been charged): {cause}; "
+            "it was not resent: check for the task before sending it again"
+        )
+        self.request = request
+        self.cause = cause
+
+    def __repr__(self) -> str:
+        return f"SubmitUncertainError(cause={self.cause!r}, request={self.request!r})"
 
 
 class TaskFailedError(VeoError):

@@ -1,14 +1,34 @@
-"""The values the SDK hands out: frozen, hashable where it makes sense, no I/O."""
+"""The values the SDK hands out and takes in: frozen, hashable where it makes
+sense, no I/O. Requests (:class:`GenerateRequest`, :class:`ExtendRequest`)
+validate themselves when built, so a bad one fails before anything is sent."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["MAX_TASK_ID_LENGTH", "RecordInfo", "TaskStatus", "VideoResult", "validate_task_id"]
+__all__ = [
+    "ASPECT_RATIOS",
+    "EXTEND_MODELS",
+    "GENERATION_TYPES",
+    "MAX_PROMPT_LENGTH",
+    "MAX_TASK_ID_LENGTH",
+    "MODELS",
+    "RESOLUTIONS",
+    "SEED_RANGE",
+    "ExtendRequest",
+    "GenerateRequest",
+    "RecordInfo",
+    "TaskStatus",
+    "VideoResult",
+    "validate_task_id",
+    "validate_url",
+]
 
 #: Real ids are ~40 characters; anything this long is a bug upstream of us.
 MAX_TASK_ID_LENGTH = 256
@@ -24,19 +44,12 @@ def validate_task_id(task_id: object) -> str:
 
     :raises ValueError: (``TypeError`` for a non-string) naming the problem.
     """
-    # The common case in one pass of C code (this runs for every id of every
-    # batch): printable ASCII excludes the control characters and every
-    # whitespace but the space, so with no space the checks below all pass.
-    if (
-        type(task_id) is str
-        and 0 < len(task_id) <= MAX_TASK_ID_LENGTH
-        and task_id.isascii()
-        and task_id.isprintable()
-        and " " not in task_id
-    ):
-        return task_id
     if not isinstance(task_id, str):
         raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
+    # The fast path of batches of 100,000 ids: isprintable() is False for every
+    # control, format and whitespace character except the space itself.
+    if 0 < len(task_id) <= MAX_TASK_ID_LENGTH and task_id.isprintable() and " " not in task_id:
+        return task_id
     if not task_id:
         raise ValueError("a task id must not be empty")
     if len(task_id) > MAX_TASK_ID_LENGTH:
@@ -139,3 +152,249 @@ def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+# -- requests ------------------------------------------------------------------------
+
+#: The documented ``model`` values of ``POST /api/v1/veo/generate``.
+MODELS: Final = frozenset({"veo3", "veo3_fast", "veo3_lite"})
+#: The documented ``generationType`` values.
+GENERATION_TYPES: Final = frozenset(
+    {"TEXT_2_VIDEO", "FIRST_AND_LAST_FRAMES_2_VIDEO", "REFERENCE_2_VIDEO"}
+)
+#: The documented ``aspect_ratio`` values.
+ASPECT_RATIOS: Final = frozenset({"16:9", "9:16", "Auto"})
+#: The documented ``resolution`` values.
+RESOLUTIONS: Final = frozenset({"720p", "1080p", "4k"})
+#: The documented ``model`` values of ``POST /api/v1/veo/extend``.
+EXTEND_MODELS: Final = frozenset({"fast", "quality", "lite"})
+#: The documented range of ``seeds``, both ends included.
+SEED_RANGE: Final = (10000, 99999)
+#: Our cap on a prompt's length, in characters. Kie documents none; a prompt
+#: this long is a bug upstream of us (a whole file pasted in), and refusing it
+#: here costs nothing, while the service may charge for it or answer 400.
+MAX_PROMPT_LENGTH: Final = 5000
+
+# How many images each generation type takes (None: the type is left to Kie,
+# which reads images as first/last frames).
+_IMAGE_COUNTS: Final[dict[str | None, tuple[int, int]]] = {
+    None: (0, 2),
+    "TEXT_2_VIDEO": (0, 0),
+    "FIRST_AND_LAST_FRAMES_2_VIDEO": (1, 2),
+    "REFERENCE_2_VIDEO": (1, 3),
+}
+
+
+def validate_url(url: object, what: str = "url") -> str:
+    """Return ``url`` if it is an absolute http(s) URL with a host, else raise.
+
+    :param what: how the error names the value (``"callback_url"``...).
+    :raises ValueError: (``TypeError`` for a non-string) naming the problem.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"{what} must be a str, not {type(url).__name__}")
+    if url != url.strip() or any(char.isspace() for char in url):
+        raise ValueError(f"{what} {url!r} contains whitespace")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
+        raise ValueError(f"{what} must be an http(s) URL with a host, not {url!r}")
+    return url
+
+
+def _prompt(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+    if len(value) > MAX_PROMPT_LENGTH:
+        raise ValueError(
+            f"{attribute.name} is {len(value)} characters long (max {MAX_PROMPT_LENGTH})"
+        )
+
+
+def _seeds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    low, high = SEED_RANGE
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{attribute.name} must be within {low}-{high}, not {value!r}")
+
+
+def _optional_url(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        validate_url(value, attribute.name)
+
+
+def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str or None, not {type(value).__name__}")
+
+
+def _optional_bool(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a bool or None, not {type(value).__name__}")
+
+
+def _image_urls(urls: Iterable[str] | None) -> tuple[str, ...]:
+    if urls is None:
+        return ()
+    if isinstance(urls, (str, bytes)):
+        raise TypeError("image_urls must be a list of URLs, not a single string")
+    return tuple(urls)
+
+
+def _check_choice(name: str, value: object, choices: frozenset[str], allow_unknown: bool) -> None:
+    """``value`` must be one of ``choices`` (or, with ``allow_unknown``, any non-empty str)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if value in choices:
+        return
+    if allow_unknown and value.strip() and value == value.strip():
+        return
+    known = ", ".join(sorted(choices))
+    raise ValueError(
+        f"{name} {value!r} is not one Kie documents ({known}); pass allow_unknown=True "
+        "to send a value Kie added later"
+    )
+
+
+@attrs.frozen
+class GenerateRequest:
+    """A ``POST /api/v1/veo/generate`` request, validated when built.
+
+    ::
+
+        request = GenerateRequest("A cat surfing at sunset", aspect_ratio="9:16")
+        task = await veo.generate(request)
+
+    Unset optional fields (None) are left out of the JSON so the service's own
+    defaults apply (``enableTranslation`` true, no watermark...).
+
+    :ivar prompt: what to film; non-empty, at most :data:`MAX_PROMPT_LENGTH`
+        characters (our cap: Kie documents none).
+    :ivar model: one of :data:`MODELS`; ``veo3_fast`` by default.
+    :ivar aspect_ratio: one of :data:`ASPECT_RATIOS`; ``16:9`` by default. Sent
+        as ``aspect_ratio``, the spelling of the current reference (older pages
+        wrote ``aspectRatio``).
+    :ivar generation_type: one of :data:`GENERATION_TYPES`, or None to let the
+        service choose (text only without images, first/last frames with them).
+    :ivar image_urls: http(s) image URLs: none for ``TEXT_2_VIDEO``, 1-2 for
+        ``FIRST_AND_LAST_FRAMES_2_VIDEO`` (and when the type is None), 1-3 for
+        ``REFERENCE_2_VIDEO``.
+    :ivar resolution: one of :data:`RESOLUTIONS`, or None.
+    :ivar seeds: an int within :data:`SEED_RANGE`, or None.
+    :ivar watermark: the watermark text, or None for none.
+    :ivar enable_translation: translate non-English prompts (Kie's default: yes).
+    :ivar callback_url: an http(s) URL Kie POSTs the outcome to, or None.
+    :ivar allow_unknown: the escape hatch: accept a ``model``,
+        ``generation_type``, ``aspect_ratio`` or ``resolution`` outside the
+        documented sets (a value Kie added after this release). Image counts
+        are then only checked for the documented generation types.
+    :raises ValueError: (``TypeError`` for a wrong type) naming the problem.
+    """
+
+    prompt: str = attrs.field(validator=_prompt)
+    model: str = attrs.field(default="veo3_fast", kw_only=True)
+    aspect_ratio: str = attrs.field(default="16:9", kw_only=True)
+    generation_type: str | None = attrs.field(default=None, kw_only=True)
+    image_urls: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_image_urls)
+    resolution: str | None = attrs.field(default=None, kw_only=True)
+    seeds: int | None = attrs.field(default=None, kw_only=True, validator=_seeds)
+    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
+    enable_translation: bool | None = attrs.field(
+        default=None, kw_only=True, validator=_optional_bool
+    )
+    callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
+    allow_unknown: bool = attrs.field(default=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        unknown = self.allow_unknown
+        if self.model is None:
+            raise TypeError("model must be a str, not NoneType")
+        _check_choice("model", self.model, MODELS, unknown)
+        if self.aspect_ratio is None:
+            raise TypeError("aspect_ratio must be a str, not NoneType")
+        _check_choice("aspect_ratio", self.aspect_ratio, ASPECT_RATIOS, unknown)
+        _check_choice("generation_type", self.generation_type, GENERATION_TYPES, unknown)
+        _check_choice("resolution", self.resolution, RESOLUTIONS, unknown)
+        for url in self.image_urls:
+            validate_url(url, "each of image_urls")
+        counts = _IMAGE_COUNTS.get(self.generation_type)
+        if counts is not None:
+            low, high = counts
+            count = len(self.image_urls)
+            if not low <= count <= high:
+                kind = self.generation_type or "no generation_type"
+                wanted = "no images" if high == 0 else f"{low}-{high} image URLs"
+                raise ValueError(f"{kind} takes {wanted}, not {count}")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body, with the reference's field names; unset fields left out."""
+        body: dict[str, Any] = {
+            "prompt": self.prompt,
+            "model": self.model,
+            "aspect_ratio": self.aspect_ratio,
+        }
+        if self.generation_type is not None:
+            body["generationType"] = self.generation_type
+        if self.image_urls:
+            body["imageUrls"] = list(self.image_urls)
+        if self.resolution is not None:
+            body["resolution"] = self.resolution
+        if self.seeds is not None:
+            body["seeds"] = self.seeds
+        if self.watermark is not None:
+            body["watermark"] = self.watermark
+        if self.enable_translation is not None:
+            body["enableTranslation"] = self.enable_translation
+        if self.callback_url is not None:
+            body["callBackUrl"] = self.callback_url
+        return body
+
+
+@attrs.frozen
+class ExtendRequest:
+    """A ``POST /api/v1/veo/extend`` request: continue a finished video.
+
+    :ivar task_id: the task whose video is extended.
+    :ivar prompt: what happens next; same rules as :attr:`GenerateRequest.prompt`.
+    :ivar model: one of :data:`EXTEND_MODELS` (``fast``, ``quality``,
+        ``lite``), or None for the service's default.
+    :ivar seeds: an int within :data:`SEED_RANGE`, or None.
+    :ivar watermark: the watermark text, or None.
+    :ivar callback_url: an http(s) URL for the outcome, or None.
+    :ivar allow_unknown: accept a ``model`` outside :data:`EXTEND_MODELS`.
+    :raises ValueError: (``TypeError`` for a wrong type) naming the problem.
+    """
+
+    task_id: str = attrs.field()
+    prompt: str = attrs.field(validator=_prompt)
+    model: str | None = attrs.field(default=None, kw_only=True)
+    seeds: int | None = attrs.field(default=None, kw_only=True, validator=_seeds)
+    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
+    callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
+    allow_unknown: bool = attrs.field(default=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        validate_task_id(self.task_id)
+        _check_choice("model", self.model, EXTEND_MODELS, self.allow_unknown)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body, with the reference's field names; unset fields left out."""
+        body: dict[str, Any] = {"taskId": self.task_id, "prompt": self.prompt}
+        if self.model is not None:
+            body["model"] = self.model
+        if self.seeds is not None:
+            body["seeds"] = self.seeds
+        if self.watermark is not None:
+            body["watermark"] = self.watermark
+        if self.callback_url is not None:
+            body["callBackUrl"] = self.callback_url
+        return body

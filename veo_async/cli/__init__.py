@@ -1,10 +1,13 @@
-"""The ``veo-async`` command line: check, wait for, demo and simulate Veo tasks.
+"""The ``veo-async`` command line: create, check, wait for, demo and simulate Veo tasks.
 
 ::
 
     veo-async status veo_task_1 veo_task_2          # one poll each, a table
     veo-async wait --from ids.txt -o results.jsonl  # poll until every task is done
-    veo-async demo                                  # 300 simulated tasks, ~15 s, no key
+    veo-async generate "A cat surfing" --wait       # create a task, wait for it
+    veo-async generate --from requests.jsonl        # one JSON request per line
+    veo-async credits                               # the balance
+    veo-async demo                                  # 300 simulated creates, ~15 s, no key
     veo-async simulate --port 8765                  # a fake Kie for integration tests
 
 ``python -m veo_async`` is the same program. Results go to standard output (or

@@ -4,7 +4,10 @@
 
     veo-async status veo_task_1 veo_task_2          # one poll each, a table
     veo-async wait --from ids.txt -o results.jsonl  # poll until every task is done
-    veo-async demo                                  # 300 simulated tasks, ~15 s, no key
+    veo-async generate "A cat surfing" --wait       # create a task, wait for it
+    veo-async generate --from requests.jsonl        # one JSON request per line
+    veo-async credits                               # the balance
+    veo-async demo                                  # 300 simulated creates, ~15 s, no key
     veo-async simulate --port 8765                  # a fake Kie for integration tests
 
 Results go to standard output (or ``--output``) as JSON lines; progress and
@@ -15,7 +18,8 @@ of what finished is printed, and the exit code is 130.
 
 The helpers live in small modules beside this one, one job each: ``_ids``
 (reading ids), ``_options`` (shared options), ``_outcome`` (outcomes, exit
-codes), ``_output`` (JSON lines, tables), ``_progress`` (the progress
+codes), ``_output`` (JSON lines, tables), ``_generate`` and ``_requests``
+(the ``generate`` and ``credits`` commands, reading requests), ``_progress`` (the progress
 display), ``_reach`` (noticing an unreachable service), ``_run`` (the event
 loop and Ctrl-C), ``_demo`` and ``_simulate`` (the simulator's scenarios,
 built by :mod:`veo_async.testing`). Like any user of the library, they import
@@ -39,6 +43,7 @@ import click
 from rich.console import Console
 
 from .. import PollPolicy, VeoError, VeoSession, __version__
+from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
 from ._options import (
     Settings,
@@ -76,6 +81,9 @@ Exit codes:
   130  interrupted by Ctrl-C
 """
 
+#: ``demo --speed``: a few hundred tasks' ~15 simulated minutes in ~15 s.
+DEMO_SPEED = 60.0
+
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -99,12 +107,12 @@ def _concurrency_option(func: Any) -> Any:
     )(func)
 
 
-def _speed_option(help_text: str) -> Callable[[Any], Any]:
+def _speed_option(help_text: str, *, default: float = 25.0) -> Callable[[Any], Any]:
     """``--speed``: the time compression shared by ``demo`` and ``simulate``."""
     return click.option(
         "--speed",
-        type=click.FloatRange(min=0, min_open=True),
-        default=25.0,
+        type=click.FloatRange(min=0, min_open=True, max=100_000),
+        default=default,
         show_default=True,
         help=help_text,
     )
@@ -318,9 +326,13 @@ def wait(
     type=click.IntRange(min=1, max=100_000),
     default=300,
     show_default=True,
-    help="How many simulated tasks.",
+    help="How many generations to create (extends come on top).",
 )
-@_speed_option("How many times faster than real life (2-5 min renders end in 5-12 s at 25).")
+@_speed_option(
+    "How many times faster than life the simulated clock runs (a 2-5 min render "
+    "takes 2-5 s at 60).",
+    default=DEMO_SPEED,
+)
 @click.option("--seed", type=int, default=None, help="Replay a run (default: a random seed).")
 @_concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
@@ -337,39 +349,47 @@ def demo(
     progress_mode: ProgressMode,
     progress_interval: float,
 ) -> int:
-    """Track hundreds of simulated tasks end to end, in seconds, without a key.
+    """Create hundreds of simulated tasks end to end, in seconds, without a key.
 
-    A simulator of the Kie API runs in this process on loopback. Its tasks
-    live 2-5 minutes of compressed time; ~15% fail; many meet transient
-    faults (500, HTML 502, truncated bodies, resets, 455, "record is null"),
-    and midway a burst of 429s slows the whole session. The client polls with
-    the default policy, compressed by the same --speed. The summary gives
-    outcomes, requests per task and detection lag (the time from a task
-    finishing to the client seeing it) in seconds of the run and in simulated
-    seconds (the life-size equivalent: run seconds x --speed).
+    A simulator of the Kie API runs in this process (no network). The demo
+    creates --tasks generations with mixed models (veo3_fast, veo3_lite,
+    veo3) under the creation budget (20 per 10 s), extends some once they
+    succeed and fetches the 1080p version of others, and waits for every
+    task with the default schedule. ~8% of the renders fail; a maintenance
+    answer, an uncertain create (never resent) and transient faults on the
+    polls, a burst of 429s among them, come along the way.
+
+    Everything runs on a clock --speed times faster than life: the
+    simulator's render times (minutes), the polling schedule and the
+    creation budget alike, so the figures are those of a real run. The
+    summary gives outcomes, requests (polls, creates), 429s, credits spent
+    and detection lag (from a task finishing on the simulator to the session
+    seeing it) in simulated seconds.
     """
     configure_logging(ctx)
-    # Imported here: the simulator pulls in aiohttp's server side, which the
-    # other commands do not need.
-    from ._demo import demo_header, run_demo
+    # Imported here: the simulator is not needed by the other commands.
+    from ..testing import ScaledClockLoop
+    from ._demo import demo_header, plan, planned_tasks, run_demo
 
     chosen_seed = seed if seed is not None else secrets.randbelow(1_000_000)
     # Said first, so that whoever watches the progress knows what it is about.
     click.echo(f"{PROG}: demo: {demo_header(tasks, speed, chosen_seed)}", err=True)
-    tally = Tally(tasks)
+    jobs = plan(tasks, chosen_seed)
+    tally = Tally(planned_tasks(jobs))
     progress = ProgressReporter(
-        tally, mode=progress_mode, interval=progress_interval, label="demo"
+        tally, mode=progress_mode, interval=progress_interval, label="demo", clock_speed=speed
     )
     try:
         report = run(
             run_demo(
-                tasks=tasks,
+                jobs=jobs,
                 speed=speed,
                 seed=chosen_seed,
                 concurrency=concurrency,
                 tally=tally,
                 progress=progress,
-            )
+            ),
+            loop_factory=lambda: ScaledClockLoop(speed),
         )
     except Interrupted as stop:
         progress.print_summary(interrupted=True)
@@ -484,6 +504,11 @@ def simulate(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
     return EXIT_OK
+
+
+# Creating lives in its own module (``_generate``): the commands are only added here.
+cli.add_command(generate)
+cli.add_command(credits)
 
 
 def _one_line(text: str) -> str:

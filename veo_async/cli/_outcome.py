@@ -157,6 +157,14 @@ class Tally(Counts):
         else:
             self.errors += 1
 
+    def add_error(self) -> None:
+        """Count an error that is not a task's outcome (a create that failed)."""
+        self.errors += 1
+
+    def withdraw(self, count: int = 1) -> None:
+        """Take ``count`` planned tasks out of the total: they will not be created."""
+        self.total -= count
+
     def exit_code(self) -> int:
         """:data:`EXIT_FAILED` if any task failed or errored, else :data:`EXIT_TIMEOUT`
         if any timed out, else :data:`EXIT_OK`."""

@@ -51,16 +51,36 @@ class Snapshot(Counts):
     elapsed: float
     #: The latest request error known (see :meth:`ProgressReporter.note_error`), one line.
     last_error: str | None = None
+    #: Create requests started, and those waiting for the creation budget.
+    creates: int = 0
+    create_queued: int = 0
+    #: The clock is a simulated one (``demo``): times are simulated seconds.
+    simulated: bool = False
+
+    @property
+    def creating(self) -> str | None:
+        """``"creates 40 (260 queued)"``, or None when nothing was created."""
+        if not (self.creates or self.create_queued):
+            return None
+        return f"creates {self.creates} ({self.create_queued} queued)"
+
+    @property
+    def clock(self) -> str:
+        """The elapsed time: ``"3.1 s"``, or ``"312 s simulated"``."""
+        if self.simulated:
+            return f"{self.elapsed:.0f} s simulated"
+        return f"{self.elapsed:.1f} s"
 
     def describe(self) -> str:
         """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``,
         then ``" · last error: ..."`` once a request error is known."""
+        creating = "" if self.creating is None else f"{self.creating} · "
         line = (
             f"{self.finished}/{self.total} finished · generating {self.generating} · "
             f"succeeded {self.succeeded} · failed {self.failed} · "
-            f"timed out {self.timed_out} · errors {self.errors} · "
+            f"timed out {self.timed_out} · errors {self.errors} · {creating}"
             f"requests {self.requests} ({self.failed_requests} failed) · "
-            f"429s {self.rate_limited} · {self.elapsed:.1f} s"
+            f"429s {self.rate_limited} · {self.clock}"
         )
         return line if self.last_error is None else f"{line} · last error: {self.last_error}"
 
@@ -72,12 +92,12 @@ class Snapshot(Counts):
         )
         if interrupted:
             return (
-                f"interrupted after {self.elapsed:.1f} s: {self.finished} of {self.total} "
+                f"interrupted after {self.clock}: {self.finished} of {self.total} "
                 f"tasks finished ({counts}), {self.generating} still generating; "
                 f"{self.requests} requests"
             )
         return (
-            f"{self.total} tasks in {self.elapsed:.1f} s: {counts}; "
+            f"{self.total} tasks in {self.clock}: {counts}; "
             f"{self.requests} requests, {self.rate_limited} rate-limited"
         )
 
@@ -91,10 +111,19 @@ class ProgressReporter:
         standard error is a terminal, else plain.
     :param interval: seconds between plain lines.
     :param label: the command, shown in front of each line.
+    :param clock_speed: how many times faster than real time the event loop's
+        clock runs (``demo``'s simulated clock): the display still refreshes
+        in real time, and shows simulated seconds.
     """
 
     def __init__(
-        self, tally: Tally, *, mode: ProgressMode, interval: float, label: str
+        self,
+        tally: Tally,
+        *,
+        mode: ProgressMode,
+        interval: float,
+        label: str,
+        clock_speed: float = 1.0,
     ) -> None:
         if mode == "auto":
             mode = "live" if _isatty(sys.stderr) else "plain"
@@ -102,6 +131,7 @@ class ProgressReporter:
         self._tally = tally
         self._interval = interval
         self._label = label
+        self._clock_speed = clock_speed
         self._stats: Callable[[], SessionStats] | None = None
         self._started: float | None = None
         self._ended: float | None = None
@@ -141,6 +171,9 @@ class ProgressReporter:
             rate_limited=stats.rate_limited,
             elapsed=self._elapsed(),
             last_error=None if latest is None else describe_error(latest),
+            creates=stats.creates,
+            create_queued=stats.create_queued,
+            simulated=self._clock_speed != 1.0,
         )
 
     def _elapsed(self) -> float:
@@ -197,12 +230,12 @@ class ProgressReporter:
     async def _print_lines(self) -> None:
         # The first line after one interval: a quick run needs only its summary.
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval * self._clock_speed)
             self._emit(self.snapshot().describe())
 
     async def _refresh_live(self) -> None:
         while True:
-            await asyncio.sleep(_LIVE_REFRESH)
+            await asyncio.sleep(_LIVE_REFRESH * self._clock_speed)
             if self._live is not None:
                 self._live.update(self._render(), refresh=True)
 
@@ -213,7 +246,7 @@ class ProgressReporter:
             Text(self._label, style="bold"),
             ProgressBar(total=max(snap.total, 1), completed=snap.finished, width=30),
             Text(f"{snap.finished}/{snap.total} finished", style="bold"),
-            Text(f"{snap.elapsed:.1f} s", style="dim"),
+            Text(snap.clock, style="dim"),
         )
         counts = Text("  ")
         rows: tuple[tuple[str, object, str], ...] = (
@@ -222,6 +255,11 @@ class ProgressReporter:
             ("failed", snap.failed, "red"),
             ("timed out", snap.timed_out, "yellow"),
             ("errors", snap.errors, "magenta"),
+            *(
+                (("creates", f"{snap.creates} ({snap.create_queued} queued)", "blue"),)
+                if snap.creating is not None
+                else ()
+            ),
             ("requests", f"{snap.requests} ({snap.failed_requests} failed)", "dim"),
             ("429s", snap.rate_limited, "dim"),
         )

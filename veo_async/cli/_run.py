@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["Interrupted", "run"]
@@ -39,21 +40,49 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(
+    main: Coroutine[Any, Any, T],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
     """Run ``main`` to completion on a new event loop and return its result.
 
     SIGINT and SIGTERM cancel ``main`` (and so everything it awaits); once it
     has unwound, :class:`Interrupted` is raised. A second signal during that
     clean-up cancels it again, so a stuck clean-up can still be cut short.
 
+    :param loop_factory: makes the event loop (``demo``: a faster clock);
+        None: asyncio's default loop.
     :raises Interrupted: when a signal stopped the run.
     """
     try:
-        return asyncio.run(_guarded(main))
+        if loop_factory is None:
+            return asyncio.run(_guarded(main))
+        return _run_on(loop_factory, main)
     except KeyboardInterrupt:
         # Only where signal handlers cannot be installed (Windows): asyncio.run
         # has already cancelled the main task and waited for it to finish.
         raise Interrupted(signal.SIGINT) from None
+
+
+def _run_on(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], main: Coroutine[Any, Any, T]
+) -> T:
+    """``asyncio.run`` on a loop of our making (``asyncio.Runner`` before 3.11)."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_guarded(main))
+    loop = loop_factory()  # pragma: no cover - Python 3.10
+    try:  # pragma: no cover
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(_guarded(main))
+    finally:  # pragma: no cover
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 async def _guarded(main: Coroutine[Any, Any, T]) -> T:

@@ -35,6 +35,7 @@ How it is built, and why:
 from __future__ import annotations
 
 import asyncio
+import threading
 import contextlib
 import enum
 import json
@@ -90,6 +91,23 @@ def _dumps(value: Mapping[str, Any], what: str) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+async def close_connection(conn: aiosqlite.Connection) -> None:
+    """Close ``conn`` and wait (briefly) until its worker thread has ended.
+
+    aiosqlite's thread hands its last result back with ``call_soon_threadsafe``
+    after ``close()`` returns: if the caller's loop closed first, that raises in
+    the thread. Waiting for the thread keeps it from outliving the store.
+    """
+    await conn.close()
+    thread = getattr(conn, "_thread", None)  # aiosqlite >= 0.20; older ones are the thread
+    if not isinstance(thread, threading.Thread):
+        thread = conn if isinstance(conn, threading.Thread) else None
+    for _ in range(1000):  # at most ~1 s; it ends within microseconds
+        if thread is None or not thread.is_alive():
+            return
+        await asyncio.sleep(0.001)
 
 
 class SQLiteStore:
@@ -194,7 +212,7 @@ class SQLiteStore:
         try:
             await prepare(conn, self._path, check_integrity=self._check_integrity)
         except BaseException:
-            await conn.close()
+            await close_connection(conn)
             raise
         self._conn = conn
         self._state = _State.OPEN
@@ -230,7 +248,7 @@ class SQLiteStore:
             # not outlive the store. Closing rolls back a half-done transaction.
             self._fail_waiting(StoreError(f"task store {self._path} closed", path=self._path))
             self._conn = None
-            await conn.close()
+            await close_connection(conn)
         lost, self._lost = self._lost, None
         if lost is not None:
             raise lost

@@ -7,29 +7,48 @@
 clients. The ``fake_kie`` pytest fixture (``veo_async.testing.pytest_plugin``)
 gives each test a started one.
 
-:func:`synthetic_scripts`, :func:`burst_plan` and :func:`compressed_policy`
-build the time-compressed scenarios of ``veo-async demo`` and ``simulate``:
-realistic task lives and trouble, minutes of real life played in seconds.
+:func:`demo_jobs` and :func:`demo_faults` build the scenario of
+``veo-async demo`` (run on a :class:`ScaledClockLoop`: minutes of real life
+in seconds); :func:`synthetic_scripts`, :func:`burst_plan` and
+:func:`compressed_policy` the time-compressed task lives of ``simulate``.
 """
 
-from ._clock import VirtualClockLoop, VirtualClockPolicy
+from ._clock import ScaledClockLoop, VirtualClockLoop, VirtualClockPolicy
 from ._inprocess import InProcessTransport
 from ._recording import RecordedRequest
-from ._scenarios import BurstPlan, burst_plan, compressed_policy, synthetic_scripts
+from ._scenarios import (
+    DEMO_FAILURE_RATE,
+    DEMO_FALLBACK_RATE,
+    BurstPlan,
+    DemoJob,
+    TimedFault,
+    burst_plan,
+    compressed_policy,
+    demo_faults,
+    demo_jobs,
+    synthetic_scripts,
+)
 from ._script import Fault, Quirks, TaskScript
 from ._server import FakeKie
 
 __all__ = [
+    "DEMO_FAILURE_RATE",
+    "DEMO_FALLBACK_RATE",
+    "DemoJob",
     "FakeKie",
+    "TimedFault",
     "BurstPlan",
     "Fault",
     "InProcessTransport",
     "Quirks",
     "RecordedRequest",
+    "ScaledClockLoop",
     "TaskScript",
     "VirtualClockLoop",
     "VirtualClockPolicy",
     "burst_plan",
     "compressed_policy",
+    "demo_faults",
+    "demo_jobs",
     "synthetic_scripts",
 ]

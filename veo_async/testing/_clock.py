@@ -14,15 +14,23 @@ request timeout must not fire before a real answer could arrive.
 
 The SDK and the simulator read only ``loop.time()``, so they follow the
 virtual clock; code reading ``time.monotonic()`` directly does not.
+
+:class:`ScaledClockLoop` is the paced variant, for demos that a person
+watches: its idle waits pass ``speed`` times faster than real time (a
+ten-minute wait takes ten seconds at 60), work is counted at its real
+duration, and everything that reads ``loop.time()`` - the SDK's schedules,
+budgets and timeouts, the simulator's task lives - is compressed alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
+import time
 from typing import Any
 
-__all__ = ["VirtualClockLoop", "VirtualClockPolicy"]
+__all__ = ["ScaledClockLoop", "VirtualClockLoop", "VirtualClockPolicy"]
 
 
 class _FastForwardSelector(selectors.BaseSelector):
@@ -87,6 +95,82 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def skipped(self) -> float:
         """Seconds of waiting skipped so far."""
         return self._fast_forward.offset
+
+
+class _ScaledWaitSelector(selectors.BaseSelector):
+    """Delegates to a real selector, waiting ``1 / speed`` of each timed wait."""
+
+    def __init__(self, inner: selectors.BaseSelector, speed: float) -> None:
+        self._inner = inner
+        self._speed = speed
+        self.offset = 0.0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def get_map(self) -> Any:
+        return self._inner.get_map()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout <= 0:
+            return self._inner.select(timeout)
+        started = time.monotonic()
+        ready = self._inner.select(timeout / self._speed)
+        # The real time waited (less when I/O or a signal woke us early),
+        # stretched: the clock moved ``speed`` times as far.
+        self.offset += (time.monotonic() - started) * (self._speed - 1)
+        return ready
+
+
+class ScaledClockLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose idle waits pass ``speed`` times faster.
+
+    ::
+
+        loop = ScaledClockLoop(60)
+        loop.run_until_complete(main())   # a 10-minute sleep takes 10 s
+
+    Unlike :class:`VirtualClockLoop` it never jumps: a person watching a
+    progress display sees time flow, only faster. CPU work takes its real
+    time on this clock (it is not stretched), so the slower the machine, the
+    closer the run is to life-size.
+
+    :param speed: how many times faster than real time idle waits pass (> 0).
+    :raises ValueError: for a speed that is not a finite number > 0.
+    """
+
+    def __init__(self, speed: float) -> None:
+        problem: Exception | None = None
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+            problem = TypeError(f"speed must be a number, not {type(speed).__name__}")
+        elif not math.isfinite(speed) or speed <= 0:
+            problem = ValueError(f"speed must be a finite number > 0, not {speed!r}")
+        self._speed = 1.0 if problem is not None else float(speed)
+        self._scaled = _ScaledWaitSelector(selectors.DefaultSelector(), self._speed)
+        super().__init__(self._scaled)
+        if problem is not None:
+            # Built first and closed: a loop that never finished __init__
+            # would complain when collected.
+            self.close()
+            raise problem
+
+    def time(self) -> float:
+        """The real monotonic clock plus the idle waits' stretch so far."""
+        return super().time() + self._scaled.offset
+
+    @property
+    def speed(self) -> float:
+        """How many times faster than real time idle waits pass."""
+        return self._speed
 
 
 class VirtualClockPolicy(asyncio.DefaultEventLoopPolicy):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 __all__ = ["RecordedRequest"]
@@ -27,6 +29,7 @@ class RecordedRequest:
     :ivar fault: the kind of the fault that shaped the answer (the last one,
         when a session-wide and a task fault both applied), else ``None``.
     :ivar finished: event-loop time at which the handler finished, or ``None``.
+    :ivar json: the request's JSON body, parsed (``None`` without one).
     """
 
     method: str
@@ -39,3 +42,4 @@ class RecordedRequest:
     code: int = 0
     fault: str | None = None
     finished: float | None = None
+    json: Any = None

@@ -1,4 +1,9 @@
-"""Synthetic, time-compressed task lives for ``veo-async demo`` and ``simulate``.
+"""Scenarios of ``veo-async demo`` and ``simulate``: what to create, what goes wrong.
+
+``demo`` creates its tasks through the API (:func:`demo_jobs`: mixed models,
+some extends and 1080p upgrades) on a simulator that fails some of them, and
+meets the trouble of :func:`demo_faults` along the way. ``simulate`` serves
+synthetic, time-compressed task lives (:func:`synthetic_scripts`).
 
 The shapes follow ``kie-veo-api.md``: a render takes 2-5 minutes; a prompt
 refused by moderation (status 2) fails within the first minute; a render that
@@ -19,13 +24,20 @@ from collections.abc import Sequence
 
 import attrs
 
+from ..models import GenerateRequest
 from ..policy import PollPolicy
 from ._script import Fault, Quirks, TaskScript
 
 __all__ = [
+    "DEMO_FAILURE_RATE",
+    "DEMO_FALLBACK_RATE",
     "BurstPlan",
+    "DemoJob",
+    "TimedFault",
     "burst_plan",
     "compressed_policy",
+    "demo_faults",
+    "demo_jobs",
     "synthetic_scripts",
 ]
 
@@ -146,3 +158,117 @@ def burst_plan(tasks: int, speed: float) -> BurstPlan:
         count=min(_BURST_COUNT, max(1, tasks // 10)),
         retry_after=_BURST_RETRY_AFTER / speed,
     )
+
+
+# -- the demo: tasks created through the API -------------------------------------------
+
+#: The share of the demo's created tasks the simulator fails (status 2).
+DEMO_FAILURE_RATE = 0.08
+#: The share of the demo's successes made by the fallback model (no 1080p for them).
+DEMO_FALLBACK_RATE = 0.04
+
+# Model mix: mostly the cheap, quick models, some of the slow one.
+_DEMO_MODELS = (("veo3_fast", 0.55), ("veo3_lite", 0.30), ("veo3", 0.15))
+_SHARE_PORTRAIT = 0.2
+# Extends follow the quick models only, so the demo's tail stays short.
+_SHARE_EXTENDED = 0.12
+_EXTEND_MODELS = {"veo3_fast": "fast", "veo3_lite": "lite"}
+_SHARE_UPGRADED = 0.10
+_SUBJECTS = (
+    "A cat surfing a wave at sunset",
+    "A paper boat drifting down a rainy street",
+    "Time-lapse of a city skyline from dusk to night",
+    "A hummingbird hovering over a red flower, slow motion",
+    "An astronaut planting a garden on the moon",
+    "A steam train crossing a snowy viaduct",
+    "Close-up of coffee being poured into a glass cup",
+    "A lighthouse in a storm, waves crashing",
+    "A fox running through autumn leaves",
+    "Neon signs reflected in puddles at night",
+)
+_NEXT = (
+    "The camera pulls back to reveal the whole scene",
+    "It begins to snow",
+    "The scene slowly fades to black",
+)
+
+
+@attrs.frozen
+class DemoJob:
+    """One generation of ``veo-async demo``, and what is made of it once it succeeds.
+
+    :ivar request: the generation.
+    :ivar extend_prompt: extend the video with this prompt once it succeeds, or None.
+    :ivar extend_model: the extend's model (``fast`` or ``lite``), or None.
+    :ivar upgrade: ask for its 1080p version once it succeeds.
+    """
+
+    request: GenerateRequest
+    extend_prompt: str | None = None
+    extend_model: str | None = None
+    upgrade: bool = False
+
+
+def demo_jobs(count: int, *, rng: random.Random) -> list[DemoJob]:
+    """``count`` generations: ~55% veo3_fast, ~30% veo3_lite, ~15% veo3; ~20%
+    portrait; ~12% extended (quick models only), ~10% upgraded to 1080p
+    (landscape only)."""
+    models = [name for name, _ in _DEMO_MODELS]
+    weights = [weight for _, weight in _DEMO_MODELS]
+    jobs: list[DemoJob] = []
+    for number in range(1, count + 1):
+        model = rng.choices(models, weights)[0]
+        portrait = rng.random() < _SHARE_PORTRAIT
+        request = GenerateRequest(
+            f"{rng.choice(_SUBJECTS)} (take {number})",
+            model=model,
+            aspect_ratio="9:16" if portrait else "16:9",
+        )
+        extend = model in _EXTEND_MODELS and rng.random() < _SHARE_EXTENDED
+        jobs.append(
+            DemoJob(
+                request,
+                extend_prompt=rng.choice(_NEXT) if extend else None,
+                extend_model=_EXTEND_MODELS[model] if extend else None,
+                upgrade=not portrait and rng.random() < _SHARE_UPGRADED,
+            )
+        )
+    return jobs
+
+
+@attrs.frozen
+class TimedFault:
+    """Trouble the demo's simulator meets at a set time.
+
+    :ivar at: seconds (simulated) after the start.
+    :ivar fault: what goes wrong.
+    :ivar count: how many requests in a row meet it.
+    :ivar create: True: the next create requests (:meth:`FakeKie.inject_create`);
+        False: the next record-info requests (:meth:`FakeKie.inject`).
+    """
+
+    at: float
+    fault: Fault
+    count: int
+    create: bool = False
+
+
+def demo_faults(tasks: int) -> list[TimedFault]:
+    """The demo's trouble, in simulated seconds from the start.
+
+    The first creates meet a 455 (maintenance: safely resent) and a dropped
+    connection after the task was created (the create is *uncertain*, never
+    resent); polls meet 5xx, an HTML 502, truncated bodies, resets, a 455,
+    and at 200 s a burst of 429s (up to 10, ``Retry-After: 2``).
+    """
+    burst = min(_BURST_COUNT, max(1, tasks // 10))
+    return [
+        TimedFault(0.0, Fault.maintenance(), 1, create=True),
+        TimedFault(0.0, Fault.created_then_drop(), 1, create=True),
+        TimedFault(60.0, Fault.server_error(), 3),
+        TimedFault(120.0, Fault.bad_gateway_html(), 2),
+        TimedFault(200.0, Fault.http_429(retry_after=_BURST_RETRY_AFTER), burst),
+        TimedFault(260.0, Fault.truncated_json(), 2),
+        TimedFault(320.0, Fault.reset(), 2),
+        TimedFault(400.0, Fault.maintenance(), 2),
+    ]

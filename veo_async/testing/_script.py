@@ -54,6 +54,7 @@ FAULT_KINDS: Final = frozenset(
         "data_null",
         "body_code",
         "oversized",
+        "created_then_drop",
     }
 )
 
@@ -194,6 +195,16 @@ class Fault:
             uses 200 whatever the body says).
         """
         return cls("body_code", code=code, msg=msg, http_status=http_status)
+
+    @classmethod
+    def created_then_drop(cls) -> Fault:
+        """For a create request (:meth:`FakeKie.inject_create`): create the task and
+        charge for it as usual, then drop the connection instead of answering.
+
+        The client cannot tell whether anything was created: the case a
+        create must never resend blindly.
+        """
+        return cls("created_then_drop")
 
     @classmethod
     def oversized(cls, size: int = 2 * 1024 * 1024) -> Fault:

@@ -11,8 +11,13 @@ Every request goes through the same steps, in this order:
 2. record-info only: the next session-wide fault from :meth:`FakeKie.inject`;
 3. the proxy's User-Agent filter (HTTP 403 ``error code: 1010``);
 4. the API key check (HTTP 401 envelope);
-5. record-info only: the task's next scripted fault;
+5. record-info only: the task's next scripted fault; generate and extend
+   only: the next fault from :meth:`FakeKie.inject_create`;
 6. the normal answer.
+
+Tasks can also be *created* through the API (generate, extend), with
+realistic generation times, credits, the account's creation limit, 1080p and
+4K versions and callbacks: see ``_creation.py`` for the rules and values.
 
 The server is built for benchmarks too (100,000 tasks, thousands of requests
 a second): a request costs a few dict look-ups and one ``json.dumps``, nothing
@@ -48,17 +53,42 @@ from ._answers import (
     method_not_allowed,
     payload_answer,
 )
+from ._callbacks import CallbackSender, task_payload, uhd_payload
+from ._creation import CreatedTask, CreationDesk, UpgradeJob, parse_body
 from ._gate import is_authorized, is_blocked_user_agent
 from ._inprocess import InProcessTransport
 from ._recording import RecordedRequest
 from ._script import Fault, TaskScript, is_done, is_visible, render_record
 
-__all__ = ["CREDIT_PATH", "DROP", "RECORD_INFO_PATH", "FakeKie"]
+__all__ = [
+    "CREDIT_PATH",
+    "DOWNLOAD_URL_PATH",
+    "DROP",
+    "EXTEND_PATH",
+    "GENERATE_PATH",
+    "HD_PATH",
+    "RECORD_INFO_PATH",
+    "UHD_PATH",
+    "FakeKie",
+]
 
 #: The task record endpoint.
 RECORD_INFO_PATH: Final = "/api/v1/veo/record-info"
 #: The account balance endpoint.
 CREDIT_PATH: Final = "/api/v1/chat/credit"
+#: Creates a task.
+GENERATE_PATH: Final = "/api/v1/veo/generate"
+#: Extends a finished task's video (a new task).
+EXTEND_PATH: Final = "/api/v1/veo/extend"
+#: The 1080p version of a finished video.
+HD_PATH: Final = "/api/v1/veo/get-1080p-video"
+#: The 4K version of a finished video.
+UHD_PATH: Final = "/api/v1/veo/get-4k-video"
+#: A temporary download link.
+DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
+_CREATE_PATHS: Final = frozenset({GENERATE_PATH, EXTEND_PATH})
+# Faults that distort the create's own answer (the task is created first).
+_AFTER_CREATING: Final = frozenset({"created_then_drop", "truncated_json", "oversized"})
 
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
@@ -101,8 +131,9 @@ class FakeKie:
             async with VeoSession(api_key="test-key", base_url=kie.base_url) as veo:
                 info = await veo.task("veo_task_1")
 
-    Served: ``GET /api/v1/veo/record-info?taskId=ID`` and
-    ``GET /api/v1/chat/credit``; any other path answers HTTP 404 with a 404
+    Served: ``GET record-info``, ``GET chat/credit``, ``POST generate``,
+    ``POST extend``, ``GET get-1080p-video``, ``POST get-4k-video`` and
+    ``POST common/download-url``; any other path answers HTTP 404 with a 404
     envelope. See the module docstring for the order of the checks.
 
     :param api_key: the key expected in ``Authorization: Bearer <key>``;
@@ -119,7 +150,22 @@ class FakeKie:
     :param record_requests: keep a :class:`RecordedRequest` per request in
         :attr:`requests`; switch off for long benchmarks (the counters are
         kept either way).
-    :param credits: the balance answered by the credit endpoint.
+    :param credits: the balance answered by the credit endpoint, and charged
+        by creates (402 when it runs short).
+    :param time_scale: multiplies every simulated duration of created tasks
+        (generation, 1080p, 4K): 0.01 plays minutes in seconds.
+    :param seed: seeds generation times and created ids (None: random).
+    :param create_limit: create requests (generate, extend) accepted per
+        ``create_period`` seconds, as Kie's account limit (20 per 10 s); None
+        for no limit. Over it: a 429, nothing created.
+    :param create_period: the window of ``create_limit``, in seconds.
+    :param rate_limit_http_status: the HTTP status of that 429 (Kie sends
+        200 with body code 429).
+    :param hd_delay: seconds (scaled) from a task's end to its 1080p version.
+    :param uhd_delay: seconds (scaled) from the first 4K request to the 4K version.
+    :param fallback_rate: the share of created tasks made by the fallback model.
+    :param failure_rate: the share of created tasks that end FAILED.
+    :param callback_secret: sign callbacks with this HMAC key (None: unsigned).
     :param shutdown_timeout: seconds :meth:`close` lets aiohttp wait for
         requests still being answered; hanging ones are cancelled first anyway.
     """
@@ -134,6 +180,16 @@ class FakeKie:
         require_user_agent: bool = True,
         record_requests: bool = True,
         credits: float = 1234.5,
+        time_scale: float = 1.0,
+        seed: int | None = None,
+        create_limit: int | None = 20,
+        create_period: float = 10.0,
+        rate_limit_http_status: int = 200,
+        hd_delay: float = 90.0,
+        uhd_delay: float = 420.0,
+        fallback_rate: float = 0.0,
+        failure_rate: float = 0.0,
+        callback_secret: str | None = None,
         shutdown_timeout: float = 0.1,
     ) -> None:
         if unknown_task not in ("record_null", "data_null"):
@@ -147,10 +203,26 @@ class FakeKie:
         self._require_user_agent = require_user_agent
         self._record_requests = record_requests
         self._shutdown_timeout = shutdown_timeout
-        #: The balance the credit endpoint answers; may be changed at any time.
-        self.credits = credits
+        self._desk = CreationDesk(
+            credits=credits,
+            time_scale=time_scale,
+            seed=seed,
+            create_limit=create_limit,
+            create_period=create_period,
+            rate_limit_http_status=rate_limit_http_status,
+            hd_delay=hd_delay,
+            uhd_delay=uhd_delay,
+            fallback_rate=fallback_rate,
+            failure_rate=failure_rate,
+        )
+        self._callbacks = CallbackSender(callback_secret)
+        self._timers: list[asyncio.TimerHandle] = []
+        self._create_faults: list[Fault] = []  # reversed, like _injected
 
         self._tasks: dict[str, _TaskState] = {}
+        # The wall clock as the loop's clock moves it (see _wall): on a virtual
+        # clock, createTime/completeTime must move with the tasks' progress.
+        self._wall_anchor: tuple[float, float] | None = None
         self._injected: list[Fault] = []  # reversed: the next fault is at the end
         self._requests: list[RecordedRequest] = []
         self._polls: Counter[str] = Counter()
@@ -214,8 +286,14 @@ class FakeKie:
         """Stop the server; requests still hanging are cancelled, their connections dropped.
 
         Idempotent; a second caller waits for the first one's close to finish.
-        Afterwards no task, socket or timer of the simulator is left.
+        Afterwards no task, socket or timer of the simulator is left (pending
+        callbacks are dropped). Call it also for a simulator used only in
+        process that had callbacks to send.
         """
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        await self._callbacks.aclose()
         if self._state == "closed":
             if self._closed is not None:
                 await self._closed.wait()
@@ -307,7 +385,8 @@ class FakeKie:
         :returns: the script in use.
         """
         script = self._script(task, fields)
-        self._tasks[script.task_id] = _TaskState(script, _now(), time.time())
+        added_at = _now()
+        self._tasks[script.task_id] = _TaskState(script, added_at, self._wall(added_at))
         return script
 
     def add_tasks(self, tasks: Iterable[str | TaskScript]) -> list[TaskScript]:
@@ -316,10 +395,23 @@ class FakeKie:
         :returns: the scripts in use, in input order.
         """
         scripts = [self._script(task, {}) for task in tasks]
-        added_at, created_at = _now(), time.time()
+        added_at = _now()
+        created_at = self._wall(added_at)
         for script in scripts:
             self._tasks[script.task_id] = _TaskState(script, added_at, created_at)
         return scripts
+
+    def _wall(self, loop_time: float) -> float:
+        """The wall-clock instant (epoch seconds) of a loop time.
+
+        Anchored once to ``time.time()``, then moved by the loop's clock, so
+        the times a record shows agree with when the simulator let the task
+        finish, on a virtual clock as in real time.
+        """
+        if self._wall_anchor is None:
+            self._wall_anchor = (time.time(), loop_time)
+        wall, anchor = self._wall_anchor
+        return wall + (loop_time - anchor)
 
     @staticmethod
     def _script(task: str | TaskScript, fields: dict[str, Any]) -> TaskScript:
@@ -347,6 +439,47 @@ class FakeKie:
         dropped = len(self._injected)
         self._injected.clear()
         return dropped
+
+    def inject_create(self, fault: Fault, count: int = 1) -> None:
+        """Give *fault* to the next *count* create requests (generate, extend).
+
+        They apply after the User-Agent and key checks. ``created_then_drop``
+        creates and charges, then drops the connection; ``truncated_json``
+        and ``oversized`` create, then distort the answer; ``slow`` delays,
+        then creates; every other fault answers in place of creating.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._create_faults[:0] = repeat(fault, count)
+
+    @property
+    def credits(self) -> float:
+        """The balance the credit endpoint answers; creates charge it; settable."""
+        return self._desk.credits
+
+    @credits.setter
+    def credits(self, value: float) -> None:
+        self._desk.credits = value
+
+    @property
+    def created(self) -> int:
+        """How many tasks were created through the API (generate and extend)."""
+        return len(self._desk.created)
+
+    @property
+    def created_ids(self) -> list[str]:
+        """The ids of the tasks created through the API, in creation order."""
+        return list(self._desk.created)
+
+    @property
+    def charged(self) -> float:
+        """The credits charged so far (generations, extends, 4K versions)."""
+        return self._desk.charged
+
+    @property
+    def callbacks_delivered(self) -> int:
+        """Callbacks delivered (answered 2xx)."""
+        return self._callbacks.delivered
 
     def completed_at(self, task_id: str) -> float:
         """Return the event-loop time at which the task's record turns terminal.
@@ -449,6 +582,7 @@ class FakeKie:
                 headers=dict(headers),
                 task_id=task_id,
                 started=loop.time(),
+                json=parse_body(body) if body else None,
             )
             self._requests.append(record)
         self._total += 1
@@ -463,7 +597,7 @@ class FakeKie:
 
         answer = DROP  # what counts if the handler is cancelled
         try:
-            answer = await self._answer(method, headers, path, task_id, record)
+            answer = await self._answer(method, headers, path, task_id, record, query, body)
             return answer
         finally:
             self._in_flight -= 1
@@ -499,6 +633,8 @@ class FakeKie:
         path: str,
         task_id: str | None,
         record: RecordedRequest | None,
+        query: Mapping[str, str],
+        body: bytes,
     ) -> Answer:
         if path == RECORD_INFO_PATH and self._injected:
             answer = await self._apply(self._injected.pop(), task_id, record)
@@ -529,7 +665,88 @@ class FakeKie:
             if method not in _READ_METHODS:
                 return method_not_allowed(method)
             return envelope_answer(200, "success", self.credits)
+        return await self._creating(method, path, query, body, record)
+
+    # -- the creating endpoints ----------------------------------------------------
+
+    async def _creating(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: bytes,
+        record: RecordedRequest | None,
+    ) -> Answer:
+        now = asyncio.get_running_loop().time()
+        if path in _CREATE_PATHS:
+            if method != "POST":
+                return method_not_allowed(method)
+            return await self._create(path, parse_body(body), record)
+        if path == HD_PATH:
+            if method not in _READ_METHODS:
+                return method_not_allowed(method)
+            return self._desk.hd(query, now, self._lookup)
+        if path == UHD_PATH:
+            if method != "POST":
+                return method_not_allowed(method)
+            answer, job = self._desk.uhd(parse_body(body), now, self._lookup)
+            if job is not None and job.callback_url is not None:
+                self._schedule_uhd_callback(parse_body(body)["taskId"], job)
+            return answer
+        if path == DOWNLOAD_URL_PATH:
+            if method != "POST":
+                return method_not_allowed(method)
+            return self._desk.download_link(parse_body(body), self._wall(_now()))
         return NOT_FOUND
+
+    async def _create(self, path: str, body: Any, record: RecordedRequest | None) -> Answer:
+        fault = self._create_faults.pop() if self._create_faults else None
+        if fault is not None:
+            if record is not None:
+                record.fault = fault.kind
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
+                fault = None
+            elif fault.kind == "reset":
+                return DROP
+            elif fault.kind not in _AFTER_CREATING:
+                return fault_answer(fault, partial(envelope, 200, "success"))
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if path == GENERATE_PATH:
+            answer, created = self._desk.generate(body, now)
+        else:
+            answer, created = self._desk.extend(body, now, self._lookup)
+        if created is not None:
+            self._add_created(created, now)
+        if fault is None:
+            return answer
+        if fault.kind == "created_then_drop":
+            return DROP
+        return fault_answer(fault, partial(_json_of, answer))
+
+    def _add_created(self, created: CreatedTask, now: float) -> None:
+        script = created.script
+        self._tasks[script.task_id] = _TaskState(script, now, self._wall(now))
+        if created.callback_url is not None:
+            url = created.callback_url
+            timer = asyncio.get_running_loop().call_at(
+                now + script.complete_after, self._callbacks.send, url, task_payload(script)
+            )
+            self._timers.append(timer)
+
+    def _schedule_uhd_callback(self, task_id: str, job: UpgradeJob) -> None:
+        assert job.callback_url is not None
+        timer = asyncio.get_running_loop().call_at(
+            job.ready_at, self._callbacks.send, job.callback_url, uhd_payload(task_id, job.urls)
+        )
+        self._timers.append(timer)
+
+    def _lookup(self, task_id: str) -> tuple[TaskScript, float, float] | None:
+        state = self._tasks.get(task_id)
+        if state is None:
+            return None
+        return state.script, state.added_at, state.created_at
 
     async def _apply(
         self, fault: Fault, task_id: str | None, record: RecordedRequest | None
@@ -560,6 +777,11 @@ class FakeKie:
         if self._unknown_task == "record_null":
             return envelope(422, "record is null")
         return envelope(200, "success")
+
+
+def _json_of(answer: Answer) -> dict[str, Any]:
+    parsed: dict[str, Any] = parse_body(answer.body)
+    return parsed
 
 
 def _drop_connection(request: web.Request) -> None:

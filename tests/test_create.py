@@ -1,0 +1,748 @@
+"""Creating tasks: validation before I/O, the wire JSON, never charged twice,
+the creation budget, model-aware first polls, extend, 1080p, 4K, credits,
+download links and callbacks.
+
+Most tests run in process on the virtual clock (minutes in milliseconds);
+the ones about real connections (a drop after creating, a refused
+connection, callbacks) run over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from veo_async import (
+    AdaptivePolicy,
+    APIError,
+    ContentPolicyError,
+    ExtendRequest,
+    GenerateRequest,
+    InsufficientCreditsError,
+    PollPolicy,
+    RateLimitError,
+    SubmitUncertainError,
+    TaskStatus,
+    TransportError,
+    VeoSession,
+)
+from veo_async._endpoints import decode_4k, decode_1080p
+from veo_async._protocol import RawResponse
+from veo_async.events import Event, RequestFailed
+from veo_async.models import MAX_PROMPT_LENGTH
+from veo_async.testing import FakeKie, Fault
+
+from ._virtual import run_virtual
+from .conftest import API_KEY, eventually
+
+GENERATE = "/api/v1/veo/generate"
+RECORD = "/api/v1/veo/record-info"
+
+
+def in_process(
+    body: Callable[[FakeKie, VeoSession], Awaitable[None]],
+    kie: FakeKie | None = None,
+    **session: Any,
+) -> None:
+    """Run ``body(kie, veo)`` on the virtual clock with an in-process session."""
+
+    async def main() -> None:
+        simulator = kie or FakeKie(seed=11, credits=1e9)
+        async with VeoSession(API_KEY, transport=simulator.transport(), **session) as veo:
+            await body(simulator, veo)
+        await simulator.close()
+
+    run_virtual(main)
+
+
+def requests_to(kie: FakeKie, path: str) -> list[Any]:
+    """The recorded requests to ``path``."""
+    return [r for r in kie.requests if r.path == path]
+
+
+# -- validation, before any I/O ------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"prompt": ""}, ValueError, "prompt must not be empty"),
+    ({"prompt": "   "}, ValueError, "prompt must not be empty"),
+    ({"prompt": "x" * (MAX_PROMPT_LENGTH + 1)}, ValueError, "characters long"),
+    ({"prompt": 3}, TypeError, "prompt must be a str"),
+    ({"model": "veo4"}, ValueError, "model 'veo4' is not one Kie documents"),
+    ({"aspect_ratio": "4:3"}, ValueError, "aspect_ratio"),
+    ({"aspectRatio": "16:9"}, TypeError, "aspectRatio"),
+    ({"generation_type": "IMAGE"}, ValueError, "generation_type"),
+    ({"resolution": "8k"}, ValueError, "resolution"),
+    ({"generation_type": "TEXT_2_VIDEO", "image_urls": ["https://a/1.png"]},
+     ValueError, "TEXT_2_VIDEO takes no images"),
+    ({"generation_type": "FIRST_AND_LAST_FRAMES_2_VIDEO"}, ValueError, "1-2 image URLs, not 0"),
+    ({"generation_type": "FIRST_AND_LAST_FRAMES_2_VIDEO", "image_urls": ["https://a/1"] * 3},
+     ValueError, "1-2 image URLs, not 3"),
+    ({"generation_type": "REFERENCE_2_VIDEO", "image_urls": ["https://a/1"] * 4},
+     ValueError, "1-3 image URLs, not 4"),
+    ({"image_urls": ["https://a/1"] * 3}, ValueError, "no generation_type takes 0-2"),
+    ({"image_urls": "https://a/1.png"}, TypeError, "not a single string"),
+    ({"image_urls": ["ftp://a/1.png"]}, ValueError, "http(s) URL"),
+    ({"image_urls": ["/local/file.png"]}, ValueError, "http(s) URL"),
+    ({"seeds": 9999}, ValueError, "10000-99999"),
+    ({"seeds": 100000}, ValueError, "10000-99999"),
+    ({"seeds": True}, TypeError, "seeds must be an int"),
+    ({"callback_url": "not a url"}, ValueError, "callback_url"),
+    ({"callback_url": "mailto:a@b.c"}, ValueError, "callback_url"),
+    ({"enable_translation": "yes"}, TypeError, "enable_translation"),
+]
+
+
+@pytest.mark.parametrize(("fields", "error", "match"), BAD_REQUESTS)
+def test_bad_requests_fail_before_any_io(
+    fields: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Each rule of a generate request raises a clear error and sends nothing."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        options = dict(fields)
+        prompt = options.pop("prompt", "a cat")
+        with pytest.raises(error, match=match.replace("(", r"\(").replace(")", r"\)")):
+            await veo.generate(prompt, **options)
+        assert kie.total_requests == 0
+
+    in_process(body)
+
+
+def test_allow_unknown_is_the_escape_hatch_for_new_values() -> None:
+    """allow_unknown=True sends values outside the documented sets as given."""
+    request = GenerateRequest(
+        "a cat", model="veo4", aspect_ratio="1:1", resolution="8k", allow_unknown=True
+    )
+    assert request.to_wire() == {
+        "prompt": "a cat", "model": "veo4", "aspect_ratio": "1:1", "resolution": "8k"
+    }
+    with pytest.raises(ValueError, match="not one Kie documents"):
+        ExtendRequest("veo_task_1", "more", model="ultra")
+    assert ExtendRequest("veo_task_1", "more", model="ultra", allow_unknown=True).model == "ultra"
+
+
+def test_extend_requests_are_validated() -> None:
+    """An extend needs a sane task id, a prompt, a documented model and seeds in range."""
+    with pytest.raises(ValueError, match="task id"):
+        ExtendRequest("", "more")
+    with pytest.raises(ValueError, match="prompt"):
+        ExtendRequest("veo_task_1", "")
+    with pytest.raises(ValueError, match="10000-99999"):
+        ExtendRequest("veo_task_1", "more", seeds=5)
+
+
+def test_the_wire_json_is_exactly_the_reference() -> None:
+    """Every field goes out under the reference's name (aspect_ratio, not the
+    older aspectRatio; callBackUrl; enableTranslation), unset ones left out."""
+    full = GenerateRequest(
+        "a cat",
+        model="veo3",
+        aspect_ratio="9:16",
+        generation_type="REFERENCE_2_VIDEO",
+        image_urls=["https://img/1.png", "https://img/2.png"],
+        resolution="1080p",
+        seeds=12345,
+        watermark="mine",
+        enable_translation=False,
+        callback_url="https://hooks.example/veo",
+    )
+    assert full.to_wire() == {
+        "prompt": "a cat",
+        "model": "veo3",
+        "aspect_ratio": "9:16",
+        "generationType": "REFERENCE_2_VIDEO",
+        "imageUrls": ["https://img/1.png", "https://img/2.png"],
+        "resolution": "1080p",
+        "seeds": 12345,
+        "watermark": "mine",
+        "enableTranslation": False,
+        "callBackUrl": "https://hooks.example/veo",
+    }
+    assert GenerateRequest("a cat").to_wire() == {
+        "prompt": "a cat", "model": "veo3_fast", "aspect_ratio": "16:9"
+    }
+    extend = ExtendRequest(
+        "veo_task_1", "more", model="lite", seeds=54321, watermark="w",
+        callback_url="http://h/cb",
+    )
+    assert extend.to_wire() == {
+        "taskId": "veo_task_1", "prompt": "more", "model": "lite", "seeds": 54321,
+        "watermark": "w", "callBackUrl": "http://h/cb",
+    }
+
+
+def test_generate_sends_the_request_and_returns_the_registered_handle() -> None:
+    """generate() POSTs to_wire() once; the handle is veo.task(id), remembers
+    its request and creation time, and awaits to the SUCCESS record."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("A cat surfing at sunset", model="veo3", seeds=12345)
+        assert veo.task(task.task_id) is task
+        assert isinstance(task.request, GenerateRequest)
+        assert task.request.model == "veo3"
+        assert task.created_at is not None
+        assert task.created_at.tzinfo is not None
+        assert task.created_loop_time is not None
+        sent = requests_to(kie, GENERATE)
+        assert [r.json for r in sent] == [task.request.to_wire()]
+        info = await task
+        assert info.status is TaskStatus.SUCCESS
+        assert info.params["model"] == "veo3"
+        assert veo.task("veo_task_other").request is None
+
+    in_process(body)
+
+
+def test_generate_takes_a_prepared_request_but_not_both() -> None:
+    """A GenerateRequest is sent as is; adding keywords to it is a TypeError."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        request = GenerateRequest("a cat", aspect_ratio="Auto")
+        with pytest.raises(TypeError, match="not both"):
+            await veo.generate(request, model="veo3")
+        task = await veo.generate(request)
+        assert task.request is request
+        assert requests_to(kie, GENERATE)[0].json["aspect_ratio"] == "Auto"
+
+    in_process(body)
+
+
+# -- never charged twice -------------------------------------------------------------
+
+
+async def test_a_drop_after_creating_is_uncertain_and_never_resent() -> None:
+    """Over loopback: the server creates the task, then drops the connection:
+    SubmitUncertainError carrying the request; exactly one task, no resend."""
+    async with FakeKie(api_key=API_KEY) as kie:
+        kie.inject_create(Fault.created_then_drop())
+        async with VeoSession(API_KEY, base_url=kie.base_url) as veo:
+            with pytest.raises(SubmitUncertainError) as caught:
+                await veo.generate("a cat")
+        assert caught.value.request == GenerateRequest("a cat")
+        assert not caught.value.retryable
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
+        assert "may have created" in str(caught.value)
+        assert kie.created == 1
+        assert len(requests_to(kie, GENERATE)) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.server_error(), Fault.bad_gateway_html(), Fault.truncated_json(),
+     Fault.body_code(408, "upstream timeout"), Fault.reset()],
+    ids=["500", "502-html", "truncated", "408", "reset"],
+)
+def test_answers_that_may_have_created_are_uncertain(fault: Fault) -> None:
+    """A 5xx, an unreadable answer, a 408 or a reset after sending: uncertain, one request."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(fault)
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a cat")
+        assert len(requests_to(kie, GENERATE)) == 1
+
+    in_process(body)
+
+
+def test_a_timeout_after_sending_is_uncertain() -> None:
+    """A create that gets no answer in time is uncertain and not resent."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.inject_create(Fault.slow(60.0))
+        transport = kie.transport()
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            # The in-process transport's timeout is its own (30 s by default).
+            with pytest.raises(SubmitUncertainError, match="in time"):
+                await veo.generate("a cat")
+        assert len(requests_to(kie, GENERATE)) == 1
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [(Fault.body_code(400, "prompt flagged"), ContentPolicyError),
+     (Fault.body_code(422, "imageUrls invalid"), APIError),
+     (Fault.body_code(451, "image could not be fetched"), APIError),
+     (Fault.body_code(501, "generation failed"), APIError)],
+    ids=["400", "422", "451", "501"],
+)
+def test_rejecting_codes_raise_at_once(fault: Fault, error: type[Exception]) -> None:
+    """Codes documented as rejecting the request raise their APIError, unsent again."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(fault)
+        with pytest.raises(error) as caught:
+            await veo.generate("a cat")
+        assert not isinstance(caught.value, SubmitUncertainError)
+        assert len(requests_to(kie, GENERATE)) == 1
+
+    in_process(body)
+
+
+def test_402_when_credits_run_out_creates_nothing() -> None:
+    """With too few credits the create is refused with InsufficientCreditsError."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        await veo.generate("one", model="veo3_lite")
+        with pytest.raises(InsufficientCreditsError):
+            await veo.generate("two", model="veo3")
+        assert kie.created == 1
+        assert len(requests_to(kie, GENERATE)) == 2
+
+    in_process(body, FakeKie(credits=100.0))
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.body_429(), Fault.http_429(retry_after=2), Fault.maintenance()],
+    ids=["body-429", "http-429", "455"],
+)
+def test_refusals_that_created_nothing_are_resent(fault: Fault) -> None:
+    """A 429 or a 455 certainly created nothing: the create is resent and succeeds once."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(fault, 2)
+        task = await veo.generate("a cat")
+        assert kie.created == 1
+        assert kie.created_ids == [task.task_id]
+        assert len(requests_to(kie, GENERATE)) == 3
+
+    in_process(body)
+
+
+def test_safe_resends_are_bounded() -> None:
+    """After 5 resends of a create that keeps meeting 455, the 455 is raised."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(Fault.maintenance(), 10)
+        with pytest.raises(APIError) as caught:
+            await veo.generate("a cat")
+        assert caught.value.code == 455
+        assert len(requests_to(kie, GENERATE)) == 6
+
+    in_process(body)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_refused_connection_is_resent_safely() -> None:
+    """Over loopback: nothing listens at first (refused before sending): the
+    create is resent once the server is up, and creates exactly one task."""
+    port = _free_port()
+    kie = FakeKie(api_key=API_KEY, port=port)
+    refused: list[TransportError] = []
+    started: list[asyncio.Task[None]] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, RequestFailed) and isinstance(event.error, TransportError):
+            refused.append(event.error)
+            if not started:
+                started.append(asyncio.get_running_loop().create_task(kie.start()))
+
+    try:
+        async with VeoSession(
+            API_KEY, base_url=f"http://127.0.0.1:{port}", on_event=on_event
+        ) as veo:
+            task = await veo.generate("a cat")
+        assert refused
+        assert all(not error.sent for error in refused)
+        assert kie.created_ids == [task.task_id]
+    finally:
+        if started:
+            await started[0]
+        await kie.close()
+
+
+# -- the creation budget -------------------------------------------------------------
+
+
+def test_500_concurrent_creates_meet_no_429_and_run_at_the_limit() -> None:
+    """500 generate() calls at once: all created, zero 429s, and (virtual time)
+    finished after about 500 / 20 * 10 s: throughput at the account limit."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = await asyncio.gather(*(veo.generate(f"cat {i}") for i in range(500)))
+        elapsed = loop.time() - start
+        assert kie.created == 500
+        assert len({t.task_id for t in tasks}) == 500
+        assert kie.count_status(429) == 0
+        # 25 windows of 20: the last batch starts 24 periods after the first.
+        assert 24 * 10.0 <= elapsed <= 25 * 10.0
+        assert veo.stats.creates == 500
+
+    in_process(body)
+
+
+def test_the_creation_budget_is_configurable() -> None:
+    """create_rate/create_period are validated, read-only settings that pace creates."""
+    with pytest.raises(ValueError, match="create_rate"):
+        VeoSession(API_KEY, create_rate=0)
+    with pytest.raises(ValueError, match="create_period"):
+        VeoSession(API_KEY, create_period=-1.0)
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        assert (veo.create_rate, veo.create_period) == (5, 1.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.gather(*(veo.generate("a cat") for _ in range(20)))
+        assert 3.0 <= loop.time() - start <= 4.0
+
+    in_process(body, create_rate=5, create_period=1.0)
+
+
+def test_a_429_on_a_create_pauses_creating_only() -> None:
+    """A create's 429 (Retry-After 30 s) pauses creates; polls of other tasks
+    go on meanwhile, and the session's own pause stays zero."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_old", complete_after=1000.0)
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(veo.task("veo_task_old").wait(timeout=None))
+        await asyncio.sleep(1.0)
+        kie.inject_create(Fault.http_429(retry_after=30))
+        creating = loop.create_task(veo.generate("a cat"))
+        await asyncio.sleep(5.0)
+        stats = veo.stats
+        assert stats.create_paused_for > 20.0
+        assert stats.paused_for == 0.0
+        assert stats.create_rate_limited == 1
+        polls_before = kie.polls("veo_task_old")
+        await asyncio.sleep(20.0)
+        assert kie.polls("veo_task_old") > polls_before  # polling went on
+        assert not creating.done()  # creating waited
+        task = await creating
+        assert kie.created_ids == [task.task_id]
+        watcher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watcher
+
+    in_process(body, policy=PollPolicy(interval=2.0, max_interval=2.0, jitter=0.0))
+
+
+# -- model-aware first poll ----------------------------------------------------------
+
+
+def _first_poll_after(kie: FakeKie, task_id: str, created: float) -> float:
+    polls = [r.started for r in kie.requests if r.path == RECORD and r.task_id == task_id]
+    return polls[0] - created
+
+
+#: The default schedule without jitter, so first polls can be computed exactly.
+STEADY = AdaptivePolicy(jitter=0.0)
+
+
+def _expected_first_poll(model: str) -> float:
+    """What the learned schedule (before it has learned anything) says for a new task."""
+    schedule = STEADY.schedule()
+    return schedule.next_delay(model=model, age=0.0, polls=0, rng=random.Random(0))
+
+
+@pytest.mark.parametrize("model", ["veo3_lite", "veo3_fast", "veo3"])
+def test_created_tasks_poll_first_after_a_model_aware_delay(model: str) -> None:
+    """With the adaptive default, a created task's first poll waits for its model's
+    first likely finish (the prior's), counted from creation: never at 0 s."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model=model)
+        assert task.created_loop_time is not None
+        await task
+        first = _first_poll_after(kie, task.task_id, task.created_loop_time)
+        assert first == pytest.approx(_expected_first_poll(model), abs=0.01)
+        assert first >= 45.0
+
+    in_process(body, policy=STEADY)
+
+
+def test_first_polls_differ_by_model() -> None:
+    """The quality model's main polls come later than the fast model's."""
+    fast = _expected_first_poll("veo3_fast")
+    schedule = STEADY.schedule()
+    rng = random.Random(0)
+    ages = [0.0]
+    for polls in range(3):
+        delay = schedule.next_delay(model="veo3", age=ages[-1], polls=polls, rng=rng)
+        ages.append(ages[-1] + delay)
+    assert max(ages[:3]) > fast  # veo3 keeps at most an early probe before fast's first poll
+
+
+def test_the_first_delay_counts_from_the_creation() -> None:
+    """A wait started 50 s after creating a veo3_fast task polls when it would have
+    from creation, not 50 s + the delay."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat")
+        assert task.created_loop_time is not None
+        await asyncio.sleep(50.0)
+        await task
+        first = _first_poll_after(kie, task.task_id, task.created_loop_time)
+        assert first == pytest.approx(_expected_first_poll("veo3_fast"), abs=0.01)
+
+    in_process(body, policy=STEADY)
+
+
+def test_an_explicit_session_policy_wins_over_the_model_delay() -> None:
+    """A policy given to the session applies as is: first poll at its first_poll."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3")
+        assert task.created_loop_time is not None
+        await task
+        assert _first_poll_after(kie, task.task_id, task.created_loop_time) == pytest.approx(
+            5.0, abs=0.01
+        )
+
+    in_process(body, policy=PollPolicy(first_poll=5.0))
+
+
+def test_an_explicit_wait_policy_wins_over_the_model_delay() -> None:
+    """A policy given to wait() applies as is."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3")
+        assert task.created_loop_time is not None
+        await task.wait(policy=PollPolicy(first_poll=0.0, interval=10.0, max_interval=30.0))
+        assert _first_poll_after(kie, task.task_id, task.created_loop_time) == pytest.approx(
+            0.0, abs=0.01
+        )
+
+    in_process(body)
+
+
+def test_batches_use_the_model_delay_too() -> None:
+    """wait_many with the default policy also waits the model delay for created tasks."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3_lite")
+        assert task.created_loop_time is not None
+        await veo.wait_many([task.task_id])
+        assert _first_poll_after(kie, task.task_id, task.created_loop_time) == pytest.approx(
+            _expected_first_poll("veo3_lite"), abs=0.01
+        )
+
+    in_process(body, policy=STEADY)
+
+
+# -- extend, 1080p, 4K ---------------------------------------------------------------
+
+
+def test_extend_waits_for_success_then_creates_a_new_task() -> None:
+    """task.extend() waits for the task to succeed, then POSTs extend once: a new handle."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat")
+        ext = await task.extend("The cat jumps off the board", model="fast", seeds=22222)
+        assert task.done()
+        assert ext is not task
+        assert veo.task(ext.task_id) is ext
+        assert ext.request == ExtendRequest(
+            task.task_id, "The cat jumps off the board", model="fast", seeds=22222
+        )
+        sent = requests_to(kie, "/api/v1/veo/extend")
+        assert [r.json for r in sent] == [ext.request.to_wire()]
+        assert (await ext).status is TaskStatus.SUCCESS
+        with pytest.raises(ValueError, match="is for task 'veo_task_x'"):
+            await ext.extend(ExtendRequest("veo_task_x", "more"))
+
+    in_process(body)
+
+
+def test_get_1080p_polls_processing_until_ready() -> None:
+    """get_1080p waits for the task, then asks every 20-30 s while "processing"."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat")
+        url = await task.get_1080p(index=0)
+        assert url.endswith("1080p-0.mp4")
+        asks = requests_to(kie, "/api/v1/veo/get-1080p-video")
+        assert len(asks) >= 3
+        assert asks[-1].query == {"taskId": task.task_id, "index": "0"}
+        gaps = [b.started - a.started for a, b in itertools.pairwise(asks)]
+        assert all(20.0 <= gap <= 30.0 + 1e-6 for gap in gaps)
+        record = task.record
+        assert record is not None
+        assert record.complete_time is not None
+
+    in_process(body, FakeKie(seed=5, hd_delay=90.0, credits=1e9))
+
+
+def test_get_1080p_times_out_at_its_deadline() -> None:
+    """Not ready by the deadline: WaitTimeoutError, close to the timeout."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_a", complete_after=0.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(TimeoutError):
+            await veo.task("veo_task_a").get_1080p(timeout=100.0)
+        assert 100.0 <= loop.time() - start <= 101.0
+
+    in_process(body, FakeKie(hd_delay=1000.0))
+
+
+def test_get_1080p_of_a_fallback_video_fails_at_once() -> None:
+    """A fallback-model record is refused with a clear error before any 1080p request."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_fb", complete_after=0.0, fallback=True)
+        with pytest.raises(ValueError, match="fallback model"):
+            await veo.task("veo_task_fb").get_1080p()
+        assert requests_to(kie, "/api/v1/veo/get-1080p-video") == []
+        with pytest.raises(ValueError, match="index"):
+            await veo.task("veo_task_fb").get_1080p(index=-1)
+
+    in_process(body)
+
+
+def test_get_4k_requests_once_and_waits_until_done() -> None:
+    """get_4k POSTs once (one charge), re-asks through "processing" 422s, and
+    returns the URLs of the "generated successfully" 422."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_a", complete_after=0.0)
+        urls = await veo.task("veo_task_a").get_4k(index=0)
+        assert urls == ("https://tempfile.example/veo/veo_task_a/4k-0.mp4",)
+        asks = requests_to(kie, "/api/v1/veo/get-4k-video")
+        assert len(asks) >= 3
+        assert asks[0].json == {"taskId": "veo_task_a", "index": 0}
+        assert kie.charged == 120.0
+
+    in_process(body, FakeKie(uhd_delay=300.0, credits=1000.0))
+
+
+def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
+    """422 "processing" with null urls is not ready; 422 with urls is done; other 422s raise."""
+
+    def raw(payload: dict[str, Any]) -> RawResponse:
+        return RawResponse(200, {}, json.dumps(payload).encode())
+
+    processing = {"code": 422, "msg": "4k is processing.", "data": {"resultUrls": None}}
+    done = {"code": 422, "msg": "has been generated successfully",
+            "data": {"taskId": "t", "resultUrls": ["https://r/4k.mp4"]}}
+    in_info = {"code": 200, "msg": "ok", "data": {"info": {"resultUrls": '["https://r/a"]'}}}
+    assert decode_4k(raw(processing)) is None
+    assert decode_4k(raw(done)) == ("https://r/4k.mp4",)
+    assert decode_4k(raw(in_info)) == ("https://r/a",)
+    assert decode_4k(raw({"code": 200, "msg": "success", "data": {"taskId": "t"}})) is None
+    with pytest.raises(APIError):
+        decode_4k(raw({"code": 422, "msg": "taskId is invalid", "data": None}))
+    assert decode_1080p(raw({"code": 400, "msg": "1080P is processing", "data": None})) is None
+    with pytest.raises(ContentPolicyError):
+        decode_1080p(raw({"code": 400, "msg": "bad request", "data": None}))
+
+
+# -- credits, download links ---------------------------------------------------------
+
+
+def test_credits_is_a_float_and_may_be_fractional() -> None:
+    """credits() answers the balance as a float."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.credits = 12.75
+        balance = await veo.credits()
+        assert balance == 12.75
+        assert isinstance(balance, float)
+
+    in_process(body)
+
+
+def test_download_url_returns_the_temporary_link() -> None:
+    """download_url() POSTs {url} and returns the link; a non-http URL fails before I/O."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        with pytest.raises(ValueError, match="http"):
+            await veo.download_url("file:///etc/passwd")
+        assert kie.total_requests == 0
+        url = "https://tempfile.example/veo/veo_task_a/video.mp4"
+        link = await veo.download_url(url)
+        assert link.startswith(url + "?")
+        assert requests_to(kie, "/api/v1/common/download-url")[0].json == {"url": url}
+        with pytest.raises(APIError) as caught:
+            await veo.download_url("https://elsewhere.example/v.mp4")
+        assert caught.value.code == 422
+
+    in_process(body)
+
+
+def test_a_create_429_counts_as_rate_limited_not_as_a_session_pause() -> None:
+    """Stats: a create 429 shows in create_rate_limited, not in rate_limited."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(Fault.body_429())
+        await veo.generate("a cat")
+        assert veo.stats.create_rate_limited == 1
+        assert veo.stats.rate_limited == 0
+
+    in_process(body)
+
+
+def test_a_rate_limit_that_never_ends_raises_after_the_resends() -> None:
+    """A create meeting 429 six times raises the RateLimitError."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.inject_create(Fault.body_429(), 6)
+        with pytest.raises(RateLimitError):
+            await veo.generate("a cat")
+        assert kie.created == 0
+
+    in_process(body)
+
+
+# -- callbacks -----------------------------------------------------------------------
+
+
+async def test_callbacks_are_posted_and_signed() -> None:
+    """A created task's outcome is POSTed to its callBackUrl, signed with HMAC-SHA256."""
+    received: list[tuple[dict[str, Any], dict[str, str]]] = []
+    got = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.json(), dict(request.headers)))
+        got.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    kie = FakeKie(time_scale=0.001, callback_secret="s3cret", seed=2)
+    try:
+        async with VeoSession(API_KEY, transport=kie.transport()) as veo:
+            task = await veo.generate("a cat", callback_url=f"http://127.0.0.1:{port}/hook")
+            await asyncio.wait_for(got.wait(), 10.0)
+        payload, headers = received[0]
+        assert payload["code"] == 200
+        assert payload["data"]["taskId"] == task.task_id
+        assert payload["data"]["info"]["resultUrls"]
+        assert json.loads(payload["data"]["promptJson"])["prompt"] == "a cat"
+        stamp = headers["X-Webhook-Timestamp"]
+        expected = base64.b64encode(
+            hmac.new(b"s3cret", f"{task.task_id}.{stamp}".encode(), hashlib.sha256).digest()
+        ).decode()
+        assert headers["X-Webhook-Signature"] == expected
+        # Counted once the simulator has read our answer, a moment after the hook ran.
+        assert await eventually(lambda: kie.callbacks_delivered == 1)
+    finally:
+        await kie.close()
+        await runner.cleanup()

@@ -1,0 +1,1049 @@
+"""Issue 9 (hardening): one or more regression tests per item, against the reshaped core.
+
+Timing-heavy items run on a :class:`VirtualClockLoop` with the in-process
+transport (minutes of polling in milliseconds, and exact virtual times);
+items about real HTTP (decompression, oversized answers, what aiohttp's
+exceptions and frames hold) run against small aiohttp servers on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import gzip
+import io
+import logging
+import resource
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import web
+from rich.console import Console
+from rich.traceback import Traceback
+
+import veo_async._http as veo_http
+from veo_async import (
+    AuthenticationError,
+    HttpRequest,
+    PollPolicy,
+    RateLimitError,
+    RawResponse,
+    RecordInfo,
+    ResponseError,
+    ServerError,
+    SessionClosedError,
+    TaskFailedError,
+    TaskStatus,
+    TransportError,
+    VeoError,
+    VeoSession,
+    VeoTask,
+    WaitTimeoutError,
+)
+from veo_async._batch import CompletionTracker
+from veo_async._limits import MAX_PAUSE
+from veo_async.events import (
+    Event,
+    RecordPublished,
+    RequestAnswered,
+    RequestFailed,
+    RequestStarted,
+    RetryScheduled,
+    SessionPaused,
+)
+from veo_async.testing import FakeKie, Fault, InProcessTransport, TaskScript, VirtualClockLoop
+
+T = TypeVar("T")
+
+KEY = "test-key"
+SECRET = "sk-HARDEN-5ecr3t-9f1c"
+MIB = 1024 * 1024
+
+#: A schedule with round numbers: first poll at once, then every second.
+EVERY_SECOND = PollPolicy(
+    first_poll=0.0, interval=1.0, factor=1.0, max_interval=1.0, jitter=0.0, timeout=None
+)
+#: Loopback tests: quick polls, short deadline.
+QUICK = PollPolicy(
+    first_poll=0.0, interval=0.02, factor=1.5, max_interval=0.05, jitter=0.0, timeout=10.0
+)
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` to completion on a fresh virtual-clock loop, then close the loop."""
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def now() -> float:
+    """The running loop's clock (virtual on a VirtualClockLoop)."""
+    return asyncio.get_running_loop().time()
+
+
+def in_process(kie: FakeKie, **kwargs: Any) -> VeoSession:
+    """A session talking to ``kie`` in process, on the round-number schedule by default."""
+    kwargs.setdefault("policy", EVERY_SECOND)
+    return VeoSession(kwargs.pop("api_key", KEY), transport=kie.transport(), **kwargs)
+
+
+def alive(kind: type) -> int:
+    """How many objects of exactly ``kind`` are alive after a full collection."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
+
+
+async def settle(seconds: float) -> None:
+    """Let (virtual) time pass."""
+    await asyncio.sleep(seconds)
+
+
+# -- item 8: wait_many(return_exceptions=False) raises the first *real* failure -------------
+
+
+def test_wait_many_raises_an_already_failed_task_at_once_and_touches_nothing_else() -> None:
+    """#8: a batch holding a handle already known FAILED raises its TaskFailedError at
+    once, sends no request, and leaves the other handles untouched."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("bad", final_status=2)
+        kie.add_task("slow_a", complete_after=600)
+        kie.add_task("slow_b", complete_after=600)
+        async with in_process(kie) as veo:
+            bad = veo.task("bad")
+            with pytest.raises(TaskFailedError):
+                await bad.wait()
+            others = [veo.task("slow_a"), veo.task("slow_b")]
+            before, started = kie.total_requests, now()
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many(["slow_a", "bad", "slow_b"], timeout=30)
+            assert caught.value.task_id == "bad"
+            assert now() - started < 1.0  # virtual: it did not wait for anything
+            assert kie.total_requests == before
+            for handle in others:
+                assert (handle.error, handle.polling, handle.record) == (None, False, None)
+
+    run_virtual(main)
+
+
+def test_wait_many_deadline_names_the_first_unfinished_id_in_input_order() -> None:
+    """#8: at the deadline the raised WaitTimeoutError names the first unfinished id in
+    input order; the other unfinished handles get no made-up error and stop polling."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("quick", complete_after=1)
+        for task_id in ("late_1", "late_2", "late_3"):
+            kie.add_task(task_id, complete_after=600)
+        async with in_process(kie) as veo:
+            handles = [veo.task(i) for i in ("late_3", "quick", "late_1", "late_2")]
+            started = now()
+            with pytest.raises(WaitTimeoutError) as caught:
+                await veo.wait_many([h.task_id for h in handles], timeout=5)
+            assert caught.value.task_id == "late_3"
+            assert 5.0 <= now() - started < 5.25
+            assert handles[0].error is caught.value
+            assert handles[1].result().status is TaskStatus.SUCCESS
+            for handle in handles[2:]:
+                assert (handle.error, handle.polling) == (None, False)
+
+    run_virtual(main)
+
+
+def test_wait_many_fail_fast_raises_the_real_failure_and_leaves_others_untouched() -> None:
+    """#8: a task failing mid-batch is what is raised (not a timeout of another id, not
+    the cancellations the batch makes itself); other handles keep no error."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("slow_a", complete_after=600)
+        kie.add_task("bad", complete_after=2, final_status=3)
+        kie.add_task("slow_b", complete_after=600)
+        async with in_process(kie) as veo:
+            handles = [veo.task(i) for i in ("slow_a", "bad", "slow_b")]
+            started = now()
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many([h.task_id for h in handles], timeout=60)
+            assert caught.value.task_id == "bad"
+            assert now() - started < 4  # right after the failing poll, not at the deadline
+            with pytest.raises(TaskFailedError):
+                handles[1].result()
+            for handle in (handles[0], handles[2]):
+                assert (handle.error, handle.polling) == (None, False)
+                assert handle.status is TaskStatus.GENERATING
+
+    run_virtual(main)
+
+
+def test_wait_many_failure_beats_a_deadline_of_zero() -> None:
+    """#8: with an already-failed handle and timeout=0, the real failure is raised, not
+    a WaitTimeoutError for another id."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("bad", final_status=2)
+        kie.add_task("slow", complete_after=600)
+        async with in_process(kie) as veo:
+            bad = veo.task("bad")
+            with pytest.raises(TaskFailedError):
+                await bad.wait()
+            slow = veo.task("slow")
+            with pytest.raises(TaskFailedError) as caught:
+                await veo.wait_many(["slow", "bad"], timeout=0)
+            assert caught.value.task_id == "bad"
+            assert slow.error is None
+
+    run_virtual(main)
+
+
+# -- item 9: batches leave nothing behind on the runs they followed ---------------------------
+
+
+def _noop_listener(_handle: object, _error: BaseException | None) -> None:
+    """A listener that ignores everything (to look at a run's followers)."""
+
+
+def test_batches_do_not_pile_up_on_a_run_kept_alive_by_another_waiter() -> None:
+    """#9: 300 short wait_many and 300 as_completed over an id another waiter keeps
+    polling leave no tracker alive and no listener on the shared run."""
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        kie.add_task("long", complete_after=100_000)
+        kie.add_task("other", complete_after=100_000)
+        async with in_process(kie) as veo:
+            waiter = asyncio.create_task(veo.task("long").wait(timeout=None))
+            await settle(0.5)
+            probe = veo.task("long").subscribe(_noop_listener)
+            assert probe.run is not None
+            followers = len(probe.run.listeners)
+            for _ in range(300):
+                outcomes = await veo.wait_many(
+                    ["long", "other"], timeout=0.5, return_exceptions=True
+                )
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            for _ in range(300):
+                async with aclosing(veo.as_completed(["long", "other"], timeout=0.5)) as it:
+                    async for handle in it:
+                        assert isinstance(handle.error, WaitTimeoutError)
+            assert len(probe.run.listeners) == followers
+            assert alive(CompletionTracker) == 0
+            assert veo.task("long").polling
+            assert not veo.task("other").polling
+            probe.close()
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+
+    run_virtual(main)
+
+
+def test_a_batch_left_early_releases_its_tracker() -> None:
+    """#9: an as_completed left after one handle, and a cancelled wait_many, release
+    their trackers and listeners too."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("fast", complete_after=1)
+        kie.add_task("long", complete_after=100_000)
+        async with in_process(kie) as veo:
+            long = veo.task("long")
+            async with aclosing(veo.as_completed(["fast", "long"], timeout=None)) as it:
+                async for handle in it:
+                    assert handle.task_id == "fast"
+                    break
+            batch = asyncio.create_task(veo.wait_many(["long"], timeout=None))
+            await settle(3)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+            del batch  # the test's own reference to the batch's frames
+            await settle(1)
+            assert alive(CompletionTracker) == 0
+            assert not long.polling
+
+    run_virtual(main)
+
+
+# -- item 10: a terminal record is final -------------------------------------------------------
+
+
+class LateAnswers:
+    """A transport that holds chosen answers back: the record is taken at send time
+    but handed over ``delay`` seconds later (a slow network on the way back)."""
+
+    def __init__(self, inner: InProcessTransport, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.hold_next = 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer, late for the next ``hold_next`` requests."""
+        late = self.hold_next > 0
+        self.hold_next -= late
+        answer = await self.inner.send(request)
+        if late:
+            await asyncio.sleep(self.delay)
+        return answer
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+def test_a_stale_answer_never_moves_a_finished_handle_backwards() -> None:
+    """#10: a refresh() answered GENERATING after the poll run saw SUCCESS leaves the
+    handle done with its SUCCESS record, and refresh() returns that record."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=2)
+        transport = LateAnswers(kie.transport(), delay=5)
+        async with VeoSession(KEY, transport=transport, policy=EVERY_SECOND) as veo:
+            handle = veo.task("t1")
+            transport.hold_next = 1
+            stale = asyncio.create_task(handle.refresh())  # taken at t=0, answered at t=5
+            await settle(0)
+            record = await handle.wait(timeout=30)
+            assert record.status is TaskStatus.SUCCESS
+            assert not stale.done()
+            refreshed = await stale
+            assert refreshed.status is TaskStatus.SUCCESS
+            assert handle.done()
+            assert handle.record is record
+            assert handle.result() is record
+            assert await handle.wait() is record  # from memory
+
+    run_virtual(main)
+
+
+# -- item 11: aclose() wakes every queued request at once --------------------------------------
+
+
+class SlowClose:
+    """A transport whose aclose() takes a while (a connection pool draining)."""
+
+    def __init__(self, inner: InProcessTransport, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.closed = False
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer."""
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        """Close after ``seconds``."""
+        await asyncio.sleep(self.seconds)
+        await self.inner.aclose()
+        self.closed = True
+
+
+def test_aclose_wakes_requests_queued_behind_a_429_pause_at_once() -> None:
+    """#11: record_info()/refresh() calls queued behind a 429 pause end with
+    SessionClosedError as soon as aclose() is called, not when the pause ends."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1")
+        kie.inject(Fault.http_429(retry_after=60))
+        veo = in_process(kie)
+        async with veo:
+            with pytest.raises(RateLimitError):
+                await veo.record_info("t1")
+            calls = [asyncio.create_task(veo.record_info("t1")) for _ in range(5)]
+            calls.append(asyncio.create_task(veo.task("t1").refresh()))
+            await settle(1)
+            assert veo.stats.queued == 6
+            assert not any(c.done() for c in calls)
+            closing_at = now()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert now() - closing_at < 1  # virtual: nobody waited for the pause
+        assert all(type(r) is SessionClosedError for r in results), results
+        assert kie.total_requests == 1
+
+    run_virtual(main)
+
+
+def test_a_second_concurrent_aclose_returns_only_when_the_first_has_finished() -> None:
+    """#11: aclose() called while another aclose() is still closing the transport
+    returns only once that close is complete."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        transport = SlowClose(kie.transport(), seconds=3)
+        veo = VeoSession(KEY, transport=transport, policy=EVERY_SECOND)
+        async with veo:
+            first = asyncio.create_task(veo.aclose())
+            await settle(0.5)
+            assert veo.closed
+            assert not transport.closed
+            await veo.aclose()
+            assert transport.closed
+            assert first.done()
+
+    run_virtual(main)
+
+
+def test_as_completed_after_aclose_raises_instead_of_yielding() -> None:
+    """#11: an as_completed iterator made before aclose() and iterated after it raises
+    SessionClosedError (as wait_many does); one running during aclose() yields no
+    handle without an outcome."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        for task_id in ("a", "b", "c"):
+            kie.add_task(task_id, complete_after=600)
+        veo = in_process(kie)
+        async with veo:
+            early = veo.as_completed(["a", "b"], timeout=None)
+            running = veo.as_completed(["a", "b", "c"], timeout=None)
+            yielded: list[VeoTask] = []
+
+            async def drain() -> None:
+                async with aclosing(running) as it:
+                    async for handle in it:
+                        yielded.append(handle)
+
+            draining = asyncio.create_task(drain())
+            await settle(2)
+        with pytest.raises(SessionClosedError):
+            await early.__anext__()
+        with pytest.raises(SessionClosedError):
+            veo.as_completed(["a"])
+        with pytest.raises(SessionClosedError):
+            await veo.wait_many(["a"])
+        await draining  # ended, one way or the other
+        for handle in yielded:
+            with pytest.raises(SessionClosedError):
+                handle.result()
+
+    run_virtual(main)
+
+
+# -- item 12: an abandoned watch() stops polling at its deadline --------------------------------
+
+
+def test_an_abandoned_watch_iterator_stops_polling_at_its_deadline() -> None:
+    """#12: a watch() iterator kept but never iterated again polls no more after its
+    deadline, and iterating it later raises WaitTimeoutError."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=100_000)
+        fast = EVERY_SECOND.replace(interval=0.1, max_interval=0.1)
+        async with in_process(kie, policy=fast) as veo:
+            handle = veo.task("t1")
+            watching = handle.watch(timeout=3)
+            first = await watching.__anext__()
+            assert first.status is TaskStatus.GENERATING
+            await settle(2)
+            assert handle.polling
+            await settle(60)
+            assert not handle.polling
+            assert 20 <= kie.polls("t1") <= 32  # ~3 s of 0.1 s polls, not 60 s of them
+            with pytest.raises(WaitTimeoutError):
+                await watching.__anext__()
+            await watching.aclose()
+
+    run_virtual(main)
+
+
+# -- item 13: a 401 is fatal to the session ----------------------------------------------------
+
+
+def test_a_401_ends_every_wait_of_the_session_without_more_requests(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """#13: with a wrong key, a batch of 50 ids sends no more than the requests already in
+    flight, every position is that AuthenticationError, and later waits send nothing."""
+    caplog.set_level(logging.WARNING, logger="veo_async")
+
+    async def main() -> None:
+        kie = FakeKie(api_key="the-right-key")
+        ids = [f"t{i}" for i in range(50)]
+        kie.add_tasks(ids)
+        async with in_process(kie, concurrency=4) as veo:
+            outcomes = await veo.wait_many(ids, timeout=60, return_exceptions=True)
+            assert all(type(o) is AuthenticationError for o in outcomes)
+            assert kie.total_requests <= 4
+            sent = kie.total_requests
+            with pytest.raises(AuthenticationError):
+                await veo.wait_many(ids, timeout=60)
+            with pytest.raises(AuthenticationError):
+                await veo.task("t0").wait()
+            with pytest.raises(AuthenticationError):
+                await veo.record_info("t0")
+            assert kie.total_requests == sent
+            assert veo.stats.queued == 0
+
+    run_virtual(main)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # one line for the bad key, not one per id
+
+
+def test_a_401_wakes_waits_queued_behind_other_requests() -> None:
+    """#13: waits already queued when the 401 arrives end with AuthenticationError at
+    once, without their request going out."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key="the-right-key")
+        kie.add_tasks([f"t{i}" for i in range(10)])
+        async with in_process(kie, concurrency=1) as veo:
+            waits = [asyncio.create_task(veo.task(f"t{i}").wait()) for i in range(10)]
+            results = await asyncio.gather(*waits, return_exceptions=True)
+            assert all(type(r) is AuthenticationError for r in results), results
+            assert kie.total_requests == 1
+            # Each waiter has its own instance: no shared traceback growing.
+            assert len({id(r) for r in results}) == 10
+
+    run_virtual(main)
+
+
+# -- item 14: Retry-After is capped; the pause is observable; no pile-up during it --------------
+
+
+@pytest.mark.parametrize("retry_after", ["86400", "1e308", "99999999999999999999"])
+def test_retry_after_is_capped_and_the_pause_is_reported(retry_after: str) -> None:
+    """#14: a huge Retry-After pauses the session at most MAX_PAUSE (300 s, jitter
+    included); stats and a SessionPaused event show the pause; the wait then succeeds."""
+    assert MAX_PAUSE == 300.0
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1")
+        kie.inject(Fault.http_429(retry_after=retry_after))
+        async with in_process(kie, on_event=events.append) as veo:
+            started = now()
+            waiting = asyncio.create_task(veo.task("t1").wait(timeout=None))
+            await settle(10)
+            stats = veo.stats
+            assert stats.pauses == 1
+            assert stats.rate_limited == 1
+            assert 0 < stats.paused_for <= MAX_PAUSE - 9  # 10 s into a pause of <= 300 s
+            record = await waiting
+            assert record.status is TaskStatus.SUCCESS
+            assert now() - started <= MAX_PAUSE + 1.5
+            assert veo.stats.paused_for == 0
+
+    run_virtual(main)
+    paused = [e for e in events if isinstance(e, SessionPaused)]
+    assert len(paused) == 1
+    assert 0 < paused[0].duration <= MAX_PAUSE
+    assert paused[0].retry_after is not None
+    assert paused[0].retry_after > MAX_PAUSE
+
+
+def test_waits_ended_during_a_pause_leave_no_queue_entries_behind() -> None:
+    """#14: 20,000 short waits that time out during a 429 pause do not pile up in the
+    session's queue (their poll runs are dropped, not kept until the pause ends)."""
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        kie.inject(Fault.http_429(retry_after=300))
+        kie.add_task("t0")
+        async with in_process(kie) as veo:
+            with pytest.raises(RateLimitError):
+                await veo.record_info("t0")
+            for chunk in range(20):
+                ids = [f"w{chunk}_{i}" for i in range(1000)]
+                outcomes = await veo.wait_many(ids, timeout=0.01, return_exceptions=True)
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            assert veo.stats.paused_for > 0
+            assert veo.stats.queued == 0
+            runs = alive(type(veo.task("t0").subscribe(_noop_listener).run))
+            assert runs <= 1100  # the few kept until compaction, not 20,000
+            assert kie.total_requests == 1
+
+    run_virtual(main)
+
+
+# -- item 15: rate=R means at most R starts in any sliding second ------------------------------
+
+
+def _max_in_a_second(starts: list[float]) -> int:
+    """The most starts any half-open one-second window [t, t + 1) holds."""
+    starts = sorted(starts)
+    best, left = 0, 0
+    for right, start in enumerate(starts):
+        while start - starts[left] >= 1.0:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+class CoarseTimerLoop(VirtualClockLoop):
+    """A virtual-clock loop that runs timers up to 20 ms early, as asyncio may
+    (it runs every timer due within its clock resolution)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock_resolution = 0.02
+
+
+@pytest.mark.parametrize("loop_class", [VirtualClockLoop, CoarseTimerLoop])
+@pytest.mark.parametrize("rate", [5, 2.5, 0.5])
+def test_rate_never_lets_more_than_rate_starts_into_a_sliding_second(
+    rate: float, loop_class: type[VirtualClockLoop]
+) -> None:
+    """#15: with rate=R no sliding one-second window sees more than R request starts,
+    at start, in steady polling, or after idle; and the queue never stalls."""
+    starts: list[float] = []
+
+    def record(event: Event) -> None:
+        if isinstance(event, RequestStarted):
+            starts.append(event.at)
+
+    async def main() -> None:
+        kie = FakeKie(record_requests=False)
+        async with in_process(kie, rate=rate, on_event=record) as veo:
+            for burst in range(2):
+                ids = [f"b{burst}_{i}" for i in range(12)]
+                kie.add_tasks(TaskScript(i, complete_after=8) for i in ids)
+                # A stalled queue would wait forever: bound it (virtual seconds).
+                outcomes = await asyncio.wait_for(veo.wait_many(ids, timeout=None), 600)
+                assert all(isinstance(o, RecordInfo) for o in outcomes)
+                await settle(30)  # idle: the next burst starts fresh
+
+    loop = loop_class()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    allowed = max(1, int(rate))
+    assert len(starts) > 30
+    assert _max_in_a_second(starts) <= allowed
+    if rate < 1:
+        gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+        assert min(gaps) >= 1 / rate - 1e-9
+
+
+# -- instrumentation: on_event ---------------------------------------------------------------
+
+
+def test_on_event_reports_requests_records_retries_and_pauses() -> None:
+    """Events come for request starts, answers and failures, each status change, each
+    retry scheduled and each 429 pause, with the task ids they are about."""
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task(
+            "t1", complete_after=3, faults=[Fault.server_error(), Fault.http_429(retry_after=1)]
+        )
+        async with in_process(kie, on_event=events.append) as veo:
+            assert (await veo.task("t1").wait(timeout=60)).status is TaskStatus.SUCCESS
+
+    run_virtual(main)
+    kinds = [type(e) for e in events]
+    assert kinds.count(RequestStarted) == kinds.count(RequestAnswered) + kinds.count(
+        RequestFailed
+    )
+    failed = [e for e in events if isinstance(e, RequestFailed)]
+    assert [type(e.error) for e in failed] == [ServerError, RateLimitError]
+    assert all(e.task_id == "t1" and e.duration >= 0 for e in failed)
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert [type(e.error) for e in retries] == [ServerError, RateLimitError]
+    assert [e.duration for e in events if isinstance(e, SessionPaused)] != []
+    published = [(e.previous, e.status) for e in events if isinstance(e, RecordPublished)]
+    assert published == [(None, TaskStatus.GENERATING), (TaskStatus.GENERATING, TaskStatus.SUCCESS)]
+
+
+def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook that raises on every event is logged and ignored: waits and batches still
+    reach their outcomes."""
+
+    def broken(_event: Event) -> None:
+        raise RuntimeError("metrics backend down")
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=3, faults=[Fault.server_error()])
+        kie.add_task("t2", final_status=2)
+        async with in_process(kie, on_event=broken) as veo:
+            assert (await veo.task("t1").wait(timeout=60)).status is TaskStatus.SUCCESS
+            outcomes = await veo.wait_many(["t1", "t2"], return_exceptions=True)
+            assert isinstance(outcomes[0], RecordInfo)
+            assert isinstance(outcomes[1], TaskFailedError)
+
+    run_virtual(main)
+    assert any("on_event" in r.getMessage() for r in caplog.records)
+
+
+# -- item 16: the deadline at scale -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("return_exceptions", [True, False])
+def test_wait_many_over_50000_ids_returns_soon_after_its_deadline(
+    return_exceptions: bool,
+) -> None:
+    """#16: the deadline counts from the call (set-up included) and a batch of 50,000
+    unfinished ids returns soon after it, having stopped every poll it started.
+
+    The loop clock counts our CPU time, so the bound here is loose (1 s: the old code
+    slipped 4.7 s); the 0.25 s target is measured by benchmarks/bench_deadline.py.
+    The collector is paused: its pauses are #9's."""
+    size = 50_000
+
+    async def main() -> float:
+        kie = FakeKie(record_requests=False)
+        ids = [f"veo_task_scale_{n:08d}" for n in range(size)]
+        kie.add_tasks(TaskScript(task_id, complete_after=100_000) for task_id in ids)
+        async with in_process(kie) as veo:
+            called = now()
+            if return_exceptions:
+                outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
+                assert len(outcomes) == size
+                assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
+            else:
+                with pytest.raises(WaitTimeoutError) as caught:
+                    await veo.wait_many(ids, timeout=5)
+                assert caught.value.task_id == ids[0]
+            returned = now()
+            assert not any(veo.task(task_id).polling for task_id in ids[:: size // 100])
+            assert veo.stats.queued == 0
+        return returned - called
+
+    gc.collect()
+    gc.disable()
+    try:
+        took = run_virtual(main)
+    finally:
+        gc.enable()
+    assert 5.0 <= took <= 6.0, f"returned {took - 5:+.3f} s from the deadline"
+
+
+# -- loopback servers that misbehave on the wire -----------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A one-route aiohttp server on 127.0.0.1 answering every request with ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def from_kie(kie: FakeKie, request: web.Request) -> web.Response:
+    """``kie``'s own answer to ``request`` (the simulator's transport-neutral handler)."""
+    answer = await kie.serve(request.method, request.path, dict(request.query), request.headers)
+    return web.Response(
+        status=answer.status,
+        body=answer.body,
+        headers={"Content-Type": answer.content_type, **answer.headers},
+    )
+
+
+@functools.cache
+def compressed(size: int, encoding: str) -> bytes:
+    """``size`` bytes of JSON-looking filler, gzip- or zlib-compressed (a bomb)."""
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = b" " * MIB
+    parts = [packer.compress(b'{"code": 200, "msg": "')]
+    parts += [packer.compress(block) for _ in range(size // MIB)]
+    parts.append(packer.compress(b'"}') + packer.flush())
+    return b"".join(parts)
+
+
+async def send_body(
+    request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
+) -> web.StreamResponse:
+    """Send ``body`` as is, with Content-Length or chunked, in 64 KiB writes."""
+    response = web.StreamResponse(status=status, headers=headers)
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    for start in range(0, len(body), 64 * 1024):
+        try:
+            await response.write(body[start : start + 64 * 1024])
+        except (ConnectionError, RuntimeError):
+            break  # the client stopped reading: what we want
+    return response
+
+
+class BodySizes:
+    """Records the size of each decoded body the transport hands to the protocol."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        original = veo_http.capped_response
+
+        def spy(status: int, headers: Any, body: bytes, cap: int) -> RawResponse:
+            self.sizes.append(len(body))
+            return original(status, headers, body, cap)
+
+        monkeypatch.setattr(veo_http, "capped_response", spy)
+
+
+# -- item 1: the decoded size is capped while reading --------------------------------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "identity"])
+async def test_a_compression_bomb_is_refused_before_it_is_inflated(
+    encoding: str, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#1: a 300 MiB answer (a ~300 KB gzip/deflate bomb, or plain) is refused with a
+    ResponseError while reading: no more than the 1 MiB cap (+1 byte) is ever held."""
+    sizes = BodySizes(monkeypatch)
+    if encoding == "identity":
+        body = b'{"code": 200, "msg": "' + b" " * (8 * MIB) + b'"}'  # plain: 8 MiB will do
+        headers = {"Content-Type": "application/json"}
+    else:
+        body = compressed(300 * MIB, encoding)
+        assert len(body) < 400_000
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+
+    async def bomb(request: web.Request) -> web.StreamResponse:
+        return await send_body(request, 200, body, headers, chunked=chunked)
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    async with serving(bomb) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(ResponseError) as caught:
+            await veo.record_info("t1")
+    assert "cap" in str(caught.value)
+    assert not caught.value.retryable
+    assert sizes.sizes
+    assert max(sizes.sizes) <= MIB + 1
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert grown_kib < 64 * 1024  # a 300 MiB inflation would show here
+
+
+async def test_a_small_compressed_answer_still_reads(fake_kie: FakeKie) -> None:
+    """#1: a normal gzip answer under the cap decodes as before (the cap is not a ban)."""
+    fake_kie.add_task("t1")
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        plain = await from_kie(fake_kie, request)
+        assert isinstance(plain.body, bytes)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, plain.status, gzip.compress(plain.body), headers,
+                               chunked=True)
+
+    async with serving(gzipped) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.status is TaskStatus.SUCCESS
+
+
+# -- item 2: an oversized 5xx/429 is as transient as any ----------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 502, 429])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_an_oversized_5xx_or_429_page_is_retried(
+    status: int, encoding: str, fake_kie: FakeKie
+) -> None:
+    """#2: an HTML error page over the cap with a 5xx or 429 status is a transient error:
+    the wait retries and succeeds, and record_info raises a retryable error."""
+    fake_kie.add_task("t1")
+    page = b"<html><body>" + b"<p>Service Unavailable</p>" * (3 * MIB // 26) + b"</body></html>"
+    headers = {"Content-Type": "text/html"}
+    if encoding == "gzip":
+        page = gzip.compress(page)
+        headers["Content-Encoding"] = "gzip"
+    if status == 429:
+        headers["Retry-After"] = "0.05"
+    served = {"bad": 0}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        if served["bad"] < 2:
+            served["bad"] += 1
+            return await send_body(request, status, page, headers, chunked=False)
+        return await from_kie(fake_kie, request)
+
+    async with serving(flaky) as base_url, VeoSession(
+        KEY, base_url=base_url, policy=QUICK
+    ) as veo:
+        with pytest.raises(VeoError) as caught:
+            await veo.record_info("t1")
+        assert caught.value.retryable
+        assert isinstance(caught.value, (ServerError, RateLimitError))
+        record = await veo.task("t1").wait(timeout=10)
+    assert record.status is TaskStatus.SUCCESS
+    assert served["bad"] == 2
+
+
+# -- item 17: no error we raise holds the key, in its chain or its frames -------------------------
+
+
+def _links(error: BaseException) -> list[BaseException]:
+    """The error and everything reachable through __cause__/__context__ (recursively)."""
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        link = todo.pop()
+        if any(link is known for known in seen):
+            continue
+        seen.append(link)
+        todo += [e for e in (link.__cause__, link.__context__) if e is not None]
+        todo += list(getattr(link, "exceptions", ()))  # an exception group's members
+    return seen
+
+
+def _frames(error: BaseException) -> list[Any]:
+    """Every frame of every traceback reachable from ``error``."""
+    frames = []
+    for link in _links(error):
+        tb: TracebackType | None = link.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+    return frames
+
+
+def assert_key_unreachable(error: BaseException, key: str) -> None:
+    """Fail if ``key`` shows in any linked error's str/repr/attributes or any frame local."""
+    for link in _links(error):
+        texts = [str(link), repr(link), repr(link.args), repr(vars(link))]
+        assert not any(key in text for text in texts), f"key in {type(link).__name__}"
+        request_info = getattr(link, "request_info", None)
+        assert request_info is None, f"{type(link).__name__} holds aiohttp's request_info"
+    for frame in _frames(error):
+        for name, value in frame.f_locals.items():
+            assert key not in repr(value), f"key in local {name!r} of {frame.f_code.co_name}"
+
+
+def _rendered_with_locals(error: BaseException) -> str:
+    """What rich prints for ``error`` with show_locals=True."""
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(Traceback.from_exception(type(error), error, error.__traceback__,
+                                           show_locals=True))
+    text = console.file.getvalue()
+    assert isinstance(text, str)
+    return text
+
+
+async def _caught(call: Callable[[], Awaitable[object]]) -> BaseException:
+    """The exception ``call()`` raises (this frame's locals hold no key)."""
+    try:
+        await call()
+    except VeoError as exc:
+        return exc
+    raise AssertionError("no error raised")
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("malformed", ResponseError),
+        ("truncated", TransportError),
+        ("html", ServerError),
+        ("reset", TransportError),
+        ("timeout", TransportError),
+        ("unauthorized", AuthenticationError),
+        ("rate_limited", RateLimitError),
+    ],
+)
+async def test_the_key_is_unreachable_from_every_error(
+    mode: str, expected: type[VeoError]
+) -> None:
+    """#17: for malformed, truncated, HTML, reset, timeout, 401 and 429 answers, neither
+    the error chain nor any frame local of any chained traceback holds the key, and rich's
+    show_locals rendering does not print it."""
+    seen_keys: list[str] = []
+
+    async def misbehave(request: web.Request) -> web.StreamResponse:
+        seen_keys.append(request.headers.get("Authorization", ""))
+        if mode == "malformed":
+            return web.Response(body=b"{not json at all", content_type="application/json")
+        if mode == "truncated":
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.content_length = 1000
+            await response.prepare(request)
+            await response.write(b'{"code": 200, "data": {"taskId": "t1"')
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if mode == "html":
+            return web.Response(status=502, body=b"<html>Bad Gateway</html>",
+                                content_type="text/html")
+        if mode == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        if mode == "timeout":
+            await asyncio.sleep(5)
+        if mode == "unauthorized":
+            return web.json_response({"code": 401, "msg": "Unauthorized"}, status=401)
+        return web.json_response({"code": 429, "msg": "Too Many Requests"}, status=429,
+                                 headers={"Retry-After": "1"})
+
+    async with serving(misbehave) as base_url:
+        veo = VeoSession(SECRET, base_url=base_url, request_timeout=0.3, policy=QUICK)
+        async with veo:
+            error = await _caught(lambda: veo.record_info("t1"))
+            assert isinstance(error, expected), repr(error)
+            assert_key_unreachable(error, SECRET)
+            assert SECRET not in _rendered_with_locals(error)
+            if mode != "unauthorized":  # a wait gives up on its own error kinds too
+                waited = await _caught(lambda: veo.task("t1").wait(timeout=0.2))
+                assert_key_unreachable(waited, SECRET)
+                assert SECRET not in _rendered_with_locals(waited)
+    assert f"Bearer {SECRET}" in seen_keys  # the key was really sent
+
+
+# -- item 18: a key that cannot be a header value is refused up front ---------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_key", ["abc\r\nX-Evil: 1", "abc\ndef", "abc\rdef", "abc\x00def", "ключ", "a\tb"]
+)
+async def test_a_key_unfit_for_a_header_is_a_value_error_at_construction(
+    bad_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#18: a key with CR/LF, NUL, tab or non-ASCII text is refused with ValueError when
+    the session is built (argument or environment), and the message does not echo it."""
+    with pytest.raises(ValueError, match="not allowed in an HTTP header") as caught:
+        VeoSession(bad_key, base_url="http://127.0.0.1:9")
+    assert bad_key not in str(caught.value)
+    if "\x00" in bad_key:
+        return  # the environment cannot hold a NUL
+    monkeypatch.setenv("KIE_API_KEY", bad_key)
+    with pytest.raises(ValueError, match="not allowed in an HTTP header"):
+        VeoSession(base_url="http://127.0.0.1:9")
+
+
+# -- item 20: KIE_BASE_URL -------------------------------------------------------------------
+
+
+@pytest.mark.loopback
+async def test_kie_base_url_is_honoured_after_the_argument(
+    fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#20: the base URL is the argument, else KIE_BASE_URL, else https://api.kie.ai;
+    requests really go to the one chosen."""
+    fake_kie.add_task("t1")
+    monkeypatch.delenv("KIE_BASE_URL", raising=False)
+    assert VeoSession(KEY).base_url == "https://api.kie.ai"
+    monkeypatch.setenv("KIE_BASE_URL", fake_kie.base_url + "/")
+    async with VeoSession(KEY) as veo:
+        assert veo.base_url == fake_kie.base_url
+        assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
+    assert fake_kie.total_requests == 1
+    assert VeoSession(KEY, base_url="http://127.0.0.1:9").base_url == "http://127.0.0.1:9"
+    monkeypatch.setenv("KIE_BASE_URL", "ftp://nope")
+    with pytest.raises(ValueError, match="base_url"):
+        VeoSession(KEY)

@@ -1,0 +1,110 @@
+"""Polls that know the task: age-aware, learned plans wired into the session."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+
+import pytest
+
+from veo_async import AdaptivePolicy, PollPolicy, RecordInfo, TaskStatus, VeoSession
+from veo_async._pacer import Pacer
+from veo_async.events import Event, RequestStarted
+from veo_async.testing import FakeKie, TaskScript
+
+from .conftest import API_KEY
+
+#: Without jitter, so that the expected poll times can be computed exactly.
+STEADY = AdaptivePolicy(jitter=0.0)
+
+
+def first_poll_of_a_task_aged(age: float, model: str = "veo3_fast") -> float:
+    """What the (not yet trained) schedule says for a task of ``age`` seconds."""
+    return STEADY.schedule().next_delay(model=model, age=age, polls=0, rng=random.Random(0))
+
+
+def poll_times(events: list[Event], task_id: str) -> list[float]:
+    return [e.at for e in events if isinstance(e, RequestStarted) and e.task_id == task_id]
+
+
+async def test_an_id_handed_in_late_is_polled_like_an_old_task() -> None:
+    """A task 4 minutes old when its wait begins is polled like a 4-minute-old task:
+    at once (it may be done), and not like a new one (whose first poll waits)."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_old", complete_after=600, params={"model": "veo3_fast"}))
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        await asyncio.sleep(240)  # the task was created 4 minutes before the wait
+        started = loop.time()
+        await veo.task("veo_old").wait(timeout=900)
+    first = poll_times(events, "veo_old")[0] - started
+    # The record (and so the age) is only known after the first poll, which goes
+    # at once; the second poll follows the schedule of a 4-minute-old task.
+    second = poll_times(events, "veo_old")[1] - started
+    assert first == pytest.approx(0.0, abs=0.01)
+    expected = STEADY.schedule().next_delay(
+        model="veo3_fast", age=240.0, polls=1, rng=random.Random(0)
+    )
+    assert second == pytest.approx(expected, abs=0.6)
+    assert second < first_poll_of_a_task_aged(0.0)  # a fresh task would wait longer
+
+
+async def test_the_session_learns_each_models_generation_time() -> None:
+    """Finished records teach the session: its learner counts them per model."""
+    kie = FakeKie(api_key=API_KEY)
+    ids = [f"veo_{n}" for n in range(5)]
+    for task_id in ids:
+        kie.add_task(TaskScript(task_id, complete_after=100, params={"model": "veo3"}))
+    seen: dict[str, int] = {}
+
+    async with VeoSession(API_KEY, transport=kie.transport()) as veo:
+        await veo.wait_many(ids)
+        seen = {model: veo.learner.count(model) for model in ("veo3", "veo3_fast")}
+    assert seen == {"veo3": 5, "veo3_fast": 0}
+
+
+async def test_an_explicit_poll_policy_is_a_fixed_schedule() -> None:
+    """A PollPolicy passed to a wait polls at its own delays, whatever the task's age."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=10, params={"model": "veo3_fast"}))
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    fixed = PollPolicy(first_poll=0, interval=4, factor=1, max_interval=4, jitter=0)
+    async with VeoSession(API_KEY, transport=kie.transport(), on_event=events.append) as veo:
+        started = loop.time()
+        await veo.task("veo_a").wait(policy=fixed)
+    times = [round(t - started, 2) for t in poll_times(events, "veo_a")]
+    assert times == [0.0, 4.0, 8.0, 12.0]
+
+
+def test_ages_are_clamped_and_skew_is_applied_beyond_the_date_resolution() -> None:
+    """Age = server now - createTime: a future createTime is 0, past a day is a day;
+    the Date header's skew counts only beyond its one-second resolution."""
+    pacer = Pacer(STEADY, loop_clock=lambda: 50.0, wall_clock=lambda: 200_000.0)
+    assert pacer.age(200_000.0 + 3600) == 0.0
+    assert pacer.age(0.0) == 86_400.0
+    assert pacer.age(199_900.0) == pytest.approx(100.0)
+    pacer.server_date(200_001.5)  # within the header's rounding: ignored
+    assert pacer.age(199_900.0) == pytest.approx(100.0)
+    pacer.server_date(200_030.0)  # the server's clock is 30 s ahead
+    assert pacer.age(199_900.0) == pytest.approx(130.0)
+
+
+def test_only_sensible_durations_are_learned() -> None:
+    """Records without both times, or with a duration outside (0 s, 6 h), teach nothing."""
+    pacer = Pacer(STEADY, loop_clock=lambda: 0.0)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def record(seconds: float | None) -> RecordInfo:
+        end = None if seconds is None else start + datetime.timedelta(seconds=seconds)
+        return RecordInfo(
+            "t", TaskStatus.SUCCESS, params={"model": "veo3"}, create_time=start, complete_time=end
+        )
+
+    for seconds in (None, -5.0, 0.0, 7 * 3600.0, 120.0):
+        pacer.observe(record(seconds))
+    assert pacer.learner.count("veo3") == 1

@@ -1,0 +1,189 @@
+"""The endpoints besides record-info: their paths and their answers, decoded.
+
+Pure (no aiohttp, no event loop), like :mod:`veo_async._protocol`, which
+decides what an error envelope means; this module only knows where each
+endpoint puts its payload and the two non-200 answers that are not errors:
+
+- ``get-1080p-video`` answers a non-200 code ("1080P is processing") until
+  the upgrade is ready;
+- ``get-4k-video`` answers 422 both while processing ("4k is processing",
+  null urls) and once done ("has been generated successfully", urls present).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._protocol import RawResponse, decode_envelope, excerpt
+from .errors import ResponseError
+
+__all__ = [
+    "CREDIT_PATH",
+    "DOWNLOAD_URL_PATH",
+    "EXTEND_PATH",
+    "GENERATE_PATH",
+    "HD_1080P_PATH",
+    "UHD_4K_PATH",
+    "decode_1080p",
+    "decode_4k",
+    "decode_credits",
+    "decode_link",
+    "decode_task_id",
+]
+
+GENERATE_PATH: Final = "/api/v1/veo/generate"
+EXTEND_PATH: Final = "/api/v1/veo/extend"
+HD_1080P_PATH: Final = "/api/v1/veo/get-1080p-video"
+UHD_4K_PATH: Final = "/api/v1/veo/get-4k-video"
+CREDIT_PATH: Final = "/api/v1/chat/credit"
+DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
+
+# Words in a non-200 msg that mean "not ready yet", not "refused".
+_PROCESSING_HINTS: Final = ("processing", "in progress", "not ready", "generating")
+
+
+def _envelope(raw: RawResponse) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(raw.body) if raw.body.strip() else None
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _code(envelope: Mapping[str, Any]) -> int | None:
+    code = envelope.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit() and len(code.strip()) < 6:
+        return int(code.strip())
+    return None
+
+
+def _processing(envelope: Mapping[str, Any]) -> bool:
+    message = envelope.get("msg")
+    return isinstance(message, str) and any(h in message.lower() for h in _PROCESSING_HINTS)
+
+
+def _wrong_shape(raw: RawResponse, what: str) -> ResponseError:
+    return ResponseError(
+        f"the answer has no {what}",
+        http_status=raw.status,
+        excerpt=excerpt(raw.body),
+        retryable=False,
+    )
+
+
+def decode_task_id(raw: RawResponse) -> str:
+    """The ``data.taskId`` of a generate or extend answer.
+
+    :raises APIError: for an error code.
+    :raises ResponseError: for a success without a usable task id (the task
+        may well exist: the create code treats this as uncertain).
+    """
+    data = decode_envelope(raw)
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise _wrong_shape(raw, "taskId")
+    return task_id.strip()
+
+
+def decode_credits(raw: RawResponse) -> float:
+    """The balance of a ``chat/credit`` answer (``data``: a number, maybe fractional)."""
+    data = decode_envelope(raw)
+    if isinstance(data, str):
+        try:
+            data = float(data.strip())
+        except ValueError:
+            raise _wrong_shape(raw, "numeric balance") from None
+    if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
+        raise _wrong_shape(raw, "numeric balance")
+    return float(data)
+
+
+def decode_link(raw: RawResponse) -> str:
+    """The temporary link of a ``common/download-url`` answer (``data``: a URL)."""
+    data = decode_envelope(raw)
+    if isinstance(data, dict):  # tolerate {"url": ...} should the shape grow
+        data = data.get("url") or data.get("downloadUrl")
+    if not isinstance(data, str) or not data.startswith(("http://", "https://")):
+        raise _wrong_shape(raw, "download URL")
+    return data
+
+
+def decode_1080p(raw: RawResponse) -> str | None:
+    """The 1080p URL, or None while the upgrade is processing.
+
+    :raises APIError: for an error that is not "processing".
+    """
+    envelope = _envelope(raw)
+    if envelope is not None and _code(envelope) not in (None, 200) and _processing(envelope):
+        return None
+    data = decode_envelope(raw)
+    if data is None:
+        return None  # accepted, nothing yet
+    if not isinstance(data, dict):
+        raise _wrong_shape(raw, "resultUrl")
+    url = data.get("resultUrl")
+    if url is None:
+        urls = _urls(data.get("resultUrls"))
+        url = urls[0] if urls else None
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str):
+        raise _wrong_shape(raw, "resultUrl")
+    return url
+
+
+def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
+    """The 4K URLs, or None while the upgrade is processing.
+
+    A first request is answered 200 (accepted); a repeated one 422, both while
+    processing (null urls, a "processing" msg) and once done (urls present).
+
+    :raises APIError: for an error that is neither.
+    """
+    envelope = _envelope(raw)
+    code = _code(envelope) if envelope is not None else None
+    if envelope is not None and code == 422:
+        urls = _4k_urls(envelope.get("data"))
+        if urls:
+            return urls
+        if _processing(envelope) or isinstance(envelope.get("data"), dict):
+            return None
+    data = decode_envelope(raw)  # raises for every other error
+    return _4k_urls(data) or None
+
+
+def _4k_urls(data: object) -> tuple[str, ...]:
+    """The URLs wherever the 4K answers (and callbacks) put them."""
+    if not isinstance(data, dict):
+        return ()
+    for holder in (data, data.get("info"), data.get("response")):
+        if not isinstance(holder, dict):
+            continue
+        for key in ("resultUrls", "result_urls"):
+            urls = _urls(holder.get(key))
+            if urls:
+                return urls
+    return ()
+
+
+def _urls(value: object) -> tuple[str, ...]:
+    """A list of URLs, or one JSON-encoded as a string (seen on the wire)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return ()
+        elif text.startswith(("http://", "https://")):
+            return (text,)
+    if isinstance(value, list):
+        return tuple(url for url in value if isinstance(url, str) and url)
+    return ()

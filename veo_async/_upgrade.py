@@ -1,0 +1,123 @@
+"""The 1080p and 4K versions of a finished video: ask, then wait until ready.
+
+Both endpoints are read on their own schedule, not the record-info one:
+
+- **1080p** (``GET get-1080p-video``) is ready 1-3 min after the main task;
+  until then it answers a non-200 code ("1080P is processing"). It is asked
+  at once, then every 20-30 s (jittered), until ready or the deadline.
+- **4K** (``POST get-4k-video``) takes 5-10 min. The first POST starts it;
+  asking again is how its state is read (Kie answers a repeated request for
+  the same video with 422, never a second job): every 30-60 s until the
+  answer carries the URLs. Its POSTs use the creation budget.
+
+Transient failures (5xx, 455, 429, resets) are retried on the same schedule;
+anything else ends the wait at once. A fallback-model video (``fallbackFlag``)
+cannot be upgraded: that is refused before any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from ._endpoints import HD_1080P_PATH, UHD_4K_PATH, decode_4k, decode_1080p
+from ._requester import Requester
+from .errors import VeoError, WaitTimeoutError
+from .models import RecordInfo
+
+__all__ = ["HD_GAPS", "UHD_GAPS", "fetch_1080p", "fetch_4k", "refuse_fallback"]
+
+T = TypeVar("T")
+
+#: Seconds between 1080p requests (drawn uniformly): the reference's "20-30 s".
+HD_GAPS: Final = (20.0, 30.0)
+#: Seconds between 4K requests (drawn uniformly), for a 5-10 minute job.
+UHD_GAPS: Final = (30.0, 60.0)
+
+
+def refuse_fallback(record: RecordInfo, what: str) -> None:
+    """Raise when the fallback model made the video: Kie cannot upgrade it.
+
+    :raises ValueError: naming the task and why.
+    """
+    if record.fallback:
+        raise ValueError(
+            f"task {record.task_id!r} was made by the fallback model (720p, fallbackFlag): "
+            f"Kie cannot make a {what} version of it"
+        )
+
+
+async def fetch_1080p(
+    requester: Requester,
+    record: RecordInfo,
+    index: int,
+    deadline: float | None,
+    limit: float,
+    *,
+    rng: random.Random | None = None,
+) -> str:
+    """The 1080p URL of video ``index`` of a finished task, once ready."""
+    params = {"taskId": record.task_id, "index": str(index)}
+
+    def ask() -> Awaitable[str | None]:
+        return requester.call(
+            "GET", HD_1080P_PATH, decode_1080p, params=params, task_id=record.task_id
+        )
+
+    return await _until_ready(ask, record, deadline, limit, HD_GAPS, rng)
+
+
+async def fetch_4k(
+    requester: Requester,
+    record: RecordInfo,
+    index: int,
+    callback_url: str | None,
+    deadline: float | None,
+    limit: float,
+    *,
+    rng: random.Random | None = None,
+) -> tuple[str, ...]:
+    """The 4K URLs of video ``index`` of a finished task, once ready."""
+    body: dict[str, object] = {"taskId": record.task_id, "index": index}
+    if callback_url is not None:
+        body["callBackUrl"] = callback_url
+
+    def ask() -> Awaitable[tuple[str, ...] | None]:
+        return requester.call(
+            "POST", UHD_4K_PATH, decode_4k, json=body, task_id=record.task_id, create=True
+        )
+
+    return await _until_ready(ask, record, deadline, limit, UHD_GAPS, rng)
+
+
+async def _until_ready(
+    ask: Callable[[], Awaitable[T | None]],
+    record: RecordInfo,
+    deadline: float | None,
+    limit: float,
+    gaps: tuple[float, float],
+    rng: random.Random | None,
+) -> T:
+    loop = asyncio.get_running_loop()
+    draw = rng or random
+    last_error: VeoError | None = None
+    while True:
+        try:
+            result = await ask()
+        except VeoError as exc:
+            if not exc.retryable:
+                raise
+            last_error = exc
+        else:
+            if result is not None:
+                return result
+            last_error = None
+        gap = draw.uniform(*gaps)
+        if deadline is not None:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise WaitTimeoutError(record.task_id, limit, record, last_error)
+            gap = min(gap, left)  # one last look right at the deadline
+        await asyncio.sleep(gap)

@@ -1,0 +1,369 @@
+"""``veo-async generate`` and ``veo-async credits``: creating tasks, and what it costs.
+
+::
+
+    veo-async generate "A cat surfing at sunset" --model veo3 --wait
+    veo-async generate --from requests.jsonl -o created.jsonl
+    veo-async credits
+
+Every request is validated (each line of ``--from``) before the first one is
+sent; then all are sent at once and the session's creation budget (20 per
+10 s, Kie's account limit) paces them. A create is never resent when it may
+have created its task: it is reported as ``"uncertain"`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+import click
+
+from .. import (
+    POLICY_TIMEOUT,
+    GenerateRequest,
+    PollPolicy,
+    SubmitUncertainError,
+    VeoError,
+    VeoSession,
+)
+from ..policy import TimeoutArg
+from ._errors import describe_error
+from ._options import (
+    Settings,
+    build_policy,
+    configure_logging,
+    global_options,
+    policy_options,
+    progress_options,
+    require_api_key,
+)
+from ._outcome import EXIT_FAILED, EXIT_OK, Outcome, Tally, TaskOutcome, outcome_of
+from ._output import JsonLines
+from ._progress import ProgressMode, ProgressReporter
+from ._requests import RequestSourceError, read_requests
+from ._run import Interrupted, run
+
+__all__ = ["credits", "generate"]
+
+PROG = "veo-async"
+
+_GENERATE_CODES = """\b
+Exit codes:
+  0    every task was created (with --wait: and succeeded)
+  1    some create failed or was uncertain; with --wait, or some task
+       failed (status 2 or 3) or ended in an error
+  2    usage error: bad option or request line, no API key (nothing created)
+  3    with --wait: some task timed out, and none failed
+  130  interrupted by Ctrl-C (143: SIGTERM); creates in flight may exist
+"""
+
+# The GenerateRequest field behind each option, for error messages.
+_OPTION_NAMES = {
+    "allow_unknown=True": "--allow-unknown",
+    "aspect_ratio": "--aspect-ratio",
+    "generation_type": "--generation-type",
+    "image_urls": "--image-url",
+    "seeds": "--seed",
+    "enable_translation": "--no-translation",
+    "callback_url": "--callback-url",
+    "watermark": "--watermark",
+    "resolution": "--resolution",
+    "model": "--model",
+    "prompt": "PROMPT",
+}
+_FIELD_NAMES = re.compile(r"\b(" + "|".join(re.escape(name) for name in _OPTION_NAMES) + r")")
+
+
+def _in_option_terms(message: str) -> str:
+    return _FIELD_NAMES.sub(lambda match: _OPTION_NAMES[match.group(1)], message)
+
+
+def _open_session(ctx: click.Context, *, concurrency: int) -> VeoSession:
+    """A session from the global options (no I/O yet)."""
+    key = require_api_key(ctx)
+    base_url = ctx.ensure_object(Settings).base_url
+    try:
+        if base_url is None:
+            return VeoSession(key, concurrency=concurrency)
+        return VeoSession(key, base_url=base_url, concurrency=concurrency)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _wait_settings(values: dict[str, Any]) -> tuple[PollPolicy | None, TimeoutArg]:
+    """The policy and timeout of ``--wait``.
+
+    No polling option: the session's default schedule (model-aware first
+    poll). ``--timeout`` alone keeps it, with that deadline. Any other
+    polling option: a fixed :class:`PollPolicy` with the options given.
+    """
+    fixed = [name for name, value in values.items() if name != "timeout" and value is not None]
+    if fixed:
+        return build_policy(values), POLICY_TIMEOUT
+    timeout = values.get("timeout")
+    if timeout is None:
+        return None, POLICY_TIMEOUT
+    build_policy({"timeout": timeout})  # validated as the option it is
+    return None, float(timeout)
+
+
+def _requests(
+    prompt: str | None, source: str | None, defaults: dict[str, Any]
+) -> list[GenerateRequest]:
+    """Every request of the command line, validated; nothing is sent yet."""
+    if prompt is not None and source is not None:
+        raise click.UsageError("give a PROMPT or --from FILE, not both")
+    if source is not None:
+        try:
+            found = read_requests(source, sys.stdin, defaults)
+        except RequestSourceError as exc:
+            raise click.UsageError(str(exc)) from None
+        if not found:
+            shown = "standard input" if source == "-" else source
+            raise click.UsageError(f"no requests in {shown}")
+        return found
+    if prompt is None:
+        raise click.UsageError(
+            'no prompt: pass PROMPT, or --from FILE (one JSON request per line; "-": '
+            "standard input)"
+        )
+    try:
+        return [GenerateRequest(prompt, **defaults)]
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(_in_option_terms(str(exc))) from None
+
+
+def _failed_create(kind: str, request: GenerateRequest, error: VeoError) -> dict[str, Any]:
+    return {
+        "outcome": kind,
+        "error": type(error).__name__,
+        "message": str(error),
+        "request": request.to_wire(),
+    }
+
+
+async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``jobs`` together; if one raises, the others are cancelled first."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(job) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+@click.command(epilog=_GENERATE_CODES)
+@click.argument("prompt", required=False)
+@click.option(
+    "--from",
+    "source",
+    metavar="FILE",
+    help='Read the requests from FILE ("-": standard input): one JSON object per '
+    "line, with the reference's field names or ours; the options below fill in "
+    "what a line leaves out.",
+)
+@click.option("--model", help="veo3_fast (the default), veo3 or veo3_lite.")
+@click.option("--aspect-ratio", help="16:9 (the default), 9:16 or Auto.")
+@click.option(
+    "--generation-type",
+    help="TEXT_2_VIDEO, FIRST_AND_LAST_FRAMES_2_VIDEO or REFERENCE_2_VIDEO "
+    "(default: the service picks).",
+)
+@click.option(
+    "--image-url", "image_urls", multiple=True, metavar="URL", help="An image URL. Repeatable."
+)
+@click.option("--resolution", help="720p, 1080p or 4k.")
+@click.option("--seed", type=int, default=None, help="The seed (10000-99999).")
+@click.option("--watermark", metavar="TEXT", help="A watermark text.")
+@click.option(
+    "--no-translation", is_flag=True, help="Do not translate a non-English prompt."
+)
+@click.option("--callback-url", metavar="URL", help="Have Kie POST the outcome to URL.")
+@click.option(
+    "--allow-unknown",
+    is_flag=True,
+    help="Accept a model, type, ratio or resolution this release does not know.",
+)
+@click.option(
+    "--wait",
+    "wait_for",
+    is_flag=True,
+    help="Wait for the created tasks; one JSON line per task as it finishes.",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="The most HTTP requests in flight at once.",
+)
+@policy_options
+@progress_options
+@global_options(at_group=False)
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    /,
+    prompt: str | None,
+    source: str | None,
+    model: str | None,
+    aspect_ratio: str | None,
+    generation_type: str | None,
+    image_urls: tuple[str, ...],
+    resolution: str | None,
+    seed: int | None,
+    watermark: str | None,
+    no_translation: bool,
+    callback_url: str | None,
+    allow_unknown: bool,
+    wait_for: bool,
+    output: str | None,
+    concurrency: int,
+    progress_mode: ProgressMode,
+    progress_interval: float,
+    **policy_values: Any,
+) -> int:
+    """Create video tasks: PROMPT, or one JSON request per line of --from FILE.
+
+    \b
+    Every request is checked before the first is sent; a bad one (a bad
+    line: named by its number) creates nothing. Then all are sent at once,
+    paced by the creation budget (20 per 10 s, Kie's account limit). One
+    JSON line per request:
+      {"task_id", "outcome": "created", "request"}    created
+      {"outcome": "uncertain", "error", "message", "request"}
+                 the task may exist (a timeout or a dropped connection
+                 after sending): it is never resent, check before retrying
+      {"outcome": "error", "error", "message", "request"}
+                 refused (402 no credits, 422...): nothing was created
+
+    \b
+    With --wait, each created task is then waited for and its line is that
+    of "veo-async wait" plus "request". The default schedule polls a new
+    task first when its model's tasks start to finish (veo3_fast ~1 min,
+    veo3 ~2 min); any polling option but --timeout makes it a fixed one.
+    """
+    configure_logging(ctx)
+    options: dict[str, Any] = {
+        "model": model,
+        "aspect_ratio": aspect_ratio,
+        "generation_type": generation_type,
+        "image_urls": list(image_urls) or None,
+        "resolution": resolution,
+        "seeds": seed,
+        "watermark": watermark,
+        "enable_translation": False if no_translation else None,
+        "callback_url": callback_url,
+        "allow_unknown": True if allow_unknown else None,
+    }
+    defaults = {name: value for name, value in options.items() if value is not None}
+    requests = _requests(prompt, source, defaults)
+    policy, timeout = _wait_settings(policy_values)
+    veo = _open_session(ctx, concurrency=concurrency)
+    try:
+        sink = JsonLines(output)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    tally = Tally(len(requests))
+    progress = ProgressReporter(
+        tally, mode=progress_mode, interval=progress_interval, label="generate"
+    )
+
+    async def one(request: GenerateRequest) -> None:
+        try:
+            task = await veo.generate(request)
+        except SubmitUncertainError as exc:
+            sink.write(_failed_create("uncertain", request, exc))
+            tally.add_error()
+            progress.note_error(exc)
+            return
+        except VeoError as exc:
+            sink.write(_failed_create("error", request, exc))
+            tally.add_error()
+            progress.note_error(exc)
+            return
+        if not wait_for:
+            tally.add(TaskOutcome(task.task_id, Outcome.SUCCEEDED))
+            sink.write(
+                {"task_id": task.task_id, "outcome": "created", "request": request.to_wire()}
+            )
+            return
+        with contextlib.suppress(VeoError):  # the outcome is read below
+            await task.wait(timeout, policy=policy)
+        outcome = outcome_of(task)
+        tally.add(outcome)
+        progress.note_error(outcome.request_error)
+        sink.write({**outcome.to_json(), "request": request.to_wire()})
+
+    async def create_all() -> None:
+        async with veo:
+            progress.attach(lambda: veo.stats)
+            async with progress:
+                await _all(one(request) for request in requests)
+
+    try:
+        run(create_all())
+    except Interrupted as stop:
+        progress.print_summary(interrupted=True)
+        return stop.exit_code
+    finally:
+        sink.close()
+    if wait_for:
+        progress.print_summary()
+        return tally.exit_code()
+    snap = progress.snapshot()
+    if progress.mode != "off":
+        click.echo(
+            f"{PROG}: generate: {tally.succeeded} of {tally.total} created, "
+            f"{tally.errors} not (uncertain or refused), in {snap.elapsed:.1f} s; "
+            f"{snap.requests} requests",
+            err=True,
+        )
+    return EXIT_FAILED if tally.errors else EXIT_OK
+
+
+def _number(value: float) -> str:
+    """A balance as people write it: ``1234.5``, ``100`` (not ``100.0``)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@click.command(
+    epilog="Exit codes: 0 the balance was printed, 1 it could not be read, 2 usage error, "
+    "130 Ctrl-C."
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"credits": BALANCE} instead.')
+@global_options(at_group=False)
+@click.pass_context
+def credits(ctx: click.Context, as_json: bool) -> int:
+    """Print the account's credit balance (a number; it may be fractional)."""
+    configure_logging(ctx)
+    veo = _open_session(ctx, concurrency=1)
+
+    async def read() -> float:
+        async with veo:
+            return await veo.credits()
+
+    try:
+        balance = run(read())
+    except Interrupted as stop:
+        click.echo(f"{PROG}: credits: interrupted", err=True)
+        return stop.exit_code
+    except VeoError as exc:
+        raise click.ClickException(describe_error(exc)) from None
+    click.echo(json.dumps({"credits": balance}) if as_json else _number(balance))
+    return EXIT_OK
