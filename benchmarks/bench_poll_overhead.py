@@ -433,7 +433,10 @@ def report(result: dict[str, Any]) -> str:
             f"Target ≤ {TARGET_RATIO}x: **{verdict}** (worst {worst:.2f}x). "
             "`raw gather c32` is a hand-written batch (one coroutine per id under a "
             "semaphore, the same ids as `wait_many`); `wait_many` costs "
-            f"{result['wait_many_vs_raw_gather_median']:.2f}x that.",
+            f"{result['wait_many_vs_raw_gather_median']:.2f}x that. (The former "
+            "`(diag.) record_info c32, no decode` row replaced the decoding by patching a "
+            "private function; benchmarks use public names only now, and decoding is not a "
+            "public seam, so the row is gone: the no-network line below splits the cost.)",
             "",
             "Without the network (same body), µs per call: "
             + ", ".join(f"`{k}` {v:.1f}" for k, v in micro.items())
