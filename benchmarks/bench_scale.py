@@ -659,6 +659,16 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
             ]
         )
     adaptive = pol.get("kind", "fixed") == "adaptive"
+    if adaptive:  # no offline replay of a learned schedule: "(nan)" reads as a bug
+        time_rows = [
+            [
+                cell.replace("(nan)", "(n/a)").replace("nan / ", "n/a / ")
+                if isinstance(cell, str)
+                else cell
+                for cell in row
+            ]
+            for row in time_rows
+        ]
     lines = [
         "## Scale, learned schedule (`bench_scale.py --policy adaptive`)"
         if adaptive
