@@ -27,10 +27,18 @@ polluted by the previous size), against a FakeKie in *another* process:
    peak RSS, client and server CPU utilisation and event-loop stall p99 (a
    10 ms ticker's overshoot) to tell whether a run was CPU-bound.
 
-The detection time is taken by a thin probe around the private
-``VeoTask.publish`` (one dict look-up per poll), so that ``wait_many`` itself
-is what runs; ``--api as_completed`` uses only public API (time each handle is
-yielded) instead.
+Only public names are used, nothing is patched: the detection time is the
+loop time of the first :class:`~veo_async.events.RecordPublished` event with a
+terminal status for each id, seen through ``VeoSession(on_event=...)`` (which
+also counts the requests started, answered and failed); ``--api as_completed``
+times each handle as it is yielded instead. The hook is part of what is
+measured (an event object per request, one counter bump each).
+
+``--policy adaptive`` runs the timing phase under the session's default kind
+of schedule, an :class:`~veo_async.AdaptivePolicy`, compressed like the fixed
+one (priors of the same 5-30 s window, gaps of 0.5-3 s) - a check that the
+learned schedule holds up at scale, not a figure comparable with the fixed
+policy's.
 
 Why the simulator runs in a separate process: on this 2-core machine a server
 in the same event loop would double the loop's work per request (inflating
@@ -52,6 +60,7 @@ Rerun
     .venv/bin/python benchmarks/bench_scale.py --ids 10000     # one size
     .venv/bin/python benchmarks/bench_scale.py --quick         # 2,000 ids, short window
     .venv/bin/python benchmarks/bench_scale.py --ids 10000 --tracemalloc
+    .venv/bin/python benchmarks/bench_scale.py --policy adaptive   # the learned schedule
 
 Writes ``benchmarks/results/scale.json`` and the ``scale`` section of
 ``benchmarks/RESULTS.md``; a ``--quick`` smoke run writes ``scale_quick.json`` only.
@@ -65,13 +74,13 @@ import contextlib
 import gc
 import json
 import linecache
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +100,22 @@ from _common import (
     task_ids,
 )
 
-from veo_async import PollPolicy, RecordInfo, VeoSession, VeoTask
-from veo_async._protocol import RawResponse, decode_record_info
+from veo_async import (
+    AdaptivePolicy,
+    DurationPrior,
+    HttpRequest,
+    PollPolicy,
+    RawResponse,
+    RecordInfo,
+    VeoSession,
+)
+from veo_async.events import (
+    Event,
+    RecordPublished,
+    RequestAnswered,
+    RequestFailed,
+    RequestStarted,
+)
 
 NAME = "scale"
 CONCURRENCY = 64
@@ -101,6 +124,7 @@ MiB = 1024 * 1024
 
 
 def policy_for(args: argparse.Namespace) -> PollPolicy:
+    """The compressed fixed schedule every figure of this benchmark is taken with."""
     return PollPolicy(
         first_poll=0.0,
         interval=args.interval,
@@ -109,6 +133,27 @@ def policy_for(args: argparse.Namespace) -> PollPolicy:
         jitter=0.1,
         timeout=args.timeout,
         not_found_grace=5.0,
+    )
+
+
+def adaptive_for(args: argparse.Namespace) -> AdaptivePolicy:
+    """The learned schedule, compressed to the benchmark's window (``--policy adaptive``).
+
+    The simulator's tasks say ``model: veo3_fast``; its prior is the window's
+    log-normal fit, and the gaps are the fixed policy's.
+    """
+    median = (args.low * args.high) ** 0.5
+    return AdaptivePolicy(
+        timeout=args.timeout,
+        not_found_grace=5.0,
+        budget_interval=args.cap,
+        min_gap=args.interval,
+        max_gap=args.cap,
+        jitter=0.1,
+        early_mass=0.0,
+        late_lag=args.cap,
+        priors={"veo3_fast": DurationPrior(median=median, sigma=0.5)},
+        seed=1,
     )
 
 
@@ -139,27 +184,76 @@ async def fetch_body(base_url: str, task_id: str) -> bytes:
         return await r.read()
 
 
-def record_bytes(body: bytes, task_id: str) -> float:
-    """Traced bytes per decoded RecordInfo (kept alive), from one real body."""
-    raw = RawResponse(200, {}, body)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    kept = [decode_record_info(raw, task_id) for _ in range(RECORD_SAMPLES)]
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+class CannedTransport:
+    """A public :class:`veo_async.Transport` that answers every request with one body."""
+
+    def __init__(self, body: bytes) -> None:
+        self._answer = RawResponse(200, {"Content-Type": "application/json"}, body)
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        return self._answer
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def record_bytes(body: bytes, task_id: str) -> float:
+    """Traced bytes per decoded RecordInfo (kept alive), from one real body.
+
+    Decoded by ``VeoSession.record_info`` over a transport that hands back the
+    body at once: a fresh record per call, nothing else kept.
+    """
+    async with VeoSession(API_KEY, transport=CannedTransport(body)) as veo:
+        await veo.record_info(task_id)  # first-call caches out of the count
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        kept: list[RecordInfo] = [await veo.record_info(task_id) for _ in range(RECORD_SAMPLES)]
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
     assert len(kept) == RECORD_SAMPLES
     # The list itself (8 bytes a slot) is not part of a record.
     return (after - before) / RECORD_SAMPLES - 8
 
 
+class Observer:
+    """The ``on_event`` hook of a timed run: request counts and detection times."""
+
+    def __init__(self) -> None:
+        #: Loop time of the first terminal record published, per id.
+        self.seen: dict[str, float] = {}
+        self.started = 0
+        self.answered = 0
+        self.failed = 0
+        self._loop = asyncio.get_running_loop()
+
+    def __call__(self, event: Event) -> None:
+        kind = type(event)
+        if kind is RequestStarted:
+            self.started += 1
+        elif kind is RequestAnswered:
+            self.answered += 1
+        elif kind is RequestFailed:
+            self.failed += 1
+        elif kind is RecordPublished:
+            assert isinstance(event, RecordPublished)
+            if event.status.is_terminal and event.task_id not in self.seen:
+                self.seen[event.task_id] = self._loop.time()
+
+
 class LoopStall:
-    """A 10 ms ticker; its overshoot says how long the event loop was busy."""
+    """A 10 ms ticker; its overshoot says how long the event loop was busy.
+
+    The loop thread's CPU time over each tick tells a stall of ours (the loop
+    computing: CPU close to the tick's length) from the machine taking the CPU
+    away (another process ran: little CPU); the machine is shared.
+    """
 
     def __init__(self, origin: float, long: float = 0.1) -> None:
         self.overshoots: list[float] = []
-        #: (seconds after ``origin`` the stall ended, its length) for stalls over ``long``.
-        self.long_stalls: list[tuple[float, float]] = []
+        #: (seconds after ``origin`` the stall ended, its length, the loop thread's
+        #: CPU share over it) for stalls over ``long``.
+        self.long_stalls: list[tuple[float, float, float]] = []
         self._origin = origin
         self._long = long
         self._task: asyncio.Task[None] | None = None
@@ -167,13 +261,20 @@ class LoopStall:
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            start = loop.time()
+            start, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(0.01)
             now = loop.time()
             over = now - start - 0.01
             self.overshoots.append(over)
             if over > self._long:
-                self.long_stalls.append((round(now - self._origin, 3), round(over, 3)))
+                share = (time.thread_time() - cpu) / (now - start)
+                self.long_stalls.append(
+                    (round(now - self._origin, 3), round(over, 3), round(share, 2))
+                )
+
+    def busy(self, share: float = 0.8) -> list[tuple[float, float, float]]:
+        """The long stalls during which the loop thread had the CPU (``share`` of it)."""
+        return [stall for stall in self.long_stalls if stall[2] >= share]
 
     def __enter__(self) -> LoopStall:
         self._task = asyncio.get_running_loop().create_task(self._tick())
@@ -238,24 +339,6 @@ class GcPauses:
         }
 
 
-def install_probe(seen: dict[str, float]) -> Callable[[], None]:
-    """Time-stamp the first terminal record each handle publishes; returns an undo."""
-    original = VeoTask.publish
-    loop = asyncio.get_running_loop()
-
-    def _publish(self: VeoTask, record: RecordInfo) -> None:
-        if record.is_done and self.task_id not in seen:
-            seen[self.task_id] = loop.time()
-        original(self, record)
-
-    VeoTask.publish = _publish  # type: ignore[method-assign]
-
-    def undo() -> None:
-        VeoTask.publish = original  # type: ignore[method-assign]
-
-    return undo
-
-
 def _site(frame: tracemalloc.Frame) -> str:
     """``package/module.py:line `code``` of an allocation site (lines move as code changes)."""
     code = linecache.getline(frame.filename, frame.lineno).strip()
@@ -273,7 +356,7 @@ def _own_tasks() -> int:
 async def memory_phase(kie: KieProcess, n: int, policy: PollPolicy, traced: bool) -> dict[str, Any]:
     ids, _ = await kie.add("mem", n, low=1e6, high=1e6)
     body = await fetch_body(kie.base_url, ids[0])
-    per_record = record_bytes(body, ids[0])
+    per_record = await record_bytes(body, ids[0])
     result: dict[str, Any] = {"record_bytes": per_record, "record_body_bytes": len(body)}
     async with VeoSession(
         API_KEY, base_url=kie.base_url, concurrency=CONCURRENCY, policy=policy
@@ -328,10 +411,19 @@ async def memory_phase(kie: KieProcess, n: int, policy: PollPolicy, traced: bool
 
 
 async def timing_phase(
-    kie: KieProcess, n: int, args: argparse.Namespace, policy: PollPolicy, rep: int
+    kie: KieProcess,
+    n: int,
+    args: argparse.Namespace,
+    policy: PollPolicy | AdaptivePolicy,
+    rep: int,
 ) -> dict[str, Any]:
+    observer = Observer()
     async with VeoSession(
-        API_KEY, base_url=kie.base_url, concurrency=CONCURRENCY, policy=policy
+        API_KEY,
+        base_url=kie.base_url,
+        concurrency=CONCURRENCY,
+        policy=policy,
+        on_event=observer,
     ) as veo:
         await veo.record_info(task_ids("mem", 1)[0])  # open the HTTP session first
         gc.collect()
@@ -340,30 +432,32 @@ async def timing_phase(
         ids, completed = await kie.add(f"run{rep}", n, low=args.low, high=args.high, seed=seed)
         await kie.reset()
         server0 = await kie.stats()
-        seen: dict[str, float] = {}
-        undo = install_probe(seen) if args.api == "wait_many" else (lambda: None)
+        requests0 = observer.started
+        seen = observer.seen
+        seen.clear()  # the warm-up request's record is not part of the run
         loop = asyncio.get_running_loop()
         cpu0, t0 = time.process_time(), loop.time()
         failures = 0
-        try:
-            with RssSampler() as rss, LoopStall(t0) as stall, GcPauses() as gcp:
-                if args.api == "wait_many":
-                    outcomes = await veo.wait_many(ids, return_exceptions=True)
-                    failures = sum(1 for o in outcomes if isinstance(o, BaseException))
-                    del outcomes
-                else:
-                    async for handle in veo.as_completed(ids):
-                        seen[handle.task_id] = loop.time()
-                        if handle.error is not None:
-                            failures += 1
-        finally:
-            undo()
+        with RssSampler() as rss, LoopStall(t0) as stall, GcPauses() as gcp:
+            if args.api == "wait_many":
+                outcomes = await veo.wait_many(ids, return_exceptions=True)
+                failures = sum(1 for o in outcomes if isinstance(o, BaseException))
+                del outcomes
+            else:
+                seen = {}  # when each handle is yielded, not when it was published
+                async for handle in veo.as_completed(ids):
+                    seen[handle.task_id] = loop.time()
+                    if handle.error is not None:
+                        failures += 1
         wall = loop.time() - t0
         cpu = time.process_time() - cpu0
         server = await kie.stats()
         stats = veo.stats
         offsets = completion_offsets(n, seed, args.low, args.high)
-        ideal_polls, ideal_lags = schedule_only(policy, offsets)
+        if isinstance(policy, PollPolicy):
+            ideal_polls, ideal_lags = schedule_only(policy, offsets)
+        else:  # a learned schedule has no offline replay here
+            ideal_polls, ideal_lags = [], []
         lags = [seen[tid] - done for tid, done in zip(ids, completed, strict=True) if tid in seen]
         early = sum(1 for x in lags if x < -0.05)  # seen before completed_at: a clock problem
         return {
@@ -372,11 +466,14 @@ async def timing_phase(
             "ended_after_last_completion_s": t0 + wall - max(completed),
             "client_requests": stats.requests,
             "client_failures": stats.failures,
+            "requests_started_events": observer.started - requests0,
+            "requests_answered_events": observer.answered,
+            "requests_failed_events": observer.failed,
             "server_requests": server["total_requests"],
             "requests_per_id": stats.requests / n,
             "achieved_rps": stats.requests / wall,
-            "schedule_only_requests_per_id": sum(ideal_polls) / n,
-            "offered_rps": sum(ideal_polls) / max(offsets),
+            "schedule_only_requests_per_id": sum(ideal_polls) / n if ideal_polls else math.nan,
+            "offered_rps": sum(ideal_polls) / max(offsets) if ideal_polls else math.nan,
             "schedule_only_lag_p50_s": percentile(ideal_lags, 50),
             "schedule_only_lag_p95_s": percentile(ideal_lags, 95),
             "max_in_flight_client": stats.max_in_flight,
@@ -395,6 +492,8 @@ async def timing_phase(
             "loop_stall_p99_ms": percentile(stall.overshoots, 99) * 1e3,
             "loop_stall_max_ms": max(stall.overshoots, default=0.0) * 1e3,
             "loop_stalls_over_100ms": stall.long_stalls,
+            "busy_loop_stalls_over_100ms": stall.busy(),
+            "busy_loop_stall_max_ms": max((b[1] for b in stall.busy()), default=0.0) * 1e3,
             "gc": gcp.summary(),
             "rss_peak_during_bytes": rss.max,
             "rss_delta_peak_bytes": rss.max - base_rss,
@@ -437,6 +536,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     _cache_sources()
     n = args.ids[0]
     policy = policy_for(args)
+    timed_policy = adaptive_for(args) if args.policy == "adaptive" else policy
     rss_start = rss_bytes()
     async with KieProcess() as kie:
         print(f"[{n:,} ids] memory phase ...", file=sys.stderr, flush=True)
@@ -445,7 +545,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         repeat = args.repeat if args.repeat is not None else (3 if n <= 20_000 else 1)
         timings = []
         for rep in range(repeat):
-            timings.append(await timing_phase(kie, n, args, policy, rep))
+            timings.append(await timing_phase(kie, n, args, timed_policy, rep))
             t = timings[-1]
             print(
                 f"[{n:,} ids] run {rep + 1}/{repeat}: wall {t['wall_s']:.1f} s, "
@@ -463,6 +563,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         "ids": n,
         "api": args.api,
         "policy": {
+            "kind": args.policy,
             "interval": policy.interval,
             "factor": policy.factor,
             "cap": policy.max_interval,
@@ -503,6 +604,8 @@ def run_children(args: argparse.Namespace) -> list[dict[str, Any]]:
                 str(args.timeout),
                 "--api",
                 args.api,
+                "--policy",
+                args.policy,
             ]
             if args.repeat is not None:
                 cmd += ["--repeat", str(args.repeat)]
@@ -551,19 +654,42 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
                 t["lag_max_s"],
                 f"{t['client_cpu_util']:.0%} / {t['server_cpu_util']:.0%}",
                 t["client_cpu_us_per_request"],
-                f"{t['loop_stall_p99_ms']:.0f} / {t['loop_stall_max_ms']:.0f}",
+                f"{t['loop_stall_p99_ms']:.0f} / {t['loop_stall_max_ms']:.0f} / "
+                f"{t.get('busy_loop_stall_max_ms', math.nan):.0f}",
             ]
         )
+    adaptive = pol.get("kind", "fixed") == "adaptive"
+    if adaptive:  # no offline replay of a learned schedule: "(nan)" reads as a bug
+        time_rows = [
+            [
+                cell.replace("(nan)", "(n/a)").replace("nan / ", "n/a / ")
+                if isinstance(cell, str)
+                else cell
+                for cell in row
+            ]
+            for row in time_rows
+        ]
     lines = [
-        "## Scale (`bench_scale.py`)",
+        "## Scale, learned schedule (`bench_scale.py --policy adaptive`)"
+        if adaptive
+        else "## Scale (`bench_scale.py`)",
         "",
         note_line(note),
         "",
         f"`{first['api']}` with concurrency {first['concurrency']}; simulator in another "
         f"process; tasks complete uniformly in "
         f"{first['window_s'][0]:g}-{first['window_s'][1]:g} s; "
-        f"policy: first poll at once, gaps {pol['interval']:g} s x{pol['factor']:g} up to "
-        f"{pol['cap']:g} s, jitter {pol['jitter']:.0%}. One child process per size.",
+        + (
+            f"policy: first poll at once, gaps {pol['interval']:g} s x{pol['factor']:g} up to "
+            f"{pol['cap']:g} s, jitter {pol['jitter']:.0%}."
+            if not adaptive
+            else "timing phase under a compressed `AdaptivePolicy` (prior: log-normal, median "
+            f"at the window's geometric mean, sigma 0.5; gaps {pol['interval']:g}-{pol['cap']:g}"
+            " s; budget: one poll per cap); memory phase under the fixed policy "
+            f"(first poll at once, gaps {pol['interval']:g} s x{pol['factor']:g} up to "
+            f"{pol['cap']:g} s)."
+        )
+        + " One child process per size.",
         "",
         "Memory: RSS once every id holds its (GENERATING) record, minus RSS before the batch. "
         "Record = traced size of one decoded GENERATING `RecordInfo`; "
@@ -610,7 +736,7 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
                 "lag max s",
                 "CPU",
                 "client CPU µs/req",
-                "loop stall p99 / max ms",
+                "loop stall p99 / max / busy max ms",
             ],
             time_rows,
         ),
@@ -618,10 +744,13 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
     for r in runs:
         first = r["timing_runs"][0]
         stalls = first["loop_stalls_over_100ms"]
+        busy = first.get("busy_loop_stalls_over_100ms", [])
         shown = ", ".join(
-            f"{length * 1e3:.0f} ms ending at t={at:g} s" for at, length in stalls[:6]
+            f"{stall[1] * 1e3:.0f} ms ending at t={stall[0]:g} s"
+            + (f" (loop CPU {stall[2]:.0%})" if len(stall) > 2 else "")
+            for stall in stalls[:8]
         )
-        more = f" and {len(stalls) - 6} more" if len(stalls) > 6 else ""
+        more = f" and {len(stalls) - 8} more" if len(stalls) > 8 else ""
         gcs = first["gc"]
         g2 = gcs["gen2"]
         gc_total = sum(g["total_s"] for g in gcs.values())
@@ -629,7 +758,10 @@ def report(runs: list[dict[str, Any]], note: dict[str, Any]) -> str:
         lines += [
             "",
             f"{r['ids']:,} ids, first timing run: event-loop stalls over 100 ms: "
-            f"{shown or 'none'}{more}. "
+            f"{shown or 'none'}{more}; of which with the loop thread on the CPU (≥ 80%: "
+            f"our code or the collector, not the machine): {len(busy)}"
+            + (f", longest {max(b[1] for b in busy) * 1e3:.0f} ms" if busy else "")
+            + ". "
             f"Full (gen 2) garbage collections during the run: {g2['count']}, "
             f"{g2['total_s']:.2f} s in all, longest {g2['max_ms']:.0f} ms; all "
             f"generations: {gc_total:.2f} s = {gc_total / client_cpu:.0%} of the "
@@ -661,6 +793,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="per-task deadline, s")
     parser.add_argument("--api", choices=["wait_many", "as_completed"], default="wait_many")
     parser.add_argument(
+        "--policy",
+        choices=["fixed", "adaptive"],
+        default="fixed",
+        help="the timing phase's schedule: the compressed PollPolicy, or a compressed "
+        "AdaptivePolicy (its own RESULTS.md section)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=None,
@@ -686,8 +825,9 @@ def main() -> None:
     text = report(runs, note)
     print()
     print(text)
-    data = {"name": NAME, "machine": note, "runs": runs}
-    publish(NAME, data, text, quick=args.quick)
+    name = NAME if args.policy == "fixed" else f"{NAME}_{args.policy}"
+    data = {"name": name, "machine": note, "runs": runs}
+    publish(name, data, text, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ PURE_CORE = [
 
 #: The layers, lowest first; a module may import only from its own layer or below.
 LAYERS: list[set[str]] = [
-    {"errors", "models", "policy", "_version"},
+    {"errors", "models", "policy", "_version", "_json"},
     {"_convert", "_schedule", "_limits", "events"},
     {"_protocol", "_endpoints"},
     {"_http", "store"},
@@ -109,8 +109,13 @@ def _imported_names(tree: ast.Module, own: str) -> set[str]:
             target = (node.module or "").split(".")[0]
             if target:
                 found.add(target)
-            else:  # "from .. import X": names of the package itself
-                found.add("__init__")
+                continue
+            # "from . import X": X is a module of the package, or a name of its __init__.
+            for alias in node.names:
+                is_module = (PACKAGE / f"{alias.name}.py").exists() or (
+                    PACKAGE / alias.name
+                ).is_dir()
+                found.add(alias.name if is_module else "__init__")
     found.discard(own)
     return found
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from . import _json
 from ._convert import KIE_TIMEZONE, record_from_wire
 from .errors import (
     APIError,
@@ -178,7 +178,8 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     status, body = response.status, response.body
     readable = True
     try:
-        envelope = json.loads(body) if body.strip() else None
+        # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
+        envelope = _json.loads(body) if body.strip() else None
     except (ValueError, RecursionError):  # UnicodeDecodeError; "[[[[..." nested too deep
         envelope = None
     if envelope is None:  # JSON null, an empty body or no JSON at all

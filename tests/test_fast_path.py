@@ -1,0 +1,309 @@
+"""The decoding fast paths agree with the full ones.
+
+- ``_convert._common_record`` (the documented record shape read directly) must
+  give exactly what the full converter gives, or step aside (None);
+- ``_json.loads`` (orjson first, the stdlib for what orjson refuses) must
+  mean what :func:`json.loads` means, and the stdlib-only path must work;
+- ``validate_task_id``'s one-pass check must accept only what the full
+  checks accept.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from veo_async import _convert, _json
+from veo_async._convert import KIE_TIMEZONE, record_from_wire
+from veo_async._protocol import RawResponse, decode_record_info
+from veo_async.errors import ResponseError
+from veo_async.models import MAX_TASK_ID_LENGTH, RecordInfo, validate_task_id
+
+TASK_ID = "veo_task_abcdef0123456789"
+
+_NULLISH = st.sampled_from([None, "", "null", "NULL", "Null", "None", "none", " null "])
+_TEXT = st.text(max_size=12)
+_SCALAR = st.one_of(
+    _NULLISH, _TEXT, st.integers(-5, 5), st.floats(allow_nan=True), st.booleans()
+)
+_TIMES = st.one_of(
+    st.sampled_from(
+        [
+            "2026-01-06 08:17:04",
+            "2026-13-06 08:17:04",  # 19 characters, not a date
+            "2026-01-06T08:17:04Z",
+            "2026-01-06T08:17:04+02:00",
+            "2026/01/06 08:17:04",
+            "1767687424",
+            " 2026-01-06 08:17:04 ",
+        ]
+    ),
+    st.integers(0, 2_000_000_000_000),
+    st.floats(0, 4e9),
+    _SCALAR,
+)
+_URL = st.sampled_from(["https://x.example/a.mp4", " https://x.example/b.mp4", "null", "", "N"])
+_URLS = st.one_of(
+    st.lists(_URL, max_size=3),
+    st.lists(st.one_of(_URL, st.integers(), st.none()), max_size=3),
+    st.sampled_from(['["https://x.example/c.mp4"]', "https://x.example/d.mp4", "[1,"]),
+    _SCALAR,
+)
+_PARAMS = st.one_of(
+    st.sampled_from(['{"model": "veo3_fast", "prompt": "a"}', "[1]", "{", '"x"', "{}"]),
+    st.dictionaries(_TEXT, _SCALAR, max_size=2),
+    _SCALAR,
+)
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> Any:
+    """A ``response`` value: usually an object of the documented shape, sometimes not."""
+    keys = {
+        "taskId": st.one_of(st.just(TASK_ID), _SCALAR),
+        "resultUrls": _URLS,
+        "originUrls": _URLS,
+        "fullResultUrls": _URLS,
+        "resolution": st.one_of(st.sampled_from(["1080p", "720p"]), _SCALAR),
+    }
+    shape = draw(st.sampled_from(["object", "object", "object", "other"]))
+    if shape == "other":
+        return draw(st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2)))
+    return {key: draw(value) for key, value in keys.items() if draw(st.booleans())}
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, Any]:
+    """A record's ``data``: the documented shape, each field often replaced by a quirk."""
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "taskId": st.one_of(st.just(TASK_ID), st.just("veo_task_other"), _SCALAR),
+        "successFlag": st.one_of(st.integers(-1, 4), _SCALAR, st.sampled_from(["1", 1.0, "0"])),
+        "paramJson": _PARAMS,
+        "createTime": _TIMES,
+        "completeTime": _TIMES,
+        "response": st.one_of(st.none(), responses()),
+        "resultUrls": st.one_of(st.none(), _URLS),
+        "errorCode": st.one_of(st.none(), st.sampled_from([422, "500", "null", "x", 1.0, 1.5])),
+        "errorMessage": st.one_of(st.sampled_from(["", "boom", "null"]), _SCALAR),
+        "fallbackFlag": st.one_of(st.booleans(), _SCALAR, st.sampled_from(["true", "0", 2])),
+    }
+    data: dict[str, Any] = {}
+    for key, value in fields.items():
+        presence = draw(st.sampled_from(["usual", "usual", "absent", "null"]))
+        if presence == "absent" and key not in ("taskId", "successFlag"):
+            continue
+        data[key] = None if presence == "null" else draw(value)
+    return data
+
+
+def _full(data: dict[str, Any]) -> RecordInfo | ResponseError:
+    try:
+        return _convert._record_full(data, TASK_ID, KIE_TIMEZONE)
+    except ResponseError as exc:
+        return exc
+
+
+def _same(fast: RecordInfo, full: RecordInfo) -> bool:
+    # repr too: equal datetimes in different zones compare equal, and a zone matters.
+    return fast == full and repr(fast) == repr(full)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(records())
+def test_fast_record_is_the_full_converters_record(data: dict[str, Any]) -> None:
+    """The fast path gives the full converter's record, or None where that one fails."""
+    fast = _convert._common_record(data)
+    full = _full(data)
+    if fast is not None:
+        assert isinstance(full, RecordInfo)
+        assert _same(fast, full)
+    public = record_from_wire(data, TASK_ID) if isinstance(full, RecordInfo) else None
+    if public is not None:
+        assert isinstance(full, RecordInfo)
+        assert _same(public, full)
+
+
+def _documented(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "taskId": TASK_ID,
+        "paramJson": '{"model": "veo3_fast", "prompt": "a fox"}',
+        "completeTime": "2026-01-06 08:17:04",
+        "response": {
+            "taskId": TASK_ID,
+            "resultUrls": ["https://x.example/a.mp4"],
+            "originUrls": None,
+            "fullResultUrls": None,
+            "resolution": "1080p",
+        },
+        "successFlag": 1,
+        "errorCode": None,
+        "errorMessage": "",
+        "createTime": "2026-01-06 08:15:04",
+        "fallbackFlag": False,
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_documented(), id="success"),
+        pytest.param(_documented(successFlag=0, response=None, completeTime=None), id="generating"),
+        pytest.param(
+            _documented(successFlag=2, response=None, errorCode=400, errorMessage="policy"),
+            id="failed",
+        ),
+    ],
+)
+def test_documented_shapes_take_the_fast_path(data: dict[str, Any]) -> None:
+    """The shapes the service really sends are read by the fast path (not stepped aside)."""
+    fast = _convert._common_record(data)
+    full = _full(data)
+    assert fast is not None
+    assert isinstance(full, RecordInfo)
+    assert _same(fast, full)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_documented(taskId="null"), id="null-id"),
+        pytest.param(_documented(successFlag="1"), id="string-flag"),
+        pytest.param(_documented(successFlag=True), id="bool-flag"),
+        pytest.param(_documented(response="null"), id="response-text"),
+        pytest.param(
+            _documented(response=None, resultUrls=["https://x.example/a.mp4"]),
+            id="urls-under-data",
+        ),
+        pytest.param(_documented(createTime="yesterday"), id="unreadable-time"),
+    ],
+)
+def test_unusual_shapes_step_aside(data: dict[str, Any]) -> None:
+    """Anything but the documented shape is left to the full converter."""
+    assert _convert._common_record(data) is None
+
+
+# -- JSON: orjson first, the stdlib for the rest ------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_ODD_TEXTS = st.one_of(
+    st.sampled_from(
+        [
+            "NaN",
+            "[Infinity, -Infinity]",
+            "1e400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "[-9223372036854775809]",
+            '{"errorCode": 123456789012345678901234567890}',
+            "0.30000000000000004441",
+            '"\\ud800"',
+            '{"a": 1, "a": 2}',
+            "\ufeff{}",
+            "[" * 2000 + "]" * 2000,
+            "  [1, 2]  ",
+            "{'a': 1}",
+            "",
+            "01",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+def _outcome(parse: Any, text: str | bytes) -> tuple[str, Any]:
+    try:
+        return "ok", parse(text)
+    except (ValueError, RecursionError):  # what decode_envelope reads as "not JSON"
+        return "error", None
+
+
+@settings(max_examples=500)
+@given(st.one_of(_JSON_VALUES.map(json.dumps), _ODD_TEXTS))
+def test_loads_means_what_json_loads_means(text: str) -> None:
+    """Text or UTF-8 bytes: the same value as json.loads, or an error where it errs."""
+    for given_text in (text, text.encode("utf-8", "surrogatepass")):
+        ours, stdlib = _outcome(_json.loads, given_text), _outcome(json.loads, given_text)
+        assert ours[0] == stdlib[0]
+        if ours[0] == "ok":
+            assert repr(ours[1]) == repr(stdlib[1])  # repr: -0.0 vs 0.0, 1 vs 1.0, True vs 1
+
+
+def test_the_fast_extra_is_used_when_installed() -> None:
+    """With orjson installed (the dev environment), answers are parsed by it."""
+    pytest.importorskip("orjson")
+    assert _json.FAST_JSON
+    assert _json.loads is not json.loads
+
+
+@pytest.fixture
+def stdlib_json(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """_json as it is without the fast extra (orjson hidden), restored afterwards."""
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson now fails
+    importlib.reload(_json)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_json)
+
+
+@pytest.mark.usefixtures("stdlib_json")
+def test_without_orjson_the_stdlib_parses() -> None:
+    """Without the fast extra, answers are parsed by json.loads and decode the same."""
+    assert not _json.FAST_JSON
+    assert _json.loads is json.loads
+    body = json.dumps({"code": 200, "msg": "success", "data": _documented()}).encode()
+    record = decode_record_info(RawResponse(200, {}, body), TASK_ID)
+    assert record == _full(_documented())
+    assert record.params == {"model": "veo3_fast", "prompt": "a fox"}
+
+
+# -- task ids -----------------------------------------------------------------------------
+
+
+def _valid_by_the_full_checks(task_id: str) -> bool:
+    return (
+        0 < len(task_id) <= MAX_TASK_ID_LENGTH
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in task_id)
+        and task_id == task_id.strip()
+        and not any(c.isspace() for c in task_id)
+        and task_id.isprintable()
+    )
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.text(st.characters(max_codepoint=0x7F), max_size=40),
+        st.text(min_size=250, max_size=260, alphabet="ab"),
+    )
+)
+def test_task_id_check_accepts_exactly_the_valid_ids(task_id: str) -> None:
+    """The one-pass check of common ids accepts what the full checks accept, no more."""
+    try:
+        accepted = validate_task_id(task_id) == task_id
+    except ValueError:
+        accepted = False
+    assert accepted == _valid_by_the_full_checks(task_id)

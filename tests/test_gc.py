@@ -1,0 +1,115 @@
+"""Batches leave no reference cycles behind, and large ones set up without stalling.
+
+A batch of 100,000 ids must not lean on the cyclic garbage collector: every
+object of ours is freed by reference counting once the batch ends (so freezing
+the collector's view of a big batch's set-up leaks nothing), and set-up yields
+to the event loop between chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+from contextlib import aclosing
+
+import pytest
+
+from veo_async import VeoSession, WaitTimeoutError, _batch
+from veo_async._batch import _SLICE as SETUP_CHUNK
+from veo_async.testing import FakeKie, TaskScript
+
+IDS = [f"veo_task_gc_{n:05d}" for n in range(1000)]
+
+
+@pytest.fixture
+def saved_garbage() -> Iterator[list[object]]:
+    """gc.DEBUG_SAVEALL for the test: what a collection finds lands in the list."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.garbage.clear()
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+def ours(garbage: list[object]) -> list[str]:
+    """The veo_async objects among what the collector found unreachable."""
+    return sorted(
+        {type(o).__qualname__ for o in garbage if type(o).__module__.startswith("veo_async")}
+    )
+
+
+async def test_a_finished_batch_is_freed_without_the_collector(
+    fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """After wait_many over 1,000 finished ids, a collection finds nothing of ours."""
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=0.0) for task_id in IDS])
+    outcomes = await veo.wait_many(IDS, return_exceptions=True)
+    assert len(outcomes) == len(IDS)
+    del outcomes
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
+async def test_a_timed_out_batch_is_freed_without_the_collector(
+    fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """Timeouts of 1,000 ids (and the runs they stop) leave no cycle of ours."""
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=1e6) for task_id in IDS])
+    outcomes = await veo.wait_many(IDS, timeout=0.5, return_exceptions=True)
+    assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
+    del outcomes
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
+async def test_as_completed_is_freed_without_the_collector(
+    fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """An as_completed over 1,000 finished ids leaves no cycle of ours."""
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=0.0) for task_id in IDS])
+    async with aclosing(veo.as_completed(IDS)) as finished:
+        seen = [handle.task_id async for handle in finished]
+    assert sorted(seen) == IDS
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
+async def test_set_up_lets_the_loop_run_between_chunks(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A batch of several chunks polls its first ids before its last ones are set up."""
+    ids = [f"veo_task_chunk_{n:05d}" for n in range(3 * SETUP_CHUNK)]
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=0.0) for task_id in ids])
+    first, last = veo.task(ids[0]), veo.task(ids[-1])
+    batch = asyncio.get_running_loop().create_task(veo.wait_many(ids))
+    for _ in range(100):  # loop turns until the first chunk is followed
+        if first.polling or first.done():
+            break
+        await asyncio.sleep(0)
+    assert first.polling or first.done()
+    assert not last.polling  # its chunk is not set up yet
+    assert not last.done()
+    outcomes = await batch
+    assert len(outcomes) == len(ids)
+
+
+async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
+    fake_kie: FakeKie, veo: VeoSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large batch keeps the collector's view frozen while it runs, and puts it back."""
+    monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
+    callbacks = list(gc.callbacks)
+    assert gc.get_freeze_count() == 0
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=1.0) for task_id in IDS])
+    batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
+    await asyncio.sleep(0.5)  # set up, still polling
+    frozen_during = gc.get_freeze_count()
+    outcomes = await batch
+    assert len(outcomes) == len(IDS)
+    assert frozen_during > 0
+    assert gc.get_freeze_count() == 0
+    assert gc.callbacks == callbacks
