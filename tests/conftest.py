@@ -131,3 +131,18 @@ async def make_veo(
     yield make
     for session in made:
         await session.aclose()
+
+
+#: Child processes started by the running test (CLI runs): reaped after it.
+CHILDREN: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _no_child_outlives_its_test() -> AsyncIterator[None]:
+    """Kill whatever child a failing (or hung) test left running."""
+    yield
+    while CHILDREN:
+        proc = CHILDREN.pop()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -38,6 +38,8 @@ from veo_async.cli import MISSING_EXTRA, run_cli
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
+from .conftest import CHILDREN
+
 #: Real processes and a real simulator: real time, real HTTP.
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
 
@@ -85,7 +87,7 @@ async def start(
     *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
 ) -> asyncio.subprocess.Process:
     """Start ``veo-async ARGS`` with piped standard streams."""
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         *(command or [sys.executable, "-m", "veo_async"]),
         *args,
         stdin=asyncio.subprocess.PIPE,
@@ -93,6 +95,8 @@ async def start(
         stderr=asyncio.subprocess.PIPE,
         env=env or child_env(),
     )
+    CHILDREN.append(proc)  # reaped after the test, should it fail or hang
+    return proc
 
 
 async def veo_async(

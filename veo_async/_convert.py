@@ -35,7 +35,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -566,16 +565,6 @@ def _common_record(data: dict[str, Any]) -> RecordInfo | None:
         return None
 
 
-def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
-    if isinstance(value, _dt.datetime):
-        return value.isoformat()
-    if isinstance(value, TaskStatus):
-        return value.name
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
 def record_to_jsonable(record: RecordInfo) -> dict[str, Any]:
-    """A JSON-ready dict of a record (snake_case, ISO times, status by name)."""
-    return attrs.asdict(record, value_serializer=_jsonable_value)
+    """A JSON-ready dict of a record (see :meth:`RecordInfo.to_jsonable`)."""
+    return record.to_jsonable()

@@ -61,15 +61,26 @@ class Plan:
 
 
 class _FixedPlan(Plan):
-    __slots__ = ("_delays",)
+    # The delays generator is made at the second poll: most runs of a batch over
+    # finished ids need one poll, and a generator costs ~0.5 KiB and microseconds.
+    __slots__ = ("_delays", "_first_given", "_policy")
 
-    def __init__(self, delays: Iterator[float]) -> None:
-        self._delays = delays
+    def __init__(self, policy: PollPolicy) -> None:
+        self._policy = policy
+        self._delays: Iterator[float] | None = None
+        self._first_given = False
 
     def next_delay(
         self, record: RecordInfo | None, created: float | None, model: str | None
     ) -> float:
-        return next(self._delays)
+        delays = self._delays
+        if delays is None:
+            if not self._first_given:
+                self._first_given = True
+                return self._policy.first_poll  # what delays() yields first
+            delays = self._delays = self._policy.delays()
+            next(delays)  # its first_poll, given already
+        return next(delays)
 
 
 class _LearnedPlan(Plan):
@@ -145,7 +156,7 @@ class Pacer:
         """A fresh plan for one run (``policy`` None: the session's default)."""
         chosen = self.default if policy is None else policy
         if isinstance(chosen, PollPolicy):
-            return _FixedPlan(chosen.delays())
+            return _FixedPlan(chosen)
         entry = self._schedules.get(id(chosen))
         if entry is None:
             entry = self._schedules[id(chosen)] = (chosen, chosen.schedule(self.learner))

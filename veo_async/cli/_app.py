@@ -42,7 +42,8 @@ from typing import Any, Literal
 import click
 from rich.console import Console
 
-from .. import StoreError, VeoError, __version__
+from .. import VeoError, __version__
+from ._finish import run_to_end
 from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
 from ._opening import open_session
@@ -51,6 +52,7 @@ from ._options import (
     build_policy,
     configure_logging,
     global_options,
+    output_option,
     policy_options,
     progress_options,
 )
@@ -59,7 +61,7 @@ from ._output import JsonLines, LookupResult, status_json, status_table
 from ._progress import ProgressMode, ProgressReporter
 from ._reach import ReachabilityWatch
 from ._run import Interrupted, run
-from ._tasks import STORE_HELP, delivered_from_store, store_failure, tasks
+from ._tasks import STORE_HELP, delivered_from_store, tasks
 
 __all__ = ["cli", "run_cli"]
 
@@ -194,12 +196,7 @@ def status(
 @cli.command(epilog=_EXIT_CODES)
 @click.argument("ids", nargs=-1, metavar="[ID|-]...")
 @_from_option
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
-)
+@output_option
 @_concurrency_option
 @click.option(
     "--rate",
@@ -306,15 +303,9 @@ def wait(
                 watcher.cancel()
                 await asyncio.wait((watcher,))
 
-    try:
-        run(track())
-    except Interrupted as stop:
-        progress.print_summary(interrupted=True)
-        return stop.exit_code
-    except StoreError as exc:
-        raise store_failure(exc) from None
-    finally:
-        sink.close()
+    interrupted = run_to_end(track(), progress, sink)
+    if interrupted is not None:
+        return interrupted
     progress.print_summary()
     return tally.exit_code()
 
@@ -324,12 +315,7 @@ cli.add_command(tasks)
 
 @tasks.command("resume", epilog=_EXIT_CODES)
 @click.option("--store", "store_path", required=True, metavar="FILE", help="The store file.")
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
-)
+@output_option
 @_concurrency_option
 @global_options(at_group=False)
 @click.pass_context

@@ -28,17 +28,18 @@ from .. import (
     POLICY_TIMEOUT,
     GenerateRequest,
     PollPolicy,
-    StoreError,
     SubmitUncertainError,
     VeoError,
 )
 from ..policy import TimeoutArg
 from ._errors import describe_error
+from ._finish import run_to_end
 from ._opening import open_session
 from ._options import (
     build_policy,
     configure_logging,
     global_options,
+    output_option,
     policy_options,
     progress_options,
 )
@@ -49,7 +50,6 @@ from ._requests import RequestSourceError, read_requests
 from ._resume import SentBefore
 from ._resume import write_stored_results as _write_stored_results
 from ._run import Interrupted, run
-from ._tasks import store_failure
 
 __all__ = ["credits", "generate"]
 
@@ -189,12 +189,7 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
     is_flag=True,
     help="Wait for the created tasks; one JSON line per task as it finishes.",
 )
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
-)
+@output_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -343,15 +338,9 @@ def generate(
                 if sent_before is not None and wait_for:
                     await _write_stored_results(veo, sink, tally, progress, set_total)
 
-    try:
-        run(create_all())
-    except Interrupted as stop:
-        progress.print_summary(interrupted=True)
-        return stop.exit_code
-    except StoreError as exc:
-        raise store_failure(exc) from None
-    finally:
-        sink.close()
+    interrupted = run_to_end(create_all(), progress, sink)
+    if interrupted is not None:
+        return interrupted
     if wait_for:
         progress.print_summary()
         return tally.exit_code()

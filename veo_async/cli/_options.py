@@ -28,6 +28,7 @@ __all__ = [
     "build_policy",
     "configure_logging",
     "global_options",
+    "output_option",
     "policy_options",
     "progress_options",
     "require_api_key",
@@ -229,3 +230,12 @@ def configure_logging(ctx: click.Context) -> None:
         )
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+#: ``--output/-o FILE``: where the JSON lines go (standard output by default).
+output_option = click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
+)

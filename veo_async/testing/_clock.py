@@ -33,17 +33,13 @@ from typing import Any
 __all__ = ["ScaledClockLoop", "VirtualClockLoop", "VirtualClockPolicy"]
 
 
-class _FastForwardSelector(selectors.BaseSelector):
-    """Delegates to a real selector, but turns idle timer waits into clock jumps."""
+class _DelegatingSelector(selectors.BaseSelector):
+    """A selector that hands everything to a real one; subclasses change ``select``
+    and keep an ``offset``: the seconds of waiting the loop's clock has skipped."""
 
     def __init__(self, inner: selectors.BaseSelector) -> None:
         self._inner = inner
-        self._internal: frozenset[Any] = frozenset()
         self.offset = 0.0
-
-    def seal_internal(self) -> None:
-        """The file objects registered so far are the loop's own (its self-pipe)."""
-        self._internal = frozenset(self._inner.get_map().keys())
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -59,6 +55,21 @@ class _FastForwardSelector(selectors.BaseSelector):
 
     def close(self) -> None:
         self._inner.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        return self._inner.select(timeout)
+
+
+class _FastForwardSelector(_DelegatingSelector):
+    """Delegates to a real selector, but turns idle timer waits into clock jumps."""
+
+    def __init__(self, inner: selectors.BaseSelector) -> None:
+        super().__init__(inner)
+        self._internal: frozenset[Any] = frozenset()
+
+    def seal_internal(self) -> None:
+        """The file objects registered so far are the loop's own (its self-pipe)."""
+        self._internal = frozenset(self._inner.get_map().keys())
 
     def _real_io_possible(self) -> bool:
         return any(fd not in self._internal for fd in self._inner.get_map())
@@ -97,28 +108,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return self._fast_forward.offset
 
 
-class _ScaledWaitSelector(selectors.BaseSelector):
+class _ScaledWaitSelector(_DelegatingSelector):
     """Delegates to a real selector, waiting ``1 / speed`` of each timed wait."""
 
     def __init__(self, inner: selectors.BaseSelector, speed: float) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._speed = speed
-        self.offset = 0.0
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._inner.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._inner.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._inner.modify(fileobj, events, data)
-
-    def get_map(self) -> Any:
-        return self._inner.get_map()
-
-    def close(self) -> None:
-        self._inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None or timeout <= 0:
