@@ -684,12 +684,13 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
 # -- item 16: the deadline at scale -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("return_exceptions", "size"), [(True, 50_000), (False, 5_000)])
-def test_wait_many_over_50000_ids_returns_soon_after_its_deadline(
+@pytest.mark.parametrize(("return_exceptions", "size"), [(True, 10_000), (False, 5_000)])
+def test_a_big_batch_returns_soon_after_its_deadline(
     return_exceptions: bool, size: int
 ) -> None:
-    """#16: the deadline counts from the call (set-up included) and a batch of 50,000
-    unfinished ids returns soon after it, having stopped every poll it started.
+    """#16: the deadline counts from the call (set-up included) and a batch of 10,000
+    unfinished ids returns soon after it, having stopped every poll it started
+    (50,000 ids are measured by benchmarks/bench_deadline.py).
 
     The loop clock counts our CPU time, so the bound here is loose (the old code
     slipped 4.7 s); the 0.25 s target is measured by benchmarks/bench_deadline.py.

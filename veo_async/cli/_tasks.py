@@ -35,7 +35,9 @@ def open_store(path: str) -> SQLiteStore:
     :raises click.UsageError: for a path that cannot name a store file.
     """
     try:
-        return SQLiteStore(path)
+        # A command line finds out at once that another process holds the store,
+        # rather than waiting the library's default 2 s for its lock.
+        return SQLiteStore(path, lock_timeout=0.3)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"--store: {exc}") from None
 
