@@ -108,3 +108,17 @@ def test_only_sensible_durations_are_learned() -> None:
     for seconds in (None, -5.0, 0.0, 7 * 3600.0, 120.0):
         pacer.observe(record(seconds))
     assert pacer.learner.count("veo3") == 1
+
+
+async def test_fixed_schedules_alone_learn_nothing_until_a_learned_one_is_used() -> None:
+    """Learning serves learned plans: a session on PollPolicy skips it, and starts
+    once a wait asks for an AdaptivePolicy."""
+    kie = FakeKie(api_key=API_KEY)
+    for task_id in ("veo_a", "veo_b"):
+        kie.add_task(TaskScript(task_id, complete_after=100, params={"model": "veo3"}))
+    fixed = PollPolicy(interval=5, max_interval=5)
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=fixed) as veo:
+        await veo.task("veo_a").wait()
+        assert veo.learner.count("veo3") == 0
+        await veo.task("veo_b").wait(policy=STEADY)
+        assert veo.learner.count("veo3") == 1

@@ -338,7 +338,7 @@ async def _handles(registry: TaskRegistry, ids: list[str]) -> dict[str, VeoTask]
             await _yield_between_slices()
         for task_id in ids[first : first + _SLICE]:
             if task_id not in handles:
-                handles[task_id] = registry.handle(task_id)
+                handles[task_id] = registry.handle(task_id, validated=True)
     return handles
 
 

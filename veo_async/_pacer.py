@@ -151,6 +151,9 @@ class Pacer:
             self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
+        # Learning serves learned plans only: a session polling on fixed
+        # schedules alone skips its cost on every terminal record.
+        self._learning = isinstance(default, AdaptivePolicy)
 
     def plan(self, policy: AnyPolicy | None) -> Plan:
         """A fresh plan for one run (``policy`` None: the session's default)."""
@@ -160,6 +163,7 @@ class Pacer:
         entry = self._schedules.get(id(chosen))
         if entry is None:
             entry = self._schedules[id(chosen)] = (chosen, chosen.schedule(self.learner))
+            self._learning = True
         return _LearnedPlan(self, entry[1])
 
     def loop_now(self) -> float:
@@ -189,8 +193,9 @@ class Pacer:
         self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
 
     def observe(self, record: RecordInfo) -> None:
-        """Learn from a terminal record (its duration and model), if it makes sense."""
-        if record.create_time is None or record.complete_time is None:
+        """Learn from a terminal record (its duration and model), if it makes sense
+        and a learned plan is (or was) in use."""
+        if not self._learning or record.create_time is None or record.complete_time is None:
             return
         seconds = (record.complete_time - record.create_time).total_seconds()
         if not 0 < seconds < _MAX_LEARNED:

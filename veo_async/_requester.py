@@ -256,10 +256,15 @@ class Requester:
         )
 
     def poll(
-        self, task_id: str, granted_at: float, previous: RecordInfo | None
+        self,
+        task_id: str,
+        granted_at: float,
+        previous: RecordInfo | None,
+        on_done: Callable[[asyncio.Task[RecordInfo]], object],
     ) -> asyncio.Task[RecordInfo]:
         """Start a record-info request on a slot already granted (by the queue).
 
+        :param on_done: called with the request's task when it has ended.
         :returns: the request's task; cancelling it cancels the request, and
             the slot is released either way.
         """
@@ -275,8 +280,15 @@ class Requester:
             ),
             name="veo_async poll",
         )
-        self._polls.add(task)
-        task.add_done_callback(self._polls.discard)
+        polls = self._polls
+        polls.add(task)
+
+        def done(ended: asyncio.Task[RecordInfo]) -> None:
+            # One callback for both: a call_soon and a handle less per poll.
+            polls.discard(ended)
+            on_done(ended)
+
+        task.add_done_callback(done)
         return task
 
     async def _exchange(

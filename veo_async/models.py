@@ -127,7 +127,7 @@ class RecordInfo:
     @property
     def is_done(self) -> bool:
         """True once the task reached a terminal status."""
-        return self.status.is_terminal
+        return self.status is not TaskStatus.GENERATING  # read on every poll: no second property
 
     @property
     def result_urls(self) -> tuple[str, ...]:
