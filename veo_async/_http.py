@@ -223,8 +223,13 @@ class AiohttpTransport:
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
         status = response.status
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
         cap = self._max_body
+        declared = response.content_length
+        if inflate and encoding in ("", "identity") and declared is not None and declared <= cap:
+            # The common answer: uncompressed and sized (the bytes are as
+            # declared: our own session does not inflate), one read.
+            return RawResponse(status, response.headers, await response.read())
+        decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
         chunks: list[bytes] = []
         size = 0
         # Counted as decoded while reading: Content-Length is the compressed size.
