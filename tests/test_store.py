@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import json
 import os
 import signal
@@ -22,8 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from veo_async.errors import (
@@ -39,6 +41,7 @@ from veo_async.store import (
     StoredIntent,
     StoredTask,
     TaskStore,
+    _text,
     new_ref,
     record_from_json,
     record_to_json,
@@ -135,6 +138,91 @@ def test_codec_format() -> None:
     assert data["complete_time"] == "2025-06-06T10:30:00+08:00"
     assert data["response"]["result_urls"] == ["https://x.example/t1.mp4"]
     assert data["response"]["origin_urls"] == []
+
+
+def test_codec_writes_every_field() -> None:
+    """record_to_json (written by hand) has one key per field of RecordInfo and VideoResult."""
+    data = record_to_json(finished("t1"))
+    assert list(data) == [field.name for field in attrs.fields(RecordInfo)]
+    assert list(data["response"]) == [field.name for field in attrs.fields(VideoResult)]
+    assert record_to_json(RecordInfo("t2", TaskStatus.FAILED))["response"] is None
+
+
+def test_codec_refuses_what_is_not_a_record() -> None:
+    """record_to_json of anything but a RecordInfo is a TypeError naming the type."""
+    with pytest.raises(TypeError, match="dict"):
+        record_to_json({"task_id": "t1"})  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------- column text
+
+_any_json = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),  # beyond 64 bits too: orjson refuses those, the stdlib writes them
+        st.text(),  # lone surrogates too: orjson refuses those
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(params=["fast", "stdlib"])
+def text_module(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """store._text with orjson (when installed) and with orjson hidden."""
+    if request.param == "fast":
+        pytest.importorskip("orjson")
+        yield _text
+        return
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson now fails
+    importlib.reload(_text)
+    try:
+        yield _text
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_text)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    # The fixture only picks the module variant: the same for every example.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(value=st.dictionaries(st.text(), _any_json, max_size=4))
+def test_column_text_means_what_json_dumps_writes(text_module: Any, value: dict[str, Any]) -> None:
+    """The store's JSON text reads back as json.dumps(value)'s does, with or without orjson."""
+    assert json.loads(text_module.dumps(value)) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"x": float("nan")}, id="nan"),
+        pytest.param({"x": [1, {"y": float("-inf")}]}, id="nested-inf"),
+        pytest.param({"x": {1, 2}}, id="set"),
+        pytest.param({"x": dt.datetime(2025, 1, 1)}, id="datetime"),
+        pytest.param({"x": TaskStatus.SUCCESS}, id="int-enum"),
+        pytest.param({1: "int key"}, id="int-key"),
+        pytest.param({"x": 2**70}, id="big-int"),
+        pytest.param({"x": "\ud800"}, id="lone-surrogate"),
+    ],
+)
+def test_column_text_refuses_what_json_dumps_refuses(text_module: Any, value: Any) -> None:
+    """Where orjson and the stdlib differ, the stdlib decides: same text meaning, same errors."""
+    try:
+        expected = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            text_module.dumps(value)
+    else:
+        assert json.loads(text_module.dumps(value)) == expected
 
 
 @pytest.mark.parametrize(
@@ -331,6 +419,31 @@ async def test_reads_see_unflushed_writes(tmp_path: Path) -> None:
     async with make_store(tmp_path / "s.db") as store:
         await store.record_terminal("t1", record_to_json(finished("t1")), NOW)
         assert [t.task_id for t in await store.undelivered()] == ["t1"]
+
+
+async def test_first_sighting_and_terminal_record_in_one_batch(tmp_path: Path) -> None:
+    """A seen and a terminal change committed together keep the sighting's time (one row)."""
+    async with make_store(tmp_path / "s.db") as store:
+        await store.track(["tracked"], created_at=NOW - 100)
+        for task_id in ("tracked", "untracked"):
+            await store.record_seen(task_id, NOW - 40)
+            await store.record_terminal(task_id, record_to_json(finished(task_id)), NOW - 20)
+        await store.flush()
+        tracked, untracked = await store.get("tracked"), await store.get("untracked")
+    assert tracked is not None
+    assert untracked is not None
+    assert (tracked.created_at, tracked.first_seen_at, tracked.terminal_at) == (
+        NOW - 100,
+        NOW - 40,
+        NOW - 20,
+    )
+    assert (untracked.created_at, untracked.first_seen_at, untracked.terminal_at) == (
+        NOW - 40,
+        NOW - 40,
+        NOW - 20,
+    )
+    assert tracked.updated_at == untracked.updated_at == NOW - 20
+    assert untracked.record_info() == finished("untracked")
 
 
 async def test_track_is_idempotent(tmp_path: Path) -> None:

@@ -94,9 +94,11 @@ UPSERT_SEEN = (
     "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
     "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
 )
+# ?4: when a poll first saw the task (its pending seen time, else ?3): the
+# first sighting rides on the terminal row instead of a row of its own.
 UPSERT_TERMINAL = (
     "INSERT INTO tasks (task_id, created_at, first_seen_at, terminal, terminal_at, updated_at) "
-    "VALUES (?1, ?3, ?3, ?2, ?3, ?3) "
+    "VALUES (?1, ?4, ?4, ?2, ?3, MAX(?3, ?4)) "
     "ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal, "
     "terminal_at = COALESCE(tasks.terminal_at, excluded.terminal_at), "
     "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "

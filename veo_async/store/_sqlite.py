@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import os
 import sqlite3
 import threading
@@ -53,6 +52,7 @@ from . import _schema as sql
 from ._contract import DEFAULT_RETENTION, TaskState
 from ._sqlite_batch import Op, Pending, write_batch
 from ._sqlite_file import prepare, translate
+from ._text import dumps
 from ._values import StoredIntent, StoredTask, check_ref
 
 __all__ = ["SQLiteStore"]
@@ -88,7 +88,7 @@ def _dumps(value: Mapping[str, Any], what: str) -> str:
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a mapping, not {type(value).__name__}")
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from exc
 

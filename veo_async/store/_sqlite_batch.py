@@ -167,11 +167,21 @@ async def _attach(
 
 
 async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, Pending]) -> None:
-    seen = [(tid, p.seen_at) for tid, p in pending.items() if p.seen_at is not None]
-    terminal = [
-        (tid, p.terminal, p.terminal_at) for tid, p in pending.items() if p.terminal is not None
-    ]
-    delivered = [(tid, p.delivered_at, p.deliveries) for tid, p in pending.items() if p.deliveries]
+    # One pass, one row per task and kind; a task with a terminal record
+    # writes its first sighting in that row (one row, not two).
+    seen: list[tuple[str, float]] = []
+    terminal: list[tuple[str, str, float, float]] = []
+    delivered: list[tuple[str, float | None, int]] = []
+    for tid, p in pending.items():
+        text = p.terminal
+        if text is not None:
+            at = p.terminal_at
+            assert at is not None  # set together with the text
+            terminal.append((tid, text, at, at if p.seen_at is None else p.seen_at))
+        elif p.seen_at is not None:
+            seen.append((tid, p.seen_at))
+        if p.deliveries:
+            delivered.append((tid, p.delivered_at, p.deliveries))
     if seen:
         await conn.executemany(sql.UPSERT_SEEN, seen)
     if terminal:
