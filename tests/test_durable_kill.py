@@ -46,8 +46,9 @@ KILLS = 5
 #: A run is killed after printing this many lines (a random number in this
 #: range): while it creates (``CREATED``), polls, delivers or acknowledges.
 KILL_AFTER_LINES = (2, TOTAL // 2)
-#: The simulator's times x0.02: a veo3_fast task takes ~2-5 s.
-TIME_SCALE = 0.02
+#: The simulator's times x0.008: a veo3_fast task takes ~1-2 s (the child polls
+#: every 0.2 s: a handful of polls per task, as at any scale).
+TIME_SCALE = 0.008
 
 
 async def run_child(kie: FakeKie, db: Path, kill_at: int | None) -> tuple[list[str], bool]:
