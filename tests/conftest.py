@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 import pytest_asyncio.plugin
 
+from veo_async import PollPolicy, VeoSession
+from veo_async.testing import FakeKie, VirtualClockLoop, VirtualClockPolicy
+
 
 def _cache_bytecode_outside_the_checkout() -> None:
     """With ``PYTHONDONTWRITEBYTECODE`` set (as on the CI machine), every pytest
@@ -26,16 +29,16 @@ def _cache_bytecode_outside_the_checkout() -> None:
     modules and hypothesis again: ~1.7 s of CPU each. Their bytecode goes to a
     cache under the temp directory instead (``sys.pycache_prefix``), never into
     the checkout; ``VEO_TEST_NO_PYCACHE=1`` keeps the interpreter's choice."""
-    if sys.dont_write_bytecode and sys.pycache_prefix is None:
-        if os.environ.get("VEO_TEST_NO_PYCACHE") != "1":
-            sys.pycache_prefix = os.path.join(tempfile.gettempdir(), "veo_async-tests-pycache")
-            sys.dont_write_bytecode = False
+    if (
+        sys.dont_write_bytecode
+        and sys.pycache_prefix is None
+        and os.environ.get("VEO_TEST_NO_PYCACHE") != "1"
+    ):
+        sys.pycache_prefix = os.path.join(tempfile.gettempdir(), "veo_async-tests-pycache")
+        sys.dont_write_bytecode = False
 
 
 _cache_bytecode_outside_the_checkout()
-
-from veo_async import PollPolicy, VeoSession
-from veo_async.testing import FakeKie, VirtualClockLoop, VirtualClockPolicy
 
 API_KEY = "test-key"
 

@@ -273,7 +273,7 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
 async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
     """demo --tasks 50: the outcome rows sum to the tasks created, and the
     measurements (requests, 429s, credits, lags) are filled in, in simulated seconds."""
-    run = await cli("demo", "--tasks", "50", "--speed", "300", "--seed", "7")
+    run = await cli("demo", "--tasks", "50", "--speed", "1000", "--seed", "7")
     assert run.code == 0, run.stderr
     counts: dict[str, int] = {}
     for line in run.stdout.splitlines():
@@ -306,7 +306,7 @@ async def test_demo_json_summary_is_consistent_and_reproducible() -> None:
     created plus the uncertain one, no create met a 429 (the budget paced 60 creates
     against 20 per 10 s), credits were spent as charged; the same --seed gives the
     same outcomes."""
-    args = ("demo", "--tasks", "60", "--speed", "300", "--seed", "11", "--json")
+    args = ("demo", "--tasks", "60", "--speed", "1000", "--seed", "11", "--json")
     first, second = await cli(*args), await cli(*args)
     reports = [json.loads(first.stdout), json.loads(second.stdout)]
     assert first.code == second.code == 0
@@ -499,7 +499,7 @@ async def test_wait_against_an_unreachable_host_says_so_and_ends_in_error() -> N
     error, progress showing the latest error, outcome error (not timeout), exit 1."""
     base_url = f"http://127.0.0.1:{closed_port()}"
     run = await cli(
-        "wait", "--base-url", base_url, "--api-key", KEY, *FAST, "--timeout", "2",
+        "wait", "--base-url", base_url, "--api-key", KEY, *FAST, "--timeout", "1",
         "--unreachable-after", "0.3", "--progress", "plain", "--progress-interval", "0.4",
         "t1",
     )
