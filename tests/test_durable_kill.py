@@ -46,8 +46,8 @@ KILLS = 5
 #: A run is killed after printing this many lines (a random number in this
 #: range): while it creates (``CREATED``), polls, delivers or acknowledges.
 KILL_AFTER_LINES = (2, TOTAL // 2)
-#: The simulator's times x0.008: a veo3_fast task takes ~1-2 s (the child polls
-#: every 0.2 s: a handful of polls per task, as at any scale).
+#: The simulator's times x0.008: a veo3_fast task takes ~1-2 s (the child's
+#: schedule is scaled alike: a few polls per task, as in life).
 TIME_SCALE = 0.008
 
 
