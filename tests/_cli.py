@@ -32,7 +32,7 @@ import attrs
 from veo_async.cli import run_cli
 from veo_async.testing import FakeKie
 
-from .conftest import CHILDREN
+from .conftest import CHILDREN, child_bytecode_env
 
 KEY = "sk-kie-7f3a9c1e-TOP-secret-d41d8cd9"
 WRONG_KEY = "sk-kie-0000-not-the-right-one-5e6f"
@@ -69,7 +69,7 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KIE_API_KEY", "KIE_BASE_URL")}
     path = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", PYTHONPATH=path, **extra)
-    return env
+    return child_bytecode_env(env)
 
 
 def assert_clean(run: Run) -> None:
@@ -154,7 +154,7 @@ async def start(
         stderr=asyncio.subprocess.PIPE,
         env=env or child_env(),
     )
-    CHILDREN.append(proc)  # reaped after the test, should it fail or hang
+    CHILDREN.append(proc)  # reaped after the test (fixture reap_children), should it fail or hang
     return proc
 
 

@@ -40,6 +40,15 @@ def _cache_bytecode_outside_the_checkout() -> None:
 
 _cache_bytecode_outside_the_checkout()
 
+
+def child_bytecode_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child Python that shares the cache above (as is when there is none)."""
+    if sys.pycache_prefix is None:
+        return env
+    shared = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    shared["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
+    return shared
+
 API_KEY = "test-key"
 
 #: Polls every 20-50 ms: real behaviour, test-suite speed.
@@ -158,9 +167,10 @@ async def make_veo(
 CHILDREN: list[asyncio.subprocess.Process] = []
 
 
-@pytest.fixture(autouse=True)
-async def _no_child_outlives_its_test() -> AsyncIterator[None]:
-    """Kill whatever child a failing (or hung) test left running."""
+@pytest.fixture
+async def reap_children() -> AsyncIterator[None]:
+    """Kill whatever child a failing (or hung) test left running (for tests that
+    start children through ``tests._cli.start``)."""
     yield
     while CHILDREN:
         proc = CHILDREN.pop()

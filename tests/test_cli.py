@@ -57,7 +57,9 @@ from ._cli import (
 )
 
 #: Real threads or processes and a real simulator: real time, real HTTP.
-pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
+pytestmark = [
+    pytest.mark.real_time, pytest.mark.loopback, pytest.mark.usefixtures("reap_children")
+]
 
 ROWS = ("succeeded", "failed (status 2)", "failed (status 3)", "timeout", "error")
 

@@ -34,7 +34,7 @@ import pytest
 from veo_async import SQLiteStore, VeoSession
 from veo_async.testing import FakeKie
 
-from .conftest import API_KEY
+from .conftest import API_KEY, child_bytecode_env
 
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback, pytest.mark.timeout(150)]
 
@@ -62,10 +62,10 @@ async def run_child(kie: FakeKie, db: Path, kill_at: int | None) -> tuple[list[s
         str(TOTAL),
         cwd=ROOT,
         # This checkout's veo_async, not whichever one the interpreter has installed.
-        env={
+        env=child_bytecode_env({
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        },
+        }),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         limit=2**24,
