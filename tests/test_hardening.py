@@ -685,6 +685,12 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
 # -- item 16: the deadline at scale -------------------------------------------------------------
 
 
+#: The big batch's deadline: on the round-number schedule (a poll at once, then every
+#: second) it comes once two rounds of polls have gone out; a longer one only adds
+#: rounds (10,000 polls each, CPU time) before the same path at the deadline.
+DEADLINE = 1.5
+
+
 @pytest.mark.parametrize(("return_exceptions", "size"), [(True, 10_000), (False, 5_000)])
 def test_a_big_batch_returns_soon_after_its_deadline(
     return_exceptions: bool, size: int
@@ -705,12 +711,12 @@ def test_a_big_batch_returns_soon_after_its_deadline(
         async with in_process(kie) as veo:
             called = now()
             if return_exceptions:
-                outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
+                outcomes = await veo.wait_many(ids, timeout=DEADLINE, return_exceptions=True)
                 assert len(outcomes) == size
                 assert all(isinstance(o, WaitTimeoutError) for o in outcomes)
             else:
                 with pytest.raises(WaitTimeoutError) as caught:
-                    await veo.wait_many(ids, timeout=5)
+                    await veo.wait_many(ids, timeout=DEADLINE)
                 assert caught.value.task_id == ids[0]
             returned = now()
             assert not any(veo.task(task_id).polling for task_id in ids[:: size // 100])
@@ -727,7 +733,8 @@ def test_a_big_batch_returns_soon_after_its_deadline(
     # on the machine (benchmarks/bench_deadline.py measures it). The bound here
     # only catches a deadline counted from somewhere else than the call, or
     # waiting on the stopped polls (seconds, before the fix).
-    assert 5.0 <= took <= 8.0, f"returned {took - 5:+.3f} s from the deadline"
+    late = took - DEADLINE
+    assert 0.0 <= late <= 3.0, f"returned {late:+.3f} s from the deadline"
 
 
 # -- loopback servers that misbehave on the wire -----------------------------------------------
