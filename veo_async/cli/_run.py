@@ -51,6 +51,8 @@ def run(
     SIGINT and SIGTERM cancel ``main`` (and so everything it awaits); once it
     has unwound, :class:`Interrupted` is raised. A second signal during that
     clean-up cancels it again, so a stuck clean-up can still be cut short.
+    Called from a thread other than the main one, it installs no signal
+    handler (only the main thread may).
 
     :param loop_factory: makes the event loop (``demo``: a faster clock);
         None: asyncio's default loop.
