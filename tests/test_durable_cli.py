@@ -75,7 +75,7 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
 
 
 async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) -> None:
-    """A store locked by another process gives exit 1 and a one-line message, no traceback."""
+    """A store held by another SQLiteStore gives exit 1 and a one-line message, no traceback."""
     db = tmp_path / "veo.db"
     async with SQLiteStore(db):
         listed = await cli("tasks", "list", "--store", str(db))
