@@ -91,9 +91,10 @@ def against(kie: FakeKie, *args: str) -> list[str]:
 _ONE_AT_A_TIME = threading.Lock()
 
 
-def _pipe(data: bytes = b"") -> io.TextIOWrapper:
-    """A text stream like a child's piped one: UTF-8, universal newlines, not a terminal."""
-    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
+def _pipe(raw: io.BytesIO) -> io.TextIOWrapper:
+    """A text stream on ``raw`` like a child's piped one: UTF-8, universal newlines,
+    not a terminal."""
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
 
 
 @contextmanager
@@ -118,15 +119,16 @@ def _as_a_child(env: dict[str, str]) -> Iterator[None]:
 def _run_here(argv: list[str], stdin: str, env: dict[str, str]) -> Run:
     """``run_cli(argv)`` with standard streams and environment like a child's."""
     streams = (sys.stdin, sys.stdout, sys.stderr)
-    out, err = _pipe(), _pipe()
+    out, err = io.BytesIO(), io.BytesIO()
+    # Held (in ``pipes``) until read: a text wrapper closes its buffer when collected.
+    pipes = (_pipe(io.BytesIO(stdin.encode())), _pipe(out), _pipe(err))
     with _ONE_AT_A_TIME, _as_a_child(env):
-        sys.stdin, sys.stdout, sys.stderr = _pipe(stdin.encode()), out, err
+        sys.stdin, sys.stdout, sys.stderr = pipes
         try:
             code = run_cli(argv)
         finally:
             sys.stdin, sys.stdout, sys.stderr = streams
-    raw_out, raw_err = (stream.buffer.getvalue() for stream in (out, err))  # type: ignore[attr-defined]
-    return Run(code, raw_out.decode(), raw_err.decode())
+    return Run(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 async def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Run:
