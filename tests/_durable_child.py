@@ -27,9 +27,10 @@ from contextlib import aclosing, suppress
 from veo_async import PollPolicy, SQLiteStore, VeoSession
 
 API_KEY = "test-key"
-#: Tasks take ~1-3 s on the parent's simulator: poll every half second.
+#: Tasks take ~1-2 s on the parent's simulator: a first poll at 0.6 s, then every
+#: 0.3 s (two or three polls a task: a few thousand requests in all).
 POLICY = PollPolicy(
-    first_poll=0.5, interval=0.5, factor=1.0, max_interval=0.5, jitter=0.2, timeout=None
+    first_poll=0.6, interval=0.3, factor=1.0, max_interval=0.3, jitter=0.2, timeout=None
 )
 CREATORS = 32
 

@@ -10,6 +10,9 @@ use real HTTP (the loop then waits in real time: real I/O cannot be skipped).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,6 +21,33 @@ import pytest_asyncio.plugin
 
 from veo_async import PollPolicy, VeoSession
 from veo_async.testing import FakeKie, VirtualClockLoop, VirtualClockPolicy
+
+
+def _cache_bytecode_outside_the_checkout() -> None:
+    """With ``PYTHONDONTWRITEBYTECODE`` set (as on the CI machine), every pytest
+    process (each xdist worker) would compile and assertion-rewrite all test
+    modules and hypothesis again: ~1.7 s of CPU each. Their bytecode goes to a
+    cache under the temp directory instead (``sys.pycache_prefix``), never into
+    the checkout; ``VEO_TEST_NO_PYCACHE=1`` keeps the interpreter's choice."""
+    if (
+        sys.dont_write_bytecode
+        and sys.pycache_prefix is None
+        and os.environ.get("VEO_TEST_NO_PYCACHE") != "1"
+    ):
+        sys.pycache_prefix = os.path.join(tempfile.gettempdir(), "veo_async-tests-pycache")
+        sys.dont_write_bytecode = False
+
+
+_cache_bytecode_outside_the_checkout()
+
+
+def child_bytecode_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child Python that shares the cache above (as is when there is none)."""
+    if sys.pycache_prefix is None:
+        return env
+    shared = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    shared["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
+    return shared
 
 API_KEY = "test-key"
 
@@ -137,9 +167,10 @@ async def make_veo(
 CHILDREN: list[asyncio.subprocess.Process] = []
 
 
-@pytest.fixture(autouse=True)
-async def _no_child_outlives_its_test() -> AsyncIterator[None]:
-    """Kill whatever child a failing (or hung) test left running."""
+@pytest.fixture
+async def reap_children() -> AsyncIterator[None]:
+    """Kill whatever child a failing (or hung) test left running (for tests that
+    start children through ``tests._cli.start``)."""
     yield
     while CHILDREN:
         proc = CHILDREN.pop()

@@ -1,6 +1,12 @@
-"""The ``veo-async`` command line, run as a user runs it: a child process
-(``python -m veo_async`` or the console script) against a FakeKie served
-by the test's own event loop.
+"""The ``veo-async`` command line against a FakeKie served on loopback by the
+test's own event loop.
+
+Most runs are in process (:func:`tests._cli.cli`: ``run_cli`` in a worker
+thread, with a child's streams and environment); a real child process
+(``python -m veo_async`` or the console script) is kept where the process is
+the point: Ctrl-C and SIGTERM, ``python -m``, the console script, the missing
+``cli`` extra, ``simulate`` as a server, and the key never shown by a real
+process, even with --verbose.
 
 The simulator expects a distinctive key, and every run's output is checked
 for it (and for tracebacks), so each test also pins "the key is never shown".
@@ -13,17 +19,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 
 from veo_async import (
@@ -38,109 +41,27 @@ from veo_async.cli import MISSING_EXTRA, run_cli
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
-from .conftest import CHILDREN
+from ._cli import (
+    FAST,
+    KEY,
+    ROOT,
+    WRONG_KEY,
+    Run,
+    against,
+    assert_clean,
+    child_env,
+    cli,
+    read_until,
+    start,
+    veo_async,
+)
 
-#: Real processes and a real simulator: real time, real HTTP.
-pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
+#: Real threads or processes and a real simulator: real time, real HTTP.
+pytestmark = [
+    pytest.mark.real_time, pytest.mark.loopback, pytest.mark.usefixtures("reap_children")
+]
 
-KEY = "sk-kie-7f3a9c1e-TOP-secret-d41d8cd9"
-WRONG_KEY = "sk-kie-0000-not-the-right-one-5e6f"
-#: Polls every 20-50 ms: the real schedule's shape at test speed.
-FAST = ["--interval", "0.02", "--poll-cap", "0.05", "--grace", "0.3"]
 ROWS = ("succeeded", "failed (status 2)", "failed (status 3)", "timeout", "error")
-
-
-@attrs.frozen
-class Run:
-    """What a finished child process left behind."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Standard output parsed as JSON lines."""
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-    def by_id(self) -> dict[str, dict[str, Any]]:
-        """The JSON lines by task id, checking that no id appears twice."""
-        lines = self.lines()
-        ids = [line["task_id"] for line in lines]
-        assert len(ids) == len(set(ids)), f"an id was reported twice: {ids}"
-        return {line["task_id"]: line for line in lines}
-
-
-#: The checkout under test: children import this veo_async, whatever their working
-#: directory and whichever copy the console script was installed from.
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child: this checkout first, no key or URL inherited, wide tables."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KIE_API_KEY", "KIE_BASE_URL")}
-    path = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
-    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", PYTHONPATH=path, **extra)
-    return env
-
-
-async def start(
-    *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
-) -> asyncio.subprocess.Process:
-    """Start ``veo-async ARGS`` with piped standard streams."""
-    proc = await asyncio.create_subprocess_exec(
-        *(command or [sys.executable, "-m", "veo_async"]),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env or child_env(),
-    )
-    CHILDREN.append(proc)  # reaped after the test, should it fail or hang
-    return proc
-
-
-async def veo_async(
-    *args: str,
-    stdin: str = "",
-    env: dict[str, str] | None = None,
-    command: list[str] | None = None,
-) -> Run:
-    """Run ``veo-async ARGS`` to the end; check that it showed no key and no traceback."""
-    proc = await start(*args, env=env, command=command)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
-    assert proc.returncode is not None
-    run = Run(proc.returncode, out.decode(), err.decode())
-    assert_clean(run)
-    return run
-
-
-def assert_clean(run: Run) -> None:
-    """No key (right or wrong) and no traceback in anything the CLI printed."""
-    for text in (run.stdout, run.stderr):
-        assert KEY not in text
-        assert WRONG_KEY not in text
-        assert "Traceback" not in text
-
-
-async def read_until(stream: asyncio.StreamReader | None, needle: str) -> str:
-    """Read lines from a child's stream until one contains ``needle``; all read so far."""
-    assert stream is not None
-    seen = ""
-
-    async def read() -> None:
-        nonlocal seen
-        while needle not in seen:
-            line = await stream.readline()
-            assert line, f"the CLI ended before printing {needle!r}: {seen}"
-            seen += line.decode()
-
-    await asyncio.wait_for(read(), 20)
-    return seen
-
-
-def against(kie: FakeKie, *args: str) -> list[str]:
-    """``wait``/``status`` arguments pointing at ``kie``, with the key and a fast policy."""
-    return ["--base-url", kie.base_url, "--api-key", KEY, *args]
 
 
 @pytest.fixture
@@ -160,8 +81,8 @@ async def test_wait_streams_one_json_line_per_task_with_its_outcome(kie: FakeKie
     kie.add_task("refused", complete_after=0.1, final_status=2)
     kie.add_task("broken", complete_after=0.2, final_status=3)
     kie.add_task("forbidden", faults=[Fault.body_code(404, "Not Found")])
-    run = await veo_async("wait", *against(kie, *FAST, "ok-fast", "ok-late", "refused",
-                                           "broken", "forbidden"))
+    run = await cli("wait", *against(kie, *FAST, "ok-fast", "ok-late", "refused",
+                                     "broken", "forbidden"))
 
     assert run.code == 1
     lines = run.by_id()
@@ -190,7 +111,7 @@ async def test_wait_streams_one_json_line_per_task_with_its_outcome(kie: FakeKie
 async def test_wait_exits_0_when_every_task_succeeds(kie: FakeKie) -> None:
     """All successes: exit 0 and a summary line on stderr, nothing else on stdout."""
     kie.add_tasks([f"t{n}" for n in range(5)])
-    run = await veo_async("wait", *against(kie, *FAST, "t0", "t1", "t2", "t3", "t4"))
+    run = await cli("wait", *against(kie, *FAST, "t0", "t1", "t2", "t3", "t4"))
     assert run.code == 0
     assert {line["outcome"] for line in run.by_id().values()} == {"succeeded"}
     assert len(run.lines()) == 5
@@ -202,7 +123,7 @@ async def test_wait_exits_3_when_a_task_times_out_and_none_failed(kie: FakeKie) 
     """A task still generating at --timeout: outcome timeout with its last record, exit 3."""
     kie.add_task("done")
     kie.add_task("stuck", complete_after=60)
-    run = await veo_async("wait", *against(kie, *FAST, "--timeout", "0.5", "done", "stuck"))
+    run = await cli("wait", *against(kie, *FAST, "--timeout", "0.5", "done", "stuck"))
     assert run.code == 3
     lines = run.by_id()
     assert lines["done"]["outcome"] == "succeeded"
@@ -215,7 +136,7 @@ async def test_a_failure_outweighs_a_timeout_in_the_exit_code(kie: FakeKie) -> N
     """Failed and timed out together: exit 1, the more serious of the two."""
     kie.add_task("refused", final_status=2)
     kie.add_task("stuck", complete_after=60)
-    run = await veo_async("wait", *against(kie, *FAST, "--timeout", "0.3", "refused", "stuck"))
+    run = await cli("wait", *against(kie, *FAST, "--timeout", "0.3", "refused", "stuck"))
     assert run.code == 1
     assert {k: v["outcome"] for k, v in run.by_id().items()} == {
         "refused": "failed",
@@ -227,7 +148,7 @@ async def test_wait_reads_ids_from_stdin_skipping_blanks_and_comments(kie: FakeK
     """``-`` reads standard input: blank lines, # comments and layout are skipped."""
     kie.add_tasks(["a1", "a2", "a3"])
     stdin = "# tasks of the night run\n\na1\n   a2   \r\n\n# a9 is commented out\na3\na1\n"
-    run = await veo_async("wait", *against(kie, *FAST, "-"), stdin=stdin)
+    run = await cli("wait", *against(kie, *FAST, "-"), stdin=stdin)
     assert run.code == 0
     assert set(run.by_id()) == {"a1", "a2", "a3"}  # a1 given twice, reported once
     assert kie.polls("a9") == 0
@@ -240,7 +161,7 @@ async def test_wait_from_file_to_output_file(kie: FakeKie, tmp_path: Path) -> No
     ids = tmp_path / "ids.txt"
     ids.write_text("# from a file\nf1\nf2\n\nf3\n", encoding="utf-8")
     out = tmp_path / "results.jsonl"
-    run = await veo_async("wait", *against(kie, *FAST, "--from", str(ids), "-o", str(out)))
+    run = await cli("wait", *against(kie, *FAST, "--from", str(ids), "-o", str(out)))
     assert run.code == 1
     assert run.stdout == ""
     written = Run(0, out.read_text(encoding="utf-8"), "").by_id()
@@ -255,7 +176,7 @@ async def test_wait_with_a_live_display_keeps_stdout_machine_readable(kie: FakeK
     """--progress live draws on stderr (rich); stdout still holds only JSON lines."""
     kie.add_tasks([f"live{n}" for n in range(3)])
     kie.add_task("slow", complete_after=0.5)
-    run = await veo_async(
+    run = await cli(
         "wait", *against(kie, *FAST, "--progress", "live", "live0", "live1", "live2", "slow")
     )
     assert run.code == 0
@@ -324,7 +245,7 @@ async def test_status_json_polls_each_id_once(kie: FakeKie) -> None:
     kie.add_task("s-done")
     kie.add_task("s-running", complete_after=60)
     kie.add_task("s-failed", final_status=2, error_message="Prompt flagged")
-    run = await veo_async(
+    run = await cli(
         "status", "--json", *against(kie, "s-running", "s-done", "s-failed", "s-unknown")
     )
     assert run.code == 1
@@ -340,7 +261,7 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
     """status without --json: a table with each id and its status; exit 0 when all read."""
     kie.add_task("row-ok")
     kie.add_task("row-wip", complete_after=60)
-    run = await veo_async("status", *against(kie, "row-ok", "row-wip"))
+    run = await cli("status", *against(kie, "row-ok", "row-wip"))
     assert run.code == 0
     rows = {line.split()[1]: line for line in run.stdout.splitlines() if "row-" in line}
     assert "SUCCESS" in rows["row-ok"]
@@ -354,7 +275,7 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
 async def test_demo_runs_to_a_summary_whose_outcomes_add_up() -> None:
     """demo --tasks 50: the outcome rows sum to the tasks created, and the
     measurements (requests, 429s, credits, lags) are filled in, in simulated seconds."""
-    run = await veo_async("demo", "--tasks", "50", "--speed", "300", "--seed", "7")
+    run = await cli("demo", "--tasks", "50", "--speed", "1000", "--seed", "7")
     assert run.code == 0, run.stderr
     counts: dict[str, int] = {}
     for line in run.stdout.splitlines():
@@ -387,8 +308,8 @@ async def test_demo_json_summary_is_consistent_and_reproducible() -> None:
     created plus the uncertain one, no create met a 429 (the budget paced 60 creates
     against 20 per 10 s), credits were spent as charged; the same --seed gives the
     same outcomes."""
-    args = ("demo", "--tasks", "60", "--speed", "300", "--seed", "11", "--json")
-    first, second = await asyncio.gather(veo_async(*args), veo_async(*args))
+    args = ("demo", "--tasks", "60", "--speed", "1000", "--seed", "11", "--json")
+    first, second = await cli(*args), await cli(*args)
     reports = [json.loads(first.stdout), json.loads(second.stdout)]
     assert first.code == second.code == 0
     assert reports[0]["outcomes"] == reports[1]["outcomes"]
@@ -579,8 +500,8 @@ async def test_wait_against_an_unreachable_host_says_so_and_ends_in_error() -> N
     """Connection refused on every poll: one stderr warning naming the URL and the
     error, progress showing the latest error, outcome error (not timeout), exit 1."""
     base_url = f"http://127.0.0.1:{closed_port()}"
-    run = await veo_async(
-        "wait", "--base-url", base_url, "--api-key", KEY, *FAST, "--timeout", "2",
+    run = await cli(
+        "wait", "--base-url", base_url, "--api-key", KEY, *FAST, "--timeout", "1",
         "--unreachable-after", "0.3", "--progress", "plain", "--progress-interval", "0.4",
         "t1",
     )

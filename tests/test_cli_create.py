@@ -1,5 +1,6 @@
-"""``veo-async generate`` and ``veo-async credits``, run as a user runs them: a child
-process against a FakeKie on loopback, served by the test's own event loop.
+"""``veo-async generate`` and ``veo-async credits``, run as a user runs them (in
+process, with a child's streams and environment: :func:`tests._cli.cli`) against a
+FakeKie on loopback, served by the test's own event loop.
 
 Reading ``--from`` lines is also pinned directly (pure functions), and
 command-line mistakes in-process through :func:`run_cli`.
@@ -19,9 +20,9 @@ from veo_async.cli import run_cli
 from veo_async.cli._requests import RequestSourceError, parse_request_lines, request_from_json
 from veo_async.testing import FakeKie, Fault
 
-from .test_cli import KEY, against, veo_async
+from ._cli import KEY, against, cli
 
-#: Real processes and a real simulator: real time, real HTTP.
+#: A real simulator, served while the CLI runs in a thread: real time, real HTTP.
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
 
 #: A fixed schedule polling every 20-50 ms: the default one waits a minute first.
@@ -46,7 +47,7 @@ def creates_sent(kie: FakeKie) -> int:
 
 async def test_generate_prints_the_created_task_and_its_request(kie: FakeKie) -> None:
     """One PROMPT: one create with the options as fields, one JSON line, exit 0."""
-    run = await veo_async(
+    run = await cli(
         "generate", *against(kie, "A cat surfing", "--model", "veo3_lite", "--aspect-ratio",
                              "9:16", "--seed", "12345", "--no-translation")
     )
@@ -64,7 +65,7 @@ async def test_generate_prints_the_created_task_and_its_request(kie: FakeKie) ->
 
 async def test_generate_wait_waits_and_reports_like_wait(kie: FakeKie) -> None:
     """--wait: the created task is polled to its end; the line is wait's plus the request."""
-    run = await veo_async("generate", *against(kie, "A fox", "--wait", *FAST))
+    run = await cli("generate", *against(kie, "A fox", "--wait", *FAST))
     assert run.code == 0, run.stderr
     [line] = run.lines()
     assert line["outcome"] == "succeeded"
@@ -77,7 +78,7 @@ async def test_generate_wait_waits_and_reports_like_wait(kie: FakeKie) -> None:
 async def test_generate_wait_exits_1_when_the_render_fails() -> None:
     """--wait on a render that fails: outcome failed with its record, exit 1."""
     async with FakeKie(api_key=KEY, time_scale=0.001, failure_rate=1.0) as kie:
-        run = await veo_async("generate", *against(kie, "A fox", "--wait", *FAST))
+        run = await cli("generate", *against(kie, "A fox", "--wait", *FAST))
     assert run.code == 1
     [line] = run.lines()
     assert line["outcome"] == "failed"
@@ -97,7 +98,7 @@ async def test_generate_from_a_file_creates_every_line(kie: FakeKie, tmp_path: P
         '{"prompt": "three", "imageUrls": ["https://img.example/a.png"], "seeds": 20000}\n',
         encoding="utf-8",
     )
-    run = await veo_async(
+    run = await cli(
         "generate", *against(kie, "--from", str(requests), "--model", "veo3_lite")
     )
     assert run.code == 0, run.stderr
@@ -125,7 +126,7 @@ async def test_generate_from_with_a_bad_line_creates_nothing(
         '{"prompt": "never read"}\n',
         encoding="utf-8",
     )
-    run = await veo_async("generate", *against(kie, "--from", str(requests)))
+    run = await cli("generate", *against(kie, "--from", str(requests)))
     assert run.code == 2
     assert run.stdout == ""
     assert run.stderr.count("\n") == 1
@@ -137,7 +138,7 @@ async def test_generate_from_with_a_bad_line_creates_nothing(
 async def test_generate_from_stdin(kie: FakeKie) -> None:
     """--from - reads the requests from standard input."""
     stdin = '{"prompt": "from a pipe"}\n{"prompt": "and another"}\n'
-    run = await veo_async("generate", *against(kie, "--from", "-"), stdin=stdin)
+    run = await cli("generate", *against(kie, "--from", "-"), stdin=stdin)
     assert run.code == 0, run.stderr
     assert len(run.lines()) == kie.created == 2
 
@@ -146,7 +147,7 @@ async def test_an_uncertain_create_is_reported_and_never_resent(kie: FakeKie) ->
     """The connection drops after the task was made: outcome uncertain, exit 1, sent
     once; the simulator did create exactly one task."""
     kie.inject_create(Fault.created_then_drop())
-    run = await veo_async("generate", *against(kie, "A risky one", "--wait", *FAST))
+    run = await cli("generate", *against(kie, "A risky one", "--wait", *FAST))
     assert run.code == 1
     [line] = run.lines()
     assert line["outcome"] == "uncertain"
@@ -162,7 +163,7 @@ async def test_a_refused_create_is_an_error_line_and_the_others_go_on(kie: FakeK
     """No credits for the expensive one: an error line (402); the cheap one is created."""
     kie.credits = 100.0  # a veo3_lite costs 40 here, a veo3 400
     stdin = '{"prompt": "cheap", "model": "veo3_lite"}\n{"prompt": "dear", "model": "veo3"}\n'
-    run = await veo_async("generate", *against(kie, "--from", "-"), stdin=stdin)
+    run = await cli("generate", *against(kie, "--from", "-"), stdin=stdin)
     assert run.code == 1
     lines = {line["request"]["prompt"]: line for line in run.lines()}
     assert lines["cheap"]["outcome"] == "created"
@@ -176,7 +177,7 @@ async def test_a_full_window_of_creates_goes_out_at_once_without_a_429() -> None
     (the demo's test pins the pacing beyond one window)."""
     async with FakeKie(api_key=KEY, credits=10_000.0, create_limit=20) as kie:
         stdin = "".join(f'{{"prompt": "take {n}"}}\n' for n in range(20))
-        run = await veo_async("generate", *against(kie, "--from", "-"), stdin=stdin)
+        run = await cli("generate", *against(kie, "--from", "-"), stdin=stdin)
     assert run.code == 0, run.stderr
     assert kie.created == 20
     assert kie.count_status(429) == 0
@@ -188,19 +189,19 @@ async def test_a_full_window_of_creates_goes_out_at_once_without_a_429() -> None
 async def test_credits_prints_the_balance(kie: FakeKie) -> None:
     """credits: the balance as a plain number; --json: {"credits": x}."""
     kie.credits = 1234.5
-    plain, as_json = await veo_async("credits", *against(kie)), await veo_async(
+    plain, as_json = await cli("credits", *against(kie)), await cli(
         "credits", "--json", *against(kie)
     )
     assert plain.code == as_json.code == 0
     assert plain.stdout == "1234.5\n"
     assert json.loads(as_json.stdout) == {"credits": 1234.5}
     kie.credits = 800.0
-    assert (await veo_async("credits", *against(kie))).stdout == "800\n"
+    assert (await cli("credits", *against(kie))).stdout == "800\n"
 
 
 async def test_credits_with_a_wrong_key_is_one_error_line(kie: FakeKie) -> None:
     """A refused key: one error line naming AuthenticationError, exit 1."""
-    run = await veo_async("credits", "--base-url", kie.base_url, "--api-key", "sk-wrong-0000")
+    run = await cli("credits", "--base-url", kie.base_url, "--api-key", "sk-wrong-0000")
     assert run.code == 1
     assert run.stdout == ""
     assert "veo-async: error: AuthenticationError" in run.stderr

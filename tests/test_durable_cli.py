@@ -1,6 +1,7 @@
 """The CLI's durable side: ``wait --store``, ``tasks list|show|resume --store``.
 
-Real processes against a simulator on loopback, as in ``test_cli.py``.
+Run in process (:func:`tests._cli.cli`: a child's streams and environment, in a
+worker thread) against a simulator on loopback, as in ``test_cli.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from veo_async import SQLiteStore
 from veo_async.testing import FakeKie, Fault
 
-from .test_cli import FAST, KEY, against, veo_async
+from ._cli import FAST, KEY, against, cli
 
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
 
@@ -33,10 +34,10 @@ async def test_wait_with_a_store_records_writes_and_acknowledges(
     db = str(tmp_path / "veo.db")
     kie.add_task("veo_a", complete_after=0.05)
     kie.add_task("veo_b", complete_after=0.05, final_status=2)
-    first = await veo_async("wait", *against(kie, "--store", db, *FAST, "veo_a", "veo_b"))
+    first = await cli("wait", *against(kie, "--store", db, *FAST, "veo_a", "veo_b"))
     assert first.code == 1, first.stderr  # veo_b failed
     assert set(first.by_id()) == {"veo_a", "veo_b"}
-    again = await veo_async("wait", *against(kie, "--store", db, *FAST))
+    again = await cli("wait", *against(kie, "--store", db, *FAST))
     assert again.code == 0, again.stderr
     assert again.lines() == []
     async with SQLiteStore(db) as store:
@@ -50,36 +51,39 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
     db = tmp_path / "veo.db"
     async with SQLiteStore(db) as store:
         await store.track(["veo_slow"])
-    kie.add_task("veo_slow", complete_after=0.1)
-    listed = await veo_async("tasks", "list", "--store", str(db), "--json")
+    # Done on the service already: only the store says "unfinished". (Still
+    # rendering, the resumed wait would poll again on the CLI's default
+    # schedule, seconds later; "wait" with FAST pins waiting.)
+    kie.add_task("veo_slow")
+    listed = await cli("tasks", "list", "--store", str(db), "--json")
     assert listed.code == 0, listed.stderr
     [row] = listed.lines()
     assert (row["task_id"], row["state"]) == ("veo_slow", "unfinished")
-    resumed = await veo_async(
+    resumed = await cli(
         "tasks", "resume", "--store", str(db), "--base-url", kie.base_url, "--api-key", KEY
     )
     assert resumed.code == 0, resumed.stderr
     assert [line["task_id"] for line in resumed.lines()] == ["veo_slow"]
-    shown = await veo_async("tasks", "show", "veo_slow", "--store", str(db))
+    shown = await cli("tasks", "show", "veo_slow", "--store", str(db))
     assert shown.code == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["state"] == "acked"
     assert data["record"]["status"] == 1
-    table = await veo_async("tasks", "list", "--store", str(db))
+    table = await cli("tasks", "list", "--store", str(db))
     assert "veo_slow" in table.stdout
     assert "acked" in table.stdout
 
 
 async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) -> None:
-    """A store locked by another process gives exit 1 and a one-line message, no traceback."""
+    """A store held by another SQLiteStore gives exit 1 and a one-line message, no traceback."""
     db = tmp_path / "veo.db"
     async with SQLiteStore(db):
-        listed = await veo_async("tasks", "list", "--store", str(db))
-        waited = await veo_async("wait", *against(kie, "--store", str(db), "veo_a"))
+        listed = await cli("tasks", "list", "--store", str(db))
+        waited = await cli("wait", *against(kie, "--store", str(db), "veo_a"))
     for run in (listed, waited):
         assert run.code == 1
         assert "in use by another process" in run.stderr
-    missing = await veo_async("tasks", "show", "veo_none", "--store", str(db))
+    missing = await cli("tasks", "show", "veo_none", "--store", str(db))
     assert missing.code == 1
     assert "not in" in missing.stderr
 
@@ -98,14 +102,14 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
     )
     async with FakeKie(api_key=KEY, time_scale=0.001, seed=5) as kie:
         kie.inject_create(Fault.created_then_drop(), 1)
-        first = await veo_async(
+        first = await cli(
             "generate", *against(kie, "--from", str(requests), "--store", db)
         )
         assert first.code == 1, first.stderr  # one create is uncertain
         outcomes = sorted(line["outcome"] for line in first.lines())
         assert outcomes == ["created", "created", "uncertain"]
         assert kie.created == 3  # the dropped one was created all the same
-        again = await veo_async(
+        again = await cli(
             "generate", *against(kie, "--from", str(requests), "--store", db, "--wait", *FAST)
         )
         assert kie.created == 3  # nothing was sent again
@@ -114,7 +118,7 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
         assert sorted(line["outcome"] for line in lines) == [
             "already created", "already created", "succeeded", "succeeded", "uncertain",
         ]
-        third = await veo_async(
+        third = await cli(
             "generate", *against(kie, "--from", str(requests), "--store", db, "--wait", *FAST)
         )
         assert kie.created == 3

@@ -34,7 +34,7 @@ import pytest
 from veo_async import SQLiteStore, VeoSession
 from veo_async.testing import FakeKie
 
-from .conftest import API_KEY
+from .conftest import API_KEY, child_bytecode_env
 
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback, pytest.mark.timeout(150)]
 
@@ -46,8 +46,9 @@ KILLS = 5
 #: A run is killed after printing this many lines (a random number in this
 #: range): while it creates (``CREATED``), polls, delivers or acknowledges.
 KILL_AFTER_LINES = (2, TOTAL // 2)
-#: The simulator's times x0.02: a veo3_fast task takes ~2-5 s.
-TIME_SCALE = 0.02
+#: The simulator's times x0.008: a veo3_fast task takes ~1-2 s (the child's
+#: schedule is scaled alike: a few polls per task, as in life).
+TIME_SCALE = 0.008
 
 
 async def run_child(kie: FakeKie, db: Path, kill_at: int | None) -> tuple[list[str], bool]:
@@ -61,10 +62,10 @@ async def run_child(kie: FakeKie, db: Path, kill_at: int | None) -> tuple[list[s
         str(TOTAL),
         cwd=ROOT,
         # This checkout's veo_async, not whichever one the interpreter has installed.
-        env={
+        env=child_bytecode_env({
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        },
+        }),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         limit=2**24,

@@ -63,40 +63,49 @@ _PARAMS = st.one_of(
 )
 
 
+# The strategies are built once, here: built inside the composites, each example
+# would validate and label them anew (most of this module's CPU, for the same draws).
+_RESPONSE_KEYS = {
+    "taskId": st.one_of(st.just(TASK_ID), _SCALAR),
+    "resultUrls": _URLS,
+    "originUrls": _URLS,
+    "fullResultUrls": _URLS,
+    "resolution": st.one_of(st.sampled_from(["1080p", "720p"]), _SCALAR),
+}
+_RESPONSE_SHAPES = st.sampled_from(["object", "object", "object", "other"])
+_OTHER_RESPONSES = st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2))
+
+
 @st.composite
 def responses(draw: st.DrawFn) -> Any:
     """A ``response`` value: usually an object of the documented shape, sometimes not."""
-    keys = {
-        "taskId": st.one_of(st.just(TASK_ID), _SCALAR),
-        "resultUrls": _URLS,
-        "originUrls": _URLS,
-        "fullResultUrls": _URLS,
-        "resolution": st.one_of(st.sampled_from(["1080p", "720p"]), _SCALAR),
-    }
-    shape = draw(st.sampled_from(["object", "object", "object", "other"]))
+    shape = draw(_RESPONSE_SHAPES)
     if shape == "other":
-        return draw(st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2)))
-    return {key: draw(value) for key, value in keys.items() if draw(st.booleans())}
+        return draw(_OTHER_RESPONSES)
+    return {key: draw(value) for key, value in _RESPONSE_KEYS.items() if draw(st.booleans())}
+
+
+_RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "taskId": st.one_of(st.just(TASK_ID), st.just("veo_task_other"), _SCALAR),
+    "successFlag": st.one_of(st.integers(-1, 4), _SCALAR, st.sampled_from(["1", 1.0, "0"])),
+    "paramJson": _PARAMS,
+    "createTime": _TIMES,
+    "completeTime": _TIMES,
+    "response": st.one_of(st.none(), responses()),
+    "resultUrls": st.one_of(st.none(), _URLS),
+    "errorCode": st.one_of(st.none(), st.sampled_from([422, "500", "null", "x", 1.0, 1.5])),
+    "errorMessage": st.one_of(st.sampled_from(["", "boom", "null"]), _SCALAR),
+    "fallbackFlag": st.one_of(st.booleans(), _SCALAR, st.sampled_from(["true", "0", 2])),
+}
+_PRESENCE = st.sampled_from(["usual", "usual", "absent", "null"])
 
 
 @st.composite
 def records(draw: st.DrawFn) -> dict[str, Any]:
     """A record's ``data``: the documented shape, each field often replaced by a quirk."""
-    fields: dict[str, st.SearchStrategy[Any]] = {
-        "taskId": st.one_of(st.just(TASK_ID), st.just("veo_task_other"), _SCALAR),
-        "successFlag": st.one_of(st.integers(-1, 4), _SCALAR, st.sampled_from(["1", 1.0, "0"])),
-        "paramJson": _PARAMS,
-        "createTime": _TIMES,
-        "completeTime": _TIMES,
-        "response": st.one_of(st.none(), responses()),
-        "resultUrls": st.one_of(st.none(), _URLS),
-        "errorCode": st.one_of(st.none(), st.sampled_from([422, "500", "null", "x", 1.0, 1.5])),
-        "errorMessage": st.one_of(st.sampled_from(["", "boom", "null"]), _SCALAR),
-        "fallbackFlag": st.one_of(st.booleans(), _SCALAR, st.sampled_from(["true", "0", 2])),
-    }
     data: dict[str, Any] = {}
-    for key, value in fields.items():
-        presence = draw(st.sampled_from(["usual", "usual", "absent", "null"]))
+    for key, value in _RECORD_FIELDS.items():
+        presence = draw(_PRESENCE)
         if presence == "absent" and key not in ("taskId", "successFlag"):
             continue
         data[key] = None if presence == "null" else draw(value)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 
 import pytest
 
-from veo_async import VeoSession, WaitTimeoutError, _batch
+from veo_async import PollPolicy, VeoSession, WaitTimeoutError, _batch
 from veo_async._batch import _SLICE as SETUP_CHUNK
 from veo_async.testing import FakeKie, TaskScript
 
@@ -59,7 +59,7 @@ async def test_a_timed_out_batch_is_freed_without_the_collector(
 ) -> None:
     """Timeouts of 1,000 ids (and the runs they stop) leave no cycle of ours."""
     fake_kie.add_tasks([TaskScript(task_id, complete_after=1e6) for task_id in IDS])
-    outcomes = await veo.wait_many(IDS, timeout=0.5, return_exceptions=True)
+    outcomes = await veo.wait_many(IDS, timeout=0.2, return_exceptions=True)
     assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
     del outcomes
     gc.collect()
@@ -97,11 +97,18 @@ async def test_set_up_lets_the_loop_run_between_chunks(
     assert len(outcomes) == len(ids)
 
 
+#: Every 0.25 s: four rounds of polls in the second the batch lives, not twenty.
+QUARTER_SECONDS = PollPolicy(
+    first_poll=0.0, interval=0.25, factor=1.0, max_interval=0.25, jitter=0.0, timeout=10.0
+)
+
+
 async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
-    fake_kie: FakeKie, veo: VeoSession, monkeypatch: pytest.MonkeyPatch
+    fake_kie: FakeKie, make_veo: Callable[..., VeoSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A large batch keeps the collector's view frozen while it runs, and puts it back."""
     monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
+    veo = make_veo(policy=QUARTER_SECONDS)
     callbacks = list(gc.callbacks)
     assert gc.get_freeze_count() == 0
     fake_kie.add_tasks([TaskScript(task_id, complete_after=1.0) for task_id in IDS])

@@ -4,12 +4,15 @@ circle, and no module importing one of a higher layer."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
+
+from .conftest import child_bytecode_env
 
 PACKAGE = Path(__file__).resolve().parent.parent / "veo_async"
 
@@ -62,6 +65,7 @@ def test_pure_core_module_does_not_load_aiohttp(module: str) -> None:
         capture_output=True,
         text=True,
         check=True,
+        env=child_bytecode_env(dict(os.environ)),
     ).stdout.split()
     assert out[0] == "False", f"{module} loads aiohttp"
 
@@ -73,6 +77,7 @@ def test_the_aiohttp_check_can_fail() -> None:
         capture_output=True,
         text=True,
         check=True,
+        env=child_bytecode_env(dict(os.environ)),
     ).stdout.split()
     assert out[0] == "True"
 

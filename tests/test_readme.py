@@ -3,7 +3,8 @@
 Full programs run as they are, on the in-process simulator and a virtual clock
 (``asyncio.run`` and ``VeoSession`` are pointed there, the text is untouched);
 fragments that use a session ``veo`` run inside a coroutine given one; the
-pytest example runs under pytest itself, in strict and in auto mode.
+pytest example runs under pytest itself (an inner session, in process), in
+strict and in auto mode.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ pytest_plugins = ["pytester"]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 KEY = "test-key"
+#: The inner pytest runs (in this process: a child would cost ~1 s of start-up):
+#: no cache, and pytest-asyncio's loop scope set, as a project using it sets it
+#: (else it warns about the default at start-up).
+INNER_PYTEST = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function")
 
 
 def python_blocks(heading: str) -> list[str]:
@@ -173,7 +178,7 @@ def test_virtual_clock_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 def test_pytest_example_runs_under_pytest(pytester: pytest.Pytester, mode: str) -> None:
     """The fixture example passes as written, in pytest-asyncio's strict and auto modes."""
     pytester.makepyfile(test_example=python_blocks("Testing your code with the simulator")[0])
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", f"asyncio_mode={mode}")
+    result = pytester.runpytest_inprocess(*INNER_PYTEST, "-o", f"asyncio_mode={mode}")
     result.assert_outcomes(passed=1)
 
 
@@ -191,7 +196,7 @@ async def test_sleeps():
     assert time.monotonic() - started < 60
 """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*INNER_PYTEST)
     result.assert_outcomes(passed=1)
 
 

@@ -47,7 +47,7 @@ from veo_async.store import (
     record_to_json,
 )
 
-from .conftest import eventually, leftover_tasks
+from .conftest import child_bytecode_env, eventually, leftover_tasks
 
 #: SQLite runs in aiosqlite's thread and child processes: real time.
 pytestmark = pytest.mark.real_time
@@ -278,6 +278,7 @@ def child(mode: str, path: Path) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, mode, str(path)],
         cwd=ROOT,
+        env=child_bytecode_env(dict(os.environ)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

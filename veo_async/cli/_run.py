@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -50,6 +51,8 @@ def run(
     SIGINT and SIGTERM cancel ``main`` (and so everything it awaits); once it
     has unwound, :class:`Interrupted` is raised. A second signal during that
     clean-up cancels it again, so a stuck clean-up can still be cut short.
+    Called from a thread other than the main one, it installs no signal
+    handler (only the main thread may).
 
     :param loop_factory: makes the event loop (``demo``: a faster clock);
         None: asyncio's default loop.
@@ -97,11 +100,15 @@ async def _guarded(main: Coroutine[Any, Any, T]) -> T:
         task.cancel()
 
     installed: list[int] = []
-    for sig in _SIGNALS:
+    # Signal handlers belong to the main thread (the real program always runs
+    # there). Run from another thread (the tests run the CLI in process that
+    # way), the command installs none and leaves the process's signals alone.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    for sig in _SIGNALS if in_main_thread else ():
         try:
             loop.add_signal_handler(sig, on_signal, int(sig))
         except (NotImplementedError, RuntimeError, ValueError):
-            continue  # Windows, or not the main thread: KeyboardInterrupt still works
+            continue  # Windows: KeyboardInterrupt still works
         installed.append(int(sig))
     try:
         return await task
