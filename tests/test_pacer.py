@@ -77,8 +77,9 @@ async def test_an_explicit_poll_policy_is_a_fixed_schedule() -> None:
     async with VeoSession(API_KEY, transport=kie.transport(), on_event=events.append) as veo:
         started = loop.time()
         await veo.task("veo_a").wait(policy=fixed)
-    times = [round(t - started, 2) for t in poll_times(events, "veo_a")]
-    assert times == [0.0, 4.0, 8.0, 12.0]
+    times = [t - started for t in poll_times(events, "veo_a")]
+    # The virtual clock also counts the (real) CPU time of each step: a little slack.
+    assert times == pytest.approx([0.0, 4.0, 8.0, 12.0], abs=0.1)
 
 
 def test_ages_are_clamped_and_skew_is_applied_beyond_the_date_resolution() -> None:
