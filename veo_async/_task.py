@@ -710,11 +710,15 @@ class VeoTask:
     def _raise_timeout(self, limit: float | None) -> None:
         raise self.timed_out(limit or 0.0)
 
-    def timed_out(self, limit: float) -> WaitTimeoutError:
-        """Record and return the timeout of a wait of ``limit`` seconds."""
+    def timed_out(self, limit: float, *, log: bool = True) -> WaitTimeoutError:
+        """Record and return the timeout of a wait of ``limit`` seconds.
+
+        :param log: write the debug line (a batch writes one for all instead).
+        """
         error = WaitTimeoutError(self.task_id, limit, self._record, self._last_failure)
         self._error = error
-        logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
+        if log:
+            logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
         return error
 
 

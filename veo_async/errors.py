@@ -30,7 +30,7 @@ service's answer and the task id only, never from request headers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import ExtendRequest, GenerateRequest, RecordInfo
@@ -299,13 +299,32 @@ class WaitTimeoutError(VeoError, TimeoutError):
         record: RecordInfo | None,
         last_error: VeoError | None = None,
     ) -> None:
-        seen = f"last status {record.status.name}" if record is not None else "no record seen"
-        if last_error is not None:
-            seen += f"; last poll failed: {type(last_error).__name__}: {last_error}"
-        super().__init__(f"task not finished after {timeout:g} s ({seen})", task_id=task_id)
+        # The message is built when first read: a batch's deadline makes one of
+        # these per unfinished id (50,000 at once), and most are never printed.
+        Exception.__init__(self, task_id, timeout)
+        self.task_id = task_id
         self.timeout = timeout
         self.record = record
         self.last_error = last_error
+        self._message: str | None = None
+
+    @property
+    def message(self) -> str:
+        """What went wrong, in words (built on first use)."""
+        if self._message is None:
+            record, last_error = self.record, self.last_error
+            seen = f"last status {record.status.name}" if record is not None else "no record seen"
+            if last_error is not None:
+                seen += f"; last poll failed: {type(last_error).__name__}: {last_error}"
+            self._message = f"task not finished after {self.timeout:g} s ({seen})"
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_id, self.timeout, self.record, self.last_error))
 
 
 class SessionClosedError(VeoError, RuntimeError):
