@@ -29,6 +29,7 @@ from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
 
 __all__ = [
+    "MAX_BODY",
     "ApiKey",
     "AiohttpTransport",
     "HttpRequest",
@@ -37,6 +38,10 @@ __all__ = [
     "check_api_key",
     "user_agent",
 ]
+
+
+#: The largest answer accepted, decoded (1 MiB): Kie's answers are a few KiB.
+MAX_BODY = 1024 * 1024
 
 
 def user_agent(version: str) -> str:
@@ -154,7 +159,7 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None = None,
         concurrency: int = 64,
         request_timeout: float = 30.0,
-        max_body: int = 1024 * 1024,
+        max_body: int = MAX_BODY,
         version: str = "0",
     ) -> None:
         self._base_url = base_url.rstrip("/")

@@ -145,11 +145,6 @@ class Requester:
         """True once :meth:`aclose` began."""
         return self._closed
 
-    @property
-    def fatal_error(self) -> AuthenticationError | None:
-        """The 401 that made every request of the session fail, if one came."""
-        return self._fatal
-
     def stats(self) -> SessionStats:
         """The counters now (a snapshot)."""
         budget = self.queue.budget

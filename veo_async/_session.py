@@ -19,7 +19,7 @@ from ._batch import BatchOutcome, as_completed, validated_ids, wait_many
 from ._convert import KIE_TIMEZONE
 from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
-from ._http import AiohttpTransport, ApiKey, Transport, check_api_key
+from ._http import MAX_BODY, AiohttpTransport, ApiKey, Transport, check_api_key
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
@@ -35,7 +35,6 @@ __all__ = ["DEFAULT_BASE_URL", "VeoSession"]
 
 #: The service root used when neither ``base_url`` nor ``KIE_BASE_URL`` says otherwise.
 DEFAULT_BASE_URL = "https://api.kie.ai"
-_MAX_BODY = 1024 * 1024
 
 
 class _State(enum.Enum):
@@ -162,7 +161,7 @@ class VeoSession:
                 session=session,
                 concurrency=concurrency,
                 request_timeout=request_timeout,
-                max_body=_MAX_BODY,
+                max_body=MAX_BODY,
                 version=version(),
             )
         self._pacer = Pacer(self._policy, loop_clock=_loop_time)

@@ -849,10 +849,6 @@ class TaskRegistry:
         _set_origin(handle, request, _now())
         return handle
 
-    def polling(self) -> list[VeoTask]:
-        """The handles with a poll run now."""
-        return [handle for handle in list(self._handles.values()) if handle.polling]
-
     @property
     def policy(self) -> AnyPolicy:
         """The session's default policy."""

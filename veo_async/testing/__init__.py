@@ -9,8 +9,8 @@ gives each test a started one.
 
 :func:`demo_jobs` and :func:`demo_faults` build the scenario of
 ``veo-async demo`` (run on a :class:`ScaledClockLoop`: minutes of real life
-in seconds); :func:`synthetic_scripts`, :func:`burst_plan` and
-:func:`compressed_policy` the time-compressed task lives of ``simulate``.
+in seconds); :func:`synthetic_scripts` the time-compressed task lives of
+``simulate``.
 """
 
 from ._clock import ScaledClockLoop, VirtualClockLoop, VirtualClockPolicy
@@ -19,11 +19,8 @@ from ._recording import RecordedRequest
 from ._scenarios import (
     DEMO_FAILURE_RATE,
     DEMO_FALLBACK_RATE,
-    BurstPlan,
     DemoJob,
     TimedFault,
-    burst_plan,
-    compressed_policy,
     demo_faults,
     demo_jobs,
     synthetic_scripts,
@@ -37,7 +34,6 @@ __all__ = [
     "DemoJob",
     "FakeKie",
     "TimedFault",
-    "BurstPlan",
     "Fault",
     "InProcessTransport",
     "Quirks",
@@ -46,8 +42,6 @@ __all__ = [
     "TaskScript",
     "VirtualClockLoop",
     "VirtualClockPolicy",
-    "burst_plan",
-    "compressed_policy",
     "demo_faults",
     "demo_jobs",
     "synthetic_scripts",

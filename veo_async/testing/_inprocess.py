@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Protocol
 
-from .._http import HttpRequest, capped_response, user_agent
+from .._http import MAX_BODY, HttpRequest, capped_response, user_agent
 from .._protocol import RawResponse
 from .._version import version
 from ..errors import TransportError
@@ -24,7 +24,6 @@ from ._answers import Answer
 
 __all__ = ["InProcessTransport"]
 
-_MAX_BODY = 1024 * 1024
 
 
 class _Server(Protocol):
@@ -81,7 +80,7 @@ class InProcessTransport:
         if answer.status == 0:
             raise TransportError(f"connection to {request.path} was reset (simulated)")
         headers = {"Content-Type": answer.content_type, **answer.headers}
-        return capped_response(answer.status, headers, answer.body, _MAX_BODY)
+        return capped_response(answer.status, headers, answer.body, MAX_BODY)
 
     async def aclose(self) -> None:
         """Stop sending; idempotent (the simulator itself stays as it is)."""

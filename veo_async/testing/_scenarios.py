@@ -10,9 +10,7 @@ refused by moderation (status 2) fails within the first minute; a render that
 breaks (status 3) fails late. Along the way the service misbehaves as it does
 in recorded traffic (5xx, HTML proxy pages, truncated bodies, resets, 455
 maintenance, a record not visible yet). Every duration is divided by ``speed``
-so that minutes of real life play out in seconds, and the client's
-:class:`PollPolicy` is compressed by the same factor, so requests per task and
-detection lag (in real-life seconds) stay what they would be for real.
+so that minutes of real life play out in seconds.
 
 Pure: scripts are built from a seeded :class:`random.Random`, no I/O.
 """
@@ -25,17 +23,13 @@ from collections.abc import Sequence
 import attrs
 
 from ..models import GenerateRequest
-from ..policy import PollPolicy
 from ._script import Fault, Quirks, TaskScript
 
 __all__ = [
     "DEMO_FAILURE_RATE",
     "DEMO_FALLBACK_RATE",
-    "BurstPlan",
     "DemoJob",
     "TimedFault",
-    "burst_plan",
-    "compressed_policy",
     "demo_faults",
     "demo_jobs",
     "synthetic_scripts",
@@ -75,18 +69,6 @@ _QUIRKS: tuple[Quirks, ...] = (
     Quirks(omit_fallback_flag=True, omit_response=True),
     Quirks(extra_fields=True),
 )
-
-
-def compressed_policy(speed: float) -> PollPolicy:
-    """The default :class:`PollPolicy` with every duration divided by ``speed``."""
-    real = PollPolicy()
-    return real.replace(
-        first_poll=real.first_poll / speed,
-        interval=real.interval / speed,
-        max_interval=real.max_interval / speed,
-        timeout=None if real.timeout is None else real.timeout / speed,
-        not_found_grace=real.not_found_grace / speed,
-    )
 
 
 def _faults(rng: random.Random) -> tuple[Fault, ...]:
@@ -132,32 +114,6 @@ def synthetic_scripts(
     :param faults: give ~30% of the tasks transient faults on their first polls.
     """
     return [_script(task_id, rng, speed, faults) for task_id in ids]
-
-
-@attrs.frozen
-class BurstPlan:
-    """A session-wide burst of HTTP 429 answers.
-
-    :ivar at: seconds after the start at which it begins.
-    :ivar count: how many requests in a row are refused.
-    :ivar retry_after: the ``Retry-After`` the refusals carry, in seconds.
-    """
-
-    at: float
-    count: int
-    retry_after: float
-
-
-def burst_plan(tasks: int, speed: float) -> BurstPlan:
-    """A 429 burst midway through the typical render (~2.5 min of real time).
-
-    :param tasks: how many tasks run; a small run gets a smaller burst.
-    """
-    return BurstPlan(
-        at=150.0 / speed,
-        count=min(_BURST_COUNT, max(1, tasks // 10)),
-        retry_after=_BURST_RETRY_AFTER / speed,
-    )
 
 
 # -- the demo: tasks created through the API -------------------------------------------
