@@ -223,10 +223,13 @@ async def test_resume_polls_unfinished_tasks_again_until_they_finish(
 ) -> None:
     """Tasks left unfinished by one session are resumed by the next, which polls
     them to the end without anyone waiting, and completed() delivers them."""
-    kie.add_task("veo_slow", complete_after=0.4)
+    # Finished only when the test says so (re-adding restarts its clock), so
+    # a slow machine cannot let it finish inside the first session.
+    kie.add_task("veo_slow", complete_after=3600)
     async with durable(kie, db) as veo:
         outcomes = await veo.wait_many(["veo_slow"], timeout=0.05, return_exceptions=True)
         assert isinstance(outcomes[0], TimeoutError)
+    kie.add_task("veo_slow", complete_after=0.05)
     async with durable(kie, db) as veo:
         report = await veo.resume()
         [task] = report.tasks
