@@ -211,6 +211,7 @@ def simulate_adaptive(
     rng = random.Random(seed)
     requests = [0] * len(tasks)
     lags = [0.0] * len(tasks)
+    running_until = [0.0] * len(tasks)  # the age each task was last seen running
     # (time, task, is a poll): a creation asks for the first delay at that moment.
     queue = [(i * spacing, i, False) for i in range(len(tasks))]
     heapq.heapify(queue)
@@ -225,8 +226,12 @@ def simulate_adaptive(
         requests[i] += 1
         if age >= task.seconds:
             lags[i] = age - task.seconds
-            learner.observe(task.model, task.seconds, failed=task.failed)
+            learner.observe(
+                task.model, task.seconds, failed=task.failed, running_until=running_until[i]
+            )
             continue
+        learner.survived(task.model, running_until[i], age)
+        running_until[i] = age
         delay = schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng)
         heapq.heappush(queue, (now + delay, i, True))
     return requests, lags

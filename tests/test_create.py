@@ -456,6 +456,19 @@ def _expected_first_poll(model: str) -> float:
     return schedule.next_delay(model=model, age=0.0, polls=0, rng=random.Random(0))
 
 
+def _possible_first_polls(model: str, age: float = 0.0) -> set[float]:
+    """Either first poll (age of the task) the unlearned schedule may choose for
+    a task of this age: it mixes its two solutions around the budget at random
+    (see AdaptiveSchedule)."""
+    table = STEADY.schedule().table(model)
+    i = round(age / 2.0)
+    return {table.next_index[i] * 2.0, table.costly_index[i] * 2.0}
+
+
+def _is_a_first_poll(first: float, model: str, age: float = 0.0) -> bool:
+    return any(abs(first - option) <= 0.1 for option in _possible_first_polls(model, age))
+
+
 @pytest.mark.parametrize("model", ["veo3_lite", "veo3_fast", "veo3"])
 def test_created_tasks_poll_first_after_a_model_aware_delay(model: str) -> None:
     """With the adaptive default, a created task's first poll waits for its model's
@@ -466,7 +479,7 @@ def test_created_tasks_poll_first_after_a_model_aware_delay(model: str) -> None:
         assert task.created_loop_time is not None
         await task
         first = _first_poll_after(kie, task.task_id, task.created_loop_time)
-        assert first == pytest.approx(_expected_first_poll(model), abs=0.1)
+        assert _is_a_first_poll(first, model), (first, _possible_first_polls(model))
         assert first >= 45.0
 
     in_process(body, policy=STEADY)
@@ -485,8 +498,8 @@ def test_first_polls_differ_by_model() -> None:
 
 
 def test_the_first_delay_counts_from_the_creation() -> None:
-    """A wait started 50 s after creating a veo3_fast task polls when it would have
-    from creation, not 50 s + the delay."""
+    """A wait started 50 s after creating a veo3_fast task polls where the schedule
+    puts a 50 s old task's next poll (ages count from creation), not 50 s + the delay."""
 
     async def body(kie: FakeKie, veo: VeoSession) -> None:
         task = await veo.generate("a cat")
@@ -494,7 +507,8 @@ def test_the_first_delay_counts_from_the_creation() -> None:
         await asyncio.sleep(50.0)
         await task
         first = _first_poll_after(kie, task.task_id, task.created_loop_time)
-        assert first == pytest.approx(_expected_first_poll("veo3_fast"), abs=0.1)
+        assert _is_a_first_poll(first, "veo3_fast", age=50.0), first
+        assert first < 50.0 + _expected_first_poll("veo3_fast") - 10
 
     in_process(body, policy=STEADY)
 

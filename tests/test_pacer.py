@@ -123,3 +123,19 @@ async def test_fixed_schedules_alone_learn_nothing_until_a_learned_one_is_used()
         assert veo.learner.count("veo3") == 0
         await veo.task("veo_b").wait(policy=STEADY)
         assert veo.learner.count("veo3") == 1
+
+
+async def test_polls_that_find_a_task_running_teach_the_session() -> None:
+    """Each poll that finds a task still running is evidence of its model's
+    generation time (a survival estimate): learned before the task finishes."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=400, params={"model": "veo3_fast"}))
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        waiter = asyncio.create_task(veo.task("veo_a").wait(timeout=900))
+        await asyncio.sleep(300)
+        assert veo.learner.count("veo3_fast") == 0
+        running = veo.learner.evidence("veo3_fast")
+        assert running >= 2
+        await waiter
+        assert veo.learner.count("veo3_fast") == 1
+        assert veo.learner.evidence("veo3_fast") > running

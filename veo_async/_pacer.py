@@ -48,7 +48,12 @@ class Plan:
     __slots__ = ()
 
     def next_delay(
-        self, record: RecordInfo | None, created: float | None, model: str | None
+        self,
+        record: RecordInfo | None,
+        created: float | None,
+        model: str | None,
+        *,
+        running: bool = False,
     ) -> float:
         """Seconds from now to the next poll.
 
@@ -56,8 +61,16 @@ class Plan:
         :param created: the loop time of the task's creation if this session
             created it; else the record's ``createTime`` gives the age.
         :param model: the task's model if known without a record (its request).
+        :param running: a poll has just found the task still running (not a
+            failed poll's retry): a learned plan learns from it.
         """
         raise NotImplementedError
+
+    @property
+    def running_until(self) -> float:
+        """The task's age when a poll last found it running (0: never, or not
+        tracked): the start of what its finish adds to the learner."""
+        return 0.0
 
 
 class _FixedPlan(Plan):
@@ -71,7 +84,12 @@ class _FixedPlan(Plan):
         self._first_given = False
 
     def next_delay(
-        self, record: RecordInfo | None, created: float | None, model: str | None
+        self,
+        record: RecordInfo | None,
+        created: float | None,
+        model: str | None,
+        *,
+        running: bool = False,
     ) -> float:
         delays = self._delays
         if delays is None:
@@ -84,15 +102,25 @@ class _FixedPlan(Plan):
 
 
 class _LearnedPlan(Plan):
-    __slots__ = ("_pacer", "_polls", "_schedule")
+    __slots__ = ("_pacer", "_polls", "_running_until", "_schedule")
 
     def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
         self._pacer = pacer
         self._schedule = schedule
         self._polls = 0
+        self._running_until = 0.0
+
+    @property
+    def running_until(self) -> float:
+        return self._running_until
 
     def next_delay(
-        self, record: RecordInfo | None, created: float | None, model: str | None
+        self,
+        record: RecordInfo | None,
+        created: float | None,
+        model: str | None,
+        *,
+        running: bool = False,
     ) -> float:
         pacer = self._pacer
         model = _model_of(record) or model
@@ -107,6 +135,10 @@ class _LearnedPlan(Plan):
             return 0.0
         else:
             age = None
+        if running and age is not None and age > self._running_until:
+            # Still running at this age is evidence too (see DurationLearner.survived).
+            self._schedule.learner.survived(model, self._running_until, age)
+            self._running_until = age
         delay = self._schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
         self._polls += 1
         return delay
@@ -192,13 +224,18 @@ class Pacer:
         skew = epoch - self.now()
         self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
 
-    def observe(self, record: RecordInfo) -> None:
+    def observe(self, record: RecordInfo, plan: Plan | None = None) -> None:
         """Learn from a terminal record (its duration and model), if it makes sense
-        and a learned plan is (or was) in use."""
+        and a learned plan is (or was) in use.
+
+        :param plan: the plan of the run that saw it, if any: the age at which
+            it last saw the task running.
+        """
         if not self._learning or record.create_time is None or record.complete_time is None:
             return
         seconds = (record.complete_time - record.create_time).total_seconds()
         if not 0 < seconds < _MAX_LEARNED:
             return
         failed = record.status is not TaskStatus.SUCCESS
-        self.learner.observe(_model_of(record), seconds, failed=failed)
+        running_until = min(plan.running_until, seconds) if plan is not None else 0.0
+        self.learner.observe(_model_of(record), seconds, failed=failed, running_until=running_until)

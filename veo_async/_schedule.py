@@ -2,11 +2,24 @@
 
 Pure and seedable (no asyncio, no I/O): the session feeds a
 :class:`DurationLearner` the generation time of each finished record
-(``completeTime - createTime``, per model), and asks an
-:class:`AdaptiveSchedule` for the next delay of a task given its model, its
-age and how many polls it has had. Given the same observations, the same
-calls and the same ``random.Random``, it returns the same delays, so a
-schedule can be replayed offline (``benchmarks/bench_schedule.py`` does).
+(``completeTime - createTime``, per model) and the age of each poll that found
+a task still running, and asks an :class:`AdaptiveSchedule` for the next delay
+of a task given its model, its age and how many polls it has had. Given the
+same observations, the same calls and the same ``random.Random``, it returns
+the same delays, so a schedule can be replayed offline
+(``benchmarks/bench_schedule.py`` does).
+
+What is learned
+---------------
+A survival (Kaplan-Meier) estimate per model, on log-spaced bins: finished
+tasks are events, and tasks seen still running are at risk up to the age they
+were seen at. Counting the running ones matters twice: a batch whose renders
+take twice the prior's time is learned from its first polls past the prior's
+bulk, before any finishes; and the finished ones alone (the fast come first)
+would bias the estimate short, and the schedule would overspend. The prior
+(a documented log-normal per model) has its median fitted to the data
+(censored maximum likelihood), and weighs ``prior_weight`` tasks in each bin's
+hazard: it rules where data are thin, such as past the oldest task seen.
 
 How the delays are chosen
 -------------------------
@@ -17,21 +30,27 @@ detection lag - is a dynamic program over poll times minimising
 solves that program on a 2 s grid, per model, on the *learned* distribution,
 with ``lam`` chosen so the expected requests per task equal those of polling
 every ``budget_interval`` seconds (30 s, the Veo docs' advice) on the same
-distribution (aiming at 96 % of them, to leave room for jitter and for the
-estimate's error while learning). Each second of lag beyond ``late_lag``
-(24 s) costs ``1 + late_weight`` times as much in the optimisation, which keeps
-the p95 lag at or below fixed polling's where completions are sparse. The
-program's cost is Monge, so the optimal next poll is
-monotone in the age and each solve costs O(grid x gap), a few milliseconds;
-it reruns only when a model's observation count has grown by half (or by
-``rebuild_every``), never per call. A call is then a table look-up.
+distribution (aiming at 96 % of them, to leave room for the estimate's error
+while learning). Spends come in steps, so the two solutions either side of
+the budget are mixed at random, decision by decision, to spend it. Each
+second of lag beyond ``late_lag`` (24 s) costs ``1 + late_weight`` times as
+much, and if the schedule's own 95th percentile of lag would still pass 95 %
+of fixed polling's, that price is raised (at most twice, x4 each): the p95
+lag stays at or below fixed polling's where completions are sparse (early
+failures, long tails). The program's cost is Monge, so the optimal next poll
+is monotone in the age and each solve costs O(grid x gap); a table is rebuilt
+only when a model's evidence (finishes and running polls) has grown by half
+(or by ``rebuild_every``), never per call. A call is then a table look-up.
 
 On top of the optimum: a small floor of probability on fast failures
 (``early_mass``, spread over 5-60 s) so that the schedule keeps an early
 probe even when none has been seen yet; gaps never shorter than ``min_gap``
 and, once past the median, never longer than ``max_gap`` (30 s), so a long
-render is still seen within ``max_gap``; a seeded jitter of +-``jitter``;
-past the table's horizon (the 99.95th percentile), polls every ``max_gap``.
+render is still seen within ``max_gap``; a seeded jitter of +-``jitter`` of
+each delay, at most 0.8 s, so that a jittered poll is still recognised as the
+planned one and the next aims at its planned time (jitter never piles up
+into extra polls); past the table's horizon (the 99.95th percentile), polls
+every ``max_gap``.
 
 Age
 ---
@@ -80,6 +99,21 @@ _BUDGET_SHARE = 0.96
 _HORIZON_Q = 0.9995
 # Gaps are capped at max_gap once past this quantile (the bulk of the renders).
 _CAP_FROM_Q = 0.5
+# Fitting a prior's median to the data: searched within +-_FIT_SHIFTS bins
+# (x/÷ 4.5), with a floor of uniform mass so that outliers (early failures) do
+# not drag the fit.
+_FIT_SHIFTS = 75
+# The schedule's own p95 lag is kept under this share of fixed polling's p95
+# (0.95 x budget_interval), leaving room for the estimate's error.
+_P95_SHARE = 0.95
+_FIT_FLOOR = 0.05
+# How much of ``prior_weight`` the prior's median keeps against the fit: a
+# tenth, since every task still running moves it too, and they are many; the
+# prior's shape still weighs ``prior_weight`` (see survival_masses).
+_FIT_TRUST = 0.1
+# The most a delay is jittered by, in seconds: under half a grid step, so that a
+# jittered poll is still recognised as the planned one (see next_delay).
+_MAX_JITTER = 0.4 * GRID
 
 
 @attrs.frozen
@@ -161,7 +195,8 @@ class AdaptivePolicy:
     :param min_gap: shortest gap between two polls of a task, in seconds.
     :param max_gap: longest gap once past the median generation time, and
         the gap past the table's horizon (the 99.95th percentile).
-    :param jitter: each delay is scaled by ``1 +- jitter`` (uniform, seeded).
+    :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
+        0.8 s (uniform, seeded), so polls keep to their planned times.
     :param early_mass: probability floor on a fast failure (5-60 s) mixed into
         the learned distribution, so an early probe is kept (0 disables it).
     :param late_lag: lag beyond which each second costs ``1 + late_weight``
@@ -173,8 +208,9 @@ class AdaptivePolicy:
     :param prior_weight: how many observations a prior is worth.
     :param memory: observations per model beyond which old ones count half
         (the histogram is halved), so the estimate follows a drifting service.
-    :param rebuild_every: a model's table is rebuilt when its observations
-        have grown by half, or by this many.
+    :param rebuild_every: a model's table is rebuilt when its evidence
+        (finished tasks and polls that found one running) has grown by half,
+        or by this much.
     :param seed: seed for the schedule's jitter (None: fresh).
     """
 
@@ -186,13 +222,13 @@ class AdaptivePolicy:
     jitter: float = _field(0.02, 0)
     early_mass: float = _field(0.005, 0)
     late_lag: float = _field(24.0, 0)
-    late_weight: float = _field(2.0, 0)
+    late_weight: float = _field(0.5, 0)
     priors: Mapping[str, DurationPrior] = attrs.field(
         default=DEFAULT_PRIORS, validator=_check_priors
     )
     prior_weight: float = _field(20.0, 0)
     memory: float = _field(4096.0, 16)
-    rebuild_every: int = attrs.field(default=2000)
+    rebuild_every: int = attrs.field(default=20_000)
     seed: int | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -230,41 +266,140 @@ class AdaptivePolicy:
         return random.Random(self.seed)
 
 
-class _Histogram:
-    """Observed generation times of one model, in log-spaced bins (bounded memory)."""
+def _log_bin(seconds: float) -> int:
+    """The learner's bin of a duration (durations under 1 s share bin 0)."""
+    return min(int(math.log(max(seconds, 1.0)) / _LOG_BIN), _LOG_BINS - 1)
 
-    __slots__ = ("bins", "count", "failures", "weight")
+
+class _Histogram:
+    """What one model's tasks have shown, in log-spaced bins (bounded memory).
+
+    ``events`` counts terminal statuses by generation time; ``reach`` is a
+    difference array of *exposure*: how many tasks were seen still running
+    through each bin. Together they give a survival (Kaplan-Meier) estimate,
+    which counts the tasks still running as evidence too: a batch whose
+    renders take twice the prior's time is learned from the first polls past
+    the prior's bulk, not only once the first of them has finished, and
+    finished tasks alone (the fast ones come first) do not bias it short.
+    """
+
+    __slots__ = ("count", "events", "exposures", "failures", "reach", "weight")
 
     def __init__(self) -> None:
-        self.bins = array("d", bytes(8 * _LOG_BINS))
-        self.weight = 0.0  # sum of the bins (decays with halving)
-        self.count = 0  # observations ever (drives rebuilds)
+        self.events = array("d", bytes(8 * _LOG_BINS))
+        self.reach = array("d", bytes(8 * (_LOG_BINS + 1)))
+        self.weight = 0.0  # sum of the events (decays with halving)
+        self.count = 0  # terminal statuses ever
+        self.exposures = 0  # running intervals ever
         self.failures = 0
 
+    def expose(self, start: float, end: float) -> bool:
+        """A task was running from age ``start`` through ``end`` (seconds)."""
+        # Consecutive intervals (0, a1], (a1, a2], ... cover each bin once:
+        # bins bin(start)+1 .. bin(end), and bin 0 for the first.
+        lo = _log_bin(start) + 1 if start > 0 else 0
+        hi = _log_bin(end)
+        if hi < lo:
+            return False
+        self.reach[lo] += 1.0
+        self.reach[hi + 1] -= 1.0
+        self.exposures += 1
+        return True
+
     def add(self, seconds: float, failed: bool, memory: float) -> None:
-        index = int(math.log(max(seconds, 1.0)) / _LOG_BIN)
-        self.bins[min(index, _LOG_BINS - 1)] += 1.0
+        self.events[_log_bin(seconds)] += 1.0
         self.weight += 1.0
         self.count += 1
         self.failures += failed
         if self.weight > memory:
-            # Old observations count half: follows drift, O(bins) every ~memory/2 calls.
+            # Old evidence counts half: follows drift, O(bins) every ~memory/2 calls.
             for i in range(_LOG_BINS):
-                self.bins[i] *= 0.5
+                self.events[i] *= 0.5
+                self.reach[i] *= 0.5
+            self.reach[_LOG_BINS] *= 0.5
             self.weight *= 0.5
+
+    def fit(self, prior: DurationPrior, prior_weight: float) -> DurationPrior:
+        """The prior moved to where the data say: its median fitted to every
+        finished *and still running* task (censored maximum likelihood, with
+        the prior's sigma; the prior's own median counts as ``prior_weight``
+        observations).
+
+        It rules where data are thin: before the first finish, and past the
+        oldest task seen running. A floor of ``_FIT_FLOOR`` uniform mass keeps
+        a few early failures from dragging the median down.
+        """
+        mu0, sigma = math.log(prior.median), prior.sigma
+        shifts = _FIT_SHIFTS
+        scale = sigma * math.sqrt(2)
+        # CDF at bin edges for the prior shifted by -shifts..+shifts bins: one array.
+        size = _LOG_BINS + 2 * shifts + 1
+        cdf = [
+            0.5 * (1 + math.erf(((m - shifts) * _LOG_BIN - mu0) / scale)) for m in range(size + 1)
+        ]
+        floor = _FIT_FLOOR / _LOG_BINS
+        log_mass = [
+            math.log((1 - _FIT_FLOOR) * (cdf[m + 1] - cdf[m]) + floor) for m in range(size)
+        ]
+        log_left = [math.log((1 - _FIT_FLOOR) * (1 - cdf[m + 1]) + floor) for m in range(size)]
+        # Exposure starts at bin 0 for every task, so -reach[k+1] tasks left after
+        # bin k: those that did not finish there were still running (censored).
+        terms = []
+        for k in range(_LOG_BINS):
+            finished = self.events[k]
+            running = max(0.0, -self.reach[k + 1] - finished)
+            if finished > 0 or running > 0:
+                terms.append((k, finished, running))
+        if not terms:
+            return prior
+        best_shift, best = 0, -math.inf
+        for j in range(-shifts, shifts + 1):
+            offset = shifts - j  # index m of bin k's edge for shift j
+            value = -0.5 * prior_weight * _FIT_TRUST * (j * _LOG_BIN / sigma) ** 2
+            for k, finished, running in terms:
+                value += finished * log_mass[k + offset] + running * log_left[k + offset]
+            if value > best:
+                best_shift, best = j, value
+        return DurationPrior(median=math.exp(mu0 + best_shift * _LOG_BIN), sigma=sigma)
+
+    def survival_masses(self, base: list[float], prior_weight: float) -> list[float]:
+        """The distribution of log-seconds: the prior ``base`` (worth
+        ``prior_weight`` tasks followed from creation) updated by the data.
+
+        Per bin, hazard = (events + prior_weight x prior mass) / (tasks at risk
+        + prior_weight x prior survival): the prior rules where data are thin,
+        the data where many tasks were watched. Events are smoothed by a
+        Gaussian kernel in log-seconds whose width shrinks as data accumulate.
+        """
+        events = _smooth(self.events, self.weight) if self.weight > 0 else None
+        out = [0.0] * _LOG_BINS
+        at_risk, prior_left, left = 0.0, 1.0, 1.0
+        reach = self.reach
+        for k in range(_LOG_BINS):
+            at_risk += reach[k]
+            p = base[k]
+            seen = events[k] * self.weight if events is not None else 0.0
+            denominator = max(at_risk, seen) + prior_weight * prior_left
+            hazard = (seen + prior_weight * p) / denominator if denominator > 1e-12 else 0.0
+            prior_left = max(0.0, prior_left - p)
+            mass = left * min(1.0, hazard)
+            out[k] = mass
+            left -= mass
+        out[-1] += max(0.0, left)
+        return out
 
 
 class DurationLearner:
     """Online per-model estimate of generation times, from a documented prior.
 
-    Memory is a fixed histogram per model (445 floats, ~3.6 KB) whatever the
+    It learns from finished tasks (:meth:`observe`) and from polls that found
+    a task still running (:meth:`survived`): a survival estimate, so tasks
+    that take longer than expected are learned while they run.
+
+    Memory is a fixed pair of histograms per model (~7 KB) whatever the
     number of observations; at most ``max_models`` names are tracked on their
     own (others feed the pooled estimate only).
 
-    :param late_lag: lag beyond which each second costs ``1 + late_weight``
-        seconds in the optimisation: keeps the p95 lag at or below fixed
-        polling's where completions are sparse (early failures, long tails).
-    :param late_weight: see ``late_lag`` (0: plain mean lag).
     :param priors: a :class:`DurationPrior` per model name.
     :param prior_weight: how many observations a prior is worth.
     :param memory: per-model weight beyond which the histogram is halved.
@@ -286,29 +421,58 @@ class DurationLearner:
         self._pooled = _Histogram()
         self._models: dict[str, _Histogram] = {}
 
-    def observe(self, model: str | None, seconds: float, failed: bool = False) -> None:
+    def _histogram(self, model: str) -> _Histogram | None:
+        hist = self._models.get(model)
+        if hist is None and len(self._models) < self._max_models:
+            hist = self._models[model] = _Histogram()
+        return hist
+
+    def observe(
+        self, model: str | None, seconds: float, failed: bool = False, *, running_until: float = 0.0
+    ) -> None:
         """Record that a task of ``model`` reached a terminal status ``seconds`` after creation.
 
+        :param running_until: the age at which it was last seen running, as
+            told to :meth:`survived` (0 if never): its exposure from there to
+            ``seconds`` is added.
         :raises ValueError: for negative, infinite or NaN seconds.
         :raises TypeError: for a non-numeric ``seconds`` or a non-string model.
         """
         seconds = _check_number("seconds", seconds, 0)
+        running_until = _check_number("running_until", running_until, 0)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
-        self._pooled.add(seconds, bool(failed), self._memory)
-        if model is None:
+        failed = bool(failed)
+        targets = [self._pooled]
+        if model is not None and (hist := self._histogram(model)) is not None:
+            targets.append(hist)
+        for hist in targets:
+            hist.expose(running_until, seconds)
+            hist.add(seconds, failed, self._memory)
+
+    def survived(self, model: str | None, since: float, age: float) -> None:
+        """Record that a task of ``model`` was still running at ``age`` seconds,
+        having last been seen running at ``since`` (0 at its first poll).
+
+        A run tells each of its polls once, in order, so each task counts once
+        per age: see :class:`_Histogram`.
+        """
+        if not 0 <= since < age:
             return
-        hist = self._models.get(model)
-        if hist is None:
-            if len(self._models) >= self._max_models:
-                return
-            hist = self._models[model] = _Histogram()
-        hist.add(seconds, bool(failed), self._memory)
+        if model is not None and (hist := self._histogram(model)) is not None:
+            hist.expose(since, age)
+        self._pooled.expose(since, age)
 
     def count(self, model: str | None) -> int:
-        """Observations seen for ``model`` (every model's for None)."""
+        """Terminal statuses seen for ``model`` (every model's for None)."""
         hist = self._pooled if model is None else self._models.get(model)
         return 0 if hist is None else hist.count
+
+    def evidence(self, model: str | None) -> int:
+        """Terminal statuses plus running intervals seen for ``model``: what
+        the schedule's tables are rebuilt on."""
+        hist = self._pooled if model is None else self._models.get(model)
+        return 0 if hist is None else hist.count + hist.exposures
 
     def failures(self, model: str | None) -> int:
         """Failed observations seen for ``model`` (every model's for None)."""
@@ -319,20 +483,19 @@ class DurationLearner:
         """The estimated distribution of log-seconds: one probability per 2 % bin.
 
         The prior (the model's, else the pooled estimate) weighs
-        ``prior_weight`` observations; the data are smoothed by a Gaussian
-        kernel in log-seconds whose width shrinks as data accumulate.
+        ``prior_weight`` tasks; see :meth:`_Histogram.survival_masses`.
         """
         hist = self._pooled if model is None else self._models.get(model)
         prior = self._priors.get(model) if model is not None else None
-        if prior is not None or model is None:
-            base = _lognormal_masses(prior or PooledPrior)
-        else:
-            base = self.masses(None)  # an unknown name: what every model looks like
-        if hist is None or hist.weight <= 0:
-            return base
-        data = _smooth(hist.bins, hist.weight)
-        w0, w1 = self._prior_weight, hist.weight
-        return [(w0 * b + w1 * d) / (w0 + w1) for b, d in zip(base, data, strict=True)]
+        seen = hist is not None and (hist.weight > 0 or hist.exposures > 0)
+        if prior is None and model is not None and not seen:
+            return self.masses(None)  # an unknown name, unseen: what every model looks like
+        prior = prior or PooledPrior
+        if hist is None or not seen:
+            return _lognormal_masses(prior)
+        return hist.survival_masses(
+            _lognormal_masses(hist.fit(prior, self._prior_weight)), self._prior_weight
+        )
 
 
 def _lognormal_masses(prior: DurationPrior) -> list[float]:
@@ -419,6 +582,8 @@ class _Table:
     """One model's solved schedule: the next poll's grid index from each grid index."""
 
     next_index: list[int]
+    costly_index: list[int]  # the solution just over the budget
+    costly_share: float  # how often it is followed instead, to spend the budget
     done: list[float]  # P(T <= t_i)
     fresh: list[float]  # ages of the polls of a task followed from creation
     lam: float
@@ -465,20 +630,26 @@ class AdaptiveSchedule:
         else:
             age = _check_number("age", age, 0)
         n = len(table.next_index) - 1
-        # The nearest grid time, and the gap planned from there (not the absolute
-        # target): a jittered poll a little early must not get an extra short gap.
+        # The nearest grid time is the poll just made (the jitter below stays
+        # under half a step, so rounding finds it again), and the next poll
+        # aims at its planned grid time: jitter never piles up into extra polls.
         i = min(round(age / GRID), n)
         if polls == 0 and table.done[i] >= _DONE_ALREADY:
             return 0.0  # handed in old: it may be done already
-        delay = (table.next_index[i] - i) * GRID if i < n else policy.max_gap
-        delay = max(delay, policy.min_gap)
+        if i >= n:
+            delay = policy.max_gap
+        else:
+            share = table.costly_share
+            plan = table.costly_index if share and rng.random() < share else table.next_index
+            # Never longer than the gap planned from the grid point: caps hold.
+            delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
         if policy.jitter:
-            delay *= 1.0 + policy.jitter * rng.uniform(-1.0, 1.0)
+            delay += min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
         return max(delay, policy.min_gap)
 
     def table(self, model: str | None) -> _Table:
         """The model's solved schedule, rebuilt if the learner has moved on."""
-        count = self.learner.count(model)
+        count = self.learner.evidence(model)
         table = self._tables.get(model)
         if table is not None:
             grown = count - table.stamp
@@ -500,7 +671,7 @@ class AdaptiveSchedule:
         min_steps = max(1, math.ceil(policy.min_gap / GRID))
         late_steps = round(policy.late_lag / GRID)
 
-        def solve(lam: float) -> tuple[list[int], float]:
+        def solve(lam: float, late_weight: float) -> tuple[list[int], float]:
             best = optimal_polls(
                 done,
                 done_time,
@@ -509,7 +680,7 @@ class AdaptiveSchedule:
                 min_steps=min_steps,
                 reach=reach,
                 late_steps=late_steps,
-                late_weight=policy.late_weight,
+                late_weight=late_weight,
             )
             i, requests = 0, 0.0
             while i < n:
@@ -517,24 +688,72 @@ class AdaptiveSchedule:
                 i = best[i]
             return best, requests
 
-        # The price of a request that spends the budget: bisection on log(lam).
-        lo, hi = (lam_hint / 4, lam_hint * 4) if lam_hint else (0.05, 50.0)
-        while solve(lo)[1] < budget and lo > 1e-4:
-            lo /= 4
-        while solve(hi)[1] > budget and hi < 1e5:
-            hi *= 4
-        for _ in range(12):
-            mid = math.sqrt(lo * hi)
-            if solve(mid)[1] > budget:
-                lo = mid
-            else:
-                hi = mid
-        best, _ = solve(hi)
+        def spend_budget(late_weight: float) -> tuple[list[int], list[int], float, float]:
+            # The price of a request that spends the budget: bisection on log(lam).
+            lo, hi = (lam_hint / 4, lam_hint * 4) if lam_hint else (0.05, 50.0)
+            while solve(lo, late_weight)[1] < budget and lo > 1e-4:
+                lo /= 4
+            while solve(hi, late_weight)[1] > budget and hi < 1e5:
+                hi *= 4
+            for _ in range(8):  # lam to ~1 %: the mixture below spends the rest
+                mid = math.sqrt(lo * hi)
+                if solve(mid, late_weight)[1] > budget:
+                    lo = mid
+                else:
+                    hi = mid
+            best, spend = solve(hi, late_weight)
+            costly, costly_spend = solve(lo, late_weight)
+            # Spends come in steps (a poll more or less), so the cheaper solution
+            # may leave much of the budget unspent: mixing in the costlier one at
+            # random, decision by decision, spends it (as the limit's mixture does).
+            share = 0.0
+            if costly_spend > spend and costly != best:
+                share = min(1.0, max(0.0, (budget - spend) / (costly_spend - spend)))
+            return best, costly, share, hi
+
+        # Where completions are sparse (early failures, long tails) the mean-lag
+        # optimum leaves long gaps: if the 95th percentile of lag would pass
+        # _P95_SHARE of fixed polling's, late lag is priced higher until it does not.
+        late_weight = policy.late_weight
+        p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
+        for _ in range(3):
+            best, costly, share, lam = spend_budget(late_weight)
+            if _lag_quantile(best, done, 0.95) <= p95_limit:
+                break
+            late_weight = 4 * late_weight if late_weight else 1.0
         fresh, i = [], 0
         while i < n:
             i = best[i]
             fresh.append(i * GRID)
-        return _Table(next_index=best, done=done, fresh=fresh, lam=hi, stamp=count)
+        return _Table(
+            next_index=best,
+            costly_index=costly,
+            costly_share=share,
+            done=done,
+            fresh=fresh,
+            lam=lam,
+            stamp=count,
+        )
+
+
+def _lag_quantile(best: list[int], done: list[float], q: float) -> float:
+    """The ``q`` quantile of detection lag, in seconds, of a task followed from
+    creation by the schedule ``best`` (its end counts as detected at once)."""
+    n = len(done) - 1
+    lags: list[tuple[float, float]] = []
+    i = 0
+    while i < n:
+        j = best[i]
+        # Finishes in grid cell k (i < k <= j) are seen at t_j: lag ~ (j - k + 0.5) steps.
+        lags.extend(((j - k + 0.5) * GRID, done[k] - done[k - 1]) for k in range(i + 1, j + 1))
+        i = j
+    lags.sort()
+    running = 0.0
+    for lag, mass in lags:
+        running += mass
+        if running >= q:
+            return lag
+    return lags[-1][0] if lags else 0.0
 
 
 def _grid_distribution(

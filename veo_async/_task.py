@@ -141,9 +141,11 @@ class _PollRun(Ticket):
         self.ended = False
         self.error: BaseException | None = None
 
-    def next_delay(self) -> float:
+    def next_delay(self, *, running: bool = False) -> float:
         handle = self.handle
-        return self.plan.next_delay(handle.record, handle.created_loop_time, handle.model)
+        return self.plan.next_delay(
+            handle.record, handle.created_loop_time, handle.model, running=running
+        )
 
     def begin(self, now: float) -> None:
         self.queue_next(now, self.next_delay())
@@ -204,7 +206,7 @@ class _PollRun(Ticket):
             if record.is_done:
                 self.finish(None)
             else:
-                self.queue_next(_now(), self.next_delay())
+                self.queue_next(_now(), self.next_delay(running=True))
             return
         if not isinstance(error, VeoError):
             self.finish(error)  # a bug: surface it, never loop on it
@@ -440,7 +442,8 @@ class VeoTask:
         registry = self._registry
         journal = registry.journal
         if record.is_done:
-            registry.pacer.observe(record)
+            run = self._run
+            registry.pacer.observe(record, None if run is None else run.plan)
             if journal is not None:
                 journal.finished(self)
         elif previous is None and journal is not None:
