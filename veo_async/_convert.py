@@ -550,9 +550,19 @@ def _common_record(data: dict[str, Any]) -> RecordInfo | None:
             origin = rget("originUrls")
             full = rget("fullResultUrls")
             resolution = rget("resolution")
+            if (  # one URL, the usual answer: what _structure_urls gives it, inline
+                type(urls) is list
+                and len(urls) == 1
+                and type(url := urls[0]) is str
+                and len(url) > _NULL_MAX_LEN
+                and url.strip() == url
+            ):
+                result_urls: tuple[str, ...] = (url,)
+            else:
+                result_urls = _structure_urls(urls, tuple)
             result = VideoResult(
                 result_id,
-                _structure_urls(urls, tuple),
+                result_urls,
                 () if origin is None else _structure_urls(origin, tuple),
                 () if full is None else _structure_urls(full, tuple),
                 None
