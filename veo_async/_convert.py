@@ -497,8 +497,9 @@ def _record_full(data: object, task_id: str | None, tz: _dt.tzinfo) -> RecordInf
     return _salvage(wire, data, task_id, tz, structure)
 
 
-# The time hook of the default zone, for the fast path.
+# The time hook of the default zone, for the fast path, and its offset text.
 _read_kie_time = _time_hook(KIE_TIMEZONE)
+_KIE_SUFFIX = _fixed_suffix(KIE_TIMEZONE) or ""
 
 
 def _common_record(data: dict[str, Any]) -> RecordInfo | None:
@@ -515,47 +516,96 @@ def _common_record(data: dict[str, Any]) -> RecordInfo | None:
     hypothesis). Absent and null fields get what the full path gives them
     (_normalize drops nulls; each hook reads None as its field's default).
     """
-    record_id = data.get("taskId")
-    flag = data.get("successFlag")
+    get = data.get
+    record_id = get("taskId")
+    flag = get("successFlag")
     # type() is int: a bool flag is refused by the full path, not read as 0/1.
-    if type(record_id) is not str or type(flag) is not int or _is_nullish(record_id):
+    # The "null" spellings inline (this runs on every decoded record): a
+    # string is one only if it is in _NULL_TEXTS once stripped and lowered.
+    if (
+        type(record_id) is not str
+        or type(flag) is not int
+        or record_id in _NULL_TEXTS
+        or record_id.strip().lower() in _NULL_TEXTS
+    ):
         return None
     status = _STATUS_BY_FLAG.get(flag)
     if status is None:
         return None
-    get = data.get
     response = get("response")
     result: VideoResult | None = None
     try:
         if response is not None:
             if type(response) is not dict:
                 return None  # "null" text, a list...: the full path explains
-            result_id = response.get("taskId")
-            if result_id is None or _is_nullish(result_id):
-                result_id = record_id  # as _normalize does: the record's own id
+            rget = response.get
+            result_id = rget("taskId")
+            if result_id is None or result_id == record_id:
+                result_id = record_id  # absent: as _normalize does, the record's own id
             elif type(result_id) is not str:
                 return None
-            origin = response.get("originUrls")
-            full = response.get("fullResultUrls")
+            elif _is_nullish(result_id):
+                result_id = record_id
+            urls = rget("resultUrls")
+            origin = rget("originUrls")
+            full = rget("fullResultUrls")
+            resolution = rget("resolution")
+            if (  # one URL, the usual answer: what _structure_urls gives it, inline
+                type(urls) is list
+                and len(urls) == 1
+                and type(url := urls[0]) is str
+                and len(url) > _NULL_MAX_LEN
+                and url.strip() == url
+            ):
+                result_urls: tuple[str, ...] = (url,)
+            else:
+                result_urls = _structure_urls(urls, tuple)
             result = VideoResult(
                 result_id,
-                _structure_urls(response.get("resultUrls"), tuple),
+                result_urls,
                 () if origin is None else _structure_urls(origin, tuple),
                 () if full is None else _structure_urls(full, tuple),
-                _structure_optional_text(response.get("resolution"), str),
+                None
+                if resolution is None
+                or (
+                    type(resolution) is str
+                    and (
+                        resolution in _NULL_TEXTS or resolution.strip().lower() in _NULL_TEXTS
+                    )
+                )
+                else _structure_text(resolution, str),
             )
         elif get("resultUrls") is not None:
             return None  # the URLs directly under data: _normalize moves them
-        # The usual values inline (None, "", a bool); the others through their hook.
+        # The usual values inline (None, "", a bool, a JSON object text, the
+        # documented time format); the others through their hook. A value
+        # inline code refuses raises, and the full path decides.
+        params = get("paramJson")
+        if type(params) is str and params[:1] == "{":
+            params = _json.loads(params)
+            if type(params) is not dict:
+                return None
+        else:
+            params = _structure_params(params, dict)
+        created = get("createTime")
+        if type(created) is str and len(created) == 19 and created[10] == " ":
+            created = _dt.datetime.fromisoformat(created + _KIE_SUFFIX)
+        else:
+            created = _read_kie_time(created, _dt.datetime)
+        completed = get("completeTime")
+        if type(completed) is str and len(completed) == 19 and completed[10] == " ":
+            completed = _dt.datetime.fromisoformat(completed + _KIE_SUFFIX)
+        else:
+            completed = _read_kie_time(completed, _dt.datetime)
         error_code = get("errorCode")
         message = get("errorMessage")
         fallback = get("fallbackFlag")
         return RecordInfo(
             record_id,
             status,
-            _structure_params(get("paramJson"), dict),
-            _read_kie_time(get("createTime"), _dt.datetime),
-            _read_kie_time(get("completeTime"), _dt.datetime),
+            params,
+            created,
+            completed,
             result,
             None if error_code is None else _structure_error_code(error_code, int),
             "" if message is None or message == "" else _structure_message(message, str),

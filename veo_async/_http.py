@@ -168,6 +168,9 @@ class AiohttpTransport:
         self._concurrency = concurrency
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._max_body = max_body
+        # Whether we inflate bodies ourselves (our own session never does it;
+        # an injected one may): read once, not on every request.
+        self._inflate = session is None or not getattr(session, "auto_decompress", True)
         self._headers = {
             "User-Agent": user_agent(version),
             "Accept": "application/json",
@@ -184,6 +187,8 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0),
                 auto_decompress=False,
+                # Sent with every request without being merged in per request.
+                headers=self._headers,
             )
         return self._session
 
@@ -204,14 +209,27 @@ class AiohttpTransport:
                 json=request.json,
                 # Built in the call, never bound to a local of ours: error
                 # reporters that capture frame locals must not find the key.
-                headers={**self._headers, "Authorization": f"Bearer {request.api_key.reveal()}"},
+                # Our own session sends the other headers by default.
+                headers={"Authorization": f"Bearer {request.api_key.reveal()}"}
+                if self._owns_session
+                else {**self._headers, "Authorization": f"Bearer {request.api_key.reveal()}"},
                 timeout=self._timeout,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
             ) as response:
-                inflate = not getattr(client, "auto_decompress", True)
-                return await self._read_capped(response, inflate=inflate)
+                declared = response.content_length
+                if (
+                    self._inflate
+                    and declared is not None
+                    and declared <= self._max_body
+                    and response.headers.get("Content-Encoding", "").strip().lower()
+                    in ("", "identity")
+                ):
+                    # The common answer: uncompressed and sized (the bytes are
+                    # as declared: this session does not inflate), one read.
+                    return RawResponse(response.status, response.headers, await response.read())
+                return await self._read_capped(response, inflate=self._inflate)
         except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not on 3.10
             failure = f"no complete answer from {url} in time"
         except aiohttp.ClientConnectorError as exc:  # before anything was sent
@@ -226,14 +244,11 @@ class AiohttpTransport:
         raise TransportError(failure, sent=sent)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
+        """The body, counted while it is read (the uncommon answers: compressed,
+        unsized, or from a session that inflates on its own)."""
         status = response.status
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
         cap = self._max_body
-        declared = response.content_length
-        if inflate and encoding in ("", "identity") and declared is not None and declared <= cap:
-            # The common answer: uncompressed and sized (the bytes are as
-            # declared: our own session does not inflate), one read.
-            return RawResponse(status, response.headers, await response.read())
         decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
         chunks: list[bytes] = []
         size = 0

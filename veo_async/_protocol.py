@@ -175,13 +175,22 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     :raises APIError: (a subclass) for an error code in the body or the status.
     :raises ResponseError: for a 2xx answer that is not a readable envelope.
     """
-    status, body = response.status, response.body
-    readable = True
+    return _envelope_data(response, _parse(response.body), task_id)
+
+
+def _parse(body: bytes) -> Any:
+    """The JSON of ``body``; None for an empty body or one that is not JSON."""
     try:
         # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
-        envelope = _json.loads(body) if body.strip() else None
+        return _json.loads(body) if body.strip() else None
     except (ValueError, RecursionError):  # UnicodeDecodeError; "[[[[..." nested too deep
-        envelope = None
+        return None
+
+
+def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) -> Any:
+    """decode_envelope once the body is parsed (``envelope``)."""
+    status, body = response.status, response.body
+    readable = True
     if envelope is None:  # JSON null, an empty body or no JSON at all
         readable = body.strip() == b"null"
     code = _envelope_code(envelope) if isinstance(envelope, dict) else None
@@ -243,7 +252,16 @@ def decode_record_info(
     :raises ResponseError: not retryable, when the record is of another task
         (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
     """
-    data = decode_envelope(response, task_id=task_id)
+    envelope = _parse(response.body)
+    if (
+        type(envelope) is dict
+        and response.status < 400
+        and type(code := envelope.get("code")) is int
+        and code == 200
+    ):
+        data = envelope.get("data")  # the usual answer, without _envelope_data's checks
+    else:
+        data = _envelope_data(response, envelope, task_id)
     if data is None:
         raise RecordNotFoundError(
             "record is not visible (data: null)",
