@@ -23,9 +23,11 @@ solutions, their mixture). No poller can beat it: "not done yet at this age"
 is all a poll can learn.
 
 No peeking: the learning schedule starts from its documented priors and only
-learns a task's generation time (per model, as a session does from a record's
-``completeTime - createTime``) once one of its polls has detected it; its
-decisions are made in virtual-time order over all tasks in flight.
+learns what a session would: a task's generation time (per model, as from a
+record's ``completeTime - createTime``) once one of its polls has detected it,
+and, from each poll that finds a task still running, that it was running at
+that age; its decisions are made in virtual-time order over all tasks in
+flight.
 
 Workloads
 ---------
