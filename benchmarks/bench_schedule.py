@@ -317,6 +317,22 @@ def _row(
     }
 
 
+def _strict_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with NaN and infinities as null: strict JSON for any reader."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in row.items()
+    }
+
+
+def _ratio(value: float, base: float) -> float:
+    """``value / base``; 1 when both are 0 (every poll landed on a finish), and
+    infinite when only the base is."""
+    if base > 0:
+        return value / base
+    return 1.0 if value == 0 else math.inf
+
+
 def run_workload(name: str, tasks: Sequence[Task], spacing: float, seed: int) -> dict[str, Any]:
     """Every policy on one workload, with ratios to fixed 30 s and to the limit."""
     fast_ids = [i for i, t in enumerate(tasks) if t.failed and t.seconds <= FAST_FAILURE_S]
@@ -342,9 +358,9 @@ def run_workload(name: str, tasks: Sequence[Task], spacing: float, seed: int) ->
     rows.append(limit_row)
     for row in rows:
         row["workload"] = name
-        row["lag_mean_vs_fixed30"] = row["lag_mean"] / base["lag_mean"]
-        row["lag_p95_vs_fixed30"] = row["lag_p95"] / base["lag_p95"]
-        row["lag_mean_vs_limit"] = row["lag_mean"] / limit_row["lag_mean"]
+        row["lag_mean_vs_fixed30"] = _ratio(row["lag_mean"], base["lag_mean"])
+        row["lag_p95_vs_fixed30"] = _ratio(row["lag_p95"], base["lag_p95"])
+        row["lag_mean_vs_limit"] = _ratio(row["lag_mean"], limit_row["lag_mean"])
     models: dict[str, int] = {}
     for task in tasks:
         models[task.model] = models.get(task.model, 0) + 1
@@ -449,7 +465,7 @@ def main() -> None:
     if args.json:
         for result in results:
             for row in result["rows"]:
-                print(json.dumps(row))
+                print(json.dumps(_strict_json(row), allow_nan=False))
         return
     publishing = args.durations is None and args.tasks == 10_000
     text = report(results, machine_note() if publishing else None, args.spacing)

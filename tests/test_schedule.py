@@ -361,3 +361,27 @@ def test_jitter_does_not_add_polls() -> None:
         return total / 1000
 
     assert mean_polls(jittered) <= 1.02 * mean_polls(steady)
+
+
+def test_the_prior_keeps_an_early_probe_until_data_say_no_fast_failures() -> None:
+    """Before any data veo3 is probed early (its prior gives fast failures a
+    share); after 500 renders and no fast failure the probe is gone."""
+    schedule = POLICY.schedule()
+    assert schedule.table("veo3").fresh[0] <= 60
+    for seconds in lognormal(random.Random(13), 500, 300, 0.3):
+        schedule.learner.observe("veo3", seconds)
+    assert schedule.table("veo3").fresh[0] > 120
+    no_share = POLICY.replace(early_mass=0.0).schedule()
+    assert no_share.table("veo3").fresh[0] > 120
+
+
+def test_fast_failures_seen_bring_the_early_probe_back() -> None:
+    """Once 10 % of veo3 tasks are seen failing in 5-40 s, the schedule polls
+    early again, whatever the prior's share."""
+    rng = random.Random(14)
+    schedule = POLICY.replace(early_mass=0.0).schedule()
+    for seconds in lognormal(rng, 450, 300, 0.3):
+        schedule.learner.observe("veo3", seconds)
+    for _ in range(50):
+        schedule.learner.observe("veo3", rng.uniform(5, 40), failed=True)
+    assert schedule.table("veo3").fresh[0] <= 60

@@ -42,9 +42,10 @@ is monotone in the age and each solve costs O(grid x gap); a table is rebuilt
 only when a model's evidence (finishes and running polls) has grown by half
 (or by ``rebuild_every``), never per call. A call is then a table look-up.
 
-On top of the optimum: a small floor of probability on fast failures
-(``early_mass``, spread over 5-60 s) so that the schedule keeps an early
-probe even when none has been seen yet; gaps never shorter than ``min_gap``
+On top of the optimum: the prior gives fast failures a share
+(``early_mass``, spread over 5-60 s), so that the schedule keeps an early
+probe until the data say whether fast failures happen (the share fades as
+tasks are watched, like the rest of the prior); gaps never shorter than ``min_gap``
 and, once past the median, never longer than ``max_gap`` (30 s), so a long
 render is still seen within ``max_gap``; a seeded jitter of +-``jitter`` of
 each delay, at most 0.8 s, so that a jittered poll is still recognised as the
@@ -57,7 +58,7 @@ Age
 The schedule follows the task's age, not the moment the wait began: a task
 handed in 4 minutes after its creation is polled like a 4-minute-old one. A
 first poll (``polls == 0``) of a task old enough that it may already have
-finished (``P(done by age) >= 2 %``) goes out at once. ``age=None`` (creation
+finished (``P(done by age) >= 5 %``) goes out at once. ``age=None`` (creation
 time unknown) is treated as a task the schedule has followed since its
 creation: its age is taken to be that of its ``polls``-th poll in the fresh
 schedule, so the first poll is the fresh schedule's first probe.
@@ -91,7 +92,7 @@ _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 # Fast failures, for the early-probe floor: seconds after creation.
 _EARLY_SPAN = (5.0, 60.0)
 # A first poll of a task handed in this likely to be done already goes at once.
-_DONE_ALREADY = 0.02
+_DONE_ALREADY = 0.05
 # Share of the budget interval's requests aimed at: room for jitter and for
 # the estimate's error while learning, so the fixed interval is never exceeded.
 _BUDGET_SHARE = 0.96
@@ -100,9 +101,9 @@ _HORIZON_Q = 0.9995
 # Gaps are capped at max_gap once past this quantile (the bulk of the renders).
 _CAP_FROM_Q = 0.5
 # Fitting a prior's median to the data: searched within +-_FIT_SHIFTS bins
-# (x/÷ 4.5), with a floor of uniform mass so that outliers (early failures) do
+# (x/÷ 20), with a floor of uniform mass so that outliers (early failures) do
 # not drag the fit.
-_FIT_SHIFTS = 75
+_FIT_SHIFTS = 150
 # The schedule's own p95 lag is kept under this share of fixed polling's p95
 # (0.95 x budget_interval), leaving room for the estimate's error.
 _P95_SHARE = 0.95
@@ -197,8 +198,8 @@ class AdaptivePolicy:
         the gap past the table's horizon (the 99.95th percentile).
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
         0.8 s (uniform, seeded), so polls keep to their planned times.
-    :param early_mass: probability floor on a fast failure (5-60 s) mixed into
-        the learned distribution, so an early probe is kept (0 disables it).
+    :param early_mass: the prior's share of fast failures (5-60 s): keeps an
+        early probe until the data say whether fast failures happen (0: none).
     :param late_lag: lag beyond which each second costs ``1 + late_weight``
         seconds in the optimisation: keeps the p95 lag at or below fixed
         polling's where completions are sparse (early failures, long tails).
@@ -220,7 +221,7 @@ class AdaptivePolicy:
     min_gap: float = _field(2.0, 0.1)
     max_gap: float = _field(30.0, 1)
     jitter: float = _field(0.02, 0)
-    early_mass: float = _field(0.005, 0)
+    early_mass: float = _field(0.03, 0)
     late_lag: float = _field(24.0, 0)
     late_weight: float = _field(0.5, 0)
     priors: Mapping[str, DurationPrior] = attrs.field(
@@ -254,7 +255,10 @@ class AdaptivePolicy:
     def learner(self) -> DurationLearner:
         """A fresh learner with this policy's priors and memory."""
         return DurationLearner(
-            priors=self.priors, prior_weight=self.prior_weight, memory=self.memory
+            priors=self.priors,
+            prior_weight=self.prior_weight,
+            memory=self.memory,
+            early_mass=self.early_mass,
         )
 
     def schedule(self, learner: DurationLearner | None = None) -> AdaptiveSchedule:
@@ -404,6 +408,7 @@ class DurationLearner:
     :param prior_weight: how many observations a prior is worth.
     :param memory: per-model weight beyond which the histogram is halved.
     :param max_models: model names tracked separately.
+    :param early_mass: the prior's share of fast failures (5-60 s).
     """
 
     def __init__(
@@ -413,8 +418,10 @@ class DurationLearner:
         prior_weight: float = 20.0,
         memory: float = 4096.0,
         max_models: int = 32,
+        early_mass: float = 0.03,
     ) -> None:
         self._priors = dict(priors)
+        self._early_mass = _check_number("early_mass", early_mass, 0)
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
         self._max_models = max_models
@@ -491,11 +498,24 @@ class DurationLearner:
         if prior is None and model is not None and not seen:
             return self.masses(None)  # an unknown name, unseen: what every model looks like
         prior = prior or PooledPrior
+        if hist is not None and seen:
+            prior = hist.fit(prior, self._prior_weight)
+        base = _with_fast_failures(_lognormal_masses(prior), self._early_mass)
         if hist is None or not seen:
-            return _lognormal_masses(prior)
-        return hist.survival_masses(
-            _lognormal_masses(hist.fit(prior, self._prior_weight)), self._prior_weight
-        )
+            return base
+        return hist.survival_masses(base, self._prior_weight)
+
+
+def _with_fast_failures(masses: list[float], share: float) -> list[float]:
+    """``masses`` with ``share`` of the probability moved to fast failures,
+    uniform in seconds over ``_EARLY_SPAN``."""
+    lo, hi = _EARLY_SPAN
+    out = []
+    for k, mass in enumerate(masses):
+        t = math.exp((k + 0.5) * _LOG_BIN)
+        early = share * _LOG_BIN * t / (hi - lo) if lo <= t <= hi else 0.0
+        out.append(mass * (1.0 - share) + early)
+    return out
 
 
 def _lognormal_masses(prior: DurationPrior) -> list[float]:
@@ -662,7 +682,7 @@ class AdaptiveSchedule:
     def _build(self, model: str | None, count: int, lam_hint: float | None) -> _Table:
         policy = self.policy
         done, done_time, budget = _grid_distribution(
-            self.learner.masses(model), policy.early_mass, policy.budget_interval
+            self.learner.masses(model), policy.budget_interval
         )
         n = len(done) - 1
         cap_from = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
@@ -757,18 +777,14 @@ def _lag_quantile(best: list[int], done: list[float], q: float) -> float:
 
 
 def _grid_distribution(
-    masses: list[float], early_mass: float, budget_interval: float
+    masses: list[float], budget_interval: float
 ) -> tuple[list[float], list[float], float]:
     """Cumulative ``P(T <= t_i)``, ``E[T; T <= t_i]`` on the grid, and the request budget."""
-    # Mix in the fast-failure floor, then map each log bin to the grid step it ends in.
-    lo, hi = _EARLY_SPAN
+    # Map each log bin to the grid step it ends in.
     cells: dict[int, list[float]] = {}
     total = 0.0
-    for k, raw in enumerate(masses):
+    for k, mass in enumerate(masses):
         t = math.exp((k + 0.5) * _LOG_BIN)
-        mass = raw * (1.0 - early_mass)
-        if lo <= t <= hi:
-            mass += early_mass * _LOG_BIN * t / (hi - lo)  # uniform in seconds
         if mass <= 1e-12:
             continue
         cell = cells.setdefault(math.ceil(t / GRID), [0.0, 0.0])
