@@ -96,6 +96,8 @@ _DONE_ALREADY = 0.05
 # Share of the budget interval's requests aimed at: room for jitter and for
 # the estimate's error while learning, so the fixed interval is never exceeded.
 _BUDGET_SHARE = 0.96
+# A further share of the budget held back while the prior rules (see _build).
+_PRIOR_MARGIN = 0.06
 # The dynamic program's horizon: this quantile (the rest is lumped at its end).
 _HORIZON_Q = 0.9995
 # Gaps are capped at max_gap once past this quantile (the bulk of the renders).
@@ -356,14 +358,18 @@ class _Histogram:
                 terms.append((k, finished, running))
         if not terms:
             return prior
-        best_shift, best = 0, -math.inf
-        for j in range(-shifts, shifts + 1):
+        def likelihood(j: int) -> float:
             offset = shifts - j  # index m of bin k's edge for shift j
             value = -0.5 * prior_weight * _FIT_TRUST * (j * _LOG_BIN / sigma) ** 2
             for k, finished, running in terms:
                 value += finished * log_mass[k + offset] + running * log_left[k + offset]
-            if value > best:
-                best_shift, best = j, value
+            return value
+
+        # Coarse to fine: every 5th shift, then the neighbours of the best (the
+        # likelihood is smooth at this scale); a quarter of the work.
+        coarse = max(range(-shifts, shifts + 1, 5), key=likelihood)
+        fine = range(max(-shifts, coarse - 4), min(shifts, coarse + 4) + 1)
+        best_shift = max(fine, key=likelihood)
         return DurationPrior(median=math.exp(mu0 + best_shift * _LOG_BIN), sigma=sigma)
 
     def survival_masses(self, base: list[float], prior_weight: float) -> list[float]:
@@ -684,6 +690,13 @@ class AdaptiveSchedule:
         done, done_time, budget = _grid_distribution(
             self.learner.masses(model), policy.budget_interval
         )
+        # While the prior still rules (few finishes seen), aim lower: a prior
+        # that is wrong spends more than it plans.
+        learner = self.learner
+        finished = learner.count(model)
+        if model not in policy.priors and learner.evidence(model) == 0:
+            finished = learner.count(None)  # an unseen name follows the pooled estimate
+        budget *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
         n = len(done) - 1
         cap_from = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
         gap = max(1, int(policy.max_gap / GRID))
@@ -691,7 +704,16 @@ class AdaptiveSchedule:
         min_steps = max(1, math.ceil(policy.min_gap / GRID))
         late_steps = round(policy.late_lag / GRID)
 
+        solved: dict[tuple[float, float], tuple[list[int], float]] = {}
+
         def solve(lam: float, late_weight: float) -> tuple[list[int], float]:
+            # Bracketing and the final pick ask again for prices already solved.
+            key = (lam, late_weight)
+            if key not in solved:
+                solved[key] = solve_anew(lam, late_weight)
+            return solved[key]
+
+        def solve_anew(lam: float, late_weight: float) -> tuple[list[int], float]:
             best = optimal_polls(
                 done,
                 done_time,
@@ -710,12 +732,12 @@ class AdaptiveSchedule:
 
         def spend_budget(late_weight: float) -> tuple[list[int], list[int], float, float]:
             # The price of a request that spends the budget: bisection on log(lam).
-            lo, hi = (lam_hint / 4, lam_hint * 4) if lam_hint else (0.05, 50.0)
+            lo, hi = (lam_hint / 2, lam_hint * 2) if lam_hint else (0.05, 50.0)
             while solve(lo, late_weight)[1] < budget and lo > 1e-4:
                 lo /= 4
             while solve(hi, late_weight)[1] > budget and hi < 1e5:
                 hi *= 4
-            for _ in range(8):  # lam to ~1 %: the mixture below spends the rest
+            for _ in range(5 if lam_hint else 10):  # lam to ~5 %: the mixture spends the rest
                 mid = math.sqrt(lo * hi)
                 if solve(mid, late_weight)[1] > budget:
                     lo = mid
