@@ -193,7 +193,9 @@ class CompletionTracker:
             _large_batches.settled()
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
-        if (error is not None or handle.done()) and handle.task_id in self._subscriptions:
+        # The id first: a run that ends on a terminal record calls twice (the
+        # change, then the end), and the second call finds the id gone.
+        if handle.task_id in self._subscriptions and (error is not None or handle.done()):
             del self._subscriptions[handle.task_id]  # the run has ended or is ending
             self._pending -= 1
             self._arrived(handle.task_id, handle, error)

@@ -147,8 +147,9 @@ class RequestBudget:
 
     def start(self, now: float) -> None:
         """A request starts at ``now`` (call only when :meth:`blocked_until` is None)."""
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        in_flight = self.in_flight = self.in_flight + 1
+        if in_flight > self.max_in_flight:
+            self.max_in_flight = in_flight
         if self._count_finish:
             self._unfinished += 1
         elif self._burst:
@@ -391,7 +392,8 @@ class DueQueue:
             ticket.cancelled = True  # served: a later discard() is a no-op
             self.budget.start(now)
             ticket.granted(now)
-        self._arm(wake)
+        if wake is not None or self._timer is not None:  # else nothing to (re-)arm
+            self._arm(wake)
 
     def _arm(self, wake: float | None) -> None:
         """One timer at ``wake`` (None: none); kept as is when it is already right."""
