@@ -131,8 +131,12 @@ class _FreezeWhileLarge:
 _large_batches = _FreezeWhileLarge()
 
 
+# Read once: on Python 3.11, TaskStatus.SUCCESS runs a descriptor each time.
+_SUCCESS = TaskStatus.SUCCESS
+
+
 def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
-    return error is not None or handle.status is not TaskStatus.SUCCESS
+    return error is not None or handle.status is not _SUCCESS
 
 
 class CompletionTracker:
@@ -376,7 +380,7 @@ async def wait_many(
         # A task already known to have failed fails the batch without a request.
         for task_id in ids:
             handle = handles[task_id]
-            if handle.done() and handle.status is not TaskStatus.SUCCESS:
+            if handle.done() and handle.status is not _SUCCESS:
                 handle.result()  # raises its TaskFailedError
     try:
         await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)

@@ -250,7 +250,9 @@ def _now() -> float:
 
 
 # RecordInfo.is_done is ``status is not GENERATING``: inlined on the poll path.
+# Members read once: on Python 3.11, TaskStatus.X runs a descriptor each time.
 _GENERATING = TaskStatus.GENERATING
+_SUCCESS = TaskStatus.SUCCESS
 
 
 class _Follower:
@@ -775,7 +777,7 @@ def _restore(
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
-    if record.status is TaskStatus.SUCCESS:
+    if record.status is _SUCCESS:
         return record
     raise TaskFailedError(record)
 

@@ -77,11 +77,15 @@ class TaskStatus(enum.IntEnum):
     @property
     def is_terminal(self) -> bool:
         """True once the task will not change any more (anything but GENERATING)."""
-        return self is not TaskStatus.GENERATING
+        return self is not _GENERATING
 
 
 # The default of RecordInfo.params, as attrs shows a factory's: a fresh {} each.
 _NEW_DICT: Any = attrs.NOTHING
+
+
+# Read once: on Python 3.11, TaskStatus.GENERATING runs a descriptor each time.
+_GENERATING = TaskStatus.GENERATING
 
 
 @attrs.frozen(init=False)
@@ -184,7 +188,7 @@ class RecordInfo:
     @property
     def is_done(self) -> bool:
         """True once the task reached a terminal status."""
-        return self.status is not TaskStatus.GENERATING  # read on every poll: no second property
+        return self.status is not _GENERATING  # read on every poll: no second property
 
     @property
     def result_urls(self) -> tuple[str, ...]:
