@@ -316,3 +316,58 @@ def test_task_id_check_accepts_exactly_the_valid_ids(task_id: str) -> None:
     except ValueError:
         accepted = False
     assert accepted == _valid_by_the_full_checks(task_id)
+
+
+def _inner_parse(document: bytes) -> tuple[Any, Any]:
+    """(body, its paramJson parsed) as decode_record_info parses them."""
+    body, inner_checked = _json.loads_document(document)
+    inner = body["data"]["paramJson"]
+    parse = _json.loads_inner if inner_checked else _json.loads
+    return body, parse(inner)
+
+
+def _quoted(text: str, *, escape_digits: bool, ascii_only: bool) -> str:
+    """``text`` as a JSON string; with ``escape_digits``, each digit as a \\u003X escape."""
+    return (
+        '"'
+        + "".join(
+            f"\\u{ord(c):04x}"
+            if escape_digits and "0" <= c <= "9"
+            else json.dumps(c, ensure_ascii=ascii_only)[1:-1]
+            for c in text
+        )
+        + '"'
+    )
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.text(max_size=4),
+        st.one_of(st.integers(), st.integers(min_value=10**18, max_value=10**30), st.text()),
+        max_size=4,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_one_scan_covers_the_inner_json_text(
+    params: dict[str, Any], escape: bool, ascii_only: bool
+) -> None:
+    """A paramJson parsed after the body's single scan is what json.loads makes of it,
+    long integers included, even when its digits are \\u escapes in the body."""
+    inner = json.dumps(params, ensure_ascii=ascii_only)
+    quoted = _quoted(inner, escape_digits=escape, ascii_only=ascii_only)
+    document = ('{"code": 200, "data": {"paramJson": ' + quoted + "}}").encode()
+    body, parsed = _inner_parse(document)
+    assert repr(body) == repr(json.loads(document))
+    assert repr(parsed) == repr(json.loads(json.loads(document)["data"]["paramJson"]))
+
+
+def test_a_document_orjson_refuses_gets_its_inner_texts_scanned() -> None:
+    """A UTF-16 body (which the byte scan cannot read) never vouches for its inner texts."""
+    inner = json.dumps({"seeds": 10**25})
+    document = json.dumps({"code": 200, "data": {"paramJson": inner}}).encode("utf-16")
+    body, inner_checked = _json.loads_document(document)
+    assert body == json.loads(document)
+    assert not inner_checked or not _json.FAST_JSON
+    assert _inner_parse(document)[1] == {"seeds": 10**25}

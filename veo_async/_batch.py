@@ -131,8 +131,12 @@ class _FreezeWhileLarge:
 _large_batches = _FreezeWhileLarge()
 
 
+# Read once: on Python 3.11, TaskStatus.SUCCESS runs a descriptor each time.
+_SUCCESS = TaskStatus.SUCCESS
+
+
 def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
-    return error is not None or handle.status is not TaskStatus.SUCCESS
+    return error is not None or handle.status is not _SUCCESS
 
 
 class CompletionTracker:
@@ -193,7 +197,9 @@ class CompletionTracker:
             _large_batches.settled()
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
-        if (error is not None or handle.done()) and handle.task_id in self._subscriptions:
+        # The id first: a run that ends on a terminal record calls twice (the
+        # change, then the end), and the second call finds the id gone.
+        if handle.task_id in self._subscriptions and (error is not None or handle.done()):
             del self._subscriptions[handle.task_id]  # the run has ended or is ending
             self._pending -= 1
             self._arrived(handle.task_id, handle, error)
@@ -374,7 +380,7 @@ async def wait_many(
         # A task already known to have failed fails the batch without a request.
         for task_id in ids:
             handle = handles[task_id]
-            if handle.done() and handle.status is not TaskStatus.SUCCESS:
+            if handle.done() and handle.status is not _SUCCESS:
                 handle.result()  # raises its TaskFailedError
     try:
         await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)

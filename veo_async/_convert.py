@@ -446,7 +446,11 @@ def _salvage(
 
 
 def record_from_wire(
-    data: object, task_id: str | None = None, *, tz: _dt.tzinfo = KIE_TIMEZONE
+    data: object,
+    task_id: str | None = None,
+    *,
+    tz: _dt.tzinfo = KIE_TIMEZONE,
+    inner_checked: bool = False,
 ) -> RecordInfo:
     """Turn the ``data`` of a record-info envelope into a :class:`RecordInfo`.
 
@@ -458,10 +462,12 @@ def record_from_wire(
     :raises ResponseError: (not retryable) naming the field when the record has
         no readable ``taskId`` or ``successFlag``, or a ``response`` that is not
         an object. Other unreadable fields take their defaults (logged at DEBUG).
+    :param inner_checked: *data* came from a body :func:`_json.loads_document`
+        vouched for: its ``paramJson`` text needs no scan for long integers.
     :raises TypeError: when *tz* is not a :class:`datetime.tzinfo`.
     """
     if tz is KIE_TIMEZONE and type(data) is dict:
-        record = _common_record(data)  # the usual shape, quickly (or None)
+        record = _common_record(data, inner_checked)  # the usual shape, quickly (or None)
         if record is not None:
             return record
     if tz is not KIE_TIMEZONE and not isinstance(tz, _dt.tzinfo):
@@ -502,7 +508,7 @@ _read_kie_time = _time_hook(KIE_TIMEZONE)
 _KIE_SUFFIX = _fixed_suffix(KIE_TIMEZONE) or ""
 
 
-def _common_record(data: dict[str, Any]) -> RecordInfo | None:
+def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordInfo | None:
     """The documented record shape, read directly; None for anything else.
 
     Nearly every answer has the documented shape: a string ``taskId``, an int
@@ -582,7 +588,7 @@ def _common_record(data: dict[str, Any]) -> RecordInfo | None:
         # inline code refuses raises, and the full path decides.
         params = get("paramJson")
         if type(params) is str and params[:1] == "{":
-            params = _json.loads(params)
+            params = _json.loads_inner(params) if inner_checked else _json.loads(params)
             if type(params) is not dict:
                 return None
         else:

@@ -195,7 +195,9 @@ class AiohttpTransport:
     async def send(self, request: HttpRequest) -> RawResponse:
         """One request; the answer whatever its status, or :class:`TransportError`."""
         url = self._base_url + request.path
-        client = self._client()
+        client = self._session
+        if client is None:  # made on first use (see _client)
+            client = self._client()
         failure: str | None = None
         # Whether the request may have left: only a failure to connect (refused,
         # no such host, TLS handshake) proves it did not, and only then may a
@@ -219,12 +221,12 @@ class AiohttpTransport:
                 raise_for_status=False,
             ) as response:
                 declared = response.content_length
+                encoding = response.headers.get("Content-Encoding")
                 if (
                     self._inflate
                     and declared is not None
                     and declared <= self._max_body
-                    and response.headers.get("Content-Encoding", "").strip().lower()
-                    in ("", "identity")
+                    and (encoding is None or encoding.strip().lower() in ("", "identity"))
                 ):
                     # The common answer: uncompressed and sized (the bytes are
                     # as declared: this session does not inflate), one read.

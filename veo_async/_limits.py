@@ -145,14 +145,21 @@ class RequestBudget:
             return math.inf  # the window is full of requests still in flight
         return ends[over - 1] + self._span
 
-    def start(self, now: float) -> None:
-        """A request starts at ``now`` (call only when :meth:`blocked_until` is None)."""
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+    def start(self, now: float) -> bool:
+        """A request starts at ``now`` (call only when :meth:`blocked_until` is None).
+
+        :returns: False when no other request may start at ``now`` (the window
+            is full); True when one may (ask :meth:`blocked_until`).
+        """
+        in_flight = self.in_flight = self.in_flight + 1
+        if in_flight > self.max_in_flight:
+            self.max_in_flight = in_flight
         if self._count_finish:
             self._unfinished += 1
         elif self._burst:
             self._starts.append(now)
+        # Not paused at now (this start was allowed): a full window is all that blocks.
+        return in_flight < self._window
 
     def finish(self, now: float = 0.0) -> None:
         """A request gave its slot back (answered, failed or cancelled) at ``now``
@@ -373,6 +380,7 @@ class DueQueue:
         now = self._now()
         wake: float | None = None
         heap = self._heap
+        full = False  # the window filled up: blocked_until(now) would say math.inf
         while heap:
             due, _, ticket = heap[0]
             if ticket.cancelled:
@@ -382,16 +390,17 @@ class DueQueue:
             if due > now:
                 wake = due
                 break
-            blocked = self.budget.blocked_until(now)
+            blocked = math.inf if full else self.budget.blocked_until(now)
             if blocked is not None:
                 wake = None if blocked == math.inf else blocked  # inf: on release
                 break
             heapq.heappop(heap)
             ticket.queued = False
             ticket.cancelled = True  # served: a later discard() is a no-op
-            self.budget.start(now)
+            full = not self.budget.start(now)
             ticket.granted(now)
-        self._arm(wake)
+        if wake is not None or self._timer is not None:  # else nothing to (re-)arm
+            self._arm(wake)
 
     def _arm(self, wake: float | None) -> None:
         """One timer at ``wake`` (None: none); kept as is when it is already right."""

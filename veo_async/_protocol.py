@@ -252,7 +252,12 @@ def decode_record_info(
     :raises ResponseError: not retryable, when the record is of another task
         (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
     """
-    envelope = _parse(response.body)
+    body = response.body
+    try:
+        # One scan for long integers covers the body and its paramJson (see _json).
+        envelope, inner_checked = _json.loads_document(body) if body.strip() else (None, False)
+    except (ValueError, RecursionError):  # as _parse: not JSON, or nested too deep
+        envelope, inner_checked = None, False
     if (
         type(envelope) is dict
         and response.status < 400
@@ -271,7 +276,7 @@ def decode_record_info(
         )
     if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
         return previous
-    record = record_from_wire(data, task_id, tz=tz)
+    record = record_from_wire(data, task_id, tz=tz, inner_checked=inner_checked)
     if record.task_id != task_id:
         raise ResponseError(
             f"asked for task {task_id!r}, got the record of task {record.task_id!r}",

@@ -203,7 +203,7 @@ class _PollRun(Ticket):
                 "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
             )
             self.handle.publish(record)
-            if record.is_done:
+            if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
             else:
                 self.queue_next(_now(), self.next_delay(running=True))
@@ -247,6 +247,12 @@ class _PollRun(Ticket):
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+# RecordInfo.is_done is ``status is not GENERATING``: inlined on the poll path.
+# Members read once: on Python 3.11, TaskStatus.X runs a descriptor each time.
+_GENERATING = TaskStatus.GENERATING
+_SUCCESS = TaskStatus.SUCCESS
 
 
 class _Follower:
@@ -378,7 +384,8 @@ class VeoTask:
 
     def done(self) -> bool:
         """True once the task reached a terminal status (no more polling needed)."""
-        return self._record is not None and self._record.is_done
+        record = self._record
+        return record is not None and record.status is not _GENERATING  # is_done, inline
 
     def result(self) -> RecordInfo:
         """The outcome so far, without I/O (like :meth:`asyncio.Future.result`).
@@ -433,7 +440,7 @@ class VeoTask:
         finished, answered after) never moves a handle backwards.
         """
         previous = self._record
-        if previous is not None and previous.is_done:
+        if previous is not None and previous.status is not _GENERATING:  # is_done
             return
         self._record = record
         self._last_failure = None
@@ -441,7 +448,7 @@ class VeoTask:
             return
         registry = self._registry
         journal = registry.journal
-        if record.is_done:
+        if record.status is not _GENERATING:  # record.is_done
             run = self._run
             registry.pacer.observe(record, None if run is None else run.plan)
             if journal is not None:
@@ -770,7 +777,7 @@ def _restore(
 
 
 def _outcome(record: RecordInfo) -> RecordInfo:
-    if record.status is TaskStatus.SUCCESS:
+    if record.status is _SUCCESS:
         return record
     raise TaskFailedError(record)
 

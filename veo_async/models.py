@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -77,10 +77,18 @@ class TaskStatus(enum.IntEnum):
     @property
     def is_terminal(self) -> bool:
         """True once the task will not change any more (anything but GENERATING)."""
-        return self is not TaskStatus.GENERATING
+        return self is not _GENERATING
 
 
-@attrs.frozen
+# The default of RecordInfo.params, as attrs shows a factory's: a fresh {} each.
+_NEW_DICT: Any = attrs.NOTHING
+
+
+# Read once: on Python 3.11, TaskStatus.GENERATING runs a descriptor each time.
+_GENERATING = TaskStatus.GENERATING
+
+
+@attrs.frozen(init=False)
 class VideoResult:
     """What a finished task produced.
 
@@ -97,8 +105,27 @@ class VideoResult:
     full_result_urls: tuple[str, ...] = ()
     resolution: str | None = None
 
+    def __init__(
+        self,
+        task_id: str,
+        result_urls: tuple[str, ...] = (),
+        origin_urls: tuple[str, ...] = (),
+        full_result_urls: tuple[str, ...] = (),
+        resolution: str | None = None,
+    ) -> None:
+        # Written out, not attrs' own: every finished poll builds one, and the
+        # slots' setters skip the attribute lookup of object.__setattr__.
+        set_task_id, set_result_urls, set_origin_urls, set_full_urls, set_resolution = (
+            _VIDEO_RESULT_SETTERS
+        )
+        set_task_id(self, task_id)
+        set_result_urls(self, result_urls)
+        set_origin_urls(self, origin_urls)
+        set_full_urls(self, full_result_urls)
+        set_resolution(self, resolution)
 
-@attrs.frozen
+
+@attrs.frozen(init=False)
 class RecordInfo:
     """One answer of ``GET /api/v1/veo/record-info``: the state of a task.
 
@@ -124,10 +151,44 @@ class RecordInfo:
     error_message: str = ""
     fallback: bool = False
 
+    def __init__(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        params: dict[str, Any] = _NEW_DICT,
+        create_time: _dt.datetime | None = None,
+        complete_time: _dt.datetime | None = None,
+        response: VideoResult | None = None,
+        error_code: int | None = None,
+        error_message: str = "",
+        fallback: bool = False,
+    ) -> None:
+        # Written out, not attrs' own: every poll's answer builds one (see VideoResult).
+        (
+            set_task_id,
+            set_status,
+            set_params,
+            set_create_time,
+            set_complete_time,
+            set_response,
+            set_error_code,
+            set_error_message,
+            set_fallback,
+        ) = _RECORD_INFO_SETTERS
+        set_task_id(self, task_id)
+        set_status(self, status)
+        set_params(self, {} if params is _NEW_DICT else params)
+        set_create_time(self, create_time)
+        set_complete_time(self, complete_time)
+        set_response(self, response)
+        set_error_code(self, error_code)
+        set_error_message(self, error_message)
+        set_fallback(self, fallback)
+
     @property
     def is_done(self) -> bool:
         """True once the task reached a terminal status."""
-        return self.status is not TaskStatus.GENERATING  # read on every poll: no second property
+        return self.status is not _GENERATING  # read on every poll: no second property
 
     @property
     def result_urls(self) -> tuple[str, ...]:
@@ -142,6 +203,15 @@ class RecordInfo:
         ``veo-async wait`` and ``status --json`` print under ``"record"``.
         """
         return attrs.asdict(self, value_serializer=_jsonable_value)
+
+
+def _slot_setters(cls: type) -> tuple[Callable[[object, object], None], ...]:
+    """The setters of a frozen slotted class's fields, in field order (for its ``__init__``)."""
+    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+_VIDEO_RESULT_SETTERS = _slot_setters(VideoResult)
+_RECORD_INFO_SETTERS = _slot_setters(RecordInfo)
 
 
 def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
