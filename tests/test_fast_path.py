@@ -124,7 +124,7 @@ def _same(fast: RecordInfo, full: RecordInfo) -> bool:
     return fast == full and repr(fast) == repr(full)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(records())
 def test_fast_record_is_the_full_converters_record(data: dict[str, Any]) -> None:
     """The fast path gives the full converter's record, or None where that one fails."""
