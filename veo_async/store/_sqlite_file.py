@@ -13,7 +13,7 @@ import aiosqlite
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _schema as sql
 
-__all__ = ["prepare", "translate"]
+__all__ = ["has_json", "prepare", "translate"]
 
 _MOVE_ASIDE = "move the file aside (a new empty store is made) or restore a backup"
 
@@ -38,6 +38,16 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
             raise
     except sqlite3.Error as exc:
         raise translate(exc, path, "opening") from exc
+
+
+async def has_json(conn: aiosqlite.Connection) -> bool:
+    """True when this SQLite has its JSON functions (built in since 3.38, an
+    option before): the store then writes many ids in one statement."""
+    try:
+        await conn.execute_fetchall("SELECT count(*) FROM json_each('[]')")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 async def _check_schema(conn: aiosqlite.Connection, path: str, *, check_integrity: bool) -> None:
