@@ -24,6 +24,7 @@ from ._values import StoredIntent, StoredTask
 __all__ = [
     "APPLICATION_ID",
     "CREATE_SCHEMA",
+    "PAGE_SIZE",
     "ROWS_PER_STATEMENT",
     "RowsStatement",
     "SCHEMA_VERSION",
@@ -34,6 +35,8 @@ __all__ = [
 
 #: The version this code reads and writes.
 SCHEMA_VERSION = 1
+#: The page size of a new store file (an existing file keeps its own).
+PAGE_SIZE = 16384
 #: ``PRAGMA application_id`` of a task store ("VeoA"), so tools like ``file``
 #: can tell it from other SQLite files.
 APPLICATION_ID = 0x56656F41
@@ -148,15 +151,23 @@ UPSERT_SEEN_ROWS = RowsStatement(
 )
 # seen: when a poll first saw the task (its pending seen time, else at): the
 # first sighting rides on the terminal row instead of a row of its own.
+#
+# An upsert, written as a replace: the row is rebuilt from the stored one (LEFT
+# JOIN: every column kept, merged as an ON CONFLICT DO UPDATE would) and
+# written anew at the end of the table. The terminal record makes a row ~15
+# times larger; grown in place, each would split a page somewhere in the
+# middle of the table (tasks finish in any order), which costs several times
+# the append. Nothing depends on a row's rowid.
 UPSERT_TERMINAL_ROWS = RowsStatement(
     "task_id, terminal, at, seen",
     4,
-    "INSERT INTO tasks (task_id, created_at, first_seen_at, terminal, terminal_at, updated_at) "
-    "SELECT task_id, seen, seen, terminal, at, MAX(at, seen) FROM b WHERE true "
-    "ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal, "
-    "terminal_at = COALESCE(tasks.terminal_at, excluded.terminal_at), "
-    "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
-    "updated_at = MAX(tasks.updated_at, excluded.updated_at)",
+    "INSERT OR REPLACE INTO tasks (task_id, model, created_at, first_seen_at, terminal, "
+    "terminal_at, delivered_at, deliveries, acked_at, updated_at, ref) "
+    "SELECT b.task_id, t.model, COALESCE(t.created_at, b.seen), "
+    "COALESCE(t.first_seen_at, b.seen), b.terminal, COALESCE(t.terminal_at, b.at), "
+    "t.delivered_at, COALESCE(t.deliveries, 0), t.acked_at, "
+    "MAX(COALESCE(t.updated_at, b.at), b.at, b.seen), t.ref "
+    "FROM b LEFT JOIN tasks AS t ON t.task_id = b.task_id",
 )
 UPDATE_DELIVERED = (
     "UPDATE tasks SET delivered_at = ?2, deliveries = deliveries + ?3, "

@@ -27,6 +27,12 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
         # Exclusive locking mode before the first access: the write lock taken
         # by BEGIN EXCLUSIVE below is then kept until the connection closes.
         await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        # Takes effect only when the file is created (before WAL is set), else
+        # does nothing. A terminal row is ~600 bytes and tasks finish in any
+        # order: larger pages split less and cost fewer WAL frames per commit
+        # (a third less CPU for the terminal rows of 10,000 ids). Any SQLite
+        # (and any veo_async) reads a file of any page size.
+        await conn.execute(f"PRAGMA page_size = {sql.PAGE_SIZE}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("BEGIN EXCLUSIVE")
