@@ -10,7 +10,9 @@ when a session has a store. What it writes, and when:
   (see :func:`veo_async._create.submit_recorded`);
 - **first seen, terminal record, delivered**: noted in memory on the poll
   path (a list append), handed to the store by one background writer in
-  batches; the store commits them write-behind. Nothing else on the poll path
+  batches (one :meth:`~veo_async.store.WriteBehindBatches.write_behind` call
+  per batch when the store takes them, as SQLiteStore does; else one call per
+  note); the store commits them write-behind. Nothing else on the poll path
   touches the store;
 - **acks**: the pending notes are handed over first (an ack must find the
   terminal record it acknowledges), then the ack is committed before

@@ -12,6 +12,14 @@ How it is built, and why:
   next transaction, at the latest ``flush_interval`` seconds later, at once
   when ``batch_size`` tasks are pending, and on :meth:`~SQLiteStore.flush` and
   :meth:`~SQLiteStore.aclose`.
+- **Many rows, few steps**: write-behind rows and tracked ids are written by
+  multi-row statements (128 rows a step) or one JSON array of ids, never row
+  by row: ``executemany`` releases and retakes the GIL around every row, and
+  with the event loop busy on the other thread each retake costs a thread
+  switch. Durable tracking hands its changes over in one :meth:`~SQLiteStore.write_behind`
+  call per batch. A terminal record rewrites its row at the end of the table
+  (tasks finish in any order; growing rows in place would split pages all over
+  the file), and a new file gets 16 KiB pages.
 - **WAL journal, synchronous=NORMAL**: a commit survives the process being
   killed (the data is in the OS's hands), and costs no fsync. A transaction
   that writes an intent or a task id runs with **synchronous=FULL** (the WAL
