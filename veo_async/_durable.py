@@ -10,7 +10,9 @@ when a session has a store. What it writes, and when:
   (see :func:`veo_async._create.submit_recorded`);
 - **first seen, terminal record, delivered**: noted in memory on the poll
   path (a list append), handed to the store by one background writer in
-  batches; the store commits them write-behind. Nothing else on the poll path
+  batches (one :meth:`~veo_async.store.WriteBehindBatches.write_behind` call
+  per batch when the store takes them, as SQLiteStore does; else one call per
+  note); the store commits them write-behind. Nothing else on the poll path
   touches the store;
 - **acks**: the pending notes are handed over first (an ack must find the
   terminal record it acknowledges), then the ack is committed before
@@ -36,7 +38,7 @@ from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
 from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
 from .models import RecordInfo
-from .store import StoredIntent, StoredTask, TaskStore, record_to_json
+from .store import StoredIntent, StoredTask, TaskStore, WriteBehindBatches, record_to_json
 
 __all__ = ["DurableTracker", "ResumeReport"]
 
@@ -49,9 +51,6 @@ GONE = (RecordNotFoundError, NotFoundError)
 #: The writer waits this long after a first note, so that one batch carries
 #: many (one wake-up per batch, not one per poll answer).
 WRITE_DELAY = 0.05
-
-# A note waiting for the writer: (kind, task id, terminal record, epoch time).
-_Note = tuple[str, str, "RecordInfo | None", float]
 
 
 @attrs.frozen(eq=False)
@@ -169,7 +168,12 @@ class DurableTracker:
         self._opened = False
         self._open_lock = asyncio.Lock()
         self._drain_lock = asyncio.Lock()
-        self._notes: list[_Note] = []
+        # Notes waiting for the writer, one list per kind: (task id, epoch
+        # time), with the record for terminal ones; ids to track.
+        self._tracked: list[str] = []
+        self._seen: list[tuple[str, float]] = []
+        self._terminal: list[tuple[str, RecordInfo, float]] = []
+        self._delivered: list[tuple[str, float]] = []
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._deliveries: set[_Delivery] = set()
@@ -181,11 +185,16 @@ class DurableTracker:
 
     def seen(self, handle: VeoTask) -> None:
         """Note a handle's first record (write-behind)."""
-        self._note(("seen", handle.task_id, None, time.time()))
+        if not self._closed:
+            self._seen.append((handle.task_id, time.time()))
+            self._wake_writer()
 
     def finished(self, handle: VeoTask) -> None:
         """Note a terminal record (write-behind) and hand the handle to deliveries."""
-        self._note(("terminal", handle.task_id, handle.record, time.time()))
+        record = handle.record
+        if not self._closed and record is not None:
+            self._terminal.append((handle.task_id, record, time.time()))
+            self._wake_writer()
         for delivery in self._deliveries:
             delivery.arrived(handle)
 
@@ -226,7 +235,9 @@ class DurableTracker:
 
     def track_soon(self, task_id: str) -> None:
         """Queue an id to track, written with the next batch (``veo.task(id)``)."""
-        self._note(("track", task_id, None, 0.0))
+        if not self._closed:
+            self._tracked.append(task_id)
+            self._wake_writer()
 
     async def track(self, task_ids: Iterable[str]) -> None:
         """Track ids in one durable write, committed before returning."""
@@ -235,10 +246,7 @@ class DurableTracker:
 
     # -- the writer -------------------------------------------------------------------
 
-    def _note(self, note: _Note) -> None:
-        if self._closed:
-            return
-        self._notes.append(note)
+    def _wake_writer(self) -> None:
         writer = self._writer
         if writer is None or writer.done():
             self._writer = asyncio.get_running_loop().create_task(
@@ -256,23 +264,30 @@ class DurableTracker:
     async def _drain(self) -> None:
         """Hand every queued note to the store, in order (one batch at a time)."""
         async with self._drain_lock:
-            while self._notes:
-                notes, self._notes = self._notes, []
+            while self._has_notes():
+                tracked, self._tracked = self._tracked, []
+                seen, self._seen = self._seen, []
+                terminal, self._terminal = self._terminal, []
+                delivered, self._delivered = self._delivered, []
                 store = await self.opened()
-                tracked = [task_id for kind, task_id, _, _ in notes if kind == "track"]
                 if tracked:
                     await store.track(tracked)
-                for kind, task_id, record, at in notes:
-                    if kind == "terminal":
-                        assert record is not None  # noted from a terminal record
-                        await store.record_terminal(task_id, record_to_json(record), at)
-                    elif kind == "seen":
-                        await store.record_seen(task_id, at)
-                    elif kind == "delivered":
-                        await store.mark_delivered(task_id, at=at)
+                # Kinds in causal order: a task is seen, then finished, then delivered.
+                if isinstance(store, WriteBehindBatches):
+                    store.write_behind(seen, terminal, delivered)  # one call, no await
+                    continue
+                for task_id, at in seen:
+                    await store.record_seen(task_id, at)
+                for task_id, record, at in terminal:
+                    await store.record_terminal(task_id, record_to_json(record), at)
+                for task_id, at in delivered:
+                    await store.mark_delivered(task_id, at=at)
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
+
+    def _has_notes(self) -> bool:
+        return bool(self._tracked or self._seen or self._terminal or self._delivered)
 
     async def flush(self) -> None:
         """Hand every note to the store and have it commit them."""
@@ -336,7 +351,9 @@ class DurableTracker:
             while True:
                 while delivery.ready:
                     handle = delivery.ready.popleft()
-                    self._note(("delivered", handle.task_id, None, time.time()))
+                    if not self._closed:
+                        self._delivered.append((handle.task_id, time.time()))
+                        self._wake_writer()
                     yield handle
                 if delivery.error is not None:
                     raise delivery.error
@@ -368,9 +385,9 @@ class DurableTracker:
         try:
             if writer is not None:
                 await asyncio.wait((writer,))
-            if self._opened and (self._notes or self._failure is not None):
+            if self._opened and (self._has_notes() or self._failure is not None):
                 await self._drain()
         finally:
             self._closed = True
-            self._notes = []
+            self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
             await self.store.aclose()

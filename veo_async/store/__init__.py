@@ -14,7 +14,7 @@ the user acknowledged it, so that a restarted process resumes where it stopped.
 """
 
 from ._codec import record_from_json, record_to_json
-from ._contract import DEFAULT_RETENTION, TaskState, TaskStore
+from ._contract import DEFAULT_RETENTION, TaskState, TaskStore, WriteBehindBatches
 from ._refs import REF_PARAMETER, ref_of, with_ref, without_ref
 from ._sqlite import SQLiteStore
 from ._values import StoredIntent, StoredTask, new_ref
@@ -27,6 +27,7 @@ __all__ = [
     "StoredTask",
     "TaskState",
     "TaskStore",
+    "WriteBehindBatches",
     "new_ref",
     "record_from_json",
     "record_to_json",

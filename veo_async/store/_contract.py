@@ -26,9 +26,10 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..models import RecordInfo
 from ._values import StoredIntent, StoredTask
 
-__all__ = ["DEFAULT_RETENTION", "TaskState", "TaskStore"]
+__all__ = ["DEFAULT_RETENTION", "TaskState", "TaskStore", "WriteBehindBatches"]
 
 #: Kie keeps task records 14 days; after that a task can be neither polled nor fetched.
 DEFAULT_RETENTION = 14 * 86400.0
@@ -201,4 +202,25 @@ class TaskStore(Protocol):
 
         :returns: how many rows (tasks and intents) were deleted.
         """
+        ...
+
+
+@runtime_checkable
+class WriteBehindBatches(Protocol):
+    """A store that takes many write-behind changes in one call (optional).
+
+    Durable tracking hands its changes to such a store in one call per batch
+    instead of one awaited call per change; any other :class:`TaskStore` gets
+    :meth:`~TaskStore.record_seen`, :meth:`~TaskStore.record_terminal` and
+    :meth:`~TaskStore.mark_delivered` calls. See
+    :meth:`veo_async.store.SQLiteStore.write_behind`.
+    """
+
+    def write_behind(
+        self,
+        seen: Iterable[tuple[str, float]] = (),
+        terminal: Iterable[tuple[str, RecordInfo, float]] = (),
+        delivered: Iterable[tuple[str, float]] = (),
+    ) -> None:
+        """Note many write-behind changes at once (no await)."""
         ...

@@ -24,6 +24,9 @@ from ._values import StoredIntent, StoredTask
 __all__ = [
     "APPLICATION_ID",
     "CREATE_SCHEMA",
+    "PAGE_SIZE",
+    "ROWS_PER_STATEMENT",
+    "RowsStatement",
     "SCHEMA_VERSION",
     "TABLES",
     "row_to_intent",
@@ -32,6 +35,8 @@ __all__ = [
 
 #: The version this code reads and writes.
 SCHEMA_VERSION = 1
+#: The page size of a new store file (an existing file keeps its own).
+PAGE_SIZE = 16384
 #: ``PRAGMA application_id`` of a task store ("VeoA"), so tools like ``file``
 #: can tell it from other SQLite files.
 APPLICATION_ID = 0x56656F41
@@ -84,25 +89,85 @@ UPSERT_CREATED = (
     "created_at = MIN(tasks.created_at, excluded.created_at), "
     "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
 )
+#: Rows one multi-row statement writes (see :class:`RowsStatement`); with at
+#: most 4 parameters a row, under SQLite's oldest limit of 999 parameters.
+ROWS_PER_STATEMENT = 128
+
+
+class RowsStatement:
+    """A statement that writes many rows, each of ``width`` parameters, in one step.
+
+    ``WITH b(columns) AS (VALUES (?, ...), (?, ...), ...) <body>``: SQLite
+    runs it in one call with Python's GIL released, where ``executemany``
+    would release and retake the GIL around every row. With the event loop
+    busy on another thread, each retake waits for a switch: thousands of
+    context switches per thousand rows, more CPU than the rows themselves.
+
+    :ivar width: parameters per row.
+    """
+
+    def __init__(self, columns: str, width: int, body: str) -> None:
+        self.width = width
+        self._head = f"WITH b({columns}) AS (VALUES "
+        self._row = "(" + ", ".join("?" * width) + ")"
+        self._body = f") {body}"
+        self._texts: dict[int, str] = {}
+
+    def text(self, rows: int) -> str:
+        """The statement for *rows* rows (1 to :data:`ROWS_PER_STATEMENT`)."""
+        text = self._texts.get(rows)
+        if text is None:
+            text = self._texts[rows] = self._head + ",".join([self._row] * rows) + self._body
+        return text
+
+
 UPSERT_TRACKED = (
     "INSERT INTO tasks (task_id, model, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) "
     "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)"
 )
-UPSERT_SEEN = (
-    "INSERT INTO tasks (task_id, created_at, first_seen_at, updated_at) VALUES (?1, ?2, ?2, ?2) "
+# "WHERE true" keeps "ON CONFLICT" after a SELECT from parsing as a join constraint.
+UPSERT_TRACKED_ROWS = RowsStatement(
+    "task_id, model, at",
+    3,
+    "INSERT INTO tasks (task_id, model, created_at, updated_at) "
+    "SELECT task_id, model, at, at FROM b WHERE true "
+    "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)",
+)
+# UPSERT_TRACKED for many ids in one statement and one parameter: ?3 is a JSON
+# array of ids, walked by SQLite in C.
+UPSERT_TRACKED_JSON = (
+    "INSERT INTO tasks (task_id, model, created_at, updated_at) "
+    "SELECT value, ?1, ?2, ?2 FROM json_each(?3) WHERE true "
+    "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)"
+)
+UPSERT_SEEN_ROWS = RowsStatement(
+    "task_id, at",
+    2,
+    "INSERT INTO tasks (task_id, created_at, first_seen_at, updated_at) "
+    "SELECT task_id, at, at, at FROM b WHERE true "
     "ON CONFLICT (task_id) DO UPDATE SET "
     "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
-    "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
+    "updated_at = MAX(tasks.updated_at, excluded.updated_at)",
 )
-# ?4: when a poll first saw the task (its pending seen time, else ?3): the
+# seen: when a poll first saw the task (its pending seen time, else at): the
 # first sighting rides on the terminal row instead of a row of its own.
-UPSERT_TERMINAL = (
-    "INSERT INTO tasks (task_id, created_at, first_seen_at, terminal, terminal_at, updated_at) "
-    "VALUES (?1, ?4, ?4, ?2, ?3, MAX(?3, ?4)) "
-    "ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal, "
-    "terminal_at = COALESCE(tasks.terminal_at, excluded.terminal_at), "
-    "first_seen_at = COALESCE(tasks.first_seen_at, excluded.first_seen_at), "
-    "updated_at = MAX(tasks.updated_at, excluded.updated_at)"
+#
+# An upsert, written as a replace: the row is rebuilt from the stored one (LEFT
+# JOIN: every column kept, merged as an ON CONFLICT DO UPDATE would) and
+# written anew at the end of the table. The terminal record makes a row ~15
+# times larger; grown in place, each would split a page somewhere in the
+# middle of the table (tasks finish in any order), which costs several times
+# the append. Nothing depends on a row's rowid.
+UPSERT_TERMINAL_ROWS = RowsStatement(
+    "task_id, terminal, at, seen",
+    4,
+    "INSERT OR REPLACE INTO tasks (task_id, model, created_at, first_seen_at, terminal, "
+    "terminal_at, delivered_at, deliveries, acked_at, updated_at, ref) "
+    "SELECT b.task_id, t.model, COALESCE(t.created_at, b.seen), "
+    "COALESCE(t.first_seen_at, b.seen), b.terminal, COALESCE(t.terminal_at, b.at), "
+    "t.delivered_at, COALESCE(t.deliveries, 0), t.acked_at, "
+    "MAX(COALESCE(t.updated_at, b.at), b.at, b.seen), t.ref "
+    "FROM b LEFT JOIN tasks AS t ON t.task_id = b.task_id",
 )
 UPDATE_DELIVERED = (
     "UPDATE tasks SET delivered_at = ?2, deliveries = deliveries + ?3, "

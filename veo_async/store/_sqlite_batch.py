@@ -3,20 +3,24 @@ in one transaction.
 
 Durable writes arrive as :class:`Op` (each with a future its caller awaits);
 write-behind ones as one :class:`Pending` per task, coalesced in memory.
-Same-kind rows go through one ``executemany`` each, so a batch of 10,000
-acks costs a few calls to SQLite's thread, not 10,000.
+Same-kind rows are written together, so a batch of 10,000 acks costs a few
+calls to SQLite's thread, not 10,000. Tracked ids and write-behind rows (the
+bulk: one or two rows per tracked id) go in multi-row statements, 128 rows a
+step (:class:`~veo_async.store._schema.RowsStatement`), or one JSON array
+for many ids: one GIL hand-off per step instead of one per row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as _json
 from typing import Any
 
 import aiosqlite
 
 from . import _schema as sql
 
-__all__ = ["FSYNC_KINDS", "Op", "Pending", "write_batch"]
+__all__ = ["FSYNC_KINDS", "Op", "Pending", "ids_json", "write_batch"]
 
 #: Transactions holding one of these writes run with synchronous=FULL: they
 #: stand for a paid POST (see SQLiteStore's module docstring).
@@ -52,10 +56,12 @@ class Op:
 
 
 async def write_batch(
-    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending]
+    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending], *, json: bool = False
 ) -> list[object]:
     """Apply *ops* and *pending* in one transaction.
 
+    :param json: SQLite has its JSON functions: many tracked ids go in as one
+        JSON array, one statement (see :func:`ids_json`).
     :returns: one result per op: its value, or the exception (``ValueError``)
         its caller should get; such an op changed nothing, the others commit.
     :raises sqlite3.Error: when the transaction failed (it was rolled back).
@@ -73,7 +79,7 @@ async def write_batch(
     try:
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            results = await _apply(conn, ops, pending)
+            results = await _apply(conn, ops, pending, json)
             await conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -93,15 +99,59 @@ def _single_row(ops: list[Op], pending: dict[str, Pending]) -> tuple[str, Any] |
     if op.kind == "ack":
         return sql.UPDATE_ACKED, op.args
     if op.kind == "track" and len(op.args[0]) == 1:
-        return sql.UPSERT_TRACKED, op.args[0][0]
+        ids, model, when = op.args
+        return sql.UPSERT_TRACKED, (ids[0], model, when)
     return None
 
 
+def ids_json(ids: list[str]) -> str | None:
+    """*ids* as a JSON array SQLite's ``json_each`` reads back exactly, or None.
+
+    Only for ASCII ids without NUL (Kie's are ``[0-9a-z_]``): JSON escapes
+    every other character faithfully, but a lone surrogate or a NUL would not
+    come back as the same text (the row-by-row path decides those as it always
+    did).
+    """
+    joined = "".join(ids)
+    if not joined.isascii() or "\x00" in joined:
+        return None
+    return _json.dumps(ids)
+
+
+async def _write_rows(
+    conn: aiosqlite.Connection, statement: sql.RowsStatement, flat: list[Any]
+) -> None:
+    """Write the rows of *flat* (``statement.width`` values a row, one after
+    another): full steps of ``ROWS_PER_STATEMENT`` rows, then the rest."""
+    width = statement.width
+    step = sql.ROWS_PER_STATEMENT * width
+    full = len(flat) // step * step
+    if full:
+        chunks = [flat[start : start + step] for start in range(0, full, step)]
+        await conn.executemany(statement.text(sql.ROWS_PER_STATEMENT), chunks)
+    if full < len(flat):
+        await conn.execute(statement.text((len(flat) - full) // width), flat[full:])
+
+
+async def _track(conn: aiosqlite.Connection, ops: list[Op], tracked: list[int], json: bool) -> None:
+    rows: list[Any] = []
+    for index in tracked:
+        ids, model, when = ops[index].args
+        array = ids_json(ids) if json and len(ids) > 1 else None
+        if array is None:
+            for task_id in ids:
+                rows += (task_id, model, when)
+        else:
+            await conn.execute(sql.UPSERT_TRACKED_JSON, (model, when, array))
+    if rows:
+        await _write_rows(conn, sql.UPSERT_TRACKED_ROWS, rows)
+
+
 async def _apply(
-    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending]
+    conn: aiosqlite.Connection, ops: list[Op], pending: dict[str, Pending], json: bool
 ) -> list[object]:
     results: list[object] = [None] * len(ops)
-    tracked: list[tuple[str, str | None, float]] = []
+    tracked: list[int] = []
     acks: list[tuple[Any, ...]] = []
     forgets: list[int] = []
     for index, op in enumerate(ops):
@@ -112,7 +162,7 @@ async def _apply(
         elif op.kind in ("attach", "reconcile"):
             results[index] = await _attach(conn, op.kind == "reconcile", *op.args)
         elif op.kind == "track":
-            tracked.extend(op.args[0])
+            tracked.append(index)
         elif op.kind == "ack":
             acks.append(op.args)
         elif op.kind == "discard":
@@ -127,7 +177,7 @@ async def _apply(
         else:  # pragma: no cover - kinds are made in this package only
             raise AssertionError(f"unknown store operation {op.kind!r}")
     if tracked:
-        await conn.executemany(sql.UPSERT_TRACKED, tracked)
+        await _track(conn, ops, tracked, json)
     if pending:
         await _apply_pending(conn, pending)
     # Last: an ack must find the terminal record it acknowledges, which may be
@@ -169,22 +219,23 @@ async def _attach(
 async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, Pending]) -> None:
     # One pass, one row per task and kind; a task with a terminal record
     # writes its first sighting in that row (one row, not two).
-    seen: list[tuple[str, float]] = []
-    terminal: list[tuple[str, str, float, float]] = []
+    # Rows flat, as the multi-row statements take them.
+    seen: list[Any] = []
+    terminal: list[Any] = []
     delivered: list[tuple[str, float | None, int]] = []
     for tid, p in pending.items():
         text = p.terminal
         if text is not None:
             at = p.terminal_at
             assert at is not None  # set together with the text
-            terminal.append((tid, text, at, at if p.seen_at is None else p.seen_at))
+            terminal += (tid, text, at, at if p.seen_at is None else p.seen_at)
         elif p.seen_at is not None:
-            seen.append((tid, p.seen_at))
+            seen += (tid, p.seen_at)
         if p.deliveries:
             delivered.append((tid, p.delivered_at, p.deliveries))
     if seen:
-        await conn.executemany(sql.UPSERT_SEEN, seen)
+        await _write_rows(conn, sql.UPSERT_SEEN_ROWS, seen)
     if terminal:
-        await conn.executemany(sql.UPSERT_TERMINAL, terminal)
+        await _write_rows(conn, sql.UPSERT_TERMINAL_ROWS, terminal)
     if delivered:
         await conn.executemany(sql.UPDATE_DELIVERED, delivered)

