@@ -47,6 +47,17 @@ def fresh_polls(
     return ages
 
 
+def polls_until_seen(
+    schedule: AdaptiveSchedule, seconds: float, rng: random.Random, model: str = "veo3_fast"
+) -> tuple[int, float]:
+    """Follow a task that ends at ``seconds`` from its creation: (polls, detection age)."""
+    age, polls = 0.0, 0
+    while age < seconds:
+        age += schedule.next_delay(model=model, age=age, polls=polls, rng=rng)
+        polls += 1
+    return polls, age
+
+
 # ---------------------------------------------------------------- purity and seeding
 
 
@@ -260,12 +271,7 @@ def test_learned_schedule_beats_fixed_30s_offline() -> None:
     rng = random.Random(11)
     ours_requests = ours_lag = fixed_requests = fixed_lag = 0.0
     for seconds in times:  # one task after another: only finished tasks are learned
-        age, polls = 0.0, 0
-        while True:
-            age += schedule.next_delay(model="veo3_fast", age=age, polls=polls, rng=rng)
-            polls += 1
-            if age >= seconds:
-                break
+        polls, age = polls_until_seen(schedule, seconds, rng)
         schedule.learner.observe("veo3_fast", seconds)
         ours_requests += polls
         ours_lag += age - seconds
@@ -331,13 +337,7 @@ def test_spend_tracks_fixed_polling_once_learned() -> None:
     rng = random.Random(10)
     ours = fixed = 0
     for seconds in times[:1500]:
-        age, polls = 0.0, 0
-        while True:
-            age += schedule.next_delay(model="veo3_fast", age=age, polls=polls, rng=rng)
-            polls += 1
-            if age >= seconds:
-                break
-        ours += polls
+        ours += polls_until_seen(schedule, seconds, rng)[0]
         fixed += math.ceil(seconds / 30)
     assert 0.9 * fixed <= ours <= fixed
 
@@ -351,14 +351,8 @@ def test_jitter_does_not_add_polls() -> None:
     steady = fed(times, policy=POLICY.replace(jitter=0.0))
 
     def mean_polls(schedule: AdaptiveSchedule) -> float:
-        rng, total = random.Random(12), 0
-        for seconds in times[:1000]:
-            age, polls = 0.0, 0
-            while age < seconds:
-                age += schedule.next_delay(model="veo3_fast", age=age, polls=polls, rng=rng)
-                polls += 1
-            total += polls
-        return total / 1000
+        rng = random.Random(12)
+        return sum(polls_until_seen(schedule, t, rng)[0] for t in times[:1000]) / 1000
 
     assert mean_polls(jittered) <= 1.02 * mean_polls(steady)
 

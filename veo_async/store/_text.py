@@ -53,27 +53,10 @@ def _stdlib(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def _with_orjson() -> Callable[[Mapping[str, Any]], str] | None:
-    try:
-        import orjson
-    except ImportError:  # the fast extra is not installed
-        return None
-    fast = orjson.dumps
-    refused = orjson.JSONEncodeError
-
-    def dumps(value: Mapping[str, Any]) -> str:
-        try:
-            text = fast(value)
-        except refused:
-            return _stdlib(value)
-        if not plain(value):
-            return _stdlib(value)
-        return text.decode()
-
-    return dumps
-
-
-def _with_orjson_plain() -> Callable[[Mapping[str, Any]], str] | None:
+def _with_orjson() -> (
+    tuple[Callable[[Mapping[str, Any]], str], Callable[[Mapping[str, Any]], str]] | None
+):
+    """orjson's :func:`dumps` and :func:`dumps_plain`; None without the extra."""
     try:
         import orjson
     except ImportError:  # the fast extra is not installed
@@ -87,7 +70,12 @@ def _with_orjson_plain() -> Callable[[Mapping[str, Any]], str] | None:
         except refused:  # an integer beyond 64 bits, a lone surrogate...
             return _stdlib(value)
 
-    return dumps_plain
+    def dumps(value: Mapping[str, Any]) -> str:
+        text = dumps_plain(value)
+        # orjson writes NaN as null and types JSON lacks: the stdlib decides those.
+        return text if plain(value) else _stdlib(value)
+
+    return dumps, dumps_plain
 
 
 _fast = _with_orjson()
@@ -97,12 +85,8 @@ FAST_TEXT = _fast is not None
 #: write it (same meaning; spacing and escapes may differ).
 #:
 #: :raises TypeError: or :exc:`ValueError`, as that call would.
-dumps: Callable[[Mapping[str, Any]], str] = _fast if _fast is not None else _stdlib
-
-_fast_plain = _with_orjson_plain()
+dumps: Callable[[Mapping[str, Any]], str] = _fast[0] if _fast is not None else _stdlib
 #: :func:`dumps` for a value the caller knows to hold JSON's own types only,
 #: every float finite (checked with :func:`plain`, or by construction): the
 #: same text, without walking the value a second time.
-dumps_plain: Callable[[Mapping[str, Any]], str] = (
-    _fast_plain if _fast_plain is not None else _stdlib
-)
+dumps_plain: Callable[[Mapping[str, Any]], str] = _fast[1] if _fast is not None else _stdlib
