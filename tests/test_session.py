@@ -30,9 +30,10 @@ from veo_async import (
     VeoSession,
     VeoTask,
 )
+from veo_async.events import Event, RequestStarted, SessionPaused
 from veo_async.testing import FakeKie, Fault, Quirks
 
-from .conftest import API_KEY, FAST_POLICY, eventually
+from .conftest import API_KEY, FAST_POLICY, eventually, session_on
 
 #: Real HTTP on 127.0.0.1: this module pins the wire path.
 pytestmark = pytest.mark.loopback
@@ -605,17 +606,26 @@ async def test_concurrency_bounds_requests_across_handles(
     assert veo.stats.max_in_flight == 3
 
 
-async def test_429_pauses_the_whole_session(fake_kie: FakeKie, veo: VeoSession) -> None:
-    """A 429 with Retry-After holds back every handle's polls, not only the one that got it."""
+async def test_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
+    """A 429 with Retry-After holds back every handle's polls, not only the one that got it.
+
+    Judged by when the client starts requests (RequestStarted), from when it
+    learned of the 429 (SessionPaused): a request it had already started may
+    reach the server after the 429 left it, on a loaded machine.
+    """
     fake_kie.add_task("veo_limited", faults=[Fault.http_429(retry_after=0.4)])
     fake_kie.add_task("veo_other", complete_after=0.3)
-    other = asyncio.create_task(veo.task("veo_other").wait())
-    assert await eventually(lambda: fake_kie.polls("veo_other") >= 1)
-    await veo.task("veo_limited").wait()
-    await other
-    limited = next(r for r in fake_kie.requests if r.code == 429)
-    assert limited.finished is not None
-    later = [r.started for r in fake_kie.requests if r.started > limited.finished]
+    events: list[Event] = []
+    async with session_on(fake_kie, on_event=events.append) as veo:
+        other = asyncio.create_task(veo.task("veo_other").wait())
+        assert await eventually(lambda: fake_kie.polls("veo_other") >= 1)
+        await veo.task("veo_limited").wait()
+        await other
+        assert veo.stats.rate_limited == 1
+    [paused] = [e for e in events if isinstance(e, SessionPaused)]
+    later = [e.at for e in events if isinstance(e, RequestStarted) and e.at > paused.at]
     assert later
-    assert min(later) - limited.finished >= 0.35
-    assert veo.stats.rate_limited == 1
+    assert min(later) - paused.at >= 0.35
+    # The other handle was held back too (it was still running at the 429).
+    held = {e.task_id for e in events if isinstance(e, RequestStarted) and e.at > paused.at}
+    assert "veo_other" in held
