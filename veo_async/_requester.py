@@ -340,7 +340,10 @@ class Requester:
             self._failed(method, path, task_id, granted_at, exc)
             logger.debug("429 for %s; session paused %.1f s", path, pause)
             if self._on_event is not None:
-                self.emit(SessionPaused(pause, exc.retry_after, granted_at))
+                # When the pause began (the 429 arrived), not when its request started.
+                self.emit(
+                    SessionPaused(pause, exc.retry_after, asyncio.get_running_loop().time())
+                )
             raise
         except AuthenticationError as exc:
             self._failed(method, path, task_id, granted_at, exc)

@@ -109,6 +109,8 @@ class SessionPaused:
 
     :ivar duration: seconds of the pause (capped, jitter included).
     :ivar retry_after: the service's ``Retry-After`` in seconds, if it sent one.
+    :ivar at: loop time the pause began (the 429 arrived); no request starts
+        before ``at + duration``.
     """
 
     duration: float
