@@ -89,7 +89,7 @@ GRID = 2.0
 # The learner's histogram: bins 2 % wide in log-seconds, from 1 s to 2 h.
 _LOG_BIN = 0.02
 _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
-# Fast failures, for the early-probe floor: seconds after creation.
+# Fast failures, for the prior's early_mass share: seconds after creation.
 _EARLY_SPAN = (5.0, 60.0)
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.05
@@ -98,6 +98,9 @@ _DONE_ALREADY = 0.05
 _BUDGET_SHARE = 0.96
 # A further share of the budget held back while the prior rules (see _build).
 _PRIOR_MARGIN = 0.06
+# The schedule's own p95 lag is kept under this share of fixed polling's p95
+# (0.95 x budget_interval), leaving room for the estimate's error.
+_P95_SHARE = 0.95
 # The dynamic program's horizon: this quantile (the rest is lumped at its end).
 _HORIZON_Q = 0.9995
 # Gaps are capped at max_gap once past this quantile (the bulk of the renders).
@@ -106,9 +109,6 @@ _CAP_FROM_Q = 0.5
 # (x/÷ 20), with a floor of uniform mass so that outliers (early failures) do
 # not drag the fit.
 _FIT_SHIFTS = 150
-# The schedule's own p95 lag is kept under this share of fixed polling's p95
-# (0.95 x budget_interval), leaving room for the estimate's error.
-_P95_SHARE = 0.95
 _FIT_FLOOR = 0.05
 # How much of ``prior_weight`` the prior's median keeps against the fit: a
 # tenth, since every task still running moves it too, and they are many; the
@@ -328,8 +328,8 @@ class _Histogram:
     def fit(self, prior: DurationPrior, prior_weight: float) -> DurationPrior:
         """The prior moved to where the data say: its median fitted to every
         finished *and still running* task (censored maximum likelihood, with
-        the prior's sigma; the prior's own median counts as ``prior_weight``
-        observations).
+        the prior's sigma; the prior's own median counts as ``prior_weight x
+        _FIT_TRUST`` observations).
 
         It rules where data are thin: before the first finish, and past the
         oldest task seen running. A floor of ``_FIT_FLOOR`` uniform mass keeps
