@@ -80,6 +80,21 @@ def assert_clean(run: Run) -> None:
         assert "Traceback" not in text
 
 
+def usage_error_of(argv: list[str], capsys: Any) -> str:
+    """Run *argv* in process and return its one stderr line, having checked that
+    it is a usage error: exit 2, nothing on stdout, one ``veo-async: error:``
+    line, no key and no traceback. (``capsys``: pytest's fixture.)"""
+    code = run_cli(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("veo-async: error: ")
+    assert KEY not in err
+    assert "Traceback" not in err
+    return str(err)
+
+
 def against(kie: FakeKie, *args: str) -> list[str]:
     """``wait``/``status`` arguments pointing at ``kie``, with the key and a fast policy."""
     return ["--base-url", kie.base_url, "--api-key", KEY, *args]

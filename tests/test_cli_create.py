@@ -20,7 +20,7 @@ from veo_async.cli import run_cli
 from veo_async.cli._requests import RequestSourceError, parse_request_lines, request_from_json
 from veo_async.testing import FakeKie, Fault
 
-from ._cli import KEY, against, cli
+from ._cli import KEY, against, cli, usage_error_of
 
 #: A real simulator, served while the CLI runs in a thread: real time, real HTTP.
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
@@ -246,13 +246,7 @@ def test_bad_input_gets_one_line_and_exit_2(
 ) -> None:
     """Each command-line mistake: one ``veo-async: error:`` line naming it, exit 2."""
     monkeypatch.delenv("KIE_API_KEY", raising=False)
-    code = run_cli(argv)
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    assert err.count("\n") == 1, err
-    assert err.startswith("veo-async: error: ")
-    assert expected in err
+    assert expected in usage_error_of(argv, capsys)
 
 
 def test_an_empty_requests_file_is_a_usage_error(
