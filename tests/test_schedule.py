@@ -10,11 +10,14 @@ import attrs
 import pytest
 
 from veo_async._schedule import (
+    _LOG_BIN,
+    _LOG_BINS,
     DEFAULT_PRIORS,
     AdaptivePolicy,
     AdaptiveSchedule,
     DurationLearner,
     DurationPrior,
+    _grid_distribution,
     optimal_polls,
 )
 
@@ -69,27 +72,36 @@ def test_same_observations_and_seed_give_same_delays() -> None:
     )
 
 
-def test_seed_only_changes_the_jitter() -> None:
-    """Another seed changes delays by at most the jitter; no jitter makes them equal."""
+def test_seed_only_changes_the_jitter_and_the_mixture() -> None:
+    """Another seed moves each delay by at most the jitter from one of the two
+    planned gaps (the cheaper or the costlier solution); with no jitter, every
+    delay is exactly one of them."""
+    ages = (0, 120, 200)
     schedule = fed(lognormal(random.Random(1), 300, 150, 0.3))
-    a = [
-        schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(1))
-        for t in (0, 120, 200)
-    ]
-    b = [
-        schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(2))
-        for t in (0, 120, 200)
-    ]
+    table = schedule.table("veo3_fast")
+
+    def planned(age: int) -> set[float]:
+        i = round(age / 2.0)
+        return {(plan[i] - i) * 2.0 for plan in (table.next_index, table.costly_index)}
+
+    for seed in (1, 2, 3):
+        rng = random.Random(seed)
+        for age in ages:
+            delay = schedule.next_delay(model="veo3_fast", age=age, polls=1, rng=rng)
+            assert any(abs(delay - p) <= min(POLICY.jitter * p, 0.8) for p in planned(age))
+    a = [schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(1)) for t in ages]
+    b = [schedule.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(2)) for t in ages]
     assert a != b
-    assert all(abs(x - y) <= 2 * POLICY.jitter * max(x, y) for x, y in zip(a, b, strict=True))
     plain = fed(lognormal(random.Random(1), 300, 150, 0.3), policy=POLICY.replace(jitter=0))
-    c = [
-        plain.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(1)) for t in (0, 120)
-    ]
-    d = [
-        plain.next_delay(model="veo3_fast", age=t, polls=1, rng=random.Random(2)) for t in (0, 120)
-    ]
-    assert c == d
+    plain_table = plain.table("veo3_fast")
+    for seed in (1, 2):
+        rng = random.Random(seed)
+        for age in ages:
+            delay = plain.next_delay(model="veo3_fast", age=age, polls=1, rng=rng)
+            i = round(age / 2.0)
+            assert delay in {
+                (plan[i] - i) * 2.0 for plan in (plain_table.next_index, plain_table.costly_index)
+            }
 
 
 def test_policy_rng_is_seeded() -> None:
@@ -379,3 +391,70 @@ def test_fast_failures_seen_bring_the_early_probe_back() -> None:
     for _ in range(50):
         schedule.learner.observe("veo3", rng.uniform(5, 40), failed=True)
     assert schedule.table("veo3").fresh[0] <= 60
+
+
+# ---------------------------------------------------------------- one price across models
+
+
+def test_a_log_bin_wider_than_a_grid_step_is_spread_over_the_seconds_it_spans() -> None:
+    """All the mass in one 2 % log bin at ~400 s (8 s wide) lands over the four
+    grid cells it spans, not in the one holding its centre: else the program
+    would think a poll just past the centre catches every finish in the bin."""
+    masses = [0.0] * _LOG_BINS
+    k = int(math.log(400.0) / _LOG_BIN)
+    masses[k] = 1.0
+    done, done_time, _ = _grid_distribution(masses, 30.0)
+    start, end = math.exp(k * _LOG_BIN), math.exp((k + 1) * _LOG_BIN)
+    steps = [c - b for b, c in itertools.pairwise(done) if c - b > 1e-9]
+    assert len(steps) == math.ceil(end / 2.0) - math.floor(start / 2.0)
+    assert math.isclose(sum(steps), 1.0)
+    assert math.isclose(done_time[-1], (start + end) / 2, rel_tol=1e-9)
+
+
+def test_learner_counts_each_task_once_at_its_first_poll() -> None:
+    """tasks() counts a task seen running several times, then finished, once;
+    one finished at its first poll, once too; the pooled count holds both."""
+    learner = DurationLearner()
+    learner.survived("veo3", 0.0, 60.0)
+    learner.survived("veo3", 60.0, 120.0)
+    learner.observe("veo3", 150.0, running_until=120.0)
+    learner.observe("veo3_fast", 100.0)
+    assert learner.tasks("veo3") == 1
+    assert learner.tasks("veo3_fast") == 1
+    assert learner.tasks(None) == 2
+
+
+def test_models_share_one_price_of_a_request() -> None:
+    """Half veo3_fast, half veo3: both tables are solved at one price; the short
+    model then gets more requests than fixed 30 s would spend on it and the
+    long one fewer, the two weighted together within fixed 30 s's, and the
+    mean lag is lower than each model spending its own budget."""
+    rng = random.Random(21)
+    fast = lognormal(rng, 1000, 150, 0.3)
+    slow = lognormal(rng, 1000, 300, 0.3)
+    shared = POLICY.schedule()
+    for a, b in zip(fast, slow, strict=True):
+        shared.learner.observe("veo3_fast", a)
+        shared.learner.observe("veo3", b)
+    shared.table("veo3_fast")
+    shared.table("veo3")  # the second model's first table solves both again
+    assert shared.table("veo3_fast").lam == shared.table("veo3").lam
+
+    def follow(schedule: AdaptiveSchedule, model: str, times: list[float]) -> tuple[int, float]:
+        rng = random.Random(22)
+        polls = lag = 0.0
+        for seconds in times[:500]:
+            n, age = polls_until_seen(schedule, seconds, rng, model)
+            polls, lag = polls + n, lag + age - seconds
+        return int(polls), lag
+
+    fixed = {m: sum(math.ceil(t / 30) for t in ts[:500]) for m, ts in (("f", fast), ("s", slow))}
+    fast_polls, fast_lag = follow(shared, "veo3_fast", fast)
+    slow_polls, slow_lag = follow(shared, "veo3", slow)
+    assert fast_polls > fixed["f"]
+    assert slow_polls < fixed["s"]
+    assert fast_polls + slow_polls <= fixed["f"] + fixed["s"]
+    alone_fast = fed(fast, "veo3_fast")  # each model on its own: its own budget
+    alone_slow = fed(slow, "veo3")
+    alone_lag = follow(alone_fast, "veo3_fast", fast)[1] + follow(alone_slow, "veo3", slow)[1]
+    assert fast_lag + slow_lag < alone_lag

@@ -69,7 +69,7 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -289,7 +289,7 @@ class _Histogram:
     finished tasks alone (the fast ones come first) do not bias it short.
     """
 
-    __slots__ = ("count", "events", "exposures", "failures", "reach", "weight")
+    __slots__ = ("count", "events", "exposures", "failures", "reach", "tasks", "weight")
 
     def __init__(self) -> None:
         self.events = array("d", bytes(8 * _LOG_BINS))
@@ -297,6 +297,7 @@ class _Histogram:
         self.weight = 0.0  # sum of the events (decays with halving)
         self.count = 0  # terminal statuses ever
         self.exposures = 0  # running intervals ever
+        self.tasks = 0  # tasks ever (each one's first interval starts at 0)
         self.failures = 0
 
     def expose(self, start: float, end: float) -> bool:
@@ -310,6 +311,7 @@ class _Histogram:
         self.reach[lo] += 1.0
         self.reach[hi + 1] -= 1.0
         self.exposures += 1
+        self.tasks += start == 0
         return True
 
     def add(self, seconds: float, failed: bool, memory: float) -> None:
@@ -344,9 +346,7 @@ class _Histogram:
             0.5 * (1 + math.erf(((m - shifts) * _LOG_BIN - mu0) / scale)) for m in range(size + 1)
         ]
         floor = _FIT_FLOOR / _LOG_BINS
-        log_mass = [
-            math.log((1 - _FIT_FLOOR) * (cdf[m + 1] - cdf[m]) + floor) for m in range(size)
-        ]
+        log_mass = [math.log((1 - _FIT_FLOOR) * (cdf[m + 1] - cdf[m]) + floor) for m in range(size)]
         log_left = [math.log((1 - _FIT_FLOOR) * (1 - cdf[m + 1]) + floor) for m in range(size)]
         # Exposure starts at bin 0 for every task, so -reach[k+1] tasks left after
         # bin k: those that did not finish there were still running (censored).
@@ -358,6 +358,7 @@ class _Histogram:
                 terms.append((k, finished, running))
         if not terms:
             return prior
+
         def likelihood(j: int) -> float:
             offset = shifts - j  # index m of bin k's edge for shift j
             value = -0.5 * prior_weight * _FIT_TRUST * (j * _LOG_BIN / sigma) ** 2
@@ -486,6 +487,12 @@ class DurationLearner:
         the schedule's tables are rebuilt on."""
         hist = self._pooled if model is None else self._models.get(model)
         return 0 if hist is None else hist.count + hist.exposures
+
+    def tasks(self, model: str | None) -> int:
+        """Tasks seen for ``model`` (every model's for None): each counts once,
+        at its first poll, running or finished."""
+        hist = self._pooled if model is None else self._models.get(model)
+        return 0 if hist is None else hist.tasks
 
     def failures(self, model: str | None) -> int:
         """Failed observations seen for ``model`` (every model's for None)."""
@@ -674,108 +681,195 @@ class AdaptiveSchedule:
         return max(delay, policy.min_gap)
 
     def table(self, model: str | None) -> _Table:
-        """The model's solved schedule, rebuilt if the learner has moved on."""
-        count = self.learner.evidence(model)
+        """The model's solved schedule, rebuilt if the learner has moved on.
+
+        A rebuild solves every model's table again, at one shared price of a
+        request (see :meth:`_rebuild`).
+        """
         table = self._tables.get(model)
         if table is not None:
+            count = self.learner.evidence(model)
             grown = count - table.stamp
             if grown < self.policy.rebuild_every and count < 1.5 * table.stamp + 8:
                 return table
-        table = self._build(model, count, None if table is None else table.lam)
-        self._tables[model] = table
-        return table
+        self._rebuild(model)
+        return self._tables[model]
 
-    def _build(self, model: str | None, count: int, lam_hint: float | None) -> _Table:
+    def _rebuild(self, model: str | None) -> None:
+        """Solve every known model's table again, at one price of a request.
+
+        The budget is the session's, not each model's: the price is the one at
+        which the models' expected requests, weighted by how many tasks of each
+        were seen, add up to the weighted budgets. A request of a short model
+        buys more lag than one of a long model, so a shared price spends more
+        on the short one (an early probe for its fast failures, closer polls
+        round its median) and less on the long one, as the limit does.
+        """
         policy = self.policy
-        done, done_time, budget = _grid_distribution(
-            self.learner.masses(model), policy.budget_interval
-        )
+        keys = list(self._tables)
+        if model not in self._tables:
+            keys.append(model)
+        old = self._tables.get(model)
+        lam_hint = None if old is None else old.lam
+        curves = [self._curve(key) for key in keys]
+        total = sum(curve.weight for curve in curves)
+        budget = sum(curve.weight * curve.budget for curve in curves) / total
+
+        def spend(lam: float) -> float:
+            return sum(curve.weight * curve.solve(lam)[1] for curve in curves) / total
+
+        # Where completions are sparse (early failures, long tails) the mean-lag
+        # optimum leaves long gaps: if the 95th percentile of lag of a model
+        # would pass _P95_SHARE of fixed polling's, late lag is priced higher
+        # for that model until it does not.
+        p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
+        for _ in range(3):
+            lo, hi = _price_bracket(spend, budget, lam_hint)
+            over = [
+                curve
+                for curve in curves
+                if _lag_quantile(curve.solve(hi)[0], curve.done, 0.95) > p95_limit
+            ]
+            if not over:
+                break
+            for curve in over:
+                curve.raise_late_weight()
+        spend_hi, spend_lo = spend(hi), spend(lo)
+        # Spends come in steps (a poll more or less), so the cheaper solution
+        # may leave much of the budget unspent: mixing in the costlier one at
+        # random, decision by decision, spends it (as the limit's mixture does).
+        share = 0.0
+        if spend_lo > spend_hi:
+            share = min(1.0, max(0.0, (budget - spend_hi) / (spend_lo - spend_hi)))
+        for key, curve in zip(keys, curves, strict=True):
+            best, costly = curve.solve(hi)[0], curve.solve(lo)[0]
+            fresh, i = [], 0
+            while i < curve.n:
+                i = best[i]
+                fresh.append(i * GRID)
+            self._tables[key] = _Table(
+                next_index=best,
+                costly_index=costly,
+                costly_share=share if costly != best else 0.0,
+                done=curve.done,
+                fresh=fresh,
+                lam=hi,
+                stamp=self.learner.evidence(key),
+            )
+
+    def _curve(self, model: str | None) -> _Curve:
+        """The program's inputs for one model: its learned distribution and budget."""
+        policy = self.policy
+        learner = self.learner
+        done, done_time, budget = _grid_distribution(learner.masses(model), policy.budget_interval)
         # While the prior still rules (few finishes seen), aim lower: a prior
         # that is wrong spends more than it plans.
-        learner = self.learner
         finished = learner.count(model)
+        tasks = learner.tasks(model)
         if model not in policy.priors and learner.evidence(model) == 0:
             finished = learner.count(None)  # an unseen name follows the pooled estimate
         budget *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
         n = len(done) - 1
         cap_from = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
         gap = max(1, int(policy.max_gap / GRID))
-        reach = [min(n, max(i, cap_from) + gap) for i in range(n + 1)]
-        min_steps = max(1, math.ceil(policy.min_gap / GRID))
-        late_steps = round(policy.late_lag / GRID)
+        return _Curve(
+            done=done,
+            done_time=done_time,
+            budget=budget,
+            # A model not seen yet still counts a little: its table is solved too.
+            weight=tasks + 1.0,
+            reach=[min(n, max(i, cap_from) + gap) for i in range(n + 1)],
+            min_steps=max(1, math.ceil(policy.min_gap / GRID)),
+            late_steps=round(policy.late_lag / GRID),
+            late_weight=policy.late_weight,
+        )
 
-        solved: dict[tuple[float, float], tuple[list[int], float]] = {}
 
-        def solve(lam: float, late_weight: float) -> tuple[list[int], float]:
-            # Bracketing and the final pick ask again for prices already solved.
-            key = (lam, late_weight)
-            if key not in solved:
-                solved[key] = solve_anew(lam, late_weight)
-            return solved[key]
+class _Curve:
+    """One model's dynamic program: its inputs and its solutions by price."""
 
-        def solve_anew(lam: float, late_weight: float) -> tuple[list[int], float]:
+    __slots__ = (
+        "budget",
+        "done",
+        "done_time",
+        "late_steps",
+        "late_weight",
+        "min_steps",
+        "n",
+        "reach",
+        "solved",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        *,
+        done: list[float],
+        done_time: list[float],
+        budget: float,
+        weight: float,
+        reach: list[int],
+        min_steps: int,
+        late_steps: int,
+        late_weight: float,
+    ) -> None:
+        self.done = done
+        self.done_time = done_time
+        self.budget = budget
+        self.weight = weight
+        self.reach = reach
+        self.min_steps = min_steps
+        self.late_steps = late_steps
+        self.late_weight = late_weight
+        self.n = len(done) - 1
+        # Bracketing and the final pick ask again for prices already solved.
+        self.solved: dict[float, tuple[list[int], float]] = {}
+
+    def solve(self, lam: float) -> tuple[list[int], float]:
+        """The optimal next poll from each grid index at price ``lam``, and
+        the expected requests of a task followed from creation."""
+        found = self.solved.get(lam)
+        if found is None:
             best = optimal_polls(
-                done,
-                done_time,
+                self.done,
+                self.done_time,
                 GRID,
                 lam,
-                min_steps=min_steps,
-                reach=reach,
-                late_steps=late_steps,
-                late_weight=late_weight,
+                min_steps=self.min_steps,
+                reach=self.reach,
+                late_steps=self.late_steps,
+                late_weight=self.late_weight,
             )
             i, requests = 0, 0.0
-            while i < n:
-                requests += 1.0 - done[i]
+            while i < self.n:
+                requests += 1.0 - self.done[i]
                 i = best[i]
-            return best, requests
+            found = self.solved[lam] = (best, requests)
+        return found
 
-        def spend_budget(late_weight: float) -> tuple[list[int], list[int], float, float]:
-            # The price of a request that spends the budget: bisection on log(lam).
-            lo, hi = (lam_hint / 2, lam_hint * 2) if lam_hint else (0.05, 50.0)
-            while solve(lo, late_weight)[1] < budget and lo > 1e-4:
-                lo /= 4
-            while solve(hi, late_weight)[1] > budget and hi < 1e5:
-                hi *= 4
-            for _ in range(5 if lam_hint else 10):  # lam to ~5 %: the mixture spends the rest
-                mid = math.sqrt(lo * hi)
-                if solve(mid, late_weight)[1] > budget:
-                    lo = mid
-                else:
-                    hi = mid
-            best, spend = solve(hi, late_weight)
-            costly, costly_spend = solve(lo, late_weight)
-            # Spends come in steps (a poll more or less), so the cheaper solution
-            # may leave much of the budget unspent: mixing in the costlier one at
-            # random, decision by decision, spends it (as the limit's mixture does).
-            share = 0.0
-            if costly_spend > spend and costly != best:
-                share = min(1.0, max(0.0, (budget - spend) / (costly_spend - spend)))
-            return best, costly, share, hi
+    def raise_late_weight(self) -> None:
+        """Price late lag higher (x4, or 1 from 0); earlier solutions are void."""
+        self.late_weight = 4 * self.late_weight if self.late_weight else 1.0
+        self.solved.clear()
 
-        # Where completions are sparse (early failures, long tails) the mean-lag
-        # optimum leaves long gaps: if the 95th percentile of lag would pass
-        # _P95_SHARE of fixed polling's, late lag is priced higher until it does not.
-        late_weight = policy.late_weight
-        p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
-        for _ in range(3):
-            best, costly, share, lam = spend_budget(late_weight)
-            if _lag_quantile(best, done, 0.95) <= p95_limit:
-                break
-            late_weight = 4 * late_weight if late_weight else 1.0
-        fresh, i = [], 0
-        while i < n:
-            i = best[i]
-            fresh.append(i * GRID)
-        return _Table(
-            next_index=best,
-            costly_index=costly,
-            costly_share=share,
-            done=done,
-            fresh=fresh,
-            lam=lam,
-            stamp=count,
-        )
+
+def _price_bracket(
+    spend: Callable[[float], float], budget: float, lam_hint: float | None
+) -> tuple[float, float]:
+    """Prices ``lo < hi`` either side of the one that spends ``budget``
+    (bisection on log-price, to ~5 %: the mixture spends the rest)."""
+    lo, hi = (lam_hint / 2, lam_hint * 2) if lam_hint else (0.05, 50.0)
+    while spend(lo) < budget and lo > 1e-4:
+        lo /= 4
+    while spend(hi) > budget and hi < 1e5:
+        hi *= 4
+    for _ in range(5 if lam_hint else 10):
+        mid = math.sqrt(lo * hi)
+        if spend(mid) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
 
 
 def _lag_quantile(best: list[int], done: list[float], q: float) -> float:
@@ -802,17 +896,26 @@ def _grid_distribution(
     masses: list[float], budget_interval: float
 ) -> tuple[list[float], list[float], float]:
     """Cumulative ``P(T <= t_i)``, ``E[T; T <= t_i]`` on the grid, and the request budget."""
-    # Map each log bin to the grid step it ends in.
+    # Spread each log bin's mass evenly over the seconds it spans, cell by cell:
+    # past a few minutes a bin is wider than a grid step, and putting its mass
+    # at its centre would let the program believe one poll just after the
+    # centre catches the whole bin (half of it finishes after that poll).
     cells: dict[int, list[float]] = {}
     total = 0.0
     for k, mass in enumerate(masses):
-        t = math.exp((k + 0.5) * _LOG_BIN)
         if mass <= 1e-12:
             continue
-        cell = cells.setdefault(math.ceil(t / GRID), [0.0, 0.0])
-        cell[0] += mass
-        cell[1] += mass * t
+        start, end = math.exp(k * _LOG_BIN), math.exp((k + 1) * _LOG_BIN)
+        density = mass / (end - start)
         total += mass
+        lo = start
+        while lo < end:
+            index = math.floor(lo / GRID) + 1  # the cell (t_{i-1}, t_i] lo starts in
+            hi = min(end, index * GRID)
+            cell = cells.setdefault(index, [0.0, 0.0])
+            cell[0] += density * (hi - lo)
+            cell[1] += density * (hi - lo) * 0.5 * (lo + hi)
+            lo = hi
     # Horizon: the 99.95th percentile; the rest is lumped at its end.
     running, horizon = 0.0, max(cells)
     for index in sorted(cells):
