@@ -458,3 +458,19 @@ def test_models_share_one_price_of_a_request() -> None:
     alone_slow = fed(slow, "veo3")
     alone_lag = follow(alone_fast, "veo3_fast", fast)[1] + follow(alone_slow, "veo3", slow)[1]
     assert fast_lag + slow_lag < alone_lag
+
+
+def test_many_model_names_all_get_tables_at_the_one_price() -> None:
+    """Six model names: each has its table, every table at the same price (the
+    most used models set it; the rest are solved at it)."""
+    rng = random.Random(23)
+    schedule = POLICY.schedule()
+    names = [f"model{k}" for k in range(6)]
+    for k, name in enumerate(names):
+        for seconds in lognormal(rng, 50 * (6 - k), 100 + 40 * k, 0.3):
+            schedule.learner.observe(name, seconds)
+    for name in names:
+        schedule.table(name)
+    prices = {schedule.table(name).lam for name in names}
+    assert len(prices) == 1
+    assert all(schedule.table(name).fresh for name in names)

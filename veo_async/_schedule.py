@@ -27,20 +27,26 @@ A poll can only learn "not done yet at this age". For a known distribution
 of generation times the best schedule - fewest requests for a given mean
 detection lag - is a dynamic program over poll times minimising
 ``E[lag] + lam * E[requests]`` (the "optimal checking" problem). This module
-solves that program on a 2 s grid, per model, on the *learned* distribution,
-with ``lam`` chosen so the expected requests per task equal those of polling
-every ``budget_interval`` seconds (30 s, the Veo docs' advice) on the same
-distribution (aiming at 96 % of them, to leave room for the estimate's error
-while learning). Spends come in steps, so the two solutions either side of
-the budget are mixed at random, decision by decision, to spend it. Each
+solves that program on a 2 s grid, per model, on the *learned* distribution
+(each 2 % log bin's mass spread over the seconds it spans), with one ``lam``
+shared by every model - the price of a request - chosen so that the expected
+requests per task, weighted by how many tasks of each model were seen, equal
+those of polling every ``budget_interval`` seconds (30 s, the Veo docs'
+advice) on the same distributions (aiming at 96 % of them, to leave room for
+the estimate's error while learning). A shared price spends more on the
+short model, where a request buys more lag (an early probe for its fast
+failures), and less on the long one, as the limit does. Spends come in
+steps, so the two solutions either side of the budget are mixed at random,
+decision by decision, to spend it. Each
 second of lag beyond ``late_lag`` (24 s) costs ``1 + late_weight`` times as
 much, and if the schedule's own 95th percentile of lag would still pass 95 %
 of fixed polling's, that price is raised (at most twice, x4 each): the p95
 lag stays at or below fixed polling's where completions are sparse (early
 failures, long tails). The program's cost is Monge, so the optimal next poll
-is monotone in the age and each solve costs O(grid x gap); a table is rebuilt
-only when a model's evidence (finishes and running polls) has grown by half
-(or by ``rebuild_every``), never per call. A call is then a table look-up.
+is monotone in the age and each solve costs O(grid x gap); the tables are
+rebuilt (all together, the price being shared) only when a model's evidence
+(finishes and running polls) has grown by half (or by ``rebuild_every``),
+never per call. A call is then a table look-up.
 
 On top of the optimum: the prior gives fast failures a share
 (``early_mass``, spread over 5-60 s), so that the schedule keeps an early
@@ -114,6 +120,8 @@ _FIT_FLOOR = 0.05
 # tenth, since every task still running moves it too, and they are many; the
 # prior's shape still weighs ``prior_weight`` (see survival_masses).
 _FIT_TRUST = 0.1
+# Models whose requests set the shared price of a request (the most used).
+_PRICING_MODELS = 4
 # The most a delay is jittered by, in seconds: under half a grid step, so that a
 # jittered poll is still recognised as the planned one (see next_delay).
 _MAX_JITTER = 0.4 * GRID
@@ -211,7 +219,7 @@ class AdaptivePolicy:
     :param prior_weight: how many observations a prior is worth.
     :param memory: observations per model beyond which old ones count half
         (the histogram is halved), so the estimate follows a drifting service.
-    :param rebuild_every: a model's table is rebuilt when its evidence
+    :param rebuild_every: the tables are rebuilt when a model's evidence
         (finished tasks and polls that found one running) has grown by half,
         or by this much.
     :param seed: seed for the schedule's jitter (None: fresh).
@@ -712,11 +720,15 @@ class AdaptiveSchedule:
         old = self._tables.get(model)
         lam_hint = None if old is None else old.lam
         curves = [self._curve(key) for key in keys]
-        total = sum(curve.weight for curve in curves)
-        budget = sum(curve.weight * curve.budget for curve in curves) / total
+        # The price is set by the models most tasks use (a bisection solves each
+        # a dozen times); any others are solved at that price only, so that a
+        # rebuild stays short however many names a session sees.
+        pricing = sorted(curves, key=lambda curve: curve.weight, reverse=True)[:_PRICING_MODELS]
+        total = sum(curve.weight for curve in pricing)
+        budget = sum(curve.weight * curve.budget for curve in pricing) / total
 
         def spend(lam: float) -> float:
-            return sum(curve.weight * curve.solve(lam)[1] for curve in curves) / total
+            return sum(curve.weight * curve.solve(lam)[1] for curve in pricing) / total
 
         # Where completions are sparse (early failures, long tails) the mean-lag
         # optimum leaves long gaps: if the 95th percentile of lag of a model
