@@ -20,6 +20,9 @@ would bias the estimate short, and the schedule would overspend. The prior
 (a documented log-normal per model) has its median fitted to the data
 (censored maximum likelihood), and weighs ``prior_weight`` tasks in each bin's
 hazard: it rules where data are thin, such as past the oldest task seen.
+Until finishes pin its median, the prior is widened by the doubt about that
+median, so that a service running at 0.7x or 1.5x the documented times is
+polled where its renders finish while the first of them are awaited.
 
 How the delays are chosen
 -------------------------
@@ -116,6 +119,10 @@ _CAP_FROM_Q = 0.5
 # not drag the fit.
 _FIT_SHIFTS = 150
 _FIT_FLOOR = 0.05
+# Doubt about a prior's median (log-sd: x/÷ 1.35), and the finishes after
+# which its variance has halved: see _with_doubt.
+_MEDIAN_DOUBT = 0.3
+_DOUBT_FADES = 10.0
 # How much of ``prior_weight`` the prior's median keeps against the fit: a
 # tenth, since every task still running moves it too, and they are many; the
 # prior's shape still weighs ``prior_weight`` (see survival_masses).
@@ -521,10 +528,26 @@ class DurationLearner:
         prior = prior or PooledPrior
         if hist is not None and seen:
             prior = hist.fit(prior, self._prior_weight)
+        prior = _with_doubt(prior, hist.count if hist is not None else 0)
         base = _with_fast_failures(_lognormal_masses(prior), self._early_mass)
         if hist is None or not seen:
             return base
         return hist.survival_masses(base, self._prior_weight)
+
+
+def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
+    """``prior`` widened by the doubt about its median, which ``finished``
+    tasks have narrowed: the predictive distribution of a log-normal whose
+    median is itself uncertain (log-sd ``_MEDIAN_DOUBT``, its variance halved
+    after ``_DOUBT_FADES`` finishes).
+
+    A service whose renders run at 0.7x or 1.5x the documented times is then
+    still polled where they finish while the first of them are awaited,
+    instead of leaving a gap of minutes there; once finishes have pinned the
+    median, the documented spread rules.
+    """
+    doubt = _MEDIAN_DOUBT**2 * _DOUBT_FADES / (_DOUBT_FADES + finished)
+    return DurationPrior(prior.median, math.sqrt(prior.sigma**2 + doubt))
 
 
 def _with_fast_failures(masses: list[float], share: float) -> list[float]:
