@@ -401,7 +401,9 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None, spaci
         f"Virtual time, no request latency; tasks created one every {spacing:g} s and polled "
         "from creation; detection at the first poll at or after the finish. The learning "
         "schedule starts from its priors and learns only from tasks it has detected. Limit: "
-        "per-model optimal schedule on the exact distribution, at fixed 30 s's requests per "
+        "per-model optimal schedules at one shared price of a request, on the exact "
+        "distribution of the very tasks measured (so optimistic: schedules made for another "
+        "sample of the same workload do worse on this one), at fixed 30 s's requests per "
         "task. Fast-failure lag: mean over failures within 60 s.",
     ]
     for result in results:
