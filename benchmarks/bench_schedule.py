@@ -32,8 +32,10 @@ flight.
 Workloads
 ---------
 ``--durations FILE``: one task per line, ``model seconds [outcome]`` (outcome
-``success`` or ``failed``, absent = success; blank lines and ``#`` comments
-ignored). Without it, the built-in workloads (seeded, 10,000 tasks each):
+``success`` or ``failed``, absent = success; the service's status names such
+as ``GENERATE_FAILED`` are understood too; blanks or commas between fields;
+blank lines, ``#`` comments and a ``model seconds`` header ignored). Without
+it, the built-in workloads (seeded, 10,000 tasks each):
 
 - ``fast``: 90 % veo3_fast (log-normal, median 150 s, sigma 0.3), 10 % veo3
   (median 300 s, sigma 0.3);
@@ -157,18 +159,37 @@ EXTRA: dict[str, Callable[[random.Random], Task]] = {
 }
 
 
+# Outcome words accepted in a durations file, besides success / failed: the
+# service's own status names and common spellings.
+_SUCCESS_WORDS = frozenset({"success", "succeeded", "ok", "done"})
+_FAILED_WORDS = frozenset(
+    {"failed", "fail", "failure", "error", "generate_failed", "create_task_failed"}
+)
+
+
 def read_durations(path: Path) -> list[Task]:
-    """Parse a ``model seconds [outcome]`` file (see the module doc)."""
+    """Parse a ``model seconds [outcome]`` file (see the module doc).
+
+    Fields are separated by blanks or commas; a first line ``model seconds
+    [outcome]`` (a header) is skipped. Anything else that is not a task is
+    refused with the file, the line and what is wrong.
+    """
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"{path}: cannot read it: {exc}") from None
     tasks = []
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
         parts = line.split()
+        if not tasks and [p.lower() for p in parts[:2]] == ["model", "seconds"]:
+            continue  # a header
         if len(parts) not in (2, 3):
             raise SystemExit(f"{path}:{number}: expected 'model seconds [outcome]', got {raw!r}")
         outcome = parts[2].lower() if len(parts) == 3 else "success"
-        if outcome not in ("success", "failed"):
+        if outcome not in _SUCCESS_WORDS | _FAILED_WORDS:
             raise SystemExit(
                 f"{path}:{number}: outcome must be success or failed, not {parts[2]!r}"
             )
@@ -180,7 +201,7 @@ def read_durations(path: Path) -> list[Task]:
             ) from None
         if not math.isfinite(seconds) or seconds < 0:
             raise SystemExit(f"{path}:{number}: seconds must be finite and >= 0, not {parts[1]!r}")
-        tasks.append(Task(parts[0], seconds, outcome == "failed"))
+        tasks.append(Task(parts[0], seconds, outcome in _FAILED_WORDS))
     if not tasks:
         raise SystemExit(f"{path}: no tasks")
     return tasks

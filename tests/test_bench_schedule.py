@@ -1,0 +1,96 @@
+"""benchmarks/bench_schedule.py as a user runs it: --durations FILE [--json]."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "bench_schedule.py"
+POLICIES = {
+    "adaptive (new default)",
+    "PollPolicy() (old default)",
+    "fixed 30 s",
+    "fixed 5 s",
+    "limit (optimal, knows the distribution)",
+}
+KEYS = {"policy", "requests_per_task", "lag_mean", "lag_p50", "lag_p95"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The script in a child process, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
+    """A small file in the documented format gives one strict JSON object per
+    policy with the documented keys; fixed 30 s's figures are what 30 s polls
+    give on these tasks; the limit spends fixed 30 s's requests."""
+    rng = random.Random(5)
+    lines = ["model seconds outcome", "# a comment", ""]
+    seconds = []
+    for k in range(120):
+        model = "veo3_fast" if k % 2 else "veo3"
+        value = round(rng.lognormvariate(5.0 if k % 2 else 5.6, 0.3), 1)
+        failed = k % 20 == 0
+        if failed:
+            value = round(rng.uniform(5, 40), 1)
+        seconds.append(value)
+        lines.append(f"{model} {value}" + (" GENERATE_FAILED" if failed else ""))
+    path = tmp_path / "times.txt"
+    path.write_text("\n".join(lines) + "\n")
+    done = run("--durations", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {row["policy"] for row in rows} == POLICIES
+    assert all(row.keys() >= KEYS for row in rows)
+    by_policy = {row["policy"]: row for row in rows}
+    fixed = by_policy["fixed 30 s"]
+    expected = sum(max(1, -(-s // 30)) for s in seconds) / len(seconds)
+    assert fixed["requests_per_task"] == pytest.approx(expected)
+    limit = by_policy["limit (optimal, knows the distribution)"]
+    assert limit["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
+    assert limit["lag_mean"] < fixed["lag_mean"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("veo3 12 maybe\n", "outcome must be success or failed, not 'maybe'"),
+        ("veo3 soon\n", "seconds must be a number, not 'soon'"),
+        ("veo3 -3\n", "seconds must be finite and >= 0"),
+        ("veo3\n", "expected 'model seconds [outcome]'"),
+        ("# nothing\n", "no tasks"),
+    ],
+)
+def test_a_bad_durations_file_is_refused_with_its_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    """A malformed file ends with the file, the line and the problem; no traceback."""
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    done = run("--durations", str(path), "--json")
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_missing_durations_file_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    """A file that does not exist is named in one line."""
+    done = run("--durations", str(tmp_path / "absent.txt"))
+    assert done.returncode != 0
+    assert "absent.txt: cannot read it" in done.stderr
+    assert "Traceback" not in done.stderr
