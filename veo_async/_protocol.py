@@ -43,7 +43,7 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
 )
-from .models import RecordInfo, TaskStatus
+from .models import RecordInfo, TaskStatus, _slot_setters
 
 __all__ = [
     "RawResponse",
@@ -77,7 +77,7 @@ _RECORD_MISSING_HINTS = (
 )
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class RawResponse:
     """One HTTP answer, as the transport hands it to the protocol.
 
@@ -89,6 +89,16 @@ class RawResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        # Written out, not attrs' own: one per request (see models.VideoResult).
+        set_status, set_headers, set_body = _RAW_RESPONSE_SETTERS
+        set_status(self, status)
+        set_headers(self, headers)
+        set_body(self, body)
+
+
+_RAW_RESPONSE_SETTERS = _slot_setters(RawResponse)
 
 
 def excerpt(body: bytes) -> str:

@@ -199,9 +199,10 @@ class _PollRun(Ticket):
         error = request.exception()
         if error is None:
             record = request.result()
-            logger.debug(
-                "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # every poll: skip the arguments too
+                logger.debug(
+                    "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
+                )
             self.handle.publish(record)
             if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
