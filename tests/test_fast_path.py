@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
+import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,12 +130,17 @@ def _same(fast: RecordInfo, full: RecordInfo) -> bool:
 @settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(records())
 def test_fast_record_is_the_full_converters_record(data: dict[str, Any]) -> None:
-    """The fast path gives the full converter's record, or None where that one fails."""
+    """The fast path gives the full converter's record, or None where that one fails;
+    also when it leaves paramJson to be parsed on first read (a vouched-for body)."""
     fast = _convert._common_record(data)
     full = _full(data)
     if fast is not None:
         assert isinstance(full, RecordInfo)
         assert _same(fast, full)
+    deferred = _convert._common_record(data, inner_checked=True)
+    if deferred is not None:
+        assert isinstance(full, RecordInfo)
+        assert _same(deferred, full)  # == and repr read params: parsed here
     public = record_from_wire(data, TASK_ID) if isinstance(full, RecordInfo) else None
     if public is not None:
         assert isinstance(full, RecordInfo)
@@ -179,6 +187,29 @@ def test_documented_shapes_take_the_fast_path(data: dict[str, Any]) -> None:
     assert fast is not None
     assert isinstance(full, RecordInfo)
     assert _same(fast, full)
+
+
+def test_params_parsed_on_first_read_look_parsed_everywhere() -> None:
+    """A record whose paramJson waits for its first read copies, pickles, compares,
+    converts and hashes as one decoded with it parsed at once."""
+    body = json.dumps({"code": 200, "msg": "success", "data": _documented()}).encode()
+    expected = _full(_documented())
+    assert isinstance(expected, RecordInfo)
+
+    def fresh() -> RecordInfo:
+        return decode_record_info(RawResponse(200, {}, body), TASK_ID)
+
+    assert fresh().params == {"model": "veo3_fast", "prompt": "a fox"}
+    assert attrs.evolve(fresh()) == expected
+    assert pickle.loads(pickle.dumps(fresh())) == expected
+    assert copy.deepcopy(fresh()) == expected
+    assert attrs.asdict(fresh()) == attrs.asdict(expected)
+    assert fresh().to_jsonable() == expected.to_jsonable()
+    assert hash(fresh()) == hash(expected)
+    record = fresh()
+    assert record.params is record.params  # parsed once, then kept
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        record.params = {}  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

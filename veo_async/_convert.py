@@ -40,7 +40,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from . import _json
 from .errors import ResponseError
-from .models import RecordInfo, TaskStatus, VideoResult
+from .models import RecordInfo, TaskStatus, VideoResult, _Unparsed
 
 __all__ = ["KIE_TIMEZONE", "record_from_wire", "record_to_jsonable"]
 
@@ -212,12 +212,31 @@ def _structure_params(value: object, _: type) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if isinstance(value, str):
-        try:
-            parsed = _json.loads(value)  # paramJson: a second JSON text per record
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            return {"raw": value}
-        return parsed if isinstance(parsed, dict) else {"raw": value}
+        return _params_from_text(value)
     return {"raw": value}
+
+
+def _params_from_text(text: str, inner_checked: bool = False) -> dict[str, Any]:
+    """paramJson's text as a dict; ``{"raw": text}`` when it is no JSON object.
+
+    :param inner_checked: the text comes from a body :func:`_json.loads_document`
+        vouched for (no scan for long integers needed).
+    """
+    try:
+        # paramJson: a second JSON text per record.
+        parsed = _json.loads_inner(text) if inner_checked else _json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        return {"raw": text}
+    return parsed if isinstance(parsed, dict) else {"raw": text}
+
+
+class _ParamText(_Unparsed):
+    """paramJson from a vouched-for body, parsed on first read of ``params``."""
+
+    __slots__ = ()
+
+    def parse(self) -> dict[str, Any]:
+        return _params_from_text(self.text, inner_checked=True)
 
 
 def _structure_flag(value: object, _: type) -> bool:
@@ -586,11 +605,16 @@ def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordI
         # The usual values inline (None, "", a bool, a JSON object text, the
         # documented time format); the others through their hook. A value
         # inline code refuses raises, and the full path decides.
-        params = get("paramJson")
+        params: Any = get("paramJson")
         if type(params) is str and params[:1] == "{":
-            params = _json.loads_inner(params) if inner_checked else _json.loads(params)
-            if type(params) is not dict:
-                return None
+            if inner_checked:
+                # Parsed when record.params is first read (most never are);
+                # to the very value _structure_params gives the full path.
+                params = _ParamText(params)
+            else:
+                params = _json.loads(params)
+                if type(params) is not dict:
+                    return None
         else:
             params = _structure_params(params, dict)
         created = get("createTime")
