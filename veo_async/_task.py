@@ -783,6 +783,11 @@ def _outcome(record: RecordInfo) -> RecordInfo:
     raise TaskFailedError(record)
 
 
+# The registry sweeps out dead handles' entries once it holds this many (or
+# twice as many as after the last sweep): bounded garbage, amortised cost.
+_PURGE_MIN = 1024
+
+
 class TaskRegistry:
     """The session's handles (one per id while alive) and what they share.
 
@@ -799,8 +804,12 @@ class TaskRegistry:
         self.pacer = pacer
         self.journal = journal
         # Handles live as long as someone (a caller or their poll run) holds
-        # them: no unbounded cache across hundreds of thousands of ids.
-        self._handles: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
+        # them: no unbounded cache across hundreds of thousands of ids. Plain
+        # weak references, with the dead ones dropped in bulk (see _purge):
+        # a WeakValueDictionary costs two Python calls per new handle and a
+        # callback per dead one, on every id of every batch.
+        self._handles: dict[str, weakref.ref[VeoTask]] = {}
+        self._purge_at = _PURGE_MIN
 
     def handle(self, task_id: str, *, validated: bool = False) -> VeoTask:
         """The one handle of ``task_id``, made on first use.
@@ -811,11 +820,21 @@ class TaskRegistry:
         """
         if not validated:
             validate_task_id(task_id)
-        handle = self._handles.get(task_id)
+        handles = self._handles
+        ref = handles.get(task_id)
+        handle = ref() if ref is not None else None
         if handle is None:
             handle = _new_handle(task_id, self)
-            self._handles[task_id] = handle
+            handles[task_id] = weakref.ref(handle)
+            if len(handles) >= self._purge_at:
+                self._purge()
         return handle
+
+    def _purge(self) -> None:
+        """Drop the entries of dead handles; next time when the map has doubled
+        (so each new handle pays O(1) for it, amortised)."""
+        self._handles = {key: ref for key, ref in self._handles.items() if ref() is not None}
+        self._purge_at = max(_PURGE_MIN, 2 * len(self._handles))
 
     async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """Send a create request (see :func:`veo_async._create.submit`); the
