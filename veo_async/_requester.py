@@ -131,14 +131,18 @@ class Requester:
         self._creates = 0
         self._api_key = api_key
         self._on_event = on_event
+        #: True when events are wanted (skip building them otherwise). An
+        #: attribute, not a property: read on every published record.
+        self.reporting = on_event is not None
         self._requests = 0
         self._failures = 0
         self._last_error: VeoError | None = None
         self._last_answer_at: float | None = None
         self._fatal: AuthenticationError | None = None
         self._closed = False
-        # Poll requests run as tasks of their own; closing cancels them.
-        self._polls: set[asyncio.Task[Any]] = set()
+        # Poll requests run as tasks of their own, each with what to call when
+        # it ends; closing cancels them.
+        self._polls: dict[asyncio.Task[Any], Callable[[asyncio.Task[Any]], object]] = {}
 
     @property
     def closed(self) -> bool:
@@ -180,11 +184,6 @@ class Requester:
             hook(event)
         except Exception:
             logger.exception("on_event hook raised; ignored")
-
-    @property
-    def reporting(self) -> bool:
-        """True when events are wanted (skip building them otherwise)."""
-        return self._on_event is not None
 
     def check_usable(self) -> None:
         """Raise what every new request would meet: closed, or a fatal 401."""
@@ -287,16 +286,14 @@ class Requester:
             ),
             name="veo_async poll",
         )
-        polls = self._polls
-        polls.add(task)
-
-        def done(ended: asyncio.Task[RecordInfo]) -> None:
-            # One callback for both: a call_soon and a handle less per poll.
-            polls.discard(ended)
-            on_done(ended)
-
-        task.add_done_callback(done)
+        self._polls[task] = on_done
+        task.add_done_callback(self._poll_ended)
         return task
+
+    def _poll_ended(self, ended: asyncio.Task[Any]) -> None:
+        # One callback made once for every poll (no closure per poll): forget
+        # the task and hand it to its caller.
+        self._polls.pop(ended)(ended)
 
     async def _exchange(
         self,
@@ -323,7 +320,7 @@ class Requester:
             if self._on_event is not None:
                 self.emit(RequestStarted(method, path, task_id, granted_at))
             raw = await self.transport.send(
-                HttpRequest(method, path, params, json, api_key=self._api_key)
+                HttpRequest(method, path, params, json, self._api_key)
             )
             self._last_answer_at = answered_at = asyncio.get_running_loop().time()
             if answered_at - self._date_read_at > _DATE_EVERY:

@@ -148,7 +148,8 @@ class _PollRun(Ticket):
         )
 
     def begin(self, now: float) -> None:
-        self.queue_next(now, self.next_delay())
+        # Not queue_next(): a new run is not cancelled, and this runs per id of a batch.
+        self.requester.queue.push(now + self.next_delay(), self)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -450,8 +451,10 @@ class VeoTask:
         registry = self._registry
         journal = registry.journal
         if record.status is not _GENERATING:  # record.is_done
-            run = self._run
-            registry.pacer.observe(record, None if run is None else run.plan)
+            pacer = registry.pacer
+            if pacer.learning:
+                run = self._run
+                pacer.observe(record, None if run is None else run.plan)
             if journal is not None:
                 journal.finished(self)
         elif previous is None and journal is not None:
