@@ -344,9 +344,10 @@ class DueQueue:
 
     def release(self) -> None:
         """Give a slot back (exactly once per grant)."""
-        self.budget.finish(self._now())
+        now = self._now()
+        self.budget.finish(now)
         if self._heap or self._timer is not None:
-            self.dispatch()
+            self._dispatch(now)
 
     def answered(self) -> None:
         """The request got an answer that was not a 429 (may widen the window)."""
@@ -377,7 +378,9 @@ class DueQueue:
         """Grant every due ticket that can go now; arm one timer for the rest."""
         if not self._heap and self._timer is None:
             return  # the common case on every release of an idle session
-        now = self._now()
+        self._dispatch(self._now())
+
+    def _dispatch(self, now: float) -> None:
         wake: float | None = None
         heap = self._heap
         full = False  # the window filled up: blocked_until(now) would say math.inf

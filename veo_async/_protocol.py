@@ -277,8 +277,8 @@ def decode_record_info(
                 if previous is not None and _unchanged(data, task_id, previous):
                     return previous
                 record = usual_record(data)
-                if record is not None:
-                    return _checked_owner(record, response, task_id)
+                if record is not None and record.task_id == task_id:
+                    return record  # (another task's: the full path raises)
     # Anything else: parsed exactly, every check and quirk.
     data = _envelope_data(response, _parse(response.body), task_id)
     if data is None:

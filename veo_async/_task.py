@@ -174,7 +174,11 @@ class _PollRun(Ticket):
         return None
 
     def notify(self, error: BaseException | None = None) -> None:
-        for listener in list(self.listeners):
+        listeners = self.listeners
+        if len(listeners) == 1:  # the usual follower, alone: no copy to iterate
+            listeners[0](self.handle, error)
+            return
+        for listener in list(listeners):  # a listener may leave while told
             listener(self.handle, error)
 
     # -- the queue's side (Ticket) ----------------------------------------------
