@@ -544,13 +544,12 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
     record_id = get("taskId")
     flag = get("successFlag")
     # type() is int: a bool flag is refused by the full path, not read as 0/1.
-    # The "null" spellings inline (this runs on every decoded record): a
-    # string is one only if it is in _NULL_TEXTS once stripped and lowered.
+    # The "null" spellings: a string longer than any once stripped is none of
+    # them (this runs on every decoded record; real ids are ~40 characters).
     if (
         type(record_id) is not str
         or type(flag) is not int
-        or record_id in _NULL_TEXTS
-        or record_id.strip().lower() in _NULL_TEXTS
+        or (len(record_id.strip()) <= _NULL_MAX_LEN and _is_nullish(record_id))
     ):
         return None
     status = _STATUS_BY_FLAG.get(flag)
@@ -574,8 +573,13 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
             origin = rget("originUrls")
             full = rget("fullResultUrls")
             resolution = rget("resolution")
-            if type(resolution) is float:
+            if type(resolution) is str:  # "1080p": longer than any "null" spelling
+                if len(resolution.strip()) <= _NULL_MAX_LEN and _is_nullish(resolution):
+                    resolution = None
+            elif type(resolution) is float:
                 return None  # maybe a long integer misread (see the docstring)
+            elif resolution is not None:
+                resolution = _structure_text(resolution, str)
             if (  # one URL, the usual answer: what _structure_urls gives it, inline
                 type(urls) is list
                 and len(urls) == 1
@@ -591,15 +595,7 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
                 result_urls,
                 () if origin is None else _structure_urls(origin, tuple),
                 () if full is None else _structure_urls(full, tuple),
-                None
-                if resolution is None
-                or (
-                    type(resolution) is str
-                    and (
-                        resolution in _NULL_TEXTS or resolution.strip().lower() in _NULL_TEXTS
-                    )
-                )
-                else _structure_text(resolution, str),
+                resolution,
             )
         elif get("resultUrls") is not None:
             return None  # the URLs directly under data: _normalize moves them

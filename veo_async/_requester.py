@@ -23,7 +23,7 @@ import datetime
 import email.utils
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -241,17 +241,34 @@ class Requester:
         finally:
             creating.release()
 
-    async def record_info(self, task_id: str, previous: RecordInfo | None = None) -> RecordInfo:
-        """One record-info request now; the decoded record."""
-        # call() inlined: this is every poll's path, one coroutine less.
+    def record_info(
+        self, task_id: str, previous: RecordInfo | None = None
+    ) -> Coroutine[Any, Any, RecordInfo]:
+        """One record-info request now: a coroutine giving the decoded record.
+
+        Await it at once: the slot may be taken by this call already, and
+        only the coroutine gives it back. (Not a coroutine function itself:
+        every layer of one is crossed again on each resumption of the
+        request; errors of a closed or failed session are raised by the call.)
+        """
+        # call() inlined: this is every poll's path.
         if self._closed or self._fatal is not None:
             self.check_usable()
-        queue = self.queue
-        granted_at = queue.take()
+        granted_at = self.queue.take()
         if granted_at is None:
-            granted_at = await queue.acquire()
+            return self._queued_record_info(task_id, previous)
+        return self._record_exchange(task_id, previous, granted_at)
+
+    async def _queued_record_info(self, task_id: str, previous: RecordInfo | None) -> RecordInfo:
+        granted_at = await self.queue.acquire()
+        return await self._record_exchange(task_id, previous, granted_at)
+
+    def _record_exchange(
+        self, task_id: str, previous: RecordInfo | None, granted_at: float
+    ) -> Coroutine[Any, Any, RecordInfo]:
+        """The exchange of one record-info request on a granted slot."""
         tz = self.timezone
-        return await self._exchange(
+        return self._exchange(
             "GET",
             RECORD_INFO_PATH,
             lambda raw: decode_record_info(raw, task_id, previous, tz=tz),
@@ -275,16 +292,7 @@ class Requester:
             the slot is released either way.
         """
         task = asyncio.get_running_loop().create_task(
-            self._exchange(
-                "GET",
-                RECORD_INFO_PATH,
-                lambda raw: decode_record_info(raw, task_id, previous, tz=self.timezone),
-                granted_at,
-                {"taskId": task_id},
-                None,
-                task_id,
-            ),
-            name="veo_async poll",
+            self._record_exchange(task_id, previous, granted_at), name="veo_async poll"
         )
         self._polls[task] = on_done
         task.add_done_callback(self._poll_ended)
