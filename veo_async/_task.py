@@ -143,8 +143,10 @@ class _PollRun(Ticket):
 
     def next_delay(self, *, running: bool = False) -> float:
         handle = self.handle
+        # The handle's slots, not its properties: the run is the handle's own
+        # poll loop (this module), and this runs for every poll.
         return self.plan.next_delay(
-            handle.record, handle.created_loop_time, handle.model, running=running
+            handle._record, handle._created_loop_time, handle._model, running=running
         )
 
     def begin(self, now: float) -> None:
@@ -186,7 +188,7 @@ class _PollRun(Ticket):
     def granted(self, now: float) -> None:
         self.attempt += 1
         handle = self.handle
-        self.request = self.requester.poll(handle.task_id, now, handle.record, self.answered)
+        self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
 
     def failed(self, error: BaseException) -> None:
         self.finish(error)
@@ -401,8 +403,11 @@ class VeoTask:
         :raises VeoError: the error that ended the last wait (e.g. a timeout).
         :raises asyncio.InvalidStateError: no outcome yet.
         """
-        if self._record is not None and self._record.is_done:
-            return _outcome(self._record)
+        record = self._record
+        if record is not None and record.status is not _GENERATING:  # is_done, inline
+            if record.status is _SUCCESS:  # _outcome, inline: once per id of a batch
+                return record
+            raise TaskFailedError(record)
         if self._error is not None:
             raise self._error
         raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
