@@ -56,6 +56,11 @@ CREATE_PERIOD = 10.0
 
 T = TypeVar("T")
 EventHook = Callable[[Event], object]
+#: What a poll's answer is told to: ``(its task, the record, None)`` or
+#: ``(its task, None, the error)``.
+PollAnswer = Callable[
+    ["asyncio.Task[None]", "RecordInfo | None", "BaseException | None"], object
+]
 
 
 @attrs.frozen
@@ -140,9 +145,9 @@ class Requester:
         self._last_answer_at: float | None = None
         self._fatal: AuthenticationError | None = None
         self._closed = False
-        # Poll requests run as tasks of their own, each with what to call when
-        # it ends; closing cancels them.
-        self._polls: dict[asyncio.Task[Any], Callable[[asyncio.Task[Any]], object]] = {}
+        # Poll requests run as tasks of their own, each with what to tell its
+        # answer to (until told); closing cancels them.
+        self._polls: dict[asyncio.Task[None], PollAnswer] = {}
 
     @property
     def closed(self) -> bool:
@@ -283,25 +288,59 @@ class Requester:
         task_id: str,
         granted_at: float,
         previous: RecordInfo | None,
-        on_done: Callable[[asyncio.Task[RecordInfo]], object],
-    ) -> asyncio.Task[RecordInfo]:
+        on_answer: PollAnswer,
+    ) -> asyncio.Task[None]:
         """Start a record-info request on a slot already granted (by the queue).
 
-        :param on_done: called with the request's task when it has ended.
-        :returns: the request's task; cancelling it cancels the request, and
-            the slot is released either way.
+        :param on_answer: called once with ``(task, record, None)`` or ``(task,
+            None, error)`` at the end of the request, inside its task (no
+            done-callback hop per poll); ``error`` is a CancelledError when the
+            session closed under the request. Not called after :meth:`stop_poll`.
+        :returns: the request's task; stop it with :meth:`stop_poll`. The
+            slot is released either way.
         """
         task = asyncio.get_running_loop().create_task(
-            self._record_exchange(task_id, previous, granted_at), name="veo_async poll"
+            self._polled(task_id, previous, granted_at), name="veo_async poll"
         )
-        self._polls[task] = on_done
-        task.add_done_callback(self._poll_ended)
+        self._polls[task] = on_answer
         return task
 
-    def _poll_ended(self, ended: asyncio.Task[Any]) -> None:
-        # One callback made once for every poll (no closure per poll): forget
-        # the task and hand it to its caller.
-        self._polls.pop(ended)(ended)
+    def stop_poll(self, task: asyncio.Task[None]) -> None:
+        """Cancel a poll whose answer nobody wants any more: its ``on_answer``
+        is not called (it may not even have started)."""
+        self._polls.pop(task, None)
+        task.cancel()
+
+    async def _polled(self, task_id: str, previous: RecordInfo | None, granted_at: float) -> None:
+        record: RecordInfo | None = None
+        error: BaseException | None = None
+        try:
+            record = await self._record_exchange(task_id, previous, granted_at)
+        except (Exception, asyncio.CancelledError) as exc:  # handed on, then re-raised if cancelled
+            error = exc
+        task = asyncio.current_task()
+        assert task is not None
+        self._tell(task, self._polls.pop(task, None), record, error)
+        if isinstance(error, asyncio.CancelledError):
+            raise error
+
+    @staticmethod
+    def _tell(
+        task: asyncio.Task[None],
+        on_answer: PollAnswer | None,
+        record: RecordInfo | None,
+        error: BaseException | None,
+    ) -> None:
+        """Hand a poll's answer on; a failing handler is reported as a failing
+        done-callback would be, and never fails the poll."""
+        if on_answer is None:
+            return
+        try:
+            on_answer(task, record, error)
+        except Exception as exc:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "Exception in a poll's answer handler", "exception": exc, "task": task}
+            )
 
     async def _exchange(
         self,
@@ -411,6 +450,10 @@ class Requester:
             task.cancel()
         if polls:
             await asyncio.wait(polls)
+        # A poll cancelled before its first step never ran: tell its run here.
+        left, self._polls = self._polls, {}
+        for task, on_answer in left.items():
+            self._tell(task, on_answer, None, asyncio.CancelledError())
         await self.transport.aclose()
 
 

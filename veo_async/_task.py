@@ -135,7 +135,7 @@ class _PollRun(Ticket):
         self.plan = plan
         self.not_found_grace = not_found_grace
         self.listeners: list[Listener] = []
-        self.request: asyncio.Task[RecordInfo] | None = None
+        self.request: asyncio.Task[None] | None = None
         self.not_found_since: float | None = None
         self.attempt = 0
         self.ended = False
@@ -171,7 +171,7 @@ class _PollRun(Ticket):
         self.requester.queue.discard(self)
         request, self.request = self.request, None
         if request is not None and not request.done():
-            request.cancel()
+            self.requester.stop_poll(request)
             return request
         return None
 
@@ -195,17 +195,21 @@ class _PollRun(Ticket):
 
     # -- one answer ---------------------------------------------------------------
 
-    def answered(self, request: asyncio.Task[RecordInfo]) -> None:
+    def answered(
+        self,
+        request: asyncio.Task[None],
+        record: RecordInfo | None,
+        error: BaseException | None,
+    ) -> None:
         if self.request is not request:
             return  # stopped meanwhile: nobody wants this answer
         self.request = None
-        if request.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             # Only closing the session cancels a request of a run still followed.
             self.finish(SessionClosedError("the VeoSession was closed while waiting"))
             return
-        error = request.exception()
         if error is None:
-            record = request.result()
+            assert record is not None
             if logger.isEnabledFor(logging.DEBUG):  # every poll: skip the arguments too
                 logger.debug(
                     "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
