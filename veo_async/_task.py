@@ -150,8 +150,11 @@ class _PollRun(Ticket):
         )
 
     def begin(self, now: float) -> None:
-        # Not queue_next(): a new run is not cancelled, and this runs per id of a batch.
-        self.requester.queue.push(now + self.next_delay(), self)
+        # Not queue_next() nor next_delay(): a new run is not cancelled nor
+        # running, and this runs per id of a batch.
+        handle = self.handle
+        delay = self.plan.next_delay(handle._record, handle._created_loop_time, handle._model)
+        self.requester.queue.push(now + delay, self)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
