@@ -160,3 +160,45 @@ def test_count_finish_keeps_a_start_in_the_window_until_it_finishes() -> None:
     assert budget.blocked_until(13.0) is None
     budget.start(13.0)
     assert budget.blocked_until(13.5) == pytest.approx(14.0)
+
+
+def _state(budget: RequestBudget) -> tuple[object, ...]:
+    return (budget.in_flight, budget.max_in_flight, budget.window, budget.blocked_until(50.0))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: RequestBudget(3, rng=random.Random(0)), id="window"),
+        pytest.param(lambda: RequestBudget(3, 2.0, rng=random.Random(0)), id="rate"),
+        pytest.param(
+            lambda: RequestBudget(3, 2.0, count_finish=True, rng=random.Random(0)),
+            id="count-finish",
+        ),
+    ],
+)
+def test_try_start_is_blocked_until_then_start(make: object) -> None:
+    """try_start starts exactly when blocked_until says a start may go, keeping the
+    same books as start (also through a 429's pause and the shrunk window after it)."""
+    assert callable(make)
+    ours, reference = make(), make()
+    rng = random.Random(7)
+    now = 0.0
+    for step in range(300):
+        now += rng.choice([0.0, 0.0, 0.1, 0.6])
+        if step == 100:  # a 429: a pause, then a window of one growing back
+            for budget in (ours, reference):
+                budget.on_rate_limited(now, now, 1.0)
+        action = rng.random()
+        if action < 0.6:
+            allowed = reference.blocked_until(now) is None
+            if allowed:
+                reference.start(now)
+            assert ours.try_start(now) is allowed
+        elif action < 0.9 and reference.in_flight:
+            ours.finish(now)
+            reference.finish(now)
+        else:
+            ours.on_answer()
+            reference.on_answer()
+        assert _state(ours) == _state(reference)

@@ -1,7 +1,10 @@
 """The decoding fast paths agree with the full ones.
 
-- ``_convert._common_record`` (the documented record shape read directly) must
+- ``_convert.usual_record`` (the documented record shape read directly) must
   give exactly what the full converter gives, or step aside (None);
+- ``decode_record_info`` reads the usual answer from a parse without the
+  long-integer scan (``_json.loads_unscanned``): its record must be the one
+  an exact (stdlib) parse gives, long integers anywhere included;
 - ``_json.loads`` (orjson first, the stdlib for what orjson refuses) must
   mean what :func:`json.loads` means, and the stdlib-only path must work;
 - ``validate_task_id``'s one-pass check must accept only what the full
@@ -10,12 +13,15 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
+import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,15 +29,22 @@ from hypothesis import strategies as st
 from veo_async import _convert, _json
 from veo_async._convert import KIE_TIMEZONE, record_from_wire
 from veo_async._protocol import RawResponse, decode_record_info
-from veo_async.errors import ResponseError
-from veo_async.models import MAX_TASK_ID_LENGTH, RecordInfo, validate_task_id
+from veo_async.errors import RecordNotFoundError, ResponseError, VeoError
+from veo_async.models import MAX_TASK_ID_LENGTH, RecordInfo, TaskStatus, validate_task_id
 
 TASK_ID = "veo_task_abcdef0123456789"
 
 _NULLISH = st.sampled_from([None, "", "null", "NULL", "Null", "None", "none", " null "])
 _TEXT = st.text(max_size=12)
+# Integers beyond 64 bits (orjson reads them as floats) and just inside.
+_LONG = st.one_of(
+    st.integers(2**63 - 2, 2**64 + 2),
+    st.integers(-(2**63) - 2, -(2**63) + 2),
+    st.integers(10**19, 10**30),
+    st.integers(-(10**30), -(10**19)),
+)
 _SCALAR = st.one_of(
-    _NULLISH, _TEXT, st.integers(-5, 5), st.floats(allow_nan=True), st.booleans()
+    _NULLISH, _TEXT, st.integers(-5, 5), st.floats(allow_nan=True), st.booleans(), _LONG
 )
 _TIMES = st.one_of(
     st.sampled_from(
@@ -59,6 +72,7 @@ _URLS = st.one_of(
 _PARAMS = st.one_of(
     st.sampled_from(['{"model": "veo3_fast", "prompt": "a"}', "[1]", "{", '"x"', "{}"]),
     st.dictionaries(_TEXT, _SCALAR, max_size=2),
+    st.dictionaries(_TEXT, _SCALAR, max_size=2).map(json.dumps),
     _SCALAR,
 )
 
@@ -127,8 +141,9 @@ def _same(fast: RecordInfo, full: RecordInfo) -> bool:
 @settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(records())
 def test_fast_record_is_the_full_converters_record(data: dict[str, Any]) -> None:
-    """The fast path gives the full converter's record, or None where that one fails."""
-    fast = _convert._common_record(data)
+    """The fast path gives the full converter's record, or None where that one fails
+    (its paramJson, parsed on first read, included: == and repr read it)."""
+    fast = _convert.usual_record(data)
     full = _full(data)
     if fast is not None:
         assert isinstance(full, RecordInfo)
@@ -137,6 +152,56 @@ def test_fast_record_is_the_full_converters_record(data: dict[str, Any]) -> None
     if public is not None:
         assert isinstance(full, RecordInfo)
         assert _same(public, full)
+
+
+def _exact_decode(body: bytes) -> RecordInfo | Exception:
+    """What decode_record_info must give: the stdlib's parse, the full converter."""
+    data = json.loads(body)["data"]
+    if data is None:
+        return RecordNotFoundError("not visible", code=200, http_status=200, task_id=TASK_ID)
+    full = _full(data)
+    if isinstance(full, RecordInfo) and full.task_id != TASK_ID:
+        return ResponseError("another task", field="taskId", retryable=False)
+    return full
+
+
+_RESPONSE_FIELD = st.sampled_from(sorted(_RESPONSE_KEYS))
+
+
+@st.composite
+def usual_but_one(draw: st.DrawFn) -> dict[str, Any]:
+    """The documented record with one field (or one of its response's) replaced."""
+    data = _documented()
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(_RECORD_FIELDS)))
+        data[key] = draw(st.one_of(_LONG, _RECORD_FIELDS[key]))
+    else:
+        key = draw(_RESPONSE_FIELD)
+        data["response"][key] = draw(st.one_of(_LONG, _RESPONSE_KEYS[key]))
+    return data
+
+
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(usual_but_one(), records(), st.none()), st.booleans())
+def test_an_answer_decodes_as_an_exact_parse_would(data: Any, previous: bool) -> None:
+    """decode_record_info, on its unscanned parse, gives what the stdlib parse and the
+    full converter give (long integers anywhere included), or the same error."""
+    body = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+    generating = RecordInfo(TASK_ID, TaskStatus.GENERATING) if previous else None
+    expected = _exact_decode(body)
+    try:
+        got: RecordInfo | Exception = decode_record_info(
+            RawResponse(200, {}, body), TASK_ID, generating
+        )
+    except VeoError as exc:
+        got = exc
+    if isinstance(expected, RecordInfo):
+        assert isinstance(got, RecordInfo)
+        # An unchanged GENERATING answer gives the previous record back as is.
+        assert got is generating or _same(got, expected)
+    else:
+        assert type(got) is type(expected)
+        assert getattr(got, "field", None) == getattr(expected, "field", None)
 
 
 def _documented(**changes: Any) -> dict[str, Any]:
@@ -174,11 +239,34 @@ def _documented(**changes: Any) -> dict[str, Any]:
 )
 def test_documented_shapes_take_the_fast_path(data: dict[str, Any]) -> None:
     """The shapes the service really sends are read by the fast path (not stepped aside)."""
-    fast = _convert._common_record(data)
+    fast = _convert.usual_record(data)
     full = _full(data)
     assert fast is not None
     assert isinstance(full, RecordInfo)
     assert _same(fast, full)
+
+
+def test_params_parsed_on_first_read_look_parsed_everywhere() -> None:
+    """A record whose paramJson waits for its first read copies, pickles, compares,
+    converts and hashes as one decoded with it parsed at once."""
+    body = json.dumps({"code": 200, "msg": "success", "data": _documented()}).encode()
+    expected = _full(_documented())
+    assert isinstance(expected, RecordInfo)
+
+    def fresh() -> RecordInfo:
+        return decode_record_info(RawResponse(200, {}, body), TASK_ID)
+
+    assert fresh().params == {"model": "veo3_fast", "prompt": "a fox"}
+    assert attrs.evolve(fresh()) == expected
+    assert pickle.loads(pickle.dumps(fresh())) == expected
+    assert copy.deepcopy(fresh()) == expected
+    assert attrs.asdict(fresh()) == attrs.asdict(expected)
+    assert fresh().to_jsonable() == expected.to_jsonable()
+    assert hash(fresh()) == hash(expected)
+    record = fresh()
+    assert record.params is record.params  # parsed once, then kept
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        record.params = {}  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -197,7 +285,7 @@ def test_documented_shapes_take_the_fast_path(data: dict[str, Any]) -> None:
 )
 def test_unusual_shapes_step_aside(data: dict[str, Any]) -> None:
     """Anything but the documented shape is left to the full converter."""
-    assert _convert._common_record(data) is None
+    assert _convert.usual_record(data) is None
 
 
 # -- JSON: orjson first, the stdlib for the rest ------------------------------------------
@@ -318,12 +406,9 @@ def test_task_id_check_accepts_exactly_the_valid_ids(task_id: str) -> None:
     assert accepted == _valid_by_the_full_checks(task_id)
 
 
-def _inner_parse(document: bytes) -> tuple[Any, Any]:
-    """(body, its paramJson parsed) as decode_record_info parses them."""
-    body, inner_checked = _json.loads_document(document)
-    inner = body["data"]["paramJson"]
-    parse = _json.loads_inner if inner_checked else _json.loads
-    return body, parse(inner)
+def _params_of(document: bytes) -> Any:
+    """The params decode_record_info reads from a body (a record of TASK_ID)."""
+    return decode_record_info(RawResponse(200, {}, document), TASK_ID).params
 
 
 def _quoted(text: str, *, escape_digits: bool, ascii_only: bool) -> str:
@@ -350,24 +435,23 @@ def _quoted(text: str, *, escape_digits: bool, ascii_only: bool) -> str:
     st.booleans(),
     st.booleans(),
 )
-def test_one_scan_covers_the_inner_json_text(
+def test_params_keep_their_long_integers(
     params: dict[str, Any], escape: bool, ascii_only: bool
 ) -> None:
-    """A paramJson parsed after the body's single scan is what json.loads makes of it,
-    long integers included, even when its digits are \\u escapes in the body."""
+    """A record's paramJson reads as json.loads reads it, long integers included,
+    even when its digits are \\u escapes in the body."""
     inner = json.dumps(params, ensure_ascii=ascii_only)
     quoted = _quoted(inner, escape_digits=escape, ascii_only=ascii_only)
-    document = ('{"code": 200, "data": {"paramJson": ' + quoted + "}}").encode()
-    body, parsed = _inner_parse(document)
-    assert repr(body) == repr(json.loads(document))
-    assert repr(parsed) == repr(json.loads(json.loads(document)["data"]["paramJson"]))
+    record = f'{{"taskId": "{TASK_ID}", "successFlag": 1, "paramJson": {quoted}}}'
+    document = ('{"code": 200, "data": ' + record + "}").encode()
+    assert repr(_params_of(document)) == repr(json.loads(inner))
 
 
-def test_a_document_orjson_refuses_gets_its_inner_texts_scanned() -> None:
-    """A UTF-16 body (which the byte scan cannot read) never vouches for its inner texts."""
+def test_a_body_orjson_refuses_is_read_exactly() -> None:
+    """A UTF-16 body (which orjson refuses) is read by the stdlib, long integers intact."""
     inner = json.dumps({"seeds": 10**25})
-    document = json.dumps({"code": 200, "data": {"paramJson": inner}}).encode("utf-16")
-    body, inner_checked = _json.loads_document(document)
-    assert body == json.loads(document)
-    assert not inner_checked or not _json.FAST_JSON
-    assert _inner_parse(document)[1] == {"seeds": 10**25}
+    record = {"taskId": TASK_ID, "successFlag": 1, "paramJson": inner, "errorCode": 10**20 + 1}
+    document = json.dumps({"code": 200, "data": record}).encode("utf-16")
+    decoded = decode_record_info(RawResponse(200, {}, document), TASK_ID)
+    assert decoded.params == {"seeds": 10**25}
+    assert decoded.error_code == 10**20 + 1

@@ -909,3 +909,30 @@ async def test_on_update_reports_a_known_terminal_record_without_a_request(
     assert record.status is TaskStatus.SUCCESS
     assert seen == [TaskStatus.SUCCESS]
     assert fake_kie.total_requests == requests
+
+
+async def test_a_raising_listener_is_reported_to_the_loop(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A listener that raises is reported to the loop's exception handler (with the
+    error), as a failing callback is; its poll's task itself ends without an error."""
+    fake_kie.add_task("veo_a")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+
+        def broken(_handle: Any, _error: BaseException | None) -> None:
+            raise ValueError("listener bug")
+
+        subscription = veo.task("veo_a").subscribe(broken)
+        assert await eventually(lambda: bool(reported))
+        subscription.close()
+    finally:
+        loop.set_exception_handler(None)
+    assert isinstance(reported[0]["exception"], ValueError)
+    request = reported[0]["task"]
+    await asyncio.wait((request,))
+    assert not request.cancelled()
+    assert request.exception() is None
+    assert not leftover_tasks()

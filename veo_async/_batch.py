@@ -135,10 +135,6 @@ _large_batches = _FreezeWhileLarge()
 _SUCCESS = TaskStatus.SUCCESS
 
 
-def _is_failure(handle: VeoTask, error: BaseException | None) -> bool:
-    return error is not None or handle.status is not _SUCCESS
-
-
 class CompletionTracker:
     """Follows many handles until each reaches an outcome or the batch ends.
 
@@ -207,7 +203,7 @@ class CompletionTracker:
     def _arrived(self, task_id: str, handle: VeoTask, error: BaseException | None) -> None:
         if error is not None:
             self._errors[task_id] = error
-        failed = _is_failure(handle, error)
+        failed = error is not None or handle.status is not _SUCCESS
         if failed and self.first_failure is None:
             self.first_failure = task_id
         self.finished.append(task_id)

@@ -40,9 +40,9 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from . import _json
 from .errors import ResponseError
-from .models import RecordInfo, TaskStatus, VideoResult
+from .models import RecordInfo, TaskStatus, VideoResult, _Unparsed
 
-__all__ = ["KIE_TIMEZONE", "record_from_wire", "record_to_jsonable"]
+__all__ = ["KIE_TIMEZONE", "record_from_wire", "record_to_jsonable", "usual_record"]
 
 #: The zone of Kie's ``"YYYY-MM-DD HH:MM:SS"`` strings (Beijing time, no DST).
 KIE_TIMEZONE = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
@@ -212,12 +212,26 @@ def _structure_params(value: object, _: type) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if isinstance(value, str):
-        try:
-            parsed = _json.loads(value)  # paramJson: a second JSON text per record
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            return {"raw": value}
-        return parsed if isinstance(parsed, dict) else {"raw": value}
+        return _params_from_text(value)
     return {"raw": value}
+
+
+def _params_from_text(text: str) -> dict[str, Any]:
+    """paramJson's text as a dict; ``{"raw": text}`` when it is no JSON object."""
+    try:
+        parsed = _json.loads(text)  # paramJson: a second JSON text per record
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        return {"raw": text}
+    return parsed if isinstance(parsed, dict) else {"raw": text}
+
+
+class _ParamText(_Unparsed):
+    """A paramJson object text, parsed on the first read of ``params``."""
+
+    __slots__ = ()
+
+    def parse(self) -> dict[str, Any]:
+        return _params_from_text(self.text)
 
 
 def _structure_flag(value: object, _: type) -> bool:
@@ -450,7 +464,6 @@ def record_from_wire(
     task_id: str | None = None,
     *,
     tz: _dt.tzinfo = KIE_TIMEZONE,
-    inner_checked: bool = False,
 ) -> RecordInfo:
     """Turn the ``data`` of a record-info envelope into a :class:`RecordInfo`.
 
@@ -462,12 +475,10 @@ def record_from_wire(
     :raises ResponseError: (not retryable) naming the field when the record has
         no readable ``taskId`` or ``successFlag``, or a ``response`` that is not
         an object. Other unreadable fields take their defaults (logged at DEBUG).
-    :param inner_checked: *data* came from a body :func:`_json.loads_document`
-        vouched for: its ``paramJson`` text needs no scan for long integers.
     :raises TypeError: when *tz* is not a :class:`datetime.tzinfo`.
     """
     if tz is KIE_TIMEZONE and type(data) is dict:
-        record = _common_record(data, inner_checked)  # the usual shape, quickly (or None)
+        record = usual_record(data)  # the usual shape, quickly (or None)
         if record is not None:
             return record
     if tz is not KIE_TIMEZONE and not isinstance(tz, _dt.tzinfo):
@@ -508,7 +519,7 @@ _read_kie_time = _time_hook(KIE_TIMEZONE)
 _KIE_SUFFIX = _fixed_suffix(KIE_TIMEZONE) or ""
 
 
-def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordInfo | None:
+def usual_record(data: dict[str, Any]) -> RecordInfo | None:
     """The documented record shape, read directly; None for anything else.
 
     Nearly every answer has the documented shape: a string ``taskId``, an int
@@ -521,18 +532,24 @@ def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordI
     always the full converter's (``tests/test_fast_path.py`` checks that with
     hypothesis). Absent and null fields get what the full path gives them
     (_normalize drops nulls; each hook reads None as its field's default).
+
+    It reads no float where it reads a value (times, codes, texts) and no
+    nested object (``paramJson`` as an object): those step aside too. So
+    *data* may come from :func:`_json.loads_unscanned`, which may turn an
+    integer beyond 64 bits into a float: the result is then still exactly
+    what the full path makes of an exact parse. A paramJson text is parsed
+    (exactly) when ``record.params`` is first read.
     """
     get = data.get
     record_id = get("taskId")
     flag = get("successFlag")
     # type() is int: a bool flag is refused by the full path, not read as 0/1.
-    # The "null" spellings inline (this runs on every decoded record): a
-    # string is one only if it is in _NULL_TEXTS once stripped and lowered.
+    # The "null" spellings: a string longer than any once stripped is none of
+    # them (this runs on every decoded record; real ids are ~40 characters).
     if (
         type(record_id) is not str
         or type(flag) is not int
-        or record_id in _NULL_TEXTS
-        or record_id.strip().lower() in _NULL_TEXTS
+        or (len(record_id.strip()) <= _NULL_MAX_LEN and _is_nullish(record_id))
     ):
         return None
     status = _STATUS_BY_FLAG.get(flag)
@@ -556,6 +573,13 @@ def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordI
             origin = rget("originUrls")
             full = rget("fullResultUrls")
             resolution = rget("resolution")
+            if type(resolution) is str:  # "1080p": longer than any "null" spelling
+                if len(resolution.strip()) <= _NULL_MAX_LEN and _is_nullish(resolution):
+                    resolution = None
+            elif type(resolution) is float:
+                return None  # maybe a long integer misread (see the docstring)
+            elif resolution is not None:
+                resolution = _structure_text(resolution, str)
             if (  # one URL, the usual answer: what _structure_urls gives it, inline
                 type(urls) is list
                 and len(urls) == 1
@@ -571,41 +595,38 @@ def _common_record(data: dict[str, Any], inner_checked: bool = False) -> RecordI
                 result_urls,
                 () if origin is None else _structure_urls(origin, tuple),
                 () if full is None else _structure_urls(full, tuple),
-                None
-                if resolution is None
-                or (
-                    type(resolution) is str
-                    and (
-                        resolution in _NULL_TEXTS or resolution.strip().lower() in _NULL_TEXTS
-                    )
-                )
-                else _structure_text(resolution, str),
+                resolution,
             )
         elif get("resultUrls") is not None:
             return None  # the URLs directly under data: _normalize moves them
         # The usual values inline (None, "", a bool, a JSON object text, the
         # documented time format); the others through their hook. A value
         # inline code refuses raises, and the full path decides.
-        params = get("paramJson")
-        if type(params) is str and params[:1] == "{":
-            params = _json.loads_inner(params) if inner_checked else _json.loads(params)
-            if type(params) is not dict:
-                return None
+        params: Any = get("paramJson")
+        if type(params) is str:
+            # An object text is parsed when record.params is first read (most
+            # never are), to the very value _structure_params gives it.
+            params = _ParamText(params) if params[:1] == "{" else _structure_params(params, dict)
+        elif params is None:
+            params = {}
         else:
-            params = _structure_params(params, dict)
+            return None  # an object or a number (see the docstring)
         created = get("createTime")
+        completed = get("completeTime")
+        error_code = get("errorCode")
+        message = get("errorMessage")
+        # (A float flag reads as its truth either way: no long-integer doubt.)
+        fallback = get("fallbackFlag")
+        if float in (type(created), type(completed), type(error_code), type(message)):
+            return None  # maybe a long integer misread (see the docstring)
         if type(created) is str and len(created) == 19 and created[10] == " ":
             created = _dt.datetime.fromisoformat(created + _KIE_SUFFIX)
         else:
             created = _read_kie_time(created, _dt.datetime)
-        completed = get("completeTime")
         if type(completed) is str and len(completed) == 19 and completed[10] == " ":
             completed = _dt.datetime.fromisoformat(completed + _KIE_SUFFIX)
         else:
             completed = _read_kie_time(completed, _dt.datetime)
-        error_code = get("errorCode")
-        message = get("errorMessage")
-        fallback = get("fallbackFlag")
         return RecordInfo(
             record_id,
             status,

@@ -27,6 +27,7 @@ import attrs
 
 from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
+from .models import _slot_setters
 
 __all__ = [
     "MAX_BODY",
@@ -86,7 +87,11 @@ class ApiKey:
         raise TypeError("an ApiKey cannot be pickled")
 
 
-@attrs.frozen
+#: The default credentials of a request built without any (a key of its own).
+_NO_KEY = ApiKey("")
+
+
+@attrs.frozen(init=False)
 class HttpRequest:
     """One request, as the requester hands it to a transport.
 
@@ -101,7 +106,26 @@ class HttpRequest:
     path: str
     params: Mapping[str, str] | None = None
     json: Any = None
-    api_key: ApiKey = attrs.field(default=ApiKey(""), repr=False, eq=False)
+    api_key: ApiKey = attrs.field(default=_NO_KEY, repr=False, eq=False)
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        api_key: ApiKey = _NO_KEY,
+    ) -> None:
+        # Written out, not attrs' own: one per request (see models.VideoResult).
+        set_method, set_path, set_params, set_json, set_api_key = _HTTP_REQUEST_SETTERS
+        set_method(self, method)
+        set_path(self, path)
+        set_params(self, params)
+        set_json(self, json)
+        set_api_key(self, api_key)
+
+
+_HTTP_REQUEST_SETTERS = _slot_setters(HttpRequest)
 
 
 @runtime_checkable

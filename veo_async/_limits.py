@@ -96,6 +96,8 @@ class RequestBudget:
         self._count_finish = count_finish and self._burst > 0
         # count_finish: requests started and not finished (they fill the window).
         self._unfinished = 0
+        #: True when :meth:`finish` must be told the time (``count_finish``).
+        self.timed_finish = self._count_finish
         self._paused_until = 0.0
         self._pause_started = -math.inf
         self._strikes = 0
@@ -160,6 +162,21 @@ class RequestBudget:
             self._starts.append(now)
         # Not paused at now (this start was allowed): a full window is all that blocks.
         return in_flight < self._window
+
+    def try_start(self, now: float) -> bool:
+        """:meth:`start` a request at ``now`` if :meth:`blocked_until` allows it;
+        True if it started."""
+        if self._paused_until > now or self.in_flight >= self._window or self._burst:
+            if self.blocked_until(now) is not None:
+                return False
+            self.start(now)
+            return True
+        # No pause, room in the window, no rate (nor count_finish, which needs
+        # one): start's bookkeeping alone (every poll that starts at once).
+        in_flight = self.in_flight = self.in_flight + 1
+        if in_flight > self.max_in_flight:
+            self.max_in_flight = in_flight
+        return True
 
     def finish(self, now: float = 0.0) -> None:
         """A request gave its slot back (answered, failed or cancelled) at ``now``
@@ -305,9 +322,8 @@ class DueQueue:
         if (
             self._failure is None
             and (not self._heap or self._heap[0][0] > now)  # nobody more overdue
-            and self.budget.blocked_until(now) is None
+            and self.budget.try_start(now)
         ):
-            self.budget.start(now)
             return now
         return None
 
@@ -344,9 +360,14 @@ class DueQueue:
 
     def release(self) -> None:
         """Give a slot back (exactly once per grant)."""
-        self.budget.finish(self._now())
         if self._heap or self._timer is not None:
-            self.dispatch()
+            now = self._now()
+            self.budget.finish(now)
+            self._dispatch(now)
+        elif self.budget.timed_finish:
+            self.budget.finish(self._now())
+        else:
+            self.budget.finish()  # nothing waits and no time is needed: no clock read
 
     def answered(self) -> None:
         """The request got an answer that was not a 429 (may widen the window)."""
@@ -377,7 +398,9 @@ class DueQueue:
         """Grant every due ticket that can go now; arm one timer for the rest."""
         if not self._heap and self._timer is None:
             return  # the common case on every release of an idle session
-        now = self._now()
+        self._dispatch(self._now())
+
+    def _dispatch(self, now: float) -> None:
         wake: float | None = None
         heap = self._heap
         full = False  # the window filled up: blocked_until(now) would say math.inf

@@ -183,9 +183,10 @@ class Pacer:
             self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
-        # Learning serves learned plans only: a session polling on fixed
-        # schedules alone skips its cost on every terminal record.
-        self._learning = isinstance(default, AdaptivePolicy)
+        #: Whether :meth:`observe` learns anything: learning serves learned
+        #: plans only, so a session polling on fixed schedules alone skips it
+        #: (its callers too: it is read on every terminal record).
+        self.learning = isinstance(default, AdaptivePolicy)
 
     def plan(self, policy: AnyPolicy | None) -> Plan:
         """A fresh plan for one run (``policy`` None: the session's default)."""
@@ -195,7 +196,7 @@ class Pacer:
         entry = self._schedules.get(id(chosen))
         if entry is None:
             entry = self._schedules[id(chosen)] = (chosen, chosen.schedule(self.learner))
-            self._learning = True
+            self.learning = True
         return _LearnedPlan(self, entry[1])
 
     def loop_now(self) -> float:
@@ -231,7 +232,7 @@ class Pacer:
         :param plan: the plan of the run that saw it, if any: the age at which
             it last saw the task running.
         """
-        if not self._learning or record.create_time is None or record.complete_time is None:
+        if not self.learning or record.create_time is None or record.complete_time is None:
             return
         seconds = (record.complete_time - record.create_time).total_seconds()
         if not 0 < seconds < _MAX_LEARNED:

@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from . import _json
-from ._convert import KIE_TIMEZONE, record_from_wire
+from ._convert import KIE_TIMEZONE, record_from_wire, usual_record
 from .errors import (
     APIError,
     AuthenticationError,
@@ -43,7 +43,7 @@ from .errors import (
     ServerError,
     ServiceUnavailableError,
 )
-from .models import RecordInfo, TaskStatus
+from .models import RecordInfo, TaskStatus, _slot_setters
 
 __all__ = [
     "RawResponse",
@@ -77,7 +77,7 @@ _RECORD_MISSING_HINTS = (
 )
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class RawResponse:
     """One HTTP answer, as the transport hands it to the protocol.
 
@@ -89,6 +89,16 @@ class RawResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        # Written out, not attrs' own: one per request (see models.VideoResult).
+        set_status, set_headers, set_body = _RAW_RESPONSE_SETTERS
+        set_status(self, status)
+        set_headers(self, headers)
+        set_body(self, body)
+
+
+_RAW_RESPONSE_SETTERS = _slot_setters(RawResponse)
 
 
 def excerpt(body: bytes) -> str:
@@ -252,31 +262,44 @@ def decode_record_info(
     :raises ResponseError: not retryable, when the record is of another task
         (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
     """
-    body = response.body
-    try:
-        # One scan for long integers covers the body and its paramJson (see _json).
-        envelope, inner_checked = _json.loads_document(body) if body.strip() else (None, False)
-    except (ValueError, RecursionError):  # as _parse: not JSON, or nested too deep
-        envelope, inner_checked = None, False
-    if (
-        type(envelope) is dict
-        and response.status < 400
-        and type(code := envelope.get("code")) is int
-        and code == 200
-    ):
-        data = envelope.get("data")  # the usual answer, without _envelope_data's checks
-    else:
-        data = _envelope_data(response, envelope, task_id)
+    if tz is KIE_TIMEZONE and response.status < 400:
+        try:
+            # No scan for long integers: nothing read below can be one
+            # misread (see _json.loads_unscanned); the rest parses again.
+            envelope = _json.loads_unscanned(response.body)
+        except (ValueError, RecursionError):
+            envelope = None
+        if type(envelope) is dict and type(code := envelope.get("code")) is int and code == 200:
+            data = envelope.get("data")
+            if data is None:
+                raise _not_visible(response, task_id)
+            if type(data) is dict:
+                if previous is not None and _unchanged(data, task_id, previous):
+                    return previous
+                record = usual_record(data)
+                if record is not None and record.task_id == task_id:
+                    return record  # (another task's: the full path raises)
+    # Anything else: parsed exactly, every check and quirk.
+    data = _envelope_data(response, _parse(response.body), task_id)
     if data is None:
-        raise RecordNotFoundError(
-            "record is not visible (data: null)",
-            code=200,
-            http_status=response.status,
-            task_id=task_id,
-        )
+        raise _not_visible(response, task_id)
     if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
         return previous
-    record = record_from_wire(data, task_id, tz=tz, inner_checked=inner_checked)
+    return _checked_owner(record_from_wire(data, task_id, tz=tz), response, task_id)
+
+
+def _not_visible(response: RawResponse, task_id: str) -> RecordNotFoundError:
+    """``data: null`` with code 200: as ``422 record is null``."""
+    return RecordNotFoundError(
+        "record is not visible (data: null)",
+        code=200,
+        http_status=response.status,
+        task_id=task_id,
+    )
+
+
+def _checked_owner(record: RecordInfo, response: RawResponse, task_id: str) -> RecordInfo:
+    """*record*, if it is the record of *task_id*; else raise."""
     if record.task_id != task_id:
         raise ResponseError(
             f"asked for task {task_id!r}, got the record of task {record.task_id!r}",

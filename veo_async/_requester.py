@@ -23,7 +23,7 @@ import datetime
 import email.utils
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -56,6 +56,11 @@ CREATE_PERIOD = 10.0
 
 T = TypeVar("T")
 EventHook = Callable[[Event], object]
+#: What a poll's answer is told to: ``(its task, the record, None)`` or
+#: ``(its task, None, the error)``.
+PollAnswer = Callable[
+    ["asyncio.Task[None]", "RecordInfo | None", "BaseException | None"], object
+]
 
 
 @attrs.frozen
@@ -131,14 +136,18 @@ class Requester:
         self._creates = 0
         self._api_key = api_key
         self._on_event = on_event
+        #: True when events are wanted (skip building them otherwise). An
+        #: attribute, not a property: read on every published record.
+        self.reporting = on_event is not None
         self._requests = 0
         self._failures = 0
         self._last_error: VeoError | None = None
         self._last_answer_at: float | None = None
         self._fatal: AuthenticationError | None = None
         self._closed = False
-        # Poll requests run as tasks of their own; closing cancels them.
-        self._polls: set[asyncio.Task[Any]] = set()
+        # Poll requests run as tasks of their own, each with what to tell its
+        # answer to (until told); closing cancels them.
+        self._polls: dict[asyncio.Task[None], PollAnswer] = {}
 
     @property
     def closed(self) -> bool:
@@ -180,11 +189,6 @@ class Requester:
             hook(event)
         except Exception:
             logger.exception("on_event hook raised; ignored")
-
-    @property
-    def reporting(self) -> bool:
-        """True when events are wanted (skip building them otherwise)."""
-        return self._on_event is not None
 
     def check_usable(self) -> None:
         """Raise what every new request would meet: closed, or a fatal 401."""
@@ -242,17 +246,34 @@ class Requester:
         finally:
             creating.release()
 
-    async def record_info(self, task_id: str, previous: RecordInfo | None = None) -> RecordInfo:
-        """One record-info request now; the decoded record."""
-        # call() inlined: this is every poll's path, one coroutine less.
+    def record_info(
+        self, task_id: str, previous: RecordInfo | None = None
+    ) -> Coroutine[Any, Any, RecordInfo]:
+        """One record-info request now: a coroutine giving the decoded record.
+
+        Await it at once: the slot may be taken by this call already, and
+        only the coroutine gives it back. (Not a coroutine function itself:
+        every layer of one is crossed again on each resumption of the
+        request; errors of a closed or failed session are raised by the call.)
+        """
+        # call() inlined: this is every poll's path.
         if self._closed or self._fatal is not None:
             self.check_usable()
-        queue = self.queue
-        granted_at = queue.take()
+        granted_at = self.queue.take()
         if granted_at is None:
-            granted_at = await queue.acquire()
+            return self._queued_record_info(task_id, previous)
+        return self._record_exchange(task_id, previous, granted_at)
+
+    async def _queued_record_info(self, task_id: str, previous: RecordInfo | None) -> RecordInfo:
+        granted_at = await self.queue.acquire()
+        return await self._record_exchange(task_id, previous, granted_at)
+
+    def _record_exchange(
+        self, task_id: str, previous: RecordInfo | None, granted_at: float
+    ) -> Coroutine[Any, Any, RecordInfo]:
+        """The exchange of one record-info request on a granted slot."""
         tz = self.timezone
-        return await self._exchange(
+        return self._exchange(
             "GET",
             RECORD_INFO_PATH,
             lambda raw: decode_record_info(raw, task_id, previous, tz=tz),
@@ -267,36 +288,59 @@ class Requester:
         task_id: str,
         granted_at: float,
         previous: RecordInfo | None,
-        on_done: Callable[[asyncio.Task[RecordInfo]], object],
-    ) -> asyncio.Task[RecordInfo]:
+        on_answer: PollAnswer,
+    ) -> asyncio.Task[None]:
         """Start a record-info request on a slot already granted (by the queue).
 
-        :param on_done: called with the request's task when it has ended.
-        :returns: the request's task; cancelling it cancels the request, and
-            the slot is released either way.
+        :param on_answer: called once with ``(task, record, None)`` or ``(task,
+            None, error)`` at the end of the request, inside its task (no
+            done-callback hop per poll); ``error`` is a CancelledError when the
+            session closed under the request. Not called after :meth:`stop_poll`.
+        :returns: the request's task; stop it with :meth:`stop_poll`. The
+            slot is released either way.
         """
         task = asyncio.get_running_loop().create_task(
-            self._exchange(
-                "GET",
-                RECORD_INFO_PATH,
-                lambda raw: decode_record_info(raw, task_id, previous, tz=self.timezone),
-                granted_at,
-                {"taskId": task_id},
-                None,
-                task_id,
-            ),
-            name="veo_async poll",
+            self._polled(task_id, previous, granted_at), name="veo_async poll"
         )
-        polls = self._polls
-        polls.add(task)
-
-        def done(ended: asyncio.Task[RecordInfo]) -> None:
-            # One callback for both: a call_soon and a handle less per poll.
-            polls.discard(ended)
-            on_done(ended)
-
-        task.add_done_callback(done)
+        self._polls[task] = on_answer
         return task
+
+    def stop_poll(self, task: asyncio.Task[None]) -> None:
+        """Cancel a poll whose answer nobody wants any more: its ``on_answer``
+        is not called (it may not even have started)."""
+        self._polls.pop(task, None)
+        task.cancel()
+
+    async def _polled(self, task_id: str, previous: RecordInfo | None, granted_at: float) -> None:
+        record: RecordInfo | None = None
+        error: BaseException | None = None
+        try:
+            record = await self._record_exchange(task_id, previous, granted_at)
+        except (Exception, asyncio.CancelledError) as exc:  # handed on, then re-raised if cancelled
+            error = exc
+        task = asyncio.current_task()
+        assert task is not None
+        self._tell(task, self._polls.pop(task, None), record, error)
+        if isinstance(error, asyncio.CancelledError):
+            raise error
+
+    @staticmethod
+    def _tell(
+        task: asyncio.Task[None],
+        on_answer: PollAnswer | None,
+        record: RecordInfo | None,
+        error: BaseException | None,
+    ) -> None:
+        """Hand a poll's answer on; a failing handler is reported as a failing
+        done-callback would be, and never fails the poll."""
+        if on_answer is None:
+            return
+        try:
+            on_answer(task, record, error)
+        except Exception as exc:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "Exception in a poll's answer handler", "exception": exc, "task": task}
+            )
 
     async def _exchange(
         self,
@@ -323,7 +367,7 @@ class Requester:
             if self._on_event is not None:
                 self.emit(RequestStarted(method, path, task_id, granted_at))
             raw = await self.transport.send(
-                HttpRequest(method, path, params, json, api_key=self._api_key)
+                HttpRequest(method, path, params, json, self._api_key)
             )
             self._last_answer_at = answered_at = asyncio.get_running_loop().time()
             if answered_at - self._date_read_at > _DATE_EVERY:
@@ -406,6 +450,10 @@ class Requester:
             task.cancel()
         if polls:
             await asyncio.wait(polls)
+        # A poll cancelled before its first step never ran: tell its run here.
+        left, self._polls = self._polls, {}
+        for task, on_answer in left.items():
+            self._tell(task, on_answer, None, asyncio.CancelledError())
         await self.transport.aclose()
 
 

@@ -135,7 +135,7 @@ class _PollRun(Ticket):
         self.plan = plan
         self.not_found_grace = not_found_grace
         self.listeners: list[Listener] = []
-        self.request: asyncio.Task[RecordInfo] | None = None
+        self.request: asyncio.Task[None] | None = None
         self.not_found_since: float | None = None
         self.attempt = 0
         self.ended = False
@@ -143,12 +143,18 @@ class _PollRun(Ticket):
 
     def next_delay(self, *, running: bool = False) -> float:
         handle = self.handle
+        # The handle's slots, not its properties: the run is the handle's own
+        # poll loop (this module), and this runs for every poll.
         return self.plan.next_delay(
-            handle.record, handle.created_loop_time, handle.model, running=running
+            handle._record, handle._created_loop_time, handle._model, running=running
         )
 
     def begin(self, now: float) -> None:
-        self.queue_next(now, self.next_delay())
+        # Not queue_next() nor next_delay(): a new run is not cancelled nor
+        # running, and this runs per id of a batch.
+        handle = self.handle
+        delay = self.plan.next_delay(handle._record, handle._created_loop_time, handle._model)
+        self.requester.queue.push(now + delay, self)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -168,12 +174,16 @@ class _PollRun(Ticket):
         self.requester.queue.discard(self)
         request, self.request = self.request, None
         if request is not None and not request.done():
-            request.cancel()
+            self.requester.stop_poll(request)
             return request
         return None
 
     def notify(self, error: BaseException | None = None) -> None:
-        for listener in list(self.listeners):
+        listeners = self.listeners
+        if len(listeners) == 1:  # the usual follower, alone: no copy to iterate
+            listeners[0](self.handle, error)
+            return
+        for listener in list(listeners):  # a listener may leave while told
             listener(self.handle, error)
 
     # -- the queue's side (Ticket) ----------------------------------------------
@@ -181,27 +191,32 @@ class _PollRun(Ticket):
     def granted(self, now: float) -> None:
         self.attempt += 1
         handle = self.handle
-        self.request = self.requester.poll(handle.task_id, now, handle.record, self.answered)
+        self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
 
     def failed(self, error: BaseException) -> None:
         self.finish(error)
 
     # -- one answer ---------------------------------------------------------------
 
-    def answered(self, request: asyncio.Task[RecordInfo]) -> None:
+    def answered(
+        self,
+        request: asyncio.Task[None],
+        record: RecordInfo | None,
+        error: BaseException | None,
+    ) -> None:
         if self.request is not request:
             return  # stopped meanwhile: nobody wants this answer
         self.request = None
-        if request.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             # Only closing the session cancels a request of a run still followed.
             self.finish(SessionClosedError("the VeoSession was closed while waiting"))
             return
-        error = request.exception()
         if error is None:
-            record = request.result()
-            logger.debug(
-                "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
-            )
+            assert record is not None
+            if logger.isEnabledFor(logging.DEBUG):  # every poll: skip the arguments too
+                logger.debug(
+                    "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
+                )
             self.handle.publish(record)
             if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
@@ -395,8 +410,11 @@ class VeoTask:
         :raises VeoError: the error that ended the last wait (e.g. a timeout).
         :raises asyncio.InvalidStateError: no outcome yet.
         """
-        if self._record is not None and self._record.is_done:
-            return _outcome(self._record)
+        record = self._record
+        if record is not None and record.status is not _GENERATING:  # is_done, inline
+            if record.status is _SUCCESS:  # _outcome, inline: once per id of a batch
+                return record
+            raise TaskFailedError(record)
         if self._error is not None:
             raise self._error
         raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
@@ -449,8 +467,10 @@ class VeoTask:
         registry = self._registry
         journal = registry.journal
         if record.status is not _GENERATING:  # record.is_done
-            run = self._run
-            registry.pacer.observe(record, None if run is None else run.plan)
+            pacer = registry.pacer
+            if pacer.learning:
+                run = self._run
+                pacer.observe(record, None if run is None else run.plan)
             if journal is not None:
                 journal.finished(self)
         elif previous is None and journal is not None:
@@ -782,6 +802,11 @@ def _outcome(record: RecordInfo) -> RecordInfo:
     raise TaskFailedError(record)
 
 
+# The registry sweeps out dead handles' entries once it holds this many (or
+# twice as many as after the last sweep): bounded garbage, amortised cost.
+_PURGE_MIN = 1024
+
+
 class TaskRegistry:
     """The session's handles (one per id while alive) and what they share.
 
@@ -798,8 +823,12 @@ class TaskRegistry:
         self.pacer = pacer
         self.journal = journal
         # Handles live as long as someone (a caller or their poll run) holds
-        # them: no unbounded cache across hundreds of thousands of ids.
-        self._handles: weakref.WeakValueDictionary[str, VeoTask] = weakref.WeakValueDictionary()
+        # them: no unbounded cache across hundreds of thousands of ids. Plain
+        # weak references, with the dead ones dropped in bulk (see _purge):
+        # a WeakValueDictionary costs two Python calls per new handle and a
+        # callback per dead one, on every id of every batch.
+        self._handles: dict[str, weakref.ref[VeoTask]] = {}
+        self._purge_at = _PURGE_MIN
 
     def handle(self, task_id: str, *, validated: bool = False) -> VeoTask:
         """The one handle of ``task_id``, made on first use.
@@ -810,11 +839,21 @@ class TaskRegistry:
         """
         if not validated:
             validate_task_id(task_id)
-        handle = self._handles.get(task_id)
+        handles = self._handles
+        ref = handles.get(task_id)
+        handle = ref() if ref is not None else None
         if handle is None:
             handle = _new_handle(task_id, self)
-            self._handles[task_id] = handle
+            handles[task_id] = weakref.ref(handle)
+            if len(handles) >= self._purge_at:
+                self._purge()
         return handle
+
+    def _purge(self) -> None:
+        """Drop the entries of dead handles; next time when the map has doubled
+        (so each new handle pays O(1) for it, amortised)."""
+        self._handles = {key: ref for key, ref in self._handles.items() if ref() is not None}
+        self._purge_at = max(_PURGE_MIN, 2 * len(self._handles))
 
     async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """Send a create request (see :func:`veo_async._create.submit`); the

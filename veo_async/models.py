@@ -214,6 +214,52 @@ _VIDEO_RESULT_SETTERS = _slot_setters(VideoResult)
 _RECORD_INFO_SETTERS = _slot_setters(RecordInfo)
 
 
+class _Unparsed:
+    """A field's wire text, parsed when the field is first read.
+
+    The decoder stores one in :attr:`RecordInfo.params` instead of the parsed
+    ``paramJson``: that is a second JSON text per answer, and most records
+    (every poll of a batch) are never asked for it. Subclasses say how to parse.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def parse(self) -> Any:
+        """The field's value (what the decoder would have stored)."""
+        raise NotImplementedError
+
+
+class _ParsedOnRead:
+    """A slot's descriptor that turns an :class:`_Unparsed` into its value on
+    the first read and keeps the value: readers only ever see the value
+    (``repr``, ``==``, ``attrs.asdict``, pickling all read through it)."""
+
+    __slots__ = ("_get", "_set")
+
+    def __init__(self, slot: Any) -> None:
+        self._get = slot.__get__
+        self._set = slot.__set__
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self._get(instance, owner)
+        if isinstance(value, _Unparsed):
+            value = value.parse()
+            self._set(instance, value)
+        return value
+
+    def __set__(self, instance: object, value: object) -> None:
+        self._set(instance, value)
+
+
+# After the setters were read: RecordInfo.__init__ stores what it is given as is.
+setattr(RecordInfo, "params", _ParsedOnRead(RecordInfo.__dict__["params"]))  # noqa: B010
+
+
 def _jsonable_value(_inst: object, _field: object, value: Any) -> Any:
     if isinstance(value, _dt.datetime):
         return value.isoformat()
