@@ -43,7 +43,7 @@ steps, so the two solutions either side of the budget are mixed at random,
 decision by decision, to spend it. Each
 second of lag beyond ``late_lag`` (24 s) costs ``1 + late_weight`` times as
 much, and if the schedule's own 95th percentile of lag would still pass 95 %
-of fixed polling's, that price is raised (at most twice, x4 each): the p95
+of fixed polling's, that price is raised (at most three times, x2 each): the p95
 lag stays at or below fixed polling's where completions are sparse (early
 failures, long tails). The program's cost is Monge, so the optimal next poll
 is monotone in the age and each solve costs O(grid x gap); the tables are
@@ -758,7 +758,7 @@ class AdaptiveSchedule:
         # would pass _P95_SHARE of fixed polling's, late lag is priced higher
         # for that model until it does not.
         p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
-        for _ in range(3):
+        for _ in range(4):
             lo, hi = _price_bracket(spend, budget, lam_hint)
             over = [
                 curve
@@ -883,8 +883,12 @@ class _Curve:
         return found
 
     def raise_late_weight(self) -> None:
-        """Price late lag higher (x4, or 1 from 0); earlier solutions are void."""
-        self.late_weight = 4 * self.late_weight if self.late_weight else 1.0
+        """Price late lag higher (x2, or 1 from 0); earlier solutions are void.
+
+        Doubling, not more: each step costs mean lag, and the guard stops at
+        the first price whose p95 passes.
+        """
+        self.late_weight = 2 * self.late_weight if self.late_weight else 1.0
         self.solved.clear()
 
 
