@@ -31,7 +31,7 @@ from veo_async import (
 )
 from veo_async.testing import FakeKie, Fault
 
-from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks
+from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks, session_on
 
 MakeVeo = Callable[..., VeoSession]
 
@@ -936,3 +936,22 @@ async def test_a_raising_listener_is_reported_to_the_loop(
     assert not request.cancelled()
     assert request.exception() is None
     assert not leftover_tasks()
+
+
+async def test_a_poll_stopped_before_its_first_step_gives_its_slot_back(
+    fake_kie: FakeKie,
+) -> None:
+    """A run let go of in the step its poll was granted (the poll never ran) gives
+    the budget slot back: with one slot, the next request still goes."""
+    fake_kie.add_task("veo_a")
+    async with session_on(fake_kie, concurrency=1, policy=PollPolicy()) as veo:
+        subscription = veo.task("veo_a").subscribe(lambda _handle, _error: None)
+        assert subscription.run is not None
+        assert subscription.run.request is not None  # granted at once: one slot, free
+        stopped = subscription.close()
+        assert stopped is not None
+        await asyncio.wait((stopped,))
+        assert veo.stats.in_flight == 0
+        record = await asyncio.wait_for(veo.record_info("veo_a"), 5.0)
+        assert record.task_id == "veo_a"
+    assert fake_kie.total_requests == 1  # the stopped poll sent nothing

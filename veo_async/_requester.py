@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import inspect
 import logging
 import math
 from collections.abc import Callable, Coroutine, Mapping
@@ -309,6 +310,10 @@ class Requester:
         """Cancel a poll whose answer nobody wants any more: its ``on_answer``
         is not called (it may not even have started)."""
         self._polls.pop(task, None)
+        if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
+            # Stopped before its first step: cancelled now, it never runs, so
+            # its exchange never gives back the slot it was granted. Give it here.
+            self.queue.release()
         task.cancel()
 
     async def _polled(self, task_id: str, previous: RecordInfo | None, granted_at: float) -> None:
@@ -453,6 +458,7 @@ class Requester:
         # A poll cancelled before its first step never ran: tell its run here.
         left, self._polls = self._polls, {}
         for task, on_answer in left.items():
+            self.queue.release()  # its slot, which its exchange never gave back
             self._tell(task, on_answer, None, asyncio.CancelledError())
         await self.transport.aclose()
 
