@@ -369,3 +369,69 @@ async def test_as_completed_polls_nothing_until_iterated(
     assert fake_kie.total_requests == 0
     assert leftover_tasks() == set()
     await completed.aclose()
+
+
+async def test_mixed_batch_gives_every_position_its_own_outcome(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Ids done at their first poll (their records kept as they arrive), ids needing
+    several polls, failures, an error, ids finished before the batch and repeats:
+    each position holds that id's own outcome, the same object at every repeat."""
+    fake_kie.add_task("now_ok")
+    fake_kie.add_task("later_ok", complete_after=0.3)
+    fake_kie.add_task("now_failed", final_status=2)
+    fake_kie.add_task("later_failed", complete_after=0.3, final_status=3)
+    fake_kie.add_task(
+        TaskScript("denied", faults=(Fault.body_code(402, "insufficient credits"),))
+    )
+    fake_kie.add_task("known_ok")
+    fake_kie.add_task("known_failed", final_status=2)
+    known = [veo.task("known_ok"), veo.task("known_failed")]  # finished before the batch
+    for handle in known:
+        await handle.refresh()
+    ids = [
+        "later_ok", "now_ok", "denied", "now_ok", "known_failed",
+        "later_failed", "known_ok", "now_failed", "later_ok", "denied",
+    ]
+    results = await veo.wait_many(ids, return_exceptions=True)
+    assert len(results) == len(ids)
+    for task_id, outcome in zip(ids, results, strict=True):
+        handle = veo.task(task_id)
+        first = results[ids.index(task_id)]
+        assert outcome is first, task_id  # a repeat: the very same outcome
+        if task_id.endswith("_ok"):
+            assert isinstance(outcome, RecordInfo)
+            assert outcome.status is TaskStatus.SUCCESS
+            assert outcome is handle.record
+        elif task_id.endswith("_failed"):
+            assert isinstance(outcome, TaskFailedError)
+            assert outcome.record is handle.record
+        else:
+            assert isinstance(outcome, InsufficientCreditsError)
+            assert outcome is handle.error
+    assert fake_kie.polls("now_ok") == 1
+    assert fake_kie.polls("later_ok") > 1
+    assert fake_kie.polls("known_ok") == fake_kie.polls("known_failed") == 1  # not asked again
+    assert leftover_tasks() == set()
+
+
+async def test_a_failure_known_before_the_batch_fails_it_without_a_request(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """Without return_exceptions, an id already known to have failed raises its
+    TaskFailedError before any request, even after new ids; new ids alone that
+    fail at their first poll raise too."""
+    fake_kie.add_task("known_failed", final_status=2)
+    fake_kie.add_task("new_ok")
+    fake_kie.add_task("new_failed", final_status=3)
+    handle = veo.task("known_failed")
+    await handle.refresh()
+    requests = fake_kie.total_requests
+    with pytest.raises(TaskFailedError) as caught:
+        await veo.wait_many(["new_ok", "known_failed"])
+    assert caught.value.task_id == "known_failed"
+    assert fake_kie.total_requests == requests
+    with pytest.raises(TaskFailedError) as caught:
+        await veo.wait_many(["new_ok", "new_failed", "new_ok"])
+    assert caught.value.task_id == "new_failed"
+    assert leftover_tasks() == set()
