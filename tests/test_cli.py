@@ -78,7 +78,8 @@ async def kie() -> AsyncIterator[FakeKie]:
 async def test_wait_streams_one_json_line_per_task_with_its_outcome(kie: FakeKie) -> None:
     """Every id gets exactly one line with the right outcome; any failure exits 1."""
     kie.add_task("ok-fast", complete_after=0.05)
-    kie.add_task("ok-late", complete_after=0.4, faults=[Fault.server_error()])
+    # ok-late ends well after the others (a loaded machine delays every poll).
+    kie.add_task("ok-late", complete_after=1.0, faults=[Fault.server_error()])
     kie.add_task("refused", complete_after=0.1, final_status=2)
     kie.add_task("broken", complete_after=0.2, final_status=3)
     kie.add_task("forbidden", faults=[Fault.body_code(404, "Not Found")])

@@ -931,7 +931,7 @@ async def test_a_raising_listener_is_reported_to_the_loop(
     finally:
         loop.set_exception_handler(None)
     assert isinstance(reported[0]["exception"], ValueError)
-    request = reported[0]["task"]
+    request = reported[0]["poll_task"]
     await asyncio.wait((request,))
     assert not request.cancelled()
     assert request.exception() is None

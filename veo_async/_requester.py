@@ -343,8 +343,15 @@ class Requester:
         try:
             on_answer(task, record, error)
         except Exception as exc:
+            # Not under the "task" key: from 3.12 the loop runs a custom handler
+            # inside that task's context, which is the running one here (the
+            # answer is handed on inside the poll's own task), and it fails.
             asyncio.get_running_loop().call_exception_handler(
-                {"message": "Exception in a poll's answer handler", "exception": exc, "task": task}
+                {
+                    "message": "Exception in a poll's answer handler",
+                    "exception": exc,
+                    "poll_task": task,
+                }
             )
 
     async def _exchange(
