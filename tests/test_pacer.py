@@ -71,6 +71,22 @@ async def test_the_session_learns_each_models_generation_time() -> None:
     assert seen == {"veo3": 5, "veo3_fast": 0}
 
 
+async def test_the_session_counts_each_models_tasks_for_the_shared_price() -> None:
+    """The session's waits tell the learner each task once (3 veo3, 2 veo3_fast,
+    some polled several times, some done at their first poll): the weights of
+    the price of a request shared by the models."""
+    kie = FakeKie(api_key=API_KEY)
+    scripts = [("veo_q0", "veo3", 400), ("veo_q1", "veo3", 30), ("veo_q2", "veo3", 500)]
+    scripts += [("veo_f0", "veo3_fast", 200), ("veo_f1", "veo3_fast", 20)]
+    for task_id, model, after in scripts:
+        kie.add_task(TaskScript(task_id, complete_after=after, params={"model": model}))
+    async with VeoSession(API_KEY, transport=kie.transport()) as veo:
+        await asyncio.sleep(60)  # two of them are done before their first poll
+        await veo.wait_many([task_id for task_id, _, _ in scripts])
+        counts = {model: veo.learner.tasks(model) for model in ("veo3", "veo3_fast", None)}
+    assert counts == {"veo3": 3, "veo3_fast": 2, None: 5}
+
+
 async def test_an_explicit_poll_policy_is_a_fixed_schedule() -> None:
     """A PollPolicy passed to a wait polls at its own delays, whatever the task's age."""
     kie = FakeKie(api_key=API_KEY)
