@@ -740,8 +740,8 @@ class AdaptiveSchedule:
         keys = list(self._tables)
         if model not in self._tables:
             keys.append(model)
-        old = self._tables.get(model)
-        lam_hint = None if old is None else old.lam
+        # Every table has the shared price: any is a good first guess.
+        lam_hint = next(iter(self._tables.values())).lam if self._tables else None
         curves = [self._curve(key) for key in keys]
         # The price is set by the models most tasks use (a bisection solves each
         # a dozen times); any others are solved at that price only, so that a
@@ -801,6 +801,10 @@ class AdaptiveSchedule:
         # that is wrong spends more than it plans.
         finished = learner.count(model)
         tasks = learner.tasks(model)
+        if model is None:
+            # The pooled count holds every model's tasks: those of the models
+            # with tables of their own are theirs.
+            tasks -= sum(learner.tasks(key) for key in self._tables if key is not None)
         if model not in policy.priors and learner.evidence(model) == 0:
             finished = learner.count(None)  # an unseen name follows the pooled estimate
         budget *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
@@ -812,7 +816,7 @@ class AdaptiveSchedule:
             done_time=done_time,
             budget=budget,
             # A model not seen yet still counts a little: its table is solved too.
-            weight=tasks + 1.0,
+            weight=max(0, tasks) + 1.0,
             reach=[min(n, max(i, cap_from) + gap) for i in range(n + 1)],
             min_steps=max(1, math.ceil(policy.min_gap / GRID)),
             late_steps=round(policy.late_lag / GRID),
