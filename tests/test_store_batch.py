@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
+from veo_async._durable import write_each
 from veo_async.models import RecordInfo, TaskStatus, VideoResult
 from veo_async.store import (
     SQLiteStore,
@@ -123,13 +124,8 @@ async def test_write_behind_writes_what_the_single_calls_write(tmp_path: Path) -
         delivered = [("delivered", NOW - 10), ("delivered", NOW - 5)]
         if batch:
             store.write_behind(seen, terminal, delivered)
-        else:
-            for task_id, at in seen:
-                await store.record_seen(task_id, at)
-            for task_id, record, at in terminal:
-                await store.record_terminal(task_id, record_to_json(record), at)
-            for task_id, at in delivered:
-                await store.mark_delivered(task_id, at=at)
+        else:  # the single calls durable tracking makes for a store without batches
+            await write_each(store, seen, terminal, delivered)
         await store.flush()
         return await store.list_tasks()
 

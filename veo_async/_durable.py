@@ -272,16 +272,10 @@ class DurableTracker:
                 store = await self.opened()
                 if tracked:
                     await store.track(tracked)
-                # Kinds in causal order: a task is seen, then finished, then delivered.
                 if isinstance(store, WriteBehindBatches):
                     store.write_behind(seen, terminal, delivered)  # one call, no await
-                    continue
-                for task_id, at in seen:
-                    await store.record_seen(task_id, at)
-                for task_id, record, at in terminal:
-                    await store.record_terminal(task_id, record_to_json(record), at)
-                for task_id, at in delivered:
-                    await store.mark_delivered(task_id, at=at)
+                else:
+                    await write_each(store, seen, terminal, delivered)
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
@@ -391,3 +385,20 @@ class DurableTracker:
             self._closed = True
             self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
             await self.store.aclose()
+
+
+async def write_each(
+    store: TaskStore,
+    seen: Iterable[tuple[str, float]],
+    terminal: Iterable[tuple[str, RecordInfo, float]],
+    delivered: Iterable[tuple[str, float]],
+) -> None:
+    """Write-behind notes as single store calls, for a store that takes no
+    batches: what :meth:`WriteBehindBatches.write_behind` does in one call.
+    Kinds in causal order: a task is seen, then finished, then delivered."""
+    for task_id, at in seen:
+        await store.record_seen(task_id, at)
+    for task_id, record, at in terminal:
+        await store.record_terminal(task_id, record_to_json(record), at)
+    for task_id, at in delivered:
+        await store.mark_delivered(task_id, at=at)
