@@ -758,15 +758,19 @@ class AdaptiveSchedule:
         # would pass _P95_SHARE of fixed polling's, late lag is priced higher
         # for that model until it does not.
         p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
-        for _ in range(4):
+        raises = 0
+        while True:
             lo, hi = _price_bracket(spend, budget, lam_hint)
             over = [
                 curve
                 for curve in curves
                 if _lag_quantile(curve.solve(hi)[0], curve.done, 0.95) > p95_limit
             ]
-            if not over:
+            # At most three raises, each followed by a new bracket: the tables
+            # are made at a price found for the weights they are solved with.
+            if not over or raises == 3:
                 break
+            raises += 1
             for curve in over:
                 curve.raise_late_weight()
         spend_hi, spend_lo = spend(hi), spend(lo)
