@@ -250,7 +250,12 @@ def simulate_adaptive(
         if age >= task.seconds:
             lags[i] = age - task.seconds
             learner.observe(
-                task.model, task.seconds, failed=task.failed, running_until=running_until[i]
+                task.model,
+                task.seconds,
+                failed=task.failed,
+                running_until=running_until[i],
+                polls=requests[i],
+                fixed_polls=max(1, math.ceil(task.seconds / policy.budget_interval)),
             )
             continue
         learner.survived(task.model, running_until[i], age)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import random
 
 import pytest
@@ -159,3 +160,43 @@ async def test_polls_that_find_a_task_running_teach_the_session() -> None:
         await waiter
         assert veo.learner.count("veo3_fast") == 1
         assert veo.learner.evidence("veo3_fast") > running
+
+
+def test_a_learned_plan_reports_its_spend_only_for_a_task_followed_from_creation() -> None:
+    """The spend ledger's entry: the requests of a run that followed its task from
+    creation, beside fixed polling's (one per budget interval begun); none for a
+    task first planned when older than an interval, nor for a fixed plan."""
+    now = [0.0]
+    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
+    followed = pacer.plan(None)
+    for now[0] in (0.0, 60.0, 90.0):
+        followed.next_delay(None, 0.0, "veo3", running=now[0] > 0)
+    assert followed.spend(95.0) == (3, 4)
+    late = pacer.plan(None)
+    late.next_delay(None, -45.0, "veo3")  # created 45 s before its wait began
+    assert late.spend(95.0) == (0, 0)
+    fixed = pacer.plan(PollPolicy())
+    fixed.next_delay(None, 0.0, "veo3")
+    assert fixed.spend(95.0) == (0, 0)
+
+
+async def test_the_session_keeps_the_spend_ledger_of_its_waits() -> None:
+    """Every task a session follows from its creation enters the spend ledger with
+    the requests its wait made: 300 tasks give a reading, close to their requests
+    over fixed polling's (the ledger weighs by the estimate, hence not exact)."""
+    kie = FakeKie(api_key=API_KEY)
+    rng = random.Random(7)
+    durations = {f"veo_{n}": round(rng.lognormvariate(5.0, 0.3)) for n in range(300)}
+    for task_id, after in durations.items():
+        kie.add_task(TaskScript(task_id, complete_after=after, params={"model": "veo3_fast"}))
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        assert veo.learner.spend_ratio() is None
+        await veo.wait_many(list(durations))
+        ratio = veo.learner.spend_ratio()
+    polls = sum(len(poll_times(events, task_id)) for task_id in durations)
+    fixed = sum(max(1, math.ceil(after / 30)) for after in durations.values())
+    assert ratio is not None
+    assert ratio == pytest.approx(polls / fixed, rel=0.05)

@@ -493,3 +493,92 @@ def test_the_prior_is_wider_until_finishes_pin_its_median() -> None:
     for seconds in lognormal(random.Random(24), 1000, DEFAULT_PRIORS["veo3"].median, 0.35):
         learner.observe("veo3", seconds)
     assert below_half_median(learner) < 0.03
+
+
+# -- the spend ledger -----------------------------------------------------------------
+
+
+def _ledger_polls(seconds: float) -> tuple[int, int]:
+    """A schedule's requests for a task of ``seconds`` (half fixed polling's below
+    300 s, 1.5 x above: a learned schedule spends on the bulk and the tail), and
+    fixed polling's."""
+    fixed = max(1, math.ceil(seconds / 30))
+    return max(1, fixed * (1 if seconds < 300 else 3) // 2), fixed
+
+
+def test_the_spend_ledger_weighs_each_generation_time_as_the_estimate_does() -> None:
+    """Finished tasks come short ones first: with most long tasks missing from the
+    ledger, a plain sum would read 0.80 for a session spending 1.07 x fixed
+    polling; the ledger weighs each stratum by the estimate and reads ~1.07."""
+    rng = random.Random(3)
+    times = lognormal(rng, 3000, 300.0, 0.3)
+    every, biased = DurationLearner(), DurationLearner()
+    kept_polls = kept_fixed = 0
+    for k, seconds in enumerate(times):
+        polls, fixed = _ledger_polls(seconds)
+        every.observe("veo3", seconds, polls=polls, fixed_polls=fixed)
+        if seconds >= 300 and k % 3:
+            polls = fixed = 0  # still running when the reading is taken: not in the ledger
+        biased.observe("veo3", seconds, polls=polls, fixed_polls=fixed)
+        kept_polls += polls
+        kept_fixed += fixed
+    true = sum(_ledger_polls(s)[0] for s in times) / sum(_ledger_polls(s)[1] for s in times)
+    assert kept_polls / kept_fixed == pytest.approx(0.80, abs=0.01)  # what a plain sum reads
+    assert every.spend_ratio() == pytest.approx(true, rel=0.01)
+    assert biased.spend_ratio() == pytest.approx(true, rel=0.02)
+
+
+def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> None:
+    """Fewer than 100 entries, or entries of the short tasks alone (the long ones
+    still running): no reading, and the schedule keeps its default share."""
+    times = lognormal(random.Random(4), 3000, 300.0, 0.3)
+    few, short = DurationLearner(), DurationLearner()
+    for seconds in times[:99]:
+        few.observe("veo3", seconds, polls=3, fixed_polls=4)
+    for seconds in times:
+        entry = (3, 4) if seconds < 250 else (0, 0)
+        short.observe("veo3", seconds, polls=entry[0], fixed_polls=entry[1])
+    assert few.spend_ratio() is None
+    assert short.spend_ratio() is None
+    few.observe("veo3", times[99], polls=3, fixed_polls=4)
+    assert few.spend_ratio() is None  # 100 entries, but not yet covering 99 %
+    assert DurationLearner().spend_ratio() is None
+
+
+@pytest.mark.parametrize(
+    ("polls", "fixed_polls", "error"),
+    [(-1, 3, ValueError), (2, -3, ValueError), (1.5, 3, TypeError), (True, 3, TypeError)],
+)
+def test_observe_refuses_bad_poll_counts(polls: object, fixed_polls: object, error: type) -> None:
+    """A ledger entry's counts are ints >= 0, checked before anything is learned."""
+    learner = DurationLearner()
+    with pytest.raises(error, match="polls"):
+        learner.observe("veo3", 100.0, polls=polls, fixed_polls=fixed_polls)  # type: ignore[arg-type]
+    assert learner.count("veo3") == 0
+
+
+def _planned_requests(schedule: AdaptiveSchedule, model: str) -> float:
+    """Expected requests of a task followed from creation, by the table's own estimate."""
+    table = schedule.table(model)
+    n = len(table.done) - 1
+    return 1.0 + sum(1.0 - table.done[min(n, round(age / 2.0))] for age in table.fresh[:-1])
+
+
+def test_the_ledger_steers_the_budget_within_its_range() -> None:
+    """A session that spent over the aim plans fewer requests, one under it more,
+    than a session without a ledger reading; past the range's ends the budget
+    stays at them, whatever the ledger says."""
+    times = lognormal(random.Random(5), 3000, 150.0, 0.3)
+
+    def schedule_with_ledger(polls: int, fixed_polls: int) -> AdaptiveSchedule:
+        schedule = POLICY.schedule()
+        for seconds in times:
+            schedule.learner.observe("veo3_fast", seconds, polls=polls, fixed_polls=fixed_polls)
+        return schedule
+
+    silent = _planned_requests(fed(times), "veo3_fast")
+    over = _planned_requests(schedule_with_ledger(11, 10), "veo3_fast")
+    under = _planned_requests(schedule_with_ledger(9, 10), "veo3_fast")
+    assert over < silent < under
+    lowest = [schedule_with_ledger(polls, 10).table("veo3_fast").lam for polls in (20, 30)]
+    assert lowest[0] == lowest[1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,14 @@ class Plan:
         tracked): the start of what its finish adds to the learner."""
         return 0.0
 
+    def spend(self, seconds: float) -> tuple[int, int]:
+        """For the spend ledger (:meth:`DurationLearner.spend_ratio`), of a
+        task that finished ``seconds`` after its creation: the requests this
+        run made, and those polling every budget interval from the creation
+        would have made; ``(0, 0)`` when the run does not count (a fixed
+        plan, or a task first polled when already old)."""
+        return 0, 0
+
 
 class _FixedPlan(Plan):
     # The delays generator is made at the second poll: most runs of a batch over
@@ -102,17 +111,27 @@ class _FixedPlan(Plan):
 
 
 class _LearnedPlan(Plan):
-    __slots__ = ("_pacer", "_polls", "_running_until", "_schedule")
+    __slots__ = ("_first_age", "_pacer", "_polls", "_running_until", "_schedule")
 
     def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
         self._pacer = pacer
         self._schedule = schedule
         self._polls = 0
         self._running_until = 0.0
+        self._first_age: float | None = None  # the task's age when first planned
 
     @property
     def running_until(self) -> float:
         return self._running_until
+
+    def spend(self, seconds: float) -> tuple[int, int]:
+        interval = self._schedule.policy.budget_interval
+        first_age = self._first_age
+        # Only a task followed from its creation compares with fixed polling
+        # from its creation (whose first poll, at one interval, was still ahead).
+        if first_age is None or first_age >= interval or self._polls == 0:
+            return 0, 0
+        return self._polls, max(1, math.ceil(seconds / interval))
 
     def next_delay(
         self,
@@ -135,6 +154,8 @@ class _LearnedPlan(Plan):
             return 0.0
         else:
             age = None
+        if self._first_age is None and age is not None:
+            self._first_age = age
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).
             self._schedule.learner.survived(model, self._running_until, age)
@@ -238,5 +259,15 @@ class Pacer:
         if not 0 < seconds < _MAX_LEARNED:
             return
         failed = record.status is not TaskStatus.SUCCESS
-        running_until = min(plan.running_until, seconds) if plan is not None else 0.0
-        self.learner.observe(_model_of(record), seconds, failed=failed, running_until=running_until)
+        running_until, polls, fixed_polls = 0.0, 0, 0
+        if plan is not None:
+            running_until = min(plan.running_until, seconds)
+            polls, fixed_polls = plan.spend(seconds)
+        self.learner.observe(
+            _model_of(record),
+            seconds,
+            failed=failed,
+            running_until=running_until,
+            polls=polls,
+            fixed_polls=fixed_polls,
+        )

@@ -35,8 +35,9 @@ solves that program on a 2 s grid, per model, on the *learned* distribution
 shared by every model - the price of a request - chosen so that the expected
 requests per task, weighted by how many tasks of each model were seen, equal
 those of polling every ``budget_interval`` seconds (30 s, the Veo docs'
-advice) on the same distributions (aiming at 96 % of them, to leave room for
-the estimate's error while learning). A shared price spends more on the
+advice) on the same distributions (aiming at 96 % of them at first, to leave
+room for the estimate's error while learning; then as the spend ledger says,
+below). A shared price spends more on the
 short model, where a request buys more lag (an early probe for its fast
 failures), and less on the long one, as the limit does. Spends come in
 steps, so the two solutions either side of the budget are mixed at random,
@@ -61,6 +62,22 @@ each delay, at most 0.8 s, so that a jittered poll is still recognised as the
 planned one and the next aims at its planned time (jitter never piles up
 into extra polls); past the table's horizon (the 99.95th percentile), polls
 every ``max_gap``.
+
+The spend ledger
+----------------
+The budget is spent on the *estimated* distribution; the requests are spent on
+the real one. While the estimate is learning (and in any part of it that is
+off) the two differ: a schedule spends less than fixed polling on short tasks
+and more on long ones, so an estimate whose tail is too light or too heavy
+spends more or less than it planned. The learner keeps a ledger of what the
+finished tasks followed from their creation really cost, beside what fixed
+polling would have cost them, per stratum of generation time
+(:meth:`DurationLearner.spend_ratio`; finished tasks are the short ones first,
+so each stratum weighs what the estimate says it weighs). Once 100 such
+tasks cover 99 % of the estimate, the budget's share is set so that the
+session's whole spend comes to 98 % of fixed polling's: what was spent over
+that is taken back from as many tasks again, what was saved is spent (the
+share stays within 85-100 % of the estimate's budget).
 
 Age
 ---
@@ -102,9 +119,21 @@ _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 _EARLY_SPAN = (5.0, 60.0)
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.05
-# Share of the budget interval's requests aimed at: room for jitter and for
-# the estimate's error while learning, so the fixed interval is never exceeded.
+# Share of the budget interval's requests aimed at until the spend ledger
+# speaks: room for jitter and for the estimate's error while learning.
 _BUDGET_SHARE = 0.96
+# What the spend ledger steers to: requests of finished tasks over those of
+# fixed polling, the tasks weighed by the estimated distribution of generation
+# time (see DurationLearner.spend_ratio). Below 1 for the noise of the ratio.
+_SPEND_AIM = 0.98
+# The share of the estimate's budget is kept within these, whatever the ledger says.
+_SHARE_RANGE = (0.85, 1.0)
+# The ledger speaks once this many finished tasks were followed from creation,
+# and their generation times cover this much of the estimated distribution.
+_LEDGER_TASKS = 100
+_LEDGER_COVER = 0.99
+# The ledger's strata: this many log bins (10 % wide): few empty strata in the tail.
+_LEDGER_STRATUM = 5
 # A further share of the budget held back while the prior rules (see _build).
 _PRIOR_MARGIN = 0.06
 # The schedule's own p95 lag is kept under this share of fixed polling's p95
@@ -207,9 +236,11 @@ class AdaptivePolicy:
     :param timeout: default overall deadline of a wait in seconds, or None.
     :param not_found_grace: seconds during which "record is null" answers mean
         "not visible yet" (counted from the first such answer).
-    :param budget_interval: spend, per task, as many requests as polling every
-        this many seconds would on the learned distribution (default 30 s, the
-        Veo docs' advice) - but placed where completions are likely.
+    :param budget_interval: spend, per task, at most as many requests as
+        polling every this many seconds would (default 30 s, the Veo docs'
+        advice): 96 % of them on the learned distribution at first, then 98 %
+        of what it really spent on finished tasks (the spend ledger) - but
+        placed where completions are likely.
     :param min_gap: shortest gap between two polls of a task, in seconds.
     :param max_gap: longest gap once past the median generation time, and
         the gap past the table's horizon (the 99.95th percentile).
@@ -449,6 +480,7 @@ class DurationLearner:
         self._max_models = max_models
         self._pooled = _Histogram()
         self._models: dict[str, _Histogram] = {}
+        self._ledger = _SpendLedger()
 
     def _histogram(self, model: str) -> _Histogram | None:
         hist = self._models.get(model)
@@ -457,20 +489,38 @@ class DurationLearner:
         return hist
 
     def observe(
-        self, model: str | None, seconds: float, failed: bool = False, *, running_until: float = 0.0
+        self,
+        model: str | None,
+        seconds: float,
+        failed: bool = False,
+        *,
+        running_until: float = 0.0,
+        polls: int = 0,
+        fixed_polls: int = 0,
     ) -> None:
         """Record that a task of ``model`` reached a terminal status ``seconds`` after creation.
 
         :param running_until: the age at which it was last seen running, as
             told to :meth:`survived` (0 if never): its exposure from there to
             ``seconds`` is added.
-        :raises ValueError: for negative, infinite or NaN seconds.
+        :param polls: for a task followed from its creation, the requests its
+            wait made; with ``fixed_polls``, those polling every budget
+            interval would have made: the spend ledger's entry (see
+            :meth:`spend_ratio`). 0: not a ledger entry.
+        :raises ValueError: for negative, infinite or NaN seconds, negative polls.
         :raises TypeError: for a non-numeric ``seconds`` or a non-string model.
         """
         seconds = _check_number("seconds", seconds, 0)
         running_until = _check_number("running_until", running_until, 0)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
+        for name, value in (("polls", polls), ("fixed_polls", fixed_polls)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, not {value!r}")
+        if polls and fixed_polls:
+            self._ledger.add(seconds, polls, fixed_polls, self._memory)
         failed = bool(failed)
         targets = [self._pooled]
         if model is not None and (hist := self._histogram(model)) is not None:
@@ -514,6 +564,36 @@ class DurationLearner:
         hist = self._pooled if model is None else self._models.get(model)
         return 0 if hist is None else hist.failures
 
+    def spend_ratio(self) -> float | None:
+        """Requests of the finished tasks followed from creation over those of
+        fixed polling, each generation time weighed as the estimated
+        distribution (every model's) weighs it; None until enough such tasks
+        finished to cover nearly all of it.
+
+        Finished tasks alone are the short ones first (the long ones still
+        run), and a schedule spends less than fixed polling on short tasks and
+        more on long ones: counting them as they come would read as savings.
+        Per stratum of generation time the tasks that finished are a fair
+        sample, so each stratum's mean spend counts as much as the estimate
+        says such tasks are common.
+        """
+        ledger = self._ledger
+        if ledger.tasks < _LEDGER_TASKS:
+            return None
+        masses = self.masses(None)
+        covered = spent = fixed = 0.0
+        for stratum, count in enumerate(ledger.count):
+            if count <= 0:
+                continue
+            start = stratum * _LEDGER_STRATUM
+            mass = sum(masses[start : start + _LEDGER_STRATUM])
+            covered += mass
+            spent += mass * ledger.spent[stratum] / count
+            fixed += mass * ledger.fixed[stratum] / count
+        if covered < _LEDGER_COVER or fixed <= 0:
+            return None
+        return spent / fixed
+
     def masses(self, model: str | None) -> list[float]:
         """The estimated distribution of log-seconds: one probability per 2 % bin.
 
@@ -533,6 +613,33 @@ class DurationLearner:
         if hist is None or not seen:
             return base
         return hist.survival_masses(base, self._prior_weight)
+
+
+class _SpendLedger:
+    """Requests spent on finished tasks followed from creation, beside what
+    fixed polling would have spent, by stratum of generation time."""
+
+    __slots__ = ("count", "fixed", "spent", "tasks")
+
+    def __init__(self) -> None:
+        strata = -(-_LOG_BINS // _LEDGER_STRATUM)
+        self.count = array("d", bytes(8 * strata))
+        self.spent = array("d", bytes(8 * strata))
+        self.fixed = array("d", bytes(8 * strata))
+        self.tasks = 0  # entries ever
+
+    def add(self, seconds: float, polls: int, fixed_polls: int, memory: float) -> None:
+        stratum = _log_bin(seconds) // _LEDGER_STRATUM
+        self.count[stratum] += 1.0
+        self.spent[stratum] += polls
+        self.fixed[stratum] += fixed_polls
+        self.tasks += 1
+        if self.tasks % int(memory) == 0:
+            # Old entries count half, as the histograms' do: a drifting
+            # service's current spend weighs most. Means are unchanged.
+            for values in (self.count, self.spent, self.fixed):
+                for k in range(len(values)):
+                    values[k] *= 0.5
 
 
 def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
@@ -742,7 +849,8 @@ class AdaptiveSchedule:
             keys.append(model)
         # Every table has the shared price: any is a good first guess.
         lam_hint = next(iter(self._tables.values())).lam if self._tables else None
-        curves = [self._curve(key) for key in keys]
+        share = self._budget_share()
+        curves = [self._curve(key, share) for key in keys]
         # The price is set by the models most tasks use (a bisection solves each
         # a dozen times); any others are solved at that price only, so that a
         # rebuild stays short however many names a session sees.
@@ -796,11 +904,29 @@ class AdaptiveSchedule:
                 stamp=self.learner.evidence(key),
             )
 
-    def _curve(self, model: str | None) -> _Curve:
-        """The program's inputs for one model: its learned distribution and budget."""
+    def _budget_share(self) -> float:
+        """The share of the estimated budget to aim at: ``_BUDGET_SHARE`` until
+        the spend ledger speaks, then what brings the session's spend to
+        ``_SPEND_AIM`` of fixed polling's.
+
+        What was spent over the aim is taken back from the tasks to come, as
+        many again as have finished (and what was saved is spent): the
+        estimate's errors while learning, the jitter and the mixture all show
+        in the ledger, whatever their cause.
+        """
+        ratio = self.learner.spend_ratio()
+        if ratio is None:
+            return _BUDGET_SHARE
+        low, high = _SHARE_RANGE
+        return min(high, max(low, 2.0 * _SPEND_AIM - ratio))
+
+    def _curve(self, model: str | None, share: float) -> _Curve:
+        """The program's inputs for one model: its learned distribution and
+        budget (``share`` of fixed polling's requests on that distribution)."""
         policy = self.policy
         learner = self.learner
         done, done_time, budget = _grid_distribution(learner.masses(model), policy.budget_interval)
+        budget *= share
         # While the prior still rules (few finishes seen), aim lower: a prior
         # that is wrong spends more than it plans.
         finished = learner.count(model)
@@ -984,4 +1110,4 @@ def _grid_distribution(
         done[j] += done[j - 1]
         done_time[j] += done_time[j - 1]
     done[n] = 1.0
-    return done, done_time, budget * _BUDGET_SHARE
+    return done, done_time, budget
