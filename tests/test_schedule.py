@@ -547,7 +547,7 @@ def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> 
 
 @pytest.mark.parametrize(
     ("polls", "fixed_polls", "error"),
-    [(-1, 3, ValueError), (2, -3, ValueError), (1.5, 3, TypeError), (True, 3, TypeError)],
+    [(-1, 3, ValueError), (0, -3, ValueError), (1.5, 3, TypeError), (2, True, TypeError)],
 )
 def test_observe_refuses_bad_poll_counts(polls: object, fixed_polls: object, error: type) -> None:
     """A ledger entry's counts are ints >= 0, checked before anything is learned."""

@@ -196,6 +196,15 @@ DEFAULT_PRIORS: Mapping[str, DurationPrior] = {
 }
 
 
+def _check_count(name: str, value: object, minimum: int = 0) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value!r}")
+    return value
+
+
 def _check_number(name: str, value: object, minimum: float, *, inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, not {value!r}")
@@ -287,10 +296,7 @@ class AdaptivePolicy:
             raise ValueError(f"jitter must be < 0.5, not {self.jitter!r}")
         if self.early_mass >= 0.5:
             raise ValueError(f"early_mass must be < 0.5, not {self.early_mass!r}")
-        if isinstance(self.rebuild_every, bool) or not isinstance(self.rebuild_every, int):
-            raise TypeError(f"rebuild_every must be an int, not {self.rebuild_every!r}")
-        if self.rebuild_every < 1:
-            raise ValueError(f"rebuild_every must be >= 1, not {self.rebuild_every!r}")
+        _check_count("rebuild_every", self.rebuild_every, 1)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -508,17 +514,14 @@ class DurationLearner:
             interval would have made: the spend ledger's entry (see
             :meth:`spend_ratio`). 0: not a ledger entry.
         :raises ValueError: for negative, infinite or NaN seconds, negative polls.
-        :raises TypeError: for a non-numeric ``seconds`` or a non-string model.
+        :raises TypeError: for a non-numeric ``seconds``, a non-string model,
+            polls that are not ints.
         """
         seconds = _check_number("seconds", seconds, 0)
         running_until = _check_number("running_until", running_until, 0)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
-        for name, value in (("polls", polls), ("fixed_polls", fixed_polls)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {value!r}")
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, not {value!r}")
+        polls, fixed_polls = _check_count("polls", polls), _check_count("fixed_polls", fixed_polls)
         if polls and fixed_polls:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
         failed = bool(failed)
@@ -785,10 +788,7 @@ class AdaptiveSchedule:
         :raises ValueError: for a negative or non-finite age, negative polls.
         :raises TypeError: for arguments of the wrong type.
         """
-        if isinstance(polls, bool) or not isinstance(polls, int):
-            raise TypeError(f"polls must be an int, not {polls!r}")
-        if polls < 0:
-            raise ValueError(f"polls must be >= 0, not {polls!r}")
+        _check_count("polls", polls)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
         table = self.table(model)
