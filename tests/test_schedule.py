@@ -18,6 +18,7 @@ from veo_async._schedule import (
     DurationLearner,
     DurationPrior,
     _grid_distribution,
+    _lag_quantile,
     optimal_polls,
 )
 
@@ -582,3 +583,14 @@ def test_the_ledger_steers_the_budget_within_its_range() -> None:
     assert over < silent < under
     lowest = [schedule_with_ledger(polls, 10).table("veo3_fast").lam for polls in (20, 30)]
     assert lowest[0] == lowest[1]
+
+
+def test_the_p95_guard_reads_a_quantile_within_its_grid_step() -> None:
+    """Finishes spread evenly, polled every 5 grid steps: lag is uniform over
+    [0, 10 s), so its 95th percentile is 9.5 s (not 9 s, the middle of the step
+    it falls in: read that low, schedules whose real p95 passed the limit got by)."""
+    n = 100
+    done = [k / n for k in range(n + 1)]
+    best = [min(n, (i // 5 + 1) * 5) for i in range(n + 1)]
+    assert _lag_quantile(best, done, 0.95) == pytest.approx(9.5)
+    assert _lag_quantile(best, done, 0.5) == pytest.approx(5.0)
