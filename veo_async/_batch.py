@@ -39,7 +39,7 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 from ._pacer import AnyPolicy
-from ._task import Subscription, TaskRegistry, VeoTask
+from ._task import Subscription, TaskRegistry, VeoTask, look_lead
 from .models import RecordInfo, TaskStatus, validate_task_id
 from .policy import TimeoutArg
 
@@ -82,6 +82,10 @@ async def _yield_between_slices() -> None:
     """Let the loop run other callbacks between two slices of a batch's work."""
     await asyncio.sleep(0)
 
+
+#: A batch looks at its unfinished ids once just before its deadline (see
+#: VeoTask.look_before) when at most this many are left: one wave of requests.
+LAST_LOOKS = 64
 
 #: Batches of at least this many distinct ids keep the collector's view
 #: frozen while they run (see the module docstring); smaller ones need not.
@@ -158,6 +162,7 @@ class CompletionTracker:
         self._wake: asyncio.Future[None] | None = None
         self._wake_each = False
         self._large = False
+        self._looked = False
 
     async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
         """Follow every handle not finished yet; finished ones count at once.
@@ -229,11 +234,26 @@ class CompletionTracker:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return
+            if deadline is not None and not self._looked and self.limit:
+                lead = look_lead(self.limit)
+                if remaining is not None and remaining <= lead:
+                    await self._last_looks(deadline, lead)
+                    continue
+                remaining = deadline - lead - loop.time()  # wake for the last looks
             self._wake = loop.create_future()
             try:
                 await asyncio.wait((self._wake,), timeout=remaining)
             finally:
                 self._wake = None
+
+    async def _last_looks(self, deadline: float, lead: float) -> None:
+        """Once, ``lead`` seconds before the deadline: a last look at each
+        unfinished id (see :meth:`VeoTask.look_before`), if they are few
+        enough to go in one wave of requests."""
+        self._looked = True
+        if self._pending <= LAST_LOOKS:
+            pending = [self.handles[task_id] for task_id in self._subscriptions]
+            await asyncio.gather(*(handle.look_before(deadline, lead) for handle in pending))
 
     def unfinished(self) -> list[str]:
         """Ids still waited for, in input order."""

@@ -51,7 +51,7 @@ from .models import (
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .store import TaskStore
 
-__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask"]
+__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask", "look_lead"]
 
 logger = logging.getLogger("veo_async")
 
@@ -112,8 +112,10 @@ class _PollRun(Ticket):
 
     __slots__ = (
         "attempt",
+        "due",
         "ended",
         "error",
+        "granted_at",
         "handle",
         "listeners",
         "not_found_grace",
@@ -140,6 +142,8 @@ class _PollRun(Ticket):
         self.attempt = 0
         self.ended = False
         self.error: BaseException | None = None
+        self.due = 0.0  # when the next poll is due (loop time)
+        self.granted_at: float | None = None  # when the last poll was granted
 
     def next_delay(self, *, running: bool = False) -> float:
         handle = self.handle
@@ -154,11 +158,25 @@ class _PollRun(Ticket):
         # running, and this runs per id of a batch.
         handle = self.handle
         delay = self.plan.next_delay(handle._record, handle._created_loop_time, handle._model)
-        self.requester.queue.push(now + delay, self)
+        self.due = now + delay
+        self.requester.queue.push(self.due, self)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
-        self.requester.queue.push(now + delay, self)
+        self.due = now + delay
+        self.requester.queue.push(self.due, self)
+
+    def idle_at(self, when: float, lead: float) -> bool:
+        """Whether the run will not have looked at the task lately at ``when``:
+        no request in flight, none granted in the ``lead`` seconds before it,
+        and the next one due after it."""
+        granted_at = self.granted_at
+        return (
+            not self.ended
+            and self.request is None
+            and self.due > when
+            and (granted_at is None or granted_at < when - lead)
+        )
 
     def follow(self, listener: Listener) -> Subscription:
         self.listeners.append(listener)
@@ -190,6 +208,7 @@ class _PollRun(Ticket):
 
     def granted(self, now: float) -> None:
         self.attempt += 1
+        self.granted_at = now
         handle = self.handle
         self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
 
@@ -268,6 +287,15 @@ def _now() -> float:
 # Members read once: on Python 3.11, TaskStatus.X runs a descriptor each time.
 _GENERATING = TaskStatus.GENERATING
 _SUCCESS = TaskStatus.SUCCESS
+# A wait's last look goes this long before its deadline (at most this share
+# of the wait), so that its answer is in by the deadline.
+_LOOK_LEAD = 1.0
+_LOOK_SHARE = 0.05
+
+
+def look_lead(limit: float) -> float:
+    """How long before the deadline of a wait of ``limit`` seconds its last look goes."""
+    return min(_LOOK_LEAD, _LOOK_SHARE * limit)
 
 
 class _Follower:
@@ -589,6 +617,9 @@ class VeoTask:
         loop = asyncio.get_running_loop()
         # An abandoned iterator must not poll past its deadline.
         timer = loop.call_at(deadline, follower.expire) if deadline is not None else None
+        # The last sleep is clipped to the deadline: one look just before it,
+        # unless the run looks then anyway (see look_before).
+        look_at = None if deadline is None or not limit else deadline - look_lead(limit)
         last: TaskStatus | None = None
         try:
             while True:
@@ -604,6 +635,15 @@ class VeoTask:
                 if run.ended and not follower.expired:
                     # Stopped by nobody's wish (cannot happen while we follow).
                     raise SessionClosedError("the VeoSession was closed while waiting")
+                if look_at is not None:
+                    if await follower.changed(look_at):
+                        continue
+                    look_at = None
+                    assert deadline is not None
+                    assert limit is not None
+                    if not follower.expired:
+                        await self.look_before(deadline, look_lead(limit))
+                    continue
                 if not await follower.changed(deadline):
                     self._raise_timeout(limit)
         finally:
@@ -736,6 +776,29 @@ class VeoTask:
             record = _outcome(record)
         refuse_fallback(record, what)
         return record, deadline, limit if limit is not None else 0.0
+
+    async def look_before(self, deadline: float, lead: float) -> None:
+        """A wait's last look, ``lead`` seconds before its ``deadline``: one
+        poll, if this handle's run would not poll until after the deadline
+        and has not polled in the last ``lead`` seconds (a learned schedule's
+        first poll of a new task comes a minute or more after its creation).
+        A task that finished meanwhile is seen, not reported as timed out; an
+        answer that misses the deadline, or a failed poll, leaves the timeout
+        to be raised (the failure as its ``last_error``).
+
+        For :meth:`wait`, :meth:`watch` and the batch tools, which call it.
+        """
+        run = self._run
+        now = _now()
+        left = deadline - now
+        if run is None or left <= 0 or not run.idle_at(now, lead):
+            return
+        try:
+            await asyncio.wait_for(self.refresh(), left)
+        except VeoError as exc:
+            self.note_failure(exc)
+        except asyncio.TimeoutError:
+            pass  # no answer by the deadline: the wait times out
 
     def _raise_timeout(self, limit: float | None) -> None:
         raise self.timed_out(limit or 0.0)

@@ -1,0 +1,185 @@
+"""A wait's last look: one poll just before its deadline when its schedule would
+poll after it, so a short wait sees a task that finished meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from veo_async import (
+    AdaptivePolicy,
+    PollPolicy,
+    ServerError,
+    TaskStatus,
+    VeoSession,
+    WaitTimeoutError,
+)
+from veo_async.events import Event, RequestStarted
+from veo_async.testing import FakeKie, Fault, TaskScript
+
+from .conftest import API_KEY, leftover_tasks
+
+#: The learned default without jitter: poll times are exact.
+STEADY = AdaptivePolicy(jitter=0.0)
+
+
+def poll_times(events: list[Event], start: float) -> list[float]:
+    """When each record-info request started, from ``start``."""
+    return [round(e.at - start, 1) for e in events if isinstance(e, RequestStarted)]
+
+
+async def waited(
+    kie: FakeKie, timeout: float, policy: AdaptivePolicy | PollPolicy = STEADY
+) -> tuple[object, list[float], float]:
+    """Wait on ``veo_a`` for ``timeout``: (the record or the error, poll times, seconds taken)."""
+    loop = asyncio.get_running_loop()
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=policy, on_event=events.append
+    ) as veo:
+        start = loop.time()
+        try:
+            outcome: object = await veo.task("veo_a").wait(timeout=timeout)
+        except WaitTimeoutError as exc:
+            outcome = exc
+        took = loop.time() - start
+    return outcome, poll_times(events, start), took
+
+
+async def test_a_task_done_before_the_deadline_is_seen_though_its_schedule_polls_later() -> None:
+    """A new veo3_fast task is next polled about 80 s after its first look; a
+    20 s wait looks once more at 19 s and returns the success it finds, where it
+    used to time out without a second request."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=5, params={"model": "veo3_fast"}))
+    outcome, polls, took = await waited(kie, 20.0)
+    assert getattr(outcome, "status", None) is TaskStatus.SUCCESS
+    assert polls == [0.0, 19.0]
+    assert took == pytest.approx(19.0, abs=0.1)
+
+
+async def test_a_task_still_running_at_the_last_look_times_out_with_that_record() -> None:
+    """The last look finds the task running: the wait ends at its deadline with a
+    timeout carrying the record that look brought."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=600, params={"model": "veo3_fast"}))
+    outcome, polls, took = await waited(kie, 20.0)
+    assert isinstance(outcome, WaitTimeoutError)
+    assert outcome.record is not None
+    assert outcome.record.status is TaskStatus.GENERATING
+    assert polls == [0.0, 19.0]
+    assert took == pytest.approx(20.0, abs=0.1)
+
+
+async def test_no_last_look_when_the_schedule_just_polled() -> None:
+    """Polls every 3 s with a 10 s deadline: the run polled at 9 s, so nothing
+    more is sent at 9.5 s (the look's time)."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=600))
+    every_3s = PollPolicy(first_poll=0, interval=3, factor=1, max_interval=3, jitter=0)
+    outcome, polls, _ = await waited(kie, 10.0, every_3s)
+    assert isinstance(outcome, WaitTimeoutError)
+    assert polls == [0.0, 3.0, 6.0, 9.0]
+
+
+async def test_a_last_look_answered_after_the_deadline_is_cut_there() -> None:
+    """The look's answer would take 5 s: the wait still ends at its deadline,
+    and the look's request leaves nothing behind."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=5, params={"model": "veo3_fast"}))
+    kie.inject(Fault.slow(0.0))  # the first poll, as is
+    kie.inject(Fault.slow(5.0))  # the look
+    outcome, polls, took = await waited(kie, 20.0)
+    assert isinstance(outcome, WaitTimeoutError)
+    assert polls == [0.0, 19.0]
+    assert took == pytest.approx(20.0, abs=0.1)
+    assert leftover_tasks() == set()
+
+
+async def test_a_failed_last_look_is_the_timeouts_last_error() -> None:
+    """A look that fails (a 500) does not end the wait early: the timeout at the
+    deadline names that failure as the reason nothing new was seen."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=5, params={"model": "veo3_fast"}))
+    kie.inject(Fault.slow(0.0))
+    kie.inject(Fault.server_error())
+    outcome, polls, took = await waited(kie, 20.0)
+    assert isinstance(outcome, WaitTimeoutError)
+    assert isinstance(outcome.last_error, ServerError)
+    assert polls == [0.0, 19.0]
+    assert took == pytest.approx(20.0, abs=0.1)
+
+
+async def test_cancelling_a_wait_during_its_last_look_cancels_the_look() -> None:
+    """Cancelled while its look is in flight, the wait raises CancelledError and
+    leaves no request or task behind."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=5, params={"model": "veo3_fast"}))
+    kie.inject(Fault.slow(0.0))
+    kie.inject(Fault.slow(60.0))
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        waiter = asyncio.create_task(veo.task("veo_a").wait(timeout=20))
+        await asyncio.sleep(19.5)  # the look went at 19 s and hangs
+        assert veo.stats.in_flight == 1
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert veo.stats.in_flight == 0
+        assert leftover_tasks() == set()
+
+
+def three_tasks(kie: FakeKie, after: float) -> list[str]:
+    """Three veo3_fast tasks ending ``after`` seconds from now."""
+    ids = ["veo_a", "veo_b", "veo_c"]
+    for task_id in ids:
+        kie.add_task(TaskScript(task_id, complete_after=after, params={"model": "veo3_fast"}))
+    return ids
+
+
+async def test_a_short_batch_looks_at_its_unfinished_ids_before_its_deadline() -> None:
+    """wait_many over three new tasks done at 5 s, with a 20 s deadline: one look
+    each at 19 s finds them done (their schedule's next poll is a minute away)."""
+    kie = FakeKie(api_key=API_KEY)
+    ids = three_tasks(kie, 5)
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        start = loop.time()
+        records = await veo.wait_many(ids, timeout=20)
+        took = loop.time() - start
+    assert [r.status for r in records] == [TaskStatus.SUCCESS] * 3
+    assert poll_times(events, start) == [0.0] * 3 + [19.0] * 3
+    assert took == pytest.approx(19.0, abs=0.1)
+
+
+async def test_as_completed_looks_before_its_deadline_too() -> None:
+    """as_completed over the same three tasks yields each one at its last look."""
+    kie = FakeKie(api_key=API_KEY)
+    ids = three_tasks(kie, 5)
+    loop = asyncio.get_running_loop()
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        start = loop.time()
+        seen = [
+            (task.task_id, round(loop.time() - start, 1))
+            async for task in veo.as_completed(ids, timeout=20)
+        ]
+    assert sorted(seen) == [(task_id, 19.0) for task_id in ids]
+
+
+async def test_a_large_batch_makes_no_last_looks() -> None:
+    """More unfinished ids than one wave of requests (64): no burst of looks at
+    the deadline; each id times out after its first poll only."""
+    kie = FakeKie(api_key=API_KEY)
+    ids = [f"veo_{n}" for n in range(65)]
+    for task_id in ids:
+        kie.add_task(TaskScript(task_id, complete_after=5, params={"model": "veo3_fast"}))
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        outcomes = await veo.wait_many(ids, timeout=20, return_exceptions=True)
+    assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
+    assert sum(isinstance(e, RequestStarted) for e in events) == 65
