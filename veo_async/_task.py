@@ -167,9 +167,9 @@ class _PollRun(Ticket):
         self.requester.queue.push(self.due, self)
 
     def idle_at(self, when: float, lead: float) -> bool:
-        """Whether the run will not have looked at the task lately at ``when``:
-        no request in flight, none granted in the ``lead`` seconds before it,
-        and the next one due after it."""
+        """Whether a look at ``when`` would be the only poll near it: no
+        request in flight, none granted in the ``lead`` seconds before, and
+        the next one not due until after it."""
         granted_at = self.granted_at
         return (
             not self.ended
