@@ -31,6 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
+from typing import TypeVar
 
 import attrs
 
@@ -47,6 +48,8 @@ logger = logging.getLogger("veo_async")
 #: Errors that end a stored task's polling for good, as its outcome (the
 #: service does not know the id): yielded by completed(); ack() forgets them.
 GONE = (RecordNotFoundError, NotFoundError)
+
+_T = TypeVar("_T")
 
 #: The writer waits this long after a first note, so that one batch carries
 #: many (one wake-up per batch, not one per poll answer).
@@ -185,16 +188,13 @@ class DurableTracker:
 
     def seen(self, handle: VeoTask) -> None:
         """Note a handle's first record (write-behind)."""
-        if not self._closed:
-            self._seen.append((handle.task_id, time.time()))
-            self._wake_writer()
+        self._note(self._seen, (handle.task_id, time.time()))
 
     def finished(self, handle: VeoTask) -> None:
         """Note a terminal record (write-behind) and hand the handle to deliveries."""
         record = handle.record
-        if not self._closed and record is not None:
-            self._terminal.append((handle.task_id, record, time.time()))
-            self._wake_writer()
+        if record is not None:
+            self._note(self._terminal, (handle.task_id, record, time.time()))
         for delivery in self._deliveries:
             delivery.arrived(handle)
 
@@ -235,9 +235,7 @@ class DurableTracker:
 
     def track_soon(self, task_id: str) -> None:
         """Queue an id to track, written with the next batch (``veo.task(id)``)."""
-        if not self._closed:
-            self._tracked.append(task_id)
-            self._wake_writer()
+        self._note(self._tracked, task_id)
 
     async def track(self, task_ids: Iterable[str]) -> None:
         """Track ids in one durable write, committed before returning."""
@@ -246,7 +244,11 @@ class DurableTracker:
 
     # -- the writer -------------------------------------------------------------------
 
-    def _wake_writer(self) -> None:
+    def _note(self, notes: list[_T], note: _T) -> None:
+        """Queue a note for the writer (once closed, none), and wake it."""
+        if self._closed:
+            return
+        notes.append(note)
         writer = self._writer
         if writer is None or writer.done():
             self._writer = asyncio.get_running_loop().create_task(
@@ -345,9 +347,7 @@ class DurableTracker:
             while True:
                 while delivery.ready:
                     handle = delivery.ready.popleft()
-                    if not self._closed:
-                        self._delivered.append((handle.task_id, time.time()))
-                        self._wake_writer()
+                    self._note(self._delivered, (handle.task_id, time.time()))
                     yield handle
                 if delivery.error is not None:
                     raise delivery.error
