@@ -134,7 +134,7 @@ _LEDGER_TASKS = 100
 _LEDGER_COVER = 0.99
 # The ledger's strata: this many log bins (10 % wide): few empty strata in the tail.
 _LEDGER_STRATUM = 5
-# A further share of the budget held back while the prior rules (see _build).
+# A further share of the budget held back while the prior rules (see _curve).
 _PRIOR_MARGIN = 0.06
 # The schedule's own p95 lag is kept under this share of fixed polling's p95
 # (0.95 x budget_interval), leaving room for the estimate's error.
@@ -545,26 +545,30 @@ class DurationLearner:
             hist.expose(since, age)
         self._pooled.expose(since, age)
 
+    def _seen(self, model: str | None) -> _Histogram | None:
+        """What was seen of ``model`` (of every model for None; None: nothing)."""
+        return self._pooled if model is None else self._models.get(model)
+
     def count(self, model: str | None) -> int:
         """Terminal statuses seen for ``model`` (every model's for None)."""
-        hist = self._pooled if model is None else self._models.get(model)
+        hist = self._seen(model)
         return 0 if hist is None else hist.count
 
     def evidence(self, model: str | None) -> int:
         """Terminal statuses plus running intervals seen for ``model``: what
         the schedule's tables are rebuilt on."""
-        hist = self._pooled if model is None else self._models.get(model)
+        hist = self._seen(model)
         return 0 if hist is None else hist.count + hist.exposures
 
     def tasks(self, model: str | None) -> int:
         """Tasks seen for ``model`` (every model's for None): each counts once,
         at its first poll, running or finished."""
-        hist = self._pooled if model is None else self._models.get(model)
+        hist = self._seen(model)
         return 0 if hist is None else hist.tasks
 
     def failures(self, model: str | None) -> int:
         """Failed observations seen for ``model`` (every model's for None)."""
-        hist = self._pooled if model is None else self._models.get(model)
+        hist = self._seen(model)
         return 0 if hist is None else hist.failures
 
     def spend_ratio(self) -> float | None:
@@ -603,7 +607,7 @@ class DurationLearner:
         The prior (the model's, else the pooled estimate) weighs
         ``prior_weight`` tasks; see :meth:`_Histogram.survival_masses`.
         """
-        hist = self._pooled if model is None else self._models.get(model)
+        hist = self._seen(model)
         prior = self._priors.get(model) if model is not None else None
         seen = hist is not None and (hist.weight > 0 or hist.exposures > 0)
         if prior is None and model is not None and not seen:

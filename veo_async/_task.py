@@ -619,7 +619,8 @@ class VeoTask:
         timer = loop.call_at(deadline, follower.expire) if deadline is not None else None
         # The last sleep is clipped to the deadline: one look just before it,
         # unless the run looks then anyway (see look_before).
-        look_at = None if deadline is None or not limit else deadline - look_lead(limit)
+        lead = look_lead(limit) if deadline is not None and limit else None
+        look_at = None if deadline is None or lead is None else deadline - lead
         last: TaskStatus | None = None
         try:
             while True:
@@ -640,9 +641,9 @@ class VeoTask:
                         continue
                     look_at = None
                     assert deadline is not None
-                    assert limit is not None
+                    assert lead is not None
                     if not follower.expired:
-                        await self.look_before(deadline, look_lead(limit))
+                        await self.look_before(deadline, lead)
                     continue
                 if not await follower.changed(deadline):
                     self._raise_timeout(limit)
@@ -779,9 +780,9 @@ class VeoTask:
 
     async def look_before(self, deadline: float, lead: float) -> None:
         """A wait's last look, ``lead`` seconds before its ``deadline``: one
-        poll, if this handle's run would not poll until after the deadline
-        and has not polled in the last ``lead`` seconds (a learned schedule's
-        first poll of a new task comes a minute or more after its creation).
+        poll, if this handle's run has no poll due by now, none in flight and
+        none in the last ``lead`` seconds (a learned schedule's first poll of
+        a new task comes a minute or more after its creation).
         A task that finished meanwhile is seen, not reported as timed out; an
         answer that misses the deadline, or a failed poll, leaves the timeout
         to be raised (the failure as its ``last_error``).
