@@ -416,24 +416,28 @@ class SQLiteStore:
 
     # -- write-behind -----------------------------------------------------------------
 
-    def _pending_for(self, task_id: str) -> Pending:
-        self._connection()
-        pending = self._pending.get(task_id)
-        if pending is None:
-            pending = self._pending[task_id] = Pending()
-            if len(self._pending) >= self._batch_size:
-                self._write_now()
-            else:
-                self._wake.set()
-        return pending
+    def _change(self, task_id: str) -> Pending:
+        """The pending changes of *task_id* (made on first use)."""
+        change = self._pending.get(task_id)
+        if change is None:
+            change = self._pending[task_id] = Pending()
+        return change
+
+    def _noted(self) -> None:
+        """Write-behind changes were noted: wake the writer (at once for a full batch)."""
+        pending = self._pending
+        if len(pending) >= self._batch_size:
+            self._write_now()
+        elif pending:
+            self._wake.set()
 
     async def record_seen(self, task_id: str, at: float) -> None:
         """Note that a poll saw the task (write-behind; the first time counts)."""
         _check_task_id(task_id)
         when = _check_time(at, "at")
-        pending = self._pending_for(task_id)
-        if pending.seen_at is None or when < pending.seen_at:
-            pending.seen_at = when
+        self._connection()
+        self._change(task_id).saw(when)
+        self._noted()
 
     async def record_terminal(self, task_id: str, record: Mapping[str, Any], at: float) -> None:
         """Store the task's terminal record, a :func:`record_to_json` dict (write-behind).
@@ -443,18 +447,17 @@ class SQLiteStore:
         _check_task_id(task_id)
         when = _check_time(at, "at")
         text = _dumps(record, "record")
-        pending = self._pending_for(task_id)
-        pending.terminal = text
-        if pending.terminal_at is None:
-            pending.terminal_at = when
+        self._connection()
+        self._change(task_id).ended(text, when)
+        self._noted()
 
     async def mark_delivered(self, task_id: str, *, at: float | None = None) -> None:
         """Note that the finished task was handed to the user (write-behind)."""
         _check_task_id(task_id)
         when = _now_or(at, "at")
-        pending = self._pending_for(task_id)
-        pending.delivered_at = when
-        pending.deliveries += 1
+        self._connection()
+        self._change(task_id).delivered(when)
+        self._noted()
 
     def write_behind(
         self,
@@ -482,31 +485,14 @@ class SQLiteStore:
             for tid, record, at in terminal
         ]
         delivered_rows = [(_check_task_id(tid), _check_time(at, "at")) for tid, at in delivered]
-        pending = self._pending
-        get = pending.get
+        change = self._change
         for tid, when in seen_rows:
-            change = get(tid)
-            if change is None:
-                change = pending[tid] = Pending()
-            if change.seen_at is None or when < change.seen_at:
-                change.seen_at = when
+            change(tid).saw(when)
         for tid, text, when in terminal_rows:
-            change = get(tid)
-            if change is None:
-                change = pending[tid] = Pending()
-            change.terminal = text
-            if change.terminal_at is None:
-                change.terminal_at = when
+            change(tid).ended(text, when)
         for tid, when in delivered_rows:
-            change = get(tid)
-            if change is None:
-                change = pending[tid] = Pending()
-            change.delivered_at = when
-            change.deliveries += 1
-        if len(pending) >= self._batch_size:
-            self._write_now()
-        elif pending:
-            self._wake.set()
+            change(tid).delivered(when)
+        self._noted()
 
     async def flush(self) -> None:
         """Commit every write made so far.

@@ -39,6 +39,22 @@ class Pending:
         self.delivered_at: float | None = None
         self.deliveries = 0
 
+    def saw(self, at: float) -> None:
+        """A poll saw the task at *at* (the first time counts)."""
+        if self.seen_at is None or at < self.seen_at:
+            self.seen_at = at
+
+    def ended(self, text: str, at: float) -> None:
+        """The task's terminal record (JSON text), reached at *at* (the first time counts)."""
+        self.terminal = text
+        if self.terminal_at is None:
+            self.terminal_at = at
+
+    def delivered(self, at: float) -> None:
+        """The finished task was handed to the user at *at*."""
+        self.delivered_at = at
+        self.deliveries += 1
+
 
 class Op:
     """One durable write waiting for the writer: what to do and who waits.
