@@ -125,14 +125,14 @@ def record_text(record: RecordInfo) -> str:
     if type(record) is not RecordInfo:
         return dumps(record_to_json(record))
     response = record.response
+    leaves: tuple[object, ...] = (
+        record.task_id,
+        record.error_code,
+        record.error_message,
+        record.fallback,
+    )
     if response is None:
         result = None
-        leaves: tuple[object, ...] = (
-            record.task_id,
-            record.error_code,
-            record.error_message,
-            record.fallback,
-        )
     elif (
         type(response) is VideoResult
         and type(response.result_urls) is tuple
@@ -147,10 +147,7 @@ def record_text(record: RecordInfo) -> str:
             "resolution": response.resolution,
         }
         leaves = (
-            record.task_id,
-            record.error_code,
-            record.error_message,
-            record.fallback,
+            *leaves,
             response.task_id,
             response.resolution,
             *response.result_urls,
