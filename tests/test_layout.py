@@ -30,7 +30,7 @@ PURE_CORE = [
 #: The layers, lowest first; a module may import only from its own layer or below.
 LAYERS: list[set[str]] = [
     {"errors", "models", "policy", "_version", "_json"},
-    {"_convert", "_schedule", "_limits", "events"},
+    {"_convert", "_schedule", "_limits", "_deadlines", "events"},
     {"_protocol", "_endpoints"},
     {"_http", "store"},
     {"_requester", "_pacer"},

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import attrs
 
+from ._deadlines import RequestDeadlines
 from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
 from .models import _slot_setters
@@ -43,6 +44,11 @@ __all__ = [
 
 #: The largest answer accepted, decoded (1 MiB): Kie's answers are a few KiB.
 MAX_BODY = 1024 * 1024
+
+#: aiohttp's own timeouts, all off: RequestDeadlines keeps ours (see _deadlines).
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, connect=None, sock_read=None, sock_connect=None
+)
 
 
 def user_agent(version: str) -> str:
@@ -190,7 +196,7 @@ class AiohttpTransport:
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._deadlines = RequestDeadlines(request_timeout)
         self._max_body = max_body
         # Whether we inflate bodies ourselves (our own session never does it;
         # an injected one may): read once, not on every request.
@@ -211,6 +217,7 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0),
                 auto_decompress=False,
+                timeout=_NO_AIOHTTP_TIMEOUT,
                 # Sent with every request without being merged in per request.
                 headers=self._headers,
             )
@@ -227,6 +234,8 @@ class AiohttpTransport:
         # no such host, TLS handshake) proves it did not, and only then may a
         # create be resent without risking a second charge.
         sent = True
+        deadlines = self._deadlines
+        task = deadlines.enter()
         try:
             async with client.request(
                 request.method,
@@ -239,7 +248,7 @@ class AiohttpTransport:
                 headers={"Authorization": f"Bearer {request.api_key.reveal()}"}
                 if self._owns_session
                 else {**self._headers, "Authorization": f"Bearer {request.api_key.reveal()}"},
-                timeout=self._timeout,
+                timeout=_NO_AIOHTTP_TIMEOUT,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
@@ -256,7 +265,9 @@ class AiohttpTransport:
                     # as declared: this session does not inflate), one read.
                     return RawResponse(response.status, response.headers, await response.read())
                 return await self._read_capped(response, inflate=self._inflate)
-        except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not on 3.10
+        except asyncio.CancelledError:
+            if not deadlines.timed_out(task):
+                raise
             failure = f"no complete answer from {url} in time"
         except aiohttp.ClientConnectorError as exc:  # before anything was sent
             sent = False
@@ -265,6 +276,8 @@ class AiohttpTransport:
             failure = f"request to {url} failed: {type(exc).__name__}: {_safe(exc)}"
         except OSError as exc:
             failure = f"request to {url} failed: {type(exc).__name__}: {exc.strerror or ''}"
+        finally:
+            deadlines.leave(task)
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers).
         raise TransportError(failure, sent=sent)
@@ -295,6 +308,7 @@ class AiohttpTransport:
 
     async def aclose(self) -> None:
         """Close the aiohttp session if we own it; an injected one is left open."""
+        self._deadlines.close()
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
 

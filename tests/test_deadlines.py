@@ -1,0 +1,207 @@
+"""Request deadlines: one timer for every request in flight (``_deadlines``), and the
+aiohttp transport's timeouts built on it, over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from aiohttp import web
+
+from veo_async import TransportError, VeoSession
+from veo_async._deadlines import RequestDeadlines
+from veo_async._http import AiohttpTransport, ApiKey, HttpRequest
+
+from .test_hardening import serving
+
+PATH = "/api/v1/veo/record-info"
+KEY = ApiKey("k")
+
+
+async def held(deadlines: RequestDeadlines, release: asyncio.Event) -> str:
+    """A stand-in request: waits for ``release`` under a deadline; "answered" or "timed out"."""
+    task = deadlines.enter()
+    try:
+        await release.wait()
+    except asyncio.CancelledError:
+        if deadlines.timed_out(task):
+            return "timed out"
+        raise
+    finally:
+        deadlines.leave(task)
+    return "answered"
+
+
+async def test_a_request_past_its_deadline_is_timed_out_and_not_left_cancelling() -> None:
+    deadlines = RequestDeadlines(2.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    task = asyncio.create_task(held(deadlines, asyncio.Event()))
+    assert await task == "timed out"
+    assert loop.time() - start == pytest.approx(2.0, abs=0.01)
+    assert deadlines.in_flight == 0
+    if sys.version_info >= (3, 11):
+        assert task.cancelling() == 0  # the deadline's cancel was taken back
+
+
+async def test_each_request_keeps_its_own_deadline() -> None:
+    """Requests started 1 s apart time out 1 s apart: one timer, re-armed for the next."""
+    deadlines = RequestDeadlines(3.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    ended: dict[str, float] = {}
+
+    async def request(name: str) -> None:
+        assert await held(deadlines, asyncio.Event()) == "timed out"
+        ended[name] = loop.time() - start
+
+    first = asyncio.create_task(request("first"))
+    await asyncio.sleep(1.0)
+    second = asyncio.create_task(request("second"))
+    await asyncio.gather(first, second)
+    assert ended["first"] == pytest.approx(3.0, abs=0.01)
+    assert ended["second"] == pytest.approx(4.0, abs=0.01)
+
+
+async def test_an_answered_request_is_never_cancelled_later() -> None:
+    deadlines = RequestDeadlines(1.0)
+    release = asyncio.Event()
+    release.set()
+    assert await held(deadlines, release) == "answered"
+    # The timer armed by that request fires with nothing to do; this task lives on.
+    await asyncio.sleep(2.0)
+    assert deadlines.in_flight == 0
+    # And a later request is timed from its own start, not the first one's.
+    later = asyncio.Event()
+    waiting = asyncio.create_task(held(deadlines, later))
+    await asyncio.sleep(0.5)
+    later.set()
+    assert await waiting == "answered"
+
+
+async def test_a_cancel_from_outside_is_not_taken_for_a_timeout() -> None:
+    deadlines = RequestDeadlines(5.0)
+    task = asyncio.create_task(held(deadlines, asyncio.Event()))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadlines.in_flight == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling tells them apart")
+async def test_a_cancel_arriving_with_the_deadline_still_propagates() -> None:
+    """Cancelled by its caller and by its deadline in the same loop turn: the caller's
+    cancel wins (as in aiohttp's TimerContext); the timeout must not swallow it."""
+    deadlines = RequestDeadlines(1.0)
+    task = asyncio.create_task(held(deadlines, asyncio.Event()))
+    await asyncio.sleep(0.5)
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + 0.5, task.cancel)  # the same instant as the deadline
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_enter_needs_a_task_of_its_own() -> None:
+    deadlines = RequestDeadlines(1.0)
+    task = deadlines.enter()
+    try:
+        with pytest.raises(RuntimeError, match="one request at a time"):
+            deadlines.enter()
+    finally:
+        deadlines.leave(task)
+    loop = asyncio.get_running_loop()
+    outside: list[BaseException] = []
+
+    def from_a_callback() -> None:
+        try:
+            deadlines.enter()
+        except RuntimeError as exc:
+            outside.append(exc)
+
+    loop.call_soon(from_a_callback)
+    await asyncio.sleep(0)
+    assert len(outside) == 1
+    assert "inside a task" in str(outside[0])
+
+
+async def test_close_disarms_the_timer() -> None:
+    deadlines = RequestDeadlines(1.0)
+    release = asyncio.Event()
+    task = asyncio.create_task(held(deadlines, release))
+    await asyncio.sleep(0.5)
+    deadlines.close()
+    await asyncio.sleep(1.0)  # past the deadline: nothing fired
+    assert not task.done()
+    release.set()
+    assert await task == "answered"
+
+
+# -- the aiohttp transport, over loopback ------------------------------------------------
+
+
+@pytest.mark.loopback
+async def test_transport_times_out_each_request_at_its_own_deadline() -> None:
+    """Over real HTTP: a hanging server, two requests 0.4 s apart, a 1 s limit. Each
+    fails with a retryable TransportError about its own deadline, and the connection
+    pool is usable afterwards."""
+    answer = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.query.get("taskId") != "quick":
+            await answer.wait()
+        return web.json_response({"code": 200, "msg": "success", "data": {}})
+
+    async with serving(handler) as base_url:
+        transport = AiohttpTransport(base_url=base_url, request_timeout=1.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        ended: list[float] = []
+
+        async def send(task_id: str) -> TransportError:
+            with pytest.raises(TransportError) as caught:
+                await transport.send(HttpRequest("GET", PATH, {"taskId": task_id}, api_key=KEY))
+            ended.append(loop.time() - start)
+            return caught.value
+
+        try:
+            first = asyncio.create_task(send("a"))
+            await asyncio.sleep(0.4)
+            errors = await asyncio.gather(first, send("b"))
+            for error in errors:
+                assert "in time" in str(error)
+                assert error.retryable
+                assert error.sent  # it may have reached the server
+                assert error.__cause__ is None
+                assert error.__context__ is None
+            assert ended[0] == pytest.approx(1.0, abs=0.2)
+            assert ended[1] - ended[0] == pytest.approx(0.4, abs=0.2)
+            answered = await transport.send(
+                HttpRequest("GET", PATH, {"taskId": "quick"}, api_key=KEY)
+            )
+            assert answered.status == 200
+        finally:
+            answer.set()
+            await transport.aclose()
+
+
+@pytest.mark.loopback
+async def test_cancelling_a_session_call_mid_request_raises_cancelled_not_timeout() -> None:
+    """A caller's cancel of a request in flight is a CancelledError, however close the
+    deadline; the session's timeout is reported only for its own deadline."""
+    answer = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.json_response({"code": 200, "msg": "success", "data": {}})
+
+    async with serving(handler) as base_url:
+        async with VeoSession("k", base_url=base_url, request_timeout=5.0) as veo:
+            call = asyncio.create_task(veo.record_info("t1"))
+            await asyncio.sleep(0.3)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert veo.stats.in_flight == 0
+        answer.set()
