@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import pytest
 from aiohttp import web
@@ -92,13 +93,18 @@ async def test_a_cancel_from_outside_is_not_taken_for_a_timeout() -> None:
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling tells them apart")
 async def test_a_cancel_arriving_with_the_deadline_still_propagates() -> None:
-    """Cancelled by its caller and by its deadline in the same loop turn: the caller's
-    cancel wins (as in aiohttp's TimerContext); the timeout must not swallow it."""
-    deadlines = RequestDeadlines(1.0)
-    task = asyncio.create_task(held(deadlines, asyncio.Event()))
-    await asyncio.sleep(0.5)
+    """Cancelled by its deadline and then by its caller before it resumes: the
+    caller's cancel wins (as in aiohttp's TimerContext); the timeout must not
+    swallow it."""
+    deadlines = RequestDeadlines(0.2)
     loop = asyncio.get_running_loop()
-    loop.call_at(loop.time() + 0.5, task.cancel)  # the same instant as the deadline
+    task = asyncio.create_task(held(deadlines, asyncio.Event()))
+    await asyncio.sleep(0)  # the request starts: its deadline is 0.2 s from now
+    loop.call_at(loop.time() + 0.25, task.cancel)  # the caller's cancel, just after
+    # Hold the loop past both (its clock is the real one plus skipped waits):
+    # the next iteration runs the deadline's timer, then the caller's, and
+    # only then the request's task, with both cancellations pending.
+    time.sleep(0.4)
     with pytest.raises(asyncio.CancelledError):
         await task
 
