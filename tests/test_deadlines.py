@@ -104,7 +104,7 @@ async def test_a_cancel_arriving_with_the_deadline_still_propagates() -> None:
     # Hold the loop past both (its clock is the real one plus skipped waits):
     # the next iteration runs the deadline's timer, then the caller's, and
     # only then the request's task, with both cancellations pending.
-    time.sleep(0.4)
+    time.sleep(0.4)  # noqa: ASYNC251 - blocking on purpose: see above
     with pytest.raises(asyncio.CancelledError):
         await task
 
