@@ -2,7 +2,7 @@
 
 aiohttp's own per-request timeout arms a loop timer, a timeout context for the
 request and another for the body on every request, and cancels the timer after
-it: a few microseconds per request, about 5 % of a poll's client CPU. Every
+it: a few microseconds per request, 4-6 % of a poll's client CPU. Every
 request of a transport has the same time limit, so their deadlines come in the
 order the requests started. One timer, armed for the oldest deadline, serves
 them all: a request costs two dictionary writes, and the timer fires about once
