@@ -154,12 +154,7 @@ class _PollRun(Ticket):
         )
 
     def begin(self, now: float) -> None:
-        # Not queue_next() nor next_delay(): a new run is not cancelled nor
-        # running, and this runs per id of a batch.
-        handle = self.handle
-        delay = self.plan.next_delay(handle._record, handle._created_loop_time, handle._model)
-        self.due = now + delay
-        self.requester.queue.push(self.due, self)
+        self.queue_next(now, self.next_delay())
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -440,9 +435,7 @@ class VeoTask:
         """
         record = self._record
         if record is not None and record.status is not _GENERATING:  # is_done, inline
-            if record.status is _SUCCESS:  # _outcome, inline: once per id of a batch
-                return record
-            raise TaskFailedError(record)
+            return _outcome(record)
         if self._error is not None:
             raise self._error
         raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
