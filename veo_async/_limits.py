@@ -166,16 +166,13 @@ class RequestBudget:
     def try_start(self, now: float) -> bool:
         """:meth:`start` a request at ``now`` if :meth:`blocked_until` allows it;
         True if it started."""
-        if self._paused_until > now or self.in_flight >= self._window or self._burst:
-            if self.blocked_until(now) is not None:
-                return False
-            self.start(now)
-            return True
-        # No pause, room in the window, no rate (nor count_finish, which needs
-        # one): start's bookkeeping alone (every poll that starts at once).
-        in_flight = self.in_flight = self.in_flight + 1
-        if in_flight > self.max_in_flight:
-            self.max_in_flight = in_flight
+        # No pause, room in the window and no rate (the usual poll): nothing to
+        # ask blocked_until.
+        if (
+            self._paused_until > now or self.in_flight >= self._window or self._burst
+        ) and self.blocked_until(now) is not None:
+            return False
+        self.start(now)
         return True
 
     def finish(self, now: float = 0.0) -> None:
