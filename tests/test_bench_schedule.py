@@ -12,12 +12,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_schedule.py"
+LIMIT = "limit (optimal, knows the distribution)"
+GENERATING = "limit (optimal, knows the generating distribution)"
 POLICIES = {
     "adaptive (new default)",
     "PollPolicy() (old default)",
     "fixed 30 s",
     "fixed 5 s",
-    "limit (optimal, knows the distribution)",
+    LIMIT,
 }
 KEYS = {"policy", "requests_per_task", "lag_mean", "lag_p50", "lag_p95"}
 
@@ -60,7 +62,7 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
     fixed = by_policy["fixed 30 s"]
     expected = sum(max(1, -(-s // 30)) for s in seconds) / len(seconds)
     assert fixed["requests_per_task"] == pytest.approx(expected)
-    limit = by_policy["limit (optimal, knows the distribution)"]
+    limit = by_policy[LIMIT]
     assert limit["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
     assert limit["lag_mean"] < fixed["lag_mean"]
 
@@ -94,3 +96,26 @@ def test_a_missing_durations_file_is_refused_without_a_traceback(tmp_path: Path)
     assert done.returncode != 0
     assert "absent.txt: cannot read it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_built_in_workloads_add_the_limit_of_their_generating_distribution() -> None:
+    """Built-in workloads also get the limit made for their generator's
+    distribution (not for the tasks measured): it spends fixed 30 s's requests,
+    beats fixed 30 s, and, measured on tasks it was not made for, does worse
+    than the in-sample limit, which is optimal on them."""
+    done = run("--tasks", "300", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    workloads = {row["workload"] for row in rows}
+    assert workloads == {"fast", "quality", "mix"}
+    for workload in workloads:
+        by_policy = {row["policy"]: row for row in rows if row["workload"] == workload}
+        assert set(by_policy) == POLICIES | {GENERATING}
+        fixed, sample_limit = by_policy["fixed 30 s"], by_policy[LIMIT]
+        generating = by_policy[GENERATING]
+        assert generating["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
+        assert sample_limit["lag_mean"] < generating["lag_mean"] < fixed["lag_mean"]
+        ours = by_policy["adaptive (new default)"]
+        assert ours["lag_mean_vs_generating_limit"] == pytest.approx(
+            ours["lag_mean"] / generating["lag_mean"]
+        )
