@@ -204,6 +204,34 @@ def test_response_urls_win_over_top_level_urls() -> None:
 
 
 @pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param({"resolution": "1080p"}, id="no-urls-key"),
+        pytest.param({"resultUrls": None, "resolution": "1080p"}, id="urls-null"),
+        pytest.param({"resultUrls": "null", "resolution": "1080p"}, id="urls-string-null"),
+        pytest.param({"resultUrls": [], "resolution": "1080p"}, id="urls-empty-list"),
+        pytest.param({}, id="empty-object"),
+    ],
+)
+def test_top_level_urls_fill_a_response_without_any(response: dict[str, Any]) -> None:
+    """A response object with no URLs beside URLs directly under data (the docs'
+    quick-start reads them there): the URLs are not lost, and what the response
+    does carry stays."""
+    data = rec(
+        successFlag=1,
+        response=response,
+        resultUrls='["http://a/1.mp4"]',
+        originUrls=["http://a/o.mp4"],
+    )
+    info = record_from_wire(data)
+    assert info.result_urls == ("http://a/1.mp4",)
+    assert info.response is not None
+    assert info.response.origin_urls == ("http://a/o.mp4",)
+    assert info.response.resolution == response.get("resolution")
+    assert info.response.task_id == TASK
+
+
+@pytest.mark.parametrize(
     "data",
     [
         pytest.param(rec(response=None), id="response-null"),

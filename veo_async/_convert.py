@@ -73,6 +73,11 @@ def _is_nullish(value: object) -> bool:
     return type(value) is str and (value in _NULL_TEXTS or value.strip().lower() in _NULL_TEXTS)
 
 
+def _no_urls(value: object) -> bool:
+    """Whether a URL field holds nothing: absent, a null spelling, or empty."""
+    return _is_nullish(value) or (type(value) in (list, tuple) and not value)
+
+
 def _short(value: object) -> str:
     """A value for an error message: its repr, cut to about 100 characters."""
     text = repr(value)
@@ -401,6 +406,12 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
             retryable=False,
         )
     response = dict(response)
+    if _no_urls(response.get("resultUrls")) and not _no_urls(get("resultUrls")):
+        # The URLs under data, beside a response without any (the docs'
+        # quick-start reads them there): what is under data fills the gaps.
+        for key in ("resultUrls", "originUrls", "resolution"):
+            if key in data and _no_urls(response.get(key)):
+                response[key] = data[key]
     response_id = response.get("taskId")
     if response_id is None or (type(response_id) is str and _is_nullish(response_id)):
         response["taskId"] = wire.get("taskId")  # absent or "null": the record's own id
@@ -556,6 +567,8 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
     if status is None:
         return None
     response = get("response")
+    if get("resultUrls") is not None:
+        return None  # URLs directly under data: _normalize moves or merges them
     result: VideoResult | None = None
     try:
         if response is not None:
@@ -597,8 +610,6 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
                 () if full is None else _structure_urls(full, tuple),
                 resolution,
             )
-        elif get("resultUrls") is not None:
-            return None  # the URLs directly under data: _normalize moves them
         # The usual values inline (None, "", a bool, a JSON object text, the
         # documented time format); the others through their hook. A value
         # inline code refuses raises, and the full path decides.
