@@ -883,6 +883,74 @@ async def test_a_small_compressed_answer_still_reads(fake_kie: FakeKie) -> None:
     assert record.status is TaskStatus.SUCCESS
 
 
+def _deflated(plain: bytes, framing: str) -> bytes:
+    """``plain`` compressed as servers send ``deflate``: zlib-wrapped, raw or gzip-framed."""
+    wbits = {"zlib": zlib.MAX_WBITS, "raw": -zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}[framing]
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(plain) + packer.flush()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+@pytest.mark.parametrize("framing", ["zlib", "raw", "gzip"])
+async def test_a_deflate_answer_reads_whatever_its_framing(
+    framing: str, chunked: bool, fake_kie: FakeKie
+) -> None:
+    """``Content-Encoding: deflate`` as specified (zlib-wrapped), raw (no header,
+    as many servers send it) or gzip-framed: each decodes to the record, even
+    when the first chunk on the wire holds a single byte."""
+    fake_kie.add_task("t1")
+
+    async def deflated(request: web.Request) -> web.StreamResponse:
+        plain = await from_kie(fake_kie, request)
+        assert isinstance(plain.body, bytes)
+        body = _deflated(plain.body, framing)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "deflate"}
+        if not chunked:
+            return await send_body(request, plain.status, body, headers, chunked=False)
+        response = web.StreamResponse(status=plain.status, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body[:1])  # the framing split across two chunks
+        await asyncio.sleep(0.01)
+        await response.write(body[1:])
+        return response
+
+    async with serving(deflated) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.task_id == "t1"
+    assert record.status is TaskStatus.SUCCESS
+
+
+async def test_a_broken_compressed_answer_is_a_clear_retryable_error(fake_kie: FakeKie) -> None:
+    """A gzip body that does not inflate is named as such (not "an empty body"),
+    is retryable, chains nothing, and a wait retries past it."""
+    fake_kie.add_task("t1")
+    answers = 0
+
+    async def broken_once(request: web.Request) -> web.StreamResponse:
+        nonlocal answers
+        answers += 1
+        plain = await from_kie(fake_kie, request)
+        assert isinstance(plain.body, bytes)
+        body = gzip.compress(plain.body)
+        if answers == 1:
+            body = body[:10] + b"\xff" * 40 + body[50:]  # a mangled stream
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, plain.status, body, headers, chunked=True)
+
+    async with serving(broken_once) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(ResponseError) as caught:
+            await veo.record_info("t1")
+        assert "does not inflate" in str(caught.value)
+        assert caught.value.retryable
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
+        answers = 0
+        record = await veo.task("t1").wait(policy=PollPolicy(interval=0.05, jitter=0), timeout=5)
+    assert record.status is TaskStatus.SUCCESS
+    assert answers == 2
+
+
 # -- item 2: an oversized 5xx/429 is as transient as any ----------------------------------------
 
 

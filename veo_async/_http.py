@@ -151,24 +151,50 @@ class Transport(Protocol):
         """Release connections; idempotent."""
 
 
+class _UnreadableBody(Exception):
+    """A compressed body that does not inflate."""
+
+
 class _Decoder:
     """Inflates gzip/deflate bodies ourselves, bounded: aiohttp's cap on
-    ``Content-Length`` sees only the compressed size (a 300 KB bomb is 300 MB)."""
+    ``Content-Length`` sees only the compressed size (a 300 KB bomb is 300 MB).
 
-    __slots__ = ("_inflater",)
+    The framing is read from the first bytes, as browsers and aiohttp do:
+    ``deflate`` is sent zlib-wrapped (RFC 1950) as specified, raw (no header)
+    by many servers, and gzip-framed by some.
+    """
+
+    __slots__ = ("_encoding", "_head", "_inflater")
 
     def __init__(self, encoding: str) -> None:
-        # 16 + MAX_WBITS: gzip framing; 32 + MAX_WBITS: zlib or gzip (deflate
-        # is sent both raw-zlib-wrapped and, by some servers, gzip-framed).
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else 32 + zlib.MAX_WBITS
-        self._inflater = zlib.decompressobj(wbits)
+        self._encoding = encoding
+        self._inflater: Any = None  # made on the first two bytes (see _framing)
+        self._head = b""
+
+    @staticmethod
+    def _framing(first: bytes, encoding: str) -> int:
+        if first[:2] == b"\x1f\x8b":
+            return 16 + zlib.MAX_WBITS  # gzip framing, whatever the label
+        if encoding == "deflate" and first[0] & 0x0F != 8:
+            return -zlib.MAX_WBITS  # no zlib header: raw deflate
+        return 32 + zlib.MAX_WBITS  # zlib or gzip, from the header
 
     def feed(self, data: bytes, room: int) -> bytes:
-        """Inflate ``data``, at most ``room`` bytes (more means over the cap)."""
+        """Inflate ``data``, at most ``room`` bytes (more means over the cap).
+
+        :raises _UnreadableBody: the stream is broken.
+        """
+        if self._inflater is None:
+            data = self._head + data
+            if len(data) < 2:  # the framing shows in two bytes; a chunk may hold one
+                self._head = data
+                return b""
+            self._inflater = zlib.decompressobj(self._framing(data, self._encoding))
         try:
-            return self._inflater.decompress(data, room)
+            inflated: bytes = self._inflater.decompress(data, room)
         except zlib.error:
-            return b""  # a broken stream: what we have is unreadable, the protocol says so
+            raise _UnreadableBody from None
+        return inflated
 
 
 class AiohttpTransport:
@@ -291,14 +317,27 @@ class AiohttpTransport:
         decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
         chunks: list[bytes] = []
         size = 0
+        unreadable = False
         # Counted as decoded while reading: Content-Length is the compressed size.
         async for chunk in response.content.iter_any():
             room = cap + 1 - size  # one byte over the cap is enough to refuse
-            data = decoder.feed(chunk, room) if decoder is not None else chunk[:room]
+            try:
+                data = decoder.feed(chunk, room) if decoder is not None else chunk[:room]
+            except _UnreadableBody:
+                unreadable = True
+                break
             size += len(data)
             chunks.append(data)
             if size > cap:
                 break
+        if unreadable:
+            # Raised outside the loop's except: nothing is chained. A proxy
+            # that mangled one answer may send the next intact: retryable.
+            raise ResponseError(
+                f"HTTP {status} answer's {encoding} body does not inflate (a broken stream)",
+                http_status=status,
+                retryable=True,
+            )
         return capped_response(status, response.headers, b"".join(chunks), cap)
 
     @property
