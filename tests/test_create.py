@@ -29,7 +29,9 @@ from veo_async import (
     ContentPolicyError,
     ExtendRequest,
     GenerateRequest,
+    HttpRequest,
     InsufficientCreditsError,
+    NotFoundError,
     PollPolicy,
     RateLimitError,
     SubmitUncertainError,
@@ -597,6 +599,63 @@ def test_get_1080p_polls_processing_until_ready() -> None:
     in_process(body, FakeKie(seed=5, hd_delay=90.0, credits=1e9))
 
 
+class _AnswersFirst1080p:
+    """A public Transport: the simulator's, except that the first 1080p requests
+    get ``answers`` (envelopes) instead, as another server words them."""
+
+    def __init__(self, kie: FakeKie, answers: list[dict[str, Any]]) -> None:
+        self._inner = kie.transport()
+        self._answers = answers
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if request.path == "/api/v1/veo/get-1080p-video" and self._answers:
+            body = json.dumps(self._answers.pop(0)).encode()
+            return RawResponse(200, {"Content-Type": "application/json"}, body)
+        return await self._inner.send(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        pytest.param(
+            {"code": 400, "msg": "1080P video is not generated yet, please try again later"},
+            "url",
+            id="400-worded-otherwise",
+        ),
+        pytest.param({"code": 404, "msg": "task not found"}, NotFoundError, id="404"),
+    ],
+)
+def test_get_1080p_asks_again_after_any_400_and_names_the_task_in_errors(
+    answer: dict[str, Any], outcome: object
+) -> None:
+    """Kie's table: a 400 on the 1080p endpoint is "still processing", however
+    worded: asked again, the URL comes. Another error ends the wait at once,
+    naming the task."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=3, hd_delay=0.0, credits=1e9)
+        kie.add_task("veo_task_hd", complete_after=0.0)
+        transport = _AnswersFirst1080p(kie, [{**answer, "data": None}])
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            task = veo.task("veo_task_hd")
+            if outcome == "url":
+                url = await task.get_1080p(timeout=120.0)
+                assert url.startswith("https://")
+                assert len(requests_to(kie, "/api/v1/veo/get-1080p-video")) == 1
+            else:
+                assert isinstance(outcome, type)
+                with pytest.raises(outcome) as caught:
+                    await task.get_1080p(timeout=120.0)
+                assert caught.value.task_id == "veo_task_hd"
+                assert requests_to(kie, "/api/v1/veo/get-1080p-video") == []
+        await kie.close()
+
+    run_virtual(main)
+
+
 def test_get_1080p_times_out_at_its_deadline() -> None:
     """Not ready by the deadline: WaitTimeoutError, close to the timeout."""
 
@@ -658,8 +717,13 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
     with pytest.raises(APIError):
         decode_4k(raw({"code": 422, "msg": "taskId is invalid", "data": None}))
     assert decode_1080p(raw({"code": 400, "msg": "1080P is processing", "data": None})) is None
-    with pytest.raises(ContentPolicyError):
-        decode_1080p(raw({"code": 400, "msg": "bad request", "data": None}))
+    # On the 1080p endpoint every 400 means "not ready yet", whatever it says.
+    later = "1080P video is not generated yet, please try again later"
+    assert decode_1080p(raw({"code": 400, "msg": later, "data": None})) is None
+    assert decode_1080p(raw({"code": 400, "msg": "bad request", "data": None})) is None
+    with pytest.raises(NotFoundError):
+        decode_1080p(raw({"code": 404, "msg": "task not found", "data": None}))
+    assert decode_1080p(raw({"code": 422, "msg": "1080p is generating", "data": None})) is None
 
 
 # -- credits, download links ---------------------------------------------------------

@@ -118,10 +118,14 @@ def decode_link(raw: RawResponse) -> str:
 def decode_1080p(raw: RawResponse) -> str | None:
     """The 1080p URL, or None while the upgrade is processing.
 
+    On this endpoint a 400 means "still processing", whatever its message
+    (Kie's error table: "on 1080p: still processing"; the messages vary).
+
     :raises APIError: for an error that is not "processing".
     """
     envelope = _envelope(raw)
-    if envelope is not None and _code(envelope) not in (None, 200) and _processing(envelope):
+    code = _code(envelope) if envelope is not None else None
+    if envelope is not None and code not in (None, 200) and (code == 400 or _processing(envelope)):
         return None
     data = decode_envelope(raw)
     if data is None:

@@ -446,6 +446,9 @@ class Requester:
     ) -> None:
         self._failures += 1
         self._last_error = error
+        if error.task_id is None and task_id is not None:
+            # The decoders see an answer, not the request: name the task here.
+            error.task_id = task_id
         if self._on_event is not None:
             now = _loop_time() or started
             self.emit(RequestFailed(method, path, task_id, now, now - started, error))

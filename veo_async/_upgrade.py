@@ -3,7 +3,8 @@
 Both endpoints are read on their own schedule, not the record-info one:
 
 - **1080p** (``GET get-1080p-video``) is ready 1-3 min after the main task;
-  until then it answers a non-200 code ("1080P is processing"). It is asked
+  until then it answers a non-200 code ("1080P is processing"; any 400 there
+  means that, however worded: see decode_1080p). It is asked
   at once, then every 20-30 s (jittered), until ready or the deadline.
 - **4K** (``POST get-4k-video``) takes 5-10 min. The first POST starts it;
   asking again is how its state is read (Kie answers a repeated request for
