@@ -485,12 +485,68 @@ def test_a_401_ends_every_wait_of_the_session_without_more_requests(
                 await veo.task("t0").wait()
             with pytest.raises(AuthenticationError):
                 await veo.record_info("t0")
+            # A later batch still has one outcome per id (repeats included),
+            # each naming its task, and as_completed yields every handle.
+            later = ["t1", "t9", "t1", "new-id"]
+            outcomes = await veo.wait_many(later, timeout=60, return_exceptions=True)
+            assert len(outcomes) == len(later)
+            assert all(type(o) is AuthenticationError for o in outcomes)
+            assert [o.task_id for o in outcomes if isinstance(o, AuthenticationError)] == later
+            yielded = [handle async for handle in veo.as_completed(later, timeout=60)]
+            assert sorted(handle.task_id for handle in yielded) == sorted(later)
+            for handle in yielded:
+                assert type(handle.error) is AuthenticationError
+                with pytest.raises(AuthenticationError):
+                    handle.result()
             assert kie.total_requests == sent
             assert veo.stats.queued == 0
 
     run_virtual(main)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1  # one line for the bad key, not one per id
+
+
+class _Revocable:
+    """A public Transport over the simulator's that answers 401 once revoked
+    (the key was withdrawn mid-session)."""
+
+    def __init__(self, kie: FakeKie) -> None:
+        self._inner = kie.transport()
+        self.revoked = False
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if self.revoked:
+            body = b'{"code": 401, "msg": "Unauthorized", "data": null}'
+            return RawResponse(401, {"Content-Type": "application/json"}, body)
+        return await self._inner.send(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def test_after_a_401_a_known_outcome_still_answers_from_memory() -> None:
+    """#13: a task that finished before the 401 still answers its wait, alone or
+    in a batch, without a request; the others end with AuthenticationError."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_tasks(["done", "running"])
+        transport = _Revocable(kie)
+        async with VeoSession(KEY, transport=transport, policy=EVERY_SECOND) as veo:
+            finished = veo.task("done")  # held: the handle keeps its record
+            record = await finished.wait()
+            transport.revoked = True
+            with pytest.raises(AuthenticationError):
+                await veo.task("running").wait(timeout=60)
+            sent = veo.stats.requests
+            assert await finished.wait() is record
+            outcomes = await veo.wait_many(["running", "done"], return_exceptions=True)
+            assert type(outcomes[0]) is AuthenticationError
+            assert outcomes[0].task_id == "running"
+            assert outcomes[1] is record
+            assert veo.stats.requests == sent
+
+    run_virtual(main)
 
 
 def test_a_401_wakes_waits_queued_behind_other_requests() -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask, look_lead
+from .errors import AuthenticationError
 from .models import RecordInfo, TaskStatus, validate_task_id
 from .policy import TimeoutArg
 
@@ -191,9 +192,14 @@ class CompletionTracker:
             for task_id, handle in items[first : first + _SLICE]:
                 if handle.done():
                     self._arrived(task_id, handle, None)
-                else:
-                    self._pending += 1
-                    self._subscriptions[task_id] = handle.subscribe(listener, self.policy)
+                    continue
+                try:
+                    subscription = handle.subscribe(listener, self.policy)
+                except AuthenticationError as exc:  # a 401 stopped the session
+                    self._arrived(task_id, handle, exc)
+                    continue
+                self._pending += 1
+                self._subscriptions[task_id] = subscription
         if self._large:
             _large_batches.settled()
 
@@ -444,7 +450,7 @@ async def _completion_order(
 ) -> AsyncGenerator[VeoTask, None]:
     # Polling (and the deadline) start with the iteration, not with the call:
     # an iterator that is never iterated must not leave runs polling for nobody.
-    registry.requester.check_usable()
+    registry.requester.check_open()
     deadline = None if limit is None else asyncio.get_running_loop().time() + limit
     counts = Counter(ids)
     handles = await _handles(registry, ids)  # in slices: 100,000 ids take a while

@@ -191,10 +191,18 @@ class Requester:
         except Exception:
             logger.exception("on_event hook raised; ignored")
 
-    def check_usable(self) -> None:
-        """Raise what every new request would meet: closed, or a fatal 401."""
+    def check_open(self) -> None:
+        """Raise :class:`SessionClosedError` once the session is closed.
+
+        What a wait checks before it starts: on a session stopped by a 401, a
+        wait still ends per task, each with its own AuthenticationError.
+        """
         if self._closed:
             raise SessionClosedError()
+
+    def check_usable(self) -> None:
+        """Raise what every new request would meet: closed, or a fatal 401."""
+        self.check_open()
         if self._fatal is not None:
             raise self._copy_fatal()
 

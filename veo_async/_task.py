@@ -33,6 +33,7 @@ from ._requester import Requester
 from ._schedule import AdaptivePolicy
 from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
 from .errors import (
+    AuthenticationError,
     RecordNotFoundError,
     SessionClosedError,
     TaskFailedError,
@@ -452,8 +453,16 @@ class VeoTask:
         code wants :meth:`wait` or :meth:`watch`.
 
         :raises SessionClosedError: the session is closed.
+        :raises AuthenticationError: the session was stopped by a 401; it is
+            also this handle's :attr:`error` (its wait ended there).
         """
-        self._registry.requester.check_usable()
+        try:
+            self._registry.requester.check_usable()
+        except AuthenticationError as exc:  # a fresh copy: ours to fill in
+            exc.task_id = self.task_id
+            if self._run is None:
+                self._error = exc  # as a run that met the 401 would leave it
+            raise
         run = self._run
         if run is None:
             registry = self._registry
@@ -970,5 +979,7 @@ class TaskRegistry:
             )
         chosen = policy if policy is not None else self.policy
         limit = resolve_timeout(timeout, chosen)
-        self.requester.check_usable()
+        # Closed: refused. Stopped by a 401: each task's wait ends with it
+        # (see VeoTask.subscribe), so a batch still has one outcome per id.
+        self.requester.check_open()
         return limit, chosen
