@@ -18,7 +18,7 @@ from veo_async._schedule import (
     DurationLearner,
     DurationPrior,
     _grid_distribution,
-    _lag_quantile,
+    _late_share,
     optimal_polls,
 )
 
@@ -585,12 +585,16 @@ def test_the_ledger_steers_the_budget_within_its_range() -> None:
     assert lowest[0] == lowest[1]
 
 
-def test_the_p95_guard_reads_a_quantile_within_its_grid_step() -> None:
+def test_the_p95_guard_reads_late_lags_within_their_grid_step() -> None:
     """Finishes spread evenly, polled every 5 grid steps: lag is uniform over
-    [0, 10 s), so its 95th percentile is 9.5 s (not 9 s, the middle of the step
-    it falls in: read that low, schedules whose real p95 passed the limit got by)."""
+    [0, 10 s), so 5 % of it is past 9.5 s, 10 % past 9 s and half past 5 s:
+    the part of a step past the limit counts, not the whole step or none
+    (read a step low, schedules whose real p95 passed the limit got by)."""
     n = 100
     done = [k / n for k in range(n + 1)]
     best = [min(n, (i // 5 + 1) * 5) for i in range(n + 1)]
-    assert _lag_quantile(best, done, 0.95) == pytest.approx(9.5)
-    assert _lag_quantile(best, done, 0.5) == pytest.approx(5.0)
+    assert _late_share(best, done, 9.5) == pytest.approx(0.05)
+    assert _late_share(best, done, 9.0) == pytest.approx(0.10)
+    assert _late_share(best, done, 5.0) == pytest.approx(0.5)
+    assert _late_share(best, done, 10.0) == pytest.approx(0.0)
+    assert _late_share(best, done, 0.0) == pytest.approx(1.0)

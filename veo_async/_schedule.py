@@ -43,9 +43,11 @@ failures), and less on the long one, as the limit does. Spends come in
 steps, so the two solutions either side of the budget are mixed at random,
 decision by decision, to spend it. Each
 second of lag beyond ``late_lag`` (24 s) costs ``1 + late_weight`` times as
-much, and if the schedule's own 95th percentile of lag would still pass 95 %
-of fixed polling's, that price is raised (at most three times, x2 each): the p95
-lag stays at or below fixed polling's where completions are sparse (early
+much, and if the schedule's own 95th percentile of lag, over every model's
+tasks together (more than 5 % of them detected later than 95 % of fixed
+polling's p95), would still pass it, that price is raised for the models
+whose own lags pass it too often (at most three times, x2 each): the p95 lag
+stays at or below fixed polling's where completions are sparse (early
 failures, long tails). The program's cost is Monge, so the optimal next poll
 is monotone in the age and each solve costs O(grid x gap); the tables are
 rebuilt (all together, the price being shared) only when a model's evidence
@@ -866,18 +868,21 @@ class AdaptiveSchedule:
             return sum(curve.weight * curve.solve(lam)[1] for curve in pricing) / total
 
         # Where completions are sparse (early failures, long tails) the mean-lag
-        # optimum leaves long gaps: if the 95th percentile of lag of a model
-        # would pass _P95_SHARE of fixed polling's, late lag is priced higher
-        # for that model until it does not.
+        # optimum leaves long gaps: if the session's 95th percentile of lag
+        # (every model's tasks together, as the goal counts it) would pass
+        # _P95_SHARE of fixed polling's, late lag is priced higher for the
+        # models whose own lags pass it too often, until it does not.
         p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
+        everyone = sum(curve.weight for curve in curves)
         raises = 0
         while True:
             lo, hi = _price_bracket(spend, budget, lam_hint)
-            over = [
-                curve
-                for curve in curves
-                if _lag_quantile(curve.solve(hi)[0], curve.done, 0.95) > p95_limit
-            ]
+            late = [_late_share(curve.solve(hi)[0], curve.done, p95_limit) for curve in curves]
+            over = []
+            if sum(c.weight * share for c, share in zip(curves, late, strict=True)) > (
+                0.05 * everyone
+            ):
+                over = [c for c, share in zip(curves, late, strict=True) if share > 0.05]
             # At most three raises, each followed by a new bracket: the tables
             # are made at a price found for the weights they are solved with.
             if not over or raises == 3:
@@ -1049,29 +1054,24 @@ def _price_bracket(
     return lo, hi
 
 
-def _lag_quantile(best: list[int], done: list[float], q: float) -> float:
-    """The ``q`` quantile of detection lag, in seconds, of a task followed from
-    creation by the schedule ``best`` (its end counts as detected at once)."""
+def _late_share(best: list[int], done: list[float], limit: float) -> float:
+    """The share of tasks followed from creation by the schedule ``best``
+    whose detection lag passes ``limit`` seconds (its end counts as detected
+    at once)."""
     n = len(done) - 1
     # A finish in grid cell k (i < k <= j) is seen at t_j, with a lag in
-    # [(j - k) steps, (j - k + 1) steps): the lags form a histogram on the grid,
-    # uniform within each step (the finishes are, within a cell).
-    steps: dict[int, float] = {}
+    # [(j - k) steps, (j - k + 1) steps), uniform within it (the finishes
+    # are, within a cell): the part of that step past the limit counts.
+    late = 0.0
     i = 0
     while i < n:
         j = best[i]
         for k in range(i + 1, j + 1):
-            steps[j - k] = steps.get(j - k, 0.0) + done[k] - done[k - 1]
+            past = min(1.0, max(0.0, (j - k + 1) - limit / GRID))
+            if past:
+                late += past * (done[k] - done[k - 1])
         i = j
-    running = 0.0
-    for m in sorted(steps):
-        mass = steps[m]
-        if mass > 0 and running + mass >= q:
-            # Within the step, not at its middle: a quantile read half a step
-            # low let schedules through whose real p95 passed the limit.
-            return (m + (q - running) / mass) * GRID
-        running += mass
-    return (max(steps) + 1) * GRID if steps else 0.0
+    return late
 
 
 def _grid_distribution(
