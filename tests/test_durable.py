@@ -215,6 +215,31 @@ async def test_a_rejected_create_leaves_no_uncertain_intent(kie: FakeKie, db: Pa
     assert kie.created == 0
 
 
+async def test_creates_still_waiting_for_the_budget_leave_no_intent(
+    kie: FakeKie, db: Path
+) -> None:
+    """Creates cancelled while they wait for the creation budget were certainly
+    not sent: they leave no intent (not reported uncertain, free to send again);
+    those sent are tracked, and the store holds exactly them."""
+    async with durable(kie, db, create_rate=3, create_period=60.0) as veo:
+        creates = [asyncio.create_task(veo.generate(f"a cat {k}")) for k in range(8)]
+        while kie.created < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the other five are queued behind the budget
+        for create in creates:
+            create.cancel()
+        results = await asyncio.gather(*creates, return_exceptions=True)
+        sent = [r for r in results if not isinstance(r, BaseException)]
+        assert len(sent) == 3
+        assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 5
+        assert await veo.uncertain() == []
+    assert kie.created == 3
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert report.uncertain == ()
+        assert sorted(task.task_id for task in report.tasks) == sorted(kie.created_ids)
+
+
 # -- resuming ---------------------------------------------------------------------
 
 

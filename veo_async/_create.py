@@ -20,11 +20,12 @@ may exist.
 
 With a store (:func:`submit_recorded`), a create is never resubmitted across a
 crash either: its *intent* (a fresh client-side ref, the kind and the request)
-is committed before the POST, and the task id right after the answer. An
-intent left without a task id - a crash, a cancellation or a
-:class:`SubmitUncertainError` between the two - is reported as *uncertain* by
-:meth:`TaskStore.uncertain`, never sent again. One that certainly created
-nothing (any other error) is discarded.
+is committed just before the POST leaves (once the creation budget lets it
+go: a create still waiting for its turn was certainly not sent, and leaves no
+intent), and the task id right after the answer. An intent left without a
+task id - a crash, a cancellation or a :class:`SubmitUncertainError` between
+the two - is reported as *uncertain* by :meth:`TaskStore.uncertain`, never
+sent again. One that certainly created nothing (any other error) is discarded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import attrs
@@ -77,8 +79,12 @@ async def submit(
     request: GenerateRequest | ExtendRequest,
     *,
     rng: random.Random | None = None,
+    before_send: Callable[[], Awaitable[None]] | None = None,
 ) -> str:
     """Send ``request`` (resending only when safe); the new task's id.
+
+    :param before_send: awaited before each sending, once the creation
+        budget has granted it (see :meth:`Requester.call`).
 
     :raises SubmitUncertainError: the task may exist; never resent.
     :raises APIError: the service rejected it (nothing created).
@@ -92,7 +98,9 @@ async def submit(
     resends = 0
     while True:
         try:
-            return await requester.call("POST", path, decode_task_id, json=body, create=True)
+            return await requester.call(
+                "POST", path, decode_task_id, json=body, create=True, before_send=before_send
+            )
         except TransportError as exc:
             if exc.sent:
                 raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
@@ -144,14 +152,26 @@ async def submit_recorded(
     if request.callback_url is not None:
         request = attrs.evolve(request, callback_url=with_ref(request.callback_url, ref))
     kind = "generate" if isinstance(request, GenerateRequest) else "extend"
-    await store.record_intent(ref, kind, request.to_wire(), time.time())
+    body = request.to_wire()
+    recorded = False
+
+    async def record_intent() -> None:
+        # Once the creation budget lets the POST go, just before it leaves: a
+        # create still waiting for its turn when the process stops was
+        # certainly not sent, and leaves no intent to report as uncertain.
+        nonlocal recorded
+        if not recorded:  # a safe resend keeps the first intent
+            await store.record_intent(ref, kind, body, time.time())
+            recorded = True
+
     try:
-        task_id = await submit(requester, request, rng=rng)
+        task_id = await submit(requester, request, rng=rng, before_send=record_intent)
     except SubmitUncertainError:
         raise  # the intent stays without a task id: reported as uncertain
     except VeoError:
         # submit raises anything else only when nothing was created.
-        await store.discard_intent(ref)
+        if recorded:
+            await store.discard_intent(ref)
         raise
     # (Cancelled, or a bug, while the POST may be out: the intent stays uncertain.)
     model = request.model if isinstance(request, GenerateRequest) else None

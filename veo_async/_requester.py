@@ -24,7 +24,7 @@ import email.utils
 import inspect
 import logging
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -225,12 +225,17 @@ class Requester:
         json: Any = None,
         task_id: str | None = None,
         create: bool = False,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
         """One request now (queued behind the budget), decoded by ``decode``.
 
         :param create: a create request: it first waits for the creation
             budget; a 429 pauses creating only; and a transport failure is
             raised as is even while closing (its ``sent`` flag matters).
+        :param before_send: a create only: awaited once its slots are granted,
+            just before the request goes out (a store writes its intent
+            there: a create still waiting for the budget was certainly not
+            sent). If it raises, nothing is sent.
         """
         self.check_usable()
         if not create:
@@ -247,6 +252,13 @@ class Requester:
         except BaseException:
             creating.release()
             raise
+        if before_send is not None:
+            try:
+                await before_send()
+            except BaseException:
+                self.queue.release()
+                creating.release()
+                raise
         self._creates += 1
         try:
             return await self._exchange(
