@@ -9,6 +9,8 @@ random points over loopback) is ``test_durable_kill.py``.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +20,9 @@ from typing import Any
 import pytest
 
 from veo_async import (
+    HttpRequest,
     PollPolicy,
+    RawResponse,
     RecordNotFoundError,
     ResumeReport,
     SQLiteStore,
@@ -238,6 +242,65 @@ async def test_creates_still_waiting_for_the_budget_leave_no_intent(
         report = await veo.resume()
         assert report.uncertain == ()
         assert sorted(task.task_id for task in report.tasks) == sorted(kie.created_ids)
+
+
+class _OddIdOnCreate:
+    """A public Transport: the simulator's, except that create answers name
+    a task id with a space in it (the task is created and charged)."""
+
+    def __init__(self, kie: FakeKie) -> None:
+        self._inner = kie.transport()
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        raw = await self._inner.send(request)
+        if request.path != "/api/v1/veo/generate":
+            return raw
+        answer = json.loads(raw.body)
+        answer["data"]["taskId"] = "veo task " + answer["data"]["taskId"]
+        return RawResponse(raw.status, raw.headers, json.dumps(answer).encode())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_created_task_with_an_unusable_id_is_uncertain_not_stored(
+    kie: FakeKie, db: Path
+) -> None:
+    """A create answered with a task id no poll could use: the task exists
+    (charged), so the create is uncertain, not the caller's bad input, and the
+    id never reaches the store (where it would stop every resume)."""
+    async with VeoSession(
+        API_KEY, transport=_OddIdOnCreate(kie), store=store_at(db), create_rate=10_000
+    ) as veo:
+        with pytest.raises(SubmitUncertainError, match="not a usable task id"):
+            await veo.generate("a cat")
+        [intent] = await veo.uncertain()
+        assert intent.request["prompt"] == "a cat"
+    assert kie.created == 1
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert report.tasks == ()
+        assert len(report.uncertain) == 1
+
+
+async def test_a_store_row_with_an_unusable_id_is_skipped_not_fatal(
+    kie: FakeKie, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row whose id no poll could use (a store written by hand, or by a
+    version that did not check ids) is skipped with a warning; the other
+    tasks resume and are delivered."""
+    kie.add_tasks(["good1", "good2"])
+    async with durable(kie, db) as veo:
+        await veo.track(["good1", "good2"])
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE tasks SET task_id = 'bad id' WHERE task_id = 'good2'")
+    raw.close()
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert [task.task_id for task in report.tasks] == ["good1"]
+        assert await drain(veo) == ["good1"]
+    assert any("bad id" in r.getMessage() for r in caplog.records)
 
 
 # -- resuming ---------------------------------------------------------------------

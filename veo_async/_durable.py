@@ -38,7 +38,7 @@ import attrs
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
 from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
-from .models import RecordInfo
+from .models import RecordInfo, validate_task_id
 from .store import StoredIntent, StoredTask, TaskStore, WriteBehindBatches, record_to_json
 
 __all__ = ["DurableTracker", "ResumeReport"]
@@ -74,6 +74,21 @@ class ResumeReport:
     tasks: tuple[VeoTask, ...]
     undelivered: tuple[VeoTask, ...]
     uncertain: tuple[StoredIntent, ...]
+
+
+def _usable(rows: Iterable[StoredTask]) -> list[StoredTask]:
+    """The rows whose task id can be polled. Others (a store written by hand,
+    or by a version that did not check ids) are skipped with a warning: one
+    bad row must not stop every other task from resuming."""
+    usable = []
+    for stored in rows:
+        try:
+            validate_task_id(stored.task_id)
+        except (TypeError, ValueError) as exc:
+            logger.warning("store row skipped, not a usable task id: %s", exc)
+            continue
+        usable.append(stored)
+    return usable
 
 
 def _restore(registry: TaskRegistry, stored: StoredTask, *, finished: bool) -> VeoTask:
@@ -296,8 +311,8 @@ class DurableTracker:
         """Handles for what the store left unfinished (polling again) or undelivered."""
         await self._drain()
         store = await self.opened()
-        unfinished = await store.unfinished()
-        undelivered = await store.undelivered()
+        unfinished = _usable(await store.unfinished())
+        undelivered = _usable(await store.undelivered())
         uncertain = await store.uncertain()
         tasks = []
         for stored in unfinished:
@@ -340,9 +355,9 @@ class DurableTracker:
         try:
             await self._drain()
             store = await self.opened()
-            for stored in await store.undelivered():
+            for stored in _usable(await store.undelivered()):
                 delivery.arrived(_restore(registry, stored, finished=True))
-            for stored in await store.unfinished():
+            for stored in _usable(await store.unfinished()):
                 delivery.follow(_restore(registry, stored, finished=False))
             while True:
                 while delivery.ready:

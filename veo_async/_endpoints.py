@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ._protocol import RawResponse, decode_envelope, excerpt
 from .errors import ResponseError
+from .models import validate_task_id
 
 __all__ = [
     "CREDIT_PATH",
@@ -89,7 +90,18 @@ def decode_task_id(raw: RawResponse) -> str:
     task_id = data.get("taskId") if isinstance(data, dict) else None
     if not isinstance(task_id, str) or not task_id.strip():
         raise _wrong_shape(raw, "taskId")
-    return task_id.strip()
+    try:
+        return validate_task_id(task_id.strip())
+    except ValueError as exc:
+        # Created (and charged) under an id that cannot be polled: the
+        # create code reports it as uncertain, with the answer's excerpt.
+        raise ResponseError(
+            f"the answer's taskId is not a usable task id: {exc}",
+            field="taskId",
+            http_status=raw.status,
+            excerpt=excerpt(raw.body),
+            retryable=False,
+        ) from None
 
 
 def decode_credits(raw: RawResponse) -> float:

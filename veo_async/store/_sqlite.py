@@ -57,7 +57,7 @@ from typing import Any
 import aiosqlite
 
 from ..errors import StoreError
-from ..models import RecordInfo
+from ..models import RecordInfo, validate_task_id
 from . import _schema as sql
 from ._codec import record_text
 from ._contract import DEFAULT_RETENTION, TaskState
@@ -76,11 +76,9 @@ class _State(enum.Enum):
 
 
 def _check_task_id(task_id: object) -> str:
-    if not isinstance(task_id, str):
-        raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
-    if not task_id:
-        raise ValueError("a task id must not be empty")
-    return task_id
+    # The session's own check: an id it could not poll must not get in, or
+    # every later resume would meet it.
+    return validate_task_id(task_id)
 
 
 _INFINITIES = (math.inf, -math.inf)
