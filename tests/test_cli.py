@@ -444,6 +444,13 @@ BAD_INPUT = [
         ["wait", "--api-key", KEY, "--base-url", "ftp://kie", "t1"], "http", id="bad-url"
     ),
     pytest.param(
+        ["wait", "--api-key", KEY, "--base-url", "http://", "t1"], "with a host", id="no-host"
+    ),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--base-url", "http://a b", "t1"], "whitespace",
+        id="url-with-space",
+    ),
+    pytest.param(
         ["wait", "--api-key", KEY, "-o", "/nonexistent/dir/out.jsonl", "t1"],
         "cannot write",
         id="unwritable-output",

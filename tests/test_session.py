@@ -468,6 +468,15 @@ async def test_hostile_ids_arrive_verbatim(
         ({"request_timeout": float("inf")}, ValueError),
         ({"base_url": "ftp://x"}, ValueError),
         ({"base_url": "api.kie.ai"}, ValueError),
+        ({"base_url": "http://"}, ValueError),
+        ({"base_url": "http://a b"}, ValueError),
+        ({"base_url": "http://127.0.0.1:9\n"}, ValueError),
+        ({"base_url": "http://h\x00x"}, ValueError),
+        ({"base_url": "http://h:99999"}, ValueError),
+        ({"base_url": "http://h/?x=1"}, ValueError),
+        ({"base_url": 3}, TypeError),
+        ({"session": 3}, TypeError),
+        ({"session": "http"}, TypeError),
         ({"policy": "fast"}, TypeError),
     ],
     ids=repr,
@@ -480,6 +489,13 @@ async def test_invalid_settings(
     with pytest.raises(error):
         VeoSession(API_KEY, **kwargs)
     assert fake_kie.total_requests == 0
+
+
+def test_an_api_key_that_is_not_a_string_is_a_type_error() -> None:
+    """A key of the wrong type says so (not "no API key"), without showing it."""
+    with pytest.raises(TypeError, match="api_key must be a str, not int") as caught:
+        VeoSession(123456789)  # type: ignore[arg-type]
+    assert "123456789" not in str(caught.value)
 
 
 async def test_base_url_trailing_slash(fake_kie: FakeKie) -> None:

@@ -60,7 +60,10 @@ def check_api_key(key: object) -> str:
     """The key, stripped, if it can be sent in a header; else raise.
 
     :raises ValueError: naming the problem (never the key itself).
+    :raises TypeError: for a key that is not a string.
     """
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"api_key must be a str, not {type(key).__name__}")
     if not isinstance(key, str) or not key.strip():
         raise ValueError("no API key: pass api_key=... or set the KIE_API_KEY environment variable")
     key = key.strip()
@@ -218,6 +221,10 @@ class AiohttpTransport:
         max_body: int = MAX_BODY,
         version: str = "0",
     ) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
+            )
         self._base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None

@@ -27,7 +27,13 @@ from ._schedule import AdaptivePolicy, DurationLearner
 from ._task import TaskRegistry, VeoTask
 from ._version import version
 from .errors import SessionClosedError
-from .models import GenerateRequest, RecordInfo, validate_task_id, validate_url
+from .models import (
+    GenerateRequest,
+    RecordInfo,
+    validate_base_url,
+    validate_task_id,
+    validate_url,
+)
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg
 from .store import StoredIntent, TaskStore
 
@@ -54,10 +60,7 @@ def _positive_number(name: str, value: object, *, optional: bool = False) -> Non
 
 def _base_url(base_url: str | None) -> str:
     chosen = base_url if base_url is not None else os.environ.get("KIE_BASE_URL")
-    chosen = chosen or DEFAULT_BASE_URL
-    if not isinstance(chosen, str) or not chosen.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must be an http(s) URL, not {chosen!r}")
-    return chosen.rstrip("/")
+    return validate_base_url(chosen or DEFAULT_BASE_URL)
 
 
 def _loop_time() -> float:

@@ -26,6 +26,7 @@ __all__ = [
     "RecordInfo",
     "TaskStatus",
     "VideoResult",
+    "validate_base_url",
     "validate_task_id",
     "validate_url",
 ]
@@ -311,13 +312,32 @@ def validate_url(url: object, what: str = "url") -> str:
         raise TypeError(f"{what} must be a str, not {type(url).__name__}")
     if url != url.strip() or any(char.isspace() for char in url):
         raise ValueError(f"{what} {url!r} contains whitespace")
+    if not url.isprintable():
+        raise ValueError(f"{what} {url!r} contains control characters")
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port out of range or not a number raises here
     except ValueError as exc:  # e.g. an unbalanced "[" in the host
         raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
         raise ValueError(f"{what} must be an http(s) URL with a host, not {url!r}")
     return url
+
+
+def validate_base_url(url: object) -> str:
+    """Return the service's base URL without a trailing slash, else raise.
+
+    An absolute http(s) URL with a host (:func:`validate_url`), and no query
+    or fragment, since request paths are appended to it.
+
+    :raises ValueError: (``TypeError`` for a non-string) naming the problem.
+    """
+    validate_url(url, "base_url")
+    assert isinstance(url, str)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url {url!r} must not have a query or a fragment")
+    return url.rstrip("/")
 
 
 def _prompt(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:

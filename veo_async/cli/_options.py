@@ -20,6 +20,7 @@ import attrs
 import click
 
 from .. import PollPolicy
+from ..models import validate_base_url
 from ._progress import PROGRESS_MODES
 
 __all__ = [
@@ -77,9 +78,10 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _check_base_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
-    return value
+    try:
+        return validate_base_url(value)
+    except ValueError as exc:  # the session's own check, as a usage error
+        raise click.BadParameter(str(exc)) from None
 
 
 def global_options(*, at_group: bool) -> Callable[[F], F]:
