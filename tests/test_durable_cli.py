@@ -40,6 +40,11 @@ async def test_wait_with_a_store_records_writes_and_acknowledges(
     again = await cli("wait", *against(kie, "--store", db, *FAST))
     assert again.code == 0, again.stderr
     assert again.lines() == []
+    named = await cli("wait", *against(kie, "--store", db, *FAST, "veo_a", "veo_b"))
+    assert named.code == 0, named.stderr
+    assert named.lines() == []
+    for task_id in ("veo_a", "veo_b"):
+        assert f"{task_id}: already delivered and acknowledged" in named.stderr
     async with SQLiteStore(db) as store:
         assert {t.task_id for t in await store.list_tasks("acked")} == {"veo_a", "veo_b"}
 
@@ -86,6 +91,28 @@ async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) 
     missing = await cli("tasks", "show", "veo_none", "--store", str(db))
     assert missing.code == 1
     assert "not in" in missing.stderr
+
+
+async def test_reading_a_store_never_makes_one_and_a_bad_file_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    """tasks list/show on a misspelt path: exit 2 naming it, and no file is left
+    behind; a file that is no store: exit 2 saying so; a bad id: exit 2."""
+    missing = tmp_path / "typo.db"
+    for argv in (("tasks", "list"), ("tasks", "show", "veo_a")):
+        run = await cli(*argv, "--store", str(missing))
+        assert run.code == 2
+        assert "no such store file" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert not missing.exists()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    run = await cli("tasks", "list", "--store", str(garbage))
+    assert run.code == 2
+    assert "not a readable SQLite database" in run.stderr
+    run = await cli("tasks", "show", "bad id", "--store", str(garbage))
+    assert run.code == 2
+    assert "contains whitespace" in run.stderr
 
 
 async def test_generate_with_a_store_never_sends_a_request_twice(

@@ -12,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
 import click
 
-from .. import SQLiteStore, StoredTask, StoreError, VeoSession, VeoTask
+from .. import (
+    SQLiteStore,
+    StoreCorruptError,
+    StoredTask,
+    StoreError,
+    StoreVersionError,
+    VeoSession,
+    VeoTask,
+)
+from ..models import validate_task_id
 
 __all__ = ["STORE_HELP", "delivered_from_store", "open_store", "tasks"]
 
@@ -43,7 +53,11 @@ def open_store(path: str) -> SQLiteStore:
 
 
 def store_failure(exc: StoreError) -> click.ClickException:
-    """The one-line CLI error of a store that cannot be used (locked, corrupt, newer)."""
+    """The one-line CLI error of a store that cannot be used: a usage error
+    (exit 2) for a file that is no store this version can read (corrupt,
+    foreign, newer), exit 1 for one another process holds."""
+    if isinstance(exc, (StoreCorruptError, StoreVersionError)):
+        return click.UsageError(f"--store: {exc}")
     return click.ClickException(str(exc))
 
 
@@ -68,10 +82,20 @@ async def delivered_from_store(
             "the task may or may not exist; not resent",
             err=True,
         )
+    named = set(task_ids)
     async with aclosing(veo.completed()) as finished:
         async for handle in finished:
+            named.discard(handle.task_id)
             yield handle
             await handle.ack()
+    # Named on the command line but delivered and acknowledged by an earlier
+    # run: say so, rather than print nothing for them.
+    for task_id in sorted(named):
+        click.echo(
+            f"veo-async: {task_id}: already delivered and acknowledged by an earlier run "
+            "(see 'veo-async tasks show')",
+            err=True,
+        )
 
 
 def _when(epoch: float | None) -> str:
@@ -113,6 +137,10 @@ def _store_option(func: Any) -> Any:
 
 
 def _read(path: str, reader: Callable[[SQLiteStore], Any]) -> Any:
+    """``reader(store)`` on an existing store file: reading never makes one
+    (a misspelt path would show an empty store and leave a file behind)."""
+    if not os.path.exists(path):
+        raise click.UsageError(f"--store: {path}: no such store file")
     store = open_store(path)
 
     async def main() -> Any:
@@ -173,6 +201,11 @@ def list_tasks(store_path: str, state: str | None, limit: int | None, as_json: b
 @_store_option
 def show(task_id: str, store_path: str) -> int:
     """Print one stored task, with its terminal record, as JSON."""
+
+    try:
+        validate_task_id(task_id)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     async def read(store: SQLiteStore) -> StoredTask | None:
         return await store.get(task_id)
