@@ -656,6 +656,32 @@ def test_get_1080p_asks_again_after_any_400_and_names_the_task_in_errors(
     run_virtual(main)
 
 
+def test_an_upgrade_checks_its_index_and_time_before_asking() -> None:
+    """An index past the task's videos is a ValueError, and a deadline already
+    passed a WaitTimeoutError, before any upgrade request (a 4K one costs)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_a", complete_after=0.0)
+        task = veo.task("veo_task_a")
+        record = await task.wait()
+        assert len(record.result_urls) == 1
+        with pytest.raises(ValueError, match="index 1 is out of range"):
+            await task.get_1080p(index=1)
+        with pytest.raises(ValueError, match="index 5 is out of range"):
+            await task.get_4k(index=5)
+        charged = kie.charged
+        with pytest.raises(TimeoutError):
+            await task.get_4k(timeout=0)
+        assert requests_to(kie, "/api/v1/veo/get-4k-video") == []
+        assert requests_to(kie, "/api/v1/veo/get-1080p-video") == []
+        assert kie.charged == charged
+        assert task.error is None  # the task itself succeeded
+        with pytest.raises(TypeError, match="return_exceptions must be True or False"):
+            await veo.wait_many(["veo_task_a"], return_exceptions="yes")  # type: ignore[arg-type]
+
+    in_process(body, FakeKie(credits=1000.0))
+
+
 def test_get_1080p_times_out_at_its_deadline() -> None:
     """Not ready by the deadline: WaitTimeoutError, close to the timeout."""
 

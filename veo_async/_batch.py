@@ -394,6 +394,10 @@ async def wait_many(
     """
     loop = asyncio.get_running_loop()
     started = loop.time()  # the deadline counts from the call, set-up included
+    if not isinstance(return_exceptions, bool):
+        raise TypeError(
+            f"return_exceptions must be True or False, not {type(return_exceptions).__name__}"
+        )
     ids, chosen, limit = _prepare(registry, task_ids, timeout, policy)
     deadline = None if limit is None else started + limit
     handles = await _handles(registry, ids)

@@ -778,6 +778,14 @@ class VeoTask:
         else:
             record = _outcome(record)
         refuse_fallback(record, what)
+        videos = len(record.result_urls)
+        if videos and index >= videos:
+            raise ValueError(
+                f"index {index} is out of range: task {self.task_id!r} has {videos} video(s)"
+            )
+        if deadline is not None and _now() >= deadline:
+            # Out of time before asking: the upgrade request may cost credits.
+            raise WaitTimeoutError(self.task_id, limit or 0.0, record, None)
         return record, deadline, limit if limit is not None else 0.0
 
     async def look_before(self, deadline: float, lead: float) -> None:
