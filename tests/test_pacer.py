@@ -200,3 +200,48 @@ async def test_the_session_keeps_the_spend_ledger_of_its_waits() -> None:
     fixed = sum(max(1, math.ceil(after / 30)) for after in durations.values())
     assert ratio is not None
     assert ratio == pytest.approx(polls / fixed, rel=0.05)
+
+
+async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the loop, a rebuild found due by a poll's next delay runs one solve
+    per loop step (a rebuild takes 20-150 ms: done inside one poll answer it
+    stalled the loop that long, repeatedly, in big batches); close() stops it."""
+    import veo_async._schedule as schedule_module
+
+    solves = 0
+    real = schedule_module.optimal_polls
+
+    def counted(*args: object, **kwargs: object) -> list[int]:
+        nonlocal solves
+        solves += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedule_module, "optimal_polls", counted)
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(AdaptivePolicy(), loop_clock=loop.time, rng=random.Random(1))
+    plan = pacer.plan(None)
+    plan.next_delay(None, loop.time(), "veo3_fast")  # first tables: built at once
+    for k in range(400):
+        pacer.learner.observe("veo3_fast", 100.0 + k % 90)
+    solves = 0
+    pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
+    assert solves == 0  # due, but not done inside the poll's answer
+    per_step = []
+    for _ in range(200):
+        solves = 0
+        await asyncio.sleep(0)
+        per_step.append(solves)
+    assert max(per_step) == 1
+    assert sum(per_step) > 5
+    assert per_step[-1] == 0  # finished
+    # A rebuild under way when the session closes is stopped.
+    for k in range(900):
+        pacer.learner.observe("veo3_fast", 100.0 + k % 90)
+    pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
+    pacer.close()
+    solves = 0
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert solves == 0

@@ -6,8 +6,12 @@ import itertools
 import math
 import random
 
+from typing import Any
+
 import attrs
 import pytest
+
+import veo_async._schedule as schedule_module
 
 from veo_async._schedule import (
     _LOG_BIN,
@@ -598,3 +602,78 @@ def test_the_p95_guard_reads_late_lags_within_their_grid_step() -> None:
     assert _late_share(best, done, 5.0) == pytest.approx(0.5)
     assert _late_share(best, done, 10.0) == pytest.approx(0.0)
     assert _late_share(best, done, 0.0) == pytest.approx(1.0)
+
+
+def _trained_schedule() -> AdaptiveSchedule:
+    """Tables built on the priors, then enough finishes seen that a rebuild is due."""
+    schedule = POLICY.schedule()
+    for model in ("veo3_fast", "veo3"):
+        schedule.next_delay(model=model, age=0.0, polls=0, rng=random.Random(1))
+    for k in range(300):
+        schedule.learner.observe("veo3_fast", 120.0 + k % 70)
+        schedule.learner.observe("veo3", 260.0 + k % 90)
+    return schedule
+
+
+def test_a_rebuild_due_on_a_loop_runs_in_steps_and_ends_as_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``on_rebuild_due`` set (a session on an event loop), a rebuild found
+    due is not run inside next_delay (it takes 20-150 ms): the table in hand
+    answers, the hook is told once, and each step() solves one program. The
+    tables it ends with are the ones a rebuild at once makes from the same
+    evidence, so the schedule stays a pure function of its calls."""
+    solves = 0
+    real = schedule_module.optimal_polls
+
+    def counted(*args: Any, **kwargs: Any) -> list[int]:
+        nonlocal solves
+        solves += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(schedule_module, "optimal_polls", counted)
+    stepped, at_once = _trained_schedule(), _trained_schedule()
+    told: list[int] = []
+    stepped.on_rebuild_due = lambda: told.append(1)
+    old = stepped.table("veo3_fast")
+    solves = 0
+    assert stepped.table("veo3_fast") is old  # still due: the job runs already
+    stepped.next_delay(model="veo3", age=100.0, polls=1, rng=random.Random(2))
+    assert solves == 0
+    assert told == [1]
+    per_step = []
+    while True:
+        solves = 0
+        more = stepped.step()
+        per_step.append(solves)
+        if not more:
+            break
+    assert len(per_step) > 5
+    assert max(per_step) == 1
+    assert stepped.step() is False  # nothing left
+    for model in ("veo3_fast", "veo3"):
+        done, fresh = stepped.table(model), at_once.table(model)
+        assert done is not old
+        assert (done.next_index, done.costly_index, done.lam) == (
+            fresh.next_index,
+            fresh.costly_index,
+            fresh.lam,
+        )
+
+
+def test_a_model_first_seen_on_a_loop_gets_a_table_at_the_shared_price() -> None:
+    """A new model while tables exist: its own table at once, at the price in
+    hand (one solve), and every table again in steps."""
+    schedule = _trained_schedule()
+    told: list[int] = []
+    schedule.on_rebuild_due = lambda: told.append(1)
+    shared = schedule.table("veo3").lam  # due: told, and stepping
+    assert told == [1]
+    lite = schedule.table("veo3_lite")
+    assert lite.lam == shared
+    assert told == [1, 1]  # a new rebuild, with the new model, in steps
+    delay = schedule.next_delay(model="veo3_lite", age=0.0, polls=0, rng=random.Random(3))
+    assert 2.0 <= delay <= 200.0
+    while schedule.step():
+        pass
+    assert schedule.table("veo3_lite") is not lite

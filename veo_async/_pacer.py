@@ -19,7 +19,9 @@ as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -204,6 +206,8 @@ class Pacer:
             self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
+        # Rebuilds stepping on the loop (see plan), by schedule.
+        self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
         #: (its callers too: it is read on every terminal record).
@@ -216,9 +220,36 @@ class Pacer:
             return _FixedPlan(chosen)
         entry = self._schedules.get(id(chosen))
         if entry is None:
-            entry = self._schedules[id(chosen)] = (chosen, chosen.schedule(self.learner))
+            schedule = chosen.schedule(self.learner)
+            # On the loop, a rebuild (20-150 ms of dynamic programs) runs one
+            # solve per loop step, not inside the poll answer that found it due.
+            schedule.on_rebuild_due = functools.partial(self._rebuild_soon, schedule)
+            entry = self._schedules[id(chosen)] = (chosen, schedule)
             self.learning = True
         return _LearnedPlan(self, entry[1])
+
+    def _rebuild_soon(self, schedule: AdaptiveSchedule) -> None:
+        if schedule in self._rebuilds:
+            return  # its steps are running: they take the new rebuild on
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to step on: rebuild now
+            while schedule.step():
+                pass
+            return
+        self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
+
+    def _rebuild_step(self, loop: asyncio.AbstractEventLoop, schedule: AdaptiveSchedule) -> None:
+        if schedule.step():
+            self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
+        else:
+            self._rebuilds.pop(schedule, None)
+
+    def close(self) -> None:
+        """Stop the rebuilds in progress (the session is closing)."""
+        rebuilds, self._rebuilds = self._rebuilds, {}
+        for handle in rebuilds.values():
+            handle.cancel()
 
     def loop_now(self) -> float:
         """The event loop's clock."""

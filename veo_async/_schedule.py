@@ -97,7 +97,7 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -160,6 +160,8 @@ _DOUBT_FADES = 10.0
 _FIT_TRUST = 0.1
 # Models whose requests set the shared price of a request (the most used).
 _PRICING_MODELS = 4
+# The end of a rebuild's steps (see AdaptiveSchedule.step).
+_DONE = object()
 # The most a delay is jittered by, in seconds: under half a grid step, so that a
 # jittered poll is still recognised as the planned one (see next_delay).
 _MAX_JITTER = 0.4 * GRID
@@ -781,6 +783,12 @@ class AdaptiveSchedule:
         self.policy = policy
         self.learner = learner
         self._tables: dict[str | None, _Table] = {}
+        self._job: Iterator[None] | None = None
+        #: Set by a caller on an event loop: called when a rebuild is due,
+        #: which then runs in steps (:meth:`step`) instead of within the
+        #: :meth:`next_delay` that found it due (it takes 20-150 ms). None
+        #: (offline, the default): rebuilt at once, as a pure function of the calls.
+        self.on_rebuild_due: Callable[[], None] | None = None
 
     def next_delay(
         self, *, model: str | None, age: float | None, polls: int, rng: random.Random
@@ -836,11 +844,54 @@ class AdaptiveSchedule:
             grown = count - table.stamp
             if grown < self.policy.rebuild_every and count < 1.5 * table.stamp + 8:
                 return table
-        self._rebuild(model)
+            if self.on_rebuild_due is not None:
+                # In steps, on the caller's loop: meanwhile the table in hand serves.
+                if self._job is None:
+                    self._job = self._rebuilding(model)
+                    self.on_rebuild_due()
+                return table
+        elif self.on_rebuild_due is not None and self._tables:
+            # A model seen for the first time: its own table at the shared
+            # price now (a solve or two), every table again in steps.
+            self._tables[model] = self._table_at_price(model)
+            self._job = self._rebuilding(model)
+            self.on_rebuild_due()
+            return self._tables[model]
+        self._job = None  # rebuilt here and now, every table
+        for _ in self._rebuilding(model):
+            pass
         return self._tables[model]
 
-    def _rebuild(self, model: str | None) -> None:
-        """Solve every known model's table again, at one price of a request.
+    def step(self) -> bool:
+        """Do one step of a rebuild that is due (one solve of one model's
+        program, a few milliseconds); True while more steps remain."""
+        job = self._job
+        if job is None:
+            return False
+        if next(job, _DONE) is _DONE:
+            self._job = None
+            return False
+        return True
+
+    def _table_at_price(self, model: str | None) -> _Table:
+        """A table for ``model`` at the price of the tables in hand (no bracketing)."""
+        lam = next(iter(self._tables.values())).lam
+        curve = self._curve(model, self._budget_share())
+        best = curve.solve(lam)[0]
+        return _Table(
+            next_index=best,
+            costly_index=best,
+            costly_share=0.0,
+            done=curve.done,
+            fresh=_fresh_polls(best, curve.n),
+            lam=lam,
+            stamp=self.learner.evidence(model),
+        )
+
+    def _rebuilding(self, model: str | None) -> Iterator[None]:
+        """Solve every known model's table again, at one price of a request,
+        yielding after each solve (see :meth:`step`); the tables are replaced
+        at the end, together.
 
         The budget is the session's, not each model's: the price is the one at
         which the models' expected requests, weighted by how many tasks of each
@@ -857,6 +908,8 @@ class AdaptiveSchedule:
         lam_hint = next(iter(self._tables.values())).lam if self._tables else None
         share = self._budget_share()
         curves = [self._curve(key, share) for key in keys]
+        # What the tables are built on: a rebuild is due again once this grows.
+        stamps = [self.learner.evidence(key) for key in keys]
         # The price is set by the models most tasks use (a bisection solves each
         # a dozen times); any others are solved at that price only, so that a
         # rebuild stays short however many names a session sees.
@@ -867,6 +920,13 @@ class AdaptiveSchedule:
         def spend(lam: float) -> float:
             return sum(curve.weight * curve.solve(lam)[1] for curve in pricing) / total
 
+        def solving(lam: float, among: list[_Curve]) -> Iterator[None]:
+            # Each program not solved yet at this price, one step each.
+            for curve in among:
+                if lam not in curve.solved:
+                    curve.solve(lam)
+                    yield
+
         # Where completions are sparse (early failures, long tails) the mean-lag
         # optimum leaves long gaps: if the session's 95th percentile of lag
         # (every model's tasks together, as the goal counts it) would pass
@@ -876,7 +936,16 @@ class AdaptiveSchedule:
         everyone = sum(curve.weight for curve in curves)
         raises = 0
         while True:
-            lo, hi = _price_bracket(spend, budget, lam_hint)
+            search = _price_bracket(spend, budget, lam_hint)
+            lam = next(search)
+            while True:  # each price the search tries, solved in steps first
+                yield from solving(lam, pricing)
+                try:
+                    lam = next(search)
+                except StopIteration as found:
+                    lo, hi = found.value
+                    break
+            yield from solving(hi, curves)
             late = [_late_share(curve.solve(hi)[0], curve.done, p95_limit) for curve in curves]
             over = []
             if sum(c.weight * share for c, share in zip(curves, late, strict=True)) > (
@@ -890,6 +959,7 @@ class AdaptiveSchedule:
             raises += 1
             for curve in over:
                 curve.raise_late_weight()
+        yield from solving(lo, curves)
         spend_hi, spend_lo = spend(hi), spend(lo)
         # Spends come in steps (a poll more or less), so the cheaper solution
         # may leave much of the budget unspent: mixing in the costlier one at
@@ -897,20 +967,16 @@ class AdaptiveSchedule:
         share = 0.0
         if spend_lo > spend_hi:
             share = min(1.0, max(0.0, (budget - spend_hi) / (spend_lo - spend_hi)))
-        for key, curve in zip(keys, curves, strict=True):
+        for key, curve, stamp in zip(keys, curves, stamps, strict=True):
             best, costly = curve.solve(hi)[0], curve.solve(lo)[0]
-            fresh, i = [], 0
-            while i < curve.n:
-                i = best[i]
-                fresh.append(i * GRID)
             self._tables[key] = _Table(
                 next_index=best,
                 costly_index=costly,
                 costly_share=share if costly != best else 0.0,
                 done=curve.done,
-                fresh=fresh,
+                fresh=_fresh_polls(best, curve.n),
                 lam=hi,
-                stamp=self.learner.evidence(key),
+                stamp=stamp,
             )
 
     def _budget_share(self) -> float:
@@ -1037,21 +1103,41 @@ class _Curve:
 
 def _price_bracket(
     spend: Callable[[float], float], budget: float, lam_hint: float | None
-) -> tuple[float, float]:
+) -> Generator[float, None, tuple[float, float]]:
     """Prices ``lo < hi`` either side of the one that spends ``budget``
-    (bisection on log-price, to ~5 %: the mixture spends the rest)."""
+    (bisection on log-price, to ~5 %: the mixture spends the rest).
+
+    Yields each price before ``spend`` reads it, so that the caller may solve
+    the programs at that price in steps; returns ``(lo, hi)``.
+    """
     lo, hi = (lam_hint / 2, lam_hint * 2) if lam_hint else (0.05, 50.0)
-    while spend(lo) < budget and lo > 1e-4:
+    while True:
+        yield lo
+        if not (spend(lo) < budget and lo > 1e-4):
+            break
         lo /= 4
-    while spend(hi) > budget and hi < 1e5:
+    while True:
+        yield hi
+        if not (spend(hi) > budget and hi < 1e5):
+            break
         hi *= 4
     for _ in range(5 if lam_hint else 10):
         mid = math.sqrt(lo * hi)
+        yield mid
         if spend(mid) > budget:
             lo = mid
         else:
             hi = mid
     return lo, hi
+
+
+def _fresh_polls(best: list[int], n: int) -> list[float]:
+    """The ages of the polls of a task followed from creation by ``best``."""
+    fresh, i = [], 0
+    while i < n:
+        i = best[i]
+        fresh.append(i * GRID)
+    return fresh
 
 
 def _late_share(best: list[int], done: list[float], limit: float) -> float:

@@ -288,6 +288,7 @@ class VeoSession:
         self._closing = asyncio.get_running_loop().create_future()
         try:
             try:
+                self._pacer.close()
                 await self._requester.aclose()
             finally:
                 if self._durable is not None:
