@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 import random
-
 from typing import Any
 
 import attrs
 import pytest
 
 import veo_async._schedule as schedule_module
-
 from veo_async._schedule import (
     _LOG_BIN,
     _LOG_BINS,
