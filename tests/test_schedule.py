@@ -675,3 +675,18 @@ def test_a_model_first_seen_on_a_loop_gets_a_table_at_the_shared_price() -> None
     while schedule.step():
         pass
     assert schedule.table("veo3_lite") is not lite
+
+
+@pytest.mark.parametrize("model", ["veo3_fast", "veo3", "veo3_lite", "no-prior-model"])
+def test_a_task_twice_its_documented_median_is_polled_within_max_gap(model: str) -> None:
+    """Many tasks seen running at 600 s (a batch of ids handed in old) move the
+    learned median out past 600 s; a task that old is still polled within
+    max_gap (30 s), however much it was seen, and jitter keeps to its bound."""
+    for seen in (0, 400, 2000):
+        schedule = POLICY.schedule()
+        for _ in range(seen):
+            schedule.learner.survived(model, 0.0, 600.0)
+        rng = random.Random(seen)
+        for age in (602.0, 640.0, 900.0):
+            gaps = [schedule.next_delay(model=model, age=age, polls=1, rng=rng) for _ in range(20)]
+            assert max(gaps) <= POLICY.max_gap * (1 + POLICY.jitter) + 1e-9, (seen, age)

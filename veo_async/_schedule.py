@@ -58,8 +58,9 @@ On top of the optimum: the prior gives fast failures a share
 (``early_mass``, spread over 5-60 s), so that the schedule keeps an early
 probe until the data say whether fast failures happen (the share fades as
 tasks are watched, like the rest of the prior); gaps never shorter than ``min_gap``
-and, once past the median, never longer than ``max_gap`` (30 s), so a long
-render is still seen within ``max_gap``; a seeded jitter of +-``jitter`` of
+and, once past the median (the learned one, or twice the documented one
+if that comes first), never longer than ``max_gap`` (30 s), so a long
+render, or an id handed in old, is still seen within ``max_gap``; a seeded jitter of +-``jitter`` of
 each delay, at most 0.8 s, so that a jittered poll is still recognised as the
 planned one and the next aims at its planned time (jitter never piles up
 into extra polls); past the table's horizon (the 99.95th percentile), polls
@@ -143,8 +144,10 @@ _PRIOR_MARGIN = 0.06
 _P95_SHARE = 0.95
 # The dynamic program's horizon: this quantile (the rest is lumped at its end).
 _HORIZON_Q = 0.9995
-# Gaps are capped at max_gap once past this quantile (the bulk of the renders).
+# Gaps are capped at max_gap once past this quantile (the bulk of the renders),
+# and in any case past this many times the prior's (documented) median.
 _CAP_FROM_Q = 0.5
+_CAP_FROM_PRIOR = 2.0
 # Fitting a prior's median to the data: searched within +-_FIT_SHIFTS bins
 # (x/÷ 20), with a floor of uniform mass so that outliers (early failures) do
 # not drag the fit.
@@ -255,8 +258,9 @@ class AdaptivePolicy:
         of what it really spent on finished tasks (the spend ledger) - but
         placed where completions are likely.
     :param min_gap: shortest gap between two polls of a task, in seconds.
-    :param max_gap: longest gap once past the median generation time, and
-        the gap past the table's horizon (the 99.95th percentile).
+    :param max_gap: longest gap once past the median generation time (the
+        learned one, or twice the prior's if that comes first), and the gap
+        past the table's horizon (the 99.95th percentile).
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
         0.8 s (uniform, seeded), so polls keep to their planned times.
     :param early_mass: the prior's share of fast failures (5-60 s): keeps an
@@ -1014,7 +1018,15 @@ class AdaptiveSchedule:
             finished = learner.count(None)  # an unseen name follows the pooled estimate
         budget *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
         n = len(done) - 1
-        cap_from = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
+        # Gaps are capped past the learned median, and past twice the
+        # documented one whatever was learned: many tasks seen running when
+        # old (ids handed in late) move the learned median out, and a task
+        # that old must still be seen within max_gap.
+        documented = (policy.priors.get(model) if model is not None else None) or PooledPrior
+        cap_from = min(
+            next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q),
+            max(1, round(_CAP_FROM_PRIOR * documented.median / GRID)),
+        )
         gap = max(1, int(policy.max_gap / GRID))
         return _Curve(
             done=done,
