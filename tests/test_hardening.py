@@ -686,7 +686,63 @@ def test_rate_never_lets_more_than_rate_starts_into_a_sliding_second(
         assert min(gaps) >= 1 / rate - 1e-9
 
 
+@pytest.mark.real_time
+async def test_rate_holds_at_the_server_whatever_the_network_delays(fake_kie: FakeKie) -> None:
+    """#15 as the service counts it: on arrival. A request counts in the rate
+    window from its start until its answer and a period after, so no sliding
+    second at the server sees more than R arrivals, even when the first
+    requests reach it late (new connections) and later ones at once."""
+    arrivals: list[float] = []
+    loop = asyncio.get_running_loop()
+    ids = [f"r{i}" for i in range(30)]
+    fake_kie.add_tasks(ids)
+    first = True
+
+    async def slow_first_then_fast(request: web.Request) -> web.StreamResponse:
+        nonlocal first
+        if first:  # the first burst's requests wait here before arriving
+            await asyncio.sleep(0.15)
+        arrivals.append(loop.time())
+        return await from_kie(fake_kie, request)
+
+    async with serving(slow_first_then_fast) as base_url, VeoSession(
+        KEY, base_url=base_url, rate=10, concurrency=32, policy=EVERY_SECOND
+    ) as veo:
+        first_burst = asyncio.ensure_future(veo.wait_many(ids[:10], timeout=30))
+        await asyncio.sleep(0.05)
+        first = False
+        await first_burst
+        await veo.wait_many(ids[10:], timeout=30)
+    assert len(arrivals) == 30
+    assert _max_in_a_second(arrivals) <= 10
+
+
 # -- instrumentation: on_event ---------------------------------------------------------------
+
+
+def test_an_async_on_event_hook_is_refused_and_a_returned_coroutine_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hook is called synchronously: an ``async def`` one would never run,
+    so it is a TypeError at construction; a plain one that returns a coroutine
+    has it closed (no "never awaited" warning) and logged, and polling goes on."""
+
+    async def awaited_hook(event: Event) -> None:  # pragma: no cover - never run
+        return None
+
+    with pytest.raises(TypeError, match="plain function, not an async one"):
+        VeoSession(KEY, on_event=awaited_hook)  # type: ignore[arg-type]
+    caplog.set_level(logging.ERROR, logger="veo_async")
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=2)
+        async with in_process(kie, on_event=lambda event: awaited_hook(event)) as veo:
+            record = await veo.task("t1").wait()
+        assert record.status is TaskStatus.SUCCESS
+
+    run_virtual(main)
+    assert any("returned a coroutine" in r.getMessage() for r in caplog.records)
 
 
 def test_on_event_reports_requests_records_retries_and_pauses() -> None:

@@ -187,9 +187,15 @@ class Requester:
         if hook is None:
             return
         try:
-            hook(event)
+            returned = hook(event)
         except Exception:
             logger.exception("on_event hook raised; ignored")
+            return
+        if inspect.iscoroutine(returned):
+            # A plain callable that returned a coroutine (a lambda around an
+            # async function): it would never run. Close it, and say so.
+            returned.close()
+            logger.error("on_event hook returned a coroutine, which is not awaited; ignored")
 
     def check_open(self) -> None:
         """Raise :class:`SessionClosedError` once the session is closed.

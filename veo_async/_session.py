@@ -147,6 +147,13 @@ class VeoSession:
             raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
         if on_event is not None and not callable(on_event):
             raise TypeError("on_event must be callable")
+        if inspect.iscoroutinefunction(on_event):
+            # Called synchronously on the loop, once per request: a coroutine
+            # it returned would never run. Say so now, not by silence.
+            raise TypeError(
+                "on_event must be a plain function, not an async one: it is called "
+                "synchronously for each event (hand the event to a queue to await work)"
+            )
         if not isinstance(timezone, datetime.tzinfo):
             raise TypeError(f"timezone must be a datetime.tzinfo, not {type(timezone).__name__}")
         if store is not None and not isinstance(store, TaskStore):
@@ -171,7 +178,10 @@ class VeoSession:
         self._requester = Requester(
             transport,
             ApiKey(key),
-            RequestBudget(concurrency, rate),
+            # A request counts in the rate window until it is answered, and a
+            # period after: the service counts it when it arrives, somewhere in
+            # between, so none of its windows sees more than ``rate``.
+            RequestBudget(concurrency, rate, count_finish=True),
             create_budget=RequestBudget(
                 concurrency, create_rate, period=create_period, count_finish=True
             ),
