@@ -89,8 +89,10 @@ class VeoSession:
         process); ``base_url``, ``session`` and ``request_timeout`` then do not apply.
     :param concurrency: the most HTTP requests in flight at once, across every
         task handle of this session.
-    :param rate: the most request starts in any sliding one-second window
-        across the session, or None for no limit beyond ``concurrency``.
+    :param rate: the most requests in any sliding one-second window across
+        the session, as the service counts them (on arrival: a request counts
+        from its start until its answer, and a second after), or None for no
+        limit beyond ``concurrency``.
     :param create_rate: the most create requests (generate, extend, 4K) in
         any sliding window of ``create_period`` seconds: Kie's documented
         account limit is 20 per 10 s. Creates wait for it instead of
