@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import veo_async
-from veo_async import KIE_TIMEZONE, PollPolicy, TaskFailedError, VeoSession
+from veo_async import PollPolicy, TaskFailedError, VeoSession
 from veo_async.testing import FakeKie, VirtualClockLoop
 
 pytest_plugins = ["pytester"]
@@ -144,14 +144,15 @@ def test_creating_tasks_fragment_runs() -> None:
 def test_session_block_builds_a_session(monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented constructor, with every default spelled out, is valid."""
     monkeypatch.setenv("KIE_API_KEY", KEY)
-    namespace = {"VeoSession": VeoSession, "KIE_TIMEZONE": KIE_TIMEZONE}
-    exec("session = " + python_blocks("The session")[0].strip(), namespace)
+    namespace: dict[str, Any] = {}  # the block imports what it uses
+    code = python_blocks("The session")[0]
+    exec(code.replace("\nVeoSession(", "\nsession = VeoSession("), namespace)
     assert isinstance(namespace["session"], VeoSession)
 
 
 def test_policy_block_runs() -> None:
     """The offline schedule example gives five delays."""
-    namespace: dict[str, Any] = {"PollPolicy": PollPolicy, "itertools": itertools}
+    namespace: dict[str, Any] = {}  # the block imports what it uses
     code = python_blocks("How polls are scheduled")[0]
     exec(code.replace("list(itertools", "delays = list(itertools"), namespace)
     assert len(namespace["delays"]) == 5
