@@ -245,3 +245,10 @@ async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
     for _ in range(20):
         await asyncio.sleep(0)
     assert solves == 0
+    # Nor does one start once closed (a poll answered during the teardown).
+    for k in range(3000):
+        pacer.learner.observe("veo3_fast", 100.0 + k % 90)
+    pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert solves == 0

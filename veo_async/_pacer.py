@@ -208,6 +208,7 @@ class Pacer:
         self.skew = 0.0
         # Rebuilds stepping on the loop (see plan), by schedule.
         self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
+        self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
         #: (its callers too: it is read on every terminal record).
@@ -229,8 +230,8 @@ class Pacer:
         return _LearnedPlan(self, entry[1])
 
     def _rebuild_soon(self, schedule: AdaptiveSchedule) -> None:
-        if schedule in self._rebuilds:
-            return  # its steps are running: they take the new rebuild on
+        if schedule in self._rebuilds or self._closed:
+            return  # its steps are running (they take the new rebuild on), or closing
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop to step on: rebuild now
@@ -246,7 +247,8 @@ class Pacer:
             self._rebuilds.pop(schedule, None)
 
     def close(self) -> None:
-        """Stop the rebuilds in progress (the session is closing)."""
+        """Stop the rebuilds in progress, and start none (the session is closing)."""
+        self._closed = True
         rebuilds, self._rebuilds = self._rebuilds, {}
         for handle in rebuilds.values():
             handle.cancel()
