@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import Counter
 from contextlib import aclosing
@@ -435,3 +436,33 @@ async def test_a_failure_known_before_the_batch_fails_it_without_a_request(
         await veo.wait_many(["new_ok", "new_failed", "new_ok"])
     assert caught.value.task_id == "new_failed"
     assert leftover_tasks() == set()
+
+
+async def test_as_completed_lets_the_loop_run_while_handing_out_timeouts(
+    fake_kie: FakeKie,
+) -> None:
+    """At the deadline thousands of outcomes are in at once: as_completed hands
+    them out with a loop step at least every slice, so a consumer that does not
+    await still lets other work run (at 100,000 ids it held the loop 0.2 s)."""
+    ids = [f"slow{i}" for i in range(9000)]
+    fake_kie.add_tasks(TaskScript(task_id, complete_after=3600) for task_id in ids)
+    steps = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal steps
+        while not stop.is_set():
+            steps += 1
+            await asyncio.sleep(0)
+
+    seen_at: list[int] = []  # the ticker's count when each handle came
+    async with session_on(fake_kie, concurrency=256) as veo:
+        ticking = asyncio.create_task(ticker())
+        async for task in veo.as_completed(ids, timeout=2):
+            seen_at.append(steps)
+            assert isinstance(task.error, TimeoutError)
+        stop.set()
+        await ticking
+    assert len(seen_at) == len(ids)
+    longest = max(len(list(run)) for _, run in itertools.groupby(seen_at))
+    assert longest <= 2000, longest  # never more than a slice without a loop step

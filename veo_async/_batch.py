@@ -461,9 +461,13 @@ async def _completion_order(
     tracker = CompletionTracker(handles, policy, limit)
     try:
         await tracker.start(wake_each=True)
-        for _ in range(len(handles)):
+        for position in range(len(handles)):
             if not tracker.finished:
                 await tracker.until(deadline, stop_on_failure=False)
+            elif position % _SLICE == _SLICE - 1:
+                # Outcomes already in (after the deadline, tens of thousands):
+                # a consumer that does not await would never let the loop run.
+                await _yield_between_slices()
             if not tracker.finished:  # the deadline: the rest time out, in input order
                 await tracker.give_up()
             task_id = tracker.finished.popleft()
