@@ -6,6 +6,8 @@ import asyncio
 import datetime
 import math
 import random
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 
@@ -205,20 +207,28 @@ async def test_the_session_keeps_the_spend_ledger_of_its_waits() -> None:
 async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On the loop, a rebuild found due by a poll's next delay runs one solve
-    per loop step (a rebuild takes 20-150 ms: done inside one poll answer it
-    stalled the loop that long, repeatedly, in big batches); close() stops it."""
+    """On the loop, a rebuild found due by a poll's next delay runs one chunk
+    of a dynamic program per loop step (a rebuild takes 20-150 ms: done inside
+    one poll answer it stalled the loop that long, repeatedly, in big
+    batches); close() stops it."""
     import veo_async._schedule as schedule_module
 
-    solves = 0
-    real = schedule_module.optimal_polls
+    solves = 0  # resumes of a dynamic program: each runs STEP_WORK candidates at most
+    real = schedule_module.optimal_polls_in_steps
 
-    def counted(*args: object, **kwargs: object) -> list[int]:
+    def counted(*args: Any, **kwargs: Any) -> Generator[None, None, list[int]]:
         nonlocal solves
-        solves += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        inner = real(*args, **kwargs)
+        while True:
+            solves += 1
+            try:
+                next(inner)
+            except StopIteration as done:
+                result: list[int] = done.value
+                return result
+            yield
 
-    monkeypatch.setattr(schedule_module, "optimal_polls", counted)
+    monkeypatch.setattr(schedule_module, "optimal_polls_in_steps", counted)
     loop = asyncio.get_running_loop()
     pacer = Pacer(AdaptivePolicy(), loop_clock=loop.time, rng=random.Random(1))
     plan = pacer.plan(None)

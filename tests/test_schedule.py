@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Generator
 from typing import Any
 
 import attrs
@@ -621,15 +622,22 @@ def test_a_rebuild_due_on_a_loop_runs_in_steps_and_ends_as_at_once(
     answers, the hook is told once, and each step() solves one program. The
     tables it ends with are the ones a rebuild at once makes from the same
     evidence, so the schedule stays a pure function of its calls."""
-    solves = 0
-    real = schedule_module.optimal_polls
+    solves = 0  # resumes of a dynamic program: each runs STEP_WORK candidates at most
+    real = schedule_module.optimal_polls_in_steps
 
-    def counted(*args: Any, **kwargs: Any) -> list[int]:
+    def counted(*args: Any, **kwargs: Any) -> Generator[None, None, list[int]]:
         nonlocal solves
-        solves += 1
-        return real(*args, **kwargs)
+        inner = real(*args, **kwargs)
+        while True:
+            solves += 1
+            try:
+                next(inner)
+            except StopIteration as done:
+                result: list[int] = done.value
+                return result
+            yield
 
-    monkeypatch.setattr(schedule_module, "optimal_polls", counted)
+    monkeypatch.setattr(schedule_module, "optimal_polls_in_steps", counted)
     stepped, at_once = _trained_schedule(), _trained_schedule()
     told: list[int] = []
     stepped.on_rebuild_due = lambda: told.append(1)

@@ -111,10 +111,14 @@ __all__ = [
     "DurationPrior",
     "PooledPrior",
     "optimal_polls",
+    "optimal_polls_in_steps",
 ]
 
 #: Seconds per step of the dynamic program's grid.
 GRID = 2.0
+#: Candidate polls a rebuild step weighs before it lets the loop run (see
+#: optimal_polls_in_steps): about a millisecond or two.
+STEP_WORK = 4000
 # The learner's histogram: bins 2 % wide in log-seconds, from 1 s to 2 h.
 _LOG_BIN = 0.02
 _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
@@ -740,16 +744,54 @@ def optimal_polls(
         p95 lag down where completions are sparse but not absent). Any
         non-decreasing cost of lag keeps the problem Monge.
     """
+    solving = optimal_polls_in_steps(
+        done,
+        done_time,
+        step,
+        lam,
+        min_steps=min_steps,
+        reach=reach,
+        late_steps=late_steps,
+        late_weight=late_weight,
+    )
+    while True:
+        try:
+            next(solving)
+        except StopIteration as solved:
+            result: list[int] = solved.value
+            return result
+
+
+def optimal_polls_in_steps(
+    done: list[float],
+    done_time: list[float],
+    step: float,
+    lam: float,
+    *,
+    min_steps: int = 1,
+    reach: list[int] | None = None,
+    late_steps: int = 0,
+    late_weight: float = 0.0,
+) -> Generator[None, None, list[int]]:
+    """:func:`optimal_polls`, pausing (a ``yield``) after every
+    :data:`STEP_WORK` candidate polls weighed, about a millisecond or two of
+    work: a rebuild on an event loop runs a step per loop iteration.
+    Returns the same list."""
     n = len(done) - 1
     cost = [0.0] * (n + 1)
     best = [n] * (n + 1)
+    work = 0
     for i in range(n - 1, -1, -1):
+        if work >= STEP_WORK:
+            work = 0
+            yield
         c_i, m_i = done[i], done_time[i]
         lo = min(i + min_steps, n)
         hi = best[i + 1] if i + 1 < n else n
         if reach is not None:
             hi = min(hi, reach[i])
         hi = max(hi, lo)
+        work += hi - lo + 1
         best_value, best_j = math.inf, hi
         for j in range(lo, hi + 1):
             value = j * step * (done[j] - c_i) - (done_time[j] - m_i) + cost[j]
@@ -856,7 +898,7 @@ class AdaptiveSchedule:
                 return table
         elif self.on_rebuild_due is not None and self._tables:
             # A model seen for the first time: its own table at the shared
-            # price now (a solve or two), every table again in steps.
+            # price now (one solve), every table again in steps.
             self._tables[model] = self._table_at_price(model)
             self._job = self._rebuilding(model)
             self.on_rebuild_due()
@@ -867,8 +909,9 @@ class AdaptiveSchedule:
         return self._tables[model]
 
     def step(self) -> bool:
-        """Do one step of a rebuild that is due (one solve of one model's
-        program, a few milliseconds); True while more steps remain."""
+        """Do one step of a rebuild that is due (at most :data:`STEP_WORK`
+        candidate polls of one model's program, a millisecond or two); True
+        while more steps remain."""
         job = self._job
         if job is None:
             return False
@@ -925,11 +968,9 @@ class AdaptiveSchedule:
             return sum(curve.weight * curve.solve(lam)[1] for curve in pricing) / total
 
         def solving(lam: float, among: list[_Curve]) -> Iterator[None]:
-            # Each program not solved yet at this price, one step each.
+            # Each program not solved yet at this price, in steps.
             for curve in among:
-                if lam not in curve.solved:
-                    curve.solve(lam)
-                    yield
+                yield from curve.solving(lam)
 
         # Where completions are sparse (early failures, long tails) the mean-lag
         # optimum leaves long gaps: if the session's 95th percentile of lag
@@ -1096,12 +1137,33 @@ class _Curve:
                 late_steps=self.late_steps,
                 late_weight=self.late_weight,
             )
-            i, requests = 0, 0.0
-            while i < self.n:
-                requests += 1.0 - self.done[i]
-                i = best[i]
-            found = self.solved[lam] = (best, requests)
+            found = self.solved[lam] = (best, self._requests(best))
         return found
+
+    def _requests(self, best: list[int]) -> float:
+        """The expected requests of a task followed from creation by ``best``."""
+        i, requests = 0, 0.0
+        while i < self.n:
+            requests += 1.0 - self.done[i]
+            i = best[i]
+        return requests
+
+    def solving(self, lam: float) -> Iterator[None]:
+        """:meth:`solve` in steps (see :func:`optimal_polls_in_steps`)."""
+        if lam in self.solved:
+            return
+        best = yield from optimal_polls_in_steps(
+            self.done,
+            self.done_time,
+            GRID,
+            lam,
+            min_steps=self.min_steps,
+            reach=self.reach,
+            late_steps=self.late_steps,
+            late_weight=self.late_weight,
+        )
+        self.solved[lam] = (best, self._requests(best))
+        yield
 
     def raise_late_weight(self) -> None:
         """Price late lag higher (x2, or 1 from 0); earlier solutions are void.
