@@ -6,8 +6,6 @@ import asyncio
 import datetime
 import math
 import random
-from collections.abc import Generator
-from typing import Any
 
 import pytest
 
@@ -16,6 +14,7 @@ from veo_async._pacer import Pacer
 from veo_async.events import Event, RequestStarted
 from veo_async.testing import FakeKie, TaskScript
 
+from ._steps import ProgramSteps
 from .conftest import API_KEY
 
 #: Without jitter, so that the expected poll times can be computed exactly.
@@ -211,38 +210,21 @@ async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
     of a dynamic program per loop step (a rebuild takes 20-150 ms: done inside
     one poll answer it stalled the loop that long, repeatedly, in big
     batches); close() stops it."""
-    import veo_async._schedule as schedule_module
-
-    solves = 0  # resumes of a dynamic program: each runs STEP_WORK candidates at most
-    real = schedule_module.optimal_polls_in_steps
-
-    def counted(*args: Any, **kwargs: Any) -> Generator[None, None, list[int]]:
-        nonlocal solves
-        inner = real(*args, **kwargs)
-        while True:
-            solves += 1
-            try:
-                next(inner)
-            except StopIteration as done:
-                result: list[int] = done.value
-                return result
-            yield
-
-    monkeypatch.setattr(schedule_module, "optimal_polls_in_steps", counted)
+    solves = ProgramSteps(monkeypatch)  # resumes of the dynamic programs
     loop = asyncio.get_running_loop()
     pacer = Pacer(AdaptivePolicy(), loop_clock=loop.time, rng=random.Random(1))
     plan = pacer.plan(None)
     plan.next_delay(None, loop.time(), "veo3_fast")  # first tables: built at once
     for k in range(400):
         pacer.learner.observe("veo3_fast", 100.0 + k % 90)
-    solves = 0
+    solves.count = 0
     pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
-    assert solves == 0  # due, but not done inside the poll's answer
+    assert solves.count == 0  # due, but not done inside the poll's answer
     per_step = []
     for _ in range(200):
-        solves = 0
+        solves.count = 0
         await asyncio.sleep(0)
-        per_step.append(solves)
+        per_step.append(solves.count)
     assert max(per_step) == 1
     assert sum(per_step) > 5
     assert per_step[-1] == 0  # finished
@@ -251,14 +233,14 @@ async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
         pacer.learner.observe("veo3_fast", 100.0 + k % 90)
     pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
     pacer.close()
-    solves = 0
+    solves.count = 0
     for _ in range(20):
         await asyncio.sleep(0)
-    assert solves == 0
+    assert solves.count == 0
     # Nor does one start once closed (a poll answered during the teardown).
     for k in range(3000):
         pacer.learner.observe("veo3_fast", 100.0 + k % 90)
     pacer.plan(None).next_delay(None, loop.time() - 120.0, "veo3_fast")
     for _ in range(20):
         await asyncio.sleep(0)
-    assert solves == 0
+    assert solves.count == 0

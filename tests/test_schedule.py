@@ -5,13 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Generator
-from typing import Any
 
 import attrs
 import pytest
 
-import veo_async._schedule as schedule_module
 from veo_async._schedule import (
     _LOG_BIN,
     _LOG_BINS,
@@ -24,6 +21,8 @@ from veo_async._schedule import (
     _late_share,
     optimal_polls,
 )
+
+from ._steps import ProgramSteps
 
 POLICY = AdaptivePolicy()
 
@@ -622,36 +621,21 @@ def test_a_rebuild_due_on_a_loop_runs_in_steps_and_ends_as_at_once(
     answers, the hook is told once, and each step() solves one program. The
     tables it ends with are the ones a rebuild at once makes from the same
     evidence, so the schedule stays a pure function of its calls."""
-    solves = 0  # resumes of a dynamic program: each runs STEP_WORK candidates at most
-    real = schedule_module.optimal_polls_in_steps
-
-    def counted(*args: Any, **kwargs: Any) -> Generator[None, None, list[int]]:
-        nonlocal solves
-        inner = real(*args, **kwargs)
-        while True:
-            solves += 1
-            try:
-                next(inner)
-            except StopIteration as done:
-                result: list[int] = done.value
-                return result
-            yield
-
-    monkeypatch.setattr(schedule_module, "optimal_polls_in_steps", counted)
+    solves = ProgramSteps(monkeypatch)  # resumes of the dynamic programs
     stepped, at_once = _trained_schedule(), _trained_schedule()
     told: list[int] = []
     stepped.on_rebuild_due = lambda: told.append(1)
     old = stepped.table("veo3_fast")
-    solves = 0
+    solves.count = 0
     assert stepped.table("veo3_fast") is old  # still due: the job runs already
     stepped.next_delay(model="veo3", age=100.0, polls=1, rng=random.Random(2))
-    assert solves == 0
+    assert solves.count == 0
     assert told == [1]
     per_step = []
     while True:
-        solves = 0
+        solves.count = 0
         more = stepped.step()
-        per_step.append(solves)
+        per_step.append(solves.count)
         if not more:
             break
     assert len(per_step) > 5

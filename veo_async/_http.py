@@ -64,7 +64,7 @@ def check_api_key(key: object) -> str:
     """
     if key is not None and not isinstance(key, str):
         raise TypeError(f"api_key must be a str, not {type(key).__name__}")
-    if not isinstance(key, str) or not key.strip():
+    if key is None or not key.strip():
         raise ValueError("no API key: pass api_key=... or set the KIE_API_KEY environment variable")
     key = key.strip()
     if not key.isascii() or not key.isprintable():

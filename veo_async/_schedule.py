@@ -99,7 +99,7 @@ import math
 import random
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -167,6 +167,7 @@ _DOUBT_FADES = 10.0
 _FIT_TRUST = 0.1
 # Models whose requests set the shared price of a request (the most used).
 _PRICING_MODELS = 4
+_R = TypeVar("_R")
 # The end of a rebuild's steps (see AdaptiveSchedule.step).
 _DONE = object()
 # The most a delay is jittered by, in seconds: under half a grid step, so that a
@@ -744,21 +745,27 @@ def optimal_polls(
         p95 lag down where completions are sparse but not absent). Any
         non-decreasing cost of lag keeps the problem Monge.
     """
-    solving = optimal_polls_in_steps(
-        done,
-        done_time,
-        step,
-        lam,
-        min_steps=min_steps,
-        reach=reach,
-        late_steps=late_steps,
-        late_weight=late_weight,
+    return _to_the_end(
+        optimal_polls_in_steps(
+            done,
+            done_time,
+            step,
+            lam,
+            min_steps=min_steps,
+            reach=reach,
+            late_steps=late_steps,
+            late_weight=late_weight,
+        )
     )
+
+
+def _to_the_end(steps: Generator[None, None, _R]) -> _R:
+    """What a stepped computation returns, run at once."""
     while True:
         try:
-            next(solving)
-        except StopIteration as solved:
-            result: list[int] = solved.value
+            next(steps)
+        except StopIteration as finished:
+            result: _R = finished.value
             return result
 
 
@@ -1127,26 +1134,10 @@ class _Curve:
         the expected requests of a task followed from creation."""
         found = self.solved.get(lam)
         if found is None:
-            best = optimal_polls(
-                self.done,
-                self.done_time,
-                GRID,
-                lam,
-                min_steps=self.min_steps,
-                reach=self.reach,
-                late_steps=self.late_steps,
-                late_weight=self.late_weight,
-            )
-            found = self.solved[lam] = (best, self._requests(best))
+            for _ in self.solving(lam):
+                pass
+            found = self.solved[lam]
         return found
-
-    def _requests(self, best: list[int]) -> float:
-        """The expected requests of a task followed from creation by ``best``."""
-        i, requests = 0, 0.0
-        while i < self.n:
-            requests += 1.0 - self.done[i]
-            i = best[i]
-        return requests
 
     def solving(self, lam: float) -> Iterator[None]:
         """:meth:`solve` in steps (see :func:`optimal_polls_in_steps`)."""
@@ -1162,7 +1153,12 @@ class _Curve:
             late_steps=self.late_steps,
             late_weight=self.late_weight,
         )
-        self.solved[lam] = (best, self._requests(best))
+        # The expected requests of a task followed from creation.
+        i, requests = 0, 0.0
+        while i < self.n:
+            requests += 1.0 - self.done[i]
+            i = best[i]
+        self.solved[lam] = (best, requests)
         yield
 
     def raise_late_weight(self) -> None:
