@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import random
 from collections import Counter
+from collections.abc import Coroutine
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 
@@ -466,3 +468,39 @@ async def test_as_completed_lets_the_loop_run_while_handing_out_timeouts(
     assert len(seen_at) == len(ids)
     longest = max(len(list(run)) for _, run in itertools.groupby(seen_at))
     assert longest <= 2000, longest  # never more than a slice without a loop step
+
+
+async def test_the_deadline_starts_no_request_for_ids_it_lets_go_of(fake_kie: FakeKie) -> None:
+    """At a backlogged batch's deadline, each request stopped before it began
+    gives back its slot; those slots are granted only after the slice being
+    let go of, so the deadline does not start a poll for id after id only to
+    cancel it (at 100,000 ids: 30,000 in a second)."""
+    ids = [f"backlog{i}" for i in range(6000)]  # three slices
+    fake_kie.add_tasks(TaskScript(task_id, complete_after=3600) for task_id in ids)
+    loop = asyncio.get_running_loop()
+    polls = 0
+    default_factory = loop.get_task_factory()
+
+    def counting(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        nonlocal polls
+        if getattr(coro, "__qualname__", "") == "Requester._polled":  # one poll
+            polls += 1
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    # Every id due each second: the deadline finds thousands queued.
+    policy = PollPolicy(first_poll=0.0, interval=1.0, jitter=0.0, timeout=None)
+    loop.set_task_factory(counting)
+    try:
+        async with session_on(fake_kie, concurrency=4, policy=policy) as veo:
+            outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
+    finally:
+        loop.set_task_factory(default_factory)
+    assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
+    assert polls >= len(ids)
+    never_sent = polls - fake_kie.total_requests
+    assert 0 <= never_sent <= 4 * 3, never_sent  # one wave of 4 per slice at most
+    assert leftover_tasks() == set()

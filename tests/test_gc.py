@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
 
 import pytest
 
-from veo_async import PollPolicy, VeoSession, WaitTimeoutError, _batch
+from veo_async import (
+    PollPolicy,
+    RecordNotFoundError,
+    ServerError,
+    VeoSession,
+    WaitTimeoutError,
+    _batch,
+)
 from veo_async._batch import _SLICE as SETUP_CHUNK
-from veo_async.testing import FakeKie, TaskScript
+from veo_async.testing import FakeKie, Fault, TaskScript
 
 IDS = [f"veo_task_gc_{n:05d}" for n in range(1000)]
 
@@ -120,3 +128,33 @@ async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
     assert frozen_during > 0
     assert gc.get_freeze_count() == 0
     assert gc.callbacks == callbacks
+
+
+async def test_failed_polls_leave_no_cycle_and_keep_no_frame_locals(
+    fake_kie: FakeKie, make_veo: Callable[..., VeoSession], saved_garbage: list[object]
+) -> None:
+    """Polls that fail (ids the service does not know, answers of 500) leave
+    nothing for the collector, and the error a handle keeps for its timeout's
+    message holds no locals of the frames it was raised through (at 100,000
+    ids those held answers and requests by the tens of thousands)."""
+    unknown = [f"veo_task_unknown_{n:03d}" for n in range(100)]
+    erring = [f"veo_task_erring_{n:03d}" for n in range(100)]
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=1e6) for task_id in erring])
+    veo = make_veo(policy=QUARTER_SECONDS)
+    fake_kie.inject(Fault.server_error(), count=100_000)
+    erred = await veo.wait_many(erring, timeout=2.0, return_exceptions=True)
+    fake_kie.clear_injected()
+    not_found = await veo.wait_many(unknown, timeout=2.0, return_exceptions=True)
+    for outcomes, kind in ((erred, ServerError), (not_found, RecordNotFoundError)):
+        for outcome in outcomes:
+            assert isinstance(outcome, WaitTimeoutError)
+            error = outcome.last_error
+            assert isinstance(error, kind)
+            frames = list(traceback.walk_tb(error.__traceback__))
+            assert len(frames) > 1  # where it was raised is kept
+            for frame, _ in frames[1:]:  # the first is the poll's own (it ran then)
+                assert frame.f_locals == {}, frame.f_code.co_qualname
+    gc.collect()
+    kinds = {type(o).__name__ for o in saved_garbage}
+    assert not kinds & {"frame", "traceback", "Task", "coroutine"}, kinds
+    assert ours(saved_garbage) == []

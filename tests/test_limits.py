@@ -80,3 +80,24 @@ async def test_pause_holds_the_queue_until_it_ends() -> None:
     pause = queue.rate_limited(start, retry_after=0.05)
     granted = await queue.acquire()
     assert granted >= start + pause
+
+
+async def test_slots_given_back_while_grants_are_deferred_are_granted_at_the_end() -> None:
+    """Within ``grants_deferred`` a released slot waits; the end grants it once."""
+    budget = RequestBudget(1)
+    queue = DueQueue(budget)
+    await queue.acquire()
+    waiter = asyncio.ensure_future(queue.acquire())
+    await asyncio.sleep(0)  # queued behind the slot in use
+    with queue.grants_deferred():
+        queue.release()
+        assert budget.in_flight == 0
+        assert queue.waiting == 1  # not granted yet
+        with queue.grants_deferred():  # nested: only the outermost end grants
+            pass
+        assert queue.waiting == 1
+    assert queue.waiting == 0
+    assert budget.in_flight == 1
+    await waiter
+    queue.release()
+    assert budget.in_flight == 0

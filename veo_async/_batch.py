@@ -17,15 +17,23 @@ Large batches (100,000 ids in one process) must not stall the event loop:
   method of itself), so a finished batch is freed by reference counting alone
   (``tests/test_gc.py``);
 - while a batch of :data:`FREEZE_AT` ids or more is live, the collector's
-  view is kept small with :func:`gc.freeze`: when its set-up begins and ends,
-  and right after every full collection (when nothing collectable is left to
-  freeze). The hundreds of thousands of long-lived objects such a batch makes
-  (handles, runs, records) then stay out of later full collections, which
-  otherwise stalled the loop for up to 0.7 s at 100,000 ids. Frozen objects
-  are still freed by reference counting. When the last large batch ends,
-  :func:`gc.unfreeze` puts everything back, and cyclic garbage frozen on the
-  way is collected as usual (unless the application had frozen objects of
-  its own before: its freeze is not undone). The collector is never disabled.
+  view is kept small with :func:`gc.freeze`: when it begins, after every
+  slice of its set-up, deadline and gathering of outcomes, and right after
+  every full collection (when nothing collectable is left to freeze). The
+  hundreds of thousands of long-lived objects such a batch makes (handles,
+  runs, records, the timeouts of its deadline) then stay out of later full
+  collections, which otherwise stalled the loop for up to 0.7 s at 100,000
+  ids. Frozen objects are still freed by reference counting. When the last
+  large batch ends, :func:`gc.unfreeze` puts everything back, and cyclic
+  garbage frozen on the way is collected as usual (unless the application
+  had frozen objects of its own before: its freeze is not undone). The
+  collector is never disabled;
+- a poll leaves no reference cycle behind, not even a failed one (the
+  error a handle keeps has its frames' locals cleared), so polls do not feed
+  the collector;
+- at the deadline, slots given back by the requests a slice stops are granted
+  again only after the slice: each would otherwise start a request for an id
+  about to be let go of as well.
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ import gc
 import logging
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from ._limits import DueQueue
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask, look_lead
 from .errors import AuthenticationError
@@ -75,12 +85,13 @@ def validated_ids(task_ids: Iterable[str]) -> list[str]:
 logger = logging.getLogger("veo_async")
 
 _SLICE = 2000
-# Slices at the deadline are this many times larger (~15 ms each at 5,000 ids).
-_DEADLINE_SLICES = 2
 
 
-async def _yield_between_slices() -> None:
-    """Let the loop run other callbacks between two slices of a batch's work."""
+async def _yield_between_slices(large: bool = False) -> None:
+    """Let the loop run other callbacks between two slices of a batch's work
+    (a large batch's slice first leaves the collector's view)."""
+    if large:
+        _large_batches.settle()
     await asyncio.sleep(0)
 
 
@@ -101,8 +112,31 @@ class _FreezeWhileLarge:
         self._live = 0
         self._unfreeze = False
 
-    def enter(self) -> None:
-        """A large batch begins its set-up."""
+    @contextmanager
+    def live(self, size: int) -> Iterator[bool]:
+        """The lifetime of one batch of ``size`` ids; yields whether it is large.
+
+        A large batch's objects leave the collector's view from its start
+        (:meth:`settle` after each slice of work) until the last large batch
+        ends.
+        """
+        if size < FREEZE_AT:
+            yield False
+            return
+        self._enter()
+        try:
+            yield True
+        finally:
+            self._leave()
+
+    @staticmethod
+    def settle() -> None:
+        """A slice of a large batch's work is done: what it made leaves the
+        collector's view (``gc.freeze`` moves whole generations, in constant
+        time), so no collection of the batch's life has to walk it."""
+        gc.freeze()
+
+    def _enter(self) -> None:
         with self._lock:
             if self._live == 0:
                 # An application that froze objects itself keeps its freeze.
@@ -111,12 +145,8 @@ class _FreezeWhileLarge:
             self._live += 1
         gc.freeze()
 
-    def settled(self) -> None:
-        """A large batch's set-up is done: its objects leave the collector's view."""
-        gc.freeze()
-
-    def leave(self) -> None:
-        """A large batch ended (its objects are freed by reference counting)."""
+    def _leave(self) -> None:
+        # The batch's own objects are freed by reference counting.
         with self._lock:
             self._live -= 1
             if self._live:
@@ -146,10 +176,22 @@ class CompletionTracker:
     :param handles: one handle per distinct id, in input order.
     :param policy: the schedule of runs this batch starts.
     :param limit: the batch's timeout (for the :class:`WaitTimeoutError` s).
+    :param queue: the session's request queue (its grants wait while a
+        slice of runs is let go of).
+    :param large: the batch is large (see :meth:`_FreezeWhileLarge.live`).
     """
 
-    def __init__(self, handles: dict[str, VeoTask], policy: AnyPolicy, limit: float | None):
+    def __init__(
+        self,
+        handles: dict[str, VeoTask],
+        policy: AnyPolicy,
+        limit: float | None,
+        *,
+        queue: DueQueue,
+        large: bool = False,
+    ):
         self.handles = handles
+        self._queue = queue
         self.limit = limit
         self.policy = policy
         #: Ids in the order they reached an outcome (consumed by as_completed).
@@ -162,7 +204,7 @@ class CompletionTracker:
         self._stopped: list[asyncio.Task[Any]] = []
         self._wake: asyncio.Future[None] | None = None
         self._wake_each = False
-        self._large = False
+        self._large = large
         self._looked = False
 
     async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
@@ -180,13 +222,10 @@ class CompletionTracker:
         # kept on self (tracker -> method -> tracker would be a cycle holding
         # every handle of the batch until a full collection).
         listener = self._on_change
-        if len(self.handles) >= FREEZE_AT and not self._large:
-            self._large = True  # close() lets go (the callers close in finally)
-            _large_batches.enter()
         items = list(self.handles.items())
         for first in range(0, len(items), _SLICE):
             if first:
-                await _yield_between_slices()
+                await _yield_between_slices(self._large)
                 if stop_on_failure and self.first_failure is not None:
                     return
             for task_id, handle in items[first : first + _SLICE]:
@@ -201,7 +240,7 @@ class CompletionTracker:
                 self._pending += 1
                 self._subscriptions[task_id] = subscription
         if self._large:
-            _large_batches.settled()
+            _large_batches.settle()
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
         # The id first: a run that ends on a terminal record calls twice (the
@@ -295,37 +334,34 @@ class CompletionTracker:
         limit = self.limit or 0.0
         # Locals: this loop runs once per id of the batch (100,000 of them).
         handles, errors, stopped = self.handles, self._errors, self._stopped
-        # Bigger slices than at set-up: every yield lets the runs not yet let go
-        # of start more polls, which only the deadline's slip pays for.
-        step = _SLICE * _DEADLINE_SLICES
+        # Within a slice, slots that stopped requests give back are granted
+        # only at its end: otherwise each would start a request for an id
+        # about to be let go of too.
+        step = _SLICE
         for first in range(0, len(order), step):
             if first:
                 await self._yield_closing(order[first:], unfinished)
-            for task_id in order[first : first + step]:
-                errors[task_id] = handles[task_id].timed_out(limit, log=False)
-                request = unfinished[task_id].close()
-                if request is not None:
-                    stopped.append(request)
+            with self._queue.grants_deferred():
+                for task_id in order[first : first + step]:
+                    errors[task_id] = handles[task_id].timed_out(limit, log=False)
+                    request = unfinished[task_id].close()
+                    if request is not None:
+                        stopped.append(request)
         if order:
             logger.debug("batch deadline (%ss): %d tasks timed out", limit, len(order))
         self.finished.extend(order)
 
     async def close(self) -> None:
         """Let go of every run (in slices); wait for the requests this stopped to end."""
-        try:
-            subscriptions, self._subscriptions = self._subscriptions, {}
-            order = list(subscriptions)
-            for first in range(0, len(order), _SLICE):
-                if first:
-                    await self._yield_closing(order[first:], subscriptions)
-                self._let_go(order[first : first + _SLICE], subscriptions)
-            stopped, self._stopped = self._stopped, []
-            if stopped:
-                await asyncio.wait(stopped)
-        finally:
-            if self._large:
-                self._large = False
-                _large_batches.leave()
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        order = list(subscriptions)
+        for first in range(0, len(order), _SLICE):
+            if first:
+                await self._yield_closing(order[first:], subscriptions)
+            self._let_go(order[first : first + _SLICE], subscriptions)
+        stopped, self._stopped = self._stopped, []
+        if stopped:
+            await asyncio.wait(stopped)
 
     async def outcomes(self) -> dict[str, BatchOutcome]:
         """Every id's :meth:`outcome`, gathered in slices (yielding between them)."""
@@ -333,16 +369,17 @@ class CompletionTracker:
         order = list(self.handles)
         for first in range(0, len(order), _SLICE):
             if first:
-                await _yield_between_slices()
+                await _yield_between_slices(self._large)
             for task_id in order[first : first + _SLICE]:
                 outcomes[task_id] = self.outcome(task_id)
         return outcomes
 
     def _let_go(self, task_ids: list[str], subscriptions: dict[str, Subscription]) -> None:
-        for task_id in task_ids:
-            request = subscriptions[task_id].close()
-            if request is not None:
-                self._stopped.append(request)
+        with self._queue.grants_deferred():
+            for task_id in task_ids:
+                request = subscriptions[task_id].close()
+                if request is not None:
+                    self._stopped.append(request)
 
     async def _yield_closing(
         self, rest: list[str], subscriptions: dict[str, Subscription]
@@ -350,7 +387,7 @@ class CompletionTracker:
         """Yield between slices; if cancelled meanwhile, let go of ``rest`` at once:
         no run may outlive its last follower."""
         try:
-            await _yield_between_slices()
+            await _yield_between_slices(self._large)
         except asyncio.CancelledError:
             self._let_go(rest, subscriptions)
             raise
@@ -368,12 +405,14 @@ def _prepare(
     return ids, chosen, limit
 
 
-async def _handles(registry: TaskRegistry, ids: list[str]) -> dict[str, VeoTask]:
+async def _handles(
+    registry: TaskRegistry, ids: list[str], large: bool
+) -> dict[str, VeoTask]:
     """One handle per distinct id, in input order; made in slices (ids already valid)."""
     handles: dict[str, VeoTask] = {}
     for first in range(0, len(ids), _SLICE):
         if first:
-            await _yield_between_slices()
+            await _yield_between_slices(large)
         for task_id in ids[first : first + _SLICE]:
             if task_id not in handles:
                 handles[task_id] = registry.handle(task_id, validated=True)
@@ -400,35 +439,42 @@ async def wait_many(
         )
     ids, chosen, limit = _prepare(registry, task_ids, timeout, policy)
     deadline = None if limit is None else started + limit
-    handles = await _handles(registry, ids)
-    tracker = CompletionTracker(handles, chosen, limit)
-    if not return_exceptions:
-        # A task already known to have failed fails the batch without a request.
-        for task_id in ids:
-            handle = handles[task_id]
-            if handle.done() and handle.status is not _SUCCESS:
-                handle.result()  # raises its TaskFailedError
-    try:
-        await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
-        await tracker.until(deadline, stop_on_failure=not return_exceptions)
+    with _large_batches.live(len(ids)) as large:
+        handles = await _handles(registry, ids, large)
+        tracker = CompletionTracker(
+            handles, chosen, limit, queue=registry.requester.queue, large=large
+        )
         if not return_exceptions:
-            failed = tracker.first_failure
-            if failed is not None:
-                outcome = tracker.outcome(failed)
-                assert isinstance(outcome, BaseException)
-                raise outcome
-            unfinished = tracker.unfinished()
-            if unfinished:
-                outcome = tracker.outcome(unfinished[0])
-                assert isinstance(outcome, BaseException)
-                raise outcome
-        if tracker.pending:
-            await tracker.give_up()  # the deadline: time out the rest, in slices
-        outcomes = await tracker.outcomes()
-    finally:
-        # Also on our own cancellation: no run outlives its last follower.
-        await tracker.close()
-    return [outcomes[task_id] for task_id in ids]
+            # A task already known to have failed fails the batch without a request.
+            for task_id in ids:
+                handle = handles[task_id]
+                if handle.done() and handle.status is not _SUCCESS:
+                    handle.result()  # raises its TaskFailedError
+        try:
+            await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
+            await tracker.until(deadline, stop_on_failure=not return_exceptions)
+            if not return_exceptions:
+                _raise_first_failure(tracker)
+            if tracker.pending:
+                await tracker.give_up()  # the deadline: time out the rest, in slices
+            outcomes = await tracker.outcomes()
+        finally:
+            # Also on our own cancellation: no run outlives its last follower.
+            await tracker.close()
+        return [outcomes[task_id] for task_id in ids]
+
+
+def _raise_first_failure(tracker: CompletionTracker) -> None:
+    """Without ``return_exceptions``: the first failure, else the first timeout."""
+    failed = tracker.first_failure
+    if failed is None:
+        unfinished = tracker.unfinished()
+        if not unfinished:
+            return
+        failed = unfinished[0]
+    outcome = tracker.outcome(failed)
+    assert isinstance(outcome, BaseException)
+    raise outcome
 
 
 def as_completed(
@@ -457,21 +503,24 @@ async def _completion_order(
     registry.requester.check_open()
     deadline = None if limit is None else asyncio.get_running_loop().time() + limit
     counts = Counter(ids)
-    handles = await _handles(registry, ids)  # in slices: 100,000 ids take a while
-    tracker = CompletionTracker(handles, policy, limit)
-    try:
-        await tracker.start(wake_each=True)
-        for position in range(len(handles)):
-            if not tracker.finished:
-                await tracker.until(deadline, stop_on_failure=False)
-            elif position % _SLICE == _SLICE - 1:
-                # Outcomes already in (after the deadline, tens of thousands):
-                # a consumer that does not await would never let the loop run.
-                await _yield_between_slices()
-            if not tracker.finished:  # the deadline: the rest time out, in input order
-                await tracker.give_up()
-            task_id = tracker.finished.popleft()
-            for _ in range(counts[task_id]):
-                yield handles[task_id]
-    finally:
-        await tracker.close()
+    with _large_batches.live(len(ids)) as large:
+        handles = await _handles(registry, ids, large)  # in slices: 100,000 ids take a while
+        tracker = CompletionTracker(
+            handles, policy, limit, queue=registry.requester.queue, large=large
+        )
+        try:
+            await tracker.start(wake_each=True)
+            for position in range(len(handles)):
+                if not tracker.finished:
+                    await tracker.until(deadline, stop_on_failure=False)
+                elif position % _SLICE == _SLICE - 1:
+                    # Outcomes already in (after the deadline, tens of thousands):
+                    # a consumer that does not await would never let the loop run.
+                    await _yield_between_slices(large)
+                if not tracker.finished:  # the deadline: the rest time out, in input order
+                    await tracker.give_up()
+                task_id = tracker.finished.popleft()
+                for _ in range(counts[task_id]):
+                    yield handles[task_id]
+        finally:
+            await tracker.close()

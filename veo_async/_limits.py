@@ -34,7 +34,8 @@ import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 __all__ = ["MAX_PAUSE", "DueQueue", "RequestBudget", "Ticket"]
 
@@ -267,6 +268,7 @@ class DueQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Callable[[], BaseException] | None = None
+        self._deferring = 0
 
     def __len__(self) -> int:
         """Tickets waiting (cancelled ones included until they are dropped)."""
@@ -357,7 +359,9 @@ class DueQueue:
 
     def release(self) -> None:
         """Give a slot back (exactly once per grant)."""
-        if self._heap or self._timer is not None:
+        if self._deferring:
+            self.budget.finish(self._now())  # granted again when the deferral ends
+        elif self._heap or self._timer is not None:
             now = self._now()
             self.budget.finish(now)
             self._dispatch(now)
@@ -365,6 +369,24 @@ class DueQueue:
             self.budget.finish(self._now())
         else:
             self.budget.finish()  # nothing waits and no time is needed: no clock read
+
+    @contextmanager
+    def grants_deferred(self) -> Iterator[None]:
+        """Within (one synchronous step): slots given back are granted again
+        only at the end, in one dispatch.
+
+        For letting go of many tickets at once: each stopped request would
+        otherwise grant its slot at once to a ticket that is about to be
+        let go of as well (at a 100,000-id deadline: tens of thousands of
+        requests started and cancelled in a second).
+        """
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+            if not self._deferring:
+                self.dispatch()
 
     def answered(self) -> None:
         """The request got an answer that was not a 429 (may widen the window)."""

@@ -24,6 +24,7 @@ import email.utils
 import inspect
 import logging
 import math
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -347,13 +348,27 @@ class Requester:
         error: BaseException | None = None
         try:
             record = await self._record_exchange(task_id, previous, granted_at)
-        except (Exception, asyncio.CancelledError) as exc:  # handed on, then re-raised if cancelled
+        except asyncio.CancelledError as exc:  # handed on, then re-raised
             error = exc
+        except Exception as exc:
+            error = exc
+            # A handle keeps its last failed poll's error (for the message of
+            # a timeout) while the task is waited for: with 50,000 unknown ids
+            # the locals of every frame those errors passed through (answers,
+            # requests) came to 50 MiB in process, more over HTTP. Where each
+            # was raised stays in its traceback.
+            traceback.clear_frames(exc.__traceback__)
         task = asyncio.current_task()
         assert task is not None
-        self._tell(task, self._polls.pop(task, None), record, error)
-        if isinstance(error, asyncio.CancelledError):
-            raise error
+        try:
+            self._tell(task, self._polls.pop(task, None), record, error)
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+        finally:
+            # The error's traceback holds this frame: without these locals no
+            # cycle (error -> traceback -> frame -> error, or -> task -> this
+            # coroutine) is left for the collector, and refcounting frees them.
+            del error, task
 
     @staticmethod
     def _tell(
