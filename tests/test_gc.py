@@ -20,6 +20,7 @@ from veo_async import (
     PollPolicy,
     RecordNotFoundError,
     ServerError,
+    VeoError,
     VeoSession,
     WaitTimeoutError,
     _batch,
@@ -133,10 +134,12 @@ async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
 async def test_failed_polls_leave_no_cycle_and_keep_no_frame_locals(
     fake_kie: FakeKie, make_veo: Callable[..., VeoSession], saved_garbage: list[object]
 ) -> None:
-    """Polls that fail (ids the service does not know, answers of 500) leave
-    nothing for the collector, and the error a handle keeps for its timeout's
-    message holds no locals of the frames it was raised through (at 100,000
-    ids those held answers and requests by the tens of thousands)."""
+    """Polls that fail (ids the service does not know, answers of 500, a 400)
+    leave nothing for the collector. The error a wait keeps of a retried poll
+    (``last_error``, for its timeout's message) keeps no traceback, and an
+    error that ends a wait keeps where it was raised but no locals of those
+    frames: at 100,000 ids they held answers, requests and records by the
+    tens of thousands, and fed every full collection."""
     unknown = [f"veo_task_unknown_{n:03d}" for n in range(100)]
     erring = [f"veo_task_erring_{n:03d}" for n in range(100)]
     fake_kie.add_tasks([TaskScript(task_id, complete_after=1e6) for task_id in erring])
@@ -148,12 +151,17 @@ async def test_failed_polls_leave_no_cycle_and_keep_no_frame_locals(
     for outcomes, kind in ((erred, ServerError), (not_found, RecordNotFoundError)):
         for outcome in outcomes:
             assert isinstance(outcome, WaitTimeoutError)
-            error = outcome.last_error
-            assert isinstance(error, kind)
-            frames = list(traceback.walk_tb(error.__traceback__))
-            assert len(frames) > 1  # where it was raised is kept
-            for frame, _ in frames[1:]:  # the first is the poll's own (it ran then)
-                assert frame.f_locals == {}, frame.f_code.co_qualname
+            assert isinstance(outcome.last_error, kind)
+            assert outcome.last_error.__traceback__ is None
+    fake_kie.inject(Fault.body_code(400, "bad request"), count=len(erring))
+    ended = await veo.wait_many(erring, timeout=2.0, return_exceptions=True)
+    for outcome in ended:
+        assert isinstance(outcome, VeoError)
+        assert not isinstance(outcome, WaitTimeoutError)
+        frames = list(traceback.walk_tb(outcome.__traceback__))
+        assert len(frames) > 1  # where it was raised is kept
+        for frame, _ in frames[1:]:  # the first is the poll's own (it ran then)
+            assert frame.f_locals == {}, frame.f_code.co_qualname
     gc.collect()
     kinds = {type(o).__name__ for o in saved_garbage}
     assert not kinds & {"frame", "traceback", "Task", "coroutine"}, kinds

@@ -9,10 +9,18 @@ import random
 
 import pytest
 
-from veo_async import AdaptivePolicy, PollPolicy, RecordInfo, TaskStatus, VeoSession
-from veo_async._pacer import Pacer
-from veo_async.events import Event, RequestStarted
-from veo_async.testing import FakeKie, TaskScript
+from veo_async import (
+    AdaptivePolicy,
+    PollPolicy,
+    RecordInfo,
+    ServerError,
+    SessionClosedError,
+    TaskStatus,
+    VeoSession,
+)
+from veo_async._pacer import Pacer, Plan
+from veo_async.events import Event, RequestStarted, RetryScheduled
+from veo_async.testing import FakeKie, Fault, TaskScript
 
 from ._steps import ProgramSteps
 from .conftest import API_KEY
@@ -24,6 +32,22 @@ STEADY = AdaptivePolicy(jitter=0.0)
 def first_poll_of_a_task_aged(age: float, model: str = "veo3_fast") -> float:
     """What the (not yet trained) schedule says for a task of ``age`` seconds."""
     return STEADY.schedule().next_delay(model=model, age=age, polls=0, rng=random.Random(0))
+
+
+async def first_table(plan: Plan, model: str) -> None:
+    """Make the first table of the plan's schedule (in loop steps, like a rebuild)."""
+    loop = asyncio.get_running_loop()
+    assert plan.next_delay(None, loop.time(), model) is None  # not made yet
+    told: list[bool] = []
+    made = asyncio.Event()
+
+    def tell(closing: bool) -> None:
+        told.append(closing)
+        made.set()
+
+    plan.when_ready(tell)
+    await made.wait()
+    assert told == [False]
 
 
 def poll_times(events: list[Event], task_id: str) -> list[float]:
@@ -214,7 +238,7 @@ async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
     loop = asyncio.get_running_loop()
     pacer = Pacer(AdaptivePolicy(), loop_clock=loop.time, rng=random.Random(1))
     plan = pacer.plan(None)
-    plan.next_delay(None, loop.time(), "veo3_fast")  # first tables: built at once
+    await first_table(plan, "veo3_fast")
     for k in range(400):
         pacer.learner.observe("veo3_fast", 100.0 + k % 90)
     solves.count = 0
@@ -244,3 +268,101 @@ async def test_a_session_rebuilds_its_schedule_one_solve_per_loop_step(
     for _ in range(20):
         await asyncio.sleep(0)
     assert solves.count == 0
+
+
+async def test_the_first_table_is_made_in_loop_steps_and_plans_as_if_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session's first table (10-150 ms of dynamic programs, once per
+    session, at the first poll that needs it) is made a chunk per loop step;
+    the runs that need it meanwhile get, once it is made, the delays it
+    would have given at once (the same table, from the same evidence)."""
+    solves = ProgramSteps(monkeypatch)
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(1))
+    asked_at = loop.time()
+    plans = [pacer.plan(None) for _ in range(3)]
+    solves.count = 0
+    assert all(plan.next_delay(None, asked_at, "veo3") is None for plan in plans)
+    assert solves.count <= 1  # at most the first chunk within the poll's answer
+    told: list[bool] = []
+    for plan in plans:
+        plan.when_ready(told.append)
+    per_step = []
+    while not told:
+        solves.count = 0
+        await asyncio.sleep(0)
+        per_step.append(solves.count)
+    assert max(per_step) == 1
+    assert len(per_step) > 5
+    assert told == [False, False, False]
+    asked_again = loop.time()
+    delays = [plan.next_delay(None, asked_at, "veo3") for plan in plans]
+    offline = STEADY.schedule(pacer.learner)
+    assert offline.has_tables is False
+    expected = offline.next_delay(model="veo3", age=0.0, polls=0, rng=random.Random(0))
+    assert expected == first_poll_of_a_task_aged(0.0, "veo3")
+    for delay in delays:  # the same due time as if planned when first asked
+        assert delay is not None
+        assert asked_again + delay - asked_at == pytest.approx(expected, abs=1e-3)
+
+
+async def test_runs_waiting_for_the_first_table_end_when_the_session_closes() -> None:
+    """Closing the session while the first table is being made ends the runs
+    waiting for it (SessionClosedError), and any later one at once."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(2))
+    plan = pacer.plan(None)
+    assert plan.next_delay(None, loop.time(), "veo3") is None
+    told: list[bool] = []
+    plan.when_ready(told.append)
+    pacer.close()
+    assert told == [True]
+    plan.when_ready(told.append)
+    assert told == [True, True]
+
+
+async def test_a_created_task_waits_for_the_first_table_then_polls_on_plan() -> None:
+    """A fresh session's first created task: its first poll goes where the
+    (untrained) table puts it, though the table was made in loop steps; a
+    session closed before that ends the wait with SessionClosedError."""
+    kie = FakeKie(api_key=API_KEY)
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        task = await veo.generate("a cat", model="veo3")
+        created = loop.time()
+        await task.wait(timeout=3600)
+    first = poll_times(events, task.task_id)[0] - created
+    assert first == pytest.approx(first_poll_of_a_task_aged(0.0, "veo3"), abs=0.05)
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        task = await veo.generate("a dog", model="veo3")
+        waiting = asyncio.create_task(task.wait(timeout=3600))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+    with pytest.raises(SessionClosedError):
+        await waiting
+
+
+async def test_a_retry_planned_while_the_first_table_is_made_is_reported_when_planned() -> None:
+    """A bare id's first poll (at once, no table needed) fails: its retry
+    needs the first table, so it is planned, and reported (RetryScheduled
+    with its delay), once the table is made; the wait then succeeds."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_retry", complete_after=0.0, params={"model": "veo3"}))
+    kie.inject(Fault.server_error())
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        record = await veo.task("veo_retry").wait(timeout=600)
+    assert record.status is TaskStatus.SUCCESS
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert len(retries) == 1
+    assert retries[0].task_id == "veo_retry"
+    assert isinstance(retries[0].error, ServerError)
+    assert 0 < retries[0].delay < 60
+    assert len(poll_times(events, "veo_retry")) == 2

@@ -57,8 +57,10 @@ class Plan:
         model: str | None,
         *,
         running: bool = False,
-    ) -> float:
-        """Seconds from now to the next poll.
+    ) -> float | None:
+        """Seconds from now to the next poll; None: not known yet (a learned
+        plan whose schedule is still making its first table, in loop steps),
+        ask again, with ``running`` False, once :meth:`when_ready` calls back.
 
         :param record: the task's last record, if any.
         :param created: the loop time of the task's creation if this session
@@ -68,6 +70,11 @@ class Plan:
             failed poll's retry): a learned plan learns from it.
         """
         raise NotImplementedError
+
+    def when_ready(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(False)`` once :meth:`next_delay` can answer, or
+        ``callback(True)`` if the session closes first."""
+        callback(False)
 
     @property
     def running_until(self) -> float:
@@ -142,7 +149,7 @@ class _LearnedPlan(Plan):
         model: str | None,
         *,
         running: bool = False,
-    ) -> float:
+    ) -> float | None:
         pacer = self._pacer
         model = _model_of(record) or model
         if created is not None:  # created here: the loop's clock says exactly how long ago
@@ -158,13 +165,19 @@ class _LearnedPlan(Plan):
             age = None
         if self._first_age is None and age is not None:
             self._first_age = age
+        schedule = self._schedule
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).
-            self._schedule.learner.survived(model, self._running_until, age)
+            schedule.learner.survived(model, self._running_until, age)
             self._running_until = age
-        delay = self._schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
+        if not schedule.ready(model):
+            return None  # the first table is being made: see when_ready
+        delay = schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
         self._polls += 1
         return delay
+
+    def when_ready(self, callback: Callable[[bool], None]) -> None:
+        self._pacer.when_ready(self._schedule, callback)
 
 
 def _model_of(record: RecordInfo | None) -> str | None:
@@ -208,6 +221,8 @@ class Pacer:
         self.skew = 0.0
         # Rebuilds stepping on the loop (see plan), by schedule.
         self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
+        # Who waits for a schedule's first table (see when_ready), by schedule.
+        self._waiting: dict[AdaptiveSchedule, list[Callable[[bool], None]]] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
@@ -245,13 +260,32 @@ class Pacer:
             self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
         else:
             self._rebuilds.pop(schedule, None)
+            self._tell_waiting(schedule, closing=False)
+
+    def when_ready(self, schedule: AdaptiveSchedule, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(False)`` once ``schedule`` has its first table (made
+        in loop steps: until then the plans of runs that need it cannot say
+        when to poll), or ``callback(True)`` if the session closes first."""
+        if self._closed:
+            callback(True)
+        elif schedule.has_tables:  # made meanwhile
+            callback(False)
+        else:
+            self._waiting.setdefault(schedule, []).append(callback)
+
+    def _tell_waiting(self, schedule: AdaptiveSchedule, *, closing: bool) -> None:
+        for callback in self._waiting.pop(schedule, ()):
+            callback(closing)
 
     def close(self) -> None:
-        """Stop the rebuilds in progress, and start none (the session is closing)."""
+        """Stop the rebuilds in progress, and start none (the session is
+        closing); runs waiting for a first table are told so."""
         self._closed = True
         rebuilds, self._rebuilds = self._rebuilds, {}
         for handle in rebuilds.values():
             handle.cancel()
+        for schedule in list(self._waiting):
+            self._tell_waiting(schedule, closing=True)
 
     def loop_now(self) -> float:
         """The event loop's clock."""

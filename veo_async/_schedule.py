@@ -885,6 +885,26 @@ class AdaptiveSchedule:
             delay += min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
         return max(delay, policy.min_gap)
 
+    @property
+    def has_tables(self) -> bool:
+        """Whether a table is made (the first one, at least)."""
+        return bool(self._tables)
+
+    def ready(self, model: str | None) -> bool:
+        """Whether :meth:`next_delay` answers without making the first table.
+
+        On a loop (``on_rebuild_due`` set), the first table (10-150 ms of
+        dynamic programs) is made in steps like a rebuild: this starts it,
+        for ``model``, and is False until it is made (:meth:`step` returns
+        False). Offline it is always True: :meth:`next_delay` makes it at once.
+        """
+        if self._tables or self.on_rebuild_due is None:
+            return True
+        if self._job is None:
+            self._job = self._rebuilding(model)
+            self.on_rebuild_due()
+        return bool(self._tables)  # made at once where no loop steps it
+
     def table(self, model: str | None) -> _Table:
         """The model's solved schedule, rebuilt if the learner has moved on.
 

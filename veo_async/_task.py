@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import inspect
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -146,7 +148,7 @@ class _PollRun(Ticket):
         self.due = 0.0  # when the next poll is due (loop time)
         self.granted_at: float | None = None  # when the last poll was granted
 
-    def next_delay(self, *, running: bool = False) -> float:
+    def next_delay(self, *, running: bool = False) -> float | None:
         handle = self.handle
         # The handle's slots, not its properties: the run is the handle's own
         # poll loop (this module), and this runs for every poll.
@@ -155,7 +157,40 @@ class _PollRun(Ticket):
         )
 
     def begin(self, now: float) -> None:
-        self.queue_next(now, self.next_delay())
+        self.plan_next(now)
+
+    def plan_next(
+        self, now: float, *, running: bool = False, retry_of: VeoError | None = None
+    ) -> None:
+        """Queue the next poll where the plan puts it. A learned plan whose
+        schedule is still making its first table (a few loop steps) puts it
+        once the table is made; meanwhile the run waits outside the queue.
+
+        :param retry_of: the error of the failed poll this one retries.
+        """
+        delay = self.next_delay(running=running)
+        if delay is None:
+            self.due = math.inf  # not due at all until planned (see idle_at)
+            self.plan.when_ready(functools.partial(self._planned_later, retry_of))
+            return
+        if retry_of is not None:
+            if self.requester.reporting:
+                self.requester.emit(RetryScheduled(self.handle.task_id, delay, retry_of))
+            logger.debug(
+                "task %s poll %d failed, will retry: %r",
+                self.handle.task_id,
+                self.attempt,
+                retry_of,
+            )
+        self.queue_next(now, delay)
+
+    def _planned_later(self, retry_of: VeoError | None, closing: bool) -> None:
+        if self.ended:
+            return  # let go of meanwhile
+        if closing:
+            self.finish(SessionClosedError("the VeoSession was closed while waiting"))
+            return
+        self.plan_next(_now(), retry_of=retry_of)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -236,20 +271,19 @@ class _PollRun(Ticket):
             if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
             else:
-                self.queue_next(_now(), self.next_delay(running=True))
+                self.plan_next(_now(), running=True)
             return
         if not isinstance(error, VeoError):
             self.finish(error)  # a bug: surface it, never loop on it
             return
         self.handle.note_failure(error)
         if self.retrying(error):
-            delay = self.next_delay()
-            if self.requester.reporting:
-                self.requester.emit(RetryScheduled(self.handle.task_id, delay, error))
-            logger.debug(
-                "task %s poll %d failed, will retry: %r", self.handle.task_id, self.attempt, error
-            )
-            self.queue_next(_now(), delay)
+            self.plan_next(_now(), retry_of=error)
+            # Kept from now on only for a timeout's message (last_error): without
+            # its traceback (the frames it was raised through, and the function
+            # and previous record one of them holds) it is a few objects, not
+            # twenty, for each of up to 100,000 waits and every collection.
+            error.__traceback__ = None
         else:
             self.finish(error)
 
