@@ -981,9 +981,12 @@ class AdaptiveSchedule:
         # Every table has the shared price: any is a good first guess.
         lam_hint = next(iter(self._tables.values())).lam if self._tables else None
         share = self._budget_share()
-        curves = [self._curve(key, share) for key in keys]
         # What the tables are built on: a rebuild is due again once this grows.
         stamps = [self.learner.evidence(key) for key in keys]
+        curves = []
+        for key in keys:  # a few milliseconds each: one per step
+            curves.append(self._curve(key, share))
+            yield
         # The price is set by the models most tasks use (a bisection solves each
         # a dozen times); any others are solved at that price only, so that a
         # rebuild stays short however many names a session sees.

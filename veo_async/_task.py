@@ -279,11 +279,6 @@ class _PollRun(Ticket):
         self.handle.note_failure(error)
         if self.retrying(error):
             self.plan_next(_now(), retry_of=error)
-            # Kept from now on only for a timeout's message (last_error): without
-            # its traceback (the frames it was raised through, and the function
-            # and previous record one of them holds) it is a few objects, not
-            # twenty, for each of up to 100,000 waits and every collection.
-            error.__traceback__ = None
         else:
             self.finish(error)
 
