@@ -18,6 +18,7 @@ from veo_async import (
     TaskStatus,
     VeoSession,
 )
+from veo_async._pacer import _TELL_SLICE as TELL_SLICE
 from veo_async._pacer import Pacer, Plan
 from veo_async.events import Event, RequestStarted, RetryScheduled
 from veo_async.testing import FakeKie, Fault, TaskScript
@@ -366,3 +367,26 @@ async def test_a_retry_planned_while_the_first_table_is_made_is_reported_when_pl
     assert isinstance(retries[0].error, ServerError)
     assert 0 < retries[0].delay < 60
     assert len(poll_times(events, "veo_retry")) == 2
+
+
+async def test_runs_waiting_for_the_first_table_are_told_a_slice_per_loop_step() -> None:
+    """Thousands of runs may wait for the first table (every id of a big
+    batch answered meanwhile): they are planned a slice per loop step, not
+    all in one; a close meanwhile tells the rest that the session closed."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(3))
+    told: list[bool] = []
+    plans = [pacer.plan(None) for _ in range(3 * TELL_SLICE)]
+    for plan in plans:
+        assert plan.next_delay(None, loop.time(), "veo3_lite") is None
+        plan.when_ready(told.append)
+    per_step: list[int] = []
+    while len(told) < TELL_SLICE + 1:
+        before = len(told)
+        await asyncio.sleep(0)
+        per_step.append(len(told) - before)
+    assert max(per_step) == TELL_SLICE
+    assert told == [False] * len(told)
+    pacer.close()
+    assert len(told) == len(plans)
+    assert told.count(True) == len(plans) - told.count(False) > 0

@@ -20,6 +20,7 @@ as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -43,6 +44,8 @@ _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
+# Runs told per loop step that the first table is made (see Pacer._tell_ready).
+_TELL_SLICE = 500
 
 
 class Plan:
@@ -221,8 +224,10 @@ class Pacer:
         self.skew = 0.0
         # Rebuilds stepping on the loop (see plan), by schedule.
         self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
-        # Who waits for a schedule's first table (see when_ready), by schedule.
-        self._waiting: dict[AdaptiveSchedule, list[Callable[[bool], None]]] = {}
+        # Who waits for a schedule's first table (see when_ready), by schedule;
+        # once it is made, they are told a slice per loop step (_tell_ready).
+        self._waiting: dict[AdaptiveSchedule, collections.deque[Callable[[bool], None]]] = {}
+        self._telling: dict[AdaptiveSchedule, asyncio.Handle] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
@@ -260,7 +265,8 @@ class Pacer:
             self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
         else:
             self._rebuilds.pop(schedule, None)
-            self._tell_waiting(schedule, closing=False)
+            if schedule in self._waiting:
+                self._tell_ready(loop, schedule)
 
     def when_ready(self, schedule: AdaptiveSchedule, callback: Callable[[bool], None]) -> None:
         """Call ``callback(False)`` once ``schedule`` has its first table (made
@@ -271,11 +277,19 @@ class Pacer:
         elif schedule.has_tables:  # made meanwhile
             callback(False)
         else:
-            self._waiting.setdefault(schedule, []).append(callback)
+            self._waiting.setdefault(schedule, collections.deque()).append(callback)
 
-    def _tell_waiting(self, schedule: AdaptiveSchedule, *, closing: bool) -> None:
-        for callback in self._waiting.pop(schedule, ()):
-            callback(closing)
+    def _tell_ready(self, loop: asyncio.AbstractEventLoop, schedule: AdaptiveSchedule) -> None:
+        # Thousands of runs of a big batch may wait (every id answered while
+        # the table was made): each planned is a few tens of microseconds.
+        waiting = self._waiting[schedule]
+        for _ in range(min(_TELL_SLICE, len(waiting))):
+            waiting.popleft()(False)
+        if waiting:
+            self._telling[schedule] = loop.call_soon(self._tell_ready, loop, schedule)
+        else:
+            del self._waiting[schedule]
+            self._telling.pop(schedule, None)
 
     def close(self) -> None:
         """Stop the rebuilds in progress, and start none (the session is
@@ -284,8 +298,13 @@ class Pacer:
         rebuilds, self._rebuilds = self._rebuilds, {}
         for handle in rebuilds.values():
             handle.cancel()
-        for schedule in list(self._waiting):
-            self._tell_waiting(schedule, closing=True)
+        for handle in self._telling.values():
+            handle.cancel()
+        self._telling.clear()
+        waiting, self._waiting = self._waiting, {}
+        for callbacks in waiting.values():
+            for callback in callbacks:
+                callback(True)
 
     def loop_now(self) -> float:
         """The event loop's clock."""
