@@ -21,6 +21,7 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
+from veo_async._batch import _HANDOUT_SLICE as HANDOUT_SLICE
 from veo_async._batch import _SLICE as SLICE
 from veo_async.testing import FakeKie, Fault, TaskScript
 
@@ -468,7 +469,7 @@ async def test_as_completed_lets_the_loop_run_while_handing_out_timeouts(
         await ticking
     assert len(seen_at) == len(ids)
     longest = max(len(list(run)) for _, run in itertools.groupby(seen_at))
-    assert longest <= SLICE, longest  # never more than a slice without a loop step
+    assert longest <= HANDOUT_SLICE, longest  # never more than a slice without a loop step
 
 
 async def test_the_deadline_starts_no_request_for_ids_it_lets_go_of(fake_kie: FakeKie) -> None:

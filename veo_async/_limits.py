@@ -306,7 +306,10 @@ class DueQueue:
             return
         self._cancelled += 1
         if self._cancelled >= _COMPACT_AT and self._cancelled * 2 >= len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+            # In place: a new list of 100,000 entries would be young, and every
+            # collection until it is old would walk all of it; the heap itself
+            # is long-lived (and, in a large batch, out of the collector's view).
+            self._heap[:] = [entry for entry in self._heap if not entry[2].cancelled]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
