@@ -955,8 +955,12 @@ class TaskRegistry:
     def _purge(self) -> None:
         """Drop the entries of dead handles; next time when the map has doubled
         (so each new handle pays O(1) for it, amortised)."""
-        self._handles = {key: ref for key, ref in self._handles.items() if ref() is not None}
-        self._purge_at = max(_PURGE_MIN, 2 * len(self._handles))
+        # In place: a new map of 100,000 entries would be young, and walked by
+        # every collection until it is old.
+        handles = self._handles
+        for task_id in [task_id for task_id, ref in handles.items() if ref() is None]:
+            del handles[task_id]
+        self._purge_at = max(_PURGE_MIN, 2 * len(handles))
 
     async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """Send a create request (see :func:`veo_async._create.submit`); the
