@@ -44,8 +44,10 @@ _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
-# Runs told per loop step that the first table is made (see Pacer._tell_ready).
-_TELL_SLICE = 500
+# Runs told per loop step that the first table is made (see Pacer._tell_ready):
+# each is planned then (tens of microseconds; the first of a model not seen
+# yet also has its table solved, a few milliseconds).
+_TELL_SLICE = 100
 
 
 class Plan:
@@ -265,8 +267,8 @@ class Pacer:
             self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
         else:
             self._rebuilds.pop(schedule, None)
-            if schedule in self._waiting:
-                self._tell_ready(loop, schedule)
+            if schedule in self._waiting:  # from the next step: this one solved
+                self._telling[schedule] = loop.call_soon(self._tell_ready, loop, schedule)
 
     def when_ready(self, schedule: AdaptiveSchedule, callback: Callable[[bool], None]) -> None:
         """Call ``callback(False)`` once ``schedule`` has its first table (made
