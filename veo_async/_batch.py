@@ -333,6 +333,10 @@ class CompletionTracker:
         Which ids timed out is decided at once (an answer arriving meanwhile
         does not count); stopping their polls is done in slices.
         """
+        if self._large:
+            # What the batch's polls left young (tens of thousands of records)
+            # would otherwise be walked by the collections the timeouts set off.
+            _large_batches.settle()
         unfinished, self._subscriptions = self._subscriptions, {}
         self._pending = 0
         order = [task_id for task_id in self.handles if task_id in unfinished]

@@ -36,6 +36,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 __all__ = ["MAX_PAUSE", "DueQueue", "RequestBudget", "Ticket"]
 
@@ -51,6 +52,9 @@ _PAUSE_JITTER = 0.2
 # Rebuild the heap once this many cancelled tickets linger in it (and they
 # are at least half of it): waits that ended during a long pause must not pile up.
 _COMPACT_AT = 512
+# Entries a compaction drops are let go of this many per loop step: each may
+# hold a whole poll run (a deadline's compaction drops tens of thousands).
+_RELEASE_SLICE = 5000
 
 
 class RequestBudget:
@@ -254,6 +258,13 @@ class _FutureTicket(Ticket):
         self.future.set_exception(error)
 
 
+def _release_in_slices(loop: asyncio.AbstractEventLoop, entries: list[Any]) -> None:
+    """Let go of ``entries`` from the end, a slice per loop step."""
+    del entries[-_RELEASE_SLICE:]
+    if entries:
+        loop.call_soon(_release_in_slices, loop, entries)
+
+
 class DueQueue:
     """Hands out the budget's slots to tickets in due-time order.
 
@@ -306,12 +317,24 @@ class DueQueue:
             return
         self._cancelled += 1
         if self._cancelled >= _COMPACT_AT and self._cancelled * 2 >= len(self._heap):
-            # In place: a new list of 100,000 entries would be young, and every
-            # collection until it is old would walk all of it; the heap itself
-            # is long-lived (and, in a large batch, out of the collector's view).
-            self._heap[:] = [entry for entry in self._heap if not entry[2].cancelled]
-            heapq.heapify(self._heap)
-            self._cancelled = 0
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the cancelled entries from the heap."""
+        heap = self._heap
+        # Freed a slice per loop step (see _release_in_slices), not all now.
+        entries = heap[:]
+        # In place: a new list of 100,000 entries would be young, and every
+        # collection until it is old would walk all of it; the heap itself
+        # is long-lived (and, in a large batch, out of the collector's view).
+        heap[:] = [entry for entry in entries if not entry[2].cancelled]
+        heapq.heapify(heap)
+        self._cancelled = 0
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: freed now, with the list
+        loop.call_soon(_release_in_slices, loop, entries)
 
     def take(self) -> float | None:
         """A slot now, without waiting, if one is free and nobody is more overdue:
