@@ -398,10 +398,12 @@ async def test_mixed_batch_gives_every_position_its_own_outcome(
         "later_ok", "now_ok", "denied", "now_ok", "known_failed",
         "later_failed", "known_ok", "now_failed", "later_ok", "denied",
     ]
+    # Held here: a batch lets go of the handles its caller did not keep.
+    handles = {task_id: veo.task(task_id) for task_id in ids}
     results = await veo.wait_many(ids, return_exceptions=True)
     assert len(results) == len(ids)
     for task_id, outcome in zip(ids, results, strict=True):
-        handle = veo.task(task_id)
+        handle = handles[task_id]
         first = results[ids.index(task_id)]
         assert outcome is first, task_id  # a repeat: the very same outcome
         if task_id.endswith("_ok"):

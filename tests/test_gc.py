@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
 
@@ -22,6 +23,7 @@ from veo_async import (
     ServerError,
     VeoError,
     VeoSession,
+    VeoTask,
     WaitTimeoutError,
     _batch,
 )
@@ -174,3 +176,37 @@ async def test_failed_polls_leave_no_cycle_and_keep_no_frames(
     kinds = {type(o).__name__ for o in saved_garbage}
     assert not kinds & {"frame", "traceback", "Task", "coroutine"}, kinds
     assert ours(saved_garbage) == []
+
+
+async def test_a_finished_batch_lets_go_of_its_handles_a_slice_per_loop_step(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A batch holds the last reference to handles its caller did not keep:
+    once it ends they are freed a slice per loop step, not all in one (100,000
+    handles with their records took 0.17 s)."""
+    ids = [f"veo_task_free_{n:05d}" for n in range(4 * SETUP_CHUNK)]
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=0.0) for task_id in ids])
+    refs: list[weakref.ref[VeoTask]] = []
+    freed_per_step: list[int] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        alive = 0
+        while not done.is_set():
+            now_alive = sum(ref() is not None for ref in refs)
+            freed_per_step.append(max(0, alive - now_alive))
+            alive = now_alive
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    async with aclosing(veo.as_completed(ids)) as finished:
+        async for handle in finished:
+            refs.append(weakref.ref(handle))
+    del handle
+    for _ in range(3):
+        await asyncio.sleep(0)
+    done.set()
+    await watcher
+    assert len(refs) == len(ids)
+    assert all(ref() is None for ref in refs)
+    assert max(freed_per_step) <= SETUP_CHUNK + 1  # (+1: the loop variable above)
