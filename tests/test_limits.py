@@ -141,3 +141,37 @@ async def test_a_compaction_lets_go_of_what_it_drops_a_slice_per_loop_step() -> 
         still = now_alive
     assert max(freed_per_step) <= RELEASE_SLICE
     assert still == len(queue)  # only what is left in the heap (under _COMPACT_AT)
+
+
+class _Failed(_Held):
+    """A ticket that notes the failure a closing queue gives it."""
+
+    __slots__ = ("error",)
+
+    def failed(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def test_closing_a_queue_fails_every_ticket_and_lets_go_of_them_over_loop_steps() -> None:
+    """Closing the session's queue with tens of thousands of tickets in it
+    (runs let go of, or waiting) fails each now and frees them a slice per
+    loop step (all at once took 0.1 s at 100,000 ids)."""
+    queue = DueQueue(RequestBudget(1))
+    far = asyncio.get_running_loop().time() + 3600
+    tickets = [_Failed() for _ in range(4 * RELEASE_SLICE)]
+    for ticket in tickets:
+        queue.push(far, ticket)
+    alive = [weakref.ref(ticket) for ticket in tickets]
+    queue.close(lambda: RuntimeError("closed"))
+    assert all(isinstance(ticket.error, RuntimeError) for ticket in tickets)
+    del tickets, ticket
+    still = sum(ref() is not None for ref in alive)
+    assert still == len(alive)  # none freed in the close's own step
+    freed_per_step = []
+    for _ in range(10):
+        await asyncio.sleep(0)
+        now_alive = sum(ref() is not None for ref in alive)
+        freed_per_step.append(still - now_alive)
+        still = now_alive
+    assert still == 0
+    assert max(freed_per_step) <= RELEASE_SLICE

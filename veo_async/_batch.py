@@ -470,10 +470,8 @@ async def wait_many(
         finally:
             # Also on our own cancellation: no run outlives its last follower.
             await tracker.close()
-        results = [outcomes[task_id] for task_id in ids]
-        del outcomes
-        await _let_go_of(handles)
-        return results
+            await _let_go_of(handles)
+        return [outcomes[task_id] for task_id in ids]
 
 
 async def _let_go_of(handles: dict[str, VeoTask]) -> None:

@@ -258,6 +258,18 @@ class _FutureTicket(Ticket):
         self.future.set_exception(error)
 
 
+def _release_soon(entries: list[Any]) -> None:
+    """Let go of ``entries`` (a heap's, each maybe holding a whole poll run)
+    a slice per loop step from the next, or now if no loop runs."""
+    if len(entries) <= _RELEASE_SLICE:
+        return  # freed now, with the list: a slice's worth
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_soon(_release_in_slices, loop, entries)
+
+
 def _release_in_slices(loop: asyncio.AbstractEventLoop, entries: list[Any]) -> None:
     """Let go of ``entries`` from the end, a slice per loop step."""
     del entries[-_RELEASE_SLICE:]
@@ -330,11 +342,7 @@ class DueQueue:
         heap[:] = [entry for entry in entries if not entry[2].cancelled]
         heapq.heapify(heap)
         self._cancelled = 0
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: freed now, with the list
-        loop.call_soon(_release_in_slices, loop, entries)
+        _release_soon(entries)
 
     def take(self) -> float | None:
         """A slot now, without waiting, if one is free and nobody is more overdue:
@@ -438,6 +446,7 @@ class DueQueue:
             if not ticket.cancelled:
                 ticket.cancelled = True
                 ticket.failed(failure())
+        _release_soon(heap)
 
     def dispatch(self) -> None:
         """Grant every due ticket that can go now; arm one timer for the rest."""
