@@ -300,7 +300,7 @@ async def test_the_first_table_is_made_in_loop_steps_and_plans_as_if_at_once(
     asked_again = loop.time()
     delays = [plan.next_delay(None, asked_at, "veo3") for plan in plans]
     offline = STEADY.schedule(pacer.learner)
-    assert offline.has_tables is False
+    assert offline.has_table("veo3") is False
     expected = offline.next_delay(model="veo3", age=0.0, polls=0, rng=random.Random(0))
     assert expected == first_poll_of_a_task_aged(0.0, "veo3")
     for delay in delays:  # the same due time as if planned when first asked
@@ -390,3 +390,36 @@ async def test_runs_waiting_for_the_first_table_are_told_a_slice_per_loop_step()
     pacer.close()
     assert len(told) == len(plans)
     assert told.count(True) == len(plans) - told.count(False) > 0
+
+
+async def test_a_models_first_table_is_made_in_steps_as_offline_makes_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model seen after the session's first table gets its own in loop steps
+    too (a rebuild with it in), not a solve inside the poll's answer; its runs
+    are then planned as an offline schedule, which makes it at once, plans."""
+    solves = ProgramSteps(monkeypatch)
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(4))
+    await first_table(pacer.plan(None), "veo3_fast")
+    offline = STEADY.schedule()
+    offline.next_delay(model="veo3_fast", age=0.0, polls=0, rng=random.Random(0))
+    asked_at = loop.time()
+    plan = pacer.plan(None)
+    solves.count = 0
+    assert plan.next_delay(None, asked_at, "veo3") is None
+    assert solves.count <= 1
+    told: list[bool] = []
+    plan.when_ready(told.append)
+    per_step = []
+    while not told:
+        solves.count = 0
+        await asyncio.sleep(0)
+        per_step.append(solves.count)
+    assert told == [False]
+    assert max(per_step) == 1
+    asked_again = loop.time()
+    delay = plan.next_delay(None, asked_at, "veo3")
+    expected = offline.next_delay(model="veo3", age=0.0, polls=0, rng=random.Random(0))
+    assert delay is not None
+    assert asked_again + delay - asked_at == pytest.approx(expected, abs=1e-3)

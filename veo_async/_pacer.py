@@ -125,7 +125,7 @@ class _FixedPlan(Plan):
 
 
 class _LearnedPlan(Plan):
-    __slots__ = ("_first_age", "_pacer", "_polls", "_running_until", "_schedule")
+    __slots__ = ("_first_age", "_pacer", "_polls", "_running_until", "_schedule", "_waiting_for")
 
     def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
         self._pacer = pacer
@@ -133,6 +133,7 @@ class _LearnedPlan(Plan):
         self._polls = 0
         self._running_until = 0.0
         self._first_age: float | None = None  # the task's age when first planned
+        self._waiting_for: str | None = None  # the model whose first table is awaited
 
     @property
     def running_until(self) -> float:
@@ -176,13 +177,14 @@ class _LearnedPlan(Plan):
             schedule.learner.survived(model, self._running_until, age)
             self._running_until = age
         if not schedule.ready(model):
-            return None  # the first table is being made: see when_ready
+            self._waiting_for = model
+            return None  # the model's first table is being made: see when_ready
         delay = schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
         self._polls += 1
         return delay
 
     def when_ready(self, callback: Callable[[bool], None]) -> None:
-        self._pacer.when_ready(self._schedule, callback)
+        self._pacer.when_ready(self._schedule, self._waiting_for, callback)
 
 
 def _model_of(record: RecordInfo | None) -> str | None:
@@ -229,7 +231,10 @@ class Pacer:
         # Who waits for a schedule's first table (see when_ready), by schedule;
         # once it is made, they are told a slice per loop step (_tell_ready).
         self._waiting: dict[AdaptiveSchedule, collections.deque[Callable[[bool], None]]] = {}
-        self._telling: dict[AdaptiveSchedule, asyncio.Handle] = {}
+        # Those being told, a slice per step: (the next step, who is left).
+        self._telling: dict[
+            AdaptiveSchedule, tuple[asyncio.Handle, collections.deque[Callable[[bool], None]]]
+        ] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
@@ -267,30 +272,42 @@ class Pacer:
             self._rebuilds[schedule] = loop.call_soon(self._rebuild_step, loop, schedule)
         else:
             self._rebuilds.pop(schedule, None)
-            if schedule in self._waiting:  # from the next step: this one solved
-                self._telling[schedule] = loop.call_soon(self._tell_ready, loop, schedule)
+            waiting = self._waiting.pop(schedule, None)
+            if waiting:  # from the next step: this one solved
+                self._tell_ready(loop, schedule, waiting, now=False)
 
-    def when_ready(self, schedule: AdaptiveSchedule, callback: Callable[[bool], None]) -> None:
-        """Call ``callback(False)`` once ``schedule`` has its first table (made
-        in loop steps: until then the plans of runs that need it cannot say
-        when to poll), or ``callback(True)`` if the session closes first."""
+    def when_ready(
+        self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
+    ) -> None:
+        """Call ``callback(False)`` once the rebuild ``schedule`` has under way
+        ends (``model`` may have its first table then: until it does, the
+        plans of its runs cannot say when to poll), or ``callback(True)`` if
+        the session closes first."""
         if self._closed:
             callback(True)
-        elif schedule.has_tables:  # made meanwhile
+        elif schedule.has_table(model):  # made meanwhile
             callback(False)
         else:
             self._waiting.setdefault(schedule, collections.deque()).append(callback)
 
-    def _tell_ready(self, loop: asyncio.AbstractEventLoop, schedule: AdaptiveSchedule) -> None:
+    def _tell_ready(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        schedule: AdaptiveSchedule,
+        waiting: collections.deque[Callable[[bool], None]],
+        *,
+        now: bool = True,
+    ) -> None:
         # Thousands of runs of a big batch may wait (every id answered while
-        # the table was made): each planned is a few tens of microseconds.
-        waiting = self._waiting[schedule]
-        for _ in range(min(_TELL_SLICE, len(waiting))):
-            waiting.popleft()(False)
+        # the table was made): each planned is a few tens of microseconds. One
+        # whose model still has no table waits again, for the next rebuild.
+        if now:
+            for _ in range(min(_TELL_SLICE, len(waiting))):
+                waiting.popleft()(False)
         if waiting:
-            self._telling[schedule] = loop.call_soon(self._tell_ready, loop, schedule)
+            step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
+            self._telling[schedule] = (step, waiting)
         else:
-            del self._waiting[schedule]
             self._telling.pop(schedule, None)
 
     def close(self) -> None:
@@ -300,11 +317,11 @@ class Pacer:
         rebuilds, self._rebuilds = self._rebuilds, {}
         for handle in rebuilds.values():
             handle.cancel()
-        for handle in self._telling.values():
-            handle.cancel()
-        self._telling.clear()
+        telling, self._telling = self._telling, {}
         waiting, self._waiting = self._waiting, {}
-        for callbacks in waiting.values():
+        for step, _ in telling.values():
+            step.cancel()
+        for callbacks in [*(left for _, left in telling.values()), *waiting.values()]:
             for callback in callbacks:
                 callback(True)
 

@@ -885,25 +885,28 @@ class AdaptiveSchedule:
             delay += min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
         return max(delay, policy.min_gap)
 
-    @property
-    def has_tables(self) -> bool:
-        """Whether a table is made (the first one, at least)."""
-        return bool(self._tables)
+    def has_table(self, model: str | None) -> bool:
+        """Whether ``model`` has its table."""
+        return model in self._tables
 
     def ready(self, model: str | None) -> bool:
-        """Whether :meth:`next_delay` answers without making the first table.
+        """Whether :meth:`next_delay` answers for ``model`` without making
+        its first table.
 
-        On a loop (``on_rebuild_due`` set), the first table (10-150 ms of
-        dynamic programs) is made in steps like a rebuild: this starts it,
-        for ``model``, and is False until it is made (:meth:`step` returns
-        False). Offline it is always True: :meth:`next_delay` makes it at once.
+        On a loop (``on_rebuild_due`` set), a model's first table (10-150 ms
+        of dynamic programs, and the session's first table has no price to
+        start from) is made in steps like a rebuild, as offline it is made at
+        once: this starts that rebuild if none runs, and is False until the
+        model has its table (a rebuild under way may be one that started
+        before the model was seen: ask again when it ends). Offline it is
+        always True.
         """
-        if self._tables or self.on_rebuild_due is None:
+        if model in self._tables or self.on_rebuild_due is None:
             return True
         if self._job is None:
             self._job = self._rebuilding(model)
             self.on_rebuild_due()
-        return bool(self._tables)  # made at once where no loop steps it
+        return model in self._tables  # made at once where no loop steps it
 
     def table(self, model: str | None) -> _Table:
         """The model's solved schedule, rebuilt if the learner has moved on.
