@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import pytest
 
@@ -105,6 +107,18 @@ async def test_slots_given_back_while_grants_are_deferred_are_granted_at_the_end
     assert budget.in_flight == 0
 
 
+async def freed_over_steps(alive: Sequence[Callable[[], object]], steps: int) -> list[int]:
+    """How many of ``alive`` were freed in each of the next ``steps`` loop steps."""
+    freed_per_step = []
+    still = sum(ref() is not None for ref in alive)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+        now_alive = sum(ref() is not None for ref in alive)
+        freed_per_step.append(still - now_alive)
+        still = now_alive
+    return freed_per_step
+
+
 class _Held(Ticket):
     """A ticket that can be watched for being freed."""
 
@@ -117,29 +131,34 @@ class _Held(Ticket):
         raise AssertionError("never failed")
 
 
+T = TypeVar("T", bound=Ticket)
+
+
+def queued_far_ahead(queue: DueQueue, kind: type[T]) -> list[T]:
+    """Four slices' worth of new tickets of ``kind``, queued an hour ahead."""
+    far = asyncio.get_running_loop().time() + 3600
+    tickets = [kind() for _ in range(4 * RELEASE_SLICE)]
+    for ticket in tickets:
+        queue.push(far, ticket)
+    return tickets
+
+
 async def test_a_compaction_lets_go_of_what_it_drops_a_slice_per_loop_step() -> None:
     """A deadline's compaction drops tens of thousands of entries, each holding
     a poll run: they are freed over loop steps (all of them in a few), not in
     the step of the discard that compacted (that took 60-185 ms at 100,000)."""
     queue = DueQueue(RequestBudget(1))
-    far = asyncio.get_running_loop().time() + 3600
-    tickets = [_Held() for _ in range(4 * RELEASE_SLICE)]
-    for ticket in tickets:
-        queue.push(far, ticket)
+    tickets = queued_far_ahead(queue, _Held)
     alive = [weakref.ref(ticket) for ticket in tickets]
     for ticket in tickets:
         queue.discard(ticket)
-    del tickets, ticket
+    del tickets
     assert len(queue) < 4 * RELEASE_SLICE  # compacted
     still = sum(ref() is not None for ref in alive)
     assert still > RELEASE_SLICE  # not all freed within the discards
-    freed_per_step = []
-    for _ in range(20):
-        await asyncio.sleep(0)
-        now_alive = sum(ref() is not None for ref in alive)
-        freed_per_step.append(still - now_alive)
-        still = now_alive
+    freed_per_step = await freed_over_steps(alive, 20)
     assert max(freed_per_step) <= RELEASE_SLICE
+    still = sum(ref() is not None for ref in alive)
     assert still == len(queue)  # only what is left in the heap (under _COMPACT_AT)
 
 
@@ -157,21 +176,13 @@ async def test_closing_a_queue_fails_every_ticket_and_lets_go_of_them_over_loop_
     (runs let go of, or waiting) fails each now and frees them a slice per
     loop step (all at once took 0.1 s at 100,000 ids)."""
     queue = DueQueue(RequestBudget(1))
-    far = asyncio.get_running_loop().time() + 3600
-    tickets = [_Failed() for _ in range(4 * RELEASE_SLICE)]
-    for ticket in tickets:
-        queue.push(far, ticket)
+    tickets = queued_far_ahead(queue, _Failed)
     alive = [weakref.ref(ticket) for ticket in tickets]
     queue.close(lambda: RuntimeError("closed"))
     assert all(isinstance(ticket.error, RuntimeError) for ticket in tickets)
-    del tickets, ticket
+    del tickets
     still = sum(ref() is not None for ref in alive)
     assert still == len(alive)  # none freed in the close's own step
-    freed_per_step = []
-    for _ in range(10):
-        await asyncio.sleep(0)
-        now_alive = sum(ref() is not None for ref in alive)
-        freed_per_step.append(still - now_alive)
-        still = now_alive
-    assert still == 0
+    freed_per_step = await freed_over_steps(alive, 10)
+    assert all(ref() is None for ref in alive)
     assert max(freed_per_step) <= RELEASE_SLICE

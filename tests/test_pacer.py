@@ -51,6 +51,16 @@ async def first_table(plan: Plan, model: str) -> None:
     assert told == [False]
 
 
+async def solves_per_step_until(told: list[bool], solves: ProgramSteps) -> list[int]:
+    """Chunks of dynamic program run in each loop step until ``told`` is not empty."""
+    per_step = []
+    while not told:
+        solves.count = 0
+        await asyncio.sleep(0)
+        per_step.append(solves.count)
+    return per_step
+
+
 def poll_times(events: list[Event], task_id: str) -> list[float]:
     return [e.at for e in events if isinstance(e, RequestStarted) and e.task_id == task_id]
 
@@ -289,11 +299,7 @@ async def test_the_first_table_is_made_in_loop_steps_and_plans_as_if_at_once(
     told: list[bool] = []
     for plan in plans:
         plan.when_ready(told.append)
-    per_step = []
-    while not told:
-        solves.count = 0
-        await asyncio.sleep(0)
-        per_step.append(solves.count)
+    per_step = await solves_per_step_until(told, solves)
     assert max(per_step) == 1
     assert len(per_step) > 5
     assert told == [False, False, False]
@@ -411,11 +417,7 @@ async def test_a_models_first_table_is_made_in_steps_as_offline_makes_it_at_once
     assert solves.count <= 1
     told: list[bool] = []
     plan.when_ready(told.append)
-    per_step = []
-    while not told:
-        solves.count = 0
-        await asyncio.sleep(0)
-        per_step.append(solves.count)
+    per_step = await solves_per_step_until(told, solves)
     assert told == [False]
     assert max(per_step) == 1
     asked_again = loop.time()
