@@ -204,7 +204,7 @@ async def test_a_finished_batch_lets_go_of_its_handles_a_slice_per_loop_step(
         async for handle in finished:
             refs.append(weakref.ref(handle))
     del handle
-    for _ in range(3):
+    for _ in range(10):  # the last slices go after the batch
         await asyncio.sleep(0)
     done.set()
     await watcher

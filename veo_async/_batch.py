@@ -49,6 +49,7 @@ from typing import Any
 
 from ._limits import DueQueue
 from ._pacer import AnyPolicy
+from ._release import release_over_steps
 from ._task import Subscription, TaskRegistry, VeoTask, look_lead
 from .errors import AuthenticationError
 from .models import RecordInfo, TaskStatus, validate_task_id
@@ -470,23 +471,20 @@ async def wait_many(
         finally:
             # Also on our own cancellation: no run outlives its last follower.
             await tracker.close()
-            await _let_go_of(handles)
+            _let_go_of(handles)
         return [outcomes[task_id] for task_id in ids]
 
 
-async def _let_go_of(handles: dict[str, VeoTask]) -> None:
-    """Drop a finished batch's handles a slice per loop step.
+def _let_go_of(handles: dict[str, VeoTask]) -> None:
+    """Let go of a finished batch's handles a slice per loop step.
 
     The batch holds the last reference to most of them (a consumer of
     :func:`as_completed` rarely keeps every handle): freed all at once with
-    their records and errors, 100,000 took 0.17 s in one step. If cancelled
-    meanwhile, the rest is freed at once.
+    their records and errors, 100,000 took 0.17 s in one step.
     """
-    while handles:
-        for _ in range(min(_SLICE, len(handles))):
-            handles.popitem()
-        if handles:
-            await _yield_between_slices()
+    held = list(handles.values())
+    handles.clear()
+    release_over_steps(held, _SLICE)
 
 
 def _raise_first_failure(tracker: CompletionTracker) -> None:
@@ -549,4 +547,4 @@ async def _completion_order(
                     yield handles[task_id]
         finally:
             await tracker.close()
-            await _let_go_of(handles)
+            _let_go_of(handles)

@@ -36,7 +36,8 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+
+from ._release import release_over_steps
 
 __all__ = ["MAX_PAUSE", "DueQueue", "RequestBudget", "Ticket"]
 
@@ -258,25 +259,6 @@ class _FutureTicket(Ticket):
         self.future.set_exception(error)
 
 
-def _release_soon(entries: list[Any]) -> None:
-    """Let go of ``entries`` (a heap's, each maybe holding a whole poll run)
-    a slice per loop step from the next, or now if no loop runs."""
-    if len(entries) <= _RELEASE_SLICE:
-        return  # freed now, with the list: a slice's worth
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    loop.call_soon(_release_in_slices, loop, entries)
-
-
-def _release_in_slices(loop: asyncio.AbstractEventLoop, entries: list[Any]) -> None:
-    """Let go of ``entries`` from the end, a slice per loop step."""
-    del entries[-_RELEASE_SLICE:]
-    if entries:
-        loop.call_soon(_release_in_slices, loop, entries)
-
-
 class DueQueue:
     """Hands out the budget's slots to tickets in due-time order.
 
@@ -334,7 +316,7 @@ class DueQueue:
     def _compact(self) -> None:
         """Drop the cancelled entries from the heap."""
         heap = self._heap
-        # Freed a slice per loop step (see _release_in_slices), not all now.
+        # Freed a slice per loop step (see release_over_steps), not all now.
         entries = heap[:]
         # In place: a new list of 100,000 entries would be young, and every
         # collection until it is old would walk all of it; the heap itself
@@ -342,7 +324,7 @@ class DueQueue:
         heap[:] = [entry for entry in entries if not entry[2].cancelled]
         heapq.heapify(heap)
         self._cancelled = 0
-        _release_soon(entries)
+        release_over_steps(entries, _RELEASE_SLICE)
 
     def take(self) -> float | None:
         """A slot now, without waiting, if one is free and nobody is more overdue:
@@ -446,7 +428,7 @@ class DueQueue:
             if not ticket.cancelled:
                 ticket.cancelled = True
                 ticket.failed(failure())
-        _release_soon(heap)
+        release_over_steps(heap, _RELEASE_SLICE)
 
     def dispatch(self) -> None:
         """Grant every due ticket that can go now; arm one timer for the rest."""
