@@ -927,8 +927,9 @@ class AdaptiveSchedule:
                     self.on_rebuild_due()
                 return table
         elif self.on_rebuild_due is not None and self._tables:
-            # A model seen for the first time: its own table at the shared
-            # price now (one solve), every table again in steps.
+            # A model seen for the first time by a caller that did not wait
+            # for ready(): its own table at the shared price now (one solve),
+            # every table again in steps.
             self._tables[model] = self._table_at_price(model)
             self._job = self._rebuilding(model)
             self.on_rebuild_due()
