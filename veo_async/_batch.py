@@ -344,15 +344,14 @@ class CompletionTracker:
         limit = self.limit or 0.0
         # Locals: this loop runs once per id of the batch (100,000 of them).
         handles, errors, stopped = self.handles, self._errors, self._stopped
-        # Within a slice, slots that stopped requests give back are granted
-        # only at its end: otherwise each would start a request for an id
-        # about to be let go of too.
-        step = _SLICE
-        for first in range(0, len(order), step):
-            if first:
-                await self._yield_closing(order[first:], unfinished)
-            with self._queue.grants_deferred():
-                for task_id in order[first : first + step]:
+        # Until every run is let go of, slots that stopped requests give back
+        # are not granted again: each would start a request for an id about
+        # to be let go of too (in a later slice).
+        with self._queue.grants_deferred():
+            for first in range(0, len(order), _SLICE):
+                if first:
+                    await self._yield_closing(order[first:], unfinished)
+                for task_id in order[first : first + _SLICE]:
                     errors[task_id] = handles[task_id].timed_out(limit, log=False)
                     request = unfinished[task_id].close()
                     if request is not None:
@@ -365,10 +364,11 @@ class CompletionTracker:
         """Let go of every run (in slices); wait for the requests this stopped to end."""
         subscriptions, self._subscriptions = self._subscriptions, {}
         order = list(subscriptions)
-        for first in range(0, len(order), _SLICE):
-            if first:
-                await self._yield_closing(order[first:], subscriptions)
-            self._let_go(order[first : first + _SLICE], subscriptions)
+        with self._queue.grants_deferred():  # as in give_up
+            for first in range(0, len(order), _SLICE):
+                if first:
+                    await self._yield_closing(order[first:], subscriptions)
+                self._let_go(order[first : first + _SLICE], subscriptions)
         stopped, self._stopped = self._stopped, []
         if stopped:
             await asyncio.wait(stopped)
