@@ -29,11 +29,14 @@ Large batches (100,000 ids in one process) must not stall the event loop:
   had frozen objects of its own before: its freeze is not undone). The
   collector is never disabled;
 - a poll leaves no reference cycle behind, not even a failed one (the
-  error a handle keeps has its frames' locals cleared), so polls do not feed
-  the collector;
-- at the deadline, slots given back by the requests a slice stops are granted
-  again only after the slice: each would otherwise start a request for an id
-  about to be let go of as well.
+  service's errors a handle keeps hold no frames), so polls do not feed the
+  collector;
+- while a batch lets go of its runs (at its deadline, when it ends or is
+  cancelled), slots given back by the requests it stops are granted again
+  only once all are let go of: each would otherwise start a request for an
+  id about to be let go of as well;
+- what the batch held is freed over loop steps once it ends
+  (:func:`_let_go_of`).
 """
 
 from __future__ import annotations
@@ -182,8 +185,8 @@ class CompletionTracker:
     :param handles: one handle per distinct id, in input order.
     :param policy: the schedule of runs this batch starts.
     :param limit: the batch's timeout (for the :class:`WaitTimeoutError` s).
-    :param queue: the session's request queue (its grants wait while a
-        slice of runs is let go of).
+    :param queue: the session's request queue (its grants wait while the
+        batch lets go of its runs).
     :param large: the batch is large (see :meth:`_FreezeWhileLarge.live`).
     """
 
@@ -385,11 +388,11 @@ class CompletionTracker:
         return outcomes
 
     def _let_go(self, task_ids: list[str], subscriptions: dict[str, Subscription]) -> None:
-        with self._queue.grants_deferred():
-            for task_id in task_ids:
-                request = subscriptions[task_id].close()
-                if request is not None:
-                    self._stopped.append(request)
+        # Called within the callers' grants_deferred (give_up, close).
+        for task_id in task_ids:
+            request = subscriptions[task_id].close()
+            if request is not None:
+                self._stopped.append(request)
 
     async def _yield_closing(
         self, rest: list[str], subscriptions: dict[str, Subscription]

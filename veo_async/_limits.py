@@ -388,10 +388,10 @@ class DueQueue:
 
     @contextmanager
     def grants_deferred(self) -> Iterator[None]:
-        """Within (one synchronous step): slots given back are granted again
-        only at the end, in one dispatch.
+        """Within (which may span awaits): slots given back are granted
+        again only at the end, in one dispatch (new tickets still are).
 
-        For letting go of many tickets at once: each stopped request would
+        For letting go of many tickets, in slices: each stopped request would
         otherwise grant its slot at once to a ticket that is about to be
         let go of as well (at a 100,000-id deadline: tens of thousands of
         requests started and cancelled in a second).

@@ -44,9 +44,9 @@ _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
-# Runs told per loop step that the first table is made (see Pacer._tell_ready):
-# each is planned then (tens of microseconds; the first of a model not seen
-# yet also has its table solved, a few milliseconds).
+# Runs told per loop step that a rebuild they waited for ended (see
+# Pacer._tell_ready): each is planned then (tens of microseconds), or waits
+# again if its model still has no table.
 _TELL_SLICE = 100
 
 
@@ -274,7 +274,8 @@ class Pacer:
             self._rebuilds.pop(schedule, None)
             waiting = self._waiting.pop(schedule, None)
             if waiting:  # from the next step: this one solved
-                self._tell_ready(loop, schedule, waiting, now=False)
+                step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
+                self._telling[schedule] = (step, waiting)
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -295,15 +296,11 @@ class Pacer:
         loop: asyncio.AbstractEventLoop,
         schedule: AdaptiveSchedule,
         waiting: collections.deque[Callable[[bool], None]],
-        *,
-        now: bool = True,
     ) -> None:
         # Thousands of runs of a big batch may wait (every id answered while
-        # the table was made): each planned is a few tens of microseconds. One
-        # whose model still has no table waits again, for the next rebuild.
-        if now:
-            for _ in range(min(_TELL_SLICE, len(waiting))):
-                waiting.popleft()(False)
+        # the table was made), told a slice per step (see _TELL_SLICE).
+        for _ in range(min(_TELL_SLICE, len(waiting))):
+            waiting.popleft()(False)
         if waiting:
             step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
             self._telling[schedule] = (step, waiting)
