@@ -14,6 +14,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,8 @@ from veo_async import (
     _batch,
 )
 from veo_async._batch import _SLICE as SETUP_CHUNK
+from veo_async._id_checks import CHECK_SLICE
+from veo_async.store import SQLiteStore
 from veo_async.testing import FakeKie, Fault, TaskScript
 
 IDS = [f"veo_task_gc_{n:05d}" for n in range(1000)]
@@ -106,6 +109,60 @@ async def test_set_up_lets_the_loop_run_between_chunks(
     assert not last.done()
     outcomes = await batch
     assert len(outcomes) == len(ids)
+
+
+class LoopSteps:
+    """Counts the event loop's steps while it runs (a task that only yields)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task = asyncio.get_running_loop().create_task(self._count())
+
+    async def _count(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+    async def stop(self) -> int:
+        """Stop counting; the steps seen."""
+        self._task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self._task
+        return self.count
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["session", "store"])
+async def test_checking_many_ids_lets_the_loop_run(
+    fake_kie: FakeKie, make_veo: Callable[..., VeoSession], tmp_path: Path, store: bool
+) -> None:
+    """The ids of a large batch are checked over loop steps (100,000 took
+    20-40 ms, and a session with a store checks them twice), and a bad one
+    is still refused, by its position, before any request or write."""
+    ids = [f"veo_task_check_{n:05d}" for n in range(3 * CHECK_SLICE)]
+    ids[-1] = "veo task"
+    db = tmp_path / "tasks.db"
+    veo = make_veo(store=SQLiteStore(db)) if store else make_veo()
+    steps = LoopSteps()
+    with pytest.raises(ValueError, match=rf"task_ids\[{len(ids) - 1}\]: .*whitespace"):
+        await veo.wait_many(ids)
+    assert await steps.stop() >= 2  # a step between each two slices
+    assert fake_kie.requests == []
+    if store:
+        async with SQLiteStore(db) as opened:
+            assert await opened.list_tasks() == []
+
+
+async def test_a_store_checks_many_ids_over_loop_steps(tmp_path: Path) -> None:
+    """``SQLiteStore.track`` checks a large list over loop steps too, and
+    writes nothing when one id is bad."""
+    ids = [f"veo_task_store_{n:05d}" for n in range(3 * CHECK_SLICE)]
+    ids[-2] = ""
+    async with SQLiteStore(tmp_path / "tasks.db") as store:
+        steps = LoopSteps()
+        with pytest.raises(ValueError, match=rf"task_ids\[{len(ids) - 2}\]: .*empty"):
+            await store.track(ids)
+        assert await steps.stop() >= 2  # a step between each two slices
+        assert await store.list_tasks() == []
 
 
 #: Every 0.25 s: four rounds of polls in the second the batch lives, not twenty.

@@ -30,7 +30,7 @@ PURE_CORE = [
 #: The layers, lowest first; a module may import only from its own layer or below.
 LAYERS: list[set[str]] = [
     {"errors", "models", "policy", "_version", "_json", "_release"},
-    {"_convert", "_schedule", "_limits", "_deadlines", "events"},
+    {"_convert", "_schedule", "_limits", "_deadlines", "events", "_id_checks"},
     {"_protocol", "_endpoints"},
     {"_http", "store"},
     {"_requester", "_pacer"},

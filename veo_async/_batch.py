@@ -52,37 +52,20 @@ from collections.abc import AsyncGenerator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
 from ._pacer import AnyPolicy
 from ._release import release_over_steps
 from ._task import Subscription, TaskRegistry, VeoTask, look_lead
 from .errors import AuthenticationError
-from .models import RecordInfo, TaskStatus, validate_task_id
+from .models import RecordInfo, TaskStatus
 from .policy import TimeoutArg
 
-__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "validated_ids", "wait_many"]
+__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
 
 #: One position of :func:`wait_many`'s result: the SUCCESS record, or (with
 #: ``return_exceptions=True``) the exception that ended that task's wait.
 BatchOutcome = RecordInfo | BaseException
-
-
-def validated_ids(task_ids: Iterable[str]) -> list[str]:
-    """All ids as a list, each checked, before any request is made."""
-    if isinstance(task_ids, (str, bytes)):
-        raise TypeError("task_ids must be an iterable of ids, not a single string")
-    try:
-        ids = list(task_ids)
-    except TypeError:
-        raise TypeError(
-            f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
-        ) from None
-    for position, task_id in enumerate(ids):
-        try:
-            validate_task_id(task_id)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"task_ids[{position}]: {exc}") from None
-    return ids
 
 
 logger = logging.getLogger("veo_async")
@@ -450,16 +433,6 @@ class CompletionTracker:
             raise
 
 
-def _prepare(
-    registry: TaskRegistry,
-    task_ids: Iterable[str],
-    timeout: TimeoutArg,
-    policy: AnyPolicy | None,
-) -> tuple[list[str], AnyPolicy, float | None]:
-    """Validate everything a batch was given, before any request."""
-    ids = validated_ids(task_ids)
-    limit, chosen = registry.wait_settings(timeout, policy)
-    return ids, chosen, limit
 
 
 async def _handles(
@@ -494,7 +467,9 @@ async def wait_many(
         raise TypeError(
             f"return_exceptions must be True or False, not {type(return_exceptions).__name__}"
         )
-    ids, chosen, limit = _prepare(registry, task_ids, timeout, policy)
+    # Everything checked before any request; the ids over loop steps.
+    ids = await validated_ids_in_steps(task_ids)
+    limit, chosen = registry.wait_settings(timeout, policy)
     deadline = None if limit is None else started + limit
     with _large_batches.live(len(ids)) as large:
         handles = await _handles(registry, ids, large)
@@ -558,7 +533,8 @@ def as_completed(
 
     See :meth:`veo_async.VeoSession.as_completed`.
     """
-    ids, chosen, limit = _prepare(registry, task_ids, timeout, policy)
+    ids = validated_ids(task_ids)  # here, at the call: before any request
+    limit, chosen = registry.wait_settings(timeout, policy)
     return _completion_order(registry, ids, chosen, limit)
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from ._batch import BatchOutcome, as_completed, validated_ids, wait_many
+from ._batch import BatchOutcome, as_completed, wait_many
 from ._convert import KIE_TIMEZONE
 from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
 from ._http import MAX_BODY, AiohttpTransport, ApiKey, Transport, check_api_key
+from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
@@ -365,7 +366,7 @@ class VeoSession:
         """
         self._check_open()
         if self._durable is not None:
-            ids = validated_ids(task_ids)
+            ids = await validated_ids_in_steps(task_ids)
             self._registry.wait_settings(timeout, policy)  # bad arguments: before the write
             await self._track(ids)
             task_ids = ids
@@ -513,7 +514,7 @@ class VeoSession:
         :raises TypeError: (or ValueError) for ids that are not valid, before any write.
         """
         journal = self._journal()
-        ids = validated_ids(task_ids)
+        ids = await validated_ids_in_steps(task_ids)
         await journal.track(ids)
         handles = [self._registry.handle(task_id) for task_id in ids]
         journal.follow_new(handles)

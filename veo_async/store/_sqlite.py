@@ -56,6 +56,7 @@ from typing import Any
 
 import aiosqlite
 
+from .._id_checks import validated_ids_in_steps
 from ..errors import StoreError
 from ..models import RecordInfo, validate_task_id
 from . import _schema as sql
@@ -377,7 +378,7 @@ class SQLiteStore:
         """
         if isinstance(task_ids, str):
             raise TypeError("task_ids must be an iterable of ids, not one str")
-        ids = [_check_task_id(task_id) for task_id in task_ids]
+        ids = await validated_ids_in_steps(task_ids)  # 100,000 ids: over loop steps
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {type(model).__name__}")
         when = _now_or(created_at, "created_at")
