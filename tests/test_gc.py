@@ -22,6 +22,7 @@ from veo_async import (
     PollPolicy,
     RecordNotFoundError,
     ServerError,
+    TaskFailedError,
     VeoError,
     VeoSession,
     VeoTask,
@@ -76,6 +77,41 @@ async def test_a_timed_out_batch_is_freed_without_the_collector(
     outcomes = await veo.wait_many(IDS, timeout=0.2, return_exceptions=True)
     assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
     del outcomes
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
+async def test_a_batch_with_failed_tasks_is_freed_without_the_collector(
+    fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """A wait_many whose outcomes include failed tasks leaves no cycle of ours:
+    a TaskFailedError raised to be collected held the frames of the batch
+    (the dict of every outcome, itself in it), so 100,000 records waited for
+    a full collection after the caller dropped them."""
+    failing = IDS[:100]
+    fake_kie.add_tasks(
+        [TaskScript(task_id, complete_after=0.0, final_status=3 if task_id in failing else 1)
+         for task_id in IDS]
+    )
+    outcomes = await veo.wait_many(IDS, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, TaskFailedError)]
+    assert len(failures) == len(failing)
+    assert all(failure.__traceback__ is None for failure in failures)
+    del outcomes, failures
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
+async def test_a_wait_is_freed_without_the_collector(
+    fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """``await task`` leaves no cycle: the waiter's listener and its
+    subscription let go of each other when the wait ends."""
+    fake_kie.add_tasks([TaskScript(IDS[0], complete_after=0.5)])
+    task = veo.task(IDS[0])
+    assert (await task).task_id == IDS[0]
+    assert task.exception() is None
+    del task
     gc.collect()
     assert ours(saved_garbage) == []
 

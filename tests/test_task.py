@@ -735,16 +735,20 @@ async def test_result_done_error_semantics(fake_kie: FakeKie, veo: VeoSession) -
     assert handle.error is None
     with pytest.raises(asyncio.InvalidStateError):
         handle.result()
+    with pytest.raises(asyncio.InvalidStateError):
+        handle.exception()
     with pytest.raises(WaitTimeoutError) as caught:
         await handle.wait(timeout=0.1)
     assert not handle.done()
     assert handle.error is caught.value
     with pytest.raises(WaitTimeoutError):
         handle.result()
+    assert handle.exception() is caught.value
     record = await handle.wait()
     assert handle.done()
     assert handle.error is None
     assert handle.result() is record
+    assert handle.exception() is None
 
 
 async def test_result_of_failed_task(fake_kie: FakeKie, veo: VeoSession) -> None:
@@ -756,6 +760,10 @@ async def test_result_of_failed_task(fake_kie: FakeKie, veo: VeoSession) -> None
     with pytest.raises(TaskFailedError) as caught:
         handle.result()
     assert caught.value.record is handle.record
+    failure = handle.exception()  # the same outcome, handed back, never raised
+    assert isinstance(failure, TaskFailedError)
+    assert failure.record is handle.record
+    assert failure.__traceback__ is None
 
 
 # -- closing the session -----------------------------------------------------------------------

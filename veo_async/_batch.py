@@ -352,10 +352,10 @@ class CompletionTracker:
         handle = self.handles[task_id]
         if task_id in self._subscriptions:
             return handle.timed_out(self.limit or 0.0)
-        try:
-            return handle.result()
-        except Exception as exc:  # the outcome *is* the exception (VeoError)
-            return exc
+        # Not raised and caught: a caught exception would hold this frame,
+        # its caller's (outcomes(): every outcome of the batch) and so itself.
+        failure = handle.exception()
+        return handle.result() if failure is None else failure
 
     async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`

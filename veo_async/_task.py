@@ -348,8 +348,10 @@ class _Follower:
 
     def leave(self) -> None:
         """Stop following (idempotent); keep what that stopped, to await."""
-        if self.subscription is not None:
-            stopped = self.subscription.close()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            # Let go of it too: it holds this follower (its listener), a cycle.
+            stopped = subscription.close()
             if stopped is not None:
                 self.stopped = stopped
 
@@ -468,6 +470,24 @@ class VeoTask:
             return _outcome(record)
         if self._error is not None:
             raise self._error
+        raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
+
+    def exception(self) -> BaseException | None:
+        """The outcome's exception so far, without I/O and without raising it
+        (like :meth:`asyncio.Future.exception`): None after success.
+
+        What :meth:`result` would raise, handed back instead: a batch
+        collecting thousands of outcomes must not raise each one, since a
+        raised exception holds the frames it went through and, through
+        them, everything those frames held (the whole batch's outcomes).
+
+        :raises asyncio.InvalidStateError: no outcome yet.
+        """
+        record = self._record
+        if record is not None and record.status is not _GENERATING:  # is_done, inline
+            return None if record.status is _SUCCESS else TaskFailedError(record)
+        if self._error is not None:
+            return self._error
         raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
 
     # -- following ------------------------------------------------------------------
@@ -626,7 +646,7 @@ class VeoTask:
         try:
             outcome = _outcome(record)
         except TaskFailedError as exc:
-            self._error = exc
+            self._error = exc  # the very exception raised: ``handle.error is exc``
             raise
         self._error = None
         return outcome
