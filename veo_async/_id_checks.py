@@ -7,7 +7,9 @@ batch twice (the session, then the store): an async caller checks with
 :func:`validated_ids_in_steps`, :data:`CHECK_SLICE` ids per event-loop step,
 so it never holds the loop that long and still raises before its own first
 request. :func:`validated_ids` checks at once, for callers that must raise
-where they are called (``as_completed``, which returns an iterator).
+where they are called (``as_completed``, which returns an iterator). Both
+return a :class:`CheckedIds`, which neither checks again: a session with a
+store checks the ids before its write and hands them on to the batch.
 
 Pure but for the loop steps: no I/O.
 """
@@ -19,17 +21,23 @@ from collections.abc import Iterable
 
 from .models import validate_task_id
 
-__all__ = ["CHECK_SLICE", "validated_ids", "validated_ids_in_steps"]
+__all__ = ["CHECK_SLICE", "CheckedIds", "validated_ids", "validated_ids_in_steps"]
 
 #: Ids checked per event-loop step by :func:`validated_ids_in_steps` (a few ms).
 CHECK_SLICE = 10_000
 
 
-def _as_list(task_ids: Iterable[str]) -> list[str]:
+class CheckedIds(list[str]):
+    """Ids this module has checked already (it does not check them again)."""
+
+    __slots__ = ()
+
+
+def _as_list(task_ids: Iterable[str]) -> CheckedIds:
     if isinstance(task_ids, (str, bytes)):
         raise TypeError("task_ids must be an iterable of ids, not a single string")
     try:
-        return list(task_ids)
+        return CheckedIds(task_ids)
     except TypeError:
         raise TypeError(
             f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
@@ -44,21 +52,25 @@ def _check(ids: list[str], first: int, stop: int) -> None:
             raise type(exc)(f"task_ids[{position}]: {exc}") from None
 
 
-def validated_ids(task_ids: Iterable[str]) -> list[str]:
+def validated_ids(task_ids: Iterable[str]) -> CheckedIds:
     """All ids as a list, each checked, at once.
 
     :raises TypeError: (or ValueError) naming the first bad id's position.
     """
+    if type(task_ids) is CheckedIds:
+        return task_ids
     ids = _as_list(task_ids)
     _check(ids, 0, len(ids))
     return ids
 
 
-async def validated_ids_in_steps(task_ids: Iterable[str]) -> list[str]:
+async def validated_ids_in_steps(task_ids: Iterable[str]) -> CheckedIds:
     """All ids as a list, each checked, :data:`CHECK_SLICE` per loop step.
 
     :raises TypeError: (or ValueError) naming the first bad id's position.
     """
+    if type(task_ids) is CheckedIds:
+        return task_ids
     ids = _as_list(task_ids)
     for first in range(0, len(ids), CHECK_SLICE):
         if first:
