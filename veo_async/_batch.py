@@ -433,8 +433,6 @@ class CompletionTracker:
             raise
 
 
-
-
 async def _handles(
     registry: TaskRegistry, ids: list[str], large: bool
 ) -> dict[str, VeoTask]:

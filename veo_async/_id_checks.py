@@ -2,14 +2,14 @@
 
 Each id is checked by :func:`~veo_async.models.validate_task_id`, and an error
 names its position (``task_ids[7]: ...``). At 100,000 ids a check takes
-20-40 ms, more on a loaded machine, and a session with a store checks a
-batch twice (the session, then the store): an async caller checks with
+20-40 ms, more on a loaded machine: an async caller checks with
 :func:`validated_ids_in_steps`, :data:`CHECK_SLICE` ids per event-loop step,
 so it never holds the loop that long and still raises before its own first
 request. :func:`validated_ids` checks at once, for callers that must raise
 where they are called (``as_completed``, which returns an iterator). Both
 return a :class:`CheckedIds`, which neither checks again: a session with a
-store checks the ids before its write and hands them on to the batch.
+store checks the ids once, before its write, and hands them on to the store
+and the batch (each checked them again before: three checks).
 
 Pure but for the loop steps: no I/O.
 """
