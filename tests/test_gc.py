@@ -240,7 +240,18 @@ def collections_asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return asked
 
 
-@pytest.mark.parametrize("ending", ["done", "cancelled"])
+async def _first_handles(veo: VeoSession, ids: list[str], wanted: int) -> int:
+    """Iterate ``as_completed`` over ``ids`` and leave after ``wanted`` handles."""
+    taken = 0
+    async with aclosing(veo.as_completed(ids)) as finished:
+        async for _handle in finished:
+            taken += 1
+            if taken == wanted:
+                break
+    return taken
+
+
+@pytest.mark.parametrize("ending", ["done", "cancelled", "as_completed left early"])
 async def test_a_large_batch_collects_on_a_clock_while_it_lives(
     fake_kie: FakeKie,
     make_veo: Callable[..., VeoSession],
@@ -251,18 +262,23 @@ async def test_a_large_batch_collects_on_a_clock_while_it_lives(
     """While a large batch lives the young generations are collected every
     tenth of a second and everything every tenth time (at 100,000 ids the
     young generation had grown to 40,000 objects unchecked); once it ends,
-    done or cancelled, no more."""
+    done, cancelled or left early, no more."""
     monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
     veo = make_veo(policy=QUARTER_SECONDS)
-    fake_kie.add_tasks([TaskScript(task_id, complete_after=3.0) for task_id in IDS])
-    batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
-    if ending == "cancelled":
-        await asyncio.sleep(2.05)
-        batch.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await batch
+    fake_kie.add_tasks(
+        [TaskScript(task_id, complete_after=3.0 + n / 1000) for n, task_id in enumerate(IDS)]
+    )
+    if ending == "as_completed left early":
+        assert await _first_handles(veo, IDS, 50) == 50  # the first after 3 s
     else:
-        assert len(await batch) == len(IDS)
+        batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
+        if ending == "cancelled":
+            await asyncio.sleep(2.05)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+        else:
+            assert len(await batch) == len(IDS)
     during = list(collections_asked)
     await asyncio.sleep(2.0)
     assert collections_asked == during  # the clock stopped with the batch
