@@ -214,16 +214,36 @@ async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
     monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
     veo = make_veo(policy=QUARTER_SECONDS)
     callbacks = list(gc.callbacks)
-    assert gc.get_freeze_count() == 0
+    # Not 0 everywhere: Python 3.12 starts with a few hundred objects frozen.
+    frozen_before = gc.get_freeze_count()
     fake_kie.add_tasks([TaskScript(task_id, complete_after=1.0) for task_id in IDS])
     batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
     await asyncio.sleep(0.5)  # set up, still polling
     frozen_during = gc.get_freeze_count()
     outcomes = await batch
     assert len(outcomes) == len(IDS)
-    assert frozen_during > 0
-    assert gc.get_freeze_count() == 0
+    assert frozen_during > frozen_before + 1000  # the batch's handles at least
+    assert gc.get_freeze_count() <= frozen_before
     assert gc.callbacks == callbacks
+
+
+async def test_a_large_batch_keeps_the_applications_own_freeze(
+    fake_kie: FakeKie, make_veo: Callable[..., VeoSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application that froze objects itself (a pre-fork server, say)
+    still has them frozen after a large batch: the batch does not unfreeze."""
+    monkeypatch.setattr(_batch, "FREEZE_AT", 100)
+    veo = make_veo(policy=QUARTER_SECONDS)
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=0.5) for task_id in IDS])
+    kept = [[n] for n in range(1000)]  # the application's own long-lived objects
+    gc.freeze()
+    try:
+        frozen_by_the_application = gc.get_freeze_count()
+        assert len(await veo.wait_many(IDS)) == len(IDS)
+        assert gc.get_freeze_count() >= frozen_by_the_application
+    finally:
+        gc.unfreeze()
+    assert len(kept) == 1000
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import datetime as dt
 import importlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -807,3 +808,22 @@ async def test_unusable_path(tmp_path: Path) -> None:
     """A store in a missing directory gives a StoreError saying to check the directory."""
     with pytest.raises(StoreError, match="directory"):
         await make_store(tmp_path / "missing" / "s.db").open()
+
+
+def test_statements_bind_only_plain_question_marks() -> None:
+    """Every statement of the store binds its values with plain ``?``: Python
+    3.12.0-3.12.3 warn on numbered ones (``?1``) bound to a sequence, and
+    with warnings as errors every write of the store failed."""
+    from veo_async.store import _schema
+
+    constants = [value for name, value in vars(_schema).items() if name.isupper()]
+    texts = [value for value in constants if isinstance(value, str)]
+    texts += [
+        value.text(rows)
+        for value in constants
+        if isinstance(value, _schema.RowsStatement)
+        for rows in (1, 2)
+    ]
+    numbered = [text for text in texts if re.search(r"[?:@$][0-9A-Za-z_]", text)]
+    assert len(texts) > 20
+    assert numbered == []

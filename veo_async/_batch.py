@@ -137,7 +137,7 @@ class _FreezeWhileLarge:
         with self._lock:
             if self._live == 0:
                 # An application that froze objects itself keeps its freeze.
-                self._unfreeze = gc.get_freeze_count() == 0
+                self._unfreeze = gc.get_freeze_count() <= _FROZEN_AT_IMPORT
                 gc.callbacks.append(self._after_collection)
             self._live += 1
         gc.freeze()
@@ -159,6 +159,11 @@ class _FreezeWhileLarge:
         if phase == "stop" and info["generation"] == 2:
             gc.freeze()
 
+
+#: Objects frozen when this module was imported: more, later, means that the
+#: application froze objects itself. Not 0 everywhere: Python 3.12 starts
+#: with a few hundred objects frozen.
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
 
 _large_batches = _FreezeWhileLarge()
 

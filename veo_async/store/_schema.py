@@ -74,6 +74,9 @@ CREATE_SCHEMA = (
 )
 
 # -- writes ---------------------------------------------------------------------------
+# Parameters are plain "?", in order, a value repeated where a statement needs
+# it twice: Python 3.12.0-3.12.3 warn (DeprecationWarning, an error where
+# warnings are) on numbered ones ("?1") bound to a sequence.
 
 INSERT_INTENT = (
     "INSERT INTO intents (ref, kind, request, created_at) VALUES (?, ?, ?, ?) "
@@ -83,7 +86,7 @@ SELECT_INTENT = "SELECT ref, kind, request, created_at, task_id FROM intents WHE
 SET_INTENT_TASK = "UPDATE intents SET task_id = ? WHERE ref = ?"
 # An attached task keeps whatever a poll or a user already wrote about it.
 UPSERT_CREATED = (
-    "INSERT INTO tasks (task_id, model, created_at, updated_at, ref) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "INSERT INTO tasks (task_id, model, created_at, updated_at, ref) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (task_id) DO UPDATE SET ref = COALESCE(tasks.ref, excluded.ref), "
     "model = COALESCE(tasks.model, excluded.model), "
     "created_at = MIN(tasks.created_at, excluded.created_at), "
@@ -121,8 +124,8 @@ class RowsStatement:
         return text
 
 
-UPSERT_TRACKED = (
-    "INSERT INTO tasks (task_id, model, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) "
+UPSERT_TRACKED = (  # (task_id, model, at, at)
+    "INSERT INTO tasks (task_id, model, created_at, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)"
 )
 # "WHERE true" keeps "ON CONFLICT" after a SELECT from parsing as a join constraint.
@@ -133,11 +136,11 @@ UPSERT_TRACKED_ROWS = RowsStatement(
     "SELECT task_id, model, at, at FROM b WHERE true "
     "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)",
 )
-# UPSERT_TRACKED for many ids in one statement and one parameter: ?3 is a JSON
-# array of ids, walked by SQLite in C.
+# UPSERT_TRACKED for many ids in one statement and one parameter, the last: a
+# JSON array of ids, walked by SQLite in C. (model, at, at, array)
 UPSERT_TRACKED_JSON = (
     "INSERT INTO tasks (task_id, model, created_at, updated_at) "
-    "SELECT value, ?1, ?2, ?2 FROM json_each(?3) WHERE true "
+    "SELECT value, ?, ?, ? FROM json_each(?) WHERE true "
     "ON CONFLICT (task_id) DO UPDATE SET model = COALESCE(tasks.model, excluded.model)"
 )
 UPSERT_SEEN_ROWS = RowsStatement(
@@ -169,14 +172,19 @@ UPSERT_TERMINAL_ROWS = RowsStatement(
     "MAX(COALESCE(t.updated_at, b.at), b.at, b.seen), t.ref "
     "FROM b LEFT JOIN tasks AS t ON t.task_id = b.task_id",
 )
-UPDATE_DELIVERED = (
-    "UPDATE tasks SET delivered_at = ?2, deliveries = deliveries + ?3, "
-    "updated_at = MAX(updated_at, ?2) WHERE task_id = ?1"
+UPDATE_DELIVERED = (  # (at, deliveries, at, task_id)
+    "UPDATE tasks SET delivered_at = ?, deliveries = deliveries + ?, "
+    "updated_at = MAX(updated_at, ?) WHERE task_id = ?"
 )
-UPDATE_ACKED = (
-    "UPDATE tasks SET acked_at = ?2, updated_at = MAX(updated_at, ?2) "
-    "WHERE task_id = ?1 AND terminal IS NOT NULL AND acked_at IS NULL"
+UPDATE_ACKED = (  # acked(task_id, at)
+    "UPDATE tasks SET acked_at = ?, updated_at = MAX(updated_at, ?) "
+    "WHERE task_id = ? AND terminal IS NOT NULL AND acked_at IS NULL"
 )
+
+
+def acked(task_id: str, at: float) -> tuple[float, float, str]:
+    """The parameters of :data:`UPDATE_ACKED` for one ack."""
+    return (at, at, task_id)
 DELETE_UNCERTAIN_INTENT = "DELETE FROM intents WHERE ref = ? AND task_id IS NULL"
 DELETE_TASK = "DELETE FROM tasks WHERE task_id = ?"
 DELETE_OLD_TASKS = "DELETE FROM tasks WHERE created_at < ?"

@@ -113,10 +113,10 @@ def _single_row(ops: list[Op], pending: dict[str, Pending]) -> tuple[str, Any] |
         return None
     op = ops[0]
     if op.kind == "ack":
-        return sql.UPDATE_ACKED, op.args
+        return sql.UPDATE_ACKED, sql.acked(*op.args)
     if op.kind == "track" and len(op.args[0]) == 1:
         ids, model, when = op.args
-        return sql.UPSERT_TRACKED, (ids[0], model, when)
+        return sql.UPSERT_TRACKED, (ids[0], model, when, when)
     return None
 
 
@@ -158,7 +158,7 @@ async def _track(conn: aiosqlite.Connection, ops: list[Op], tracked: list[int], 
             for task_id in ids:
                 rows += (task_id, model, when)
         else:
-            await conn.execute(sql.UPSERT_TRACKED_JSON, (model, when, array))
+            await conn.execute(sql.UPSERT_TRACKED_JSON, (model, when, when, array))
     if rows:
         await _write_rows(conn, sql.UPSERT_TRACKED_ROWS, rows)
 
@@ -180,7 +180,7 @@ async def _apply(
         elif op.kind == "track":
             tracked.append(index)
         elif op.kind == "ack":
-            acks.append(op.args)
+            acks.append(sql.acked(*op.args))
         elif op.kind == "discard":
             cursor = await conn.execute(sql.DELETE_UNCERTAIN_INTENT, op.args)
             results[index] = cursor.rowcount > 0
@@ -238,7 +238,7 @@ async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, Pending]
     # Rows flat, as the multi-row statements take them.
     seen: list[Any] = []
     terminal: list[Any] = []
-    delivered: list[tuple[str, float | None, int]] = []
+    delivered: list[tuple[float | None, int, float | None, str]] = []
     for tid, p in pending.items():
         text = p.terminal
         if text is not None:
@@ -248,7 +248,7 @@ async def _apply_pending(conn: aiosqlite.Connection, pending: dict[str, Pending]
         elif p.seen_at is not None:
             seen += (tid, p.seen_at)
         if p.deliveries:
-            delivered.append((tid, p.delivered_at, p.deliveries))
+            delivered.append((p.delivered_at, p.deliveries, p.delivered_at, tid))
     if seen:
         await _write_rows(conn, sql.UPSERT_SEEN_ROWS, seen)
     if terminal:
