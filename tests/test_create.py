@@ -80,6 +80,8 @@ BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"prompt": "   "}, ValueError, "prompt must not be empty"),
     ({"prompt": "x" * (MAX_PROMPT_LENGTH + 1)}, ValueError, "characters long"),
     ({"prompt": 3}, TypeError, "prompt must be a str"),
+    ({"prompt": "a cat\x00 surfing"}, ValueError, "prompt contains a NUL.*at position 5"),
+    ({"prompt": "a cat \ud83d surfing"}, ValueError, "lone surrogate.*position 6"),
     ({"model": "veo4"}, ValueError, "model 'veo4' is not one Kie documents"),
     ({"aspect_ratio": "4:3"}, ValueError, "aspect_ratio"),
     ({"aspectRatio": "16:9"}, TypeError, "aspectRatio"),

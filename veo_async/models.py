@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -349,6 +350,24 @@ def _prompt(_inst: object, attribute: attrs.Attribute[Any], value: object) -> No
         raise ValueError(
             f"{attribute.name} is {len(value)} characters long (max {MAX_PROMPT_LENGTH})"
         )
+    # A paid request is not sent with text no one meant: a NUL (a C string or
+    # a binary file pasted in) or half of a surrogate pair (text decoded
+    # wrongly, which UTF-8 cannot even carry).
+    broken = _BROKEN_TEXT.search(value)
+    if broken is not None:
+        raise ValueError(
+            f"{attribute.name} contains {_describe(broken.group())} at position {broken.start()}"
+        )
+
+
+#: A NUL, or a surrogate code point (only ever half of a pair in a str).
+_BROKEN_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _describe(char: str) -> str:
+    if char == "\x00":
+        return "a NUL character (U+0000)"
+    return f"a lone surrogate (U+{ord(char):04X})"
 
 
 def _seeds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
