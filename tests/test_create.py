@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import pickle
 import random
 import socket
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from veo_async import (
     TaskStatus,
     TransportError,
     VeoSession,
+    WaitTimeoutError,
 )
 from veo_async._endpoints import decode_4k, decode_1080p
 from veo_async._protocol import RawResponse
@@ -672,7 +674,7 @@ def test_an_upgrade_checks_its_index_and_time_before_asking() -> None:
         with pytest.raises(ValueError, match="index 5 is out of range"):
             await task.get_4k(index=5)
         charged = kie.charged
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match="the 4K video not ready after 0 s"):
             await task.get_4k(timeout=0)
         assert requests_to(kie, "/api/v1/veo/get-4k-video") == []
         assert requests_to(kie, "/api/v1/veo/get-1080p-video") == []
@@ -691,9 +693,13 @@ def test_get_1080p_times_out_at_its_deadline() -> None:
         kie.add_task("veo_task_a", complete_after=0.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(WaitTimeoutError) as caught:
             await veo.task("veo_task_a").get_1080p(timeout=100.0)
         assert 100.0 <= loop.time() - start <= 101.0
+        # The task itself finished: the message says what was not ready.
+        assert caught.value.waiting_for == "the 1080p video"
+        assert str(caught.value).startswith("the 1080p video not ready after 100 s")
+        assert pickle.loads(pickle.dumps(caught.value)).waiting_for == "the 1080p video"
 
     in_process(body, FakeKie(hd_delay=1000.0))
 

@@ -834,7 +834,9 @@ class VeoTask:
             )
         if deadline is not None and _now() >= deadline:
             # Out of time before asking: the upgrade request may cost credits.
-            raise WaitTimeoutError(self.task_id, limit or 0.0, record, None)
+            raise WaitTimeoutError(
+                self.task_id, limit or 0.0, record, None, waiting_for=f"the {what} video"
+            )
         return record, deadline, limit if limit is not None else 0.0
 
     async def look_before(self, deadline: float, lead: float) -> None:

@@ -67,7 +67,7 @@ async def fetch_1080p(
             "GET", HD_1080P_PATH, decode_1080p, params=params, task_id=record.task_id
         )
 
-    return await _until_ready(ask, record, deadline, limit, HD_GAPS, rng)
+    return await _until_ready(ask, record, deadline, limit, HD_GAPS, rng, "the 1080p video")
 
 
 async def fetch_4k(
@@ -90,7 +90,7 @@ async def fetch_4k(
             "POST", UHD_4K_PATH, decode_4k, json=body, task_id=record.task_id, create=True
         )
 
-    return await _until_ready(ask, record, deadline, limit, UHD_GAPS, rng)
+    return await _until_ready(ask, record, deadline, limit, UHD_GAPS, rng, "the 4K video")
 
 
 async def _until_ready(
@@ -100,7 +100,9 @@ async def _until_ready(
     limit: float,
     gaps: tuple[float, float],
     rng: random.Random | None,
+    what: str,
 ) -> T:
+    """Ask until there is an answer; ``what`` names it in the timeout's message."""
     loop = asyncio.get_running_loop()
     draw = rng or random
     last_error: VeoError | None = None
@@ -119,6 +121,8 @@ async def _until_ready(
         if deadline is not None:
             left = deadline - loop.time()
             if left <= 0:
-                raise WaitTimeoutError(record.task_id, limit, record, last_error)
+                raise WaitTimeoutError(
+                    record.task_id, limit, record, last_error, waiting_for=what
+                )
             gap = min(gap, left)  # one last look right at the deadline
         await asyncio.sleep(gap)

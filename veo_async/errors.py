@@ -287,6 +287,8 @@ class WaitTimeoutError(VeoError, TimeoutError):
     :ivar last_error: the retryable error of the most recent failed poll, if
         the polls were failing when time ran out (a wrong base URL, an outage):
         the difference between "still rendering" and "never reached Kie".
+    :ivar waiting_for: what was not ready, when not the task itself (``"the
+        1080p video"`` of :meth:`~veo_async.VeoTask.get_1080p`), else None.
     """
 
     # The task may still finish: waiting again (with a longer deadline) can help.
@@ -298,6 +300,8 @@ class WaitTimeoutError(VeoError, TimeoutError):
         timeout: float,
         record: RecordInfo | None,
         last_error: VeoError | None = None,
+        *,
+        waiting_for: str | None = None,
     ) -> None:
         # The message is built when first read: a batch's deadline makes one of
         # these per unfinished id (50,000 at once), and most are never printed.
@@ -306,6 +310,7 @@ class WaitTimeoutError(VeoError, TimeoutError):
         self.timeout = timeout
         self.record = record
         self.last_error = last_error
+        self.waiting_for = waiting_for
         self._message: str | None = None
 
     @property
@@ -316,7 +321,9 @@ class WaitTimeoutError(VeoError, TimeoutError):
             seen = f"last status {record.status.name}" if record is not None else "no record seen"
             if last_error is not None:
                 seen += f"; last poll failed: {type(last_error).__name__}: {last_error}"
-            self._message = f"task not finished after {self.timeout:g} s ({seen})"
+            waited = self.waiting_for
+            late = "task not finished" if waited is None else f"{waited} not ready"
+            self._message = f"{late} after {self.timeout:g} s ({seen})"
         return self._message
 
     @message.setter
@@ -324,7 +331,8 @@ class WaitTimeoutError(VeoError, TimeoutError):
         self._message = value
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.task_id, self.timeout, self.record, self.last_error))
+        args = (self.task_id, self.timeout, self.record, self.last_error)
+        return (type(self), args, {"waiting_for": self.waiting_for})
 
 
 class SessionClosedError(VeoError, RuntimeError):
