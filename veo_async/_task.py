@@ -465,12 +465,12 @@ class VeoTask:
         :raises VeoError: the error that ended the last wait (e.g. a timeout).
         :raises asyncio.InvalidStateError: no outcome yet.
         """
+        failure = self.exception()
+        if failure is not None:
+            raise failure
         record = self._record
-        if record is not None and record.status is not _GENERATING:  # is_done, inline
-            return _outcome(record)
-        if self._error is not None:
-            raise self._error
-        raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
+        assert record is not None  # exception() found the SUCCESS record
+        return record
 
     def exception(self) -> BaseException | None:
         """The outcome's exception so far, without I/O and without raising it
