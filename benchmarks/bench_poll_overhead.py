@@ -32,9 +32,12 @@ How
 The simulator (FakeKie, ``record_requests=False``, tasks already complete) runs
 in a separate process (``benchmarks/kie_server.py``), so its CPU is not
 counted. The machine is shared and noisy, so the variants are interleaved
-(raw, ours, raw, ours, ... with the order reversed every other round),
-repeated ``--reps`` times, and medians are reported; each ratio is the median
-of the per-round ratios against the raw run of the same round. A micro-benchmark
+finely: a round splits each variant's requests into ``--chunks`` parts and
+runs them part by part (raw, ours, raw, ours, ... with the order reversed
+every other part), so a variant and its baseline are measured a fraction of a
+second apart. Rounds are repeated ``--reps`` times and medians are reported;
+each ratio is the median of the per-round ratios against the raw run of the
+same round. A micro-benchmark
 without the network (``json.loads`` vs a whole ``record_info`` over a public
 :class:`~veo_async.Transport` that hands back the same body at once) shows how
 much of the gap is our own code.
@@ -218,6 +221,37 @@ async def measure(run: Runner, ids: list[str]) -> tuple[float, float]:
     return cpu / n * 1e6, wall / n * 1e6
 
 
+async def interleaved_round(
+    variants: list[tuple[str, Runner, Callable[[int], list[str]], str]],
+    r: int,
+    chunks: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One round: every variant's ids split into ``chunks`` parts, the variants
+    run part by part (raw, ours, raw, ours ..., the order reversed every other
+    part), so that each variant and its baseline are measured a fraction of a
+    second apart. The shared machine's load drifts over seconds: measured a
+    whole run apart, one round's ratios spread from 0.7x to 1.8x.
+
+    :returns: (CPU µs per request, wall µs per request) per variant, over the round.
+    """
+    cpu_s: dict[str, float] = {name: 0.0 for name, *_ in variants}
+    wall_s = dict(cpu_s)
+    counts = dict.fromkeys(cpu_s, 0)
+    parts = {name: ids_for(r + 2) for name, _runner, ids_for, _base in variants}
+    for part in range(chunks):
+        order = variants if (r + part) % 2 == 0 else variants[::-1]
+        for name, runner, _ids, _base in order:
+            ids = parts[name][part::chunks]
+            c, w = await measure(runner, ids)
+            cpu_s[name] += c * len(ids)
+            wall_s[name] += w * len(ids)
+            counts[name] += len(ids)
+    return (
+        {name: cpu_s[name] / counts[name] for name in cpu_s},
+        {name: wall_s[name] / counts[name] for name in wall_s},
+    )
+
+
 async def decode_micro(body: bytes, task_id: str) -> dict[str, float]:
     """µs per call, no network: json.loads vs ``record_info`` over a canned Transport.
 
@@ -316,13 +350,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ratios: dict[str, list[float]] = {v[0]: [] for v in variants}
             gather_ratios: list[float] = []
             for r in range(reps):
-                order = variants if r % 2 == 0 else variants[::-1]
-                round_cpu: dict[str, float] = {}
-                for name, runner, ids_for, _base in order:
-                    c, w = await measure(runner, ids_for(r + 2))
-                    round_cpu[name] = c
-                    cpu[name].append(c)
-                    wall[name].append(w)
+                round_cpu, round_wall = await interleaved_round(variants, r, args.chunks)
+                for name in round_cpu:
+                    cpu[name].append(round_cpu[name])
+                    wall[name].append(round_wall[name])
                 for name, _runner, _ids, base in variants:
                     ratios[name].append(round_cpu[name] / round_cpu[base])
                 gather_ratios.append(round_cpu["wait_many c32"] / round_cpu["raw gather c32"])
@@ -376,6 +407,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "sequential_requests": n_seq,
             "concurrent_requests": n_conc,
             "batch_ids": n_batch,
+            "chunks": args.chunks,
             "concurrency": CONCURRENCY,
             "body_bytes": len(body),
         },
@@ -412,9 +444,11 @@ def report(result: dict[str, Any]) -> str:
             "",
             note_line(result["machine"]),
             "",
-            f"Client CPU per record-info request; medians of {p['reps']} interleaved rounds "
+            f"Client CPU per record-info request; medians of {p['reps']} rounds, each "
+            f"interleaving the variants in {p.get('chunks', 1)} parts "
             f"({p['sequential_requests']} sequential / {p['concurrent_requests']} concurrent "
-            f"requests, {p['batch_ids']} already-complete ids per `wait_many`; "
+            f"requests, {p['batch_ids']} already-complete ids per round of `wait_many`, "
+            f"{p['batch_ids'] // p.get('chunks', 1)} per call; "
             f"{p['body_bytes']}-byte answers; server in another process; veo_async parses "
             f"JSON with {result['json_library']}). "
             "Ratio = median of per-round ratios to the raw aiohttp + json.loads loop.",
@@ -452,7 +486,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9, help="interleaved rounds (median)")
     parser.add_argument("--seq", type=int, default=2000, help="sequential requests per run")
     parser.add_argument("--conc", type=int, default=4000, help="concurrent requests per run")
-    parser.add_argument("--batch", type=int, default=2000, help="ids per wait_many run")
+    parser.add_argument("--batch", type=int, default=4000, help="ids per wait_many round")
+    parser.add_argument(
+        "--chunks", type=int, default=4, help="parts of a round run variant by variant"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--profile", action="store_true", help="cProfile our paths")
     parser.add_argument("--top", type=int, default=15, help="functions per profile listing")
