@@ -37,7 +37,7 @@ from veo_async import (
     TaskStatus,
     VeoSession,
 )
-from veo_async.cli import MISSING_EXTRA, run_cli
+from veo_async.cli import EXIT_INTERRUPTED, INTERRUPTED, MISSING_EXTRA, run_cli
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
@@ -608,6 +608,32 @@ async def test_without_the_cli_extra_one_line_says_what_to_install(blocked: str)
     assert run.stdout == ""
     assert run.stderr == MISSING_EXTRA + "\n"
     assert "pip install 'veo-async[cli]'" in run.stderr
+
+
+_INTERRUPT_WHILE_LOADING = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "veo_async.cli._app":  # SIGINT lands while the commands load
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+from veo_async.cli import main
+main(["demo", "--tasks", "1"])
+"""
+
+
+async def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130() -> None:
+    """Ctrl-C in the few tenths of a second the command line takes to load
+    (click, rich, the commands) ends the program like a Ctrl-C later on: one
+    line on standard error and exit code 130, not a KeyboardInterrupt
+    traceback."""
+    run = await veo_async(command=[sys.executable, "-c", _INTERRUPT_WHILE_LOADING])
+    assert run.code == EXIT_INTERRUPTED == 130
+    assert run.stdout == ""
+    assert run.stderr == INTERRUPTED + "\n"
 
 
 CLI_DIR = ROOT / "veo_async" / "cli"

@@ -28,12 +28,18 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-__all__ = ["MISSING_EXTRA", "main", "run_cli"]
+__all__ = ["EXIT_INTERRUPTED", "INTERRUPTED", "MISSING_EXTRA", "main", "run_cli"]
 
 #: What ``veo-async`` says, and exits 2 with, when click or rich is missing.
 MISSING_EXTRA = (
     "veo-async: error: the command line needs click and rich: pip install 'veo-async[cli]'"
 )
+
+#: What ``veo-async`` says, and exits :data:`EXIT_INTERRUPTED` with, when
+#: Ctrl-C comes before a command started.
+INTERRUPTED = "veo-async: interrupted"
+#: The shell's code for "stopped by SIGINT" (128 + 2).
+EXIT_INTERRUPTED = 130
 
 _CLI_PACKAGES = ("click", "rich")
 
@@ -54,6 +60,13 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             raise
         print(MISSING_EXTRA, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C while the command line loads (click, rich, the commands: a
+        # few tenths of a second): nothing has started, so nothing to report
+        # but that, and no traceback. From here on, click and the commands'
+        # own signal handling take over.
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
     return run_app(argv)
 
 
