@@ -147,7 +147,7 @@ _LEDGER_COVER = 0.99
 # The ledger's strata: this many log bins (10 % wide): few empty strata in the tail.
 _LEDGER_STRATUM = 5
 # A further share of the budget held back while the prior rules (see _curve).
-_PRIOR_MARGIN = 0.06
+_PRIOR_MARGIN = 0.10
 # The schedule's own p95 lag is kept under this share of fixed polling's p95
 # (0.95 x budget_interval), leaving room for the estimate's error.
 _P95_SHARE = 0.95
