@@ -360,11 +360,7 @@ class CompletionTracker:
         # Not raised and caught: a caught exception would hold this frame,
         # its caller's (outcomes(): every outcome of the batch) and so itself.
         failure = handle.exception()
-        if failure is not None:
-            return failure
-        record = handle.record
-        assert record is not None  # exception() found the SUCCESS record
-        return record
+        return failure if failure is not None else handle.result()
 
     async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`
