@@ -410,11 +410,12 @@ def run_workload(
         # Another seed: a sample of the workload's own distribution, not of these tasks.
         limits.append((GENERATING_LIMIT, _workload(GENERATING_DRAWS, seed + 7919, draw)))
     for label, known in limits:
-        budget, limit_lags, _count = limit(tasks, base["requests_per_task"], known)
-        # fast failures of the limit: the mixture repeats the per-task list 20 times
-        limit_row = _row(label, [budget], limit_lags, [])
-        limit_row["fast_failure_lag"] = math.nan
-        rows.append(limit_row)
+        budget, limit_lags, count = limit(tasks, base["requests_per_task"], known)
+        # The mixture lists every task's lag once per repetition, in task order.
+        fast = [
+            limit_lags[start + i] for start in range(0, len(limit_lags), count) for i in fast_ids
+        ]
+        rows.append(_row(label, [budget], limit_lags, fast))
     by_policy = {row["policy"]: row for row in rows}
     for row in rows:
         row["workload"] = name
