@@ -65,6 +65,13 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
     limit = by_policy[LIMIT]
     assert limit["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
     assert limit["lag_mean"] < fixed["lag_mean"]
+    # Every policy, the limit included, reports how late its fast failures were seen.
+    fast = [s for k, s in enumerate(seconds) if k % 20 == 0]
+    expected_fast = sum(max(1, -(-s // 30)) * 30 - s for s in fast) / len(fast)
+    assert fixed["fast_failure_lag"] == pytest.approx(expected_fast)
+    for row in rows:
+        assert isinstance(row["fast_failure_lag"], float), row["policy"]
+        assert 0 <= row["fast_failure_lag"] <= 60, row["policy"]
 
 
 @pytest.mark.parametrize(
