@@ -483,7 +483,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=9, help="interleaved rounds (median)")
+    parser.add_argument("--reps", type=int, default=15, help="interleaved rounds (median)")
     parser.add_argument("--seq", type=int, default=2000, help="sequential requests per run")
     parser.add_argument("--conc", type=int, default=4000, help="concurrent requests per run")
     parser.add_argument("--batch", type=int, default=4000, help="ids per wait_many round")
