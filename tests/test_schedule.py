@@ -531,6 +531,58 @@ def test_the_spend_ledger_weighs_each_generation_time_as_the_estimate_does() -> 
     assert biased.spend_ratio() == pytest.approx(true, rel=0.02)
 
 
+def test_the_extra_spend_counts_the_requests_beyond_each_tasks_first() -> None:
+    """What a schedule chooses to spend: requests beyond the first over fixed
+    polling's beyond the first (each stratum weighed as in spend_ratio); no
+    reading where fixed polling makes one request a task (renders shorter than
+    its interval), where that ratio is of two near-zeros."""
+    times = lognormal(random.Random(6), 2000, 300.0, 0.3)
+    learner, quick = DurationLearner(), DurationLearner()
+
+    def entry(seconds: float) -> tuple[int, int]:  # half fixed polling's requests
+        fixed = max(1, math.ceil(seconds / 30))
+        return max(1, fixed // 2), fixed
+
+    for seconds in times:
+        polls, fixed = entry(seconds)
+        learner.observe("veo3", seconds, polls=polls, fixed_polls=fixed)
+        quick.observe("veo3", seconds / 20, polls=1, fixed_polls=1)
+    whole = learner.spend_ratio()
+    extra = learner.extra_spend_ratio()
+    assert whole is not None
+    assert extra is not None
+    spent = sum(entry(s)[0] for s in times) / len(times)
+    fixed = sum(entry(s)[1] for s in times) / len(times)
+    assert whole == pytest.approx(spent / fixed, rel=0.02)  # about 0.5
+    assert extra == pytest.approx((spent - 1) / (fixed - 1), rel=0.02)  # about 0.44
+    assert extra < whole - 0.04
+    assert quick.spend_ratio() == pytest.approx(1.0)
+    assert quick.extra_spend_ratio() is None
+
+
+def test_renders_shorter_than_the_budget_interval_are_polled_no_later_than_fixed_polling() -> None:
+    """Fixed 30 s polling makes one request for a render under 30 s, and so does
+    the budget: the share held back (for the estimate's error) is of the
+    requests beyond each task's first, so a service rendering in ~15 s keeps a
+    poll within 30 s of creation and a mean lag no worse than fixed polling's
+    (a share of the whole left less than one request a task: one late poll at
+    34 s, 4 s more lag than fixed polling)."""
+    times = lognormal(random.Random(2), 400, 15.0, 0.3)
+    schedule = AdaptivePolicy(jitter=0).schedule()
+    for seconds in times:
+        schedule.learner.observe(
+            "veo3", seconds, polls=1, fixed_polls=max(1, math.ceil(seconds / 30))
+        )
+    rng, age, polls = random.Random(0), 0.0, []
+    for made in range(4):
+        age += schedule.next_delay(model="veo3", age=age, polls=made, rng=rng)
+        polls.append(age)
+    assert polls[0] <= 30.0
+    lag = sum(min(p for p in polls if p >= t) - t for t in times) / len(times)
+    fixed_lag = sum(math.ceil(t / 30) * 30 - t for t in times) / len(times)
+    assert lag <= fixed_lag
+
+
 def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> None:
     """Fewer than 100 entries, or entries of the short tasks alone (the long ones
     still running): no reading, and the schedule keeps its default share."""

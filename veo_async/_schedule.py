@@ -35,9 +35,13 @@ solves that program on a 2 s grid, per model, on the *learned* distribution
 shared by every model - the price of a request - chosen so that the expected
 requests per task, weighted by how many tasks of each model were seen, equal
 those of polling every ``budget_interval`` seconds (30 s, the Veo docs'
-advice) on the same distributions (aiming at 96 % of them at first, to leave
-room for the estimate's error while learning; then as the spend ledger says,
-below). A shared price spends more on the
+advice) on the same distributions: each task's first request, which any
+schedule makes, and of the requests fixed polling makes beyond it 95 % at
+first, to leave room for the estimate's error while learning, then as the
+spend ledger says, below. (A share of the *whole* budget would leave renders
+shorter than ``budget_interval``, one request each under fixed polling, less
+than one request a task: the program could then only poll once, late, and
+did worse than fixed polling.) A shared price spends more on the
 short model, where a request buys more lag (an early probe for its fast
 failures), and less on the long one, as the limit does. Spends come in
 steps, so the two solutions either side of the budget are mixed at random,
@@ -75,11 +79,14 @@ and more on long ones, so an estimate whose tail is too light or too heavy
 spends more or less than it planned. The learner keeps a ledger of what the
 finished tasks followed from their creation really cost, beside what fixed
 polling would have cost them, per stratum of generation time
-(:meth:`DurationLearner.spend_ratio`; finished tasks are the short ones first,
-so each stratum weighs what the estimate says it weighs). Once 100 such
-tasks cover 99 % of the estimate, the budget's share is steered towards a
-whole spend of 98 % of fixed polling's: the share moves by what the ledger
-reads over or under that (within 85-100 % of the estimate's budget). The
+(:meth:`DurationLearner.spend_ratio`, and :meth:`~DurationLearner.extra_spend_ratio`
+for the requests beyond each task's first; finished tasks are the short ones
+first, so each stratum weighs what the estimate says it weighs). Once 100 such
+tasks cover 99 % of the estimate, the budget's share is steered towards
+spending, beyond each task's first request, 97.5 % of what fixed polling
+spends beyond it (about 98 % of the whole for Veo's renders): the share moves
+by what the ledger reads over or under that (within 85-100 % of the
+estimate's requests beyond the first). The
 correction is proportional, so where the plan itself spends more than its
 estimate says (a distribution estimated wider than the renders are, as the
 doubt about a prior's median makes it at first) the spend settles nearer
@@ -131,13 +138,22 @@ _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 _EARLY_SPAN = (5.0, 60.0)
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.05
-# Share of the budget interval's requests aimed at until the spend ledger
-# speaks: room for jitter and for the estimate's error while learning.
-_BUDGET_SHARE = 0.96
-# What the spend ledger steers to: requests of finished tasks over those of
-# fixed polling, the tasks weighed by the estimated distribution of generation
-# time (see DurationLearner.spend_ratio). Below 1 for the noise of the ratio.
-_SPEND_AIM = 0.98
+# Every task costs one request at least, whatever the schedule, and fixed
+# polling's budget holds it too: the shares below are of the requests beyond
+# it, the ones a schedule chooses. (A share of the whole left renders shorter
+# than the budget interval, one request each under fixed polling, less than
+# one request a task: a single late poll, a lag worse than fixed polling's.)
+# Share of the budget interval's requests beyond the first aimed at until the
+# spend ledger speaks: room for jitter and for the estimate's error while learning.
+_BUDGET_SHARE = 0.95
+# What the spend ledger steers to: requests beyond the first of finished tasks
+# over those of fixed polling, the tasks weighed by the estimated distribution
+# of generation time (see DurationLearner.extra_spend_ratio). Below 1 for the
+# noise of the ratio.
+_SPEND_AIM = 0.975
+# The ledger reads no extra spend where fixed polling makes fewer than this
+# many requests a task beyond the first (the ratio of two near-zeros is noise).
+_EXTRA_AT_LEAST = 0.01
 # The share of the estimate's budget is kept within these, whatever the ledger says.
 _SHARE_RANGE = (0.85, 1.0)
 # The ledger speaks once this many finished tasks were followed from creation,
@@ -264,9 +280,10 @@ class AdaptivePolicy:
         "not visible yet" (counted from the first such answer).
     :param budget_interval: spend, per task, at most as many requests as
         polling every this many seconds would (default 30 s, the Veo docs'
-        advice): 96 % of them on the learned distribution at first, then
-        steered towards 98 % by what finished tasks really cost (the spend
-        ledger) - but placed where completions are likely.
+        advice): each task's first request, and of those beyond it 95 % on
+        the learned distribution at first, then steered towards 97.5 % by
+        what finished tasks really cost (the spend ledger) - but placed where
+        completions are likely.
     :param min_gap: shortest gap between two polls of a task, in seconds.
     :param max_gap: longest gap once past the median generation time (the
         learned one, or twice the prior's if that comes first), and the gap
@@ -602,6 +619,24 @@ class DurationLearner:
         sample, so each stratum's mean spend counts as much as the estimate
         says such tasks are common.
         """
+        means = self._ledger_means()
+        return None if means is None else means[0] / means[1]
+
+    def extra_spend_ratio(self) -> float | None:
+        """As :meth:`spend_ratio`, but of the requests beyond each task's
+        first: what a schedule chooses to spend (every wait makes at least one
+        request, fixed polling too). None also where fixed polling makes
+        hardly more than one request a task (renders shorter than its interval).
+        """
+        means = self._ledger_means()
+        if means is None or means[1] - 1.0 < _EXTRA_AT_LEAST:
+            return None
+        return (means[0] - 1.0) / (means[1] - 1.0)
+
+    def _ledger_means(self) -> tuple[float, float] | None:
+        """Requests per task of the ledger's tasks and of fixed polling, each
+        stratum weighed by the estimate (see :meth:`spend_ratio`); None until
+        the ledger speaks."""
         ledger = self._ledger
         if ledger.tasks < _LEDGER_TASKS:
             return None
@@ -617,7 +652,7 @@ class DurationLearner:
             fixed += mass * ledger.fixed[stratum] / count
         if covered < _LEDGER_COVER or fixed <= 0:
             return None
-        return spent / fixed
+        return spent / covered, fixed / covered
 
     def masses(self, model: str | None) -> list[float]:
         """The estimated distribution of log-seconds: one probability per 2 % bin.
@@ -1074,7 +1109,7 @@ class AdaptiveSchedule:
         estimate's errors while learning, the jitter and the mixture all show
         in the ledger, whatever their cause.
         """
-        ratio = self.learner.spend_ratio()
+        ratio = self.learner.extra_spend_ratio()
         if ratio is None:
             return _BUDGET_SHARE
         low, high = _SHARE_RANGE
@@ -1082,11 +1117,12 @@ class AdaptiveSchedule:
 
     def _curve(self, model: str | None, share: float) -> _Curve:
         """The program's inputs for one model: its learned distribution and
-        budget (``share`` of fixed polling's requests on that distribution)."""
+        budget (the first request of each task, and ``share`` of the requests
+        fixed polling makes beyond it on that distribution)."""
         policy = self.policy
         learner = self.learner
-        done, done_time, budget = _grid_distribution(learner.masses(model), policy.budget_interval)
-        budget *= share
+        done, done_time, fixed = _grid_distribution(learner.masses(model), policy.budget_interval)
+        extra = max(0.0, fixed - 1.0) * share
         # While the prior still rules (few finishes seen), aim lower: a prior
         # that is wrong spends more than it plans.
         finished = learner.count(model)
@@ -1097,7 +1133,7 @@ class AdaptiveSchedule:
             tasks -= sum(learner.tasks(key) for key in self._tables if key is not None)
         if model not in policy.priors and learner.evidence(model) == 0:
             finished = learner.count(None)  # an unseen name follows the pooled estimate
-        budget *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
+        extra *= 1.0 - _PRIOR_MARGIN * policy.prior_weight / (policy.prior_weight + finished + 1)
         n = len(done) - 1
         # Gaps are capped past the learned median, and past twice the
         # documented one whatever was learned: many tasks seen running when
@@ -1112,7 +1148,7 @@ class AdaptiveSchedule:
         return _Curve(
             done=done,
             done_time=done_time,
-            budget=budget,
+            budget=1.0 + extra,
             # A model not seen yet still counts a little: its table is solved too.
             weight=max(0, tasks) + 1.0,
             reach=[min(n, max(i, cap_from) + gap) for i in range(n + 1)],
