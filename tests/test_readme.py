@@ -159,6 +159,19 @@ def test_policy_block_runs() -> None:
     assert namespace["policy"].first_poll == 60
 
 
+def test_learned_priors_block_runs() -> None:
+    """Carrying learned priors over: after a batch, the block saves them as JSON
+    and builds a policy whose priors are the learned ones."""
+    code = python_blocks("How polls are scheduled")[1]
+    ids = ["veo_task_0", "veo_task_1", "veo_task_2"]
+    waited = "await veo.wait_many(ids, return_exceptions=True)\n" + code
+    local = _run_fragment(waited, simulator(), ids=ids)
+    assert local["learned"]
+    model, learned = next(iter(local["learned"].items()))
+    assert local["policy"].priors[model] == learned  # JSON keeps a float exactly
+    assert set(local["policy"].priors) >= {"veo3", "veo3_fast", "veo3_lite"}
+
+
 def test_instrumentation_block_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The event-counting example builds a session whose hook counts events."""
     monkeypatch.setenv("KIE_API_KEY", KEY)

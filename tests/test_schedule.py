@@ -498,6 +498,55 @@ def test_the_prior_is_wider_until_finishes_pin_its_median() -> None:
     assert below_half_median(learner) < 0.03
 
 
+# -- carrying what was learned over -------------------------------------------------
+
+
+def test_as_prior_summarises_the_estimate_as_a_lognormal() -> None:
+    """The learned median and spread, as a DurationPrior; a few early failures
+    barely widen it (the spread is read between the 16th and 84th
+    percentiles); nothing before a task of the model has finished."""
+    learner = DurationLearner()
+    assert learner.as_prior("veo3") is None
+    learner.survived("veo3", 0.0, 120.0)  # running polls alone are not a finish
+    assert learner.as_prior("veo3") is None
+    for seconds in lognormal(random.Random(8), 2000, 600.0, 0.3):
+        learner.observe("veo3", seconds)
+    prior = learner.as_prior("veo3")
+    assert prior is not None
+    assert prior.median == pytest.approx(600.0, rel=0.05)
+    assert prior.sigma == pytest.approx(0.3, abs=0.03)
+    for seconds in lognormal(random.Random(9), 100, 20.0, 0.3):
+        learner.observe("veo3", seconds, failed=True)
+    widened = learner.as_prior("veo3")
+    assert widened is not None
+    assert prior.sigma < widened.sigma < prior.sigma + 0.05
+    assert learner.as_prior("veo3_fast") is None
+
+
+def test_learned_priors_start_a_later_session_where_this_one_left_off() -> None:
+    """A restarted worker given the learned priors plans its first tasks where
+    renders finished (600 s here), not at the documented 5 minutes; only
+    models with a finished task are in the mapping."""
+    learner = DurationLearner()
+    for seconds in lognormal(random.Random(10), 2000, 600.0, 0.3):
+        learner.observe("veo3", seconds)
+    learner.survived("veo3_fast", 0.0, 90.0)
+    learned = learner.learned_priors()
+    assert set(learned) == {"veo3"}
+    restarted = AdaptivePolicy(jitter=0, priors={**AdaptivePolicy().priors, **learned})
+
+    def fresh(policy: AdaptivePolicy) -> list[float]:
+        schedule, rng, age, polls = policy.schedule(), random.Random(0), 0.0, []
+        for made in range(3):
+            age += schedule.next_delay(model="veo3", age=age, polls=made, rng=rng)
+            polls.append(age)
+        return polls
+
+    # Both keep the early probe for fast failures; the bulk moves out with the renders.
+    assert fresh(AdaptivePolicy(jitter=0))[1] < 200
+    assert fresh(restarted)[1] > 200
+
+
 # -- the spend ledger -----------------------------------------------------------------
 
 

@@ -186,6 +186,9 @@ _DOUBT_FADES = 10.0
 # tenth, since every task still running moves it too, and they are many; the
 # prior's shape still weighs ``prior_weight`` (see survival_masses).
 _FIT_TRUST = 0.1
+# The narrowest spread DurationLearner.as_prior gives (log-sd): a prior
+# narrower than its data's binning would claim more than was learned.
+_SIGMA_FLOOR = 0.05
 # Models whose requests set the shared price of a request (the most used).
 _PRICING_MODELS = 4
 _R = TypeVar("_R")
@@ -654,6 +657,38 @@ class DurationLearner:
             return None
         return spent / covered, fixed / covered
 
+    def as_prior(self, model: str | None) -> DurationPrior | None:
+        """What was learned of ``model``, as a :class:`DurationPrior` to start a
+        later session from (None until a task of it has finished).
+
+        The log-normal with the estimate's median and spread (half the
+        distance between its 16th and 84th percentiles in log-seconds, so a
+        few early failures or long tails do not widen it): a worker that
+        restarts, or a fleet's new member, then plans its first tasks where
+        this session's finished instead of where the documentation says (see
+        :meth:`learned_priors`).
+        """
+        if self.count(model) == 0:
+            return None
+        low, median, high = _log_quantiles(self.masses(model), (0.16, 0.5, 0.84))
+        return DurationPrior(
+            median=math.exp(median), sigma=max(_SIGMA_FLOOR, 0.5 * (high - low))
+        )
+
+    def learned_priors(self) -> dict[str, DurationPrior]:
+        """:meth:`as_prior` of every model tracked on its own that has a
+        finished task: what to start a later session from::
+
+            learned = veo.learner.learned_priors()
+            policy = AdaptivePolicy(priors={**AdaptivePolicy().priors, **learned})
+        """
+        out = {}
+        for model in self._models:
+            prior = self.as_prior(model)
+            if prior is not None:
+                out[model] = prior
+        return out
+
     def masses(self, model: str | None) -> list[float]:
         """The estimated distribution of log-seconds: one probability per 2 % bin.
 
@@ -700,6 +735,24 @@ class _SpendLedger:
             for values in (self.count, self.spent, self.fixed):
                 for k in range(len(values)):
                     values[k] *= 0.5
+
+
+def _log_quantiles(masses: list[float], levels: tuple[float, ...]) -> list[float]:
+    """The log-seconds at which the cumulative ``masses`` (one per log bin)
+    reach each of ``levels`` (increasing), interpolated within a bin."""
+    out: list[float] = []
+    total = 0.0
+    k = 0
+    for level in levels:
+        while k < len(masses) and total + masses[k] < level:
+            total += masses[k]
+            k += 1
+        if k == len(masses):
+            out.append(len(masses) * _LOG_BIN)
+            continue
+        within = (level - total) / masses[k] if masses[k] > 0 else 0.0
+        out.append((k + within) * _LOG_BIN)
+    return out
 
 
 def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
