@@ -274,8 +274,7 @@ class Pacer:
             self._rebuilds.pop(schedule, None)
             waiting = self._waiting.pop(schedule, None)
             if waiting:  # from the next step: this one solved
-                step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
-                self._telling[schedule] = (step, waiting)
+                self._tell_next_step(loop, schedule, waiting)
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -302,10 +301,20 @@ class Pacer:
         for _ in range(min(_TELL_SLICE, len(waiting))):
             waiting.popleft()(False)
         if waiting:
-            step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
-            self._telling[schedule] = (step, waiting)
+            self._tell_next_step(loop, schedule, waiting)
         else:
             self._telling.pop(schedule, None)
+
+    def _tell_next_step(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        schedule: AdaptiveSchedule,
+        waiting: collections.deque[Callable[[bool], None]],
+    ) -> None:
+        """Tell the next slice of ``waiting`` in the loop's next step (kept
+        in ``_telling``, so that closing tells the rest at once)."""
+        step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
+        self._telling[schedule] = (step, waiting)
 
     def close(self) -> None:
         """Stop the rebuilds in progress, and start none (the session is

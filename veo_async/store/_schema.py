@@ -185,6 +185,8 @@ UPDATE_ACKED = (  # acked(task_id, at)
 def acked(task_id: str, at: float) -> tuple[float, float, str]:
     """The parameters of :data:`UPDATE_ACKED` for one ack."""
     return (at, at, task_id)
+
+
 DELETE_UNCERTAIN_INTENT = "DELETE FROM intents WHERE ref = ? AND task_id IS NULL"
 DELETE_TASK = "DELETE FROM tasks WHERE task_id = ?"
 DELETE_OLD_TASKS = "DELETE FROM tasks WHERE created_at < ?"

@@ -376,12 +376,10 @@ class SQLiteStore:
 
         Existing rows keep their data (a missing model is filled in).
         """
-        if isinstance(task_ids, str):
-            raise TypeError("task_ids must be an iterable of ids, not one str")
-        ids = await validated_ids_in_steps(task_ids)  # 100,000 ids: over loop steps
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {type(model).__name__}")
         when = _now_or(created_at, "created_at")
+        ids = await validated_ids_in_steps(task_ids)  # 100,000 ids: over loop steps
         if ids:
             await self._submit("track", ids, model, when)
 
