@@ -39,8 +39,9 @@ Workloads
 ---------
 ``--durations FILE``: one task per line, ``model seconds [outcome]`` (outcome
 ``success`` or ``failed``, absent = success; the service's status names such
-as ``GENERATE_FAILED`` are understood too; blanks or commas between fields;
-blank lines, ``#`` comments and a ``model seconds`` header ignored). Without
+as ``GENERATE_FAILED`` are understood too; blanks, tabs or commas between
+fields, which may be quoted; blank lines, ``#`` comments and a header line
+starting with ``model`` ignored). Without
 it, the built-in workloads (seeded, 10,000 tasks each):
 
 - ``fast``: 90 % veo3_fast (log-normal, median 150 s, sigma 0.3), 10 % veo3
@@ -176,11 +177,17 @@ _FAILED_WORDS = frozenset(
 )
 
 
+# A first line starting with one of these is a header ("model seconds outcome",
+# "model,duration_s,status"...), whatever the other columns are called.
+_HEADER_WORDS = frozenset({"model", "models", "model_name", "name"})
+
+
 def read_durations(path: Path) -> list[Task]:
     """Parse a ``model seconds [outcome]`` file (see the module doc).
 
-    Fields are separated by blanks or commas; a first line ``model seconds
-    [outcome]`` (a header) is skipped. Anything else that is not a task is
+    Fields are separated by blanks or commas (and may be quoted); a first
+    line starting with ``model`` (a header, whatever its other columns are
+    called) is skipped. Anything else that is not a task is
     refused with the file, the line and what is wrong.
     """
     try:
@@ -192,9 +199,9 @@ def read_durations(path: Path) -> list[Task]:
         line = raw.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
-        parts = line.split()
-        if not tasks and [p.lower() for p in parts[:2]] == ["model", "seconds"]:
-            continue  # a header
+        parts = [part.strip("\"'") for part in line.split()]  # CSV may quote fields
+        if not tasks and parts[0].lower() in _HEADER_WORDS:
+            continue  # a header: "model seconds", "model,duration,outcome", ...
         if len(parts) not in (2, 3):
             raise SystemExit(f"{path}:{number}: expected 'model seconds [outcome]', got {raw!r}")
         outcome = parts[2].lower() if len(parts) == 3 else "success"

@@ -97,6 +97,28 @@ def test_a_bad_durations_file_is_refused_with_its_line(
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["model seconds", "model,duration,outcome", "Model\tduration_s\tstatus", '"model","secs"'],
+)
+def test_a_header_line_is_skipped_whatever_its_columns_are_called(
+    tmp_path: Path, header: str
+) -> None:
+    """A CSV or TSV export (quoted or not) with a header row reads like the plain format."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("veo3_fast 140.5\nveo3 310 failed\n" * 20)
+    exported = tmp_path / "export.csv"
+    exported.write_text(header + "\n" + '"veo3_fast",140.5,"success"\nveo3,310,failed\n' * 20)
+    expected = run("--durations", str(plain), "--json")
+    done = run("--durations", str(exported), "--json")
+    assert expected.returncode == 0, expected.stderr
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    reference = [json.loads(line) for line in expected.stdout.splitlines()]
+    strip = [{k: v for k, v in row.items() if k != "workload"} for row in rows]
+    assert strip == [{k: v for k, v in row.items() if k != "workload"} for row in reference]
+
+
 def test_a_missing_durations_file_is_refused_without_a_traceback(tmp_path: Path) -> None:
     """A file that does not exist is named in one line."""
     done = run("--durations", str(tmp_path / "absent.txt"))
