@@ -240,3 +240,42 @@ async def test_an_injected_session_gets_the_request_timeout_and_stays_open() -> 
             async with http.get(f"{base_url}/api/v1/veo/record-info?taskId=t1") as response:
                 assert (await response.json())["code"] == 422
         answer.set()
+
+
+@pytest.mark.loopback
+@pytest.mark.parametrize("injected", [False, True], ids=["own session", "injected session"])
+async def test_each_request_carries_its_own_key(injected: bool) -> None:
+    """One transport, requests of two keys in turn: each carries its own Bearer
+    token, once (the headers made for one key never go with the other's), and
+    our User-Agent and Accept with it, from an injected session too."""
+    seen: list[tuple[list[str], str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        headers = request.headers
+        seen.append(
+            (headers.getall("Authorization", []), headers["User-Agent"], headers["Accept"])
+        )
+        return web.json_response({"code": 200, "msg": "success", "data": {}})
+
+    first, second = ApiKey("key-one"), ApiKey("key-two")
+    async with serving(handler) as base_url:
+        theirs = {"Authorization": "Bearer theirs"}
+        session = aiohttp.ClientSession(headers=theirs) if injected else None
+        transport = AiohttpTransport(base_url=base_url, session=session)
+        try:
+            for key in (first, second, second, first):
+                request = HttpRequest("GET", PATH, {"taskId": "t"}, api_key=key)
+                answer = await transport.send(request)
+                assert answer.status == 200
+        finally:
+            await transport.aclose()
+            if session is not None:
+                await session.close()
+    assert [authorization for authorization, _, _ in seen] == [
+        ["Bearer key-one"],
+        ["Bearer key-two"],
+        ["Bearer key-two"],
+        ["Bearer key-one"],
+    ]
+    assert all(agent.startswith("veo-async/") for _, agent, _ in seen)
+    assert all(accept == "application/json" for _, _, accept in seen)
