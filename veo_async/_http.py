@@ -10,8 +10,9 @@ simulator's in-process one (:meth:`veo_async.testing.FakeKie.transport`).
 
 Secrets: the key travels inside an :class:`ApiKey` whose repr is hidden, and
 the ``Authorization`` header is made once per key and kept on the transport
-(whose repr leaves it out), never bound to a local. Errors are raised *outside* aiohttp's ``except`` blocks, so they chain
-nothing: aiohttp's exceptions and frames hold the request headers.
+(whose repr leaves it out), never bound to a local. Errors are raised
+*outside* aiohttp's ``except`` blocks, so they chain nothing: aiohttp's
+exceptions and frames hold the request headers.
 """
 
 from __future__ import annotations
