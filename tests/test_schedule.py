@@ -427,6 +427,26 @@ def test_learner_counts_each_task_once_at_its_first_poll() -> None:
     assert learner.tasks(None) == 2
 
 
+def test_the_mix_of_models_priced_for_is_the_recent_one() -> None:
+    """recent_tasks() counts each task half as much once 100 more were seen
+    (any model's): after 300 veo3 tasks and then 300 veo3_fast ones, veo3
+    weighs an eighth of veo3_fast, whose weight is what veo3's was; tasks()
+    still counts them all, and the pooled weight holds both."""
+    learner = DurationLearner()
+    for _ in range(300):
+        learner.observe("veo3", 300.0)
+    weight = learner.recent_tasks("veo3")
+    assert weight == pytest.approx(sum(0.5 ** (k / 100) for k in range(300)))
+    for _ in range(300):
+        learner.survived("veo3_fast", 0.0, 60.0)  # first polls: new tasks
+    learner.survived("veo3_fast", 60.0, 90.0)  # a later poll: no new task
+    assert learner.tasks("veo3") == learner.tasks("veo3_fast") == 300
+    assert learner.recent_tasks("veo3_fast") == pytest.approx(weight)
+    assert learner.recent_tasks("veo3") == pytest.approx(weight / 8)
+    assert learner.recent_tasks(None) == pytest.approx(weight * (1 + 1 / 8))
+    assert learner.recent_tasks("veo3_lite") == 0.0
+
+
 def test_models_share_one_price_of_a_request() -> None:
     """Half veo3_fast, half veo3: both tables are solved at one price; the short
     model then gets more requests than fixed 30 s would spend on it and the
