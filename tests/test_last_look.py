@@ -83,6 +83,18 @@ async def test_no_last_look_when_the_schedule_just_polled() -> None:
     assert polls == [0.0, 3.0, 6.0, 9.0]
 
 
+async def test_no_last_look_when_the_schedule_polls_before_the_deadline() -> None:
+    """Polls every 3 s with a 9.3 s deadline: the look's time (8.8 s) comes
+    before the run's own poll at 9 s, which is still before the deadline, so
+    that poll is the last one: no second request 0.2 s before it."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=600))
+    every_3s = PollPolicy(first_poll=0, interval=3, factor=1, max_interval=3, jitter=0)
+    outcome, polls, _ = await waited(kie, 9.3, every_3s)
+    assert isinstance(outcome, WaitTimeoutError)
+    assert polls == [0.0, 3.0, 6.0, 9.0]
+
+
 async def test_a_last_look_answered_after_the_deadline_is_cut_there() -> None:
     """The look's answer would take 5 s: the wait still ends at its deadline,
     and the look's request leaves nothing behind."""

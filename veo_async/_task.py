@@ -197,15 +197,16 @@ class _PollRun(Ticket):
         self.due = now + delay
         self.requester.queue.push(self.due, self)
 
-    def idle_at(self, when: float, lead: float) -> bool:
+    def idle_at(self, when: float, lead: float, deadline: float) -> bool:
         """Whether a look at ``when`` would be the only poll near it: no
         request in flight, none granted in the ``lead`` seconds before, and
-        the next one not due until after it."""
+        the next one not due before ``deadline`` (else that poll is the last
+        look, and a look now would be a second request within a second)."""
         granted_at = self.granted_at
         return (
             not self.ended
             and self.request is None
-            and self.due > when
+            and self.due >= deadline
             and (granted_at is None or granted_at < when - lead)
         )
 
@@ -597,7 +598,11 @@ class VeoTask:
         :raises TaskFailedError: the task ended FAILED or GENERATION_FAILED.
         :raises WaitTimeoutError: the deadline passed (carries the last record).
         :raises APIError: a permanent error from the service.
-        :raises ValueError: for a bad timeout or policy, before any request.
+        :raises ValueError: for a bad timeout (negative, infinite or not a
+            number), before any request.
+        :raises TypeError: for a policy that is not a :class:`PollPolicy` or
+            :class:`AdaptivePolicy`, or an ``on_update`` that is not
+            callable, before any request.
         """
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
@@ -841,9 +846,9 @@ class VeoTask:
 
     async def look_before(self, deadline: float, lead: float) -> None:
         """A wait's last look, ``lead`` seconds before its ``deadline``: one
-        poll, if this handle's run has no poll due by now, none in flight and
-        none in the last ``lead`` seconds (a learned schedule's first poll of
-        a new task comes a minute or more after its creation).
+        poll, if this handle's run has no poll due before the deadline, none
+        in flight and none in the last ``lead`` seconds (a learned schedule's
+        first poll of a new task comes a minute or more after its creation).
         A task that finished meanwhile is seen, not reported as timed out; an
         answer that misses the deadline, or a failed poll, leaves the timeout
         to be raised (the failure as its ``last_error``).
@@ -853,7 +858,7 @@ class VeoTask:
         run = self._run
         now = _now()
         left = deadline - now
-        if run is None or left <= 0 or not run.idle_at(now, lead):
+        if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
             return
         try:
             await asyncio.wait_for(self.refresh(), left)
