@@ -152,6 +152,32 @@ def test_ages_are_clamped_and_skew_is_applied_beyond_the_date_resolution() -> No
     assert pacer.age(199_900.0) == pytest.approx(130.0)
 
 
+async def test_a_create_time_in_the_future_does_not_restart_the_schedule() -> None:
+    """A createTime an hour ahead (a skew the Date header does not explain)
+    reads as age 0 at every poll; the plan adds the time since it first saw
+    the task, so its polls move on through the schedule and, past twice the
+    documented median, come within max_gap, instead of starting over at each
+    poll (every gap the fresh schedule's first one, 60-80 s)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    pacer = Pacer(STEADY, loop_clock=loop.time, wall_clock=lambda: 1e9 + loop.time() - start)
+    await first_table(pacer.plan(STEADY), "veo3_fast")
+    plan = pacer.plan(STEADY)
+    ahead = datetime.datetime.fromtimestamp(1e9 + 3600, datetime.timezone.utc)
+    record = RecordInfo(
+        "t", TaskStatus.GENERATING, params={"model": "veo3_fast"}, create_time=ahead
+    )
+    gaps = []
+    for _ in range(16):
+        delay = plan.next_delay(record, None, None, running=True)
+        assert delay is not None
+        gaps.append(delay)
+        await asyncio.sleep(delay)
+    assert sum(gaps) > 2 * 150  # past twice veo3_fast's documented median
+    assert max(gaps[-4:]) <= STEADY.max_gap
+    assert gaps[1] < gaps[0]  # the second poll follows the first, not a fresh start
+
+
 def test_only_sensible_durations_are_learned() -> None:
     """Records without both times, or with a duration outside (0 s, 6 h), teach nothing."""
     pacer = Pacer(STEADY, loop_clock=lambda: 0.0)

@@ -125,7 +125,15 @@ class _FixedPlan(Plan):
 
 
 class _LearnedPlan(Plan):
-    __slots__ = ("_first_age", "_pacer", "_polls", "_running_until", "_schedule", "_waiting_for")
+    __slots__ = (
+        "_first_age",
+        "_first_at",
+        "_pacer",
+        "_polls",
+        "_running_until",
+        "_schedule",
+        "_waiting_for",
+    )
 
     def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
         self._pacer = pacer
@@ -133,6 +141,7 @@ class _LearnedPlan(Plan):
         self._polls = 0
         self._running_until = 0.0
         self._first_age: float | None = None  # the task's age when first planned
+        self._first_at = 0.0  # and the loop time then
         self._waiting_for: str | None = None  # the model whose first table is awaited
 
     @property
@@ -169,8 +178,15 @@ class _LearnedPlan(Plan):
             return 0.0
         else:
             age = None
-        if self._first_age is None and age is not None:
-            self._first_age = age
+        if age is not None:
+            if self._first_age is None:
+                self._first_age, self._first_at = age, pacer.loop_now()
+            else:
+                # Never younger than when first planned plus the time since: a
+                # createTime in the future (a skew the Date header does not
+                # explain) reads as age 0 at every poll, and the schedule
+                # would start over each time (60-80 s apart, past max_gap).
+                age = max(age, self._first_age + pacer.loop_now() - self._first_at)
         schedule = self._schedule
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).
