@@ -72,25 +72,24 @@ async def test_a_task_still_running_at_the_last_look_times_out_with_that_record(
     assert took == pytest.approx(20.0, abs=0.1)
 
 
-async def test_no_last_look_when_the_schedule_just_polled() -> None:
-    """Polls every 3 s with a 10 s deadline: the run polled at 9 s, so nothing
-    more is sent at 9.5 s (the look's time)."""
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        # The run polled at 9 s: nothing more is sent at 9.5 s (the look's time).
+        10.0,
+        # The look's time (8.8 s) comes before the run's own poll at 9 s, still
+        # before the deadline: that poll is the last one, no second request
+        # 0.2 s before it.
+        9.3,
+    ],
+)
+async def test_no_last_look_when_the_schedule_polls_near_the_deadline(timeout: float) -> None:
+    """Polls every 3 s: a poll of the run's own within the look's lead before
+    the deadline, or between the look's time and the deadline, is the last look."""
     kie = FakeKie(api_key=API_KEY)
     kie.add_task(TaskScript("veo_a", complete_after=600))
     every_3s = PollPolicy(first_poll=0, interval=3, factor=1, max_interval=3, jitter=0)
-    outcome, polls, _ = await waited(kie, 10.0, every_3s)
-    assert isinstance(outcome, WaitTimeoutError)
-    assert polls == [0.0, 3.0, 6.0, 9.0]
-
-
-async def test_no_last_look_when_the_schedule_polls_before_the_deadline() -> None:
-    """Polls every 3 s with a 9.3 s deadline: the look's time (8.8 s) comes
-    before the run's own poll at 9 s, which is still before the deadline, so
-    that poll is the last one: no second request 0.2 s before it."""
-    kie = FakeKie(api_key=API_KEY)
-    kie.add_task(TaskScript("veo_a", complete_after=600))
-    every_3s = PollPolicy(first_poll=0, interval=3, factor=1, max_interval=3, jitter=0)
-    outcome, polls, _ = await waited(kie, 9.3, every_3s)
+    outcome, polls, _ = await waited(kie, timeout, every_3s)
     assert isinstance(outcome, WaitTimeoutError)
     assert polls == [0.0, 3.0, 6.0, 9.0]
 
