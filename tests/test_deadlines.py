@@ -279,3 +279,32 @@ async def test_each_request_carries_its_own_key(injected: bool) -> None:
     ]
     assert all(agent.startswith("veo-async/") for _, agent, _ in seen)
     assert all(accept == "application/json" for _, _, accept in seen)
+
+
+@pytest.mark.loopback
+async def test_a_reset_on_a_pooled_connection_is_one_counted_failed_request() -> None:
+    """The server answers a poll, then resets the pooled connection the next
+    one goes out on: that record_info is one request, which fails with a
+    retryable TransportError; the server saw as many requests as veo.stats
+    counts (aiohttp's own resend of the GET on a new connection is off), and
+    the next call goes out on a new connection."""
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.query["taskId"])
+        if len(seen) == 2:
+            assert request.transport is not None
+            request.transport.abort()  # a reset, on the connection the first answer used
+        flag = 1 if len(seen) > 2 else 0
+        data = {"taskId": "veo_r", "successFlag": flag, "createTime": "2026-11-30 00:00:00"}
+        return web.json_response({"code": 200, "msg": "success", "data": data})
+
+    async with serving(handler) as base_url, VeoSession("k", base_url=base_url) as veo:
+        await veo.record_info("veo_r")
+        with pytest.raises(TransportError) as caught:
+            await veo.record_info("veo_r")
+        assert caught.value.retryable
+        assert (veo.stats.requests, veo.stats.failures, len(seen)) == (2, 1, 2)
+        record = await veo.record_info("veo_r")  # a new connection
+        assert record.status.name == "SUCCESS"
+        assert veo.stats.requests == len(seen) == 3

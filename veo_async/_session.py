@@ -331,8 +331,6 @@ class VeoSession:
         """One ``GET record-info`` for ``task_id``: the task's current record.
 
         No retry, and no handle is updated (see :meth:`VeoTask.refresh` for that).
-        (aiohttp itself sends the GET once more if the pooled connection it
-        went out on turns out closed by the server; see the README.)
 
         :raises ValueError: for an invalid id, before any request.
         :raises VeoError: whatever the answer means (see :mod:`veo_async.errors`).
