@@ -760,6 +760,24 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
     assert decode_1080p(raw({"code": 422, "msg": "1080p is generating", "data": None})) is None
 
 
+@pytest.mark.parametrize("null", ["null", "None", " NULL ", ""])
+def test_null_spellings_in_upgrade_answers_are_no_url(null: str) -> None:
+    """A 1080p resultUrl of "null" (any spelling) is not there yet (the wait goes
+    on, and a resultUrls list is read instead); "null" entries of a 4K list are
+    dropped, as from a record's lists."""
+
+    def raw(data: dict[str, Any]) -> RawResponse:
+        envelope = {"code": 200, "msg": "success", "data": data}
+        return RawResponse(200, {}, json.dumps(envelope).encode())
+
+    assert decode_1080p(raw({"resultUrl": null})) is None
+    assert decode_1080p(raw({"resultUrl": null, "resultUrls": [null, "https://r/hd.mp4"]})) == (
+        "https://r/hd.mp4"
+    )
+    assert decode_4k(raw({"resultUrls": [null, "https://r/4k.mp4"]})) == ("https://r/4k.mp4",)
+    assert decode_4k(raw({"resultUrls": [null]})) is None
+
+
 # -- credits, download links ---------------------------------------------------------
 
 

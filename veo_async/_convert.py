@@ -42,7 +42,13 @@ from . import _json
 from .errors import ResponseError
 from .models import RecordInfo, TaskStatus, VideoResult, _Unparsed
 
-__all__ = ["KIE_TIMEZONE", "record_from_wire", "record_to_jsonable", "usual_record"]
+__all__ = [
+    "KIE_TIMEZONE",
+    "is_nullish",
+    "record_from_wire",
+    "record_to_jsonable",
+    "usual_record",
+]
 
 #: The zone of Kie's ``"YYYY-MM-DD HH:MM:SS"`` strings (Beijing time, no DST).
 KIE_TIMEZONE = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
@@ -66,7 +72,9 @@ _NULL_TEXTS = frozenset(("", "null", "NULL", "Null", "None", "none"))
 _NULL_MAX_LEN = 4
 
 
-def _is_nullish(value: object) -> bool:
+def is_nullish(value: object) -> bool:
+    """Whether a wire value means "absent": JSON null, or a text that is
+    empty or "null" / "None" in any case, with any surrounding blanks."""
     # Runs for every optional field of every poll: keep the common cases cheap.
     if value is None:
         return True
@@ -75,7 +83,7 @@ def _is_nullish(value: object) -> bool:
 
 def _no_urls(value: object) -> bool:
     """Whether a URL field holds nothing: absent, a null spelling, or empty."""
-    return _is_nullish(value) or (type(value) in (list, tuple) and not value)
+    return is_nullish(value) or (type(value) in (list, tuple) and not value)
 
 
 def _short(value: object) -> str:
@@ -124,7 +132,7 @@ def _fixed_suffix(tz: _dt.tzinfo) -> str | None:
 
 def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
     """A wire time as an aware datetime: zoneless strings in *tz*, epoch values in UTC."""
-    if _is_nullish(value):
+    if is_nullish(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000 if value > _MS_THRESHOLD else float(value)
@@ -173,7 +181,7 @@ def _time_hook(tz: _dt.tzinfo) -> Callable[[object, type], _dt.datetime | None]:
 
 
 def _structure_error_code(value: object, _: type) -> int | None:
-    if _is_nullish(value):
+    if is_nullish(value):
         return None
     if isinstance(value, bool):
         raise TypeError("errorCode must be a number")
@@ -197,7 +205,7 @@ def _structure_urls(value: object, _: type) -> tuple[str, ...]:
         for url in value
     ):
         return tuple(value)
-    if _is_nullish(value):
+    if is_nullish(value):
         return ()
     if isinstance(value, str):
         text = value.strip()
@@ -205,14 +213,14 @@ def _structure_urls(value: object, _: type) -> tuple[str, ...]:
         value = json.loads(text) if text.startswith("[") else [text]
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"expected a list of URLs, not {type(value).__name__}")
-    urls = tuple(url for url in value if not _is_nullish(url))
+    urls = tuple(url for url in value if not is_nullish(url))
     if not all(isinstance(url, str) for url in urls):
         raise TypeError("every URL must be a string")
     return urls
 
 
 def _structure_params(value: object, _: type) -> dict[str, Any]:
-    if _is_nullish(value):
+    if is_nullish(value):
         return {}
     if isinstance(value, dict):
         return value
@@ -240,7 +248,7 @@ class _ParamText(_Unparsed):
 
 
 def _structure_flag(value: object, _: type) -> bool:
-    if _is_nullish(value):
+    if is_nullish(value):
         return False
     if isinstance(value, bool):
         return value
@@ -262,11 +270,11 @@ def _structure_text(value: object, _: type) -> str:
 
 
 def _structure_message(value: object, _: type) -> str:
-    return "" if _is_nullish(value) else _structure_text(value, str)
+    return "" if is_nullish(value) else _structure_text(value, str)
 
 
 def _structure_optional_text(value: object, _: type) -> str | None:
-    return None if _is_nullish(value) else _structure_text(value, str)
+    return None if is_nullish(value) else _structure_text(value, str)
 
 
 # Attribute name -> wire key.
@@ -381,17 +389,17 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
     get = data.get
     wire = {key: value for key in _RECORD_KEYS if (value := get(key)) is not None}
     record_id = wire.get("taskId")
-    if record_id is None or (type(record_id) is str and _is_nullish(record_id)):
+    if record_id is None or (type(record_id) is str and is_nullish(record_id)):
         if task_id is None:
             wire.pop("taskId", None)
         else:
             wire["taskId"] = task_id
     response = wire.get("response")
-    if type(response) is str and _is_nullish(response):  # "null" or "": no response yet
+    if type(response) is str and is_nullish(response):  # "null" or "": no response yet
         del wire["response"]
         response = None
     if response is None:
-        if _is_nullish(get("resultUrls")):
+        if is_nullish(get("resultUrls")):
             return wire
         # Seen in the docs' quick-start: the URLs directly under data.
         response = {
@@ -413,7 +421,7 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
             if key in data and _no_urls(response.get(key)):
                 response[key] = data[key]
     response_id = response.get("taskId")
-    if response_id is None or (type(response_id) is str and _is_nullish(response_id)):
+    if response_id is None or (type(response_id) is str and is_nullish(response_id)):
         response["taskId"] = wire.get("taskId")  # absent or "null": the record's own id
     wire["response"] = response
     return wire
@@ -560,7 +568,7 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
     if (
         type(record_id) is not str
         or type(flag) is not int
-        or (len(record_id.strip()) <= _NULL_MAX_LEN and _is_nullish(record_id))
+        or (len(record_id.strip()) <= _NULL_MAX_LEN and is_nullish(record_id))
     ):
         return None
     status = _STATUS_BY_FLAG.get(flag)
@@ -580,14 +588,14 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
                 result_id = record_id  # absent: as _normalize does, the record's own id
             elif type(result_id) is not str:
                 return None
-            elif _is_nullish(result_id):
+            elif is_nullish(result_id):
                 result_id = record_id
             urls = rget("resultUrls")
             origin = rget("originUrls")
             full = rget("fullResultUrls")
             resolution = rget("resolution")
             if type(resolution) is str:  # "1080p": longer than any "null" spelling
-                if len(resolution.strip()) <= _NULL_MAX_LEN and _is_nullish(resolution):
+                if len(resolution.strip()) <= _NULL_MAX_LEN and is_nullish(resolution):
                     resolution = None
             elif type(resolution) is float:
                 return None  # maybe a long integer misread (see the docstring)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._convert import is_nullish
 from ._protocol import RawResponse, decode_envelope, excerpt
 from .errors import ResponseError
 from .models import validate_task_id
@@ -145,10 +146,10 @@ def decode_1080p(raw: RawResponse) -> str | None:
     if not isinstance(data, dict):
         raise _wrong_shape(raw, "resultUrl")
     url = data.get("resultUrl")
-    if url is None:
+    if is_nullish(url):  # "null", "None", "" as well: not there yet
         urls = _urls(data.get("resultUrls"))
         url = urls[0] if urls else None
-    if url is None or url == "":
+    if url is None:
         return None
     if not isinstance(url, str):
         raise _wrong_shape(raw, "resultUrl")
@@ -190,7 +191,8 @@ def _4k_urls(data: object) -> tuple[str, ...]:
 
 
 def _urls(value: object) -> tuple[str, ...]:
-    """A list of URLs, or one JSON-encoded as a string (seen on the wire)."""
+    """A list of URLs, or one JSON-encoded as a string (seen on the wire);
+    null spellings dropped."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
@@ -201,5 +203,6 @@ def _urls(value: object) -> tuple[str, ...]:
         elif text.startswith(("http://", "https://")):
             return (text,)
     if isinstance(value, list):
-        return tuple(url for url in value if isinstance(url, str) and url)
+        # "null" entries (any spelling) are dropped, as from a record's lists.
+        return tuple(url for url in value if isinstance(url, str) and not is_nullish(url))
     return ()
