@@ -239,6 +239,30 @@ async def test_ctrl_c_stops_wait_cleanly_with_a_summary_and_exit_130(
     assert kie.in_flight == 0
 
 
+async def test_ctrl_c_during_generate_wait_still_prints_the_created_task() -> None:
+    """generate --wait without a store, interrupted while the created task still
+    renders: its "created" line (with the id the service charged for) is on
+    stdout before the exit 130; it used to print nothing, losing the id."""
+    async with FakeKie(api_key=KEY) as slow:  # real render times: minutes
+        proc = await start(
+            "generate",
+            *against(slow, "A fox", "--wait", *FAST, "--progress", "plain"),
+        )
+        for _ in range(400):  # until the created task was polled once
+            if slow.created_ids and slow.polls(slow.created_ids[0]):
+                break
+            await asyncio.sleep(0.05)
+        [created] = slow.created_ids
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    run = Run(proc.returncode or 0, out.decode(), err.decode())
+    assert run.code == 130
+    assert_clean(run)
+    [line] = run.lines()
+    assert (line["task_id"], line["outcome"]) == (created, "created")
+    assert line["request"]["prompt"] == "A fox"
+
+
 # -- status ----------------------------------------------------------------------------
 
 

@@ -129,6 +129,11 @@ def _requests(
         raise click.UsageError(_in_option_terms(str(exc))) from None
 
 
+def _created(task_id: str, request: GenerateRequest) -> dict[str, Any]:
+    """The line of a task created (and not waited for to its end)."""
+    return {"task_id": task_id, "outcome": "created", "request": request.to_wire()}
+
+
 def _failed_create(kind: str, request: GenerateRequest, error: VeoError) -> dict[str, Any]:
     return {
         "outcome": kind,
@@ -251,7 +256,8 @@ def generate(
     of "veo-async wait" plus "request". The default schedule polls a new
     task first when its model's tasks start to finish (veo3_fast ~1.5 min,
     veo3 ~1 min probe, then ~2.5 min); any polling option but --timeout
-    makes it a fixed one.
+    makes it a fixed one. Interrupted (Ctrl-C), each task created and not
+    yet finished gets its "created" line, so that no id is lost.
 
     \b
     With --store FILE every create is recorded before it is sent. Run the
@@ -311,12 +317,16 @@ def generate(
             # With a store, --wait follows the store's results (below) instead.
             if not wait_for:
                 tally.add(TaskOutcome(task.task_id, Outcome.SUCCEEDED))
-                sink.write(
-                    {"task_id": task.task_id, "outcome": "created", "request": request.to_wire()}
-                )
+                sink.write(_created(task.task_id, request))
             return
-        with contextlib.suppress(VeoError):  # the outcome is read below
-            await task.wait(timeout, policy=policy)
+        try:
+            with contextlib.suppress(VeoError):  # the outcome is read below
+                await task.wait(timeout, policy=policy)
+        except asyncio.CancelledError:
+            # Interrupted while waiting: the task exists, and was paid for.
+            # Without a store, this line is the only trace of its id.
+            sink.write(_created(task.task_id, request))
+            raise
         outcome = outcome_of(task)
         tally.add(outcome)
         progress.note_error(outcome.request_error)
