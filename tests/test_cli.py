@@ -187,6 +187,23 @@ async def test_wait_with_a_live_display_keeps_stdout_machine_readable(kie: FakeK
     assert "4 tasks in" in run.stderr
 
 
+async def test_a_wrong_key_is_one_error_line_in_a_child_process(kie: FakeKie) -> None:
+    """A 401, in a real child (no test logging in the way): the command's own
+    error line only, not the library's "session stops" warning above it; with
+    --verbose the library's log does show it."""
+    run = await veo_async("credits", "--base-url", kie.base_url, "--api-key", WRONG_KEY)
+    assert run.code == 1
+    assert run.stdout == ""
+    [line] = run.stderr.splitlines()
+    assert line.startswith("veo-async: ")
+    assert "AuthenticationError" in line
+    verbose = await veo_async(
+        "--verbose", "credits", "--base-url", kie.base_url, "--api-key", WRONG_KEY
+    )
+    assert verbose.code == 1
+    assert "the session stops" in verbose.stderr
+
+
 async def test_the_key_is_never_shown_even_verbose_or_rejected(kie: FakeKie) -> None:
     """Key from the environment, --verbose logging, a rejected key: never printed."""
     kie.add_task("k1", faults=[Fault.bad_gateway_html(), Fault.http_429(retry_after=0.05)])

@@ -34,6 +34,7 @@ from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._protocol import RawResponse, decode_record_info
 from .errors import (
+    RAISED_TOO,
     AuthenticationError,
     RateLimitError,
     SessionClosedError,
@@ -43,7 +44,13 @@ from .errors import (
 from .events import Event, RequestAnswered, RequestFailed, RequestStarted, SessionPaused
 from .models import RecordInfo
 
-__all__ = ["CREATE_PERIOD", "CREATE_RATE", "RECORD_INFO_PATH", "Requester", "SessionStats"]
+__all__ = [
+    "CREATE_PERIOD",
+    "CREATE_RATE",
+    "RECORD_INFO_PATH",
+    "Requester",
+    "SessionStats",
+]
 
 logger = logging.getLogger("veo_async")
 
@@ -463,7 +470,12 @@ class Requester:
             self._failed(method, path, task_id, granted_at, exc)
             if self._fatal is None:
                 self._fatal = exc
-                logger.warning("401 from the service: the API key is wrong; the session stops")
+                logger.warning(
+                    "401 from the service: the API key is wrong; the session stops",
+                    # Every wait gets it as an AuthenticationError too: a
+                    # program that reports those (the command line) drops this.
+                    extra={RAISED_TOO: True},
+                )
                 queue.close(self._copy_fatal)
                 self.create_queue.close(self._copy_fatal)
             raise

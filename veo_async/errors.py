@@ -41,6 +41,7 @@ __all__ = [
     "ContentPolicyError",
     "InsufficientCreditsError",
     "NotFoundError",
+    "RAISED_TOO",
     "RateLimitError",
     "RecordNotFoundError",
     "ResponseError",
@@ -57,6 +58,13 @@ __all__ = [
     "VeoError",
     "WaitTimeoutError",
 ]
+
+
+#: The attribute (True) of a ``veo_async`` log record whose news every caller
+#: also gets as an exception (a 401 stops the session: each wait raises
+#: AuthenticationError): a program that reports those may leave the record out
+#: (``logging.Filter``: ``not getattr(record, RAISED_TOO, False)``).
+RAISED_TOO = "veo_raised_too"
 
 
 class VeoError(Exception):

@@ -20,6 +20,7 @@ import attrs
 import click
 
 from .. import PollPolicy
+from ..errors import RAISED_TOO
 from ..models import validate_base_url
 from ._progress import PROGRESS_MODES
 
@@ -220,11 +221,21 @@ class _CurrentStderrHandler(logging.Handler):
             self.handleError(record)
 
 
+def _not_raised_too(record: logging.LogRecord) -> bool:
+    """Leave out what the command reports itself, from the exception every wait
+    gets (a 401): an error is one line."""
+    return not getattr(record, RAISED_TOO, False)
+
+
 def configure_logging(ctx: click.Context) -> None:
-    """Send the ``veo_async`` logger to standard error at DEBUG when ``--verbose`` was given."""
-    if not _settings(ctx).verbose:
-        return
+    """Send the ``veo_async`` logger to standard error at DEBUG when ``--verbose``
+    was given; without it, warnings still reach standard error (Python's own
+    last-resort handler) except those the command reports as its error line."""
     logger = logging.getLogger("veo_async")
+    if not _settings(ctx).verbose:
+        if _not_raised_too not in logger.filters:
+            logger.addFilter(_not_raised_too)
+        return
     if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):
         handler = _CurrentStderrHandler()
         handler.setFormatter(
