@@ -34,14 +34,20 @@ from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._protocol import RawResponse, decode_record_info
 from .errors import (
-    RAISED_TOO,
     AuthenticationError,
     RateLimitError,
     SessionClosedError,
     TransportError,
     VeoError,
 )
-from .events import Event, RequestAnswered, RequestFailed, RequestStarted, SessionPaused
+from .events import (
+    RAISED_TOO,
+    Event,
+    RequestAnswered,
+    RequestFailed,
+    RequestStarted,
+    SessionPaused,
+)
 from .models import RecordInfo
 
 __all__ = [

@@ -41,7 +41,6 @@ __all__ = [
     "ContentPolicyError",
     "InsufficientCreditsError",
     "NotFoundError",
-    "RAISED_TOO",
     "RateLimitError",
     "RecordNotFoundError",
     "ResponseError",
@@ -58,13 +57,6 @@ __all__ = [
     "VeoError",
     "WaitTimeoutError",
 ]
-
-
-#: The attribute (True) of a ``veo_async`` log record whose news every caller
-#: also gets as an exception (a 401 stops the session: each wait raises
-#: AuthenticationError): a program that reports those may leave the record out
-#: (``logging.Filter``: ``not getattr(record, RAISED_TOO, False)``).
-RAISED_TOO = "veo_raised_too"
 
 
 class VeoError(Exception):

@@ -26,6 +26,7 @@ from .errors import VeoError
 from .models import RecordInfo, TaskStatus
 
 __all__ = [
+    "RAISED_TOO",
     "Event",
     "RecordPublished",
     "RequestAnswered",
@@ -34,6 +35,13 @@ __all__ = [
     "RetryScheduled",
     "SessionPaused",
 ]
+
+#: Logging, beside the events: the attribute (True) of a ``veo_async`` log
+#: record whose news every caller also gets as an exception (a 401 stops the
+#: session: each wait raises AuthenticationError). A program that reports those
+#: may leave the record out (a ``logging.Filter`` returning
+#: ``not getattr(record, RAISED_TOO, False)``), as the command line does.
+RAISED_TOO = "veo_raised_too"
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ import attrs
 import click
 
 from .. import PollPolicy
-from ..errors import RAISED_TOO
+from ..events import RAISED_TOO
 from ..models import validate_base_url
 from ._progress import PROGRESS_MODES
 
