@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from veo_async import errors
@@ -28,7 +31,7 @@ from veo_async.errors import (
     VeoError,
     WaitTimeoutError,
 )
-from veo_async.models import RecordInfo, TaskStatus
+from veo_async.models import GenerateRequest, RecordInfo, TaskStatus
 
 TASK = "veo_task_xyz"
 
@@ -309,3 +312,55 @@ def test_api_error_with_key_like_headers_keeps_them_out() -> None:
     with pytest.raises(APIError) as info:
         decode_envelope(RawResponse(403, headers, b"error code: 1010"))
     assert SECRET not in f"{info.value!s}{info.value!r}"
+
+
+def _samples() -> list[VeoError]:
+    """One error of every exported class, every field set."""
+    failed = RecordInfo("t1", TaskStatus.FAILED, error_code=400, error_message="flagged")
+
+    def api(cls: type[APIError], code: int) -> APIError:
+        return cls("no", code=code, http_status=200, task_id="t1")
+
+    return [
+        VeoError("plain", task_id="t1"),
+        api(APIError, 418),
+        api(AuthenticationError, 401),
+        api(InsufficientCreditsError, 402),
+        api(NotFoundError, 404),
+        api(RecordNotFoundError, 422),
+        api(ContentPolicyError, 400),
+        RateLimitError("slow down", code=429, http_status=429, task_id="t1", retry_after=2.5),
+        api(ServiceUnavailableError, 455),
+        ServerError("down", code=500, http_status=502, task_id="t1"),
+        TransportError("reset", task_id="t1", sent=False),
+        ResponseError("not JSON", task_id="t1", excerpt="<html>", retryable=True),
+        SubmitUncertainError(GenerateRequest("a cat"), "TransportError: reset"),
+        TaskFailedError(failed),
+        WaitTimeoutError("t1", 5.0, failed, TransportError("reset"), waiting_for="the 4K video"),
+        SessionClosedError(),
+        StoreError("broken", path="/data/veo.db"),
+        StoreLockedError("locked", path="/data/veo.db"),
+        StoreCorruptError("corrupt", path="/data/veo.db"),
+        StoreVersionError("too new", path="/data/veo.db", found=9, supported=3),
+    ]
+
+
+@pytest.mark.parametrize("error", _samples(), ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize("copied", [pickle.loads, copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_every_error_pickles_and_copies_as_it_is(error: VeoError, copied: object) -> None:
+    """A batch's outcomes cross processes (multiprocessing, executors): each
+    error comes back of its class with every field, message and str (the
+    default, ``cls(*args)``, failed for the keyword-only and record-taking
+    constructors)."""
+    back = copied(pickle.dumps(error)) if copied is pickle.loads else copy.deepcopy(error)
+    assert type(back) is type(error)
+    assert (str(back), repr(back), back.args) == (str(error), repr(error), error.args)
+    assert back.retryable == error.retryable
+    assert {k: repr(v) for k, v in vars(back).items()} == {
+        k: repr(v) for k, v in vars(error).items()
+    }
+
+
+def test_the_pickle_samples_cover_every_exported_error() -> None:
+    """A new error class needs a sample above."""
+    assert {type(error).__name__ for error in _samples()} == set(errors.__all__)

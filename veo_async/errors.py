@@ -78,6 +78,21 @@ class VeoError(Exception):
             return f"{self.message} (task {self.task_id!r})"
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (and copied) as it is, field by field: the constructors'
+        # arguments differ by class (keyword-only codes, a record, a request)
+        # and are not what ``args`` holds, so the default (``cls(*args)``)
+        # failed for most of them. A batch's outcomes must cross processes.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type[VeoError], args: tuple[Any, ...], fields: dict[str, Any]) -> VeoError:
+    """An error unpickled: made without its constructor, then given its fields."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class APIError(VeoError):
     """The service answered with an error code (in the body or the HTTP status).
@@ -329,10 +344,6 @@ class WaitTimeoutError(VeoError, TimeoutError):
     @message.setter
     def message(self, value: str) -> None:
         self._message = value
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.task_id, self.timeout, self.record, self.last_error)
-        return (type(self), args, {"waiting_for": self.waiting_for})
 
 
 class SessionClosedError(VeoError, RuntimeError):
