@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import aiohttp
 
@@ -339,6 +339,26 @@ class VeoSession:
         validate_task_id(task_id)
         return await self._requester.record_info(task_id)
 
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: TimeoutArg = ...,
+        policy: AnyPolicy | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[RecordInfo]: ...
+
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: TimeoutArg = ...,
+        policy: AnyPolicy | None = ...,
+        return_exceptions: bool,
+    ) -> list[BatchOutcome]: ...
+
     async def wait_many(
         self,
         task_ids: Iterable[str],
@@ -346,8 +366,11 @@ class VeoSession:
         timeout: TimeoutArg = POLICY_TIMEOUT,
         policy: AnyPolicy | None = None,
         return_exceptions: bool = False,
-    ) -> list[BatchOutcome]:
+    ) -> list[RecordInfo] | list[BatchOutcome]:
         """Wait for many tasks at once; one outcome per id given, in input order.
+
+        Typed ``list[RecordInfo]`` without ``return_exceptions`` (a failure is
+        raised), ``list[RecordInfo | BaseException]`` with it.
 
         Every id is tracked at once (repeated ids share a handle); the
         session's budget bounds the requests in flight. The deadline counts

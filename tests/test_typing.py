@@ -1,0 +1,43 @@
+"""The package's types as a user's ``mypy --strict`` sees them (py.typed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mypy import api
+
+PROGRAM = '''
+from veo_async import RecordInfo, VeoSession
+
+
+async def main(ids: list[str]) -> None:
+    async with VeoSession("k") as veo:
+        records: list[RecordInfo] = await veo.wait_many(ids)
+        for record in records:
+            print(record.result_urls)
+        outcomes = await veo.wait_many(ids, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                print(outcome)
+            else:
+                print(outcome.result_urls)
+        info: RecordInfo = await veo.task(ids[0])
+        print(info.status.name)
+        wrong: list[RecordInfo] = await veo.wait_many(ids, return_exceptions=True)
+        print(wrong)
+'''
+
+
+def test_wait_many_is_typed_by_return_exceptions(tmp_path: Path) -> None:
+    """Without return_exceptions the result is list[RecordInfo] (a failure is
+    raised), so its records' fields are read without narrowing; with it, each
+    position is RecordInfo | BaseException. The one mistake in the program,
+    taking the latter for the former, is the one error mypy reports."""
+    program = tmp_path / "user.py"
+    program.write_text(PROGRAM)
+    out, err, status = api.run(["--strict", "--no-incremental", str(program)])
+    assert status == 1, out + err
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out
+    assert "user.py:18: error: Incompatible types in assignment" in errors[0]
+    assert 'list[RecordInfo | BaseException]", variable has type "list[RecordInfo]"' in errors[0]
