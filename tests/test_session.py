@@ -645,3 +645,26 @@ async def test_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
     # The other handle was held back too (it was still running at the 429).
     held = {e.task_id for e in events if isinstance(e, RequestStarted) and e.at > paused.at}
     assert "veo_other" in held
+
+
+def test_a_session_is_bound_to_the_event_loop_it_was_first_used_in() -> None:
+    """Used in one asyncio.run and then in another (or from a loop in another
+    thread), a session says so at once, for its own calls and its handles'
+    waits, instead of failing deep in aiohttp ("Event loop is closed") or
+    never waking the waiter."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a")
+    veo = VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY)
+
+    async def first() -> TaskStatus:
+        return (await veo.record_info("veo_a")).status
+
+    async def second() -> None:
+        for call in (lambda: veo.record_info("veo_a"), lambda: veo.task("veo_a").wait()):
+            with pytest.raises(RuntimeError, match="first used in another event loop"):
+                await call()
+        await veo.aclose()
+
+    assert asyncio.run(first()) is TaskStatus.SUCCESS
+    asyncio.run(second())
+    assert kie.total_requests == 1

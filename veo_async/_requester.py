@@ -180,6 +180,8 @@ class Requester:
         self._last_answer_at: float | None = None
         self._fatal: AuthenticationError | None = None
         self._closed = False
+        # The event loop of the first check_open() inside one (see there).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Poll requests run as tasks of their own, each with what to tell its
         # answer to (until told); closing cancels them.
         self._polls: dict[asyncio.Task[None], PollAnswer] = {}
@@ -232,13 +234,28 @@ class Requester:
             logger.error("on_event hook returned a coroutine, which is not awaited; ignored")
 
     def check_open(self) -> None:
-        """Raise :class:`SessionClosedError` once the session is closed.
+        """Raise :class:`SessionClosedError` once the session is closed, and
+        RuntimeError when called from another event loop than the first one.
 
         What a wait checks before it starts: on a session stopped by a 401, a
         wait still ends per task, each with its own AuthenticationError.
         """
         if self._closed:
             raise SessionClosedError()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside any loop (a handle made before one runs)
+            return
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # Its connections, timers and queue belong to that loop: used from
+            # another, it failed deep in aiohttp ("Event loop is closed") or
+            # never woke its waiter (a loop in another thread).
+            raise RuntimeError(
+                "this VeoSession was first used in another event loop; "
+                "make one session per event loop (asyncio.run call, thread)"
+            )
 
     def check_usable(self) -> None:
         """Raise what every new request would meet: closed, or a fatal 401."""
