@@ -9,8 +9,8 @@ httpx ``AsyncBaseTransport`` idea). Two implementations ship:
 simulator's in-process one (:meth:`veo_async.testing.FakeKie.transport`).
 
 Secrets: the key travels inside an :class:`ApiKey` whose repr is hidden, and
-the ``Authorization`` header is made once per key and kept on the transport
-(whose repr leaves it out), never bound to a local. Errors are raised
+the ``Authorization`` header is made once per key and kept in it (its repr
+hidden), never bound to a local. Errors are raised
 *outside* aiohttp's ``except`` blocks, so they chain nothing: aiohttp's
 exceptions and frames hold the request headers.
 """
@@ -80,14 +80,29 @@ def check_api_key(key: object) -> str:
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_headers", "_headers_of", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # The request headers last made for this key, and what they were made on.
+        self._headers: CIMultiDictProxy[str] | None = None
+        self._headers_of: Mapping[str, str] | None = None
 
     def reveal(self) -> str:
         """The key itself: use it inline, in the call that sends it."""
         return self._value
+
+    def headers(self, others: Mapping[str, str]) -> CIMultiDictProxy[str]:
+        """``others`` and this key's ``Authorization``, as a read-only multidict
+        made once (for the same ``others`` object): aiohttp would otherwise
+        build one from a dict on every request (about 1 % of a poll's client
+        CPU). Kept here, where the key already is, hidden from reprs."""
+        if self._headers is None or others is not self._headers_of:
+            self._headers_of = others
+            self._headers = CIMultiDictProxy(
+                CIMultiDict(others, Authorization=f"Bearer {self._value}")
+            )
+        return self._headers
 
     def __repr__(self) -> str:
         return "<ApiKey hidden>"
@@ -241,31 +256,12 @@ class AiohttpTransport:
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
         }
-        # The Authorization header of the last key seen (see _headers_of).
-        self._headers_key: ApiKey | None = None
-        self._key_headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+        # Per request, besides the key: nothing for our own session (it sends
+        # self._headers by default), those for an injected one.
+        self._request_headers: Mapping[str, str] = {} if session is None else self._headers
 
     def __repr__(self) -> str:
         return f"AiohttpTransport(base_url={self._base_url!r})"
-
-    def _headers_of(self, api_key: ApiKey) -> CIMultiDictProxy[str]:
-        """The per-request headers of ``api_key``'s requests, made once per key.
-
-        A ready, read-only multidict: aiohttp would otherwise build one from a
-        dict on every request (about 1 % of a poll's client CPU). Our own
-        session sends the other headers by default; an injected one gets them
-        here. Kept on this object (its repr leaves them out), never in a
-        frame's locals.
-        """
-        if api_key is not self._headers_key:
-            self._headers_key = api_key
-            self._key_headers = CIMultiDictProxy(
-                CIMultiDict(
-                    {} if self._owns_session else self._headers,
-                    Authorization=f"Bearer {api_key.reveal()}",
-                )
-            )
-        return self._key_headers
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -308,7 +304,7 @@ class AiohttpTransport:
                 json=request.json,
                 # Never bound to a local of ours: error reporters that
                 # capture frame locals must not find the key.
-                headers=self._headers_of(request.api_key),
+                headers=request.api_key.headers(self._request_headers),
                 timeout=_NO_AIOHTTP_TIMEOUT,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours.
