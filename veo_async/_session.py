@@ -351,12 +351,8 @@ class VeoSession:
     ) -> list[RecordInfo]: ...
 
     @overload
-    async def wait_many(
-        self,
-        task_ids: Iterable[str],
-        *,
-        timeout: TimeoutArg = ...,
-        policy: AnyPolicy | None = ...,
+    async def wait_many(  # with return_exceptions (True, or a bool only known when run)
+        self, task_ids: Iterable[str], *, timeout: TimeoutArg = ..., policy: AnyPolicy | None = ...,
         return_exceptions: bool,
     ) -> list[BatchOutcome]: ...
 
