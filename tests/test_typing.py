@@ -17,7 +17,7 @@ async def main(ids: list[str]) -> None:
             print(record.result_urls)
         outcomes = await veo.wait_many(ids, return_exceptions=True)
         for outcome in outcomes:
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Exception):  # as the README has it
                 print(outcome)
             else:
                 print(outcome.result_urls)
@@ -31,7 +31,8 @@ async def main(ids: list[str]) -> None:
 def test_wait_many_is_typed_by_return_exceptions(tmp_path: Path) -> None:
     """Without return_exceptions the result is list[RecordInfo] (a failure is
     raised), so its records' fields are read without narrowing; with it, each
-    position is RecordInfo | BaseException. The one mistake in the program,
+    position is RecordInfo | Exception (a cancellation is raised, never an
+    outcome), narrowed by isinstance(..., Exception). The one mistake in the program,
     taking the latter for the former, is the one error mypy reports."""
     program = tmp_path / "user.py"
     program.write_text(PROGRAM)
@@ -40,4 +41,4 @@ def test_wait_many_is_typed_by_return_exceptions(tmp_path: Path) -> None:
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert len(errors) == 1, out
     assert "user.py:18: error: Incompatible types in assignment" in errors[0]
-    assert 'list[RecordInfo | BaseException]", variable has type "list[RecordInfo]"' in errors[0]
+    assert 'list[RecordInfo | Exception]", variable has type "list[RecordInfo]"' in errors[0]

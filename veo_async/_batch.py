@@ -50,7 +50,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
@@ -64,8 +64,9 @@ from .policy import TimeoutArg
 __all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
 
 #: One position of :func:`wait_many`'s result: the SUCCESS record, or (with
-#: ``return_exceptions=True``) the exception that ended that task's wait.
-BatchOutcome = RecordInfo | BaseException
+#: ``return_exceptions=True``) the exception that ended that task's wait (an
+#: Exception: a cancellation is raised, never an outcome).
+BatchOutcome = RecordInfo | Exception
 
 
 logger = logging.getLogger("veo_async")
@@ -239,7 +240,7 @@ class CompletionTracker:
         self.finished: deque[str] = deque()
         #: The first id whose outcome is a failure, once there is one.
         self.first_failure: str | None = None
-        self._errors: dict[str, BaseException] = {}
+        self._errors: dict[str, Exception] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._pending = 0
         self._stopped: list[asyncio.Task[Any]] = []
@@ -293,7 +294,9 @@ class CompletionTracker:
 
     def _arrived(self, task_id: str, handle: VeoTask, error: BaseException | None) -> None:
         if error is not None:
-            self._errors[task_id] = error
+            # A run ends on an Exception: a cancellation of its request becomes
+            # SessionClosedError (see _PollRun.answered).
+            self._errors[task_id] = cast(Exception, error)
         failed = error is not None or handle.status is not _SUCCESS
         if failed and self.first_failure is None:
             self.first_failure = task_id
@@ -359,8 +362,8 @@ class CompletionTracker:
             return handle.timed_out(self.limit or 0.0)
         # Not raised and caught: a caught exception would hold this frame,
         # its caller's (outcomes(): every outcome of the batch) and so itself.
-        failure = handle.exception()
-        return failure if failure is not None else handle.result()
+        failure = handle.exception()  # what ended a run: an Exception (see _arrived)
+        return cast(Exception, failure) if failure is not None else handle.result()
 
     async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`

@@ -367,7 +367,7 @@ class VeoSession:
         """Wait for many tasks at once; one outcome per id given, in input order.
 
         Typed ``list[RecordInfo]`` without ``return_exceptions`` (a failure is
-        raised), ``list[RecordInfo | BaseException]`` with it.
+        raised), ``list[RecordInfo | Exception]`` with it.
 
         Every id is tracked at once (repeated ids share a handle); the
         session's budget bounds the requests in flight. The deadline counts
