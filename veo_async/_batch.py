@@ -363,7 +363,11 @@ class CompletionTracker:
         # Not raised and caught: a caught exception would hold this frame,
         # its caller's (outcomes(): every outcome of the batch) and so itself.
         failure = handle.exception()  # what ended a run: an Exception (see _arrived)
-        return cast(Exception, failure) if failure is not None else handle.result()
+        if failure is not None:
+            return cast(Exception, failure)
+        record = handle.record
+        assert record is not None  # exception() found the SUCCESS record
+        return record
 
     async def give_up(self) -> None:
         """The deadline: every unfinished id gets its :class:`WaitTimeoutError`

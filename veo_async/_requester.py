@@ -180,7 +180,7 @@ class Requester:
         self._last_answer_at: float | None = None
         self._fatal: AuthenticationError | None = None
         self._closed = False
-        # The event loop of the first check_open() inside one (see there).
+        # The event loop of the first check_loop() inside one (see there).
         self._loop: asyncio.AbstractEventLoop | None = None
         # Poll requests run as tasks of their own, each with what to tell its
         # answer to (until told); closing cancels them.
@@ -234,14 +234,18 @@ class Requester:
             logger.error("on_event hook returned a coroutine, which is not awaited; ignored")
 
     def check_open(self) -> None:
-        """Raise :class:`SessionClosedError` once the session is closed, and
-        RuntimeError when called from another event loop than the first one.
+        """Raise :class:`SessionClosedError` once the session is closed.
 
         What a wait checks before it starts: on a session stopped by a 401, a
         wait still ends per task, each with its own AuthenticationError.
         """
         if self._closed:
             raise SessionClosedError()
+
+    def check_loop(self) -> None:
+        """Raise RuntimeError when called from another event loop than the
+        first one it was called from. For the entry points (a session's
+        calls, a wait's start), not for each id or request they go on to."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # outside any loop (a handle made before one runs)

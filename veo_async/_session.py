@@ -312,7 +312,7 @@ class VeoSession:
     def _check_open(self) -> None:
         if self._state is _State.CLOSED:
             raise SessionClosedError("this VeoSession is closed; open a new one")
-        self._requester.check_open()  # and the event loop: the first one only
+        self._requester.check_loop()
 
     # -- tasks ------------------------------------------------------------------------
 

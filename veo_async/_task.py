@@ -1050,4 +1050,5 @@ class TaskRegistry:
         # Closed: refused. Stopped by a 401: each task's wait ends with it
         # (see VeoTask.subscribe), so a batch still has one outcome per id.
         self.requester.check_open()
+        self.requester.check_loop()
         return limit, chosen
