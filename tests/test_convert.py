@@ -475,6 +475,16 @@ def test_string_null_response_is_no_response(response: str) -> None:
     assert info.response is None
 
 
+def test_response_sent_as_json_text_is_read_as_the_object() -> None:
+    """A response JSON-encoded as a string (as Kie sends paramJson) keeps its URLs."""
+    urls = ["https://cdn.example/a.mp4"]
+    text = json.dumps({"taskId": TASK, "resultUrls": urls, "resolution": "720p"})
+    info = record_from_wire(rec(successFlag=1, response=text))
+    assert info.response is not None
+    assert info.result_urls == tuple(urls)
+    assert info.response.resolution == "720p"
+
+
 # ---------------------------------------------------------------- paramJson
 
 

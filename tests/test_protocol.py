@@ -245,6 +245,28 @@ def test_non_envelope_error_status_decides(
     assert len(err.message) <= 250  # a short excerpt, never the whole page
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize(
+    "body", [b"", b"<html>Moved</html>", b'{"code": 200, "msg": "success", "data": null}']
+)
+def test_a_redirect_is_final_and_names_where_it_points(status: int, body: bytes) -> None:
+    """A 3xx is never followed nor retried (asking again gets the same): its
+    error names the Location, typically https:// for a base_url with http://."""
+    answer = raw(body, status, {"Location": "https://api.kie.ai/api/v1/veo/record-info"})
+    decoders = (
+        lambda: decode_envelope(answer, task_id=TASK),
+        lambda: decode_record_info(answer, TASK),
+    )
+    for decode in decoders:
+        with pytest.raises(ResponseError) as info:
+            decode()
+        err = info.value
+        assert err.retryable is False
+        assert err.http_status == status
+        assert "redirect to https://api.kie.ai/api/v1/veo/record-info" in err.message
+        assert "base_url" in err.message
+
+
 def test_empty_error_body_says_so() -> None:
     """An empty error body is named as such rather than leaving a blank message."""
     with pytest.raises(ServerError) as info:

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from veo_async import (
     AuthenticationError,
@@ -30,6 +31,7 @@ from veo_async import (
 from veo_async.testing import FakeKie, Fault
 
 from .conftest import eventually
+from .test_hardening import serving
 
 SECRET = "sk-SECRET-abc123"
 #: Any distinctive piece of the key is a leak too (a truncated or masked-badly key).
@@ -269,3 +271,41 @@ async def test_key_not_in_cancelled_wait(secret_kie: FakeKie) -> None:
         with pytest.raises(asyncio.CancelledError) as caught:
             await waiter
     assert_error_clean(caught.value)
+
+
+async def echo_the_key(request: web.Request) -> web.Response:
+    """A server that quotes the request's Authorization header back, as some
+    proxies' error pages and some services' 401 messages do."""
+    echoed = request.headers.get("Authorization", "")
+    task = request.query.get("taskId", "")
+    if task == "html":
+        return web.Response(
+            status=502, text=f"<html><pre>{echoed}</pre></html>", content_type="text/html"
+        )
+    if task == "failed":
+        record = {"taskId": task, "successFlag": 2, "errorCode": 400, "errorMessage": echoed}
+        return web.json_response({"code": 200, "msg": "success", "data": record})
+    return web.json_response({"code": 401, "msg": f"Invalid API key: {echoed}", "data": None})
+
+
+async def test_key_echoed_by_the_server_is_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    """A key the server quotes back (an HTML page, a 401 message, a record's
+    errorMessage) is hidden in every error, its excerpt, the record and the logs."""
+    caplog.set_level(logging.DEBUG)
+    async with (
+        serving(echo_the_key) as url,
+        VeoSession(SECRET, base_url=url, policy=QUICK) as veo,
+    ):
+        with pytest.raises(WaitTimeoutError) as timed_out:
+            await veo.task("html").wait(timeout=0.3)
+        with pytest.raises(TaskFailedError) as failed:
+            await veo.task("failed").wait()
+        with pytest.raises(AuthenticationError) as refused:
+            await veo.record_info("key")
+    assert isinstance(timed_out.value.last_error, ServerError)
+    assert "<ApiKey hidden>" in timed_out.value.last_error.message
+    assert failed.value.error_message == "Bearer <ApiKey hidden>"
+    assert refused.value.message == "Invalid API key: Bearer <ApiKey hidden>"
+    for error in (timed_out.value, failed.value, refused.value):
+        assert_error_clean(error)
+    assert_clean(caplog.text, "the captured logs")

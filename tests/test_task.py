@@ -333,6 +333,36 @@ async def test_unknown_id_data_null_variant() -> None:
         assert kie.count_status(200) >= 2
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["record is older than 14 days", "The record has expired"],
+    ids=["14-days", "expired"],
+)
+async def test_expired_record_ends_the_wait_at_once(
+    fake_kie: FakeKie, veo: VeoSession, message: str
+) -> None:
+    """A record past the 14-day retention is final at once: no grace window of polls."""
+    fake_kie.add_task("veo_old", complete_after=0.0, faults=[Fault.body_code(422, message)] * 50)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RecordNotFoundError) as caught:
+        await veo.task("veo_old").wait()
+    assert caught.value.expired
+    assert fake_kie.polls("veo_old") == 1
+    assert loop.time() - started < FAST_POLICY.not_found_grace
+
+
+def test_only_retention_wordings_are_expired() -> None:
+    """``expired`` reads the service's retention wordings, not a record merely not visible."""
+    def error(message: str) -> RecordNotFoundError:
+        return RecordNotFoundError(message, code=422, http_status=200, task_id="veo_a")
+
+    assert not error("record is null").expired
+    assert not error("record is not visible (data: null)").expired
+    assert error("Record is older than 14 days").expired
+    assert error("The record has EXPIRED").expired
+
+
 # -- deadlines ---------------------------------------------------------------------------------
 
 

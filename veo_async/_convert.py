@@ -16,7 +16,8 @@ The service is inconsistent across endpoints and over time (see
 - ``paramJson``: a JSON string; text that is not a JSON object is kept as
   ``{"raw": text}`` rather than failing the whole record.
 - ``"null"`` (any case) and ``""`` stand for absent in every optional field;
-  ``response`` may be null or absent; unknown fields are ignored.
+  ``response`` may be null or absent, or an object's JSON text; unknown
+  fields are ignored.
 
 Only ``taskId`` and ``successFlag`` are required: a record without them (or
 with an unknown flag, or a ``response`` that is not an object) raises a
@@ -229,13 +230,19 @@ def _structure_params(value: object, _: type) -> dict[str, Any]:
     return {"raw": value}
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds (a second JSON text inside a record), or None."""
+    try:
+        parsed = _json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _params_from_text(text: str) -> dict[str, Any]:
     """paramJson's text as a dict; ``{"raw": text}`` when it is no JSON object."""
-    try:
-        parsed = _json.loads(text)  # paramJson: a second JSON text per record
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-        return {"raw": text}
-    return parsed if isinstance(parsed, dict) else {"raw": text}
+    parsed = _json_object(text)
+    return {"raw": text} if parsed is None else parsed
 
 
 class _ParamText(_Unparsed):
@@ -395,9 +402,14 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
         else:
             wire["taskId"] = task_id
     response = wire.get("response")
-    if type(response) is str and is_nullish(response):  # "null" or "": no response yet
-        del wire["response"]
-        response = None
+    if type(response) is str:
+        if is_nullish(response):  # "null" or "": no response yet
+            del wire["response"]
+            response = None
+        else:
+            # Kie JSON-encodes nested values elsewhere (paramJson, resultUrls):
+            # the object's own text is the object.
+            response = _json_object(response) or response
     if response is None:
         if is_nullish(get("resultUrls")):
             return wire

@@ -80,10 +80,11 @@ def check_api_key(key: object) -> str:
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_headers", "_headers_of", "_value")
+    __slots__ = ("_encoded", "_headers", "_headers_of", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._encoded = value.encode("utf-8", "surrogatepass")
         # The request headers last made for this key, and what they were made on.
         self._headers: CIMultiDictProxy[str] | None = None
         self._headers_of: Mapping[str, str] | None = None
@@ -103,6 +104,20 @@ class ApiKey:
                 CIMultiDict(others, Authorization=f"Bearer {self._value}")
             )
         return self._headers
+
+    def hidden_in(self, response: RawResponse) -> RawResponse:
+        """``response`` with every copy of the key in its body replaced by
+        ``<ApiKey hidden>``: a server or proxy that echoes the request's
+        ``Authorization`` header back (an error page, a message quoting the
+        key) must not put the key into an error, its excerpt or a log line.
+        The same object when the body holds no copy (the usual case: one
+        substring search)."""
+        key = self._encoded
+        if not key or key not in response.body:
+            return response
+        return RawResponse(
+            response.status, response.headers, response.body.replace(key, b"<ApiKey hidden>")
+        )
 
     def __repr__(self) -> str:
         return "<ApiKey hidden>"

@@ -13,7 +13,8 @@ What is worth retrying: an unreadable body (not JSON: HTML, truncated, empty)
 is a transient proxy or network accident, so its ResponseError is retryable; a
 well-formed answer of the wrong *shape* (JSON that is no envelope, a record
 without ``taskId``/``successFlag``, an unknown ``successFlag``, another task's
-record) will be the same next time, so its ResponseError is not.
+record) will be the same next time, so its ResponseError is not; nor is a
+redirect (3xx), which is never followed.
 
 Pure functions of ``(status, headers, body)``: no aiohttp, no event loop, so
 every quirk is tested on bytes alone (the gidgethub ``decipher_response`` idea).
@@ -200,6 +201,18 @@ def _parse(body: bytes) -> Any:
 def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) -> Any:
     """decode_envelope once the body is parsed (``envelope``)."""
     status, body = response.status, response.body
+    if 300 <= status < 400:
+        # Never followed (a POST resent elsewhere could create twice), and
+        # asking again gets the same: usually a base_url with http:// for https.
+        location = _header(response.headers, "Location") or "nowhere given"
+        raise ResponseError(
+            f"HTTP {status} redirect to {location[:200]}: redirects are not followed;"
+            " check base_url",
+            http_status=status,
+            excerpt=excerpt(body),
+            task_id=task_id,
+            retryable=False,
+        )
     readable = True
     if envelope is None:  # JSON null, an empty body or no JSON at all
         readable = body.strip() == b"null"
@@ -262,7 +275,7 @@ def decode_record_info(
     :raises ResponseError: not retryable, when the record is of another task
         (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
     """
-    if tz is KIE_TIMEZONE and response.status < 400:
+    if tz is KIE_TIMEZONE and response.status < 300:
         try:
             # No scan for long integers: nothing read below can be one
             # misread (see _json.loads_unscanned); the rest parses again.

@@ -470,8 +470,9 @@ class Requester:
             self._requests += 1
             if self._on_event is not None:
                 self.emit(RequestStarted(method, path, task_id, granted_at))
-            raw = await self.transport.send(
-                HttpRequest(method, path, params, json, self._api_key)
+            api_key = self._api_key
+            raw = api_key.hidden_in(
+                await self.transport.send(HttpRequest(method, path, params, json, api_key))
             )
             self._last_answer_at = answered_at = asyncio.get_running_loop().time()
             if answered_at - self._date_read_at > _DATE_EVERY:

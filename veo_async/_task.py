@@ -284,7 +284,7 @@ class _PollRun(Ticket):
             self.finish(error)
 
     def retrying(self, error: VeoError) -> bool:
-        if isinstance(error, RecordNotFoundError):
+        if isinstance(error, RecordNotFoundError) and not error.expired:
             # The grace window opens at the first "not visible" answer, not at
             # the start of the wait: in a big batch the first poll may leave
             # long after the wait began.

@@ -94,6 +94,10 @@ def _rebuilt(cls: type[VeoError], args: tuple[Any, ...], fields: dict[str, Any])
     return error
 
 
+# Wordings of a record past the service's retention (see RecordNotFoundError.expired).
+_EXPIRED_HINTS = ("expired", "14 days", "older than")
+
+
 class APIError(VeoError):
     """The service answered with an error code (in the body or the HTTP status).
 
@@ -139,9 +143,18 @@ class RecordNotFoundError(APIError):
     """422 "record is null" (or ``data: null``): the task is not visible.
 
     Right after creation a record can take a moment to appear, so a wait treats
-    this as "not yet" during its policy's grace window; after that (or for
-    records older than the service's 14-day retention) it is final.
+    this as "not yet" during its policy's grace window; after that it is
+    final, and at once for a record the service says is past its 14-day
+    retention (:attr:`expired`).
     """
+
+    @property
+    def expired(self) -> bool:
+        """Whether the service said the record is gone for good ("expired",
+        "older than 14 days"), not merely not visible yet: no grace window
+        can bring it back."""
+        text = self.message.lower()
+        return any(hint in text for hint in _EXPIRED_HINTS)
 
 
 class ContentPolicyError(APIError):
