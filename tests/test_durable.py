@@ -134,12 +134,14 @@ async def test_task_and_as_completed_track_their_ids(kie: FakeKie, db: Path) -> 
 
 
 async def test_bad_ids_are_refused_before_the_store_is_written(kie: FakeKie, db: Path) -> None:
-    """wait_many with a bad id raises before tracking anything."""
+    """wait_many with a bad id or argument raises before tracking anything."""
     async with durable(kie, db) as veo:
         with pytest.raises(ValueError, match=r"task_ids\[1\]"):
             await veo.wait_many(["veo_ok", ""])
         with pytest.raises(ValueError, match="timeout"):
             await veo.wait_many(["veo_ok"], timeout=-1)
+        with pytest.raises(TypeError, match="return_exceptions"):
+            await veo.wait_many(["veo_ok"], return_exceptions="yes")  # type: ignore[call-overload]
     store = await stored(db)
     try:
         assert await store.list_tasks() == []
@@ -303,6 +305,49 @@ async def test_a_store_row_with_an_unusable_id_is_skipped_not_fatal(
         assert [task.task_id for task in report.tasks] == ["good1"]
         assert await drain(veo) == ["good1"]
     assert any("bad id" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "terminal",
+    ["{not json", '"a string"', '{"task_id": "x"}', '{"task_id": "good2", "status": 9}'],
+    ids=["not-json", "json-string", "wrong-shape", "unknown-status"],
+)
+async def test_a_finished_row_whose_record_is_damaged_is_polled_again(
+    kie: FakeKie, db: Path, caplog: pytest.LogCaptureFixture, terminal: str
+) -> None:
+    """A finished row whose stored record cannot be read stops neither resume()
+    nor completed(): it is polled again (the service still has its record) and
+    delivered with the others, with a warning naming it."""
+    kie.add_tasks(["good1", "good2", "good3"])
+    async with durable(kie, db) as veo:
+        await veo.wait_many(["good1", "good2", "good3"])
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE tasks SET terminal = ? WHERE task_id = 'good2'", (terminal,))
+    raw.close()
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with durable(kie, db) as veo:
+        polls = kie.polls("good2")
+        report = await veo.resume()
+        assert [task.task_id for task in report.tasks] == ["good2"]
+        assert sorted(task.task_id for task in report.undelivered) == ["good1", "good3"]
+        assert sorted(await drain(veo)) == ["good1", "good2", "good3"]
+        assert kie.polls("good2") > polls
+        assert veo.task("good2").record is not None
+    assert any("good2" in r.getMessage() for r in caplog.records)
+    async with durable(kie, db) as veo:
+        assert await drain(veo) == []
+
+
+async def test_a_damaged_record_lists_as_unfinished(db: Path) -> None:
+    """The store's own listing reads a damaged record as unfinished, status None."""
+    async with store_at(db) as store:
+        await store.track(["t1"])
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE tasks SET terminal = '{not json' WHERE task_id = 't1'")
+    raw.close()
+    async with store_at(db) as store:
+        [row] = await store.list_tasks()
+        assert (row.record, row.status, row.is_terminal) == (None, None, False)
 
 
 # -- resuming ---------------------------------------------------------------------
@@ -476,6 +521,26 @@ async def test_a_locked_store_fails_the_session_at_enter(kie: FakeKie, db: Path)
             async with veo:
                 pass  # pragma: no cover - never entered
         assert veo.closed
+
+
+async def test_one_store_object_serves_one_open_session(kie: FakeKie, db: Path) -> None:
+    """A store object already in an open session is refused by a second session
+    when it is entered (before any request), and stays open for the first; once
+    the first closes, another may open it."""
+    kie.add_task("veo_1", complete_after=0.05)
+    store = store_at(db)
+    async with session_on(kie, store=store, create_rate=10_000) as first:
+        second = session_on(kie, store=store)
+        with pytest.raises(RuntimeError, match="already in use by another open VeoSession"):
+            async with second:
+                pass  # pragma: no cover - never entered
+        assert second.closed
+        assert await first.wait_many(["veo_1"])
+        assert [task.task_id for task in await store.list_tasks()] == ["veo_1"]
+    assert kie.polls("veo_1") >= 1
+    reopened = store_at(db)
+    async with session_on(kie, store=reopened) as third:
+        assert [task.task_id async for task in third.completed()] == ["veo_1"]
 
 
 async def test_a_corrupt_file_fails_the_session_at_enter(kie: FakeKie, db: Path) -> None:

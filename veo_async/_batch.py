@@ -61,7 +61,13 @@ from .errors import AuthenticationError
 from .models import RecordInfo, TaskStatus
 from .policy import TimeoutArg
 
-__all__ = ["BatchOutcome", "CompletionTracker", "as_completed", "wait_many"]
+__all__ = [
+    "BatchOutcome",
+    "CompletionTracker",
+    "as_completed",
+    "check_return_exceptions",
+    "wait_many",
+]
 
 #: One position of :func:`wait_many`'s result: the SUCCESS record, or (with
 #: ``return_exceptions=True``) the exception that ended that task's wait (an
@@ -459,6 +465,12 @@ async def _handles(
     return handles
 
 
+def check_return_exceptions(value: object) -> None:
+    """Raise TypeError unless ``value`` is True or False (checked before any I/O)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"return_exceptions must be True or False, not {type(value).__name__}")
+
+
 async def wait_many(
     registry: TaskRegistry,
     task_ids: Iterable[str],
@@ -473,10 +485,7 @@ async def wait_many(
     """
     loop = asyncio.get_running_loop()
     started = loop.time()  # the deadline counts from the call, set-up included
-    if not isinstance(return_exceptions, bool):
-        raise TypeError(
-            f"return_exceptions must be True or False, not {type(return_exceptions).__name__}"
-        )
+    check_return_exceptions(return_exceptions)
     # Everything checked before any request; the ids over loop steps.
     ids = await validated_ids_in_steps(task_ids)
     limit, chosen = registry.wait_settings(timeout, policy)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from typing import TypeVar
@@ -76,6 +77,11 @@ class ResumeReport:
     uncertain: tuple[StoredIntent, ...]
 
 
+# The session tracker holding each open store, by the store's id(): the entry
+# lives as long as its tracker (which holds the store, so the id is not reused).
+_STORE_HOLDERS: weakref.WeakValueDictionary[int, DurableTracker] = weakref.WeakValueDictionary()
+
+
 def _usable(rows: Iterable[StoredTask]) -> list[StoredTask]:
     """The rows whose task id can be polled. Others (a store written by hand,
     or by a version that did not check ids) are skipped with a warning: one
@@ -91,7 +97,31 @@ def _usable(rows: Iterable[StoredTask]) -> list[StoredTask]:
     return usable
 
 
-def _restore(registry: TaskRegistry, stored: StoredTask, *, finished: bool) -> VeoTask:
+def _stored_rows(
+    unfinished: Iterable[StoredTask], undelivered: Iterable[StoredTask]
+) -> tuple[list[StoredTask], list[tuple[StoredTask, RecordInfo]]]:
+    """The usable rows to poll, and the finished ones with their records.
+
+    A finished row whose record cannot be read (damaged by hand or on disk)
+    is polled again, with a warning: the service still has the record, and
+    neither the task nor the others are lost over it.
+    """
+    to_poll = _usable(unfinished)
+    finished = []
+    for stored in _usable(undelivered):
+        try:
+            record = stored.record_info()
+        except ValueError as exc:
+            logger.warning("task %s: %s; polled again", stored.task_id, exc)
+            record = None
+        if record is None:  # (the store found no JSON object: it said so)
+            to_poll.append(attrs.evolve(stored, record=None))
+        else:
+            finished.append((stored, record))
+    return to_poll, finished
+
+
+def _restore(registry: TaskRegistry, stored: StoredTask, record: RecordInfo | None) -> VeoTask:
     # Only a task created under an intent has a true creation time; a tracked
     # id's created_at is when it was first tracked, so its age comes from its
     # record's createTime at the first poll instead.
@@ -99,7 +129,7 @@ def _restore(registry: TaskRegistry, stored: StoredTask, *, finished: bool) -> V
         stored.task_id,
         model=stored.model,
         created_at=stored.created_at if stored.ref is not None else None,
-        record=stored.record_info() if finished else None,
+        record=record,
     )
 
 
@@ -229,9 +259,33 @@ class DurableTracker:
         if not self._opened:
             async with self._open_lock:
                 if not self._opened:
-                    await self.store.open()
+                    self._claim()
+                    try:
+                        await self.store.open()
+                    except BaseException:
+                        self._release()
+                        raise
                     self._opened = True
         return self.store
+
+    def _claim(self) -> None:
+        """Make the store this session's, or raise if another open session has it:
+        the first to close would close it under the other (which would then
+        lose its writes)."""
+        holder = _STORE_HOLDERS.get(id(self.store))
+        if holder is not None and holder is not self and not holder._closed:
+            raise RuntimeError(
+                f"{self.store!r} is already in use by another open VeoSession;"
+                " give each session its own store object (one per file), or share the session"
+            )
+        _STORE_HOLDERS[id(self.store)] = self
+
+    def _release(self) -> bool:
+        """Give the store up; False if another open session holds it (leave it open)."""
+        holder = _STORE_HOLDERS.get(id(self.store))
+        if holder is self:
+            del _STORE_HOLDERS[id(self.store)]
+        return holder is None or holder is self
 
     async def ack(self, handle: VeoTask) -> None:
         """Acknowledge a handle's outcome durably (see :meth:`VeoTask.ack`)."""
@@ -311,15 +365,16 @@ class DurableTracker:
         """Handles for what the store left unfinished (polling again) or undelivered."""
         await self._drain()
         store = await self.opened()
-        unfinished = _usable(await store.unfinished())
-        undelivered = _usable(await store.undelivered())
+        unfinished, undelivered = _stored_rows(
+            await store.unfinished(), await store.undelivered()
+        )
         uncertain = await store.uncertain()
         tasks = []
         for stored in unfinished:
-            handle = _restore(registry, stored, finished=False)
+            handle = _restore(registry, stored, None)
             self._keep(handle, policy)
             tasks.append(handle)
-        finished = [_restore(registry, stored, finished=True) for stored in undelivered]
+        finished = [_restore(registry, stored, record) for stored, record in undelivered]
         if uncertain:
             logger.warning(
                 "%d create intent(s) have no task id: the task may or may not exist; "
@@ -355,10 +410,13 @@ class DurableTracker:
         try:
             await self._drain()
             store = await self.opened()
-            for stored in _usable(await store.undelivered()):
-                delivery.arrived(_restore(registry, stored, finished=True))
-            for stored in _usable(await store.unfinished()):
-                delivery.follow(_restore(registry, stored, finished=False))
+            unfinished, undelivered = _stored_rows(
+                await store.unfinished(), await store.undelivered()
+            )
+            for stored, record in undelivered:
+                delivery.arrived(_restore(registry, stored, record))
+            for stored in unfinished:
+                delivery.follow(_restore(registry, stored, None))
             while True:
                 while delivery.ready:
                     handle = delivery.ready.popleft()
@@ -399,7 +457,8 @@ class DurableTracker:
         finally:
             self._closed = True
             self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
-            await self.store.aclose()
+            if self._release():
+                await self.store.aclose()
 
 
 async def write_each(

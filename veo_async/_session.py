@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 
 import aiohttp
 
-from ._batch import BatchOutcome, as_completed, wait_many
+from ._batch import BatchOutcome, as_completed, check_return_exceptions, wait_many
 from ._convert import KIE_TIMEZONE
 from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
@@ -390,7 +390,9 @@ class VeoSession:
         self._check_open()
         if self._durable is not None:
             ids = await validated_ids_in_steps(task_ids)
-            self._registry.wait_settings(timeout, policy)  # bad arguments: before the write
+            # Bad arguments: before the write.
+            self._registry.wait_settings(timeout, policy)
+            check_return_exceptions(return_exceptions)
             await self._track(ids)
             task_ids = ids
         return await wait_many(

@@ -16,10 +16,13 @@ undelivered? uncertain?) proportional to their answers, not to the file.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ._values import StoredIntent, StoredTask
+
+logger = logging.getLogger("veo_async")
 
 __all__ = [
     "APPLICATION_ID",
@@ -229,7 +232,7 @@ def row_to_task(row: Sequence[Any]) -> StoredTask:
         model=model,
         created_at=created_at,
         first_seen_at=first_seen_at,
-        record=None if terminal is None else json.loads(terminal),
+        record=None if terminal is None else _terminal_record(task_id, terminal),
         terminal_at=terminal_at,
         delivered_at=delivered_at,
         deliveries=deliveries,
@@ -237,6 +240,24 @@ def row_to_task(row: Sequence[Any]) -> StoredTask:
         updated_at=updated_at,
         ref=ref,
     )
+
+
+def _terminal_record(task_id: object, text: object) -> dict[str, Any] | None:
+    """A ``terminal`` column's record; None (the task reads as unfinished, so
+    it is polled again) when the text is not a JSON object: one damaged row
+    must not stop every other task's resume or delivery, nor lose its own."""
+    try:
+        record = json.loads(text)  # type: ignore[arg-type]  # the column may hold anything
+    except (TypeError, ValueError, RecursionError) as exc:
+        record = exc
+    if isinstance(record, dict):
+        return record
+    logger.warning(
+        "task %r: its stored record cannot be read (%s); read as unfinished",
+        task_id,
+        record if isinstance(record, Exception) else f"a JSON {type(record).__name__}",
+    )
+    return None
 
 
 def row_to_intent(row: Sequence[Any]) -> StoredIntent:

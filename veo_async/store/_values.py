@@ -89,8 +89,14 @@ class StoredTask:
 
     @property
     def status(self) -> TaskStatus | None:
-        """The terminal status, or None while unfinished."""
-        return None if self.record is None else TaskStatus(self.record["status"])
+        """The terminal status, or None while unfinished (or when the stored
+        record holds no readable status)."""
+        if self.record is None:
+            return None
+        try:
+            return TaskStatus(self.record["status"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def record_info(self) -> RecordInfo | None:
         """The terminal record as a :class:`~veo_async.RecordInfo`, or None.
