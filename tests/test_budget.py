@@ -64,10 +64,42 @@ def test_rate_limited_pauses_and_shrinks_the_window() -> None:
     assert budget.window == 1
     assert budget.blocked_until(1.0 + pause) is None
     for expected in (2, 3, 4, 4):
-        budget.on_answer()
+        budget.on_answer(granted_at=1.0 + pause)
         assert budget.window == expected
     assert budget.rate_limited == 1
     assert budget.pauses == 1
+
+
+def test_answers_to_requests_sent_before_the_pause_do_not_widen_the_window() -> None:
+    """After a 429, answers to requests granted before the pause began (in
+    flight through it) neither widen the window nor end the strike run: the
+    pause's end meets one probe, not a herd."""
+    budget = RequestBudget(4, rng=random.Random(1))
+    for _ in range(4):
+        budget.start(0.0)
+    pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=10.0)
+    for _ in range(4):
+        budget.finish()
+    for _ in range(3):
+        budget.on_answer(granted_at=0.0)
+    assert budget.window == 1
+    end = 1.0 + pause
+    assert budget.blocked_until(end) is None
+    assert budget.start(end) is False  # the probe fills the window of one
+    assert budget.blocked_until(end) == math.inf
+    budget.finish()
+    budget.on_answer(granted_at=end)
+    assert budget.window == 2
+
+
+def test_answers_to_requests_sent_before_the_pause_do_not_end_the_strike_run() -> None:
+    """A 429 for the probe after a pause is a second strike (a doubled pause),
+    whatever the requests sent before the pause answered meanwhile."""
+    budget = RequestBudget(4, rng=random.Random(2))
+    first = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=None)
+    budget.on_answer(granted_at=0.5)
+    end = 1.0 + first
+    assert budget.on_rate_limited(end + 0.1, granted_at=end, retry_after=None) >= 2.0
 
 
 @pytest.mark.parametrize("retry_after", [86400.0, 1e308])
@@ -89,7 +121,7 @@ def test_strikes_double_the_pause_and_an_answer_resets_them() -> None:
         pauses.append(budget.on_rate_limited(now, granted_at=now, retry_after=None))
     for strike, pause in enumerate(pauses):
         assert 2**strike <= pause <= 2**strike * 1.2
-    budget.on_answer()
+    budget.on_answer(granted_at=now)
     assert 1.0 <= budget.on_rate_limited(1000.0, granted_at=1000.0, retry_after=None) <= 1.2
 
 
@@ -199,6 +231,6 @@ def test_try_start_is_blocked_until_then_start(make: object) -> None:
             ours.finish(now)
             reference.finish(now)
         else:
-            ours.on_answer()
-            reference.on_answer()
+            ours.on_answer(now)
+            reference.on_answer(now)
         assert _state(ours) == _state(reference)

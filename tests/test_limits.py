@@ -47,6 +47,45 @@ async def test_cancelled_waiter_frees_its_place_and_no_slot_leaks() -> None:
     assert queue.waiting == 0
 
 
+async def test_a_waiter_cancelled_as_its_slot_comes_takes_no_slot() -> None:
+    """A waiter cancelled in the same loop step as the slot it waits for is
+    granted (its future is cancelled at once, its ``except`` runs later): the
+    slot passes it by to the next waiter, and nothing raises."""
+    budget = RequestBudget(1)
+    queue = DueQueue(budget)
+    await queue.acquire()
+    cancelled = asyncio.ensure_future(queue.acquire())
+    behind = asyncio.ensure_future(queue.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    queue.release()  # the slot comes before the cancelled waiter's except runs
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await asyncio.wait_for(behind, 1.0)  # the slot went on to the next waiter
+    assert budget.in_flight == 1
+    queue.release()
+    assert budget.in_flight == 0
+    assert queue.waiting == 0
+    assert queue.take() is not None  # a later request gets a slot at once
+
+
+async def test_closing_with_a_just_cancelled_waiter_fails_the_others_only() -> None:
+    """close() right after a queued waiter was cancelled raises nothing and
+    fails the other waiters with the error."""
+    budget = RequestBudget(1, rng=random.Random(6))
+    queue = DueQueue(budget)
+    budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
+    cancelled = asyncio.ensure_future(queue.acquire())
+    other = asyncio.ensure_future(queue.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    queue.close(lambda: RuntimeError("closed"))
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    with pytest.raises(RuntimeError, match="closed"):
+        await other
+
+
 async def test_cancelled_entries_do_not_pile_up() -> None:
     """20,000 waits that end during a pause leave (almost) nothing in the heap."""
     budget = RequestBudget(1, rng=random.Random(5))

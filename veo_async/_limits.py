@@ -189,8 +189,17 @@ class RequestBudget:
             self._unfinished -= 1
             self._starts.append(now)
 
-    def on_answer(self) -> None:
-        """An answer that was not a 429: end the strike run, widen the window."""
+    def on_answer(self, granted_at: float) -> None:
+        """An answer that was not a 429, to a request granted at ``granted_at``:
+        end the strike run, widen the window.
+
+        Only a request granted after the last 429 began its pause counts: the
+        answers of those sent before it (in flight through the pause) say
+        nothing of the service since, and letting them widen the window
+        would meet the pause's end with a herd instead of one probe.
+        """
+        if granted_at < self._pause_started:
+            return
         self._strikes = 0
         if self._window < self.concurrency:
             self._window += 1
@@ -244,6 +253,10 @@ class Ticket:
         """Withdraw: the queue drops the ticket unserved."""
         self.cancelled = True
 
+    def wanted(self) -> bool:
+        """Whether a slot is still wanted, asked just before granting one."""
+        return True
+
 
 class _FutureTicket(Ticket):
     __slots__ = ("future",)
@@ -252,11 +265,18 @@ class _FutureTicket(Ticket):
         super().__init__()
         self.future = future
 
+    def wanted(self) -> bool:
+        # Cancelling the waiting task cancels this future at once, but its
+        # ``except`` (which discards the ticket) runs only at its next step:
+        # a grant in between must pass it by, or the slot would be lost.
+        return not self.future.done()
+
     def granted(self, now: float) -> None:
         self.future.set_result(now)
 
     def failed(self, error: BaseException) -> None:
-        self.future.set_exception(error)
+        if not self.future.done():  # (its waiter may be cancelled already)
+            self.future.set_exception(error)
 
 
 class DueQueue:
@@ -404,9 +424,10 @@ class DueQueue:
             if not self._deferring:
                 self.dispatch()
 
-    def answered(self) -> None:
-        """The request got an answer that was not a 429 (may widen the window)."""
-        self.budget.on_answer()
+    def answered(self, granted_at: float) -> None:
+        """The request granted at ``granted_at`` got an answer that was not a
+        429 (may widen the window)."""
+        self.budget.on_answer(granted_at)
 
     def rate_limited(self, granted_at: float, retry_after: float | None) -> float:
         """A 429: pause the budget; returns the pause length."""
@@ -456,6 +477,8 @@ class DueQueue:
             heapq.heappop(heap)
             ticket.queued = False
             ticket.cancelled = True  # served: a later discard() is a no-op
+            if not ticket.wanted():
+                continue
             full = not self.budget.start(now)
             ticket.granted(now)
         if wake is not None or self._timer is not None:  # else nothing to (re-)arm

@@ -482,7 +482,7 @@ class Requester:
             if creating is not None and create_granted is not None:
                 # The creation limit is separate from the polling one: pause
                 # creating only, and let polls go on at full width.
-                queue.answered()
+                queue.answered(granted_at)
                 pause = creating.rate_limited(create_granted, exc.retry_after)
             else:
                 pause = queue.rate_limited(granted_at, exc.retry_after)
@@ -516,16 +516,16 @@ class Requester:
                 raise SessionClosedError("the VeoSession was closed during the request") from None
             raise
         except VeoError as exc:
-            queue.answered()
-            if creating is not None:
-                creating.answered()
+            queue.answered(granted_at)
+            if creating is not None and create_granted is not None:
+                creating.answered(create_granted)
             self._failed(method, path, task_id, granted_at, exc)
             raise
         finally:
             queue.release()
-        queue.answered()
-        if creating is not None:
-            creating.answered()
+        queue.answered(granted_at)
+        if creating is not None and create_granted is not None:
+            creating.answered(create_granted)
         if self._on_event is not None:
             self.emit(RequestAnswered(method, path, task_id, answered_at, answered_at - granted_at))
         return result
