@@ -278,6 +278,40 @@ async def test_ctrl_c_during_generate_wait_still_prints_the_created_task() -> No
     [line] = run.lines()
     assert (line["task_id"], line["outcome"]) == (created, "created")
     assert line["request"]["prompt"] == "A fox"
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "1 of 1 requests created a task (0 finished" in summary
+    assert "1 still generating)" in summary
+
+
+async def test_ctrl_c_during_generate_counts_requests_not_sent_as_such(
+    tmp_path: Path,
+) -> None:
+    """generate interrupted while requests wait for the creation budget (20 per
+    10 s): the summary counts the tasks created and the requests not sent,
+    instead of calling created tasks "succeeded" and unsent ones "generating"."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(f'{{"prompt": "fox {n}"}}\n' for n in range(25)))
+    async with FakeKie(api_key=KEY, credits=100_000) as kie:
+        proc = await start(
+            "generate", *against(kie, "--from", str(requests), "--progress", "plain")
+        )
+        for _ in range(400):
+            if len(kie.created_ids) == 20:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the 20 answers read
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        created = len(kie.created_ids)
+    run = Run(proc.returncode or 0, out.decode(), err.decode())
+    assert run.code == 130
+    assert created == 20
+    assert [line["outcome"] for line in run.lines()] == ["created"] * 20
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "20 of 25 requests created a task, 0 not (uncertain or refused)" in summary
+    assert "5 not sent or still in flight" in summary
+    assert "succeeded" not in summary
+    assert "generating" not in summary
 
 
 # -- status ----------------------------------------------------------------------------

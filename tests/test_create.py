@@ -138,6 +138,25 @@ def test_allow_unknown_is_the_escape_hatch_for_new_values() -> None:
     assert ExtendRequest("veo_task_1", "more", model="ultra", allow_unknown=True).model == "ultra"
 
 
+@pytest.mark.parametrize("flag", ["no", "false", 1, 0, None, [0]])
+def test_allow_unknown_must_be_a_bool(flag: object) -> None:
+    """Only True opens the escape hatch: another value (even a truthy one) is a
+    TypeError, so a typo'd model is never sent (and charged) by mistake."""
+    with pytest.raises(TypeError, match="allow_unknown must be True or False"):
+        GenerateRequest("a cat", model="veo3_typo", allow_unknown=flag)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="allow_unknown must be True or False"):
+        ExtendRequest("veo_task_1", "more", model="veo3", allow_unknown=flag)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["", "  ", " veo4 "])
+def test_an_empty_or_padded_value_is_refused_even_with_allow_unknown(model: str) -> None:
+    """With allow_unknown=True an empty or padded value is refused, and the
+    message does not tell the caller to pass the flag they passed."""
+    with pytest.raises(ValueError, match="non-empty str without surrounding spaces") as caught:
+        GenerateRequest("a cat", model=model, allow_unknown=True)
+    assert "allow_unknown" not in str(caught.value)
+
+
 def test_extend_requests_are_validated() -> None:
     """An extend needs a sane task id, a prompt, a documented model and seeds in range."""
     with pytest.raises(ValueError, match="task id"):

@@ -77,14 +77,19 @@ def check_api_key(key: object) -> str:
     return key
 
 
+# What a key quoted back in an error becomes, and the shortest key hidden so
+# (a real key is 32 characters; a two-letter test key would mangle messages).
+_HIDDEN = "<ApiKey hidden>"
+_HIDDEN_FROM = 8
+
+
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_encoded", "_headers", "_headers_of", "_value")
+    __slots__ = ("_headers", "_headers_of", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
-        self._encoded = value.encode("utf-8", "surrogatepass")
         # The request headers last made for this key, and what they were made on.
         self._headers: CIMultiDictProxy[str] | None = None
         self._headers_of: Mapping[str, str] | None = None
@@ -105,18 +110,24 @@ class ApiKey:
             )
         return self._headers
 
-    def hidden_in(self, response: RawResponse) -> RawResponse:
-        """``response`` with every copy of the key in its body replaced by
-        ``<ApiKey hidden>``: a server or proxy that echoes the request's
-        ``Authorization`` header back (an error page, a message quoting the
-        key) must not put the key into an error, its excerpt or a log line.
-        The same object when the body holds no copy (the usual case: one
-        substring search)."""
-        key = self._encoded
-        if not key or key not in response.body:
-            return response
-        return RawResponse(
-            response.status, response.headers, response.body.replace(key, b"<ApiKey hidden>")
+    def hide_in(self, error: BaseException) -> None:
+        """Replace every copy of the key in ``error``'s text (its message,
+        excerpt, arguments) by ``<ApiKey hidden>``.
+
+        For errors made from an answer: a server or proxy that echoes the
+        request's ``Authorization`` header (an error page, a 401 message
+        quoting the key) must not put the key into an error or a log line.
+        Answers that decode are left alone (a key too short to be a real one
+        could match ordinary text in them), and so is a key that short here.
+        """
+        key = self._value
+        if len(key) < _HIDDEN_FROM:
+            return
+        for name, value in vars(error).items():
+            if type(value) is str and key in value:
+                setattr(error, name, value.replace(key, _HIDDEN))
+        error.args = tuple(
+            arg.replace(key, _HIDDEN) if type(arg) is str else arg for arg in error.args
         )
 
     def __repr__(self) -> str:

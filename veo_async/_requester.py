@@ -470,14 +470,17 @@ class Requester:
             self._requests += 1
             if self._on_event is not None:
                 self.emit(RequestStarted(method, path, task_id, granted_at))
-            api_key = self._api_key
-            raw = api_key.hidden_in(
-                await self.transport.send(HttpRequest(method, path, params, json, api_key))
+            raw = await self.transport.send(
+                HttpRequest(method, path, params, json, self._api_key)
             )
             self._last_answer_at = answered_at = asyncio.get_running_loop().time()
             if answered_at - self._date_read_at > _DATE_EVERY:
                 self._read_server_date(raw, answered_at)
-            result = decode(raw)
+            try:
+                result = decode(raw)
+            except VeoError as exc:
+                self._api_key.hide_in(exc)  # an answer quoting the key back
+                raise
         except RateLimitError as exc:
             if creating is not None and create_granted is not None:
                 # The creation limit is separate from the polling one: pause

@@ -596,9 +596,12 @@ class VeoSession:
         raise their :class:`APIError`.
 
         Waiting on the handle with the session's default policy (none was
-        given to the session or the wait) polls first after a model-aware
-        delay from the creation: veo3_lite 45 s, veo3_fast 60 s, veo3 120 s,
-        an extend 120 s (about half the shortest usual render time of each).
+        given to the session or the wait) polls first where the model's tasks
+        start to finish, counted from the creation: with the documented
+        priors about 80 s for veo3_fast and 65 s for veo3_lite; veo3 gets an
+        early 60 s probe for fast failures, then about 146 s. These move as
+        the session learns (README, "How polls are scheduled"); an extend
+        follows its model's schedule. An explicit :class:`PollPolicy` wins.
 
         :returns: the task's handle; :attr:`VeoTask.request` is the request.
         :raises ValueError: (or TypeError) for an invalid request, before any I/O.

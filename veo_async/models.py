@@ -390,6 +390,12 @@ def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object)
         raise TypeError(f"{attribute.name} must be a str or None, not {type(value).__name__}")
 
 
+def _bool(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Not any truthy value: allow_unknown="no" must not open the escape hatch.
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, not {value!r}")
+
+
 def _optional_bool(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"{attribute.name} must be a bool or None, not {type(value).__name__}")
@@ -411,8 +417,10 @@ def _check_choice(name: str, value: object, choices: frozenset[str], allow_unkno
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if value in choices:
         return
-    if allow_unknown and value.strip() and value == value.strip():
-        return
+    if allow_unknown:
+        if value.strip() and value == value.strip():
+            return
+        raise ValueError(f"{name} {value!r} must be a non-empty str without surrounding spaces")
     known = ", ".join(sorted(choices))
     raise ValueError(
         f"{name} {value!r} is not one Kie documents ({known}); pass allow_unknown=True "
@@ -467,7 +475,7 @@ class GenerateRequest:
         default=None, kw_only=True, validator=_optional_bool
     )
     callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
-    allow_unknown: bool = attrs.field(default=False, kw_only=True)
+    allow_unknown: bool = attrs.field(default=False, kw_only=True, validator=_bool)
 
     def __attrs_post_init__(self) -> None:
         unknown = self.allow_unknown
@@ -535,7 +543,7 @@ class ExtendRequest:
     seeds: int | None = attrs.field(default=None, kw_only=True, validator=_seeds)
     watermark: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
     callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
-    allow_unknown: bool = attrs.field(default=False, kw_only=True)
+    allow_unknown: bool = attrs.field(default=False, kw_only=True, validator=_bool)
 
     def __attrs_post_init__(self) -> None:
         validate_task_id(self.task_id)

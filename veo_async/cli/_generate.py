@@ -22,6 +22,7 @@ import sys
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+import attrs
 import click
 
 from .. import (
@@ -45,7 +46,7 @@ from ._options import (
 )
 from ._outcome import EXIT_FAILED, EXIT_OK, Outcome, Tally, TaskOutcome, outcome_of
 from ._output import JsonLines
-from ._progress import ProgressMode, ProgressReporter
+from ._progress import ProgressMode, ProgressReporter, Snapshot
 from ._requests import RequestSourceError, read_requests
 from ._resume import SentBefore
 from ._resume import write_stored_results as _write_stored_results
@@ -257,7 +258,8 @@ def generate(
     task first when its model's tasks start to finish (veo3_fast ~1.5 min,
     veo3 ~1 min probe, then ~2.5 min); any polling option but --timeout
     makes it a fixed one. Interrupted (Ctrl-C), each task created and not
-    yet finished gets its "created" line, so that no id is lost.
+    yet finished gets its "created" line, so that no id is lost (with
+    --store the ids are in the store instead: run the command again).
 
     \b
     With --store FILE every create is recorded before it is sent. Run the
@@ -288,8 +290,13 @@ def generate(
     except OSError as exc:
         raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     tally = Tally(len(requests))
+    creates = _Creates()
     progress = ProgressReporter(
-        tally, mode=progress_mode, interval=progress_interval, label="generate"
+        tally,
+        mode=progress_mode,
+        interval=progress_interval,
+        label="generate",
+        summary=lambda snapshot, interrupted: creates.summary(snapshot, interrupted, wait_for),
     )
 
     async def one(request: GenerateRequest) -> None:
@@ -297,8 +304,11 @@ def generate(
         if earlier is not None:  # sent by an interrupted run: never again
             if earlier.uncertain:
                 tally.add_error()
-            elif not wait_for and earlier.task_id is not None:
-                tally.add(TaskOutcome(earlier.task_id, Outcome.SUCCEEDED))
+                creates.refused += 1
+            elif earlier.task_id is not None:
+                creates.created += 1
+                if not wait_for:
+                    tally.add(TaskOutcome(earlier.task_id, Outcome.SUCCEEDED))
             sink.write(earlier.line(request))
             return
         try:
@@ -306,13 +316,16 @@ def generate(
         except SubmitUncertainError as exc:
             sink.write(_failed_create("uncertain", request, exc))
             tally.add_error()
+            creates.refused += 1
             progress.note_error(exc)
             return
         except VeoError as exc:
             sink.write(_failed_create("error", request, exc))
             tally.add_error()
+            creates.refused += 1
             progress.note_error(exc)
             return
+        creates.created += 1
         if not wait_for or sent_before is not None:
             # With a store, --wait follows the store's results (below) instead.
             if not wait_for:
@@ -363,6 +376,35 @@ def generate(
             err=True,
         )
     return EXIT_FAILED if tally.errors else EXIT_OK
+
+
+@attrs.define
+class _Creates:
+    """What the create requests of one ``generate`` run came to."""
+
+    #: Answered with a task id (in this run, or in the run a store remembers).
+    created: int = 0
+    #: Uncertain or refused.
+    refused: int = 0
+
+    def summary(self, snapshot: Snapshot, interrupted: bool, waited: bool) -> str:
+        """The closing line; interrupted, it counts requests, not tasks: some
+        were never sent, and those created are not finished for being created."""
+        if not interrupted:
+            return snapshot.summary(interrupted=False)
+        unsent = max(0, snapshot.total - self.created - self.refused)
+        created = f"{self.created} of {snapshot.total} requests created a task"
+        if waited:
+            finished = snapshot.finished - self.refused
+            created += (
+                f" ({finished} finished: {snapshot.succeeded} succeeded, {snapshot.failed} "
+                f"failed, {snapshot.timed_out} timed out, {snapshot.errors - self.refused} "
+                f"errors; {max(0, self.created - finished)} still generating)"
+            )
+        return (
+            f"interrupted after {snapshot.clock}: {created}, {self.refused} not (uncertain "
+            f"or refused), {unsent} not sent or still in flight; {snapshot.requests} requests"
+        )
 
 
 def _number(value: float) -> str:

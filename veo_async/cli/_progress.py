@@ -114,6 +114,8 @@ class ProgressReporter:
     :param clock_speed: how many times faster than real time the event loop's
         clock runs (``demo``'s simulated clock): the display still refreshes
         in real time, and shows simulated seconds.
+    :param summary: makes the closing line from the last snapshot and
+        whether the run was interrupted (default :meth:`Snapshot.summary`).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class ProgressReporter:
         interval: float,
         label: str,
         clock_speed: float = 1.0,
+        summary: Callable[[Snapshot, bool], str] | None = None,
     ) -> None:
         if mode == "auto":
             mode = "live" if _isatty(sys.stderr) else "plain"
@@ -138,6 +141,7 @@ class ProgressReporter:
         self._ticker: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self._last_error: BaseException | None = None
+        self._summary = summary
 
     def note_error(self, error: BaseException | None) -> None:
         """Remember ``error`` as the latest request error (None is ignored).
@@ -222,7 +226,11 @@ class ProgressReporter:
     def print_summary(self, *, interrupted: bool = False) -> None:
         """Write the closing line to standard error (unless the mode is ``off``)."""
         if self.mode != "off":
-            self._emit(self.snapshot().summary(interrupted=interrupted))
+            snapshot = self.snapshot()
+            if self._summary is not None:
+                self._emit(self._summary(snapshot, interrupted))
+            else:
+                self._emit(snapshot.summary(interrupted=interrupted))
 
     def _emit(self, text: str) -> None:
         print(f"veo-async: {self._label}: {text}", file=sys.stderr, flush=True)
