@@ -36,6 +36,7 @@ from veo_async import (
     VeoTask,
 )
 from veo_async.errors import InsufficientCreditsError
+from veo_async.events import RAISED_TOO
 from veo_async.store import new_ref, ref_of, with_ref
 from veo_async.testing import FakeKie, Fault
 
@@ -348,6 +349,23 @@ async def test_a_damaged_record_lists_as_unfinished(db: Path) -> None:
     async with store_at(db) as store:
         [row] = await store.list_tasks()
         assert (row.record, row.status, row.is_terminal) == (None, None, False)
+
+
+async def test_a_resumed_task_that_stops_polling_is_logged_as_raised_too(
+    kie: FakeKie, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resumed task whose polling ends in an error logs a warning marked
+    RAISED_TOO (completed() hands the task over with that error, so a program
+    reporting outcomes, like the command line, may leave the line out)."""
+    async with durable(kie, db) as veo:
+        await veo.track(["veo_gone"])
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with durable(kie, db) as veo:
+        await veo.resume()
+        [task] = [task async for task in veo.completed()]
+        assert isinstance(task.exception(), RecordNotFoundError)
+    [line] = [r for r in caplog.records if "stopped polling" in r.getMessage()]
+    assert getattr(line, RAISED_TOO) is True
 
 
 # -- resuming ---------------------------------------------------------------------

@@ -805,9 +805,15 @@ async def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
 
 
 async def test_unusable_path(tmp_path: Path) -> None:
-    """A store in a missing directory gives a StoreError saying to check the directory."""
-    with pytest.raises(StoreError, match="directory"):
+    """A store in a missing directory gives a StoreError saying the directory is missing."""
+    with pytest.raises(StoreError, match=r"directory \S*missing does not exist"):
         await make_store(tmp_path / "missing" / "s.db").open()
+
+
+async def test_a_directory_path_is_named_as_such(tmp_path: Path) -> None:
+    """A store path that is a directory says so (not "check that the directory exists")."""
+    with pytest.raises(StoreError, match="it is a directory: give the path of a file in it"):
+        await make_store(tmp_path).open()
 
 
 def test_statements_bind_only_plain_question_marks() -> None:
@@ -827,3 +833,25 @@ def test_statements_bind_only_plain_question_marks() -> None:
     numbered = [text for text in texts if re.search(r"[?:@$][0-9A-Za-z_]", text)]
     assert len(texts) > 20
     assert numbered == []
+
+
+def test_a_read_only_file_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "disk I/O error" SQLite gives when opening a file it may read but not
+    write becomes a message saying the file is read-only (root may write any
+    file, so the permission is faked here)."""
+    import os
+    import sqlite3
+
+    from veo_async.store import _sqlite_file
+
+    path = tmp_path / "ro.db"
+    path.write_bytes(b"")
+    real_access = os.access
+    monkeypatch.setattr(
+        _sqlite_file.os,
+        "access",
+        lambda p, mode: False if str(p) == str(path) else real_access(p, mode),
+    )
+    error = _sqlite_file.translate(sqlite3.OperationalError("disk I/O error"), str(path), "opening")
+    assert str(error).startswith(f"cannot write task store {path}")
+    assert "the file is read-only for this user" in str(error)

@@ -39,6 +39,7 @@ import attrs
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
 from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
+from .events import RAISED_TOO
 from .models import RecordInfo, validate_task_id
 from .store import StoredIntent, StoredTask, TaskStore, WriteBehindBatches, record_to_json
 
@@ -395,7 +396,13 @@ class DurableTracker:
             return
         self._keepers.pop(handle.task_id, None)  # the run has ended or is ending
         if error is not None and not isinstance(error, SessionClosedError):
-            logger.warning("resumed task %s stopped polling: %r", handle.task_id, error)
+            logger.warning(
+                "resumed task %s stopped polling: %r",
+                handle.task_id,
+                error,
+                # completed() hands the task over with this error, to be reported there.
+                extra={RAISED_TOO: True},
+            )
 
     # -- delivering -------------------------------------------------------------------
 

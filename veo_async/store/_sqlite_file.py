@@ -6,6 +6,7 @@ by :class:`~veo_async.store.SQLiteStore` at open and after each failed statement
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import aiosqlite
@@ -130,9 +131,27 @@ def translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
             path=path,
         )
     if "unable to open" in lowered:
+        return StoreError(f"cannot open task store {path} ({text}); {_why_not(path)}", path=path)
+    if "readonly" in lowered or "read-only" in lowered or (
+        doing == "opening" and "disk i/o" in lowered
+    ):
+        # (A file we may read but not write, or whose directory refuses its
+        # journal, fails its first write as "disk I/O error" on opening.)
         return StoreError(
-            f"cannot open task store {path} ({text}); check that its directory exists "
-            "and is writable",
-            path=path,
+            f"cannot write task store {path} ({text}); {_why_not(path)}", path=path
         )
     return StoreError(f"task store {path}: {doing} failed ({text})", path=path)
+
+
+def _why_not(path: str) -> str:
+    """What to check, from what the file system says (an error path only)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a directory: give the path of a file in it"
+    if not os.path.isdir(folder):
+        return f"its directory {folder} does not exist"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "the file is read-only for this user"
+    if not os.access(folder, os.W_OK):
+        return f"its directory {folder} is not writable (SQLite writes its journal beside it)"
+    return "check that the file and its directory are writable"
