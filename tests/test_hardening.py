@@ -53,6 +53,7 @@ from veo_async.events import (
     Event,
     RecordPublished,
     RequestAnswered,
+    RequestCancelled,
     RequestFailed,
     RequestStarted,
     RetryScheduled,
@@ -771,6 +772,37 @@ def test_on_event_reports_requests_records_retries_and_pauses() -> None:
     assert [e.duration for e in events if isinstance(e, SessionPaused)] != []
     published = [(e.previous, e.status) for e in events if isinstance(e, RecordPublished)]
     assert published == [(None, TaskStatus.GENERATING), (TaskStatus.GENERATING, TaskStatus.SUCCESS)]
+
+
+def test_every_request_started_ends_in_one_event_even_when_given_up() -> None:
+    """A request in flight when its wait ends (the deadline, a cancellation)
+    ends in a RequestCancelled: each RequestStarted is followed by exactly one
+    RequestAnswered, RequestFailed or RequestCancelled, so a gauge of requests
+    in flight built from the events comes back to zero."""
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("slow1", complete_after=60, faults=[Fault.slow(10.0)])
+        kie.add_task("slow2", complete_after=60, faults=[Fault.slow(10.0)])
+        async with in_process(kie, on_event=events.append) as veo:
+            with pytest.raises(WaitTimeoutError):
+                await veo.task("slow1").wait(timeout=0.5)
+            waiting = asyncio.ensure_future(veo.task("slow2").wait(timeout=60))
+            await asyncio.sleep(0.3)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert veo.stats.in_flight == 0
+
+    run_virtual(main)
+    started = [e for e in events if isinstance(e, RequestStarted)]
+    ended = [e for e in events if isinstance(e, RequestAnswered | RequestFailed | RequestCancelled)]
+    cancelled = [e for e in events if isinstance(e, RequestCancelled)]
+    assert len(started) == len(ended) == 2
+    assert [e.task_id for e in cancelled] == ["slow1", "slow2"]
+    assert cancelled[0].duration == pytest.approx(0.5, abs=0.05)
+    assert cancelled[1].duration == pytest.approx(0.3, abs=0.05)
 
 
 def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFixture) -> None:

@@ -125,6 +125,28 @@ async def test_pause_holds_the_queue_until_it_ends() -> None:
     assert granted >= start + pause
 
 
+async def test_the_slot_an_answer_adds_to_the_window_is_granted_at_once() -> None:
+    """After a 429 the window grows by one per answer; the slot that adds goes
+    to a waiting request at once, even when the answered request gave its own
+    slot back (and it was granted) first, as a request does: recovery is not
+    one answer behind."""
+    budget = RequestBudget(4, rng=random.Random(8))
+    queue = DueQueue(budget)
+    loop = asyncio.get_running_loop()
+    queue.rate_limited(loop.time(), retry_after=0.01)
+    probe = await queue.acquire()  # the one request the window of one allows
+    behind = [asyncio.ensure_future(queue.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    queue.release()  # the probe's slot, given back: the first waiter gets it
+    queue.answered(probe)  # its answer widens the window to two
+    await asyncio.sleep(0)
+    assert [waiter.done() for waiter in behind] == [True, True, False]
+    assert budget.in_flight == 2
+    for waiter in behind:
+        waiter.cancel()
+    await asyncio.gather(*behind, return_exceptions=True)
+
+
 async def test_slots_given_back_while_grants_are_deferred_are_granted_at_the_end() -> None:
     """Within ``grants_deferred`` a released slot waits; the end grants it once."""
     budget = RequestBudget(1)

@@ -17,6 +17,7 @@ from veo_async import (
     SessionClosedError,
     TaskStatus,
     VeoSession,
+    WaitTimeoutError,
 )
 from veo_async._pacer import _TELL_SLICE as TELL_SLICE
 from veo_async._pacer import Pacer, Plan
@@ -176,6 +177,34 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule() -> No
     assert sum(gaps) > 2 * 150  # past twice veo3_fast's documented median
     assert max(gaps[-4:]) <= STEADY.max_gap
     assert gaps[1] < gaps[0]  # the second poll follows the first, not a fresh start
+
+
+async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_new_wait() -> None:
+    """The age a task was first planned at is the task's, not one wait's: after a
+    first wait, a second one a minute later plans the task as a minute older
+    (polled at once, as a 62 s old task is) instead of from age 0 again (no poll
+    before its last look). Kie's UTC+8 strings read as UTC are 8 h ahead."""
+    loop = asyncio.get_running_loop()
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_fut", complete_after=3600, params={"model": "veo3_fast"}))
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY,
+        transport=kie.transport(),
+        policy=STEADY,
+        on_event=events.append,
+        timezone=datetime.timezone.utc,
+    ) as veo:
+        start = loop.time()
+        task = veo.task("veo_fut")
+        with pytest.raises(WaitTimeoutError):
+            await task.wait(timeout=2)
+        await asyncio.sleep(60)
+        with pytest.raises(WaitTimeoutError):
+            await task.wait(timeout=30)
+    polls = [round(e.at - start, 1) for e in events if isinstance(e, RequestStarted)]
+    assert first_poll_of_a_task_aged(62.0) == 0.0
+    assert polls[:3] == [0.0, 1.9, 62.0]
 
 
 def test_only_sensible_durations_are_learned() -> None:

@@ -189,7 +189,7 @@ class RequestBudget:
             self._unfinished -= 1
             self._starts.append(now)
 
-    def on_answer(self, granted_at: float) -> None:
+    def on_answer(self, granted_at: float) -> bool:
         """An answer that was not a 429, to a request granted at ``granted_at``:
         end the strike run, widen the window.
 
@@ -197,12 +197,16 @@ class RequestBudget:
         answers of those sent before it (in flight through the pause) say
         nothing of the service since, and letting them widen the window
         would meet the pause's end with a herd instead of one probe.
+
+        :returns: True if the window grew (a waiting request may start now).
         """
         if granted_at < self._pause_started:
-            return
+            return False
         self._strikes = 0
         if self._window < self.concurrency:
             self._window += 1
+            return True
+        return False
 
     def on_rate_limited(self, now: float, granted_at: float, retry_after: float | None) -> float:
         """A 429 came back for a request granted at ``granted_at``: pause every start.
@@ -426,8 +430,10 @@ class DueQueue:
 
     def answered(self, granted_at: float) -> None:
         """The request granted at ``granted_at`` got an answer that was not a
-        429 (may widen the window)."""
-        self.budget.on_answer(granted_at)
+        429 (may widen the window, and then grant the slot it adds: the
+        request's own slot may have been given back, and granted, before)."""
+        if self.budget.on_answer(granted_at):
+            self.dispatch()
 
     def rate_limited(self, granted_at: float, retry_after: float | None) -> float:
         """A 429: pause the budget; returns the pause length."""

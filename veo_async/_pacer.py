@@ -33,12 +33,15 @@ from ._schedule import AdaptivePolicy, AdaptiveSchedule
 from .models import RecordInfo, TaskStatus
 from .policy import PollPolicy
 
-__all__ = ["AnyPolicy", "Pacer", "Plan"]
+__all__ = ["AgeSeen", "AnyPolicy", "Pacer", "Plan"]
 
 logger = logging.getLogger("veo_async")
 
 #: What a wait's ``policy=`` accepts.
 AnyPolicy = PollPolicy | AdaptivePolicy
+
+#: A task's age when first planned, and the loop time then (see Plan.first_seen).
+AgeSeen = tuple[float, float]
 
 _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
@@ -62,6 +65,7 @@ class Plan:
         model: str | None,
         *,
         running: bool = False,
+        first_seen: AgeSeen | None = None,
     ) -> float | None:
         """Seconds from now to the next poll; None: not known yet (a learned
         plan whose schedule is still making its first table, in loop steps),
@@ -73,8 +77,18 @@ class Plan:
         :param model: the task's model if known without a record (its request).
         :param running: a poll has just found the task still running (not a
             failed poll's retry): a learned plan learns from it.
+        :param first_seen: the task's age when an earlier run first planned
+            it, and the loop time then (see :attr:`first_seen`).
         """
         raise NotImplementedError
+
+    @property
+    def first_seen(self) -> AgeSeen | None:
+        """The task's age when first planned, and the loop time then (None: not
+        yet, or a fixed plan): kept by the task for its later runs, so that a
+        ``createTime`` in the future (age 0 at every reading) does not restart
+        the schedule at each new wait."""
+        return None
 
     def when_ready(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(False)`` once :meth:`next_delay` can answer, or
@@ -113,6 +127,7 @@ class _FixedPlan(Plan):
         model: str | None,
         *,
         running: bool = False,
+        first_seen: AgeSeen | None = None,
     ) -> float:
         delays = self._delays
         if delays is None:
@@ -128,6 +143,7 @@ class _LearnedPlan(Plan):
     __slots__ = (
         "_first_age",
         "_first_at",
+        "_first_seen",
         "_pacer",
         "_polls",
         "_running_until",
@@ -140,9 +156,14 @@ class _LearnedPlan(Plan):
         self._schedule = schedule
         self._polls = 0
         self._running_until = 0.0
-        self._first_age: float | None = None  # the task's age when first planned
+        self._first_age: float | None = None  # the task's age when this run first planned it
         self._first_at = 0.0  # and the loop time then
+        self._first_seen: AgeSeen | None = None  # the same, of the task's first run
         self._waiting_for: str | None = None  # the model whose first table is awaited
+
+    @property
+    def first_seen(self) -> AgeSeen | None:
+        return self._first_seen
 
     @property
     def running_until(self) -> float:
@@ -164,6 +185,7 @@ class _LearnedPlan(Plan):
         model: str | None,
         *,
         running: bool = False,
+        first_seen: AgeSeen | None = None,
     ) -> float | None:
         pacer = self._pacer
         model = _model_of(record) or model
@@ -179,14 +201,20 @@ class _LearnedPlan(Plan):
         else:
             age = None
         if age is not None:
-            if self._first_age is None:
-                self._first_age, self._first_at = age, pacer.loop_now()
+            now = pacer.loop_now()
+            seen = self._first_seen or first_seen
+            if seen is None:
+                self._first_seen = (age, now)
             else:
-                # Never younger than when first planned plus the time since: a
-                # createTime in the future (a skew the Date header does not
-                # explain) reads as age 0 at every poll, and the schedule
-                # would start over each time (60-80 s apart, past max_gap).
-                age = max(age, self._first_age + pacer.loop_now() - self._first_at)
+                # Never younger than when first planned (by this run or an
+                # earlier one) plus the time since: a createTime in the future
+                # (a skew the Date header does not explain) reads as age 0 at
+                # every poll, and the schedule would start over each time
+                # (60-80 s apart, past max_gap), and at each new wait.
+                self._first_seen = seen
+                age = max(age, seen[0] + now - seen[1])
+            if self._first_age is None:
+                self._first_age, self._first_at = age, now
         schedule = self._schedule
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).

@@ -44,6 +44,7 @@ from .events import (
     RAISED_TOO,
     Event,
     RequestAnswered,
+    RequestCancelled,
     RequestFailed,
     RequestStarted,
     SessionPaused,
@@ -523,6 +524,11 @@ class Requester:
             if creating is not None and create_granted is not None:
                 creating.answered(create_granted)
             self._failed(method, path, task_id, granted_at, exc)
+            raise
+        except asyncio.CancelledError:
+            if self._on_event is not None:
+                now = _loop_time() or granted_at
+                self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
             raise
         finally:
             queue.release()

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ._create import submit, submit_recorded
 from ._limits import Ticket
-from ._pacer import AnyPolicy, Pacer, Plan
+from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan
 from ._requester import Requester
 from ._schedule import AdaptivePolicy
 from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
@@ -152,9 +152,17 @@ class _PollRun(Ticket):
         handle = self.handle
         # The handle's slots, not its properties: the run is the handle's own
         # poll loop (this module), and this runs for every poll.
-        return self.plan.next_delay(
-            handle._record, handle._created_loop_time, handle._model, running=running
+        plan = self.plan
+        delay = plan.next_delay(
+            handle._record,
+            handle._created_loop_time,
+            handle._model,
+            running=running,
+            first_seen=handle._first_seen,
         )
+        if handle._first_seen is None:
+            handle._first_seen = plan.first_seen  # for the task's later runs
+        return delay
 
     def begin(self, now: float) -> None:
         self.plan_next(now)
@@ -384,6 +392,7 @@ class VeoTask:
         "_created_at",
         "_created_loop_time",
         "_error",
+        "_first_seen",
         "_last_failure",
         "_model",
         "_record",
@@ -401,6 +410,7 @@ class VeoTask:
     _model: str | None
     _record: RecordInfo | None
     _error: BaseException | None
+    _first_seen: AgeSeen | None
     _last_failure: VeoError | None
     _run: _PollRun | None
 
@@ -895,6 +905,7 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     handle._created_at = None
     handle._created_loop_time = None
     handle._model = None
+    handle._first_seen = None
     return handle
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Event",
     "RecordPublished",
     "RequestAnswered",
+    "RequestCancelled",
     "RequestFailed",
     "RequestStarted",
     "RetryScheduled",
@@ -90,6 +91,23 @@ class RequestFailed:
 
 
 @attrs.frozen
+class RequestCancelled:
+    """A request was given up before its answer (the wait that wanted it
+    ended or was cancelled, or the session closed). With
+    :class:`RequestAnswered` and :class:`RequestFailed`, every
+    :class:`RequestStarted` ends in exactly one of the three.
+
+    :ivar duration: seconds from start to being given up.
+    """
+
+    method: str
+    path: str
+    task_id: str | None
+    at: float
+    duration: float
+
+
+@attrs.frozen
 class RecordPublished:
     """A poll brought a task's record whose status differs from the last one seen.
 
@@ -131,6 +149,7 @@ Event = (
     RequestStarted
     | RequestAnswered
     | RequestFailed
+    | RequestCancelled
     | RecordPublished
     | RetryScheduled
     | SessionPaused
