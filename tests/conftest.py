@@ -10,10 +10,11 @@ use real HTTP (the loop then waits in real time: real I/O cannot be skipped).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -82,6 +83,18 @@ else:  # older pytest-asyncio: the same through its policy fixture
     def event_loop_policy() -> VirtualClockPolicy:
         """Every test's event loop runs on a virtual clock (see the module docstring)."""
         return VirtualClockPolicy()
+
+
+@pytest.fixture(autouse=True)
+def _veo_async_logger_as_it_was() -> Iterator[None]:
+    """The ``veo_async`` logger's filters, handlers and level as before each test:
+    a command run in process (click's runner) configures the logger as its
+    process would, and that must not hide later tests' records from caplog."""
+    logger = logging.getLogger("veo_async")
+    filters, handlers, level = logger.filters[:], logger.handlers[:], logger.level
+    yield
+    logger.filters[:], logger.handlers[:] = filters, handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -293,6 +293,9 @@ def test_a_timeout_after_sending_is_uncertain() -> None:
             with pytest.raises(SubmitUncertainError, match="in time"):
                 await veo.generate("a cat")
         assert len(requests_to(kie, GENERATE)) == 1
+        # The simulator created (and charged) it before its late answer, as a
+        # real service would have: the uncertainty is real.
+        assert kie.created == 1
 
     run_virtual(main)
 

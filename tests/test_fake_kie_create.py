@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from veo_async._version import version
-from veo_async.testing import FakeKie, Fault
+from veo_async.testing import FakeKie, Fault, TaskScript
 from veo_async.testing._creation import COSTS, UHD_COST, CreationDesk
 from veo_async.testing._server import DROP
 
@@ -285,3 +285,45 @@ def test_create_endpoints_refuse_wrong_methods_and_bad_bodies() -> None:
         assert kie.created == 0
 
     run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"credits": -1},
+        {"credits": float("nan")},
+        {"hd_delay": -5},
+        {"uhd_delay": float("inf")},
+        {"create_period": 0},
+        {"create_period": -5},
+        {"create_limit": -1},
+        {"create_limit": 2.5},
+        {"rate_limit_http_status": 42},
+        {"rate_limit_http_status": True},
+        {"shutdown_timeout": -1},
+    ],
+    ids=lambda settings: "-".join(f"{k}={v}" for k, v in settings.items()),
+)
+def test_a_bad_simulator_setting_is_refused_when_made(settings: dict[str, Any]) -> None:
+    """Each setting is checked when the simulator is made, naming it: a negative
+    delay or a status that is no HTTP status used to misbehave later instead."""
+    name = next(iter(settings))
+    with pytest.raises(ValueError, match=name):
+        FakeKie(**settings)
+
+
+def test_bad_scripts_and_faults_are_refused_when_made() -> None:
+    """NaN durations, a quirks that is no Quirks, a fault given as a string and a
+    non-positive in-process timeout are refused at once, not mid-request."""
+    kie = FakeKie()
+    with pytest.raises(ValueError, match="delay"):
+        Fault.slow(float("nan"))
+    with pytest.raises(ValueError, match="complete_after"):
+        TaskScript("t", complete_after=float("nan"))
+    with pytest.raises(TypeError, match="quirks"):
+        TaskScript("t", quirks=1)  # type: ignore[arg-type]
+    for inject in (kie.inject, kie.inject_create):
+        with pytest.raises(TypeError, match=r"fault must be a Fault \(e.g. Fault.reset\(\)\)"):
+            inject("reset")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="request_timeout"):
+        kie.transport(request_timeout=0)

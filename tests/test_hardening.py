@@ -17,6 +17,7 @@ import io
 import logging
 import resource
 import struct
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
@@ -1302,3 +1303,25 @@ async def test_kie_base_url_is_honoured_after_the_argument(
     monkeypatch.setenv("KIE_BASE_URL", "ftp://nope")
     with pytest.raises(ValueError, match="base_url"):
         VeoSession(KEY)
+
+
+def test_the_virtual_clock_does_not_jump_past_a_thread_at_work() -> None:
+    """A job handed to a thread (run_in_executor, asyncio.to_thread) takes its
+    real time on the virtual clock: a timeout around it does not fire on a
+    jump to the timeout's timer, and the clock resumes jumping afterwards."""
+
+    async def main() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        result = await asyncio.wait_for(asyncio.to_thread(_slow_job, 0.2), 5.0)
+        before = loop.time()
+        await asyncio.sleep(600)  # no thread at work: skipped
+        return result, loop.time() - before
+
+    result, slept = run_virtual(main)
+    assert result == "done"
+    assert slept == pytest.approx(600, abs=1)
+
+
+def _slow_job(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"

@@ -8,9 +8,11 @@ the offset instead of sleeping. So a ten-minute poll schedule against the
 in-process simulator (:meth:`FakeKie.transport`) runs in milliseconds, with
 every timer, deadline and sleep firing in the same order as in real time.
 
-While a socket is open (a loopback simulator, a real aiohttp session), the
-loop waits in real time as usual: real I/O cannot be fast-forwarded, and a
-request timeout must not fire before a real answer could arrive.
+While a socket is open (a loopback simulator, a real aiohttp session), or a
+job handed to a thread by ``run_in_executor`` (``asyncio.to_thread``) runs,
+the loop waits in real time as usual: real I/O and threads cannot be
+fast-forwarded, and a timeout must not fire before a real answer could
+arrive. Threads a library starts by itself are not seen.
 
 The SDK and the simulator read only ``loop.time()``, so they follow the
 virtual clock; code reading ``time.monotonic()`` directly does not.
@@ -66,6 +68,9 @@ class _FastForwardSelector(_DelegatingSelector):
     def __init__(self, inner: selectors.BaseSelector) -> None:
         super().__init__(inner)
         self._internal: frozenset[Any] = frozenset()
+        #: Jobs handed to threads by ``run_in_executor`` not yet done: their
+        #: results come in real time, so the clock must not jump past them.
+        self.threads_busy = 0
 
     def seal_internal(self) -> None:
         """The file objects registered so far are the loop's own (its self-pipe)."""
@@ -75,7 +80,7 @@ class _FastForwardSelector(_DelegatingSelector):
         return any(fd not in self._internal for fd in self._inner.get_map())
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None or timeout <= 0 or self._real_io_possible():
+        if timeout is None or timeout <= 0 or self.threads_busy or self._real_io_possible():
             return self._inner.select(timeout)
         ready = self._inner.select(0)
         if not ready:
@@ -101,6 +106,23 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         """The real monotonic clock plus every idle wait skipped so far."""
         return super().time() + self._fast_forward.offset
+
+    # (The base signature is generic over the arguments' types, which needs
+    # TypeVarTuple, Python 3.11+: the override is typed plainly.)
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Any, *args: Any
+    ) -> asyncio.Future[Any]:
+        """As the base loop's; while the job runs, waits are real (not skipped):
+        a thread's result comes in real time, and a timeout around it must
+        not fire on a jump. (``asyncio.to_thread`` goes through here; threads
+        a library starts by itself are not seen.)"""
+        future = super().run_in_executor(executor, func, *args)
+        self._fast_forward.threads_busy += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _future: asyncio.Future[Any]) -> None:
+        self._fast_forward.threads_busy -= 1
 
     @property
     def skipped(self) -> float:

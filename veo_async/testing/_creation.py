@@ -156,6 +156,21 @@ class CreationDesk:
         for name, rate in (("fallback_rate", fallback_rate), ("failure_rate", failure_rate)):
             if not 0 <= rate <= 1:
                 raise ValueError(f"{name} must be within 0-1, not {rate!r}")
+        for name, value in (("credits", credits), ("hd_delay", hd_delay), ("uhd_delay", uhd_delay)):
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        if not 0 < create_period < math.inf:
+            raise ValueError(f"create_period must be a positive number, not {create_period!r}")
+        if create_limit is not None and (
+            isinstance(create_limit, bool) or not isinstance(create_limit, int) or create_limit < 0
+        ):
+            raise ValueError(f"create_limit must be an int >= 0 or None, not {create_limit!r}")
+        status = rate_limit_http_status
+        if isinstance(status, bool) or status not in range(100, 600):
+            raise ValueError(
+                f"rate_limit_http_status must be an HTTP status (100-599), not "
+                f"{rate_limit_http_status!r}"
+            )
         self.credits = credits
         self.time_scale = time_scale
         self.create_limit = create_limit

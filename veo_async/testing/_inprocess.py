@@ -45,6 +45,8 @@ class InProcessTransport:
     """
 
     def __init__(self, server: _Server, *, request_timeout: float = 30.0) -> None:
+        if not request_timeout > 0:
+            raise ValueError(f"request_timeout must be > 0, not {request_timeout!r}")
         self._server = server
         self._timeout = request_timeout
         self._user_agent = user_agent(version())

@@ -68,7 +68,7 @@ _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
+    if not value >= 0:  # NaN too: a task "done after NaN s" would never be done
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
@@ -160,11 +160,12 @@ class Fault:
     def reset(cls) -> Fault:
         """Drop the connection (TCP reset) without any HTTP answer.
 
-        Recent aiohttp clients retry an idempotent request (GET) once by
-        themselves after a dropped connection, so a single reset may cost an
-        extra request and stay invisible to the caller; two in a row reach it
-        as an :class:`aiohttp.ClientError` (``ClientOSError`` or
-        ``ServerDisconnectedError``) with any aiohttp version.
+        A veo_async session sees it as a :class:`~veo_async.TransportError`
+        (retryable: a wait polls again on its schedule), one failed request
+        each time: its own aiohttp session does not resend the GET by itself.
+        (A plain aiohttp client, or a ``session=`` you inject, may resend an
+        idempotent request once after a reset on a reused connection, so a
+        single reset can cost it an extra request and stay invisible.)
         """
         return cls("reset")
 
@@ -291,7 +292,9 @@ class TaskScript:
         validator=attrs.validators.deep_iterable(attrs.validators.instance_of(Fault)),
     )
     visible_after: float = attrs.field(default=0.0, kw_only=True, validator=_non_negative)
-    quirks: Quirks = attrs.field(factory=Quirks, kw_only=True)
+    quirks: Quirks = attrs.field(
+        factory=Quirks, kw_only=True, validator=attrs.validators.instance_of(Quirks)
+    )
     # hash=False keeps scripts hashable although a dict is not.
     params: dict[str, Any] | None = attrs.field(default=None, kw_only=True, hash=False)
     error_code: int | None = attrs.field(default=None, kw_only=True)

@@ -88,7 +88,7 @@ UHD_PATH: Final = "/api/v1/veo/get-4k-video"
 DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
 _CREATE_PATHS: Final = frozenset({GENERATE_PATH, EXTEND_PATH})
 # Faults that distort the create's own answer (the task is created first).
-_AFTER_CREATING: Final = frozenset({"created_then_drop", "truncated_json", "oversized"})
+_AFTER_CREATING: Final = frozenset({"created_then_drop", "truncated_json", "oversized", "slow"})
 
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
@@ -98,6 +98,12 @@ _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 #: The answer that means "drop the connection instead" (HTTP status 0).
 DROP: Final = Answer(0, b"", "", 0)
+
+
+def _check_fault(fault: object) -> None:
+    """A Fault, or a TypeError now (a string like "reset" would fail later, mid-request)."""
+    if not isinstance(fault, Fault):
+        raise TypeError(f"fault must be a Fault (e.g. Fault.reset()), not {fault!r}")
 
 
 def _now() -> float:
@@ -192,6 +198,8 @@ class FakeKie:
         callback_secret: str | None = None,
         shutdown_timeout: float = 0.1,
     ) -> None:
+        if not shutdown_timeout >= 0:
+            raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout!r}")
         if unknown_task not in ("record_null", "data_null"):
             raise ValueError(
                 f"unknown_task must be 'record_null' or 'data_null', got {unknown_task!r}"
@@ -426,6 +434,7 @@ class FakeKie:
         checks included) and do not use up the tasks' own scripted faults.
         Successive calls queue up: ``inject(a, 2); inject(b)`` gives a, a, b.
         """
+        _check_fault(fault)
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
         # Kept reversed so that taking the next fault is a cheap list.pop().
@@ -445,9 +454,12 @@ class FakeKie:
 
         They apply after the User-Agent and key checks. ``created_then_drop``
         creates and charges, then drops the connection; ``truncated_json``
-        and ``oversized`` create, then distort the answer; ``slow`` delays,
-        then creates; every other fault answers in place of creating.
+        and ``oversized`` create, then distort the answer; ``slow`` creates
+        and charges, then answers late (a client that times out first has a
+        task it does not know of); every other fault answers in place of
+        creating.
         """
+        _check_fault(fault)
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
         self._create_faults[:0] = repeat(fault, count)
@@ -704,12 +716,9 @@ class FakeKie:
         if fault is not None:
             if record is not None:
                 record.fault = fault.kind
-            if fault.kind == "slow":
-                await asyncio.sleep(fault.delay)
-                fault = None
-            elif fault.kind == "reset":
+            if fault.kind == "reset":
                 return DROP
-            elif fault.kind not in _AFTER_CREATING:
+            if fault.kind not in _AFTER_CREATING:
                 return fault_answer(fault, partial(envelope, 200, "success"))
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -719,6 +728,11 @@ class FakeKie:
             answer, created = self._desk.extend(body, now, self._lookup)
         if created is not None:
             self._add_created(created, now)
+        if fault is not None and fault.kind == "slow":
+            # Created, then answered late: a client that gives up first has
+            # a task it does not know of (the case SubmitUncertainError is for).
+            await asyncio.sleep(fault.delay)
+            fault = None
         if fault is None:
             return answer
         if fault.kind == "created_then_drop":
