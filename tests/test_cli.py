@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import fcntl
+import io
 import json
+import os
+import pty
 import re
 import signal
 import socket
+import struct
 import sys
+import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -174,6 +180,19 @@ async def test_wait_from_file_to_output_file(kie: FakeKie, tmp_path: Path) -> No
     }
 
 
+async def test_output_dash_is_standard_output(
+    kie: FakeKie, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o -`` means standard output, as ``-`` does for every input; it used to
+    write a file named "-"."""
+    monkeypatch.chdir(tmp_path)
+    kie.add_tasks(["d1"])
+    run = await cli("wait", *against(kie, *FAST, "-o", "-", "d1"))
+    assert run.code == 0
+    assert set(run.by_id()) == {"d1"}
+    assert not (tmp_path / "-").exists()
+
+
 async def test_wait_with_a_live_display_keeps_stdout_machine_readable(kie: FakeKie) -> None:
     """--progress live draws on stderr (rich); stdout still holds only JSON lines."""
     kie.add_tasks([f"live{n}" for n in range(3)])
@@ -185,6 +204,49 @@ async def test_wait_with_a_live_display_keeps_stdout_machine_readable(kie: FakeK
     assert set(run.by_id()) == {"live0", "live1", "live2", "slow"}
     assert "finished" in run.stderr
     assert "4 tasks in" in run.stderr
+
+
+async def test_on_a_terminal_live_progress_keeps_each_result_on_one_line(kie: FakeKie) -> None:
+    """Standard output and error on an 80-column terminal, live progress: each
+    JSON line (longer than 80 characters) stays one line, uncoloured. rich
+    used to wrap the lines it passes through at the width, breaking the JSON."""
+    kie.add_tasks(["ok-1", "ok-2"])
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "veo_async",
+            "wait", *against(kie, *FAST, "--progress", "live", "ok-1", "ok-2"),
+            stdin=child, stdout=child, stderr=child,
+        )  # fmt: skip
+    finally:
+        os.close(child)
+    await asyncio.wait_for(proc.wait(), 30)
+    screen = await asyncio.to_thread(_read_all, main)
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen).replace("\r", "")
+    # (A result may follow what is left of a progress line once escapes are stripped.)
+    results = [
+        json.loads(line[line.index('{"task_id"') :])
+        for line in text.splitlines()
+        if '{"task_id"' in line
+    ]
+    assert proc.returncode == 0
+    assert sorted(line["task_id"] for line in results) == ["ok-1", "ok-2"]
+    raw = next(line for line in screen.split("\n") if '{"task_id": "ok-1"' in line)
+    assert "\x1b[" not in raw[raw.index('{"task_id"') :]  # no colours inside the JSON
+
+
+def _read_all(fd: int) -> str:
+    """All a pseudo-terminal's reader side holds (until its writers are gone), closed."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:  # EIO: the terminal's other side is closed
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 async def test_a_wrong_key_is_one_error_line_in_a_child_process(kie: FakeKie) -> None:
@@ -254,6 +316,27 @@ async def test_ctrl_c_stops_wait_cleanly_with_a_summary_and_exit_130(
     assert "2 of 5 tasks finished" in summary
     assert "3 still generating" in summary
     assert kie.in_flight == 0
+
+
+async def test_a_sigint_ignored_by_the_parent_stays_ignored(kie: FakeKie) -> None:
+    """Started with SIGINT ignored (a shell's "cmd &" in a script does that), the
+    command keeps ignoring it, as programs do: a Ctrl-C aimed at the foreground
+    does not stop it; it ends at its own --timeout (exit 3). It used to install
+    its own handler and stop (exit 130)."""
+    kie.add_task("pend-1", complete_after=60)
+    ignoring = ["sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "-m", "veo_async"]
+    proc = await start(
+        "wait", *against(kie, *FAST, "--timeout", "2", "--progress", "plain",
+                         "--progress-interval", "0.05", "pend-1"),
+        command=ignoring,
+    )  # fmt: skip
+    seen = await read_until(proc.stderr, "finished")
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    run = Run(proc.returncode or 0, out.decode(), seen + err.decode())
+    assert run.code == 3, run.stderr
+    assert run.by_id()["pend-1"]["outcome"] == "timeout"
+    assert "interrupted" not in run.stderr
 
 
 async def test_ctrl_c_during_generate_wait_still_prints_the_created_task() -> None:
@@ -515,6 +598,16 @@ BAD_INPUT = [
     pytest.param(["wait", "--api-key", KEY, "--jitter", "1.5", "t1"], "jitter", id="jitter"),
     pytest.param(["wait", "--api-key", KEY, "--factor", "0.5", "t1"], "--factor", id="factor"),
     pytest.param(["wait", "--api-key", KEY, "--grace", "nan", "t1"], "--grace", id="nan-grace"),
+    *(
+        pytest.param(
+            ["wait", "--api-key", KEY, option, value, "t1"],
+            f"{option}': {value!r} is not a finite number",
+            id=f"{value}{option}",
+        )
+        for option in ("--unreachable-after", "--progress-interval", "--rate")
+        for value in ("nan", "inf")
+    ),
+    pytest.param(["demo", "--speed", "nan"], "is not a finite number", id="nan-speed"),
     pytest.param(
         ["wait", "--api-key", KEY, "--base-url", "ftp://kie", "t1"], "http", id="bad-url"
     ),
@@ -547,6 +640,26 @@ def test_bad_input_gets_one_line_and_exit_2(
     """Each command-line mistake: one ``veo-async: error:`` line naming it, exit 2."""
     monkeypatch.delenv("KIE_API_KEY", raising=False)
     assert expected in usage_error_of(argv, capsys)
+
+
+def test_ids_files_with_a_bom_or_bytes_that_are_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A byte-order mark opening an ids file is layout (Windows editors write
+    one); bytes that are not UTF-8 are named by their line, before any request."""
+    from veo_async.cli._ids import IdSourceError, collect_ids
+
+    with_bom = tmp_path / "bom.txt"
+    with_bom.write_bytes(b"\xef\xbb\xbfok-1\nok-2\n")
+    assert collect_ids([], [str(with_bom)], io.StringIO()) == ["ok-1", "ok-2"]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"ok-1\ncaf\xe9\n")
+    assert run_cli(["wait", "--api-key", KEY, "--from", str(latin)]) == 2
+    assert f"{latin}, line 2: not UTF-8 text" in capsys.readouterr().err
+    # Standard input read with surrogateescape (a POSIX locale): the same message.
+    stdin = io.StringIO(b"ok-1\ncaf\xe9\n".decode("utf-8", "surrogateescape"))
+    with pytest.raises(IdSourceError, match="standard input, line 2: not UTF-8 text"):
+        collect_ids(["-"], [], stdin)
 
 
 def test_an_invalid_id_in_a_file_is_reported_with_its_line(

@@ -8,6 +8,7 @@ command-line mistakes in-process through :func:`run_cli`.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -311,3 +312,34 @@ def test_a_line_that_is_not_json_is_named_by_its_number() -> None:
     lines = ["# c\n", "\n", '{"prompt": "ok"}\n', "{prompt: oops}\n"]
     with pytest.raises(RequestSourceError, match=r"^r\.jsonl, line 4: not JSON"):
         parse_request_lines(lines, "r.jsonl")
+
+
+def test_a_requests_file_opening_with_a_bom_is_read(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (as PowerShell writes) opening a requests file is
+    layout, not the start of the first line's JSON."""
+    from veo_async.cli._requests import read_requests
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a cat"}\n{"prompt": "a dog"}\n')
+    requests = read_requests(str(path), io.StringIO())
+    assert [request.prompt for request in requests] == ["a cat", "a dog"]
+    path.write_bytes(b'{"prompt": "a cat"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(RequestSourceError, match="line 2: not UTF-8 text"):
+        read_requests(str(path), io.StringIO())
+
+
+def test_an_undocumented_model_in_a_line_gets_command_line_advice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --from line with a model Kie does not document: the advice is the line's
+    own field or the option, not the Python keyword; with the field it is sent."""
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"prompt": "p", "model": "veo9"}\n', encoding="utf-8")
+    error = usage_error_of(["generate", "--api-key", KEY, "--from", str(path)], capsys)
+    assert 'add "allow_unknown": true to the line (or pass --allow-unknown)' in error
+    assert "allow_unknown=True" not in error
+    from veo_async.cli._requests import read_requests
+
+    path.write_text('{"prompt": "p", "model": "veo9", "allow_unknown": true}\n', encoding="utf-8")
+    [request] = read_requests(str(path), io.StringIO())
+    assert request.to_wire()["model"] == "veo9"

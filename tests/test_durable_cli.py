@@ -73,7 +73,9 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
     assert shown.code == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["state"] == "acked"
-    assert data["record"]["status"] == 1
+    # The record as "wait" wrote it (status by name), not the store's own form.
+    assert data["record"]["status"] == "SUCCESS"
+    assert data["record"] == resumed.lines()[0]["record"]
     table = await cli("tasks", "list", "--store", str(db))
     assert "veo_slow" in table.stdout
     assert "acked" in table.stdout
@@ -145,6 +147,11 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
         assert sorted(line["outcome"] for line in lines) == [
             "already created", "already created", "succeeded", "succeeded", "uncertain",
         ]
+        # The same shape as the first run's uncertain line (generate --help).
+        [uncertain] = [line for line in lines if line["outcome"] == "uncertain"]
+        [first_uncertain] = [line for line in first.lines() if line["outcome"] == "uncertain"]
+        assert set(uncertain) == set(first_uncertain) == {"outcome", "error", "message", "request"}
+        assert uncertain["error"] == "SubmitUncertainError"
         third = await cli(
             "generate", *against(kie, "--from", str(requests), "--store", db, "--wait", *FAST)
         )

@@ -48,6 +48,7 @@ from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
 from ._opening import open_session
 from ._options import (
+    PositiveNumber,
     Settings,
     build_policy,
     configure_logging,
@@ -114,7 +115,7 @@ def _speed_option(help_text: str, *, default: float = 25.0) -> Callable[[Any], A
     """``--speed``: the time compression shared by ``demo`` and ``simulate``."""
     return click.option(
         "--speed",
-        type=click.FloatRange(min=0, min_open=True, max=100_000),
+        type=PositiveNumber(100_000),
         default=default,
         show_default=True,
         help=help_text,
@@ -200,13 +201,13 @@ def status(
 @_concurrency_option
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=PositiveNumber(),
     default=None,
     help="The most requests started per second (default: no limit).",
 )
 @click.option(
     "--unreachable-after",
-    type=click.FloatRange(min=0, min_open=True),
+    type=PositiveNumber(),
     default=60.0,
     show_default=True,
     metavar="SECONDS",

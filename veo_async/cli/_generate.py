@@ -114,7 +114,12 @@ def _requests(
         try:
             found = read_requests(source, sys.stdin, defaults)
         except RequestSourceError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(
+                str(exc).replace(
+                    "pass allow_unknown=True",
+                    'add "allow_unknown": true to the line (or pass --allow-unknown)',
+                )
+            ) from None
         if not found:
             shown = "standard input" if source == "-" else source
             raise click.UsageError(f"no requests in {shown}")
@@ -241,6 +246,9 @@ def generate(
     """Create video tasks: PROMPT, or one JSON request per line of --from FILE.
 
     \b
+    A --from line holds a request's fields by their wire or Python names
+    ({"prompt": "...", "model": "veo3", "aspect_ratio": "9:16"}; a value
+    Kie added later needs "allow_unknown": true); the options are defaults.
     Every request is checked before the first is sent; a bad one (a bad
     line: named by its number) creates nothing. Then all are sent at once,
     paced by the creation budget (20 per 10 s, Kie's account limit). One

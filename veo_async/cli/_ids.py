@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from ..models import validate_task_id
+from ._lines import content_lines, open_text
 
 __all__ = ["STDIN", "IdSourceError", "collect_ids", "parse_id_lines"]
 
@@ -25,16 +26,14 @@ class IdSourceError(ValueError):
 def parse_id_lines(lines: Iterable[str], source: str) -> list[str]:
     """The ids in ``lines``: one per line, blank lines and ``#`` comment lines skipped.
 
-    Surrounding whitespace (and the line ending) is layout, not part of the id.
+    Surrounding whitespace (and the line ending, and a byte-order mark at the
+    start) is layout, not part of the id; bytes that are not UTF-8 are refused.
 
     :param source: names the input in error messages (``"ids.txt"``).
     :raises IdSourceError: naming the source and line of the first invalid id.
     """
     ids: list[str] = []
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in content_lines(lines, source, IdSourceError):
         try:
             ids.append(validate_task_id(line))
         except (TypeError, ValueError) as exc:
@@ -44,10 +43,7 @@ def parse_id_lines(lines: Iterable[str], source: str) -> list[str]:
 
 def _read_file(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return parse_id_lines(handle, path)
-    except UnicodeDecodeError:
-        raise IdSourceError(f"cannot read ids from {path}: not UTF-8 text") from None
+        return parse_id_lines(open_text(path), path)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise IdSourceError(f"cannot read ids from {path}: {reason}") from None

@@ -11,6 +11,7 @@ override a value given on the command line.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from ._progress import PROGRESS_MODES
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PositiveNumber",
     "Settings",
     "build_policy",
     "configure_logging",
@@ -37,6 +39,22 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+class PositiveNumber(click.FloatRange):
+    """A number > 0 (at most ``maximum``), finite: ``nan`` and ``inf`` pass
+    click's own range check (every comparison with NaN is false)."""
+
+    name = "positive number"
+
+    def __init__(self, maximum: float | None = None) -> None:
+        super().__init__(min=0, min_open=True, max=maximum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 #: The service root when neither ``--base-url`` nor ``KIE_BASE_URL`` gives one.
 #: For messages only: the CLI passes no URL then, and the session picks its default.
@@ -189,7 +207,7 @@ def progress_options(func: F) -> F:
     """Add ``--progress`` and ``--progress-interval``."""
     func = click.option(
         "--progress-interval",
-        type=click.FloatRange(min=0, min_open=True),
+        type=PositiveNumber(),
         default=5.0,
         show_default=True,
         metavar="SECONDS",
@@ -250,5 +268,5 @@ output_option = click.option(
     "--output",
     "-o",
     metavar="FILE",
-    help="Write the JSON lines to FILE (overwritten) instead of standard output.",
+    help='Write the JSON lines to FILE (overwritten) instead of standard output ("-").',
 )

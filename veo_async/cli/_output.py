@@ -30,15 +30,16 @@ _STATUS_STYLE = {
 class JsonLines:
     """Writes one JSON object per line, flushed at once so results stream.
 
-    :param path: a file to (over)write, or None for standard output. Standard
-        output is looked up at each write, not kept: the live display may
-        redirect it while it runs.
+    :param path: a file to (over)write, or None (or ``"-"``, as everywhere
+        on the command line) for standard output. Standard output is looked
+        up at each write, not kept: the live display may redirect it while
+        it runs.
     :raises OSError: when the file cannot be opened.
     """
 
     def __init__(self, path: str | None) -> None:
         self._file: TextIO | None = None
-        if path is not None:
+        if path is not None and path != "-":
             self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, obj: dict[str, Any]) -> None:

@@ -190,7 +190,13 @@ class ProgressReporter:
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         if self.mode == "live":
-            console = Console(file=sys.stderr, force_terminal=True)
+            # Results printed to a terminal pass through this console (see
+            # redirect_stdout): each must stay one line, uncoloured, as it
+            # would be on standard output (no wrapping at the width, which
+            # broke the JSON of lines longer than the terminal).
+            console = Console(
+                file=sys.stderr, force_terminal=True, soft_wrap=True, highlight=False
+            )
             self._live = Live(
                 self._render(),
                 console=console,

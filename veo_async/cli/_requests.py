@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from .. import GenerateRequest
+from ._lines import content_lines, open_text
 
 __all__ = [
     "FIELD_NAMES",
@@ -101,10 +102,7 @@ def parse_request_lines(
     :raises RequestSourceError: naming the source and line of the first bad line.
     """
     requests: list[GenerateRequest] = []
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in content_lines(lines, source, RequestSourceError):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -133,10 +131,7 @@ def read_requests(
                 "cannot read requests from standard input: not UTF-8 text"
             ) from None
     try:
-        with open(path, encoding="utf-8") as handle:
-            return parse_request_lines(handle, path, defaults)
-    except UnicodeDecodeError:
-        raise RequestSourceError(f"cannot read requests from {path}: not UTF-8 text") from None
+        return parse_request_lines(open_text(path), path, defaults)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise RequestSourceError(f"cannot read requests from {path}: {reason}") from None

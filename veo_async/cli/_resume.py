@@ -54,6 +54,8 @@ class Earlier:
         if self.task_id is None:
             return {
                 "outcome": "uncertain",
+                # The shape of a fresh uncertain create's line (generate --help).
+                "error": "SubmitUncertainError",
                 "message": "sent by an earlier run that stopped before the answer: "
                 "the task may exist; not resent",
                 "request": request.to_wire(),

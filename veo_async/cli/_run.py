@@ -49,7 +49,8 @@ def run(
     """Run ``main`` to completion on a new event loop and return its result.
 
     SIGINT and SIGTERM cancel ``main`` (and so everything it awaits); once it
-    has unwound, :class:`Interrupted` is raised. A second signal during that
+    has unwound, :class:`Interrupted` is raised. A signal the process was
+    started ignoring stays ignored. A second signal during that
     clean-up cancels it again, so a stuck clean-up can still be cut short.
     Called from a thread other than the main one, it installs no signal
     handler (only the main thread may).
@@ -105,6 +106,11 @@ async def _guarded(main: Coroutine[Any, Any, T]) -> T:
     # way), the command installs none and leaves the process's signals alone.
     in_main_thread = threading.current_thread() is threading.main_thread()
     for sig in _SIGNALS if in_main_thread else ():
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            # Ignored by whoever started us (a shell's "cmd &" ignores SIGINT,
+            # so that a Ctrl-C aimed at the foreground spares its background
+            # jobs): keep ignoring it, as programs do.
+            continue
         try:
             loop.add_signal_handler(sig, on_signal, int(sig))
         except (NotImplementedError, RuntimeError, ValueError):

@@ -126,8 +126,18 @@ def _task_json(task: StoredTask, *, record: bool) -> dict[str, Any]:
         "ref": task.ref,
     }
     if record:
-        data["record"] = task.record
+        data["record"] = _record_json(task)
     return data
+
+
+def _record_json(task: StoredTask) -> dict[str, Any] | None:
+    """The stored record as ``wait`` and ``status --json`` write records
+    (``"status": "SUCCESS"``); as stored when it cannot be read."""
+    try:
+        info = task.record_info()
+    except ValueError:
+        return task.record
+    return None if info is None else info.to_jsonable()
 
 
 def _store_option(func: Any) -> Any:
