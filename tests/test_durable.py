@@ -368,6 +368,49 @@ async def test_a_resumed_task_that_stops_polling_is_logged_as_raised_too(
     assert getattr(line, RAISED_TOO) is True
 
 
+async def test_an_ack_cancelled_while_writing_loses_no_note(kie: FakeKie, db: Path) -> None:
+    """ack() cancelled while it hands the queued notes to the store (a shutdown,
+    a timeout around it), then retried: the task is acknowledged for good, and
+    a later session neither resumes nor delivers it. The notes the cancelled
+    write held used to be dropped: the retried ack found no terminal record to
+    acknowledge, and the task came back after a restart."""
+    kie.add_task("veo_b", complete_after=0.0)
+    async with durable(kie, db) as veo:
+        task = veo.task("veo_b")
+        await task.wait(timeout=10)
+        acking = asyncio.ensure_future(task.ack())
+        await asyncio.sleep(0)  # inside the write of the queued notes
+        acking.cancel()
+        await asyncio.gather(acking, return_exceptions=True)
+        await task.ack()
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert report.tasks == ()
+        assert report.undelivered == ()
+        assert await drain(veo) == []
+
+
+async def test_a_close_cancelled_while_the_writer_waits_still_writes(
+    kie: FakeKie, db: Path
+) -> None:
+    """aclose() cancelled while the write-behind writer is still to write (a
+    second Ctrl-C): an id handed to veo.task() is written all the same, not
+    dropped with the queue."""
+    veo = durable(kie, db)
+    await veo.__aenter__()
+    veo.task("given_1")  # queued, written with the next batch
+    closer = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0)
+    closer.cancel()
+    await asyncio.gather(closer, return_exceptions=True)
+    assert veo.closed
+    store = await stored(db)
+    try:
+        assert [task.task_id for task in await store.unfinished()] == ["given_1"]
+    finally:
+        await store.aclose()
+
+
 # -- resuming ---------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
-from veo_async.events import Event, RequestStarted
+from veo_async.events import Event, RequestAnswered, RequestStarted
 from veo_async.testing import FakeKie, Fault, TaskScript
 
 from .conftest import API_KEY, leftover_tasks
@@ -194,3 +194,32 @@ async def test_a_large_batch_makes_no_last_looks() -> None:
         outcomes = await veo.wait_many(ids, timeout=20, return_exceptions=True)
     assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
     assert sum(isinstance(e, RequestStarted) for e in events) == 65
+
+
+async def test_a_wait_cancelled_as_its_last_look_answers_is_cancelled() -> None:
+    """A wait cancelled in the very loop step its last look's answer comes in
+    ends cancelled: asyncio.wait_for (Python 3.10 and 3.11) returned the answer
+    then, losing the cancellation, and the wait went on to its timeout."""
+    loop = asyncio.get_running_loop()
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_a", complete_after=1000, params={"model": "veo3_fast"}))
+    waiter: asyncio.Future[object] | None = None
+    answers: list[float] = []
+
+    def cancel_at_the_last_look(event: Event) -> None:
+        if isinstance(event, RequestAnswered):
+            answers.append(event.at)
+            if len(answers) == 2 and waiter is not None:  # the last look's answer
+                waiter.cancel()
+
+    policy = PollPolicy(first_poll=0.0, interval=30.0, max_interval=30.0, jitter=0.0)
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=policy, on_event=cancel_at_the_last_look
+    ) as veo:
+        start = loop.time()
+        waiter = asyncio.ensure_future(veo.task("veo_a").wait(timeout=10))
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert waiter.cancelled()
+        assert len(answers) == 2
+        assert loop.time() - start < 10.0

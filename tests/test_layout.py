@@ -29,7 +29,7 @@ PURE_CORE = [
 
 #: The layers, lowest first; a module may import only from its own layer or below.
 LAYERS: list[set[str]] = [
-    {"errors", "models", "policy", "_version", "_json", "_release"},
+    {"errors", "models", "policy", "_version", "_json", "_release", "_timeouts"},
     {"_convert", "_schedule", "_limits", "_deadlines", "events", "_id_checks"},
     {"_protocol", "_endpoints"},
     {"_http", "store"},

@@ -25,7 +25,9 @@ from veo_async import (
     ResponseError,
     ServerError,
     ServiceUnavailableError,
+    SessionClosedError,
     TaskStatus,
+    Transport,
     TransportError,
     VeoSession,
     VeoTask,
@@ -393,6 +395,43 @@ async def test_aclose_is_idempotent(fake_kie: FakeKie) -> None:
         await veo.aclose()
     assert veo.closed
     assert "closed" in repr(veo)
+
+
+class CountingTransport:
+    """A Transport (the public seam) over another, counting its closes."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.closes = 0
+
+    async def send(self, request: Any) -> Any:
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await self.inner.aclose()
+
+
+async def test_a_cancelled_aclose_still_closes_the_transport(fake_kie: FakeKie) -> None:
+    """aclose() cancelled while its polls wind down (a second Ctrl-C, an outer
+    timeout) still closes the transport, and the waits end: the session counts
+    as closed, so nothing would call it again. It used to leave it open."""
+    fake_kie.add_task("t1", complete_after=1000.0, faults=[Fault.slow(5.0)])
+    transport = CountingTransport(fake_kie.transport())
+    veo = VeoSession(API_KEY, transport=transport, policy=FAST_POLICY)
+    await veo.__aenter__()
+    waiting = asyncio.ensure_future(veo.task("t1").wait(timeout=None))
+    await eventually(lambda: veo.stats.in_flight == 1)
+    closer = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0)  # aclose now waits for the cancelled polls
+    closer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    await veo.aclose()
+    assert veo.closed
+    assert transport.closes == 1
+    with pytest.raises(SessionClosedError):
+        await asyncio.wait_for(waiting, 1.0)
 
 
 async def test_closed_session_refuses_work(fake_kie: FakeKie) -> None:

@@ -341,13 +341,24 @@ class DurableTracker:
                 seen, self._seen = self._seen, []
                 terminal, self._terminal = self._terminal, []
                 delivered, self._delivered = self._delivered, []
-                store = await self.opened()
-                if tracked:
-                    await store.track(tracked)
-                if isinstance(store, WriteBehindBatches):
-                    store.write_behind(seen, terminal, delivered)  # one call, no await
-                else:
-                    await write_each(store, seen, terminal, delivered)
+                try:
+                    store = await self.opened()
+                    if tracked:
+                        await store.track(tracked)
+                    if isinstance(store, WriteBehindBatches):
+                        store.write_behind(seen, terminal, delivered)  # one call, no await
+                    else:
+                        await write_each(store, seen, terminal, delivered)
+                except BaseException:
+                    # Not (all) handed over - a cancelled ack or flush, a failed
+                    # write: queued again, in front, for the next drain. Dropped,
+                    # a retried ack() found no terminal record to acknowledge,
+                    # and the task was delivered again after a restart.
+                    self._tracked[:0] = tracked
+                    self._seen[:0] = seen
+                    self._terminal[:0] = terminal
+                    self._delivered[:0] = delivered
+                    raise
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
@@ -457,10 +468,15 @@ class DurableTracker:
         self._keepers.clear()  # their runs ended with the requester
         writer = self._writer
         try:
-            if writer is not None:
-                await asyncio.wait((writer,))
-            if self._opened and (self._has_notes() or self._failure is not None):
-                await self._drain()
+            try:
+                if writer is not None:
+                    await asyncio.wait((writer,))
+            finally:
+                # Even when the close is cancelled while the writer works: what
+                # is queued (an id handed to veo.task(), say) is written before
+                # the store closes, not dropped.
+                if self._opened and (self._has_notes() or self._failure is not None):
+                    await self._drain()
         finally:
             self._closed = True
             self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []

@@ -570,14 +570,27 @@ class Requester:
         polls = [task for task in self._polls if not task.done()]
         for task in polls:
             task.cancel()
-        if polls:
-            await asyncio.wait(polls)
-        # A poll cancelled before its first step never ran: tell its run here.
-        left, self._polls = self._polls, {}
-        for task, on_answer in left.items():
-            self.queue.release()  # its slot, which its exchange never gave back
-            self._tell(task, on_answer, None, asyncio.CancelledError())
-        await self.transport.aclose()
+        try:
+            if polls:
+                await asyncio.wait(polls)
+        finally:
+            # Also when this close is cancelled meanwhile (a second Ctrl-C, an
+            # outer timeout): the transport must still close, and nothing
+            # calls this again (the session counts as closed).
+            # A poll cancelled before its first step never ran: tell its run
+            # here. One still running (this close was cancelled before it
+            # ended) gives its slot back and tells its run itself.
+            for task in [task for task in self._polls if not _started(task)]:
+                on_answer = self._polls.pop(task)
+                self.queue.release()  # its slot, which its exchange never gave back
+                self._tell(task, on_answer, None, asyncio.CancelledError())
+            await self.transport.aclose()
+
+
+def _started(task: asyncio.Task[None]) -> bool:
+    """Whether a poll's coroutine got its first step (and so runs its exchange,
+    which gives its slot back): one cancelled before it never does."""
+    return inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_SUSPENDED  # type: ignore[arg-type]
 
 
 def parse_http_date(value: str | None) -> float | None:

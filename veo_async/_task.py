@@ -33,6 +33,7 @@ from ._limits import Ticket
 from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan
 from ._requester import Requester
 from ._schedule import AdaptivePolicy
+from ._timeouts import within
 from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
 from .errors import (
     AuthenticationError,
@@ -239,10 +240,16 @@ class _PollRun(Ticket):
     def notify(self, error: BaseException | None = None) -> None:
         listeners = self.listeners
         if len(listeners) == 1:  # the usual follower, alone: no copy to iterate
-            listeners[0](self.handle, error)
+            try:
+                listeners[0](self.handle, error)
+            except Exception as exc:
+                _listener_failed(self.handle, exc)
             return
         for listener in list(listeners):  # a listener may leave while told
-            listener(self.handle, error)
+            try:
+                listener(self.handle, error)
+            except Exception as exc:
+                _listener_failed(self.handle, exc)
 
     # -- the queue's side (Ticket) ----------------------------------------------
 
@@ -315,6 +322,15 @@ class _PollRun(Ticket):
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _listener_failed(handle: VeoTask, exc: Exception) -> None:
+    """A subscriber's listener raised: report it as a failing done-callback
+    would be, and go on (the run, its other followers and a closing session
+    must not be left half told)."""
+    asyncio.get_running_loop().call_exception_handler(
+        {"message": f"a listener of {handle!r} raised", "exception": exc}
+    )
 
 
 # RecordInfo.is_done is ``status is not GENERATING``: inlined on the poll path.
@@ -871,11 +887,10 @@ class VeoTask:
         if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
             return
         try:
-            await asyncio.wait_for(self.refresh(), left)
+            # No answer by the deadline: the wait times out (within() says so).
+            await within(self.refresh(), left)
         except VeoError as exc:
             self.note_failure(exc)
-        except asyncio.TimeoutError:
-            pass  # no answer by the deadline: the wait times out
 
     def _raise_timeout(self, limit: float | None) -> None:
         raise self.timed_out(limit or 0.0)

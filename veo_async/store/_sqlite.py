@@ -43,7 +43,6 @@ How it is built, and why:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import math
 import os
@@ -57,6 +56,7 @@ from typing import Any
 import aiosqlite
 
 from .._id_checks import validated_ids_in_steps
+from .._timeouts import within
 from ..errors import StoreError
 from ..models import RecordInfo, validate_task_id
 from . import _schema as sql
@@ -525,8 +525,7 @@ class SQLiteStore:
                 continue
             if not self._urgent.is_set():
                 # Only write-behind changes: let more join this transaction.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self._flush_interval)
+                await within(self._urgent.wait(), self._flush_interval)
             self._urgent.clear()
             self._writing = True
             try:
