@@ -726,6 +726,51 @@ def test_get_1080p_times_out_at_its_deadline() -> None:
     in_process(body, FakeKie(hd_delay=1000.0))
 
 
+class FirstUpgrade429:
+    """A Transport (the public seam) over a simulator's: the first request to
+    ``path`` is answered 429 with ``Retry-After: 300``, a 5-minute pause."""
+
+    def __init__(self, inner: Any, path: str) -> None:
+        self.inner, self.path, self.hit = inner, path, 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if request.path == self.path:
+            self.hit += 1
+            if self.hit == 1:
+                body = json.dumps({"code": 429, "msg": "rate limited", "data": None}).encode()
+                return RawResponse(429, {"Retry-After": "300"}, body)
+        answer: RawResponse = await self.inner.send(request)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/veo/get-1080p-video", "/api/v1/veo/get-4k-video"])
+def test_an_upgrade_keeps_its_deadline_behind_a_429_pause(path: str) -> None:
+    """get_1080p / get_4k(timeout=60) end at 60 s even when their next request
+    waits behind a 5-minute 429 pause (the session's, or the creation budget's
+    for 4K); they used to end when the pause did, at 300 s."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=11, credits=1e9, hd_delay=30.0, uhd_delay=30.0)
+        kie.add_task("veo_task_a", complete_after=0.0)
+        transport = FirstUpgrade429(kie.transport(), path)
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            task = veo.task("veo_task_a")
+            await task.wait(timeout=60)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            upgrade = task.get_1080p if "1080p" in path else task.get_4k
+            with pytest.raises(WaitTimeoutError) as caught:
+                await upgrade(timeout=60.0)
+            assert 59.0 <= loop.time() - start <= 60.5
+            assert caught.value.waiting_for in ("the 1080p video", "the 4K video")
+        await kie.close()
+
+    run_virtual(main)
+
+
 def test_get_1080p_of_a_fallback_video_fails_at_once() -> None:
     """A fallback-model record is refused with a clear error before any 1080p request."""
 

@@ -855,3 +855,78 @@ def test_a_read_only_file_is_named_as_such(tmp_path: Path, monkeypatch: pytest.M
     error = _sqlite_file.translate(sqlite3.OperationalError("disk I/O error"), str(path), "opening")
     assert str(error).startswith(f"cannot write task store {path}")
     assert "the file is read-only for this user" in str(error)
+
+
+# ---------------------------------------------------------- closing, cancelled
+
+
+async def test_a_cancelled_close_lets_the_writer_finish_its_batch(tmp_path: Path) -> None:
+    """aclose() cancelled while the writer commits a batch (an outer timeout
+    round a shutdown): the writer finishes it, its caller is answered and the
+    rows are there. The writer used to be cancelled with the close: its
+    caller waited forever and the batch was rolled back."""
+    path = tmp_path / "s.db"
+    store = make_store(path)
+    await store.open()
+    ids = [f"veo_task_{n:07d}" for n in range(100_000)]
+    tracking = asyncio.ensure_future(store.track(ids))
+    for _ in range(100_000):  # (read only to pick the moment: the batch is being written)
+        if store._writing:
+            break
+        await asyncio.sleep(0)
+    assert store._writing
+    closing = asyncio.ensure_future(store.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await asyncio.wait_for(tracking, 30)
+    async with make_store(path) as again:
+        assert len(await again.list_tasks()) == len(ids)
+
+
+async def test_a_second_close_returns_once_the_first_is_done(tmp_path: Path) -> None:
+    """A second aclose() while the first still commits returns once the store
+    is closed (everything committed, the file free), not at once."""
+    path = tmp_path / "s.db"
+    store = make_store(path)
+    await store.open()
+    ids = [f"veo_task_{n:07d}" for n in range(50_000)]
+    store.write_behind(seen=[(task_id, time.time()) for task_id in ids])
+    first = asyncio.ensure_future(store.aclose())
+    await asyncio.sleep(0)
+    await store.aclose()
+    assert first.done()
+    async with make_store(path) as again:  # lock_timeout 0: a held lock would fail here
+        assert len(await again.list_tasks()) == len(ids)
+
+
+async def test_closed_while_opening_releases_the_file(tmp_path: Path) -> None:
+    """A store closed while it is being opened does not end up open (holding the
+    file's lock, its writer running): the open raises, and the file is free."""
+    path = tmp_path / "s.db"
+    store = make_store(path)
+    opening = asyncio.ensure_future(store.open())
+    await asyncio.sleep(0)
+    await store.aclose()
+    with pytest.raises(RuntimeError, match="closed while it was being opened"):
+        await opening
+    assert store.closed
+    async with make_store(path) as again:
+        assert await again.list_tasks() == []
+
+
+def test_a_record_whose_params_json_cannot_hold_is_stored_with_them_as_text() -> None:
+    """Params holding an infinity or a NaN (a paramJson with 1e999, read by the
+    stdlib) are stored as text: the record, and every note written with it,
+    is not refused (one such record used to block every later ack)."""
+    from veo_async.store._sqlite import _record_text
+
+    record = RecordInfo(
+        "veo_task_bad",
+        TaskStatus.SUCCESS,
+        params={"seeds": float("inf"), "nested": [float("nan"), 1.5], "model": "veo3"},
+    )
+    stored = json.loads(_record_text(record))
+    assert stored["params"] == {"seeds": "inf", "nested": ["nan", 1.5], "model": "veo3"}
+    assert stored["task_id"] == "veo_task_bad"

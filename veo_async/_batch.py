@@ -56,7 +56,8 @@ from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
 from ._pacer import AnyPolicy
 from ._release import release_over_steps
-from ._task import Subscription, TaskRegistry, VeoTask, look_lead
+from ._task import Subscription, TaskRegistry, VeoTask
+from ._timeouts import look_lead
 from .errors import AuthenticationError
 from .models import RecordInfo, TaskStatus
 from .policy import TimeoutArg

@@ -259,12 +259,18 @@ class DurableTracker:
             raise SessionClosedError("this VeoSession is closed; open a new one")
         if not self._opened:
             async with self._open_lock:
+                if self._closed:  # closed while this waited for the lock
+                    raise SessionClosedError("this VeoSession is closed; open a new one")
                 if not self._opened:
                     self._claim()
                     try:
                         await self.store.open()
                     except BaseException:
                         self._release()
+                        if self._closed:  # closed while opening: the store refused
+                            raise SessionClosedError(
+                                "this VeoSession was closed while its store opened"
+                            ) from None
                         raise
                     self._opened = True
         return self.store

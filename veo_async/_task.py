@@ -33,7 +33,7 @@ from ._limits import Ticket
 from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan
 from ._requester import Requester
 from ._schedule import AdaptivePolicy
-from ._timeouts import within
+from ._timeouts import look_lead, within
 from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
 from .errors import (
     AuthenticationError,
@@ -55,7 +55,7 @@ from .models import (
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .store import TaskStore
 
-__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask", "look_lead"]
+__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask"]
 
 logger = logging.getLogger("veo_async")
 
@@ -337,15 +337,6 @@ def _listener_failed(handle: VeoTask, exc: Exception) -> None:
 # Members read once: on Python 3.11, TaskStatus.X runs a descriptor each time.
 _GENERATING = TaskStatus.GENERATING
 _SUCCESS = TaskStatus.SUCCESS
-# A wait's last look goes this long before its deadline (at most this share
-# of the wait), so that its answer is in by the deadline.
-_LOOK_LEAD = 1.0
-_LOOK_SHARE = 0.05
-
-
-def look_lead(limit: float) -> float:
-    """How long before the deadline of a wait of ``limit`` seconds its last look goes."""
-    return min(_LOOK_LEAD, _LOOK_SHARE * limit)
 
 
 class _Follower:

@@ -12,9 +12,19 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["within"]
+__all__ = ["look_lead", "within"]
 
 T = TypeVar("T")
+
+# A wait's last look goes this long before its deadline (at most this share
+# of the wait), so that its answer is in by the deadline.
+_LOOK_LEAD = 1.0
+_LOOK_SHARE = 0.05
+
+
+def look_lead(limit: float) -> float:
+    """How long before the deadline of a wait of ``limit`` seconds its last look goes."""
+    return min(_LOOK_LEAD, _LOOK_SHARE * limit)
 
 
 async def within(awaitable: Awaitable[T], seconds: float) -> tuple[bool, T | None]:

@@ -25,6 +25,7 @@ from typing import Final, TypeVar
 
 from ._endpoints import HD_1080P_PATH, UHD_4K_PATH, decode_4k, decode_1080p
 from ._requester import Requester
+from ._timeouts import look_lead, within
 from .errors import VeoError, WaitTimeoutError
 from .models import RecordInfo
 
@@ -106,11 +107,21 @@ async def _until_ready(
     loop = asyncio.get_running_loop()
     draw = rng or random
     last_error: VeoError | None = None
+    lead = look_lead(limit)
     while True:
         try:
-            result = await ask()
+            if deadline is None:
+                result = await ask()
+            else:
+                # Bounded by the deadline: a request queued behind a 429 pause
+                # (up to 5 minutes) must not hold the call past it.
+                answered, result = await within(ask(), max(0.0, deadline - loop.time()))
+                if not answered:
+                    raise WaitTimeoutError(
+                        record.task_id, limit, record, last_error, waiting_for=what
+                    )
         except VeoError as exc:
-            if not exc.retryable:
+            if isinstance(exc, WaitTimeoutError) or not exc.retryable:
                 raise
             last_error = exc
         else:
@@ -120,9 +131,10 @@ async def _until_ready(
         gap = draw.uniform(*gaps)
         if deadline is not None:
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= lead:  # that was the last look: the call ends at its deadline
+                await asyncio.sleep(max(0.0, left))
                 raise WaitTimeoutError(
                     record.task_id, limit, record, last_error, waiting_for=what
                 )
-            gap = min(gap, left)  # one last look right at the deadline
+            gap = min(gap, left - lead)  # one last look, its answer in by the deadline
         await asyncio.sleep(gap)

@@ -18,6 +18,7 @@ I/O, no event loop.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ import cattrs
 from ..models import RecordInfo, TaskStatus, VideoResult
 from ._text import dumps, dumps_plain, plain
 
-__all__ = ["record_from_json", "record_text", "record_to_json"]
+__all__ = ["json_safe", "record_from_json", "record_text", "record_to_json"]
 
 
 def _structure_time(value: object, _: type) -> _dt.datetime:
@@ -106,6 +107,20 @@ def _plain_params(params: object) -> bool:
         return False
     # The common case in one C-level pass: a flat object of scalars.
     return set(map(type, params.values())) <= _SCALARS or plain(params)
+
+
+def json_safe(value: object) -> Any:
+    """``value`` with what JSON cannot hold written as text: a NaN or an
+    infinity as ``"nan"`` / ``"inf"``, a type JSON lacks as its ``repr``."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return repr(value)
 
 
 def record_text(record: RecordInfo) -> str:

@@ -60,7 +60,7 @@ from .._timeouts import within
 from ..errors import StoreError
 from ..models import RecordInfo, validate_task_id
 from . import _schema as sql
-from ._codec import record_text
+from ._codec import json_safe, record_text, record_to_json
 from ._contract import DEFAULT_RETENTION, TaskState
 from ._sqlite_batch import Op, Pending, write_batch
 from ._sqlite_file import has_json, prepare, translate
@@ -103,9 +103,17 @@ def _record_text(record: object) -> str:
     try:
         return record_text(record)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"record of task {record.task_id!r} cannot be stored as JSON: {exc}"
-        ) from exc
+        # Its params hold what JSON cannot (1e999 or NaN in a paramJson read
+        # as infinity or NaN): a cosmetic field, stored as text, so that the
+        # record - and every other note written with it - is not refused.
+        wire = record_to_json(record)
+        wire["params"] = json_safe(wire["params"])
+        try:
+            return dumps(wire)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"record of task {record.task_id!r} cannot be stored as JSON: {exc}"
+            ) from exc
 
 
 def _dumps(value: Mapping[str, Any], what: str) -> str:
@@ -196,6 +204,8 @@ class SQLiteStore:
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._closing = False
+        # Done when a close has ended: a second aclose() waits for it.
+        self._closed: asyncio.Future[None] | None = None
         self._writing = False
         self._ops: list[Op] = []
         self._pending: dict[str, Pending] = {}
@@ -247,6 +257,11 @@ class SQLiteStore:
             await close_connection(conn)
             raise
         self._json = await has_json(conn)
+        if self.closed:
+            # Closed while this open awaited: the close found nothing to close,
+            # so this connection (and the file's lock) must not be kept.
+            await close_connection(conn)
+            raise RuntimeError(f"{self!r} was closed while it was being opened")
         self._conn = conn
         self._state = _State.OPEN
         self._writer = asyncio.get_running_loop().create_task(
@@ -267,18 +282,37 @@ class SQLiteStore:
         """
         if self._state is not _State.OPEN:
             self._state = _State.CLOSED
+            if self._closed is not None:  # a close under way: returns once it is done
+                await asyncio.shield(self._closed)
             return
         self._state = _State.CLOSED
+        self._closed = asyncio.get_running_loop().create_future()
+        try:
+            await self._close()
+        finally:
+            self._closed.set_result(None)
+
+    async def _close(self) -> None:
         self._closing = True
         self._write_now()
         conn, writer = self._conn, self._writer
         assert conn is not None  # set together with the writer by open()
         assert writer is not None
         try:
-            await writer
+            # Shielded: cancelling this close does not cancel the writer in the
+            # middle of a batch; it finishes what it holds (its callers get
+            # their answers), then the connection closes.
+            try:
+                await asyncio.shield(writer)
+            except asyncio.CancelledError:
+                await asyncio.wait((writer,))
+                raise
         finally:
-            # Reached also when cancelled: the connection (and its thread) must
-            # not outlive the store. Closing rolls back a half-done transaction.
+            # Reached also when cancelled (twice): the connection (and its thread)
+            # must not outlive the store. Closing rolls back a half-done transaction.
+            if not writer.done():
+                writer.cancel()  # its callers hear so (see _write_batch)
+                await asyncio.wait((writer,))
             self._fail_waiting(StoreError(f"task store {self._path} closed", path=self._path))
             self._conn = None
             await close_connection(conn)
@@ -544,6 +578,18 @@ class SQLiteStore:
             if ops or pending:
                 async with self._io_lock:
                     results = await write_batch(conn, ops, pending, json=self._json)
+        except asyncio.CancelledError:
+            # Stopped mid-batch (a close given up on): the batch is rolled back,
+            # and its callers hear so instead of waiting forever.
+            error = StoreError(
+                f"task store {self._path} closed while writing; not stored", path=self._path
+            )
+            if pending:
+                self._lost = self._lost or error
+            for future in [op.future for op in ops] + waiters:
+                if not future.done():
+                    future.set_exception(error)
+            raise
         except Exception as exc:  # resolved into every waiter below, never lost
             error = (
                 translate(exc, self._path, "writing")
