@@ -23,6 +23,7 @@ from veo_async import (
     HttpRequest,
     PollPolicy,
     RawResponse,
+    RecordInfo,
     RecordNotFoundError,
     ResumeReport,
     SQLiteStore,
@@ -37,7 +38,7 @@ from veo_async import (
 )
 from veo_async.errors import InsufficientCreditsError
 from veo_async.events import RAISED_TOO
-from veo_async.store import new_ref, ref_of, with_ref
+from veo_async.store import StoredTask, new_ref, ref_of, with_ref
 from veo_async.testing import FakeKie, Fault
 
 from .conftest import API_KEY, FAST_POLICY, leftover_tasks, session_on
@@ -409,6 +410,47 @@ async def test_a_close_cancelled_while_the_writer_waits_still_writes(
         assert [task.task_id for task in await store.unfinished()] == ["given_1"]
     finally:
         await store.aclose()
+
+
+async def test_resume_and_completed_let_the_loop_run_while_reading_many_rows(
+    kie: FakeKie, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume() and completed() read a store's finished records a slice per loop
+    step: other tasks run between the slices (20,000 records read in one step
+    stalled the loop for 150 ms)."""
+    ids = [f"veo_{n}" for n in range(1500)]
+    kie.add_tasks(ids)
+    async with durable(kie, db) as veo:
+        await veo.wait_many(ids)
+    ticks = 0
+    ticks_at_reads: list[int] = []
+    read = StoredTask.record_info
+
+    def counted(stored: StoredTask) -> RecordInfo | None:
+        ticks_at_reads.append(ticks)
+        return read(stored)
+
+    monkeypatch.setattr(StoredTask, "record_info", counted)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with durable(kie, db) as veo:
+        running = asyncio.ensure_future(ticker())
+        try:
+            report = await veo.resume()
+            assert len(report.undelivered) == 1500
+            assert len(set(ticks_at_reads)) >= 3  # 1,500 reads in 500-read slices
+            ticks_at_reads.clear()
+            delivered = await drain(veo)
+            assert len(set(ticks_at_reads)) >= 3
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    assert sorted(delivered) == sorted(ids)
 
 
 # -- resuming ---------------------------------------------------------------------

@@ -247,3 +247,56 @@ async def test_closing_a_queue_fails_every_ticket_and_lets_go_of_them_over_loop_
     freed_per_step = await freed_over_steps(alive, 10)
     assert all(ref() is None for ref in alive)
     assert max(freed_per_step) <= RELEASE_SLICE
+
+
+class _Recorded(Ticket):
+    """A ticket that records its failure."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        super().__init__()
+        self.errors = errors
+
+    def granted(self, now: float) -> None:  # pragma: no cover - never granted here
+        raise AssertionError("granted")
+
+    def failed(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+async def test_an_async_close_fails_the_waiting_tickets_a_slice_per_loop_step() -> None:
+    """aclose() fails the waiting tickets over loop steps (one step for 100,000
+    of them stalled the loop a third of a second), every one of them in the
+    end; a ticket pushed meanwhile fails at once."""
+    budget = RequestBudget(1, rng=random.Random(9))
+    queue = DueQueue(budget)
+    budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
+    errors: list[BaseException] = []
+    for _ in range(5000):
+        queue.push(0.0, _Recorded(errors))
+    closing = asyncio.ensure_future(queue.aclose(lambda: RuntimeError("closed")))
+    await asyncio.sleep(0)
+    assert 0 < len(errors) < 5000  # a first slice only
+    late: list[BaseException] = []
+    queue.push(0.0, _Recorded(late))
+    assert len(late) == 1
+    await closing
+    assert len(errors) == 5000
+    assert all(isinstance(error, RuntimeError) for error in errors)
+
+
+async def test_a_cancelled_async_close_fails_the_rest_at_once() -> None:
+    """aclose() cancelled between slices fails every ticket left before it raises."""
+    budget = RequestBudget(1, rng=random.Random(10))
+    queue = DueQueue(budget)
+    budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
+    errors: list[BaseException] = []
+    for _ in range(5000):
+        queue.push(0.0, _Recorded(errors))
+    closing = asyncio.ensure_future(queue.aclose(lambda: RuntimeError("closed")))
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert len(errors) == 5000

@@ -103,7 +103,9 @@ LAST_LOOKS = 64
 
 #: Batches of at least this many distinct ids keep the collector's view
 #: frozen while they run (see the module docstring); smaller ones need not.
-FREEZE_AT = 20_000
+#: (At 20,000, a batch of 10,000 met full collections of 96-109 ms on a busy
+#: machine; a full collection walks about 7-10 us of objects per id.)
+FREEZE_AT = 10_000
 
 
 class _FreezeWhileLarge:

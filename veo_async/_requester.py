@@ -565,18 +565,25 @@ class Requester:
         if self._closed:
             return
         self._closed = True
-        self.queue.close(SessionClosedError)
-        self.create_queue.close(SessionClosedError)
-        polls = [task for task in self._polls if not task.done()]
-        for task in polls:
-            task.cancel()
         try:
+            # The waiting requests fail a slice per loop step (a batch of
+            # 100,000 ids: one step would stall the loop a third of a second).
+            await self.create_queue.aclose(SessionClosedError)
+            await self.queue.aclose(SessionClosedError)
+            polls = [task for task in self._polls if not task.done()]
+            for task in polls:
+                task.cancel()
             if polls:
                 await asyncio.wait(polls)
         finally:
             # Also when this close is cancelled meanwhile (a second Ctrl-C, an
-            # outer timeout): the transport must still close, and nothing
-            # calls this again (the session counts as closed).
+            # outer timeout): the queues close, the polls stop and the
+            # transport closes, since nothing calls this again (the session
+            # counts as closed). Closing a closed queue does nothing.
+            self.create_queue.close(SessionClosedError)
+            self.queue.close(SessionClosedError)
+            for task in self._polls:
+                task.cancel()  # (done ones ignore it)
             # A poll cancelled before its first step never ran: tell its run
             # here. One still running (this close was cancelled before it
             # ended) gives its slot back and tells its run itself.

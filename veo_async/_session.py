@@ -371,7 +371,7 @@ class VeoSession:
 
         Every id is tracked at once (repeated ids share a handle); the
         session's budget bounds the requests in flight. The deadline counts
-        from this call. A batch of 20,000 ids or more steers the garbage
+        from this call. A batch of 10,000 ids or more steers the garbage
         collector while it lives, so that no collection stalls the loop
         (:func:`gc.freeze` of what survives, young collections every 0.1 s;
         undone when the last such batch ends): see README, "Scale".
