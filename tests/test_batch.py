@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from veo_async import (
+    AdaptivePolicy,
     InsufficientCreditsError,
     PollPolicy,
     RecordInfo,
@@ -518,3 +519,30 @@ async def test_letting_go_of_a_batch_starts_no_request_for_its_ids(
     never_sent = polls - fake_kie.total_requests
     assert 0 <= never_sent <= 4, never_sent  # one wave (concurrency 4) at the most
     assert leftover_tasks() == set()
+
+
+@pytest.mark.parametrize("seen_by", ["last-look", "refresh"])
+async def test_no_polling_is_left_after_a_batch_whose_result_came_from_a_refresh(
+    seen_by: str,
+) -> None:
+    """A terminal record a refresh brings (the batch's own last look, or a
+    user's task.refresh()) ends the handle's poll run: nothing polls after
+    the batch returns. The run used to stay queued, polling for nobody (and
+    retrying 5xx answers for hours)."""
+    kie = FakeKie()
+    kie.add_task(TaskScript("veo_a", complete_after=5, params={"model": "veo3_fast"}))
+    async with VeoSession(
+        "test-key", transport=kie.transport(), policy=AdaptivePolicy(jitter=0.0)
+    ) as veo:
+        if seen_by == "last-look":
+            [record] = await veo.wait_many(["veo_a"], timeout=20)
+        else:
+            batch = asyncio.ensure_future(veo.wait_many(["veo_a"], timeout=600))
+            await asyncio.sleep(10)
+            await veo.task("veo_a").refresh()
+            [record] = await batch
+        assert record.status is TaskStatus.SUCCESS
+        assert not veo.task("veo_a").polling
+        polls = kie.polls("veo_a")
+        await asyncio.sleep(300)
+        assert kie.polls("veo_a") == polls

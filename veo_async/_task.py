@@ -309,6 +309,14 @@ class _PollRun(Ticket):
             return now - self.not_found_since < self.not_found_grace
         return error.retryable
 
+    def end_on_record(self) -> None:
+        """The handle has its terminal record: end (out of the queue, if queued)."""
+        if self.ended:
+            return
+        if self.queued:
+            self.requester.queue.discard(self)
+        self.finish(None)
+
     def finish(self, error: BaseException | None) -> None:
         if self.ended:
             return
@@ -581,6 +589,11 @@ class VeoTask:
         run = self._run
         if run is not None:
             run.notify(None)
+            if record.status is not _GENERATING:
+                # Final, whoever brought it: a refresh() or a last look ends the
+                # run as its own poll would (which then finds it ended). Left
+                # queued, it polled on for followers that had let go.
+                run.end_on_record()
 
     def note_failure(self, error: VeoError) -> None:
         """A poll failed: a timeout later says why nothing was seen."""
