@@ -885,3 +885,30 @@ def test_the_cli_imports_only_public_names_of_the_library() -> None:
 def test_the_private_import_check_can_fail(source: str, expected: list[str]) -> None:
     """The check above flags private imports in every spelling, and only those."""
     assert private_core_imports(source, "veo_async.cli._app") == expected
+
+
+async def test_a_second_ctrl_c_still_stops_the_live_display(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The live progress cancelled again while it winds down (a second Ctrl-C)
+    still stops: standard error is given back (it stayed rich's proxy)."""
+    from veo_async.cli._outcome import Tally
+    from veo_async.cli._progress import ProgressReporter
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    stderr = sys.stderr
+    progress = ProgressReporter(Tally(3), mode="live", interval=1.0, label="wait")
+
+    async def command() -> None:
+        async with progress:
+            await asyncio.sleep(3600)
+
+    task = asyncio.ensure_future(command())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()  # the first Ctrl-C: the display winds down
+    await asyncio.sleep(0)
+    task.cancel()  # the second, a loop step later
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sys.stderr is stderr

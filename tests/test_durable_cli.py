@@ -84,12 +84,16 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
 async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) -> None:
     """A store held by another SQLiteStore gives exit 1 and a one-line message, no traceback."""
     db = tmp_path / "veo.db"
+    # Another run's output: a run refused for the store must leave it alone.
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"task_id": "veo_done", "outcome": "succeeded"}\n', encoding="utf-8")
     async with SQLiteStore(db):
         listed = await cli("tasks", "list", "--store", str(db))
-        waited = await cli("wait", *against(kie, "--store", str(db), "veo_a"))
+        waited = await cli("wait", *against(kie, "--store", str(db), "-o", str(out), "veo_a"))
     for run in (listed, waited):
         assert run.code == 1
         assert "in use by another process" in run.stderr
+    assert out.read_text(encoding="utf-8") == '{"task_id": "veo_done", "outcome": "succeeded"}\n'
     missing = await cli("tasks", "show", "veo_none", "--store", str(db))
     assert missing.code == 1
     assert "not in" in missing.stderr
@@ -159,3 +163,20 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
         assert sorted(line["outcome"] for line in third.lines()) == [
             "already created", "already created", "uncertain",
         ]  # results were acknowledged: not written again
+
+
+async def test_a_wrong_key_with_a_store_is_one_error_line(kie: FakeKie, tmp_path: Path) -> None:
+    """wait --store with a wrong key: exit 1 and one line naming the 401, as
+    without a store; it was reported as an "unexpected" error (a bug's wording)."""
+    db = tmp_path / "veo.db"
+    async with SQLiteStore(db) as store:
+        await store.track(["veo_a"])
+    kie.add_task("veo_a", complete_after=60)
+    run = await cli(
+        "wait", "--base-url", kie.base_url, "--api-key", "sk-wrong-key-123456",
+        "--store", str(db), *FAST,
+    )  # fmt: skip
+    assert run.code == 1
+    assert "AuthenticationError" in run.stderr
+    assert "unexpected" not in run.stderr
+    assert "sk-wrong-key-123456" not in run.stderr + run.stdout

@@ -416,7 +416,9 @@ class VeoSession:
         with :meth:`VeoTask.result`; at the deadline the unfinished ones are
         yielded with a :class:`WaitTimeoutError`. Polling and the deadline
         start with the iteration. Leaving the loop early stops the polling
-        only this iterator wanted (``contextlib.aclosing`` makes that immediate).
+        only this iterator wanted (``contextlib.aclosing`` makes that immediate;
+        an iterator kept but no longer iterated polls on, past its deadline,
+        until it is closed or collected).
 
         :raises TypeError: (or ValueError) for bad input, here, before iterating.
         :raises SessionClosedError: the session is closed.

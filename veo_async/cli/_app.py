@@ -279,6 +279,7 @@ def wait(
 
     async def track() -> None:
         async with veo:
+            sink.start()  # the store (if any) is ours: -o may be emptied now
             progress.attach(lambda: veo.stats)
             watch = ReachabilityWatch(
                 veo,

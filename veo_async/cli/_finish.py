@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
-from .. import StoreError
+import click
+
+from .. import StoreError, VeoError
+from ._errors import describe_error
 from ._output import JsonLines
 from ._progress import ProgressReporter
 from ._run import Interrupted, run
@@ -21,7 +24,8 @@ def run_to_end(
 
     :returns: the exit code of an interruption (after its summary), or None
         when ``main`` ran to its end.
-    :raises click.ClickException: for a store that cannot be used (one line).
+    :raises click.ClickException: for a store that cannot be used, or an
+        error that stops the whole run (one line).
     """
     try:
         run(main)
@@ -30,6 +34,10 @@ def run_to_end(
         return stop.exit_code
     except StoreError as exc:
         raise store_failure(exc) from None
+    except VeoError as exc:
+        # What stops a whole run (a 401 met while delivering from a store):
+        # one line, as for any command, not an "unexpected" error.
+        raise click.ClickException(describe_error(exc)) from None
     finally:
         sink.close()
     return None

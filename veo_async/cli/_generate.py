@@ -361,6 +361,7 @@ def generate(
     async def create_all() -> None:
         nonlocal sent_before
         async with veo:
+            sink.start()  # the store (if any) is ours: -o may be emptied now
             progress.attach(lambda: veo.stats)
             if store_path is not None:
                 sent_before = await SentBefore.read(veo)

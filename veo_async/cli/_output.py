@@ -38,12 +38,26 @@ class JsonLines:
     """
 
     def __init__(self, path: str | None) -> None:
+        self._path = None if path is None or path == "-" else path
         self._file: TextIO | None = None
-        if path is not None and path != "-":
-            self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        if self._path is not None:
+            # Checked now (a usage error before any request), but not emptied
+            # until start(): a run refused later (its store in use by another
+            # run writing this very file) must leave the file alone.
+            with open(self._path, "a", encoding="utf-8"):
+                pass
+
+    def start(self) -> None:
+        """Open the file, emptied, for this run's lines: call it once the run
+        is sure to go ahead (its session entered, its store locked).
+        Idempotent; the first :meth:`write` calls it too."""
+        if self._path is not None and self._file is None:
+            self._file = open(self._path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write ``obj`` as one line."""
+        if self._path is not None and self._file is None:
+            self.start()
         stream = self._file if self._file is not None else sys.stdout
         stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
         stream.flush()

@@ -221,13 +221,17 @@ class ProgressReporter:
         tb: TracebackType | None,
     ) -> None:
         self._ended = asyncio.get_running_loop().time()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait((self._ticker,))
-            self._ticker = None
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        try:
+            if self._ticker is not None:
+                self._ticker.cancel()
+                await asyncio.wait((self._ticker,))
+                self._ticker = None
+        finally:
+            # Also when cancelled meanwhile (a second Ctrl-C): the live display
+            # must give standard error (and the cursor) back.
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
 
     def print_summary(self, *, interrupted: bool = False) -> None:
         """Write the closing line to standard error (unless the mode is ``off``)."""
