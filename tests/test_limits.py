@@ -265,18 +265,27 @@ class _Recorded(Ticket):
         self.errors.append(error)
 
 
-async def test_an_async_close_fails_the_waiting_tickets_a_slice_per_loop_step() -> None:
-    """aclose() fails the waiting tickets over loop steps (one step for 100,000
-    of them stalled the loop a third of a second), every one of them in the
-    end; a ticket pushed meanwhile fails at once."""
+async def closing_a_paused_queue(
+    tickets: int,
+) -> tuple[DueQueue, list[BaseException], asyncio.Future[None]]:
+    """A queue paused by a 429 with ``tickets`` waiting, its aclose() started and
+    run for one loop step: (the queue, the failures so far, the close)."""
     budget = RequestBudget(1, rng=random.Random(9))
     queue = DueQueue(budget)
     budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
     errors: list[BaseException] = []
-    for _ in range(5000):
+    for _ in range(tickets):
         queue.push(0.0, _Recorded(errors))
     closing = asyncio.ensure_future(queue.aclose(lambda: RuntimeError("closed")))
     await asyncio.sleep(0)
+    return queue, errors, closing
+
+
+async def test_an_async_close_fails_the_waiting_tickets_a_slice_per_loop_step() -> None:
+    """aclose() fails the waiting tickets over loop steps (one step for 100,000
+    of them stalled the loop a third of a second), every one of them in the
+    end; a ticket pushed meanwhile fails at once."""
+    queue, errors, closing = await closing_a_paused_queue(5000)
     assert 0 < len(errors) < 5000  # a first slice only
     late: list[BaseException] = []
     queue.push(0.0, _Recorded(late))
@@ -288,14 +297,7 @@ async def test_an_async_close_fails_the_waiting_tickets_a_slice_per_loop_step() 
 
 async def test_a_cancelled_async_close_fails_the_rest_at_once() -> None:
     """aclose() cancelled between slices fails every ticket left before it raises."""
-    budget = RequestBudget(1, rng=random.Random(10))
-    queue = DueQueue(budget)
-    budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
-    errors: list[BaseException] = []
-    for _ in range(5000):
-        queue.push(0.0, _Recorded(errors))
-    closing = asyncio.ensure_future(queue.aclose(lambda: RuntimeError("closed")))
-    await asyncio.sleep(0)
+    _queue, errors, closing = await closing_a_paused_queue(5000)
     closing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closing
