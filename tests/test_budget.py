@@ -194,6 +194,19 @@ def test_count_finish_keeps_a_start_in_the_window_until_it_finishes() -> None:
     assert budget.blocked_until(13.5) == pytest.approx(14.0)
 
 
+def test_a_request_given_up_before_sending_takes_no_place_in_the_window() -> None:
+    """With count_finish, a slot given back by a request never sent (cancelled
+    while it waited for its other slot) does not count: the service never saw
+    it, and the next create need not wait a whole period for it."""
+    budget = RequestBudget(100, 1.0, period=10.0, count_finish=True)
+    budget.start(0.0)
+    budget.finish(1.1, sent=False)
+    assert budget.blocked_until(1.2) is None
+    budget.start(1.2)
+    budget.finish(2.0)
+    assert budget.blocked_until(3.0) == pytest.approx(12.0)
+
+
 def _state(budget: RequestBudget) -> tuple[object, ...]:
     return (budget.in_flight, budget.max_in_flight, budget.window, budget.blocked_until(50.0))
 

@@ -35,13 +35,14 @@ from veo_async import (
     NotFoundError,
     PollPolicy,
     RateLimitError,
+    ResponseError,
     SubmitUncertainError,
     TaskStatus,
     TransportError,
     VeoSession,
     WaitTimeoutError,
 )
-from veo_async._endpoints import decode_4k, decode_1080p
+from veo_async._endpoints import decode_4k, decode_1080p, decode_credits
 from veo_async._protocol import RawResponse
 from veo_async.events import Event, RequestFailed
 from veo_async.models import MAX_PROMPT_LENGTH
@@ -942,3 +943,12 @@ async def test_callbacks_are_posted_and_signed() -> None:
     finally:
         await kie.close()
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("balance", ["1" + "0" * 400, "1e999", '"nan"', "true", '"lots"'])
+def test_a_balance_that_is_no_finite_number_is_a_response_error(balance: str) -> None:
+    """credits(): a balance that is no finite number (an integer of 400 digits
+    raised a bare OverflowError, no VeoError) is a ResponseError."""
+    body = f'{{"code": 200, "msg": "success", "data": {balance}}}'.encode()
+    with pytest.raises(ResponseError):
+        decode_credits(RawResponse(200, {}, body))

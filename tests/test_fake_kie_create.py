@@ -327,3 +327,58 @@ def test_bad_scripts_and_faults_are_refused_when_made() -> None:
             inject("reset")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="request_timeout"):
         kie.transport(request_timeout=0)
+
+
+async def test_closing_a_started_simulator_cancels_no_in_process_caller() -> None:
+    """A started simulator closed while it answers a request made in process
+    (its transport()) leaves the caller's task alone: a create that went
+    through is uncertain, as over a socket, not a cancellation nobody asked
+    for (close() used to cancel the caller's own task as a hanging handler)."""
+    from veo_async import SubmitUncertainError, VeoSession
+
+    kie = FakeKie(credits=1e9)
+    await kie.start()
+    kie.inject_create(Fault.slow(60.0))
+    async with VeoSession("test-key", transport=kie.transport(request_timeout=5.0)) as veo:
+        creating = asyncio.ensure_future(veo.generate("a cat"))
+        await asyncio.sleep(0.05)
+        await kie.close()
+        with pytest.raises(SubmitUncertainError):
+            await creating
+        assert not creating.cancelled()
+    assert kie.created == 1
+
+
+async def test_a_closed_simulator_answers_nothing_in_process() -> None:
+    """A closed simulator refuses requests made in process too (a reset), and
+    creates, charges and calls back nothing."""
+    from veo_async import SubmitUncertainError, TransportError, VeoSession
+
+    kie = FakeKie(credits=1e9)
+    kie.add_task("veo_a")
+    await kie.close()
+    async with VeoSession("test-key", transport=kie.transport()) as veo:
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a cat", callback_url="http://127.0.0.1:9/hook")
+        with pytest.raises(TransportError):
+            await veo.record_info("veo_a")
+    assert (kie.created, kie.charged) == (0, 0.0)
+
+
+def test_fired_callbacks_are_let_go_of() -> None:
+    """A callback's timer is kept until it fires (for close() to cancel), not
+    after: 500 creates with a callback URL used to keep 500 spent timers."""
+
+    async def main() -> None:
+        from veo_async import VeoSession
+
+        kie = FakeKie(credits=1e9, time_scale=0.001, create_limit=None)
+        async with VeoSession("test-key", transport=kie.transport()) as veo:
+            for _ in range(50):
+                await veo.generate("a cat", callback_url="http://127.0.0.1:9/hook")
+            assert 0 < len(kie._timers) <= 50
+            await asyncio.sleep(60)  # every render (and callback) done
+            assert len(kie._timers) == 0
+        await kie.close()
+
+    run_virtual(main)

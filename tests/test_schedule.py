@@ -803,3 +803,19 @@ def test_a_task_twice_its_documented_median_is_polled_within_max_gap(model: str)
         for age in (602.0, 640.0, 900.0):
             gaps = [schedule.next_delay(model=model, age=age, polls=1, rng=rng) for _ in range(20)]
             assert max(gaps) <= POLICY.max_gap * (1 + POLICY.jitter) + 1e-9, (seen, age)
+
+
+def test_odd_model_names_share_the_pooled_table_past_a_cap() -> None:
+    """Past eight model names without priors with tables of their own, others
+    are polled by the pooled table: every table is solved again at each
+    rebuild, and a hundred odd names (from the service's records) cost a
+    hundred rebuilds of up to a hundred tables."""
+    schedule = POLICY.schedule()
+    rng = random.Random(0)
+    for n in range(20):
+        schedule.next_delay(model=f"odd-{n}", age=10.0, polls=1, rng=rng)
+    assert [schedule.table_key(f"odd-{n}") for n in range(8)] == [f"odd-{n}" for n in range(8)]
+    assert schedule.table_key("odd-19") is None
+    assert schedule.table_key("odd-99") is None
+    assert schedule.table_key("veo3") == "veo3"  # a model with a prior has its own
+    assert schedule.has_table("odd-19") == schedule.has_table(None)

@@ -113,9 +113,15 @@ def decode_credits(raw: RawResponse) -> float:
             data = float(data.strip())
         except ValueError:
             raise _wrong_shape(raw, "numeric balance") from None
-    if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
+    if isinstance(data, bool) or not isinstance(data, (int, float)):
         raise _wrong_shape(raw, "numeric balance")
-    return float(data)
+    try:
+        balance = float(data)  # an int of 400 digits overflows
+    except OverflowError:
+        raise _wrong_shape(raw, "numeric balance") from None
+    if not math.isfinite(balance):
+        raise _wrong_shape(raw, "numeric balance")
+    return balance
 
 
 def decode_link(raw: RawResponse) -> str:

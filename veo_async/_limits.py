@@ -183,13 +183,19 @@ class RequestBudget:
         self.start(now)
         return True
 
-    def finish(self, now: float = 0.0) -> None:
+    def finish(self, now: float = 0.0, *, sent: bool = True) -> None:
         """A request gave its slot back (answered, failed or cancelled) at ``now``
-        (needed only with ``count_finish``)."""
+        (needed only with ``count_finish``).
+
+        :param sent: False for a request given up before it was sent: with
+            ``count_finish`` it then takes no place in the rate window (the
+            service never saw it).
+        """
         self.in_flight -= 1
         if self._count_finish:
             self._unfinished -= 1
-            self._starts.append(now)
+            if sent:
+                self._starts.append(now)
 
     def on_answer(self, granted_at: float) -> bool:
         """An answer that was not a 429, to a request granted at ``granted_at``:
@@ -407,16 +413,17 @@ class DueQueue:
                 self.discard(ticket)
             raise
 
-    def release(self) -> None:
-        """Give a slot back (exactly once per grant)."""
+    def release(self, *, sent: bool = True) -> None:
+        """Give a slot back (exactly once per grant); ``sent`` False: its request
+        was given up before it was sent (see :meth:`RequestBudget.finish`)."""
         if self._deferring:
-            self.budget.finish(self._now())  # granted again when the deferral ends
+            self.budget.finish(self._now(), sent=sent)  # granted again when the deferral ends
         elif self._heap or self._timer is not None:
             now = self._now()
-            self.budget.finish(now)
+            self.budget.finish(now, sent=sent)
             self._dispatch(now)
         elif self.budget.timed_finish:
-            self.budget.finish(self._now())
+            self.budget.finish(self._now(), sent=sent)
         else:
             self.budget.finish()  # nothing waits and no time is needed: no clock read
 

@@ -47,6 +47,11 @@ _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
+# A server clock further off than this is a wrong Date header, not a clock.
+_SKEW_BELIEVED = 900.0
+# Schedules kept for distinct (schedule-wise) AdaptivePolicy values; the
+# oldest is let go of past this (runs keep the one they use).
+_MAX_SCHEDULES = 16
 # Runs told per loop step that a rebuild they waited for ended (see
 # Pacer._tell_ready): each is planned then (tens of microseconds), or waits
 # again if its model still has no table.
@@ -292,13 +297,27 @@ class Pacer:
             return _FixedPlan(chosen)
         entry = self._schedules.get(id(chosen))
         if entry is None:
-            schedule = chosen.schedule(self.learner)
-            # On the loop, a rebuild (20-150 ms of dynamic programs) runs one
-            # solve per loop step, not inside the poll answer that found it due.
-            schedule.on_rebuild_due = functools.partial(self._rebuild_soon, schedule)
-            entry = self._schedules[id(chosen)] = (chosen, schedule)
-            self.learning = True
+            entry = self._schedule_like(chosen)
         return _LearnedPlan(self, entry[1])
+
+    def _schedule_like(self, chosen: AdaptivePolicy) -> tuple[AdaptivePolicy, AdaptiveSchedule]:
+        """The schedule of a policy equal to ``chosen`` but for its deadline and
+        grace (which no table depends on), or a new one. A fresh
+        ``AdaptivePolicy(timeout=...)`` per wait must not add a schedule (its
+        own tables and rebuilds: 100 ms and 10 KB each) per wait."""
+        same = chosen.replace(timeout=None, not_found_grace=0.0)
+        for policy, schedule in self._schedules.values():
+            if policy.replace(timeout=None, not_found_grace=0.0) == same:
+                return policy, schedule
+        schedule = chosen.schedule(self.learner)
+        # On the loop, a rebuild (20-150 ms of dynamic programs) runs one
+        # solve per loop step, not inside the poll answer that found it due.
+        schedule.on_rebuild_due = functools.partial(self._rebuild_soon, schedule)
+        if len(self._schedules) >= _MAX_SCHEDULES:
+            del self._schedules[next(iter(self._schedules))]
+        entry = self._schedules[id(chosen)] = (chosen, schedule)
+        self.learning = True
+        return entry
 
     def _rebuild_soon(self, schedule: AdaptiveSchedule) -> None:
         if schedule in self._rebuilds or self._closed:
@@ -397,8 +416,17 @@ class Pacer:
         return min(age, _MAX_AGE)
 
     def server_date(self, epoch: float) -> None:
-        """The server's ``Date`` (epoch seconds) of an answer just received."""
+        """The server's ``Date`` (epoch seconds) of an answer just received.
+
+        A skew past ``_SKEW_BELIEVED`` is a wrong header (a proxy's cached
+        page, a broken clock), not the server's clock: it is ignored. Taken
+        in, it aged every task by days (one day, clamped), kept them at that
+        age for good and taught the learner renders that never happened.
+        """
         skew = epoch - self.now()
+        if abs(skew) > _SKEW_BELIEVED:
+            logger.debug("Date header %.0f s off the local clock: ignored", skew)
+            return
         self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
 
     def observe(self, record: RecordInfo, plan: Plan | None = None) -> None:

@@ -312,14 +312,14 @@ class Requester:
         try:
             granted_at = await self.queue.acquire()
         except BaseException:
-            creating.release()
+            creating.release(sent=False)  # never sent: the next create may go
             raise
         if before_send is not None:
             try:
                 await before_send()
             except BaseException:
                 self.queue.release()
-                creating.release()
+                creating.release(sent=False)
                 raise
         self._creates += 1
         try:

@@ -193,6 +193,9 @@ _FIT_TRUST = 0.1
 _SIGMA_FLOOR = 0.05
 # Models whose requests set the shared price of a request (the most used).
 _PRICING_MODELS = 4
+# Models with tables of their own beyond those with priors (see
+# AdaptiveSchedule.table_key); others share the pooled table.
+_MAX_TABLES = 8
 # The mix of models the shared price is set for is that of the recent tasks:
 # each task seen counts half as much once this many more were seen. Models
 # that come in turns (a batch of one, then of the other) are then each priced
@@ -986,7 +989,7 @@ class AdaptiveSchedule:
         _check_count("polls", polls)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
-        table = self.table(model)
+        table = self.table(self.table_key(model))
         policy = self.policy
         if age is None:
             fresh = table.fresh
@@ -1013,9 +1016,21 @@ class AdaptiveSchedule:
             delay += min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
         return max(delay, policy.min_gap)
 
+    def table_key(self, model: str | None) -> str | None:
+        """The table ``model`` is polled by: its own, or past ``_MAX_TABLES``
+        names with tables (a model with a prior always has its own) the
+        pooled one (None). Each table is solved again at every rebuild, and
+        names come from the service's records: a hundred odd names cost a
+        hundred rebuilds of up to a hundred tables."""
+        if model is None or model in self._tables or model in self.policy.priors:
+            return model
+        priors = self.policy.priors
+        own = sum(1 for key in self._tables if key is not None and key not in priors)
+        return model if own < _MAX_TABLES else None
+
     def has_table(self, model: str | None) -> bool:
-        """Whether ``model`` has its table."""
-        return model in self._tables
+        """Whether ``model`` has its table (see :meth:`table_key`)."""
+        return self.table_key(model) in self._tables
 
     def ready(self, model: str | None) -> bool:
         """Whether :meth:`next_delay` answers for ``model`` without making
@@ -1029,6 +1044,7 @@ class AdaptiveSchedule:
         before the model was seen: ask again when it ends). Offline it is
         always True.
         """
+        model = self.table_key(model)
         if model in self._tables or self.on_rebuild_due is None:
             return True
         if self._job is None:

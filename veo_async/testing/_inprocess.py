@@ -11,13 +11,13 @@ milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Protocol
 
 from .._http import MAX_BODY, HttpRequest, capped_response, user_agent
 from .._protocol import RawResponse
+from .._timeouts import within
 from .._version import version
 from ..errors import TransportError
 from ._answers import Answer
@@ -60,23 +60,21 @@ class InProcessTransport:
         if self._closed:
             raise TransportError("the in-process transport is closed")
         body = b"" if request.json is None else json.dumps(request.json).encode()
-        try:
-            answer = await asyncio.wait_for(
-                self._server.serve(
-                    request.method,
-                    request.path,
-                    dict(request.params or {}),
-                    {
-                        "User-Agent": self._user_agent,
-                        "Accept": "application/json",
-                        "Authorization": f"Bearer {request.api_key.reveal()}",
-                    },
-                    body,
-                ),
-                self._timeout,
-            )
-        except asyncio.TimeoutError:
-            answer = None
+        # within(): asyncio.wait_for loses a cancellation on Python 3.10/3.11.
+        _answered, answer = await within(
+            self._server.serve(
+                request.method,
+                request.path,
+                dict(request.params or {}),
+                {
+                    "User-Agent": self._user_agent,
+                    "Accept": "application/json",
+                    "Authorization": f"Bearer {request.api_key.reveal()}",
+                },
+                body,
+            ),
+            self._timeout,
+        )
         if answer is None:
             raise TransportError(f"no complete answer to {request.path} in time")
         if answer.status == 0:

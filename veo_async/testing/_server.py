@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import struct
 import time
@@ -224,7 +225,9 @@ class FakeKie:
             failure_rate=failure_rate,
         )
         self._callbacks = CallbackSender(callback_secret)
-        self._timers: list[asyncio.TimerHandle] = []
+        # Callbacks not sent yet, by a key of their own (fired ones are dropped).
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._timer_keys = itertools.count()
         self._create_faults: list[Fault] = []  # reversed, like _injected
 
         self._tasks: dict[str, _TaskState] = {}
@@ -298,7 +301,7 @@ class FakeKie:
         callbacks are dropped). Call it also for a simulator used only in
         process that had callbacks to send.
         """
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         await self._callbacks.aclose()
@@ -556,10 +559,19 @@ class FakeKie:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp side: the request in, :meth:`serve`'s answer out."""
-        answer = await self.serve(
-            request.method, request.path, dict(request.query), request.headers,
-            await request.read() if request.can_read_body else b"",
-        )
+        # aiohttp's handler task, for close() to cancel should it hang. (Only
+        # here: in process, the task serving is the client's own.)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+        try:
+            answer = await self.serve(
+                request.method, request.path, dict(request.query), request.headers,
+                await request.read() if request.can_read_body else b"",
+            )
+        finally:
+            if handler is not None:
+                self._handlers.discard(handler)
         if answer is DROP:
             _drop_connection(request)
             # Never sent (the transport is gone); aiohttp only notes that
@@ -603,19 +615,15 @@ class FakeKie:
         self._in_flight += 1
         if self._in_flight > self._max_in_flight:
             self._max_in_flight = self._in_flight
-        handler = asyncio.current_task()
-        if handler is not None:
-            self._handlers.add(handler)
 
         answer = DROP  # what counts if the handler is cancelled
         try:
-            answer = await self._answer(method, headers, path, task_id, record, query, body)
+            if self._state != "closed":  # closed: refused, as a closed socket would
+                answer = await self._answer(method, headers, path, task_id, record, query, body)
             return answer
         finally:
             self._in_flight -= 1
             self._codes[answer.code] += 1
-            if handler is not None:
-                self._handlers.discard(handler)
             if record is not None:
                 record.status = answer.status
                 record.code = answer.code
@@ -743,18 +751,25 @@ class FakeKie:
         script = created.script
         self._tasks[script.task_id] = _TaskState(script, now, self._wall(now))
         if created.callback_url is not None:
-            url = created.callback_url
-            timer = asyncio.get_running_loop().call_at(
-                now + script.complete_after, self._callbacks.send, url, task_payload(script)
+            self._call_back_at(
+                now + script.complete_after, created.callback_url, task_payload(script)
             )
-            self._timers.append(timer)
 
     def _schedule_uhd_callback(self, task_id: str, job: UpgradeJob) -> None:
         assert job.callback_url is not None
-        timer = asyncio.get_running_loop().call_at(
-            job.ready_at, self._callbacks.send, job.callback_url, uhd_payload(task_id, job.urls)
+        self._call_back_at(job.ready_at, job.callback_url, uhd_payload(task_id, job.urls))
+
+    def _call_back_at(self, when: float, url: str, payload: dict[str, Any]) -> None:
+        """POST ``payload`` to ``url`` at loop time ``when``; the timer is kept
+        until then (for close() to cancel), not after."""
+        key = next(self._timer_keys)
+        self._timers[key] = asyncio.get_running_loop().call_at(
+            when, self._call_back, key, url, payload
         )
-        self._timers.append(timer)
+
+    def _call_back(self, key: int, url: str, payload: dict[str, Any]) -> None:
+        del self._timers[key]
+        self._callbacks.send(url, payload)
 
     def _lookup(self, task_id: str) -> tuple[TaskScript, float, float] | None:
         state = self._tasks.get(task_id)
