@@ -302,3 +302,24 @@ async def test_a_cancelled_async_close_fails_the_rest_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert len(errors) == 5000
+
+
+async def test_a_ticket_withdrawn_while_the_queue_closes_is_not_counted() -> None:
+    """A waiter cancelled between aclose()'s slices (its ticket not failed yet)
+    takes no place in the queue's counts: they stay at zero, never below."""
+    budget = RequestBudget(1, rng=random.Random(11))
+    queue = DueQueue(budget)
+    budget.on_rate_limited(asyncio.get_running_loop().time(), 0.0, retry_after=60.0)
+    waiters = [asyncio.ensure_future(queue.acquire()) for _ in range(5000)]
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(queue.aclose(lambda: RuntimeError("closed")))
+    await asyncio.sleep(0)  # a first slice failed
+    last = waiters[-1]
+    assert not last.done()
+    last.cancel()
+    await asyncio.sleep(0)
+    assert queue.waiting == 0
+    await closing
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert last.cancelled()
+    assert queue.waiting == 0

@@ -487,6 +487,10 @@ class DueQueue:
         """Refuse every later ticket; the waiting ones, taken out of the queue."""
         self._failure = failure
         heap, self._heap, self._cancelled = self._heap, [], 0
+        for _, _, ticket in heap:
+            # Out of the queue: one withdrawn before its turn to fail (aclose()
+            # fails them over loop steps) must not count as the queue's.
+            ticket.queued = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
