@@ -178,3 +178,41 @@ def test_built_in_workloads_add_the_limit_of_their_generating_distribution() -> 
         assert ours["lag_mean_vs_generating_limit"] == pytest.approx(
             ours["lag_mean"] / generating["lag_mean"]
         )
+
+
+def test_a_bom_opening_a_durations_file_is_no_part_of_the_first_model(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (Windows tools write one) is read as layout: the
+    figures are those of the file without it (it made the first model another)."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("veo3 300\nveo3_fast 140\n" * 20, encoding="utf-8")
+    marked = tmp_path / "bom.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    expected = run("--durations", str(plain), "--json")
+    done = run("--durations", str(marked), "--json")
+    assert expected.returncode == done.returncode == 0, done.stderr
+    strip = [
+        {k: v for k, v in json.loads(line).items() if k != "workload"}
+        for line in done.stdout.splitlines()
+    ]
+    assert strip == [
+        {k: v for k, v in json.loads(line).items() if k != "workload"}
+        for line in expected.stdout.splitlines()
+    ]
+
+
+def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:
+    """The limit's program stops at twice the 99.5th percentile (ten minutes
+    at least): a rare task of hours is polled past it every 30 s, as fixed
+    polling would (a one-second grid to the longest task ran for minutes)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_schedule as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    tasks = [bench.Task("veo3", 100.0 + n % 50, False) for n in range(400)]
+    tasks.append(bench.Task("veo3", 7200.0, False))
+    assert bench._limit_horizon(tasks, tasks) == 600.0
+    _budget, lags, _count = bench.limit(tasks, 6.0)
+    assert len(lags) % len(tasks) == 0
+    long_lags = lags[len(tasks) - 1 :: len(tasks)]  # the long task's, in each copy
+    assert all(0.0 <= lag < 30.0 for lag in long_lags)
