@@ -147,7 +147,6 @@ class _FixedPlan(Plan):
 class _LearnedPlan(Plan):
     __slots__ = (
         "_first_age",
-        "_first_at",
         "_first_seen",
         "_pacer",
         "_polls",
@@ -162,8 +161,7 @@ class _LearnedPlan(Plan):
         self._polls = 0
         self._running_until = 0.0
         self._first_age: float | None = None  # the task's age when this run first planned it
-        self._first_at = 0.0  # and the loop time then
-        self._first_seen: AgeSeen | None = None  # the same, of the task's first run
+        self._first_seen: AgeSeen | None = None  # that age and the loop time, of the first run
         self._waiting_for: str | None = None  # the model whose first table is awaited
 
     @property
@@ -219,7 +217,7 @@ class _LearnedPlan(Plan):
                 self._first_seen = seen
                 age = max(age, seen[0] + now - seen[1])
             if self._first_age is None:
-                self._first_age, self._first_at = age, now
+                self._first_age = age
         schedule = self._schedule
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).

@@ -1022,9 +1022,9 @@ class AdaptiveSchedule:
         pooled one (None). Each table is solved again at every rebuild, and
         names come from the service's records: a hundred odd names cost a
         hundred rebuilds of up to a hundred tables."""
-        if model is None or model in self._tables or model in self.policy.priors:
-            return model
         priors = self.policy.priors
+        if model is None or model in self._tables or model in priors:
+            return model
         own = sum(1 for key in self._tables if key is not None and key not in priors)
         return model if own < _MAX_TABLES else None
 

@@ -238,14 +238,8 @@ class _PollRun(Ticket):
         return None
 
     def notify(self, error: BaseException | None = None) -> None:
-        listeners = self.listeners
-        if len(listeners) == 1:  # the usual follower, alone: no copy to iterate
-            try:
-                listeners[0](self.handle, error)
-            except Exception as exc:
-                _listener_failed(self.handle, exc)
-            return
-        for listener in list(listeners):  # a listener may leave while told
+        # Those following now, told even if one leaves (or another joins) meanwhile.
+        for listener in tuple(self.listeners):
             try:
                 listener(self.handle, error)
             except Exception as exc:

@@ -109,6 +109,7 @@ async def _until_ready(
     last_error: VeoError | None = None
     lead = look_lead(limit)
     while True:
+        answered = True
         try:
             if deadline is None:
                 result = await ask()
@@ -116,23 +117,20 @@ async def _until_ready(
                 # Bounded by the deadline: a request queued behind a 429 pause
                 # (up to 5 minutes) must not hold the call past it.
                 answered, result = await within(ask(), max(0.0, deadline - loop.time()))
-                if not answered:
-                    raise WaitTimeoutError(
-                        record.task_id, limit, record, last_error, waiting_for=what
-                    )
         except VeoError as exc:
-            if isinstance(exc, WaitTimeoutError) or not exc.retryable:
+            if not exc.retryable:
                 raise
             last_error = exc
         else:
             if result is not None:
                 return result
-            last_error = None
+            if answered:
+                last_error = None
         gap = draw.uniform(*gaps)
         if deadline is not None:
             left = deadline - loop.time()
-            if left <= lead:  # that was the last look: the call ends at its deadline
-                await asyncio.sleep(max(0.0, left))
+            if not answered or left <= lead:  # that was the last look
+                await asyncio.sleep(max(0.0, left))  # the call ends at its deadline
                 raise WaitTimeoutError(
                     record.task_id, limit, record, last_error, waiting_for=what
                 )
