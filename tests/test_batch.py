@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import random
 from collections import Counter
-from collections.abc import Coroutine
 from contextlib import aclosing
 from typing import Any
 
@@ -23,6 +22,7 @@ from veo_async import (
     WaitTimeoutError,
 )
 from veo_async._batch import _HANDOUT_SLICE as HANDOUT_SLICE
+from veo_async._poll_runners import PollRequest, PollRunners
 from veo_async.testing import FakeKie, Fault, TaskScript
 
 from .conftest import FAST_POLICY, leftover_tasks, session_on
@@ -476,7 +476,7 @@ async def test_as_completed_lets_the_loop_run_while_handing_out_timeouts(
 
 @pytest.mark.parametrize("ending", ["deadline", "cancel"])
 async def test_letting_go_of_a_batch_starts_no_request_for_its_ids(
-    fake_kie: FakeKie, ending: str
+    fake_kie: FakeKie, ending: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At a backlogged batch's deadline, or when it is cancelled, each request
     stopped gives back its slot; those slots are granted again only once every
@@ -485,36 +485,27 @@ async def test_letting_go_of_a_batch_starts_no_request_for_its_ids(
     cancel unwound in 0.5 s instead of 0.2 s)."""
     ids = [f"backlog{i}" for i in range(6000)]  # several slices
     fake_kie.add_tasks(TaskScript(task_id, complete_after=3600) for task_id in ids)
-    loop = asyncio.get_running_loop()
     polls = 0
-    default_factory = loop.get_task_factory()
+    start = PollRunners.start
 
-    def counting(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-    ) -> asyncio.Future[Any]:
+    def counting(runners: PollRunners, *args: Any) -> PollRequest:
         nonlocal polls
-        if getattr(coro, "__qualname__", "") == "Requester._polled":  # one poll
-            polls += 1
-        if default_factory is not None:
-            return default_factory(loop, coro, **kwargs)
-        return asyncio.Task(coro, loop=loop, **kwargs)
+        polls += 1  # one poll started on its granted slot
+        return start(runners, *args)
 
     # Every id due each second: the end finds thousands queued.
     policy = PollPolicy(first_poll=0.0, interval=1.0, jitter=0.0, timeout=None)
-    loop.set_task_factory(counting)
-    try:
-        async with session_on(fake_kie, concurrency=4, policy=policy) as veo:
-            if ending == "deadline":
-                outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
-                assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
-            else:
-                batch = asyncio.create_task(veo.wait_many(ids, return_exceptions=True))
-                await asyncio.sleep(5)
-                batch.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await batch
-    finally:
-        loop.set_task_factory(default_factory)
+    monkeypatch.setattr(PollRunners, "start", counting)
+    async with session_on(fake_kie, concurrency=4, policy=policy) as veo:
+        if ending == "deadline":
+            outcomes = await veo.wait_many(ids, timeout=5, return_exceptions=True)
+            assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
+        else:
+            batch = asyncio.create_task(veo.wait_many(ids, return_exceptions=True))
+            await asyncio.sleep(5)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
     assert polls >= len(ids)
     never_sent = polls - fake_kie.total_requests
     assert 0 <= never_sent <= 4, never_sent  # one wave (concurrency 4) at the most

@@ -31,7 +31,7 @@ PURE_CORE = [
 LAYERS: list[set[str]] = [
     {"errors", "models", "policy", "_version", "_json", "_release", "_timeouts"},
     {"_convert", "_schedule", "_limits", "_deadlines", "events", "_id_checks"},
-    {"_protocol", "_endpoints"},
+    {"_protocol", "_endpoints", "_poll_runners"},
     {"_http", "store"},
     {"_requester", "_pacer"},
     {"_create", "_upgrade"},

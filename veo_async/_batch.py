@@ -50,7 +50,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import cast
 
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
@@ -252,7 +252,7 @@ class CompletionTracker:
         self._errors: dict[str, Exception] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._pending = 0
-        self._stopped: list[asyncio.Task[Any]] = []
+        self._stopped: list[asyncio.Future[None]] = []
         self._wake: asyncio.Future[None] | None = None
         self._wake_each = False
         self._large = large

@@ -32,6 +32,7 @@ import attrs
 from ._convert import KIE_TIMEZONE
 from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
+from ._poll_runners import PollAnswer, PollRequest, PollRunners
 from ._protocol import RawResponse, decode_record_info
 from .errors import (
     AuthenticationError,
@@ -71,11 +72,6 @@ CREATE_PERIOD = 10.0
 
 T = TypeVar("T")
 EventHook = Callable[[Event], object]
-#: What a poll's answer is told to: ``(its task, the record, None)`` or
-#: ``(its task, None, the error)``.
-PollAnswer = Callable[
-    ["asyncio.Task[None]", "RecordInfo | None", "BaseException | None"], object
-]
 
 
 @attrs.frozen
@@ -114,27 +110,6 @@ class SessionStats:
     create_queued: int = 0
     create_rate_limited: int = 0
     create_paused_for: float = 0.0
-
-
-def _without_frames(error: BaseException) -> None:
-    """Drop the traceback of ``error`` and of what it chains to.
-
-    A poll's error is kept for as long as its task is waited for: the last
-    failed poll's (for a timeout's message) or the one that ended the wait.
-    A traceback holds the frames the error was raised through; each frame
-    holds its caller's (``f_back``), its locals (the answer, the request) and
-    its function (one is a closure over the previous record). Kept whole, an
-    error held about twenty objects, and with 100,000 ids these were
-    hundreds of MiB that every collection, young ones included, had to walk
-    (100-200 ms each). The service's errors say what went wrong in their
-    message; where our decoding raised them does not help a caller.
-    """
-    seen = 0
-    current: BaseException | None = error
-    while current is not None and seen < 8:  # chains are short; never loop
-        current.__traceback__ = None
-        current = current.__cause__ or current.__context__
-        seen += 1
 
 
 class Requester:
@@ -183,9 +158,8 @@ class Requester:
         self._closed = False
         # The event loop of the first check_loop() inside one (see there).
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Poll requests run as tasks of their own, each with what to tell its
-        # answer to (until told); closing cancels them.
-        self._polls: dict[asyncio.Task[None], PollAnswer] = {}
+        # Poll requests run on a few reused tasks (see _poll_runners).
+        self._runners = PollRunners(self._record_exchange, self.queue.release)
 
     @property
     def closed(self) -> bool:
@@ -352,9 +326,12 @@ class Requester:
         return await self._record_exchange(task_id, previous, granted_at)
 
     def _record_exchange(
-        self, task_id: str, previous: RecordInfo | None, granted_at: float
+        self, task_id: str, previous: RecordInfo | None, granted_at: float, release: bool = True
     ) -> Coroutine[Any, Any, RecordInfo]:
-        """The exchange of one record-info request on a granted slot."""
+        """The exchange of one record-info request on a granted slot.
+
+        :param release: give the slot back at the end (else the caller does).
+        """
         tz = self.timezone
         return self._exchange(
             "GET",
@@ -364,6 +341,7 @@ class Requester:
             {"taskId": task_id},
             None,
             task_id,
+            release=release,
         )
 
     def poll(
@@ -372,80 +350,24 @@ class Requester:
         granted_at: float,
         previous: RecordInfo | None,
         on_answer: PollAnswer,
-    ) -> asyncio.Task[None]:
+    ) -> PollRequest:
         """Start a record-info request on a slot already granted (by the queue).
 
-        :param on_answer: called once with ``(task, record, None)`` or ``(task,
-            None, error)`` at the end of the request, inside its task (no
-            done-callback hop per poll); ``error`` is a CancelledError when the
-            session closed under the request. Not called after :meth:`stop_poll`.
-        :returns: the request's task; stop it with :meth:`stop_poll`. The
-            slot is released either way.
+        :param on_answer: called once with ``(request, record, None)`` or
+            ``(request, None, error)`` at the end of the request, inside its
+            runner (no done-callback hop per poll); ``error`` is a
+            CancelledError when the session closed under the request. Not
+            called after :meth:`stop_poll`.
+        :returns: the request; stop it with :meth:`stop_poll`. The slot is
+            released either way.
         """
-        task = asyncio.get_running_loop().create_task(
-            self._polled(task_id, previous, granted_at), name="veo_async poll"
-        )
-        self._polls[task] = on_answer
-        return task
+        return self._runners.start(task_id, previous, granted_at, on_answer)
 
-    def stop_poll(self, task: asyncio.Task[None]) -> None:
-        """Cancel a poll whose answer nobody wants any more: its ``on_answer``
-        is not called (it may not even have started)."""
-        self._polls.pop(task, None)
-        if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
-            # Stopped before its first step: cancelled now, it never runs, so
-            # its exchange never gives back the slot it was granted. Give it here.
-            self.queue.release()
-        task.cancel()
-
-    async def _polled(self, task_id: str, previous: RecordInfo | None, granted_at: float) -> None:
-        record: RecordInfo | None = None
-        error: BaseException | None = None
-        try:
-            record = await self._record_exchange(task_id, previous, granted_at)
-        except asyncio.CancelledError as exc:  # handed on, then re-raised
-            error = exc
-        except VeoError as exc:
-            error = exc
-            _without_frames(exc)
-        except Exception as exc:  # a bug: handed on whole
-            error = exc
-        task = asyncio.current_task()
-        assert task is not None
-        try:
-            self._tell(task, self._polls.pop(task, None), record, error)
-            if isinstance(error, asyncio.CancelledError):
-                raise error
-        finally:
-            # The error's traceback holds this frame: without these locals no
-            # cycle (error -> traceback -> frame -> error, or -> task -> this
-            # coroutine) is left for the collector, and refcounting frees them.
-            del error, task
-
-    @staticmethod
-    def _tell(
-        task: asyncio.Task[None],
-        on_answer: PollAnswer | None,
-        record: RecordInfo | None,
-        error: BaseException | None,
-    ) -> None:
-        """Hand a poll's answer on; a failing handler is reported as a failing
-        done-callback would be, and never fails the poll."""
-        if on_answer is None:
-            return
-        try:
-            on_answer(task, record, error)
-        except Exception as exc:
-            # Not under the "task" key: from 3.12 the loop runs a custom handler
-            # inside that task's context, which is the running one here (the
-            # answer is handed on inside the poll's own task), and it fails.
-            asyncio.get_running_loop().call_exception_handler(
-                {
-                    "message": "Exception in a poll's answer handler",
-                    "exception": exc,
-                    "poll_task": task,
-                }
-            )
+    def stop_poll(self, request: PollRequest) -> asyncio.Future[None] | None:
+        """Stop a poll whose answer nobody wants any more: its ``on_answer``
+        is not called. Returns a future done when its exchange has ended, if
+        it was under way (None if it had not started: its slot is given back)."""
+        return self._runners.stop(request)
 
     async def _exchange(
         self,
@@ -457,15 +379,19 @@ class Requester:
         json: Any,
         task_id: str | None,
         create_granted: float | None = None,
+        *,
+        release: bool = True,
     ) -> T:
-        """Send and decode on a granted slot; always releases it.
+        """Send and decode on a granted slot; always releases it, unless
+        ``release`` is false (the caller then does, however this ends).
 
         ``create_granted`` (a create request): when its creation slot was granted.
         """
         queue = self.queue
         creating = self.create_queue if create_granted is not None else None
         if self._closed or self._fatal is not None:  # granted just before a close or a 401
-            queue.release()
+            if release:
+                queue.release()
             self.check_usable()  # raises
         try:
             self._requests += 1
@@ -531,7 +457,8 @@ class Requester:
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
             raise
         finally:
-            queue.release()
+            if release:
+                queue.release()
         queue.answered(granted_at)
         if creating is not None and create_granted is not None:
             creating.answered(create_granted)
@@ -570,34 +497,19 @@ class Requester:
             # 100,000 ids: one step would stall the loop a third of a second).
             await self.create_queue.aclose(SessionClosedError)
             await self.queue.aclose(SessionClosedError)
-            polls = [task for task in self._polls if not task.done()]
-            for task in polls:
-                task.cancel()
-            if polls:
-                await asyncio.wait(polls)
+            runners = self._runners.close(asyncio.CancelledError)
+            if runners:
+                await asyncio.wait(runners)
         finally:
             # Also when this close is cancelled meanwhile (a second Ctrl-C, an
             # outer timeout): the queues close, the polls stop and the
             # transport closes, since nothing calls this again (the session
-            # counts as closed). Closing a closed queue does nothing.
+            # counts as closed). Closing a closed queue does nothing; polls
+            # still running give their slot back and tell their run themselves.
             self.create_queue.close(SessionClosedError)
             self.queue.close(SessionClosedError)
-            for task in self._polls:
-                task.cancel()  # (done ones ignore it)
-            # A poll cancelled before its first step never ran: tell its run
-            # here. One still running (this close was cancelled before it
-            # ended) gives its slot back and tells its run itself.
-            for task in [task for task in self._polls if not _started(task)]:
-                on_answer = self._polls.pop(task)
-                self.queue.release()  # its slot, which its exchange never gave back
-                self._tell(task, on_answer, None, asyncio.CancelledError())
+            self._runners.close(asyncio.CancelledError)
             await self.transport.aclose()
-
-
-def _started(task: asyncio.Task[None]) -> bool:
-    """Whether a poll's coroutine got its first step (and so runs its exchange,
-    which gives its slot back): one cancelled before it never does."""
-    return inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_SUSPENDED  # type: ignore[arg-type]
 
 
 def parse_http_date(value: str | None) -> float | None:

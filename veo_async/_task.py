@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from ._create import submit, submit_recorded
 from ._limits import Ticket
 from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan
+from ._poll_runners import PollRequest
 from ._requester import Requester
 from ._schedule import AdaptivePolicy
 from ._timeouts import look_lead, within
@@ -102,7 +103,7 @@ class Subscription:
         self.run: _PollRun | None = run
         self._listener = listener
 
-    def close(self) -> asyncio.Task[Any] | None:
+    def close(self) -> asyncio.Future[None] | None:
         """Stop following (idempotent). If this was the last follower, the run
         stops; returns its cancelled request in flight, to await, if any."""
         run, self.run = self.run, None
@@ -141,7 +142,7 @@ class _PollRun(Ticket):
         self.plan = plan
         self.not_found_grace = not_found_grace
         self.listeners: list[Listener] = []
-        self.request: asyncio.Task[None] | None = None
+        self.request: PollRequest | None = None
         self.not_found_since: float | None = None
         self.attempt = 0
         self.ended = False
@@ -223,7 +224,7 @@ class _PollRun(Ticket):
         self.listeners.append(listener)
         return Subscription(self, listener)
 
-    def unfollow(self, listener: Listener) -> asyncio.Task[Any] | None:
+    def unfollow(self, listener: Listener) -> asyncio.Future[None] | None:
         self.listeners.remove(listener)
         if self.listeners or self.ended:
             return None
@@ -232,9 +233,8 @@ class _PollRun(Ticket):
         self.handle.run_stopped(self)
         self.requester.queue.discard(self)
         request, self.request = self.request, None
-        if request is not None and not request.done():
-            self.requester.stop_poll(request)
-            return request
+        if request is not None:
+            return self.requester.stop_poll(request)
         return None
 
     def notify(self, error: BaseException | None = None) -> None:
@@ -260,7 +260,7 @@ class _PollRun(Ticket):
 
     def answered(
         self,
-        request: asyncio.Task[None],
+        request: PollRequest,
         record: RecordInfo | None,
         error: BaseException | None,
     ) -> None:
@@ -351,7 +351,7 @@ class _Follower:
         self.subscription: Subscription | None = None
         self.expired = False
         #: A request this follower's leaving cancelled, to be awaited.
-        self.stopped: asyncio.Task[Any] | None = None
+        self.stopped: asyncio.Future[None] | None = None
 
     def __call__(self, _handle: VeoTask, _error: BaseException | None) -> None:
         wake = self.wake
