@@ -105,7 +105,8 @@ class Subscription:
 
     def close(self) -> asyncio.Future[None] | None:
         """Stop following (idempotent). If this was the last follower, the run
-        stops; returns its cancelled request in flight, to await, if any."""
+        stops; returns a future done once its stopped request has ended (one
+        in flight, or a runner made for one not started yet), to await, if any."""
         run, self.run = self.run, None
         if run is None:
             return None
