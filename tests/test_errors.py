@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import pickle
 
 import pytest
 
-from veo_async import errors
+from veo_async import VeoSession, errors
 from veo_async._protocol import RawResponse, api_error, decode_envelope, decode_record_info
 from veo_async.errors import (
     APIError,
@@ -364,3 +365,38 @@ def test_every_error_pickles_and_copies_as_it_is(error: VeoError, copied: object
 def test_the_pickle_samples_cover_every_exported_error() -> None:
     """A new error class needs a sample above."""
     assert {type(error).__name__ for error in _samples()} == set(errors.__all__)
+
+
+@pytest.mark.loopback
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (b"garbage test-key-echoed\r\n\r\n", "Bad status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nno colon test-key-echoed\r\n\r\n{}", "Invalid"),
+    ],
+)
+async def test_an_answer_that_is_not_http_says_so_not_http_400(answer: bytes, what: str) -> None:
+    """aiohttp's parser refuses a malformed answer with a "400" of its own: the
+    error says the answer is not valid HTTP (what was wrong, not the bytes: a
+    bad header line could hold anything), is retryable, and quotes no 400."""
+    async def answer_badly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer_badly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        VeoSession("test-key-echoed", base_url=f"http://127.0.0.1:{port}") as veo,
+    ):
+        with pytest.raises(TransportError) as caught:
+            await veo.record_info("veo_task_1")
+    message = str(caught.value)
+    assert "not valid HTTP" in message
+    assert what in message
+    assert "HTTP 400" not in message
+    assert "test-key-echoed" not in message
+    assert caught.value.retryable

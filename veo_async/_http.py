@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import attrs
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._deadlines import RequestDeadlines
@@ -430,5 +432,11 @@ def capped_response(status: int, headers: Mapping[str, str], body: bytes, cap: i
 def _safe(exc: BaseException) -> str:
     """An aiohttp error's message without anything that could carry headers."""
     if isinstance(exc, aiohttp.ClientResponseError):
+        if isinstance(exc.__cause__, HttpProcessingError):
+            # aiohttp's parser refused the answer and says "400" for it: the
+            # server sent no 400. Its message quotes the bad bytes after a
+            # colon or a quote (a header line could hold anything): cut there.
+            what = re.split(r"[:'\"\n]", exc.message, maxsplit=1)[0].strip()[:60]
+            return f"the answer is not valid HTTP ({what or 'unreadable'})"
         return f"HTTP {exc.status}"
     return str(exc)[:200]
