@@ -238,11 +238,17 @@ class _Decoder:
                 self._head = data
                 return b""
             self._inflater = zlib.decompressobj(self._framing(data, self._encoding))
+            self._head = b""
         try:
             inflated: bytes = self._inflater.decompress(data, room)
         except zlib.error:
             raise _UnreadableBody from None
         return inflated
+
+    def cut_short(self) -> bool:
+        """Whether the stream fed so far began but did not reach its end
+        (an answer cut off: what was inflated is only part of it)."""
+        return (self._inflater is not None and not self._inflater.eof) or bool(self._head)
 
 
 class AiohttpTransport:
@@ -389,6 +395,13 @@ class AiohttpTransport:
             chunks.append(data)
             if size > cap:
                 break
+        if decoder is not None and not unreadable and size <= cap and decoder.cut_short():
+            # Else read as "not JSON" or "an empty body": the part inflated.
+            raise ResponseError(
+                f"HTTP {status} answer's {encoding} body is cut short (the stream ends early)",
+                http_status=status,
+                retryable=True,
+            )
         if unreadable:
             # Raised outside the loop's except: nothing is chained. A proxy
             # that mangled one answer may send the next intact: retryable.
