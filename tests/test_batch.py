@@ -376,6 +376,62 @@ async def test_as_completed_polls_nothing_until_iterated(
     await completed.aclose()
 
 
+@pytest.mark.parametrize("slow_ids", [3, 2500])  # one slice, and several
+async def test_an_as_completed_iterator_kept_but_not_iterated_stops_polling_at_its_deadline(
+    fake_kie: FakeKie, slow_ids: int
+) -> None:
+    """A consumer busy with the first task past the deadline (the iterator kept,
+    not iterated): polling stops at the deadline all the same, and the next
+    iterations yield the rest as timed out, with nothing left behind."""
+    fake_kie.add_task("quick")
+    slow = [f"slow{i}" for i in range(slow_ids)]
+    for task_id in slow:
+        fake_kie.add_task(task_id, complete_after=3600)
+    policy = PollPolicy(first_poll=0.0, interval=1.0, factor=1.0, jitter=0.0, timeout=None)
+    async with session_on(fake_kie, policy=policy) as veo:
+        completed = veo.as_completed(["quick", *slow], timeout=10)
+        first = await anext(completed)
+        assert first.task_id == "quick"
+        await asyncio.sleep(11)  # busy with the first task, past the deadline
+        at_deadline = fake_kie.total_requests
+        await asyncio.sleep(60)
+        assert fake_kie.total_requests == at_deadline  # nobody polled for nobody
+        assert leftover_tasks() == set()
+        rest = [handle async for handle in completed]
+        assert [handle.task_id for handle in rest] == slow
+        assert all(isinstance(handle.exception(), WaitTimeoutError) for handle in rest)
+        assert veo.stats.in_flight == 0
+    assert leftover_tasks() == set()
+
+
+async def test_an_as_completed_iterator_closed_while_its_deadline_lets_go_is_clean(
+    fake_kie: FakeKie,
+) -> None:
+    """Closed in the middle of the deadline's letting go (thousands of ids, in
+    slices): the letting go stops, every run is let go of, nothing is left."""
+    slow = [f"slow{i}" for i in range(6000)]
+    for task_id in slow:
+        fake_kie.add_task(task_id, complete_after=3600)
+    fake_kie.add_task("quick")
+    policy = PollPolicy(first_poll=0.0, interval=1.0, factor=1.0, jitter=0.0, timeout=None)
+    async with session_on(fake_kie, policy=policy) as veo:
+        completed = veo.as_completed(["quick", *slow], timeout=10)
+        assert (await anext(completed)).task_id == "quick"
+        for _ in range(20_000):  # until the deadline's letting go is under way
+            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            pytest.fail("the deadline never began letting go")
+        await asyncio.sleep(0)  # a slice let go of, the next ones not yet
+        await completed.aclose()
+        assert leftover_tasks() == set()
+        requests = fake_kie.total_requests
+        await asyncio.sleep(30)
+        assert fake_kie.total_requests == requests
+        assert veo.stats.in_flight == 0
+
+
 async def test_mixed_batch_gives_every_position_its_own_outcome(
     fake_kie: FakeKie, veo: VeoSession
 ) -> None:

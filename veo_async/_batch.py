@@ -257,6 +257,10 @@ class CompletionTracker:
         self._wake_each = False
         self._large = large
         self._looked = False
+        # The deadline of an iterator kept but not iterated (see expire_at).
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiring: asyncio.Task[None] | None = None
+        self._in_until = False
 
     async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
         """Follow every handle not finished yet; finished ones count at once.
@@ -321,9 +325,32 @@ class CompletionTracker:
         """Ids still without an outcome."""
         return self._pending
 
+    def expire_at(self, deadline: float) -> None:
+        """Give up at ``deadline`` even if nobody is waiting in :meth:`until`
+        then: an ``as_completed`` iterator kept but not iterated (its consumer
+        busy with an earlier task, or gone without closing it) stops polling
+        at its deadline, as a waiting one does, instead of polling on for
+        nobody until it is closed or collected."""
+        self._expiry = asyncio.get_running_loop().call_at(deadline, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if self._in_until or not self._subscriptions or self._expiring is not None:
+            return  # a waiter takes the deadline itself, or nothing is left
+        self._expiring = asyncio.get_running_loop().create_task(
+            self._give_up(), name="veo_async batch deadline"
+        )
+
     async def until(self, deadline: float | None, *, stop_on_failure: bool) -> None:
         """Sleep until every id has an outcome, the first failure (if asked), or
         the deadline; with ``wake_each``, until the next outcome."""
+        self._in_until = True
+        try:
+            await self._until(deadline, stop_on_failure)
+        finally:
+            self._in_until = False
+
+    async def _until(self, deadline: float | None, stop_on_failure: bool) -> None:
         loop = asyncio.get_running_loop()
         before = len(self.finished)
         while self._pending and not (stop_on_failure and self.first_failure is not None):
@@ -383,8 +410,16 @@ class CompletionTracker:
         (also its handle's ``error``) and joins :attr:`finished`, in input order.
 
         Which ids timed out is decided at once (an answer arriving meanwhile
-        does not count); stopping their polls is done in slices.
+        does not count); stopping their polls is done in slices. If the
+        deadline already began this while nobody waited (see
+        :meth:`expire_at`), waits for that instead.
         """
+        if self._expiring is not None:
+            await self._expiring
+            return
+        await self._give_up()
+
+    async def _give_up(self) -> None:
         if self._large:
             # What the batch's polls left young (tens of thousands of records)
             # would otherwise be walked by the collections the timeouts set off.
@@ -413,6 +448,15 @@ class CompletionTracker:
 
     async def close(self) -> None:
         """Let go of every run (in slices); wait for the requests this stopped to end."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expiring = self._expiring
+        if expiring is not None:
+            expiring.cancel()  # it lets go of the runs it had not reached yet
+            await asyncio.wait((expiring,))
+            if not expiring.cancelled():
+                expiring.exception()  # retrieved: a consumer awaiting it got it raised
         subscriptions, self._subscriptions = self._subscriptions, {}
         order = list(subscriptions)
         with self._queue.grants_deferred():  # as in give_up
@@ -578,6 +622,8 @@ async def _completion_order(
         )
         try:
             await tracker.start(wake_each=True)
+            if deadline is not None:
+                tracker.expire_at(deadline)
             for position in range(len(handles)):
                 if not tracker.finished:
                     await tracker.until(deadline, stop_on_failure=False)

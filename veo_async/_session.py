@@ -415,10 +415,11 @@ class VeoSession:
         An id given n times is yielded n times. Read each outcome without I/O
         with :meth:`VeoTask.result`; at the deadline the unfinished ones are
         yielded with a :class:`WaitTimeoutError`. Polling and the deadline
-        start with the iteration. Leaving the loop early stops the polling
-        only this iterator wanted (``contextlib.aclosing`` makes that immediate;
-        an iterator kept but no longer iterated polls on, past its deadline,
-        until it is closed or collected).
+        start with the iteration, and polling ends at the deadline whether or
+        not the iterator is being iterated then. Leaving the loop early stops
+        the polling only this iterator wanted (``contextlib.aclosing`` makes
+        that immediate; an iterator kept but no longer iterated polls on until
+        its deadline, or until it is closed or collected).
 
         :raises TypeError: (or ValueError) for bad input, here, before iterating.
         :raises SessionClosedError: the session is closed.
