@@ -4,16 +4,25 @@ busy batch, none left behind, and stopping one poll touches no other."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
-from veo_async import PollPolicy, RecordInfo, TaskStatus, VeoSession
+from veo_async import (
+    PollPolicy,
+    RecordInfo,
+    TaskStatus,
+    TransportError,
+    VeoSession,
+    WaitTimeoutError,
+)
 from veo_async._http import HttpRequest
+from veo_async._poll_runners import PollRunners
 from veo_async._protocol import RawResponse
-from veo_async.events import Event, RequestAnswered
-from veo_async.testing import FakeKie
+from veo_async.events import Event, RequestAnswered, RequestFailed
+from veo_async.testing import FakeKie, Fault
 
 from .conftest import API_KEY, leftover_tasks, session_on
 
@@ -147,3 +156,148 @@ async def test_runners_over_real_http_stop_and_go_on(fake_kie: FakeKie) -> None:
         assert [record.task_id for record in records] == quick
         assert veo.stats.in_flight == 0
     assert not leftover_tasks()
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["answered", "failed"])
+async def test_a_poll_stopped_by_its_own_event_leaves_the_runner_usable(
+    fake_kie: FakeKie, failing: bool
+) -> None:
+    """A hook that lets go of a handle while its poll's exchange is ending (on
+    RequestFailed, or RequestAnswered): the stop's cancellation, made while the
+    runner runs, must not kill the runner with its count of free runners
+    wrong (the next poll queued with nobody to run it, the session stuck)."""
+    fake_kie.add_task("first", complete_after=0)
+    fake_kie.add_task("second", complete_after=0)
+    if failing:
+        fake_kie.inject(Fault.server_error(), count=1)  # the first poll (of "first")
+    subscriptions: dict[str, Any] = {}
+    kind = RequestFailed if failing else RequestAnswered
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, kind) and event.task_id == "first" and "first" in subscriptions:
+            subscriptions.pop("first").close()
+
+    async with session_on(
+        fake_kie, concurrency=1, policy=EVERY_SECOND, on_event=on_event
+    ) as veo:
+        subscriptions["first"] = veo.task("first").subscribe(lambda _handle, _error: None)
+        second = await asyncio.wait_for(veo.task("second").wait(), 30)
+        assert second.status is TaskStatus.SUCCESS
+        fake_kie.add_task("third", complete_after=0)  # a later poll, alone
+        third = await asyncio.wait_for(veo.task("third").wait(), 30)
+        assert third.status is TaskStatus.SUCCESS
+        assert veo.stats.in_flight == 0
+    assert not leftover_tasks()
+
+
+async def test_cancelling_the_future_a_close_returned_hurts_no_runner(
+    fake_kie: FakeKie,
+) -> None:
+    """The future Subscription.close() returns may be cancelled by whoever
+    awaits it (a wait_for timing out): the runner still gives the slot back
+    and runs the next poll."""
+    fake_kie.add_task("hangs", complete_after=0)
+    fake_kie.add_task("next", complete_after=0)
+    transport = HeldAnswers(fake_kie, {"hangs"})
+    loop_errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda _loop, context: loop_errors.append(context)
+    )
+    async with VeoSession(
+        API_KEY, transport=transport, concurrency=1, policy=EVERY_SECOND
+    ) as veo:
+        subscription = veo.task("hangs").subscribe(lambda _handle, _error: None)
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(veo.task("next").wait(timeout=30))
+        stopped = subscription.close()
+        assert stopped is not None
+        stopped.cancel()  # as a wait_for around it would, timing out
+        record = await waiting
+        assert record.status is TaskStatus.SUCCESS
+        assert veo.stats.in_flight == 0
+    assert loop_errors == []
+    assert not leftover_tasks()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 does not count cancellations")
+async def test_a_runner_cancelled_in_the_step_its_poll_is_stopped_ends(fake_kie: FakeKie) -> None:
+    """Everything cancelled at once (a SIGTERM handler, asyncio.run's shutdown):
+    the waiter's clean-up stops its poll and the runner is cancelled too. The
+    runner ends; it does not take the one CancelledError as the stop's and go
+    on with the next queued poll."""
+    fake_kie.add_task("a", complete_after=0)
+    fake_kie.add_task("b", complete_after=3600)
+    transport = HeldAnswers(fake_kie, {"a", "b"})
+    veo = VeoSession(API_KEY, transport=transport, concurrency=1, policy=EVERY_SECOND)
+    try:
+        waiter = asyncio.create_task(veo.task("a").wait())
+        await asyncio.sleep(0.05)
+        subscription = veo.task("b").subscribe(lambda _handle, _error: None)
+        (runner,) = leftover_tasks() - {waiter}
+        waiter.cancel()
+        runner.cancel()
+        await asyncio.sleep(0.2)
+        assert runner.cancelled()  # (b's poll, still wanted, goes on another runner)
+        subscription.close()
+    finally:
+        await veo.aclose()
+    assert not leftover_tasks()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks came in 3.12")
+async def test_polls_run_under_an_eager_task_factory(fake_kie: FakeKie) -> None:
+    """With asyncio.eager_task_factory a runner starts inside create_task, before
+    it is listed: polls still run, and stopping them still works."""
+    for task_id in ("a", "b", "c"):
+        fake_kie.add_task(task_id, complete_after=0)
+    fake_kie.add_task("slow", complete_after=3600)
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        async with session_on(fake_kie, concurrency=2, policy=EVERY_SECOND) as veo:
+            records = await asyncio.wait_for(veo.wait_many(["a", "b", "c"]), 30)
+            assert [record.status for record in records] == [TaskStatus.SUCCESS] * 3
+            with pytest.raises(WaitTimeoutError):
+                await veo.task("slow").wait(timeout=3)
+            assert veo.stats.in_flight == 0
+    finally:
+        loop.set_task_factory(None)
+    assert not leftover_tasks()
+
+
+async def test_a_close_turned_into_an_error_by_the_exchange_runs_nothing_more() -> None:
+    """On 3.10 a request deadline in the step of a close wins over the close's
+    cancellation (the exchange raises its timeout error): the runner must
+    still stop, and not run a poll the close already failed and gave the
+    slot back for (that slot was then given back twice)."""
+    given_back = 0
+    started: list[str] = []
+    told: list[tuple[str, str]] = []
+
+    async def exchange(
+        task_id: str, previous: RecordInfo | None, granted_at: float, release: bool
+    ) -> RecordInfo:
+        started.append(task_id)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise TransportError("no complete answer in time") from None
+        raise AssertionError("never answered")
+
+    def give_back() -> None:
+        nonlocal given_back
+        given_back += 1
+
+    def answer(name: str) -> Any:
+        return lambda _request, _record, error: told.append((name, type(error).__name__))
+
+    runners = PollRunners(exchange, give_back)
+    runners.start("a", None, 0.0, answer("a"))
+    await asyncio.sleep(0)  # a's exchange under way
+    runners.start("b", None, 0.0, answer("b"))  # queued; its runner not started yet
+    waited = runners.close(asyncio.CancelledError)
+    await asyncio.wait(waited)
+    await asyncio.sleep(0.1)
+    assert started == ["a"]
+    assert given_back == 2  # one slot each
+    assert sorted(told) == [("a", "TransportError"), ("b", "CancelledError")]

@@ -20,13 +20,22 @@ its own (so at most one runner per slot in flight).
 Stopping one poll (:meth:`PollRunners.stop`) cancels its runner *within that
 poll's exchange*; the runner takes the cancellation as that poll's, and goes
 on with the next one. Only :meth:`PollRunners.close` cancels the runners for
-good.
+good. A runner cancelled for good in the very step one of its polls is
+stopped (everything cancelled at once: asyncio.run's shutdown, a SIGTERM
+handler) gets one CancelledError for both: from Python 3.11 the task's count
+of cancellations tells them apart and the runner ends; 3.10 keeps no count,
+and the runner takes it as the stop's and goes on with the polls still queued
+(those of waiters being cancelled too, which let go of them: it then ends).
+A stop made while its runner runs (an event hook, a listener) cannot land
+in that poll's exchange: the runner ends after that poll instead, and
+another takes the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -144,7 +153,9 @@ class PollRunners:
         runners = list(self._runners)
         for runner in runners:
             runner.cancel()
-        queued, self._queued = self._queued, collections.deque()
+        # Emptied in place: a runner still running holds the same deque.
+        queued = list(self._queued)
+        self._queued.clear()
         for request in queued:
             on_answer, request.on_answer = request.on_answer, None
             self._give_back()
@@ -156,7 +167,8 @@ class PollRunners:
         queued = self._queued
         runner = asyncio.current_task()
         assert runner is not None
-        self._unstarted.remove(runner)
+        if runner in self._unstarted:  # (an eager task factory runs this before it is listed)
+            self._unstarted.remove(runner)
         while queued:
             request = queued.popleft()
             self._free -= 1
@@ -169,11 +181,14 @@ class PollRunners:
                     request.task_id, request.previous, request.granted_at, False
                 )
             except asyncio.CancelledError as exc:
-                if request.on_answer is None and not self._closing:
-                    stopped_here = True  # stop() meant this poll only
-                    _uncancel(runner)
+                # stop() meant this poll only, unless the runner was cancelled
+                # as well (the session closes, the loop shuts down: from 3.11
+                # the count says so; on 3.10 a stop and such a cancel in the
+                # same step are told apart by the closing flag only).
+                if request.on_answer is None and not self._closing and _uncancel(runner) == 0:
+                    stopped_here = True
                 else:
-                    error = exc  # the session closes (or the loop ends): told, re-raised
+                    error = exc  # the runner's own: told, re-raised
             except VeoError as exc:
                 error = exc
                 without_frames(exc)
@@ -183,13 +198,18 @@ class PollRunners:
                 request.on_answer = None
                 error = exc
             request.runner = None
-            if request.ended is not None:
-                request.ended.set_result(None)
-            # A stop() whose cancellation has not landed yet (the exchange
-            # ended first) would land in the next poll's exchange: leave
-            # (the runner ends cancelled, harmlessly) and let another take over.
-            leaving = not isinstance(error, Exception) and (
-                error is not None or (request.ended is not None and not stopped_here)
+            ended = request.ended
+            if ended is not None and not ended.done():  # (whoever awaited it may have cancelled it)
+                ended.set_result(None)
+            # A stop() whose cancellation has not landed (it was made while
+            # this runner ran: an event hook, a listener; the exchange then
+            # ended, answered or failed) would land in the next poll's
+            # exchange: leave (the runner ends cancelled, harmlessly) and let
+            # another take over. So too when cancelled for good, or closing.
+            leaving = (
+                (error is not None and not isinstance(error, Exception))
+                or (ended is not None and not stopped_here)
+                or self._closing
             )
             if not leaving:
                 self._free += 1  # the next queued request is this runner's
@@ -199,7 +219,7 @@ class PollRunners:
                 _tell(request, on_answer, record, error)
             if leaving:
                 self._spawn_for_queued()
-                if error is not None:
+                if error is not None and not isinstance(error, Exception):
                     raise error
                 return
             # The error's traceback holds this frame: without it no cycle
@@ -221,8 +241,12 @@ class PollRunners:
         loop = asyncio.get_running_loop()
         while self._free < len(self._queued):
             self._free += 1
-            runner = loop.create_task(self._run(), name="veo_async poll")
-            self._unstarted.append(runner)
+            run = self._run()
+            runner = loop.create_task(run, name="veo_async poll")
+            if inspect.getcoroutinestate(run) == inspect.CORO_CREATED:
+                # Not started yet (an eager task factory starts it at once):
+                # stop() may cancel it before it ever runs.
+                self._unstarted.append(runner)
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
 
@@ -248,13 +272,16 @@ def without_frames(error: BaseException) -> None:
         seen += 1
 
 
-def _uncancel(runner: asyncio.Task[None]) -> None:
-    """Take back a cancellation meant for one poll: from 3.11 a task counts
-    them, and a count left over would turn a later ``asyncio.timeout`` in
-    this runner into a cancellation."""
+def _uncancel(runner: asyncio.Task[None]) -> int:
+    """Take back a cancellation meant for one poll; the cancellations left
+    (0 on 3.10, which does not count them). From 3.11 a task counts them, and
+    a count left over would turn a later ``asyncio.timeout`` in this runner
+    into a cancellation."""
     uncancel = getattr(runner, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
+    if uncancel is None:
+        return 0
+    left: int = uncancel()
+    return left
 
 
 def _tell(
