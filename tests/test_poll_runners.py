@@ -301,3 +301,17 @@ async def test_a_close_turned_into_an_error_by_the_exchange_runs_nothing_more() 
     assert started == ["a"]
     assert given_back == 2  # one slot each
     assert sorted(told) == [("a", "TransportError"), ("b", "CancelledError")]
+
+
+async def test_what_a_close_returns_can_be_awaited_plainly(fake_kie: FakeKie) -> None:
+    """Subscription.close() of a poll granted but not started yet returns a
+    future that awaiting plainly does not turn into a CancelledError."""
+    fake_kie.add_task("a")
+    async with session_on(fake_kie, concurrency=1, policy=EVERY_SECOND) as veo:
+        subscription = veo.task("a").subscribe(lambda _handle, _error: None)
+        stopped = subscription.close()
+        assert stopped is not None
+        await stopped  # no CancelledError
+        assert veo.stats.in_flight == 0
+        assert not leftover_tasks()
+    assert fake_kie.total_requests == 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -117,9 +118,10 @@ class PollRunners:
         """Stop a poll whose answer nobody wants any more: it is not told.
 
         :returns: a future done once its exchange has ended, if it was
-            running; if it had not started (its slot is given back now), the
-            runner made for it if no other request needs it (cancelled: done
-            by the next loop step), else None; None if it was over.
+            running; if it had not started (its slot is given back now), a
+            future done once the runner made for it, if no other request
+            needs it, is gone (by the next loop step), else None; None if it
+            was over.
         """
         request.on_answer = None
         runner = request.runner
@@ -135,7 +137,11 @@ class PollRunners:
                 spare = self._unstarted.pop()
                 self._free -= 1
                 spare.cancel()
-                return spare
+                # A future of our own: awaiting the cancelled task itself
+                # would raise CancelledError in whoever awaits it.
+                gone = spare.get_loop().create_future()
+                spare.add_done_callback(functools.partial(_resolve, gone))
+                return gone
             return None
         if request.ended is None:
             request.ended = runner.get_loop().create_future()
@@ -270,6 +276,11 @@ def without_frames(error: BaseException) -> None:
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
         seen += 1
+
+
+def _resolve(future: asyncio.Future[None], _done: object) -> None:
+    if not future.done():  # (whoever awaited it may have cancelled it)
+        future.set_result(None)
 
 
 def _uncancel(runner: asyncio.Task[None]) -> int:
