@@ -278,6 +278,20 @@ async def echo_the_key(request: web.Request) -> web.Response:
     proxies' error pages and some services' 401 messages do."""
     echoed = request.headers.get("Authorization", "")
     task = request.query.get("taskId", "")
+    if task == "failed":  # a task whose error quotes the key
+        return web.json_response(
+            {
+                "code": 200,
+                "msg": "success",
+                "data": {
+                    "taskId": "failed",
+                    "successFlag": 2,
+                    "errorCode": 401,
+                    "errorMessage": f"invalid key {echoed}",
+                    "createTime": "2026-01-06 08:17:04",
+                },
+            }
+        )
     if task == "html":
         return web.Response(
             status=502, text=f"<html><pre>{echoed}</pre></html>", content_type="text/html"
@@ -286,8 +300,9 @@ async def echo_the_key(request: web.Request) -> web.Response:
 
 
 async def test_key_echoed_by_the_server_is_hidden(caplog: pytest.LogCaptureFixture) -> None:
-    """A key the server quotes back (an HTML page, a 401 message) is hidden in
-    every error, its excerpt and the logs."""
+    """A key the server quotes back (an HTML page, a 401 message, a failed
+    task's errorMessage) is hidden in every error, its excerpt, the records
+    and the logs."""
     caplog.set_level(logging.DEBUG)
     async with (
         serving(echo_the_key) as url,
@@ -295,8 +310,16 @@ async def test_key_echoed_by_the_server_is_hidden(caplog: pytest.LogCaptureFixtu
     ):
         with pytest.raises(WaitTimeoutError) as timed_out:
             await veo.task("html").wait(timeout=0.3)
+        with pytest.raises(TaskFailedError) as failed:
+            await veo.task("failed").wait(timeout=5)
+        record = await veo.record_info("failed")
         with pytest.raises(AuthenticationError) as refused:
             await veo.record_info("key")
+    assert failed.value.record is not None
+    assert failed.value.record.error_message == "invalid key Bearer <ApiKey hidden>"
+    assert_clean(repr(record), "a record's repr")
+    assert_clean(str(record.error_message), "a record's error message")
+    assert_error_clean(failed.value)
     assert isinstance(timed_out.value.last_error, ServerError)
     assert "<ApiKey hidden>" in timed_out.value.last_error.message
     assert refused.value.message == "Invalid API key: Bearer <ApiKey hidden>"

@@ -32,7 +32,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ._deadlines import RequestDeadlines
 from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
-from .models import _slot_setters
+from .models import RecordInfo, _slot_setters
 
 __all__ = [
     "MAX_BODY",
@@ -131,6 +131,18 @@ class ApiKey:
         error.args = tuple(
             arg.replace(key, _HIDDEN) if type(arg) is str else arg for arg in error.args
         )
+
+    def hide_in_record(self, record: RecordInfo) -> RecordInfo:
+        """``record`` with the key hidden in its ``error_message``: a server
+        that quotes the request's key in a task's error ("invalid key ...")
+        must not put it into the record's repr, nor into the
+        :class:`~veo_async.TaskFailedError` made from it (a key under 8
+        characters is left, as in :meth:`hide_in`)."""
+        key = self._value
+        message = record.error_message
+        if len(key) < _HIDDEN_FROM or key not in message:
+            return record
+        return attrs.evolve(record, error_message=message.replace(key, _HIDDEN))
 
     def __repr__(self) -> str:
         return "<ApiKey hidden>"

@@ -333,10 +333,11 @@ class Requester:
         :param release: give the slot back at the end (else the caller does).
         """
         tz = self.timezone
+        hide = self._api_key.hide_in_record
         return self._exchange(
             "GET",
             RECORD_INFO_PATH,
-            lambda raw: decode_record_info(raw, task_id, previous, tz=tz),
+            lambda raw: hide(decode_record_info(raw, task_id, previous, tz=tz)),
             granted_at,
             {"taskId": task_id},
             None,
