@@ -24,12 +24,14 @@ from veo_async.errors import (
     APIError,
     AuthenticationError,
     ContentPolicyError,
+    ErrorPage,
     InsufficientCreditsError,
     NotFoundError,
     RateLimitError,
     RecordNotFoundError,
     ResponseError,
     ServerError,
+    ServerErrorPage,
     ServiceUnavailableError,
     VeoError,
 )
@@ -214,25 +216,29 @@ def test_error_without_usable_msg_gets_a_generic_message(msg: object, expected: 
 @pytest.mark.parametrize(
     ("status", "body", "cls", "retryable"),
     [
-        pytest.param(502, CLOUDFLARE_502, ServerError, True, id="502-cloudflare-html"),
-        pytest.param(503, NGINX_503, ServerError, True, id="503-html"),
-        pytest.param(504, GATEWAY_504, ServerError, True, id="504-html"),
-        pytest.param(403, b"error code: 1010", APIError, False, id="403-cloudflare-1010"),
+        pytest.param(502, CLOUDFLARE_502, ServerErrorPage, True, id="502-cloudflare-html"),
+        pytest.param(503, NGINX_503, ServerErrorPage, True, id="503-html"),
+        pytest.param(504, GATEWAY_504, ServerErrorPage, True, id="504-html"),
+        pytest.param(403, b"error code: 1010", ErrorPage, False, id="403-cloudflare-1010"),
         pytest.param(429, b"Too Many Requests", RateLimitError, True, id="429-text"),
         pytest.param(
             401, b'{"code":401,"msg":"Unauth', AuthenticationError, False, id="401-truncated-json"
         ),
         pytest.param(404, b"<html>Not Found</html>", NotFoundError, False, id="404-html"),
-        pytest.param(500, b"", ServerError, True, id="500-empty"),
-        pytest.param(502, b"\xff\xfe\xfa bad bytes", ServerError, True, id="502-non-utf8"),
-        pytest.param(500, b"[1, 2, 3]", ServerError, True, id="500-json-list"),
-        pytest.param(503, b'{"message": "down"}', ServerError, True, id="503-dict-without-code"),
+        pytest.param(500, b"", ServerErrorPage, True, id="500-empty"),
+        pytest.param(502, b"\xff\xfe\xfa bad bytes", ServerErrorPage, True, id="502-non-utf8"),
+        pytest.param(500, b"[1, 2, 3]", ServerErrorPage, True, id="500-json-list"),
+        pytest.param(
+            503, b'{"message": "down"}', ServerErrorPage, True, id="503-dict-without-code"
+        ),
     ],
 )
 def test_non_envelope_error_status_decides(
     status: int, body: bytes, cls: type[APIError], retryable: bool
 ) -> None:
-    """Without a readable envelope, the HTTP status picks the class and the code."""
+    """Without a readable envelope, the HTTP status picks the class and the code;
+    a page with a plain 5xx or a status of no class of its own is also a
+    ResponseError (design: "HTML proxy page"), with its excerpt."""
     with pytest.raises(APIError) as info:
         decode_envelope(raw(body, status), task_id=TASK)
     err = info.value
@@ -243,6 +249,10 @@ def test_non_envelope_error_status_decides(
     assert err.retryable is retryable
     assert f"HTTP {status}" in err.message
     assert len(err.message) <= 250  # a short excerpt, never the whole page
+    if cls in (ServerErrorPage, ErrorPage):
+        assert isinstance(err, ResponseError)
+        assert isinstance(err, ServerError) is (cls is ServerErrorPage)
+        assert err.excerpt == excerpt(body)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -275,10 +285,22 @@ def test_empty_error_body_says_so() -> None:
 
 
 def test_403_message_keeps_the_proxy_text() -> None:
-    """The Cloudflare 1010 text survives into the message (it explains the User-Agent fix)."""
+    """The Cloudflare 1010 text survives into the message, with what it means
+    (a User-Agent refused: the fix)."""
     with pytest.raises(APIError) as info:
         decode_envelope(raw(b"error code: 1010", 403))
     assert "error code: 1010" in info.value.message
+    assert "User-Agent" in info.value.message
+
+
+def test_a_2xx_body_cut_short_says_it_starts_as_json() -> None:
+    """A 2xx body that starts as JSON but does not parse is named as such."""
+    with pytest.raises(ResponseError) as info:
+        decode_envelope(raw(b'{"code":200,"msg":"succ', 200))
+    assert "not JSON (it starts as JSON: cut short or malformed)" in info.value.message
+    with pytest.raises(ResponseError) as info:
+        decode_envelope(raw(b"<html>oops</html>", 200))
+    assert info.value.message.endswith("is not JSON")
 
 
 @pytest.mark.parametrize(

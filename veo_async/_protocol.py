@@ -36,12 +36,14 @@ from .errors import (
     APIError,
     AuthenticationError,
     ContentPolicyError,
+    ErrorPage,
     InsufficientCreditsError,
     NotFoundError,
     RateLimitError,
     RecordNotFoundError,
     ResponseError,
     ServerError,
+    ServerErrorPage,
     ServiceUnavailableError,
 )
 from .models import RecordInfo, TaskStatus, _slot_setters
@@ -221,18 +223,23 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
         # Not an envelope (HTML page, truncated, empty) or one contradicting an
         # error status: the HTTP status is the only trustworthy signal.
         if status >= 400:
-            raise api_error(
+            error = api_error(
                 status,
-                f"HTTP {status}: {excerpt(body) or 'empty body'}",
+                f"HTTP {status}: {excerpt(body) or 'empty body'}{_page_hint(body)}",
                 http_status=status,
                 headers=response.headers,
                 task_id=task_id,
             )
+            raise _as_page(error, body) if code is None else error
         if readable:
             # Well-formed JSON without a numeric code: asking again gets the same.
             what = "JSON, but not a Kie envelope with a numeric code"
+        elif not body.strip():
+            what = "an empty body"
+        elif body.lstrip()[:1] in (b"{", b"["):
+            what = "not JSON (it starts as JSON: cut short or malformed)"
         else:
-            what = "an empty body" if not body.strip() else "not JSON"
+            what = "not JSON"
         raise ResponseError(
             f"HTTP {status} answer is {what}",
             http_status=status,
@@ -251,6 +258,41 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
             task_id=task_id,
         )
     return envelope.get("data")
+
+
+# A proxy's page that says why it refused: (what it holds, what it means).
+_PAGE_HINTS = (
+    (b"error code: 1010", "a proxy (Cloudflare 1010) refused the request's User-Agent"),
+    (b"error code: 1020", "a proxy (Cloudflare 1020) refused the request by a firewall rule"),
+)
+
+
+def _page_hint(body: bytes) -> str:
+    """What a proxy's page means, for the pages that say it in a code."""
+    head = body[:2000]
+    for marker, meaning in _PAGE_HINTS:
+        if marker in head:
+            return f" ({meaning})"
+    return ""
+
+
+def _as_page(error: APIError, body: bytes) -> APIError:
+    """``error`` (made from an HTTP status, the body being no envelope) as
+    the page it was: :class:`ServerErrorPage` for a plain 5xx,
+    :class:`ErrorPage` for a status with no class of its own; others (429,
+    401, 404...) keep their class, which says more."""
+    kind: type[ServerErrorPage] | type[ErrorPage]
+    if type(error) is ServerError:
+        kind = ServerErrorPage
+    elif type(error) is APIError:
+        kind = ErrorPage
+    else:
+        return error
+    page = kind(
+        error.message, code=error.code, http_status=error.http_status, task_id=error.task_id
+    )
+    page.excerpt = excerpt(body)
+    return page
 
 
 def decode_record_info(

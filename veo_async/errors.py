@@ -12,7 +12,9 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     │   ├── ContentPolicyError         400
     │   ├── RateLimitError             429 (retry_after)
     │   ├── ServiceUnavailableError    455
-    │   └── ServerError                5xx
+    │   ├── ServerError                5xx
+    │   │   └── ServerErrorPage        a 5xx page, not an envelope (also a ResponseError)
+    │   └── ErrorPage                  another status's page (also a ResponseError)
     ├── TransportError        connection reset, DNS, request timeout, TLS
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
     ├── SubmitUncertainError  a create that may have created a task (never resent)
@@ -39,12 +41,14 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ContentPolicyError",
+    "ErrorPage",
     "InsufficientCreditsError",
     "NotFoundError",
     "RateLimitError",
     "RecordNotFoundError",
     "ResponseError",
     "ServerError",
+    "ServerErrorPage",
     "ServiceUnavailableError",
     "SessionClosedError",
     "StoreCorruptError",
@@ -258,6 +262,38 @@ class ResponseError(VeoError):
             f"ResponseError(message={self.message!r}, http_status={self.http_status}, "
             f"field={self.field!r}, task_id={self.task_id!r}, excerpt={self.excerpt!r})"
         )
+
+
+class ServerErrorPage(ServerError, ResponseError):  # type: ignore[misc]  # http_status: int here
+    """A 5xx status answered with a page, not an envelope: a proxy's HTML error
+    page (502/503/504), an empty or cut body.
+
+    Both a :class:`ServerError` (by its HTTP status: ``code`` is that status,
+    retried as a 5xx is) and a :class:`ResponseError` (the answer could not be
+    understood; :attr:`excerpt` holds its first bytes): either ``except``
+    catches it.
+    """
+
+
+class ErrorPage(APIError, ResponseError):  # type: ignore[misc]  # http_status: int here
+    """Another HTTP error status with no class of its own (such as 403: a
+    proxy refusing the request) answered with a page, not an envelope.
+
+    Both an :class:`APIError` (``code`` is the HTTP status) and a
+    :class:`ResponseError` (with its :attr:`excerpt`); not retryable: the same
+    request meets the same refusal.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        http_status: int,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status, task_id=task_id)
+        self.retryable = False  # (ResponseError's constructor said True)
 
 
 class SubmitUncertainError(VeoError):
