@@ -282,6 +282,38 @@ def test_answers_that_may_have_created_are_uncertain(fault: Fault) -> None:
     in_process(body)
 
 
+class _ErrorStatusSuccessBody:
+    """A transport whose create answers an HTTP 500 carrying a success
+    envelope that names the task it created (a proxy that rewrote the status)."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The contradicting answer to every request."""
+        self.posts += request.method == "POST"
+        body = {"code": 200, "msg": "success", "data": {"taskId": "veo_task_made"}}
+        return RawResponse(500, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_create_answered_an_error_status_names_the_task_it_may_have_created() -> None:
+    """HTTP 500 over a success envelope with a taskId: uncertain (never resent),
+    and the error carries that id, so the task can still be followed."""
+
+    async def main() -> None:
+        transport = _ErrorStatusSuccessBody()
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            with pytest.raises(SubmitUncertainError) as caught:
+                await veo.generate("a cat")
+        assert caught.value.task_id == "veo_task_made"
+        assert transport.posts == 1
+
+    run_virtual(main)
+
+
 def test_a_timeout_after_sending_is_uncertain() -> None:
     """A create that gets no answer in time is uncertain and not resent."""
 

@@ -113,7 +113,10 @@ async def submit(
         except ServerError as exc:
             if exc.code in _REJECTING_5XX:
                 raise
-            raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
+            # (task_id: the id a success envelope under the error status named)
+            raise SubmitUncertainError(
+                request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
+            ) from None
         except ResponseError as exc:  # an unreadable answer: it may say "created"
             raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
         except VeoError as exc:

@@ -228,7 +228,7 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
                 f"HTTP {status}: {excerpt(body) or 'empty body'}{_page_hint(body)}",
                 http_status=status,
                 headers=response.headers,
-                task_id=task_id,
+                task_id=task_id or _claimed_task_id(envelope),
             )
             raise _as_page(error, body) if code is None else error
         if readable:
@@ -265,6 +265,14 @@ _PAGE_HINTS = (
     (b"error code: 1010", "a proxy (Cloudflare 1010) refused the request's User-Agent"),
     (b"error code: 1020", "a proxy (Cloudflare 1020) refused the request by a firewall rule"),
 )
+
+
+def _claimed_task_id(envelope: Any) -> str | None:
+    """The ``data.taskId`` of an envelope claiming success under an error
+    status (a create's answer: the task it may have created), if any."""
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    claimed = data.get("taskId") if isinstance(data, dict) else None
+    return claimed if isinstance(claimed, str) and claimed.strip() else None
 
 
 def _page_hint(body: bytes) -> str:

@@ -307,14 +307,20 @@ class SubmitUncertainError(VeoError):
     :ivar request: the :class:`~veo_async.GenerateRequest` or
         :class:`~veo_async.ExtendRequest` that was sent.
     :ivar cause: what went wrong, as text (the underlying error is not chained).
+    :ivar task_id: the id of the task the answer claimed it created, when an
+        error status came with a success envelope naming one (track it with
+        ``veo.task(error.task_id)``); None otherwise.
     """
 
     retryable = False
 
-    def __init__(self, request: GenerateRequest | ExtendRequest, cause: str) -> None:
+    def __init__(
+        self, request: GenerateRequest | ExtendRequest, cause: str, *, task_id: str | None = None
+    ) -> None:
         super().__init__(
             f"the create request may have created a task (and been charged): {cause}; "
-            "it was not resent: check for the task before sending it again"
+            "it was not resent: check for the task before sending it again",
+            task_id=task_id,
         )
         self.request = request
         self.cause = cause
