@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from veo_async import (
     AuthenticationError,
@@ -29,6 +30,8 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
+from veo_async._http import HttpRequest, _safe
+from veo_async._protocol import RawResponse
 from veo_async.testing import FakeKie, Fault
 
 from .conftest import eventually
@@ -342,3 +345,74 @@ async def test_a_key_that_is_ordinary_text_leaves_answers_intact(key: str) -> No
         record = await task.wait()
     assert record.task_id == task.task_id
     assert record.params["prompt"] == "success story, take k"
+
+
+async def test_a_key_echoed_where_http_breaks_is_hidden() -> None:
+    """A server that quotes the key where the HTTP itself breaks (a chunk-size
+    line): the TransportError names what was wrong, never the bytes, and no
+    event carries the key."""
+    async def answer_badly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        auth = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"authorization:")
+        )
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + auth + b"\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_badly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    events: list[object] = []
+    async with (
+        server,
+        VeoSession(SECRET, base_url=f"http://127.0.0.1:{port}", on_event=events.append) as veo,
+    ):
+        with pytest.raises(TransportError) as caught:
+            await veo.record_info("t1")
+    assert "not valid HTTP" in str(caught.value)
+    assert_error_clean(caught.value)
+    assert_clean(" ".join(repr(event) for event in events), "the events")
+
+
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        (f"Bearer {SECRET}", "unreadable"),  # the Python parser quotes a bad chunk line bare
+        (f"Bad status line '{SECRET}'", "Bad status line"),
+        (f"Invalid header token:\n\n  b'{SECRET}'", "Invalid header token"),
+    ],
+)
+def test_a_parser_error_is_told_without_its_bytes(message: str, said: str) -> None:
+    """aiohttp's parser errors are named by their fixed wording, never by the
+    bytes they quote (whichever parser, C or Python, made them)."""
+    cause = HttpProcessingError(code=400, message=message)
+    error = aiohttp.ClientResponseError(None, (), status=400, message=message)  # type: ignore[arg-type]
+    error.__cause__ = cause
+    told = _safe(error)
+    assert told == f"the answer is not valid HTTP ({said})"
+    assert_clean(told, "the message")
+
+
+class _QuotingTransport:
+    """A transport whose failure quotes the key (a library's message that does)."""
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """Fail, quoting the request's key."""
+        raise TransportError(f"connection reset by proxy for Bearer {SECRET}")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+async def test_a_transport_error_quoting_the_key_is_hidden() -> None:
+    """A second guard: a TransportError whose message quotes the key (whatever
+    made it) reaches the caller and the events with the key hidden."""
+    events: list[object] = []
+    async with VeoSession(SECRET, transport=_QuotingTransport(), on_event=events.append) as veo:
+        with pytest.raises(TransportError) as caught:
+            await veo.record_info("t1")
+    assert "<ApiKey hidden>" in str(caught.value)
+    assert_error_clean(caught.value)
+    assert_clean(" ".join(repr(event) for event in events), "the events")

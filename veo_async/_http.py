@@ -454,14 +454,25 @@ def capped_response(status: int, headers: Mapping[str, str], body: bytes, cap: i
     )
 
 
+# aiohttp's parser messages: a fixed wording, then the bad bytes after a colon
+# (the C parser) or in quotes (the Python one).
+_PARSER_WORDING = re.compile(r"([A-Za-z][A-Za-z ]{2,40}?)\s*(?::\s|['\"])")
+
+
 def _safe(exc: BaseException) -> str:
     """An aiohttp error's message without anything that could carry headers."""
     if isinstance(exc, aiohttp.ClientResponseError):
-        if isinstance(exc.__cause__, HttpProcessingError):
+        cause = exc.__cause__
+        if isinstance(cause, HttpProcessingError):
             # aiohttp's parser refused the answer and says "400" for it: the
-            # server sent no 400. Its message quotes the bad bytes after a
-            # colon or a quote (a header line could hold anything): cut there.
-            what = re.split(r"[:'\"\n]", exc.message, maxsplit=1)[0].strip()[:60]
-            return f"the answer is not valid HTTP ({what or 'unreadable'})"
+            # server sent no 400. What was wrong, never the bytes (a header
+            # or chunk line could quote anything, the key included): the
+            # parser's class when it says it, else its fixed wording before
+            # the quoted bytes, if that is all letters.
+            what = type(cause).__name__
+            if type(cause) is HttpProcessingError:
+                fixed = _PARSER_WORDING.match(exc.message)
+                what = fixed.group(1) if fixed else "unreadable"
+            return f"the answer is not valid HTTP ({what})"
         return f"HTTP {exc.status}"
     return str(exc)[:200]

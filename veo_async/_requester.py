@@ -442,6 +442,7 @@ class Requester:
             # Python 3.10 can leave the transport's caught aiohttp error as the
             # implicit context: cut it, since aiohttp's errors hold our headers.
             exc.__context__ = None
+            self._api_key.hide_in(exc)  # an answer that quoted the key, unparsed
             self._failed(method, path, task_id, granted_at, exc)
             if self._closed and creating is None:  # aclose() pulled the connection
                 raise SessionClosedError("the VeoSession was closed during the request") from None
