@@ -28,6 +28,7 @@ from veo_async import (
     AdaptivePolicy,
     APIError,
     ContentPolicyError,
+    ErrorPage,
     ExtendRequest,
     GenerateRequest,
     HttpRequest,
@@ -282,33 +283,57 @@ def test_answers_that_may_have_created_are_uncertain(fault: Fault) -> None:
     in_process(body)
 
 
-class _ErrorStatusSuccessBody:
-    """A transport whose create answers an HTTP 500 carrying a success
-    envelope that names the task it created (a proxy that rewrote the status)."""
+class _OneAnswer:
+    """A transport answering every request with one status and body."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
         self.posts = 0
 
     async def send(self, request: HttpRequest) -> RawResponse:
-        """The contradicting answer to every request."""
+        """The one answer."""
         self.posts += request.method == "POST"
-        body = {"code": 200, "msg": "success", "data": {"taskId": "veo_task_made"}}
-        return RawResponse(500, {"Content-Type": "application/json"}, json.dumps(body).encode())
+        return RawResponse(self.status, {"Content-Type": "text/html"}, self.body)
 
     async def aclose(self) -> None:
         """Nothing to close."""
 
 
-def test_a_create_answered_an_error_status_names_the_task_it_may_have_created() -> None:
-    """HTTP 500 over a success envelope with a taskId: uncertain (never resent),
-    and the error carries that id, so the task can still be followed."""
+_CLAIMED = json.dumps({"code": 200, "msg": "success", "data": {"taskId": "veo_task_made"}}).encode()
+
+
+@pytest.mark.parametrize("status", [500, 408])
+def test_a_create_answered_an_error_status_names_the_task_it_may_have_created(
+    status: int,
+) -> None:
+    """An error status that may come after creating (a 5xx, 408) over a success
+    envelope with a taskId (a proxy that rewrote the status): uncertain, never
+    resent, and the error carries that id, so the task can still be followed."""
 
     async def main() -> None:
-        transport = _ErrorStatusSuccessBody()
+        transport = _OneAnswer(status, _CLAIMED)
         async with VeoSession(API_KEY, transport=transport) as veo:
             with pytest.raises(SubmitUncertainError) as caught:
                 await veo.generate("a cat")
         assert caught.value.task_id == "veo_task_made"
+        assert transport.posts == 1
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("status", [403, 413])
+def test_a_proxy_refusal_page_on_a_create_is_a_rejection_not_uncertain(status: int) -> None:
+    """A proxy's refusal page (an HTML 403 or 413: nothing reached the service)
+    is raised as the rejection it is (an ErrorPage), not as "may have created"."""
+
+    async def main() -> None:
+        transport = _OneAnswer(status, b"<html><body>error code: 1020</body></html>")
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            with pytest.raises(ErrorPage) as caught:
+                await veo.generate("a cat")
+        assert not isinstance(caught.value, SubmitUncertainError)
+        assert caught.value.code == status
         assert transport.posts == 1
 
     run_virtual(main)

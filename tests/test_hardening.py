@@ -14,6 +14,7 @@ import functools
 import gc
 import gzip
 import io
+import json
 import logging
 import resource
 import struct
@@ -1064,6 +1065,27 @@ async def test_a_deflate_answer_reads_whatever_its_framing(
         record = await veo.record_info("t1")
     assert record.task_id == "t1"
     assert record.status is TaskStatus.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthenticationError), (429, RateLimitError)]
+)
+async def test_an_error_status_decides_whatever_its_compressed_body(
+    status: int, error: type[Exception]
+) -> None:
+    """A compressed body cut short (or mangled) under an error status: the
+    status decides, as for any page (a 401 stops the session, a 429 pauses
+    it), instead of a retryable "cut short" polled again at once."""
+    envelope = json.dumps({"code": status, "msg": "no", "data": None}).encode()
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        body = gzip.compress(envelope)[:-12]
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, status, body, headers, chunked=True)
+
+    async with serving(cut) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(error):
+            await veo.record_info("t1")
 
 
 @pytest.mark.parametrize(

@@ -407,6 +407,10 @@ class AiohttpTransport:
             chunks.append(data)
             if size > cap:
                 break
+        if status >= 400:
+            # An error status decides whatever its body (the part inflated is
+            # read as a page): a 401 still stops the session, a 429 its pause.
+            return capped_response(status, response.headers, b"".join(chunks), cap)
         if decoder is not None and not unreadable and size <= cap and decoder.cut_short():
             # Else read as "not JSON" or "an empty body": the part inflated.
             raise ResponseError(
