@@ -22,7 +22,9 @@ from veo_async import (
     WaitTimeoutError,
 )
 from veo_async._batch import _HANDOUT_SLICE as HANDOUT_SLICE
+from veo_async._http import HttpRequest
 from veo_async._poll_runners import PollRequest, PollRunners
+from veo_async._protocol import RawResponse
 from veo_async.testing import FakeKie, Fault, TaskScript
 
 from .conftest import FAST_POLICY, leftover_tasks, session_on
@@ -593,3 +595,101 @@ async def test_no_polling_is_left_after_a_batch_whose_result_came_from_a_refresh
         polls = kie.polls("veo_a")
         await asyncio.sleep(300)
         assert kie.polls("veo_a") == polls
+
+
+class _HoldingLateLooks:
+    """Holds the polls of one id made after ``after`` seconds for 30 s."""
+
+    def __init__(self, kie: FakeKie, task_id: str, after: float) -> None:
+        self.inner = kie.transport()
+        self.task_id = task_id
+        self.after = after
+        self.start = asyncio.get_running_loop().time()
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer; late for the held id's late polls."""
+        late = asyncio.get_running_loop().time() - self.start > self.after
+        if late and (request.params or {}).get("taskId") == self.task_id:
+            await asyncio.sleep(30)
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+async def test_a_deadline_passing_while_the_consumer_gets_an_outcome_still_stops_polling(
+    fake_kie: FakeKie,
+) -> None:
+    """The deadline passes while the consumer is waiting in the iterator but
+    comes back with an outcome (its last look answered late): the rest still
+    stop polling at the deadline, though nobody iterates after that."""
+    fake_kie.add_task("X", complete_after=3600)
+    fake_kie.add_task("Y", complete_after=9.2)  # done at the last look
+    transport = _HoldingLateLooks(fake_kie, "X", after=9.0)
+    policy = PollPolicy(first_poll=0.0, interval=4.0, factor=1.0, jitter=0.0, timeout=10.0)
+    async with VeoSession("test-key", transport=transport, policy=policy) as veo:
+        completed = veo.as_completed(["X", "Y"], timeout=10)
+        first = await anext(completed)
+        assert first.task_id == "Y"
+        polls = fake_kie.polls("X")
+        await asyncio.sleep(120)  # busy; the iterator kept, not iterated
+        assert fake_kie.polls("X") == polls
+        assert isinstance(veo.task("X").exception(), WaitTimeoutError)
+        assert leftover_tasks() == set()
+        await completed.aclose()
+
+
+async def test_a_cancelled_close_during_the_deadline_still_lets_go_of_every_run(
+    fake_kie: FakeKie,
+) -> None:
+    """The iterator closed in the step after its deadline began letting go, and
+    that close cancelled: every run is let go of all the same."""
+    for i in range(3):
+        fake_kie.add_task(f"slow{i}", complete_after=3600)
+    fake_kie.add_task("quick")
+    policy = PollPolicy(first_poll=0.0, interval=1.0, factor=1.0, jitter=0.0, timeout=None)
+    loop = asyncio.get_running_loop()
+    async with session_on(fake_kie, policy=policy) as veo:
+        completed = veo.as_completed(["quick", "slow0", "slow1", "slow2"], timeout=10)
+        start = loop.time()
+        await anext(completed)
+        await asyncio.sleep(10 - 0.002 - (loop.time() - start))
+        for _ in range(10_000):  # the step after the deadline fired
+            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
+                break
+            await asyncio.sleep(0)
+        me = asyncio.current_task()
+        assert me is not None
+        loop.call_soon(me.cancel)  # an outer cancel, one step later
+        with pytest.raises(asyncio.CancelledError):
+            await completed.aclose()
+        before = fake_kie.total_requests
+        await asyncio.sleep(100)
+        assert fake_kie.total_requests == before
+        assert veo.stats.in_flight == 0
+
+
+async def test_closing_the_session_waits_for_a_deadline_letting_go(fake_kie: FakeKie) -> None:
+    """The session closed while a kept iterator's deadline lets go of thousands
+    of runs: aclose() returns with nothing of ours left running."""
+    slow = [f"slow{i}" for i in range(6000)]
+    for task_id in slow:
+        fake_kie.add_task(task_id, complete_after=3600)
+    fake_kie.add_task("quick")
+    policy = PollPolicy(first_poll=0.0, interval=1.0, factor=1.0, jitter=0.0, timeout=None)
+    veo = session_on(fake_kie, policy=policy)
+    completed = veo.as_completed(["quick", *slow], timeout=10)
+    try:
+        assert (await anext(completed)).task_id == "quick"
+        for _ in range(20_000):
+            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            pytest.fail("the deadline never began letting go")
+        await veo.aclose()
+        assert leftover_tasks() == set()
+    finally:
+        await completed.aclose()
+        await veo.aclose()

@@ -315,3 +315,32 @@ async def test_what_a_close_returns_can_be_awaited_plainly(fake_kie: FakeKie) ->
         assert veo.stats.in_flight == 0
         assert not leftover_tasks()
     assert fake_kie.total_requests == 0
+
+
+async def test_a_runner_cancelled_between_polls_leaves_its_next_poll_to_another() -> None:
+    """A runner cancelled from outside between two polls (at its yield before
+    the next): the poll it would have taken gets a runner all the same."""
+    started: list[str] = []
+    runners: PollRunners
+
+    async def exchange(
+        task_id: str, previous: RecordInfo | None, granted_at: float, release: bool
+    ) -> RecordInfo:
+        started.append(task_id)
+        return RecordInfo(task_id, TaskStatus.SUCCESS)
+
+    def give_back() -> None:
+        if started == ["a"]:
+            runners.start("b", None, 0.0, lambda *_: None)  # the slot granted again
+
+    def cancel_my_runner(*_: object) -> None:
+        runner = asyncio.current_task()
+        assert runner is not None
+        runner.cancel()  # from outside, as it were: lands at its next await
+
+    runners = PollRunners(exchange, give_back)
+    runners.start("a", None, 0.0, cancel_my_runner)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == ["a", "b"]
+    assert not leftover_tasks()

@@ -240,6 +240,7 @@ class CompletionTracker:
         *,
         queue: DueQueue,
         large: bool = False,
+        background: set[asyncio.Task[None]] | None = None,
     ):
         self.handles = handles
         self._queue = queue
@@ -261,6 +262,9 @@ class CompletionTracker:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiring: asyncio.Task[None] | None = None
         self._in_until = False
+        self._expiry_due = False  # it came while a waiter was in until()
+        # Where the session keeps such deadline tasks, to wait for at its close.
+        self._background = background if background is not None else set()
 
     async def start(self, *, wake_each: bool, stop_on_failure: bool = False) -> None:
         """Follow every handle not finished yet; finished ones count at once.
@@ -335,11 +339,22 @@ class CompletionTracker:
 
     def _expired(self) -> None:
         self._expiry = None
-        if self._in_until or not self._subscriptions or self._expiring is not None:
-            return  # a waiter takes the deadline itself, or nothing is left
-        self._expiring = asyncio.get_running_loop().create_task(
+        if self._in_until:
+            # A waiter takes the deadline itself, unless it leaves until() on
+            # an outcome instead (see until): then this comes after it.
+            self._expiry_due = True
+            return
+        self._begin_giving_up()
+
+    def _begin_giving_up(self) -> None:
+        """Give up in a task of its own (nobody is waiting), if anything is left."""
+        if not self._subscriptions or self._expiring is not None:
+            return
+        self._expiring = task = asyncio.get_running_loop().create_task(
             self._give_up(), name="veo_async batch deadline"
         )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def until(self, deadline: float | None, *, stop_on_failure: bool) -> None:
         """Sleep until every id has an outcome, the first failure (if asked), or
@@ -349,6 +364,9 @@ class CompletionTracker:
             await self._until(deadline, stop_on_failure)
         finally:
             self._in_until = False
+            if self._expiry_due:
+                self._expiry_due = False
+                self._begin_giving_up()
 
     async def _until(self, deadline: float | None, stop_on_failure: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -454,7 +472,14 @@ class CompletionTracker:
         expiring = self._expiring
         if expiring is not None:
             expiring.cancel()  # it lets go of the runs it had not reached yet
-            await asyncio.wait((expiring,))
+            try:
+                await asyncio.wait((expiring,))
+            except asyncio.CancelledError:
+                # No run may outlive its last follower: let go of the rest now.
+                subscriptions, self._subscriptions = self._subscriptions, {}
+                with self._queue.grants_deferred():
+                    self._let_go(list(subscriptions), subscriptions)
+                raise
             if not expiring.cancelled():
                 expiring.exception()  # retrieved: a consumer awaiting it got it raised
         subscriptions, self._subscriptions = self._subscriptions, {}
@@ -618,7 +643,12 @@ async def _completion_order(
     with _large_batches.live(len(ids)) as large:
         handles = await _handles(registry, ids, large)  # in slices: 100,000 ids take a while
         tracker = CompletionTracker(
-            handles, policy, limit, queue=registry.requester.queue, large=large
+            handles,
+            policy,
+            limit,
+            queue=registry.requester.queue,
+            large=large,
+            background=registry.background,
         )
         try:
             await tracker.start(wake_each=True)

@@ -303,6 +303,9 @@ class VeoSession:
             try:
                 self._pacer.close()
                 await self._requester.aclose()
+                background = self._registry.background
+                if background:  # batches letting go of their runs: over in a step or two
+                    await asyncio.wait(list(background))
             finally:
                 if self._durable is not None:
                     await self._durable.aclose()

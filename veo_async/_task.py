@@ -984,6 +984,10 @@ class TaskRegistry:
         # callback per dead one, on every id of every batch.
         self._handles: dict[str, weakref.ref[VeoTask]] = {}
         self._purge_at = _PURGE_MIN
+        #: Tasks of batches letting go of their runs at a deadline nobody was
+        #: waiting for (see CompletionTracker.expire_at): the session's close
+        #: waits for them.
+        self.background: set[asyncio.Task[None]] = set()
 
     def handle(self, task_id: str, *, validated: bool = False) -> VeoTask:
         """The one handle of ``task_id``, made on first use.
