@@ -249,13 +249,14 @@ class ResponseError(VeoError):
         excerpt: str = "",
         field: str | None = None,
         task_id: str | None = None,
-        retryable: bool = True,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message, task_id=task_id)
         self.http_status = http_status
         self.excerpt = excerpt
         self.field = field
-        self.retryable = retryable
+        if retryable is not None:  # else the class's (True; an ErrorPage's False)
+            self.retryable = retryable
 
     def __repr__(self) -> str:
         return (
@@ -284,16 +285,7 @@ class ErrorPage(APIError, ResponseError):  # type: ignore[misc]  # http_status: 
     request meets the same refusal.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int,
-        http_status: int,
-        task_id: str | None = None,
-    ) -> None:
-        super().__init__(message, code=code, http_status=http_status, task_id=task_id)
-        self.retryable = False  # (ResponseError's constructor said True)
+    retryable = False
 
 
 class SubmitUncertainError(VeoError):
