@@ -27,6 +27,7 @@ from veo_async import (
     SessionClosedError,
     TaskFailedError,
     TransportError,
+    VeoError,
     VeoSession,
     WaitTimeoutError,
 )
@@ -416,3 +417,77 @@ async def test_a_transport_error_quoting_the_key_is_hidden() -> None:
     assert "<ApiKey hidden>" in str(caught.value)
     assert_error_clean(caught.value)
     assert_clean(" ".join(repr(event) for event in events), "the events")
+
+
+def _straddling_page(prefix: bytes = b"<html><pre>") -> bytes:
+    """A page whose first 200 bytes end one character into the key's last."""
+    pad = b"N" * (200 - len(prefix) - len(SECRET) + 1)
+    return prefix + pad + SECRET.encode() + b"</pre></html>"
+
+
+async def echo_everywhere(request: web.Request) -> web.StreamResponse:
+    """A server quoting the key in places an answer is decoded from."""
+    echoed = request.headers.get("Authorization", "")
+    mode = request.path.split("/")[1]
+    record = {"taskId": "t1", "successFlag": 0, "createTime": "2026-01-06 08:17:04"}
+    if mode == "time":  # an unreadable field, logged at DEBUG
+        data: Any = {**record, "createTime": echoed}
+    elif mode == "flag":  # an unreadable status: a ResponseError from a ValueError
+        data = {**record, "successFlag": echoed}
+    elif mode == "credits":
+        data = echoed
+    elif mode == "created":  # a create answer whose taskId is no id
+        data = {"taskId": f"{echoed} \n"}
+    elif mode == "page":  # the key across the excerpt's 200-byte cut
+        return web.Response(status=500, body=_straddling_page(), content_type="text/html")
+    elif mode == "redirect":
+        location = "https://elsewhere.example/" + "a" * 170 + SECRET
+        return web.Response(status=302, headers={"Location": location})
+    elif mode == "cut":  # a page cut off in the middle of the key
+        body = b"<html>" + b"x" * 50 + SECRET[:14].encode()
+        return web.Response(status=500, body=body, content_type="text/html")
+    else:
+        raise AssertionError(mode)
+    return web.json_response({"code": 200, "msg": "success", "data": data})
+
+
+@pytest.mark.parametrize("mode", ["flag", "credits", "created", "page", "redirect", "cut"])
+async def test_a_key_quoted_where_an_answer_is_decoded_is_hidden_everywhere(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key quoted in a record field, a credits value, a create's taskId, a
+    page cut at the excerpt's 200 bytes, a long Location, or a compressed page
+    cut mid-key: hidden in the error, all it chains to, our frames' locals
+    and the DEBUG logs (answers are cleaned before they are decoded)."""
+    caplog.set_level(logging.DEBUG)
+    async with (
+        serving(echo_everywhere) as url,
+        VeoSession(SECRET, base_url=f"{url}/{mode}", policy=QUICK) as veo,
+    ):
+        call = {
+            "credits": veo.credits,
+            "created": lambda: veo.generate("a cat"),
+        }.get(mode, lambda: veo.record_info("t1"))
+        with pytest.raises(VeoError) as caught:
+            await call()
+    assert_error_clean(caught.value)
+    for frame in our_frames(caught.value):
+        for name, value in frame.f_locals.items():
+            assert_clean(repr(value), f"{frame.f_code.co_name}().{name}")
+    assert_clean(caplog.text, "the captured logs")
+
+
+async def test_an_unreadable_field_quoting_the_key_is_logged_hidden(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A record field that cannot be read is logged at DEBUG with its value:
+    the key in it is hidden."""
+    caplog.set_level(logging.DEBUG)
+    async with (
+        serving(echo_everywhere) as url,
+        VeoSession(SECRET, base_url=f"{url}/time", policy=QUICK) as veo,
+    ):
+        record = await veo.record_info("t1")
+    assert record.create_time is None
+    assert "createTime" in caplog.text
+    assert_clean(caplog.text, "the captured logs")

@@ -32,7 +32,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ._deadlines import RequestDeadlines
 from ._protocol import RawResponse
 from .errors import ResponseError, TransportError
-from .models import RecordInfo, _slot_setters
+from .models import _slot_setters
 
 __all__ = [
     "MAX_BODY",
@@ -82,16 +82,22 @@ def check_api_key(key: object) -> str:
 # What a key quoted back in an error becomes, and the shortest key hidden so
 # (a real key is 32 characters; a two-letter test key would mangle messages).
 _HIDDEN = "<ApiKey hidden>"
+_HIDDEN_BYTES = _HIDDEN.encode()
 _HIDDEN_FROM = 8
+# The shortest end of a key hidden at the end of a body cut off mid-key.
+_TAIL_FROM = 4
 
 
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_headers", "_headers_of", "_value")
+    __slots__ = ("_headers", "_headers_of", "_needle", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # The key as an answer's bytes would quote it; None when too short to
+        # hide (see hide_in_answer).
+        self._needle = value.encode() if len(value) >= _HIDDEN_FROM and value.isascii() else None
         # The request headers last made for this key, and what they were made on.
         self._headers: CIMultiDictProxy[str] | None = None
         self._headers_of: Mapping[str, str] | None = None
@@ -116,11 +122,9 @@ class ApiKey:
         """Replace every copy of the key in ``error``'s text (its message,
         excerpt, arguments) by ``<ApiKey hidden>``.
 
-        For errors made from an answer: a server or proxy that echoes the
-        request's ``Authorization`` header (an error page, a 401 message
-        quoting the key) must not put the key into an error or a log line.
-        Answers that decode are left alone (a key too short to be a real one
-        could match ordinary text in them), and so is a key that short here.
+        A second guard, for errors: answers are cleaned before decoding (see
+        :meth:`hide_in_answer`), but an error may quote the key from elsewhere
+        (a library's message). A key under 8 characters is left.
         """
         key = self._value
         if len(key) < _HIDDEN_FROM:
@@ -132,17 +136,39 @@ class ApiKey:
             arg.replace(key, _HIDDEN) if type(arg) is str else arg for arg in error.args
         )
 
-    def hide_in_record(self, record: RecordInfo) -> RecordInfo:
-        """``record`` with the key hidden in its ``error_message``: a server
-        that quotes the request's key in a task's error ("invalid key ...")
-        must not put it into the record's repr, nor into the
-        :class:`~veo_async.TaskFailedError` made from it (a key under 8
-        characters is left, as in :meth:`hide_in`)."""
-        key = self._value
-        message = record.error_message
-        if len(key) < _HIDDEN_FROM or key not in message:
-            return record
-        return attrs.evolve(record, error_message=message.replace(key, _HIDDEN))
+    def hide_in_answer(self, raw: RawResponse) -> RawResponse:
+        """``raw`` with every copy of the key in its body and headers hidden,
+        before anything decodes it: a server or proxy that quotes the request's
+        key back (an error page, an ``errorMessage``, a ``Location``) must not
+        put it into a record, an error, a log line, an excerpt cut at 200
+        bytes, or the locals of a traceback's frames. A body that does not end
+        as an envelope does (cut off, or a page) loses a tail that is the
+        start of the key. A key under 8 characters is left (it could match
+        ordinary text of the answers), as is an answer that does not quote it:
+        one bytes search per answer."""
+        needle = self._needle
+        if needle is None:
+            return raw
+        body = raw.body
+        changed = False
+        if needle in body:
+            body = body.replace(needle, _HIDDEN_BYTES)
+            changed = True
+        if not body.rstrip().endswith(b"}"):
+            for size in range(len(needle) - 1, _TAIL_FROM - 1, -1):
+                if body.endswith(needle[:size]):
+                    body = body[:-size] + _HIDDEN_BYTES
+                    changed = True
+                    break
+        headers = raw.headers
+        if changed or raw.status >= 300:
+            key = self._value
+            if any(key in value for value in headers.values()):
+                headers = CIMultiDict(
+                    (name, value.replace(key, _HIDDEN)) for name, value in headers.items()
+                )
+                changed = True
+        return RawResponse(raw.status, headers, body) if changed else raw
 
     def __repr__(self) -> str:
         return "<ApiKey hidden>"

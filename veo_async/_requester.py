@@ -333,11 +333,10 @@ class Requester:
         :param release: give the slot back at the end (else the caller does).
         """
         tz = self.timezone
-        hide = self._api_key.hide_in_record
         return self._exchange(
             "GET",
             RECORD_INFO_PATH,
-            lambda raw: hide(decode_record_info(raw, task_id, previous, tz=tz)),
+            lambda raw: decode_record_info(raw, task_id, previous, tz=tz),
             granted_at,
             {"taskId": task_id},
             None,
@@ -398,8 +397,8 @@ class Requester:
             self._requests += 1
             if self._on_event is not None:
                 self.emit(RequestStarted(method, path, task_id, granted_at))
-            raw = await self.transport.send(
-                HttpRequest(method, path, params, json, self._api_key)
+            raw = self._api_key.hide_in_answer(
+                await self.transport.send(HttpRequest(method, path, params, json, self._api_key))
             )
             self._last_answer_at = answered_at = asyncio.get_running_loop().time()
             if answered_at - self._date_read_at > _DATE_EVERY:
