@@ -735,6 +735,13 @@ def test_an_async_on_event_hook_is_refused_and_a_returned_coroutine_closed(
 
     with pytest.raises(TypeError, match="plain function, not an async one"):
         VeoSession(KEY, on_event=awaited_hook)  # type: ignore[arg-type]
+
+    class AwaitedCallable:
+        async def __call__(self, event: Event) -> None:  # pragma: no cover - never run
+            return None
+
+    with pytest.raises(TypeError, match="plain function, not an async one"):
+        VeoSession(KEY, on_event=AwaitedCallable())  # type: ignore[arg-type]
     caplog.set_level(logging.ERROR, logger="veo_async")
 
     async def main() -> None:

@@ -819,3 +819,13 @@ def test_odd_model_names_share_the_pooled_table_past_a_cap() -> None:
     assert schedule.table_key("odd-99") is None
     assert schedule.table_key("veo3") == "veo3"  # a model with a prior has its own
     assert schedule.has_table("odd-19") == schedule.has_table(None)
+
+
+def test_a_jittered_gap_never_passes_max_gap() -> None:
+    """Past the median gaps are capped at max_gap, and jitter never stretches
+    a gap within it beyond it: an old task is seen at least every max_gap."""
+    schedule = AdaptivePolicy(seed=3).schedule()
+    rng = random.Random(3)
+    for age in range(400, 4000, 7):
+        delay = schedule.next_delay(model="veo3_fast", age=float(age), polls=5, rng=rng)
+        assert delay <= schedule.policy.max_gap, (age, delay)

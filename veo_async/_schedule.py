@@ -1013,7 +1013,10 @@ class AdaptiveSchedule:
             # Never longer than the gap planned from the grid point: caps hold.
             delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
         if policy.jitter:
-            delay += min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
+            spread = min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
+            if delay <= policy.max_gap < delay + spread:
+                spread = -spread  # a gap within max_gap stays within it: jittered shorter
+            delay += spread
         return max(delay, policy.min_gap)
 
     def table_key(self, model: str | None) -> str | None:

@@ -150,7 +150,11 @@ class VeoSession:
             raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
         if on_event is not None and not callable(on_event):
             raise TypeError("on_event must be callable")
-        if inspect.iscoroutinefunction(on_event):
+        if on_event is not None and (
+            inspect.iscoroutinefunction(on_event)
+            # an object with an async __call__ (callable: its type has one)
+            or inspect.iscoroutinefunction(type(on_event).__call__)
+        ):
             # Called synchronously on the loop, once per request: a coroutine
             # it returned would never run. Say so now, not by silence.
             raise TypeError(
@@ -604,8 +608,8 @@ class VeoSession:
         Waiting on the handle with the session's default policy (none was
         given to the session or the wait) polls first where the model's tasks
         start to finish, counted from the creation: with the documented
-        priors about 80 s for veo3_fast and 65 s for veo3_lite; veo3 gets an
-        early 60 s probe for fast failures, then about 146 s. These move as
+        priors about 80 s for veo3_fast and 70 s for veo3_lite; veo3 gets an
+        early 60 s probe for fast failures, then about 141 s. These move as
         the session learns (README, "How polls are scheduled"); an extend
         follows its model's schedule. An explicit :class:`PollPolicy` wins.
 
