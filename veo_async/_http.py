@@ -79,6 +79,10 @@ def check_api_key(key: object) -> str:
     return key
 
 
+#: aiohttp's session class, for the session's ``session=`` annotation: this
+#: module is the one that imports aiohttp.
+ClientSession = aiohttp.ClientSession
+
 # What a key quoted back in an error becomes, and the shortest key hidden so
 # (a real key is 32 characters; a two-letter test key would mangle messages).
 _HIDDEN = "<ApiKey hidden>"

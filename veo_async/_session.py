@@ -13,13 +13,11 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Literal, overload
 
-import aiohttp
-
 from ._batch import BatchOutcome, as_completed, check_return_exceptions, wait_many
 from ._convert import KIE_TIMEZONE
 from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
-from ._http import MAX_BODY, AiohttpTransport, ApiKey, Transport, check_api_key
+from ._http import MAX_BODY, AiohttpTransport, ApiKey, ClientSession, Transport, check_api_key
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
@@ -123,7 +121,7 @@ class VeoSession:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: ClientSession | None = None,
         transport: Transport | None = None,
         concurrency: int = 64,
         rate: float | None = None,
