@@ -219,7 +219,6 @@ async def test_cancelling_the_future_a_close_returned_hurts_no_runner(
     assert not leftover_tasks()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 does not count cancellations")
 async def test_a_runner_cancelled_in_the_step_its_poll_is_stopped_ends(fake_kie: FakeKie) -> None:
     """Everything cancelled at once (a SIGTERM handler, asyncio.run's shutdown):
     the waiter's clean-up stops its poll and the runner is cancelled too. The

@@ -23,9 +23,10 @@ on with the next one. Only :meth:`PollRunners.close` cancels the runners for
 good. A runner cancelled for good in the very step one of its polls is
 stopped (everything cancelled at once: asyncio.run's shutdown, a SIGTERM
 handler) gets one CancelledError for both: from Python 3.11 the task's count
-of cancellations tells them apart and the runner ends; 3.10 keeps no count,
-and the runner takes it as the stop's and goes on with the polls still queued
-(those of waiters being cancelled too, which let go of them: it then ends).
+of cancellations tells them apart and the runner ends. Python 3.10 keeps no
+count, so there a runner whose poll is stopped always ends (cancelled, as it
+was), and a new runner takes the polls still queued: a stop costs a task, and
+no cancellation is ever taken for a stop's.
 A stop made while its runner runs (an event hook, a listener) cannot land
 in that poll's exchange: the runner ends after that poll instead, and
 another takes the queue.
@@ -37,6 +38,7 @@ import asyncio
 import collections
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -44,6 +46,9 @@ from .errors import VeoError
 from .models import RecordInfo
 
 __all__ = ["PollAnswer", "PollExchange", "PollRequest", "PollRunners"]
+
+# Whether a task counts the cancellations asked of it (Task.cancelling, 3.11+).
+_COUNTS_CANCELS = sys.version_info >= (3, 11)
 
 #: What a poll's answer is told to: ``(its request, the record, None)`` or
 #: ``(its request, None, the error)``.
@@ -188,10 +193,14 @@ class PollRunners:
                 )
             except asyncio.CancelledError as exc:
                 # stop() meant this poll only, unless the runner was cancelled
-                # as well (the session closes, the loop shuts down: from 3.11
-                # the count says so; on 3.10 a stop and such a cancel in the
-                # same step are told apart by the closing flag only).
-                if request.on_answer is None and not self._closing and _uncancel(runner) == 0:
+                # as well (the session closes, the loop shuts down): from 3.11
+                # the count says so; 3.10 cannot tell, so there it ends.
+                if (
+                    _COUNTS_CANCELS
+                    and request.on_answer is None
+                    and not self._closing
+                    and _uncancel(runner) == 0
+                ):
                     stopped_here = True
                 else:
                     error = exc  # the runner's own: told, re-raised
@@ -225,6 +234,14 @@ class PollRunners:
                 _tell(request, on_answer, record, error)
             if leaving:
                 self._spawn_for_queued()
+                if isinstance(error, asyncio.CancelledError):
+                    # A fresh one, with no local left to the first or to this
+                    # task: the task keeps the error it ends with, and
+                    # task -> error -> traceback -> this frame -> task (or
+                    # -> error) would be a cycle only the collector frees.
+                    args = error.args
+                    del error, runner
+                    raise asyncio.CancelledError(*args)
                 if error is not None and not isinstance(error, Exception):
                     raise error
                 return
@@ -289,14 +306,10 @@ def _resolve(future: asyncio.Future[None], _done: object) -> None:
 
 
 def _uncancel(runner: asyncio.Task[None]) -> int:
-    """Take back a cancellation meant for one poll; the cancellations left
-    (0 on 3.10, which does not count them). From 3.11 a task counts them, and
-    a count left over would turn a later ``asyncio.timeout`` in this runner
-    into a cancellation."""
-    uncancel = getattr(runner, "uncancel", None)
-    if uncancel is None:
-        return 0
-    left: int = uncancel()
+    """Take back a cancellation meant for one poll (3.11+); the cancellations
+    left. A count left over would turn a later ``asyncio.timeout`` in this
+    runner into a cancellation."""
+    left: int = runner.uncancel()  # type: ignore[attr-defined,unused-ignore]
     return left
 
 
