@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final, NoReturn
+from typing import Final
 
 import attrs
 
@@ -43,7 +43,6 @@ from ._endpoints import EXTEND_PATH, GENERATE_PATH, decode_task_id
 from ._requester import Requester
 from .errors import (
     APIError,
-    ErrorPage,
     RateLimitError,
     ResponseError,
     ServerError,
@@ -119,15 +118,17 @@ async def submit(
             raise SubmitUncertainError(
                 request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
             ) from None
-        except ErrorPage as exc:
-            # A proxy's refusal page (a 403, a 413): its status says nothing
-            # was created; unreadable as it is, it is no answer that may
-            # have said "created" (below). As for other codes.
-            _raise_rejection(request, exc)
+        except APIError as exc:
+            # A code that rejected the request (a proxy's refusal page, an
+            # ErrorPage, too: caught here before its ResponseError side), but
+            # for those that may come after creating (408: upstream timeout).
+            if exc.code in _UNCERTAIN_CODES:
+                raise SubmitUncertainError(
+                    request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
+                ) from None
+            raise
         except ResponseError as exc:  # an unreadable answer: it may say "created"
             raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
-        except APIError as exc:
-            _raise_rejection(request, exc)
         if resends >= MAX_SAFE_RESENDS:
             raise error
         resends += 1
@@ -135,17 +136,6 @@ async def submit(
         if delay:
             pause = _RESEND_BASE * 2 ** (resends - 1)
             await asyncio.sleep(pause * (1 + _RESEND_JITTER * draw.uniform(-1.0, 1.0)))
-
-
-def _raise_rejection(request: GenerateRequest | ExtendRequest, error: APIError) -> NoReturn:
-    """Raise ``error``, a create's answer with an error code: it rejected the
-    request, but for the codes that may come after creating (408: an upstream
-    timeout), which are uncertain (with the task id an answer named)."""
-    if error.code in _UNCERTAIN_CODES:
-        raise SubmitUncertainError(
-            request, f"{type(error).__name__}: {error}", task_id=error.task_id
-        ) from None
-    raise error
 
 
 async def submit_recorded(

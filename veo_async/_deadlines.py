@@ -23,14 +23,18 @@ import asyncio
 import sys
 from typing import Any
 
-__all__ = ["RequestDeadlines"]
+__all__ = ["COUNTS_CANCELS", "RequestDeadlines", "uncancel"]
 
-if sys.version_info >= (3, 11):
+#: Whether a task counts the cancellations asked of it (``Task.cancelling``, 3.11+).
+COUNTS_CANCELS = sys.version_info >= (3, 11)
+
+if sys.version_info >= (3, 11):  # (as COUNTS_CANCELS; spelt so for the type checker)
 
     def _cancelling(task: asyncio.Task[Any]) -> int:
         return task.cancelling()
 
-    def _uncancel(task: asyncio.Task[Any]) -> int:
+    def uncancel(task: asyncio.Task[Any]) -> int:
+        """Take back one cancellation of ``task``; the count left (0 on 3.10)."""
         return task.uncancel()
 
 else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
@@ -38,7 +42,8 @@ else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
     def _cancelling(task: asyncio.Task[Any]) -> int:
         return 0
 
-    def _uncancel(task: asyncio.Task[Any]) -> int:
+    def uncancel(task: asyncio.Task[Any]) -> int:
+        """Take back one cancellation of ``task``; the count left (0 on 3.10)."""
         return 0
 
 
@@ -109,7 +114,7 @@ class RequestDeadlines:
         entered = self._expired.pop(task, None)
         if entered is None:
             return False
-        return _uncancel(task) <= entered
+        return uncancel(task) <= entered
 
     def close(self) -> None:
         """Disarm the timer (the owner is closing; requests still in flight

@@ -38,17 +38,14 @@ import asyncio
 import collections
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ._deadlines import COUNTS_CANCELS, uncancel
 from .errors import VeoError
 from .models import RecordInfo
 
 __all__ = ["PollAnswer", "PollExchange", "PollRequest", "PollRunners"]
-
-# Whether a task counts the cancellations asked of it (Task.cancelling, 3.11+).
-_COUNTS_CANCELS = sys.version_info >= (3, 11)
 
 #: What a poll's answer is told to: ``(its request, the record, None)`` or
 #: ``(its request, None, the error)``.
@@ -196,10 +193,12 @@ class PollRunners:
                 # as well (the session closes, the loop shuts down): from 3.11
                 # the count says so; 3.10 cannot tell, so there it ends.
                 if (
-                    _COUNTS_CANCELS
+                    COUNTS_CANCELS
                     and request.on_answer is None
                     and not self._closing
-                    and _uncancel(runner) == 0
+                    # (a count left over would turn a later asyncio.timeout
+                    # in this runner into a cancellation)
+                    and uncancel(runner) == 0
                 ):
                     stopped_here = True
                 else:
@@ -303,14 +302,6 @@ def without_frames(error: BaseException) -> None:
 def _resolve(future: asyncio.Future[None], _done: object) -> None:
     if not future.done():  # (whoever awaited it may have cancelled it)
         future.set_result(None)
-
-
-def _uncancel(runner: asyncio.Task[None]) -> int:
-    """Take back a cancellation meant for one poll (3.11+); the cancellations
-    left. A count left over would turn a later ``asyncio.timeout`` in this
-    runner into a cancellation."""
-    left: int = runner.uncancel()  # type: ignore[attr-defined,unused-ignore]
-    return left
 
 
 def _tell(

@@ -152,19 +152,35 @@ def api_error(
     http_status: int,
     headers: Mapping[str, str] | None = None,
     task_id: str | None = None,
+    page: bytes | None = None,
 ) -> APIError:
-    """The :class:`APIError` subclass for a body or HTTP ``code``."""
+    """The :class:`APIError` subclass for a body or HTTP ``code``.
+
+    :param page: the body, when it was a page and no envelope: a plain 5xx is
+        then a :class:`ServerErrorPage`, a code with no class of its own an
+        :class:`ErrorPage` (both also ResponseErrors, with its excerpt); the
+        others (429, 401, 404...) keep their class, which says more.
+    """
     if code == 429:
         retry_after = parse_retry_after(_header(headers or {}, "Retry-After"))
         return RateLimitError(
             message, code=code, http_status=http_status, task_id=task_id, retry_after=retry_after
         )
+    cls: type[APIError]
     if code >= 500:
-        return ServerError(message, code=code, http_status=http_status, task_id=task_id)
-    cls = _ERROR_CLASSES.get(code, APIError)
-    if cls is RecordNotFoundError and not any(h in message.lower() for h in _RECORD_MISSING_HINTS):
-        cls = APIError
-    return cls(message, code=code, http_status=http_status, task_id=task_id)
+        cls = ServerError if page is None else ServerErrorPage
+    else:
+        cls = _ERROR_CLASSES.get(code, APIError)
+        if cls is RecordNotFoundError and not any(
+            h in message.lower() for h in _RECORD_MISSING_HINTS
+        ):
+            cls = APIError
+        if cls is APIError and page is not None:
+            cls = ErrorPage
+    error = cls(message, code=code, http_status=http_status, task_id=task_id)
+    if isinstance(error, ResponseError) and page is not None:
+        error.excerpt = excerpt(page)
+    return error
 
 
 def _envelope_code(envelope: Mapping[str, Any]) -> int | None:
@@ -223,14 +239,14 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
         # Not an envelope (HTML page, truncated, empty) or one contradicting an
         # error status: the HTTP status is the only trustworthy signal.
         if status >= 400:
-            error = api_error(
+            raise api_error(
                 status,
                 f"HTTP {status}: {excerpt(body) or 'empty body'}{_page_hint(body)}",
                 http_status=status,
                 headers=response.headers,
                 task_id=task_id or _claimed_task_id(envelope),
+                page=body if code is None else None,
             )
-            raise _as_page(error, body) if code is None else error
         if readable:
             # Well-formed JSON without a numeric code: asking again gets the same.
             what = "JSON, but not a Kie envelope with a numeric code"
@@ -282,25 +298,6 @@ def _page_hint(body: bytes) -> str:
         if marker in head:
             return f" ({meaning})"
     return ""
-
-
-def _as_page(error: APIError, body: bytes) -> APIError:
-    """``error`` (made from an HTTP status, the body being no envelope) as
-    the page it was: :class:`ServerErrorPage` for a plain 5xx,
-    :class:`ErrorPage` for a status with no class of its own; others (429,
-    401, 404...) keep their class, which says more."""
-    kind: type[ServerErrorPage] | type[ErrorPage]
-    if type(error) is ServerError:
-        kind = ServerErrorPage
-    elif type(error) is APIError:
-        kind = ErrorPage
-    else:
-        return error
-    page = kind(
-        error.message, code=error.code, http_status=error.http_status, task_id=error.task_id
-    )
-    page.excerpt = excerpt(body)
-    return page
 
 
 def decode_record_info(
