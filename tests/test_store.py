@@ -871,10 +871,10 @@ async def test_a_cancelled_close_lets_the_writer_finish_its_batch(tmp_path: Path
     ids = [f"veo_task_{n:07d}" for n in range(100_000)]
     tracking = asyncio.ensure_future(store.track(ids))
     for _ in range(100_000):  # (read only to pick the moment: the batch is being written)
-        if store._writing:
+        if store._writer._writing:
             break
         await asyncio.sleep(0)
-    assert store._writing
+    assert store._writer._writing
     closing = asyncio.ensure_future(store.aclose())
     await asyncio.sleep(0)
     closing.cancel()
@@ -920,7 +920,7 @@ def test_a_record_whose_params_json_cannot_hold_is_stored_with_them_as_text() ->
     """Params holding an infinity or a NaN (a paramJson with 1e999, read by the
     stdlib) are stored as text: the record, and every note written with it,
     is not refused (one such record used to block every later ack)."""
-    from veo_async.store._sqlite import _record_text
+    from veo_async.store._checks import stored_record_text as _record_text
 
     record = RecordInfo(
         "veo_task_bad",

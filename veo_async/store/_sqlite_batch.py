@@ -12,63 +12,19 @@ for many ids: one GIL hand-off per step instead of one per row.
 
 from __future__ import annotations
 
-import asyncio
 import json as _json
 from typing import Any
 
 import aiosqlite
 
 from . import _schema as sql
+from ._writer import Op, Pending
 
-__all__ = ["FSYNC_KINDS", "Op", "Pending", "ids_json", "write_batch"]
+__all__ = ["FSYNC_KINDS", "ids_json", "write_batch"]
 
 #: Transactions holding one of these writes run with synchronous=FULL: they
 #: stand for a paid POST (see SQLiteStore's module docstring).
 FSYNC_KINDS = frozenset(("intent", "attach", "reconcile"))
-
-
-class Pending:
-    """The write-behind changes of one task not yet committed (latest wins)."""
-
-    __slots__ = ("delivered_at", "deliveries", "seen_at", "terminal", "terminal_at")
-
-    def __init__(self) -> None:
-        self.seen_at: float | None = None
-        self.terminal: str | None = None
-        self.terminal_at: float | None = None
-        self.delivered_at: float | None = None
-        self.deliveries = 0
-
-    def saw(self, at: float) -> None:
-        """A poll saw the task at *at* (the first time counts)."""
-        if self.seen_at is None or at < self.seen_at:
-            self.seen_at = at
-
-    def ended(self, text: str, at: float) -> None:
-        """The task's terminal record (JSON text), reached at *at* (the first time counts)."""
-        self.terminal = text
-        if self.terminal_at is None:
-            self.terminal_at = at
-
-    def delivered(self, at: float) -> None:
-        """The finished task was handed to the user at *at*."""
-        self.delivered_at = at
-        self.deliveries += 1
-
-
-class Op:
-    """One durable write waiting for the writer: what to do and who waits.
-
-    :ivar kind: ``intent``, ``attach``, ``reconcile``, ``discard``, ``track``,
-        ``ack``, ``forget`` or ``purge``.
-    """
-
-    __slots__ = ("args", "future", "kind")
-
-    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
-        self.kind = kind
-        self.args = args
-        self.future = future
 
 
 async def write_batch(
