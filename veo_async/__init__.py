@@ -50,7 +50,7 @@ from .errors import (
 )
 from .models import ExtendRequest, GenerateRequest, RecordInfo, TaskStatus, VideoResult
 from .policy import POLICY_TIMEOUT, PollPolicy
-from .store import SQLiteStore, StoredIntent, StoredTask, TaskStore
+from .store import RedisStore, SQLiteStore, StoredIntent, StoredTask, TaskStore
 
 __version__ = _installed_version()
 
@@ -75,6 +75,7 @@ __all__ = [
     "RawResponse",
     "RecordInfo",
     "RecordNotFoundError",
+    "RedisStore",
     "ResponseError",
     "ResumeReport",
     "SQLiteStore",

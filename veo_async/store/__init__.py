@@ -1,4 +1,5 @@
-"""Durable task tracking: a :class:`TaskStore` protocol and its embedded default.
+"""Durable task tracking: a :class:`TaskStore` protocol, its embedded default
+(:class:`SQLiteStore`, one file) and :class:`RedisStore` (a Redis server, for fleets).
 
 ::
 
@@ -15,6 +16,7 @@ the user acknowledged it, so that a restarted process resumes where it stopped.
 
 from ._codec import record_from_json, record_to_json
 from ._contract import DEFAULT_RETENTION, TaskState, TaskStore, WriteBehindBatches
+from ._redis import RedisStore
 from ._refs import REF_PARAMETER, ref_of, with_ref, without_ref
 from ._sqlite import SQLiteStore
 from ._values import StoredIntent, StoredTask, new_ref
@@ -22,6 +24,7 @@ from ._values import StoredIntent, StoredTask, new_ref
 __all__ = [
     "DEFAULT_RETENTION",
     "REF_PARAMETER",
+    "RedisStore",
     "SQLiteStore",
     "StoredIntent",
     "StoredTask",

@@ -1,0 +1,389 @@
+"""RedisStore on a real ``redis-server``: its lease, its errors, its settings,
+and durable tracking through a session on it. (What every store must do is
+``test_store_contract.py``, run on this store too.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from veo_async import (
+    RedisStore,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    SubmitUncertainError,
+    VeoSession,
+)
+from veo_async.store import ref_of
+from veo_async.testing import FakeKie, Fault
+
+from ._redis_server import RedisServer, redis_server
+from .conftest import API_KEY, child_bytecode_env, leftover_tasks, session_on
+
+#: A real server, leases in real time, a child process: real time.
+pytestmark = pytest.mark.real_time
+
+__all__ = ["redis_server"]  # the fixture, imported for this module's tests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of this test's own."""
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A plain redis-py client on the test server, to look at (and spoil) keys."""
+    made = redis_asyncio.from_url(redis_server.url, decode_responses=True)
+    yield made
+    await made.aclose()
+
+
+def store_on(server: RedisServer, namespace: str, **kwargs: Any) -> RedisStore:
+    kwargs.setdefault("flush_interval", 0.01)
+    kwargs.setdefault("lock_timeout", 0.0)
+    return RedisStore(server.url, namespace=namespace, **kwargs)
+
+
+# ----------------------------------------------------------------- the lease
+
+
+async def test_a_second_owner_is_refused_until_the_first_closes(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """One owner per store: a second opener gets StoreLockedError (after its
+    lock_timeout); once the first closes, the lock key is gone and it opens."""
+    first = store_on(redis_server, namespace)
+    await first.open()
+    assert await client.get("{" + namespace + "}:lock") is not None
+    started = time.monotonic()
+    with pytest.raises(StoreLockedError, match="held by another process"):
+        await store_on(redis_server, namespace, lock_timeout=0.3).open()
+    assert time.monotonic() - started >= 0.3
+    await first.aclose()
+    assert await client.get("{" + namespace + "}:lock") is None
+    async with store_on(redis_server, namespace) as second:
+        assert await second.list_tasks() == []
+    # Another namespace is another store: no wait.
+    async with store_on(redis_server, namespace), store_on(redis_server, namespace + ":b"):
+        pass
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from veo_async import RedisStore
+
+    async def main():
+        store = RedisStore(sys.argv[1], namespace=sys.argv[2], lease=1.0, lock_timeout=0)
+        await store.open()
+        await store.track(["veo_held"])
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def start_holder(url: str, namespace: str) -> subprocess.Popen[str]:
+    """A child process that opens the store, tracks one id, says "ready" and waits."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, url, namespace],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_bytecode_env({**os.environ, "PYTHONPATH": str(ROOT)}),
+    )
+
+
+async def test_a_killed_owner_frees_the_store_within_its_lease(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A process SIGKILLed while holding the store frees it within its lease
+    (no stale lock), and what it wrote durably is there."""
+    proc = start_holder(redis_server.url, namespace)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError):
+            await store_on(redis_server, namespace).open()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        started = time.monotonic()
+        async with store_on(redis_server, namespace, lock_timeout=10.0) as store:
+            assert time.monotonic() - started < 5.0
+            assert [t.task_id for t in await store.unfinished()] == ["veo_held"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_the_lease_is_renewed_while_open(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """An owner keeps its store past its lease (renewed every third of it)."""
+    async with store_on(redis_server, namespace, lease=1.0) as store:
+        await asyncio.sleep(1.6)
+        assert await client.pttl("{" + namespace + "}:lock") > 0
+        with pytest.raises(StoreLockedError):
+            await store_on(redis_server, namespace).open()
+        await store.track(["veo_1"])  # still the owner: writes go through
+
+
+async def test_an_owner_that_lost_its_lease_can_no_longer_write(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """When another owner took the store over (this one paused past its lease),
+    every write of the old owner fails with StoreLockedError, and none lands."""
+    store = store_on(redis_server, namespace)
+    await store.open()
+    try:
+        await store.track(["veo_1"])
+        await client.set("{" + namespace + "}:lock", "someone-else")
+        with pytest.raises(StoreLockedError, match="took the store over"):
+            await store.track(["veo_2"])
+        with pytest.raises(StoreLockedError):
+            await store.ack("veo_1")
+        assert await client.exists("{" + namespace + "}:t:veo_2") == 0
+    finally:
+        await store.aclose()  # (its release leaves the other owner's lock alone)
+    assert await client.get("{" + namespace + "}:lock") == "someone-else"
+
+
+# ----------------------------------------------------------------- clear errors
+
+
+async def test_a_newer_schema_is_refused_untouched(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """A store written by a newer version: StoreVersionError, the keys untouched,
+    the lock let go."""
+    await client.set("{" + namespace + "}:schema", "2")
+    with pytest.raises(StoreVersionError) as caught:
+        await store_on(redis_server, namespace).open()
+    assert (caught.value.found, caught.value.supported) == (2, 1)
+    assert await client.get("{" + namespace + "}:schema") == "2"
+    assert await client.get("{" + namespace + "}:lock") is None
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        pytest.param({"schema": "one"}, "not a number", id="schema-text"),
+        pytest.param({"all": "x"}, "no schema version", id="tasks-without-schema"),
+    ],
+)
+async def test_keys_a_task_store_did_not_write_are_refused(
+    redis_server: RedisServer, namespace: str, client: Any, spoil: dict[str, str], message: str
+) -> None:
+    """Keys under the namespace that a task store did not write: StoreCorruptError."""
+    for key, value in spoil.items():
+        await client.set("{" + namespace + "}:" + key, value)
+    with pytest.raises(StoreCorruptError, match=message):
+        await store_on(redis_server, namespace).open()
+
+
+async def test_a_key_of_the_wrong_type_is_named_as_corrupt(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """A set of the store holding another type (written by something else): a
+    write naming it fails with StoreCorruptError."""
+    async with store_on(redis_server, namespace) as store:
+        await client.set("{" + namespace + "}:unfinished", "not a sorted set")
+        with pytest.raises(StoreCorruptError, match="not what a task store writes"):
+            await store.track(["veo_1"])
+
+
+async def test_a_damaged_task_is_named(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """A task hash whose times are not numbers: reading it raises StoreCorruptError."""
+    async with store_on(redis_server, namespace) as store:
+        await store.track(["veo_1"])
+        await client.hset("{" + namespace + "}:t:veo_1", "created_at", "yesterday")
+        with pytest.raises(StoreCorruptError, match="veo_1"):
+            await store.get("veo_1")
+
+
+async def test_an_unreachable_server_names_the_store_never_the_password() -> None:
+    """No server: StoreError at open naming the store; the password appears in
+    no repr, message or chained error."""
+    with socket_port() as port:
+        store = RedisStore(f"redis://user:s3cret-pw@127.0.0.1:{port}/0", timeout=2.0)
+        assert "s3cret-pw" not in repr(store)
+        with pytest.raises(StoreError) as caught:
+            await store.open()
+    text = "".join(traceback.format_exception(caught.value))
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert "s3cret-pw" not in text
+    assert not leftover_tasks()
+
+
+class socket_port:
+    """A loopback port with nothing listening on it (bound, never listened)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        pytest.param((), {}, TypeError, "either a url or a client", id="neither"),
+        pytest.param(("http://x",), {}, ValueError, "redis://", id="scheme"),
+        pytest.param(("redis://x",), {"namespace": "a{b}"}, ValueError, "namespace", id="ns"),
+        pytest.param(("redis://x",), {"namespace": ""}, ValueError, "namespace", id="ns-empty"),
+        pytest.param(("redis://x",), {"lease": 0.5}, ValueError, "lease", id="lease"),
+        pytest.param(("redis://x",), {"timeout": 0}, ValueError, "timeout", id="timeout"),
+        pytest.param(("redis://x",), {"batch_size": 0}, ValueError, "batch_size", id="batch"),
+        pytest.param(("redis://x",), {"retention": -1}, ValueError, "retention", id="retention"),
+        pytest.param((42,), {}, TypeError, "url must be a str", id="url-type"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Bad settings raise at construction, naming the setting (no I/O)."""
+    with pytest.raises(error, match=message):
+        RedisStore(*args, **kwargs)
+
+
+def test_a_password_in_a_bad_url_is_not_echoed() -> None:
+    """A refused URL's message leaves its password out."""
+    with pytest.raises(ValueError, match="redis://") as caught:
+        RedisStore("http://me:hunter22@host/")
+    assert "hunter22" not in str(caught.value)
+
+
+async def test_a_given_client_is_used_and_left_open(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A client the caller made (here: one answering bytes) serves the store and
+    is not closed with it."""
+    given = redis_asyncio.from_url(redis_server.url)  # no decode_responses
+    try:
+        async with RedisStore(client=given, namespace=namespace, lock_timeout=0) as store:
+            await store.track(["veo_1"], model="veo3")
+            [task] = await store.list_tasks()
+            assert (task.task_id, task.model) == ("veo_1", "veo3")
+            assert "Redis" in repr(store)
+        assert await given.ping()
+    finally:
+        await given.aclose()
+
+
+async def test_close_leaves_nothing_running(redis_server: RedisServer, namespace: str) -> None:
+    """While open, the writer and the lease's renewer run; after aclose none does."""
+    store = store_on(redis_server, namespace)
+    await store.open()
+    assert {t.get_name().split(" ")[2] for t in leftover_tasks()} == {"writer", "lease"}
+    await store.aclose()
+    await store.aclose()
+    assert not leftover_tasks()
+
+
+# ------------------------------------------------------ through a session
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    """An in-process simulator whose created tasks take ~0.1-0.3 s, with no creation limit."""
+    fake = FakeKie(api_key=API_KEY, time_scale=0.001, seed=7, create_limit=None)
+    yield fake
+    await fake.close()
+
+
+def durable(kie: FakeKie, server: RedisServer, namespace: str) -> VeoSession:
+    return session_on(kie, store=store_on(server, namespace), create_rate=10_000)
+
+
+async def drain(veo: VeoSession, *, ack: bool = True) -> list[str]:
+    """The ids completed() hands over in one pass (acknowledged unless told not to)."""
+    seen = []
+    async for task in veo.completed():
+        seen.append(task.task_id)
+        if ack:
+            await task.ack()
+    return seen
+
+
+async def test_a_session_resumes_and_delivers_until_acked_across_restarts(
+    kie: FakeKie, redis_server: RedisServer, namespace: str
+) -> None:
+    """Created and tracked tasks survive a restart of the session on the same
+    store: unfinished ones are polled again, results are handed over until
+    acknowledged, then never again."""
+    kie.add_task("veo_slow", complete_after=3600)
+    async with durable(kie, redis_server, namespace) as veo:
+        created = await veo.generate("a fox", model="veo3_fast")
+        await created
+        outcomes = await veo.wait_many(["veo_slow"], timeout=0.05, return_exceptions=True)
+        assert isinstance(outcomes[0], TimeoutError)
+    kie.add_task("veo_slow", complete_after=0.05)
+    async with durable(kie, redis_server, namespace) as veo:
+        report = await veo.resume()
+        assert [task.task_id for task in report.tasks] == ["veo_slow"]
+        assert [task.task_id for task in report.undelivered] == [created.task_id]
+        assert sorted(await drain(veo, ack=False)) == sorted([created.task_id, "veo_slow"])
+    async with durable(kie, redis_server, namespace) as veo:
+        await veo.resume()
+        assert sorted(await drain(veo)) == sorted([created.task_id, "veo_slow"])
+    async with durable(kie, redis_server, namespace) as veo:
+        report = await veo.resume()
+        assert (report.tasks, report.undelivered, report.uncertain) == ((), (), ())
+        assert await drain(veo) == []
+    assert kie.created == 1
+
+
+async def test_an_uncertain_create_is_reported_never_resent(
+    kie: FakeKie, redis_server: RedisServer, namespace: str
+) -> None:
+    """A create that may have gone through stays an uncertain intent in Redis:
+    the next session's resume() reports it (with its request), sends nothing,
+    and the callback's ref reconciles it."""
+    kie.inject_create(Fault.created_then_drop())
+    async with durable(kie, redis_server, namespace) as veo:
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a dog", callback_url="https://cb.example/h")
+    async with durable(kie, redis_server, namespace) as veo:
+        report = await veo.resume()
+        [intent] = report.uncertain
+        assert intent.request["prompt"] == "a dog"
+        record = await veo.record_info(kie.created_ids[0])
+        ref = ref_of(record.params["callBackUrl"])
+        assert ref == intent.ref
+        store = veo.store
+        assert store is not None
+        assert await store.reconcile(ref, kie.created_ids[0])
+        assert await veo.uncertain() == []
+    assert kie.created == 1

@@ -1,0 +1,574 @@
+"""RedisStore: a :class:`~veo_async.store.TaskStore` on a Redis server, for fleets.
+
+Where :class:`~veo_async.store.SQLiteStore` keeps a worker's tasks on its own
+disk, a Redis store keeps them off the machine: a worker that is redeployed
+on another host, or replaced after a crash, opens the same store and resumes
+where the last one stopped. How it is built, and why:
+
+- **One owner per store, with a lease.** Two owners would each resume every
+  unfinished task and each hand every result over, so a store (a Redis server
+  and a *namespace*) has one owner at a time, as a SQLite file has: a second
+  opener gets :class:`~veo_async.errors.StoreLockedError` after
+  ``lock_timeout`` seconds. The lock is a key with a lease (``lease`` seconds,
+  renewed every third of it), so a process that dies, even by SIGKILL, frees
+  its store within a lease. Every write checks the lease in the same atomic
+  script: a process that lost it (paused for longer than the lease while
+  another took over) can no longer write. A fleet gives each worker its own
+  namespace (``RedisStore(url, namespace=f"veo:{worker}")``) on one server.
+- **Group commit**, as SQLiteStore: durable writes resolve once their batch
+  was written - one pipeline of scripts, each atomic - and write-behind
+  changes (seen, terminal, delivered) are coalesced per task and written
+  within ``flush_interval``.
+- **Durability is the server's.** A durable write returns once Redis has
+  applied it; what survives a crash of the *server* depends on its
+  persistence (``appendonly yes``, with ``appendfsync always`` to survive a
+  power cut). :meth:`~RedisStore.open` logs a warning when the server
+  persists nothing.
+- A store written by another version is refused
+  (:class:`~veo_async.errors.StoreVersionError`), and keys of the wrong type
+  under the namespace give :class:`~veo_async.errors.StoreCorruptError`.
+
+Requires the ``redis`` extra (``pip install 'veo-async[redis]'``, redis-py 5+).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import urllib.parse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
+from . import _redis_scripts as lua
+from ._base import BatchedStore
+from ._checks import check_time
+from ._contract import DEFAULT_RETENTION
+from ._schema import row_to_intent, row_to_task
+from ._values import StoredIntent, StoredTask
+from ._writer import Op, Pending
+
+if TYPE_CHECKING:  # redis-py is an optional extra: imported when a store connects
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("veo_async")
+
+# A namespace is one hash tag: no braces; printable, short.
+_NAMESPACE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+_SCHEMES = ("redis", "rediss", "unix")
+#: Task ids a track script takes at once, rows a purge call deletes at most.
+_IDS_PER_CALL = 1000
+#: Write-behind tasks a script takes at once (six arguments each).
+_TASKS_PER_CALL = 500
+
+
+def _text(value: object) -> Any:
+    """A reply's value as text: clients made with ``decode_responses`` or without."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def safe_url(url: str) -> str:
+    """*url* without its password (user names and the rest kept)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    netloc = (f"{parts.username}@" if parts.username else "") + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _redis() -> Any:
+    try:
+        import redis.asyncio as redis_asyncio
+    except ImportError:
+        raise ImportError(
+            "RedisStore needs redis-py: pip install 'veo-async[redis]'"
+        ) from None
+    return redis_asyncio
+
+
+class RedisStore(BatchedStore):
+    """A task store on a Redis server, owned by one process at a time (a lease).
+
+    ::
+
+        async with VeoSession(store=RedisStore("redis://cache:6379/0", namespace="veo:w1")) as veo:
+            await veo.resume()
+
+    :param url: the server, ``redis://[[user]:password@]host[:port][/db]``
+        (``rediss://`` for TLS, ``unix:///path`` for a socket). The password
+        never appears in a message or a repr.
+    :param client: an existing :class:`redis.asyncio.Redis` instead of *url*
+        (not closed by the store).
+    :param namespace: the prefix of this store's keys (a Redis Cluster hash
+        tag); a fleet gives each worker its own.
+    :param retention: at :meth:`open`, tasks and intents created more than this
+        many seconds ago are purged (default 14 days, Kie's own retention);
+        None keeps everything.
+    :param flush_interval: the longest a write-behind change waits, in seconds.
+    :param batch_size: a write-behind change for this many distinct tasks is
+        written at once, without waiting for the interval.
+    :param lock_timeout: how long :meth:`open` waits for the store's owner to
+        let go before raising :class:`~veo_async.errors.StoreLockedError`.
+    :param lease: seconds the lock outlives its owner's last renewal (a dead
+        owner frees the store within it).
+    :param timeout: seconds a connection or a command may take before it fails
+        (only with *url*; a *client* keeps its own settings).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Redis | None = None,
+        namespace: str = "veo",
+        retention: float | None = DEFAULT_RETENTION,
+        flush_interval: float = 0.2,
+        batch_size: int = 1000,
+        lock_timeout: float = 2.0,
+        lease: float = 15.0,
+        timeout: float = 10.0,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise TypeError("give RedisStore either a url or a client, not both or neither")
+        if url is not None:
+            if not isinstance(url, str):
+                raise TypeError(f"url must be a str, not {type(url).__name__}")
+            if urllib.parse.urlsplit(url).scheme not in _SCHEMES:
+                raise ValueError(
+                    f"url must start with redis://, rediss:// or unix://, not {safe_url(url)!r}"
+                )
+            where = safe_url(url)
+        else:
+            where = f"<{type(client).__name__}>"
+        if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
+            raise ValueError(
+                f"namespace must be 1-64 of A-Z a-z 0-9 . _ : / -, not {namespace!r}"
+            )
+        if check_time(lock_timeout, "lock_timeout") < 0:
+            raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
+        if check_time(lease, "lease") < 1:
+            raise ValueError(f"lease must be at least 1 second, not {lease!r}")
+        if check_time(timeout, "timeout") <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        super().__init__(
+            f"{where} (namespace {namespace})",
+            retention=retention,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+        )
+        # The URL itself (password included) lives only in this attribute,
+        # until the client is made.
+        self.__url = url
+        self._given_client = client
+        self._client: Redis | None = None
+        self._namespace = namespace
+        self._prefix = lua.key_prefix(namespace)
+        self._lock_key = self._prefix + "lock"
+        self._token = secrets.token_hex(16)
+        self._lock_timeout = float(lock_timeout)
+        self._lease_ms = int(float(lease) * 1000)
+        self._timeout = float(timeout)
+        self._renewer: asyncio.Task[None] | None = None
+        self._scripts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, state={self._state_name()})"
+
+    @property
+    def namespace(self) -> str:
+        """The prefix of this store's keys, as given."""
+        return self._namespace
+
+    # -- the connection ---------------------------------------------------------------
+
+    def _error(self, exc: Exception, doing: str) -> StoreError:
+        """The StoreError (subclass) a redis-py error stands for."""
+        message = str(exc)
+        if lua.LOCK_LOST in message:
+            return StoreLockedError(
+                f"task store {self._where}: another process took the store over "
+                f"(this one held no lease for {self._lease_ms / 1000:g} s); not stored",
+                path=self._where,
+            )
+        if "WRONGTYPE" in message:
+            return StoreCorruptError(
+                f"task store {self._where}: a key under the namespace is not what a task "
+                f"store writes ({message}); use another namespace or delete those keys",
+                path=self._where,
+            )
+        if type(exc).__name__ == "AuthenticationError":  # redis-py's, without importing it
+            return StoreError(
+                f"task store {self._where}: the server refused the credentials while {doing}",
+                path=self._where,
+            )
+        return StoreError(
+            f"task store {self._where}: {doing} failed ({type(exc).__name__}: {message})",
+            path=self._where,
+        )
+
+    async def _connect(self) -> None:
+        """Connect, take the lease, create or check the layout, start renewing."""
+        redis_asyncio = _redis()
+        if self._given_client is not None:
+            client = self._given_client
+        else:
+            client = redis_asyncio.from_url(
+                self.__url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                decode_responses=True,
+            )
+        self._client = client
+        try:
+            for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
+                         "WRITE_BEHIND", "RENEW", "RELEASE"):  # fmt: skip
+                self._scripts[name] = client.register_script(getattr(lua, name))
+            await self._take_lease(client)
+            try:
+                await self._check_layout(client)
+            except BaseException:
+                await self._release(client)
+                raise
+        except BaseException:
+            await self._drop_client()
+            raise
+        self._renewer = asyncio.get_running_loop().create_task(
+            self._renew(), name=f"veo_async store lease {self._where}"
+        )
+        await self._warn_without_persistence(client)
+
+    async def _take_lease(self, client: Redis) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._lock_timeout
+        while True:
+            try:
+                taken = await client.set(self._lock_key, self._token, nx=True, px=self._lease_ms)
+            except Exception as exc:
+                raise self._error(exc, "opening") from exc
+            if taken:
+                return
+            if loop.time() >= give_up:
+                raise StoreLockedError(
+                    f"task store {self._where} is held by another process (or another "
+                    f"RedisStore); if that process died, its lease ends within "
+                    f"{self._lease_ms / 1000:g} s",
+                    path=self._where,
+                )
+            await asyncio.sleep(min(0.05, max(0.0, give_up - loop.time())))
+
+    async def _check_layout(self, client: Redis) -> None:
+        key = self._prefix + "schema"
+        try:
+            found = _text(await client.get(key))
+            if found is None:
+                if await client.exists(self._prefix + "all", self._prefix + "intents"):
+                    raise StoreCorruptError(
+                        f"task store {self._where}: tasks are there but no schema version; "
+                        "use another namespace or delete its keys",
+                        path=self._where,
+                    )
+                await client.set(key, str(lua.SCHEMA_VERSION), nx=True)
+                return
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "opening") from exc
+        try:
+            version = int(found)
+        except ValueError:
+            raise StoreCorruptError(
+                f"task store {self._where}: its schema version {found!r} is not a number",
+                path=self._where,
+            ) from None
+        if version != lua.SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"task store {self._where} was written with schema version {version}; this "
+                f"veo_async reads version {lua.SCHEMA_VERSION} (left untouched)",
+                path=self._where,
+                found=version,
+                supported=lua.SCHEMA_VERSION,
+            )
+
+    async def _warn_without_persistence(self, client: Redis) -> None:
+        try:
+            config = await client.config_get("appendonly")
+            snapshots = await client.config_get("save")
+        except Exception:  # CONFIG is often disabled on managed servers: nothing to say
+            return
+        if _text(config.get("appendonly")) == "no" and not _text(snapshots.get("save")):
+            logger.warning(
+                "task store %s: the server persists nothing (appendonly no, no snapshots): "
+                "a restart of the server loses every task",
+                self._where,
+            )
+
+    async def _renew(self) -> None:
+        """Keep the lease while the store is open."""
+        client = self._client
+        assert client is not None
+        renew = self._scripts["RENEW"]
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                kept = await renew(keys=[self._lock_key], args=[self._token, self._lease_ms])
+            except Exception as exc:  # the server is away: try again, writes fail meanwhile
+                logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
+                continue
+            if not kept:
+                logger.error(
+                    "task store %s: another process took the store over; writes now fail",
+                    self._where,
+                )
+                return
+
+    async def _release(self, client: Redis) -> None:
+        try:
+            await self._scripts["RELEASE"](keys=[self._lock_key], args=[self._token])
+        except Exception as exc:  # it lapses by itself within a lease
+            logger.warning("task store %s: letting the lease go failed: %s", self._where, exc)
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client is not self._given_client:
+            await client.aclose()
+
+    async def _disconnect(self) -> None:
+        """Stop renewing, let the lease go, close the client (unless it was given)."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait((renewer,))
+        client = self._client
+        if client is not None:
+            try:
+                await self._release(client)
+            finally:
+                await self._drop_client()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _failure(self, error: Exception) -> StoreError:
+        return self._error(error, "writing")
+
+    async def _call(self, pipe: Any, name: str, *args: object) -> None:
+        """Queue one script on *pipe* (an async pipeline queues when awaited)."""
+        script = self._scripts[name]
+        await script(keys=[self._lock_key], args=[self._token, self._prefix, *args], client=pipe)
+
+    async def _apply(self, ops: list[Op], pending: dict[str, Pending]) -> list[object]:
+        client = self._client
+        assert client is not None  # the writer runs only while open
+        pipe = client.pipeline(transaction=False)
+        # Which op each reply answers (None: a reply no op waits for).
+        answers: list[Op | None] = []
+        acks: list[Op] = []
+        forgets: list[Op] = []
+        for op in ops:
+            kind, args = op.kind, op.args
+            if kind == "intent":
+                ref, what, body, created_at = args
+                model = json.loads(body).get("model")
+                await self._call(pipe, "INTENT", ref, what, body, repr(created_at),
+                           model if isinstance(model, str) else "")  # fmt: skip
+                answers.append(op)
+            elif kind in ("attach", "reconcile"):
+                ref, task_id, model, at = args
+                await self._call(pipe, "ATTACH", ref, task_id, model or "", repr(at))
+                answers.append(op)
+            elif kind == "discard":
+                await self._call(pipe, "DISCARD", *args)
+                answers.append(op)
+            elif kind == "purge":
+                await self._call(pipe, "PURGE", repr(args[0]), _IDS_PER_CALL)
+                answers.append(op)
+            elif kind == "track":
+                ids, model, when = args
+                for start in range(0, len(ids), _IDS_PER_CALL):
+                    await self._call(pipe, "TRACK", model or "", repr(when),
+                               *ids[start : start + _IDS_PER_CALL])  # fmt: skip
+                    answers.append(op if start == 0 else None)
+            elif kind == "ack":
+                acks.append(op)
+            elif kind == "forget":
+                forgets.append(op)
+            else:  # pragma: no cover - kinds are made in this package only
+                raise AssertionError(f"unknown store operation {kind!r}")
+        rows = _write_behind_args(pending)
+        for start in range(0, len(rows), _TASKS_PER_CALL * 6):
+            await self._call(pipe, "WRITE_BEHIND", *rows[start : start + _TASKS_PER_CALL * 6])
+            answers.append(None)
+        # After the write-behind rows: an ack must find a terminal record of this batch.
+        for start in range(0, len(acks), _IDS_PER_CALL):
+            pairs: list[object] = []
+            for op in acks[start : start + _IDS_PER_CALL]:
+                task_id, at = op.args
+                pairs += (task_id, repr(at))
+            await self._call(pipe, "ACK", *pairs)
+            answers.append(None)
+        for op in forgets:
+            await self._call(pipe, "FORGET", op.args[0])
+            answers.append(op)
+        replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        results: dict[int, object] = {}
+        for answered, reply in zip(answers, replies, strict=True):
+            if answered is not None:
+                results[id(answered)] = await self._result(answered, reply)
+        return [results.get(id(op)) for op in ops]
+
+    async def _result(self, op: Op, reply: Any) -> object:
+        """What the caller of *op* gets for its script's *reply*."""
+        kind = op.kind
+        if kind == "intent":
+            if reply == 1:
+                return None
+            return ValueError(f"intent ref {op.args[0]!r} is already recorded")
+        if kind in ("attach", "reconcile"):
+            reconciling = kind == "reconcile"
+            if reply == 1:
+                return True if reconciling else None
+            if reconciling:
+                return False
+            ref = op.args[0]
+            if reply == -1:
+                return ValueError(f"no intent with ref {ref!r}")
+            intent = await self._fetch_intent(ref)
+            have = intent.task_id if intent is not None else None
+            return ValueError(f"intent {ref!r} already has task id {have!r}")
+        if kind == "purge":
+            return await self._purge_rest(op.args[0], reply)
+        return bool(reply)  # discard, forget
+
+    async def _purge_rest(self, cutoff: float, first: Sequence[int]) -> int:
+        """Deleted rows of a purge: its first call's, then calls until none is full."""
+        deleted = int(first[0]) + int(first[1])
+        last = first
+        while max(int(last[0]), int(last[1])) >= _IDS_PER_CALL:
+            last = await self._scripts["PURGE"](
+                keys=[self._lock_key],
+                args=[self._token, self._prefix, repr(cutoff), _IDS_PER_CALL],
+            )
+            deleted += int(last[0]) + int(last[1])
+        return deleted
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _hashes(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        client = self._client
+        if client is None:
+            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+        found: list[dict[str, Any]] = []
+        try:
+            for start in range(0, len(keys), _IDS_PER_CALL):
+                pipe = client.pipeline(transaction=False)
+                for key in keys[start : start + _IDS_PER_CALL]:
+                    pipe.hgetall(key)
+                found += await pipe.execute()
+        except Exception as exc:
+            raise self._error(exc, "reading") from exc
+        return [{_text(k): _text(v) for k, v in fields.items()} for fields in found]
+
+    async def _members(self, zset: str, limit: int | None) -> list[str]:
+        client = self._client
+        if client is None:
+            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+        try:
+            last = -1 if limit is None else limit - 1
+            members = await client.zrange(self._prefix + zset, 0, last)
+        except Exception as exc:
+            raise self._error(exc, "reading") from exc
+        return [_text(member) for member in members]
+
+    def _task(self, task_id: str, fields: dict[str, Any]) -> StoredTask | None:
+        if not fields:
+            return None  # deleted between the listing and the read
+        try:
+            row = [task_id] + [_field(fields, name) for name in lua.TASK_FIELDS]
+            if row[2] is None:
+                raise ValueError("it has no creation time")
+            return row_to_task(row)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"task store {self._where}: task {task_id!r} cannot be read ({exc})",
+                path=self._where,
+            ) from None
+
+    def _intent(self, ref: str, fields: dict[str, Any]) -> StoredIntent | None:
+        if not fields:
+            return None
+        try:
+            created_at = float(fields["created_at"])
+            return row_to_intent(
+                (ref, fields["kind"], fields["request"], created_at, fields.get("task_id"))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"task store {self._where}: intent {ref!r} cannot be read ({exc!r})",
+                path=self._where,
+            ) from None
+
+    async def _fetch_task(self, task_id: str) -> StoredTask | None:
+        (fields,) = await self._hashes([self._prefix + "t:" + task_id])
+        return self._task(task_id, fields)
+
+    async def _fetch_intent(self, ref: str) -> StoredIntent | None:
+        (fields,) = await self._hashes([self._prefix + "i:" + ref])
+        return self._intent(ref, fields)
+
+    async def _fetch_tasks(self, state: str | None, limit: int | None) -> list[StoredTask]:
+        if limit == 0:
+            return []
+        ids = await self._members("all" if state is None else state, limit)
+        rows = await self._hashes([self._prefix + "t:" + task_id for task_id in ids])
+        tasks = (self._task(task_id, fields) for task_id, fields in zip(ids, rows, strict=True))
+        return [task for task in tasks if task is not None]
+
+    async def _fetch_uncertain(self) -> list[StoredIntent]:
+        refs = await self._members("uncertain", None)
+        rows = await self._hashes([self._prefix + "i:" + ref for ref in refs])
+        intents = (self._intent(ref, fields) for ref, fields in zip(refs, rows, strict=True))
+        return [intent for intent in intents if intent is not None]
+
+
+_FLOAT_FIELDS = frozenset(
+    ("created_at", "first_seen_at", "terminal_at", "delivered_at", "acked_at", "updated_at")
+)
+
+
+def _field(fields: dict[str, Any], name: str) -> Any:
+    """A task hash's field as the SQLite row holds it (None when absent)."""
+    value = fields.get(name)
+    if value is None:
+        return 0 if name == "deliveries" else None
+    if name in _FLOAT_FIELDS:
+        return float(value)
+    if name == "deliveries":
+        return int(value)
+    return value
+
+
+def _write_behind_args(pending: dict[str, Pending]) -> list[str]:
+    """The WRITE_BEHIND script's arguments for *pending*: six per task."""
+    rows: list[str] = []
+    for task_id, change in pending.items():
+        rows += (
+            task_id,
+            "" if change.seen_at is None else repr(change.seen_at),
+            change.terminal or "",
+            "" if change.terminal_at is None else repr(change.terminal_at),
+            "" if change.delivered_at is None else repr(change.delivered_at),
+            str(change.deliveries) if change.deliveries else "",
+        )
+    return rows
