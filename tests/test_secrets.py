@@ -443,6 +443,12 @@ async def echo_everywhere(request: web.Request) -> web.StreamResponse:
     elif mode == "redirect":
         location = "https://elsewhere.example/" + "a" * 170 + SECRET
         return web.Response(status=302, headers={"Location": location})
+    elif mode == "header":  # a body code over a 200, the key in a header
+        body = {"code": 500, "msg": "boom", "data": None}
+        return web.json_response(body, headers={"X-Echo": echoed})
+    elif mode == "header-shape":  # an unreadable record over a 200, the key in a header
+        body = {"code": 200, "msg": "success", "data": [record]}
+        return web.json_response(body, headers={"X-Echo": echoed})
     elif mode == "cut":  # a page cut off in the middle of the key
         body = b"<html>" + b"x" * 50 + SECRET[:14].encode()
         return web.Response(status=500, body=body, content_type="text/html")
@@ -451,14 +457,17 @@ async def echo_everywhere(request: web.Request) -> web.StreamResponse:
     return web.json_response({"code": 200, "msg": "success", "data": data})
 
 
-@pytest.mark.parametrize("mode", ["flag", "credits", "created", "page", "redirect", "cut"])
+@pytest.mark.parametrize(
+    "mode", ["flag", "credits", "created", "page", "redirect", "cut", "header", "header-shape"]
+)
 async def test_a_key_quoted_where_an_answer_is_decoded_is_hidden_everywhere(
     mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The key quoted in a record field, a credits value, a create's taskId, a
-    page cut at the excerpt's 200 bytes, a long Location, or a compressed page
-    cut mid-key: hidden in the error, all it chains to, our frames' locals
-    and the DEBUG logs (answers are cleaned before they are decoded)."""
+    page cut at the excerpt's 200 bytes, a long Location, a compressed page
+    cut mid-key, or a header of a 200 answer that fails: hidden in the error,
+    all it chains to, our frames' locals (an answer's headers included) and
+    the DEBUG logs (answers are cleaned before they are decoded)."""
     caplog.set_level(logging.DEBUG)
     async with (
         serving(echo_everywhere) as url,
@@ -473,7 +482,10 @@ async def test_a_key_quoted_where_an_answer_is_decoded_is_hidden_everywhere(
     assert_error_clean(caught.value)
     for frame in our_frames(caught.value):
         for name, value in frame.f_locals.items():
-            assert_clean(repr(value), f"{frame.f_code.co_name}().{name}")
+            where = f"{frame.f_code.co_name}().{name}"
+            assert_clean(repr(value), where)
+            if isinstance(value, RawResponse):
+                assert_clean(repr(list(value.headers.items())), where + ".headers")
     assert_clean(caplog.text, "the captured logs")
 
 

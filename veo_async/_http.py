@@ -149,7 +149,7 @@ class ApiKey:
         as an envelope does (cut off, or a page) loses a tail that is the
         start of the key. A key under 8 characters is left (it could match
         ordinary text of the answers), as is an answer that does not quote it:
-        one bytes search per answer."""
+        one bytes search of its body and one look at each header per answer."""
         needle = self._needle
         if needle is None:
             return raw
@@ -164,14 +164,16 @@ class ApiKey:
                     body = body[:-size] + _HIDDEN_BYTES
                     changed = True
                     break
+        # Every answer's headers too, whatever its status: an error raised
+        # over a 200 (a body code, an unreadable record) keeps the answer in
+        # its traceback's frames (a header echoing the key included).
         headers = raw.headers
-        if changed or raw.status >= 300:
-            key = self._value
-            if any(key in value for value in headers.values()):
-                headers = CIMultiDict(
-                    (name, value.replace(key, _HIDDEN)) for name, value in headers.items()
-                )
-                changed = True
+        key = self._value
+        if any(key in value for value in headers.values()):
+            headers = CIMultiDict(
+                (name, value.replace(key, _HIDDEN)) for name, value in headers.items()
+            )
+            changed = True
         return RawResponse(raw.status, headers, body) if changed else raw
 
     def __repr__(self) -> str:
