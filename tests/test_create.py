@@ -322,6 +322,26 @@ def test_a_create_answered_an_error_status_names_the_task_it_may_have_created(
     run_virtual(main)
 
 
+@pytest.mark.parametrize("task_id", ["null", "NULL", " None ", "", None])
+def test_a_create_answered_a_null_task_id_is_uncertain_not_a_task_called_null(
+    task_id: str | None,
+) -> None:
+    """A success whose taskId is a "null" spelling (the service's text for
+    absent): no handle on a task called "null" (polled for a record that
+    never comes), but SubmitUncertainError, one POST, nothing resent."""
+
+    async def main() -> None:
+        body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": task_id}}).encode()
+        transport = _OneAnswer(200, body)
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            with pytest.raises(SubmitUncertainError, match="taskId") as caught:
+                await veo.generate("a cat")
+        assert caught.value.task_id is None
+        assert transport.posts == 1
+
+    run_virtual(main)
+
+
 @pytest.mark.parametrize("status", [403, 413])
 def test_a_proxy_refusal_page_on_a_create_is_a_rejection_not_uncertain(status: int) -> None:
     """A proxy's refusal page (an HTML 403 or 413: nothing reached the service)

@@ -559,10 +559,12 @@ def test_record_info_decodes_a_record() -> None:
     assert info.status is TaskStatus.GENERATING
 
 
-def test_record_info_data_null_is_record_not_found() -> None:
-    """``code 200, data null`` on record-info means "not visible yet", like 422 record is null."""
+@pytest.mark.parametrize("data", [None, "null", "NULL", " None ", ""])
+def test_record_info_data_null_is_record_not_found(data: str | None) -> None:
+    """``code 200, data null`` on record-info means "not visible yet", like 422
+    record is null; so does a "null" text (the service's spelling of absent)."""
     with pytest.raises(RecordNotFoundError) as info:
-        decode_record_info(raw(envelope(200, "success", None)), TASK)
+        decode_record_info(raw(envelope(200, "success", data)), TASK)
     err = info.value
     assert err.code == 200
     assert err.http_status == 200

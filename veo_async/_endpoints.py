@@ -84,12 +84,13 @@ def decode_task_id(raw: RawResponse) -> str:
     """The ``data.taskId`` of a generate or extend answer.
 
     :raises APIError: for an error code.
-    :raises ResponseError: for a success without a usable task id (the task
-        may well exist: the create code treats this as uncertain).
+    :raises ResponseError: for a success without a usable task id, a "null"
+        spelling included (the task may well exist: the create code treats
+        this as uncertain).
     """
     data = decode_envelope(raw)
     task_id = data.get("taskId") if isinstance(data, dict) else None
-    if not isinstance(task_id, str) or not task_id.strip():
+    if not isinstance(task_id, str) or is_nullish(task_id):
         raise _wrong_shape(raw, "taskId")
     try:
         return validate_task_id(task_id.strip())

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from . import _json
-from ._convert import KIE_TIMEZONE, record_from_wire, usual_record
+from ._convert import KIE_TIMEZONE, is_nullish, record_from_wire, usual_record
 from .errors import (
     APIError,
     AuthenticationError,
@@ -310,7 +310,8 @@ def decode_record_info(
     """Decode a record-info answer into a :class:`RecordInfo` of task *task_id*.
 
     ``data: null`` with code 200 means the record is not visible (yet), exactly
-    like ``422 record is null``: both raise :class:`RecordNotFoundError`.
+    like ``422 record is null``: both raise :class:`RecordNotFoundError`. So
+    does ``data: "null"`` (or ``""``, ``"None"``), the service's text for absent.
 
     :param previous: the record the last poll of this task gave. While a task
         generates, each poll answers the same record; when the answer still
@@ -341,7 +342,7 @@ def decode_record_info(
                     return record  # (another task's: the full path raises)
     # Anything else: parsed exactly, every check and quirk.
     data = _envelope_data(response, _parse(response.body), task_id)
-    if data is None:
+    if is_nullish(data):  # null, or a "null" text: the service's spelling of absent
         raise _not_visible(response, task_id)
     if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
         return previous
