@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import math
 import random
 
@@ -507,3 +508,40 @@ def test_equal_policies_share_one_schedule() -> None:
     assert len({id(plan._schedule) for plan in plans}) == 1  # type: ignore[attr-defined]
     other = pacer.plan(AdaptivePolicy(jitter=0.0, budget_interval=60.0))
     assert other._schedule is not plans[0]._schedule  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.server_error(), Fault.reset(), Fault.record_null()],
+    ids=["500", "reset", "null"],
+)
+async def test_a_bare_id_whose_first_poll_found_nothing_is_retried_backing_off(
+    fault: Fault,
+) -> None:
+    """A handed-in id whose first polls fail (a 500, a reset) or find no record
+    yet: retried after min_gap, then doubling (2, 4, 8 s), never after a fresh
+    task's first delay (36 s or more: the task may be done already)."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_old", complete_after=0.0))
+    kie.inject(fault, 3)
+    events: list[Event] = []
+    async with VeoSession(API_KEY, transport=kie.transport(), on_event=events.append) as veo:
+        record = await veo.task("veo_old").wait(timeout=600)
+    assert record.status is TaskStatus.SUCCESS
+    times = poll_times(events, "veo_old")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) == 3
+    for gap, planned in zip(gaps, (2.0, 4.0, 8.0), strict=True):
+        assert planned * 0.9 <= gap <= planned + 0.1
+    await kie.close()
+
+
+def test_unseen_delays_back_off_to_max_gap_and_stay_within_it() -> None:
+    """The retry delays of a task no poll has seen: min_gap doubling, capped at
+    max_gap, jittered shorter only; seeded, the same every time."""
+    schedule = AdaptivePolicy(jitter=0.1).schedule()
+    delays = [schedule.unseen_delay(polls, random.Random(polls)) for polls in range(1, 40)]
+    assert delays == [schedule.unseen_delay(p, random.Random(p)) for p in range(1, 40)]
+    assert all(2.0 * 0.9 <= d <= 30.0 for d in delays)
+    assert delays[0] <= 2.0 < delays[1] <= 4.0 < delays[2] <= 8.0
+    assert min(delays[5:]) >= 30.0 - 0.8

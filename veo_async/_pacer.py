@@ -201,6 +201,12 @@ class _LearnedPlan(Plan):
             # created. Ask at once (a finished task answers immediately).
             self._polls = 1
             return 0.0
+        elif record is None:
+            # Asked, and still no record (the poll failed, or found none yet):
+            # its age is still unknown. Retry backing off, never past max_gap.
+            delay = self._schedule.unseen_delay(self._polls, pacer.rng)
+            self._polls += 1
+            return delay
         else:
             age = None
         if age is not None:

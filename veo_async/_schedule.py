@@ -1019,6 +1019,24 @@ class AdaptiveSchedule:
             delay += spread
         return max(delay, policy.min_gap)
 
+    def unseen_delay(self, polls: int, rng: random.Random) -> float:
+        """Seconds from now to the next poll of a task no poll has seen yet:
+        a bare id whose polls so far failed (a 5xx, a reset) or found no
+        record. Its age is unknown, so no schedule of ages applies (a fresh
+        task's would wait its first delay, 30-80 s, for a task that may well
+        be done): back off from ``min_gap``, doubling, capped at ``max_gap``,
+        jittered shorter only (a capped gap stays within ``max_gap``).
+
+        :param polls: polls already made for this task (1 or more).
+        :param rng: the jitter's random source.
+        """
+        _check_count("polls", polls)
+        policy = self.policy
+        delay = min(policy.max_gap, policy.min_gap * 2.0 ** max(0, min(polls, 32) - 1))
+        if policy.jitter:
+            delay -= min(policy.jitter * delay, _MAX_JITTER) * rng.random()
+        return max(delay, policy.min_gap)
+
     def table_key(self, model: str | None) -> str | None:
         """The table ``model`` is polled by: its own, or past ``_MAX_TABLES``
         names with tables (a model with a prior always has its own) the
