@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import re
 import textwrap
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from typing import Any
 import pytest
 
 import veo_async
-from veo_async import PollPolicy, TaskFailedError, VeoSession
+from veo_async import PollPolicy, RedisStore, TaskFailedError, VeoSession
 from veo_async.testing import FakeKie, VirtualClockLoop
 
+from ._redis_server import RedisServer, redis_server
+
 pytest_plugins = ["pytester"]
+__all__ = ["redis_server"]  # the fixture, imported for the RedisStore example
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 KEY = "test-key"
@@ -232,3 +236,30 @@ def test_durable_tracking_example_runs_twice(
     assert first[1] == "SUCCESS"
     assert kie.created == 2  # nothing pending after the first run: the second creates anew
     assert second[0] != first[0]  # the acknowledged task is not delivered again
+
+
+@pytest.mark.real_time
+def test_redis_store_example_runs(
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The RedisStore example runs as written (its URL pointed at the test's
+    redis-server) and resumes what an earlier session left in its namespace."""
+    kie = simulator()
+    block = python_blocks("On Redis, for fleets")[0]
+    assert "redis://localhost:6379/0" in block
+    block = block.replace("redis://localhost:6379/0", redis_server.url)
+    namespace = f"veo:readme-{uuid.uuid4().hex}"
+    block = block.replace('namespace="veo:worker-1"', f"namespace={namespace!r}")
+
+    async def leave_one_unfinished() -> None:
+        kie.add_task("veo_left", complete_after=3600)
+        store = RedisStore(redis_server.url, namespace=namespace, lock_timeout=0)
+        async with VeoSession(KEY, transport=kie.transport(), store=store) as veo:
+            await veo.track(["veo_left"])
+
+    asyncio.run(leave_one_unfinished())
+    with sessions_on(kie, monkeypatch):
+        exec(block, {})
+    assert capsys.readouterr().out.split()[:3] == ["1", "unfinished,", "0"]

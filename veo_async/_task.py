@@ -824,12 +824,15 @@ class VeoTask:
     async def get_4k(
         self, index: int = 0, *, callback_url: str | None = None, timeout: float | None = 1200.0
     ) -> tuple[str, ...]:
-        """The 4K version of video ``index``: requested once, then waited for.
+        """The 4K version of video ``index``: requested, then waited for.
 
         Waits for this task to succeed first, POSTs ``get-4k-video`` (it costs
-        credits), then asks again every 30-60 s until the answer carries the
-        URLs (usually 5-10 min): Kie answers a repeated request with 422, both
-        "processing" and "already generated", which are told apart here.
+        credits, once), then asks again every 30-60 s until the answer carries
+        the URLs (usually 5-10 min): Kie answers a repeated request with 422,
+        both "processing" and "already generated" (never a second job), which
+        are told apart here. So a request whose answer was lost (a reset, a
+        5xx) is asked again the same way, not raised as
+        :class:`~veo_async.SubmitUncertainError`.
 
         :param callback_url: also have Kie POST the outcome there.
         :param timeout: seconds for the whole call (None: no deadline).

@@ -289,12 +289,17 @@ class ErrorPage(APIError, ResponseError):  # type: ignore[misc]  # http_status: 
 
 
 class SubmitUncertainError(VeoError):
-    """A create request (generate, extend, 4K) may or may not have created a task.
+    """A create request (generate, extend) may or may not have created a task.
 
     The request left, and then no clear answer came back: a timeout, a reset
     after sending, a 5xx, an unreadable answer. The service may have created
     (and charged for) the task. It is never resent by itself: look for the
     task (its callback, your Kie dashboard) before sending it again.
+
+    A 4K request is not one of these: Kie answers a repeated 4K request of a
+    video with 422 ("processing", or "generated" with the URLs), never a
+    second job, so :meth:`~veo_async.VeoTask.get_4k` asks again when an
+    answer was lost, as it asks again to see whether the 4K video is ready.
 
     :ivar request: the :class:`~veo_async.GenerateRequest` or
         :class:`~veo_async.ExtendRequest` that was sent.
