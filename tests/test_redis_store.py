@@ -34,12 +34,13 @@ from veo_async.store import ref_of
 from veo_async.testing import FakeKie, Fault
 
 from ._redis_server import RedisServer, redis_server
-from .conftest import API_KEY, child_bytecode_env, leftover_tasks, session_on
+from .conftest import child_bytecode_env, leftover_tasks, session_on
+from .test_durable import drain, kie
 
 #: A real server, leases in real time, a child process: real time.
 pytestmark = pytest.mark.real_time
 
-__all__ = ["redis_server"]  # the fixture, imported for this module's tests
+__all__ = ["kie", "redis_server"]  # fixtures, imported for this module's tests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -315,26 +316,8 @@ async def test_close_leaves_nothing_running(redis_server: RedisServer, namespace
 # ------------------------------------------------------ through a session
 
 
-@pytest.fixture
-async def kie() -> AsyncIterator[FakeKie]:
-    """An in-process simulator whose created tasks take ~0.1-0.3 s, with no creation limit."""
-    fake = FakeKie(api_key=API_KEY, time_scale=0.001, seed=7, create_limit=None)
-    yield fake
-    await fake.close()
-
-
 def durable(kie: FakeKie, server: RedisServer, namespace: str) -> VeoSession:
     return session_on(kie, store=store_on(server, namespace), create_rate=10_000)
-
-
-async def drain(veo: VeoSession, *, ack: bool = True) -> list[str]:
-    """The ids completed() hands over in one pass (acknowledged unless told not to)."""
-    seen = []
-    async for task in veo.completed():
-        seen.append(task.task_id)
-        if ack:
-            await task.ack()
-    return seen
 
 
 async def test_a_session_resumes_and_delivers_until_acked_across_restarts(

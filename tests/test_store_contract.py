@@ -9,7 +9,6 @@ restarted process does.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from veo_async.models import RecordInfo, TaskStatus, VideoResult
+from veo_async.models import TaskStatus
 from veo_async.store import (
     RedisStore,
     SQLiteStore,
@@ -30,27 +29,13 @@ from veo_async.store import (
 from veo_async.store._base import BatchedStore
 
 from ._redis_server import RedisServer, redis_server
+from .test_store import NEVER, NOW, finished
 
 #: Real files, a real server: real time.
 pytestmark = pytest.mark.real_time
 
-NOW = time.time()
-#: Long enough that write-behind changes are written only by flush/aclose/batch size.
-NEVER = 3600.0
 
 __all__ = ["redis_server"]  # the fixture, imported for this module's tests
-
-
-def finished(task_id: str, status: TaskStatus = TaskStatus.SUCCESS) -> RecordInfo:
-    """A terminal record with every kind of field filled."""
-    return RecordInfo(
-        task_id=task_id,
-        status=status,
-        params={"prompt": "a fox", "model": "veo3_fast", "seeds": [12345]},
-        create_time=dt.datetime(2025, 6, 6, 2, 25, tzinfo=dt.timezone.utc),
-        complete_time=dt.datetime(2025, 6, 6, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=8))),
-        response=VideoResult(task_id, (f"https://x.example/{task_id}.mp4",), resolution="1080p"),
-    )
 
 
 class Stores:
