@@ -279,6 +279,40 @@ def test_bad_settings_are_refused_at_construction(
         RedisStore(*args, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://alice:pw-hunter22@host:6379/0",
+        "redis://host:6379/0?password=pw-hunter22",
+        "unix:///run/redis.sock?db=0&password=pw-hunter22",
+        "redis://alice:ab/pw-hunter22@host:6379/0",
+        "redis://alice:pw-hunter22#x@host/0",
+    ],
+)
+async def test_a_password_anywhere_in_the_url_stays_out_of_reprs_and_errors(url: str) -> None:
+    """The password in the user info, in the query (``?password=``, the unix
+    form), or with a ``/`` or ``#`` in it: in no repr, message or chain."""
+    store = RedisStore(url, timeout=1.0)
+    assert "hunter22" not in repr(store)
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    assert "hunter22" not in "".join(traceback.format_exception(caught.value))
+
+
+async def test_a_lapsed_lease_is_not_taken_again(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """An owner whose lease lapsed (paused past it) does not take it back when
+    its renewer runs again, even if nobody holds it: another owner may have
+    come and gone meanwhile. Its writes fail from then on."""
+    async with store_on(redis_server, namespace, lease=1.0) as store:
+        await client.delete("{" + namespace + "}:lock")  # as if it lapsed
+        await asyncio.sleep(0.8)  # the renewer ran (every third of the lease)
+        assert await client.get("{" + namespace + "}:lock") is None
+        with pytest.raises(StoreLockedError):
+            await store.track(["veo_1"])
+
+
 def test_a_password_in_a_bad_url_is_not_echoed() -> None:
     """A refused URL's message leaves its password out."""
     with pytest.raises(ValueError, match="redis://") as caught:

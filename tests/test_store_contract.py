@@ -266,6 +266,7 @@ async def test_intent_misuse(stores: Stores) -> None:
         ),
         pytest.param(lambda s: s.track("veo_1"), TypeError, id="track-one-str"),
         pytest.param(lambda s: s.track([""]), ValueError, id="track-empty-id"),
+        pytest.param(lambda s: s.track(["t"], model=""), ValueError, id="track-empty-model"),
         pytest.param(lambda s: s.record_seen("t", float("inf")), ValueError, id="seen-time"),
         pytest.param(
             lambda s: s.record_terminal("t", {"x": float("nan")}, NOW), TypeError, id="record-nan"
@@ -339,3 +340,20 @@ async def test_list_tasks_limit_and_order(stores: Stores) -> None:
             await store.track([f"t{n}"], created_at=NOW + n)
         assert [t.task_id for t in await store.list_tasks(limit=2)] == ["t1", "t2"]
         assert [t.task_id for t in await store.list_tasks("unfinished")] == ["t1", "t2", "t3"]
+
+
+async def test_a_purge_comes_before_the_rest_of_its_batch(stores: Stores) -> None:
+    """A purge deletes only what was there before it: writes queued behind it
+    in the same batch - an intent as old as the purged rows, ids tracked -
+    are kept, whatever the number of rows purged (more than one call's worth)."""
+    async with stores.make("s", retention=None) as store:
+        await store.track([f"old_{n:05d}" for n in range(1500)], created_at=NOW - 100)
+        ref = new_ref()
+        deleted, _, _ = await asyncio.gather(
+            store.purge(50, now=NOW),
+            store.record_intent(ref, "generate", {"prompt": "p"}, NOW - 100),
+            store.track(["veo_new"], created_at=NOW - 100),
+        )
+        assert deleted == 1500
+        assert [i.ref for i in await store.uncertain()] == [ref]
+        assert [t.task_id for t in await store.list_tasks()] == ["veo_new"]

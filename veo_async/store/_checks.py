@@ -55,9 +55,11 @@ def now_or(value: float | None, name: str) -> float:
 
 
 def check_model(model: object) -> str | None:
-    """*model* when it is a str or None."""
+    """*model* when it is a non-empty str or None."""
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str or None, not {type(model).__name__}")
+    if model == "":
+        raise ValueError("model must be a non-empty str or None (None: not known)")
     return model
 
 

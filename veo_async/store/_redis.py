@@ -73,17 +73,14 @@ def _text(value: object) -> Any:
 
 
 def safe_url(url: str) -> str:
-    """*url* without its password (user names and the rest kept)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    netloc = (f"{parts.username}@" if parts.username else "") + host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """*url* as ``scheme://host[:port][/db]`` (or ``unix:///path``): without
+    user, password, query or fragment, wherever a password may hide in them
+    (``user:pass@``, ``?password=``, a password with a ``/`` or ``@`` in it)."""
+    scheme, _, rest = url.partition("://")
+    rest = rest.rpartition("@")[2]  # after the last "@": no user info
+    for mark in "?#":
+        rest = rest.partition(mark)[0]
+    return f"{scheme}://{rest}"
 
 
 def _redis() -> Any:
@@ -222,12 +219,19 @@ class RedisStore(BatchedStore):
         if self._given_client is not None:
             client = self._given_client
         else:
-            client = redis_asyncio.from_url(
-                self.__url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-                decode_responses=True,
-            )
+            try:
+                client = redis_asyncio.from_url(
+                    self.__url,
+                    socket_timeout=self._timeout,
+                    socket_connect_timeout=self._timeout,
+                    decode_responses=True,
+                )
+            except ValueError:  # its message may quote the URL: not chained
+                raise StoreError(
+                    f"task store {self._where}: the URL cannot be read "
+                    "(check its host, port, database and escaping)",
+                    path=self._where,
+                ) from None
         self._client = client
         try:
             for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
@@ -236,16 +240,18 @@ class RedisStore(BatchedStore):
             await self._take_lease(client)
             try:
                 await self._check_layout(client)
-            except BaseException:
+                await self._warn_without_persistence(client)
+            except BaseException:  # a cancelled open too: the lease goes with it
                 await self._release(client)
                 raise
         except BaseException:
             await self._drop_client()
             raise
+        # Last, with no await after it: an open cancelled before this point
+        # leaves no renewer behind to hold the lease forever.
         self._renewer = asyncio.get_running_loop().create_task(
             self._renew(), name=f"veo_async store lease {self._where}"
         )
-        await self._warn_without_persistence(client)
 
     async def _take_lease(self, client: Redis) -> None:
         loop = asyncio.get_running_loop()
@@ -360,75 +366,71 @@ class RedisStore(BatchedStore):
     def _failure(self, error: Exception) -> StoreError:
         return self._error(error, "writing")
 
-    async def _call(self, pipe: Any, name: str, *args: object) -> None:
-        """Queue one script on *pipe* (an async pipeline queues when awaited)."""
-        script = self._scripts[name]
-        await script(keys=[self._lock_key], args=[self._token, self._prefix, *args], client=pipe)
-
     async def _apply(self, ops: list[Op], pending: dict[str, Pending]) -> list[object]:
+        """One batch as pipelines of scripts, in SQLiteStore's order: intents,
+        task ids, discards and purges as they came, then the tracked ids, the
+        write-behind rows, the acks and the forgets. A purge ends its pipeline
+        and deletes the rest of its rows before anything after it is sent
+        (else a later write of the batch could be purged). Not a transaction:
+        a failing script fails the batch's callers, though earlier scripts
+        may have been applied (Redis rolls nothing back)."""
         client = self._client
         assert client is not None  # the writer runs only while open
-        pipe = client.pipeline(transaction=False)
-        # Which op each reply answers (None: a reply no op waits for).
-        answers: list[Op | None] = []
+        results: dict[int, object] = {}
+        batch = _Pipeline(client)
         acks: list[Op] = []
         forgets: list[Op] = []
+        tracks: list[Op] = []
         for op in ops:
             kind, args = op.kind, op.args
             if kind == "intent":
                 ref, what, body, created_at = args
                 model = json.loads(body).get("model")
-                await self._call(pipe, "INTENT", ref, what, body, repr(created_at),
-                           model if isinstance(model, str) else "")  # fmt: skip
-                answers.append(op)
+                await batch.call(self, op, "INTENT", ref, what, body, repr(created_at),
+                                 model if isinstance(model, str) else "")  # fmt: skip
             elif kind in ("attach", "reconcile"):
                 ref, task_id, model, at = args
-                await self._call(pipe, "ATTACH", ref, task_id, model or "", repr(at))
-                answers.append(op)
+                await batch.call(self, op, "ATTACH", ref, task_id, model or "", repr(at))
             elif kind == "discard":
-                await self._call(pipe, "DISCARD", *args)
-                answers.append(op)
+                await batch.call(self, op, "DISCARD", *args)
             elif kind == "purge":
-                await self._call(pipe, "PURGE", repr(args[0]), _IDS_PER_CALL)
-                answers.append(op)
+                await batch.call(self, op, "PURGE", repr(args[0]), _IDS_PER_CALL)
+                await batch.run(self, results)
             elif kind == "track":
-                ids, model, when = args
-                for start in range(0, len(ids), _IDS_PER_CALL):
-                    await self._call(pipe, "TRACK", model or "", repr(when),
-                               *ids[start : start + _IDS_PER_CALL])  # fmt: skip
-                    answers.append(op if start == 0 else None)
+                tracks.append(op)
             elif kind == "ack":
                 acks.append(op)
             elif kind == "forget":
                 forgets.append(op)
             else:  # pragma: no cover - kinds are made in this package only
                 raise AssertionError(f"unknown store operation {kind!r}")
+        for op in tracks:
+            ids, model, when = op.args
+            for start in range(0, len(ids), _IDS_PER_CALL):
+                await batch.call(self, op if start == 0 else None, "TRACK", model or "",
+                                 repr(when), *ids[start : start + _IDS_PER_CALL])  # fmt: skip
         rows = _write_behind_args(pending)
         for start in range(0, len(rows), _TASKS_PER_CALL * 6):
-            await self._call(pipe, "WRITE_BEHIND", *rows[start : start + _TASKS_PER_CALL * 6])
-            answers.append(None)
+            await batch.call(self, None, "WRITE_BEHIND", *rows[start : start + _TASKS_PER_CALL * 6])
         # After the write-behind rows: an ack must find a terminal record of this batch.
         for start in range(0, len(acks), _IDS_PER_CALL):
             pairs: list[object] = []
             for op in acks[start : start + _IDS_PER_CALL]:
                 task_id, at = op.args
                 pairs += (task_id, repr(at))
-            await self._call(pipe, "ACK", *pairs)
-            answers.append(None)
+            await batch.call(self, None, "ACK", *pairs)
         for op in forgets:
-            await self._call(pipe, "FORGET", op.args[0])
-            answers.append(op)
-        replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        results: dict[int, object] = {}
-        for answered, reply in zip(answers, replies, strict=True):
-            if answered is not None:
-                results[id(answered)] = await self._result(answered, reply)
+            await batch.call(self, op, "FORGET", op.args[0])
+        await batch.run(self, results)
         return [results.get(id(op)) for op in ops]
 
-    async def _result(self, op: Op, reply: Any) -> object:
+    async def queue_script(self, pipe: Any, name: str, args: tuple[object, ...]) -> None:
+        """Queue script *name* on *pipe* with this owner's lease (an async
+        pipeline queues when awaited). For the batch's pipelines."""
+        script = self._scripts[name]
+        await script(keys=[self._lock_key], args=[self._token, self._prefix, *args], client=pipe)
+
+    async def result_of(self, op: Op, reply: Any) -> object:
         """What the caller of *op* gets for its script's *reply*."""
         kind = op.kind
         if kind == "intent":
@@ -540,6 +542,34 @@ class RedisStore(BatchedStore):
         rows = await self._hashes([self._prefix + "i:" + ref for ref in refs])
         intents = (self._intent(ref, fields) for ref, fields in zip(refs, rows, strict=True))
         return [intent for intent in intents if intent is not None]
+
+
+class _Pipeline:
+    """Scripts queued for one round trip, and which op each reply answers."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._pipe = client.pipeline(transaction=False)
+        self._answers: list[Op | None] = []
+
+    async def call(self, store: RedisStore, op: Op | None, name: str, *args: object) -> None:
+        """Queue script *name*; its reply answers *op* (None: nobody waits for it)."""
+        await store.queue_script(self._pipe, name, args)
+        self._answers.append(op)
+
+    async def run(self, store: RedisStore, results: dict[int, object]) -> None:
+        """Send what is queued; each answered op's result into *results*."""
+        if not self._answers:
+            return
+        replies = await self._pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        for op, reply in zip(self._answers, replies, strict=True):
+            if op is not None:
+                results[id(op)] = await store.result_of(op, reply)
+        self._pipe = self._client.pipeline(transaction=False)
+        self._answers = []
 
 
 _FLOAT_FIELDS = frozenset(

@@ -289,16 +289,12 @@ return 1
 )
 
 #: The lease: KEYS[1] the lock, ARGV[1] the token, ARGV[2] milliseconds.
-#: Extends the caller's lease, or takes it again if it lapsed and nobody took
-#: it; 0 when another owner holds it.
+#: Extends the caller's lease; 0 when it is gone (lapsed, or another owner
+#: holds it): never taken again, since another owner may have come and gone
+#: meanwhile, and what this one holds in memory may be stale.
 RENEW = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then
+if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0

@@ -179,7 +179,7 @@ async def _attach(
         if reconciling:
             return False
         return ValueError(f"intent {ref!r} already has task id {intent.task_id!r}")
-    if model is None and isinstance(intent.request.get("model"), str):
+    if model is None and isinstance(intent.request.get("model"), str) and intent.request["model"]:
         model = intent.request["model"]
     await conn.execute(sql.SET_INTENT_TASK, (task_id, ref))
     await conn.execute(
