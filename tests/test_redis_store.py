@@ -404,3 +404,27 @@ async def test_an_uncertain_create_is_reported_never_resent(
         assert await store.reconcile(ref, kie.created_ids[0])
         assert await veo.uncertain() == []
     assert kie.created == 1
+
+
+async def test_an_open_cancelled_at_its_last_step_holds_no_lease(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """An open() cancelled while it asks the server about persistence (its
+    last step, after the lease was taken) lets the lease go and leaves no
+    task: a renewer left behind would hold the namespace forever."""
+
+    class SlowConfig(redis_asyncio.Redis):
+        async def config_get(self, *args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(3600)
+
+    given = SlowConfig.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisStore(client=given, namespace=namespace, lock_timeout=0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(store.open(), 0.5)
+        assert await client.get("{" + namespace + "}:lock") is None
+        assert not leftover_tasks()
+        async with store_on(redis_server, namespace):
+            pass  # free for the next owner
+    finally:
+        await given.aclose()
