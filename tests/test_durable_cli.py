@@ -7,15 +7,19 @@ worker thread) against a simulator on loopback, as in ``test_cli.py``.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from veo_async import SQLiteStore
+from veo_async import RedisStore, SQLiteStore
 from veo_async.testing import FakeKie, Fault
 
 from ._cli import FAST, KEY, against, cli
+from ._redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # the fixture, imported for the Redis store test
 
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback]
 
@@ -180,3 +184,32 @@ async def test_a_wrong_key_with_a_store_is_one_error_line(kie: FakeKie, tmp_path
     assert "AuthenticationError" in run.stderr
     assert "unexpected" not in run.stderr
     assert "sk-wrong-key-123456" not in run.stderr + run.stdout
+
+
+async def test_a_redis_store_url_serves_wait_and_tasks(
+    kie: FakeKie, redis_server: RedisServer
+) -> None:
+    """--store takes a redis:// URL (#namespace): wait records, writes and
+    acknowledges each result once; tasks list reads the namespace; a held
+    namespace is a one-line error; the URL's password is never printed."""
+    namespace = f"test:{uuid.uuid4().hex}"
+    url = redis_server.url.replace("redis://", "redis://:@") + f"#{namespace}"
+    kie.add_task("veo_a", complete_after=0.05)
+    first = await cli("wait", *against(kie, "--store", url, *FAST, "veo_a"))
+    assert first.code == 0, first.stderr
+    assert set(first.by_id()) == {"veo_a"}
+    again = await cli("wait", *against(kie, "--store", url, *FAST))
+    assert again.code == 0, again.stderr
+    assert again.lines() == []
+    listed = await cli("tasks", "list", "--store", url, "--json")
+    assert listed.code == 0, listed.stderr
+    assert [(row["task_id"], row["state"]) for row in listed.lines()] == [("veo_a", "acked")]
+    async with RedisStore(redis_server.url, namespace=namespace):
+        held = await cli("tasks", "list", "--store", url)
+    assert held.code == 1
+    assert "held by another process" in held.stderr
+    secret = "s3cret-pw"
+    away = await cli("tasks", "list", "--store", f"redis://:{secret}@127.0.0.1:1/0")
+    assert away.code == 1
+    assert "127.0.0.1:1" in away.stderr
+    assert secret not in away.stdout + away.stderr

@@ -214,7 +214,7 @@ def status(
     help="Say so on standard error when no request has been answered for SECONDS "
     "and every one failed (a wrong --base-url, no network).",
 )
-@click.option("--store", "store_path", metavar="FILE", default=None, help=STORE_HELP)
+@click.option("--store", "store_path", metavar="FILE|URL", default=None, help=STORE_HELP)
 @policy_options
 @progress_options
 @global_options(at_group=False)
@@ -316,7 +316,13 @@ cli.add_command(tasks)
 
 
 @tasks.command("resume", epilog=_EXIT_CODES)
-@click.option("--store", "store_path", required=True, metavar="FILE", help="The store file.")
+@click.option(
+    "--store",
+    "store_path",
+    required=True,
+    metavar="FILE|URL",
+    help="The store file, or a redis:// URL (#namespace).",
+)
 @output_option
 @_concurrency_option
 @global_options(at_group=False)

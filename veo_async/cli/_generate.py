@@ -211,9 +211,10 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
 @click.option(
     "--store",
     "store_path",
-    metavar="FILE",
+    metavar="FILE|URL",
     default=None,
-    help="Record every create in this store file (SQLite); run again with the same "
+    help="Record every create in this store file (SQLite; or a redis:// URL, its "
+    "namespace as #fragment); run again with the same "
     "requests to resume: a request the store already sent is not sent again.",
 )
 @policy_options

@@ -1,7 +1,8 @@
 """``veo-async tasks list|show|resume --store FILE``, and the store side of ``wait --store``.
 
-A store (:class:`~veo_async.SQLiteStore`) remembers every task a run created
-or tracked. ``list`` and ``show`` read it (no API key, no request);
+A store (:class:`~veo_async.SQLiteStore`, or a :class:`~veo_async.RedisStore`
+named by a ``redis://`` URL) remembers every task a run created or tracked.
+``list`` and ``show`` read it (no API key, no request);
 ``resume`` (and ``wait --store``) resumes what an interrupted run left
 unfinished and writes one JSON line per result, acknowledging each once its
 line is written: a result is written at least once, and never again after that.
@@ -20,6 +21,7 @@ from typing import Any
 import click
 
 from .. import (
+    RedisStore,
     SQLiteStore,
     StoreCorruptError,
     StoredTask,
@@ -33,20 +35,34 @@ from ..models import validate_task_id
 __all__ = ["STORE_HELP", "delivered_from_store", "open_store", "tasks"]
 
 STORE_HELP = (
-    "Record the tasks in this store file (SQLite) and resume those an interrupted "
-    "run left unfinished; each result is written until its line is out, then acknowledged."
+    "Record the tasks in this store file (SQLite; or a redis:// URL, its namespace as "
+    "#fragment, default veo) and resume those an interrupted run left unfinished; each "
+    "result is written until its line is out, then acknowledged."
 )
+#: What starts a --store that names a Redis server rather than a file.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: Any store the command line opens.
+AnyStore = SQLiteStore | RedisStore
 _STATES = ("unfinished", "undelivered", "acked")
 
 
-def open_store(path: str) -> SQLiteStore:
-    """A store on *path*, checked before any I/O.
+def is_redis(path: str) -> bool:
+    """Whether a --store names a Redis server (a URL) rather than a file."""
+    return path.startswith(_REDIS_SCHEMES)
 
-    :raises click.UsageError: for a path that cannot name a store file.
+
+def open_store(path: str) -> AnyStore:
+    """The store *path* names, checked before any I/O: a SQLite file, or a
+    ``redis://`` URL whose ``#fragment`` is the namespace (default ``veo``).
+
+    :raises click.UsageError: for a path that cannot name a store.
     """
     try:
         # A command line finds out at once that another process holds the store,
         # rather than waiting the library's default 2 s for its lock.
+        if is_redis(path):
+            url, _, namespace = path.partition("#")
+            return RedisStore(url, namespace=namespace or "veo", lock_timeout=0.3)
         return SQLiteStore(path, lock_timeout=0.3)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"--store: {exc}") from None
@@ -142,14 +158,18 @@ def _record_json(task: StoredTask) -> dict[str, Any] | None:
 
 def _store_option(func: Any) -> Any:
     return click.option(
-        "--store", "store_path", required=True, metavar="FILE", help="The store file."
+        "--store",
+        "store_path",
+        required=True,
+        metavar="FILE|URL",
+        help="The store file, or a redis:// URL (#namespace).",
     )(func)
 
 
-def _read(path: str, reader: Callable[[SQLiteStore], Any]) -> Any:
+def _read(path: str, reader: Callable[[AnyStore], Any]) -> Any:
     """``reader(store)`` on an existing store file: reading never makes one
     (a misspelt path would show an empty store and leave a file behind)."""
-    if not os.path.exists(path):
+    if not is_redis(path) and not os.path.exists(path):
         raise click.UsageError(f"--store: {path}: no such store file")
     store = open_store(path)
 
@@ -182,7 +202,7 @@ def list_tasks(store_path: str, state: str | None, limit: int | None, as_json: b
             acked       finished and acknowledged
     """
 
-    async def read(store: SQLiteStore) -> tuple[list[StoredTask], int]:
+    async def read(store: AnyStore) -> tuple[list[StoredTask], int]:
         return await store.list_tasks(state, limit), len(await store.uncertain())  # type: ignore[arg-type]
 
     found, uncertain = _read(store_path, read)
@@ -217,7 +237,7 @@ def show(task_id: str, store_path: str) -> int:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
-    async def read(store: SQLiteStore) -> StoredTask | None:
+    async def read(store: AnyStore) -> StoredTask | None:
         return await store.get(task_id)
 
     found = _read(store_path, read)
