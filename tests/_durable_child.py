@@ -1,11 +1,13 @@
 """The process ``test_durable_kill.py`` kills: creates and tracks tasks on a store.
 
-Run as ``python tests/_durable_child.py BASE_URL STORE_FILE TOTAL``. It opens a
-:class:`~veo_async.VeoSession` with a :class:`~veo_async.SQLiteStore` on the
-file, resumes it, creates tasks until the store holds ``TOTAL`` create intents
-(with a task id or uncertain), and consumes :meth:`~veo_async.VeoSession.completed`,
-acknowledging each result. One line per event on stdout, flushed at once, so
-that the parent sees everything a SIGKILL did not cut short::
+Run as ``python tests/_durable_child.py BASE_URL STORE TOTAL``. It opens a
+:class:`~veo_async.VeoSession` with the store STORE names (a
+:class:`~veo_async.SQLiteStore` file, or ``redis://...#namespace`` for a
+:class:`~veo_async.RedisStore`), resumes it, creates tasks until the store
+holds ``TOTAL`` create intents (with a task id or uncertain), and consumes
+:meth:`~veo_async.VeoSession.completed`, acknowledging each result. One line
+per event on stdout, flushed at once, so that the parent sees everything a
+SIGKILL did not cut short::
 
     RESUMED <unfinished> <undelivered> <uncertain>
     UNCERTAIN <ref>          (one per uncertain intent resume() reported)
@@ -24,7 +26,7 @@ import sys
 import uuid
 from contextlib import aclosing, suppress
 
-from veo_async import PollPolicy, SQLiteStore, VeoSession
+from veo_async import PollPolicy, RedisStore, SQLiteStore, VeoSession
 
 API_KEY = "test-key"
 #: Tasks take ~1-2 s on the parent's simulator: a first poll at 0.6 s, then every
@@ -35,6 +37,17 @@ POLICY = PollPolicy(
 CREATORS = 32
 
 
+def open_store(spec: str) -> SQLiteStore | RedisStore:
+    """The store *spec* names: a SQLite file, or ``redis://...#namespace`` (a
+    lease of 1 s: a killed run's successor waits at most that for the lock)."""
+    if spec.startswith("redis://"):
+        url, _, namespace = spec.partition("#")
+        return RedisStore(
+            url, namespace=namespace, flush_interval=0.05, lock_timeout=10.0, lease=1.0
+        )
+    return SQLiteStore(spec, flush_interval=0.05, lock_timeout=10.0)
+
+
 def say(*words: object) -> None:
     """One line to the parent, flushed at once (a kill may come any moment)."""
     sys.stdout.write(" ".join(str(word) for word in words) + "\n")
@@ -43,7 +56,7 @@ def say(*words: object) -> None:
 
 async def main(base_url: str, path: str, total: int) -> None:
     """Resume, create up to *total*, deliver and acknowledge everything."""
-    store = SQLiteStore(path, flush_interval=0.05, lock_timeout=10.0)
+    store = open_store(path)
     async with VeoSession(
         API_KEY,
         base_url=base_url,

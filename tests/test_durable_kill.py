@@ -26,17 +26,21 @@ import os
 import random
 import signal
 import sys
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from veo_async import SQLiteStore, VeoSession
+from veo_async import VeoSession
 from veo_async.testing import FakeKie
 
+from ._durable_child import open_store
+from ._redis_server import RedisServer, redis_server
 from .conftest import API_KEY, child_bytecode_env
 
 pytestmark = [pytest.mark.real_time, pytest.mark.loopback, pytest.mark.timeout(150)]
+__all__ = ["redis_server"]  # the fixture, imported for the Redis run
 
 CHILD = Path(__file__).resolve().parent / "_durable_child.py"
 ROOT = CHILD.parent.parent
@@ -51,7 +55,7 @@ KILL_AFTER_LINES = (2, TOTAL // 2)
 TIME_SCALE = 0.008
 
 
-async def run_child(kie: FakeKie, db: Path, kill_at: int | None) -> tuple[list[str], bool]:
+async def run_child(kie: FakeKie, db: str, kill_at: int | None) -> tuple[list[str], bool]:
     """One run of the child, SIGKILLed once it printed *kill_at* lines (None:
     never): its stdout lines, and whether it was killed."""
     proc = await asyncio.create_subprocess_exec(
@@ -97,12 +101,12 @@ async def prompts_of(kie: FakeKie, task_ids: list[str], known: dict[str, str]) -
             known[task_id] = (await veo.record_info(task_id)).params["prompt"]
 
 
-async def reconcile(kie: FakeKie, db: Path, prompts: dict[str, str]) -> int:
+async def reconcile(kie: FakeKie, db: str, prompts: dict[str, str]) -> int:
     """Play the callback: give uncertain intents whose task exists their task id."""
     await prompts_of(kie, kie.created_ids, prompts)
     by_prompt = {prompt: task_id for task_id, prompt in prompts.items()}
     reconciled = 0
-    async with SQLiteStore(db, lock_timeout=10.0) as store:
+    async with open_store(db) as store:
         for intent in await store.uncertain():
             task_id = by_prompt.get(intent.request["prompt"])
             if task_id is not None:
@@ -111,13 +115,19 @@ async def reconcile(kie: FakeKie, db: Path, prompts: dict[str, str]) -> int:
     return reconciled
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_killed_runs_lose_nothing_resubmit_nothing_and_redeliver_nothing_acked(
-    tmp_path: Path,
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL at random points, restart on the same store: every created task is
-    acked, none is handed over after its ack, none resubmitted, uncertain reported."""
+    """SIGKILL at random points, restart on the same store (a SQLite file, a
+    Redis namespace): every created task is acked, none is handed over after
+    its ack, none resubmitted, uncertain reported."""
     rng = random.Random(SEED)
-    db = tmp_path / "kill.db"
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        db = f"{server.url}#test:kill:{uuid.uuid4().hex}"
+    else:
+        db = str(tmp_path / "kill.db")
     lines: list[str] = []
     prompts: dict[str, str] = {}
     kills = reconciled = 0
@@ -152,7 +162,7 @@ async def test_killed_runs_lose_nothing_resubmit_nothing_and_redeliver_nothing_a
         await prompts_of(kie, created, prompts)
 
     assert kills == KILLS, "every run but the last ones must really be killed"
-    async with SQLiteStore(db) as store:
+    async with open_store(db) as store:
         tasks = await store.list_tasks()
         acked = {task.task_id for task in tasks if task.acked}
         uncertain = await store.uncertain()

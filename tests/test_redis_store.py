@@ -428,3 +428,52 @@ async def test_an_open_cancelled_at_its_last_step_holds_no_lease(
             pass  # free for the next owner
     finally:
         await given.aclose()
+
+
+async def test_a_cancelled_consumer_of_completed_ends_at_any_step(
+    kie: FakeKie, redis_server: RedisServer, namespace: str
+) -> None:
+    """A consumer of completed() cancelled at any loop step of its reads ends
+    cancelled. redis-py's own socket_timeout went through asyncio.wait_for,
+    which on Python 3.10/3.11 lost a cancellation landing as a command's write
+    completed: the cancelled consumer carried on and waited forever."""
+    kie.add_task("veo_done")
+    kie.add_task("veo_running", complete_after=3600)
+    async with durable(kie, redis_server, namespace) as veo:
+        await veo.track(["veo_done", "veo_running"])
+        await veo.wait_many(["veo_done"])
+
+        async def consume() -> None:
+            async for _task in veo.completed(follow=True):
+                pass
+
+        for steps in range(40):
+            consumer = asyncio.ensure_future(consume())
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            consumer.cancel()
+            done, _ = await asyncio.wait((consumer,), timeout=5)
+            assert done, f"a consumer cancelled after {steps} loop steps went on"
+            assert consumer.cancelled()
+
+
+async def test_a_server_that_never_answers_fails_within_the_timeout(namespace: str) -> None:
+    """A server that accepts and never answers: StoreError naming the wait
+    after ``timeout`` seconds, nothing left running."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", namespace=namespace, timeout=0.3)
+        with pytest.raises(StoreError, match=r"no answer in 0.3 s while opening"):
+            await store.open()
+        assert not leftover_tasks()
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()

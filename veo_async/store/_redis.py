@@ -39,9 +39,10 @@ import logging
 import re
 import secrets
 import urllib.parse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._timeouts import within
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _redis_scripts as lua
 from ._base import BatchedStore
@@ -55,6 +56,10 @@ if TYPE_CHECKING:  # redis-py is an optional extra: imported when a store connec
     from redis.asyncio import Redis
 
 __all__ = ["RedisStore"]
+
+_T = TypeVar("_T")
+#: A store's bound on one round trip (see RedisStore._bounded).
+Bounded = Callable[[Awaitable[Any], str], Awaitable[Any]]
 
 logger = logging.getLogger("veo_async")
 
@@ -105,7 +110,10 @@ class RedisStore(BatchedStore):
         (``rediss://`` for TLS, ``unix:///path`` for a socket). The password
         never appears in a message or a repr.
     :param client: an existing :class:`redis.asyncio.Redis` instead of *url*
-        (not closed by the store).
+        (not closed by the store). Leave its ``socket_timeout`` unset: on
+        Python 3.10 and 3.11 redis-py applies it through ``asyncio.wait_for``,
+        which can lose a cancellation; the store bounds each round trip itself
+        (*timeout*).
     :param namespace: the prefix of this store's keys (a Redis Cluster hash
         tag); a fleet gives each worker its own.
     :param retention: at :meth:`open`, tasks and intents created more than this
@@ -118,8 +126,8 @@ class RedisStore(BatchedStore):
         let go before raising :class:`~veo_async.errors.StoreLockedError`.
     :param lease: seconds the lock outlives its owner's last renewal (a dead
         owner frees the store within it).
-    :param timeout: seconds a connection or a command may take before it fails
-        (only with *url*; a *client* keeps its own settings).
+    :param timeout: seconds a connection, or one round trip of the store, may
+        take before it fails with :class:`~veo_async.errors.StoreError`.
     """
 
     def __init__(
@@ -188,8 +196,26 @@ class RedisStore(BatchedStore):
 
     # -- the connection ---------------------------------------------------------------
 
+    async def _bounded(self, awaitable: Awaitable[_T], doing: str) -> _T:
+        """*awaitable* (one round trip), failing after ``timeout`` seconds.
+
+        The store's own bound, not redis-py's ``socket_timeout``: on Python
+        3.10 and 3.11 that one goes through ``asyncio.wait_for``, which loses
+        a cancellation landing in the step a command's write completes (the
+        cancelled task carries on). :func:`~veo_async._timeouts.within` loses none.
+        """
+        finished, result = await within(awaitable, self._timeout)
+        if not finished:
+            raise StoreError(
+                f"task store {self._where}: no answer in {self._timeout:g} s while {doing}",
+                path=self._where,
+            )
+        return result  # type: ignore[return-value]  # (finished: the awaitable's result)
+
     def _error(self, exc: Exception, doing: str) -> StoreError:
-        """The StoreError (subclass) a redis-py error stands for."""
+        """The StoreError (subclass) a redis-py error stands for (a StoreError itself)."""
+        if isinstance(exc, StoreError):
+            return exc
         message = str(exc)
         if lua.LOCK_LOST in message:
             return StoreLockedError(
@@ -222,7 +248,6 @@ class RedisStore(BatchedStore):
             try:
                 client = redis_asyncio.from_url(
                     self.__url,
-                    socket_timeout=self._timeout,
                     socket_connect_timeout=self._timeout,
                     decode_responses=True,
                 )
@@ -258,7 +283,11 @@ class RedisStore(BatchedStore):
         give_up = loop.time() + self._lock_timeout
         while True:
             try:
-                taken = await client.set(self._lock_key, self._token, nx=True, px=self._lease_ms)
+                taken = await self._bounded(
+                    client.set(self._lock_key, self._token, nx=True, px=self._lease_ms), "opening"
+                )
+            except StoreError:
+                raise
             except Exception as exc:
                 raise self._error(exc, "opening") from exc
             if taken:
@@ -275,15 +304,16 @@ class RedisStore(BatchedStore):
     async def _check_layout(self, client: Redis) -> None:
         key = self._prefix + "schema"
         try:
-            found = _text(await client.get(key))
+            found = _text(await self._bounded(client.get(key), "opening"))
             if found is None:
-                if await client.exists(self._prefix + "all", self._prefix + "intents"):
+                there = client.exists(self._prefix + "all", self._prefix + "intents")
+                if await self._bounded(there, "opening"):
                     raise StoreCorruptError(
                         f"task store {self._where}: tasks are there but no schema version; "
                         "use another namespace or delete its keys",
                         path=self._where,
                     )
-                await client.set(key, str(lua.SCHEMA_VERSION), nx=True)
+                await self._bounded(client.set(key, str(lua.SCHEMA_VERSION), nx=True), "opening")
                 return
         except StoreError:
             raise
@@ -307,8 +337,8 @@ class RedisStore(BatchedStore):
 
     async def _warn_without_persistence(self, client: Redis) -> None:
         try:
-            config = await client.config_get("appendonly")
-            snapshots = await client.config_get("save")
+            config = await self._bounded(client.config_get("appendonly"), "opening")
+            snapshots = await self._bounded(client.config_get("save"), "opening")
         except Exception:  # CONFIG is often disabled on managed servers: nothing to say
             return
         if _text(config.get("appendonly")) == "no" and not _text(snapshots.get("save")):
@@ -326,7 +356,9 @@ class RedisStore(BatchedStore):
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
-                kept = await renew(keys=[self._lock_key], args=[self._token, self._lease_ms])
+                kept = await self._bounded(
+                    renew(keys=[self._lock_key], args=[self._token, self._lease_ms]), "renewing"
+                )
             except Exception as exc:  # the server is away: try again, writes fail meanwhile
                 logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
                 continue
@@ -339,7 +371,8 @@ class RedisStore(BatchedStore):
 
     async def _release(self, client: Redis) -> None:
         try:
-            await self._scripts["RELEASE"](keys=[self._lock_key], args=[self._token])
+            release = self._scripts["RELEASE"](keys=[self._lock_key], args=[self._token])
+            await self._bounded(release, "closing")
         except Exception as exc:  # it lapses by itself within a lease
             logger.warning("task store %s: letting the lease go failed: %s", self._where, exc)
 
@@ -377,7 +410,7 @@ class RedisStore(BatchedStore):
         client = self._client
         assert client is not None  # the writer runs only while open
         results: dict[int, object] = {}
-        batch = _Pipeline(client)
+        batch = _Pipeline(client, self._bounded)
         acks: list[Op] = []
         forgets: list[Op] = []
         tracks: list[Op] = []
@@ -458,9 +491,12 @@ class RedisStore(BatchedStore):
         deleted = int(first[0]) + int(first[1])
         last = first
         while max(int(last[0]), int(last[1])) >= _IDS_PER_CALL:
-            last = await self._scripts["PURGE"](
-                keys=[self._lock_key],
-                args=[self._token, self._prefix, repr(cutoff), _IDS_PER_CALL],
+            last = await self._bounded(
+                self._scripts["PURGE"](
+                    keys=[self._lock_key],
+                    args=[self._token, self._prefix, repr(cutoff), _IDS_PER_CALL],
+                ),
+                "writing",
             )
             deleted += int(last[0]) + int(last[1])
         return deleted
@@ -477,7 +513,9 @@ class RedisStore(BatchedStore):
                 pipe = client.pipeline(transaction=False)
                 for key in keys[start : start + _IDS_PER_CALL]:
                     pipe.hgetall(key)
-                found += await pipe.execute()
+                found += await self._bounded(pipe.execute(), "reading")
+        except StoreError:
+            raise
         except Exception as exc:
             raise self._error(exc, "reading") from exc
         return [{_text(k): _text(v) for k, v in fields.items()} for fields in found]
@@ -488,7 +526,9 @@ class RedisStore(BatchedStore):
             raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
         try:
             last = -1 if limit is None else limit - 1
-            members = await client.zrange(self._prefix + zset, 0, last)
+            members = await self._bounded(client.zrange(self._prefix + zset, 0, last), "reading")
+        except StoreError:
+            raise
         except Exception as exc:
             raise self._error(exc, "reading") from exc
         return [_text(member) for member in members]
@@ -547,8 +587,9 @@ class RedisStore(BatchedStore):
 class _Pipeline:
     """Scripts queued for one round trip, and which op each reply answers."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, bounded: Bounded) -> None:
         self._client = client
+        self._bounded = bounded
         self._pipe = client.pipeline(transaction=False)
         self._answers: list[Op | None] = []
 
@@ -561,7 +602,7 @@ class _Pipeline:
         """Send what is queued; each answered op's result into *results*."""
         if not self._answers:
             return
-        replies = await self._pipe.execute(raise_on_error=False)
+        replies = await self._bounded(self._pipe.execute(raise_on_error=False), "writing")
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
