@@ -636,6 +636,22 @@ async def test_watch_ends_with_failed_record(fake_kie: FakeKie, veo: VeoSession)
     assert records[-1].error_message == "flagged"
 
 
+@pytest.mark.parametrize("final_status", [1, 2])
+async def test_watch_with_a_slow_consumer_still_ends_at_the_terminal_record(
+    fake_kie: FakeKie, veo: VeoSession, final_status: int
+) -> None:
+    """A consumer that takes longer over an item than the run takes to end
+    (the task finished meanwhile) still gets the terminal record, not a
+    SessionClosedError on an open session."""
+    fake_kie.add_task("veo_a", complete_after=0.2, final_status=final_status)
+    statuses = []
+    async for record in veo.task("veo_a").watch():
+        statuses.append(record.status)
+        await asyncio.sleep(1.0)  # the run ends (terminal record) meanwhile
+    assert statuses == [TaskStatus.GENERATING, TaskStatus(final_status)]
+    assert not veo.closed
+
+
 async def test_watch_starts_from_known_record(fake_kie: FakeKie, veo: VeoSession) -> None:
     """After a refresh, watch() yields that known record first, then the change."""
     fake_kie.add_task("veo_a", complete_after=0.3)

@@ -712,6 +712,10 @@ class VeoTask:
                         yield record
                     if record.is_done:
                         return
+                    if every:
+                        # The consumer may have taken its time over that one:
+                        # the run may have ended on a newer record meanwhile.
+                        continue
                 if run.ended and run.error is not None:
                     raise run.error
                 if run.ended and not follower.expired:
