@@ -45,7 +45,7 @@ from veo_async import (
 )
 from veo_async._endpoints import decode_4k, decode_1080p, decode_credits
 from veo_async._protocol import RawResponse
-from veo_async.events import Event, RequestFailed
+from veo_async.events import Event, RequestFailed, SessionPaused
 from veo_async.models import MAX_PROMPT_LENGTH
 from veo_async.testing import FakeKie, Fault
 
@@ -517,7 +517,9 @@ def test_the_creation_budget_is_configurable() -> None:
 
 def test_a_429_on_a_create_pauses_creating_only() -> None:
     """A create's 429 (Retry-After 30 s) pauses creates; polls of other tasks
-    go on meanwhile, and the session's own pause stays zero."""
+    go on meanwhile, and the session's own pause stays zero; the event says
+    that creating paused, not the session."""
+    events: list[Event] = []
 
     async def body(kie: FakeKie, veo: VeoSession) -> None:
         kie.add_task("veo_task_old", complete_after=1000.0)
@@ -541,7 +543,14 @@ def test_a_429_on_a_create_pauses_creating_only() -> None:
         with pytest.raises(asyncio.CancelledError):
             await watcher
 
-    in_process(body, policy=PollPolicy(interval=2.0, max_interval=2.0, jitter=0.0))
+    in_process(
+        body,
+        policy=PollPolicy(interval=2.0, max_interval=2.0, jitter=0.0),
+        on_event=events.append,
+    )
+    [paused] = [event for event in events if isinstance(event, SessionPaused)]
+    assert paused.scope == "creates"
+    assert paused.retry_after == 30.0
 
 
 # -- model-aware first poll ----------------------------------------------------------

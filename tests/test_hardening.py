@@ -603,6 +603,7 @@ def test_retry_after_is_capped_and_the_pause_is_reported(retry_after: str) -> No
     assert 0 < paused[0].duration <= MAX_PAUSE
     assert paused[0].retry_after is not None
     assert paused[0].retry_after > MAX_PAUSE
+    assert paused[0].scope == "session"
 
 
 def test_waits_ended_during_a_pause_leave_no_queue_entries_behind() -> None:

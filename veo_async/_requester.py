@@ -25,7 +25,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -409,19 +409,23 @@ class Requester:
                 self._api_key.hide_in(exc)  # an answer quoting the key back
                 raise
         except RateLimitError as exc:
+            scope: Literal["session", "creates"] = "session"
             if creating is not None and create_granted is not None:
                 # The creation limit is separate from the polling one: pause
                 # creating only, and let polls go on at full width.
                 queue.answered(granted_at)
                 pause = creating.rate_limited(create_granted, exc.retry_after)
+                scope = "creates"
             else:
                 pause = queue.rate_limited(granted_at, exc.retry_after)
             self._failed(method, path, task_id, granted_at, exc)
-            logger.debug("429 for %s; session paused %.1f s", path, pause)
+            logger.debug("429 for %s; %s paused %.1f s", path, scope, pause)
             if self._on_event is not None:
                 # When the pause began (the 429 arrived), not when its request started.
                 self.emit(
-                    SessionPaused(pause, exc.retry_after, asyncio.get_running_loop().time())
+                    SessionPaused(
+                        pause, exc.retry_after, asyncio.get_running_loop().time(), scope
+                    )
                 )
             raise
         except AuthenticationError as exc:

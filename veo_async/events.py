@@ -20,6 +20,8 @@ Times are the event loop's clock (``loop.time()``, seconds).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from .errors import VeoError
@@ -131,17 +133,22 @@ class RetryScheduled:
 
 @attrs.frozen
 class SessionPaused:
-    """A 429 paused every request of the session.
+    """A 429 paused the session's requests: every one (``scope`` ``"session"``,
+    a 429 on a poll or a read), or only its creates (``"creates"``, a 429 on a
+    create: the creation limit is the service's separate one, and polls go on).
 
     :ivar duration: seconds of the pause (capped, jitter included).
     :ivar retry_after: the service's ``Retry-After`` in seconds, if it sent one.
-    :ivar at: loop time the pause began (the 429 arrived); no request starts
-        before ``at + duration``.
+    :ivar at: loop time the pause began (the 429 arrived); no request of the
+        scope starts before ``at + duration``.
+    :ivar scope: ``"session"`` or ``"creates"``. Only a session pause counts
+        in :attr:`SessionStats.pauses <veo_async.SessionStats.pauses>`.
     """
 
     duration: float
     retry_after: float | None
     at: float
+    scope: Literal["session", "creates"] = "session"
 
 
 #: Any event a session reports.
