@@ -350,6 +350,27 @@ async def test_injected_client_session_is_used_and_left_open(fake_kie: FakeKie) 
         await http.close()
 
 
+@pytest.mark.parametrize(
+    ("limit", "per_host", "expected"), [(2, 0, 2), (0, 3, 3), (5, 2, 2), (0, 0, 16), (100, 0, 16)]
+)
+async def test_an_injected_pool_smaller_than_concurrency_bounds_it(
+    fake_kie: FakeKie, limit: int, per_host: int, expected: int
+) -> None:
+    """An injected session whose pool lets fewer requests out than
+    ``concurrency`` bounds the session's in-flight window: no request waits in
+    the pool (spending its request_timeout unsent, counted as in flight)."""
+    for n in range(12):
+        fake_kie.add_task(f"t{n}", complete_after=0.0)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        veo = VeoSession(API_KEY, base_url=fake_kie.base_url, session=http, concurrency=16)
+        assert veo.concurrency == expected
+        async with veo:
+            await veo.wait_many([f"t{n}" for n in range(12)])
+            assert veo.stats.max_in_flight <= expected
+            assert veo.stats.failures == 0
+
+
 async def test_injected_session_raise_for_status_is_ignored(fake_kie: FakeKie) -> None:
     """An injected session made with raise_for_status=True still gets the SDK's error classes."""
     fake_kie.add_task("t1", faults=[Fault.server_error()])

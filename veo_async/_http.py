@@ -472,6 +472,16 @@ class AiohttpTransport:
             await self._session.close()
 
 
+def pool_size(session: aiohttp.ClientSession) -> int | None:
+    """How many requests ``session``'s connection pool lets out at once to one
+    host (its connector's ``limit`` and ``limit_per_host``), or None: no limit."""
+    connector = session.connector
+    if connector is None:
+        return None
+    limits = [limit for limit in (connector.limit, connector.limit_per_host) if limit]
+    return min(limits) if limits else None
+
+
 def capped_response(status: int, headers: Mapping[str, str], body: bytes, cap: int) -> RawResponse:
     """The answer as the protocol should see it, given the size cap.
 

@@ -17,7 +17,15 @@ from ._batch import BatchOutcome, as_completed, check_return_exceptions, wait_ma
 from ._convert import KIE_TIMEZONE
 from ._durable import DurableTracker, ResumeReport
 from ._endpoints import CREDIT_PATH, DOWNLOAD_URL_PATH, decode_credits, decode_link
-from ._http import MAX_BODY, AiohttpTransport, ApiKey, ClientSession, Transport, check_api_key
+from ._http import (
+    MAX_BODY,
+    AiohttpTransport,
+    ApiKey,
+    ClientSession,
+    Transport,
+    check_api_key,
+    pool_size,
+)
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
 from ._pacer import AnyPolicy, Pacer
@@ -87,7 +95,9 @@ class VeoSession:
         of aiohttp (e.g. :meth:`veo_async.testing.FakeKie.transport`, in
         process); ``base_url``, ``session`` and ``request_timeout`` then do not apply.
     :param concurrency: the most HTTP requests in flight at once, across every
-        task handle of this session.
+        task handle of this session. With an injected ``session``, at most its
+        connector's ``limit`` (and ``limit_per_host``): a request waiting in its
+        pool would spend its ``request_timeout`` unsent.
     :param rate: the most requests in any sliding one-second window across
         the session, as the service counts them (on arrival: a request counts
         from its start until its answer, and a second after), or None for no
@@ -165,6 +175,13 @@ class VeoSession:
             raise TypeError(f"store must be a TaskStore, not {type(store).__name__}")
         self._base_url = _base_url(base_url)
         self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
+        if transport is None and session is not None:
+            # A request waiting in the injected session's pool would spend its
+            # request_timeout unsent (and count as in flight): never more
+            # requests out than the pool lets go to the host.
+            pool = pool_size(session)
+            if pool is not None and pool < concurrency:
+                concurrency = pool
         self._concurrency = concurrency
         self._rate = rate
         self._create_rate = create_rate
