@@ -371,6 +371,23 @@ async def test_an_injected_pool_smaller_than_concurrency_bounds_it(
             assert veo.stats.failures == 0
 
 
+async def test_an_injected_session_closed_by_its_owner_ends_waits_clearly(
+    fake_kie: FakeKie,
+) -> None:
+    """An injected session its owner closed while the VeoSession is open: a
+    wait ends at once with SessionClosedError naming it (not aiohttp's bare
+    RuntimeError, nor retries until the deadline)."""
+    fake_kie.add_task("t1", complete_after=3600)
+    http = aiohttp.ClientSession()
+    async with VeoSession(API_KEY, base_url=fake_kie.base_url, session=http) as veo:
+        await veo.record_info("t1")
+        await http.close()
+        with pytest.raises(SessionClosedError, match="closed by its owner"):
+            await veo.task("t1").wait(timeout=600)
+        with pytest.raises(SessionClosedError, match="closed by its owner"):
+            await veo.record_info("t1")
+
+
 async def test_injected_session_raise_for_status_is_ignored(fake_kie: FakeKie) -> None:
     """An injected session made with raise_for_status=True still gets the SDK's error classes."""
     fake_kie.add_task("t1", faults=[Fault.server_error()])

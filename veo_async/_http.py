@@ -31,7 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._deadlines import RequestDeadlines
 from ._protocol import RawResponse
-from .errors import ResponseError, TransportError
+from .errors import ResponseError, SessionClosedError, TransportError
 from .models import _slot_setters
 
 __all__ = [
@@ -367,6 +367,12 @@ class AiohttpTransport:
         client = self._session
         if client is None:  # made on first use (see _client)
             client = self._client()
+        elif client.closed:
+            # An injected session its owner closed: no request can go out any
+            # more (aiohttp would raise a bare RuntimeError for each).
+            raise SessionClosedError(
+                "the aiohttp session given as VeoSession(session=...) was closed by its owner"
+            )
         failure: str | None = None
         # Whether the request may have left: only a failure to connect (refused,
         # no such host, TLS handshake) proves it did not, and only then may a

@@ -175,7 +175,7 @@ class VeoSession:
             raise TypeError(f"store must be a TaskStore, not {type(store).__name__}")
         self._base_url = _base_url(base_url)
         self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
-        if transport is None and session is not None:
+        if transport is None and isinstance(session, ClientSession):
             # A request waiting in the injected session's pool would spend its
             # request_timeout unsent (and count as in flight): never more
             # requests out than the pool lets go to the host.
