@@ -155,6 +155,12 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
         assert sorted(line["outcome"] for line in lines) == [
             "already created", "already created", "succeeded", "succeeded", "uncertain",
         ]
+        # A result's line carries the request that created it, as asked
+        # (generate --help), though the task was resumed from the store.
+        prompts = {f"a cat, take {n}" for n in range(3)}
+        succeeded = [line for line in lines if line["outcome"] == "succeeded"]
+        assert all(line["request"]["prompt"] in prompts for line in succeeded)
+        assert all("callBackUrl" not in line["request"] for line in succeeded)
         # The same shape as the first run's uncertain line (generate --help).
         [uncertain] = [line for line in lines if line["outcome"] == "uncertain"]
         [first_uncertain] = [line for line in first.lines() if line["outcome"] == "uncertain"]
@@ -213,3 +219,10 @@ async def test_a_redis_store_url_serves_wait_and_tasks(
     assert away.code == 1
     assert "127.0.0.1:1" in away.stderr
     assert secret not in away.stdout + away.stderr
+    upper = await cli("tasks", "list", "--store", f"REDIS://:{secret}@127.0.0.1:1/0")
+    assert upper.code == 1  # a Redis URL in any case, not a file name
+    assert secret not in upper.stdout + upper.stderr
+    hashed = await cli("tasks", "list", "--store", "redis://:s3cret#pw-part@127.0.0.1:1/0")
+    assert hashed.code == 2
+    assert "%23" in hashed.stderr
+    assert "pw-part" not in hashed.stdout + hashed.stderr

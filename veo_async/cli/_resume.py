@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .. import GenerateRequest, VeoSession
+from .. import GenerateRequest, VeoSession, VeoTask
 from ..store import without_ref
 from ._outcome import Tally, outcome_of
 from ._output import JsonLines
@@ -28,11 +28,17 @@ __all__ = ["Earlier", "SentBefore", "write_stored_results"]
 
 def _key(wire: Mapping[str, Any]) -> str:
     """The request as sent, minus what the session added (the callback's ref)."""
+    return json.dumps(_as_asked(wire), sort_keys=True)
+
+
+def _as_asked(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored request as the user asked for it: its callback URL without the
+    ``veo_ref`` the store added."""
     plain = dict(wire)
     url = plain.get("callBackUrl")
     if isinstance(url, str):
         plain["callBackUrl"] = without_ref(url)
-    return json.dumps(plain, sort_keys=True)
+    return plain
 
 
 @attrs.frozen
@@ -108,5 +114,17 @@ async def write_stored_results(
         outcome = outcome_of(handle)
         tally.add(outcome)
         progress.note_error(outcome.request_error)
-        request = handle.request
-        sink.write({**outcome.to_json(), "request": request.to_wire() if request else None})
+        sink.write({**outcome.to_json(), "request": await _request_of(veo, handle)})
+
+
+async def _request_of(veo: VeoSession, handle: VeoTask) -> dict[str, Any] | None:
+    """The request that created ``handle``'s task, as sent: the handle's own,
+    else (a task resumed from the store) its intent's; None if unknown."""
+    if handle.request is not None:
+        return handle.request.to_wire()
+    store = veo.store
+    stored = await store.get(handle.task_id) if store is not None else None
+    if store is None or stored is None or stored.ref is None:
+        return None
+    intent = await store.get_intent(stored.ref)
+    return None if intent is None else _as_asked(intent.request)

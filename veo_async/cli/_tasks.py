@@ -47,8 +47,8 @@ _STATES = ("unfinished", "undelivered", "acked")
 
 
 def is_redis(path: str) -> bool:
-    """Whether a --store names a Redis server (a URL) rather than a file."""
-    return path.startswith(_REDIS_SCHEMES)
+    """Whether a --store names a Redis server (a URL, any case) rather than a file."""
+    return path.lower().startswith(_REDIS_SCHEMES)
 
 
 def open_store(path: str) -> AnyStore:
@@ -61,11 +61,28 @@ def open_store(path: str) -> AnyStore:
         # A command line finds out at once that another process holds the store,
         # rather than waiting the library's default 2 s for its lock.
         if is_redis(path):
-            url, _, namespace = path.partition("#")
-            return RedisStore(url, namespace=namespace or "veo", lock_timeout=0.3)
+            return _redis_store(path)
         return SQLiteStore(path, lock_timeout=0.3)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"--store: {exc}") from None
+
+
+def _redis_store(path: str) -> RedisStore:
+    """``URL[#namespace]``: a namespace has no "#", so the last one starts it
+    (a password may hold one). Refused without quoting it: what follows a
+    "#" may be part of a password."""
+    url, mark, namespace = path.rpartition("#")
+    if not mark:
+        url, namespace = path, "veo"
+    try:
+        return RedisStore(url, namespace=namespace, lock_timeout=0.3)
+    except ValueError as exc:
+        if "namespace" not in str(exc):
+            raise
+    raise ValueError(
+        "a redis URL's #namespace must be 1-64 of A-Z a-z 0-9 . _ : / - "
+        "(a \"#\" in the password must be written %23)"
+    )
 
 
 def store_failure(exc: StoreError) -> click.ClickException:
