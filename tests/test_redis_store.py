@@ -6,6 +6,7 @@ and durable tracking through a session on it. (What every store must do is
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -30,12 +31,13 @@ from veo_async import (
     SubmitUncertainError,
     VeoSession,
 )
-from veo_async.store import ref_of
+from veo_async.store import record_to_json, ref_of
 from veo_async.testing import FakeKie, Fault
 
 from ._redis_server import RedisServer, redis_server
 from .conftest import child_bytecode_env, leftover_tasks, session_on
 from .test_durable import drain, kie
+from .test_store import finished
 
 #: A real server, leases in real time, a child process: real time.
 pytestmark = pytest.mark.real_time
@@ -477,3 +479,30 @@ async def test_a_server_that_never_answers_fails_within_the_timeout(namespace: s
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_write_behind_batch_failing_while_the_server_is_away_is_kept(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """The server stops answering while a terminal record waits to be written:
+    flush() says so (StoreError), but the record is not dropped: once the
+    server is back, ack() acknowledges it (it used to find the task unfinished
+    and change nothing), and the result is not delivered again after a reopen.
+    A pipeline given up on leaves no connection behind (no ResourceWarning)."""
+    record = record_to_json(finished("veo_1"))
+    async with store_on(redis_server, namespace, timeout=0.5, flush_interval=3600) as store:
+        await store.track(["veo_1"])
+        await store.record_terminal("veo_1", record, time.time())
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreError, match="no answer"):
+                await store.flush()
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await store.ack("veo_1")
+        [acked] = await store.list_tasks("acked")
+        assert acked.task_id == "veo_1"
+        assert acked.record == record
+    async with store_on(redis_server, namespace) as again:
+        assert await again.undelivered() == []
+    gc.collect()  # a pipeline still holding its connection would warn here

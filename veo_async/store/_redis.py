@@ -513,7 +513,11 @@ class RedisStore(BatchedStore):
                 pipe = client.pipeline(transaction=False)
                 for key in keys[start : start + _IDS_PER_CALL]:
                     pipe.hgetall(key)
-                found += await self._bounded(pipe.execute(), "reading")
+                replies = await _executed(pipe, self._bounded, "reading")
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                found += replies
         except StoreError:
             raise
         except Exception as exc:
@@ -602,7 +606,7 @@ class _Pipeline:
         """Send what is queued; each answered op's result into *results*."""
         if not self._answers:
             return
-        replies = await self._bounded(self._pipe.execute(raise_on_error=False), "writing")
+        replies = await _executed(self._pipe, self._bounded, "writing")
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -611,6 +615,20 @@ class _Pipeline:
                 results[id(op)] = await store.result_of(op, reply)
         self._pipe = self._client.pipeline(transaction=False)
         self._answers = []
+
+
+async def _executed(pipe: Any, bounded: Bounded, doing: str) -> list[Any]:
+    """The replies of *pipe* (errors as values), within the store's bound.
+
+    The pipeline is reset (its connection given back) however that ends: one
+    given up on mid-way (its time ran out, its caller was cancelled) would
+    otherwise keep its connection and warn when collected (ResourceWarning).
+    """
+    try:
+        replies: list[Any] = await bounded(pipe.execute(raise_on_error=False), doing)
+        return replies
+    finally:
+        await pipe.reset()
 
 
 _FLOAT_FIELDS = frozenset(

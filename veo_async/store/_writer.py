@@ -28,6 +28,10 @@ from ..errors import StoreError
 
 __all__ = ["Apply", "GroupWriter", "Op", "Pending"]
 
+#: Seconds the writer waits after a failed batch before it tries again (at
+#: least its flush interval), unless a durable write comes.
+_RETRY_AFTER = 0.5
+
 
 class Pending:
     """The write-behind changes of one task not yet written (latest wins)."""
@@ -56,6 +60,19 @@ class Pending:
         """The finished task was handed to the user at *at*."""
         self.delivered_at = at
         self.deliveries += 1
+
+    def absorb_older(self, older: Pending) -> None:
+        """Take in changes noted before these (a batch that failed, to retry)."""
+        if older.seen_at is not None:
+            self.saw(older.seen_at)
+        if older.terminal is not None:
+            if self.terminal is None:
+                self.terminal = older.terminal
+            self.terminal_at = older.terminal_at  # the first time counts
+        if older.deliveries:
+            if self.delivered_at is None:
+                self.delivered_at = older.delivered_at
+            self.deliveries += older.deliveries
 
 
 class Op:
@@ -214,11 +231,20 @@ class GroupWriter:
             self._urgent.clear()
             self._writing = True
             try:
-                await self._write_batch()
+                written = await self._write_batch()
             finally:
                 self._writing = False
+            if not written:
+                if self._closing:
+                    return  # what is left fails its callers (see close)
+                # Its write-behind changes are queued again: wait a moment
+                # before the next try (unless a durable write asks for one),
+                # rather than fail again at once, batch after batch.
+                await within(self._urgent.wait(), max(self._flush_interval, _RETRY_AFTER))
 
-    async def _write_batch(self) -> None:
+    async def _write_batch(self) -> bool:
+        """Write what is queued; False when the batch failed (its write-behind
+        changes are then queued again, its other callers told)."""
         ops, self._ops = self._ops, []
         pending, self._pending = self._pending, {}
         waiters, self._flush_waiters = self._flush_waiters, []
@@ -240,12 +266,17 @@ class GroupWriter:
             raise
         except Exception as exc:  # resolved into every waiter below, never lost
             error = self._failure(exc)
-            if pending and not waiters:  # else a flush() caller hears of it at once
-                self._lost = error
+            if pending:
+                # Not dropped: a terminal record lost here would leave its task
+                # unfinished in the store, and a later ack of it would change
+                # nothing (a server away for a moment must not cost that).
+                self._requeue(pending)
+                if not waiters:  # else a flush() caller hears of it at once
+                    self._lost = error
             for future in [op.future for op in ops] + waiters:
                 if not future.done():
                     future.set_exception(error)
-            return
+            return False
         for op, result in zip(ops, results, strict=True):
             if op.future.done():
                 continue
@@ -256,6 +287,17 @@ class GroupWriter:
         for future in waiters:
             if not future.done():
                 future.set_result(None)
+        return True
+
+    def _requeue(self, older: dict[str, Pending]) -> None:
+        """Queue the changes of a failed batch again, under any noted since."""
+        pending = self._pending
+        for task_id, change in older.items():
+            newer = pending.get(task_id)
+            if newer is None:
+                pending[task_id] = change
+            else:
+                newer.absorb_older(change)
 
     def _fail_waiting(self, error: StoreError) -> None:
         """Fail whatever a cancelled writer left behind, so no caller waits forever."""
