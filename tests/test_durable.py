@@ -727,3 +727,37 @@ def test_ref_of_ignores_urls_without_a_valid_ref() -> None:
     assert ref_of("https://x.example/cb?veo_ref=a%20b") is None
     with pytest.raises(ValueError, match="already has"):
         with_ref("https://x.example/cb?veo_ref=R1", "R2")
+
+
+async def test_a_create_cancelled_while_its_id_is_stored_says_so_and_the_id_lands(
+    kie: FakeKie, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """generate() cancelled while the store writes the new task's id: the id
+    lands all the same (the store's writer owns the write), and the log says
+    the create was cancelled, not that the id could not be stored."""
+
+    class SlowAttach(SQLiteStore):
+        async def attach_task_id(self, *args: Any, **kwargs: Any) -> None:
+            # Handed to the writer at once; its answer comes late (the cancel
+            # lands while the caller waits for it).
+            writing = asyncio.ensure_future(super().attach_task_id(*args, **kwargs))
+            await asyncio.sleep(0.2)
+            await writing
+
+    store = SlowAttach(db, flush_interval=FLUSH, lock_timeout=0.0)
+    async with session_on(kie, store=store, create_rate=10_000) as veo:
+        creating = asyncio.ensure_future(veo.generate("a fox"))
+        await asyncio.sleep(0.1)
+        creating.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await creating
+    assert "cancelled while its id was being stored" in caplog.text
+    assert "could not be stored" not in caplog.text
+    reopened = await stored(db)
+    try:
+        [task] = await reopened.list_tasks()
+        assert task.ref is not None
+        assert await reopened.uncertain() == []
+        assert kie.created_ids == [task.task_id]
+    finally:
+        await reopened.aclose()

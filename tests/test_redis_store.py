@@ -165,7 +165,7 @@ async def test_an_owner_that_lost_its_lease_can_no_longer_write(
     try:
         await store.track(["veo_1"])
         await client.set("{" + namespace + "}:lock", "someone-else")
-        with pytest.raises(StoreLockedError, match="took the store over"):
+        with pytest.raises(StoreLockedError, match="lost the store's lease"):
             await store.track(["veo_2"])
         with pytest.raises(StoreLockedError):
             await store.ack("veo_1")

@@ -186,6 +186,14 @@ async def submit_recorded(
     model = request.model if isinstance(request, GenerateRequest) else None
     try:
         await store.attach_task_id(ref, task_id, model)
+    except asyncio.CancelledError:
+        # The store's writer owns a write once handed over: it lands all the same.
+        logger.warning(
+            "task %s was created; cancelled while its id was being stored (intent %s)",
+            task_id,
+            ref,
+        )
+        raise
     except BaseException:
         logger.error(
             "task %s was created but its id could not be stored (intent %s stays uncertain)",

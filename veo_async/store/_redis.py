@@ -219,8 +219,9 @@ class RedisStore(BatchedStore):
         message = str(exc)
         if lua.LOCK_LOST in message:
             return StoreLockedError(
-                f"task store {self._where}: another process took the store over "
-                f"(this one held no lease for {self._lease_ms / 1000:g} s); not stored",
+                f"task store {self._where}: this process lost the store's lease (it "
+                f"lapsed, {self._lease_ms / 1000:g} s without renewal, or another process "
+                "took the store over); not stored: open the store again",
                 path=self._where,
             )
         if "WRONGTYPE" in message:
@@ -364,7 +365,8 @@ class RedisStore(BatchedStore):
                 continue
             if not kept:
                 logger.error(
-                    "task store %s: another process took the store over; writes now fail",
+                    "task store %s: its lease was lost (lapsed, or another process took "
+                    "the store over); writes now fail",
                     self._where,
                 )
                 return
