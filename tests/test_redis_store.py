@@ -334,6 +334,9 @@ async def test_a_given_client_is_used_and_left_open(
             [task] = await store.list_tasks()
             assert (task.task_id, task.model) == ("veo_1", "veo3")
             assert "Redis" in repr(store)
+        # Given first, positionally, it is taken as the client too.
+        async with RedisStore(given, namespace=namespace, lock_timeout=0) as store:
+            assert [task.task_id for task in await store.list_tasks()] == ["veo_1"]
         assert await given.ping()
     finally:
         await given.aclose()

@@ -88,6 +88,13 @@ def safe_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
+def _is_client(value: object) -> bool:
+    """Whether *value* is a redis-py asyncio client (checked without importing redis)."""
+    return callable(getattr(value, "register_script", None)) and callable(
+        getattr(value, "pipeline", None)
+    )
+
+
 def _redis() -> Any:
     try:
         import redis.asyncio as redis_asyncio
@@ -108,7 +115,8 @@ class RedisStore(BatchedStore):
 
     :param url: the server, ``redis://[[user]:password@]host[:port][/db]``
         (``rediss://`` for TLS, ``unix:///path`` for a socket). The password
-        never appears in a message or a repr.
+        never appears in a message or a repr. A client given here is taken
+        as *client*.
     :param client: an existing :class:`redis.asyncio.Redis` instead of *url*
         (not closed by the store). Leave its ``socket_timeout`` unset: on
         Python 3.10 and 3.11 redis-py applies it through ``asyncio.wait_for``,
@@ -132,7 +140,7 @@ class RedisStore(BatchedStore):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Redis | None = None,
         *,
         client: Redis | None = None,
         namespace: str = "veo",
@@ -143,6 +151,8 @@ class RedisStore(BatchedStore):
         lease: float = 15.0,
         timeout: float = 10.0,
     ) -> None:
+        if client is None and _is_client(url):
+            url, client = None, url  # RedisStore(my_redis): a client given first
         if (url is None) == (client is None):
             raise TypeError("give RedisStore either a url or a client, not both or neither")
         if url is not None:
