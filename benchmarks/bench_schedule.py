@@ -71,11 +71,12 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import codecs
 import heapq
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -188,6 +189,30 @@ _FAILED_WORDS = frozenset(
 _HEADER_WORDS = frozenset({"model", "models", "model_name", "name"})
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1, as text: UTF-8 (a BOM, as Windows
+    tools write, is dropped), or UTF-16 with its BOM. A comment is skipped
+    whatever its bytes; a line of data that is not UTF-8 is refused by number."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"{path}: cannot read it: {exc}") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            yield from enumerate(data.decode("utf-16").splitlines(), 1)
+        except UnicodeDecodeError:
+            raise SystemExit(f"{path}: cannot read it: not UTF-16 text after its BOM") from None
+        return
+    data = data.removeprefix(codecs.BOM_UTF8)
+    for number, line in enumerate(data.splitlines(), 1):
+        # The comment goes first ("#" is never part of a UTF-8 sequence).
+        before_comment = line.split(b"#", 1)[0]
+        try:
+            yield number, before_comment.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SystemExit(f"{path}:{number}: not UTF-8 text: {line!r}") from None
+
+
 def read_durations(path: Path) -> list[Task]:
     """Parse a ``model seconds [outcome]`` file (see the module doc).
 
@@ -196,12 +221,8 @@ def read_durations(path: Path) -> list[Task]:
     called) is skipped. Anything else that is not a task is
     refused with the file, the line and what is wrong.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows tools) is no model name
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"{path}: cannot read it: {exc}") from None
     tasks: list[Task] = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in _lines(path):
         line = raw.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
@@ -212,6 +233,11 @@ def read_durations(path: Path) -> list[Task]:
             raise SystemExit(f"{path}:{number}: expected 'model seconds [outcome]', got {raw!r}")
         outcome = parts[2].lower() if len(parts) == 3 else "success"
         if outcome not in _SUCCESS_WORDS | _FAILED_WORDS:
+            if parts[2].isdigit() and "," in raw:
+                raise SystemExit(
+                    f"{path}:{number}: seconds must be a number written with a '.' "
+                    f"(a ',' separates fields), got {raw.strip()!r}"
+                )
             raise SystemExit(
                 f"{path}:{number}: outcome must be success or failed, not {parts[2]!r}"
             )

@@ -83,6 +83,7 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
         ("veo3 -3\n", "seconds must be finite and >= 0"),
         ("veo3\n", "expected 'model seconds [outcome]'"),
         ("# nothing\n", "no tasks"),
+        ("veo3 100\nveo3 1,5\n", "2: seconds must be a number written with a '.'"),
     ],
 )
 def test_a_bad_durations_file_is_refused_with_its_line(
@@ -178,6 +179,33 @@ def test_built_in_workloads_add_the_limit_of_their_generating_distribution() -> 
         assert ours["lag_mean_vs_generating_limit"] == pytest.approx(
             ours["lag_mean"] / generating["lag_mean"]
         )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"veo3 100\n# caf\xe9 (Latin-1)\nveo3 130\n", None),
+        ("veo3 100\nveo3 130\n".encode("utf-16"), None),
+        (b"veo3 100\nve\xffo3 130\n", "2: not UTF-8 text"),
+    ],
+    ids=["latin1-comment", "utf16", "bad-byte"],
+)
+def test_a_durations_file_in_another_encoding(
+    tmp_path: Path, content: bytes, expected: str | None
+) -> None:
+    """Bytes that are no UTF-8 in a comment are skipped, a UTF-16 file (with
+    its BOM, as Windows saves "Unicode") is read; a data line that is not
+    UTF-8 is refused by its number, no traceback."""
+    path = tmp_path / "durations.txt"
+    path.write_bytes(content)
+    done = run("--durations", str(path), "--json")
+    if expected is None:
+        assert done.returncode == 0, done.stderr
+        assert len(done.stdout.splitlines()) == len(POLICIES)
+    else:
+        assert done.returncode != 0
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_bom_opening_a_durations_file_is_no_part_of_the_first_model(tmp_path: Path) -> None:
