@@ -34,12 +34,11 @@ Requires the ``redis`` extra (``pip install 'veo-async[redis]'``, redis-py 5+).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import secrets
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._timeouts import within
@@ -48,6 +47,7 @@ from . import _redis_scripts as lua
 from ._base import BatchedStore
 from ._checks import check_time
 from ._contract import DEFAULT_RETENTION
+from ._redis_batch import Scripts, executed, write_batch
 from ._schema import row_to_intent, row_to_task
 from ._values import StoredIntent, StoredTask
 from ._writer import Op, Pending
@@ -58,18 +58,14 @@ if TYPE_CHECKING:  # redis-py is an optional extra: imported when a store connec
 __all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
-#: A store's bound on one round trip (see RedisStore._bounded).
-Bounded = Callable[[Awaitable[Any], str], Awaitable[Any]]
 
 logger = logging.getLogger("veo_async")
 
 # A namespace is one hash tag: no braces; printable, short.
 _NAMESPACE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
 _SCHEMES = ("redis", "rediss", "unix")
-#: Task ids a track script takes at once, rows a purge call deletes at most.
-_IDS_PER_CALL = 1000
-#: Write-behind tasks a script takes at once (six arguments each).
-_TASKS_PER_CALL = 500
+#: Keys a read's pipeline asks for at once.
+_KEYS_PER_CALL = 1000
 
 
 def _text(value: object) -> Any:
@@ -412,106 +408,10 @@ class RedisStore(BatchedStore):
         return self._error(error, "writing")
 
     async def _apply(self, ops: list[Op], pending: dict[str, Pending]) -> list[object]:
-        """One batch as pipelines of scripts, in SQLiteStore's order: intents,
-        task ids, discards and purges as they came, then the tracked ids, the
-        write-behind rows, the acks and the forgets. A purge ends its pipeline
-        and deletes the rest of its rows before anything after it is sent
-        (else a later write of the batch could be purged). Not a transaction:
-        a failing script fails the batch's callers, though earlier scripts
-        may have been applied (Redis rolls nothing back)."""
         client = self._client
         assert client is not None  # the writer runs only while open
-        results: dict[int, object] = {}
-        batch = _Pipeline(client, self._bounded)
-        acks: list[Op] = []
-        forgets: list[Op] = []
-        tracks: list[Op] = []
-        for op in ops:
-            kind, args = op.kind, op.args
-            if kind == "intent":
-                ref, what, body, created_at = args
-                model = json.loads(body).get("model")
-                await batch.call(self, op, "INTENT", ref, what, body, repr(created_at),
-                                 model if isinstance(model, str) else "")  # fmt: skip
-            elif kind in ("attach", "reconcile"):
-                ref, task_id, model, at = args
-                await batch.call(self, op, "ATTACH", ref, task_id, model or "", repr(at))
-            elif kind == "discard":
-                await batch.call(self, op, "DISCARD", *args)
-            elif kind == "purge":
-                await batch.call(self, op, "PURGE", repr(args[0]), _IDS_PER_CALL)
-                await batch.run(self, results)
-            elif kind == "track":
-                tracks.append(op)
-            elif kind == "ack":
-                acks.append(op)
-            elif kind == "forget":
-                forgets.append(op)
-            else:  # pragma: no cover - kinds are made in this package only
-                raise AssertionError(f"unknown store operation {kind!r}")
-        for op in tracks:
-            ids, model, when = op.args
-            for start in range(0, len(ids), _IDS_PER_CALL):
-                await batch.call(self, op if start == 0 else None, "TRACK", model or "",
-                                 repr(when), *ids[start : start + _IDS_PER_CALL])  # fmt: skip
-        rows = _write_behind_args(pending)
-        for start in range(0, len(rows), _TASKS_PER_CALL * 6):
-            await batch.call(self, None, "WRITE_BEHIND", *rows[start : start + _TASKS_PER_CALL * 6])
-        # After the write-behind rows: an ack must find a terminal record of this batch.
-        for start in range(0, len(acks), _IDS_PER_CALL):
-            pairs: list[object] = []
-            for op in acks[start : start + _IDS_PER_CALL]:
-                task_id, at = op.args
-                pairs += (task_id, repr(at))
-            await batch.call(self, None, "ACK", *pairs)
-        for op in forgets:
-            await batch.call(self, op, "FORGET", op.args[0])
-        await batch.run(self, results)
-        return [results.get(id(op)) for op in ops]
-
-    async def queue_script(self, pipe: Any, name: str, args: tuple[object, ...]) -> None:
-        """Queue script *name* on *pipe* with this owner's lease (an async
-        pipeline queues when awaited). For the batch's pipelines."""
-        script = self._scripts[name]
-        await script(keys=[self._lock_key], args=[self._token, self._prefix, *args], client=pipe)
-
-    async def result_of(self, op: Op, reply: Any) -> object:
-        """What the caller of *op* gets for its script's *reply*."""
-        kind = op.kind
-        if kind == "intent":
-            if reply == 1:
-                return None
-            return ValueError(f"intent ref {op.args[0]!r} is already recorded")
-        if kind in ("attach", "reconcile"):
-            reconciling = kind == "reconcile"
-            if reply == 1:
-                return True if reconciling else None
-            if reconciling:
-                return False
-            ref = op.args[0]
-            if reply == -1:
-                return ValueError(f"no intent with ref {ref!r}")
-            intent = await self._fetch_intent(ref)
-            have = intent.task_id if intent is not None else None
-            return ValueError(f"intent {ref!r} already has task id {have!r}")
-        if kind == "purge":
-            return await self._purge_rest(op.args[0], reply)
-        return bool(reply)  # discard, forget
-
-    async def _purge_rest(self, cutoff: float, first: Sequence[int]) -> int:
-        """Deleted rows of a purge: its first call's, then calls until none is full."""
-        deleted = int(first[0]) + int(first[1])
-        last = first
-        while max(int(last[0]), int(last[1])) >= _IDS_PER_CALL:
-            last = await self._bounded(
-                self._scripts["PURGE"](
-                    keys=[self._lock_key],
-                    args=[self._token, self._prefix, repr(cutoff), _IDS_PER_CALL],
-                ),
-                "writing",
-            )
-            deleted += int(last[0]) + int(last[1])
-        return deleted
+        scripts = Scripts(self._scripts, self._lock_key, self._token, self._prefix, self._bounded)
+        return await write_batch(client, scripts, ops, pending, self._fetch_intent)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -521,11 +421,11 @@ class RedisStore(BatchedStore):
             raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
         found: list[dict[str, Any]] = []
         try:
-            for start in range(0, len(keys), _IDS_PER_CALL):
+            for start in range(0, len(keys), _KEYS_PER_CALL):
                 pipe = client.pipeline(transaction=False)
-                for key in keys[start : start + _IDS_PER_CALL]:
+                for key in keys[start : start + _KEYS_PER_CALL]:
                     pipe.hgetall(key)
-                replies = await _executed(pipe, self._bounded, "reading")
+                replies = await executed(pipe, self._bounded, "reading")
                 for reply in replies:
                     if isinstance(reply, Exception):
                         raise reply
@@ -600,49 +500,6 @@ class RedisStore(BatchedStore):
         return [intent for intent in intents if intent is not None]
 
 
-class _Pipeline:
-    """Scripts queued for one round trip, and which op each reply answers."""
-
-    def __init__(self, client: Redis, bounded: Bounded) -> None:
-        self._client = client
-        self._bounded = bounded
-        self._pipe = client.pipeline(transaction=False)
-        self._answers: list[Op | None] = []
-
-    async def call(self, store: RedisStore, op: Op | None, name: str, *args: object) -> None:
-        """Queue script *name*; its reply answers *op* (None: nobody waits for it)."""
-        await store.queue_script(self._pipe, name, args)
-        self._answers.append(op)
-
-    async def run(self, store: RedisStore, results: dict[int, object]) -> None:
-        """Send what is queued; each answered op's result into *results*."""
-        if not self._answers:
-            return
-        replies = await _executed(self._pipe, self._bounded, "writing")
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        for op, reply in zip(self._answers, replies, strict=True):
-            if op is not None:
-                results[id(op)] = await store.result_of(op, reply)
-        self._pipe = self._client.pipeline(transaction=False)
-        self._answers = []
-
-
-async def _executed(pipe: Any, bounded: Bounded, doing: str) -> list[Any]:
-    """The replies of *pipe* (errors as values), within the store's bound.
-
-    The pipeline is reset (its connection given back) however that ends: one
-    given up on mid-way (its time ran out, its caller was cancelled) would
-    otherwise keep its connection and warn when collected (ResourceWarning).
-    """
-    try:
-        replies: list[Any] = await bounded(pipe.execute(raise_on_error=False), doing)
-        return replies
-    finally:
-        await pipe.reset()
-
-
 _FLOAT_FIELDS = frozenset(
     ("created_at", "first_seen_at", "terminal_at", "delivered_at", "acked_at", "updated_at")
 )
@@ -658,18 +515,3 @@ def _field(fields: dict[str, Any], name: str) -> Any:
     if name == "deliveries":
         return int(value)
     return value
-
-
-def _write_behind_args(pending: dict[str, Pending]) -> list[str]:
-    """The WRITE_BEHIND script's arguments for *pending*: six per task."""
-    rows: list[str] = []
-    for task_id, change in pending.items():
-        rows += (
-            task_id,
-            "" if change.seen_at is None else repr(change.seen_at),
-            change.terminal or "",
-            "" if change.terminal_at is None else repr(change.terminal_at),
-            "" if change.delivered_at is None else repr(change.delivered_at),
-            str(change.deliveries) if change.deliveries else "",
-        )
-    return rows
