@@ -686,7 +686,15 @@ def test_extend_waits_for_success_then_creates_a_new_task() -> None:
         )
         sent = requests_to(kie, "/api/v1/veo/extend")
         assert [r.json for r in sent] == [ext.request.to_wire()]
-        assert (await ext).status is TaskStatus.SUCCESS
+        extended = await ext
+        assert extended.status is TaskStatus.SUCCESS
+        # The reference: fullResultUrls after an extend (and only then).
+        assert extended.response is not None
+        assert len(extended.response.full_result_urls) == 1
+        original = task.record
+        assert original is not None
+        assert original.response is not None
+        assert original.response.full_result_urls == ()
         with pytest.raises(ValueError, match="is for task 'veo_task_x'"):
             await ext.extend(ExtendRequest("veo_task_x", "more"))
 

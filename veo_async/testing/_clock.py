@@ -193,12 +193,17 @@ class ScaledClockLoop(asyncio.SelectorEventLoop):
 class VirtualClockPolicy(asyncio.DefaultEventLoopPolicy):
     """An event loop policy whose new loops are :class:`VirtualClockLoop` s.
 
-    With pytest-asyncio, override its ``event_loop_policy`` fixture in a
-    ``conftest.py`` to run every async test on virtual time::
+    With pytest-asyncio older than 1.5, override its ``event_loop_policy``
+    fixture in a ``conftest.py`` to run every async test on virtual time::
 
         @pytest.fixture(scope="session")
         def event_loop_policy():
             return VirtualClockPolicy()
+
+    From 1.5 that override is deprecated (an error where warnings are):
+    return ``{"virtual_clock": VirtualClockLoop}`` from the
+    ``pytest_asyncio_loop_factories`` hook instead (see the README's
+    "Testing your code with the simulator").
     """
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:

@@ -283,6 +283,7 @@ class CreationDesk:
             params=dict(body),
             fallback=fallback,
             resolution=resolution if resolution in ("720p", "1080p") else "720p",
+            extended=kind == "extend",
         )
         callback = body.get("callBackUrl")
         created = CreatedTask(script, callback if isinstance(callback, str) else None, kind)

@@ -164,8 +164,8 @@ class Fault:
         (retryable: a wait polls again on its schedule), one failed request
         each time: its own aiohttp session does not resend the GET by itself.
         (A plain aiohttp client, or a ``session=`` you inject, may resend an
-        idempotent request once after a reset on a reused connection, so a
-        single reset can cost it an extra request and stay invisible.)
+        idempotent request once after a reset, so a single reset can cost it
+        an extra request and stay invisible.)
         """
         return cls("reset")
 
@@ -225,7 +225,7 @@ class Quirks:
     :ivar result_urls_at_data: on success ``resultUrls`` sits at
         ``data.resultUrls`` and ``data.response`` is null.
     :ivar times_as_epoch_ms: ``createTime``/``completeTime`` are integer epoch
-        milliseconds instead of ``"YYYY-MM-DD HH:MM:SS"`` (UTC) strings.
+        milliseconds instead of ``"YYYY-MM-DD HH:MM:SS"`` strings (UTC+8, as Kie's).
     :ivar error_code_as_str_null: ``errorCode`` is the string ``"null"``
         whenever it would be null.
     :ivar error_code_as_str: on failure ``errorCode`` is ``"400"``, not ``400``.
@@ -276,6 +276,8 @@ class TaskScript:
         a message fitting the status.
     :ivar fallback: made by the fallback model (``fallbackFlag`` true, 720p).
     :ivar resolution: ``response.resolution`` of a successful, non-fallback task.
+    :ivar extended: made by an extend: its successful record carries
+        ``fullResultUrls`` (the whole video, the original and its extension).
     """
 
     task_id: str = attrs.field(validator=_non_empty_str)
@@ -301,6 +303,7 @@ class TaskScript:
     error_message: str | None = attrs.field(default=None, kw_only=True)
     fallback: bool = attrs.field(default=False, kw_only=True)
     resolution: str = attrs.field(default="1080p", kw_only=True)
+    extended: bool = attrs.field(default=False, kw_only=True)
 
 
 def default_params() -> dict[str, Any]:
@@ -424,8 +427,8 @@ def _render_response(script: TaskScript, urls: list[str] | str) -> dict[str, Any
         "resultUrls": urls,
         # The docs: originUrls only for non-16:9 ratios.
         "originUrls": None if ratio == "16:9" else [result_url(script.task_id, "original")],
-        # The docs: fullResultUrls only after an extend, which is not simulated.
-        "fullResultUrls": None,
+        # The docs: fullResultUrls only after an extend.
+        "fullResultUrls": [result_url(script.task_id, "full")] if script.extended else None,
         # A fallback-model video is always 720p.
         "resolution": "720p" if script.fallback else script.resolution,
     }

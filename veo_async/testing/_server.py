@@ -135,7 +135,13 @@ class FakeKie:
 
         async with FakeKie(api_key="test-key") as kie:
             kie.add_task("veo_task_1", complete_after=0.3)
-            async with VeoSession(api_key="test-key", base_url=kie.base_url) as veo:
+            # A quick fixed schedule: the default one polls a young task
+            # about 80 s after its first look, and over a real socket the
+            # test would wait that long.
+            quick = PollPolicy(first_poll=0, interval=0.1, max_interval=0.5)
+            async with VeoSession(
+                api_key="test-key", base_url=kie.base_url, policy=quick
+            ) as veo:
                 info = await veo.task("veo_task_1")
 
     Served: ``GET record-info``, ``GET chat/credit``, ``POST generate``,

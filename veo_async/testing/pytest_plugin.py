@@ -5,7 +5,13 @@ The plugin is registered through the ``pytest11`` entry point, so installing
 
     async def test_wait(fake_kie):
         fake_kie.add_task("t1", complete_after=0.1)
-        ...
+        quick = PollPolicy(first_poll=0, interval=0.05, max_interval=0.2)
+        async with VeoSession("test-key", base_url=fake_kie.base_url, policy=quick) as veo:
+            await veo.task("t1")
+
+(A quick fixed ``policy``: the default schedule polls a young task again
+about 80 s after its first look, and over the fixture's real socket the test
+would wait that long.)
 
 pytest loads this module at start-up in every project where ``veo-async`` is
 installed, so it must never fail there: pytest-asyncio is optional.
