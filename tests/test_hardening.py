@@ -19,6 +19,7 @@ import logging
 import resource
 import struct
 import time
+import traceback
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
@@ -834,6 +835,34 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
 
     run_virtual(main)
     assert any("on_event" in r.getMessage() for r in caplog.records)
+
+
+def test_a_raising_event_hook_quoting_the_key_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook whose error quotes the API key (a message built from what it had
+    at hand): the log line and its traceback show the key hidden."""
+    key = "sk-live-0123456789abcdef"
+
+    def quoting(_event: Event) -> None:
+        try:
+            raise KeyError(f"no metric for {key}")
+        except KeyError as inner:
+            raise RuntimeError(f"metrics backend refused {key}") from inner
+
+    async def main() -> None:
+        kie = FakeKie(api_key=key)
+        kie.add_task("t1")
+        async with VeoSession(key, transport=kie.transport(), on_event=quoting) as veo:
+            await veo.task("t1").wait(timeout=60)
+
+    run_virtual(main)
+    logged = "\n".join(
+        r.getMessage() + ("".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
+        for r in caplog.records
+    )
+    assert "metrics backend refused" in logged
+    assert key not in logged
 
 
 # -- item 16: the deadline at scale -------------------------------------------------------------

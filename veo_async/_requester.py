@@ -199,7 +199,15 @@ class Requester:
             return
         try:
             returned = hook(event)
-        except Exception:
+        except Exception as exc:
+            # The hook's own error may quote the key (a message built from a
+            # request's headers, say): hidden before it reaches a log line.
+            error: BaseException | None = exc
+            for _ in range(8):  # the error and what it chains to (chains are short)
+                if error is None:
+                    break
+                self._api_key.hide_in(error)
+                error = error.__cause__ or error.__context__
             logger.exception("on_event hook raised; ignored")
             return
         if inspect.iscoroutine(returned):
