@@ -158,7 +158,7 @@ class ApiKey:
         if needle in body:
             body = body.replace(needle, _HIDDEN_BYTES)
             changed = True
-        if not body.rstrip().endswith(b"}"):
+        if body[-1:] != b"}" and not body.rstrip().endswith(b"}"):
             for size in range(len(needle) - 1, _TAIL_FROM - 1, -1):
                 if body.endswith(needle[:size]):
                     body = body[:-size] + _HIDDEN_BYTES

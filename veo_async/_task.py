@@ -583,12 +583,14 @@ class VeoTask:
             )
         run = self._run
         if run is not None:
-            run.notify(None)
             if record.status is not _GENERATING:
                 # Final, whoever brought it: a refresh() or a last look ends the
                 # run as its own poll would (which then finds it ended). Left
-                # queued, it polled on for followers that had let go.
+                # queued, it polled on for followers that had let go. Its end
+                # tells the followers, once (the change and the end together).
                 run.end_on_record()
+            else:
+                run.notify(None)
 
     def note_failure(self, error: VeoError) -> None:
         """A poll failed: a timeout later says why nothing was seen."""
