@@ -39,11 +39,12 @@ CREATORS = 32
 
 def open_store(spec: str) -> SQLiteStore | RedisStore:
     """The store *spec* names: a SQLite file, or ``redis://...#namespace`` (a
-    lease of 1 s: a killed run's successor waits at most that for the lock)."""
+    lease of 3 s: a killed run's successor waits at most that for the lock,
+    and a run whose loop is busy for a second on a loaded machine keeps it)."""
     if spec.startswith("redis://"):
         url, _, namespace = spec.partition("#")
         return RedisStore(
-            url, namespace=namespace, flush_interval=0.05, lock_timeout=10.0, lease=1.0
+            url, namespace=namespace, flush_interval=0.05, lock_timeout=10.0, lease=3.0
         )
     return SQLiteStore(spec, flush_interval=0.05, lock_timeout=10.0)
 

@@ -147,8 +147,8 @@ async def test_the_lease_is_renewed_while_open(
     redis_server: RedisServer, namespace: str, client: Any
 ) -> None:
     """An owner keeps its store past its lease (renewed every third of it)."""
-    async with store_on(redis_server, namespace, lease=1.0) as store:
-        await asyncio.sleep(1.6)
+    async with store_on(redis_server, namespace, lease=2.0) as store:
+        await asyncio.sleep(3.0)  # past the lease: renewed meanwhile (every 2/3 s)
         assert await client.pttl("{" + namespace + "}:lock") > 0
         with pytest.raises(StoreLockedError):
             await store_on(redis_server, namespace).open()
