@@ -844,7 +844,9 @@ def test_a_raising_event_hook_quoting_the_key_is_logged_without_it(
     at hand): the log line and its traceback show the key hidden."""
     key = "sk-live-0123456789abcdef"
 
-    def quoting(_event: Event) -> None:
+    def quoting(event: Event) -> None:
+        if isinstance(event, RecordPublished):  # the key in a non-text argument
+            raise RuntimeError("bad headers", {"Authorization": f"Bearer {key}"})
         try:
             raise KeyError(f"no metric for {key}")
         except KeyError as inner:
@@ -862,6 +864,7 @@ def test_a_raising_event_hook_quoting_the_key_is_logged_without_it(
         for r in caplog.records
     )
     assert "metrics backend refused" in logged
+    assert "bad headers" in logged
     assert key not in logged
 
 

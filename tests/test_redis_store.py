@@ -289,6 +289,9 @@ def test_bad_settings_are_refused_at_construction(
         "unix:///run/redis.sock?db=0&password=pw-hunter22",
         "redis://alice:ab/pw-hunter22@host:6379/0",
         "redis://alice:pw-hunter22#x@host/0",
+        "redis://127.0.0.1:1/0?password=pw@hunter22",
+        "unix:///x.sock?password=pw@hunter22",
+        "redis://:pw?hunter22@host/0",
     ],
 )
 async def test_a_password_anywhere_in_the_url_stays_out_of_reprs_and_errors(url: str) -> None:
@@ -509,3 +512,39 @@ async def test_a_write_behind_batch_failing_while_the_server_is_away_is_kept(
     async with store_on(redis_server, namespace) as again:
         assert await again.undelivered() == []
     gc.collect()  # a pipeline still holding its connection would warn here
+
+
+async def test_an_open_cancelled_while_its_lease_is_being_taken_holds_none(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """An open() cancelled while the SET that takes the lease is out (the
+    server took it, the answer never came back): the lease is let go, so the
+    next owner does not wait a whole lease."""
+
+    class LateAnswer(redis_asyncio.Redis):
+        async def set(self, *args: Any, **kwargs: Any) -> Any:
+            await super().set(*args, **kwargs)
+            await asyncio.sleep(3600)
+
+    given = LateAnswer.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisStore(given, namespace=namespace, lock_timeout=0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(store.open(), 0.5)
+        assert await client.get("{" + namespace + "}:lock") is None
+        assert not leftover_tasks()
+    finally:
+        await given.aclose()
+
+
+async def test_two_concurrent_opens_of_one_store_open_it_once(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """Two open() calls at once: the second waits for the first and finds the
+    store open; the store works, and its close lets the lease go."""
+    store = store_on(redis_server, namespace, lock_timeout=1.0)
+    await asyncio.gather(store.open(), store.open())
+    await store.track(["veo_1"])
+    assert [task.task_id for task in await store.list_tasks()] == ["veo_1"]
+    await store.aclose()
+    assert await client.get("{" + namespace + "}:lock") is None

@@ -122,6 +122,14 @@ class ApiKey:
             )
         return self._headers
 
+    def hidden_in(self, text: str) -> str:
+        """*text* with every copy of the key replaced by ``<ApiKey hidden>``
+        (a key under 8 characters is left)."""
+        key = self._value
+        if len(key) < _HIDDEN_FROM or key not in text:
+            return text
+        return text.replace(key, _HIDDEN)
+
     def hide_in(self, error: BaseException) -> None:
         """Replace every copy of the key in ``error``'s text (its message,
         excerpt, arguments) by ``<ApiKey hidden>``.

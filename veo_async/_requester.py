@@ -24,6 +24,7 @@ import email.utils
 import inspect
 import logging
 import math
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -200,15 +201,11 @@ class Requester:
         try:
             returned = hook(event)
         except Exception as exc:
-            # The hook's own error may quote the key (a message built from a
-            # request's headers, say): hidden before it reaches a log line.
-            error: BaseException | None = exc
-            for _ in range(8):  # the error and what it chains to (chains are short)
-                if error is None:
-                    break
-                self._api_key.hide_in(error)
-                error = error.__cause__ or error.__context__
-            logger.exception("on_event hook raised; ignored")
+            # The hook's own error may quote the key (in its message, its
+            # arguments, what it chains to, an exception group's members):
+            # the text logged is the traceback's, with the key hidden.
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            logger.error("on_event hook raised; ignored\n%s", self._api_key.hidden_in(text))
             return
         if inspect.iscoroutine(returned):
             # A plain callable that returned a coroutine (a lambda around an

@@ -73,6 +73,9 @@ class BatchedStore:
         self._where = where
         self._retention = retention
         self._state = _State.UNOPENED
+        # Held while an open() connects: a second, concurrent open() waits
+        # for it, then finds the store open (and does nothing).
+        self._opening = asyncio.Lock()
         # Done when a close has ended: a second aclose() waits for it.
         self._closed: asyncio.Future[None] | None = None
         self._writer = GroupWriter(
@@ -140,6 +143,10 @@ class BatchedStore:
         :raises StoreVersionError: written with another schema version.
         :raises StoreError: any other reason the store cannot be used.
         """
+        async with self._opening:
+            await self._open()
+
+    async def _open(self) -> None:
         if self._state is _State.OPEN:
             return
         name = type(self).__name__

@@ -64,6 +64,8 @@ logger = logging.getLogger("veo_async")
 # A namespace is one hash tag: no braces; printable, short.
 _NAMESPACE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
 _SCHEMES = ("redis", "rediss", "unix")
+# A URL's path that names a database ("/0"): anything else is not shown.
+_DATABASE = re.compile(r"/\d{0,3}")
 #: Keys a read's pipeline asks for at once.
 _KEYS_PER_CALL = 1000
 
@@ -74,14 +76,28 @@ def _text(value: object) -> Any:
 
 
 def safe_url(url: str) -> str:
-    """*url* as ``scheme://host[:port][/db]`` (or ``unix:///path``): without
-    user, password, query or fragment, wherever a password may hide in them
-    (``user:pass@``, ``?password=``, a password with a ``/`` or ``@`` in it)."""
-    scheme, _, rest = url.partition("://")
-    rest = rest.rpartition("@")[2]  # after the last "@": no user info
-    for mark in "?#":
-        rest = rest.partition(mark)[0]
-    return f"{scheme}://{rest}"
+    """*url* as ``scheme://host[:port][/db]`` (``unix://path``): its host, port
+    and database, or its socket's path, and nothing else. A user, a password
+    (in the user info or ``?password=``, whatever characters it holds), a
+    query or a fragment never shows: a part that does not read as what it
+    should is left out rather than shown."""
+    scheme = url.partition("://")[0].lower()
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number: the netloc is no host[:port]
+        return f"{scheme}://?"
+    if scheme == "unix":
+        path = parts.path if "@" not in parts.netloc + parts.path else ""
+        return f"unix://{path or '?'}"
+    shown = f"{scheme}://{host or '?'}"
+    if "[" in parts.netloc and host:
+        shown = f"{scheme}://[{host}]"
+    if port is not None:
+        shown += f":{port}"
+    if _DATABASE.fullmatch(parts.path):
+        shown += parts.path
+    return shown
 
 
 def _is_client(value: object) -> bool:
@@ -264,23 +280,25 @@ class RedisStore(BatchedStore):
                     "(check its host, port, database and escaping)",
                     path=self._where,
                 ) from None
-        self._client = client
+        for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
+                     "WRITE_BEHIND", "RENEW", "RELEASE"):  # fmt: skip
+            self._scripts[name] = client.register_script(getattr(lua, name))
         try:
-            for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
-                         "WRITE_BEHIND", "RENEW", "RELEASE"):  # fmt: skip
-                self._scripts[name] = client.register_script(getattr(lua, name))
             await self._take_lease(client)
-            try:
-                await self._check_layout(client)
-                await self._warn_without_persistence(client)
-            except BaseException:  # a cancelled open too: the lease goes with it
-                await self._release(client)
-                raise
+            await self._check_layout(client)
+            await self._warn_without_persistence(client)
         except BaseException:
-            await self._drop_client()
+            # A cancelled open too, even one cancelled while the SET that
+            # takes the lease was out (the server may have taken it): the
+            # release deletes the lock only if it holds our token.
+            try:
+                await self._release(client)
+            finally:
+                await self._close_client(client)
             raise
         # Last, with no await after it: an open cancelled before this point
         # leaves no renewer behind to hold the lease forever.
+        self._client = client
         self._renewer = asyncio.get_running_loop().create_task(
             self._renew(), name=f"veo_async store lease {self._where}"
         )
@@ -384,9 +402,9 @@ class RedisStore(BatchedStore):
         except Exception as exc:  # it lapses by itself within a lease
             logger.warning("task store %s: letting the lease go failed: %s", self._where, exc)
 
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and client is not self._given_client:
+    async def _close_client(self, client: Redis) -> None:
+        """Close *client*, unless it was given (its owner closes it)."""
+        if client is not self._given_client:
             await client.aclose()
 
     async def _disconnect(self) -> None:
@@ -395,12 +413,12 @@ class RedisStore(BatchedStore):
         if renewer is not None:
             renewer.cancel()
             await asyncio.wait((renewer,))
-        client = self._client
+        client, self._client = self._client, None
         if client is not None:
             try:
                 await self._release(client)
             finally:
-                await self._drop_client()
+                await self._close_client(client)
 
     # -- writing ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ What a batch means on disk, and how an error is named, is the store's.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,12 +32,16 @@ __all__ = ["Apply", "GroupWriter", "Op", "Pending"]
 #: Seconds the writer waits after a failed batch before it tries again (at
 #: least its flush interval), unless a durable write comes.
 _RETRY_AFTER = 0.5
+#: Failed batches after which a task's write-behind changes are given up.
+_MOST_FAILURES = 5
+
+logger = logging.getLogger("veo_async")
 
 
 class Pending:
     """The write-behind changes of one task not yet written (latest wins)."""
 
-    __slots__ = ("delivered_at", "deliveries", "seen_at", "terminal", "terminal_at")
+    __slots__ = ("delivered_at", "deliveries", "failures", "seen_at", "terminal", "terminal_at")
 
     def __init__(self) -> None:
         self.seen_at: float | None = None
@@ -44,6 +49,8 @@ class Pending:
         self.terminal_at: float | None = None
         self.delivered_at: float | None = None
         self.deliveries = 0
+        #: Batches that failed with these changes in them (see GroupWriter._requeue).
+        self.failures = 0
 
     def saw(self, at: float) -> None:
         """A poll saw the task at *at* (the first time counts)."""
@@ -62,17 +69,15 @@ class Pending:
         self.deliveries += 1
 
     def absorb_older(self, older: Pending) -> None:
-        """Take in changes noted before these (a batch that failed, to retry)."""
+        """Take in changes noted before these (a batch that failed, to retry;
+        its deliveries are not taken: see GroupWriter._requeue)."""
         if older.seen_at is not None:
             self.saw(older.seen_at)
         if older.terminal is not None:
             if self.terminal is None:
                 self.terminal = older.terminal
             self.terminal_at = older.terminal_at  # the first time counts
-        if older.deliveries:
-            if self.delivered_at is None:
-                self.delivered_at = older.delivered_at
-            self.deliveries += older.deliveries
+        self.failures = max(self.failures, older.failures)
 
 
 class Op:
@@ -270,9 +275,17 @@ class GroupWriter:
                 # Not dropped: a terminal record lost here would leave its task
                 # unfinished in the store, and a later ack of it would change
                 # nothing (a server away for a moment must not cost that).
-                self._requeue(pending)
-                if not waiters:  # else a flush() caller hears of it at once
-                    self._lost = error
+                given_up = self._requeue(pending)
+                if given_up:
+                    logger.error(
+                        "task store %s: %d task(s)' notes given up after %d failed writes: %s",
+                        self._where,
+                        given_up,
+                        _MOST_FAILURES,
+                        error,
+                    )
+                    if not waiters:  # else a flush() caller hears of it at once
+                        self._lost = self._lost or error
             for future in [op.future for op in ops] + waiters:
                 if not future.done():
                     future.set_exception(error)
@@ -289,15 +302,36 @@ class GroupWriter:
                 future.set_result(None)
         return True
 
-    def _requeue(self, older: dict[str, Pending]) -> None:
-        """Queue the changes of a failed batch again, under any noted since."""
+    def _requeue(self, older: dict[str, Pending]) -> int:
+        """Queue the changes of a failed batch again, under any noted since.
+
+        What is idempotent goes again (a sighting, a terminal record); a count
+        of deliveries does not: a batch that failed may still have been
+        applied (a Redis answer that came too late), and a count counted
+        twice would be wrong where one counted once too few is allowed (the
+        contract's write-behind). A change in :data:`_MOST_FAILURES` failed
+        batches is given up (it may be what fails them: a key of the wrong
+        type), so that it does not fail every later batch.
+
+        :returns: how many tasks' changes were given up.
+        """
         pending = self._pending
+        given_up = 0
         for task_id, change in older.items():
+            change.failures += 1
+            change.deliveries = 0
+            change.delivered_at = None
+            if change.failures >= _MOST_FAILURES:
+                given_up += 1
+                continue
+            if change.seen_at is None and change.terminal is None:
+                continue  # only a delivery count: nothing left to write
             newer = pending.get(task_id)
             if newer is None:
                 pending[task_id] = change
             else:
                 newer.absorb_older(change)
+        return given_up
 
     def _fail_waiting(self, error: StoreError) -> None:
         """Fail whatever a cancelled writer left behind, so no caller waits forever."""
