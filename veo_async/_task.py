@@ -218,7 +218,10 @@ class _PollRun(Ticket):
             not self.ended
             and self.request is None
             and self.due >= deadline
-            and (granted_at is None or granted_at < when - lead)
+            # A poll granted just about ``lead`` before counts as near: the
+            # look's timer and that grant each run a little late, by however
+            # long the loop was busy (a loaded machine), not by the same.
+            and (granted_at is None or granted_at < when - lead - _NEAR_SLACK)
         )
 
     def follow(self, listener: Listener) -> Subscription:
@@ -321,6 +324,10 @@ class _PollRun(Ticket):
             logger.debug("polling task %s ended: %r", self.handle.task_id, error)
         self.handle.run_stopped(self)
         self.notify(error)
+
+
+#: Seconds of the loop's lateness a last look allows for (see _PollRun.idle_at).
+_NEAR_SLACK = 0.05
 
 
 def _now() -> float:

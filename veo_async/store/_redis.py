@@ -218,7 +218,9 @@ class RedisStore(BatchedStore):
 
     # -- the connection ---------------------------------------------------------------
 
-    async def _bounded(self, awaitable: Awaitable[_T], doing: str) -> _T:
+    async def _bounded(
+        self, awaitable: Awaitable[_T], doing: str, seconds: float | None = None
+    ) -> _T:
         """*awaitable* (one round trip), failing after ``timeout`` seconds.
 
         The store's own bound, not redis-py's ``socket_timeout``: on Python
@@ -226,10 +228,11 @@ class RedisStore(BatchedStore):
         a cancellation landing in the step a command's write completes (the
         cancelled task carries on). :func:`~veo_async._timeouts.within` loses none.
         """
-        finished, result = await within(awaitable, self._timeout)
+        limit = self._timeout if seconds is None else seconds
+        finished, result = await within(awaitable, limit)
         if not finished:
             raise StoreError(
-                f"task store {self._where}: no answer in {self._timeout:g} s while {doing}",
+                f"task store {self._where}: no answer in {limit:g} s while {doing}",
                 path=self._where,
             )
         return result  # type: ignore[return-value]  # (finished: the awaitable's result)
@@ -381,8 +384,12 @@ class RedisStore(BatchedStore):
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
+                # Bounded by a third of the lease too: a renewal that hangs
+                # for the whole timeout must not let the lease lapse meanwhile.
                 kept = await self._bounded(
-                    renew(keys=[self._lock_key], args=[self._token, self._lease_ms]), "renewing"
+                    renew(keys=[self._lock_key], args=[self._token, self._lease_ms]),
+                    "renewing",
+                    min(self._timeout, self._lease_ms / 3000),
                 )
             except Exception as exc:  # the server is away: try again, writes fail meanwhile
                 logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
