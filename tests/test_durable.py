@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from veo_async import (
     RawResponse,
     RecordInfo,
     RecordNotFoundError,
+    RedisStore,
     ResumeReport,
     SQLiteStore,
     StoreCorruptError,
@@ -41,9 +43,11 @@ from veo_async.events import RAISED_TOO
 from veo_async.store import StoredTask, new_ref, ref_of, with_ref
 from veo_async.testing import FakeKie, Fault
 
+from ._redis_server import RedisServer, redis_server
 from .conftest import API_KEY, FAST_POLICY, leftover_tasks, session_on
 
 pytestmark = pytest.mark.real_time
+__all__ = ["redis_server"]  # the fixture, for the Redis runs
 
 #: Write-behind changes commit quickly, so a test reading the file sees them.
 FLUSH = 0.01
@@ -183,17 +187,28 @@ async def test_a_created_task_has_its_intent_and_task_id_stored(kie: FakeKie, db
         await store.aclose()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_an_uncertain_create_is_reported_by_resume_never_resent(
-    kie: FakeKie, db: Path
+    kie: FakeKie, db: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    """A create that may have created a task leaves its intent uncertain: resume()
-    reports it with its request (no exception) and sends nothing again."""
+    """A create that may have created a task leaves its intent uncertain (in a
+    SQLite file, in a Redis namespace): resume() reports it with its request
+    (no exception) and sends nothing again; the callback's ref reconciles it."""
+    namespace = f"test:{uuid.uuid4().hex}"
+
+    def session() -> VeoSession:
+        if kind == "sqlite":
+            return durable(kie, db)
+        server: RedisServer = request.getfixturevalue("redis_server")
+        store = RedisStore(server.url, namespace=namespace, flush_interval=FLUSH, lock_timeout=0)
+        return session_on(kie, store=store, create_rate=10_000)
+
     kie.inject_create(Fault.created_then_drop())
-    async with durable(kie, db) as veo:
+    async with session() as veo:
         with pytest.raises(SubmitUncertainError):
             await veo.generate("a dog", callback_url="https://cb.example/h")
     assert kie.created == 1
-    async with durable(kie, db) as veo:
+    async with session() as veo:
         report = await veo.resume()
         assert isinstance(report, ResumeReport)
         assert report.tasks == ()

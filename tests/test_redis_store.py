@@ -28,11 +28,10 @@ from veo_async import (
     StoreError,
     StoreLockedError,
     StoreVersionError,
-    SubmitUncertainError,
     VeoSession,
 )
-from veo_async.store import record_to_json, ref_of
-from veo_async.testing import FakeKie, Fault
+from veo_async.store import record_to_json
+from veo_async.testing import FakeKie
 
 from ._redis_server import RedisServer, redis_server
 from .conftest import child_bytecode_env, leftover_tasks, session_on
@@ -387,30 +386,6 @@ async def test_a_session_resumes_and_delivers_until_acked_across_restarts(
         report = await veo.resume()
         assert (report.tasks, report.undelivered, report.uncertain) == ((), (), ())
         assert await drain(veo) == []
-    assert kie.created == 1
-
-
-async def test_an_uncertain_create_is_reported_never_resent(
-    kie: FakeKie, redis_server: RedisServer, namespace: str
-) -> None:
-    """A create that may have gone through stays an uncertain intent in Redis:
-    the next session's resume() reports it (with its request), sends nothing,
-    and the callback's ref reconciles it."""
-    kie.inject_create(Fault.created_then_drop())
-    async with durable(kie, redis_server, namespace) as veo:
-        with pytest.raises(SubmitUncertainError):
-            await veo.generate("a dog", callback_url="https://cb.example/h")
-    async with durable(kie, redis_server, namespace) as veo:
-        report = await veo.resume()
-        [intent] = report.uncertain
-        assert intent.request["prompt"] == "a dog"
-        record = await veo.record_info(kie.created_ids[0])
-        ref = ref_of(record.params["callBackUrl"])
-        assert ref == intent.ref
-        store = veo.store
-        assert store is not None
-        assert await store.reconcile(ref, kie.created_ids[0])
-        assert await veo.uncertain() == []
     assert kie.created == 1
 
 
