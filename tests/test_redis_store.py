@@ -317,6 +317,17 @@ async def test_a_lapsed_lease_is_not_taken_again(
             await store.track(["veo_1"])
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://admin:4821/xyz@host:6379/0", "redis://admin:4821#xyz@host:6379/0"]
+)
+def test_a_password_cut_short_by_a_delimiter_shows_no_part(url: str) -> None:
+    """A password with an unescaped "/" or "#" after digits reads to a URL
+    parser as ``user:port``: the store shows no host then, rather than the
+    user and the password's start."""
+    assert "4821" not in repr(RedisStore(url))
+    assert "admin" not in repr(RedisStore(url))
+
+
 def test_a_password_in_a_bad_url_is_not_echoed() -> None:
     """A refused URL's message leaves its password out."""
     with pytest.raises(ValueError, match="redis://") as caught:
@@ -440,7 +451,9 @@ async def test_a_cancelled_consumer_of_completed_ends_at_any_step(
             assert consumer.cancelled()
 
 
-async def test_a_server_that_never_answers_fails_within_the_timeout(namespace: str) -> None:
+async def test_a_server_that_never_answers_fails_within_the_timeout(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A server that accepts and never answers: StoreError naming the wait
     after ``timeout`` seconds, nothing left running."""
     connections: list[asyncio.StreamWriter] = []
@@ -455,6 +468,8 @@ async def test_a_server_that_never_answers_fails_within_the_timeout(namespace: s
         with pytest.raises(StoreError, match=r"no answer in 0.3 s while opening"):
             await store.open()
         assert not leftover_tasks()
+        # No lease can be let go at a server that does not answer: no second wait.
+        assert "letting the lease go failed" not in caplog.text
     finally:
         for writer in connections:
             writer.close()

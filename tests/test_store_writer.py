@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from veo_async.errors import StoreError
+from veo_async.errors import StoreCorruptError, StoreError
 from veo_async.store._writer import GroupWriter, Op, Pending
 
 
@@ -27,10 +27,10 @@ class FlakyApply:
         return [None] * len(ops)
 
 
-def writer_for(apply: FlakyApply) -> GroupWriter:
+def writer_for(apply: FlakyApply, failure: type[StoreError] = StoreError) -> GroupWriter:
     return GroupWriter(
         apply,
-        lambda exc: StoreError(f"writing failed ({exc})", path="test"),
+        lambda exc: failure(f"writing failed ({exc})", path="test"),
         where="test",
         flush_interval=0.0,
         batch_size=1000,
@@ -68,11 +68,12 @@ async def test_a_failed_batch_is_retried_without_its_delivery_counts() -> None:
 async def test_a_change_failing_every_batch_is_given_up_and_later_batches_go_through(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A change that fails every batch it is in (a key of the wrong type, say)
-    is given up after a few tries and named in the log; batches without it
-    then go through (it used to fail every later write)."""
+    """A change that fails every batch it is in over what it holds
+    (StoreCorruptError: a key of the wrong type, say) is given up after a few
+    tries and named in the log; batches without it then go through (it used
+    to fail every later write)."""
     apply = FlakyApply(lambda pending: "bad" in pending)
-    writer = writer_for(apply)
+    writer = writer_for(apply, StoreCorruptError)
     writer.start("writer")
     writer.change("bad").saw(1.0)
     writer.noted()
@@ -90,3 +91,37 @@ async def test_a_change_failing_every_batch_is_given_up_and_later_batches_go_thr
     assert apply.batches[-1] == {"good": (2.0, None, 0)}
     assert "given up" in caplog.text
     assert await writer.close() is None
+
+
+async def test_an_outage_is_retried_for_as_long_as_it_lasts() -> None:
+    """Batches failing over the way to the store (an outage: a plain
+    StoreError) keep their changes however many fail; once the store is back
+    they are written, and a close then raises nothing."""
+    down = [True]
+    apply = FlakyApply(lambda _pending: down[0])
+    writer = writer_for(apply)
+    writer.start("writer")
+    writer.change("t1").ended('{"status": 1}', 1.0)
+    writer.noted()
+    for _ in range(12):  # more failures than a change in corrupt batches is allowed
+        with pytest.raises(StoreError):
+            await writer.flush()
+    down[0] = False
+    await writer.flush()
+    assert apply.batches[-1] == {"t1": (None, '{"status": 1}', 0)}
+    assert await writer.close() is None
+
+
+async def test_a_close_with_changes_left_unwritten_says_why() -> None:
+    """Closing while the store is still away: the error is the failed
+    batch's own (what went wrong), not a bare count of changes."""
+    apply = FlakyApply(lambda _pending: True)
+    writer = writer_for(apply)
+    writer.start("writer")
+    writer.change("t1").saw(1.0)
+    writer.noted()
+    with pytest.raises(StoreError):
+        await writer.flush()
+    lost = await writer.close()
+    assert lost is not None
+    assert "went away" in str(lost)

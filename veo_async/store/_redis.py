@@ -87,6 +87,11 @@ def safe_url(url: str) -> str:
         host, port = parts.hostname, parts.port
     except ValueError:  # a port that is no number: the netloc is no host[:port]
         return f"{scheme}://?"
+    if "@" in url and "@" not in parts.netloc:
+        # An "@" the split did not take as the end of the user info: an
+        # unescaped "/", "?" or "#" in a password cut the URL short there,
+        # and what reads as the host may be the user and a password's start.
+        return f"{scheme}://?"
     if scheme == "unix":
         path = parts.path if "@" not in parts.netloc + parts.path else ""
         return f"unix://{path or '?'}"
@@ -206,6 +211,8 @@ class RedisStore(BatchedStore):
         self._lease_ms = int(float(lease) * 1000)
         self._timeout = float(timeout)
         self._renewer: asyncio.Task[None] | None = None
+        # Whether a SET taking the lease may have succeeded (see _connect).
+        self._lease_maybe_held = False
         self._scripts: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -286,16 +293,21 @@ class RedisStore(BatchedStore):
         for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
                      "WRITE_BEHIND", "RENEW", "RELEASE"):  # fmt: skip
             self._scripts[name] = client.register_script(getattr(lua, name))
+        self._lease_maybe_held = False
         try:
             await self._take_lease(client)
             await self._check_layout(client)
             await self._warn_without_persistence(client)
-        except BaseException:
+        except BaseException as exc:
             # A cancelled open too, even one cancelled while the SET that
             # takes the lease was out (the server may have taken it): the
-            # release deletes the lock only if it holds our token.
+            # release deletes the lock only if it holds our token. Not sent
+            # when no lease can be ours, nor to a server that does not answer
+            # (a lease it took lapses by itself).
+            silent = isinstance(exc, StoreError) and "no answer" in str(exc)
             try:
-                await self._release(client)
+                if self._lease_maybe_held and not silent:
+                    await self._release(client)
             finally:
                 await self._close_client(client)
             raise
@@ -311,9 +323,11 @@ class RedisStore(BatchedStore):
         give_up = loop.time() + self._lock_timeout
         while True:
             try:
+                self._lease_maybe_held = True  # until the answer says otherwise
                 taken = await self._bounded(
                     client.set(self._lock_key, self._token, nx=True, px=self._lease_ms), "opening"
                 )
+                self._lease_maybe_held = bool(taken)
             except StoreError:
                 raise
             except Exception as exc:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._timeouts import within
-from ..errors import StoreError
+from ..errors import StoreCorruptError, StoreError
 
 __all__ = ["Apply", "GroupWriter", "Op", "Pending"]
 
@@ -138,6 +138,8 @@ class GroupWriter:
         self._pending: dict[str, Pending] = {}
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._lost: StoreError | None = None
+        # The error of the last batch that failed with write-behind changes.
+        self._last_failure: StoreError | None = None
 
     def start(self, name: str) -> None:
         """Start the writing task (once the store is open)."""
@@ -275,7 +277,8 @@ class GroupWriter:
                 # Not dropped: a terminal record lost here would leave its task
                 # unfinished in the store, and a later ack of it would change
                 # nothing (a server away for a moment must not cost that).
-                given_up = self._requeue(pending)
+                self._last_failure = error
+                given_up = self._requeue(pending, counted=isinstance(error, StoreCorruptError))
                 if given_up:
                     logger.error(
                         "task store %s: %d task(s)' notes given up after %d failed writes: %s",
@@ -290,6 +293,8 @@ class GroupWriter:
                 if not future.done():
                     future.set_exception(error)
             return False
+        if pending:
+            self._last_failure = None  # written: what failed before is past
         for op, result in zip(ops, results, strict=True):
             if op.future.done():
                 continue
@@ -302,23 +307,26 @@ class GroupWriter:
                 future.set_result(None)
         return True
 
-    def _requeue(self, older: dict[str, Pending]) -> int:
+    def _requeue(self, older: dict[str, Pending], *, counted: bool) -> int:
         """Queue the changes of a failed batch again, under any noted since.
 
         What is idempotent goes again (a sighting, a terminal record); a count
         of deliveries does not: a batch that failed may still have been
         applied (a Redis answer that came too late), and a count counted
         twice would be wrong where one counted once too few is allowed (the
-        contract's write-behind). A change in :data:`_MOST_FAILURES` failed
-        batches is given up (it may be what fails them: a key of the wrong
-        type), so that it does not fail every later batch.
+        contract's write-behind).
 
+        :param counted: the batch failed over what it holds (the store found
+            something it cannot write: StoreCorruptError), not over the way
+            to the store (an outage, a timeout, a lock: retried for as long
+            as the store is open). A change in :data:`_MOST_FAILURES` such
+            batches is given up, so that it does not fail every later one.
         :returns: how many tasks' changes were given up.
         """
         pending = self._pending
         given_up = 0
         for task_id, change in older.items():
-            change.failures += 1
+            change.failures += counted
             change.deliveries = 0
             change.delivered_at = None
             if change.failures >= _MOST_FAILURES:
@@ -340,7 +348,8 @@ class GroupWriter:
                 future.set_exception(error)
         self._ops, self._flush_waiters = [], []
         if self._pending:
-            self._lost = self._lost or StoreError(
+            # The reason the changes stayed unwritten, when a batch said it.
+            self._lost = self._lost or self._last_failure or StoreError(
                 f"task store {self._where} closed with {len(self._pending)} unwritten change(s)",
                 path=self._where,
             )
