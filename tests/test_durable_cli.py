@@ -210,6 +210,10 @@ async def test_a_redis_store_url_serves_wait_and_tasks(
     listed = await cli("tasks", "list", "--store", url, "--json")
     assert listed.code == 0, listed.stderr
     assert [(row["task_id"], row["state"]) for row in listed.lines()] == [("veo_a", "acked")]
+    # Reading a namespace with no store makes none (as a missing file is not made).
+    missing = await cli("tasks", "list", "--store", url + "-none")
+    assert missing.code == 1
+    assert "no task store" in missing.stderr
     async with RedisStore(redis_server.url, namespace=namespace):
         held = await cli("tasks", "list", "--store", url)
     assert held.code == 1

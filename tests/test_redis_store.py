@@ -538,3 +538,18 @@ async def test_two_concurrent_opens_of_one_store_open_it_once(
     assert [task.task_id for task in await store.list_tasks()] == ["veo_1"]
     await store.aclose()
     assert await client.get("{" + namespace + "}:lock") is None
+
+
+async def test_a_reader_that_must_not_create_finds_no_store_and_leaves_nothing(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """create=False (what the command line's readers pass): a namespace with
+    no store raises StoreError and is left as it was, without a schema key
+    or a lock; one with a store opens."""
+    with pytest.raises(StoreError, match="no task store in this namespace"):
+        await store_on(redis_server, namespace, create=False).open()
+    assert await client.keys("{" + namespace + "}:*") == []
+    async with store_on(redis_server, namespace) as made:
+        await made.track(["veo_1"])
+    async with store_on(redis_server, namespace, create=False) as store:
+        assert [task.task_id for task in await store.list_tasks()] == ["veo_1"]

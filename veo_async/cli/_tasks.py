@@ -51,7 +51,7 @@ def is_redis(path: str) -> bool:
     return path.lower().startswith(_REDIS_SCHEMES)
 
 
-def open_store(path: str) -> AnyStore:
+def open_store(path: str, *, create: bool = True) -> AnyStore:
     """The store *path* names, checked before any I/O: a SQLite file, or a
     ``redis://`` URL whose ``#fragment`` is the namespace (default ``veo``).
 
@@ -61,13 +61,13 @@ def open_store(path: str) -> AnyStore:
         # A command line finds out at once that another process holds the store,
         # rather than waiting the library's default 2 s for its lock.
         if is_redis(path):
-            return _redis_store(path)
+            return _redis_store(path, create=create)
         return SQLiteStore(path, lock_timeout=0.3)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"--store: {exc}") from None
 
 
-def _redis_store(path: str) -> RedisStore:
+def _redis_store(path: str, *, create: bool) -> RedisStore:
     """``URL[#namespace]``: a namespace has no "#", so the last one starts it
     (a password may hold one). Refused without quoting it: what follows a
     "#" may be part of a password."""
@@ -75,7 +75,7 @@ def _redis_store(path: str) -> RedisStore:
     if not mark:
         url, namespace = path, "veo"
     try:
-        return RedisStore(url, namespace=namespace, lock_timeout=0.3)
+        return RedisStore(url, namespace=namespace, lock_timeout=0.3, create=create)
     except ValueError as exc:
         if "namespace" not in str(exc):
             raise
@@ -188,7 +188,7 @@ def _read(path: str, reader: Callable[[AnyStore], Any]) -> Any:
     (a misspelt path would show an empty store and leave a file behind)."""
     if not is_redis(path) and not os.path.exists(path):
         raise click.UsageError(f"--store: {path}: no such store file")
-    store = open_store(path)
+    store = open_store(path, create=False)  # (a Redis namespace: none is made either)
 
     async def main() -> Any:
         async with store:

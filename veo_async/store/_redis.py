@@ -153,6 +153,9 @@ class RedisStore(BatchedStore):
         owner frees the store within it).
     :param timeout: seconds a connection, or one round trip of the store, may
         take before it fails with :class:`~veo_async.errors.StoreError`.
+    :param create: make the store when the namespace has none; False: opening
+        such a namespace raises :class:`~veo_async.errors.StoreError` (a reader
+        that must not leave an empty store behind).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class RedisStore(BatchedStore):
         lock_timeout: float = 2.0,
         lease: float = 15.0,
         timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if client is None and _is_client(url):
             url, client = None, url  # RedisStore(my_redis): a client given first
@@ -207,6 +211,7 @@ class RedisStore(BatchedStore):
         self._prefix = lua.key_prefix(namespace)
         self._lock_key = self._prefix + "lock"
         self._token = secrets.token_hex(16)
+        self._create = bool(create)
         self._lock_timeout = float(lock_timeout)
         self._lease_ms = int(float(lease) * 1000)
         self._timeout = float(timeout)
@@ -353,6 +358,11 @@ class RedisStore(BatchedStore):
                     raise StoreCorruptError(
                         f"task store {self._where}: tasks are there but no schema version; "
                         "use another namespace or delete its keys",
+                        path=self._where,
+                    )
+                if not self._create:
+                    raise StoreError(
+                        f"task store {self._where}: no task store in this namespace",
                         path=self._where,
                     )
                 await self._bounded(client.set(key, str(lua.SCHEMA_VERSION), nx=True), "opening")
