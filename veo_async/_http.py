@@ -138,15 +138,13 @@ class ApiKey:
         :meth:`hide_in_answer`), but an error may quote the key from elsewhere
         (a library's message). A key under 8 characters is left.
         """
-        key = self._value
-        if len(key) < _HIDDEN_FROM:
+        if len(self._value) < _HIDDEN_FROM:
             return
+        hidden_in = self.hidden_in
         for name, value in vars(error).items():
-            if type(value) is str and key in value:
-                setattr(error, name, value.replace(key, _HIDDEN))
-        error.args = tuple(
-            arg.replace(key, _HIDDEN) if type(arg) is str else arg for arg in error.args
-        )
+            if type(value) is str and (hidden := hidden_in(value)) is not value:
+                setattr(error, name, hidden)
+        error.args = tuple(hidden_in(arg) if type(arg) is str else arg for arg in error.args)
 
     def hide_in_answer(self, raw: RawResponse) -> RawResponse:
         """``raw`` with every copy of the key in its body and headers hidden,
@@ -178,9 +176,7 @@ class ApiKey:
         headers = raw.headers
         key = self._value
         if any(key in value for value in headers.values()):
-            headers = CIMultiDict(
-                (name, value.replace(key, _HIDDEN)) for name, value in headers.items()
-            )
+            headers = CIMultiDict((name, self.hidden_in(value)) for name, value in headers.items())
             changed = True
         return RawResponse(raw.status, headers, body) if changed else raw
 

@@ -15,7 +15,7 @@ import asyncio
 import enum
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from .._id_checks import validated_ids_in_steps
 from ..errors import StoreError
@@ -38,7 +38,7 @@ __all__ = ["TASK_STATES", "BatchedStore"]
 _Store = TypeVar("_Store", bound="BatchedStore")
 
 #: The states :meth:`BatchedStore.list_tasks` filters on.
-TASK_STATES = frozenset(("unfinished", "undelivered", "acked"))
+TASK_STATES = frozenset(get_args(TaskState))
 
 
 class _State(enum.Enum):
@@ -208,7 +208,11 @@ class BatchedStore:
 
     def _require_open(self) -> None:
         if self._state is not _State.OPEN:
-            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+            raise self._not_open()
+
+    def _not_open(self) -> RuntimeError:
+        """The error of a use of the store while it is not open."""
+        return RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
 
     async def _submit(self, kind: str, *args: Any) -> Any:
         self._require_open()

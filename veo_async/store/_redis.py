@@ -467,7 +467,7 @@ class RedisStore(BatchedStore):
     async def _hashes(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         client = self._client
         if client is None:
-            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+            raise self._not_open()
         found: list[dict[str, Any]] = []
         try:
             for start in range(0, len(keys), _KEYS_PER_CALL):
@@ -488,7 +488,7 @@ class RedisStore(BatchedStore):
     async def _members(self, zset: str, limit: int | None) -> list[str]:
         client = self._client
         if client is None:
-            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+            raise self._not_open()
         try:
             last = -1 if limit is None else limit - 1
             members = await self._bounded(client.zrange(self._prefix + zset, 0, last), "reading")

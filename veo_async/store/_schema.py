@@ -208,7 +208,6 @@ _TASK_FILTERS = {
     "undelivered": "WHERE terminal IS NOT NULL AND acked_at IS NULL",
     "acked": "WHERE acked_at IS NOT NULL",
 }
-TASK_STATES = frozenset(state for state in _TASK_FILTERS if state is not None)
 SELECT_UNCERTAIN = (
     "SELECT ref, kind, request, created_at, task_id FROM intents "
     "WHERE task_id IS NULL ORDER BY created_at, ref"

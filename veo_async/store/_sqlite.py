@@ -183,7 +183,7 @@ class SQLiteStore(BatchedStore):
     async def _read(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
         conn = self._conn
         if conn is None:
-            raise RuntimeError(f"{self!r} is not open: use 'async with' or await open() first")
+            raise self._not_open()
         try:
             async with self._io_lock:
                 return list(await conn.execute_fetchall(query, params))
