@@ -41,7 +41,9 @@ async def test_a_request_past_its_deadline_is_timed_out_and_not_left_cancelling(
     start = loop.time()
     task = asyncio.create_task(held(deadlines, asyncio.Event()))
     assert await task == "timed out"
-    assert loop.time() - start == pytest.approx(2.0, abs=0.01)
+    # The virtual clock adds the real time the loop spends working, which a
+    # loaded machine stretches: never early, and nowhere near a second deadline.
+    assert 2.0 <= loop.time() - start < 2.5
     assert deadlines.in_flight == 0
     if sys.version_info >= (3, 11):
         assert task.cancelling() == 0  # the deadline's cancel was taken back
@@ -62,8 +64,11 @@ async def test_each_request_keeps_its_own_deadline() -> None:
     await asyncio.sleep(1.0)
     second = asyncio.create_task(request("second"))
     await asyncio.gather(first, second)
-    assert ended["first"] == pytest.approx(3.0, abs=0.01)
-    assert ended["second"] == pytest.approx(4.0, abs=0.01)
+    # Never early; late only by the real time a loaded machine adds to the
+    # virtual clock (one timer armed for the first deadline + limit would end
+    # the second at 6 s, one timer for both at 3 s).
+    assert 3.0 <= ended["first"] < 3.5
+    assert 4.0 <= ended["second"] < 4.5
 
 
 async def test_an_answered_request_is_never_cancelled_later() -> None:

@@ -399,7 +399,8 @@ async def test_a_created_task_waits_for_the_first_table_then_polls_on_plan() -> 
         created = loop.time()
         await task.wait(timeout=3600)
     first = poll_times(events, task.task_id)[0] - created
-    assert first == pytest.approx(first_poll_of_a_task_aged(0.0, "veo3"), abs=0.05)
+    # (The virtual clock carries the real time the loop works: a loaded machine adds some.)
+    assert first == pytest.approx(first_poll_of_a_task_aged(0.0, "veo3"), abs=0.3)
     async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
         task = await veo.generate("a dog", model="veo3")
         waiting = asyncio.create_task(task.wait(timeout=3600))
