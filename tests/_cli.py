@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -159,6 +160,15 @@ async def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) ->
 # -- in a child process -------------------------------------------------------------------
 
 
+def _ctrl_c_as_on_a_terminal() -> None:
+    """In the child before it runs: SIGINT's default action. A suite started
+    where SIGINT is ignored (a background job of a script, some CI runners)
+    would pass that on, and the command keeps an ignored SIGINT on purpose
+    (as ``nohup`` wants): the Ctrl-C tests would wait for an exit that never
+    comes."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start(
     *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
 ) -> asyncio.subprocess.Process:
@@ -170,6 +180,7 @@ async def start(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env or child_env(),
+        preexec_fn=_ctrl_c_as_on_a_terminal,
     )
     CHILDREN.append(proc)  # reaped after the test (fixture reap_children), should it fail or hang
     return proc

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -142,6 +142,16 @@ def leftover_tasks() -> set[asyncio.Task[object]]:
     return {
         t for t in asyncio.all_tasks() if not t.done() and t.get_name().startswith("veo_async")
     }
+
+
+def on_time(actual: Sequence[float], expected: Sequence[float], late: float = 0.3) -> bool:
+    """Whether each time of ``actual`` is its ``expected`` one, never early and
+    less than ``late`` seconds late: the virtual clock carries the real time
+    the loop spends working, which a loaded machine stretches (a poll's gap is
+    counted from the one before, so that lateness adds up along a schedule)."""
+    return len(actual) == len(expected) and all(
+        want - 1e-6 <= got < want + late for got, want in zip(actual, expected, strict=True)
+    )
 
 
 async def eventually(predicate: Callable[[], bool], *, within: float = 3.0) -> bool:

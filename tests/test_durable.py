@@ -751,18 +751,21 @@ async def test_a_create_cancelled_while_its_id_is_stored_says_so_and_the_id_land
     lands all the same (the store's writer owns the write), and the log says
     the create was cancelled, not that the id could not be stored."""
 
+    storing = asyncio.Event()
+
     class SlowAttach(SQLiteStore):
         async def attach_task_id(self, *args: Any, **kwargs: Any) -> None:
             # Handed to the writer at once; its answer comes late (the cancel
             # lands while the caller waits for it).
             writing = asyncio.ensure_future(super().attach_task_id(*args, **kwargs))
+            storing.set()
             await asyncio.sleep(0.2)
             await writing
 
     store = SlowAttach(db, flush_interval=FLUSH, lock_timeout=0.0)
     async with session_on(kie, store=store, create_rate=10_000) as veo:
         creating = asyncio.ensure_future(veo.generate("a fox"))
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(storing.wait(), 10)
         creating.cancel()
         with pytest.raises(asyncio.CancelledError):
             await creating

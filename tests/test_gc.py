@@ -34,6 +34,8 @@ from veo_async._id_checks import CHECK_SLICE
 from veo_async.store import SQLiteStore
 from veo_async.testing import FakeKie, Fault, TaskScript
 
+from .conftest import eventually
+
 IDS = [f"veo_task_gc_{n:05d}" for n in range(1000)]
 
 
@@ -285,15 +287,19 @@ async def test_a_large_batch_collects_on_a_clock_while_it_lives(
     done, cancelled or left early, no more."""
     monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
     veo = make_veo(policy=QUARTER_SECONDS)
+    # (Cancelled, the batch must still be running when it has had 20 ticks.)
+    ends = 3600.0 if ending == "cancelled" else 3.0
     fake_kie.add_tasks(
-        [TaskScript(task_id, complete_after=3.0 + n / 1000) for n, task_id in enumerate(IDS)]
+        [TaskScript(task_id, complete_after=ends + n / 1000) for n, task_id in enumerate(IDS)]
     )
     if ending == "as_completed left early":
         assert await _first_handles(veo, IDS, 50) == 50  # the first after 3 s
     else:
         batch = asyncio.get_running_loop().create_task(veo.wait_many(IDS))
         if ending == "cancelled":
-            await asyncio.sleep(2.55)  # 25 ticks: a margin for a busy loop
+            # 20 ticks (2 s, more on a busy loop: each tick slips a little).
+            every = _batch._FULL_EVERY
+            assert await eventually(lambda: len(collections_asked) >= 2 * every, within=60)
             batch.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await batch
