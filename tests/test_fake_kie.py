@@ -713,7 +713,7 @@ async def test_close_with_hanging_request(http: aiohttp.ClientSession) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     await kie.close()
-    assert loop.time() - start < 1.0
+    assert loop.time() - start < 5.0  # not the request's hour (5 s: a loaded machine)
     assert kie.in_flight == 0
     with pytest.raises(aiohttp.ClientError):
         await request
@@ -903,7 +903,7 @@ async def test_serve_forever_ends_on_close(http: aiohttp.ClientSession) -> None:
     assert kie.base_url.startswith("http://127.0.0.1:")
     assert (await fetch(http, kie, CREDIT))[0] == 200
     await kie.close()
-    await asyncio.wait_for(server, 1.0)
+    await asyncio.wait_for(server, 5.0)
 
 
 async def test_serve_forever_cancelled_closes(http: aiohttp.ClientSession) -> None:
