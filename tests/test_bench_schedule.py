@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +122,16 @@ def test_a_header_line_is_skipped_whatever_its_columns_are_called(
     assert strip == [{k: v for k, v in row.items() if k != "workload"} for row in reference]
 
 
+def ours_and_fixed_30s(path: Path, lines: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``lines`` written to ``path`` and run with ``--json``: the rows of the
+    learned schedule and of fixed 30 s polling."""
+    path.write_text("\n".join(lines) + "\n")
+    done = run("--durations", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["policy"]: row for row in map(json.loads, done.stdout.splitlines())}
+    return rows["adaptive (new default)"], rows["fixed 30 s"]
+
+
 @pytest.mark.parametrize("early_failures", [0.0, 0.05])
 def test_models_in_turns_spend_no_more_than_fixed_polling(
     tmp_path: Path, early_failures: float
@@ -139,12 +150,7 @@ def test_models_in_turns_spend_no_more_than_fixed_polling(
                 lines.append(f"{model} {rng.uniform(5, 40):.1f} failed")
             else:
                 lines.append(f"{model} {rng.lognormvariate(math.log(median), 0.3):.1f}")
-    path = tmp_path / "in_turns.txt"
-    path.write_text("\n".join(lines) + "\n")
-    done = run("--durations", str(path), "--json")
-    assert done.returncode == 0, done.stderr
-    rows = {row["policy"]: row for row in map(json.loads, done.stdout.splitlines())}
-    ours, fixed = rows["adaptive (new default)"], rows["fixed 30 s"]
+    ours, fixed = ours_and_fixed_30s(tmp_path / "in_turns.txt", lines)
     assert ours["requests_per_task"] <= fixed["requests_per_task"]
     assert ours["lag_mean"] <= 0.7 * fixed["lag_mean"]
     assert ours["lag_p95"] <= fixed["lag_p95"]
@@ -164,12 +170,7 @@ def test_a_service_slowing_down_through_the_session_spends_about_what_fixed_poll
     lines = [
         f"veo3_fast {150 * (1 + k / 1000) * rng.lognormvariate(0, 0.3):.1f}" for k in range(2000)
     ]
-    path = tmp_path / "slowing.txt"
-    path.write_text("\n".join(lines) + "\n")
-    done = run("--durations", str(path), "--json")
-    assert done.returncode == 0, done.stderr
-    rows = {row["policy"]: row for row in map(json.loads, done.stdout.splitlines())}
-    ours, fixed = rows["adaptive (new default)"], rows["fixed 30 s"]
+    ours, fixed = ours_and_fixed_30s(tmp_path / "slowing.txt", lines)
     assert ours["requests_per_task"] <= 1.1 * fixed["requests_per_task"]
     assert ours["lag_mean"] <= 0.7 * fixed["lag_mean"]
     assert ours["lag_p95"] <= fixed["lag_p95"]
