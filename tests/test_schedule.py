@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import random
@@ -713,6 +714,67 @@ def test_a_plain_reading_over_fixed_polling_cuts_the_budget_before_the_ledger_sp
     assert over.learner.recent_extra_spend_ratio() == pytest.approx(9 / 6)
     assert _planned_requests(over, "veo3") < _planned_requests(silent, "veo3") - 0.5
     assert _planned_requests(under, "veo3") == pytest.approx(_planned_requests(silent, "veo3"))
+
+
+def test_finishes_that_drift_off_the_table_halve_the_old_evidence_and_rebuild_it() -> None:
+    """400 renders learned, 100 more alike: the table stands (their mean
+    probability-integral transform is near 0.5). Then renders three times as
+    long: once 100 of them are in, the check finds them off the table, the
+    model's old evidence counts half and the table is made again; and again
+    after each 100 more while they stay off it. After 300, the median is
+    far further out than a learner that forgets nothing reaches on the same
+    finishes (which still has most of its mass at 150 s)."""
+    rng = random.Random(12)
+    before, alike, drifted = (
+        lognormal(rng, 400, 150.0, 0.3),
+        lognormal(rng, 100, 150.0, 0.3),
+        lognormal(rng, 300, 450.0, 0.3),
+    )
+    schedule, plain = POLICY.schedule(), DurationLearner()
+
+    def observe(times: list[float]) -> None:
+        for seconds in times:
+            schedule.learner.observe("veo3_fast", seconds)
+            plain.observe("veo3_fast", seconds)
+
+    observe(before)
+    table = schedule.table("veo3_fast")
+    observe(alike)
+    assert schedule.table("veo3_fast") is table  # not drifted, and not grown by half
+    assert len(schedule.learner.latest_finishes("veo3_fast")) == 100
+    observe(drifted[:100])
+    assert schedule.table("veo3_fast") is not table
+    assert schedule.learner.latest_finishes("veo3_fast") == collections.deque()  # a new window
+    for start in range(100, 300, 25):  # a session asks for its tables all along
+        observe(drifted[start : start + 25])
+        schedule.table("veo3_fast")
+    learned, kept = schedule.learner.as_prior("veo3_fast"), plain.as_prior("veo3_fast")
+    assert learned is not None
+    assert kept is not None
+    assert learned.median > 1.3 * kept.median, (learned, kept)
+
+
+def test_forget_halves_a_models_evidence_and_empties_its_window() -> None:
+    """forget() halves the model's histogram (its estimate moves twice as far
+    towards what comes next) and leaves other models alone."""
+    learner = DurationLearner()
+    for seconds in lognormal(random.Random(13), 300, 150.0, 0.3):
+        learner.observe("veo3_fast", seconds)
+        learner.observe("veo3", 2 * seconds)
+    learner.forget("veo3_fast")
+    assert len(learner.latest_finishes("veo3_fast")) == 0
+    assert len(learner.latest_finishes("veo3")) == 100
+    twin = DurationLearner()
+    for seconds in lognormal(random.Random(13), 300, 150.0, 0.3):
+        twin.observe("veo3_fast", seconds)
+    for learned in (learner, twin):
+        for _ in range(150):
+            learned.observe("veo3_fast", 450.0)
+    halved, whole = learner.as_prior("veo3_fast"), twin.as_prior("veo3_fast")
+    assert halved is not None
+    assert whole is not None
+    assert halved.median > whole.median
+    learner.forget("never-seen")  # nothing to halve: no error
 
 
 @pytest.mark.parametrize(
