@@ -1215,7 +1215,14 @@ class AdaptiveSchedule:
         whose renders grow or shrink through the session moves them off it
         long before ``memory`` lets old evidence fade. Checked every 25
         finishes once the table was built on 200, so it costs nothing per
-        call and never reads the short finishes that come first.
+        call and never reads the short finishes that come first. While a
+        drift lasts, each 100 finishes or so rebuild the tables (about 8 ms
+        a model, in steps on a loop: 0.1-0.2 ms a finish); spacing the
+        halvings out (each 25 % more finishes) left a speeding-up service
+        at 0.66-0.69x fixed polling's lag instead of 0.61-0.65x. Halving
+        events and exposures alike leaves the estimate's shape as it was: a
+        check set off by the long renders of a batch of old ids finishing
+        last only makes what comes next count more.
         """
         learner = self.learner
         finished = learner.count(model)
