@@ -161,20 +161,20 @@ def test_a_service_slowing_down_through_the_session_spends_about_what_fixed_poll
 ) -> None:
     """Renders whose median grows from 150 s to 450 s over 2,000 tasks (a
     service slowing down through the hours): every task is longer than the
-    estimate, made of the past, expects. Read plainly, the latest tasks'
-    spend is over fixed polling's long before the estimate's strata are
-    covered, and the budget is cut by the power of it; and the latest
-    finishes, off the table, make the old evidence count half (see the
-    speeding-up test): within 10 % of fixed 30 s polling's requests
-    (1.005-1.015x over eight such files; they were 1.19-1.2x), the lag
-    within the goal."""
+    estimate, made of the past, expects. The latest finishes, off the table,
+    make the old evidence count half (see the speeding-up test), and the
+    spend ledger, reading over fixed polling's, cuts the budget as the
+    fourth power of its reading: within 3 % of fixed 30 s polling's
+    requests (1.007-1.028x over eleven such files; 1.2x before either, and
+    1.04-1.06x with the drift check but a proportional cut), the lag within
+    the goal."""
     rng = random.Random(11)
     lines = [
         f"veo3_fast {150 * (1 + k / 1000) * rng.lognormvariate(0, 0.3):.1f}" for k in range(2000)
     ]
     ours, fixed = ours_and_fixed_30s(tmp_path / "slowing.txt", lines)
-    assert ours["requests_per_task"] <= 1.1 * fixed["requests_per_task"]
-    assert ours["lag_mean"] <= 0.7 * fixed["lag_mean"]
+    assert ours["requests_per_task"] <= 1.03 * fixed["requests_per_task"]
+    assert ours["lag_mean"] <= 0.6 * fixed["lag_mean"]  # one model: the tighter goal
     assert ours["lag_p95"] <= fixed["lag_p95"]
 
 

@@ -670,52 +670,6 @@ def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> 
     assert DurationLearner().spend_ratio() is None
 
 
-def test_the_recent_spend_is_read_plainly_and_fades() -> None:
-    """The latest finished tasks' requests beyond the first over fixed
-    polling's, as they came: silent before 50 entries; each entry counts half
-    once 200 more came; no reading where fixed polling makes one request a task."""
-    learner = DurationLearner()
-    for _ in range(49):
-        learner.observe("veo3", 200.0, polls=9, fixed_polls=7)
-    assert learner.recent_extra_spend_ratio() is None
-    learner.observe("veo3", 200.0, polls=9, fixed_polls=7)
-    assert learner.recent_extra_spend_ratio() == pytest.approx(8 / 6)
-    for _ in range(200):
-        learner.observe("veo3", 200.0, polls=4, fixed_polls=7)
-    # 200 entries later the old ones weigh half what they did (~36 in all
-    # against ~144: each entry's weight fades by the same factor per entry).
-    old = 0.5 * sum(0.5 ** (k / 200) for k in range(50))
-    new = sum(0.5 ** (k / 200) for k in range(200))
-    assert learner.recent_extra_spend_ratio() == pytest.approx(
-        (old * 8 + new * 3) / ((old + new) * 6), rel=0.01
-    )
-    quick = DurationLearner()
-    for _ in range(60):
-        quick.observe("veo3", 10.0, polls=1, fixed_polls=1)
-    assert quick.recent_extra_spend_ratio() is None
-
-
-def test_a_plain_reading_over_fixed_polling_cuts_the_budget_before_the_ledger_speaks() -> None:
-    """Only short tasks finished (the strata are not covered: the ledger is
-    silent), but they already cost more than fixed polling: the tasks to come
-    are planned fewer requests than without that reading. A plain reading
-    under fixed polling's changes nothing (short tasks first always read low)."""
-    times = lognormal(random.Random(4), 3000, 300.0, 0.3)
-
-    def fed_short(polls: int) -> AdaptiveSchedule:
-        schedule = POLICY.schedule()
-        for seconds in times:
-            entry = (polls, 7) if seconds < 250 else (0, 0)
-            schedule.learner.observe("veo3", seconds, polls=entry[0], fixed_polls=entry[1])
-        assert schedule.learner.spend_ratio() is None
-        return schedule
-
-    over, under, silent = fed_short(10), fed_short(5), fed(times, "veo3")
-    assert over.learner.recent_extra_spend_ratio() == pytest.approx(9 / 6)
-    assert _planned_requests(over, "veo3") < _planned_requests(silent, "veo3") - 0.5
-    assert _planned_requests(under, "veo3") == pytest.approx(_planned_requests(silent, "veo3"))
-
-
 def test_finishes_that_drift_off_the_table_halve_the_old_evidence_and_rebuild_it() -> None:
     """400 renders learned, 100 more alike: the table stands (their mean
     probability-integral transform is near 0.5). Then renders three times as

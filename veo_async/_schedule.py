@@ -103,17 +103,13 @@ spending, beyond each task's first request, 97.5 % of what fixed polling
 spends beyond it (about 98 % of the whole for Veo's renders): the share moves
 by what the ledger reads over or under that (within 50-100 % of the
 estimate's requests beyond the first; over fixed polling's, it falls as the
-fourth power of the reading). The ledger also reads the latest finished
-tasks plainly (:meth:`~DurationLearner.recent_extra_spend_ratio`): short
-tasks finish first, so that reading errs low, and when it says *over* (by
-3 %) it is followed before the strata are covered. A service whose renders
-slow down through the session (every task longer than the estimate, made of
-the past, expects) spent 1.2x fixed polling's requests without it, and
-1.0-1.06x with it (median 150 s growing to 450 s over 2,000 tasks). The
-correction is proportional, so where the plan itself spends more than its
-estimate says (a distribution estimated wider than the renders are, as the
-doubt about a prior's median makes it at first) the spend settles nearer
-100 % (1,000-task samples: 95-100 %). A correction that removes that offset
+fourth power of the reading: a proportional step there, down to 85 %, left a
+service whose renders slow down through the session 4-6 % over fixed
+polling's requests). Up to fixed polling's spend the correction is
+proportional, so where the plan itself spends more than its estimate
+says (a distribution estimated wider than the renders are, as the doubt
+about a prior's median makes it at first) the spend settles nearer 100 %
+(1,000-task samples: 95-100 %). A correction that removes that offset
 (multiplicative) was measured: it brings the spend to the aim but lengthens
 the lag of files that had been spending 98.5-99 %, and was left out.
 
@@ -182,13 +178,6 @@ _EXTRA_AT_LEAST = 0.01
 _SHARE_RANGE = (0.5, 1.0)
 # Over fixed polling, the share falls as the ratio's power: 1.1x -> 0.65, 1.2x -> 0.5.
 _OVERSPEND_POWER = 4.0
-# The ledger's recent spend (see DurationLearner.recent_extra_spend_ratio):
-# entries count half once this many more came, and it speaks after this many.
-_RECENT_HALF_LIFE = 200.0
-_RECENT_TASKS = 50
-# ... and it is followed when it reads over fixed polling's by more than this
-# (read plainly, the noise of a few long renders finishing together).
-_RECENT_OVER = 1.03
 # Drift: the latest finishes of a model are checked against its table's
 # distribution (their mean probability-integral transform is 0.5 where the
 # estimate is right, with a standard error of 0.029 over 100); past this
@@ -738,25 +727,6 @@ class DurationLearner:
             return None
         return (means[0] - 1.0) / (means[1] - 1.0)
 
-    def recent_extra_spend_ratio(self) -> float | None:
-        """Requests beyond each task's first of the latest finished tasks
-        followed from creation over fixed polling's, as they came (each entry
-        counting half once 200 more came); None before 50 entries, or where
-        fixed polling makes hardly more than one request a task.
-
-        Finished tasks come short ones first, and a schedule saves on those:
-        read plainly, the spend looks lower than it is, never higher. So
-        this reading is trusted when it says *over*: a service whose renders
-        slow down as the hours go by (each task longer than the estimate,
-        which learns from the past) is overspending long before the
-        estimate's strata are covered (:meth:`extra_spend_ratio`).
-        """
-        ledger = self._ledger
-        too_few = ledger.tasks < _RECENT_TASKS
-        if too_few or ledger.recent_fixed < _EXTRA_AT_LEAST * ledger.recent_count:
-            return None
-        return ledger.recent_spent / ledger.recent_fixed
-
     def _ledger_means(self) -> tuple[float, float] | None:
         """Requests per task of the ledger's tasks and of fixed polling, each
         stratum weighed by the estimate (see :meth:`spend_ratio`); None until
@@ -835,12 +805,7 @@ class _SpendLedger:
     """Requests spent on finished tasks followed from creation, beside what
     fixed polling would have spent, by stratum of generation time."""
 
-    __slots__ = (
-        "count", "fixed", "recent_count", "recent_fixed", "recent_spent", "spent", "tasks"
-    )
-
-    #: What each recent entry is worth once the next one comes.
-    _RECENT_FADE = 0.5 ** (1.0 / _RECENT_HALF_LIFE)
+    __slots__ = ("count", "fixed", "spent", "tasks")
 
     def __init__(self) -> None:
         strata = -(-_LOG_BINS // _LEDGER_STRATUM)
@@ -848,8 +813,6 @@ class _SpendLedger:
         self.spent = array("d", bytes(8 * strata))
         self.fixed = array("d", bytes(8 * strata))
         self.tasks = 0  # entries ever
-        # Every entry, fading: requests beyond the first, spent and fixed polling's.
-        self.recent_count = self.recent_spent = self.recent_fixed = 0.0
 
     def add(self, seconds: float, polls: int, fixed_polls: int, memory: float) -> None:
         stratum = _log_bin(seconds) // _LEDGER_STRATUM
@@ -857,10 +820,6 @@ class _SpendLedger:
         self.spent[stratum] += polls
         self.fixed[stratum] += fixed_polls
         self.tasks += 1
-        fade = self._RECENT_FADE
-        self.recent_count = self.recent_count * fade + 1.0
-        self.recent_spent = self.recent_spent * fade + (polls - 1)
-        self.recent_fixed = self.recent_fixed * fade + (fixed_polls - 1)
         if self.tasks % int(memory) == 0:
             # Old entries count half, as the histograms' do: a drifting
             # service's current spend weighs most. Means are unchanged.
@@ -1370,8 +1329,9 @@ class AdaptiveSchedule:
     def _budget_share(self) -> float:
         """The share of the estimated budget to aim at: ``_BUDGET_SHARE`` until
         the spend ledger speaks, then one moved by what the ledger reads over
-        or under ``_SPEND_AIM`` of fixed polling's (proportionally: see the
-        module docstring for the offset that leaves).
+        or under ``_SPEND_AIM`` of fixed polling's (proportionally, up to
+        fixed polling's spend: see the module docstring for the offset that
+        leaves; past it, as the reading's fourth power).
 
         What was spent over the aim is taken back from the tasks to come, as
         many again as have finished (and what was saved is spent): the
@@ -1379,17 +1339,14 @@ class AdaptiveSchedule:
         in the ledger, whatever their cause.
         """
         ratio = self.learner.extra_spend_ratio()
-        recent = self.learner.recent_extra_spend_ratio()
-        if recent is not None and recent > _RECENT_OVER and (ratio is None or recent > ratio):
-            ratio = recent  # over, read plainly: over at least that much
         if ratio is None:
             return _BUDGET_SHARE
         if ratio <= 1.0:
             share = 2.0 * _SPEND_AIM - ratio
         else:
             # Over fixed polling: a proportional step alone left a service
-            # slowing down through the hours 20 % over it (the estimate, made
-            # of the past, is short of every task to come); a steeper one
+            # slowing down through the hours 4-6 % over it (each task longer
+            # than the estimate, made of the past, expects); a steeper one
             # brings it to about fixed polling's spend.
             share = (2.0 * _SPEND_AIM - 1.0) * ratio**-_OVERSPEND_POWER
         low, high = _SHARE_RANGE
