@@ -233,6 +233,9 @@ _MAX_TABLES = 8
 # (or 10-15 % less) than fixed polling. About as many tasks as are in flight
 # at once; 50 made stationary mixes noisier, 500 was too slow to follow a turn.
 _MIX_HALF_LIFE = 100.0
+# An unknown model name not seen yet is planned on this share of the pooled
+# estimate, the rest the pooled prior (see DurationLearner.masses).
+_UNSEEN_POOLED = 0.75
 _R = TypeVar("_R")
 # The end of a rebuild's steps (see AdaptiveSchedule.step).
 _DONE = object()
@@ -341,8 +344,9 @@ class AdaptivePolicy:
         seconds in the optimisation: keeps the p95 lag at or below fixed
         polling's where completions are sparse (early failures, long tails).
     :param late_weight: see ``late_lag`` (0: plain mean lag).
-    :param priors: a :class:`DurationPrior` per model name; other names use
-        the pooled estimate of every model.
+    :param priors: a :class:`DurationPrior` per model name; other names
+        start from the pooled estimate of every model mixed with the wide
+        pooled prior (a quarter), then learn their own.
     :param prior_weight: how many observations a prior is worth.
     :param memory: observations per model beyond which old ones count half
         (the histogram is halved), so the estimate follows a slowly drifting
@@ -783,22 +787,40 @@ class DurationLearner:
     def masses(self, model: str | None) -> list[float]:
         """The estimated distribution of log-seconds: one probability per 2 % bin.
 
-        The prior (the model's, else the pooled estimate) weighs
-        ``prior_weight`` tasks; see :meth:`_Histogram.survival_masses`.
+        The prior (the model's, else :data:`PooledPrior` fitted to the
+        model's data) weighs ``prior_weight`` tasks; see
+        :meth:`_Histogram.survival_masses`. A name with no prior and nothing
+        seen yet gets the pooled estimate of every model, three quarters,
+        and the pooled prior, a quarter.
         """
         hist = self._seen(model)
         prior = self._priors.get(model) if model is not None else None
         seen = hist is not None and (hist.weight > 0 or hist.exposures > 0)
         if prior is None and model is not None and not seen:
-            return self.masses(None)  # an unknown name, unseen: what every model looks like
+            # An unknown name, unseen: what every model looks like, or the
+            # pooled prior (median 200 s, wide): a new name may be a model
+            # unlike the others, and until its first poll tells, every task
+            # of it created meanwhile waits its first delay.
+            pooled = self.masses(None)
+            wide = self._prior_masses(PooledPrior, 0)
+            return [
+                _UNSEEN_POOLED * a + (1.0 - _UNSEEN_POOLED) * b
+                for a, b in zip(pooled, wide, strict=True)
+            ]
         prior = prior or PooledPrior
         if hist is not None and seen:
             prior = hist.fit(prior, self._prior_weight)
-        prior = _with_doubt(prior, hist.count if hist is not None else 0)
-        base = _with_fast_failures(_lognormal_masses(prior), self._early_mass)
+        base = self._prior_masses(prior, hist.count if hist is not None else 0)
         if hist is None or not seen:
             return base
         return hist.survival_masses(base, self._prior_weight)
+
+    def _prior_masses(self, prior: DurationPrior, finished: int) -> list[float]:
+        """``prior`` widened by the doubt left after ``finished`` finishes,
+        with the share of fast failures."""
+        return _with_fast_failures(
+            _lognormal_masses(_with_doubt(prior, finished)), self._early_mass
+        )
 
 
 class _SpendLedger:
