@@ -161,19 +161,18 @@ def test_a_service_slowing_down_through_the_session_spends_about_what_fixed_poll
 ) -> None:
     """Renders whose median grows from 150 s to 450 s over 2,000 tasks (a
     service slowing down through the hours): every task is longer than the
-    estimate, made of the past, expects. The latest finishes, off the table,
-    make the old evidence count half (see the speeding-up test), and the
-    spend ledger, reading over fixed polling's, cuts the budget as the
-    fourth power of its reading: within 3 % of fixed 30 s polling's
-    requests (1.007-1.028x over eleven such files; 1.2x before either, and
-    1.04-1.06x with the drift check but a proportional cut), the lag within
-    the goal."""
+    estimate, made of the past, expects. The drift check halves the old
+    evidence (see the speeding-up test), and the spend ledger, reading over
+    fixed polling's, cuts the budget as the fourth power of its reading:
+    within 5 % of fixed 30 s polling's requests (1.021-1.047x over eleven
+    such files; 1.2x before either, 1.07-1.10x with the check and a
+    proportional cut), the lag within the goal."""
     rng = random.Random(11)
     lines = [
         f"veo3_fast {150 * (1 + k / 1000) * rng.lognormvariate(0, 0.3):.1f}" for k in range(2000)
     ]
     ours, fixed = ours_and_fixed_30s(tmp_path / "slowing.txt", lines)
-    assert ours["requests_per_task"] <= 1.03 * fixed["requests_per_task"]
+    assert ours["requests_per_task"] <= 1.05 * fixed["requests_per_task"]
     assert ours["lag_mean"] <= 0.6 * fixed["lag_mean"]  # one model: the tighter goal
     assert ours["lag_p95"] <= fixed["lag_p95"]
 
@@ -183,9 +182,10 @@ def test_a_service_speeding_up_through_the_session_is_still_polled_in_time(
 ) -> None:
     """Renders whose median falls from 450 s to 150 s over 2,000 tasks: an
     estimate made of the whole past is too long, and its polls came late
-    (0.9-0.98x fixed 30 s polling's mean lag, 1.4-1.65x its p95). The latest
-    finishes, checked against the table, drift off it: the old evidence
-    counts half, again while they stay off, and the lag meets the goal."""
+    (0.9-0.98x fixed 30 s polling's mean lag, 1.4-1.65x its p95). Checked
+    against the table, the finishes come far sooner than it expects: the
+    old evidence counts half, again while they do, and the lag meets the
+    goal (0.61-0.64x, p95 0.76-0.80x over five such files)."""
     rng = random.Random(3)
     lines = [
         f"veo3_fast {450 / (1 + k / 1000) * rng.lognormvariate(0, 0.3):.1f}" for k in range(2000)

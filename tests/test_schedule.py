@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import itertools
 import math
 import random
@@ -674,42 +673,99 @@ def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> 
     assert DurationLearner().spend_ratio() is None
 
 
-def test_finishes_that_drift_off_the_table_halve_the_old_evidence_and_rebuild_it() -> None:
-    """400 renders learned, 100 more alike: the table stands (their mean
-    probability-integral transform is near 0.5). Then renders three times as
-    long: once 100 of them are in, the check finds them off the table, the
-    model's old evidence counts half and the table is made again; and again
-    after each 100 more while they stay off it. After 300, the median is
-    far further out than a learner that forgets nothing reaches on the same
-    finishes (which still has most of its mass at 150 s)."""
-    rng = random.Random(12)
-    before, alike, drifted = (
-        lognormal(rng, 400, 150.0, 0.3),
-        lognormal(rng, 100, 150.0, 0.3),
-        lognormal(rng, 300, 450.0, 0.3),
-    )
-    schedule, plain = POLICY.schedule(), DurationLearner()
-
-    def observe(times: list[float]) -> None:
-        for seconds in times:
-            schedule.learner.observe("veo3_fast", seconds)
-            plain.observe("veo3_fast", seconds)
-
-    observe(before)
-    table = schedule.table("veo3_fast")
-    observe(alike)
-    assert schedule.table("veo3_fast") is table  # not drifted, and not grown by half
-    assert len(schedule.learner.latest_finishes("veo3_fast")) == 100
-    observe(drifted[:100])
-    assert schedule.table("veo3_fast") is not table
-    assert schedule.learner.latest_finishes("veo3_fast") == collections.deque()  # a new window
-    for start in range(100, 300, 25):  # a session asks for its tables all along
-        observe(drifted[start : start + 25])
+def watch(
+    schedule: AdaptiveSchedule,
+    plain: DurationLearner,
+    durations: list[float],
+    *,
+    spacing: float,
+    start: float = 0.0,
+) -> float:
+    """Tasks of veo3_fast created every ``spacing`` seconds from ``start`` (0:
+    all at once), each polled every 10 s from its creation: what the polls
+    see is told, in time order, to the schedule's learner and to ``plain``
+    (a learner no schedule checks), and the schedule is asked for its table
+    after each poll, as a session does. Returns when the last one was seen."""
+    seen = []
+    for k, seconds in enumerate(durations):
+        created, last = start + k * spacing, 0.0
+        while last + 10.0 < seconds:
+            seen.append((created + last + 10.0, k, last, last + 10.0, False))
+            last += 10.0
+        seen.append((created + last + 10.0, k, last, seconds, True))
+    seen.sort()
+    for _at, _k, since, age, finished in seen:
+        for learner in (schedule.learner, plain):
+            if finished:
+                learner.observe("veo3_fast", age, running_until=since)
+            else:
+                learner.survived("veo3_fast", since, age)
         schedule.table("veo3_fast")
+    return seen[-1][0]
+
+
+def test_a_service_drifting_off_the_table_has_its_old_evidence_halved() -> None:
+    """600 renders as the estimate expects: nothing is halved (the schedule's
+    learner and one no schedule checks agree). Then renders three times as
+    long: the finishes seen over the latest intervals fall far short of those
+    the table expects, the model's old evidence counts half (again while
+    they stay off) and the estimate follows them much sooner."""
+    rng = random.Random(12)
+    schedule, plain = POLICY.schedule(), DurationLearner()
+    end = watch(schedule, plain, lognormal(rng, 600, 150.0, 0.3), spacing=2.0)
+    assert schedule.learner.as_prior("veo3_fast") == plain.as_prior("veo3_fast")
+    assert len(schedule.learner.latest_intervals("veo3_fast")) == 500
+    watch(schedule, plain, lognormal(rng, 300, 450.0, 0.3), spacing=2.0, start=end)
     learned, kept = schedule.learner.as_prior("veo3_fast"), plain.as_prior("veo3_fast")
     assert learned is not None
     assert kept is not None
     assert learned.median > 1.3 * kept.median, (learned, kept)
+
+
+def test_a_burst_of_tasks_finishing_short_ones_first_is_no_drift() -> None:
+    """300 tasks created at once, as the service renders them: their short
+    renders finish first, long ones last. Each finish comes where the table
+    expects it given the tasks still running, so nothing is halved: the
+    schedule's learner and one no schedule checks still agree. (A check of
+    the latest finishes alone read a drift in each slice of the burst.)"""
+    rng = random.Random(14)
+    schedule, plain = POLICY.schedule(), DurationLearner()
+    end = watch(schedule, plain, lognormal(rng, 600, 150.0, 0.3), spacing=2.0)
+    for _burst in range(3):
+        end = watch(schedule, plain, lognormal(rng, 300, 150.0, 0.3), spacing=0.0, start=end)
+    assert schedule.learner.as_prior("veo3_fast") == plain.as_prior("veo3_fast")
+
+
+def test_a_drift_found_while_a_rebuild_runs_in_steps_is_rebuilt_after_it() -> None:
+    """On a loop (rebuilds in steps): veo3's tables are being made again
+    when veo3_fast's renders are found three times as long. That rebuild
+    took its evidence before the halving, so once it ends another is due:
+    the halving must reach a table (it used to wait for 100 more finishes,
+    then halve again for the same drift)."""
+    rng = random.Random(15)
+    schedule = POLICY.schedule()
+    for seconds in lognormal(rng, 400, 150.0, 0.3):
+        schedule.learner.observe("veo3_fast", seconds)
+    for seconds in lognormal(rng, 100, 300.0, 0.3):
+        schedule.learner.observe("veo3", seconds)
+    schedule.table("veo3_fast")
+    schedule.table("veo3")
+    told: list[int] = []
+    schedule.on_rebuild_due = lambda: told.append(1)
+    for seconds in lognormal(rng, 60, 300.0, 0.3):  # veo3's evidence grows by half
+        schedule.learner.observe("veo3", seconds)
+    schedule.table("veo3")
+    assert told == [1]
+    assert schedule.step()  # the rebuild has taken its evidence
+    for seconds in lognormal(rng, 100, 450.0, 0.3):
+        schedule.learner.observe("veo3_fast", seconds)
+    schedule.table("veo3_fast")  # the drift is found: halved, a rebuild runs already
+    assert len(schedule.learner.latest_intervals("veo3_fast")) == 0
+    assert told == [1]
+    while schedule.step():
+        pass
+    schedule.table("veo3_fast")
+    assert told == [1, 1]
 
 
 def test_a_new_model_name_is_probed_early_though_every_model_seen_is_slow() -> None:
@@ -737,8 +793,10 @@ def test_forget_halves_a_models_evidence_and_empties_its_window() -> None:
         learner.observe("veo3_fast", seconds)
         learner.observe("veo3", 2 * seconds)
     learner.forget("veo3_fast")
-    assert len(learner.latest_finishes("veo3_fast")) == 0
-    assert len(learner.latest_finishes("veo3")) == 100
+    assert len(learner.latest_intervals("veo3_fast")) == 0
+    assert len(learner.latest_intervals("veo3")) == 300
+    since, _age, finished = learner.latest_intervals("veo3")[-1]
+    assert (since, finished) == (0.0, True)  # watched from creation to its finish
     twin = DurationLearner()
     for seconds in lognormal(random.Random(13), 300, 150.0, 0.3):
         twin.observe("veo3_fast", seconds)

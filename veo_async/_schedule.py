@@ -25,18 +25,22 @@ median, so that a service running at 0.7x or 1.5x the documented times is
 polled where its renders finish while the first of them are awaited.
 
 Old evidence counts half once a model's weight passes ``memory`` (4,096
-finishes), and sooner when the service drifts: every 25 finishes, the latest
-100 are checked against the model's table (where the estimate is right, the
-estimated chance of finishing sooner than each did averages 0.5, within
-0.029); off it by more than 0.1, the model's evidence is halved and its table
-made again, and again after each 100 more finishes while they stay off. A
-service whose renders grow from 150 s to 450 s through 2,000 tasks was
-otherwise trailed by an estimate of the whole past (and polled where it
-expected them), and one speeding up as much was polled late: 0.9-0.98x fixed
-polling's mean lag, 1.4-1.65x its p95, now 0.61-0.65x and 0.78-0.81x. A
-shorter ``memory`` for all (512) did less for drift and cost the steady
-workloads up to 4.6 points of lag; the check leaves them alone (120 random
-files of 1,000-5,000 tasks: none moved by more than 0.007x).
+finishes), and sooner when the service drifts: every 25 finishes, what the
+model's tasks did over the latest 500 intervals they were watched through
+is checked against its table (the finishes seen against those the table's
+hazard expects over the same intervals, up to its 90th percentile and the
+longest render it was made on: a one-sample log-rank test, which the order
+finishes come in does not skew); more than 4 standard deviations apart, the
+model's evidence is halved and the tables are made again. A service whose
+renders grow from 150 s to 450 s through 2,000 tasks was otherwise trailed
+by an estimate of the whole past, and one speeding up as much was polled
+late: 0.9-0.98x fixed polling's mean lag, 1.4-1.65x its p95, now
+0.61-0.64x and 0.76-0.80x. A shorter ``memory`` for all (512) did less for
+drift and cost the steady workloads up to 4.6 points of lag. A first check,
+on the mean probability-integral transform of the latest 100 finishes, was
+fooled by tasks created in bursts (a burst finishes its short renders
+first): 174 halvings over a steady service of 20,000 tasks in bursts of
+1,000, against none for this one.
 
 How the delays are chosen
 -------------------------
@@ -178,12 +182,16 @@ _EXTRA_AT_LEAST = 0.01
 _SHARE_RANGE = (0.5, 1.0)
 # Over fixed polling, the share falls as the ratio's power: 1.1x -> 0.65, 1.2x -> 0.5.
 _OVERSPEND_POWER = 4.0
-# Drift: the latest finishes of a model are checked against its table's
-# distribution (their mean probability-integral transform is 0.5 where the
-# estimate is right, with a standard error of 0.029 over 100); past this
-# distance from 0.5 the model's old evidence is halved and its table rebuilt.
-_DRIFT_WINDOW = 100
-_DRIFT_LIMIT = 0.1
+# Drift: what a model's tasks did lately is checked against its table: the
+# finishes seen over the latest 500 watched intervals (a poll that found a
+# task running, or finished) against those the table's hazard expects over
+# the same intervals (a one-sample log-rank test, which the order finishes
+# come in does not skew). Past this many standard deviations apart, the
+# model's old evidence is halved and its table rebuilt.
+_DRIFT_WINDOW = 500
+_DRIFT_Z = 4.0
+# ... over the ages up to this quantile of the table (its bulk).
+_DRIFT_BULK = 0.9
 # ... checked after every this many finishes, once a table was built on this many.
 _DRIFT_EVERY = 25
 _DRIFT_AFTER = 200
@@ -428,12 +436,23 @@ class _Histogram:
     """
 
     __slots__ = (
-        "count", "events", "exposures", "failures", "reach", "recent", "tasks", "weight"
+        "count",
+        "events",
+        "exposures",
+        "failures",
+        "longest",
+        "reach",
+        "recent",
+        "tasks",
+        "weight",
     )
 
     def __init__(self) -> None:
-        #: Generation times of the latest finishes (for the drift check).
-        self.recent: collections.deque[float] = collections.deque(maxlen=_DRIFT_WINDOW)
+        #: The latest intervals a task was watched through: (from age, to
+        #: age, whether it finished at the end), for the drift check.
+        self.recent: collections.deque[tuple[float, float, bool]] = collections.deque(
+            maxlen=_DRIFT_WINDOW
+        )
         self.events = array("d", bytes(8 * _LOG_BINS))
         self.reach = array("d", bytes(8 * (_LOG_BINS + 1)))
         self.weight = 0.0  # sum of the events (decays with halving)
@@ -441,6 +460,7 @@ class _Histogram:
         self.exposures = 0  # running intervals ever
         self.tasks = 0  # tasks ever (each one's first interval starts at 0)
         self.failures = 0
+        self.longest = 0.0  # the longest generation time seen
 
     def expose(self, start: float, end: float) -> bool:
         """A task was running from age ``start`` through ``end`` (seconds)."""
@@ -461,7 +481,7 @@ class _Histogram:
         self.weight += 1.0
         self.count += 1
         self.failures += failed
-        self.recent.append(seconds)
+        self.longest = max(self.longest, seconds)
         if self.weight > memory:
             self.halve()  # follows drift, O(bins) every ~memory/2 calls
 
@@ -629,6 +649,7 @@ class DurationLearner:
         for hist in targets:
             hist.expose(running_until, seconds)
             hist.add(seconds, failed, self._memory)
+            hist.recent.append((min(running_until, seconds), seconds, True))
         if running_until == 0:
             self._note_task(model)
 
@@ -643,7 +664,9 @@ class DurationLearner:
             return
         if model is not None and (hist := self._histogram(model)) is not None:
             hist.expose(since, age)
+            hist.recent.append((since, age, False))
         self._pooled.expose(since, age)
+        self._pooled.recent.append((since, age, False))
         if since == 0:
             self._note_task(model)
 
@@ -658,11 +681,20 @@ class DurationLearner:
         """What was seen of ``model`` (of every model for None; None: nothing)."""
         return self._pooled if model is None else self._models.get(model)
 
-    def latest_finishes(self, model: str | None) -> Sequence[float]:
-        """Generation times of the latest finishes of ``model`` (every
-        model's for None), at most 100, oldest first; emptied by :meth:`forget`."""
+    def latest_intervals(self, model: str | None) -> Sequence[tuple[float, float, bool]]:
+        """The latest intervals tasks of ``model`` (every model's for None)
+        were watched through, at most 500, oldest first: ``(from age, to age,
+        finished at its end)``, one per poll that found a task running or
+        finished (see :meth:`survived` and :meth:`observe`); emptied by
+        :meth:`forget`."""
         hist = self._seen(model)
         return () if hist is None else hist.recent
+
+    def longest(self, model: str | None) -> float:
+        """The longest generation time seen of ``model`` (every model's for
+        None), in seconds; 0 before the first finish."""
+        hist = self._seen(model)
+        return 0.0 if hist is None else hist.longest
 
     def forget(self, model: str | None) -> None:
         """Halve what was learned of ``model`` (every model's pooled estimate
@@ -1030,6 +1062,7 @@ class _Table:
     lam: float
     stamp: int  # the learner's evidence when built
     finished: int = 0  # the learner's finishes of the model when built
+    seen_to: float = 0.0  # the longest generation time seen when built
 
 
 class AdaptiveSchedule:
@@ -1044,8 +1077,10 @@ class AdaptiveSchedule:
         self.learner = learner
         self._tables: dict[str | None, _Table] = {}
         self._job: Iterator[None] | None = None
-        # Per model: the learner's finishes at its last drift check.
+        # Per model: the learner's finishes at its last drift check; the
+        # models whose evidence was halved since the rebuild that is due.
         self._drift_checked: dict[str | None, int] = {}
+        self._stale: set[str | None] = set()
         #: Set by a caller on an event loop: called when a rebuild is due,
         #: which then runs in steps (:meth:`step`) instead of within the
         #: :meth:`next_delay` that found it due (it takes 20-150 ms). None
@@ -1164,6 +1199,7 @@ class AdaptiveSchedule:
             if (
                 grown < self.policy.rebuild_every
                 and count < 1.5 * table.stamp + 8
+                and model not in self._stale
                 and not self._drifted(model, table)
             ):
                 return table
@@ -1187,42 +1223,64 @@ class AdaptiveSchedule:
         return self._tables[model]
 
     def _drifted(self, model: str | None, table: _Table) -> bool:
-        """Whether the latest finishes of ``model`` no longer follow its table
-        (then its old evidence was just halved, and the table is due).
+        """Whether what tasks of ``model`` did lately no longer follows its
+        table (then its old evidence was just halved, and the table is due).
 
-        Where the estimate is right, each finish's probability-integral
-        transform (the estimated chance of finishing sooner) is uniform: the
-        latest 100 average 0.5 within 0.029 (one standard error). A service
-        whose renders grow or shrink through the session moves them off it
-        long before ``memory`` lets old evidence fade. Checked every 25
-        finishes once the table was built on 200, so it costs nothing per
-        call and never reads the short finishes that come first. While a
-        drift lasts, each 100 finishes or so rebuild the tables (about 8 ms
-        a model, in steps on a loop: 0.1-0.2 ms a finish); spacing the
-        halvings out (each 25 % more finishes) left a speeding-up service
-        at 0.66-0.69x fixed polling's lag instead of 0.61-0.65x. Halving
-        events and exposures alike leaves the estimate's shape as it was: a
-        check set off by the long renders of a batch of old ids finishing
-        last only makes what comes next count more.
+        Over the latest 500 intervals its tasks were watched through (from a
+        poll that found one running to the next poll of it), the finishes
+        seen are compared with those the table's hazard expects over the same
+        intervals (a one-sample log-rank test: where the estimate is right,
+        they differ by about the square root of those expected). A service
+        whose renders grow or shrink through the session moves them apart
+        long before ``memory`` lets old evidence fade. Unlike a test of the
+        latest finishes alone, it is not fooled by the order they come in: a
+        batch created at once finishes short renders first, long ones last,
+        and both are expected where they happen.
+
+        Checked every 25 finishes once the table was built on 200, so it
+        costs nothing per call; not for the pooled table (model None), whose
+        intervals mix the models of the moment. While a drift lasts, each
+        halving rebuilds the tables (10-25 ms a model, in steps on a loop).
         """
         learner = self.learner
         finished = learner.count(model)
         checked = self._drift_checked.get(model, 0)
-        if table.finished < _DRIFT_AFTER or finished - checked < _DRIFT_EVERY:
+        if (
+            model is None
+            or table.finished < _DRIFT_AFTER
+            or finished - checked < _DRIFT_EVERY
+        ):
             return False
         self._drift_checked[model] = finished
-        latest = learner.latest_finishes(model)
+        latest = learner.latest_intervals(model)
         if len(latest) < _DRIFT_WINDOW:
             return False
         done = table.done
         n = len(done) - 1
-        total = 0.0
-        for seconds in latest:
-            i = min(n, int(seconds / GRID))
-            total += done[i] if i == n else 0.5 * (done[i] + done[i + 1])
-        if abs(total / len(latest) - 0.5) <= _DRIFT_LIMIT:
+
+        def hazard_to(age: float) -> float:
+            # The cumulative hazard -ln(1 - F(age)), F read off the grid.
+            at = age / GRID
+            i = min(n, int(at))
+            left = done[i] if i == n else done[i] + (at - i) * (done[i + 1] - done[i])
+            return -math.log(max(1e-9, 1.0 - left))
+
+        # Up to the table's 90th percentile only, and the longest render it
+        # was made on: past them the estimate rests on few finishes or on the
+        # prior alone (a first burst's table is made on its short renders),
+        # and a burst's last, long renders would be all the window holds.
+        bulk = GRID * next((i for i, c in enumerate(done) if c >= _DRIFT_BULK), n)
+        bulk = min(bulk, table.seen_to)
+        seen = expected = 0.0
+        for start, end, ended in latest:
+            if start >= bulk:
+                continue
+            seen += ended and end <= bulk
+            expected += hazard_to(min(end, bulk)) - hazard_to(start)
+        if abs(seen - expected) <= _DRIFT_Z * math.sqrt(max(expected, 1.0)):
             return False
         learner.forget(model)
+        self._stale.add(model)
         return True
 
     def step(self) -> bool:
@@ -1251,6 +1309,7 @@ class AdaptiveSchedule:
             lam=lam,
             stamp=self.learner.evidence(model),
             finished=self.learner.count(model),
+            seen_to=self.learner.longest(model),
         )
 
     def _rebuilding(self, model: str | None) -> Iterator[None]:
@@ -1276,6 +1335,10 @@ class AdaptiveSchedule:
         # What the tables are built on: a rebuild is due again once this grows.
         stamps = [self.learner.evidence(key) for key in keys]
         finishes = [self.learner.count(key) for key in keys]
+        longest = [self.learner.longest(key) for key in keys]
+        # Made from the halved evidence: due again only when it has grown.
+        # (A halving while this runs leaves its model stale for the next.)
+        self._stale.difference_update(keys)
         curves = []
         for key in keys:  # a few milliseconds each: one per step
             curves.append(self._curve(key, share))
@@ -1335,7 +1398,9 @@ class AdaptiveSchedule:
         share = 0.0
         if spend_lo > spend_hi:
             share = min(1.0, max(0.0, (budget - spend_hi) / (spend_lo - spend_hi)))
-        for key, curve, stamp, finished in zip(keys, curves, stamps, finishes, strict=True):
+        for key, curve, stamp, finished, seen_to in zip(
+            keys, curves, stamps, finishes, longest, strict=True
+        ):
             best, costly = curve.solve(hi)[0], curve.solve(lo)[0]
             self._tables[key] = _Table(
                 next_index=best,
@@ -1346,6 +1411,7 @@ class AdaptiveSchedule:
                 lam=hi,
                 stamp=stamp,
                 finished=finished,
+                seen_to=seen_to,
             )
 
     def _budget_share(self) -> float:
