@@ -736,6 +736,33 @@ def test_a_burst_of_tasks_finishing_short_ones_first_is_no_drift() -> None:
     assert schedule.learner.as_prior("veo3_fast") == plain.as_prior("veo3_fast")
 
 
+@pytest.mark.parametrize(
+    "renders",
+    [[150.0] * 1500, [60.0] * 1500, [1.0] * 1500],
+    ids=["all 150 s", "all 60 s", "all failing at 1 s"],
+)
+def test_renders_all_alike_are_no_drift(renders: list[float]) -> None:
+    """Renders all of one length: the estimate's smoothing spreads them over
+    neighbouring seconds, so near the longest one it expected half the
+    finishes it saw, and the check halved everything at every window. The
+    test stops short of the oldest age its data reached, and renders of
+    seconds are not tested at all: nothing is halved."""
+    schedule, plain = POLICY.schedule(), DurationLearner()
+    watch(schedule, plain, renders, spacing=2.0)
+    assert schedule.learner.as_prior("veo3_fast") == plain.as_prior("veo3_fast")
+
+
+def test_survived_refuses_a_model_that_is_not_a_name_and_ignores_an_endless_age() -> None:
+    """As observe() does: a model that is not a str is a TypeError; an age
+    that is infinite or NaN teaches nothing (it was an OverflowError)."""
+    learner = DurationLearner()
+    with pytest.raises(TypeError, match="model"):
+        learner.survived(3, 0.0, 10.0)  # type: ignore[arg-type]
+    learner.survived("veo3", 0.0, math.inf)
+    learner.survived("veo3", 0.0, math.nan)
+    assert learner.evidence("veo3") == 0
+
+
 def test_a_drift_found_while_a_rebuild_runs_in_steps_is_rebuilt_after_it() -> None:
     """On a loop (rebuilds in steps): veo3's tables are being made again
     when veo3_fast's renders are found three times as long. That rebuild

@@ -28,9 +28,9 @@ Old evidence counts half once a model's weight passes ``memory`` (4,096
 finishes), and sooner when the service drifts: every 25 finishes, what the
 model's tasks did over the latest 500 intervals they were watched through
 is checked against its table (the finishes seen against those the table's
-hazard expects over the same intervals, up to its 90th percentile and the
-longest render it was made on: a one-sample log-rank test, which the order
-finishes come in does not skew); more than 4 standard deviations apart, the
+hazard expects over the same intervals, up to its 90th percentile and
+short of the oldest age its data reached: a one-sample log-rank test, which
+the order finishes come in does not skew); more than 4 standard deviations apart, the
 model's evidence is halved and the tables are made again. A service whose
 renders grow from 150 s to 450 s through 2,000 tasks was otherwise trailed
 by an estimate of the whole past, and one speeding up as much was polled
@@ -192,6 +192,10 @@ _DRIFT_WINDOW = 500
 _DRIFT_Z = 4.0
 # ... over the ages up to this quantile of the table (its bulk).
 _DRIFT_BULK = 0.9
+# ... and short of the oldest age seen when it was made by this factor (some
+# four widths of the smoothing kernel), and not at all below this age.
+_DRIFT_SHORT_OF = math.exp(-0.2)
+_DRIFT_MIN_BULK = 10 * GRID
 # ... checked after every this many finishes, once a table was built on this many.
 _DRIFT_EVERY = 25
 _DRIFT_AFTER = 200
@@ -460,7 +464,7 @@ class _Histogram:
         self.exposures = 0  # running intervals ever
         self.tasks = 0  # tasks ever (each one's first interval starts at 0)
         self.failures = 0
-        self.longest = 0.0  # the longest generation time seen
+        self.longest = 0.0  # the oldest age a task was seen at, running or finished
 
     def expose(self, start: float, end: float) -> bool:
         """A task was running from age ``start`` through ``end`` (seconds)."""
@@ -470,6 +474,7 @@ class _Histogram:
         hi = _log_bin(end)
         if hi < lo:
             return False
+        self.longest = max(self.longest, end)
         self.reach[lo] += 1.0
         self.reach[hi + 1] -= 1.0
         self.exposures += 1
@@ -481,7 +486,6 @@ class _Histogram:
         self.weight += 1.0
         self.count += 1
         self.failures += failed
-        self.longest = max(self.longest, seconds)
         if self.weight > memory:
             self.halve()  # follows drift, O(bins) every ~memory/2 calls
 
@@ -660,7 +664,9 @@ class DurationLearner:
         A run tells each of its polls once, in order, so each task counts once
         per age: see :class:`_Histogram`.
         """
-        if not 0 <= since < age:
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, not {model!r}")
+        if not 0 <= since < age < math.inf:
             return
         if model is not None and (hist := self._histogram(model)) is not None:
             hist.expose(since, age)
@@ -691,8 +697,9 @@ class DurationLearner:
         return () if hist is None else hist.recent
 
     def longest(self, model: str | None) -> float:
-        """The longest generation time seen of ``model`` (every model's for
-        None), in seconds; 0 before the first finish."""
+        """The oldest age a task of ``model`` (of any model for None) was
+        seen at, running or finished, in seconds: how far the data reach; 0
+        before the first."""
         hist = self._seen(model)
         return 0.0 if hist is None else hist.longest
 
@@ -1062,7 +1069,7 @@ class _Table:
     lam: float
     stamp: int  # the learner's evidence when built
     finished: int = 0  # the learner's finishes of the model when built
-    seen_to: float = 0.0  # the longest generation time seen when built
+    seen_to: float = 0.0  # the oldest age seen when built (see DurationLearner.longest)
 
 
 class AdaptiveSchedule:
@@ -1265,12 +1272,17 @@ class AdaptiveSchedule:
             left = done[i] if i == n else done[i] + (at - i) * (done[i + 1] - done[i])
             return -math.log(max(1e-9, 1.0 - left))
 
-        # Up to the table's 90th percentile only, and the longest render it
-        # was made on: past them the estimate rests on few finishes or on the
-        # prior alone (a first burst's table is made on its short renders),
-        # and a burst's last, long renders would be all the window holds.
+        # Up to the table's 90th percentile only, and short of the oldest age
+        # its data reached by some four widths of the estimate's smoothing: past
+        # them the estimate rests on few finishes or on the prior alone (a
+        # table made mid-burst, on its short renders, spikes where the burst
+        # had got to), its smoothing spreads the last finishes out (renders
+        # all alike read as finishing twice as often as expected), and a
+        # burst's last, long renders would be all the window holds.
         bulk = GRID * next((i for i, c in enumerate(done) if c >= _DRIFT_BULK), n)
-        bulk = min(bulk, table.seen_to)
+        bulk = min(bulk, table.seen_to * _DRIFT_SHORT_OF)
+        if bulk < _DRIFT_MIN_BULK:
+            return False  # renders of seconds: a grid step or two, nothing to test
         seen = expected = 0.0
         for start, end, ended in latest:
             if start >= bulk:
