@@ -30,8 +30,8 @@ model's tasks did over the latest 500 intervals they were watched through
 is checked against its table (the finishes seen against those the table's
 hazard expects over the same intervals, up to its 90th percentile and
 short of the oldest age its data reached: a one-sample log-rank test, which
-the order finishes come in does not skew); more than 4 standard deviations apart, the
-model's evidence is halved and the tables are made again. A service whose
+the order finishes come in does not skew); more than 4 standard deviations
+apart, the model's evidence is halved and the tables are made again. A service whose
 renders grow from 150 s to 450 s through 2,000 tasks was otherwise trailed
 by an estimate of the whole past, and one speeding up as much was polled
 late: 0.9-0.98x fixed polling's mean lag, 1.4-1.65x its p95, now
@@ -647,13 +647,13 @@ class DurationLearner:
         if polls and fixed_polls:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
         failed = bool(failed)
-        targets = [self._pooled]
-        if model is not None and (hist := self._histogram(model)) is not None:
-            targets.append(hist)
-        for hist in targets:
-            hist.expose(running_until, seconds)
-            hist.add(seconds, failed, self._memory)
-            hist.recent.append((min(running_until, seconds), seconds, True))
+        own = self._histogram(model) if model is not None else None
+        for hist in (self._pooled, own):
+            if hist is not None:
+                hist.expose(running_until, seconds)
+                hist.add(seconds, failed, self._memory)
+        if own is not None:  # (the pooled estimate is never checked for drift)
+            own.recent.append((min(running_until, seconds), seconds, True))
         if running_until == 0:
             self._note_task(model)
 
@@ -672,7 +672,6 @@ class DurationLearner:
             hist.expose(since, age)
             hist.recent.append((since, age, False))
         self._pooled.expose(since, age)
-        self._pooled.recent.append((since, age, False))
         if since == 0:
             self._note_task(model)
 
@@ -688,11 +687,12 @@ class DurationLearner:
         return self._pooled if model is None else self._models.get(model)
 
     def latest_intervals(self, model: str | None) -> Sequence[tuple[float, float, bool]]:
-        """The latest intervals tasks of ``model`` (every model's for None)
-        were watched through, at most 500, oldest first: ``(from age, to age,
-        finished at its end)``, one per poll that found a task running or
-        finished (see :meth:`survived` and :meth:`observe`); emptied by
-        :meth:`forget`."""
+        """The latest intervals tasks of ``model`` were watched through, at
+        most 500, oldest first: ``(from age, to age, finished at its end)``,
+        one per poll that found a task running or finished (see
+        :meth:`survived` and :meth:`observe`); emptied by :meth:`forget`.
+        Empty for None: the pooled estimate is never checked for drift, its
+        intervals would mix the models of the moment."""
         hist = self._seen(model)
         return () if hist is None else hist.recent
 
@@ -1068,8 +1068,8 @@ class _Table:
     fresh: list[float]  # ages of the polls of a task followed from creation
     lam: float
     stamp: int  # the learner's evidence when built
-    finished: int = 0  # the learner's finishes of the model when built
-    seen_to: float = 0.0  # the oldest age seen when built (see DurationLearner.longest)
+    finished: int  # the learner's finishes of the model when built
+    seen_to: float  # the oldest age seen when built (see DurationLearner.longest)
 
 
 class AdaptiveSchedule:
