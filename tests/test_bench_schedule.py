@@ -132,19 +132,34 @@ def ours_and_fixed_30s(path: Path, lines: list[str]) -> tuple[dict[str, Any], di
     return rows["adaptive (new default)"], rows["fixed 30 s"]
 
 
-@pytest.mark.parametrize("early_failures", [0.0, 0.05])
+_SLOW_THEN_FAST = (("veo3", 300, 1200), ("veo3_fast", 150, 1800))
+
+
+@pytest.mark.parametrize(
+    ("turns", "seed", "early_failures"),
+    [
+        (_SLOW_THEN_FAST, 7, 0.0),
+        (_SLOW_THEN_FAST, 7, 0.05),
+        ((("veo3", 300, 400), ("veo3_fast", 150, 600)), 2, 0.0),
+        ((("veo3", 300, 500), ("veo3_fast", 150, 500)), 50, 0.0),
+    ],
+    ids=["1200-1800", "1200-1800-failures", "400-600", "500-500"],
+)
 def test_models_in_turns_spend_no_more_than_fixed_polling(
-    tmp_path: Path, early_failures: float
+    tmp_path: Path, turns: tuple[tuple[str, float, int], ...], seed: int, early_failures: float
 ) -> None:
-    """A file whose models come in turns (1,200 veo3 renders, then 1,800
-    veo3_fast ones, as a generator that writes one model after the other
-    makes): the learned schedule still spends no more than fixed 30 s polling
-    and meets the lag goal. (The shared price of a request was set for every
-    model seen since the start: the fast renders were polled at the price of
-    the slow ones, and spent 4-6 % more than fixed polling.)"""
-    rng = random.Random(7)
+    """A file whose models come in turns (veo3 renders, then veo3_fast ones,
+    as a generator that writes one model after the other makes): the learned
+    schedule still spends no more than fixed 30 s polling and meets the lag
+    goal. (The shared price of a request was set for every model seen since
+    the start: the fast renders were polled at the price of the slow ones,
+    and spent 4-6 % more than fixed polling. With the price following the
+    recent mix, the slow model's savings in the spend ledger were still
+    spent on the fast one at first: 1,000-task files spent 1.008x and
+    1.013x, until a turn of the mix halved the ledger's old entries.)"""
+    rng = random.Random(seed)
     lines = []
-    for model, median, count in (("veo3", 300, 1200), ("veo3_fast", 150, 1800)):
+    for model, median, count in turns:
         for _ in range(count):
             if rng.random() < early_failures:
                 lines.append(f"{model} {rng.uniform(5, 40):.1f} failed")

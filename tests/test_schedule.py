@@ -451,6 +451,65 @@ def test_the_mix_of_models_priced_for_is_the_recent_one() -> None:
     assert learner.recent_tasks("veo3_lite") == 0.0
 
 
+def _first_polls(learner: DurationLearner, models: list[str]) -> list[float]:
+    """Each of ``models`` seen as a new task, in order; the mix shift after each."""
+    shifts = []
+    for model in models:
+        learner.survived(model, 0.0, 60.0)
+        shifts.append(learner.mix_shift())
+    return shifts
+
+
+def test_a_steady_mix_of_models_never_turns() -> None:
+    """3,000 tasks, 60 % veo3_fast and 40 % veo3 at random: the mix of the
+    latest tasks stays near the recent one (well under the 0.3 of a turn)."""
+    rng = random.Random(5)
+    learner = DurationLearner()
+    models = ["veo3_fast"] * 3 + ["veo3"] * 2
+    shifts = _first_polls(learner, [rng.choice(models) for _ in range(3000)])
+    assert max(shifts[200:]) < 0.25
+    assert learner.turns == 0
+
+
+def test_a_turn_of_the_mix_is_seen_within_a_few_dozen_tasks() -> None:
+    """400 veo3 tasks, then veo3_fast ones: the mix turns within 50 tasks of
+    the new model, once; models alternating in blocks of 500 turn at each
+    block after the first, never twice within 300 tasks."""
+    learner = DurationLearner()
+    _first_polls(learner, ["veo3"] * 400)
+    assert learner.turns == 0
+    shifts = _first_polls(learner, ["veo3_fast"] * 600)
+    turned = next(k for k, shift in enumerate(shifts) if shift > 0.3)
+    assert 10 <= turned <= 50
+    assert learner.turns == 1
+    blocks = DurationLearner()
+    _first_polls(blocks, (["veo3"] * 500 + ["veo3_fast"] * 500) * 3)
+    assert blocks.turns == 5
+
+
+def test_a_turn_halves_the_spend_ledger() -> None:
+    """The same ledger entries (tasks of veo3 spending 0.8x fixed polling,
+    then of veo3_fast spending 1.3x), once with their models named and once
+    as unnamed tasks (no mix to turn): the named learner sees the turn and
+    halves its old entries, so its reading after the turn is nearer the new
+    model's spend."""
+    named, unnamed = DurationLearner(), DurationLearner()
+    rng = random.Random(3)
+    for model, median, spend in (("veo3", 300.0, 0.8), ("veo3_fast", 150.0, 1.3)):
+        for _ in range(400):
+            seconds = rng.lognormvariate(math.log(median), 0.3)
+            fixed = max(1, math.ceil(seconds / 30))
+            polls = max(1, round(1 + spend * (fixed - 1)))
+            for learner, name in ((named, model), (unnamed, None)):
+                learner.observe(name, seconds, polls=polls, fixed_polls=fixed)
+    assert named.turns == 1
+    assert unnamed.turns == 0
+    with_turn, without = named.extra_spend_ratio(), unnamed.extra_spend_ratio()
+    assert with_turn is not None
+    assert without is not None
+    assert with_turn > without + 0.02
+
+
 def test_models_share_one_price_of_a_request() -> None:
     """Half veo3_fast, half veo3: both tables are solved at one price; the short
     model then gets more requests than fixed 30 s would spend on it and the

@@ -117,6 +117,18 @@ about a prior's median makes it at first) the spend settles nearer 100 %
 (multiplicative) was measured: it brings the spend to the aim but lengthens
 the lag of files that had been spending 98.5-99 %, and was left out.
 
+When the mix of models turns (a batch of one model, then of another), the
+ledger's entries are those of the model leaving: its savings were then
+spent on the model coming in, at the price of the one leaving, until the
+ledger caught up (400 veo3 renders, then 600 veo3_fast ones: 1.008x fixed
+polling's requests, the first 100 fast renders 1.25-1.35x). So the learner
+also watches the mix over the latest few dozen tasks beside the recent one
+the price follows (half-lives 25 and 100 tasks): when the two differ by
+more than 0.3 (half the summed absolute difference of the models' shares)
+the ledger's old entries count half, at most once per 300 tasks
+(:attr:`DurationLearner.turns` counts these). A steady mix never differs
+that much (none over 120 random files); a turn does within about 40 tasks.
+
 Age
 ---
 The schedule follows the task's age, not the moment the wait began: a task
@@ -245,6 +257,16 @@ _MAX_TABLES = 8
 # (or 10-15 % less) than fixed polling. About as many tasks as are in flight
 # at once; 50 made stationary mixes noisier, 500 was too slow to follow a turn.
 _MIX_HALF_LIFE = 100.0
+# A turn of the mix of models (see "The spend ledger" in the module
+# docstring): the mix over this short half-life, against the recent one,
+# differs by more than _TURN_SHIFT (half the summed absolute difference of
+# the shares); the ledger is then halved, at most once per _TURN_GAP tasks
+# (once a turn: 100 halved two or three times a turn, and the files in turns
+# then spent 3-6 % less than fixed polling, at up to 0.06x more lag).
+# 0.4 missed the turns of 1,000-task files; no steady mix reached 0.3.
+_TURN_HALF_LIFE = 25.0
+_TURN_SHIFT = 0.3
+_TURN_GAP = 300
 # An unknown model name not seen yet is planned on this share of the pooled
 # estimate, the rest the pooled prior (see DurationLearner.masses).
 _UNSEEN_POOLED = 0.75
@@ -605,10 +627,14 @@ class DurationLearner:
         self._pooled = _Histogram()
         self._models: dict[str, _Histogram] = {}
         self._ledger = _SpendLedger()
-        # Tasks seen ever, and per model (None: every model) a count of them
-        # that fades with the tasks seen since: (count, at the clock of).
+        # Tasks seen ever, and per model (None: every model) counts of them
+        # that fade with the tasks seen since: the recent mix the price is
+        # set for, and a shorter one to see the mix turn.
         self._task_clock = 0
-        self._recent: dict[str | None, tuple[float, int]] = {}
+        self._recent = _FadingCounts(_MIX_HALF_LIFE)
+        self._latest = _FadingCounts(_TURN_HALF_LIFE)
+        self._turned_at: int | None = None
+        self._turns = 0
 
     def _histogram(self, model: str) -> _Histogram | None:
         hist = self._models.get(model)
@@ -678,9 +704,43 @@ class DurationLearner:
     def _note_task(self, model: str | None) -> None:
         """A task of ``model`` was seen for the first time (see :meth:`recent_tasks`)."""
         self._task_clock += 1  # first: what was seen before fades by one task
+        clock = self._task_clock
         keys = (None,) if model is None or model not in self._models else (None, model)
         for key in keys:
-            self._recent[key] = (self.recent_tasks(key) + 1.0, self._task_clock)
+            self._recent.add(key, clock)
+            self._latest.add(key, clock)
+        if (
+            self._turned_at is None or clock - self._turned_at >= _TURN_GAP
+        ) and self.mix_shift() > _TURN_SHIFT:
+            self._turned_at = clock
+            self._turns += 1
+            self._ledger.halve()
+
+    def mix_shift(self) -> float:
+        """How far the mix of models over the latest tasks (each counting
+        half once 25 more were seen) is from the recent one the price is set
+        for (half-life 100): half the summed absolute difference of the
+        models' shares, those without a histogram of their own as one; 0 for
+        a steady mix, towards 1 as the mix turns to models not seen lately."""
+        clock = self._task_clock
+        recent_all = self._recent.get(None, clock)
+        latest_all = self._latest.get(None, clock)
+        if recent_all <= 0.0 or latest_all <= 0.0:
+            return 0.0
+        recent_rest, latest_rest, shift = recent_all, latest_all, 0.0
+        for model in self._models:
+            recent, latest = self._recent.get(model, clock), self._latest.get(model, clock)
+            recent_rest -= recent
+            latest_rest -= latest
+            shift += abs(recent / recent_all - latest / latest_all)
+        shift += abs(max(0.0, recent_rest) / recent_all - max(0.0, latest_rest) / latest_all)
+        return 0.5 * shift
+
+    @property
+    def turns(self) -> int:
+        """Turns of the mix of models seen so far (:meth:`mix_shift` over 0.3,
+        at most one per 300 tasks): each halved the spend ledger's entries."""
+        return self._turns
 
     def _seen(self, model: str | None) -> _Histogram | None:
         """What was seen of ``model`` (of every model for None; None: nothing)."""
@@ -733,10 +793,7 @@ class DurationLearner:
         half as much once ``_MIX_HALF_LIFE`` (100) more tasks were seen: the
         mix of models the schedule's shared price is set for is the recent
         one, so models that come in turns are each priced for themselves."""
-        count, at = self._recent.get(model, (0.0, 0))
-        if not count:
-            return 0.0
-        return count * math.pow(0.5, (self._task_clock - at) / _MIX_HALF_LIFE)
+        return self._recent.get(model, self._task_clock)
 
     def failures(self, model: str | None) -> int:
         """Failed observations seen for ``model`` (every model's for None)."""
@@ -882,11 +939,36 @@ class _SpendLedger:
         self.fixed[stratum] += fixed_polls
         self.tasks += 1
         if self.tasks % int(memory) == 0:
-            # Old entries count half, as the histograms' do: a drifting
-            # service's current spend weighs most. Means are unchanged.
-            for values in (self.count, self.spent, self.fixed):
-                for k in range(len(values)):
-                    values[k] *= 0.5
+            # As the histograms' do: a drifting service's current spend weighs most.
+            self.halve()
+
+    def halve(self) -> None:
+        """Old entries count half (each stratum's mean is unchanged)."""
+        for values in (self.count, self.spent, self.fixed):
+            for k in range(len(values)):
+                values[k] *= 0.5
+
+
+class _FadingCounts:
+    """Per key, a count in which each unit counts half once ``half_life``
+    more ticks of a clock have passed (one entry per key, whatever the count)."""
+
+    __slots__ = ("_counts", "_half_life")
+
+    def __init__(self, half_life: float) -> None:
+        self._half_life = half_life
+        self._counts: dict[str | None, tuple[float, int]] = {}  # key: (count, at clock)
+
+    def get(self, key: str | None, clock: int) -> float:
+        """The count of ``key`` at ``clock``."""
+        count, at = self._counts.get(key, (0.0, 0))
+        if not count:
+            return 0.0
+        return count * math.pow(0.5, (clock - at) / self._half_life)
+
+    def add(self, key: str | None, clock: int) -> None:
+        """One more for ``key`` at ``clock``."""
+        self._counts[key] = (self.get(key, clock) + 1.0, clock)
 
 
 def _log_quantiles(masses: list[float], levels: tuple[float, ...]) -> list[float]:
