@@ -502,6 +502,12 @@ def run_workload(
     }
 
 
+def _times(ratio: float) -> str:
+    """A ratio as text: ``0.47x``, or ``n/a`` when the base is 0 and the value
+    is not (the limit detects every task at once: renders all of one length)."""
+    return f"{ratio:.2f}x" if math.isfinite(ratio) else "n/a"
+
+
 def goal(result: dict[str, Any]) -> str:
     """Whether the learning schedule meets the issue's goal on this workload."""
     ours, base = result["rows"][0], result["rows"][2]
@@ -516,9 +522,13 @@ def goal(result: dict[str, Any]) -> str:
         f"{'met' if ok else 'NOT met'} (requests {ours['requests_per_task']:.2f} vs "
         f"{base['requests_per_task']:.2f}, mean lag {ours['lag_mean_vs_fixed30']:.3f}x fixed 30 s "
         f"[target <= {target}], p95 {ours['lag_p95']:.1f} vs {base['lag_p95']:.1f} s, "
-        f"{ours['lag_mean_vs_limit']:.2f}x the limit"
         + (
-            f", {ours['lag_mean_vs_generating_limit']:.2f}x the generating distribution's"
+            f"{ours['lag_mean_vs_limit']:.2f}x the limit"
+            if math.isfinite(ours["lag_mean_vs_limit"])
+            else "the limit's lag is 0"
+        )
+        + (
+            f", {_times(ours['lag_mean_vs_generating_limit'])} the generating distribution's"
             if "lag_mean_vs_generating_limit" in ours
             else ""
         )
@@ -571,9 +581,9 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None, spaci
                         r["lag_p50"],
                         r["lag_p95"],
                         r["fast_failure_lag"],
-                        f"{r['lag_mean_vs_fixed30']:.2f}x",
-                        f"{r['lag_mean_vs_limit']:.2f}x",
-                        f"{r['lag_mean_vs_generating_limit']:.2f}x"
+                        _times(r["lag_mean_vs_fixed30"]),
+                        _times(r["lag_mean_vs_limit"]),
+                        _times(r["lag_mean_vs_generating_limit"])
                         if "lag_mean_vs_generating_limit" in r
                         else "-",
                     ]

@@ -305,3 +305,23 @@ def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:
     assert len(lags) % len(tasks) == 0
     long_lags = lags[len(tasks) - 1 :: len(tasks)]  # the long task's, in each copy
     assert all(0.0 <= lag < 30.0 for lag in long_lags)
+
+
+def test_renders_all_of_one_length_give_the_limit_no_lag_and_no_infinite_ratio(
+    tmp_path: Path,
+) -> None:
+    """Every render exactly 137 s: the limit polls once, at 137 s, and its lag
+    is 0, so a ratio to it has no value. The table and the goal line say so
+    (they printed "infx"), and the JSON has null there, never Infinity."""
+    path = tmp_path / "same.txt"
+    path.write_text("veo3_fast 137\n" * 60)
+    done = run("--durations", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "inf" not in done.stdout
+    assert "the limit's lag is 0" in done.stdout
+    limit_row = next(line for line in done.stdout.splitlines() if line.startswith("| limit"))
+    assert "| 0 " in limit_row
+    as_json = run("--durations", str(path), "--json")
+    rows = {row["policy"]: row for row in map(json.loads, as_json.stdout.splitlines())}
+    assert rows["adaptive (new default)"]["lag_mean_vs_limit"] is None
+    assert "Infinity" not in as_json.stdout
