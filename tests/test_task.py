@@ -889,7 +889,9 @@ async def test_polls_retries_and_outcomes_are_logged(
 ) -> None:
     """At DEBUG, logger "veo_async" names the task in each poll, retry and outcome line."""
     caplog.set_level(logging.DEBUG, logger="veo_async")
-    fake_kie.add_task("veo_logged", complete_after=0.1, faults=[Fault.server_error()])
+    # Done after a second: a poll sees it GENERATING after the retry however
+    # late a loaded machine runs that retry (at 0.1 s it could come after).
+    fake_kie.add_task("veo_logged", complete_after=1.0, faults=[Fault.server_error()])
     fake_kie.add_task("veo_denied", faults=[Fault.body_code(402, "no credits")])
     await veo.task("veo_logged").wait()
     with pytest.raises(InsufficientCreditsError):
