@@ -325,3 +325,9 @@ def test_renders_all_of_one_length_give_the_limit_no_lag_and_no_infinite_ratio(
     rows = {row["policy"]: row for row in map(json.loads, as_json.stdout.splitlines())}
     assert rows["adaptive (new default)"]["lag_mean_vs_limit"] is None
     assert "Infinity" not in as_json.stdout
+    # Every render a multiple of 30 s: fixed 30 s polling's lag is 0 too.
+    path.write_text("veo3 120\n" * 60)
+    done = run("--durations", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "inf" not in done.stdout
+    assert "mean lag n/a fixed 30 s" in done.stdout

@@ -12,6 +12,7 @@ import pytest
 from veo_async._schedule import (
     _LOG_BIN,
     _LOG_BINS,
+    _TURN_SHIFT,
     DEFAULT_PRIORS,
     AdaptivePolicy,
     AdaptiveSchedule,
@@ -467,7 +468,7 @@ def test_a_steady_mix_of_models_never_turns() -> None:
     learner = DurationLearner()
     models = ["veo3_fast"] * 3 + ["veo3"] * 2
     shifts = _first_polls(learner, [rng.choice(models) for _ in range(3000)])
-    assert max(shifts[200:]) < 0.25
+    assert max(shifts[200:]) < _TURN_SHIFT - 0.1
     assert learner.turns == 0
 
 
@@ -479,7 +480,7 @@ def test_a_turn_of_the_mix_is_seen_within_a_few_dozen_tasks() -> None:
     _first_polls(learner, ["veo3"] * 400)
     assert learner.turns == 0
     shifts = _first_polls(learner, ["veo3_fast"] * 600)
-    turned = next(k for k, shift in enumerate(shifts) if shift > 0.3)
+    turned = next(k for k, shift in enumerate(shifts) if shift > _TURN_SHIFT)
     assert 10 <= turned <= 50
     assert learner.turns == 1
     blocks = DurationLearner()

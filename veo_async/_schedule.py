@@ -124,10 +124,21 @@ ledger caught up (400 veo3 renders, then 600 veo3_fast ones: 1.008x fixed
 polling's requests, the first 100 fast renders 1.25-1.35x). So the learner
 also watches the mix over the latest few dozen tasks beside the recent one
 the price follows (half-lives 25 and 100 tasks): when the two differ by
-more than 0.3 (half the summed absolute difference of the models' shares)
-the ledger's old entries count half, at most once per 300 tasks
-(:attr:`DurationLearner.turns` counts these). A steady mix never differs
-that much (none over 120 random files); a turn does within about 40 tasks.
+more than 0.3 (half the summed absolute difference of the models' shares;
+at most about 0.47 with these half-lives, for a complete turn to a model
+not seen lately) the ledger's old entries count half, at most once per 300
+tasks (:attr:`DurationLearner.turns` counts these). A complete turn reads
+0.37-0.47 and is seen 20-70 tasks in (later where the two models' first
+polls overlap); a partial one (80/20 to 20/80) is not seen. Tasks arriving
+one at a time in a steady mix never turned (at most 0.25 over
+150 files of 2-12 models), but tasks created in bursts of a few hundred
+can: each model's first polls come together (its first delay), and a burst
+of 250 half-and-half tasks reads 0.35, a false turn. That only halves the
+ledger (bursts of 1,000 with a 95/5 mix spent 1.025x fixed polling's
+requests against 0.93x without the halving). Each turn costs some lag:
+the ledger, reading the first tasks of the model coming in, cuts the
+budget (two models in turns: +0.01 to +0.05x fixed polling's mean lag;
+three: up to +0.09x).
 
 Age
 ---
@@ -720,8 +731,9 @@ class DurationLearner:
         """How far the mix of models over the latest tasks (each counting
         half once 25 more were seen) is from the recent one the price is set
         for (half-life 100): half the summed absolute difference of the
-        models' shares, those without a histogram of their own as one; 0 for
-        a steady mix, towards 1 as the mix turns to models not seen lately."""
+        models' shares, those without a histogram of their own as one): near
+        0 for a steady mix, up to about 0.47 as the mix turns completely to a
+        model not seen lately."""
         clock = self._task_clock
         recent_all = self._recent.get(None, clock)
         latest_all = self._latest.get(None, clock)
