@@ -175,7 +175,9 @@ class ApiKey:
         # its traceback's frames (a header echoing the key included).
         headers = raw.headers
         key = self._value
-        if any(key in value for value in headers.values()):
+        # One search of the values joined (a key has no newline, and a header
+        # value none either: no false match across two), not one per header.
+        if key in "\n".join(headers.values()):
             headers = CIMultiDict((name, self.hidden_in(value)) for name, value in headers.items())
             changed = True
         return RawResponse(raw.status, headers, body) if changed else raw
