@@ -731,9 +731,9 @@ class DurationLearner:
         """How far the mix of models over the latest tasks (each counting
         half once 25 more were seen) is from the recent one the price is set
         for (half-life 100): half the summed absolute difference of the
-        models' shares, those without a histogram of their own as one): near
-        0 for a steady mix, up to about 0.47 as the mix turns completely to a
-        model not seen lately."""
+        models' shares, those without a histogram of their own as one model):
+        near 0 for a steady mix, up to about 0.47 as the mix turns completely
+        to a model not seen lately."""
         clock = self._task_clock
         recent_all = self._recent.get(None, clock)
         latest_all = self._latest.get(None, clock)
