@@ -291,6 +291,7 @@ def simulate_adaptive(
         task = tasks[i]
         age = now - i * spacing
         if not is_poll:
+            learner.created(task.model)  # what the session creates, it knows the model of
             delay = schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng)
             heapq.heappush(queue, (now + delay, i, True))
             continue

@@ -281,6 +281,23 @@ def test_a_learned_plan_reports_its_spend_only_for_a_task_followed_from_creation
     assert fixed.spend(95.0) == (0, 0)
 
 
+def test_a_task_created_here_is_told_to_the_learner_once_at_its_first_plan() -> None:
+    """A task this session created (its creation time known) is told to the
+    learner's turn check when first planned, once, whatever its later plans
+    and runs; an id handed in (no creation time) is not."""
+    now = [0.0]
+    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
+    created = pacer.plan(None)
+    created.next_delay(None, 0.0, "veo3")
+    now[0] = 60.0
+    created.next_delay(None, 0.0, "veo3", running=True)
+    again = pacer.plan(None)  # a later wait: a new run of the same task
+    again.next_delay(None, 0.0, "veo3", first_seen=created.first_seen)
+    handed_in = pacer.plan(None)
+    handed_in.next_delay(None, None, None)
+    assert pacer.learner.creations == 1
+
+
 async def test_the_session_keeps_the_spend_ledger_of_its_waits() -> None:
     """Every task a session follows from its creation enters the spend ledger with
     the requests its wait made: 300 tasks give a reading, close to their requests

@@ -488,6 +488,50 @@ def test_a_turn_of_the_mix_is_seen_within_a_few_dozen_tasks() -> None:
     assert blocks.turns == 5
 
 
+def _bursts(rng: random.Random, bursts: int, size: int) -> list[list[str]]:
+    """Bursts of tasks created at once, veo3 and veo3_fast at random."""
+    return [[rng.choice(["veo3", "veo3_fast"]) for _ in range(size)] for _ in range(bursts)]
+
+
+def test_tasks_created_in_bursts_are_no_turn_when_their_creations_are_told() -> None:
+    """Bursts of 250 tasks, half veo3, half veo3_fast, each model's first polls
+    coming together (its first delay is its own): at their first polls alone
+    they read as turns; told at their creation (in random order) they are no
+    turn, while a real turn told the same way still is one."""
+    rng = random.Random(8)
+    bursts = _bursts(rng, 12, 250)
+    polled_only, told = DurationLearner(), DurationLearner()
+    for burst in bursts:
+        for model in burst:
+            told.created(model)
+        grouped = sorted(burst)  # first polls: every veo3 task, then every veo3_fast one
+        _first_polls(polled_only, grouped)
+        _first_polls(told, grouped)
+    assert polled_only.turns >= 3
+    assert told.turns == 0
+    assert told.creations == 3000
+    turning = DurationLearner()
+    models = ["veo3"] * 400 + ["veo3_fast"] * 600
+    for k, model in enumerate(models):
+        turning.created(model)
+        if k >= 30:  # first polls follow the creations, 30 tasks behind
+            _first_polls(turning, [models[k - 30]])
+    _first_polls(turning, models[-30:])
+    assert turning.turns == 1
+
+
+def test_turns_of_tasks_not_created_here_count_when_most_tasks_were_not_told() -> None:
+    """A session that created a few tasks, then tracks ids handed in: with
+    fewer than half the tasks seen told at their creation, a turn at first
+    polls counts alone."""
+    learner = DurationLearner()
+    for _ in range(10):
+        learner.created("veo3")
+    _first_polls(learner, ["veo3"] * 400)
+    _first_polls(learner, ["veo3_fast"] * 600)
+    assert learner.turns == 1
+
+
 def test_a_turn_halves_the_spend_ledger() -> None:
     """The same ledger entries (tasks of veo3 spending 0.8x fixed polling,
     then of veo3_fast spending 1.3x), once with their models named and once

@@ -214,6 +214,12 @@ class _LearnedPlan(Plan):
             seen = self._first_seen or first_seen
             if seen is None:
                 self._first_seen = (age, now)
+                if created is not None:
+                    # Created by this session (or resumed with its creation
+                    # time): its model is known now, not only at its first
+                    # poll. The turn check counts it here too (once: the
+                    # first plan of the first run; see DurationLearner.created).
+                    self._schedule.learner.created(model)
             else:
                 # Never younger than when first planned (by this run or an
                 # earlier one) plus the time since: a createTime in the future

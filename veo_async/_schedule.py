@@ -133,9 +133,16 @@ polls overlap); a partial one (80/20 to 20/80) is not seen. Tasks arriving
 one at a time in a steady mix never turned (at most 0.25 over
 150 files of 2-12 models), but tasks created in bursts of a few hundred
 can: each model's first polls come together (its first delay), and a burst
-of 250 half-and-half tasks reads 0.35, a false turn. That only halves the
-ledger (bursts of 1,000 with a 95/5 mix spent 1.025x fixed polling's
-requests against 0.93x without the halving). Each turn costs some lag:
+of 250 half-and-half tasks reads 0.35, a false turn (bursts of 1,000 with a
+95/5 mix spent 1.025x fixed polling's requests against 0.93x without the
+halving). So the session also tells the learner of each task it creates,
+model and all (:meth:`DurationLearner.created`, from the pacer's first plan
+of the task), and while at least half the tasks seen were told so, a turn
+counts only if the mix of the tasks created turned as well (within the
+latest 200 created): bursts then read as none (their creations come in no
+order of model), and files in turns turn as before. Ids handed in are seen
+at their first polls only (their model comes with the first record), where
+bursts do not group by model. Each turn costs some lag:
 the ledger, reading the first tasks of the model coming in, cuts the
 budget (two models in turns: +0.01 to +0.05x fixed polling's mean lag;
 three: up to +0.09x).
@@ -157,7 +164,7 @@ import collections
 import math
 import random
 from array import array
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -278,6 +285,11 @@ _MIX_HALF_LIFE = 100.0
 _TURN_HALF_LIFE = 25.0
 _TURN_SHIFT = 0.3
 _TURN_GAP = 300
+# Where the caller tells creations (DurationLearner.created: at least half
+# the tasks seen), a turn seen at first polls counts only if the mix of the
+# tasks created turned within this many of the latest created (a turn there
+# comes 20-70 tasks before).
+_TURN_AGREE = 200
 # An unknown model name not seen yet is planned on this share of the pooled
 # estimate, the rest the pooled prior (see DurationLearner.masses).
 _UNSEEN_POOLED = 0.75
@@ -638,13 +650,14 @@ class DurationLearner:
         self._pooled = _Histogram()
         self._models: dict[str, _Histogram] = {}
         self._ledger = _SpendLedger()
-        # Tasks seen ever, and per model (None: every model) counts of them
-        # that fade with the tasks seen since: the recent mix the price is
-        # set for, and a shorter one to see the mix turn.
-        self._task_clock = 0
-        self._recent = _FadingCounts(_MIX_HALF_LIFE)
-        self._latest = _FadingCounts(_TURN_HALF_LIFE)
-        self._turned_at: int | None = None
+        # The mix of models of the tasks seen (at their first polls): its
+        # recent counts set the price; the latest ones against them, the
+        # turns. The same of the tasks created, when the caller says (see
+        # created): a turn must show there too.
+        self._polled = _MixWatch()
+        self._created = _MixWatch()
+        self._created_turned_at: int | None = None  # (the created clock)
+        self._turned_at: int | None = None  # (the polled clock)
         self._turns = 0
 
     def _histogram(self, model: str) -> _Histogram | None:
@@ -712,46 +725,61 @@ class DurationLearner:
         if since == 0:
             self._note_task(model)
 
+    def created(self, model: str | None) -> None:
+        """A task of ``model`` was created (by the caller, who knows its model
+        from the start). Optional: while at least half the tasks seen were
+        told here, a turn of the mix of models seen at first polls counts
+        only if the mix of the tasks created turned within the latest 200
+        created. Tasks created in a burst are first polled model by model
+        (each model's first delay is its own), which reads as a turn at their
+        first polls, not at their creation.
+
+        :raises TypeError: for a model that is not a str or None.
+        """
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, not {model!r}")
+        watch = self._created
+        watch.count(model if model is not None and self._histogram(model) is not None else None)
+        if watch.shift(self._models) > _TURN_SHIFT:
+            self._created_turned_at = watch.clock
+
     def _note_task(self, model: str | None) -> None:
         """A task of ``model`` was seen for the first time (see :meth:`recent_tasks`)."""
-        self._task_clock += 1  # first: what was seen before fades by one task
-        clock = self._task_clock
-        keys = (None,) if model is None or model not in self._models else (None, model)
-        for key in keys:
-            self._recent.add(key, clock)
-            self._latest.add(key, clock)
-        if (
-            self._turned_at is None or clock - self._turned_at >= _TURN_GAP
-        ) and self.mix_shift() > _TURN_SHIFT:
-            self._turned_at = clock
-            self._turns += 1
-            self._ledger.halve()
+        watch = self._polled
+        watch.count(model if model in self._models else None)
+        if self._turned_at is not None and watch.clock - self._turned_at < _TURN_GAP:
+            return
+        if self.mix_shift() <= _TURN_SHIFT:
+            return
+        created, turned_at = self._created, self._created_turned_at
+        if 2 * created.clock >= watch.clock and (
+            turned_at is None or created.clock - turned_at > _TURN_AGREE
+        ):
+            return  # a burst's first polls, not a turn (see created)
+        self._turned_at = watch.clock
+        self._turns += 1
+        self._ledger.halve()
 
     def mix_shift(self) -> float:
-        """How far the mix of models over the latest tasks (each counting
-        half once 25 more were seen) is from the recent one the price is set
-        for (half-life 100): half the summed absolute difference of the
-        models' shares, those without a histogram of their own as one model):
+        """How far the mix of models over the latest tasks seen (each counting
+        half once 25 more were first polled) is from the recent one the price
+        is set for (half-life 100): half the summed absolute difference of the
+        models' shares (those without a histogram of their own as one model):
         near 0 for a steady mix, up to about 0.47 as the mix turns completely
         to a model not seen lately."""
-        clock = self._task_clock
-        recent_all = self._recent.get(None, clock)
-        latest_all = self._latest.get(None, clock)
-        if recent_all <= 0.0 or latest_all <= 0.0:
-            return 0.0
-        recent_rest, latest_rest, shift = recent_all, latest_all, 0.0
-        for model in self._models:
-            recent, latest = self._recent.get(model, clock), self._latest.get(model, clock)
-            recent_rest -= recent
-            latest_rest -= latest
-            shift += abs(recent / recent_all - latest / latest_all)
-        shift += abs(max(0.0, recent_rest) / recent_all - max(0.0, latest_rest) / latest_all)
-        return 0.5 * shift
+        return self._polled.shift(self._models)
+
+    @property
+    def creations(self) -> int:
+        """Tasks told to :meth:`created`."""
+        return self._created.clock
 
     @property
     def turns(self) -> int:
         """Turns of the mix of models seen so far (:meth:`mix_shift` over 0.3,
-        at most one per 300 tasks): each halved the spend ledger's entries."""
+        at most one per 300 tasks, and, where :meth:`created` is used, the mix
+        of the tasks created turned too): each halved the spend ledger's
+        entries."""
         return self._turns
 
     def _seen(self, model: str | None) -> _Histogram | None:
@@ -805,7 +833,7 @@ class DurationLearner:
         half as much once ``_MIX_HALF_LIFE`` (100) more tasks were seen: the
         mix of models the schedule's shared price is set for is the recent
         one, so models that come in turns are each priced for themselves."""
-        return self._recent.get(model, self._task_clock)
+        return self._polled.recent.get(model, self._polled.clock)
 
     def failures(self, model: str | None) -> int:
         """Failed observations seen for ``model`` (every model's for None)."""
@@ -959,6 +987,44 @@ class _SpendLedger:
         for values in (self.count, self.spent, self.fixed):
             for k in range(len(values)):
                 values[k] *= 0.5
+
+
+class _MixWatch:
+    """Counts of tasks per model over one clock (a tick per task): the recent
+    mix (each task counting half once 100 more were counted) and the latest
+    one (25), and how far apart they are (see "The spend ledger" in the
+    module docstring)."""
+
+    __slots__ = ("clock", "latest", "recent")
+
+    def __init__(self) -> None:
+        self.clock = 0
+        self.recent = _FadingCounts(_MIX_HALF_LIFE)
+        self.latest = _FadingCounts(_TURN_HALF_LIFE)
+
+    def count(self, model: str | None) -> None:
+        """One more task of ``model`` (None: a model without a histogram of its own)."""
+        self.clock += 1  # first: what was counted before fades by one task
+        for key in (None,) if model is None else (None, model):
+            self.recent.add(key, self.clock)
+            self.latest.add(key, self.clock)
+
+    def shift(self, models: Iterable[str]) -> float:
+        """Half the summed absolute difference of the shares of ``models``
+        (and of the rest, as one) in the two mixes; 0 before any task."""
+        clock = self.clock
+        recent_all = self.recent.get(None, clock)
+        latest_all = self.latest.get(None, clock)
+        if recent_all <= 0.0 or latest_all <= 0.0:
+            return 0.0
+        recent_rest, latest_rest, shift = recent_all, latest_all, 0.0
+        for model in models:
+            recent, latest = self.recent.get(model, clock), self.latest.get(model, clock)
+            recent_rest -= recent
+            latest_rest -= latest
+            shift += abs(recent / recent_all - latest / latest_all)
+        shift += abs(max(0.0, recent_rest) / recent_all - max(0.0, latest_rest) / latest_all)
+        return 0.5 * shift
 
 
 class _FadingCounts:
