@@ -295,6 +295,8 @@ def test_a_task_created_here_is_told_to_the_learner_once_at_its_first_plan() -> 
     again.next_delay(None, 0.0, "veo3", first_seen=created.first_seen)
     handed_in = pacer.plan(None)
     handed_in.next_delay(None, None, None)
+    extended = pacer.plan(None)  # an extend: created here, its model still unknown
+    extended.next_delay(None, 0.0, None)
     assert pacer.learner.creations == 1
 
 

@@ -214,11 +214,12 @@ class _LearnedPlan(Plan):
             seen = self._first_seen or first_seen
             if seen is None:
                 self._first_seen = (age, now)
-                if created is not None:
+                if created is not None and model is not None:
                     # Created by this session (or resumed with its creation
                     # time): its model is known now, not only at its first
                     # poll. The turn check counts it here too (once: the
                     # first plan of the first run; see DurationLearner.created).
+                    # (An extend's model comes with its first record only.)
                     self._schedule.learner.created(model)
             else:
                 # Never younger than when first planned (by this run or an
