@@ -305,9 +305,10 @@ def simulate_adaptive(
                 running_until=running_until[i],
                 polls=requests[i],
                 fixed_polls=max(1, math.ceil(task.seconds / policy.budget_interval)),
+                announced=True,
             )
             continue
-        learner.survived(task.model, running_until[i], age)
+        learner.survived(task.model, running_until[i], age, announced=True)
         running_until[i] = age
         delay = schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng)
         heapq.heappush(queue, (now + delay, i, True))

@@ -298,6 +298,11 @@ def test_a_task_created_here_is_told_to_the_learner_once_at_its_first_plan() -> 
     extended = pacer.plan(None)  # an extend: created here, its model still unknown
     extended.next_delay(None, 0.0, None)
     assert pacer.learner.creations == 1
+    assert created.announced
+    assert again.announced
+    assert not handed_in.announced
+    assert not extended.announced
+    assert not pacer.plan(PollPolicy()).announced
 
 
 async def test_the_session_keeps_the_spend_ledger_of_its_waits() -> None:

@@ -452,11 +452,16 @@ def test_the_mix_of_models_priced_for_is_the_recent_one() -> None:
     assert learner.recent_tasks("veo3_lite") == 0.0
 
 
-def _first_polls(learner: DurationLearner, models: list[str]) -> list[float]:
-    """Each of ``models`` seen as a new task, in order; the mix shift after each."""
+def _first_polls(
+    learner: DurationLearner, models: list[str], *, announced: bool = False
+) -> list[float]:
+    """Each of ``models`` seen as a new task, in order; the mix shift after each.
+
+    :param announced: the tasks were told to ``created()``.
+    """
     shifts = []
     for model in models:
-        learner.survived(model, 0.0, 60.0)
+        learner.survived(model, 0.0, 60.0, announced=announced)
         shifts.append(learner.mix_shift())
     return shifts
 
@@ -506,30 +511,45 @@ def test_tasks_created_in_bursts_are_no_turn_when_their_creations_are_told() -> 
             told.created(model)
         grouped = sorted(burst)  # first polls: every veo3 task, then every veo3_fast one
         _first_polls(polled_only, grouped)
-        _first_polls(told, grouped)
+        _first_polls(told, grouped, announced=True)
     assert polled_only.turns >= 3
     assert told.turns == 0
     assert told.creations == 3000
-    turning = DurationLearner()
+
+
+@pytest.mark.parametrize("behind", [30, 400])
+def test_a_real_turn_of_tasks_told_at_creation_counts_however_far_polls_trail(
+    behind: int,
+) -> None:
+    """400 veo3 tasks, then 600 veo3_fast ones, each told at its creation and
+    first polled ``behind`` creations later (a session creating quickly has
+    hundreds created before the first is polled): the turn counts, once."""
+    learner = DurationLearner()
     models = ["veo3"] * 400 + ["veo3_fast"] * 600
     for k, model in enumerate(models):
-        turning.created(model)
-        if k >= 30:  # first polls follow the creations, 30 tasks behind
-            _first_polls(turning, [models[k - 30]])
-    _first_polls(turning, models[-30:])
-    assert turning.turns == 1
-
-
-def test_turns_of_tasks_not_created_here_count_when_most_tasks_were_not_told() -> None:
-    """A session that created a few tasks, then tracks ids handed in: with
-    fewer than half the tasks seen told at their creation, a turn at first
-    polls counts alone."""
-    learner = DurationLearner()
-    for _ in range(10):
-        learner.created("veo3")
-    _first_polls(learner, ["veo3"] * 400)
-    _first_polls(learner, ["veo3_fast"] * 600)
+        learner.created(model)
+        if k >= behind:
+            _first_polls(learner, [models[k - behind]], announced=True)
+    _first_polls(learner, models[-behind:], announced=True)
     assert learner.turns == 1
+
+
+def test_turns_of_tasks_not_created_here_count_when_most_first_polls_were_not_told() -> None:
+    """A session that created and waited for 600 veo3 tasks, then tracks ids
+    handed in (400 veo3, then 600 veo3_fast): once most recent first polls are
+    of tasks not told at their creation, a turn at first polls counts alone.
+    So too after 1,000 tasks told but never polled (their waits cancelled)."""
+    learner = DurationLearner()
+    for _ in range(600):
+        learner.created("veo3")
+    _first_polls(learner, ["veo3"] * 600, announced=True)
+    _first_polls(learner, ["veo3"] * 400 + ["veo3_fast"] * 600)
+    assert learner.turns == 1
+    never_polled = DurationLearner()
+    for _ in range(1000):
+        never_polled.created("veo3")
+    _first_polls(never_polled, ["veo3"] * 400 + ["veo3_fast"] * 600)
+    assert never_polled.turns == 1
 
 
 def test_a_turn_halves_the_spend_ledger() -> None:

@@ -106,6 +106,12 @@ class Plan:
         tracked): the start of what its finish adds to the learner."""
         return 0.0
 
+    @property
+    def announced(self) -> bool:
+        """Whether the learner was told of the task's creation (see
+        :meth:`DurationLearner.created`): its polls say so."""
+        return False
+
     def spend(self, seconds: float) -> tuple[int, int]:
         """For the spend ledger (:meth:`DurationLearner.spend_ratio`), of a
         task that finished ``seconds`` after its creation: the requests this
@@ -146,6 +152,7 @@ class _FixedPlan(Plan):
 
 class _LearnedPlan(Plan):
     __slots__ = (
+        "_announced",
         "_first_age",
         "_first_seen",
         "_pacer",
@@ -163,6 +170,7 @@ class _LearnedPlan(Plan):
         self._first_age: float | None = None  # the task's age when this run first planned it
         self._first_seen: AgeSeen | None = None  # that age and the loop time, of the first run
         self._waiting_for: str | None = None  # the model whose first table is awaited
+        self._announced = False  # see announced
 
     @property
     def first_seen(self) -> AgeSeen | None:
@@ -171,6 +179,10 @@ class _LearnedPlan(Plan):
     @property
     def running_until(self) -> float:
         return self._running_until
+
+    @property
+    def announced(self) -> bool:
+        return self._announced
 
     def spend(self, seconds: float) -> tuple[int, int]:
         interval = self._schedule.policy.budget_interval
@@ -209,17 +221,19 @@ class _LearnedPlan(Plan):
             return delay
         else:
             age = None
+        if created is not None and model is not None:
+            # Created by this session (or resumed with its creation time):
+            # its model is known from the start, not only at its first poll
+            # (an extend's comes with its first record). Every run of it
+            # says so; the first plan of its first run tells the learner
+            # (see DurationLearner.created).
+            self._announced = True
         if age is not None:
             now = pacer.loop_now()
             seen = self._first_seen or first_seen
             if seen is None:
                 self._first_seen = (age, now)
-                if created is not None and model is not None:
-                    # Created by this session (or resumed with its creation
-                    # time): its model is known now, not only at its first
-                    # poll. The turn check counts it here too (once: the
-                    # first plan of the first run; see DurationLearner.created).
-                    # (An extend's model comes with its first record only.)
+                if self._announced:
                     self._schedule.learner.created(model)
             else:
                 # Never younger than when first planned (by this run or an
@@ -234,7 +248,9 @@ class _LearnedPlan(Plan):
         schedule = self._schedule
         if running and age is not None and age > self._running_until:
             # Still running at this age is evidence too (see DurationLearner.survived).
-            schedule.learner.survived(model, self._running_until, age)
+            schedule.learner.survived(
+                model, self._running_until, age, announced=self._announced
+            )
             self._running_until = age
         if not schedule.ready(model):
             self._waiting_for = model
@@ -464,4 +480,5 @@ class Pacer:
             running_until=running_until,
             polls=polls,
             fixed_polls=fixed_polls,
+            announced=plan is not None and plan.announced,
         )

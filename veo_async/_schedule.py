@@ -136,12 +136,17 @@ can: each model's first polls come together (its first delay), and a burst
 of 250 half-and-half tasks reads 0.35, a false turn (bursts of 1,000 with a
 95/5 mix spent 1.025x fixed polling's requests against 0.93x without the
 halving). So the session also tells the learner of each task it creates,
-model and all (:meth:`DurationLearner.created`, from the pacer's first plan
-of the task), and while at least half the tasks seen were told so, a turn
-counts only if the mix of the tasks created turned as well (within the
-latest 200 created): bursts then read as none (their creations come in no
-order of model), and files in turns turn as before. Ids handed in are seen
-at their first polls only (their model comes with the first record), where
+model and all (:meth:`DurationLearner.created`, at the first plan of the
+task's first wait; a task resumed from a store with its creation time is
+told too, an extend, whose model comes with its first record, is not), and
+its polls say so (``announced``). While at least half the recent first
+polls are of tasks told so, a turn at first polls counts only if the mix of
+the tasks created turned since the last turn counted (each turn of the
+creations allows one, however many tasks are created before the first is
+polled): bursts then read as none (their creations come in no order of
+model), and files in turns turn as before (138 files, at one task every 2
+s and every 0.5 s: the same requests and lags). Ids handed in are seen at
+their first polls only (their model comes with the first record), where
 bursts do not group by model. Each turn costs some lag:
 the ledger, reading the first tasks of the model coming in, cuts the
 budget (two models in turns: +0.01 to +0.05x fixed polling's mean lag;
@@ -285,11 +290,6 @@ _MIX_HALF_LIFE = 100.0
 _TURN_HALF_LIFE = 25.0
 _TURN_SHIFT = 0.3
 _TURN_GAP = 300
-# Where the caller tells creations (DurationLearner.created: at least half
-# the tasks seen), a turn seen at first polls counts only if the mix of the
-# tasks created turned within this many of the latest created (a turn there
-# comes 20-70 tasks before).
-_TURN_AGREE = 200
 # An unknown model name not seen yet is planned on this share of the pooled
 # estimate, the rest the pooled prior (see DurationLearner.masses).
 _UNSEEN_POOLED = 0.75
@@ -656,7 +656,11 @@ class DurationLearner:
         # created): a turn must show there too.
         self._polled = _MixWatch()
         self._created = _MixWatch()
-        self._created_turned_at: int | None = None  # (the created clock)
+        # First polls of tasks not told to created(), fading as first polls
+        # come: while under half the recent ones, turns need a licence.
+        self._untold = _FadingCounts(_MIX_HALF_LIFE)
+        self._created_high = False  # the mix of creations is turning now
+        self._licensed = False  # it turned since the last turn counted
         self._turned_at: int | None = None  # (the polled clock)
         self._turns = 0
 
@@ -675,6 +679,7 @@ class DurationLearner:
         running_until: float = 0.0,
         polls: int = 0,
         fixed_polls: int = 0,
+        announced: bool = False,
     ) -> None:
         """Record that a task of ``model`` reached a terminal status ``seconds`` after creation.
 
@@ -685,6 +690,7 @@ class DurationLearner:
             wait made; with ``fixed_polls``, those polling every budget
             interval would have made: the spend ledger's entry (see
             :meth:`spend_ratio`). 0: not a ledger entry.
+        :param announced: the task was told to :meth:`created` (see there).
         :raises ValueError: for negative, infinite or NaN seconds, negative polls.
         :raises TypeError: for a non-numeric ``seconds``, a non-string model,
             polls that are not ints.
@@ -705,14 +711,17 @@ class DurationLearner:
         if own is not None:  # (the pooled estimate is never checked for drift)
             own.recent.append((min(running_until, seconds), seconds, True))
         if running_until == 0:
-            self._note_task(model)
+            self._note_task(model, announced)
 
-    def survived(self, model: str | None, since: float, age: float) -> None:
+    def survived(
+        self, model: str | None, since: float, age: float, *, announced: bool = False
+    ) -> None:
         """Record that a task of ``model`` was still running at ``age`` seconds,
         having last been seen running at ``since`` (0 at its first poll).
 
         A run tells each of its polls once, in order, so each task counts once
-        per age: see :class:`_Histogram`.
+        per age: see :class:`_Histogram`. ``announced``: the task was told to
+        :meth:`created` (see there).
         """
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
@@ -723,16 +732,19 @@ class DurationLearner:
             hist.recent.append((since, age, False))
         self._pooled.expose(since, age)
         if since == 0:
-            self._note_task(model)
+            self._note_task(model, announced)
 
     def created(self, model: str | None) -> None:
         """A task of ``model`` was created (by the caller, who knows its model
-        from the start). Optional: while at least half the tasks seen were
-        told here, a turn of the mix of models seen at first polls counts
-        only if the mix of the tasks created turned within the latest 200
-        created. Tasks created in a burst are first polled model by model
+        from the start); its polls then say ``announced=True``
+        (:meth:`survived`, :meth:`observe`). Optional: while at least half
+        the recent first polls are of tasks told so, a turn of the mix of
+        models seen at first polls counts only if the mix of the tasks
+        created turned since the last turn counted (each turn of creations
+        allows one). Tasks created in a burst are first polled model by model
         (each model's first delay is its own), which reads as a turn at their
-        first polls, not at their creation.
+        first polls, not in the order they were created. Like the polls, it
+        gives ``model`` a histogram of its own if ``max_models`` allows.
 
         :raises TypeError: for a model that is not a str or None.
         """
@@ -740,22 +752,25 @@ class DurationLearner:
             raise TypeError(f"model must be a str or None, not {model!r}")
         watch = self._created
         watch.count(model if model is not None and self._histogram(model) is not None else None)
-        if watch.shift(self._models) > _TURN_SHIFT:
-            self._created_turned_at = watch.clock
+        high = watch.shift(self._models) > _TURN_SHIFT
+        if high and not self._created_high:
+            self._licensed = True
+        self._created_high = high
 
-    def _note_task(self, model: str | None) -> None:
+    def _note_task(self, model: str | None, announced: bool) -> None:
         """A task of ``model`` was seen for the first time (see :meth:`recent_tasks`)."""
         watch = self._polled
         watch.count(model if model in self._models else None)
+        if not announced:
+            self._untold.add(None, watch.clock)
         if self._turned_at is not None and watch.clock - self._turned_at < _TURN_GAP:
             return
         if self.mix_shift() <= _TURN_SHIFT:
             return
-        created, turned_at = self._created, self._created_turned_at
-        if 2 * created.clock >= watch.clock and (
-            turned_at is None or created.clock - turned_at > _TURN_AGREE
-        ):
+        told = self._untold.get(None, watch.clock) < 0.5 * watch.recent.get(None, watch.clock)
+        if told and not self._licensed:
             return  # a burst's first polls, not a turn (see created)
+        self._licensed = False
         self._turned_at = watch.clock
         self._turns += 1
         self._ledger.halve()
@@ -777,9 +792,9 @@ class DurationLearner:
     @property
     def turns(self) -> int:
         """Turns of the mix of models seen so far (:meth:`mix_shift` over 0.3,
-        at most one per 300 tasks, and, where :meth:`created` is used, the mix
-        of the tasks created turned too): each halved the spend ledger's
-        entries."""
+        at most one per 300 tasks; while most recent first polls are of tasks
+        told to :meth:`created`, each needs a turn of their creations since
+        the last one): each halved the spend ledger's entries."""
         return self._turns
 
     def _seen(self, model: str | None) -> _Histogram | None:
