@@ -751,7 +751,7 @@ class DurationLearner:
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
         watch = self._created
-        watch.count(model if model is not None and self._histogram(model) is not None else None)
+        watch.count(self._mix_key(model))
         high = watch.shift(self._models) > _TURN_SHIFT
         if high and not self._created_high:
             self._licensed = True
@@ -760,7 +760,7 @@ class DurationLearner:
     def _note_task(self, model: str | None, announced: bool) -> None:
         """A task of ``model`` was seen for the first time (see :meth:`recent_tasks`)."""
         watch = self._polled
-        watch.count(model if model in self._models else None)
+        watch.count(self._mix_key(model))
         if not announced:
             self._untold.add(None, watch.clock)
         if self._turned_at is not None and watch.clock - self._turned_at < _TURN_GAP:
@@ -774,6 +774,11 @@ class DurationLearner:
         self._turned_at = watch.clock
         self._turns += 1
         self._ledger.halve()
+
+    def _mix_key(self, model: str | None) -> str | None:
+        """``model``'s own key in the mixes, or None for a model without a
+        histogram of its own (one is made if ``max_models`` allows)."""
+        return model if model is not None and self._histogram(model) is not None else None
 
     def mix_shift(self) -> float:
         """How far the mix of models over the latest tasks seen (each counting
@@ -1233,6 +1238,16 @@ def optimal_polls_in_steps(
 
 
 @attrs.frozen
+class _Basis:
+    """What a table was built on, read off the learner when it was made: a
+    rebuild is due once that has grown, and the drift check reads it."""
+
+    stamp: int  # the learner's evidence of the model
+    finished: int  # its finishes
+    seen_to: float  # the oldest age seen (see DurationLearner.longest)
+
+
+@attrs.frozen
 class _Table:
     """One model's solved schedule: the next poll's grid index from each grid index."""
 
@@ -1242,9 +1257,7 @@ class _Table:
     done: list[float]  # P(T <= t_i)
     fresh: list[float]  # ages of the polls of a task followed from creation
     lam: float
-    stamp: int  # the learner's evidence when built
-    finished: int  # the learner's finishes of the model when built
-    seen_to: float  # the oldest age seen when built (see DurationLearner.longest)
+    basis: _Basis
 
 
 class AdaptiveSchedule:
@@ -1377,10 +1390,10 @@ class AdaptiveSchedule:
         table = self._tables.get(model)
         if table is not None:
             count = self.learner.evidence(model)
-            grown = count - table.stamp
+            grown = count - table.basis.stamp
             if (
                 grown < self.policy.rebuild_every
-                and count < 1.5 * table.stamp + 8
+                and count < 1.5 * table.basis.stamp + 8
                 and model not in self._stale
                 and not self._drifted(model, table)
             ):
@@ -1429,7 +1442,7 @@ class AdaptiveSchedule:
         checked = self._drift_checked.get(model, 0)
         if (
             model is None
-            or table.finished < _DRIFT_AFTER
+            or table.basis.finished < _DRIFT_AFTER
             or finished - checked < _DRIFT_EVERY
         ):
             return False
@@ -1455,7 +1468,7 @@ class AdaptiveSchedule:
         # all alike read as finishing twice as often as expected), and a
         # burst's last, long renders would be all the window holds.
         bulk = GRID * next((i for i, c in enumerate(done) if c >= _DRIFT_BULK), n)
-        bulk = min(bulk, table.seen_to * _DRIFT_SHORT_OF)
+        bulk = min(bulk, table.basis.seen_to * _DRIFT_SHORT_OF)
         if bulk < _DRIFT_MIN_BULK:
             return False  # renders of seconds: a grid step or two, nothing to test
         seen = expected = 0.0
@@ -1494,10 +1507,13 @@ class AdaptiveSchedule:
             done=curve.done,
             fresh=_fresh_polls(best, curve.n),
             lam=lam,
-            stamp=self.learner.evidence(model),
-            finished=self.learner.count(model),
-            seen_to=self.learner.longest(model),
+            basis=self._basis(model),
         )
+
+    def _basis(self, model: str | None) -> _Basis:
+        """What a table of ``model`` made now is built on."""
+        learner = self.learner
+        return _Basis(learner.evidence(model), learner.count(model), learner.longest(model))
 
     def _rebuilding(self, model: str | None) -> Iterator[None]:
         """Solve every known model's table again, at one price of a request,
@@ -1520,9 +1536,7 @@ class AdaptiveSchedule:
         lam_hint = next(iter(self._tables.values())).lam if self._tables else None
         share = self._budget_share()
         # What the tables are built on: a rebuild is due again once this grows.
-        stamps = [self.learner.evidence(key) for key in keys]
-        finishes = [self.learner.count(key) for key in keys]
-        longest = [self.learner.longest(key) for key in keys]
+        bases = [self._basis(key) for key in keys]
         # Made from the halved evidence: due again only when it has grown.
         # (A halving while this runs leaves its model stale for the next.)
         self._stale.difference_update(keys)
@@ -1585,9 +1599,7 @@ class AdaptiveSchedule:
         share = 0.0
         if spend_lo > spend_hi:
             share = min(1.0, max(0.0, (budget - spend_hi) / (spend_lo - spend_hi)))
-        for key, curve, stamp, finished, seen_to in zip(
-            keys, curves, stamps, finishes, longest, strict=True
-        ):
+        for key, curve, basis in zip(keys, curves, bases, strict=True):
             best, costly = curve.solve(hi)[0], curve.solve(lo)[0]
             self._tables[key] = _Table(
                 next_index=best,
@@ -1596,9 +1608,7 @@ class AdaptiveSchedule:
                 done=curve.done,
                 fresh=_fresh_polls(best, curve.n),
                 lam=hi,
-                stamp=stamp,
-                finished=finished,
-                seen_to=seen_to,
+                basis=basis,
             )
 
     def _budget_share(self) -> float:
