@@ -42,6 +42,7 @@ from veo_async import (
     ResponseError,
     ServerError,
     SessionClosedError,
+    SubmitUncertainError,
     TaskFailedError,
     TaskStatus,
     TransportError,
@@ -376,6 +377,72 @@ def test_aclose_wakes_requests_queued_behind_a_429_pause_at_once() -> None:
         assert now() - closing_at < 1  # virtual: nobody waited for the pause
         assert all(type(r) is SessionClosedError for r in results), results
         assert kie.total_requests == 1
+
+    run_virtual(main)
+
+
+class _DeafTransport:
+    """A user's Transport whose close aborts nothing: its requests in flight
+    run on to their answer (as the in-process one's do)."""
+
+    def __init__(self, inner: InProcessTransport) -> None:
+        self.inner = inner
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The inner answer, even after aclose()."""
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        """Nothing: the requests in flight go on."""
+
+
+@pytest.mark.parametrize("deaf", [False, True], ids=["in-process", "user transport"])
+def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(deaf: bool) -> None:
+    """aclose() ends a record_info() and a create in flight at once, as a
+    pulled connection does over HTTP: the read with SessionClosedError, the
+    create with SubmitUncertainError (it may have gone through), even when
+    the transport's own close lets its requests run on (they returned
+    results after the close before)."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task(TaskScript("t1", complete_after=100, faults=(Fault.slow(10),)))
+        kie.inject_create(Fault.slow(10))
+        transport: Any = _DeafTransport(kie.transport()) if deaf else kie.transport()
+        veo = VeoSession(KEY, transport=transport, policy=EVERY_SECOND)
+        async with veo:
+            read = asyncio.create_task(veo.record_info("t1"))
+            create = asyncio.create_task(veo.generate("a cat"))
+            await settle(1)
+            assert not read.done() and not create.done()
+            closing_at = now()
+        read_error, create_error = await asyncio.gather(read, create, return_exceptions=True)
+        assert now() - closing_at < 1  # virtual time: nobody waited for the answers
+        assert type(read_error) is SessionClosedError, read_error
+        assert type(create_error) is SubmitUncertainError, create_error
+        assert create_error.request is not None and create_error.request.prompt == "a cat"
+        assert veo.stats.failures == 2
+        await settle(20)  # the answers that come later change nothing
+        assert read.exception() is read_error and create.exception() is create_error
+
+    run_virtual(main)
+
+
+def test_a_caller_cancelling_during_aclose_still_gets_its_cancellation() -> None:
+    """A one-shot request whose caller cancelled it while the session closes
+    ends cancelled (CancelledError is never turned into a session error)."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task(TaskScript("t1", complete_after=100, faults=(Fault.slow(10),)))
+        veo = VeoSession(KEY, transport=_DeafTransport(kie.transport()), policy=EVERY_SECOND)
+        read = asyncio.create_task(veo.record_info("t1"))
+        await settle(1)
+        read.cancel()  # the caller's, then the close's
+        await veo.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        assert read.cancelled()
 
     run_virtual(main)
 

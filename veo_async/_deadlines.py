@@ -23,14 +23,15 @@ import asyncio
 import sys
 from typing import Any
 
-__all__ = ["COUNTS_CANCELS", "RequestDeadlines", "uncancel"]
+__all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "uncancel"]
 
 #: Whether a task counts the cancellations asked of it (``Task.cancelling``, 3.11+).
 COUNTS_CANCELS = sys.version_info >= (3, 11)
 
 if sys.version_info >= (3, 11):  # (as COUNTS_CANCELS; spelt so for the type checker)
 
-    def _cancelling(task: asyncio.Task[Any]) -> int:
+    def cancelling(task: asyncio.Task[Any]) -> int:
+        """The cancellations asked of ``task`` and not taken back (0 on 3.10)."""
         return task.cancelling()
 
     def uncancel(task: asyncio.Task[Any]) -> int:
@@ -39,7 +40,8 @@ if sys.version_info >= (3, 11):  # (as COUNTS_CANCELS; spelt so for the type che
 
 else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
 
-    def _cancelling(task: asyncio.Task[Any]) -> int:
+    def cancelling(task: asyncio.Task[Any]) -> int:
+        """The cancellations asked of ``task`` and not taken back (0 on 3.10)."""
         return 0
 
     def uncancel(task: asyncio.Task[Any]) -> int:
@@ -96,7 +98,7 @@ class RequestDeadlines:
             raise RuntimeError("a task can make one request at a time")
         loop = task.get_loop()
         deadline = loop.time() + self._limit
-        self._started[task] = (deadline, _cancelling(task))
+        self._started[task] = (deadline, cancelling(task))
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         return task

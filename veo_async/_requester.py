@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from ._convert import KIE_TIMEZONE
+from ._deadlines import cancelling, uncancel
 from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._poll_runners import PollAnswer, PollRequest, PollRunners
@@ -161,6 +162,11 @@ class Requester:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Poll requests run on a few reused tasks (see _poll_runners).
         self._runners = PollRunners(self._record_exchange, self.queue.release)
+        # One-shot requests in flight (record_info, creates, ...; the poll
+        # runners are stopped apart), by the task awaiting each, with its
+        # count of cancellations on entry; and those aclose() cancelled.
+        self._calls: dict[asyncio.Task[Any], int] = {}
+        self._ended_calls: dict[asyncio.Task[Any], int] = {}
 
     @property
     def closed(self) -> bool:
@@ -398,6 +404,9 @@ class Requester:
             if release:
                 queue.release()
             self.check_usable()  # raises
+        call = asyncio.current_task() if release else None
+        if call is not None:
+            self._calls[call] = cancelling(call)
         try:
             self._requests += 1
             if self._on_event is not None:
@@ -462,11 +471,26 @@ class Requester:
             self._failed(method, path, task_id, granted_at, exc)
             raise
         except asyncio.CancelledError:
+            if call is not None and self._ended_by_close(call):
+                # As when the transport's close pulls the connection: a
+                # create may have gone through (its caller says so), a read
+                # ends with the session.
+                closed = TransportError("the VeoSession was closed during the request", sent=True)
+                self._failed(method, path, task_id, granted_at, closed)
+                if creating is None:
+                    raise SessionClosedError(closed.message) from None
+                raise closed from None
             if self._on_event is not None:
                 now = _loop_time() or granted_at
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
             raise
         finally:
+            if call is not None:
+                del self._calls[call]
+                # A transport that let the cancellation pass (it answered, or
+                # raised its own error): the cancel is taken back, not left
+                # to land in the caller's next await.
+                self._ended_by_close(call)
             if release:
                 queue.release()
         queue.answered(granted_at)
@@ -497,11 +521,29 @@ class Requester:
             now = _loop_time() or started
             self.emit(RequestFailed(method, path, task_id, now, now - started, error))
 
+    def _ended_by_close(self, call: asyncio.Task[Any]) -> bool:
+        """Whether :meth:`aclose` cancelled the request of ``call`` and nobody
+        else cancelled that task since it began (then the cancellation is
+        taken back: the request ends with the session's error instead)."""
+        entered = self._ended_calls.pop(call, None)
+        return entered is not None and uncancel(call) <= entered
+
+    def _end_calls(self) -> None:
+        """Cancel the one-shot requests in flight: each ends as if its
+        connection was pulled, whatever the transport does on close (an
+        in-process or a user's transport may not abort its requests)."""
+        current = asyncio.current_task()
+        for call, entered in self._calls.items():
+            if call is not current and call not in self._ended_calls and not call.done():
+                self._ended_calls[call] = entered
+                call.cancel()
+
     async def aclose(self) -> None:
-        """Fail every queued request, cancel the polls in flight, close the transport."""
+        """Fail every queued request, cancel the requests in flight, close the transport."""
         if self._closed:
             return
         self._closed = True
+        self._end_calls()
         try:
             # The waiting requests fail a slice per loop step (a batch of
             # 100,000 ids: one step would stall the loop a third of a second).
