@@ -414,16 +414,19 @@ def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(deaf: bo
             read = asyncio.create_task(veo.record_info("t1"))
             create = asyncio.create_task(veo.generate("a cat"))
             await settle(1)
-            assert not read.done() and not create.done()
+            assert not read.done()
+            assert not create.done()
             closing_at = now()
         read_error, create_error = await asyncio.gather(read, create, return_exceptions=True)
         assert now() - closing_at < 1  # virtual time: nobody waited for the answers
         assert type(read_error) is SessionClosedError, read_error
         assert type(create_error) is SubmitUncertainError, create_error
-        assert create_error.request is not None and create_error.request.prompt == "a cat"
+        assert create_error.request is not None
+        assert create_error.request.prompt == "a cat"
         assert veo.stats.failures == 2
         await settle(20)  # the answers that come later change nothing
-        assert read.exception() is read_error and create.exception() is create_error
+        assert read.exception() is read_error
+        assert create.exception() is create_error
 
     run_virtual(main)
 

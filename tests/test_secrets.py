@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -503,3 +504,82 @@ async def test_an_unreadable_field_quoting_the_key_is_logged_hidden(
     assert record.create_time is None
     assert "createTime" in caplog.text
     assert_clean(caplog.text, "the captured logs")
+
+
+SLASHED = "sk/SECRET/abc123def"  # a key with slashes, which JSON may write "\/"
+
+
+def _escape_all(text: str, case: str = "x") -> str:
+    """Every character of ``text`` as a JSON ``\\uXXXX`` escape."""
+    return "".join(f"\\u{ord(char):04{case}}" for char in text)
+
+
+class _QuotingKie:
+    """A public Transport answering a FAILED record whose errorMessage and
+    paramJson quote the key as JSON text ``spelled`` it."""
+
+    def __init__(self, spelled: str, spelled_inside: str) -> None:
+        self.body = (
+            '{"code":200,"msg":"success","data":{"taskId":"t1","successFlag":2,'
+            '"errorCode":400,"errorMessage":"bad key ' + spelled + '",'
+            '"paramJson":"{\\"prompt\\":\\"a cat ' + spelled_inside + '\\"}",'
+            '"createTime":"2026-01-06 08:15:04","completeTime":"2026-01-06 08:17:04"}}'
+        ).encode()
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        """The same answer each time."""
+        return RawResponse(200, {"Content-Type": "application/json"}, self.body)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(
+    ("spelled", "spelled_inside"),
+    [
+        # PHP's json_encode writes every slash "\/"; inside paramJson one level deeper.
+        (SLASHED.replace("/", "\\/"), SLASHED.replace("/", "\\\\\\/")),
+        # Every character escaped, hex in either case; inside: the escape's backslash escaped.
+        (_escape_all(SLASHED), _escape_all(SLASHED).replace("\\", "\\\\")),
+        (_escape_all(SLASHED, "X"), _escape_all(SLASHED, "X").replace("\\", "\\\\")),
+        # Only some characters escaped (as an encoder escaping <, > and & does).
+        (SLASHED.replace("S", "\\u0053"), SLASHED.replace("S", "\\\\u0053")),
+    ],
+    ids=["slash", "all-lower", "all-upper", "some"],
+)
+async def test_a_key_quoted_back_with_json_escapes_is_hidden_in_records(
+    spelled: str, spelled_inside: str
+) -> None:
+    """A server that quotes the key back in a record with JSON escapes
+    ("\\/", "\\u0061") has its bytes miss the key, but decoded, the text is the
+    key: it is hidden before decoding as the plain one is (the failure's
+    message, the record's repr and its params, the events); the record
+    stays readable."""
+    events: list[object] = []
+    transport = _QuotingKie(spelled, spelled_inside)
+    assert json.loads(transport.body)["data"]["errorMessage"] == "bad key " + SLASHED
+    async with VeoSession(
+        SLASHED, transport=transport, policy=QUICK, on_event=events.append
+    ) as veo:
+        with pytest.raises(TaskFailedError) as caught:
+            await veo.task("t1")
+    record = caught.value.record
+    assert record.error_message == "bad key <ApiKey hidden>"
+    assert record.params == {"prompt": "a cat <ApiKey hidden>"}
+    for text, what in [
+        (str(caught.value), "the error"),
+        (repr(record), "the record"),
+        (repr(events), "the events"),
+    ]:
+        assert SLASHED not in text, what
+        assert "SECRET" not in text, what
+
+
+async def test_an_answer_with_escapes_but_no_key_is_left_as_it_is() -> None:
+    """Escapes alone (a prompt in another script, slashes written "\\/") change
+    nothing: the answer is decoded from its own bytes."""
+    transport = _QuotingKie("caf\\u00e9 http:\\/\\/x", "caf\\\\u00e9")
+    async with VeoSession(SLASHED, transport=transport, policy=QUICK) as veo:
+        record = await veo.record_info("t1")
+    assert record.error_message == "bad key café http://x"
+    assert record.params == {"prompt": "a cat café"}

@@ -95,13 +95,15 @@ _TAIL_FROM = 4
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_headers", "_headers_of", "_needle", "_value")
+    __slots__ = ("_escaped", "_headers", "_headers_of", "_needle", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
         # The key as an answer's bytes would quote it; None when too short to
         # hide (see hide_in_answer).
         self._needle = value.encode() if len(value) >= _HIDDEN_FROM and value.isascii() else None
+        # The key as JSON text may spell it with escapes, made when first needed.
+        self._escaped: re.Pattern[bytes] | None = None
         # The request headers last made for this key, and what they were made on.
         self._headers: CIMultiDictProxy[str] | None = None
         self._headers_of: Mapping[str, str] | None = None
@@ -164,6 +166,16 @@ class ApiKey:
         if needle in body:
             body = body.replace(needle, _HIDDEN_BYTES)
             changed = True
+        if b"\\u00" in body or b"\\/" in body:
+            # JSON may spell a character as an escape: "\/" (PHP writes every
+            # slash so), "\u0061" (any, some encoders <, >, &), one level
+            # deeper inside a JSON text held in a string (paramJson). Decoded,
+            # such a copy is the key: searched for whenever an answer has an
+            # escape of an ASCII character or a slash (rarely: Kie's have none).
+            if self._escaped is None:
+                self._escaped = _escaped_spellings(self._value)
+            body, found = self._escaped.subn(_HIDDEN_BYTES, body)
+            changed = changed or found > 0
         if body[-1:] != b"}" and not body.rstrip().endswith(b"}"):
             for size in range(len(needle) - 1, _TAIL_FROM - 1, -1):
                 if body.endswith(needle[:size]):
@@ -189,6 +201,24 @@ class ApiKey:
 
     def __reduce__(self) -> Any:
         raise TypeError("an ApiKey cannot be pickled")
+
+
+def _escaped_spellings(key: str) -> re.Pattern[bytes]:
+    """Every spelling of *key* (ASCII) in JSON text, one or two levels of
+    escaping deep: each character as itself or as ``\\u00XX`` (hex in either
+    case), a slash also as ``\\/``."""
+    parts = []
+    for char in key:
+        code = f"{ord(char):04x}".encode()
+        digits = b"".join(
+            b"[" + digit.lower() + digit.upper() + b"]" if digit.isalpha() else digit
+            for digit in (code[i : i + 1] for i in range(4))
+        )
+        spellings = [re.escape(char.encode()), rb"\\{1,2}u" + digits]
+        if char == "/":
+            spellings.append(rb"\\{1,3}/")
+        parts.append(b"(?:" + b"|".join(spellings) + b")")
+    return re.compile(b"".join(parts))
 
 
 #: The default credentials of a request built without any (a key of its own).
