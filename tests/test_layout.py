@@ -25,11 +25,12 @@ PURE_CORE = [
     "veo_async._convert",
     "veo_async._limits",
     "veo_async._schedule",
+    "veo_async._numbers",
 ]
 
 #: The layers, lowest first; a module may import only from its own layer or below.
 LAYERS: list[set[str]] = [
-    {"errors", "models", "policy", "_version", "_json", "_release", "_timeouts"},
+    {"errors", "models", "policy", "_version", "_json", "_release", "_timeouts", "_numbers"},
     {"_convert", "_schedule", "_limits", "_deadlines", "events", "_id_checks"},
     {"_protocol", "_endpoints", "_poll_runners"},
     {"_http", "store"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pytest
@@ -361,3 +362,36 @@ def test_fifteen_minute_wait_costs_about_two_requests_a_minute() -> None:
     """Over the default 900 s timeout the schedule settles at the 30 s cap (~2/min)."""
     count = requests_until_done(DEFAULT.delays(seed=7), DEFAULT.timeout or 0)
     assert 30 <= count <= 40
+
+
+#: An int no float can hold: math.isfinite raises OverflowError on it.
+HUGE = 10**400
+
+
+def test_an_integer_too_large_for_a_float_is_refused_by_name() -> None:
+    """Every numeric setting refuses an int beyond a float's range with a
+    ValueError naming the setting (it raised a bare OverflowError), and the
+    message shows its size, not 400 digits."""
+    from veo_async import AdaptivePolicy, DurationPrior, VeoSession
+
+    cases: list[tuple[str, Any]] = [
+        *((f"PollPolicy.{name}", lambda n=name: PollPolicy(**{n: HUGE})) for name in (
+            "first_poll", "interval", "factor", "max_interval", "jitter", "timeout",
+            "not_found_grace",
+        )),
+        *((f"AdaptivePolicy.{name}", lambda n=name: AdaptivePolicy(**{n: HUGE})) for name in (
+            "timeout", "not_found_grace", "budget_interval", "min_gap", "max_gap",
+            "early_mass", "late_lag", "late_weight", "prior_weight", "memory",
+        )),
+        ("DurationPrior.median", lambda: DurationPrior(HUGE, 0.3)),
+        ("DurationPrior.sigma", lambda: DurationPrior(100.0, -HUGE)),
+        ("resolve_timeout", lambda: resolve_timeout(HUGE, PollPolicy())),
+        *((f"VeoSession.{name}", lambda n=name: VeoSession("k" * 20, **{n: HUGE})) for name in (
+            "request_timeout", "rate", "create_rate", "create_period",
+        )),
+    ]
+    for label, make in cases:
+        with pytest.raises(ValueError, match="integer of 1329 bits") as caught:
+            make()
+        name = label.split(".")[-1]
+        assert name in str(caught.value) or label == "resolve_timeout", (label, caught.value)

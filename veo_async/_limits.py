@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ._numbers import is_finite, shown
 from ._release import release_over_steps
 
 __all__ = ["MAX_PAUSE", "DueQueue", "RequestBudget", "Ticket"]
@@ -89,8 +90,8 @@ class RequestBudget:
         count_finish: bool = False,
         rng: random.Random | None = None,
     ) -> None:
-        if not period > 0 or not math.isfinite(period):
-            raise ValueError(f"period must be a positive finite number, not {period!r}")
+        if not period > 0 or not is_finite(period):
+            raise ValueError(f"period must be a positive finite number, not {shown(period)}")
         self.concurrency = concurrency
         self.rate = rate
         self.period = period

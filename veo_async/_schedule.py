@@ -174,6 +174,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._numbers import is_finite, shown
+
 __all__ = [
     "DEFAULT_PRIORS",
     "AdaptivePolicy",
@@ -317,8 +319,8 @@ class DurationPrior:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, not {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
+            if not is_finite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, not {shown(value)}")
 
 
 #: The prior of a model with no prior of its own, and of ``model=None``.
@@ -346,8 +348,8 @@ def _check_count(name: str, value: object, minimum: int = 0) -> int:
 def _check_number(name: str, value: object, minimum: float, *, inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, not {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, not {value!r}")
+    if not is_finite(value):
+        raise ValueError(f"{name} must be finite, not {shown(value)}")
     if value < minimum or (not inclusive and value == minimum):
         relation = ">=" if inclusive else ">"
         raise ValueError(f"{name} must be {relation} {minimum:g}, not {value!r}")

@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import enum
 import inspect
-import math
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
@@ -28,6 +27,7 @@ from ._http import (
 )
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
+from ._numbers import is_finite, shown
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
 from ._schedule import AdaptivePolicy, DurationLearner
@@ -61,8 +61,8 @@ def _positive_number(name: str, value: object, *, optional: bool = False) -> Non
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+    if not is_finite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, not {shown(value)}")
 
 
 def _base_url(base_url: str | None) -> str:

@@ -15,13 +15,14 @@ the delays, this module only computes them.
 from __future__ import annotations
 
 import enum
-import math
 import random
 from collections.abc import Iterator
 from typing import Any, Literal, Protocol
 
 import attrs
 import backoff
+
+from ._numbers import is_finite, shown
 
 __all__ = ["POLICY_TIMEOUT", "PollPolicy", "TimeoutArg", "resolve_timeout"]
 
@@ -52,8 +53,8 @@ def _number(
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{attribute.name} must be a number, not {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{attribute.name} must be finite, not {value!r}")
+        if not is_finite(value):
+            raise ValueError(f"{attribute.name} must be finite, not {shown(value)}")
         if value < minimum or (not inclusive and value == minimum):
             relation = ">=" if inclusive else ">"
             raise ValueError(f"{attribute.name} must be {relation} {minimum:g}, not {value!r}")
@@ -156,6 +157,6 @@ def resolve_timeout(timeout: TimeoutArg, policy: HasTimeout) -> float | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if not math.isfinite(timeout) or timeout < 0:
-        raise ValueError(f"timeout must be a finite number >= 0, not {timeout!r}")
+    if not is_finite(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be a finite number >= 0, not {shown(timeout)}")
     return float(timeout)

@@ -1,0 +1,29 @@
+"""Numbers handed in by callers: one notion of a finite real, one way to show one.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["is_finite", "shown"]
+
+
+def is_finite(value: float) -> bool:
+    """Whether ``value`` (an int or a float) is finite and within a float's
+    range: False for NaN, the infinities and integers too large for a float
+    (``math.isfinite`` raises OverflowError on those, naming no argument)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, but an integer too large for a
+    float by its size: its digits would fill the message (and past 4,300 of
+    them Python refuses to write them)."""
+    if type(value) is int and not is_finite(value):
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
