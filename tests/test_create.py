@@ -303,13 +303,15 @@ class _OneAnswer:
 _CLAIMED = json.dumps({"code": 200, "msg": "success", "data": {"taskId": "veo_task_made"}}).encode()
 
 
-@pytest.mark.parametrize("status", [500, 408])
+@pytest.mark.parametrize("status", [500, 408, 429, 455, 400])
 def test_a_create_answered_an_error_status_names_the_task_it_may_have_created(
     status: int,
 ) -> None:
-    """An error status that may come after creating (a 5xx, 408) over a success
-    envelope with a taskId (a proxy that rewrote the status): uncertain, never
-    resent, and the error carries that id, so the task can still be followed."""
+    """An error status over a success envelope with a taskId (a proxy that
+    rewrote the status): uncertain, never resent, and the error carries that
+    id, so the task can still be followed. So too under a 429 or a 455, which
+    are resent otherwise (a task named may exist, and have been charged), and
+    under a refusal such as a 400."""
 
     async def main() -> None:
         transport = _OneAnswer(status, _CLAIMED)

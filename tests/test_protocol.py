@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -441,6 +442,21 @@ def test_http_date_without_zone_is_gmt_not_local_time() -> None:
     assert dt.datetime(2015, 10, 21, 7, 28).astimezone().utcoffset() == dt.timedelta(hours=-5)
     result = parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now=HTTP_DATE_EPOCH - 30)
     assert result == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("server_ahead", [3 * 3600.0, -3 * 3600.0, 0.0])
+def test_a_retry_after_date_is_measured_against_the_answers_date(server_ahead: float) -> None:
+    """A Retry-After date is on the server's clock: a 429 with a Date header
+    waits Retry-After minus Date, however far the server's clock is from ours
+    (3 h ahead paused us 300 s, the cap; 3 h behind not at all)."""
+    server_now = time.time() + server_ahead
+    headers = {
+        "Date": email.utils.formatdate(server_now, usegmt=True),
+        "Retry-After": email.utils.formatdate(server_now + 30, usegmt=True),
+    }
+    with pytest.raises(RateLimitError) as caught:
+        decode_envelope(raw(b"", 429, headers), task_id=TASK)
+    assert caught.value.retry_after == pytest.approx(30.0, abs=1.0)
 
 
 def test_http_date_without_now_uses_the_clock() -> None:

@@ -108,8 +108,10 @@ async def submit(
             error: VeoError = exc
             delay = True
         except RateLimitError as exc:
+            _uncertain_if_claimed(request, exc)
             error, delay = exc, False
         except ServiceUnavailableError as exc:
+            _uncertain_if_claimed(request, exc)
             error, delay = exc, True
         except ServerError as exc:
             if exc.code in _REJECTING_5XX:
@@ -122,7 +124,7 @@ async def submit(
             # A code that rejected the request (a proxy's refusal page, an
             # ErrorPage, too: caught here before its ResponseError side), but
             # for those that may come after creating (408: upstream timeout).
-            if exc.code in _UNCERTAIN_CODES:
+            if exc.code in _UNCERTAIN_CODES or exc.task_id is not None:
                 raise SubmitUncertainError(
                     request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
                 ) from None
@@ -136,6 +138,16 @@ async def submit(
         if delay:
             pause = _RESEND_BASE * 2 ** (resends - 1)
             await asyncio.sleep(pause * (1 + _RESEND_JITTER * draw.uniform(-1.0, 1.0)))
+
+
+def _uncertain_if_claimed(request: GenerateRequest | ExtendRequest, error: APIError) -> None:
+    """Raise SubmitUncertainError when a refusal's answer named a task
+    anyway (a success envelope with a ``taskId`` under an error status): a
+    429 or a 455 is otherwise resent, but that task may exist, and been charged."""
+    if error.task_id is not None:
+        raise SubmitUncertainError(
+            request, f"{type(error).__name__}: {error}", task_id=error.task_id
+        ) from None
 
 
 async def submit_recorded(

@@ -54,6 +54,7 @@ __all__ = [
     "decode_envelope",
     "decode_record_info",
     "excerpt",
+    "parse_http_date",
     "parse_retry_after",
 ]
 
@@ -121,10 +122,24 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def parse_http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date header, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": HTTP dates are GMT, not local time
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):  # e.g. year 10**20
+        return None
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
 
-    :param now: the current epoch time, for HTTP dates (default ``time.time()``).
+    :param now: the current epoch time, for HTTP dates (default ``time.time()``;
+        the answer's ``Date`` where there is one: the server's clock).
     :returns: seconds (never negative), or None when absent or unreadable.
     """
     if value is None or not value.strip():
@@ -133,13 +148,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     try:
         seconds = float(text)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-            if when.tzinfo is None:  # "-0000": HTTP dates are GMT, not local time
-                when = when.replace(tzinfo=datetime.timezone.utc)
-            seconds = when.timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError, IndexError, OverflowError):  # e.g. year 10**20
+        when = parse_http_date(text)
+        if when is None:
             return None
+        seconds = when - (time.time() if now is None else now)
     if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
         return None
     return max(0.0, seconds)
@@ -162,7 +174,13 @@ def api_error(
         others (429, 401, 404...) keep their class, which says more.
     """
     if code == 429:
-        retry_after = parse_retry_after(_header(headers or {}, "Retry-After"))
+        headers = headers or {}
+        # A date in Retry-After is on the server's clock: measured against its
+        # Date header, when the answer has one (a server hours ahead of ours
+        # would pause us for the 300 s cap, one behind not at all).
+        retry_after = parse_retry_after(
+            _header(headers, "Retry-After"), now=parse_http_date(_header(headers, "Date"))
+        )
         return RateLimitError(
             message, code=code, http_status=http_status, task_id=task_id, retry_after=retry_after
         )

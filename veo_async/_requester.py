@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import email.utils
 import inspect
 import logging
 import math
@@ -35,7 +34,7 @@ from ._deadlines import cancelling, uncancel
 from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._poll_runners import PollAnswer, PollRequest, PollRunners
-from ._protocol import RawResponse, decode_record_info
+from ._protocol import RawResponse, decode_record_info, parse_http_date
 from .errors import (
     AuthenticationError,
     RateLimitError,
@@ -562,19 +561,6 @@ class Requester:
             self.queue.close(SessionClosedError)
             self._runners.close(asyncio.CancelledError)
             await self.transport.aclose()
-
-
-def parse_http_date(value: str | None) -> float | None:
-    """Epoch seconds of an HTTP date header, or None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000": HTTP dates are GMT
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp()
 
 
 def _loop_time() -> float | None:
