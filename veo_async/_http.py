@@ -166,7 +166,7 @@ class ApiKey:
         if needle in body:
             body = body.replace(needle, _HIDDEN_BYTES)
             changed = True
-        if b"\\u00" in body or b"\\/" in body:
+        if _ESCAPE(body) is not None:
             # JSON may spell a character as an escape: "\/" (PHP writes every
             # slash so), "\u0061" (any, some encoders <, >, &), one level
             # deeper inside a JSON text held in a string (paramJson). Decoded,
@@ -219,6 +219,12 @@ def _escaped_spellings(key: str) -> re.Pattern[bytes]:
             spellings.append(rb"\\{1,3}/")
         parts.append(b"(?:" + b"|".join(spellings) + b")")
     return re.compile(b"".join(parts))
+
+
+# An escape of an ASCII character or of a slash in JSON text: one regular
+# expression scan (it skips to each backslash; Kie's answers hold many, the
+# escaped quotes of paramJson), cheaper than a search for each of the two.
+_ESCAPE = re.compile(rb"\\(?:u00|/)").search
 
 
 #: The default credentials of a request built without any (a key of its own).

@@ -486,10 +486,11 @@ class Requester:
         finally:
             if call is not None:
                 del self._calls[call]
-                # A transport that let the cancellation pass (it answered, or
-                # raised its own error): the cancel is taken back, not left
-                # to land in the caller's next await.
-                self._ended_by_close(call)
+                if self._ended_calls:
+                    # A transport that let the cancellation pass (it answered,
+                    # or raised its own error): the cancel is taken back, not
+                    # left to land in the caller's next await.
+                    self._ended_by_close(call)
             if release:
                 queue.release()
         queue.answered(granted_at)
