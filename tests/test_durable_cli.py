@@ -175,6 +175,26 @@ async def test_generate_with_a_store_never_sends_a_request_twice(
         ]  # results were acknowledged: not written again
 
 
+async def test_a_create_whose_task_was_gone_is_not_sent_again(tmp_path: Path) -> None:
+    """generate --store --wait on a task the service answers "record is null"
+    for: it ends as an error, acknowledged (forgotten: it will never finish);
+    run again, the request was still sent before and is not sent (nor charged)
+    again (it went out on every rerun)."""
+    db = str(tmp_path / "veo.db")
+    async with FakeKie(api_key=KEY, time_scale=0.001) as kie:
+        kie.inject(Fault.record_null(), count=10_000)  # every poll
+        args = against(kie, "only once please", "--store", db, "--wait", *FAST)
+        first = await cli("generate", *args)
+        assert first.code == 1, first.stderr
+        [line] = first.lines()
+        assert line["error"] == "RecordNotFoundError"
+        assert kie.created == 1
+        again = await cli("generate", *args)
+        assert kie.created == 1  # not sent again
+        [line] = again.lines()
+        assert line["outcome"] == "already created", line
+
+
 async def test_a_wrong_key_with_a_store_is_one_error_line(kie: FakeKie, tmp_path: Path) -> None:
     """wait --store with a wrong key: exit 1 and one line naming the 401, as
     without a store; it was reported as an "unexpected" error (a bug's wording)."""

@@ -230,6 +230,30 @@ async def test_uncertain_intents_are_listed_with_their_request(stores: Stores) -
         assert (task.ref, task.model, task.created_at) == (first, "veo3", NOW - 2)
 
 
+async def test_intents_are_every_create_sent_even_once_its_task_is_forgotten(
+    stores: Stores,
+) -> None:
+    """intents() lists every create sent, oldest first, with its task id or
+    None (uncertain), across a reopen; forgetting the task keeps its intent
+    (it was sent, and must never be sent again); a discarded one is gone."""
+    async with stores.make("s") as store:
+        created, uncertain, forgotten, discarded = (new_ref() for _ in range(4))
+        for offset, ref in enumerate((created, uncertain, forgotten, discarded)):
+            await store.record_intent(ref, "generate", {"prompt": ref}, NOW - 10 + offset)
+        await store.attach_task_id(created, "veo_made")
+        await store.attach_task_id(forgotten, "veo_gone")
+        assert await store.forget("veo_gone")
+        assert await store.discard_intent(discarded)
+        expected = [(created, "veo_made"), (uncertain, None), (forgotten, "veo_gone")]
+        assert [(i.ref, i.task_id) for i in await store.intents()] == expected
+        assert [i.request for i in await store.intents()] == [
+            {"prompt": ref} for ref, _ in expected
+        ]
+    async with stores.make("s") as store:
+        assert [(i.ref, i.task_id) for i in await store.intents()] == expected
+        assert await store.get("veo_gone") is None
+
+
 async def test_intent_misuse(stores: Stores) -> None:
     """A reused ref, an unknown ref or a second task id for one intent raise ValueError."""
     async with stores.make("s") as store:

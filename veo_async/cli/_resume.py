@@ -82,12 +82,11 @@ class SentBefore:
         if store is None:
             raise ValueError("the session has no store")
         found: defaultdict[str, list[Earlier]] = defaultdict(list)
-        for stored in await store.list_tasks():
-            intent = await store.get_intent(stored.ref) if stored.ref is not None else None
-            if intent is not None:
-                found[_key(intent.request)].append(Earlier(stored.task_id))
-        for intent in await store.uncertain():
-            found[_key(intent.request)].append(Earlier(None))
+        # Every intent, in one read: also those whose task was forgotten
+        # since (acknowledged as gone); a store's tasks alone missed them, and
+        # their requests went out again (and were charged again).
+        for intent in await store.intents():
+            found[_key(intent.request)].append(Earlier(intent.task_id))
         return cls(found)
 
     def take(self, request: GenerateRequest) -> Earlier | None:

@@ -122,6 +122,10 @@ class BatchedStore:
         """Intents with no task id, oldest first (by creation, then ref)."""
         raise NotImplementedError
 
+    async def _fetch_intents(self) -> list[StoredIntent]:
+        """Every intent, oldest first (by creation, then ref)."""
+        raise NotImplementedError
+
     # -- lifecycle --------------------------------------------------------------------
 
     @property
@@ -434,3 +438,9 @@ class BatchedStore:
         """Intents with no task id (to report, never to resend), oldest first."""
         await self.flush()
         return await self._fetch_uncertain()
+
+    async def intents(self) -> list[StoredIntent]:
+        """Every intent kept (created or uncertain; see :meth:`TaskStore.intents`),
+        oldest first: one read."""
+        await self.flush()
+        return await self._fetch_intents()

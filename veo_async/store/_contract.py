@@ -184,6 +184,12 @@ class TaskStore(Protocol):
         """Intents with no task id (to report, never to resend), oldest first."""
         ...
 
+    async def intents(self) -> list[StoredIntent]:
+        """Every intent kept: the creates sent, with their task id, or uncertain
+        (None), oldest first; also those whose task was forgotten since (what
+        was sent, so as never to send it again)."""
+        ...
+
     async def list_tasks(
         self, state: TaskState | None = None, limit: int | None = None
     ) -> list[StoredTask]:

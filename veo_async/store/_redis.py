@@ -543,7 +543,14 @@ class RedisStore(BatchedStore):
         return [task for task in tasks if task is not None]
 
     async def _fetch_uncertain(self) -> list[StoredIntent]:
-        refs = await self._members("uncertain", None)
+        return await self._intents_in("uncertain")
+
+    async def _fetch_intents(self) -> list[StoredIntent]:
+        return await self._intents_in("intents")
+
+    async def _intents_in(self, zset: str) -> list[StoredIntent]:
+        """The intents a sorted set of refs names, in its order (by creation, then ref)."""
+        refs = await self._members(zset, None)
         rows = await self._hashes([self._prefix + "i:" + ref for ref in refs])
         intents = (self._intent(ref, fields) for ref, fields in zip(refs, rows, strict=True))
         return [intent for intent in intents if intent is not None]

@@ -212,6 +212,9 @@ SELECT_UNCERTAIN = (
     "SELECT ref, kind, request, created_at, task_id FROM intents "
     "WHERE task_id IS NULL ORDER BY created_at, ref"
 )
+SELECT_INTENTS = (
+    "SELECT ref, kind, request, created_at, task_id FROM intents ORDER BY created_at, ref"
+)
 
 
 def select_tasks(state: str | None, limit: int | None) -> tuple[str, tuple[Any, ...]]:

@@ -204,3 +204,6 @@ class SQLiteStore(BatchedStore):
 
     async def _fetch_uncertain(self) -> list[StoredIntent]:
         return [sql.row_to_intent(row) for row in await self._read(sql.SELECT_UNCERTAIN)]
+
+    async def _fetch_intents(self) -> list[StoredIntent]:
+        return [sql.row_to_intent(row) for row in await self._read(sql.SELECT_INTENTS)]
