@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -475,6 +477,22 @@ async def test_a_server_that_never_answers_fails_within_the_timeout(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_refused_connection_fails_the_open_without_a_lease_warning(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that refuses the connection: the open's StoreError, and no
+    warning that letting a lease go failed (none can have been taken)."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", namespace=namespace, timeout=1)
+    with pytest.raises(StoreError, match="opening failed"):
+        await store.open()
+    assert not leftover_tasks()
+    assert [r.getMessage() for r in caplog.records if r.name == "veo_async"] == []
 
 
 async def test_a_write_behind_batch_failing_while_the_server_is_away_is_kept(

@@ -366,9 +366,11 @@ def test_bad_settings(tmp_path: Path, kwargs: dict[str, Any], message: str) -> N
         SQLiteStore(tmp_path / "s.db", **kwargs)
 
 
-@pytest.mark.parametrize("path", [":memory:", "", "file:x?mode=memory"])
+@pytest.mark.parametrize("path", [":memory:", "", "file:x?mode=memory", "a\x00b.db"])
 def test_path_must_be_a_file(path: str) -> None:
-    """In-memory and URI paths are refused: a store is durable or nothing."""
+    """In-memory and URI paths are refused: a store is durable or nothing; so
+    is a NUL character (no file system takes one; sqlite3 raised a bare
+    ValueError only when the session was entered, and left its thread)."""
     with pytest.raises(ValueError, match="path"):
         SQLiteStore(path)
 

@@ -312,7 +312,7 @@ class RedisStore(BatchedStore):
             silent = isinstance(exc, StoreError) and "no answer" in str(exc)
             try:
                 if self._lease_maybe_held and not silent:
-                    await self._release(client)
+                    await self._release(client, opening=True)
             finally:
                 await self._close_client(client)
             raise
@@ -426,12 +426,24 @@ class RedisStore(BatchedStore):
                 )
                 return
 
-    async def _release(self, client: Redis) -> None:
+    async def _release(self, client: Redis, *, opening: bool = False) -> None:
+        """Let the lease go (if it holds our token).
+
+        :param opening: the open failed: its error is raised already, and a
+            release failing too (the server refused the connection or the
+            password, so most likely no lease was taken) is only noted at
+            DEBUG, not warned about as if a lease were left behind.
+        """
         try:
             release = self._scripts["RELEASE"](keys=[self._lock_key], args=[self._token])
             await self._bounded(release, "closing")
         except Exception as exc:  # it lapses by itself within a lease
-            logger.warning("task store %s: letting the lease go failed: %s", self._where, exc)
+            logger.log(
+                logging.DEBUG if opening else logging.WARNING,
+                "task store %s: letting the lease go failed: %s",
+                self._where,
+                exc,
+            )
 
     async def _close_client(self, client: Redis) -> None:
         """Close *client*, unless it was given (its owner closes it)."""

@@ -121,6 +121,8 @@ class SQLiteStore(BatchedStore):
         self._path = os.fspath(path)
         if not self._path or self._path == ":memory:" or self._path.startswith("file:"):
             raise ValueError(f"path must name a file, not {self._path!r}")
+        if "\x00" in self._path:  # no file system takes one (sqlite3 raises it as a bug)
+            raise ValueError(f"path must not contain a NUL character: {self._path!r}")
         if check_time(lock_timeout, "lock_timeout") < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
         super().__init__(
@@ -148,11 +150,13 @@ class SQLiteStore(BatchedStore):
         connecting = aiosqlite.connect(self._path, timeout=self._lock_timeout, isolation_level=None)
         try:
             conn = await connecting
-        except sqlite3.Error as exc:
+        except Exception as exc:
             # aiosqlite stops its thread without waiting for it: wait here, or
             # it may hand its last result to a loop that has closed meanwhile.
             await thread_ended(connecting)
-            raise translate(exc, self._path, "opening") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, self._path, "opening") from exc
+            raise
         try:
             await prepare(conn, self._path, check_integrity=self._check_integrity)
             self._json = await has_json(conn)
