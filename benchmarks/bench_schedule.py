@@ -41,7 +41,8 @@ Workloads
 ``success`` or ``failed``, absent = success; the service's status names such
 as ``GENERATE_FAILED`` are understood too; blanks, tabs or commas between
 fields, which may be quoted; blank lines, ``#`` comments and a header line
-starting with ``model`` ignored). Without
+starting with ``model`` ignored; model names in any case, read as the
+service writes them, in lower case; at most 14 days a render). Without
 it, the built-in workloads (seeded, 10,000 tasks each):
 
 - ``fast``: 90 % veo3_fast (log-normal, median 150 s, sigma 0.3), 10 % veo3
@@ -184,6 +185,9 @@ _FAILED_WORDS = frozenset(
 )
 
 
+# The longest render a file may hold: Kie keeps a task's record 14 days.
+_LONGEST = 14 * 86_400.0
+
 # A first line starting with one of these is a header ("model seconds outcome",
 # "model,duration_s,status"...), whatever the other columns are called.
 _HEADER_WORDS = frozenset({"model", "models", "model_name", "name"})
@@ -249,7 +253,15 @@ def read_durations(path: Path) -> list[Task]:
             ) from None
         if not math.isfinite(seconds) or seconds < 0:
             raise SystemExit(f"{path}:{number}: seconds must be finite and >= 0, not {parts[1]!r}")
-        tasks.append(Task(parts[0], seconds, outcome in _FAILED_WORDS))
+        if seconds > _LONGEST:
+            # Every policy is simulated poll by poll: a render of 1e9 s ran for
+            # minutes (fixed 5 s polling alone), 1e300 without end.
+            raise SystemExit(
+                f"{path}:{number}: seconds must be at most {_LONGEST:.0f} (14 days: Kie"
+                f" keeps a task's record that long), not {parts[1]!r}"
+            )
+        # Model names as the service writes them (lower case): "VEO3" is veo3.
+        tasks.append(Task(parts[0].lower(), seconds, outcome in _FAILED_WORDS))
     if not tasks:
         raise SystemExit(f"{path}: no tasks")
     return tasks

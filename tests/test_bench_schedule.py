@@ -85,6 +85,8 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
         ("veo3\n", "expected 'model seconds [outcome]'"),
         ("# nothing\n", "no tasks"),
         ("veo3 100\nveo3 1,5\n", "2: seconds must be a number written with a '.'"),
+        # Simulated poll by poll: 1e300 ran without end.
+        ("veo3 200\nveo3 1e300\n", "2: seconds must be at most 1209600 (14 days"),
     ],
 )
 def test_a_bad_durations_file_is_refused_with_its_line(
@@ -120,6 +122,24 @@ def test_a_header_line_is_skipped_whatever_its_columns_are_called(
     reference = [json.loads(line) for line in expected.stdout.splitlines()]
     strip = [{k: v for k, v in row.items() if k != "workload"} for row in rows]
     assert strip == [{k: v for k, v in row.items() if k != "workload"} for row in reference]
+
+
+def test_model_names_are_read_in_any_case(tmp_path: Path) -> None:
+    """"VEO3" and "Veo3_Fast" are veo3 and veo3_fast (their priors), as the
+    service writes them: the same figures as the lower-case file."""
+    lower = tmp_path / "lower.txt"
+    lower.write_text("veo3_fast 140.5\nveo3 310 failed\nveo3 290\n" * 20)
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("Veo3_Fast 140.5\nVEO3 310 failed\nveo3 290\n" * 20)
+    expected = run("--durations", str(lower), "--json")
+    done = run("--durations", str(mixed), "--json")
+    assert expected.returncode == 0, expected.stderr
+    assert done.returncode == 0, done.stderr
+    rows = [{k: v for k, v in json.loads(line).items() if k != "workload"}
+            for line in done.stdout.splitlines()]
+    reference = [{k: v for k, v in json.loads(line).items() if k != "workload"}
+                 for line in expected.stdout.splitlines()]
+    assert rows == reference
 
 
 def ours_and_fixed_30s(path: Path, lines: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
