@@ -581,3 +581,24 @@ def test_unseen_delays_back_off_to_max_gap_and_stay_within_it() -> None:
     assert all(2.0 * 0.9 <= d <= 30.0 for d in delays)
     assert delays[0] <= 2.0 < delays[1] <= 4.0 < delays[2] <= 8.0
     assert min(delays[5:]) >= 30.0 - 0.8
+
+
+def test_a_policy_passed_to_a_wait_draws_from_its_own_seed() -> None:
+    """A seeded AdaptivePolicy passed to a wait draws its jitter from its own
+    seed, whatever the session's default ("a policy passed to a wait is used
+    as is": it drew from the session's random source); the default's plans
+    draw from the default's seed."""
+
+    def first_delays(default: AdaptivePolicy, policy: AdaptivePolicy | None) -> list[float]:
+        pacer = Pacer(default, loop_clock=lambda: 0.0)
+        delays = []
+        for _ in range(20):
+            delay = pacer.plan(policy).next_delay(None, 0.0, "veo3")  # created now
+            assert delay is not None
+            delays.append(delay)
+        return delays
+
+    seeded = first_delays(AdaptivePolicy(seed=1), AdaptivePolicy(seed=7))
+    assert seeded == first_delays(AdaptivePolicy(seed=2), AdaptivePolicy(seed=7))
+    assert seeded == first_delays(AdaptivePolicy(seed=7), None)
+    assert first_delays(AdaptivePolicy(seed=1), None) != first_delays(AdaptivePolicy(seed=2), None)

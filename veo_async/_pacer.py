@@ -157,14 +157,16 @@ class _LearnedPlan(Plan):
         "_first_seen",
         "_pacer",
         "_polls",
+        "_rng",
         "_running_until",
         "_schedule",
         "_waiting_for",
     )
 
-    def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule) -> None:
+    def __init__(self, pacer: Pacer, schedule: AdaptiveSchedule, rng: random.Random) -> None:
         self._pacer = pacer
         self._schedule = schedule
+        self._rng = rng  # its policy's (see Pacer._schedule_like)
         self._polls = 0
         self._running_until = 0.0
         self._first_age: float | None = None  # the task's age when this run first planned it
@@ -216,7 +218,7 @@ class _LearnedPlan(Plan):
         elif record is None:
             # Asked, and still no record (the poll failed, or found none yet):
             # its age is still unknown. Retry backing off, never past max_gap.
-            delay = self._schedule.unseen_delay(self._polls, pacer.rng)
+            delay = self._schedule.unseen_delay(self._polls, self._rng)
             self._polls += 1
             return delay
         else:
@@ -255,7 +257,7 @@ class _LearnedPlan(Plan):
         if not schedule.ready(model):
             self._waiting_for = model
             return None  # the model's first table is being made: see when_ready
-        delay = schedule.next_delay(model=model, age=age, polls=self._polls, rng=pacer.rng)
+        delay = schedule.next_delay(model=model, age=age, polls=self._polls, rng=self._rng)
         self._polls += 1
         return delay
 
@@ -293,7 +295,10 @@ class Pacer:
         self.learner = adaptive.learner()
         # By identity: a policy's priors are a mapping, so policies do not hash;
         # the policy is kept beside its schedule so its id stays its own.
-        self._schedules: dict[int, tuple[AdaptivePolicy, AdaptiveSchedule]] = {}
+        # Each with the random source its plans draw from.
+        self._schedules: dict[
+            int, tuple[AdaptivePolicy, AdaptiveSchedule, random.Random]
+        ] = {}
         self.rng = rng if rng is not None else adaptive.rng()
         self._loop_clock = loop_clock
         self._wall_clock = wall_clock
@@ -325,24 +330,31 @@ class Pacer:
         entry = self._schedules.get(id(chosen))
         if entry is None:
             entry = self._schedule_like(chosen)
-        return _LearnedPlan(self, entry[1])
+        return _LearnedPlan(self, entry[1], entry[2])
 
-    def _schedule_like(self, chosen: AdaptivePolicy) -> tuple[AdaptivePolicy, AdaptiveSchedule]:
+    def _schedule_like(
+        self, chosen: AdaptivePolicy
+    ) -> tuple[AdaptivePolicy, AdaptiveSchedule, random.Random]:
         """The schedule of a policy equal to ``chosen`` but for its deadline and
         grace (which no table depends on), or a new one. A fresh
         ``AdaptivePolicy(timeout=...)`` per wait must not add a schedule (its
-        own tables and rebuilds: 100 ms and 10 KB each) per wait."""
+        own tables and rebuilds: 100 ms and 10 KB each) per wait.
+
+        Its plans draw their jitter from the random source of ``chosen``'s
+        ``seed`` (the session's own for its default policy): a policy passed
+        to a wait is used as is, its seed included."""
         same = chosen.replace(timeout=None, not_found_grace=0.0)
-        for policy, schedule in self._schedules.values():
-            if policy.replace(timeout=None, not_found_grace=0.0) == same:
-                return policy, schedule
+        for entry in self._schedules.values():
+            if entry[0].replace(timeout=None, not_found_grace=0.0) == same:
+                return entry
         schedule = chosen.schedule(self.learner)
         # On the loop, a rebuild (20-150 ms of dynamic programs) runs one
         # solve per loop step, not inside the poll answer that found it due.
         schedule.on_rebuild_due = functools.partial(self._rebuild_soon, schedule)
         if len(self._schedules) >= _MAX_SCHEDULES:
             del self._schedules[next(iter(self._schedules))]
-        entry = self._schedules[id(chosen)] = (chosen, schedule)
+        rng = self.rng if chosen is self.default else chosen.rng()
+        entry = self._schedules[id(chosen)] = (chosen, schedule, rng)
         self.learning = True
         return entry
 
