@@ -294,6 +294,7 @@ def test_zoneless_time_strings_are_kie_time(wire_name: str, value: str) -> None:
         pytest.param(float(EPOCH_S * 1000), id="epoch-ms-float"),
         pytest.param(str(EPOCH_S * 1000), id="epoch-ms-numeric-string"),
         pytest.param(str(EPOCH_S), id="epoch-s-numeric-string"),
+        pytest.param(f"{EPOCH_S * 1000}.0", id="epoch-ms-decimal-string"),
     ],
 )
 @pytest.mark.parametrize("wire_name", ["createTime", "completeTime"])
@@ -322,6 +323,15 @@ def test_absent_times_are_none(wire_name: str, value: object) -> None:
         pytest.param("2025-06-06T10:30:00Z", dt.timedelta(0), id="z"),
         pytest.param("2025-06-06T10:30:00.000Z", dt.timedelta(0), id="z-fraction"),
         pytest.param("2025-06-06 10:30:00+00:00", dt.timedelta(0), id="space-utc"),
+        # A zone written as a word: UTC, GMT or Z, maybe with an offset.
+        pytest.param("2025-06-06 10:30:00 UTC", dt.timedelta(0), id="word-utc"),
+        pytest.param("2025-06-06 10:30:00 gmt", dt.timedelta(0), id="word-gmt"),
+        pytest.param("2025-06-06 18:30:00 GMT+8", dt.timedelta(hours=8), id="word-gmt+8"),
+        pytest.param("2025-06-06 18:30:00 UTC+08:00", dt.timedelta(hours=8), id="word-utc+08:00"),
+        pytest.param(
+            "2025-06-06 05:00:00 UTC-0530", -dt.timedelta(hours=5, minutes=30), id="word-utc-0530"
+        ),
+        pytest.param("2025/06/06 10:30:00 UTC", dt.timedelta(0), id="slashes-word-utc"),
     ],
 )
 def test_time_with_explicit_offset_keeps_the_instant(value: str, offset: dt.timedelta) -> None:
@@ -389,6 +399,7 @@ def test_tz_must_be_a_tzinfo(tz: Any) -> None:
         pytest.param("400", 400, id="numeric-string"),
         pytest.param(" 501 ", 501, id="padded-string"),
         pytest.param(500.0, 500, id="integral-float"),
+        pytest.param("500.0", 500, id="integral-float-string"),
         pytest.param("null", None, id="string-null"),
         pytest.param("NULL", None, id="string-null-upper"),
         pytest.param(None, None, id="null"),
