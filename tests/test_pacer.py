@@ -532,6 +532,39 @@ def test_a_date_header_far_off_is_not_taken_for_the_servers_clock() -> None:
     assert pacer.skew == pytest.approx(30.0)
 
 
+def test_a_far_date_header_borne_out_by_a_create_time_in_the_future_is_believed() -> None:
+    """Our clock 20 minutes behind the server's: its Date header alone is
+    taken for a wrong one, but a createTime as far in our future bears it
+    out (no stale page explains that): ages follow the server's clock from
+    then on (an id handed in 4 minutes after its creation was planned as a
+    new task). A far header not borne out, or gone stale, or followed by a
+    near one, changes nothing."""
+    wall = [1e9]
+    pacer = Pacer(STEADY, loop_clock=lambda: wall[0] - 1e9, wall_clock=lambda: wall[0])
+    server_ahead = 1200.0
+    pacer.server_date(wall[0] + server_ahead)
+    assert pacer.skew == 0.0
+    assert pacer.age(wall[0] - 100.0) == pytest.approx(100.0)  # not in our future: no proof
+    assert pacer.skew == 0.0
+    created = wall[0] + server_ahead - 240.0  # 4 minutes old, on the server's clock
+    assert pacer.age(created) == pytest.approx(240.0)
+    assert pacer.skew == pytest.approx(server_ahead)
+    wall[0] += 30.0
+    assert pacer.age(created) == pytest.approx(270.0)
+
+    stale = Pacer(STEADY, loop_clock=lambda: wall[0] - 1e9, wall_clock=lambda: wall[0])
+    stale.server_date(wall[0] + server_ahead)
+    wall[0] += 700.0  # past the candidate's freshness
+    assert stale.age(wall[0] + server_ahead - 240.0) == 0.0
+    assert stale.skew == 0.0
+
+    cleared = Pacer(STEADY, loop_clock=lambda: wall[0] - 1e9, wall_clock=lambda: wall[0])
+    cleared.server_date(wall[0] + server_ahead)
+    cleared.server_date(wall[0] + 30.0)  # a near header since: that is the server's clock
+    assert cleared.age(wall[0] + server_ahead - 240.0) == 0.0
+    assert cleared.skew == pytest.approx(30.0)
+
+
 def test_equal_policies_share_one_schedule() -> None:
     """A fresh AdaptivePolicy per wait, equal but for its deadline or grace,
     plans on the schedule of the first: one more schedule per wait (its own

@@ -47,8 +47,11 @@ _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
-# A server clock further off than this is a wrong Date header, not a clock.
+# A server clock further off than this is a wrong Date header, not a clock,
+# unless a createTime as far in the future bears it out (see Pacer.age).
 _SKEW_BELIEVED = 900.0
+# How long such a header stays a candidate (seconds of wall time).
+_FAR_SKEW_FRESH = 600.0
 # Schedules kept for distinct (schedule-wise) AdaptivePolicy values; the
 # oldest is let go of past this (runs keep the one they use).
 _MAX_SCHEDULES = 16
@@ -307,6 +310,9 @@ class Pacer:
             self.now()
         #: Seconds the server's clock is ahead of ours (from ``Date`` headers).
         self.skew = 0.0
+        # The last Date header further off than _SKEW_BELIEVED (skew, wall
+        # time read): believed only once a createTime bears it out (see age).
+        self._far_skew: tuple[float, float] | None = None
         # Rebuilds stepping on the loop (see plan), by schedule.
         self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
         # Who waits for a schedule's first table (see when_ready), by schedule;
@@ -447,9 +453,25 @@ class Pacer:
 
     def age(self, created_at: float) -> float:
         """Seconds since ``created_at`` by the server's clock, clamped to [0, 1 day]."""
-        age = self.now() + self.skew - created_at
+        now = self.now()
+        age = now + self.skew - created_at
         if age < 0:
             if age < -60:
+                far = self._far_skew
+                if far is not None and now - far[1] < _FAR_SKEW_FRESH:
+                    # A createTime in the future by about what a Date header
+                    # far off said: our clock is off, not the header (a stale
+                    # page's Date is in the past, and its tasks' ages are
+                    # never negative): the server's clock, believed from now on.
+                    corrected = now + far[0] - created_at
+                    if 0 <= corrected < _MAX_AGE:
+                        logger.info(
+                            "our clock is %.0f s behind the server's (its Date header and"
+                            " a createTime agree): task ages follow the server's clock",
+                            far[0],
+                        )
+                        self.skew, self._far_skew = far[0], None
+                        return corrected
                 logger.debug("createTime %.0f s in the future: clock or zone skew", -age)
             return 0.0
         return min(age, _MAX_AGE)
@@ -461,11 +483,18 @@ class Pacer:
         page, a broken clock), not the server's clock: it is ignored. Taken
         in, it aged every task by days (one day, clamped), kept them at that
         age for good and taught the learner renders that never happened.
+        Unless the records bear it out: a server ahead of us by that much
+        writes createTimes in our future, which no wrong header explains
+        (see :meth:`age`); a server behind us cannot be told from a wrong
+        header so, and ages stay on our clock (clamped to a day).
         """
-        skew = epoch - self.now()
+        now = self.now()
+        skew = epoch - now
         if abs(skew) > _SKEW_BELIEVED:
             logger.debug("Date header %.0f s off the local clock: ignored", skew)
+            self._far_skew = (skew, now)  # unless a createTime bears it out (see age)
             return
+        self._far_skew = None
         self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
 
     def observe(self, record: RecordInfo, plan: Plan | None = None) -> None:
