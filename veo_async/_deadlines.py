@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "uncancel"]
@@ -29,14 +30,13 @@ __all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "uncancel"]
 COUNTS_CANCELS = sys.version_info >= (3, 11)
 
 if sys.version_info >= (3, 11):  # (as COUNTS_CANCELS; spelt so for the type checker)
+    # The task's own methods, called as functions: no Python frame of ours in
+    # between (every one-shot request reads the count on entry).
 
-    def cancelling(task: asyncio.Task[Any]) -> int:
-        """The cancellations asked of ``task`` and not taken back (0 on 3.10)."""
-        return task.cancelling()
-
-    def uncancel(task: asyncio.Task[Any]) -> int:
-        """Take back one cancellation of ``task``; the count left (0 on 3.10)."""
-        return task.uncancel()
+    #: The cancellations asked of ``task`` and not taken back (0 on 3.10).
+    cancelling: Callable[[asyncio.Task[Any]], int] = asyncio.Task.cancelling
+    #: Take back one cancellation of ``task``; the count left (0 on 3.10).
+    uncancel: Callable[[asyncio.Task[Any]], int] = asyncio.Task.uncancel
 
 else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
 

@@ -162,10 +162,10 @@ class Requester:
         # Poll requests run on a few reused tasks (see _poll_runners).
         self._runners = PollRunners(self._record_exchange, self.queue.release)
         # One-shot requests in flight (record_info, creates, ...; the poll
-        # runners are stopped apart), by the task awaiting each, with its
-        # count of cancellations on entry; and those aclose() cancelled.
-        self._calls: dict[asyncio.Task[Any], int] = {}
-        self._ended_calls: dict[asyncio.Task[Any], int] = {}
+        # runners are stopped apart), by the task awaiting each; and those
+        # aclose() cancelled.
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._ended_calls: set[asyncio.Task[Any]] = set()
 
     @property
     def closed(self) -> bool:
@@ -405,7 +405,7 @@ class Requester:
             self.check_usable()  # raises
         call = asyncio.current_task() if release else None
         if call is not None:
-            self._calls[call] = cancelling(call)
+            self._calls.add(call)
         try:
             self._requests += 1
             if self._on_event is not None:
@@ -485,7 +485,7 @@ class Requester:
             raise
         finally:
             if call is not None:
-                del self._calls[call]
+                self._calls.discard(call)
                 if self._ended_calls:
                     # A transport that let the cancellation pass (it answered,
                     # or raised its own error): the cancel is taken back, not
@@ -523,19 +523,28 @@ class Requester:
 
     def _ended_by_close(self, call: asyncio.Task[Any]) -> bool:
         """Whether :meth:`aclose` cancelled the request of ``call`` and nobody
-        else cancelled that task since it began (then the cancellation is
-        taken back: the request ends with the session's error instead)."""
-        entered = self._ended_calls.pop(call, None)
-        return entered is not None and uncancel(call) <= entered
+        else cancelled that task since (then the cancellation is taken back:
+        the request ends with the session's error instead)."""
+        if call not in self._ended_calls:
+            return False
+        self._ended_calls.discard(call)
+        return uncancel(call) == 0
 
     def _end_calls(self) -> None:
         """Cancel the one-shot requests in flight: each ends as if its
         connection was pulled, whatever the transport does on close (an
         in-process or a user's transport may not abort its requests)."""
         current = asyncio.current_task()
-        for call, entered in self._calls.items():
-            if call is not current and call not in self._ended_calls and not call.done():
-                self._ended_calls[call] = entered
+        for call in self._calls:
+            # One being cancelled already is left to that cancellation: its
+            # count would not tell ours apart (and it ends all the same).
+            if (
+                call is not current
+                and call not in self._ended_calls
+                and not call.done()
+                and cancelling(call) == 0
+            ):
+                self._ended_calls.add(call)
                 call.cancel()
 
     async def aclose(self) -> None:
