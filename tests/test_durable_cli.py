@@ -6,6 +6,8 @@ worker thread) against a simulator on loopback, as in ``test_cli.py``.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from veo_async import RedisStore, SQLiteStore
-from veo_async.testing import FakeKie, Fault
+from veo_async.testing import FakeKie, Fault, TaskScript
 
 from ._cli import FAST, KEY, against, cli
 from ._redis_server import RedisServer, redis_server
@@ -51,6 +53,25 @@ async def test_wait_with_a_store_records_writes_and_acknowledges(
         assert f"{task_id}: already delivered and acknowledged" in named.stderr
     async with SQLiteStore(db) as store:
         assert {t.task_id for t in await store.list_tasks("acked")} == {"veo_a", "veo_b"}
+
+
+async def test_tasks_list_shows_the_model_and_creation_of_ids_handed_in(
+    kie: FakeKie, tmp_path: Path
+) -> None:
+    """An id handed to wait --store is stored when first tracked, with no
+    model: tasks list shows its record's model and createTime (it showed "-"
+    and the time tracking began)."""
+    db = str(tmp_path / "veo.db")
+    kie.add_task(TaskScript("veo_a", complete_after=0.05, params={"model": "veo3_fast"}))
+    await asyncio.sleep(1.2)  # tracked a second after its creation, at least
+    done = await cli("wait", *against(kie, "--store", db, *FAST, "veo_a"))
+    assert done.code == 0, done.stderr
+    created = dt.datetime.fromisoformat(done.by_id()["veo_a"]["record"]["create_time"])
+    listing = await cli("tasks", "list", "--store", db)
+    assert listing.code == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("veo_a"))
+    assert row.split()[3] == "veo3_fast", row
+    assert row.endswith(created.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")), row
 
 
 async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
@@ -106,10 +127,11 @@ async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) 
 async def test_reading_a_store_never_makes_one_and_a_bad_file_is_a_usage_error(
     tmp_path: Path,
 ) -> None:
-    """tasks list/show on a misspelt path: exit 2 naming it, and no file is left
-    behind; a file that is no store: exit 2 saying so; a bad id: exit 2."""
+    """tasks list/show/resume on a misspelt path: exit 2 naming it, and no file
+    is left behind (resume made an empty store and ended with success); a
+    file that is no store: exit 2 saying so; a bad id: exit 2."""
     missing = tmp_path / "typo.db"
-    for argv in (("tasks", "list"), ("tasks", "show", "veo_a")):
+    for argv in (("tasks", "list"), ("tasks", "show", "veo_a"), ("tasks", "resume")):
         run = await cli(*argv, "--store", str(missing))
         assert run.code == 2
         assert "no such store file" in run.stderr

@@ -62,7 +62,7 @@ from ._output import JsonLines, LookupResult, status_json, status_table
 from ._progress import ProgressMode, ProgressReporter
 from ._reach import ReachabilityWatch
 from ._run import Interrupted, run
-from ._tasks import STORE_HELP, delivered_from_store, tasks
+from ._tasks import STORE_HELP, delivered_from_store, require_existing_store, tasks
 
 __all__ = ["cli", "run_cli"]
 
@@ -334,6 +334,7 @@ def resume_tasks(
 
     One JSON line per result not yet acknowledged (see "wait --help").
     """
+    require_existing_store(store_path)  # nothing to resume in a store never made
     result: int = ctx.invoke(
         wait, ids=(), files=(), store_path=store_path, output=output, concurrency=concurrency
     )

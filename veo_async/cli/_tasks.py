@@ -32,7 +32,7 @@ from .. import (
 )
 from ..models import validate_task_id
 
-__all__ = ["STORE_HELP", "delivered_from_store", "open_store", "tasks"]
+__all__ = ["STORE_HELP", "delivered_from_store", "open_store", "require_existing_store", "tasks"]
 
 STORE_HELP = (
     "Record the tasks in this store file (SQLite; or a redis:// URL, its namespace as "
@@ -173,6 +173,22 @@ def _record_json(task: StoredTask) -> dict[str, Any] | None:
     return None if info is None else info.to_jsonable()
 
 
+def _model_and_creation(task: StoredTask) -> tuple[str | None, float]:
+    """The MODEL and CREATED columns of a task: its stored record's, where the
+    store has only when it began tracking an id handed in (and no model)."""
+    model, created_at = task.model, task.created_at
+    try:
+        info = task.record_info()
+    except ValueError:  # a stored record this version cannot read: the row as is
+        info = None
+    if info is not None:
+        if model is None and isinstance(info.params.get("model"), str):
+            model = info.params["model"]
+        if info.create_time is not None:
+            created_at = info.create_time.timestamp()
+    return model, created_at
+
+
 def _store_option(func: Any) -> Any:
     return click.option(
         "--store",
@@ -183,11 +199,20 @@ def _store_option(func: Any) -> Any:
     )(func)
 
 
-def _read(path: str, reader: Callable[[AnyStore], Any]) -> Any:
-    """``reader(store)`` on an existing store file: reading never makes one
-    (a misspelt path would show an empty store and leave a file behind)."""
+def require_existing_store(path: str) -> None:
+    """Refuse a store file that does not exist: reading or resuming never
+    makes one (a misspelt path would show an empty store, or resume nothing
+    with success, and leave a file behind).
+
+    :raises click.UsageError: naming the path.
+    """
     if not is_redis(path) and not os.path.exists(path):
         raise click.UsageError(f"--store: {path}: no such store file")
+
+
+def _read(path: str, reader: Callable[[AnyStore], Any]) -> Any:
+    """``reader(store)`` on an existing store (see require_existing_store)."""
+    require_existing_store(path)
     store = open_store(path, create=False)  # (a Redis namespace: none is made either)
 
     async def main() -> Any:
@@ -230,9 +255,10 @@ def list_tasks(store_path: str, state: str | None, limit: int | None, as_json: b
         click.echo(f"{'TASK ID':<40} {'STATE':<12} {'STATUS':<18} {'MODEL':<10} CREATED (UTC)")
         for task in found:
             status = "-" if task.status is None else task.status.name
+            model, created_at = _model_and_creation(task)
             click.echo(
                 f"{task.task_id:<40} {_state(task):<12} {status:<18} "
-                f"{task.model or '-':<10} {_when(task.created_at)}"
+                f"{model or '-':<10} {_when(created_at)}"
             )
     if uncertain:
         click.echo(
