@@ -677,6 +677,30 @@ def test_retry_after_is_capped_and_the_pause_is_reported(retry_after: str) -> No
     assert paused[0].scope == "session"
 
 
+def test_a_429_within_a_longer_pause_sends_no_pause_event() -> None:
+    """Three polls sent together all answered 429 (Retry-After 1, 3, 1 s): the
+    first starts a pause, the second lengthens it, the third ends within it
+    and pauses nothing: two SessionPaused events, as stats.pauses counts (a
+    third event said "paused 1.2 s" while the pause in force was 3.3 s)."""
+    events: list[Event] = []
+
+    async def main() -> None:
+        kie = FakeKie()
+        for n in range(4):
+            kie.add_task(f"t{n}", complete_after=2)
+        for retry_after in (1, 3, 1):
+            kie.inject(Fault.http_429(retry_after=retry_after))
+        async with in_process(kie, on_event=events.append) as veo:
+            outcomes = await veo.wait_many([f"t{n}" for n in range(4)], return_exceptions=True)
+            assert all(isinstance(outcome, RecordInfo) for outcome in outcomes), outcomes
+            assert veo.stats.rate_limited == 3
+            paused = [e for e in events if isinstance(e, SessionPaused)]
+            assert len(paused) == veo.stats.pauses == 2
+            assert [e.retry_after for e in paused] == [1.0, 3.0]
+
+    run_virtual(main)
+
+
 def test_waits_ended_during_a_pause_leave_no_queue_entries_behind() -> None:
     """#14: 20,000 short waits that time out during a 429 pause do not pile up in the
     session's queue (their poll runs are dropped, not kept until the pause ends)."""

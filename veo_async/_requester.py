@@ -423,6 +423,8 @@ class Requester:
                 raise
         except RateLimitError as exc:
             scope: Literal["session", "creates"] = "session"
+            paused = queue if creating is None or create_granted is None else creating
+            pauses_before = paused.budget.pauses
             if creating is not None and create_granted is not None:
                 # The creation limit is separate from the polling one: pause
                 # creating only, and let polls go on at full width.
@@ -433,7 +435,10 @@ class Requester:
                 pause = queue.rate_limited(granted_at, exc.retry_after)
             self._failed(method, path, task_id, granted_at, exc)
             logger.debug("429 for %s; %s paused %.1f s", path, scope, pause)
-            if self._on_event is not None:
+            # A 429 within a longer pause in force (answered to a request sent
+            # with others before it) neither starts nor lengthens one: no
+            # event, as it counts in no SessionStats.pauses either.
+            if self._on_event is not None and paused.budget.pauses > pauses_before:
                 # When the pause began (the 429 arrived), not when its request started.
                 self.emit(
                     SessionPaused(

@@ -136,6 +136,8 @@ class SessionPaused:
     """A 429 paused the session's requests: every one (``scope`` ``"session"``,
     a 429 on a poll or a read), or only its creates (``"creates"``, a 429 on a
     create: the creation limit is the service's separate one, and polls go on).
+    Sent when a 429 starts a pause or lengthens the one in force; a 429 that
+    ends within the pause in force sends none (nor counts in ``pauses``).
 
     :ivar duration: seconds of the pause (capped, jitter included).
     :ivar retry_after: the service's ``Retry-After`` in seconds, if it sent one.
