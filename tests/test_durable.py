@@ -573,6 +573,47 @@ async def test_completed_polls_what_it_delivers_and_includes_new_creations(
     assert not leftover_tasks()
 
 
+async def test_an_acked_task_is_never_yielded_again_by_a_running_completed(
+    kie: FakeKie, db: Path
+) -> None:
+    """A completed(follow=True) running while an acknowledged id is tracked,
+    waited for or refreshed again does not yield it (it did: the store kept
+    the ack, the running iteration did not look); nor does a second
+    iteration that had it queued when the first one acknowledged it."""
+    kie.add_tasks(["veo_x", "veo_y"])
+    async with durable(kie, db) as veo:
+        await veo.wait_many(["veo_x"])
+        async for task in veo.completed():
+            await task.ack()
+        got: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed(follow=True):
+                got.append(task.task_id)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        await veo.track(["veo_x"])
+        await veo.wait_many(["veo_x"])
+        await veo.task("veo_x").refresh()
+        await asyncio.sleep(0.2)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        assert got == []
+
+        await veo.wait_many(["veo_y"])
+        first, second = veo.completed(), veo.completed()
+        handle = await first.__anext__()  # both have veo_y queued now
+        slow = asyncio.create_task(second.__anext__())
+        await asyncio.sleep(0)
+        await handle.ack()
+        with pytest.raises(StopAsyncIteration):
+            await slow
+        await first.aclose()
+        await second.aclose()
+    assert not leftover_tasks()
+
+
 async def test_deliver_acks_each_handled_task_and_stops_on_a_handler_error(
     kie: FakeKie, db: Path
 ) -> None:

@@ -80,6 +80,10 @@ class ResumeReport:
 
 # Stored rows handled per loop step when resuming or delivering.
 _ROWS_PER_STEP = 500
+# Acknowledged ids a session remembers, to never deliver again while a
+# completed() runs (a few MB at most; an older one could come back only if
+# polled again after that many later acks).
+_ACKED_KEPT = 100_000
 
 # The session tracker holding each open store, by the store's id(): the entry
 # lives as long as its tracker (which holds the store, so the id is not reused).
@@ -181,6 +185,13 @@ class _Delivery:
             self.error = error
             self.wake()
 
+    def acked(self, task_id: str) -> None:
+        """Acknowledged meanwhile (by this iteration's consumer or another):
+        never yielded by this iteration, if it was not already."""
+        self.seen.add(task_id)
+        for handle in [handle for handle in self.ready if handle.task_id == task_id]:
+            self.ready.remove(handle)
+
     def arrived(self, handle: VeoTask) -> None:
         """A handle reached its outcome: queue it (once)."""
         task_id = handle.task_id
@@ -238,6 +249,10 @@ class DurableTracker:
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._deliveries: set[_Delivery] = set()
+        # Ids acknowledged by this session, the latest _ACKED_KEPT (oldest
+        # first): a running completed() that reads none of them from the store
+        # must not take one again from a later poll of it either.
+        self._acked: dict[str, None] = {}
         self._keepers: dict[str, Subscription] = {}
         self._keeper = self._on_kept_change
         self._closed = False
@@ -253,8 +268,9 @@ class DurableTracker:
         record = handle.record
         if record is not None:
             self._note(self._terminal, (handle.task_id, record, time.time()))
-        for delivery in self._deliveries:
-            delivery.arrived(handle)
+        if self._deliveries and handle.task_id not in self._acked:
+            for delivery in self._deliveries:
+                delivery.arrived(handle)
 
     def adopted(self, handle: VeoTask) -> None:
         """A task this session created: running deliveries follow it too."""
@@ -318,6 +334,17 @@ class DurableTracker:
             raise asyncio.InvalidStateError(
                 f"task {handle.task_id!r} has no outcome to acknowledge yet"
             )
+        self._note_acked(handle.task_id)
+
+    def _note_acked(self, task_id: str) -> None:
+        """Never deliver ``task_id`` again in this session (see ``_acked``)."""
+        acked = self._acked
+        acked.pop(task_id, None)
+        acked[task_id] = None
+        if len(acked) > _ACKED_KEPT:
+            del acked[next(iter(acked))]
+        for delivery in self._deliveries:
+            delivery.acked(task_id)
 
     # -- tracking ids -----------------------------------------------------------------
 
@@ -477,6 +504,8 @@ class DurableTracker:
         """Ids just tracked: running deliveries follow them too."""
         if self._deliveries:
             for handle in handles:
+                if handle.task_id in self._acked:
+                    continue  # delivered and acknowledged: never again
                 for delivery in self._deliveries:
                     delivery.follow(handle)
 
