@@ -104,33 +104,31 @@ async def submit(
             )
         except TransportError as exc:
             if exc.sent:
-                raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
+                raise _uncertain(request, exc) from None
             error: VeoError = exc
             delay = True
-        except RateLimitError as exc:
-            _uncertain_if_claimed(request, exc)
-            error, delay = exc, False
-        except ServiceUnavailableError as exc:
-            _uncertain_if_claimed(request, exc)
-            error, delay = exc, True
-        except ServerError as exc:
-            if exc.code in _REJECTING_5XX:
-                raise
-            # (task_id: the id a success envelope under the error status named)
-            raise SubmitUncertainError(
-                request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
-            ) from None
         except APIError as exc:
-            # A code that rejected the request (a proxy's refusal page, an
-            # ErrorPage, too: caught here before its ResponseError side), but
-            # for those that may come after creating (408: upstream timeout).
-            if exc.code in _UNCERTAIN_CODES or exc.task_id is not None:
-                raise SubmitUncertainError(
-                    request, f"{type(exc).__name__}: {exc}", task_id=exc.task_id
-                ) from None
-            raise
+            if exc.task_id is not None:
+                # A success envelope under the error status named a task (a
+                # proxy that rewrote the status): whatever the status says,
+                # that task may exist, and be charged: never resent.
+                raise _uncertain(request, exc) from None
+            if isinstance(exc, RateLimitError):
+                error, delay = exc, False
+            elif isinstance(exc, ServiceUnavailableError):
+                error, delay = exc, True
+            elif (
+                isinstance(exc, ServerError) and exc.code not in _REJECTING_5XX
+            ) or exc.code in _UNCERTAIN_CODES:
+                # A 5xx that is no final answer, or a code that may come
+                # after creating (408: upstream timeout).
+                raise _uncertain(request, exc) from None
+            else:
+                # A code that rejected the request (a proxy's refusal page, an
+                # ErrorPage, too: caught here before its ResponseError side).
+                raise
         except ResponseError as exc:  # an unreadable answer: it may say "created"
-            raise SubmitUncertainError(request, f"{type(exc).__name__}: {exc}") from None
+            raise _uncertain(request, exc) from None
         if resends >= MAX_SAFE_RESENDS:
             raise error
         resends += 1
@@ -140,14 +138,10 @@ async def submit(
             await asyncio.sleep(pause * (1 + _RESEND_JITTER * draw.uniform(-1.0, 1.0)))
 
 
-def _uncertain_if_claimed(request: GenerateRequest | ExtendRequest, error: APIError) -> None:
-    """Raise SubmitUncertainError when a refusal's answer named a task
-    anyway (a success envelope with a ``taskId`` under an error status): a
-    429 or a 455 is otherwise resent, but that task may exist, and been charged."""
-    if error.task_id is not None:
-        raise SubmitUncertainError(
-            request, f"{type(error).__name__}: {error}", task_id=error.task_id
-        ) from None
+def _uncertain(request: GenerateRequest | ExtendRequest, error: VeoError) -> SubmitUncertainError:
+    """The error of a create that may have created its task (with the task's
+    id when the answer named one)."""
+    return SubmitUncertainError(request, f"{type(error).__name__}: {error}", task_id=error.task_id)
 
 
 async def submit_recorded(

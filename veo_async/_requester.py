@@ -423,16 +423,14 @@ class Requester:
                 raise
         except RateLimitError as exc:
             scope: Literal["session", "creates"] = "session"
-            paused = queue if creating is None or create_granted is None else creating
-            pauses_before = paused.budget.pauses
+            paused, granted = queue, granted_at
             if creating is not None and create_granted is not None:
                 # The creation limit is separate from the polling one: pause
                 # creating only, and let polls go on at full width.
                 queue.answered(granted_at)
-                pause = creating.rate_limited(create_granted, exc.retry_after)
-                scope = "creates"
-            else:
-                pause = queue.rate_limited(granted_at, exc.retry_after)
+                paused, granted, scope = creating, create_granted, "creates"
+            pauses_before = paused.budget.pauses
+            pause = paused.rate_limited(granted, exc.retry_after)
             self._failed(method, path, task_id, granted_at, exc)
             logger.debug("429 for %s; %s paused %.1f s", path, scope, pause)
             # A 429 within a longer pause in force (answered to a request sent
@@ -466,7 +464,7 @@ class Requester:
             self._api_key.hide_in(exc)  # an answer that quoted the key, unparsed
             self._failed(method, path, task_id, granted_at, exc)
             if self._closed and creating is None:  # aclose() pulled the connection
-                raise SessionClosedError("the VeoSession was closed during the request") from None
+                raise SessionClosedError(_CLOSED_DURING) from None
             raise
         except VeoError as exc:
             queue.answered(granted_at)
@@ -479,10 +477,10 @@ class Requester:
                 # As when the transport's close pulls the connection: a
                 # create may have gone through (its caller says so), a read
                 # ends with the session.
-                closed = TransportError("the VeoSession was closed during the request", sent=True)
+                closed = TransportError(_CLOSED_DURING, sent=True)
                 self._failed(method, path, task_id, granted_at, closed)
                 if creating is None:
-                    raise SessionClosedError(closed.message) from None
+                    raise SessionClosedError(_CLOSED_DURING) from None
                 raise closed from None
             if self._on_event is not None:
                 now = _loop_time() or granted_at
@@ -576,6 +574,11 @@ class Requester:
             self.queue.close(SessionClosedError)
             self._runners.close(asyncio.CancelledError)
             await self.transport.aclose()
+
+
+# What a request ends with when aclose() ends it (a read's SessionClosedError,
+# a create's TransportError, however the transport took the close).
+_CLOSED_DURING = "the VeoSession was closed during the request"
 
 
 def _loop_time() -> float | None:
