@@ -67,7 +67,7 @@ class RequestDeadlines:
             deadlines.leave(task)
     """
 
-    __slots__ = ("_expired", "_limit", "_started", "_timer")
+    __slots__ = ("_expired", "_limit", "_loop", "_started", "_timer")
 
     def __init__(self, limit: float) -> None:
         self._limit = limit
@@ -77,6 +77,8 @@ class RequestDeadlines:
         # Tasks this object cancelled, with their count on entry.
         self._expired: dict[asyncio.Task[Any], int] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # The loop of the first request: its requests are looked up there.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"RequestDeadlines(limit={self._limit}, in_flight={len(self._started)})"
@@ -91,12 +93,18 @@ class RequestDeadlines:
 
         :raises RuntimeError: outside a task, or when the task is already inside.
         """
-        task = asyncio.current_task()
+        loop = self._loop
+        # Given the loop, current_task() skips looking up the running loop: a
+        # getpid() system call on Python 3.11 and older, on every request.
+        task = asyncio.current_task() if loop is None else asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a request with a deadline must be made inside a task")
         if task in self._started:
             raise RuntimeError("a task can make one request at a time")
-        loop = task.get_loop()
+        if loop is None:
+            # The first request's loop serves for all: an owner (a session's
+            # transport) is used from one loop, its connections belong to it.
+            self._loop = loop = task.get_loop()
         deadline = loop.time() + self._limit
         self._started[task] = (deadline, cancelling(task))
         if self._timer is None:

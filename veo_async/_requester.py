@@ -246,6 +246,15 @@ class Requester:
                 "make one session per event loop (asyncio.run call, thread)"
             )
 
+    def now(self) -> float:
+        """The event loop's time, read on the session's loop once it is known
+        (looking the running loop up costs a getpid() system call on Python
+        3.11 and older: once or twice a request otherwise)."""
+        loop = self._loop
+        if loop is None:
+            return asyncio.get_running_loop().time()
+        return loop.time()
+
     def check_usable(self) -> None:
         """Raise what every new request would meet: closed, or a fatal 401."""
         self.check_open()
@@ -403,7 +412,7 @@ class Requester:
             if release:
                 queue.release()
             self.check_usable()  # raises
-        call = asyncio.current_task() if release else None
+        call = asyncio.current_task(self._loop) if release else None
         if call is not None:
             self._calls.add(call)
         try:
@@ -413,7 +422,7 @@ class Requester:
             raw = self._api_key.hide_in_answer(
                 await self.transport.send(HttpRequest(method, path, params, json, self._api_key))
             )
-            self._last_answer_at = answered_at = asyncio.get_running_loop().time()
+            self._last_answer_at = answered_at = self.now()
             if answered_at - self._date_read_at > _DATE_EVERY:
                 self._read_server_date(raw, answered_at)
             try:

@@ -201,7 +201,7 @@ class _PollRun(Ticket):
         if closing:
             self.finish(SessionClosedError("the VeoSession was closed while waiting"))
             return
-        self.plan_next(_now(), retry_of=retry_of)
+        self.plan_next(self.requester.now(), retry_of=retry_of)
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -285,14 +285,14 @@ class _PollRun(Ticket):
             if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
             else:
-                self.plan_next(_now(), running=True)
+                self.plan_next(self.requester.now(), running=True)
             return
         if not isinstance(error, VeoError):
             self.finish(error)  # a bug: surface it, never loop on it
             return
         self.handle.note_failure(error)
         if self.retrying(error):
-            self.plan_next(_now(), retry_of=error)
+            self.plan_next(self.requester.now(), retry_of=error)
         else:
             self.finish(error)
 
@@ -301,7 +301,7 @@ class _PollRun(Ticket):
             # The grace window opens at the first "not visible" answer, not at
             # the start of the wait: in a big batch the first poll may leave
             # long after the wait began.
-            now = _now()
+            now = self.requester.now()
             if self.not_found_since is None:
                 self.not_found_since = now
             return now - self.not_found_since < self.not_found_grace
@@ -548,7 +548,7 @@ class VeoTask:
             run = _PollRun(self, registry.requester, plan, chosen.not_found_grace)
             self._run = run
             self._error = None
-            run.begin(_now())
+            run.begin(registry.requester.now())
         return run.follow(listener)
 
     def run_stopped(self, run: _PollRun) -> None:
