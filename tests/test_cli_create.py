@@ -270,14 +270,17 @@ def test_wire_and_library_names_give_the_same_request() -> None:
         "generationType": "FIRST_AND_LAST_FRAMES_2_VIDEO",
         "imageUrls": ["https://img.example/1.png"], "resolution": "1080p", "seeds": 10001,
         "watermark": "w", "enableTranslation": False, "callBackUrl": "https://cb.example/x",
+        "enableFallback": True,
     }
     ours = {
         "prompt": "p", "model": "veo3", "aspect_ratio": "9:16",
         "generation_type": "FIRST_AND_LAST_FRAMES_2_VIDEO",
         "image_urls": ["https://img.example/1.png"], "resolution": "1080p", "seeds": 10001,
         "watermark": "w", "enable_translation": False, "callback_url": "https://cb.example/x",
+        "enable_fallback": True,
     }
     assert request_from_json(wire) == request_from_json(ours)
+    assert request_from_json(wire).enable_fallback is True
     # What is sent is what was read: the output's "request" can be fed back.
     request = request_from_json(wire)
     assert request_from_json(request.to_wire()) == request

@@ -100,6 +100,9 @@ BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
      ValueError, "1-3 image URLs, not 4"),
     ({"image_urls": ["https://a/1"] * 3}, ValueError, "no generation_type takes 0-2"),
     ({"image_urls": "https://a/1.png"}, TypeError, "not a single string"),
+    ({"image_urls": 5}, TypeError, "image_urls must be a list of URLs, not int"),
+    ({"image_urls": {"https://a/1.png", "https://a/2.png"}}, TypeError, "not set"),
+    ({"image_urls": {"https://a/1.png": 1}}, TypeError, "not dict"),
     ({"image_urls": ["ftp://a/1.png"]}, ValueError, "http(s) URL"),
     ({"image_urls": ["/local/file.png"]}, ValueError, "http(s) URL"),
     ({"seeds": 9999}, ValueError, "10000-99999"),
@@ -108,6 +111,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"callback_url": "not a url"}, ValueError, "callback_url"),
     ({"callback_url": "mailto:a@b.c"}, ValueError, "callback_url"),
     ({"enable_translation": "yes"}, TypeError, "enable_translation"),
+    ({"enable_fallback": 1}, TypeError, "enable_fallback"),
 ]
 
 
@@ -171,7 +175,8 @@ def test_extend_requests_are_validated() -> None:
 
 def test_the_wire_json_is_exactly_the_reference() -> None:
     """Every field goes out under the reference's name (aspect_ratio, not the
-    older aspectRatio; callBackUrl; enableTranslation), unset ones left out."""
+    older aspectRatio; callBackUrl; enableTranslation; the deprecated
+    enableFallback), unset ones left out."""
     full = GenerateRequest(
         "a cat",
         model="veo3",
@@ -183,6 +188,7 @@ def test_the_wire_json_is_exactly_the_reference() -> None:
         watermark="mine",
         enable_translation=False,
         callback_url="https://hooks.example/veo",
+        enable_fallback=True,
     )
     assert full.to_wire() == {
         "prompt": "a cat",
@@ -195,6 +201,7 @@ def test_the_wire_json_is_exactly_the_reference() -> None:
         "watermark": "mine",
         "enableTranslation": False,
         "callBackUrl": "https://hooks.example/veo",
+        "enableFallback": True,
     }
     assert GenerateRequest("a cat").to_wire() == {
         "prompt": "a cat", "model": "veo3_fast", "aspect_ratio": "16:9"
@@ -214,7 +221,9 @@ def test_generate_sends_the_request_and_returns_the_registered_handle() -> None:
     its request and creation time, and awaits to the SUCCESS record."""
 
     async def body(kie: FakeKie, veo: VeoSession) -> None:
-        task = await veo.generate("A cat surfing at sunset", model="veo3", seeds=12345)
+        task = await veo.generate(
+            "A cat surfing at sunset", model="veo3", seeds=12345, enable_fallback=False
+        )
         assert veo.task(task.task_id) is task
         assert isinstance(task.request, GenerateRequest)
         assert task.request.model == "veo3"
@@ -223,6 +232,7 @@ def test_generate_sends_the_request_and_returns_the_registered_handle() -> None:
         assert task.created_loop_time is not None
         sent = requests_to(kie, GENERATE)
         assert [r.json for r in sent] == [task.request.to_wire()]
+        assert sent[0].json["enableFallback"] is False
         info = await task
         assert info.status is TaskStatus.SUCCESS
         assert info.params["model"] == "veo3"

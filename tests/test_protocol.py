@@ -588,6 +588,28 @@ def test_record_info_data_null_is_record_not_found(data: str | None) -> None:
     assert err.retryable is False
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (["a", "list"], "data"),
+        ("hello", "data"),
+        ({"taskId": TASK}, "successFlag"),
+        ({"taskId": TASK, "successFlag": 0, "response": ["x"]}, "response"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_carries_the_answers_context(data: Any, field: str) -> None:
+    """A record that cannot be read is told as any unreadable answer: the
+    HTTP status, the body's first bytes as the excerpt, and the field."""
+    body = envelope(200, "success", data)
+    with pytest.raises(ResponseError) as info:
+        decode_record_info(raw(body), TASK)
+    err = info.value
+    assert (err.http_status, err.field, err.task_id) == (200, field, TASK)
+    assert err.excerpt == body.decode()[: len(err.excerpt)]
+    assert err.excerpt.startswith("{")
+    assert err.retryable is False
+
+
 def test_record_info_422_record_is_null() -> None:
     """The documented unknown-id answer raises RecordNotFoundError with the task id."""
     with pytest.raises(RecordNotFoundError) as info:

@@ -26,6 +26,7 @@ from veo_async import (
     ServerErrorPage,
     ServiceUnavailableError,
     SessionClosedError,
+    SubmitUncertainError,
     TaskFailedError,
     TransportError,
     VeoError,
@@ -277,6 +278,58 @@ async def test_key_not_in_cancelled_wait(secret_kie: FakeKie) -> None:
         with pytest.raises(asyncio.CancelledError) as caught:
             await waiter
     assert_error_clean(caught.value)
+
+
+def assert_no_frame_holds_the_key(error: BaseException) -> None:
+    """Every frame in the tracebacks of the error's chain, aiohttp's too: a
+    reporter that captures locals walks them all."""
+    for link in chain(error):
+        tb: TracebackType | None = link.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            for variable, value in frame.f_locals.items():
+                where = f"local {variable!r} of {frame.f_code.co_name} ({type(link).__name__})"
+                assert_clean(repr(value), where)
+            tb = tb.tb_next
+
+
+async def _ended_mid_request(secret_kie: FakeKie, how: str) -> BaseException:
+    """What a request in flight (60 s from its answer) ends with when ``how``
+    ends it: the session's close, or the caller's own timeout."""
+    secret_kie.add_task("t1", complete_after=600, faults=[Fault.slow(60)])
+    secret_kie.inject_create(Fault.slow(60))
+    veo = VeoSession(SECRET, base_url=secret_kie.base_url, policy=QUICK)
+    try:
+        call = veo.generate("a cat") if how == "close a create" else veo.record_info("t1")
+        if how == "caller's timeout":
+            call = asyncio.wait_for(call, 0.2)
+        request = asyncio.ensure_future(call)
+        assert await eventually(lambda: secret_kie.in_flight == 1)
+        if how != "caller's timeout":
+            await veo.aclose()
+        with pytest.raises((SessionClosedError, SubmitUncertainError, TimeoutError)) as caught:
+            await request
+        return caught.value
+    finally:
+        await veo.aclose()
+
+
+@pytest.mark.parametrize("how", ["close a read", "close a create", "caller's timeout"])
+async def test_a_request_ended_midway_chains_no_frame_holding_the_key(
+    secret_kie: FakeKie, how: str
+) -> None:
+    """A request ended in flight (aclose(), or the caller's timeout around
+    it): the error and all it chains keep no frame of the HTTP client, whose
+    locals hold the request's headers."""
+    error = await _ended_mid_request(secret_kie, how)
+    expected = {
+        "close a read": SessionClosedError,
+        "close a create": SubmitUncertainError,
+        "caller's timeout": TimeoutError,
+    }[how]
+    assert isinstance(error, expected)
+    assert_error_clean(error)
+    assert_no_frame_holds_the_key(error)
 
 
 async def echo_the_key(request: web.Request) -> web.Response:

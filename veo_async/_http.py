@@ -448,9 +448,13 @@ class AiohttpTransport:
                     # as declared: this session does not inflate), one read.
                     return RawResponse(response.status, response.headers, await response.read())
                 return await self._read_capped(response, inflate=self._inflate)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if not deadlines.timed_out(task):
-                raise
+                # Someone else's cancellation (a caller's, a timeout's, a
+                # close's) passes on, but without aiohttp's frames: their
+                # locals hold our headers, and a TimeoutError of the caller's
+                # asyncio.timeout() chains this error.
+                raise exc.with_traceback(None)  # noqa: B904 (the same error, re-raised)
             failure = f"no complete answer from {url} in time"
         except aiohttp.ClientConnectorError as exc:  # before anything was sent
             sent = False

@@ -364,7 +364,17 @@ def decode_record_info(
         raise _not_visible(response, task_id)
     if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
         return previous
-    return _checked_owner(record_from_wire(data, task_id, tz=tz), response, task_id)
+    try:
+        record = record_from_wire(data, task_id, tz=tz)
+    except ResponseError as exc:
+        # A record of the wrong shape: told as every other unreadable answer
+        # is, with the answer's status and the body's first bytes (the field
+        # it could not read is exc.field).
+        if exc.http_status is None:
+            exc.http_status = response.status
+        exc.excerpt = excerpt(response.body)
+        raise
+    return _checked_owner(record, response, task_id)
 
 
 def _not_visible(response: RawResponse, task_id: str) -> RecordNotFoundError:

@@ -415,6 +415,11 @@ class Requester:
         call = asyncio.current_task(self._loop) if release else None
         if call is not None:
             self._calls.add(call)
+        # What a request aclose() ended raises, once out of the except block
+        # that caught its cancellation: raised in it, the error would chain
+        # that CancelledError, whose traceback holds the transport's frames
+        # (aiohttp's hold our headers in their locals).
+        ended: VeoError | None = None
         try:
             self._requests += 1
             if self._on_event is not None:
@@ -488,13 +493,12 @@ class Requester:
                 # ends with the session.
                 closed = TransportError(_CLOSED_DURING, sent=True)
                 self._failed(method, path, task_id, granted_at, closed)
-                if creating is None:
-                    raise SessionClosedError(_CLOSED_DURING) from None
-                raise closed from None
-            if self._on_event is not None:
+                ended = closed if creating is not None else SessionClosedError(_CLOSED_DURING)
+            elif self._on_event is not None:
                 now = _loop_time() or granted_at
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
-            raise
+            if ended is None:
+                raise
         finally:
             if call is not None:
                 self._calls.discard(call)
@@ -505,6 +509,8 @@ class Requester:
                     self._ended_by_close(call)
             if release:
                 queue.release()
+        if ended is not None:
+            raise ended
         queue.answered(granted_at)
         if creating is not None and create_granted is not None:
             creating.answered(create_granted)

@@ -600,6 +600,7 @@ class VeoSession:
         watermark: str | None = None,
         enable_translation: bool | None = None,
         callback_url: str | None = None,
+        enable_fallback: bool | None = None,
         allow_unknown: bool = False,
     ) -> VeoTask:
         """Create a video task (``POST generate``); its handle, at once.
@@ -643,6 +644,7 @@ class VeoSession:
             "watermark": watermark,
             "enable_translation": enable_translation,
             "callback_url": callback_url,
+            "enable_fallback": enable_fallback,
         }
         given = {name: value for name, value in options.items() if value is not None}
         if isinstance(prompt, GenerateRequest):

@@ -406,6 +406,10 @@ def _image_urls(urls: Iterable[str] | None) -> tuple[str, ...]:
         return ()
     if isinstance(urls, (str, bytes)):
         raise TypeError("image_urls must be a list of URLs, not a single string")
+    # An ordered sequence: the first and last frames go in the order given
+    # (a set's order is arbitrary, a dict's keys hardly meant).
+    if isinstance(urls, (set, frozenset, dict)) or not isinstance(urls, Iterable):
+        raise TypeError(f"image_urls must be a list of URLs, not {type(urls).__name__}")
     return tuple(urls)
 
 
@@ -456,6 +460,9 @@ class GenerateRequest:
     :ivar watermark: the watermark text, or None for none.
     :ivar enable_translation: translate non-English prompts (Kie's default: yes).
     :ivar callback_url: an http(s) URL Kie POSTs the outcome to, or None.
+    :ivar enable_fallback: sent as ``enableFallback`` when given: let Kie use
+        its fallback model when Veo refuses (deprecated by Kie, which may
+        ignore it; a fallback video has :attr:`RecordInfo.fallback` set).
     :ivar allow_unknown: the escape hatch: accept a ``model``,
         ``generation_type``, ``aspect_ratio`` or ``resolution`` outside the
         documented sets (a value Kie added after this release). Image counts
@@ -475,6 +482,7 @@ class GenerateRequest:
         default=None, kw_only=True, validator=_optional_bool
     )
     callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
+    enable_fallback: bool | None = attrs.field(default=None, kw_only=True, validator=_optional_bool)
     allow_unknown: bool = attrs.field(default=False, kw_only=True, validator=_bool)
 
     def __attrs_post_init__(self) -> None:
@@ -519,6 +527,8 @@ class GenerateRequest:
             body["enableTranslation"] = self.enable_translation
         if self.callback_url is not None:
             body["callBackUrl"] = self.callback_url
+        if self.enable_fallback is not None:
+            body["enableFallback"] = self.enable_fallback
         return body
 
 

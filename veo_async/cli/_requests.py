@@ -45,6 +45,8 @@ FIELD_NAMES: Mapping[str, str] = {
     "enableTranslation": "enable_translation",
     "callback_url": "callback_url",
     "callBackUrl": "callback_url",
+    "enable_fallback": "enable_fallback",
+    "enableFallback": "enable_fallback",
     "allow_unknown": "allow_unknown",
 }
 
