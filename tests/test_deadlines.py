@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from veo_async import TransportError, VeoSession
+from veo_async import TransportError, VeoSession, _deadlines
 from veo_async._deadlines import RequestDeadlines
 from veo_async._http import AiohttpTransport, ApiKey, HttpRequest
 
@@ -26,8 +26,8 @@ async def held(deadlines: RequestDeadlines, release: asyncio.Event) -> str:
     task = deadlines.enter()
     try:
         await release.wait()
-    except asyncio.CancelledError:
-        if deadlines.timed_out(task):
+    except asyncio.CancelledError as exc:
+        if deadlines.timed_out(task, exc):
             return "timed out"
         raise
     finally:
@@ -314,3 +314,29 @@ async def test_a_reset_on_a_pooled_connection_is_one_counted_failed_request() ->
         record = await veo.record_info("veo_r")  # a new connection
         assert record.status.name == "SUCCESS"
         assert veo.stats.requests == len(seen) == 3
+
+
+@pytest.mark.parametrize(
+    ("message", "ours"), [("ours", True), (None, False), ("another's", False)]
+)
+async def test_without_a_cancel_count_the_first_cancels_message_tells_whose_it_was(
+    monkeypatch: pytest.MonkeyPatch, message: str | None, ours: bool
+) -> None:
+    """On Python 3.10 (no Task.cancelling), taken_back reads the message of
+    the cancellation the task met: ours is taken back; a caller's, landing
+    first, propagates (a caller cancelling then closing kept its cancel)."""
+    monkeypatch.setattr(_deadlines, "COUNTS_CANCELS", False)
+
+    async def request() -> tuple[bool, bool]:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError as exc:  # in the task cancelled: its message
+            me = asyncio.current_task()
+            assert me is not None
+            return _deadlines.taken_back(me, exc, "ours"), _deadlines.taken_back(me, None, "ours")
+        raise AssertionError("not cancelled")
+
+    waiting = asyncio.ensure_future(request())
+    await asyncio.sleep(0)
+    waiting.cancel(message)
+    assert await waiting == (ours, False)

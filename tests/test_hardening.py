@@ -18,6 +18,7 @@ import json
 import logging
 import resource
 import struct
+import sys
 import time
 import traceback
 import zlib
@@ -50,6 +51,7 @@ from veo_async import (
     VeoSession,
     VeoTask,
     WaitTimeoutError,
+    _deadlines,
 )
 from veo_async._batch import CompletionTracker
 from veo_async._limits import MAX_PAUSE
@@ -396,13 +398,27 @@ class _DeafTransport:
         """Nothing: the requests in flight go on."""
 
 
+#: Tasks that count cancellations (3.11+), and the 3.10 way, told by messages.
+COUNTS_CANCELS_OR_NOT = [
+    pytest.param(
+        True, marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling: 3.11+")
+    ),
+    False,
+]
+
+
+@pytest.mark.parametrize("counts_cancels", COUNTS_CANCELS_OR_NOT, ids=["3.11+", "3.10-like"])
 @pytest.mark.parametrize("deaf", [False, True], ids=["in-process", "user transport"])
-def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(deaf: bool) -> None:
+def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(
+    monkeypatch: pytest.MonkeyPatch, deaf: bool, counts_cancels: bool
+) -> None:
     """aclose() ends a record_info() and a create in flight at once, as a
     pulled connection does over HTTP: the read with SessionClosedError, the
     create with SubmitUncertainError (it may have gone through), even when
     the transport's own close lets its requests run on (they returned
-    results after the close before)."""
+    results after the close before). Also where tasks count no
+    cancellations (Python 3.10: the close's cancel is told by its message)."""
+    monkeypatch.setattr(_deadlines, "COUNTS_CANCELS", counts_cancels)
 
     async def main() -> None:
         kie = FakeKie()
@@ -431,9 +447,15 @@ def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(deaf: bo
     run_virtual(main)
 
 
-def test_a_caller_cancelling_during_aclose_still_gets_its_cancellation() -> None:
+@pytest.mark.parametrize("counts_cancels", COUNTS_CANCELS_OR_NOT, ids=["3.11+", "3.10-like"])
+def test_a_caller_cancelling_during_aclose_still_gets_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch, counts_cancels: bool
+) -> None:
     """A one-shot request whose caller cancelled it while the session closes
-    ends cancelled (CancelledError is never turned into a session error)."""
+    ends cancelled (CancelledError is never turned into a session error),
+    also where tasks count no cancellations (Python 3.10: the first
+    cancellation's message tells)."""
+    monkeypatch.setattr(_deadlines, "COUNTS_CANCELS", counts_cancels)
 
     async def main() -> None:
         kie = FakeKie()

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "uncancel"]
+__all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "taken_back", "uncancel"]
 
 #: Whether a task counts the cancellations asked of it (``Task.cancelling``, 3.11+).
 COUNTS_CANCELS = sys.version_info >= (3, 11)
@@ -49,6 +49,28 @@ else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
         return 0
 
 
+def taken_back(
+    task: asyncio.Task[Any], error: BaseException | None, message: str, entered: int = 0
+) -> bool:
+    """Whether the cancellation ``task`` met (``error``) was only the one
+    asked of it by ``task.cancel(message)``, since it counted ``entered``
+    cancellations; if so, that cancellation is taken back (the caller then
+    raises its own error instead of it).
+
+    On 3.11+ the task's count tells whether anyone else cancelled it too. On
+    3.10 there is no count: the error's message tells whose cancellation
+    landed first, and a second one in the same step, merged into it, goes
+    unseen (so a caller's cancel just before ours still propagates).
+    """
+    if COUNTS_CANCELS:
+        return uncancel(task) <= entered
+    return error is not None and error.args == (message,)
+
+
+# The message of a deadline's cancellation (see taken_back).
+_DEADLINE = "veo_async: the request's deadline passed"
+
+
 class RequestDeadlines:
     """Cancels requests still in flight ``limit`` seconds after they began.
 
@@ -59,8 +81,8 @@ class RequestDeadlines:
         task = deadlines.enter()
         try:
             ...  # the request
-        except asyncio.CancelledError:
-            if deadlines.timed_out(task):
+        except asyncio.CancelledError as exc:
+            if deadlines.timed_out(task, exc):
                 ...  # the request took too long: raise a timeout error
             raise
         finally:
@@ -116,15 +138,15 @@ class RequestDeadlines:
         self._started.pop(task, None)
         self._expired.pop(task, None)
 
-    def timed_out(self, task: asyncio.Task[Any]) -> bool:
-        """Whether a CancelledError the request of ``task`` raised is its
-        deadline's alone (then the cancellation is taken back, and the caller
-        raises its timeout error instead); False when it is not ours, or
-        someone else cancelled the task as well (then it must propagate)."""
+    def timed_out(self, task: asyncio.Task[Any], error: BaseException | None = None) -> bool:
+        """Whether the CancelledError ``error`` the request of ``task`` raised
+        is its deadline's alone (then the cancellation is taken back, and the
+        caller raises its timeout error instead); False when it is not ours,
+        or someone else cancelled the task as well (then it must propagate)."""
         entered = self._expired.pop(task, None)
         if entered is None:
             return False
-        return uncancel(task) <= entered
+        return taken_back(task, error, _DEADLINE, entered)
 
     def close(self) -> None:
         """Disarm the timer (the owner is closing; requests still in flight
@@ -148,4 +170,4 @@ class RequestDeadlines:
             del started[task]
             if not task.done():
                 self._expired[task] = entered
-                task.cancel()
+                task.cancel(_DEADLINE)

@@ -449,7 +449,7 @@ class AiohttpTransport:
                     return RawResponse(response.status, response.headers, await response.read())
                 return await self._read_capped(response, inflate=self._inflate)
         except asyncio.CancelledError as exc:
-            if not deadlines.timed_out(task):
+            if not deadlines.timed_out(task, exc):
                 # Someone else's cancellation (a caller's, a timeout's, a
                 # close's) passes on, but without aiohttp's frames: their
                 # locals hold our headers, and a TimeoutError of the caller's

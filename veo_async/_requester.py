@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from ._convert import KIE_TIMEZONE
-from ._deadlines import cancelling, uncancel
+from ._deadlines import cancelling, taken_back
 from ._http import ApiKey, HttpRequest, Transport
 from ._limits import DueQueue, RequestBudget
 from ._poll_runners import PollAnswer, PollRequest, PollRunners
@@ -486,8 +486,8 @@ class Requester:
                 creating.answered(create_granted)
             self._failed(method, path, task_id, granted_at, exc)
             raise
-        except asyncio.CancelledError:
-            if call is not None and self._ended_by_close(call):
+        except asyncio.CancelledError as cancelled:
+            if call is not None and self._ended_by_close(call, cancelled):
                 # As when the transport's close pulls the connection: a
                 # create may have gone through (its caller says so), a read
                 # ends with the session.
@@ -539,14 +539,16 @@ class Requester:
             now = _loop_time() or started
             self.emit(RequestFailed(method, path, task_id, now, now - started, error))
 
-    def _ended_by_close(self, call: asyncio.Task[Any]) -> bool:
+    def _ended_by_close(
+        self, call: asyncio.Task[Any], error: BaseException | None = None
+    ) -> bool:
         """Whether :meth:`aclose` cancelled the request of ``call`` and nobody
         else cancelled that task since (then the cancellation is taken back:
         the request ends with the session's error instead)."""
         if call not in self._ended_calls:
             return False
         self._ended_calls.discard(call)
-        return uncancel(call) == 0
+        return taken_back(call, error, _CLOSING)
 
     def _end_calls(self) -> None:
         """Cancel the one-shot requests in flight: each ends as if its
@@ -563,7 +565,7 @@ class Requester:
                 and cancelling(call) == 0
             ):
                 self._ended_calls.add(call)
-                call.cancel()
+                call.cancel(_CLOSING)
 
     async def aclose(self) -> None:
         """Fail every queued request, cancel the requests in flight, close the transport."""
@@ -594,6 +596,8 @@ class Requester:
 # What a request ends with when aclose() ends it (a read's SessionClosedError,
 # a create's TransportError, however the transport took the close).
 _CLOSED_DURING = "the VeoSession was closed during the request"
+# The message of the cancellation aclose() ends a request with (see taken_back).
+_CLOSING = "veo_async: the session closed"
 
 
 def _loop_time() -> float | None:

@@ -400,7 +400,7 @@ def render_record(script: TaskScript, *, created_at: float, done: bool) -> dict[
             else None
         ),
         "response": response,
-        "successFlag": str(status) if q.success_flag_as_str else status,
+        "successFlag": str(int(status)) if q.success_flag_as_str else status,
         "errorCode": error_code,
         "errorMessage": error_message,
         "createTime": format_time(created_at, epoch_ms=q.times_as_epoch_ms),
