@@ -16,6 +16,7 @@ from veo_async import (
     InsufficientCreditsError,
     PollPolicy,
     RecordInfo,
+    RecordNotFoundError,
     TaskFailedError,
     TaskStatus,
     VeoSession,
@@ -181,6 +182,38 @@ async def test_as_completed_reports_each_outcome_through_result(
         "bad": [TaskFailedError],
         "never": [WaitTimeoutError],
     }
+
+
+async def test_a_yielded_handle_keeps_its_outcome_when_another_wait_starts_on_it(
+    fake_kie: FakeKie,
+) -> None:
+    """A handle as_completed yielded still tells what ended its polling (a
+    record that stayed null, a batch deadline) once another wait has started
+    polling that id again: result() raises that error, not InvalidStateError."""
+    fake_kie.add_task("quick", complete_after=0)
+    fake_kie.add_task("slow", complete_after=3600)
+    policy = PollPolicy(first_poll=0, interval=1, max_interval=2, jitter=0, not_found_grace=2)
+    async with session_on(fake_kie, policy=policy) as veo:
+        others: list[asyncio.Task[Any]] = []
+        errors: dict[str, type[Exception]] = {}
+        ids = ["quick", "unknown", "slow"]
+        async with aclosing(veo.as_completed(ids, timeout=20)) as completed:
+            async for handle in completed:
+                if handle.task_id == "quick":
+                    await asyncio.sleep(10)  # "unknown" ends: its record stays null
+                    continue
+                # Someone else starts waiting on the same id before we read it.
+                others.append(asyncio.create_task(veo.task(handle.task_id).wait(timeout=600)))
+                await asyncio.sleep(0.5)
+                assert handle.polling
+                with pytest.raises((RecordNotFoundError, WaitTimeoutError)) as caught:
+                    handle.result()
+                assert handle.error is caught.value
+                errors[handle.task_id] = type(caught.value)
+        assert errors == {"unknown": RecordNotFoundError, "slow": WaitTimeoutError}
+        for other in others:
+            other.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def test_leaving_as_completed_early_cancels_the_rest(

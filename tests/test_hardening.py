@@ -447,6 +447,37 @@ def test_aclose_ends_one_shot_requests_in_flight_whatever_the_transport(
     run_virtual(main)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_no_request_reaches_the_service_after_aclose_returned(steps: int) -> None:
+    """One-shot requests that had just started when aclose() was called
+    (handed to the transport, whose server task had not run yet) have ended
+    when it returns: the service sees nothing afterwards (an in-process
+    server created and charged a task after the close before), and each
+    caller has its error."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task("t1", complete_after=100)
+        veo = VeoSession(KEY, transport=kie.transport(), policy=EVERY_SECOND)
+        create = asyncio.create_task(veo.generate("a cat"))
+        read = asyncio.create_task(veo.task("t1").refresh())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        await veo.aclose()
+        seen, charged = kie.total_requests, kie.charged
+        assert create.done()
+        assert read.done()
+        await settle(5)
+        assert (kie.total_requests, kie.charged) == (seen, charged)
+        assert isinstance(read.exception(), SessionClosedError)
+        if kie.created:  # it reached the service: it may have gone through
+            assert isinstance(create.exception(), SubmitUncertainError)
+        else:
+            assert isinstance(create.exception(), SessionClosedError)
+
+    run_virtual(main)
+
+
 @pytest.mark.parametrize("counts_cancels", COUNTS_CANCELS_OR_NOT, ids=["3.11+", "3.10-like"])
 def test_a_caller_cancelling_during_aclose_still_gets_its_cancellation(
     monkeypatch: pytest.MonkeyPatch, counts_cancels: bool

@@ -472,6 +472,22 @@ async def test_a_cancelled_aclose_still_closes_the_transport(fake_kie: FakeKie) 
         await asyncio.wait_for(waiting, 1.0)
 
 
+async def test_a_batch_ended_by_the_close_names_each_id_in_its_error(fake_kie: FakeKie) -> None:
+    """The session closed during a wait_many(return_exceptions=True): each
+    id's SessionClosedError carries its task_id, as every per-id error does
+    (those polled and those still queued behind the concurrency window)."""
+    ids = [f"t{i}" for i in range(6)]
+    for task_id in ids:
+        fake_kie.add_task(task_id, complete_after=3600)
+    veo = session_on(fake_kie, concurrency=2)
+    batch = asyncio.ensure_future(veo.wait_many(ids, timeout=None, return_exceptions=True))
+    await eventually(lambda: veo.stats.requests >= 6)
+    await veo.aclose()
+    outcomes = await batch
+    assert [type(outcome) for outcome in outcomes] == [SessionClosedError] * 6
+    assert [outcome.task_id for outcome in outcomes] == ids  # type: ignore[union-attr]
+
+
 async def test_closed_session_refuses_work(fake_kie: FakeKie) -> None:
     """After aclose, record_info, task(), waits and re-entering raise RuntimeError, no I/O."""
     fake_kie.add_task("t1")

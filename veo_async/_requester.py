@@ -166,6 +166,8 @@ class Requester:
         # aclose() cancelled.
         self._calls: set[asyncio.Task[Any]] = set()
         self._ended_calls: set[asyncio.Task[Any]] = set()
+        # Set when a one-shot request leaves once closed (see _calls_left).
+        self._call_left: asyncio.Future[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -502,6 +504,9 @@ class Requester:
         finally:
             if call is not None:
                 self._calls.discard(call)
+                left = self._call_left
+                if left is not None and not left.done():
+                    left.set_result(None)
                 if self._ended_calls:
                     # A transport that let the cancellation pass (it answered,
                     # or raised its own error): the cancel is taken back, not
@@ -567,6 +572,19 @@ class Requester:
                 self._ended_calls.add(call)
                 call.cancel(_CLOSING)
 
+    async def _calls_left(self) -> None:
+        """Wait until the one-shot requests in flight have left (ended by
+        :meth:`_end_calls`): their transports unwound, so none reaches the
+        service after the close returned (an in-process server's task, say,
+        would take its first step only then, and create a task)."""
+        current = asyncio.current_task()
+        while any(call is not current for call in self._calls):
+            left = self._call_left = asyncio.get_running_loop().create_future()
+            try:
+                await left
+            finally:
+                self._call_left = None
+
     async def aclose(self) -> None:
         """Fail every queued request, cancel the requests in flight, close the transport."""
         if self._closed:
@@ -574,6 +592,7 @@ class Requester:
         self._closed = True
         self._end_calls()
         try:
+            await self._calls_left()
             # The waiting requests fail a slice per loop step (a batch of
             # 100,000 ids: one step would stall the loop a third of a second).
             await self.create_queue.aclose(SessionClosedError)

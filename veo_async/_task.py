@@ -321,6 +321,11 @@ class _PollRun(Ticket):
         self.ended = True
         self.error = error
         if error is not None:
+            if isinstance(error, VeoError) and error.task_id is None:
+                # Errors of no request (the session closed while this run
+                # waited its turn): each a fresh one, named for its task as
+                # the answers' errors are.
+                error.task_id = self.handle.task_id
             logger.debug("polling task %s ended: %r", self.handle.task_id, error)
         self.handle.run_stopped(self)
         self.notify(error)
@@ -540,6 +545,9 @@ class VeoTask:
             if self._run is None:
                 self._error = exc  # as a run that met the 401 would leave it
             raise
+        except SessionClosedError as exc:  # a fresh one too
+            exc.task_id = self.task_id
+            raise
         run = self._run
         if run is None:
             registry = self._registry
@@ -547,7 +555,10 @@ class VeoTask:
             plan = registry.pacer.plan(chosen)
             run = _PollRun(self, registry.requester, plan, chosen.not_found_grace)
             self._run = run
-            self._error = None
+            # The last wait's error stays the outcome until this run has one
+            # (error, result(): "what ended the last wait"): a batch consumer
+            # reading a handle it was handed must find what ended it there,
+            # even once another wait has started polling it again.
             run.begin(registry.requester.now())
         return run.follow(listener)
 
