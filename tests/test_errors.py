@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from veo_async import VeoSession, errors
+from veo_async import PollPolicy, VeoSession, errors
 from veo_async._protocol import RawResponse, api_error, decode_envelope, decode_record_info
 from veo_async.errors import (
     APIError,
@@ -31,6 +31,7 @@ from veo_async.errors import (
     SubmitUncertainError,
     TaskFailedError,
     TransportError,
+    TruncatedResponseError,
     VeoError,
     WaitTimeoutError,
 )
@@ -63,6 +64,8 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (ErrorPage, APIError),
     (ErrorPage, ResponseError),
     (TransportError, VeoError),
+    (TruncatedResponseError, TransportError),
+    (TruncatedResponseError, ResponseError),
     (ResponseError, VeoError),
     (SubmitUncertainError, VeoError),
     (TaskFailedError, VeoError),
@@ -345,6 +348,7 @@ def _samples() -> list[VeoError]:
         ServerErrorPage("HTTP 502: <html>", code=502, http_status=502, task_id="t1"),
         ErrorPage("HTTP 403: error code: 1010", code=403, http_status=403, task_id="t1"),
         TransportError("reset", task_id="t1", sent=False),
+        TruncatedResponseError("cut at 362 of 462 bytes", http_status=200),
         ResponseError("not JSON", task_id="t1", excerpt="<html>", retryable=True),
         SubmitUncertainError(GenerateRequest("a cat"), "TransportError: reset"),
         TaskFailedError(failed),
@@ -411,3 +415,55 @@ async def test_an_answer_that_is_not_http_says_so_not_http_400(answer: bytes, wh
     assert "HTTP 400" not in message
     assert "test-key-echoed" not in message
     assert caught.value.retryable
+
+
+_RECORD = (
+    b'{"code":200,"msg":"success","data":{"taskId":"veo_cut","successFlag":1,'
+    b'"createTime":"2026-11-30 10:00:00","response":{"resultUrls":["https://r/v.mp4"]}}}'
+)
+
+
+@pytest.mark.loopback
+async def test_an_answer_cut_mid_body_is_a_truncated_response_both_kinds_catch() -> None:
+    """An answer whose body breaks off (fewer bytes than its Content-Length,
+    then the connection closes): a TruncatedResponseError, which both
+    ``except TransportError`` and ``except ResponseError`` catch, with the
+    answer's status; retryable (a wait asks again and gets the record), and
+    a create it cut is uncertain, never resent."""
+    answers = [0]
+    posts = [0]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"POST"):
+            posts[0] += 1
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        answers[0] += 1
+        whole = answers[0] == 3  # the third answer comes whole
+        body = _RECORD if whole else _RECORD[:40]
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(_RECORD), body)
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fast = PollPolicy(first_poll=0, interval=0.01, jitter=0, timeout=5)
+    async with server, VeoSession("k" * 16, base_url=f"http://127.0.0.1:{port}") as veo:
+        with pytest.raises(TruncatedResponseError) as caught:
+            await veo.record_info("veo_cut")
+        error = caught.value
+        assert isinstance(error, TransportError)
+        assert isinstance(error, ResponseError)
+        assert (error.http_status, error.sent, error.retryable) == (200, True, True)
+        assert error.task_id == "veo_cut"
+        assert "broke off" in str(error)
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a cat")
+        assert posts[0] == 1
+        info = await veo.task("veo_cut").wait(policy=fast)  # the third answer, whole
+        assert info.status is TaskStatus.SUCCESS

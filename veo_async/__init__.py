@@ -45,6 +45,7 @@ from .errors import (
     SubmitUncertainError,
     TaskFailedError,
     TransportError,
+    TruncatedResponseError,
     VeoError,
     WaitTimeoutError,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "TaskStore",
     "Transport",
     "TransportError",
+    "TruncatedResponseError",
     "VeoError",
     "VeoSession",
     "VeoTask",

@@ -31,7 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._deadlines import RequestDeadlines
 from ._protocol import RawResponse
-from .errors import ResponseError, SessionClosedError, TransportError
+from .errors import ResponseError, SessionClosedError, TransportError, TruncatedResponseError
 from .models import _slot_setters
 
 __all__ = [
@@ -420,6 +420,9 @@ class AiohttpTransport:
         # no such host, TLS handshake) proves it did not, and only then may a
         # create be resent without risking a second charge.
         sent = True
+        # The answer's status once its head came: a failure after it cut the body.
+        status: int | None = None
+        cut = False
         deadlines = self._deadlines
         task = deadlines.enter()
         try:
@@ -436,6 +439,7 @@ class AiohttpTransport:
                 # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
             ) as response:
+                status = response.status
                 declared = response.content_length
                 encoding = response.headers.get("Content-Encoding")
                 if (
@@ -446,7 +450,7 @@ class AiohttpTransport:
                 ):
                     # The common answer: uncompressed and sized (the bytes are
                     # as declared: this session does not inflate), one read.
-                    return RawResponse(response.status, response.headers, await response.read())
+                    return RawResponse(status, response.headers, await response.read())
                 return await self._read_capped(response, inflate=self._inflate)
         except asyncio.CancelledError as exc:
             if not deadlines.timed_out(task, exc):
@@ -459,6 +463,9 @@ class AiohttpTransport:
         except aiohttp.ClientConnectorError as exc:  # before anything was sent
             sent = False
             failure = f"could not connect to {url}: {type(exc).__name__}: {_safe(exc)}"
+        except aiohttp.ClientPayloadError as exc:  # the head came, the body broke off
+            failure = f"the answer from {url} broke off: {type(exc).__name__}: {_safe(exc)}"
+            cut = True
         except aiohttp.ClientError as exc:
             failure = f"request to {url} failed: {type(exc).__name__}: {_safe(exc)}"
         except OSError as exc:
@@ -467,6 +474,8 @@ class AiohttpTransport:
             deadlines.leave(task)
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers).
+        if cut and status is not None:
+            raise TruncatedResponseError(failure, http_status=status)
         raise TransportError(failure, sent=sent)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:

@@ -16,6 +16,7 @@ needed to act on it, and says whether trying again can help (``retryable``)::
     │   │   └── ServerErrorPage        a 5xx page, not an envelope (also a ResponseError)
     │   └── ErrorPage                  another status's page (also a ResponseError)
     ├── TransportError        connection reset, DNS, request timeout, TLS
+    │   └── TruncatedResponseError  an answer cut off mid-body (also a ResponseError)
     ├── ResponseError         not JSON, truncated, HTML proxy page, wrong shape
     ├── SubmitUncertainError  a create that may have created a task (never resent)
     ├── TaskFailedError       successFlag 2/3 (record, error_code, error_message)
@@ -58,6 +59,7 @@ __all__ = [
     "SubmitUncertainError",
     "TaskFailedError",
     "TransportError",
+    "TruncatedResponseError",
     "VeoError",
     "WaitTimeoutError",
 ]
@@ -263,6 +265,22 @@ class ResponseError(VeoError):
             f"ResponseError(message={self.message!r}, http_status={self.http_status}, "
             f"field={self.field!r}, task_id={self.task_id!r}, excerpt={self.excerpt!r})"
         )
+
+
+class TruncatedResponseError(TransportError, ResponseError):
+    """An answer cut off before its end: the connection closed or was reset
+    in the middle of the body (fewer bytes than its ``Content-Length``, a
+    chunked body without its last chunk).
+
+    Both a :class:`TransportError` (no complete HTTP answer came: ``sent`` is
+    True, a create is not resent) and a :class:`ResponseError` (a truncated
+    answer, with the answer's :attr:`http_status`): either ``except`` catches
+    it. Retryable, as both are.
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class ServerErrorPage(ServerError, ResponseError):  # type: ignore[misc]  # http_status: int here
