@@ -9,6 +9,7 @@ random points over loopback) is ``test_durable_kill.py``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sqlite3
@@ -37,6 +38,7 @@ from veo_async import (
     TaskStore,
     VeoSession,
     VeoTask,
+    _durable,
 )
 from veo_async.errors import InsufficientCreditsError
 from veo_async.events import RAISED_TOO
@@ -44,7 +46,7 @@ from veo_async.store import StoredTask, new_ref, ref_of, with_ref
 from veo_async.testing import FakeKie, Fault
 
 from ._redis_server import RedisServer, redis_server
-from .conftest import API_KEY, FAST_POLICY, leftover_tasks, session_on
+from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks, session_on
 
 pytestmark = pytest.mark.real_time
 __all__ = ["redis_server"]  # the fixture, for the Redis runs
@@ -612,6 +614,35 @@ async def test_an_acked_task_is_never_yielded_again_by_a_running_completed(
         await first.aclose()
         await second.aclose()
     assert not leftover_tasks()
+
+
+async def test_a_following_completed_keeps_nothing_of_what_it_delivered_and_was_acked(
+    kie: FakeKie, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completed(follow=True) that runs for days, its consumer acking each
+    task: the iteration holds none of the ids it handed out and saw acked
+    (it kept every one, some 80 bytes each, for as long as it ran). The
+    session's own list of acknowledged ids is bounded (here at 50)."""
+    monkeypatch.setattr(_durable, "_ACKED_KEPT", 50)
+    ids = [f"veo_{i}" for i in range(1500)]
+    kie.add_tasks(ids)
+    async with durable(kie, db) as veo:
+        acked = 0
+
+        async def consume() -> None:
+            nonlocal acked
+            async for task in veo.completed(follow=True):
+                await task.ack()
+                acked += 1
+
+        consumer = asyncio.create_task(consume())
+        await veo.wait_many(ids)
+        assert await eventually(lambda: acked == len(ids), within=60.0)
+        # Diagnosis through the running iteration's own state: what it holds.
+        running = [held for held in gc.get_objects() if isinstance(held, _durable._Delivery)]
+        assert [len(delivery.seen) for delivery in running] == [0]
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
 
 
 async def test_deliver_acks_each_handled_task_and_stops_on_a_handler_error(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from veo_async.store import (
     StoredIntent,
     StoredTask,
     TaskStore,
+    _checks,
     new_ref,
     record_to_json,
 )
@@ -355,6 +357,29 @@ async def test_open_purges_with_the_retention_setting(stores: Stores) -> None:
         assert len(await store.list_tasks()) == 2
     async with stores.make(path) as store:
         assert [t.task_id for t in await store.list_tasks()] == ["new"]
+
+
+async def test_a_store_kept_open_purges_past_its_retention_every_six_hours(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker keeps its store open for weeks: rows past the retention are
+    purged again with the first write six hours after the last purge (they
+    were purged only at open, and piled up until a restart)."""
+    clock = [time.time()]
+    monkeypatch.setattr(_checks, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    day = 86400.0
+    async with stores.make("s", retention=2 * day) as store:
+        await store.track(["first"])
+        clock[0] += 1.5 * day
+        await store.track(["second"])  # nothing is past two days yet
+        assert {t.task_id for t in await store.list_tasks()} == {"first", "second"}
+        clock[0] += 1 * day  # "first" is 2.5 days old now
+        await store.ack("second")  # the next write purges first
+        assert [t.task_id for t in await store.list_tasks()] == ["second"]
+        clock[0] += 3600.0
+        await store.track(["third"], created_at=clock[0] - 3 * day)
+        await store.track(["fourth"])  # within six hours of the last purge: none
+        assert len(await store.list_tasks()) == 3
 
 
 async def test_list_tasks_limit_and_order(stores: Stores) -> None:

@@ -31,7 +31,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Container, Iterable
 from typing import TypeVar
 
 import attrs
@@ -153,11 +153,15 @@ def _restore(registry: TaskRegistry, stored: StoredTask, record: RecordInfo | No
 class _Delivery:
     """One iteration of :meth:`DurableTracker.completed`: what it follows and holds."""
 
-    def __init__(self, policy: AnyPolicy | None) -> None:
+    def __init__(self, policy: AnyPolicy | None, acked: Container[str]) -> None:
         self.policy = policy
         self.ready: deque[VeoTask] = deque()
-        #: Ids queued or yielded by this iteration: each is yielded once.
+        #: Ids queued or yielded by this iteration and not acknowledged: each
+        #: is yielded once. Acknowledged ones leave it (an iteration that
+        #: follows for days must not keep every id it ever handed out):
+        #: ``acked``, the session's latest acknowledged ids, keeps them out.
         self.seen: set[str] = set()
+        self._acked = acked
         self.waiting: dict[str, Subscription] = {}
         self.error: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -166,7 +170,7 @@ class _Delivery:
     def follow(self, handle: VeoTask) -> None:
         """Poll an unfinished handle for this iteration (its outcome is then queued)."""
         task_id = handle.task_id
-        if task_id in self.seen or task_id in self.waiting:
+        if task_id in self.seen or task_id in self.waiting or task_id in self._acked:
             return
         if handle.done():
             self.arrived(handle)
@@ -186,16 +190,19 @@ class _Delivery:
             self.wake()
 
     def acked(self, task_id: str) -> None:
-        """Acknowledged meanwhile (by this iteration's consumer or another):
-        never yielded by this iteration, if it was not already."""
-        self.seen.add(task_id)
+        """Acknowledged (by this iteration's consumer or another): never
+        yielded by this iteration, if it was not already; no longer followed."""
+        self.seen.discard(task_id)
+        subscription = self.waiting.pop(task_id, None)
+        if subscription is not None:
+            subscription.close()
         for handle in [handle for handle in self.ready if handle.task_id == task_id]:
             self.ready.remove(handle)
 
     def arrived(self, handle: VeoTask) -> None:
         """A handle reached its outcome: queue it (once)."""
         task_id = handle.task_id
-        if task_id in self.seen:
+        if task_id in self.seen or task_id in self._acked:
             return
         self.seen.add(task_id)
         subscription = self.waiting.pop(task_id, None)
@@ -470,7 +477,7 @@ class DurableTracker:
         self, registry: TaskRegistry, *, follow: bool, policy: AnyPolicy | None
     ) -> AsyncGenerator[VeoTask, None]:
         """See :meth:`veo_async.VeoSession.completed`."""
-        delivery = _Delivery(policy)
+        delivery = _Delivery(policy, self._acked)
         # Registered before reading the store: a task finishing meanwhile is
         # then queued by the notification (and not twice: seen ids are skipped).
         self._deliveries.add(delivery)

@@ -47,12 +47,19 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+# While a store stays open, rows past its retention are purged again after
+# this many seconds (with the next write): once at open() let a worker that
+# never restarts keep every task it ever acknowledged.
+_PURGE_EVERY = 6 * 3600.0
+
+
 class BatchedStore:
     """A :class:`~veo_async.store.TaskStore` whose writes are grouped into batches.
 
     :param where: the store's location, for messages and errors.
-    :param retention: at :meth:`open`, rows created more than this many
-        seconds ago are purged; None keeps everything.
+    :param retention: at :meth:`open`, and every six hours while open (with
+        the next write), rows created more than this many seconds ago are
+        purged; None keeps everything.
     :param flush_interval: the longest a write-behind change waits, in seconds.
     :param batch_size: a write-behind change for this many distinct tasks is
         written at once, without waiting for the interval.
@@ -72,6 +79,8 @@ class BatchedStore:
             raise ValueError(f"flush_interval must be >= 0, not {flush_interval!r}")
         self._where = where
         self._retention = retention
+        # When rows past the retention were last purged (epoch seconds).
+        self._purged_at = 0.0
         self._state = _State.UNOPENED
         # Held while an open() connects: a second, concurrent open() waits
         # for it, then finds the store open (and does nothing).
@@ -165,6 +174,7 @@ class BatchedStore:
         self._state = _State.OPEN
         self._writer.start(f"veo_async store writer {self._where}")
         if self._retention is not None:
+            self._purged_at = now_or(None, "now")
             try:
                 await self.purge(self._retention)
             except BaseException:
@@ -220,7 +230,20 @@ class BatchedStore:
 
     async def _submit(self, kind: str, *args: Any) -> Any:
         self._require_open()
+        if self._retention is not None and kind != "purge":
+            await self._purge_now_and_then()
         return await self._writer.submit(kind, *args)
+
+    async def _purge_now_and_then(self) -> None:
+        """Purge past the retention again once :data:`_PURGE_EVERY` passed since
+        the last: a worker keeps its store open for weeks, and rows purged only
+        at :meth:`open` piled up (some 650 bytes a task) until a restart."""
+        now = now_or(None, "now")
+        if now - self._purged_at < _PURGE_EVERY:
+            return
+        self._purged_at = now
+        assert self._retention is not None
+        await self._writer.submit("purge", now - self._retention)
 
     # -- durable writes ---------------------------------------------------------------
 

@@ -141,9 +141,10 @@ class RedisStore(BatchedStore):
         (*timeout*).
     :param namespace: the prefix of this store's keys (a Redis Cluster hash
         tag); a fleet gives each worker its own.
-    :param retention: at :meth:`open`, tasks and intents created more than this
-        many seconds ago are purged (default 14 days, Kie's own retention);
-        None keeps everything.
+    :param retention: at :meth:`open`, and every six hours while open (with
+        the next write), tasks and intents created more than this many seconds
+        ago are purged (default 14 days, Kie's own retention); None keeps
+        everything.
     :param flush_interval: the longest a write-behind change waits, in seconds.
     :param batch_size: a write-behind change for this many distinct tasks is
         written at once, without waiting for the interval.

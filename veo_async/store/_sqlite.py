@@ -94,9 +94,9 @@ class SQLiteStore(BatchedStore):
             await store.track(["veo_task_1"])
 
     :param path: the database file (created when missing; its directory must exist).
-    :param retention: at :meth:`open`, rows created more than this many
-        seconds ago are purged (default 14 days, Kie's own retention); None
-        keeps everything.
+    :param retention: at :meth:`open`, and every six hours while open (with
+        the next write), rows created more than this many seconds ago are
+        purged (default 14 days, Kie's own retention); None keeps everything.
     :param flush_interval: the longest a write-behind change waits, in seconds.
     :param batch_size: a write-behind change for this many distinct tasks
         commits at once, without waiting for the interval.
