@@ -42,3 +42,45 @@ def test_wait_many_is_typed_by_return_exceptions(tmp_path: Path) -> None:
     assert len(errors) == 1, out
     assert "user.py:18: error: Incompatible types in assignment" in errors[0]
     assert 'list[RecordInfo | Exception]", variable has type "list[RecordInfo]"' in errors[0]
+
+
+HOOKS_AND_ERRORS = '''
+from veo_async import TaskFailedError, VeoSession, WaitTimeoutError
+from veo_async.events import Event
+
+
+class MySession(VeoSession):
+    def mine(self) -> str:
+        return "mine"
+
+
+def counted(_event: Event) -> None:
+    pass
+
+
+async def hook(_event: Event) -> None:
+    pass
+
+
+async def main(ids: list[str]) -> None:
+    async with MySession("k", on_event=counted) as veo:
+        print(veo.mine())  # the subclass, not a bare VeoSession
+        for outcome in await veo.wait_many(ids, return_exceptions=True):
+            if isinstance(outcome, (WaitTimeoutError, TaskFailedError)):
+                print(veo.task(outcome.task_id))  # a str: no narrowing needed
+    VeoSession("k", on_event=hook)
+'''
+
+
+def test_hooks_subclasses_and_per_task_errors_type_as_documented(tmp_path: Path) -> None:
+    """``async with`` on a VeoSession subclass keeps the subclass; a wait's
+    WaitTimeoutError and TaskFailedError always name their task (``task_id``
+    is a str); an ``async def`` on_event, which the session refuses (its
+    coroutine would never run), is the one error mypy reports."""
+    program = tmp_path / "user.py"
+    program.write_text(HOOKS_AND_ERRORS)
+    out, err, status = api.run(["--strict", "--no-incremental", str(program)])
+    assert status == 1, out + err
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out
+    assert "user.py:25: error: Argument \"on_event\"" in errors[0]

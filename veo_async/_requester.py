@@ -72,7 +72,9 @@ CREATE_RATE = 20
 CREATE_PERIOD = 10.0
 
 T = TypeVar("T")
-EventHook = Callable[[Event], object]
+#: A session's ``on_event``: called with each event, returning nothing (an
+#: ``async def`` would return a coroutine nobody awaits: refused).
+EventHook = Callable[[Event], None]
 
 
 @attrs.frozen

@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 from ._batch import BatchOutcome, as_completed, check_return_exceptions, wait_many
 from ._convert import KIE_TIMEZONE
@@ -48,6 +48,10 @@ __all__ = ["DEFAULT_BASE_URL", "VeoSession"]
 
 #: The service root used when neither ``base_url`` nor ``KIE_BASE_URL`` says otherwise.
 DEFAULT_BASE_URL = "https://api.kie.ai"
+
+
+# A VeoSession or a subclass (``async with MySession() as veo`` keeps its type).
+_Session = TypeVar("_Session", bound="VeoSession")
 
 
 class _State(enum.Enum):
@@ -272,7 +276,7 @@ class VeoSession:
 
     # -- state ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> VeoSession:
+    async def __aenter__(self: _Session) -> _Session:
         if self._state is _State.OPEN:
             raise RuntimeError("this VeoSession is already open: enter it once, do not nest it")
         if self._state is _State.CLOSED:

@@ -352,6 +352,8 @@ class TaskFailedError(VeoError):
     :ivar error_message: the service's ``errorMessage``.
     """
 
+    task_id: str  # always the record's task
+
     def __init__(self, record: RecordInfo) -> None:
         detail = record.error_message or "no message"
         code = f"error {record.error_code}" if record.error_code is not None else "no code"
@@ -378,6 +380,7 @@ class WaitTimeoutError(VeoError, TimeoutError):
 
     # The task may still finish: waiting again (with a longer deadline) can help.
     retryable = True
+    task_id: str  # always the task waited for
 
     def __init__(
         self,
