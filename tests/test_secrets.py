@@ -7,6 +7,7 @@ import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -331,6 +332,27 @@ async def test_a_request_ended_midway_chains_no_frame_holding_the_key(
     assert isinstance(error, expected)
     assert_error_clean(error)
     assert_no_frame_holds_the_key(error)
+
+
+async def test_aiohttp_refusing_its_use_raises_without_its_frames(
+    secret_kie: FakeKie, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp refusing a request outright (an injected trust_env session
+    whose .netrc has credentials for the host, beside our Authorization
+    header) raises its own error, holding no frame whose locals show the key."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    async with (
+        aiohttp.ClientSession(trust_env=True) as http,
+        VeoSession(SECRET, base_url=secret_kie.base_url, session=http) as veo,
+    ):
+        with pytest.raises(ValueError, match="Cannot combine AUTHORIZATION") as caught:
+            await veo.record_info("t1")
+    assert_error_clean(caught.value)
+    assert_no_frame_holds_the_key(caught.value)
+    assert secret_kie.total_requests == 0
 
 
 async def echo_the_key(request: web.Request) -> web.Response:

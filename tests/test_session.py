@@ -567,6 +567,9 @@ async def test_hostile_ids_arrive_verbatim(
         ({"base_url": "http://h\x00x"}, ValueError),
         ({"base_url": "http://h:99999"}, ValueError),
         ({"base_url": "http://h/?x=1"}, ValueError),
+        ({"base_url": "http://h?"}, ValueError),
+        ({"base_url": "http://h/#"}, ValueError),
+        ({"base_url": ""}, ValueError),
         ({"base_url": 3}, TypeError),
         ({"session": 3}, TypeError),
         ({"session": "http"}, TypeError),
@@ -582,6 +585,85 @@ async def test_invalid_settings(
     with pytest.raises(error):
         VeoSession(API_KEY, **kwargs)
     assert fake_kie.total_requests == 0
+
+
+@pytest.mark.parametrize("url", ["http://user:hunter2pass@h", "https://:hunter2pass@h:8443/kie"])
+def test_a_base_url_with_credentials_is_refused_without_showing_them(url: str) -> None:
+    """user:password@ in base_url is refused at construction (aiohttp would
+    refuse it beside our Authorization header on every request), and the
+    error masks it, as every URL error does."""
+    with pytest.raises(ValueError, match="must not carry credentials") as caught:
+        VeoSession(API_KEY, base_url=url)
+    assert "hunter2pass" not in str(caught.value)
+    assert "***@" in str(caught.value)
+    with pytest.raises(ValueError, match="not a valid URL") as caught:
+        VeoSession(API_KEY, base_url="http://user:hunter2pass@h:99999")
+    assert "hunter2pass" not in str(caught.value)
+
+
+def test_a_settings_error_keeps_no_frame_holding_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key read from KIE_API_KEY is wrapped at once: a settings error (or a
+    key that cannot be sent) leaves it in no frame of the traceback as text,
+    where a reporter that captures locals would find it."""
+    secret = "sk-from-the-environment-123"
+    monkeypatch.setenv("KIE_API_KEY", secret)
+    for settings in ({"concurrency": 0}, {"base_url": "ftp://x"}, {"policy": "fast"}):
+        with pytest.raises((ValueError, TypeError)) as caught:
+            VeoSession(**settings)
+        assert_no_local_holds(caught.value, secret)
+    monkeypatch.setenv("KIE_API_KEY", "sk-from-the\nenvironment-123")
+    with pytest.raises(ValueError, match="not allowed in an HTTP header") as caught:
+        VeoSession()
+    assert_no_local_holds(caught.value, "environment-123")
+
+
+def assert_no_local_holds(error: BaseException, secret: str) -> None:
+    """No frame of veo_async's in ``error``'s traceback has a local whose
+    repr shows ``secret``."""
+    tb = error.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__")).startswith("veo_async"):
+            for name, value in tb.tb_frame.f_locals.items():
+                assert secret not in repr(value), (tb.tb_frame.f_code.co_name, name)
+        tb = tb.tb_next
+
+
+async def test_an_injected_session_with_its_own_auth_is_refused() -> None:
+    """An injected aiohttp session made with auth=... is refused at
+    construction (aiohttp would refuse every request, with our header)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # auth=, in aiohttp 3.14
+        http = aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "pass"))
+    async with http:
+        with pytest.raises(ValueError, match="has its own auth"):
+            VeoSession(API_KEY, base_url="http://127.0.0.1:9", session=http)
+
+
+async def test_a_json_body_is_labelled_json_over_an_injected_sessions_default(
+    fake_kie: FakeKie,
+) -> None:
+    """An injected session whose default Content-Type is another (text/plain)
+    still sends a create's JSON body as application/json; a poll, with no
+    body, sends none."""
+    seen: list[str | None] = []
+
+    async def on_request_start(
+        _session: aiohttp.ClientSession, _ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        seen.append(params.headers.get("Content-Type"))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    fake_kie.add_task("t1")
+    plain = {"Content-Type": "text/plain"}
+    async with (
+        aiohttp.ClientSession(headers=plain, trace_configs=[trace]) as http,
+        VeoSession(API_KEY, base_url=fake_kie.base_url, session=http) as veo,
+    ):
+        await veo.generate("a cat")
+        await veo.record_info("t1")
+    assert seen[0] == "application/json"
+    assert fake_kie.requests[0].headers["Content-Type"].startswith("application/json")
 
 
 def test_an_api_key_that_is_not_a_string_is_a_type_error() -> None:

@@ -66,17 +66,28 @@ def check_api_key(key: object) -> str:
     :raises ValueError: naming the problem (never the key itself).
     :raises TypeError: for a key that is not a string.
     """
+    problem = _key_problem(key)
+    if problem is not None:
+        del key  # not a local of the traceback's frame: a reporter may read them
+        raise problem
+    assert isinstance(key, str)
+    return key.strip()
+
+
+def _key_problem(key: object) -> Exception | None:
+    """What is wrong with ``key`` (see :func:`check_api_key`), or None."""
     if key is not None and not isinstance(key, str):
-        raise TypeError(f"api_key must be a str, not {type(key).__name__}")
+        return TypeError(f"api_key must be a str, not {type(key).__name__}")
     if key is None or not key.strip():
-        raise ValueError("no API key: pass api_key=... or set the KIE_API_KEY environment variable")
-    key = key.strip()
-    if not key.isascii() or not key.isprintable():
-        raise ValueError(
+        return ValueError(
+            "no API key: pass api_key=... or set the KIE_API_KEY environment variable"
+        )
+    if not key.strip().isascii() or not key.strip().isprintable():
+        return ValueError(
             "the API key contains characters not allowed in an HTTP header "
             "(control characters such as CR/LF, or non-ASCII text)"
         )
-    return key
+    return None
 
 
 #: aiohttp's session class, for the session's ``session=`` annotation: this
@@ -362,6 +373,13 @@ class AiohttpTransport:
             raise TypeError(
                 f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
             )
+        if session is not None and session.auth is not None:
+            # aiohttp refuses, on every request, to send it beside our
+            # Authorization header: say so once, before any request.
+            raise ValueError(
+                "the aiohttp session given as session= has its own auth=...: the "
+                "API key is sent as the Authorization header, so make it without auth"
+            )
         self._base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None
@@ -377,8 +395,13 @@ class AiohttpTransport:
             "Accept-Encoding": "gzip, deflate",
         }
         # Per request, besides the key: nothing for our own session (it sends
-        # self._headers by default), those for an injected one.
+        # self._headers by default), those for an injected one; and for a
+        # JSON body its type, over an injected session's default (aiohttp
+        # labels the body only when no header says otherwise).
         self._request_headers: Mapping[str, str] = {} if session is None else self._headers
+        self._json_headers: Mapping[str, str] = (
+            {} if session is None else {**self._headers, "Content-Type": "application/json"}
+        )
 
     def __repr__(self) -> str:
         return f"AiohttpTransport(base_url={self._base_url!r})"
@@ -433,7 +456,9 @@ class AiohttpTransport:
                 json=request.json,
                 # Never bound to a local of ours: error reporters that
                 # capture frame locals must not find the key.
-                headers=request.api_key.headers(self._request_headers),
+                headers=request.api_key.headers(
+                    self._request_headers if request.json is None else self._json_headers
+                ),
                 timeout=_NO_AIOHTTP_TIMEOUT,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours.
@@ -470,6 +495,11 @@ class AiohttpTransport:
             failure = f"request to {url} failed: {type(exc).__name__}: {_safe(exc)}"
         except OSError as exc:
             failure = f"request to {url} failed: {type(exc).__name__}: {exc.strerror or ''}"
+        except Exception as exc:
+            # aiohttp refusing how it was used (an injected session of another
+            # loop, credentials from .netrc beside our header...): passed on,
+            # without aiohttp's frames, whose locals hold our headers.
+            raise exc.with_traceback(None)  # noqa: B904 (the same error, re-raised)
         finally:
             deadlines.leave(task)
         # Raised here, outside the except blocks: the error chains nothing

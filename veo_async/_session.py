@@ -70,8 +70,10 @@ def _positive_number(name: str, value: object, *, optional: bool = False) -> Non
 
 
 def _base_url(base_url: str | None) -> str:
-    chosen = base_url if base_url is not None else os.environ.get("KIE_BASE_URL")
-    return validate_base_url(chosen or DEFAULT_BASE_URL)
+    if base_url is not None:
+        # An explicit "" is a mistake, not a wish for the production service.
+        return validate_base_url(base_url)
+    return validate_base_url(os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL)
 
 
 def _loop_time() -> float:
@@ -147,7 +149,9 @@ class VeoSession:
         timezone: datetime.tzinfo = KIE_TIMEZONE,
         store: TaskStore | None = None,
     ) -> None:
-        key = check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key)
+        # Wrapped at once: a settings error below would keep this frame, and a
+        # reporter that captures locals would find the key as a plain str.
+        key = ApiKey(check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key))
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
         _positive_number("rate", rate, optional=True)
@@ -203,7 +207,7 @@ class VeoSession:
         self._pacer = Pacer(self._policy, loop_clock=_loop_time)
         self._requester = Requester(
             transport,
-            ApiKey(key),
+            key,
             # A request counts in the rate window until it is answered, and a
             # period after: the service counts it when it arrives, somewhere in
             # between, so none of its windows sees more than ``rate``.
@@ -221,6 +225,10 @@ class VeoSession:
         self._closing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_state"):
+            # Its constructor raised (a bad setting): an error reporter that
+            # shows the frame's locals shows this one too.
+            return "VeoSession(<not constructed>)"
         return (
             f"VeoSession(base_url={self._base_url!r}, concurrency={self._concurrency}, "
             f"rate={self._rate!r}, {self._state.value})"

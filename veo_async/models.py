@@ -311,33 +311,53 @@ def validate_url(url: object, what: str = "url") -> str:
     """
     if not isinstance(url, str):
         raise TypeError(f"{what} must be a str, not {type(url).__name__}")
+    shown = _without_credentials(url)
     if url != url.strip() or any(char.isspace() for char in url):
-        raise ValueError(f"{what} {url!r} contains whitespace")
+        raise ValueError(f"{what} {shown!r} contains whitespace")
     if not url.isprintable():
-        raise ValueError(f"{what} {url!r} contains control characters")
+        raise ValueError(f"{what} {shown!r} contains control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - a port out of range or not a number raises here
-    except ValueError as exc:  # e.g. an unbalanced "[" in the host
-        raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        # (urllib's message quotes the URL: not repeated, for its password)
+        raise ValueError(f"{what} {shown!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
-        raise ValueError(f"{what} must be an http(s) URL with a host, not {url!r}")
+        raise ValueError(f"{what} must be an http(s) URL with a host, not {shown!r}")
     return url
+
+
+#: The ``user:password@`` of a URL, which errors do not repeat.
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as an error may show it: a ``user:password@`` part masked."""
+    return _CREDENTIALS.sub(r"\1***@", url)
 
 
 def validate_base_url(url: object) -> str:
     """Return the service's base URL without a trailing slash, else raise.
 
     An absolute http(s) URL with a host (:func:`validate_url`), and no query
-    or fragment, since request paths are appended to it.
+    or fragment, since request paths are appended to it, nor credentials.
 
     :raises ValueError: (``TypeError`` for a non-string) naming the problem.
     """
     validate_url(url, "base_url")
     assert isinstance(url, str)
+    shown = _without_credentials(url)
+    if "?" in url or "#" in url:  # even an empty one: "host?" + a path is no path
+        raise ValueError(f"base_url {shown!r} must not have a query or a fragment")
     parts = urlsplit(url)
-    if parts.query or parts.fragment:
-        raise ValueError(f"base_url {url!r} must not have a query or a fragment")
+    if parts.username is not None or parts.password is not None:
+        # aiohttp refuses to send them beside our Authorization header, on
+        # every request; and a password does not belong in a setting shown
+        # in reprs and logs.
+        raise ValueError(
+            f"base_url {shown!r} must not carry credentials (user:password@): "
+            "the API key is sent as its Authorization header"
+        )
     return url.rstrip("/")
 
 
