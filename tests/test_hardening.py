@@ -694,6 +694,31 @@ def test_a_401_wakes_waits_queued_behind_other_requests() -> None:
     run_virtual(main)
 
 
+def test_a_401_ends_the_waits_whose_poll_is_in_flight_at_once() -> None:
+    """A 401 arriving while other polls wait for slow answers: their waits
+    (alone or in a batch) end with AuthenticationError at once, not when
+    those answers come (up to a request timeout later), nor with a
+    WaitTimeoutError at a deadline the 401 came well before."""
+
+    async def main() -> None:
+        kie = FakeKie()
+        kie.add_task(TaskScript("slow", complete_after=100, faults=(Fault.slow(25),)))
+        kie.add_task(TaskScript("bad", faults=(Fault.body_code(401, "Unauthorized", 401),)))
+        kie.add_task(TaskScript("slow2", complete_after=100, faults=(Fault.slow(25),)))
+        async with VeoSession(KEY, transport=kie.transport(), policy=EVERY_SECOND) as veo:
+            started = now()
+            alone = asyncio.create_task(veo.task("slow").wait(timeout=20))
+            batch = asyncio.create_task(
+                veo.wait_many(["slow2", "bad"], timeout=20, return_exceptions=True)
+            )
+            with pytest.raises(AuthenticationError):
+                await alone
+            assert [type(outcome) for outcome in await batch] == [AuthenticationError] * 2
+            assert now() - started < 1  # the 401 came at once, the slow answers at 25 s
+
+    run_virtual(main)
+
+
 # -- item 14: Retry-After is capped; the pause is observable; no pile-up during it --------------
 
 

@@ -316,6 +316,21 @@ async def test_record_invisible_past_grace(fake_kie: FakeKie, veo: VeoSession) -
     assert fake_kie.polls("veo_a") >= 2
 
 
+async def test_a_record_gone_for_a_moment_after_it_was_seen_gets_a_grace_of_its_own(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """A "record is null" answered after the record was seen (a replica
+    behind) is retried within a grace window of its own: the window of the
+    first null answers, long past, does not end the wait at once."""
+    fake_kie.add_task("veo_a", visible_after=0.1, complete_after=0.9)
+    waiting = asyncio.create_task(veo.task("veo_a").wait())
+    await asyncio.sleep(0.5)  # past the 0.3 s grace since the first null
+    assert veo.task("veo_a").record is not None
+    fake_kie.inject(Fault.record_null())
+    record = await waiting
+    assert record.status is TaskStatus.SUCCESS
+
+
 async def test_unknown_id_raises_record_not_found(fake_kie: FakeKie, veo: VeoSession) -> None:
     """An id the service does not know ends the wait with RecordNotFoundError after the grace."""
     with pytest.raises(RecordNotFoundError):

@@ -265,6 +265,13 @@ class Requester:
         if self._fatal is not None:
             raise self._copy_fatal()
 
+    def stopped_error(self) -> VeoError:
+        """What a poll the session stopped ends with: a copy of the 401 that
+        stopped it, else :class:`SessionClosedError` (the session closed)."""
+        if self._fatal is not None:
+            return self._copy_fatal()
+        return SessionClosedError("the VeoSession was closed while waiting")
+
     def _copy_fatal(self) -> AuthenticationError:
         fatal = self._fatal
         assert fatal is not None
@@ -474,6 +481,10 @@ class Requester:
                 )
                 queue.close(self._copy_fatal)
                 self.create_queue.close(self._copy_fatal)
+                # The polls in flight end now too (each told a copy of this
+                # error, see stopped_error): their answers, up to a request
+                # timeout away, cannot make the session usable again.
+                self._runners.close(self._copy_fatal)
             raise
         except TransportError as exc:
             # Python 3.10 can leave the transport's caught aiohttp error as the

@@ -272,8 +272,9 @@ class _PollRun(Ticket):
             return  # stopped meanwhile: nobody wants this answer
         self.request = None
         if isinstance(error, asyncio.CancelledError):
-            # Only closing the session cancels a request of a run still followed.
-            self.finish(SessionClosedError("the VeoSession was closed while waiting"))
+            # Only the session stopping (closed, or a 401) cancels a request
+            # of a run still followed.
+            self.finish(self.requester.stopped_error())
             return
         if error is None:
             assert record is not None
@@ -282,6 +283,9 @@ class _PollRun(Ticket):
                     "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
                 )
             self.handle.publish(record)
+            # Visible now: a "record is null" later (a replica behind) gets a
+            # grace window of its own, not what is left of the first one.
+            self.not_found_since = None
             if record.status is not _GENERATING:  # record.is_done, without a call
                 self.finish(None)
             else:

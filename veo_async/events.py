@@ -124,7 +124,9 @@ class RecordPublished:
 
 @attrs.frozen
 class RetryScheduled:
-    """A poll failed with a retryable error; the next one is due in ``delay`` seconds."""
+    """A poll failed with a retryable error; the next one is due in ``delay``
+    seconds, by the schedule (a pause of the session, after a 429, may hold it
+    longer: its :class:`SessionPaused` says until when)."""
 
     task_id: str
     delay: float

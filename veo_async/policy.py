@@ -87,7 +87,8 @@ class PollPolicy:
         polling goes on; afterwards the wait raises
         :class:`~veo_async.errors.RecordNotFoundError`. (Counted from the first
         such answer, not the start of the wait, so that a poll delayed by a
-        busy session does not eat the window.)
+        busy session does not eat the window; and again from the first one
+        after a record was seen: a record gone for a moment gets its own.)
     """
 
     first_poll: float = attrs.field(default=0.0, validator=_number(minimum=0))
