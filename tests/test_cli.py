@@ -427,6 +427,25 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
     assert "GENERATING" in rows["row-wip"]
 
 
+async def test_status_table_shows_ids_and_messages_as_written_each_row_on_one_line(
+    kie: FakeKie,
+) -> None:
+    """Ids and error messages that look like rich markup ("[/]", "[red]",
+    "[link=...]") are shown as written (one broke the table, others showed as
+    another id); piped, a row stays on one line however long its URL."""
+    long_id = "veo_" + "a" * 90
+    kie.add_task(long_id)
+    kie.add_task("[red]abc", final_status=2, error_message="bad [/] [bold]input")
+    run = await cli("status", *against(kie, "x[/]", "[red]abc", long_id))
+    assert run.code == 1, run.stderr
+    out = run.stdout
+    assert "x[/]" in out
+    assert "[red]abc" in out
+    assert "bad [/] [bold]input" in out
+    long_row = next(line for line in out.splitlines() if long_id in line)
+    assert f"{long_id}/video.mp4" in long_row
+
+
 # -- demo and simulate -----------------------------------------------------------------
 
 

@@ -144,6 +144,34 @@ async def test_generate_from_stdin(kie: FakeKie) -> None:
     assert len(run.lines()) == kie.created == 2
 
 
+async def test_generate_from_several_files_reads_them_all_in_order(
+    kie: FakeKie, tmp_path: Path
+) -> None:
+    """--from is repeatable (as for wait and status): every file is read and
+    checked, in order, before anything is sent (the last one alone was read,
+    the others silently dropped)."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text('{"prompt": "file A"}\n', encoding="utf-8")
+    second.write_text('{"prompt": "file B"}\n{"prompt": "file B again"}\n', encoding="utf-8")
+    run = await cli("generate", *against(kie, "--from", str(first), "--from", str(second)))
+    assert run.code == 0, run.stderr
+    prompts = [line["request"]["prompt"] for line in run.lines()]
+    assert sorted(prompts) == ["file A", "file B", "file B again"]
+    assert creates_sent(kie) == 3
+    twice = await cli("generate", *against(kie, "--from", "-", "--from", "-"), stdin="{}")
+    assert twice.code == 2
+    assert "standard input can be read once" in twice.stderr
+
+
+async def test_a_prompt_of_a_dash_is_a_usage_error_not_a_paid_task(kie: FakeKie) -> None:
+    """PROMPT "-" (meant as standard input, as "-" is everywhere else on the
+    command line) is refused, naming --from -; nothing is created."""
+    run = await cli("generate", *against(kie, "-"), stdin='{"prompt": "x"}\n')
+    assert run.code == 2
+    assert "--from -" in run.stderr
+    assert kie.total_requests == 0
+
+
 async def test_an_uncertain_create_is_reported_and_never_resent(kie: FakeKie) -> None:
     """The connection drops after the task was made: outcome uncertain, exit 1, sent
     once; the simulator did create exactly one task."""

@@ -106,6 +106,20 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
     assert "acked" in table.stdout
 
 
+async def test_a_rerun_with_a_store_adds_to_its_output_file(kie: FakeKie, tmp_path: Path) -> None:
+    """wait --store -o on a rerun (after a crash, or a second batch) adds its
+    lines to the file: the lines of results acknowledged by the first run,
+    never delivered again, stay (the rerun emptied the file)."""
+    db, out = tmp_path / "veo.db", tmp_path / "results.jsonl"
+    kie.add_tasks(["veo_1", "veo_2"])
+    first = await cli("wait", *against(kie, "--store", str(db), "-o", str(out), "veo_1"))
+    assert first.code == 0, first.stderr
+    second = await cli("wait", *against(kie, "--store", str(db), "-o", str(out), "veo_2"))
+    assert second.code == 0, second.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["task_id"] for line in lines] == ["veo_1", "veo_2"]
+
+
 async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) -> None:
     """A store held by another SQLiteStore gives exit 1 and a one-line message, no traceback."""
     db = tmp_path / "veo.db"
@@ -127,11 +141,12 @@ async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) 
 async def test_reading_a_store_never_makes_one_and_a_bad_file_is_a_usage_error(
     tmp_path: Path,
 ) -> None:
-    """tasks list/show/resume on a misspelt path: exit 2 naming it, and no file
-    is left behind (resume made an empty store and ended with success); a
+    """tasks list/show/resume, and wait with no ids, on a misspelt path: exit
+    2 naming it, and no file is left behind (resume and wait made an empty
+    store and ended with success); a
     file that is no store: exit 2 saying so; a bad id: exit 2."""
     missing = tmp_path / "typo.db"
-    for argv in (("tasks", "list"), ("tasks", "show", "veo_a"), ("tasks", "resume")):
+    for argv in (("tasks", "list"), ("tasks", "show", "veo_a"), ("tasks", "resume"), ("wait",)):
         run = await cli(*argv, "--store", str(missing))
         assert run.code == 2
         assert "no such store file" in run.stderr

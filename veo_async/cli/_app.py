@@ -257,16 +257,19 @@ def wait(
     With --store FILE, IDs are optional: the tasks the store left unfinished
     are resumed, results not yet written are written, each is acknowledged
     once written, and --timeout does not end the run (interrupt it and run
-    it again to resume).
+    it again to resume); -o is added to, not overwritten (the lines of the
+    results acknowledged before stay).
     """
     configure_logging(ctx)
     task_ids = _read_ids(ids, files, required=store_path is None)
+    if store_path is not None and not task_ids:
+        require_existing_store(store_path)  # nothing to wait for in a store never made
     policy = build_policy(policy_values)
     veo = open_session(
         ctx, concurrency=concurrency, rate=rate, policy=policy, store_path=store_path
     )
     try:
-        sink = JsonLines(output)
+        sink = JsonLines(output, append=store_path is not None)
     except OSError as exc:
         raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     tally = Tally(len(task_ids))

@@ -105,14 +105,20 @@ def _wait_settings(values: dict[str, Any]) -> tuple[PollPolicy | None, TimeoutAr
 
 
 def _requests(
-    prompt: str | None, source: str | None, defaults: dict[str, Any]
+    prompt: str | None, sources: tuple[str, ...], defaults: dict[str, Any]
 ) -> list[GenerateRequest]:
     """Every request of the command line, validated; nothing is sent yet."""
-    if prompt is not None and source is not None:
+    if prompt is not None and sources:
         raise click.UsageError("give a PROMPT or --from FILE, not both")
-    if source is not None:
+    if prompt == "-":
+        # Not a prompt anyone means (a paid task would be made of it).
+        raise click.UsageError('PROMPT "-": to read requests from standard input, pass --from -')
+    if sources.count("-") > 1:
+        raise click.UsageError("--from -: standard input can be read once")
+    found: list[GenerateRequest] = []
+    for source in sources:  # in order, every file read and checked first
         try:
-            found = read_requests(source, sys.stdin, defaults)
+            read = read_requests(source, sys.stdin, defaults)
         except RequestSourceError as exc:
             raise click.UsageError(
                 str(exc).replace(
@@ -120,9 +126,11 @@ def _requests(
                     'add "allow_unknown": true to the line (or pass --allow-unknown)',
                 )
             ) from None
-        if not found:
+        if not read:
             shown = "standard input" if source == "-" else source
             raise click.UsageError(f"no requests in {shown}")
+        found.extend(read)
+    if found:
         return found
     if prompt is None:
         raise click.UsageError(
@@ -166,11 +174,12 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
 @click.argument("prompt", required=False)
 @click.option(
     "--from",
-    "source",
+    "sources",
     metavar="FILE",
-    help='Read the requests from FILE ("-": standard input): one JSON object per '
-    "line, with the reference's field names or ours; the options below fill in "
-    "what a line leaves out.",
+    multiple=True,
+    help='Read the requests from FILE ("-": standard input; repeatable, in '
+    "order): one JSON object per line, with the reference's field names or "
+    "ours; the options below fill in what a line leaves out.",
 )
 @click.option("--model", help="veo3_fast (the default), veo3 or veo3_lite.")
 @click.option("--aspect-ratio", help="16:9 (the default), 9:16 or Auto.")
@@ -225,7 +234,7 @@ def generate(
     ctx: click.Context,
     /,
     prompt: str | None,
-    source: str | None,
+    sources: tuple[str, ...],
     model: str | None,
     aspect_ratio: str | None,
     generation_type: str | None,
@@ -275,7 +284,9 @@ def generate(
     same command again after an interruption: a request the store already
     sent (created, or uncertain) is not sent again - its line says
     "already created" (with the task id) or "uncertain" - and with --wait
-    every stored result not yet written is written, then acknowledged.
+    every stored result not yet written is written, then acknowledged;
+    there, as for "wait --store", --timeout does not end the run (interrupt
+    it and run it again to resume), and -o is added to, not overwritten.
     """
     configure_logging(ctx)
     options: dict[str, Any] = {
@@ -291,11 +302,11 @@ def generate(
         "allow_unknown": True if allow_unknown else None,
     }
     defaults = {name: value for name, value in options.items() if value is not None}
-    requests = _requests(prompt, source, defaults)
+    requests = _requests(prompt, sources, defaults)
     policy, timeout = _wait_settings(policy_values)
     veo = open_session(ctx, concurrency=concurrency, policy=policy, store_path=store_path)
     try:
-        sink = JsonLines(output)
+        sink = JsonLines(output, append=store_path is not None)
     except OSError as exc:
         raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     tally = Tally(len(requests))

@@ -268,5 +268,8 @@ output_option = click.option(
     "--output",
     "-o",
     metavar="FILE",
-    help='Write the JSON lines to FILE (overwritten) instead of standard output ("-").',
+    help=(
+        'Write the JSON lines to FILE instead of standard output ("-"): overwritten, '
+        "or added to with --store (a rerun resumes the run that wrote it)."
+    ),
 )

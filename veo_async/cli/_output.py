@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -34,11 +34,15 @@ class JsonLines:
         on the command line) for standard output. Standard output is looked
         up at each write, not kept: the live display may redirect it while
         it runs.
+    :param append: add to the file instead of emptying it: a run with a
+        store resumes an earlier one, whose lines (of results acknowledged,
+        never delivered again) the file must keep.
     :raises OSError: when the file cannot be opened.
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, append: bool = False) -> None:
         self._path = None if path is None or path == "-" else path
+        self._mode: Literal["a", "w"] = "a" if append else "w"
         self._file: TextIO | None = None
         if self._path is not None:
             # Checked now (a usage error before any request), but not emptied
@@ -48,11 +52,11 @@ class JsonLines:
                 pass
 
     def start(self) -> None:
-        """Open the file, emptied, for this run's lines: call it once the run
-        is sure to go ahead (its session entered, its store locked).
-        Idempotent; the first :meth:`write` calls it too."""
+        """Open the file, emptied (unless appending), for this run's lines:
+        call it once the run is sure to go ahead (its session entered, its
+        store locked). Idempotent; the first :meth:`write` calls it too."""
         if self._path is not None and self._file is None:
-            self._file = open(self._path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            self._file = open(self._path, self._mode, encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write ``obj`` as one line."""
@@ -113,19 +117,26 @@ def status_table(results: Sequence[tuple[str, LookupResult]], console: Console) 
     table.add_column("status", no_wrap=True)
     table.add_column("completed (UTC)", no_wrap=True)
     table.add_column("result / error", overflow="fold")
+    widths = [len("task id"), len("status"), len("completed (UTC)"), len("result / error")]
     for task_id, result in results:
+        # Text, not str: a str cell is read as rich markup, and an id or an
+        # error message with "[/]" or "[link=...]" in it broke the table or
+        # showed as something else.
         if isinstance(result, RecordInfo):
-            table.add_row(
-                task_id,
-                Text(result.status.name, style=_STATUS_STYLE[result.status]),
-                _time(result.complete_time),
-                _detail(result),
-            )
+            status = Text(result.status.name, style=_STATUS_STYLE[result.status])
+            detail = _detail(result)
+            done = _time(result.complete_time)
         else:
-            table.add_row(
-                task_id,
-                Text("ERROR", style="bold red"),
-                "-",
-                f"{type(result).__name__}: {result}",
-            )
-    console.print(table)
+            status = Text("ERROR", style="bold red")
+            detail = f"{type(result).__name__}: {result}"
+            done = "-"
+        cells = (Text(task_id), status, Text(done), Text(detail))
+        table.add_row(*cells)
+        widths = [max(width, len(cell)) for width, cell in zip(widths, cells, strict=True)]
+    if console.is_terminal:
+        console.print(table)
+    else:
+        # Piped: each row on one line (a URL folded over two cannot be
+        # copied or grepped), however long; 13 = borders and padding.
+        console.width = max(console.width, sum(widths) + 13)
+        console.print(table)
