@@ -34,14 +34,21 @@ def test_wait_many_is_typed_by_return_exceptions(tmp_path: Path) -> None:
     position is RecordInfo | Exception (a cancellation is raised, never an
     outcome), narrowed by isinstance(..., Exception). The one mistake in the program,
     taking the latter for the former, is the one error mypy reports."""
+    error = the_one_error(tmp_path, PROGRAM)
+    assert "user.py:18: error: Incompatible types in assignment" in error
+    assert 'list[RecordInfo | Exception]", variable has type "list[RecordInfo]"' in error
+
+
+def the_one_error(tmp_path: Path, text: str) -> str:
+    """The error ``mypy --strict`` reports on the user program ``text``,
+    which must be its only one."""
     program = tmp_path / "user.py"
-    program.write_text(PROGRAM)
+    program.write_text(text)
     out, err, status = api.run(["--strict", "--no-incremental", str(program)])
     assert status == 1, out + err
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert len(errors) == 1, out
-    assert "user.py:18: error: Incompatible types in assignment" in errors[0]
-    assert 'list[RecordInfo | Exception]", variable has type "list[RecordInfo]"' in errors[0]
+    return errors[0]
 
 
 HOOKS_AND_ERRORS = '''
@@ -77,10 +84,5 @@ def test_hooks_subclasses_and_per_task_errors_type_as_documented(tmp_path: Path)
     WaitTimeoutError and TaskFailedError always name their task (``task_id``
     is a str); an ``async def`` on_event, which the session refuses (its
     coroutine would never run), is the one error mypy reports."""
-    program = tmp_path / "user.py"
-    program.write_text(HOOKS_AND_ERRORS)
-    out, err, status = api.run(["--strict", "--no-incremental", str(program)])
-    assert status == 1, out + err
-    errors = [line for line in out.splitlines() if ": error:" in line]
-    assert len(errors) == 1, out
-    assert "user.py:25: error: Argument \"on_event\"" in errors[0]
+    error = the_one_error(tmp_path, HOOKS_AND_ERRORS)
+    assert 'user.py:25: error: Argument "on_event"' in error
