@@ -71,7 +71,8 @@ PROG = "veo-async"
 _EXIT_CODES = """\b
 Exit codes:
   0    every task succeeded
-  1    some task failed (status 2 or 3) or ended in an error
+  1    some task failed (status 2 or 3) or ended in an error; or the run
+       could not go on (401, service unreachable, store in use): stderr says
   2    usage error: bad option, id or file, no API key
   3    some task timed out, and none failed
   130  interrupted by Ctrl-C (143: SIGTERM)
