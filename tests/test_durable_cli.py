@@ -133,6 +133,12 @@ async def test_a_store_in_use_is_a_one_line_error(kie: FakeKie, tmp_path: Path) 
         assert run.code == 1
         assert "in use by another process" in run.stderr
     assert out.read_text(encoding="utf-8") == '{"task_id": "veo_done", "outcome": "succeeded"}\n'
+    # An output file that did not exist is not made by a refused run either.
+    fresh = tmp_path / "fresh.jsonl"
+    async with SQLiteStore(db):
+        refused = await cli("wait", *against(kie, "--store", str(db), "-o", str(fresh), "veo_a"))
+    assert refused.code == 1
+    assert not fresh.exists()
     missing = await cli("tasks", "show", "veo_none", "--store", str(db))
     assert missing.code == 1
     assert "not in" in missing.stderr

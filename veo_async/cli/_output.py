@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal, TextIO
@@ -27,6 +29,19 @@ _STATUS_STYLE = {
 }
 
 
+def _check_writable(path: str) -> None:
+    """Raise the OSError opening ``path`` for appending would, without
+    making the file when it does not exist."""
+    if os.path.exists(path):
+        with open(path, "a", encoding="utf-8"):
+            return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
 class JsonLines:
     """Writes one JSON object per line, flushed at once so results stream.
 
@@ -45,11 +60,10 @@ class JsonLines:
         self._mode: Literal["a", "w"] = "a" if append else "w"
         self._file: TextIO | None = None
         if self._path is not None:
-            # Checked now (a usage error before any request), but not emptied
-            # until start(): a run refused later (its store in use by another
-            # run writing this very file) must leave the file alone.
-            with open(self._path, "a", encoding="utf-8"):
-                pass
+            # Checked now (a usage error before any request), but not made or
+            # emptied until start(): a run refused later (its store in use by
+            # another run writing this very file) must leave no trace.
+            _check_writable(self._path)
 
     def start(self) -> None:
         """Open the file, emptied (unless appending), for this run's lines:
