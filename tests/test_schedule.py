@@ -9,6 +9,7 @@ import random
 import attrs
 import pytest
 
+import veo_async
 from veo_async._schedule import (
     _LOG_BIN,
     _LOG_BINS,
@@ -270,6 +271,33 @@ def test_policy_rejects_bad_fields(changes: dict[str, object]) -> None:
     """Invalid AdaptivePolicy fields raise before any use."""
     with pytest.raises((ValueError, TypeError)):
         POLICY.replace(**changes)
+
+
+@pytest.mark.parametrize(
+    ("max_gap", "min_gap"), [(3.0, 3.0), (5.0, 5.0), (7.0, 6.5), (1.5, 0.5)]
+)
+def test_gaps_the_grid_cannot_honour_are_refused(max_gap: float, min_gap: float) -> None:
+    """Polls are planned on a 2 s grid: a max_gap and min_gap with no
+    multiple of 2 s between them are refused, naming both (they gave gaps
+    longer than max_gap); the nearest settings that can be honoured are
+    accepted, and keep their gaps."""
+    with pytest.raises(ValueError, match="multiple of 2 s between them"):
+        POLICY.replace(max_gap=max_gap, min_gap=min_gap)
+    policy = POLICY.replace(max_gap=4.0, min_gap=3.0, jitter=0.0)
+    schedule, rng = policy.schedule(), random.Random(1)
+    age, gaps = 400.0, []
+    for polls in range(1, 50):
+        delay = schedule.next_delay(model="veo3", age=age, polls=polls, rng=rng)
+        gaps.append(delay)
+        age += delay
+    assert min(gaps) >= 3.0
+    assert max(gaps) <= 4.0
+
+
+def test_the_schedule_is_public() -> None:
+    """AdaptiveSchedule is a public name: the type of AdaptivePolicy.schedule()."""
+    assert isinstance(POLICY.schedule(), veo_async.AdaptiveSchedule)
+    assert "AdaptiveSchedule" in veo_async.__all__
 
 
 def test_policy_shares_pollpolicy_wait_fields() -> None:

@@ -20,7 +20,7 @@ from ._durable import ResumeReport
 from ._http import HttpRequest, Transport
 from ._protocol import RawResponse
 from ._requester import SessionStats
-from ._schedule import AdaptivePolicy, DurationLearner, DurationPrior
+from ._schedule import AdaptivePolicy, AdaptiveSchedule, DurationLearner, DurationPrior
 from ._session import VeoSession
 from ._task import VeoTask
 from ._version import version as _installed_version
@@ -57,6 +57,7 @@ __version__ = _installed_version()
 
 __all__ = [
     "AdaptivePolicy",
+    "AdaptiveSchedule",
     "DurationLearner",
     "DurationPrior",
     "POLICY_TIMEOUT",

@@ -414,7 +414,9 @@ class AdaptivePolicy:
     :param rebuild_every: the tables are rebuilt when a model's evidence
         (finished tasks and polls that found one running) has grown by half,
         or by this much.
-    :param seed: seed for the schedule's jitter (None: fresh).
+    :param seed: seed for the schedule's random draws (None: fresh): the
+        jitter, and the pick between the two nearest solutions that spends
+        the budget exactly (so two seeds may differ by a grid step too).
     """
 
     timeout: float | None = attrs.field(default=900.0, validator=_check_timeout)
@@ -437,6 +439,14 @@ class AdaptivePolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_gap < self.min_gap:
             raise ValueError(f"max_gap ({self.max_gap:g}) must be >= min_gap ({self.min_gap:g})")
+        if math.floor(self.max_gap / GRID) < max(1, math.ceil(self.min_gap / GRID)):
+            # Polls are planned on a grid of GRID seconds: a gap can only be
+            # a multiple of it, and none would lie between the two (max_gap 3
+            # and min_gap 3 gave gaps of 4 s).
+            raise ValueError(
+                f"max_gap ({self.max_gap:g}) and min_gap ({self.min_gap:g}) must have a "
+                f"multiple of {GRID:g} s between them (polls are planned on a {GRID:g} s grid)"
+            )
         if self.jitter >= 0.5:
             raise ValueError(f"jitter must be < 0.5, not {self.jitter!r}")
         if self.early_mass >= 0.5:
