@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from typing import Any
 
 import attrs
 import pytest
@@ -253,6 +254,30 @@ def test_observe_rejects_bad_seconds(seconds: object) -> None:
     """A NaN, negative, infinite or non-numeric generation time is refused."""
     with pytest.raises((ValueError, TypeError), match="seconds"):
         DurationLearner().observe("veo3", seconds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "named"),
+    [
+        (lambda: DurationLearner(priors={"veo3": 1}), TypeError, "priors"),  # type: ignore[dict-item]
+        (lambda: DurationLearner(priors={5: None}), TypeError, "priors"),  # type: ignore[dict-item]
+        (lambda: DurationLearner(max_models=-1), ValueError, "max_models"),
+        (lambda: DurationLearner(max_models=2.5), TypeError, "max_models"),  # type: ignore[arg-type]
+        (lambda: DurationLearner().survived("veo3", 0, "5"), TypeError, "age"),  # type: ignore[arg-type]
+        (lambda: DurationLearner().survived("veo3", "0", 5), TypeError, "since"),  # type: ignore[arg-type]
+        (lambda: DurationLearner().survived("veo3", 0, True), TypeError, "age"),
+        (lambda: DurationLearner().survived("veo3", -1, 5), ValueError, "since"),
+        (lambda: DurationLearner().survived("veo3", 0, -5), ValueError, "age"),
+    ],
+)
+def test_the_learner_refuses_bad_arguments_naming_them(
+    call: Any, error: type[Exception], named: str
+) -> None:
+    """DurationLearner's constructor and survived() check their arguments as
+    observe() does: wrong types and values raise, naming the argument (they
+    were taken and failed later, or were silently learned: age True as 1)."""
+    with pytest.raises(error, match=named):
+        call()
 
 
 @pytest.mark.parametrize(

@@ -654,11 +654,15 @@ class DurationLearner:
         max_models: int = 32,
         early_mass: float = 0.03,
     ) -> None:
+        if not isinstance(priors, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, DurationPrior) for k, v in priors.items()
+        ):
+            raise TypeError(f"priors must map model names to DurationPrior, not {priors!r}")
         self._priors = dict(priors)
         self._early_mass = _check_number("early_mass", early_mass, 0)
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
-        self._max_models = max_models
+        self._max_models = _check_count("max_models", max_models)
         self._pooled = _Histogram()
         self._models: dict[str, _Histogram] = {}
         self._ledger = _SpendLedger()
@@ -737,7 +741,12 @@ class DurationLearner:
         """
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
-        if not 0 <= since < age < math.inf:
+        for name, value in (("since", since), ("age", age)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, not {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, not {value!r}")
+        if not since < age < math.inf:  # an empty or endless interval (NaN too) teaches nothing
             return
         if model is not None and (hist := self._histogram(model)) is not None:
             hist.expose(since, age)

@@ -220,7 +220,7 @@ def progress_options(func: F) -> F:
         default="auto",
         show_default=True,
         help="Progress on standard error: live (redrawn in place), plain (a line every "
-        "--progress-interval), off (nothing, not even the closing summary); auto is "
+        "--progress-interval), off (no progress lines nor closing summary); auto is "
         "live on a terminal, plain elsewhere.",
     )(func)
 
