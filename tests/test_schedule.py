@@ -268,6 +268,7 @@ def test_observe_rejects_bad_seconds(seconds: object) -> None:
         (lambda: DurationLearner().survived("veo3", 0, True), TypeError, "age"),
         (lambda: DurationLearner().survived("veo3", -1, 5), ValueError, "since"),
         (lambda: DurationLearner().survived("veo3", 0, -5), ValueError, "age"),
+        (lambda: DurationLearner().observe("veo3", 60, "no"), TypeError, "failed"),  # type: ignore[arg-type]
     ],
 )
 def test_the_learner_refuses_bad_arguments_naming_them(

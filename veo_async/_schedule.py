@@ -709,16 +709,18 @@ class DurationLearner:
         :param announced: the task was told to :meth:`created` (see there).
         :raises ValueError: for negative, infinite or NaN seconds, negative polls.
         :raises TypeError: for a non-numeric ``seconds``, a non-string model,
-            polls that are not ints.
+            polls that are not ints, a ``failed`` that is not a bool.
         """
         seconds = _check_number("seconds", seconds, 0)
         running_until = _check_number("running_until", running_until, 0)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
         polls, fixed_polls = _check_count("polls", polls), _check_count("fixed_polls", fixed_polls)
+        if not isinstance(failed, bool):
+            # bool("no") is True: a text or a number is refused, not guessed.
+            raise TypeError(f"failed must be True or False, not {failed!r}")
         if polls and fixed_polls:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
-        failed = bool(failed)
         own = self._histogram(model) if model is not None else None
         for hist in (self._pooled, own):
             if hist is not None:
