@@ -269,6 +269,13 @@ def test_observe_rejects_bad_seconds(seconds: object) -> None:
         (lambda: DurationLearner().survived("veo3", -1, 5), ValueError, "since"),
         (lambda: DurationLearner().survived("veo3", 0, -5), ValueError, "age"),
         (lambda: DurationLearner().observe("veo3", 60, "no"), TypeError, "failed"),  # type: ignore[arg-type]
+        (lambda: DurationLearner().as_prior(5), TypeError, "model"),  # type: ignore[arg-type]
+        (
+            lambda: POLICY.schedule().next_delay(model="veo3", age=0, polls=0, rng=None),  # type: ignore[arg-type]
+            TypeError,
+            "rng",
+        ),
+        (lambda: POLICY.schedule().unseen_delay(1, None), TypeError, "rng"),  # type: ignore[arg-type]
     ],
 )
 def test_the_learner_refuses_bad_arguments_naming_them(

@@ -345,6 +345,12 @@ def _check_count(name: str, value: object, minimum: int = 0) -> int:
     return value
 
 
+def _check_rng(rng: object) -> None:
+    """``rng`` must be a :class:`random.Random` (the draws are replayable)."""
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
+
+
 def _check_number(name: str, value: object, minimum: float, *, inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, not {value!r}")
@@ -942,6 +948,8 @@ class DurationLearner:
         this session's finished instead of where the documentation says (see
         :meth:`learned_priors`).
         """
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, not {model!r}")
         if self.count(model) == 0:
             return None
         low, median, high = _log_quantiles(self.masses(model), (0.16, 0.5, 0.84))
@@ -1320,6 +1328,7 @@ class AdaptiveSchedule:
         _check_count("polls", polls)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
+        _check_rng(rng)
         table = self.table(self.table_key(model))
         policy = self.policy
         if age is None:
@@ -1362,6 +1371,7 @@ class AdaptiveSchedule:
         :param rng: the jitter's random source.
         """
         _check_count("polls", polls)
+        _check_rng(rng)
         policy = self.policy
         delay = min(policy.max_gap, policy.min_gap * 2.0 ** max(0, min(polls, 32) - 1))
         if policy.jitter:
