@@ -275,9 +275,8 @@ class DurableTracker:
         record = handle.record
         if record is not None:
             self._note(self._terminal, (handle.task_id, record, time.time()))
-        if self._deliveries and handle.task_id not in self._acked:
-            for delivery in self._deliveries:
-                delivery.arrived(handle)
+        for delivery in self._deliveries:
+            delivery.arrived(handle)  # (an acknowledged one: skipped there)
 
     def adopted(self, handle: VeoTask) -> None:
         """A task this session created: running deliveries follow it too."""
@@ -511,9 +510,7 @@ class DurableTracker:
         """Ids just tracked: running deliveries follow them too."""
         if self._deliveries:
             for handle in handles:
-                if handle.task_id in self._acked:
-                    continue  # delivered and acknowledged: never again
-                for delivery in self._deliveries:
+                for delivery in self._deliveries:  # (acknowledged ones: skipped there)
                     delivery.follow(handle)
 
     # -- closing ----------------------------------------------------------------------

@@ -78,11 +78,12 @@ def _key_problem(key: object) -> Exception | None:
     """What is wrong with ``key`` (see :func:`check_api_key`), or None."""
     if key is not None and not isinstance(key, str):
         return TypeError(f"api_key must be a str, not {type(key).__name__}")
-    if key is None or not key.strip():
+    stripped = "" if key is None else key.strip()
+    if not stripped:
         return ValueError(
             "no API key: pass api_key=... or set the KIE_API_KEY environment variable"
         )
-    if not key.strip().isascii() or not key.strip().isprintable():
+    if not stripped.isascii() or not stripped.isprintable():
         return ValueError(
             "the API key contains characters not allowed in an HTTP header "
             "(control characters such as CR/LF, or non-ASCII text)"

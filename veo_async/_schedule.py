@@ -351,14 +351,19 @@ def _check_rng(rng: object) -> None:
         raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
 
 
-def _check_number(name: str, value: object, minimum: float, *, inclusive: bool = True) -> float:
+def _check_number(
+    name: str, value: object, minimum: float, *, inclusive: bool = True, finite: bool = True
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, not {value!r}")
-    if not is_finite(value):
+    endless = not is_finite(value)
+    if endless and finite:
         raise ValueError(f"{name} must be finite, not {shown(value)}")
     if value < minimum or (not inclusive and value == minimum):
         relation = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {minimum:g}, not {value!r}")
+        raise ValueError(f"{name} must be {relation} {minimum:g}, not {shown(value)}")
+    if endless:  # (finite=False: NaN or infinite, an int too large for a float too)
+        return math.nan if value != value else math.inf
     return float(value)
 
 
@@ -749,11 +754,8 @@ class DurationLearner:
         """
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, not {model!r}")
-        for name, value in (("since", since), ("age", age)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {value!r}")
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, not {value!r}")
+        since = _check_number("since", since, 0, finite=False)
+        age = _check_number("age", age, 0, finite=False)
         if not since < age < math.inf:  # an empty or endless interval (NaN too) teaches nothing
             return
         if model is not None and (hist := self._histogram(model)) is not None:

@@ -199,7 +199,7 @@ class _PollRun(Ticket):
         if self.ended:
             return  # let go of meanwhile
         if closing:
-            self.finish(SessionClosedError("the VeoSession was closed while waiting"))
+            self.finish(self.requester.stopped_error())
             return
         self.plan_next(self.requester.now(), retry_of=retry_of)
 
@@ -544,13 +544,10 @@ class VeoTask:
         """
         try:
             self._registry.requester.check_usable()
-        except AuthenticationError as exc:  # a fresh copy: ours to fill in
+        except (AuthenticationError, SessionClosedError) as exc:  # fresh ones: ours to fill in
             exc.task_id = self.task_id
-            if self._run is None:
+            if self._run is None and isinstance(exc, AuthenticationError):
                 self._error = exc  # as a run that met the 401 would leave it
-            raise
-        except SessionClosedError as exc:  # a fresh one too
-            exc.task_id = self.task_id
             raise
         run = self._run
         if run is None:
@@ -744,7 +741,7 @@ class VeoTask:
                     raise run.error
                 if run.ended and not follower.expired:
                     # Stopped by nobody's wish (cannot happen while we follow).
-                    raise SessionClosedError("the VeoSession was closed while waiting")
+                    raise self._registry.requester.stopped_error()
                 if look_at is not None:
                     if await follower.changed(look_at):
                         continue

@@ -338,7 +338,7 @@ def resume_tasks(
 
     One JSON line per result not yet acknowledged (see "wait --help").
     """
-    require_existing_store(store_path)  # nothing to resume in a store never made
+    # (wait with no ids refuses a store never made: nothing to resume)
     result: int = ctx.invoke(
         wait, ids=(), files=(), store_path=store_path, output=output, concurrency=concurrency
     )

@@ -79,7 +79,7 @@ class BatchedStore:
             raise ValueError(f"flush_interval must be >= 0, not {flush_interval!r}")
         self._where = where
         self._retention = retention
-        # When rows past the retention were last purged (epoch seconds).
+        # When rows were last purged (epoch seconds; see _submit).
         self._purged_at = 0.0
         self._state = _State.UNOPENED
         # Held while an open() connects: a second, concurrent open() waits
@@ -174,7 +174,6 @@ class BatchedStore:
         self._state = _State.OPEN
         self._writer.start(f"veo_async store writer {self._where}")
         if self._retention is not None:
-            self._purged_at = now_or(None, "now")
             try:
                 await self.purge(self._retention)
             except BaseException:
@@ -230,20 +229,17 @@ class BatchedStore:
 
     async def _submit(self, kind: str, *args: Any) -> Any:
         self._require_open()
-        if self._retention is not None and kind != "purge":
-            await self._purge_now_and_then()
+        retention = self._retention
+        if (
+            retention is not None
+            and kind != "purge"
+            and now_or(None, "now") - self._purged_at >= _PURGE_EVERY
+        ):
+            # Past the retention again: a worker keeps its store open for
+            # weeks, and rows purged only at open() piled up (some 650 bytes
+            # a task) until a restart.
+            await self.purge(retention)
         return await self._writer.submit(kind, *args)
-
-    async def _purge_now_and_then(self) -> None:
-        """Purge past the retention again once :data:`_PURGE_EVERY` passed since
-        the last: a worker keeps its store open for weeks, and rows purged only
-        at :meth:`open` piled up (some 650 bytes a task) until a restart."""
-        now = now_or(None, "now")
-        if now - self._purged_at < _PURGE_EVERY:
-            return
-        self._purged_at = now
-        assert self._retention is not None
-        await self._writer.submit("purge", now - self._retention)
 
     # -- durable writes ---------------------------------------------------------------
 
@@ -343,6 +339,7 @@ class BatchedStore:
         if check_time(older_than_seconds, "older_than_seconds") < 0:
             raise ValueError(f"older_than_seconds must be >= 0, not {older_than_seconds!r}")
         cutoff = now_or(now, "now") - older_than_seconds
+        self._purged_at = now_or(None, "now")  # by the clock (see _submit)
         deleted: int = await self._submit("purge", cutoff)
         return deleted
 
