@@ -462,6 +462,43 @@ def test_fast_failures_seen_bring_the_early_probe_back() -> None:
     assert schedule.table("veo3").fresh[0] <= 60
 
 
+def test_the_fast_failure_share_is_learned_from_every_models_tasks() -> None:
+    """Tasks of any model whose fate through 40 s is known (finished, or seen
+    running past it) count once each; those that failed within it move the
+    share from the prior's ``early_mass`` (worth ``prior_weight`` tasks)."""
+    learner = DurationLearner(early_mass=0.06, prior_weight=20)
+    assert learner.fast_failure_share() == pytest.approx(0.06)
+    for k in range(80):  # seen running past 40 s, then finished: counted once
+        model = "veo3_fast" if k % 2 else "other"
+        learner.survived(model, 0.0, 30.0)
+        learner.survived(model, 30.0, 50.0)
+        learner.observe(model, 150.0, running_until=50.0)
+    for _ in range(20):  # fast failures, found at their first poll
+        learner.observe("veo3_fast", 20.0, failed=True)
+    learner.observe("veo3_fast", 90.0, failed=True)  # a failure, not a fast one
+    assert learner.fast_failure_share() == pytest.approx((0.06 * 20 + 20) / (20 + 101))
+
+
+def test_a_model_with_few_tasks_is_probed_early_when_the_others_fail_early() -> None:
+    """Fast failures come from the prompt, not the model: veo3, with no task of
+    its own yet, is probed early once veo3_fast tasks are seen failing within
+    40 s, and not once 300 of them were seen without a fast failure."""
+    rng = random.Random(15)
+
+    def veo3_first_poll(fast_failures: int) -> float:
+        schedule = POLICY.schedule()
+        learner = schedule.learner
+        for seconds in lognormal(rng, 300, 150, 0.3):
+            learner.survived("veo3_fast", 0.0, 45.0)
+            learner.observe("veo3_fast", seconds, running_until=45.0)
+        for _ in range(fast_failures):
+            learner.observe("veo3_fast", rng.uniform(5, 40), failed=True)
+        return schedule.table("veo3").fresh[0]
+
+    assert veo3_first_poll(fast_failures=45) <= 45
+    assert veo3_first_poll(fast_failures=0) > 120
+
+
 # ---------------------------------------------------------------- one price across models
 
 

@@ -78,10 +78,21 @@ rebuilt (all together, the price being shared) only when a model's evidence
 (finishes and running polls) has grown by half (or by ``rebuild_every``),
 never per call. A call is then a table look-up.
 
-On top of the optimum: the prior gives fast failures a share
-(``early_mass``, spread over 5-60 s), so that the schedule keeps an early
-probe until the data say whether fast failures happen (the share fades as
-tasks are watched, like the rest of the prior); gaps never shorter than ``min_gap``
+On top of the optimum: the prior gives fast failures a share, spread over
+5-40 s, so that the schedule keeps an early probe until the data say whether
+fast failures happen. That share is learned from every model's tasks
+together (:meth:`DurationLearner.fast_failure_share`: ``early_mass``, 6 %,
+worth ``prior_weight`` tasks, and the tasks seen past 40 s or finished
+before), since a render fails fast for its prompt or its inputs, not for
+its model: a model with few tasks of its own (10 % veo3 beside veo3_fast)
+is probed early when the others fail early, where with a share of its own
+(3 %, fading with its own tasks) it was first polled at 140-160 s and its
+fast failures waited two minutes. Beyond the prior, each model's own early
+failures count as the rest of its data do. (A share of 3 % over 5-60 s
+first polled new tasks at 60-90 s: a fast failure in the first minutes of a
+session waited 50-80 s, fixed polling 15 s; 206 files of 300-2,000 Veo-like
+tasks, 0-10 % failing: 34 missed the goal, now 22, at the same lag and
+requests on the built-in workloads.) Gaps never shorter than ``min_gap``
 and, once past the median (the learned one, or twice the documented one
 if that comes first), never longer than ``max_gap`` (30 s), so a long
 render, or an id handed in old, is still seen within ``max_gap``; a seeded jitter of +-``jitter`` of
@@ -196,7 +207,7 @@ STEP_WORK = 4000
 _LOG_BIN = 0.02
 _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 # Fast failures, for the prior's early_mass share: seconds after creation.
-_EARLY_SPAN = (5.0, 60.0)
+_EARLY_SPAN = (5.0, 40.0)
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.05
 # Every task costs one request at least, whatever the schedule, and fixed
@@ -408,8 +419,10 @@ class AdaptivePolicy:
         past the table's horizon (the 99.95th percentile).
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
         0.8 s (uniform, seeded), so polls keep to their planned times.
-    :param early_mass: the prior's share of fast failures (5-60 s): keeps an
-        early probe until the data say whether fast failures happen (0: none).
+    :param early_mass: the prior's share of fast failures (5-40 s), worth
+        ``prior_weight`` tasks: keeps an early probe until the data say
+        whether fast failures happen, learned from every model's tasks
+        together (0: none until some are seen).
     :param late_lag: lag beyond which each second costs ``1 + late_weight``
         seconds in the optimisation: keeps the p95 lag at or below fixed
         polling's where completions are sparse (early failures, long tails).
@@ -436,7 +449,7 @@ class AdaptivePolicy:
     min_gap: float = _field(2.0, 0.1)
     max_gap: float = _field(30.0, 1)
     jitter: float = _field(0.02, 0)
-    early_mass: float = _field(0.03, 0)
+    early_mass: float = _field(0.06, 0)
     late_lag: float = _field(24.0, 0)
     late_weight: float = _field(0.5, 0)
     priors: Mapping[str, DurationPrior] = attrs.field(
@@ -653,7 +666,8 @@ class DurationLearner:
     :param prior_weight: how many observations a prior is worth.
     :param memory: per-model weight beyond which the histogram is halved.
     :param max_models: model names tracked separately.
-    :param early_mass: the prior's share of fast failures (5-60 s).
+    :param early_mass: the prior's share of fast failures (5-40 s), before
+        :meth:`fast_failure_share` has learned it.
     """
 
     def __init__(
@@ -663,7 +677,7 @@ class DurationLearner:
         prior_weight: float = 20.0,
         memory: float = 4096.0,
         max_models: int = 32,
-        early_mass: float = 0.03,
+        early_mass: float = 0.06,
     ) -> None:
         if not isinstance(priors, Mapping) or not all(
             isinstance(k, str) and isinstance(v, DurationPrior) for k, v in priors.items()
@@ -671,6 +685,11 @@ class DurationLearner:
             raise TypeError(f"priors must map model names to DurationPrior, not {priors!r}")
         self._priors = dict(priors)
         self._early_mass = _check_number("early_mass", early_mass, 0)
+        # Tasks whose fate through the early span is known (seen running past
+        # it, or finished), and those of them that failed within it: every
+        # model's, pooled (see fast_failure_share).
+        self._early_known = 0.0
+        self._early_failed = 0.0
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
         self._max_models = _check_count("max_models", max_models)
@@ -732,6 +751,8 @@ class DurationLearner:
             raise TypeError(f"failed must be True or False, not {failed!r}")
         if polls and fixed_polls:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
+        if running_until < _EARLY_SPAN[1]:
+            self._early_fate(failed and seconds <= _EARLY_SPAN[1])
         own = self._histogram(model) if model is not None else None
         for hist in (self._pooled, own):
             if hist is not None:
@@ -762,8 +783,30 @@ class DurationLearner:
             hist.expose(since, age)
             hist.recent.append((since, age, False))
         self._pooled.expose(since, age)
+        if since < _EARLY_SPAN[1] <= age:
+            self._early_fate(False)
         if since == 0:
             self._note_task(model, announced)
+
+    def _early_fate(self, failed: bool) -> None:
+        """A task's fate through the early span became known: it failed
+        within it, or it did not."""
+        self._early_known += 1.0
+        self._early_failed += failed
+        if self._early_known > self._memory:
+            self._early_known *= 0.5
+            self._early_failed *= 0.5
+
+    def fast_failure_share(self) -> float:
+        """The share of tasks that fail within 40 s of their creation, of
+        every model: the prior's ``early_mass`` worth ``prior_weight`` tasks,
+        and the tasks whose fate through 40 s is known (seen running past
+        it, or finished). Fast failures come from the prompt or the inputs,
+        not the model: it is each model's prior share of them, so a model
+        with few tasks of its own is probed early when the others fail
+        early."""
+        weight = self._prior_weight
+        return (self._early_mass * weight + self._early_failed) / (weight + self._early_known)
 
     def created(self, model: str | None) -> None:
         """A task of ``model`` was created (by the caller, who knows its model
@@ -1008,7 +1051,7 @@ class DurationLearner:
         """``prior`` widened by the doubt left after ``finished`` finishes,
         with the share of fast failures."""
         return _with_fast_failures(
-            _lognormal_masses(_with_doubt(prior, finished)), self._early_mass
+            _lognormal_masses(_with_doubt(prior, finished)), self.fast_failure_share()
         )
 
 

@@ -635,9 +635,9 @@ class VeoSession:
 
         Waiting on the handle with the session's default policy (none was
         given to the session or the wait) polls first where the model's tasks
-        start to finish, counted from the creation: with the documented
-        priors about 80 s for veo3_fast and 70 s for veo3_lite; veo3 gets an
-        early 60 s probe for fast failures, then about 141 s. These move as
+        start to finish, counted from the creation, with an early probe for
+        fast failures: with the documented priors at 40 s, then about 94 s
+        for veo3_fast and 146 s for veo3 (veo3_lite: 52 s, then 82 s). These move as
         the session learns (README, "How polls are scheduled"); an extend
         follows its model's schedule. An explicit :class:`PollPolicy` wins.
 
