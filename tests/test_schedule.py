@@ -20,8 +20,10 @@ from veo_async._schedule import (
     AdaptiveSchedule,
     DurationLearner,
     DurationPrior,
+    _Curve,
     _grid_distribution,
     _late_share,
+    _pricing,
     optimal_polls,
 )
 
@@ -500,6 +502,33 @@ def test_a_model_with_few_tasks_is_probed_early_when_the_others_fail_early() -> 
 
 
 # ---------------------------------------------------------------- one price across models
+
+
+def _weighted_curve(weight: float) -> _Curve:
+    return _Curve(
+        done=[0.0, 1.0], done_time=[0.0, 0.0], budget=1.0, weight=weight,
+        reach=[1, 1], min_steps=1, late_steps=12, late_weight=0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("weights", "pricing"),
+    [
+        ([10.0] * 12, 12),  # models used alike: every one prices
+        ([100.0, 50.0, 1.0, 1.0, 1.0, 1.0], 4),  # rare ones are priced for
+        ([100.0, 50.0, 30.0, 20.0, 10.0, 1.0], 5),  # the four cover under 95 %
+        ([5.0, 3.0], 2),
+    ],
+)
+def test_the_price_is_set_by_the_models_most_tasks_use(weights: list[float], pricing: int) -> None:
+    """The four most used models, and more until 95 % of the recent tasks are
+    covered: with 12 models used alike the four alone priced a third of the
+    tasks, and the others spent what that price made them (up to 1.2x fixed
+    polling's requests over the last 800 tasks of a file)."""
+    curves = [_weighted_curve(weight) for weight in weights]
+    chosen = _pricing(curves)
+    assert len(chosen) == pricing
+    assert [curve.weight for curve in chosen] == sorted(weights, reverse=True)[:pricing]
 
 
 def test_a_log_bin_wider_than_a_grid_step_is_spread_over_the_seconds_it_spans() -> None:
