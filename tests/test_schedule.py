@@ -146,7 +146,7 @@ def test_learning_moves_the_schedule_to_the_data() -> None:
     learned = fed(lognormal(random.Random(2), 500, 400, 0.2))
     polls = fresh_polls(learned, "veo3_fast", 40)
     prior = fresh_polls(POLICY.schedule(), "veo3_fast", 40)
-    assert sum(1 for a in prior if a < 250) >= 8
+    assert sum(1 for a in prior if a < 250) >= 6
     assert sum(1 for a in polls if a < 250) <= 3
     assert sum(1 for a in polls if 330 <= a <= 480) >= 8
 
@@ -467,7 +467,7 @@ def test_fast_failures_seen_bring_the_early_probe_back() -> None:
 def test_the_fast_failure_share_is_learned_from_every_models_tasks() -> None:
     """Tasks of any model whose fate through 40 s is known (finished, or seen
     running past it) count once each; those that failed within it move the
-    share from the prior's ``early_mass`` (worth 2.5 ``prior_weight`` tasks)."""
+    share from the prior's ``early_mass`` (worth ``prior_weight`` tasks)."""
     learner = DurationLearner(early_mass=0.06, prior_weight=20)
     assert learner.fast_failure_share() == pytest.approx(0.06)
     for k in range(80):  # seen running past 40 s, then finished: counted once
@@ -478,7 +478,7 @@ def test_the_fast_failure_share_is_learned_from_every_models_tasks() -> None:
     for _ in range(20):  # fast failures, found at their first poll
         learner.observe("veo3_fast", 20.0, failed=True)
     learner.observe("veo3_fast", 90.0, failed=True)  # a failure, not a fast one
-    assert learner.fast_failure_share() == pytest.approx((0.06 * 50 + 20) / (50 + 101))
+    assert learner.fast_failure_share() == pytest.approx((0.06 * 20 + 20) / (20 + 101))
 
 
 def test_a_model_with_few_tasks_is_probed_early_when_the_others_fail_early() -> None:

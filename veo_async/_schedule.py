@@ -82,8 +82,8 @@ On top of the optimum: the prior gives fast failures a share, spread over
 5-40 s, so that the schedule keeps an early probe until the data say whether
 fast failures happen. That share is learned from every model's tasks
 together (:meth:`DurationLearner.fast_failure_share`: ``early_mass``, 6 %,
-worth 2.5 ``prior_weight`` tasks (50), and the tasks seen past 40 s or
-finished before), since a render fails fast for its prompt or its inputs, not for
+worth ``prior_weight`` tasks, and the tasks seen past 40 s or finished
+before), since a render fails fast for its prompt or its inputs, not for
 its model: a model with few tasks of its own (10 % veo3 beside veo3_fast)
 is probed early when the others fail early, where with a share of its own
 (3 %, fading with its own tasks) it was first polled at 140-160 s and its
@@ -91,7 +91,7 @@ fast failures waited two minutes. Beyond the prior, each model's own early
 failures count as the rest of its data do. (A share of 3 % over 5-60 s
 first polled new tasks at 60-90 s: a fast failure in the first minutes of a
 session waited 50-80 s, fixed polling 15 s; 206 files of 300-2,000 Veo-like
-tasks, 0-10 % failing: 34 missed the goal, now 18, at the same lag and
+tasks, 0-10 % failing: 34 missed the goal, now 21, at the same lag and
 requests on the built-in workloads.) Gaps never shorter than ``min_gap``
 and, once past the median (the learned one, or twice the documented one
 if that comes first), never longer than ``max_gap`` (30 s), so a long
@@ -208,12 +208,6 @@ _LOG_BIN = 0.02
 _LOG_BINS = math.ceil(math.log(7200.0) / _LOG_BIN)
 # Fast failures, for the prior's early_mass share: seconds after creation.
 _EARLY_SPAN = (5.0, 40.0)
-# The prior's share of fast failures weighs this many times ``prior_weight``
-# tasks (50 by default): 20 let the first 20-30 tasks seen without a fast
-# failure (as likely as not at a 3 % rate) halve it, and the early probe went
-# until the first failures showed (206 Veo-like files of 300-2,000 tasks:
-# 22 missed the goal, now 18, at the same mean lag).
-_EARLY_WEIGHT = 2.5
 # A first poll of a task handed in this likely to be done already goes at once.
 _DONE_ALREADY = 0.05
 # Every task costs one request at least, whatever the schedule, and fixed
@@ -260,7 +254,10 @@ _LEDGER_COVER = 0.99
 # The ledger's strata: this many log bins (10 % wide): few empty strata in the tail.
 _LEDGER_STRATUM = 5
 # A further share of the budget held back while the prior rules (see _curve).
-_PRIOR_MARGIN = 0.10
+# 15 %: with the early probe a fast-failure share asks for (6 %, over 5-40 s),
+# 10 % left 9 of 105 one-model files of 100-500 tasks over fixed polling's
+# requests (4 before that share), 15 % 7, at the same mean lag.
+_PRIOR_MARGIN = 0.15
 # The schedule's own p95 lag is kept under this share of fixed polling's p95
 # (0.95 x budget_interval), leaving room for the estimate's error.
 _P95_SHARE = 0.95
@@ -432,7 +429,7 @@ class AdaptivePolicy:
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
         0.8 s (uniform, seeded), so polls keep to their planned times.
     :param early_mass: the prior's share of fast failures (5-40 s), worth
-        2.5 ``prior_weight`` tasks: keeps an early probe until the data say
+        ``prior_weight`` tasks: keeps an early probe until the data say
         whether fast failures happen, learned from every model's tasks
         together (0: none until some are seen).
     :param late_lag: lag beyond which each second costs ``1 + late_weight``
@@ -811,14 +808,13 @@ class DurationLearner:
 
     def fast_failure_share(self) -> float:
         """The share of tasks that fail within 40 s of their creation, of
-        every model: the prior's ``early_mass`` worth 2.5 ``prior_weight``
-        tasks (50),
+        every model: the prior's ``early_mass`` worth ``prior_weight`` tasks,
         and the tasks whose fate through 40 s is known (seen running past
         it, or finished). Fast failures come from the prompt or the inputs,
         not the model: it is each model's prior share of them, so a model
         with few tasks of its own is probed early when the others fail
         early."""
-        weight = self._prior_weight * _EARLY_WEIGHT
+        weight = self._prior_weight
         return (self._early_mass * weight + self._early_failed) / (weight + self._early_known)
 
     def created(self, model: str | None) -> None:
