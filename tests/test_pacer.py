@@ -186,11 +186,15 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule() -> No
         await asyncio.sleep(delay)
     assert sum(gaps) > 2 * 150  # past twice veo3_fast's documented median
     assert max(gaps[-4:]) <= STEADY.max_gap
-    # The second poll follows the first (the fresh schedule's second poll),
-    # not a fresh start (its first poll again).
-    fresh = STEADY.schedule().table("veo3_fast").fresh
-    assert gaps[0] == pytest.approx(fresh[0], abs=0.5)
-    assert gaps[0] + gaps[1] == pytest.approx(fresh[1], abs=0.5)
+    # The second poll follows the first (where the plan goes from the first
+    # poll's age: either of the two solutions it mixes), not a fresh start
+    # (its first poll again).
+    table = STEADY.schedule().table("veo3_fast")
+    i = round(gaps[0] / 2.0)
+    assert {table.next_index[0], table.costly_index[0]} & {i}
+    seconds = gaps[0] + gaps[1]
+    plans = (table.next_index, table.costly_index)
+    assert any(abs(seconds - 2.0 * plan[i]) <= 0.5 for plan in plans)
 
 
 async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_new_wait() -> None:
