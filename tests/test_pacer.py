@@ -289,6 +289,31 @@ def test_a_learned_plan_reports_its_spend_only_for_a_task_followed_from_creation
     assert fixed.spend(95.0) == (0, 0)
 
 
+def test_a_task_seen_running_past_its_records_duration_is_learned_once() -> None:
+    """Clock skew: a task seen running at 45 s (our clock) whose record says it
+    failed 38 s after its creation was counted as past the early span then; its
+    record does not count it a second time (as a fast failure)."""
+    now = [0.0]
+    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
+    plan = pacer.plan(None)
+    plan.next_delay(None, 0.0, "veo3")
+    now[0] = 45.0
+    plan.next_delay(None, 0.0, "veo3", running=True)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    record = RecordInfo(
+        "t",
+        TaskStatus.FAILED,
+        params={"model": "veo3"},
+        create_time=start,
+        complete_time=start + datetime.timedelta(seconds=38),
+    )
+    pacer.observe(record, plan)
+    weight = STEADY.prior_weight
+    assert pacer.learner.fast_failure_share() == pytest.approx(
+        STEADY.early_mass * weight / (weight + 1)
+    )
+
+
 def test_a_task_created_here_is_told_to_the_learner_once_at_its_first_plan() -> None:
     """A task this session created (its creation time known) is told to the
     learner's turn check when first planned, once, whatever its later plans

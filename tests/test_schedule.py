@@ -481,6 +481,26 @@ def test_the_fast_failure_share_is_learned_from_every_models_tasks() -> None:
     assert learner.fast_failure_share() == pytest.approx((0.06 * 20 + 20) / (20 + 101))
 
 
+def test_a_task_seen_running_past_its_duration_counts_once() -> None:
+    """Clock skew: a task seen running at 45 s whose record says it failed at
+    38 s was counted by survived() (past 40 s); its finish is not counted again."""
+    learner = DurationLearner(early_mass=0.06, prior_weight=20)
+    learner.survived("veo3", 0.0, 45.0)
+    learner.observe("veo3", 38.0, failed=True, running_until=45.0)
+    assert learner.fast_failure_share() == pytest.approx(0.06 * 20 / 21)
+
+
+def test_no_prior_weight_gives_the_prior_share_until_a_task_is_known() -> None:
+    """prior_weight=0 (data only): the share is early_mass until some task's
+    fate through 40 s is known, then the data's (it divided by zero)."""
+    learner = DurationLearner(prior_weight=0)
+    assert learner.fast_failure_share() == pytest.approx(0.06)
+    assert AdaptivePolicy(prior_weight=0).schedule().table("veo3_fast").fresh
+    learner.observe("veo3", 20.0, failed=True)
+    learner.observe("veo3", 300.0)
+    assert learner.fast_failure_share() == pytest.approx(0.5)
+
+
 def test_a_model_with_few_tasks_is_probed_early_when_the_others_fail_early() -> None:
     """Fast failures come from the prompt, not the model: veo3, with no task of
     its own yet, is probed early once veo3_fast tasks are seen failing within
@@ -502,6 +522,40 @@ def test_a_model_with_few_tasks_is_probed_early_when_the_others_fail_early() -> 
 
 
 # ---------------------------------------------------------------- one price across models
+
+
+def test_models_used_alike_are_all_priced_for() -> None:
+    """Six models used alike, two of them slow: the price is set for all six,
+    so the tasks of all of them together spend their budget (priced for the
+    four fast ones alone, the slow ones spent as that price made them)."""
+    schedule = POLICY.schedule()
+    learner = schedule.learner
+    rng = random.Random(16)
+    models = {f"m{k}": 100.0 if k < 4 else 900.0 for k in range(6)}
+    for _ in range(60):
+        for model, median in models.items():
+            learner.observe(model, rng.lognormvariate(math.log(median), 0.3))
+    for model in models:
+        schedule.table(model)
+    share = schedule._budget_share()
+    spent = budget = 0.0
+    for model in models:
+        table = schedule.table(model)
+        curve = schedule._curve(model, share)
+
+        def requests(plan: list[int], done: list[float] = table.done) -> float:
+            i, total = 0, 0.0
+            while i < len(done) - 1:
+                total += 1.0 - done[i]
+                i = plan[i]
+            return total
+
+        mixed = table.costly_share
+        spent += curve.weight * (
+            (1 - mixed) * requests(table.next_index) + mixed * requests(table.costly_index)
+        )
+        budget += curve.weight * curve.budget
+    assert spent == pytest.approx(budget, rel=0.01)
 
 
 def _weighted_curve(weight: float) -> _Curve:

@@ -512,7 +512,10 @@ class Pacer:
         failed = record.status is not TaskStatus.SUCCESS
         running_until, polls, fixed_polls = 0.0, 0, 0
         if plan is not None:
-            running_until = min(plan.running_until, seconds)
+            # Not clamped to seconds: a task seen running at a later age than
+            # the server's duration (clock skew) was counted by survived() up
+            # to that age, and the learner must not count its start again.
+            running_until = plan.running_until
             polls, fixed_polls = plan.spend(seconds)
         self.learner.observe(
             _model_of(record),

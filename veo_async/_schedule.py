@@ -740,7 +740,9 @@ class DurationLearner:
 
         :param running_until: the age at which it was last seen running, as
             told to :meth:`survived` (0 if never): its exposure from there to
-            ``seconds`` is added.
+            ``seconds`` is added. It may pass ``seconds`` (our clock and the
+            server's disagree): pass it as told, not clamped, so that what
+            :meth:`survived` counted is not counted again.
         :param polls: for a task followed from its creation, the requests its
             wait made; with ``fixed_polls``, those polling every budget
             interval would have made: the spend ledger's entry (see
@@ -815,7 +817,10 @@ class DurationLearner:
         with few tasks of its own is probed early when the others fail
         early."""
         weight = self._prior_weight
-        return (self._early_mass * weight + self._early_failed) / (weight + self._early_known)
+        known = weight + self._early_known
+        if known <= 0:
+            return self._early_mass  # prior_weight 0 and nothing known yet
+        return (self._early_mass * weight + self._early_failed) / known
 
     def created(self, model: str | None) -> None:
         """A task of ``model`` was created (by the caller, who knows its model

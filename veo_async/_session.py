@@ -637,7 +637,7 @@ class VeoSession:
         given to the session or the wait) polls first where the model's tasks
         start to finish, counted from the creation, with an early probe for
         fast failures: with the documented priors at 40 s, then about 94 s
-        for veo3_fast and 146 s for veo3 (veo3_lite: 52 s, then 82 s). These move as
+        for veo3_fast and 146 s for veo3 (veo3_lite: about 50 s, then 80-90 s). These move as
         the session learns (README, "How polls are scheduled"); an extend
         follows its model's schedule. An explicit :class:`PollPolicy` wins.
 
