@@ -225,19 +225,29 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_ne
     assert on_time(polls[:3], [0.0, 1.9, 62.0]), polls
 
 
+def _finished(seconds: float | None, status: TaskStatus = TaskStatus.SUCCESS) -> RecordInfo:
+    """A veo3 record that ended ``seconds`` after its creation (None: no completeTime)."""
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    end = None if seconds is None else start + datetime.timedelta(seconds=seconds)
+    return RecordInfo("t", status, params={"model": "veo3"}, create_time=start, complete_time=end)
+
+
+def _seen_running(at: float) -> tuple[Pacer, Plan]:
+    """A pacer, and its plan of a veo3 task created at 0 s and seen running at ``at`` s."""
+    now = [0.0]
+    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
+    plan = pacer.plan(None)
+    plan.next_delay(None, 0.0, "veo3")
+    now[0] = at
+    plan.next_delay(None, 0.0, "veo3", running=True)
+    return pacer, plan
+
+
 def test_only_sensible_durations_are_learned() -> None:
     """Records without both times, or with a duration outside (0 s, 6 h), teach nothing."""
     pacer = Pacer(STEADY, loop_clock=lambda: 0.0)
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-
-    def record(seconds: float | None) -> RecordInfo:
-        end = None if seconds is None else start + datetime.timedelta(seconds=seconds)
-        return RecordInfo(
-            "t", TaskStatus.SUCCESS, params={"model": "veo3"}, create_time=start, complete_time=end
-        )
-
     for seconds in (None, -5.0, 0.0, 7 * 3600.0, 120.0):
-        pacer.observe(record(seconds))
+        pacer.observe(_finished(seconds))
     assert pacer.learner.count("veo3") == 1
 
 
@@ -293,21 +303,8 @@ def test_a_task_seen_running_past_its_records_duration_is_learned_once() -> None
     """Clock skew: a task seen running at 45 s (our clock) whose record says it
     failed 38 s after its creation was counted as past the early span then; its
     record does not count it a second time (as a fast failure)."""
-    now = [0.0]
-    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
-    plan = pacer.plan(None)
-    plan.next_delay(None, 0.0, "veo3")
-    now[0] = 45.0
-    plan.next_delay(None, 0.0, "veo3", running=True)
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    record = RecordInfo(
-        "t",
-        TaskStatus.FAILED,
-        params={"model": "veo3"},
-        create_time=start,
-        complete_time=start + datetime.timedelta(seconds=38),
-    )
-    pacer.observe(record, plan)
+    pacer, plan = _seen_running(45.0)
+    pacer.observe(_finished(38.0, TaskStatus.FAILED), plan)
     weight = STEADY.prior_weight
     assert pacer.learner.fast_failure_share() == pytest.approx(
         STEADY.early_mass * weight / (weight + 1)
@@ -318,12 +315,7 @@ def test_a_task_created_here_is_told_to_the_learner_once_at_its_first_plan() -> 
     """A task this session created (its creation time known) is told to the
     learner's turn check when first planned, once, whatever its later plans
     and runs; an id handed in (no creation time) is not."""
-    now = [0.0]
-    pacer = Pacer(STEADY, loop_clock=lambda: now[0])
-    created = pacer.plan(None)
-    created.next_delay(None, 0.0, "veo3")
-    now[0] = 60.0
-    created.next_delay(None, 0.0, "veo3", running=True)
+    pacer, created = _seen_running(60.0)
     again = pacer.plan(None)  # a later wait: a new run of the same task
     again.next_delay(None, 0.0, "veo3", first_seen=created.first_seen)
     handed_in = pacer.plan(None)

@@ -21,6 +21,7 @@ from veo_async._schedule import (
     DurationLearner,
     DurationPrior,
     _Curve,
+    _expected_requests,
     _grid_distribution,
     _late_share,
     _pricing,
@@ -542,17 +543,10 @@ def test_models_used_alike_are_all_priced_for() -> None:
     for model in models:
         table = schedule.table(model)
         curve = schedule._curve(model, share)
-
-        def requests(plan: list[int], done: list[float] = table.done) -> float:
-            i, total = 0, 0.0
-            while i < len(done) - 1:
-                total += 1.0 - done[i]
-                i = plan[i]
-            return total
-
         mixed = table.costly_share
         spent += curve.weight * (
-            (1 - mixed) * requests(table.next_index) + mixed * requests(table.costly_index)
+            (1 - mixed) * _expected_requests(table.next_index, table.done)
+            + mixed * _expected_requests(table.costly_index, table.done)
         )
         budget += curve.weight * curve.budget
     assert spent == pytest.approx(budget, rel=0.01)

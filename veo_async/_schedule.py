@@ -1639,7 +1639,6 @@ class AdaptiveSchedule:
         # The price is set by the models most tasks use (a bisection solves each
         # a dozen times); any rare others are solved at that price only, so
         # that a rebuild stays short however many names a session sees.
-        everyone = sum(curve.weight for curve in curves)
         pricing = _pricing(curves)
         total = sum(curve.weight for curve in pricing)
         budget = sum(curve.weight * curve.budget for curve in pricing) / total
@@ -1658,6 +1657,7 @@ class AdaptiveSchedule:
         # _P95_SHARE of fixed polling's, late lag is priced higher for the
         # models whose own lags pass it too often, until it does not.
         p95_limit = _P95_SHARE * 0.95 * policy.budget_interval
+        everyone = sum(curve.weight for curve in curves)
         raises = 0
         while True:
             search = _price_bracket(spend, budget, lam_hint)
@@ -1836,12 +1836,7 @@ class _Curve:
             late_steps=self.late_steps,
             late_weight=self.late_weight,
         )
-        # The expected requests of a task followed from creation.
-        i, requests = 0, 0.0
-        while i < self.n:
-            requests += 1.0 - self.done[i]
-            i = best[i]
-        self.solved[lam] = (best, requests)
+        self.solved[lam] = (best, _expected_requests(best, self.done))
         yield
 
     def raise_late_weight(self) -> None:
@@ -1852,6 +1847,18 @@ class _Curve:
         """
         self.late_weight = 2 * self.late_weight if self.late_weight else 1.0
         self.solved.clear()
+
+
+def _expected_requests(plan: Sequence[int], done: Sequence[float]) -> float:
+    """The expected requests of a task followed from creation by ``plan``
+    (the next poll's grid index from each index), where ``done[i]`` is the
+    chance it has ended by grid index ``i``: each poll is made if the task
+    had not ended by the one before."""
+    i, requests, end = 0, 0.0, len(done) - 1
+    while i < end:
+        requests += 1.0 - done[i]
+        i = plan[i]
+    return requests
 
 
 def _pricing(curves: Sequence[_Curve]) -> list[_Curve]:
