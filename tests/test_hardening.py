@@ -36,6 +36,7 @@ import veo_async._http as veo_http
 from veo_async import (
     AuthenticationError,
     HttpRequest,
+    InsufficientCreditsError,
     PollPolicy,
     RateLimitError,
     RawResponse,
@@ -47,6 +48,7 @@ from veo_async import (
     TaskFailedError,
     TaskStatus,
     TransportError,
+    TruncatedResponseError,
     VeoError,
     VeoSession,
     VeoTask,
@@ -1120,7 +1122,9 @@ async def serving(handler: Handler) -> AsyncIterator[str]:
 
 async def from_kie(kie: FakeKie, request: web.Request) -> web.Response:
     """``kie``'s own answer to ``request`` (the simulator's transport-neutral handler)."""
-    answer = await kie.serve(request.method, request.path, dict(request.query), request.headers)
+    answer = await kie.serve(
+        request.method, request.path, dict(request.query), request.headers, await request.read()
+    )
     return web.Response(
         status=answer.status,
         body=answer.body,
@@ -1345,6 +1349,124 @@ async def test_a_damaged_compressed_answer_is_a_clear_retryable_error(
         record = await veo.task("t1").wait(policy=PollPolicy(interval=0.05, jitter=0), timeout=5)
     assert record.status is TaskStatus.SUCCESS
     assert answers == 2
+
+
+async def send_half(
+    request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
+) -> web.StreamResponse:
+    """Send the head and half of ``body`` (sized or chunked), then drop the connection."""
+    response = web.StreamResponse(status=status, headers=headers)
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    await asyncio.sleep(0.01)  # (the half reaches the client before the close)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, AuthenticationError),
+        (402, InsufficientCreditsError),
+        (429, RateLimitError),
+        (503, ServerError),
+    ],
+)
+async def test_an_error_status_decides_whatever_its_cut_body(
+    status: int, error: type[Exception], chunked: bool
+) -> None:
+    """An answer with an error status whose body breaks off is read by its
+    status, as a whole page would be: a 401 stops the session (it was a
+    retryable "cut off" that polled on with a bad key), a 429 pauses it."""
+    envelope = json.dumps({"code": status, "msg": "refused", "data": None}).encode()
+    served = {"count": 0}
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        served["count"] += 1
+        headers = {"Content-Type": "application/json", "Retry-After": "0.05"}
+        return await send_half(request, status, envelope, headers, chunked=chunked)
+
+    async with serving(cut) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(error) as caught:
+            await veo.record_info("t1")
+        assert type(caught.value) is not TruncatedResponseError
+        assert caught.value.http_status == status  # type: ignore[attr-defined]
+        if status == 429:
+            assert veo.stats.pauses == 1
+        if status == 401:  # the session is stopped: no second request
+            with pytest.raises(AuthenticationError):
+                await veo.task("t1").wait(timeout=5)
+            assert served["count"] == 1
+
+
+async def test_a_create_refused_by_a_cut_429_is_resent_after_the_pause(fake_kie: FakeKie) -> None:
+    """A create answered 429 whose body breaks off created nothing (the
+    status says so): it is resent after the pause, as a whole 429 is, not
+    reported as a create that may have gone through."""
+    posts = {"count": 0}
+    envelope = json.dumps({"code": 429, "msg": "too many", "data": None}).encode()
+
+    async def refuse_once(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            posts["count"] += 1
+            if posts["count"] == 1:
+                headers = {"Content-Type": "application/json", "Retry-After": "0.05"}
+                return await send_half(request, 429, envelope, headers, chunked=False)
+        return await from_kie(fake_kie, request)
+
+    async with serving(refuse_once) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        task = await veo.generate("a cat")
+    assert posts["count"] == 2
+    assert fake_kie.created_ids == [task.task_id]
+
+
+async def test_an_oversized_401_page_stops_the_session() -> None:
+    """A 401 page over the size cap is a 401 all the same: the session stops
+    (it was a "too large" ResponseError, and the next call tried again)."""
+    page = b"<html>" + b"<p>Unauthorized</p>" * (2 * MIB // 19) + b"</html>"
+    served = {"count": 0}
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        served["count"] += 1
+        return await send_body(request, 401, page, {"Content-Type": "text/html"}, chunked=True)
+
+    async with serving(huge) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        with pytest.raises(AuthenticationError):
+            await veo.record_info("t1")
+        with pytest.raises(AuthenticationError):
+            await veo.record_info("t1")
+    assert served["count"] == 1
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_gzip_body_of_several_members_is_read_whole(
+    chunked: bool, fake_kie: FakeKie
+) -> None:
+    """RFC 1952: a gzip body is "a series of members" (a server compressing
+    each chunk on its own sends one per chunk): every member is inflated.
+    Only the first was, and a finished record read as "not JSON"."""
+    fake_kie.add_task("t1")
+
+    async def in_members(request: web.Request) -> web.StreamResponse:
+        served = await fake_kie.serve(
+            request.method, request.path, dict(request.query), request.headers
+        )
+        answer = served.body
+        half = len(answer) // 2
+        body = gzip.compress(answer[:half]) + gzip.compress(answer[half:])
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, 200, body, headers, chunked=chunked)
+
+    async with serving(in_members) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.task_id == "t1"
+    assert record.status is TaskStatus.SUCCESS
 
 
 # -- item 2: an oversized 5xx/429 is as transient as any ----------------------------------------

@@ -307,14 +307,18 @@ class _Decoder:
 
     The framing is read from the first bytes, as browsers and aiohttp do:
     ``deflate`` is sent zlib-wrapped (RFC 1950) as specified, raw (no header)
-    by many servers, and gzip-framed by some.
+    by many servers, and gzip-framed by some. A gzip body may be several
+    members one after the other (RFC 1952: "a series of members", as a
+    server that compresses each chunk of its answer on its own sends it):
+    each is inflated in turn.
     """
 
-    __slots__ = ("_encoding", "_head", "_inflater")
+    __slots__ = ("_encoding", "_gzip", "_head", "_inflater")
 
     def __init__(self, encoding: str) -> None:
         self._encoding = encoding
         self._inflater: Any = None  # made on the first two bytes (see _framing)
+        self._gzip = False  # gzip-framed: more members may follow the first
         self._head = b""
 
     @staticmethod
@@ -335,10 +339,20 @@ class _Decoder:
             if len(data) < 2:  # the framing shows in two bytes; a chunk may hold one
                 self._head = data
                 return b""
-            self._inflater = zlib.decompressobj(self._framing(data, self._encoding))
+            framing = self._framing(data, self._encoding)
+            self._gzip = framing == 16 + zlib.MAX_WBITS
+            self._inflater = zlib.decompressobj(framing)
             self._head = b""
         try:
             inflated: bytes = self._inflater.decompress(data, room)
+            # A member ended and bytes follow it: the next member (gzip only;
+            # bytes after a zlib stream are not part of it).
+            while self._gzip and self._inflater.eof and len(inflated) < room:
+                rest = self._inflater.unused_data
+                if not rest:
+                    break
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                inflated += self._inflater.decompress(rest, room - len(inflated))
         except zlib.error:
             raise _UnreadableBody from None
         return inflated
@@ -444,8 +458,10 @@ class AiohttpTransport:
         # no such host, TLS handshake) proves it did not, and only then may a
         # create be resent without risking a second charge.
         sent = True
-        # The answer's status once its head came: a failure after it cut the body.
+        # The answer's status and headers once its head came: a failure after
+        # it cut the body.
         status: int | None = None
+        headers: Mapping[str, str] = {}
         cut = False
         deadlines = self._deadlines
         task = deadlines.enter()
@@ -465,7 +481,7 @@ class AiohttpTransport:
                 # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
             ) as response:
-                status = response.status
+                status, headers = response.status, response.headers
                 declared = response.content_length
                 encoding = response.headers.get("Content-Encoding")
                 if (
@@ -506,6 +522,11 @@ class AiohttpTransport:
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers).
         if cut and status is not None:
+            if status >= 400:
+                # An error status decides whatever its body, cut or whole (a
+                # 401 stops the session, a 429 pauses it, a refused create is
+                # refused): the protocol reads the status and the headers.
+                return RawResponse(status, headers, b"")
             raise TruncatedResponseError(failure, http_status=status)
         raise TransportError(failure, sent=sent)
 
@@ -577,13 +598,15 @@ def pool_size(session: aiohttp.ClientSession) -> int | None:
 def capped_response(status: int, headers: Mapping[str, str], body: bytes, cap: int) -> RawResponse:
     """The answer as the protocol should see it, given the size cap.
 
-    :raises ResponseError: (not retryable) for an oversized 2xx/4xx answer.
+    :raises ResponseError: (not retryable) for an oversized answer under a
+        status below 400.
     """
     if len(body) <= cap:
         return RawResponse(status, headers, body)
-    if status >= 500 or status == 429:
-        # A huge 5xx (a proxy's HTML page) is as transient as a small one:
-        # hand the status on with the head of the body; the protocol decides.
+    if status >= 400:
+        # An error status decides whatever its body: a huge 5xx (a proxy's
+        # HTML page) is as transient as a small one, a huge 401 page still
+        # stops the session. The status goes on with the head of the body.
         return RawResponse(status, headers, body[:512])
     raise ResponseError(
         f"HTTP {status} answer exceeds the {cap}-byte cap",
