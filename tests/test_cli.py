@@ -390,9 +390,47 @@ async def test_ctrl_c_during_generate_counts_requests_not_sent_as_such(
     assert [line["outcome"] for line in run.lines()] == ["created"] * 20
     summary = run.stderr.strip().splitlines()[-1]
     assert "20 of 25 requests created a task, 0 not (uncertain or refused)" in summary
-    assert "5 not sent or still in flight" in summary
+    assert "0 sent without an answer" in summary
+    assert "5 not sent;" in summary
     assert "succeeded" not in summary
     assert "generating" not in summary
+
+
+async def test_ctrl_c_during_generate_marks_creates_sent_without_an_answer(
+    tmp_path: Path,
+) -> None:
+    """generate interrupted while create requests are out (the service created
+    and charged them, and has not answered): each gets an "uncertain" line
+    with its request, and the summary counts them apart from those not sent
+    (still waiting for the creation budget, 20 per 10 s). They used to leave
+    no line at all: a rerun of the same file paid for them twice."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(f'{{"prompt": "fox {n}"}}\n' for n in range(22)))
+    async with FakeKie(api_key=KEY, credits=100_000) as kie:
+        kie.inject_create(Fault.slow(3600), count=22)  # created and charged, never answered
+        proc = await start(
+            "generate", *against(kie, "--from", str(requests), "--progress", "plain")
+        )
+        for _ in range(400):
+            if kie.created == 20:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        created = kie.created
+    run = Run(proc.returncode or 0, out.decode(), err.decode())
+    assert run.code == 130
+    assert created == 20
+    lines = run.lines()
+    assert [line["outcome"] for line in lines] == ["uncertain"] * 20
+    assert all(line["error"] == "Interrupted" for line in lines)
+    assert all("may have created a task" in line["message"] for line in lines)
+    assert len({line["request"]["prompt"] for line in lines}) == 20
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "0 of 22 requests created a task" in summary
+    assert "20 sent without an answer" in summary
+    assert "2 not sent;" in summary
 
 
 # -- status ----------------------------------------------------------------------------
@@ -639,6 +677,16 @@ BAD_INPUT = [
         ["wait", "--api-key", KEY, "-o", "/nonexistent/dir/out.jsonl", "t1"],
         "cannot write",
         id="unwritable-output",
+    ),
+    pytest.param(
+        ["wait", "--api-key", KEY, "--store", "/nonexistent/dir/s.db", "t1"],
+        "--store: the directory of /nonexistent/dir/s.db does not exist",
+        id="store-in-no-directory",
+    ),
+    pytest.param(
+        ["generate", "--api-key", KEY, "--store", "/", "a cat"],
+        "--store: / is a directory",
+        id="store-a-directory",
     ),
     pytest.param(["wait", "--bogus"], "--bogus", id="unknown-option"),
     pytest.param(["frobnicate"], "frobnicate", id="unknown-command"),

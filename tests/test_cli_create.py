@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from veo_async import GenerateRequest
 from veo_async.cli import run_cli
@@ -186,6 +187,31 @@ async def test_an_uncertain_create_is_reported_and_never_resent(kie: FakeKie) ->
     assert "task_id" not in line
     assert kie.created == 1
     assert creates_sent(kie) == 1
+
+
+async def test_an_uncertain_create_whose_answer_names_its_task_prints_the_id() -> None:
+    """A create answered HTTP 500 over a success envelope naming its task: the
+    uncertain line carries that task_id (it was only in the message text)."""
+    envelope = {"code": 200, "msg": "success", "data": {"taskId": "veo_task_named_500"}}
+
+    async def named(request: web.Request) -> web.Response:
+        return web.json_response(envelope, status=500)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/veo/generate", named)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        run = await cli("generate", "--base-url", base_url, "--api-key", KEY, "A named one")
+    finally:
+        await runner.cleanup()
+    assert run.code == 1
+    [line] = run.lines()
+    assert (line["outcome"], line["error"]) == ("uncertain", "SubmitUncertainError")
+    assert line["task_id"] == "veo_task_named_500"
 
 
 async def test_a_refused_create_is_an_error_line_and_the_others_go_on(kie: FakeKie) -> None:

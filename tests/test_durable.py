@@ -229,6 +229,46 @@ async def test_an_uncertain_create_is_reported_by_resume_never_resent(
     assert kie.created == 1
 
 
+class _ServerErrorOnCreate:
+    """A public Transport: the simulator's, except that a create is answered
+    HTTP 500 over its success envelope (the task is created and charged, and
+    the answer names it, but not as a success)."""
+
+    def __init__(self, kie: FakeKie) -> None:
+        self._inner = kie.transport()
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        raw = await self._inner.send(request)
+        if request.path != "/api/v1/veo/generate":
+            return raw
+        return RawResponse(500, raw.headers, raw.body)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_an_uncertain_create_whose_answer_names_its_task_is_tracked(
+    kie: FakeKie, db: Path
+) -> None:
+    """An uncertain create whose answer named the task: the store keeps that
+    id (the task is resumed and followed, its polls tell whether it exists),
+    not an intent without one, which lost a task that was charged."""
+    async with VeoSession(
+        API_KEY, transport=_ServerErrorOnCreate(kie), store=store_at(db), create_rate=10_000
+    ) as veo:
+        with pytest.raises(SubmitUncertainError) as caught:
+            await veo.generate("a cat")
+        assert caught.value.task_id == kie.created_ids[0]
+        assert await veo.uncertain() == []
+    async with durable(kie, db) as veo:
+        report = await veo.resume()
+        assert report.uncertain == ()
+        assert [task.task_id for task in report.tasks] == kie.created_ids
+        [stored] = report.tasks
+        assert stored.model == "veo3_fast"
+    assert kie.created == 1
+
+
 async def test_a_rejected_create_leaves_no_uncertain_intent(kie: FakeKie, db: Path) -> None:
     """A create the service refused (402: nothing created) discards its intent."""
     kie.credits = 0
@@ -604,7 +644,7 @@ async def test_an_acked_task_is_never_yielded_again_by_a_running_completed(
 
         await veo.wait_many(["veo_y"])
         first, second = veo.completed(), veo.completed()
-        handle = await first.__anext__()  # both have veo_y queued now
+        handle = await first.__anext__()  # the first holds veo_y: the second skips it
         slow = asyncio.create_task(second.__anext__())
         await asyncio.sleep(0)
         await handle.ack()
@@ -641,9 +681,62 @@ async def test_a_following_completed_keeps_nothing_of_what_it_delivered_and_was_
         # (this session's: another test's may not be collected yet).
         tracker = veo._durable
         assert tracker is not None
-        assert [len(delivery.seen) for delivery in tracker._deliveries] == [0]
+        assert [len(delivery.held) for delivery in tracker._deliveries] == [0]
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_consumers_of_one_session_share_its_results(kie: FakeKie, db: Path) -> None:
+    """Two deliver() loops of one session at once: each result goes to one of
+    them (it went to both: every result was handled twice), and the two
+    together handle every one."""
+    ids = [f"veo_{i}" for i in range(8)]
+    kie.add_tasks(ids)
+    async with durable(kie, db) as veo:
+        await veo.wait_many(ids)
+        handled: dict[str, list[str]] = {}
+
+        def consumer(name: str) -> Any:
+            async def handle(task: VeoTask) -> None:
+                handled.setdefault(task.task_id, []).append(name)
+                await asyncio.sleep(0.01)  # handling takes a while: the other goes on
+
+            return handle
+
+        counts = await asyncio.gather(veo.deliver(consumer("a")), veo.deliver(consumer("b")))
+        assert sum(counts) == len(ids)
+        assert sorted(handled) == ids
+        assert all(len(names) == 1 for names in handled.values()), handled
+        assert await veo.deliver(lambda task: None) == 0
+
+
+async def test_a_result_left_unacknowledged_goes_to_a_running_consumer(
+    kie: FakeKie, db: Path
+) -> None:
+    """An iteration that ends holding a result it did not acknowledge lets go
+    of it: another iteration still running takes it, as a later one would."""
+    kie.add_tasks(["veo_1"])
+    async with durable(kie, db) as veo:
+        await veo.wait_many(["veo_1"])
+        first = veo.completed()
+        handle = await first.__anext__()
+        assert handle.task_id == "veo_1"
+        got: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed(follow=True):
+                got.append(task.task_id)
+                await task.ack()
+
+        second = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        assert got == []  # the first holds it
+        await first.aclose()  # without an ack
+        assert await eventually(lambda: got == ["veo_1"], within=5.0)
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        assert await veo.deliver(lambda task: None) == 0
+    assert not leftover_tasks()
 
 
 async def test_deliver_acks_each_handled_task_and_stops_on_a_handler_error(

@@ -158,7 +158,8 @@ async def submit_recorded(
     uncertain intent its task id (:meth:`TaskStore.reconcile`).
 
     :returns: the new task's id and the request as sent.
-    :raises SubmitUncertainError: the task may exist; its intent stays uncertain.
+    :raises SubmitUncertainError: the task may exist; its intent stays
+        uncertain, or, when the answer named the task, has that id.
     :raises StoreError: the intent (nothing was sent then) or the task id could
         not be written; for the latter the task exists, the error is logged
         with its id, and the intent stays uncertain.
@@ -179,17 +180,30 @@ async def submit_recorded(
             await store.record_intent(ref, kind, body, time.time())
             recorded = True
 
+    model = request.model if isinstance(request, GenerateRequest) else None
     try:
         task_id = await submit(requester, request, rng=rng, before_send=record_intent)
-    except SubmitUncertainError:
-        raise  # the intent stays without a task id: reported as uncertain
+    except SubmitUncertainError as uncertain:
+        if uncertain.task_id is not None and recorded:
+            # The answer named its task, though not as a success (an error
+            # status over a success envelope): the id is stored, so the task
+            # is tracked, resumed and delivered (its polls tell whether it
+            # exists) instead of an intent without an id.
+            await _store_task_id(store, ref, uncertain.task_id, model)
+        raise  # without an id the intent stays uncertain: reported as such
     except VeoError:
         # submit raises anything else only when nothing was created.
         if recorded:
             await store.discard_intent(ref)
         raise
     # (Cancelled, or a bug, while the POST may be out: the intent stays uncertain.)
-    model = request.model if isinstance(request, GenerateRequest) else None
+    await _store_task_id(store, ref, task_id, model)
+    return task_id, request
+
+
+async def _store_task_id(store: TaskStore, ref: str, task_id: str, model: str | None) -> None:
+    """Give intent ``ref`` its task id, saying so in the log when that fails
+    (the task exists, or may: its id must not be lost silently)."""
     try:
         await store.attach_task_id(ref, task_id, model)
     except asyncio.CancelledError:
@@ -207,4 +221,3 @@ async def submit_recorded(
             ref,
         )
         raise
-    return task_id, request

@@ -153,15 +153,21 @@ def _restore(registry: TaskRegistry, stored: StoredTask, record: RecordInfo | No
 class _Delivery:
     """One iteration of :meth:`DurableTracker.completed`: what it follows and holds."""
 
-    def __init__(self, policy: AnyPolicy | None, acked: Container[str]) -> None:
+    def __init__(
+        self, policy: AnyPolicy | None, acked: Container[str], claims: dict[str, _Delivery]
+    ) -> None:
         self.policy = policy
         self.ready: deque[VeoTask] = deque()
-        #: Ids queued or yielded by this iteration and not acknowledged: each
-        #: is yielded once. Acknowledged ones leave it (an iteration that
+        #: Handles queued or yielded by this iteration and not acknowledged:
+        #: each is yielded once. Acknowledged ones leave it (an iteration that
         #: follows for days must not keep every id it ever handed out):
         #: ``acked``, the session's latest acknowledged ids, keeps them out.
-        self.seen: set[str] = set()
+        self.held: dict[str, VeoTask] = {}
         self._acked = acked
+        # The session's running iterations share their results: an id held by
+        # one is not queued by another (two consumers would each handle every
+        # result) until the one holding it ends without acknowledging it.
+        self._claims = claims
         self.waiting: dict[str, Subscription] = {}
         self.error: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -170,7 +176,7 @@ class _Delivery:
     def follow(self, handle: VeoTask) -> None:
         """Poll an unfinished handle for this iteration (its outcome is then queued)."""
         task_id = handle.task_id
-        if task_id in self.seen or task_id in self.waiting or task_id in self._acked:
+        if task_id in self.held or task_id in self.waiting or task_id in self._acked:
             return
         if handle.done():
             self.arrived(handle)
@@ -192,7 +198,7 @@ class _Delivery:
     def acked(self, task_id: str) -> None:
         """Acknowledged (by this iteration's consumer or another): never
         yielded by this iteration, if it was not already; no longer followed."""
-        self.seen.discard(task_id)
+        self.held.pop(task_id, None)
         subscription = self.waiting.pop(task_id, None)
         if subscription is not None:
             subscription.close()
@@ -202,14 +208,28 @@ class _Delivery:
     def arrived(self, handle: VeoTask) -> None:
         """A handle reached its outcome: queue it (once)."""
         task_id = handle.task_id
-        if task_id in self.seen or task_id in self._acked:
+        if task_id in self.held or task_id in self._acked:
             return
-        self.seen.add(task_id)
         subscription = self.waiting.pop(task_id, None)
         if subscription is not None:
             subscription.close()
+        if self._claims.setdefault(task_id, self) is not self:
+            return  # another iteration holds it: offered again if it lets go (release)
+        self.held[task_id] = handle
         self.ready.append(handle)
         self.wake()
+
+    def release(self) -> list[VeoTask]:
+        """Let go of the results held and not acknowledged (the iteration
+        ended): the handles, for the other iterations to take."""
+        claims = self._claims
+        released = [
+            handle for task_id, handle in self.held.items() if claims.get(task_id) is self
+        ]
+        for handle in released:
+            del claims[handle.task_id]
+        self.held.clear()
+        return released
 
     def wake(self) -> None:
         wake = self._wake
@@ -256,6 +276,8 @@ class DurableTracker:
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._deliveries: set[_Delivery] = set()
+        # Which running iteration holds each result (see _Delivery).
+        self._claims: dict[str, _Delivery] = {}
         # Ids acknowledged by this session, the latest _ACKED_KEPT (oldest
         # first): a running completed() that reads none of them from the store
         # must not take one again from a later poll of it either.
@@ -349,6 +371,7 @@ class DurableTracker:
         acked[task_id] = None
         if len(acked) > _ACKED_KEPT:
             del acked[next(iter(acked))]
+        self._claims.pop(task_id, None)
         for delivery in self._deliveries:
             delivery.acked(task_id)
 
@@ -476,7 +499,7 @@ class DurableTracker:
         self, registry: TaskRegistry, *, follow: bool, policy: AnyPolicy | None
     ) -> AsyncGenerator[VeoTask, None]:
         """See :meth:`veo_async.VeoSession.completed`."""
-        delivery = _Delivery(policy, self._acked)
+        delivery = _Delivery(policy, self._acked, self._claims)
         # Registered before reading the store: a task finishing meanwhile is
         # then queued by the notification (and not twice: seen ids are skipped).
         self._deliveries.add(delivery)
@@ -504,6 +527,11 @@ class DurableTracker:
                 await delivery.changed()
         finally:
             self._deliveries.discard(delivery)
+            # What it held unacknowledged goes to the iterations still running
+            # (the first to take each keeps it), as a later one would get it.
+            for handle in delivery.release():
+                for other in self._deliveries:
+                    other.arrived(handle)
             await delivery.close()
 
     def follow_new(self, handles: Iterable[VeoTask]) -> None:

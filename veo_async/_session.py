@@ -525,6 +525,9 @@ class VeoSession:
         :meth:`VeoTask.ack`. Within one iteration a task is yielded once; an
         unacknowledged one is yielded again by the next iteration (this
         session's or a restarted one's); an acknowledged one never again.
+        Iterations running at once share the results: each is yielded by
+        one of them, and one an iteration ends without acknowledging goes to
+        another still running.
 
         A stored id the service does not know (:class:`RecordNotFoundError`)
         is yielded with that error as its outcome; acknowledging it forgets

@@ -40,6 +40,7 @@ from .errors import (
     AuthenticationError,
     RecordNotFoundError,
     SessionClosedError,
+    SubmitUncertainError,
     TaskFailedError,
     VeoError,
     WaitTimeoutError,
@@ -1059,7 +1060,12 @@ class TaskRegistry:
         if journal is None:
             return self.created(await submit(self.requester, request), request)
         store = await journal.opened()
-        task_id, sent = await submit_recorded(self.requester, request, store)
+        try:
+            task_id, sent = await submit_recorded(self.requester, request, store)
+        except SubmitUncertainError as uncertain:
+            if uncertain.task_id is not None:  # stored with its intent: followed too
+                journal.adopted(self.created(uncertain.task_id, uncertain.request))
+            raise
         handle = self.created(task_id, sent)
         journal.adopted(handle)
         return handle

@@ -32,6 +32,7 @@ from .. import (
     SubmitUncertainError,
     VeoError,
 )
+from ..events import Event, RequestAnswered, RequestFailed, RequestStarted
 from ..policy import TimeoutArg
 from ._errors import describe_error
 from ._finish import run_to_end
@@ -149,12 +150,59 @@ def _created(task_id: str, request: GenerateRequest) -> dict[str, Any]:
 
 
 def _failed_create(kind: str, request: GenerateRequest, error: VeoError) -> dict[str, Any]:
-    return {
+    line = {
         "outcome": kind,
         "error": type(error).__name__,
         "message": str(error),
         "request": request.to_wire(),
     }
+    if error.task_id is not None:  # an uncertain create whose answer named its task
+        line = {"task_id": error.task_id, **line}
+    return line
+
+
+def _unanswered(request: GenerateRequest) -> dict[str, Any]:
+    """The line of a create sent, then interrupted before its answer came."""
+    return {
+        "outcome": "uncertain",
+        "error": "Interrupted",
+        "message": (
+            "interrupted after the create request was sent, before its answer: it may "
+            "have created a task (and been charged); check for it before sending it again"
+        ),
+        "request": request.to_wire(),
+    }
+
+
+class _SentCreates:
+    """Which of the running creates have a request out with no answer yet: a
+    create's request goes out in the task that awaits it, so the session's
+    events about a POST are told in that task."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def on_event(self, event: Event) -> None:
+        """The session's event hook."""
+        if not isinstance(event, (RequestStarted, RequestAnswered, RequestFailed)):
+            return
+        task = asyncio.current_task()
+        if event.method != "POST" or task is None:
+            return
+        if isinstance(event, RequestStarted):
+            self._tasks.add(task)
+        else:  # answered (a 429 before a resend too): not in doubt
+            self._tasks.discard(task)
+
+    def sent(self) -> bool:
+        """Whether the current task's create request went out."""
+        return asyncio.current_task() in self._tasks
+
+    def forget(self) -> None:
+        """The current task's create is over (answered, or given up)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.discard(task)
 
 
 async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -304,7 +352,14 @@ def generate(
     defaults = {name: value for name, value in options.items() if value is not None}
     requests = _requests(prompt, sources, defaults)
     policy, timeout = _wait_settings(policy_values)
-    veo = open_session(ctx, concurrency=concurrency, policy=policy, store_path=store_path)
+    sent_creates = _SentCreates()
+    veo = open_session(
+        ctx,
+        concurrency=concurrency,
+        policy=policy,
+        store_path=store_path,
+        on_event=sent_creates.on_event,
+    )
     try:
         sink = JsonLines(output, append=store_path is not None)
     except OSError as exc:
@@ -333,6 +388,13 @@ def generate(
             return
         try:
             task = await veo.generate(request)
+        except asyncio.CancelledError:
+            if sent_creates.sent():
+                # Interrupted with the request out: this line is its only trace
+                # (without a store), and a rerun must not send it blindly.
+                sink.write(_unanswered(request))
+                creates.unanswered += 1
+            raise
         except SubmitUncertainError as exc:
             sink.write(_failed_create("uncertain", request, exc))
             tally.add_error()
@@ -345,6 +407,8 @@ def generate(
             creates.refused += 1
             progress.note_error(exc)
             return
+        finally:
+            sent_creates.forget()
         creates.created += 1
         if not wait_for or sent_before is not None:
             # With a store, --wait follows the store's results (below) instead.
@@ -407,13 +471,15 @@ class _Creates:
     created: int = 0
     #: Uncertain or refused.
     refused: int = 0
+    #: Sent, then interrupted before their answer (uncertain too).
+    unanswered: int = 0
 
     def summary(self, snapshot: Snapshot, interrupted: bool, waited: bool) -> str:
         """The closing line; interrupted, it counts requests, not tasks: some
         were never sent, and those created are not finished for being created."""
         if not interrupted:
             return snapshot.summary(interrupted=False)
-        unsent = max(0, snapshot.total - self.created - self.refused)
+        unsent = max(0, snapshot.total - self.created - self.refused - self.unanswered)
         created = f"{self.created} of {snapshot.total} requests created a task"
         if waited:
             finished = snapshot.finished - self.refused
@@ -424,7 +490,8 @@ class _Creates:
             )
         return (
             f"interrupted after {snapshot.clock}: {created}, {self.refused} not (uncertain "
-            f"or refused), {unsent} not sent or still in flight; {snapshot.requests} requests"
+            f"or refused), {self.unanswered} sent without an answer (uncertain: each may "
+            f"have created a task), {unsent} not sent; {snapshot.requests} requests"
         )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from .. import PollPolicy, VeoSession
+from ..events import Event
 from ._options import Settings, require_api_key
 from ._tasks import open_store
 
@@ -18,6 +21,7 @@ def open_session(
     rate: float | None = None,
     policy: PollPolicy | None = None,
     store_path: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> VeoSession:
     """A session from the global options and these; built outside the event loop.
 
@@ -29,9 +33,22 @@ def open_session(
     try:
         if base_url is None:
             # None given: pass none, so the session applies its own default.
-            return VeoSession(key, concurrency=concurrency, rate=rate, policy=policy, store=store)
+            return VeoSession(
+                key,
+                concurrency=concurrency,
+                rate=rate,
+                policy=policy,
+                store=store,
+                on_event=on_event,
+            )
         return VeoSession(
-            key, base_url=base_url, concurrency=concurrency, rate=rate, policy=policy, store=store
+            key,
+            base_url=base_url,
+            concurrency=concurrency,
+            rate=rate,
+            policy=policy,
+            store=store,
+            on_event=on_event,
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,9 +63,20 @@ def open_store(path: str, *, create: bool = True) -> AnyStore:
         # rather than waiting the library's default 2 s for its lock.
         if is_redis(path):
             return _redis_store(path, create=create)
+        _check_store_file(path)
         return SQLiteStore(path, lock_timeout=0.3)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"--store: {exc}") from None
+
+
+def _check_store_file(path: str) -> None:
+    """Refuse a store file that cannot be, as -o does (a usage error, exit 2):
+    a directory, or a file in a directory that does not exist."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{path} is a directory, not a store file")
+    if not target.parent.is_dir():
+        raise ValueError(f"the directory of {path} does not exist")
 
 
 def _redis_store(path: str, *, create: bool) -> RedisStore:
