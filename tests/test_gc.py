@@ -104,6 +104,40 @@ async def test_a_batch_with_failed_tasks_is_freed_without_the_collector(
     assert ours(saved_garbage) == []
 
 
+@pytest.mark.parametrize("ending", ["failed", "timed out", "failed before"])
+async def test_a_batch_that_raises_is_freed_without_the_collector(
+    ending: str, fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """wait_many without return_exceptions raising its first failure or
+    timeout (or a failure known before any request) leaves no cycle of ours:
+    the raised error's traceback held a frame whose locals held the error
+    (and the tracker, every outcome and record, until a full collection)."""
+    last = IDS[-1]
+    final = {last: 3} if ending != "timed out" else {}
+    fake_kie.add_tasks(
+        [
+            TaskScript(
+                task_id,
+                complete_after=1e6 if ending == "timed out" and task_id == last else 0.0,
+                final_status=final.get(task_id, 1),
+            )
+            for task_id in IDS
+        ]
+    )
+    if ending == "failed before":  # (a batch that raises nothing leaves nothing)
+        handle = veo.task(last)
+        [outcome] = await veo.wait_many([last], return_exceptions=True)
+        assert isinstance(outcome, TaskFailedError)
+        assert handle.done()  # (kept: the next batch finds it failed, and sends nothing)
+        del outcome
+    with pytest.raises((TaskFailedError, WaitTimeoutError)) as caught:
+        await veo.wait_many(IDS, timeout=0.5)
+    assert caught.value.task_id == last
+    del caught
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
 async def test_a_wait_is_freed_without_the_collector(
     fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
 ) -> None:

@@ -1575,6 +1575,33 @@ async def _caught(call: Callable[[], Awaitable[object]]) -> BaseException:
 
 
 @pytest.mark.parametrize(
+    "settings",
+    [
+        {"concurrency": 0},
+        {"request_timeout": -1},
+        {"base_url": "ftp://kie"},
+        {"policy": "fast"},
+        {"rate": float("nan")},
+    ],
+    ids=["concurrency", "request-timeout", "base-url", "policy", "rate"],
+)
+def test_a_bad_setting_leaves_the_key_in_no_frame(settings: dict[str, Any]) -> None:
+    """VeoSession(key, <a bad setting>): the error's traceback holds the
+    constructor's frame, whose api_key parameter held the key as a plain str
+    (printed by a reporter that shows locals)."""
+    error: BaseException | None = None
+    try:
+        VeoSession(SECRET, **settings)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    assert error is not None
+    for frame in _frames(error):
+        for name, value in frame.f_locals.items():
+            assert SECRET not in repr(value), f"key in local {name!r} of {frame.f_code.co_name}"
+    assert SECRET not in _rendered_with_locals(error)
+
+
+@pytest.mark.parametrize(
     ("mode", "expected"),
     [
         ("malformed", ResponseError),

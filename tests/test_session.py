@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import json
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from veo_async import (
     InsufficientCreditsError,
     NotFoundError,
     RateLimitError,
+    RawResponse,
     RecordInfo,
     RecordNotFoundError,
     ResponseError,
@@ -822,6 +824,36 @@ async def test_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
     assert "veo_other" in held
 
 
+class _CannedTransport:
+    """A Transport answering every poll with one finished record, on any loop."""
+
+    async def send(self, request: Any) -> RawResponse:
+        record = {"taskId": "veo_a", "successFlag": 1, "response": {"resultUrls": ["u"]}}
+        body = json.dumps({"code": 200, "msg": "success", "data": record}).encode()
+        return RawResponse(200, {}, body)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_handles_refresh_is_bound_to_the_sessions_event_loop() -> None:
+    """refresh() from another loop than the session's is refused, as its other
+    entry points are: over a transport that works on any loop it was not (and
+    over aiohttp it failed deep inside with a misleading message)."""
+    veo = VeoSession(API_KEY, transport=_CannedTransport(), policy=FAST_POLICY)
+
+    async def first() -> VeoTask:
+        await veo.record_info("veo_a")
+        return veo.task("veo_a")
+
+    async def second(handle: VeoTask) -> None:
+        with pytest.raises(RuntimeError, match="first used in another event loop"):
+            await handle.refresh()
+        await veo.aclose()
+
+    asyncio.run(second(asyncio.run(first())))
+
+
 def test_a_session_is_bound_to_the_event_loop_it_was_first_used_in() -> None:
     """Used in one asyncio.run and then in another (or from a loop in another
     thread), a session says so at once, for its own calls and its handles'
@@ -835,7 +867,11 @@ def test_a_session_is_bound_to_the_event_loop_it_was_first_used_in() -> None:
         return (await veo.record_info("veo_a")).status
 
     async def second() -> None:
-        for call in (lambda: veo.record_info("veo_a"), lambda: veo.task("veo_a").wait()):
+        for call in (
+            lambda: veo.task("veo_a").refresh(),
+            lambda: veo.record_info("veo_a"),
+            lambda: veo.task("veo_a").wait(),
+        ):
             with pytest.raises(RuntimeError, match="first used in another event loop"):
                 await call()
         await veo.aclose()

@@ -568,11 +568,7 @@ async def wait_many(
             handles, chosen, limit, queue=registry.requester.queue, large=large
         )
         if not return_exceptions:
-            # A task already known to have failed fails the batch without a request.
-            for task_id in ids:
-                handle = handles[task_id]
-                if handle.done() and handle.status is not _SUCCESS:
-                    handle.result()  # raises its TaskFailedError
+            _raise_known_failure(ids, handles)
         try:
             await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
             await tracker.until(deadline, stop_on_failure=not return_exceptions)
@@ -600,6 +596,28 @@ def _let_go_of(handles: dict[str, VeoTask]) -> None:
     release_over_steps(held, _SLICE)
 
 
+def _raise_known_failure(ids: list[str], handles: dict[str, VeoTask]) -> None:
+    """A task already known to have failed fails the batch without a request.
+
+    A function of its own: the error's traceback holds the frame it is raised
+    through, and a handle left in a local of the batch's frame (the handle
+    holds its error) made a cycle only the collector frees.
+    """
+    for task_id in ids:
+        handle = handles[task_id]
+        if handle.done() and handle.status is not _SUCCESS:
+            break
+    else:
+        return
+    failure = handle.exception()  # its TaskFailedError (result() would raise it in a frame)
+    assert failure is not None
+    del handle, handles, ids
+    try:
+        raise failure
+    finally:
+        del failure
+
+
 def _raise_first_failure(tracker: CompletionTracker) -> None:
     """Without ``return_exceptions``: the first failure, else the first timeout."""
     failed = tracker.first_failure
@@ -610,7 +628,13 @@ def _raise_first_failure(tracker: CompletionTracker) -> None:
         failed = unfinished[0]
     outcome = tracker.outcome(failed)
     assert isinstance(outcome, BaseException)
-    raise outcome
+    try:
+        raise outcome
+    finally:
+        # The error's traceback holds this frame: without these locals no
+        # cycle (error -> traceback -> frame -> error, or the tracker and
+        # every outcome) is left for the collector.
+        del outcome, tracker, failed
 
 
 def as_completed(

@@ -149,9 +149,15 @@ class VeoSession:
         timezone: datetime.tzinfo = KIE_TIMEZONE,
         store: TaskStore | None = None,
     ) -> None:
-        # Wrapped at once: a settings error below would keep this frame, and a
-        # reporter that captures locals would find the key as a plain str.
-        key = ApiKey(check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key))
+        # Wrapped at once, and the plain str dropped: an error raised here or
+        # below keeps this frame, and a reporter that captures locals (Sentry,
+        # rich) would find the key in the parameter.
+        try:
+            key = ApiKey(
+                check_api_key(os.environ.get("KIE_API_KEY") if api_key is None else api_key)
+            )
+        finally:
+            del api_key
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
         _positive_number("rate", rate, optional=True)

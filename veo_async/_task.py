@@ -619,8 +619,13 @@ class VeoTask:
     # -- waiting --------------------------------------------------------------------
 
     async def refresh(self) -> RecordInfo:
-        """Poll once (no retry) and return the record; followers see it too."""
-        record = await self._registry.requester.record_info(self.task_id, self._record)
+        """Poll once (no retry) and return the record; followers see it too.
+
+        :raises RuntimeError: from another event loop than the session's.
+        """
+        requester = self._registry.requester
+        requester.check_loop()  # (an entry point, as record_info and wait are)
+        record = await requester.record_info(self.task_id, self._record)
         self.publish(record)
         return self._record if self._record is not None else record
 
