@@ -651,6 +651,26 @@ async def test_a_key_quoted_back_with_json_escapes_is_hidden_in_records(
         assert "SECRET" not in text, what
 
 
+@pytest.mark.parametrize(
+    "key", ['sk-"quoted"-0123456789abcdef', "sk-back\\slash-0123456789ab"], ids=["quote", "backslash"]
+)
+async def test_a_key_with_a_quote_or_a_backslash_quoted_back_is_hidden(key: str) -> None:
+    """A key with a quote or a backslash is always escaped in JSON text (\\"
+    and \\\\, one level deeper in paramJson): quoted back, it is hidden as
+    any other (it was left in the failure's message and the record)."""
+    once = json.dumps(key)[1:-1]
+    transport = _QuotingKie(once, json.dumps(once)[1:-1])
+    assert json.loads(transport.body)["data"]["errorMessage"] == "bad key " + key
+    async with VeoSession(key, transport=transport, policy=QUICK) as veo:
+        with pytest.raises(TaskFailedError) as caught:
+            await veo.task("t1")
+    record = caught.value.record
+    assert record.error_message == "bad key <ApiKey hidden>"
+    assert record.params == {"prompt": "a cat <ApiKey hidden>"}
+    assert key not in str(caught.value)
+    assert key not in repr(record)
+
+
 async def test_an_answer_with_escapes_but_no_key_is_left_as_it_is() -> None:
     """Escapes alone (a prompt in another script, slashes written "\\/") change
     nothing: the answer is decoded from its own bytes."""

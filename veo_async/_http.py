@@ -107,7 +107,7 @@ _TAIL_FROM = 4
 class ApiKey:
     """The API key, kept so that no repr, log line or traceback local shows it."""
 
-    __slots__ = ("_escaped", "_headers", "_headers_of", "_needle", "_value")
+    __slots__ = ("_escaped", "_headers", "_headers_of", "_needle", "_quoted", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
@@ -116,6 +116,9 @@ class ApiKey:
         self._needle = value.encode() if len(value) >= _HIDDEN_FROM and value.isascii() else None
         # The key as JSON text may spell it with escapes, made when first needed.
         self._escaped: re.Pattern[bytes] | None = None
+        # A key with a quote or a backslash is always escaped in JSON text
+        # (\" and \\): its answers are always searched for those spellings.
+        self._quoted = '"' in value or "\\" in value
         # The request headers last made for this key, and what they were made on.
         self._headers: CIMultiDictProxy[str] | None = None
         self._headers_of: Mapping[str, str] | None = None
@@ -178,7 +181,7 @@ class ApiKey:
         if needle in body:
             body = body.replace(needle, _HIDDEN_BYTES)
             changed = True
-        if _ESCAPE(body) is not None:
+        if self._quoted or _ESCAPE(body) is not None:
             # JSON may spell a character as an escape: "\/" (PHP writes every
             # slash so), "\u0061" (any, some encoders <, >, &), one level
             # deeper inside a JSON text held in a string (paramJson). Decoded,
@@ -218,7 +221,8 @@ class ApiKey:
 def _escaped_spellings(key: str) -> re.Pattern[bytes]:
     """Every spelling of *key* (ASCII) in JSON text, one or two levels of
     escaping deep: each character as itself or as ``\\u00XX`` (hex in either
-    case), a slash also as ``\\/``."""
+    case), a slash also as ``\\/``, a quote as ``\\"`` and a backslash as
+    ``\\\\``."""
     parts = []
     for char in key:
         code = f"{ord(char):04x}".encode()
@@ -229,6 +233,10 @@ def _escaped_spellings(key: str) -> re.Pattern[bytes]:
         spellings = [re.escape(char.encode()), rb"\\{1,2}u" + digits]
         if char == "/":
             spellings.append(rb"\\{1,3}/")
+        elif char == '"':  # \" one level deep, \\\" two
+            spellings.append(rb'(?:\\\\\\|\\)"')
+        elif char == "\\":  # \\ one level deep, four backslashes two
+            spellings.append(rb"(?:\\\\\\\\|\\\\)")
         parts.append(b"(?:" + b"|".join(spellings) + b")")
     return re.compile(b"".join(parts))
 
