@@ -652,7 +652,9 @@ async def test_a_key_quoted_back_with_json_escapes_is_hidden_in_records(
 
 
 @pytest.mark.parametrize(
-    "key", ['sk-"quoted"-0123456789abcdef', "sk-back\\slash-0123456789ab"], ids=["quote", "backslash"]
+    "key",
+    ['sk-"quoted"-0123456789abcdef', "sk-back\\slash-0123456789ab"],
+    ids=["quote", "backslash"],
 )
 async def test_a_key_with_a_quote_or_a_backslash_quoted_back_is_hidden(key: str) -> None:
     """A key with a quote or a backslash is always escaped in JSON text (\\"
