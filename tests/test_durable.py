@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,22 +229,46 @@ async def test_an_uncertain_create_is_reported_by_resume_never_resent(
     assert kie.created == 1
 
 
-class _ServerErrorOnCreate:
-    """A public Transport: the simulator's, except that a create is answered
-    HTTP 500 over its success envelope (the task is created and charged, and
-    the answer names it, but not as a success)."""
+class _CreateAnswersRewritten:
+    """A public Transport: the simulator's, except that each create's answer
+    (the task created and charged) is rewritten by ``rewrite``."""
 
-    def __init__(self, kie: FakeKie) -> None:
+    def __init__(self, kie: FakeKie, rewrite: Callable[[RawResponse], RawResponse]) -> None:
         self._inner = kie.transport()
+        self._rewrite = rewrite
 
     async def send(self, request: HttpRequest) -> RawResponse:
         raw = await self._inner.send(request)
         if request.path != "/api/v1/veo/generate":
             return raw
-        return RawResponse(500, raw.headers, raw.body)
+        return self._rewrite(raw)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _creating_through(
+    kie: FakeKie, rewrite: Callable[[RawResponse], RawResponse], path: Path
+) -> VeoSession:
+    """A session on a store at ``path`` whose create answers ``rewrite`` changes."""
+    return VeoSession(
+        API_KEY,
+        transport=_CreateAnswersRewritten(kie, rewrite),
+        store=store_at(path),
+        create_rate=10_000,
+    )
+
+
+def _server_error(raw: RawResponse) -> RawResponse:
+    """HTTP 500 over the success envelope: the answer names the task, not as a success."""
+    return RawResponse(500, raw.headers, raw.body)
+
+
+def _odd_id(raw: RawResponse) -> RawResponse:
+    """The task id with a space in it: no poll could use it."""
+    answer = json.loads(raw.body)
+    answer["data"]["taskId"] = "veo task " + answer["data"]["taskId"]
+    return RawResponse(raw.status, raw.headers, json.dumps(answer).encode())
 
 
 async def test_an_uncertain_create_whose_answer_names_its_task_is_tracked(
@@ -253,9 +277,7 @@ async def test_an_uncertain_create_whose_answer_names_its_task_is_tracked(
     """An uncertain create whose answer named the task: the store keeps that
     id (the task is resumed and followed, its polls tell whether it exists),
     not an intent without one, which lost a task that was charged."""
-    async with VeoSession(
-        API_KEY, transport=_ServerErrorOnCreate(kie), store=store_at(db), create_rate=10_000
-    ) as veo:
+    async with _creating_through(kie, _server_error, db) as veo:
         with pytest.raises(SubmitUncertainError) as caught:
             await veo.generate("a cat")
         assert caught.value.task_id == kie.created_ids[0]
@@ -306,34 +328,13 @@ async def test_creates_still_waiting_for_the_budget_leave_no_intent(
         assert sorted(task.task_id for task in report.tasks) == sorted(kie.created_ids)
 
 
-class _OddIdOnCreate:
-    """A public Transport: the simulator's, except that create answers name
-    a task id with a space in it (the task is created and charged)."""
-
-    def __init__(self, kie: FakeKie) -> None:
-        self._inner = kie.transport()
-
-    async def send(self, request: HttpRequest) -> RawResponse:
-        raw = await self._inner.send(request)
-        if request.path != "/api/v1/veo/generate":
-            return raw
-        answer = json.loads(raw.body)
-        answer["data"]["taskId"] = "veo task " + answer["data"]["taskId"]
-        return RawResponse(raw.status, raw.headers, json.dumps(answer).encode())
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 async def test_a_created_task_with_an_unusable_id_is_uncertain_not_stored(
     kie: FakeKie, db: Path
 ) -> None:
     """A create answered with a task id no poll could use: the task exists
     (charged), so the create is uncertain, not the caller's bad input, and the
     id never reaches the store (where it would stop every resume)."""
-    async with VeoSession(
-        API_KEY, transport=_OddIdOnCreate(kie), store=store_at(db), create_rate=10_000
-    ) as veo:
+    async with _creating_through(kie, _odd_id, db) as veo:
         with pytest.raises(SubmitUncertainError, match="not a usable task id"):
             await veo.generate("a cat")
         [intent] = await veo.uncertain()

@@ -1157,16 +1157,24 @@ def compressed(size: int, encoding: str) -> bytes:
     return b"\x78\xda" + deflated + struct.pack(">I", value)  # RFC 1950: header, Adler-32
 
 
-async def send_body(
-    request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
+async def send_head(
+    request: web.Request, status: int, size: int, headers: dict[str, str], *, chunked: bool
 ) -> web.StreamResponse:
-    """Send ``body`` as is, with Content-Length or chunked, in 64 KiB writes."""
+    """Send an answer's head: ``size`` bytes of body to come, declared or chunked."""
     response = web.StreamResponse(status=status, headers=headers)
     if chunked:
         response.enable_chunked_encoding()
     else:
-        response.content_length = len(body)
+        response.content_length = size
     await response.prepare(request)
+    return response
+
+
+async def send_body(
+    request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
+) -> web.StreamResponse:
+    """Send ``body`` as is, with Content-Length or chunked, in 64 KiB writes."""
+    response = await send_head(request, status, len(body), headers, chunked=chunked)
     for start in range(0, len(body), 64 * 1024):
         try:
             await response.write(body[start : start + 64 * 1024])
@@ -1355,12 +1363,7 @@ async def send_half(
     request: web.Request, status: int, body: bytes, headers: dict[str, str], *, chunked: bool
 ) -> web.StreamResponse:
     """Send the head and half of ``body`` (sized or chunked), then drop the connection."""
-    response = web.StreamResponse(status=status, headers=headers)
-    if chunked:
-        response.enable_chunked_encoding()
-    else:
-        response.content_length = len(body)
-    await response.prepare(request)
+    response = await send_head(request, status, len(body), headers, chunked=chunked)
     await response.write(body[: len(body) // 2])
     await asyncio.sleep(0.01)  # (the half reaches the client before the close)
     assert request.transport is not None
