@@ -194,6 +194,17 @@ def test_api_error_str_and_repr_carry_context(error: APIError) -> None:
         assert part in rep
 
 
+def test_every_errors_repr_names_its_task() -> None:
+    """The repr of any error with a task says whose it is (a batch's outcomes
+    printed as a list are reprs): TaskFailedError's and SubmitUncertainError's
+    left the id out."""
+    failed = TaskFailedError(record(TaskStatus.FAILED, 400, "flagged"))
+    assert repr(failed) == f"TaskFailedError({failed.message!r}, task_id={TASK!r})"
+    uncertain = SubmitUncertainError(GenerateRequest(prompt="a cat"), "reset", task_id=TASK)
+    assert f"task_id={TASK!r}" in repr(uncertain)
+    assert repr(VeoError("plain")) == "VeoError('plain')"
+
+
 def test_str_without_task_id() -> None:
     """Without a task id, str() is just the code and message."""
     assert str(NotFoundError("gone", code=404, http_status=404)) == "[404] gone"

@@ -667,6 +667,21 @@ async def test_single_reset_drops_one_request(
     assert fake_kie.count_status(0) == 1
 
 
+async def test_created_then_drop_on_a_poll_drops_it(
+    fake_kie: FakeKie, http: aiohttp.ClientSession
+) -> None:
+    """Fault.created_then_drop() given to a poll drops the connection, as a
+    reset does (it raised a ValueError inside the simulator, mid-request)."""
+    fake_kie.add_task("t", faults=(Fault.created_then_drop(),))
+    try:
+        data = await record(http, fake_kie, "t")
+    except aiohttp.ClientError:
+        data = await record(http, fake_kie, "t")  # (a client that does not retry by itself)
+    assert data["taskId"] == "t"
+    assert fake_kie.count_status(0) == 1
+    assert fake_kie.requests[0].fault == "created_then_drop"
+
+
 async def test_slow_then_normal(fake_kie: FakeKie, http: aiohttp.ClientSession) -> None:
     """Fault.slow(d) answers the normal record after d seconds."""
     fake_kie.add_task("t", faults=(Fault.slow(0.2),))

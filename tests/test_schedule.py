@@ -1296,3 +1296,16 @@ def test_a_jittered_gap_never_passes_max_gap() -> None:
     for age in range(400, 4000, 7):
         delay = schedule.next_delay(model="veo3_fast", age=float(age), polls=5, rng=rng)
         assert delay <= schedule.policy.max_gap, (age, delay)
+
+
+def test_the_learner_and_the_schedule_say_what_they_hold_in_their_repr() -> None:
+    """repr(veo.learner) shows each model's tasks seen and finished; the
+    schedule's shows its policy and learner (both were the default
+    ``<... object at 0x...>``)."""
+    schedule = AdaptivePolicy().schedule()
+    learner = schedule.learner
+    learner.created("veo3")
+    learner.observe("veo3", 120.0, failed=False)
+    assert repr(learner) == "<DurationLearner {'veo3': 1 tasks, 1 finished}>"
+    assert repr(schedule).startswith("AdaptiveSchedule(policy=AdaptivePolicy(")
+    assert repr(learner) in repr(schedule)

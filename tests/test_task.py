@@ -750,8 +750,11 @@ async def test_a_raising_subscriber_breaks_neither_its_run_nor_closing(
     try:
         veo = make_veo()
         async with veo:
-            veo.task("veo_a").subscribe(broken)
+            held = veo.task("veo_a").subscribe(broken)
+            assert repr(held) == "<Subscription to 'veo_a'>"
             assert (await veo.task("veo_a").wait()).status is TaskStatus.SUCCESS
+            held.close()
+            assert repr(held) == "<Subscription closed>"
             veo.task("veo_b").subscribe(broken)
             other = asyncio.ensure_future(veo.task("veo_c").wait(timeout=None))
             await asyncio.sleep(0.1)

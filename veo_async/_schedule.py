@@ -930,6 +930,14 @@ class DurationLearner:
         hist = self._seen(model)
         return 0 if hist is None else hist.count + hist.exposures
 
+    def __repr__(self) -> str:
+        # What was learned, model by model: tasks seen and finished.
+        seen = ", ".join(
+            f"{model!r}: {hist.tasks} tasks, {hist.count} finished"
+            for model, hist in self._models.items()
+        )
+        return f"<DurationLearner {{{seen}}}>"
+
     def tasks(self, model: str | None) -> int:
         """Tasks seen for ``model`` (every model's for None): each counts once,
         at its first poll, running or finished."""
@@ -1356,6 +1364,9 @@ class AdaptiveSchedule:
     Deterministic given the learner's observations and the ``rng`` passed in.
     Tables are cached per model and rebuilt as data accumulate.
     """
+
+    def __repr__(self) -> str:
+        return f"AdaptiveSchedule(policy={self.policy!r}, learner={self.learner!r})"
 
     def __init__(self, policy: AdaptivePolicy, learner: DurationLearner) -> None:
         self.policy = policy

@@ -104,6 +104,12 @@ class Subscription:
         self.run: _PollRun | None = run
         self._listener = listener
 
+    def __repr__(self) -> str:
+        run = self.run
+        if run is None:
+            return "<Subscription closed>"
+        return f"<Subscription to {run.handle.task_id!r}>"
+
     def close(self) -> asyncio.Future[None] | None:
         """Stop following (idempotent). If this was the last follower, the run
         stops; returns a future done once its stopped request has ended (one

@@ -84,6 +84,12 @@ class VeoError(Exception):
             return f"{self.message} (task {self.task_id!r})"
         return self.message
 
+    def __repr__(self) -> str:
+        # With the task's id: a batch's outcomes printed must say whose each is.
+        if self.task_id is None:
+            return f"{type(self).__name__}({self.message!r})"
+        return f"{type(self).__name__}({self.message!r}, task_id={self.task_id!r})"
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled (and copied) as it is, field by field: the constructors'
         # arguments differ by class (keyword-only codes, a record, a request)
@@ -341,7 +347,10 @@ class SubmitUncertainError(VeoError):
         self.cause = cause
 
     def __repr__(self) -> str:
-        return f"SubmitUncertainError(cause={self.cause!r}, request={self.request!r})"
+        return (
+            f"SubmitUncertainError(cause={self.cause!r}, request={self.request!r}, "
+            f"task_id={self.task_id!r})"
+        )
 
 
 class TaskFailedError(VeoError):

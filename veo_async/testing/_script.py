@@ -203,7 +203,8 @@ class Fault:
         charge for it as usual, then drop the connection instead of answering.
 
         The client cannot tell whether anything was created: the case a
-        create must never resend blindly.
+        create must never resend blindly. On a poll (a task's ``faults``,
+        :meth:`FakeKie.inject`) it drops the connection, as :meth:`reset` does.
         """
         return cls("created_then_drop")
 

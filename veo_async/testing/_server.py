@@ -554,7 +554,10 @@ class FakeKie:
         return self._codes[code]
 
     def reset_counters(self) -> None:
-        """Forget the requests and zero the counters; tasks and faults are kept."""
+        """Forget the requests and zero the request counters (``requests``,
+        ``total_requests``, ``polls``, ``count_status``, ``max_in_flight``).
+        Tasks and faults are kept, and so is the account: ``credits``,
+        ``charged``, ``created`` and ``created_ids`` follow the tasks."""
         self._requests = []
         self._polls.clear()
         self._codes.clear()
@@ -792,7 +795,7 @@ class FakeKie:
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             return None
-        if fault.kind == "reset":
+        if fault.kind in ("reset", "created_then_drop"):  # (nothing to create on a poll)
             return DROP
         return fault_answer(fault, partial(self._record_envelope, task_id))
 
