@@ -106,6 +106,28 @@ async def test_an_id_handed_in_late_is_polled_like_an_old_task() -> None:
     assert second < first_poll_of_a_task_aged(0.0)  # a fresh task would wait longer
 
 
+async def test_slow_answers_do_not_stretch_the_gaps_past_max_gap() -> None:
+    """Each poll of an old task answered 8 s late: the next poll is planned
+    from the poll's time, not its answer's, so polls still come within
+    max_gap of each other (they came max_gap + 8 s apart, 34-37 s)."""
+    kie = FakeKie(api_key=API_KEY)
+    slow = tuple(Fault.slow(8.0) for _ in range(20))
+    kie.add_task(
+        TaskScript("veo_old", complete_after=900, params={"model": "veo3_fast"}, faults=slow)
+    )
+    events: list[Event] = []
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        await asyncio.sleep(600)  # handed in 10 minutes old: past the median
+        await veo.task("veo_old").wait(timeout=900)
+    polls = poll_times(events, "veo_old")
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert len(gaps) >= 5
+    assert max(gaps) <= STEADY.max_gap + 0.01, gaps
+    assert min(gaps) >= 8.0  # (one poll at a time: each waits for the answer before)
+
+
 async def test_the_session_learns_each_models_generation_time() -> None:
     """Finished records teach the session: its learner counts them per model."""
     kie = FakeKie(api_key=API_KEY)

@@ -1309,3 +1309,40 @@ def test_the_learner_and_the_schedule_say_what_they_hold_in_their_repr() -> None
     assert repr(learner) == "<DurationLearner {'veo3': 1 tasks, 1 finished}>"
     assert repr(schedule).startswith("AdaptiveSchedule(policy=AdaptivePolicy(")
     assert repr(learner) in repr(schedule)
+
+
+def test_asked_at_plans_the_next_poll_from_the_polls_time() -> None:
+    """next_delay(age=answer's age, asked_at=the poll's age): the next poll is
+    where the plan puts it after the poll, so the time the answer took comes
+    off the delay (past the median the polls stay within max_gap)."""
+    policy = AdaptivePolicy(jitter=0.0)
+    schedule = policy.schedule()
+    rng = random.Random(1)
+    prompt = schedule.next_delay(model="veo3_fast", age=600.0, polls=3, rng=rng)
+    late = schedule.next_delay(model="veo3_fast", age=608.0, polls=3, rng=rng, asked_at=600.0)
+    assert late == pytest.approx(prompt - 8.0)
+    assert 600.0 + 8.0 + late <= 600.0 + policy.max_gap
+    # Past the table's horizon too: max_gap from the poll, not from its answer.
+    far = schedule.next_delay(model="veo3_fast", age=1e6 + 8.0, polls=9, rng=rng, asked_at=1e6)
+    assert far == pytest.approx(policy.max_gap - 8.0)
+    # An answer slower than the gap: the next poll as soon as min_gap allows.
+    assert schedule.next_delay(
+        model="veo3_fast", age=700.0, polls=3, rng=rng, asked_at=600.0
+    ) == policy.min_gap
+
+
+@pytest.mark.parametrize(
+    ("age", "asked_at", "message"),
+    [
+        (100.0, 101.0, "asked_at (101.0) must not be past age (100.0)"),
+        (100.0, -1.0, "asked_at"),
+        (100.0, math.nan, "asked_at"),
+    ],
+)
+def test_asked_at_is_checked(age: float, asked_at: float, message: str) -> None:
+    """asked_at past the age, negative or not a number: a ValueError naming it."""
+    schedule = AdaptivePolicy().schedule()
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        schedule.next_delay(
+            model="veo3", age=age, polls=1, rng=random.Random(1), asked_at=asked_at
+        )

@@ -74,6 +74,7 @@ class Plan:
         *,
         running: bool = False,
         first_seen: AgeSeen | None = None,
+        since_asked: float = 0.0,
     ) -> float | None:
         """Seconds from now to the next poll; None: not known yet (a learned
         plan whose schedule is still making its first table, in loop steps),
@@ -87,6 +88,9 @@ class Plan:
             failed poll's retry): a learned plan learns from it.
         :param first_seen: the task's age when an earlier run first planned
             it, and the loop time then (see :attr:`first_seen`).
+        :param since_asked: seconds since the last poll was sent (0: none
+            yet): a learned plan plans the next poll from that poll's time,
+            not from its answer's (a slow answer would lengthen every gap).
         """
         raise NotImplementedError
 
@@ -142,6 +146,7 @@ class _FixedPlan(Plan):
         *,
         running: bool = False,
         first_seen: AgeSeen | None = None,
+        since_asked: float = 0.0,
     ) -> float:
         delays = self._delays
         if delays is None:
@@ -206,6 +211,7 @@ class _LearnedPlan(Plan):
         *,
         running: bool = False,
         first_seen: AgeSeen | None = None,
+        since_asked: float = 0.0,
     ) -> float | None:
         pacer = self._pacer
         model = _model_of(record) or model
@@ -260,7 +266,10 @@ class _LearnedPlan(Plan):
         if not schedule.ready(model):
             self._waiting_for = model
             return None  # the model's first table is being made: see when_ready
-        delay = schedule.next_delay(model=model, age=age, polls=self._polls, rng=self._rng)
+        asked_at = None if age is None else max(0.0, age - since_asked)
+        delay = schedule.next_delay(
+            model=model, age=age, polls=self._polls, rng=self._rng, asked_at=asked_at
+        )
         self._polls += 1
         return delay
 

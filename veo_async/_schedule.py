@@ -1384,7 +1384,13 @@ class AdaptiveSchedule:
         self.on_rebuild_due: Callable[[], None] | None = None
 
     def next_delay(
-        self, *, model: str | None, age: float | None, polls: int, rng: random.Random
+        self,
+        *,
+        model: str | None,
+        age: float | None,
+        polls: int,
+        rng: random.Random,
+        asked_at: float | None = None,
     ) -> float:
         """Seconds from now to the next poll of an unfinished task.
 
@@ -1392,7 +1398,13 @@ class AdaptiveSchedule:
         :param age: seconds since the task's creation, None if unknown.
         :param polls: polls already made for this task (0 before the first).
         :param rng: the jitter's random source.
-        :raises ValueError: for a negative or non-finite age, negative polls.
+        :param asked_at: the task's age when the poll just answered was sent
+            (default ``age``): the next poll is planned from that poll's
+            time, so a slow answer does not lengthen the gap between polls
+            (past the median, never over ``max_gap`` from one to the next).
+            At most ``age``; ignored when ``age`` is None.
+        :raises ValueError: for a negative or non-finite age or ``asked_at``,
+            ``asked_at`` past ``age``, negative polls.
         :raises TypeError: for arguments of the wrong type.
         """
         _check_count("polls", polls)
@@ -1401,6 +1413,7 @@ class AdaptiveSchedule:
         _check_rng(rng)
         table = self.table(self.table_key(model))
         policy = self.policy
+        given_age = age is not None
         if age is None:
             fresh = table.fresh
             age = fresh[polls - 1] if 0 < polls <= len(fresh) else 0.0
@@ -1408,15 +1421,20 @@ class AdaptiveSchedule:
                 age = fresh[-1] + (polls - len(fresh)) * policy.max_gap if fresh else 0.0
         else:
             age = _check_number("age", age, 0)
+        asked = age
+        if asked_at is not None and given_age:
+            asked = _check_number("asked_at", asked_at, 0)
+            if asked > age:
+                raise ValueError(f"asked_at ({asked}) must not be past age ({age})")
         n = len(table.next_index) - 1
         # The nearest grid time is the poll just made (the jitter below stays
         # under half a step, so rounding finds it again), and the next poll
         # aims at its planned grid time: jitter never piles up into extra polls.
-        i = min(round(age / GRID), n)
+        i = min(round(asked / GRID), n)
         if polls == 0 and table.done[i] >= _DONE_ALREADY:
             return 0.0  # handed in old: it may be done already
         if i >= n:
-            delay = policy.max_gap
+            delay = policy.max_gap - (age - asked)
         else:
             share = table.costly_share
             plan = table.costly_index if share and rng.random() < share else table.next_index

@@ -158,17 +158,19 @@ class _PollRun(Ticket):
         self.due = 0.0  # when the next poll is due (loop time)
         self.granted_at: float | None = None  # when the last poll was granted
 
-    def next_delay(self, *, running: bool = False) -> float | None:
+    def next_delay(self, now: float, *, running: bool = False) -> float | None:
         handle = self.handle
         # The handle's slots, not its properties: the run is the handle's own
         # poll loop (this module), and this runs for every poll.
         plan = self.plan
+        granted_at = self.granted_at
         delay = plan.next_delay(
             handle._record,
             handle._created_loop_time,
             handle._model,
             running=running,
             first_seen=handle._first_seen,
+            since_asked=0.0 if granted_at is None else max(0.0, now - granted_at),
         )
         if handle._first_seen is None:
             handle._first_seen = plan.first_seen  # for the task's later runs
@@ -186,7 +188,7 @@ class _PollRun(Ticket):
 
         :param retry_of: the error of the failed poll this one retries.
         """
-        delay = self.next_delay(running=running)
+        delay = self.next_delay(now, running=running)
         if delay is None:
             self.due = math.inf  # not due at all until planned (see idle_at)
             self.plan.when_ready(functools.partial(self._planned_later, retry_of))
