@@ -95,6 +95,7 @@ LIMIT_STEP = 1.0
 # costs time to search for).
 LIMIT_TAIL_Q = 0.995
 LIMIT_MIN_HORIZON = 600.0
+LIMIT_MAX_HORIZON = 4 * 3600.0
 LIMIT_GAP_CAP = 300.0
 LIMIT = "limit (optimal, knows the distribution)"
 GENERATING_LIMIT = "limit (optimal, knows the generating distribution)"
@@ -334,7 +335,9 @@ def _cumulative(times: Sequence[float], n: int) -> tuple[list[float], list[float
     done, done_time = [0.0] * (n + 1), [0.0] * (n + 1)
     share = 1.0 / len(times)
     for t in times:
-        j = min(n, math.ceil(t / LIMIT_STEP))
+        # A render of 0 s (a task failing as it is created) is still found by
+        # a poll: at the first grid point, not at index 0 (done, and free).
+        j = min(n, max(1, math.ceil(t / LIMIT_STEP)))
         done[j] += share
         done_time[j] += t * share
     for j in range(1, n + 1):
@@ -354,14 +357,16 @@ def _polls_of(best: list[int]) -> list[float]:
 
 def _limit_horizon(tasks: Sequence[Task], source: Sequence[Task]) -> float:
     """Where the limit's program stops: the longest task, or twice the 99.5th
-    percentile (at least 10 minutes) if that comes first. Past it, polls go
-    every 30 s: a rare task of hours would otherwise make the program (its
-    grid is one second) run for minutes, for a tail that weighs nothing in
-    the mean lag."""
+    percentile (at least 10 minutes) if that comes first, and never past
+    LIMIT_MAX_HORIZON (4 h). Past it, polls go every 30 s: a rare task of
+    hours would otherwise make the program (its grid is one second) run for
+    minutes, for a tail that weighs nothing in the mean lag (in a file of a
+    few tasks the 99.5th percentile is the longest: one render of a day took
+    97 s, one of 14 days did not end)."""
     seconds = sorted(t.seconds for t in source)
     high = seconds[int(LIMIT_TAIL_Q * (len(seconds) - 1))]
     longest = max(max(t.seconds for t in tasks), seconds[-1])
-    return min(longest, max(LIMIT_MIN_HORIZON, 2.0 * high))
+    return min(longest, max(LIMIT_MIN_HORIZON, 2.0 * high), LIMIT_MAX_HORIZON)
 
 
 def limit(
@@ -416,9 +421,14 @@ def limit(
             hi = mid
     (r_lo, lags_lo), (r_hi, lags_hi) = solve(lo), solve(hi)
     share = 1.0 if r_lo == r_hi else (budget - r_hi) / (r_lo - r_hi)  # of the costly one
+    # The mixture spends the budget, unless no price reaches it (every task
+    # found at its first poll or two: renders of 0 s); then the nearer end,
+    # with the requests it really makes.
+    spent = budget if r_hi <= budget <= r_lo else (r_lo if share > 1.0 else r_hi)
+    share = min(1.0, max(0.0, share))
     # A mixture: each lag weighted; expanded to a list by repetition in proportion.
     k = round(share * 20)
-    return budget, lags_lo * k + lags_hi * (20 - k), len(tasks)
+    return spent, lags_lo * k + lags_hi * (20 - k), len(tasks)
 
 
 # -- one workload -------------------------------------------------------------------------

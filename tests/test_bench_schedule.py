@@ -309,15 +309,21 @@ def test_a_bom_opening_a_durations_file_is_no_part_of_the_first_model(tmp_path: 
     ]
 
 
-def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:
-    """The limit's program stops at twice the 99.5th percentile (ten minutes
-    at least): a rare task of hours is polled past it every 30 s, as fixed
-    polling would (a one-second grid to the longest task ran for minutes)."""
+def _bench() -> Any:
+    """The benchmark script as a module."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_schedule as bench
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+    return bench
+
+
+def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:
+    """The limit's program stops at twice the 99.5th percentile (ten minutes
+    at least): a rare task of hours is polled past it every 30 s, as fixed
+    polling would (a one-second grid to the longest task ran for minutes)."""
+    bench = _bench()
     tasks = [bench.Task("veo3", 100.0 + n % 50, False) for n in range(400)]
     tasks.append(bench.Task("veo3", 7200.0, False))
     assert bench._limit_horizon(tasks, tasks) == 600.0
@@ -325,6 +331,32 @@ def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:
     assert len(lags) % len(tasks) == 0
     long_lags = lags[len(tasks) - 1 :: len(tasks)]  # the long task's, in each copy
     assert all(0.0 <= lag < 30.0 for lag in long_lags)
+
+
+def test_the_limits_horizon_stops_at_four_hours_even_in_a_tiny_file() -> None:
+    """In a file of a few tasks the 99.5th percentile is the longest: one
+    render of a day made the program run a one-second grid to it (97 s), one
+    of 14 days never ended. The horizon stops at 4 h; past it, 30 s polls."""
+    bench = _bench()
+    tasks = [bench.Task("veo3", 86_400.0, False)]
+    assert bench._limit_horizon(tasks, tasks) == 4 * 3600.0
+    assert bench._limit_horizon(tasks * 2, tasks) == 4 * 3600.0
+
+
+def test_renders_of_no_time_are_found_by_a_poll_in_the_limit() -> None:
+    """Renders of 0 s (a task failing as it is created) are found by a first
+    poll, not done for free at the grid's index 0: the limit's row said 4
+    requests and a lag of 200 s (its polls were really one, at 300 s)."""
+    bench = _bench()
+    tasks = [
+        bench.Task("veo3", 0.0, False),
+        bench.Task("veo3", 0.0, True),
+        bench.Task("veo3", 300.0, False),
+    ]
+    spent, lags, _count = bench.limit(tasks, 4.0)
+    assert spent < 4.0  # no price reaches fixed polling's budget: what it spends
+    assert spent >= 1.0
+    assert max(lags) <= 1.0  # the first poll, at 1 s, finds the two; the third at its end
 
 
 def test_renders_all_of_one_length_give_the_limit_no_lag_and_no_infinite_ratio(

@@ -1346,3 +1346,23 @@ def test_asked_at_is_checked(age: float, asked_at: float, message: str) -> None:
         schedule.next_delay(
             model="veo3", age=age, polls=1, rng=random.Random(1), asked_at=asked_at
         )
+
+
+@pytest.mark.parametrize(
+    ("median", "sigma", "error", "message"),
+    [
+        (1e308, 0.3, ValueError, "median must be at most 1e\\+09 s"),
+        (0.0, 0.3, ValueError, "median must be a finite number > 0"),
+        (math.inf, 0.3, ValueError, "median must be a finite number > 0"),
+        (100.0, -1.0, ValueError, "sigma must be a finite number > 0"),
+        ("100", 0.3, TypeError, "median must be a number"),
+    ],
+)
+def test_a_prior_out_of_range_is_refused_when_made(
+    median: Any, sigma: Any, error: type[Exception], message: str
+) -> None:
+    """DurationPrior checks its numbers when made: a median of 1e308 was
+    taken, and the first table raised a bare OverflowError."""
+    with pytest.raises(error, match=message):
+        DurationPrior(median=median, sigma=sigma)
+    assert DurationPrior(median=1e9, sigma=0.3).median == 1e9

@@ -323,6 +323,11 @@ _DONE = object()
 _MAX_JITTER = 0.4 * GRID
 
 
+# The largest median a DurationPrior takes (about 30 years): far beyond any
+# render, and far enough from where the numbers overflow (1e308 did).
+_MAX_PRIOR_MEDIAN = 1e9
+
+
 @attrs.frozen
 class DurationPrior:
     """A log-normal guess at a model's generation time, before data.
@@ -341,6 +346,12 @@ class DurationPrior:
                 raise TypeError(f"{name} must be a number, not {value!r}")
             if not is_finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, not {shown(value)}")
+        # (A median of 1e308 overflowed later, in the first table, with a
+        # bare OverflowError.)
+        if self.median > _MAX_PRIOR_MEDIAN:
+            raise ValueError(
+                f"median must be at most {_MAX_PRIOR_MEDIAN:g} s, not {shown(self.median)}"
+            )
 
 
 #: The prior of a model with no prior of its own, and of ``model=None``.
