@@ -27,6 +27,7 @@ from aiohttp import web
 from veo_async import (
     AdaptivePolicy,
     APIError,
+    AuthenticationError,
     ContentPolicyError,
     ErrorPage,
     ExtendRequest,
@@ -37,6 +38,7 @@ from veo_async import (
     PollPolicy,
     RateLimitError,
     ResponseError,
+    SessionClosedError,
     SubmitUncertainError,
     TaskStatus,
     TransportError,
@@ -894,6 +896,42 @@ def test_an_upgrade_keeps_its_deadline_behind_a_429_pause(path: str) -> None:
     run_virtual(main)
 
 
+@pytest.mark.parametrize("upgrade", ["1080p", "4k"])
+@pytest.mark.parametrize("stop", ["aclose", "401"])
+def test_an_upgrade_between_two_asks_ends_when_the_session_stops(upgrade: str, stop: str) -> None:
+    """get_1080p / get_4k sleeping between two asks when the session closes
+    (or a 401 stops it) end at once with what a new request would meet: they
+    slept out their gap, and asked again, for up to a minute after."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=3, hd_delay=1000.0, uhd_delay=1000.0, credits=1e9)
+        kie.add_task("veo_task_a", complete_after=0.0)
+        kie.add_task("veo_task_b", complete_after=1e6)
+        veo = VeoSession(API_KEY, transport=kie.transport())
+        task = veo.task("veo_task_a")
+        call = asyncio.ensure_future(task.get_1080p() if upgrade == "1080p" else task.get_4k())
+        await asyncio.sleep(5.0)  # asked once: "processing"; sleeping 20-60 s
+        asked = kie.total_requests
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+        if stop == "aclose":
+            await veo.aclose()
+            expected: type[Exception] = SessionClosedError
+        else:
+            kie.inject(Fault.body_code(401, "You do not have access permissions"))
+            with pytest.raises(AuthenticationError):
+                await veo.task("veo_task_b").refresh()
+            expected = AuthenticationError
+        with pytest.raises(expected):
+            await asyncio.wait_for(call, 1.0)
+        assert loop.time() - stopped_at < 1.0
+        assert kie.total_requests == asked + (1 if stop == "401" else 0)
+        await veo.aclose()
+        await kie.close()
+
+    run_virtual(main)
+
+
 def test_get_1080p_of_a_fallback_video_fails_at_once() -> None:
     """A fallback-model record is refused with a clear error before any 1080p request."""
 
@@ -966,6 +1004,28 @@ def test_null_spellings_in_upgrade_answers_are_no_url(null: str) -> None:
     )
     assert decode_4k(raw({"resultUrls": [null, "https://r/4k.mp4"]})) == ("https://r/4k.mp4",)
     assert decode_4k(raw({"resultUrls": [null]})) is None
+
+
+def test_only_http_urls_come_out_of_the_upgrade_answers() -> None:
+    """A 1080p resultUrl JSON-encoded as a list gives its URL; a text that is
+    no http(s) URL ("1080P is processing", a relative path) is not ready yet,
+    as is a 4K list of such texts: they were handed back as "URLs" (that
+    download_url() itself refuses)."""
+
+    def raw(data: dict[str, Any]) -> RawResponse:
+        envelope = {"code": 200, "msg": "success", "data": data}
+        return RawResponse(200, {}, json.dumps(envelope).encode())
+
+    assert decode_1080p(raw({"resultUrl": '["https://r/hd.mp4"]'})) == "https://r/hd.mp4"
+    assert decode_1080p(raw({"resultUrl": " https://r/hd.mp4 "})) == "https://r/hd.mp4"
+    assert decode_1080p(raw({"resultUrl": "1080P is processing"})) is None
+    assert decode_1080p(raw({"resultUrl": "/relative/path.mp4"})) is None
+    assert decode_4k(raw({"resultUrls": ["4k is processing"]})) is None
+    assert decode_4k(raw({"resultUrls": ["4k is processing", "http://r/4k.mp4"]})) == (
+        "http://r/4k.mp4",
+    )
+    with pytest.raises(ResponseError):
+        decode_1080p(raw({"resultUrl": 5}))
 
 
 # -- credits, download links ---------------------------------------------------------

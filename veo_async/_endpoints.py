@@ -153,14 +153,12 @@ def decode_1080p(raw: RawResponse) -> str | None:
     if not isinstance(data, dict):
         raise _wrong_shape(raw, "resultUrl")
     url = data.get("resultUrl")
-    if is_nullish(url):  # "null", "None", "" as well: not there yet
-        urls = _urls(data.get("resultUrls"))
-        url = urls[0] if urls else None
-    if url is None:
-        return None
-    if not isinstance(url, str):
+    if url is not None and not isinstance(url, str):
         raise _wrong_shape(raw, "resultUrl")
-    return url
+    # A URL, a JSON list of them, or not one yet ("null", "", a "processing"
+    # text): only an http(s) URL is handed back, else it is asked again.
+    urls = _urls(url) or _urls(data.get("resultUrls"))
+    return urls[0] if urls else None
 
 
 def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
@@ -198,8 +196,9 @@ def _4k_urls(data: object) -> tuple[str, ...]:
 
 
 def _urls(value: object) -> tuple[str, ...]:
-    """A list of URLs, or one JSON-encoded as a string (seen on the wire);
-    null spellings dropped."""
+    """The http(s) URLs of a list, of one JSON-encoded as a string (seen on
+    the wire), or of a lone URL; anything else dropped (null spellings, a
+    "processing" text, a relative path): not a URL a caller could fetch."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
@@ -207,9 +206,12 @@ def _urls(value: object) -> tuple[str, ...]:
                 value = json.loads(text)
             except ValueError:
                 return ()
-        elif text.startswith(("http://", "https://")):
-            return (text,)
+        else:
+            value = [text]
     if isinstance(value, list):
-        # "null" entries (any spelling) are dropped, as from a record's lists.
-        return tuple(url for url in value if isinstance(url, str) and not is_nullish(url))
+        return tuple(
+            url.strip()
+            for url in value
+            if isinstance(url, str) and url.strip().startswith(("http://", "https://"))
+        )
     return ()

@@ -170,6 +170,8 @@ class Requester:
         self._ended_calls: set[asyncio.Task[Any]] = set()
         # Set when a one-shot request leaves once closed (see _calls_left).
         self._call_left: asyncio.Future[None] | None = None
+        # Calls sleeping between two asks (see pause): woken by a close or a 401.
+        self._pausing: set[asyncio.Future[None]] = set()
 
     @property
     def closed(self) -> bool:
@@ -264,6 +266,32 @@ class Requester:
         self.check_open()
         if self._fatal is not None:
             raise self._copy_fatal()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` between two requests of one call (a 1080p or
+        4K video asked for again), or less: the session closing or a 401
+        stopping it wakes the sleeper, which then raises what a new request
+        would. A plain sleep outlived the close by up to a minute.
+
+        :raises SessionClosedError: the session is closed.
+        :raises AuthenticationError: a 401 stopped the session.
+        """
+        self.check_usable()
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        self._pausing.add(woken)
+        timer = loop.call_later(seconds, _wake, woken)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            self._pausing.discard(woken)
+        self.check_usable()
+
+    def _wake_pausing(self) -> None:
+        """End every pause now (the session closes, or a 401 stopped it)."""
+        for woken in self._pausing:
+            _wake(woken)
 
     def stopped_error(self) -> VeoError:
         """What a poll the session stopped ends with: a copy of the 401 that
@@ -481,6 +509,7 @@ class Requester:
                 )
                 queue.close(self._copy_fatal)
                 self.create_queue.close(self._copy_fatal)
+                self._wake_pausing()
                 # The polls in flight end now too (each told a copy of this
                 # error, see stopped_error): their answers, up to a request
                 # timeout away, cannot make the session usable again.
@@ -603,6 +632,7 @@ class Requester:
         if self._closed:
             return
         self._closed = True
+        self._wake_pausing()
         self._end_calls()
         try:
             await self._calls_left()
@@ -630,6 +660,11 @@ class Requester:
 _CLOSED_DURING = "the VeoSession was closed during the request"
 # The message of the cancellation aclose() ends a request with (see taken_back).
 _CLOSING = "veo_async: the session closed"
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # (its sleeper may have been cancelled)
+        future.set_result(None)
 
 
 def _loop_time() -> float | None:

@@ -68,7 +68,9 @@ async def fetch_1080p(
             "GET", HD_1080P_PATH, decode_1080p, params=params, task_id=record.task_id
         )
 
-    return await _until_ready(ask, record, deadline, limit, HD_GAPS, rng, "the 1080p video")
+    return await _until_ready(
+        requester, ask, record, deadline, limit, HD_GAPS, rng, "the 1080p video"
+    )
 
 
 async def fetch_4k(
@@ -91,10 +93,13 @@ async def fetch_4k(
             "POST", UHD_4K_PATH, decode_4k, json=body, task_id=record.task_id, create=True
         )
 
-    return await _until_ready(ask, record, deadline, limit, UHD_GAPS, rng, "the 4K video")
+    return await _until_ready(
+        requester, ask, record, deadline, limit, UHD_GAPS, rng, "the 4K video"
+    )
 
 
 async def _until_ready(
+    requester: Requester,
     ask: Callable[[], Awaitable[T | None]],
     record: RecordInfo,
     deadline: float | None,
@@ -120,6 +125,9 @@ async def _until_ready(
         except VeoError as exc:
             if not exc.retryable:
                 raise
+            # A failure the session's close or a 401 caused ends the call
+            # with that, not with a retry one gap later.
+            requester.check_usable()
             last_error = exc
         else:
             if result is not None:
@@ -130,9 +138,9 @@ async def _until_ready(
         if deadline is not None:
             left = deadline - loop.time()
             if not answered or left <= lead:  # that was the last look
-                await asyncio.sleep(max(0.0, left))  # the call ends at its deadline
+                await requester.pause(max(0.0, left))  # the call ends at its deadline
                 raise WaitTimeoutError(
                     record.task_id, limit, record, last_error, waiting_for=what
                 )
             gap = min(gap, left - lead)  # one last look, its answer in by the deadline
-        await asyncio.sleep(gap)
+        await requester.pause(gap)
