@@ -1018,6 +1018,7 @@ def test_only_http_urls_come_out_of_the_upgrade_answers() -> None:
 
     assert decode_1080p(raw({"resultUrl": '["https://r/hd.mp4"]'})) == "https://r/hd.mp4"
     assert decode_1080p(raw({"resultUrl": " https://r/hd.mp4 "})) == "https://r/hd.mp4"
+    assert decode_1080p(raw({"resultUrl": "HTTPS://R/hd.mp4"})) == "HTTPS://R/hd.mp4"
     assert decode_1080p(raw({"resultUrl": "1080P is processing"})) is None
     assert decode_1080p(raw({"resultUrl": "/relative/path.mp4"})) is None
     assert decode_4k(raw({"resultUrls": ["4k is processing"]})) is None

@@ -212,6 +212,10 @@ def _urls(value: object) -> tuple[str, ...]:
         return tuple(
             url.strip()
             for url in value
-            if isinstance(url, str) and url.strip().startswith(("http://", "https://"))
+            if isinstance(url, str) and url.strip()[:8].lower().startswith(_HTTP_SCHEMES)
         )
     return ()
+
+
+# (A scheme is case-insensitive: "HTTPS://" is a URL too.)
+_HTTP_SCHEMES = ("http://", "https://")
