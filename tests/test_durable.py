@@ -291,6 +291,33 @@ async def test_an_uncertain_create_whose_answer_names_its_task_is_tracked(
     assert kie.created == 1
 
 
+def _server_error_naming(task_id: str) -> Callable[[RawResponse], RawResponse]:
+    """HTTP 500 over a success envelope naming ``task_id`` (whatever was created)."""
+
+    def rewrite(raw: RawResponse) -> RawResponse:
+        answer = json.loads(raw.body)
+        answer["data"]["taskId"] = task_id
+        return RawResponse(500, raw.headers, json.dumps(answer).encode())
+
+    return rewrite
+
+
+@pytest.mark.parametrize("named", ["veo a b", "x" * 300, "null"])
+async def test_an_uncertain_create_naming_an_unusable_id_stays_uncertain(
+    kie: FakeKie, db: Path, named: str
+) -> None:
+    """An uncertain create whose answer names an id no poll could use (spaced,
+    overlong, a "null" spelling): SubmitUncertainError without a task_id and
+    an intent without an id (the store refused the id: a bare ValueError)."""
+    async with _creating_through(kie, _server_error_naming(named), db) as veo:
+        with pytest.raises(SubmitUncertainError) as caught:
+            await veo.generate("a cat")
+        assert caught.value.task_id is None
+        [intent] = await veo.uncertain()
+        assert intent.task_id is None
+    assert kie.created == 1
+
+
 async def test_a_rejected_create_leaves_no_uncertain_intent(kie: FakeKie, db: Path) -> None:
     """A create the service refused (402: nothing created) discards its intent."""
     kie.credits = 0
@@ -709,6 +736,29 @@ async def test_consumers_of_one_session_share_its_results(kie: FakeKie, db: Path
         assert sorted(handled) == ids
         assert all(len(names) == 1 for names in handled.values()), handled
         assert await veo.deliver(lambda task: None) == 0
+
+
+async def test_a_loop_whose_result_another_took_still_ends(kie: FakeKie, db: Path) -> None:
+    """Two completed() loops (not following new tasks) both wait for one
+    unfinished task: one takes it; the other, left with nothing to wait for,
+    ends (it slept on, never woken)."""
+    kie.add_task("veo_x", complete_after=0.5)
+    async with durable(kie, db) as veo:
+        await veo.track(["veo_x"])
+        got: dict[str, list[str]] = {}
+
+        async def consume(name: str) -> None:
+            async for task in veo.completed():
+                got.setdefault(name, []).append(task.task_id)
+                await task.ack()
+
+        both = [asyncio.create_task(consume(name)) for name in ("a", "b")]
+        _done, pending = await asyncio.wait(both, timeout=5.0)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        assert not pending
+        assert [task_id for ids in got.values() for task_id in ids] == ["veo_x"]
 
 
 async def test_a_result_left_unacknowledged_goes_to_a_running_consumer(

@@ -1472,6 +1472,27 @@ async def test_a_gzip_body_of_several_members_is_read_whole(
     assert record.status is TaskStatus.SUCCESS
 
 
+@pytest.mark.parametrize("after", [b"\r\n", b"\0" * 8, b"\n\0"], ids=["crlf", "zeros", "mixed"])
+async def test_bytes_after_a_gzip_member_are_ignored(after: bytes, fake_kie: FakeKie) -> None:
+    """A gzip body with bytes after its member that start no other (a CRLF,
+    zero padding) is read, as gzip tools and aiohttp read it: taken for a
+    next member, it was "does not inflate" (a created task's answer then
+    read as an uncertain create)."""
+    fake_kie.add_task("t1")
+
+    async def padded(request: web.Request) -> web.StreamResponse:
+        served = await fake_kie.serve(
+            request.method, request.path, dict(request.query), request.headers
+        )
+        body = gzip.compress(served.body) + after
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return await send_body(request, 200, body, headers, chunked=False)
+
+    async with serving(padded) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.status is TaskStatus.SUCCESS
+
+
 # -- item 2: an oversized 5xx/429 is as transient as any ----------------------------------------
 
 

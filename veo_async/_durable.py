@@ -214,7 +214,11 @@ class _Delivery:
         if subscription is not None:
             subscription.close()
         if self._claims.setdefault(task_id, self) is not self:
-            return  # another iteration holds it: offered again if it lets go (release)
+            # Another iteration holds it: offered again if it lets go (see
+            # release). Woken all the same: with nothing left to follow, an
+            # iteration that does not follow new tasks ends.
+            self.wake()
+            return
         self.held[task_id] = handle
         self.ready.append(handle)
         self.wake()

@@ -353,11 +353,15 @@ class _Decoder:
             self._head = b""
         try:
             inflated: bytes = self._inflater.decompress(data, room)
-            # A member ended and bytes follow it: the next member (gzip only;
-            # bytes after a zlib stream are not part of it).
+            # A member ended and another begins after it (gzip only; bytes
+            # after a zlib stream are not part of it): inflate that one too.
+            # Anything else after a member (zero padding, a CRLF) is ignored,
+            # as gzip tools and aiohttp do; bytes fed later land after it (a
+            # finished stream keeps them), so a magic split between two
+            # chunks is found at the next feed.
             while self._gzip and self._inflater.eof and len(inflated) < room:
-                rest = self._inflater.unused_data
-                if not rest:
+                rest = self._inflater.unused_data.lstrip(b"\0")
+                if rest[:2] != b"\x1f\x8b":
                     break
                 self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 inflated += self._inflater.decompress(rest, room - len(inflated))

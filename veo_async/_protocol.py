@@ -46,7 +46,7 @@ from .errors import (
     ServerErrorPage,
     ServiceUnavailableError,
 )
-from .models import RecordInfo, TaskStatus, _slot_setters
+from .models import RecordInfo, TaskStatus, _slot_setters, validate_task_id
 
 __all__ = [
     "RawResponse",
@@ -306,7 +306,14 @@ def _claimed_task_id(envelope: Any) -> str | None:
     status (a create's answer: the task it may have created), if any."""
     data = envelope.get("data") if isinstance(envelope, dict) else None
     claimed = data.get("taskId") if isinstance(data, dict) else None
-    return claimed if isinstance(claimed, str) and claimed.strip() else None
+    if not isinstance(claimed, str) or is_nullish(claimed):
+        return None
+    try:
+        # Only an id a poll can use: it is handed to the caller to track,
+        # and a store keeps it (a padded, spaced or overlong one it refuses).
+        return validate_task_id(claimed.strip())
+    except ValueError:
+        return None
 
 
 def _page_hint(body: bytes) -> str:
