@@ -1029,6 +1029,18 @@ def test_only_http_urls_come_out_of_the_upgrade_answers() -> None:
         decode_1080p(raw({"resultUrl": 5}))
 
 
+def test_a_4k_said_generated_without_its_urls_is_asked_again() -> None:
+    """A repeated 4K request answered 422 "has been generated successfully"
+    with no URL: not ready yet (asked again), not an error whose message says
+    it succeeded ("[422] 4k has been generated successfully", raised at once
+    after the 4K credits were spent)."""
+    envelope = {"code": 422, "msg": "4k has been generated successfully", "data": None}
+    assert decode_4k(RawResponse(422, {}, json.dumps(envelope).encode())) is None
+    refused = {"code": 422, "msg": "taskId is invalid", "data": None}
+    with pytest.raises(APIError):
+        decode_4k(RawResponse(422, {}, json.dumps(refused).encode()))
+
+
 # -- credits, download links ---------------------------------------------------------
 
 

@@ -71,6 +71,12 @@ def _processing(envelope: Mapping[str, Any]) -> bool:
     return isinstance(message, str) and any(h in message.lower() for h in _PROCESSING_HINTS)
 
 
+def _generated(envelope: Mapping[str, Any]) -> bool:
+    """A repeated 4K request's "has been generated successfully" (a 422)."""
+    message = envelope.get("msg")
+    return isinstance(message, str) and "generated successfully" in message.lower()
+
+
 def _wrong_shape(raw: RawResponse, what: str) -> ResponseError:
     return ResponseError(
         f"the answer has no {what}",
@@ -175,7 +181,11 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
         urls = _4k_urls(envelope.get("data"))
         if urls:
             return urls
-        if _processing(envelope) or isinstance(envelope.get("data"), dict):
+        if (
+            _processing(envelope)
+            or _generated(envelope)  # done, its URLs not given yet: asked again
+            or isinstance(envelope.get("data"), dict)
+        ):
             return None
     data = decode_envelope(raw)  # raises for every other error
     return _4k_urls(data) or None
