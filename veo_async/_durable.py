@@ -226,12 +226,10 @@ class _Delivery:
     def release(self) -> list[VeoTask]:
         """Let go of the results held and not acknowledged (the iteration
         ended): the handles, for the other iterations to take."""
-        claims = self._claims
-        released = [
-            handle for task_id, handle in self.held.items() if claims.get(task_id) is self
-        ]
-        for handle in released:
-            del claims[handle.task_id]
+        # Every id held is claimed by this iteration (an ack drops both).
+        released = list(self.held.values())
+        for task_id in self.held:
+            self._claims.pop(task_id, None)
         self.held.clear()
         return released
 

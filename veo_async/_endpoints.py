@@ -45,6 +45,8 @@ DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
 
 # Words in a non-200 msg that mean "not ready yet", not "refused".
 _PROCESSING_HINTS: Final = ("processing", "in progress", "not ready", "generating")
+# A repeated 4K request's answer once done ("has been generated successfully").
+_GENERATED_HINTS: Final = ("generated successfully",)
 
 
 def _envelope(raw: RawResponse) -> dict[str, Any] | None:
@@ -66,15 +68,10 @@ def _code(envelope: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _processing(envelope: Mapping[str, Any]) -> bool:
+def _says(envelope: Mapping[str, Any], hints: tuple[str, ...]) -> bool:
+    """Whether the envelope's ``msg`` holds one of ``hints`` (lower case)."""
     message = envelope.get("msg")
-    return isinstance(message, str) and any(h in message.lower() for h in _PROCESSING_HINTS)
-
-
-def _generated(envelope: Mapping[str, Any]) -> bool:
-    """A repeated 4K request's "has been generated successfully" (a 422)."""
-    message = envelope.get("msg")
-    return isinstance(message, str) and "generated successfully" in message.lower()
+    return isinstance(message, str) and any(h in message.lower() for h in hints)
 
 
 def _wrong_shape(raw: RawResponse, what: str) -> ResponseError:
@@ -151,7 +148,11 @@ def decode_1080p(raw: RawResponse) -> str | None:
     """
     envelope = _envelope(raw)
     code = _code(envelope) if envelope is not None else None
-    if envelope is not None and code not in (None, 200) and (code == 400 or _processing(envelope)):
+    if (
+        envelope is not None
+        and code not in (None, 200)
+        and (code == 400 or _says(envelope, _PROCESSING_HINTS))
+    ):
         return None
     data = decode_envelope(raw)
     if data is None:
@@ -182,8 +183,8 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
         if urls:
             return urls
         if (
-            _processing(envelope)
-            or _generated(envelope)  # done, its URLs not given yet: asked again
+            _says(envelope, _PROCESSING_HINTS)
+            or _says(envelope, _GENERATED_HINTS)  # done, its URLs not given yet: asked again
             or isinstance(envelope.get("data"), dict)
         ):
             return None
@@ -219,11 +220,8 @@ def _urls(value: object) -> tuple[str, ...]:
         else:
             value = [text]
     if isinstance(value, list):
-        return tuple(
-            url.strip()
-            for url in value
-            if isinstance(url, str) and url.strip()[:8].lower().startswith(_HTTP_SCHEMES)
-        )
+        urls = (url.strip() for url in value if isinstance(url, str))
+        return tuple(url for url in urls if url[:8].lower().startswith(_HTTP_SCHEMES))
     return ()
 
 

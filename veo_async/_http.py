@@ -495,7 +495,7 @@ class AiohttpTransport:
             ) as response:
                 status, headers = response.status, response.headers
                 declared = response.content_length
-                encoding = response.headers.get("Content-Encoding")
+                encoding = headers.get("Content-Encoding")
                 if (
                     self._inflate
                     and declared is not None
@@ -504,7 +504,7 @@ class AiohttpTransport:
                 ):
                     # The common answer: uncompressed and sized (the bytes are
                     # as declared: this session does not inflate), one read.
-                    return RawResponse(status, response.headers, await response.read())
+                    return RawResponse(status, headers, await response.read())
                 return await self._read_capped(response, inflate=self._inflate)
         except asyncio.CancelledError as exc:
             if not deadlines.timed_out(task, exc):

@@ -31,16 +31,7 @@ def open_session(
     base_url = ctx.ensure_object(Settings).base_url
     store = open_store(store_path) if store_path is not None else None
     try:
-        if base_url is None:
-            # None given: pass none, so the session applies its own default.
-            return VeoSession(
-                key,
-                concurrency=concurrency,
-                rate=rate,
-                policy=policy,
-                store=store,
-                on_event=on_event,
-            )
+        # base_url None: the session's own default (KIE_BASE_URL, else Kie's).
         return VeoSession(
             key,
             base_url=base_url,
