@@ -957,18 +957,23 @@ def test_renders_shorter_than_the_budget_interval_are_polled_no_later_than_fixed
 
 def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> None:
     """Fewer than 100 entries, or entries of the short tasks alone (the long ones
-    still running): no reading, and the schedule keeps its default share."""
+    still running), or of all but the slowest 7 %: no reading, and the
+    schedule keeps its default share. 100 entries spread over 95 % of the
+    estimate speak."""
     times = lognormal(random.Random(4), 3000, 300.0, 0.3)
-    few, short = DurationLearner(), DurationLearner()
+    few, short, most = DurationLearner(), DurationLearner(), DurationLearner()
     for seconds in times[:99]:
         few.observe("veo3", seconds, polls=3, fixed_polls=4)
-    for seconds in times:
-        entry = (3, 4) if seconds < 250 else (0, 0)
-        short.observe("veo3", seconds, polls=entry[0], fixed_polls=entry[1])
+    # The 27th and the 93rd percentiles of the log-normal (median 300 s, sigma 0.3).
+    for learner, below in ((short, 250.0), (most, 300.0 * math.exp(1.48 * 0.3))):
+        for seconds in times:
+            entry = (3, 4) if seconds < below else (0, 0)
+            learner.observe("veo3", seconds, polls=entry[0], fixed_polls=entry[1])
     assert few.spend_ratio() is None
     assert short.spend_ratio() is None
+    assert most.spend_ratio() is None
     few.observe("veo3", times[99], polls=3, fixed_polls=4)
-    assert few.spend_ratio() is None  # 100 entries, but not yet covering 99 %
+    assert few.spend_ratio() == pytest.approx(0.75)  # 100 entries covering 95 %
     assert DurationLearner().spend_ratio() is None
 
 
