@@ -84,7 +84,7 @@ from typing import Any, NamedTuple
 from _common import first_poll_at_or_after, machine_note, note_line, percentile, publish, table
 
 from veo_async import PollPolicy
-from veo_async._schedule import AdaptivePolicy, optimal_polls
+from veo_async._schedule import REPLAN_GAIN, AdaptivePolicy, optimal_polls
 
 NAME = "schedule"
 FAST_FAILURE_S = 60.0
@@ -288,7 +288,10 @@ def simulate_adaptive(
 
     One event queue over every task in flight: each poll either detects its
     task (whose generation time the learner then observes) or asks the
-    schedule for the next delay at the task's current age.
+    schedule for the next delay at the task's current age. When a model's
+    table moves (:meth:`AdaptiveSchedule.revisions`), the polls of its tasks
+    already planned are planned again, and brought forward where that is
+    sooner, as a session does (see ``Pacer``).
     """
     schedule = policy.schedule()
     learner = schedule.learner
@@ -296,21 +299,54 @@ def simulate_adaptive(
     requests = [0] * len(tasks)
     lags = [0.0] * len(tasks)
     running_until = [0.0] * len(tasks)  # the age each task was last seen running
+    due = [math.inf] * len(tasks)  # when each task's next poll is planned
+    waiting: dict[str | None, set[int]] = {}  # tasks with a poll planned, by table
+    table_of: list[str | None] = [None] * len(tasks)
+    revisions: dict[str | None, int] = {}
     # (time, task, is a poll): a creation asks for the first delay at that moment.
     queue = [(i * spacing, i, False) for i in range(len(tasks))]
     heapq.heapify(queue)
+
+    def plan(i: int, now: float, delay: float) -> None:
+        due[i] = now + delay
+        table_of[i] = schedule.table_key(tasks[i].model)
+        waiting.setdefault(table_of[i], set()).add(i)
+        heapq.heappush(queue, (due[i], i, True))
+        moved = schedule.revisions()
+        for key, revision in moved.items():
+            if revisions.setdefault(key, revision) != revision:
+                revisions[key] = revision
+                replan(key, now)
+
+    def replan(key: str | None, now: float) -> None:
+        for j in sorted(waiting.get(key, ())):
+            age = now - j * spacing
+            delay = schedule.next_delay(
+                model=tasks[j].model,
+                age=age,
+                polls=requests[j],
+                rng=rng,
+                asked_at=min(age, running_until[j]),
+            )
+            if now + delay < due[j] - REPLAN_GAIN:
+                due[j] = now + delay
+                heapq.heappush(queue, (due[j], j, True))
+
     while queue:
         now, i, is_poll = heapq.heappop(queue)
         task = tasks[i]
         age = now - i * spacing
         if not is_poll:
             learner.created(task.model)  # what the session creates, it knows the model of
-            delay = schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng)
-            heapq.heappush(queue, (now + delay, i, True))
+            plan(i, now, schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng))
             continue
+        if now != due[i]:
+            continue  # planned again, sooner: this was its old time
         requests[i] += 1
+        waiting[table_of[i]].discard(i)
         if age >= task.seconds:
             lags[i] = age - task.seconds
+            due[i] = math.inf
             learner.observe(
                 task.model,
                 task.seconds,
@@ -323,8 +359,7 @@ def simulate_adaptive(
             continue
         learner.survived(task.model, running_until[i], age, announced=True)
         running_until[i] = age
-        delay = schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng)
-        heapq.heappush(queue, (now + delay, i, True))
+        plan(i, now, schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng))
     return requests, lags
 
 

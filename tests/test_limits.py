@@ -323,3 +323,85 @@ async def test_a_ticket_withdrawn_while_the_queue_closes_is_not_counted() -> Non
     await asyncio.gather(*waiters, return_exceptions=True)
     assert last.cancelled()
     assert queue.waiting == 0
+
+
+class _Granted(Ticket):
+    """A ticket that records when it was granted (and gives the slot back)
+    and how it failed."""
+
+    __slots__ = ("errors", "grants", "queue")
+
+    def __init__(self, queue: DueQueue) -> None:
+        super().__init__()
+        self.queue = queue
+        self.grants: list[float] = []
+        self.errors: list[BaseException] = []
+
+    def granted(self, now: float) -> None:
+        self.grants.append(now)
+        self.queue.release()
+
+    def failed(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+async def test_a_moved_ticket_is_granted_at_its_new_time_once() -> None:
+    """move() brings a waiting ticket forward: granted at the new time, and
+    its old entry, left in the heap, grants nothing when it comes up."""
+    loop = asyncio.get_running_loop()
+    queue = DueQueue(RequestBudget(4))
+    moved, other = _Granted(queue), _Granted(queue)
+    start = loop.time()
+    queue.push(start + 0.2, moved)
+    queue.push(start + 0.1, other)
+    assert queue.move(moved, start + 0.02)
+    assert queue.waiting == 2
+    await asyncio.sleep(0.3)
+    assert len(moved.grants) == 1
+    assert start + 0.02 <= moved.grants[0] < start + 0.1
+    assert len(other.grants) == 1
+    assert queue.waiting == 0
+    assert len(queue) == 0  # the old entry was dropped when it came up
+
+
+async def test_only_a_waiting_ticket_moves() -> None:
+    """A ticket served, cancelled or never queued is not moved (False), and
+    nothing is queued for it; nor on a closed queue."""
+    loop = asyncio.get_running_loop()
+    queue = DueQueue(RequestBudget(4))
+    never, cancelled, served = _Granted(queue), _Granted(queue), _Granted(queue)
+    assert not queue.move(never, loop.time())
+    queue.push(loop.time() + 60, cancelled)
+    queue.discard(cancelled)
+    assert not queue.move(cancelled, loop.time())
+    queue.push(loop.time(), served)
+    assert served.grants  # at once
+    assert not queue.move(served, loop.time())
+    assert queue.waiting == 0
+    waiting = _Granted(queue)
+    queue.push(loop.time() + 60, waiting)
+    assert queue.waiting_tickets() == [waiting]
+    queue.close(lambda: RuntimeError("closed"))
+    assert [str(error) for error in waiting.errors] == ["closed"]
+    assert not queue.move(waiting, loop.time())
+    assert not never.grants
+    assert not cancelled.grants
+    assert len(served.grants) == 1
+
+
+async def test_moved_tickets_dead_entries_are_compacted() -> None:
+    """Moving 2,000 waiting tickets leaves their old entries dead: counted, and
+    compacted once they are half the heap; each ticket stays queued once."""
+    loop = asyncio.get_running_loop()
+    queue = DueQueue(RequestBudget(1, rng=random.Random(3)))
+    tickets = [_Granted(queue) for _ in range(2_000)]
+    for ticket in tickets:
+        queue.push(loop.time() + 600, ticket)
+    for ticket in tickets:
+        assert queue.move(ticket, loop.time() + 300)
+    assert queue.waiting == 2_000
+    assert len(queue) < 3_000  # compacted on the way
+    assert sorted(map(id, queue.waiting_tickets())) == sorted(map(id, tickets))
+    for ticket in tickets:
+        queue.discard(ticket)
+    assert queue.waiting == 0

@@ -20,8 +20,10 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
+from veo_async._pacer import _REPLAN_SLICE as REPLAN_SLICE
 from veo_async._pacer import _TELL_SLICE as TELL_SLICE
 from veo_async._pacer import Pacer, Plan
+from veo_async._schedule import AdaptiveSchedule
 from veo_async.events import Event, RequestStarted, RetryScheduled
 from veo_async.testing import FakeKie, Fault, TaskScript
 
@@ -683,3 +685,84 @@ def test_a_policy_passed_to_a_wait_draws_from_its_own_seed() -> None:
     assert seeded == first_delays(AdaptivePolicy(seed=2), AdaptivePolicy(seed=7))
     assert seeded == first_delays(AdaptivePolicy(seed=7), None)
     assert first_delays(AdaptivePolicy(seed=1), None) != first_delays(AdaptivePolicy(seed=2), None)
+
+
+async def test_polls_planned_on_a_table_that_moved_are_planned_again() -> None:
+    """A service far faster than documented (veo3 renders of 60 s; the prior
+    says 300): a task probed at 40 s then waits for the prior's next poll, at
+    an age near 140 s. Once enough finishes moved the table (about 180 s in,
+    with a task created every 2 s), the polls of the tasks planned on the old
+    one are planned again: those still waiting are polled then, not 86 s
+    after their finish, and the polls brought forward are no extra ones."""
+    kie = FakeKie(api_key=API_KEY)
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    created: dict[str, float] = {}
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
+    ) as veo:
+        waits = []
+        for n in range(90):
+            task_id = f"veo_fast_{n}"
+            kie.add_task(TaskScript(task_id, complete_after=60, params={"model": "veo3"}))
+            created[task_id] = loop.time()
+            waits.append(asyncio.ensure_future(veo.task(task_id).wait(timeout=900)))
+            await asyncio.sleep(2.0)
+        await asyncio.gather(*waits)
+        assert veo.learner.count("veo3") == 90
+    lags = [poll_times(events, task_id)[-1] - at - 60 for task_id, at in created.items()]
+    # The first 16 or so had their poll near 140 s before anything was learned.
+    # Those created from 64 s on: polled when the table moved (at most 56 s
+    # after the finish), or planned on the moved table; without planning
+    # again, 74-86 s after.
+    assert max(lags[32:]) < 65, [round(lag) for lag in lags]
+    # The first poll (at once: a bare id's age is unknown), the probe, those after.
+    assert max(len(poll_times(events, task_id)) for task_id in created) <= 6
+
+
+class _Waiting:
+    """A waiting poll that records each time it is asked to plan again."""
+
+    def __init__(self, asked: list[frozenset[str | None]]) -> None:
+        self.asked = asked
+
+    def replan(self, moved: AdaptiveSchedule, tables: frozenset[str | None]) -> None:
+        self.asked.append(tables)
+
+
+async def moved_table(pacer: Pacer) -> None:
+    """Teach ``pacer`` veo3 renders of 100 s (its prior says 300) and let the
+    rebuild that moves the table run, in loop steps."""
+    loop = asyncio.get_running_loop()
+    plan = pacer.plan(None)
+    await first_table(plan, "veo3")
+    for seconds in range(90, 130):
+        pacer.learner.observe("veo3", float(seconds))
+    plan.next_delay(None, loop.time(), "veo3")  # finds the rebuild due: in steps
+    await asyncio.sleep(0)
+
+
+async def test_waiting_polls_are_planned_again_a_slice_per_loop_step() -> None:
+    """When a table moves, the session's waiting polls are asked to plan again,
+    a slice per loop step (a batch may hold 100,000), each once, told which
+    tables moved; closing the session meanwhile stops it (no step left)."""
+    loop = asyncio.get_running_loop()
+    for close_early in (False, True):
+        pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(4))
+        asked: list[frozenset[str | None]] = []
+        polls = [_Waiting(asked) for _ in range(2 * REPLAN_SLICE + 7)]
+        pacer.waiting_polls = lambda polls=polls: list(polls)  # type: ignore[misc]
+        await moved_table(pacer)
+        per_step = []
+        for _ in range(400):  # the rebuild's steps, then the slices
+            before = len(asked)
+            await asyncio.sleep(0)
+            per_step.append(len(asked) - before)
+            if asked and close_early:
+                pacer.close()
+        if close_early:
+            assert len(asked) == REPLAN_SLICE  # one slice, then closed
+        else:
+            assert len(asked) == len(polls)
+            assert [n for n in per_step if n] == [REPLAN_SLICE, REPLAN_SLICE, 7]
+        assert set(asked) == {frozenset({"veo3"})}

@@ -1371,3 +1371,25 @@ def test_a_prior_out_of_range_is_refused_when_made(
     with pytest.raises(error, match=message):
         DurationPrior(median=median, sigma=sigma)
     assert DurationPrior(median=1e9, sigma=0.3).median == 1e9
+
+
+def test_a_table_moves_when_its_median_moves_a_fifth() -> None:
+    """revisions() counts the moves of each table: none while what is learned
+    agrees with the prior (veo3 renders of about 300 s), one once renders of
+    100 s have moved its median, the same for two schedules fed alike (pure)."""
+
+    def fed(seconds: float, n: int) -> AdaptiveSchedule:
+        schedule = AdaptivePolicy().schedule()
+        rng = random.Random(1)
+        schedule.next_delay(model="veo3", age=0.0, polls=0, rng=rng)  # the first table
+        for value in lognormal(random.Random(2), n, seconds, 0.3):
+            schedule.learner.observe("veo3", value)
+            schedule.next_delay(model="veo3", age=0.0, polls=0, rng=rng)  # rebuilt when due
+        return schedule
+
+    assert fed(300.0, 200).revisions() == {"veo3": 0}
+    fast = fed(100.0, 200)
+    assert fast.revisions()["veo3"] >= 1
+    assert fast.revisions() == fed(100.0, 200).revisions()
+    fast.revisions()["veo3"] = 99  # a copy
+    assert fast.revisions()["veo3"] < 99

@@ -20,7 +20,8 @@ time each request is *due*, served most-overdue first whenever the budget
 allows, with one timer for the earliest moment something can change. Poll
 loops sleep in it (one heap entry per waiting poll, not a timer, coroutine and
 context apiece), and it is where closing the session or a fatal error wakes
-every queued request at once.
+every queued request at once. A waiting ticket can be moved to another time
+(a poll planned again): its old entry stays, dead, until it comes up.
 
 Why not aiolimiter: its leaky bucket covers only the rate rule; the in-flight
 window, the session-wide 429 pause and the due-time order need the one queue.
@@ -248,11 +249,14 @@ class Ticket:
     poll); :meth:`cancel` takes the ticket out of the running.
     """
 
-    __slots__ = ("cancelled", "queued")
+    __slots__ = ("cancelled", "entry", "queued")
 
     def __init__(self) -> None:
         self.cancelled = False
         self.queued = False
+        #: The number of the ticket's live heap entry (see DueQueue.move):
+        #: its other entries, if any, are dead.
+        self.entry = -1
 
     def granted(self, now: float) -> None:
         """The slot is ours from ``now``; the holder must release it once."""
@@ -290,6 +294,12 @@ class _FutureTicket(Ticket):
     def failed(self, error: BaseException) -> None:
         if not self.future.done():  # (its waiter may be cancelled already)
             self.future.set_exception(error)
+
+
+def _live(entry: tuple[float, int, Ticket]) -> bool:
+    """Whether a heap entry is its ticket's live one (see DueQueue.move)."""
+    ticket = entry[2]
+    return not ticket.cancelled and entry[1] == ticket.entry
 
 
 def _fail(entries: list[tuple[float, int, Ticket]], failure: Callable[[], BaseException]) -> None:
@@ -339,9 +349,28 @@ class DueQueue:
             ticket.failed(self._failure())
             return
         ticket.queued = True
-        heapq.heappush(self._heap, (due, next(self._order), ticket))
-        if self._heap[0][2] is ticket:  # a new earliest entry: serve or re-arm
+        ticket.entry = entry = next(self._order)
+        heapq.heappush(self._heap, (due, entry, ticket))
+        if self._heap[0][1] == entry:  # a new earliest entry: serve or re-arm
             self.dispatch()
+
+    def waiting_tickets(self) -> list[Ticket]:
+        """The tickets waiting (not cancelled), in no particular order."""
+        return [entry[2] for entry in self._heap if _live(entry)]
+
+    def move(self, ticket: Ticket, due: float) -> bool:
+        """Queue a waiting ticket for ``due`` instead of its time so far (a
+        poll planned again); False, and nothing done, if it is not waiting
+        (served, cancelled, never queued) or the queue is closed.
+
+        Its old entry stays in the heap, dead, until it comes up or a
+        compaction drops it: one push, no search.
+        """
+        if ticket.cancelled or not ticket.queued or self._failure is not None:
+            return False
+        self.push(due, ticket)
+        self._one_more_dead()  # the old entry
+        return True
 
     def discard(self, ticket: Ticket) -> None:
         """Cancel a queued ticket; the heap is compacted when many linger."""
@@ -350,6 +379,10 @@ class DueQueue:
         ticket.cancel()
         if not ticket.queued:
             return
+        self._one_more_dead()
+
+    def _one_more_dead(self) -> None:
+        """Count an entry that died in the heap; compact when many linger."""
         self._cancelled += 1
         if self._cancelled >= _COMPACT_AT and self._cancelled * 2 >= len(self._heap):
             self._compact()
@@ -362,7 +395,7 @@ class DueQueue:
         # In place: a new list of 100,000 entries would be young, and every
         # collection until it is old would walk all of it; the heap itself
         # is long-lived (and, in a large batch, out of the collector's view).
-        heap[:] = [entry for entry in entries if not entry[2].cancelled]
+        heap[:] = [entry for entry in entries if _live(entry)]
         heapq.heapify(heap)
         self._cancelled = 0
         release_over_steps(entries, _RELEASE_SLICE)
@@ -508,8 +541,8 @@ class DueQueue:
         heap = self._heap
         full = False  # the window filled up: blocked_until(now) would say math.inf
         while heap:
-            due, _, ticket = heap[0]
-            if ticket.cancelled:
+            due, entry, ticket = heap[0]
+            if ticket.cancelled or entry != ticket.entry:  # dead (see move)
                 heapq.heappop(heap)
                 self._cancelled -= 1
                 continue

@@ -8,6 +8,11 @@ A poll run asks its *plan* for the delay before each poll. Two kinds:
   *model* and this *age*, and the session's :class:`DurationLearner` learns
   each model's generation time from every terminal record the session sees.
 
+When a rebuild moves a model's table (:meth:`AdaptiveSchedule.revisions`),
+the polls waiting in the session's queue are planned again, a slice per loop
+step, and each brought forward if its plan now says sooner (see
+:meth:`Plan.replanned_delay`).
+
 Age is ``server now - createTime``. The server's clock is estimated from the
 HTTP ``Date`` header when one comes (it has one-second resolution, so only a
 skew beyond two seconds is applied), and "now" is read from the event loop's
@@ -28,12 +33,13 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from ._schedule import AdaptivePolicy, AdaptiveSchedule
 from .models import RecordInfo, TaskStatus
 from .policy import PollPolicy
 
-__all__ = ["AgeSeen", "AnyPolicy", "Pacer", "Plan"]
+__all__ = ["AgeSeen", "AnyPolicy", "Pacer", "Plan", "Replannable"]
 
 logger = logging.getLogger("veo_async")
 
@@ -59,6 +65,17 @@ _MAX_SCHEDULES = 16
 # Pacer._tell_ready): each is planned then (tens of microseconds), or waits
 # again if its model still has no table.
 _TELL_SLICE = 100
+# Waiting polls planned again per loop step when a table moved (see
+# Pacer._replan_moved): each is one next_delay (10-30 microseconds).
+_REPLAN_SLICE = 500
+
+
+class Replannable(Protocol):
+    """A poll waiting in the queue that can be planned again (a poll run)."""
+
+    def replan(self, moved: AdaptiveSchedule, tables: frozenset[str | None]) -> None:
+        """Plan the waiting poll again if it follows one of ``tables`` of
+        ``moved``, and bring it forward if that is sooner."""
 
 
 class Plan:
@@ -93,6 +110,28 @@ class Plan:
             not from its answer's (a slow answer would lengthen every gap).
         """
         raise NotImplementedError
+
+    def replanned_delay(
+        self,
+        record: RecordInfo | None,
+        created: float | None,
+        model: str | None,
+        *,
+        moved: AdaptiveSchedule,
+        tables: frozenset[str | None],
+        first_seen: AgeSeen | None,
+        asked_at: float | None,
+    ) -> float | None:
+        """Seconds from now to the poll already planned, planned again because
+        the ``tables`` of schedule ``moved`` moved (see
+        :meth:`AdaptiveSchedule.revisions`); None: this plan does not follow
+        them (a fixed plan, another schedule or model, an age not known).
+        Nothing is counted or learned: the poll is the one planned before.
+
+        :param asked_at: the loop time the last poll was granted (None: none yet).
+        Other parameters as for :meth:`next_delay`.
+        """
+        return None
 
     @property
     def first_seen(self) -> AgeSeen | None:
@@ -215,23 +254,18 @@ class _LearnedPlan(Plan):
     ) -> float | None:
         pacer = self._pacer
         model = _model_of(record) or model
-        if created is not None:  # created here: the loop's clock says exactly how long ago
-            age: float | None = max(0.0, pacer.loop_now() - created)
-        elif record is not None and record.create_time is not None:
-            age = pacer.age(record.create_time.timestamp())
-        elif self._polls == 0:
+        age = self._age(record, created)
+        if age is None and self._polls == 0:
             # A bare id: its age is unknown until a record says when it was
             # created. Ask at once (a finished task answers immediately).
             self._polls = 1
             return 0.0
-        elif record is None:
+        if age is None and record is None:
             # Asked, and still no record (the poll failed, or found none yet):
             # its age is still unknown. Retry backing off, never past max_gap.
             delay = self._schedule.unseen_delay(self._polls, self._rng)
             self._polls += 1
             return delay
-        else:
-            age = None
         if created is not None and model is not None:
             # Created by this session (or resumed with its creation time):
             # its model is known from the start, not only at its first poll
@@ -272,6 +306,51 @@ class _LearnedPlan(Plan):
         )
         self._polls += 1
         return delay
+
+    def replanned_delay(
+        self,
+        record: RecordInfo | None,
+        created: float | None,
+        model: str | None,
+        *,
+        moved: AdaptiveSchedule,
+        tables: frozenset[str | None],
+        first_seen: AgeSeen | None,
+        asked_at: float | None,
+    ) -> float | None:
+        schedule = self._schedule
+        model = _model_of(record) or model
+        seen = self._first_seen or first_seen
+        if (
+            moved is not schedule
+            or seen is None
+            or schedule.table_key(model) not in tables
+            or not schedule.has_table(model)
+        ):
+            return None
+        age = self._age(record, created)
+        if age is None:
+            return None
+        now = self._pacer.loop_now()
+        age = max(age, seen[0] + now - seen[1])  # as next_delay reads it
+        # From the last poll's sending, or, before the first, from when the
+        # task was first planned (its creation, for a task created here).
+        since = now - (seen[1] if asked_at is None else asked_at)
+        return schedule.next_delay(
+            model=model,
+            age=age,
+            polls=max(0, self._polls - 1),
+            rng=self._rng,
+            asked_at=min(age, max(0.0, age - since)),
+        )
+
+    def _age(self, record: RecordInfo | None, created: float | None) -> float | None:
+        """The task's age now as its creation time says (None: not known yet)."""
+        if created is not None:  # created here: the loop's clock says exactly how long ago
+            return max(0.0, self._pacer.loop_now() - created)
+        if record is not None and record.create_time is not None:
+            return self._pacer.age(record.create_time.timestamp())
+        return None
 
     def when_ready(self, callback: Callable[[bool], None]) -> None:
         self._pacer.when_ready(self._schedule, self._waiting_for, callback)
@@ -330,6 +409,16 @@ class Pacer:
         # Those being told, a slice per step: (the next step, who is left).
         self._telling: dict[
             AdaptiveSchedule, tuple[asyncio.Handle, collections.deque[Callable[[bool], None]]]
+        ] = {}
+        #: Set by the session: the polls waiting in its queue, planned again
+        #: when a table they follow moves (see _replan_moved).
+        self.waiting_polls: Callable[[], list[Replannable]] | None = None
+        # The revisions of each schedule's tables last acted on, and the
+        # re-planning under way (the next step, the tables, who is left).
+        self._revisions: dict[AdaptiveSchedule, dict[str | None, int]] = {}
+        self._replanning: dict[
+            AdaptiveSchedule,
+            tuple[asyncio.Handle, frozenset[str | None], collections.deque[Replannable]],
         ] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
@@ -392,6 +481,50 @@ class Pacer:
             waiting = self._waiting.pop(schedule, None)
             if waiting:  # from the next step: this one solved
                 self._tell_next_step(loop, schedule, waiting)
+            self._replan_moved(loop, schedule)
+
+    def _replan_moved(self, loop: asyncio.AbstractEventLoop, schedule: AdaptiveSchedule) -> None:
+        """After a rebuild: if tables moved (a prior found wrong), plan the
+        polls of their tasks waiting in the queue again, a slice per loop
+        step (a batch may hold 100,000): those planned on the old table would
+        otherwise wait out gaps it chose (a probe at 40 s, then 140 s, for
+        renders now known to take 60)."""
+        revisions = schedule.revisions()
+        seen = self._revisions.setdefault(schedule, {})
+        moved = {key for key, count in revisions.items() if seen.setdefault(key, count) != count}
+        seen.update(revisions)
+        if not moved or self.waiting_polls is None:
+            return
+        under_way = self._replanning.pop(schedule, None)
+        if under_way is not None:  # start over, for those tables too
+            under_way[0].cancel()
+            moved.update(under_way[1])
+        left = collections.deque(self.waiting_polls())
+        self._replan_next_step(loop, schedule, frozenset(moved), left)
+
+    def _replan_slice(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        schedule: AdaptiveSchedule,
+        tables: frozenset[str | None],
+        left: collections.deque[Replannable],
+    ) -> None:
+        for _ in range(min(_REPLAN_SLICE, len(left))):
+            left.popleft().replan(schedule, tables)
+        if left:
+            self._replan_next_step(loop, schedule, tables, left)
+        else:
+            self._replanning.pop(schedule, None)
+
+    def _replan_next_step(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        schedule: AdaptiveSchedule,
+        tables: frozenset[str | None],
+        left: collections.deque[Replannable],
+    ) -> None:
+        step = loop.call_soon(self._replan_slice, loop, schedule, tables, left)
+        self._replanning[schedule] = (step, tables, left)
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -443,6 +576,9 @@ class Pacer:
         telling, self._telling = self._telling, {}
         waiting, self._waiting = self._waiting, {}
         for step, _ in telling.values():
+            step.cancel()
+        replanning, self._replanning = self._replanning, {}
+        for step, _, _ in replanning.values():
             step.cancel()
         for callbacks in [*(left for _, left in telling.values()), *waiting.values()]:
             for callback in callbacks:

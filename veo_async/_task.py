@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 from ._create import submit, submit_recorded
 from ._limits import Ticket
-from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan
+from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan, Replannable
 from ._poll_runners import PollRequest
 from ._requester import Requester
-from ._schedule import AdaptivePolicy
+from ._schedule import REPLAN_GAIN, AdaptivePolicy, AdaptiveSchedule
 from ._timeouts import look_lead, within
 from ._upgrade import fetch_4k, fetch_1080p, refuse_fallback
 from .errors import (
@@ -145,6 +145,7 @@ class _PollRun(Ticket):
         # less per tracked id.
         self.cancelled = False
         self.queued = False
+        self.entry = -1
         self.handle = handle
         self.requester = requester
         self.plan = plan
@@ -211,6 +212,28 @@ class _PollRun(Ticket):
             self.finish(self.requester.stopped_error())
             return
         self.plan_next(self.requester.now(), retry_of=retry_of)
+
+    def replan(self, moved: AdaptiveSchedule, tables: frozenset[str | None]) -> None:
+        """Plan the waiting poll again (``tables`` of ``moved`` moved: see
+        Pacer._replan_moved), and bring it forward if that is sooner: never
+        later, and never a poll in flight."""
+        if self.ended or self.cancelled or not self.queued or self.request is not None:
+            return
+        handle = self.handle
+        delay = self.plan.replanned_delay(
+            handle._record,
+            handle._created_loop_time,
+            handle._model,
+            moved=moved,
+            tables=tables,
+            first_seen=handle._first_seen,
+            asked_at=self.granted_at,
+        )
+        if delay is None:
+            return
+        due = self.requester.now() + delay
+        if due < self.due - REPLAN_GAIN and self.requester.queue.move(self, due):
+            self.due = due
 
     def queue_next(self, now: float, delay: float) -> None:
         self.cancelled = False
@@ -1019,6 +1042,7 @@ class TaskRegistry:
         self.requester = requester
         self.pacer = pacer
         self.journal = journal
+        pacer.waiting_polls = self._waiting_polls
         # Handles live as long as someone (a caller or their poll run) holds
         # them: no unbounded cache across hundreds of thousands of ids. Plain
         # weak references, with the dead ones dropped in bulk (see _purge):
@@ -1030,6 +1054,14 @@ class TaskRegistry:
         #: waiting for (see CompletionTracker.expire_at): the session's close
         #: waits for them.
         self.background: set[asyncio.Task[None]] = set()
+
+    def _waiting_polls(self) -> list[Replannable]:
+        """The poll runs waiting in the queue (see Pacer.waiting_polls)."""
+        return [
+            ticket
+            for ticket in self.requester.queue.waiting_tickets()
+            if isinstance(ticket, _PollRun)
+        ]
 
     def handle(self, task_id: str, *, validated: bool = False) -> VeoTask:
         """The one handle of ``task_id``, made on first use.
