@@ -32,6 +32,7 @@ import logging
 import math
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -415,7 +416,10 @@ class Pacer:
         self.waiting_polls: Callable[[], list[Replannable]] | None = None
         # The revisions of each schedule's tables last acted on, and the
         # re-planning under way (the next step, the tables, who is left).
-        self._revisions: dict[AdaptiveSchedule, dict[str | None, int]] = {}
+        # (Weakly: a schedule let go of past _MAX_SCHEDULES takes its entry along.)
+        self._revisions: weakref.WeakKeyDictionary[AdaptiveSchedule, dict[str | None, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._replanning: dict[
             AdaptiveSchedule,
             tuple[asyncio.Handle, frozenset[str | None], collections.deque[Replannable]],
