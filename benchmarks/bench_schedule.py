@@ -308,12 +308,16 @@ def simulate_adaptive(
     heapq.heapify(queue)
 
     def plan(i: int, now: float, delay: float) -> None:
+        # The delay was asked of the tables as they are now: if asking moved
+        # one, this task is planned on it already (the others again, below).
+        replan_moved(now)
         due[i] = now + delay
         table_of[i] = schedule.table_key(tasks[i].model)
         waiting.setdefault(table_of[i], set()).add(i)
         heapq.heappush(queue, (due[i], i, True))
-        moved = schedule.revisions()
-        for key, revision in moved.items():
+
+    def replan_moved(now: float) -> None:
+        for key, revision in schedule.revisions().items():
             if revisions.setdefault(key, revision) != revision:
                 revisions[key] = revision
                 replan(key, now)
@@ -356,6 +360,8 @@ def simulate_adaptive(
                 fixed_polls=max(1, math.ceil(task.seconds / policy.budget_interval)),
                 announced=True,
             )
+            schedule.rebuild_if_due(task.model)  # as the session does on a finish
+            replan_moved(now)
             continue
         learner.survived(task.model, running_until[i], age, announced=True)
         running_until[i] = age

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 
+from veo_async import _limits as limits
 from veo_async._limits import _RELEASE_SLICE as RELEASE_SLICE
 from veo_async._limits import DueQueue, RequestBudget, Ticket
 
@@ -380,7 +381,7 @@ async def test_only_a_waiting_ticket_moves() -> None:
     assert queue.waiting == 0
     waiting = _Granted(queue)
     queue.push(loop.time() + 60, waiting)
-    assert queue.waiting_tickets() == [waiting]
+    assert list(queue.waiting_tickets()) == [waiting]
     queue.close(lambda: RuntimeError("closed"))
     assert [str(error) for error in waiting.errors] == ["closed"]
     assert not queue.move(waiting, loop.time())
@@ -405,3 +406,36 @@ async def test_moved_tickets_dead_entries_are_compacted() -> None:
     for ticket in tickets:
         queue.discard(ticket)
     assert queue.waiting == 0
+
+
+async def test_a_moved_ticket_queued_again_while_closing_fails_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ticket moved, then served, leaves its old entry in the heap: if its
+    poll answers and queues it again while aclose() fails the heap over loop
+    steps, the closed queue fails it at once, and the old entry does not
+    fail it a second time."""
+    monkeypatch.setattr(limits, "_FAIL_SLICE", 1)
+    loop = asyncio.get_running_loop()
+    queue = DueQueue(RequestBudget(4))
+    start = loop.time()
+    others = [_Granted(queue) for _ in range(3)]
+    for other in others:
+        queue.push(start + 30, other)
+    moved = _Granted(queue)
+    queue.push(start + 60, moved)
+    assert queue.move(moved, start + 1)
+    await asyncio.sleep(2)
+    assert len(moved.grants) == 1
+    assert len(queue) == 4  # its old entry is still there, dead
+
+    async def queued_again() -> None:
+        await asyncio.sleep(0)
+        moved.cancelled = False  # as a poll run does once its answer came
+        queue.push(loop.time() + 30, moved)
+
+    again = asyncio.ensure_future(queued_again())
+    await queue.aclose(lambda: RuntimeError("closed"))
+    await again
+    assert [str(error) for error in moved.errors] == ["closed"]
+    assert all(len(other.errors) == 1 for other in others)

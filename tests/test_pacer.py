@@ -766,3 +766,33 @@ async def test_waiting_polls_are_planned_again_a_slice_per_loop_step() -> None:
             assert len(asked) == len(polls)
             assert [n for n in per_step if n] == [REPLAN_SLICE, REPLAN_SLICE, 7]
         assert set(asked) == {frozenset({"veo3"})}
+
+
+async def test_a_poll_planned_again_on_the_same_table_stays_where_it_was() -> None:
+    """Planned again on the table it was planned on, at the same moment, a
+    poll comes out where it was, whatever the run (one at the task's
+    creation, or a later wait's first run of a task created 24-57 s before):
+    a walk moves no poll its table did not move."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(4))
+    await first_table(pacer.plan(None), "veo3")
+    schedule = pacer.schedule_for()
+    with pytest.raises(TypeError, match="AdaptivePolicy"):
+        pacer.schedule_for(PollPolicy())  # type: ignore[arg-type]
+    tables = frozenset({"veo3"})
+    for gap in (0, 24, 30, 36, 44, 50, 57):
+        created = loop.time()
+        first = pacer.plan(None)
+        first.next_delay(None, created, "veo3")
+        await asyncio.sleep(gap)
+        later = pacer.plan(None)  # a later wait's run, not polled yet
+        planned = later.next_delay(None, created, "veo3", first_seen=first.first_seen)
+        again = later.replanned_delay(
+            None, created, "veo3", moved=schedule, tables=tables, first_seen=first.first_seen
+        )
+        assert planned is not None
+        assert again == pytest.approx(planned, abs=0.5), gap  # (jitter: 0.02 x, at most 0.8 s)
+        other = pacer.plan(PollPolicy())
+        assert other.replanned_delay(
+            None, created, "veo3", moved=schedule, tables=tables, first_seen=None
+        ) is None  # a fixed plan is never planned again

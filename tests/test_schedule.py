@@ -1393,3 +1393,25 @@ def test_a_table_moves_when_its_median_moves_a_fifth() -> None:
     assert fast.revisions() == fed(100.0, 200).revisions()
     fast.revisions()["veo3"] = 99  # a copy
     assert fast.revisions()["veo3"] < 99
+
+
+def test_a_finish_starts_the_rebuild_it_makes_due() -> None:
+    """rebuild_if_due() starts the rebuild a model's table is due for (on a
+    loop, through on_rebuild_due), so a finish moves the table even while no
+    poll asks for a delay; nothing for a model without a table, nor when
+    nothing new was learned."""
+    schedule = AdaptivePolicy().schedule()
+    due: list[int] = []
+    schedule.rebuild_if_due("veo3")  # no table yet: its first poll makes it
+    assert not schedule.has_table("veo3")
+    schedule.next_delay(model="veo3", age=0.0, polls=0, rng=random.Random(1))
+    schedule.on_rebuild_due = lambda: due.append(1)
+    schedule.rebuild_if_due("veo3")
+    assert due == []
+    for seconds in lognormal(random.Random(3), 20, 100.0, 0.3):
+        schedule.learner.observe("veo3", seconds)
+    schedule.rebuild_if_due("veo3")
+    assert due == [1]
+    while schedule.step():
+        pass
+    assert schedule.revisions()["veo3"] == 1

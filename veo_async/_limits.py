@@ -304,8 +304,11 @@ def _live(entry: tuple[float, int, Ticket]) -> bool:
 
 def _fail(entries: list[tuple[float, int, Ticket]], failure: Callable[[], BaseException]) -> None:
     """Fail the tickets of ``entries`` not served, cancelled or failed yet."""
-    for _, _, ticket in entries:
-        if not ticket.cancelled:
+    for entry in entries:
+        # A dead entry's ticket may be queued again meanwhile (aclose fails
+        # them over loop steps): failed by the queue's refusal, not twice.
+        if _live(entry):
+            ticket = entry[2]
             ticket.cancelled = True
             ticket.failed(failure())
 
@@ -354,9 +357,13 @@ class DueQueue:
         if self._heap[0][1] == entry:  # a new earliest entry: serve or re-arm
             self.dispatch()
 
-    def waiting_tickets(self) -> list[Ticket]:
-        """The tickets waiting (not cancelled), in no particular order."""
-        return [entry[2] for entry in self._heap if _live(entry)]
+    def waiting_tickets(self) -> Iterator[Ticket]:
+        """The tickets waiting, in no particular order, one at a time: those
+        of the heap as it is now, each given if it is still waiting when its
+        turn comes (a caller may take them over many loop steps)."""
+        for entry in self._heap.copy():
+            if _live(entry):
+                yield entry[2]
 
     def move(self, ticket: Ticket, due: float) -> bool:
         """Queue a waiting ticket for ``due`` instead of its time so far (a

@@ -28,12 +28,13 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import random
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ._schedule import AdaptivePolicy, AdaptiveSchedule
@@ -121,16 +122,14 @@ class Plan:
         moved: AdaptiveSchedule,
         tables: frozenset[str | None],
         first_seen: AgeSeen | None,
-        asked_at: float | None,
     ) -> float | None:
         """Seconds from now to the poll already planned, planned again because
         the ``tables`` of schedule ``moved`` moved (see
-        :meth:`AdaptiveSchedule.revisions`); None: this plan does not follow
-        them (a fixed plan, another schedule or model, an age not known).
-        Nothing is counted or learned: the poll is the one planned before.
-
-        :param asked_at: the loop time the last poll was granted (None: none yet).
-        Other parameters as for :meth:`next_delay`.
+        :meth:`AdaptiveSchedule.revisions`), from the same age as before (the
+        last poll's sending, or the age when it was planned); None: this plan
+        does not follow them (a fixed plan, another schedule or model, an age
+        not known). Nothing is counted or learned: the poll is the one
+        planned before. Parameters as for :meth:`next_delay`.
         """
         return None
 
@@ -204,6 +203,7 @@ class _LearnedPlan(Plan):
         "_first_age",
         "_first_seen",
         "_pacer",
+        "_planned_from",
         "_polls",
         "_rng",
         "_running_until",
@@ -220,6 +220,8 @@ class _LearnedPlan(Plan):
         self._first_age: float | None = None  # the task's age when this run first planned it
         self._first_seen: AgeSeen | None = None  # that age and the loop time, of the first run
         self._waiting_for: str | None = None  # the model whose first table is awaited
+        # The age the waiting poll was planned from (None: not planned by age).
+        self._planned_from: float | None = None
         self._announced = False  # see announced
 
     @property
@@ -306,6 +308,7 @@ class _LearnedPlan(Plan):
             model=model, age=age, polls=self._polls, rng=self._rng, asked_at=asked_at
         )
         self._polls += 1
+        self._planned_from = asked_at  # for replanned_delay
         return delay
 
     def replanned_delay(
@@ -317,14 +320,15 @@ class _LearnedPlan(Plan):
         moved: AdaptiveSchedule,
         tables: frozenset[str | None],
         first_seen: AgeSeen | None,
-        asked_at: float | None,
     ) -> float | None:
         schedule = self._schedule
         model = _model_of(record) or model
         seen = self._first_seen or first_seen
+        planned_from = self._planned_from
         if (
             moved is not schedule
             or seen is None
+            or planned_from is None
             or schedule.table_key(model) not in tables
             or not schedule.has_table(model)
         ):
@@ -332,17 +336,13 @@ class _LearnedPlan(Plan):
         age = self._age(record, created)
         if age is None:
             return None
-        now = self._pacer.loop_now()
-        age = max(age, seen[0] + now - seen[1])  # as next_delay reads it
-        # From the last poll's sending, or, before the first, from when the
-        # task was first planned (its creation, for a task created here).
-        since = now - (seen[1] if asked_at is None else asked_at)
+        age = max(age, seen[0] + self._pacer.loop_now() - seen[1])  # as next_delay reads it
         return schedule.next_delay(
             model=model,
             age=age,
             polls=max(0, self._polls - 1),
             rng=self._rng,
-            asked_at=min(age, max(0.0, age - since)),
+            asked_at=min(age, planned_from),
         )
 
     def _age(self, record: RecordInfo | None, created: float | None) -> float | None:
@@ -413,7 +413,7 @@ class Pacer:
         ] = {}
         #: Set by the session: the polls waiting in its queue, planned again
         #: when a table they follow moves (see _replan_moved).
-        self.waiting_polls: Callable[[], list[Replannable]] | None = None
+        self.waiting_polls: Callable[[], Iterable[Replannable]] | None = None
         # The revisions of each schedule's tables last acted on, and the
         # re-planning under way (the next step, the tables, who is left).
         # (Weakly: a schedule let go of past _MAX_SCHEDULES takes its entry along.)
@@ -422,7 +422,7 @@ class Pacer:
         )
         self._replanning: dict[
             AdaptiveSchedule,
-            tuple[asyncio.Handle, frozenset[str | None], collections.deque[Replannable]],
+            tuple[asyncio.Handle, frozenset[str | None], Iterator[Replannable]],
         ] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
@@ -439,6 +439,18 @@ class Pacer:
         if entry is None:
             entry = self._schedule_like(chosen)
         return _LearnedPlan(self, entry[1], entry[2])
+
+    def schedule_for(self, policy: AdaptivePolicy | None = None) -> AdaptiveSchedule:
+        """The schedule the plans of ``policy`` ask (None: the session's
+        default policy, a learned one), made if none is yet.
+
+        :raises TypeError: for a policy that is not an AdaptivePolicy.
+        """
+        chosen = self.default if policy is None else policy
+        if not isinstance(chosen, AdaptivePolicy):
+            raise TypeError(f"only an AdaptivePolicy has a schedule, not {chosen!r}")
+        entry = self._schedules.get(id(chosen))
+        return (entry or self._schedule_like(chosen))[1]
 
     def _schedule_like(
         self, chosen: AdaptivePolicy
@@ -503,7 +515,8 @@ class Pacer:
         if under_way is not None:  # start over, for those tables too
             under_way[0].cancel()
             moved.update(under_way[1])
-        left = collections.deque(self.waiting_polls())
+        # Listed lazily, a slice per step too (100,000 at once took 27 ms).
+        left = iter(self.waiting_polls())
         self._replan_next_step(loop, schedule, frozenset(moved), left)
 
     def _replan_slice(
@@ -511,11 +524,13 @@ class Pacer:
         loop: asyncio.AbstractEventLoop,
         schedule: AdaptiveSchedule,
         tables: frozenset[str | None],
-        left: collections.deque[Replannable],
+        left: Iterator[Replannable],
     ) -> None:
-        for _ in range(min(_REPLAN_SLICE, len(left))):
-            left.popleft().replan(schedule, tables)
-        if left:
+        told = 0
+        for run in itertools.islice(left, _REPLAN_SLICE):
+            run.replan(schedule, tables)
+            told += 1
+        if told == _REPLAN_SLICE:
             self._replan_next_step(loop, schedule, tables, left)
         else:
             self._replanning.pop(schedule, None)
@@ -525,7 +540,7 @@ class Pacer:
         loop: asyncio.AbstractEventLoop,
         schedule: AdaptiveSchedule,
         tables: frozenset[str | None],
-        left: collections.deque[Replannable],
+        left: Iterator[Replannable],
     ) -> None:
         step = loop.call_soon(self._replan_slice, loop, schedule, tables, left)
         self._replanning[schedule] = (step, tables, left)
@@ -666,8 +681,9 @@ class Pacer:
             # to that age, and the learner must not count its start again.
             running_until = plan.running_until
             polls, fixed_polls = plan.spend(seconds)
+        model = _model_of(record)
         self.learner.observe(
-            _model_of(record),
+            model,
             seconds,
             failed=failed,
             running_until=running_until,
@@ -675,3 +691,5 @@ class Pacer:
             fixed_polls=fixed_polls,
             announced=plan is not None and plan.announced,
         )
+        for _policy, schedule, _rng in tuple(self._schedules.values()):
+            schedule.rebuild_if_due(model)

@@ -1539,6 +1539,16 @@ class AdaptiveSchedule:
             self.on_rebuild_due()
         return model in self._tables  # made at once where no loop steps it
 
+    def rebuild_if_due(self, model: str | None) -> None:
+        """Start the rebuild ``model``'s table is due for, if any (on a loop,
+        in steps: see ``on_rebuild_due``): called when a task finishes, so
+        that what it taught moves the table even while no poll is planned
+        (every task of a batch waiting out a long gap the old table chose).
+        A model without a table yet is left to its first poll."""
+        key = self.table_key(model)
+        if key in self._tables:
+            self.table(key)
+
     def table(self, model: str | None) -> _Table:
         """The model's solved schedule, rebuilt if the learner has moved on.
 

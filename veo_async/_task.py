@@ -24,7 +24,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -227,7 +227,6 @@ class _PollRun(Ticket):
             moved=moved,
             tables=tables,
             first_seen=handle._first_seen,
-            asked_at=self.granted_at,
         )
         if delay is None:
             return
@@ -1055,13 +1054,11 @@ class TaskRegistry:
         #: waits for them.
         self.background: set[asyncio.Task[None]] = set()
 
-    def _waiting_polls(self) -> list[Replannable]:
-        """The poll runs waiting in the queue (see Pacer.waiting_polls)."""
-        return [
-            ticket
-            for ticket in self.requester.queue.waiting_tickets()
-            if isinstance(ticket, _PollRun)
-        ]
+    def _waiting_polls(self) -> Iterator[Replannable]:
+        """The poll runs waiting in the queue, one at a time (see Pacer.waiting_polls)."""
+        for ticket in self.requester.queue.waiting_tickets():
+            if isinstance(ticket, _PollRun):
+                yield ticket
 
     def handle(self, task_id: str, *, validated: bool = False) -> VeoTask:
         """The one handle of ``task_id``, made on first use.
