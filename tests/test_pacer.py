@@ -22,7 +22,7 @@ from veo_async import (
 )
 from veo_async._pacer import _REPLAN_SLICE as REPLAN_SLICE
 from veo_async._pacer import _TELL_SLICE as TELL_SLICE
-from veo_async._pacer import Pacer, Plan
+from veo_async._pacer import Pacer, Plan, TaskFacts
 from veo_async._schedule import AdaptiveSchedule
 from veo_async.events import Event, RequestStarted, RetryScheduled
 from veo_async.testing import FakeKie, Fault, TaskScript
@@ -788,11 +788,10 @@ async def test_a_poll_planned_again_on_the_same_table_stays_where_it_was() -> No
         later = pacer.plan(None)  # a later wait's run, not polled yet
         planned = later.next_delay(None, created, "veo3", first_seen=first.first_seen)
         again = later.replanned_delay(
-            None, created, "veo3", moved=schedule, tables=tables, first_seen=first.first_seen
+            TaskFacts(None, created, "veo3", first.first_seen), schedule, tables
         )
         assert planned is not None
         assert again == pytest.approx(planned, abs=0.5), gap  # (jitter: 0.02 x, at most 0.8 s)
         other = pacer.plan(PollPolicy())
-        assert other.replanned_delay(
-            None, created, "veo3", moved=schedule, tables=tables, first_seen=None
-        ) is None  # a fixed plan is never planned again
+        facts = TaskFacts(None, created, "veo3", None)
+        assert other.replanned_delay(facts, schedule, tables) is None  # never planned again

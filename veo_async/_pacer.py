@@ -35,15 +35,17 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from ._schedule import AdaptivePolicy, AdaptiveSchedule
 from .models import RecordInfo, TaskStatus
 from .policy import PollPolicy
 
-__all__ = ["AgeSeen", "AnyPolicy", "Pacer", "Plan", "Replannable"]
+__all__ = ["AgeSeen", "AnyPolicy", "Pacer", "Plan", "Replannable", "TaskFacts"]
 
 logger = logging.getLogger("veo_async")
+
+_T = TypeVar("_T")
 
 #: What a wait's ``policy=`` accepts.
 AnyPolicy = PollPolicy | AdaptivePolicy
@@ -64,12 +66,21 @@ _FAR_SKEW_FRESH = 600.0
 # oldest is let go of past this (runs keep the one they use).
 _MAX_SCHEDULES = 16
 # Runs told per loop step that a rebuild they waited for ended (see
-# Pacer._tell_ready): each is planned then (tens of microseconds), or waits
+# Pacer._rebuild_step): each is planned then (tens of microseconds), or waits
 # again if its model still has no table.
 _TELL_SLICE = 100
 # Waiting polls planned again per loop step when a table moved (see
 # Pacer._replan_moved): each is one next_delay (10-30 microseconds).
 _REPLAN_SLICE = 500
+
+
+class TaskFacts(NamedTuple):
+    """What a plan is told of its task (see :meth:`Plan.next_delay` for each)."""
+
+    record: RecordInfo | None
+    created: float | None
+    model: str | None
+    first_seen: AgeSeen | None
 
 
 class Replannable(Protocol):
@@ -114,14 +125,7 @@ class Plan:
         raise NotImplementedError
 
     def replanned_delay(
-        self,
-        record: RecordInfo | None,
-        created: float | None,
-        model: str | None,
-        *,
-        moved: AdaptiveSchedule,
-        tables: frozenset[str | None],
-        first_seen: AgeSeen | None,
+        self, task: TaskFacts, moved: AdaptiveSchedule, tables: frozenset[str | None]
     ) -> float | None:
         """Seconds from now to the poll already planned, planned again because
         the ``tables`` of schedule ``moved`` moved (see
@@ -129,7 +133,7 @@ class Plan:
         last poll's sending, or the age when it was planned); None: this plan
         does not follow them (a fixed plan, another schedule or model, an age
         not known). Nothing is counted or learned: the poll is the one
-        planned before. Parameters as for :meth:`next_delay`.
+        planned before.
         """
         return None
 
@@ -312,18 +316,12 @@ class _LearnedPlan(Plan):
         return delay
 
     def replanned_delay(
-        self,
-        record: RecordInfo | None,
-        created: float | None,
-        model: str | None,
-        *,
-        moved: AdaptiveSchedule,
-        tables: frozenset[str | None],
-        first_seen: AgeSeen | None,
+        self, task: TaskFacts, moved: AdaptiveSchedule, tables: frozenset[str | None]
     ) -> float | None:
         schedule = self._schedule
-        model = _model_of(record) or model
-        seen = self._first_seen or first_seen
+        record, created = task.record, task.created
+        model = _model_of(record) or task.model
+        seen = self._first_seen or task.first_seen
         planned_from = self._planned_from
         if (
             moved is not schedule
@@ -357,11 +355,57 @@ class _LearnedPlan(Plan):
         self._pacer.when_ready(self._schedule, self._waiting_for, callback)
 
 
+def _tell_made(callback: Callable[[bool], None]) -> None:
+    """Tell a run waiting for a first table that the rebuild ended."""
+    callback(False)
+
+
+def _replan(run: Replannable, *, schedule: AdaptiveSchedule, tables: frozenset[str | None]) -> None:
+    run.replan(schedule, tables)
+
+
 def _model_of(record: RecordInfo | None) -> str | None:
     if record is None:
         return None
     model = record.params.get("model")
     return model if isinstance(model, str) else None
+
+
+class _SlicedWalk(Generic[_T]):
+    """Calls ``each`` on the items of ``items``, ``size`` per loop step from the
+    next one, then ``done``: work for thousands of runs (a big batch's) that
+    must not stall the loop. :meth:`stop` ends it and gives back those left."""
+
+    __slots__ = ("_done", "_each", "_items", "_size", "_step")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        items: Iterator[_T],
+        size: int,
+        each: Callable[[_T], object],
+        done: Callable[[], object],
+    ) -> None:
+        self._items = items
+        self._size = size
+        self._each = each
+        self._done = done
+        self._step = loop.call_soon(self._slice, loop)
+
+    def _slice(self, loop: asyncio.AbstractEventLoop) -> None:
+        told = 0
+        for item in itertools.islice(self._items, self._size):
+            self._each(item)
+            told += 1
+        if told == self._size:
+            self._step = loop.call_soon(self._slice, loop)
+        else:
+            self._done()
+
+    def stop(self) -> Iterator[_T]:
+        """End the walk (no step left): the items not reached yet."""
+        self._step.cancel()
+        return self._items
 
 
 class Pacer:
@@ -405,24 +449,21 @@ class Pacer:
         # Rebuilds stepping on the loop (see plan), by schedule.
         self._rebuilds: dict[AdaptiveSchedule, asyncio.Handle] = {}
         # Who waits for a schedule's first table (see when_ready), by schedule;
-        # once it is made, they are told a slice per loop step (_tell_ready).
+        # once it is made, they are told a slice per loop step (_rebuild_step).
         self._waiting: dict[AdaptiveSchedule, collections.deque[Callable[[bool], None]]] = {}
-        # Those being told, a slice per step: (the next step, who is left).
-        self._telling: dict[
-            AdaptiveSchedule, tuple[asyncio.Handle, collections.deque[Callable[[bool], None]]]
-        ] = {}
+        # Those being told, a slice per step.
+        self._telling: dict[AdaptiveSchedule, _SlicedWalk[Callable[[bool], None]]] = {}
         #: Set by the session: the polls waiting in its queue, planned again
         #: when a table they follow moves (see _replan_moved).
         self.waiting_polls: Callable[[], Iterable[Replannable]] | None = None
         # The revisions of each schedule's tables last acted on, and the
-        # re-planning under way (the next step, the tables, who is left).
+        # re-planning under way (the walk, the tables that moved).
         # (Weakly: a schedule let go of past _MAX_SCHEDULES takes its entry along.)
         self._revisions: weakref.WeakKeyDictionary[AdaptiveSchedule, dict[str | None, int]] = (
             weakref.WeakKeyDictionary()
         )
         self._replanning: dict[
-            AdaptiveSchedule,
-            tuple[asyncio.Handle, frozenset[str | None], Iterator[Replannable]],
+            AdaptiveSchedule, tuple[_SlicedWalk[Replannable], frozenset[str | None]]
         ] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
@@ -495,8 +536,17 @@ class Pacer:
         else:
             self._rebuilds.pop(schedule, None)
             waiting = self._waiting.pop(schedule, None)
-            if waiting:  # from the next step: this one solved
-                self._tell_next_step(loop, schedule, waiting)
+            if waiting:
+                # Thousands of runs of a big batch may wait (every id answered
+                # while the table was made), told a slice per step from the
+                # next (this one solved); closing tells the rest at once.
+                self._telling[schedule] = _SlicedWalk(
+                    loop,
+                    iter(waiting),
+                    _TELL_SLICE,
+                    _tell_made,
+                    functools.partial(self._telling.pop, schedule, None),
+                )
             self._replan_moved(loop, schedule)
 
     def _replan_moved(self, loop: asyncio.AbstractEventLoop, schedule: AdaptiveSchedule) -> None:
@@ -513,37 +563,18 @@ class Pacer:
             return
         under_way = self._replanning.pop(schedule, None)
         if under_way is not None:  # start over, for those tables too
-            under_way[0].cancel()
+            under_way[0].stop()
             moved.update(under_way[1])
+        tables = frozenset(moved)
         # Listed lazily, a slice per step too (100,000 at once took 27 ms).
-        left = iter(self.waiting_polls())
-        self._replan_next_step(loop, schedule, frozenset(moved), left)
-
-    def _replan_slice(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        schedule: AdaptiveSchedule,
-        tables: frozenset[str | None],
-        left: Iterator[Replannable],
-    ) -> None:
-        told = 0
-        for run in itertools.islice(left, _REPLAN_SLICE):
-            run.replan(schedule, tables)
-            told += 1
-        if told == _REPLAN_SLICE:
-            self._replan_next_step(loop, schedule, tables, left)
-        else:
-            self._replanning.pop(schedule, None)
-
-    def _replan_next_step(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        schedule: AdaptiveSchedule,
-        tables: frozenset[str | None],
-        left: Iterator[Replannable],
-    ) -> None:
-        step = loop.call_soon(self._replan_slice, loop, schedule, tables, left)
-        self._replanning[schedule] = (step, tables, left)
+        walk = _SlicedWalk(
+            loop,
+            iter(self.waiting_polls()),
+            _REPLAN_SLICE,
+            functools.partial(_replan, schedule=schedule, tables=tables),
+            functools.partial(self._replanning.pop, schedule, None),
+        )
+        self._replanning[schedule] = (walk, tables)
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -559,32 +590,6 @@ class Pacer:
         else:
             self._waiting.setdefault(schedule, collections.deque()).append(callback)
 
-    def _tell_ready(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        schedule: AdaptiveSchedule,
-        waiting: collections.deque[Callable[[bool], None]],
-    ) -> None:
-        # Thousands of runs of a big batch may wait (every id answered while
-        # the table was made), told a slice per step (see _TELL_SLICE).
-        for _ in range(min(_TELL_SLICE, len(waiting))):
-            waiting.popleft()(False)
-        if waiting:
-            self._tell_next_step(loop, schedule, waiting)
-        else:
-            self._telling.pop(schedule, None)
-
-    def _tell_next_step(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        schedule: AdaptiveSchedule,
-        waiting: collections.deque[Callable[[bool], None]],
-    ) -> None:
-        """Tell the next slice of ``waiting`` in the loop's next step (kept
-        in ``_telling``, so that closing tells the rest at once)."""
-        step = loop.call_soon(self._tell_ready, loop, schedule, waiting)
-        self._telling[schedule] = (step, waiting)
-
     def close(self) -> None:
         """Stop the rebuilds in progress, and start none (the session is
         closing); runs waiting for a first table are told so."""
@@ -594,12 +599,11 @@ class Pacer:
             handle.cancel()
         telling, self._telling = self._telling, {}
         waiting, self._waiting = self._waiting, {}
-        for step, _ in telling.values():
-            step.cancel()
+        left = [walk.stop() for walk in telling.values()]
         replanning, self._replanning = self._replanning, {}
-        for step, _, _ in replanning.values():
-            step.cancel()
-        for callbacks in [*(left for _, left in telling.values()), *waiting.values()]:
+        for walk, _ in replanning.values():
+            walk.stop()
+        for callbacks in [*left, *waiting.values()]:
             for callback in callbacks:
                 callback(True)
 

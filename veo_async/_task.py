@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ._create import submit, submit_recorded
 from ._limits import Ticket
-from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan, Replannable
+from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan, Replannable, TaskFacts
 from ._poll_runners import PollRequest
 from ._requester import Requester
 from ._schedule import REPLAN_GAIN, AdaptivePolicy, AdaptiveSchedule
@@ -220,14 +220,10 @@ class _PollRun(Ticket):
         if self.ended or self.cancelled or not self.queued or self.request is not None:
             return
         handle = self.handle
-        delay = self.plan.replanned_delay(
-            handle._record,
-            handle._created_loop_time,
-            handle._model,
-            moved=moved,
-            tables=tables,
-            first_seen=handle._first_seen,
+        facts = TaskFacts(
+            handle._record, handle._created_loop_time, handle._model, handle._first_seen
         )
+        delay = self.plan.replanned_delay(facts, moved, tables)
         if delay is None:
             return
         due = self.requester.now() + delay
