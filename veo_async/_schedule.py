@@ -270,8 +270,8 @@ _LEDGER_STRATUM = 5
 # rebuilt often and change a little each time; a move of a fifth is a prior
 # that was wrong (a service faster than documented), not noise. 20 %: over
 # 24 files of services 1.5-3.3x faster than documented, 6 miss the goal
-# without re-planning, 1 with it (10 % alike); of 206 Veo-like files and
-# 105 of one model each, 20 and 31 miss (19 and 32 without).
+# without re-planning, 1-2 with it (10 % alike); of 206 Veo-like files and
+# 105 of one model each, 20-21 and 31 miss (19 and 32 without).
 _REPLAN_SHIFT = 0.2
 #: A poll planned again is brought forward only if by this many seconds at
 #: least: less is not worth moving it in the queue.
