@@ -439,3 +439,16 @@ async def test_a_moved_ticket_queued_again_while_closing_fails_once(
     await again
     assert [str(error) for error in moved.errors] == ["closed"]
     assert all(len(other.errors) == 1 for other in others)
+
+
+async def test_a_ticket_moved_while_grants_are_deferred_waits_for_their_end() -> None:
+    """A ticket moved to now while grants are deferred (a batch letting go of
+    its runs at its deadline) is not granted then, but when the deferral ends."""
+    loop = asyncio.get_running_loop()
+    queue = DueQueue(RequestBudget(4))
+    ticket = _Granted(queue)
+    queue.push(loop.time() + 60, ticket)
+    with queue.grants_deferred():
+        assert queue.move(ticket, loop.time())
+        assert ticket.grants == []
+    assert len(ticket.grants) == 1

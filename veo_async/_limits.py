@@ -375,8 +375,13 @@ class DueQueue:
         """
         if ticket.cancelled or not ticket.queued or self._failure is not None:
             return False
-        self.push(due, ticket)
+        ticket.entry = entry = next(self._order)
+        heapq.heappush(self._heap, (due, entry, ticket))
         self._one_more_dead()  # the old entry
+        # A new earliest entry: serve or re-arm, unless grants are deferred
+        # (a batch letting go of its runs: this one may be next).
+        if not self._deferring and self._heap[0][1] == entry:
+            self.dispatch()
         return True
 
     def discard(self, ticket: Ticket) -> None:
