@@ -7,6 +7,7 @@ import datetime
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -795,3 +796,44 @@ async def test_a_poll_planned_again_on_the_same_table_stays_where_it_was() -> No
         other = pacer.plan(PollPolicy())
         facts = TaskFacts(None, created, "veo3", None)
         assert other.replanned_delay(facts, schedule, tables) is None  # never planned again
+
+
+async def steps_until(done: Callable[[], bool], most: int = 10_000) -> int:
+    """Loop steps until ``done()`` (at most ``most``): how many it took."""
+    for step in range(most):
+        if done():
+            return step
+        await asyncio.sleep(0)
+    raise AssertionError(f"not done after {most} loop steps")
+
+
+async def test_runs_told_of_two_first_tables_at_once_are_each_told_once_on_close() -> None:
+    """Runs of one model told a slice per step that its table is made, when
+    another model's first table is made meanwhile: the walk under way takes
+    the new runs on (it was replaced, and close() missed its runs: told
+    False after the close, never True). Closing then tells every run not
+    told yet that the session closed, each exactly once, and nothing after."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(STEADY, loop_clock=loop.time, rng=random.Random(3))
+    told: dict[int, list[bool]] = {}
+
+    def waiter(n: int, model: str) -> None:
+        plan = pacer.plan(None)
+        assert plan.next_delay(None, loop.time(), model) is None
+        plan.when_ready(lambda closing: told.setdefault(n, []).append(closing))
+
+    for n in range(300 * TELL_SLICE):
+        waiter(n, "veo3")
+    await steps_until(lambda: bool(told))
+    waiter(-1, "veo3_fast")  # a second model's first table: another rebuild
+    await steps_until(lambda: pacer.schedule_for().has_table("veo3_fast"))
+    await asyncio.sleep(0)
+    assert len(told) < 300 * TELL_SLICE  # the close comes while runs wait
+    pacer.close()
+    closed = {n: list(values) for n, values in told.items()}
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert told == closed  # nothing told after the close
+    assert len(told) == 300 * TELL_SLICE + 1
+    assert all(len(values) == 1 for values in told.values())
+    assert True in {values[0] for values in told.values()}

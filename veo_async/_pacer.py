@@ -137,6 +137,11 @@ class Plan:
         """
         return None
 
+    def finished(self, model: str | None) -> None:
+        """The run's task finished and was learned from: a learned plan
+        starts the rebuild of its schedule this makes due (so that a batch
+        waiting out long gaps still sees its table move)."""
+
     @property
     def first_seen(self) -> AgeSeen | None:
         """The task's age when first planned, and the loop time then (None: not
@@ -343,6 +348,9 @@ class _LearnedPlan(Plan):
             asked_at=min(age, planned_from),
         )
 
+    def finished(self, model: str | None) -> None:
+        self._schedule.rebuild_if_due(model)
+
     def _age(self, record: RecordInfo | None, created: float | None) -> float | None:
         """The task's age now as its creation time says (None: not known yet)."""
         if created is not None:  # created here: the loop's clock says exactly how long ago
@@ -360,6 +368,16 @@ def _tell_made(callback: Callable[[bool], None]) -> None:
     callback(False)
 
 
+def _forget(
+    walks: dict[AdaptiveSchedule, _SlicedWalk[_T]],
+    schedule: AdaptiveSchedule,
+    walk: _SlicedWalk[_T],
+) -> None:
+    """A walk ended: forget it (not another that took its place meanwhile)."""
+    if walks.get(schedule) is walk:
+        del walks[schedule]
+
+
 def _replan(run: Replannable, *, schedule: AdaptiveSchedule, tables: frozenset[str | None]) -> None:
     run.replan(schedule, tables)
 
@@ -373,8 +391,9 @@ def _model_of(record: RecordInfo | None) -> str | None:
 
 class _SlicedWalk(Generic[_T]):
     """Calls ``each`` on the items of ``items``, ``size`` per loop step from the
-    next one, then ``done``: work for thousands of runs (a big batch's) that
-    must not stall the loop. :meth:`stop` ends it and gives back those left."""
+    next one, then ``done`` with the walk: work for thousands of runs (a big
+    batch's) that must not stall the loop. :meth:`stop` ends it and gives
+    back those left."""
 
     __slots__ = ("_done", "_each", "_items", "_size", "_step")
 
@@ -384,7 +403,7 @@ class _SlicedWalk(Generic[_T]):
         items: Iterator[_T],
         size: int,
         each: Callable[[_T], object],
-        done: Callable[[], object],
+        done: Callable[[_SlicedWalk[_T]], object],
     ) -> None:
         self._items = items
         self._size = size
@@ -400,7 +419,7 @@ class _SlicedWalk(Generic[_T]):
         if told == self._size:
             self._step = loop.call_soon(self._slice, loop)
         else:
-            self._done()
+            self._done(self)
 
     def stop(self) -> Iterator[_T]:
         """End the walk (no step left): the items not reached yet."""
@@ -456,15 +475,14 @@ class Pacer:
         #: Set by the session: the polls waiting in its queue, planned again
         #: when a table they follow moves (see _replan_moved).
         self.waiting_polls: Callable[[], Iterable[Replannable]] | None = None
-        # The revisions of each schedule's tables last acted on, and the
-        # re-planning under way (the walk, the tables that moved).
+        # The revisions of each schedule's tables last acted on, the
+        # re-planning under way, and the tables it plans again for.
         # (Weakly: a schedule let go of past _MAX_SCHEDULES takes its entry along.)
         self._revisions: weakref.WeakKeyDictionary[AdaptiveSchedule, dict[str | None, int]] = (
             weakref.WeakKeyDictionary()
         )
-        self._replanning: dict[
-            AdaptiveSchedule, tuple[_SlicedWalk[Replannable], frozenset[str | None]]
-        ] = {}
+        self._replan_walks: dict[AdaptiveSchedule, _SlicedWalk[Replannable]] = {}
+        self._replanning: dict[AdaptiveSchedule, frozenset[str | None]] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
@@ -539,13 +557,18 @@ class Pacer:
             if waiting:
                 # Thousands of runs of a big batch may wait (every id answered
                 # while the table was made), told a slice per step from the
-                # next (this one solved); closing tells the rest at once.
+                # next (this one solved); closing tells the rest at once. A
+                # walk still telling those of an earlier rebuild takes these on.
+                telling = self._telling.pop(schedule, None)
+                left = iter(waiting)
+                if telling is not None:
+                    left = itertools.chain(telling.stop(), left)
                 self._telling[schedule] = _SlicedWalk(
                     loop,
-                    iter(waiting),
+                    left,
                     _TELL_SLICE,
                     _tell_made,
-                    functools.partial(self._telling.pop, schedule, None),
+                    functools.partial(_forget, self._telling, schedule),
                 )
             self._replan_moved(loop, schedule)
 
@@ -561,10 +584,10 @@ class Pacer:
         seen.update(revisions)
         if not moved or self.waiting_polls is None:
             return
-        under_way = self._replanning.pop(schedule, None)
+        under_way = self._replan_walks.pop(schedule, None)
         if under_way is not None:  # start over, for those tables too
-            under_way[0].stop()
-            moved.update(under_way[1])
+            under_way.stop()
+            moved.update(self._replanning[schedule])
         tables = frozenset(moved)
         # Listed lazily, a slice per step too (100,000 at once took 27 ms).
         walk = _SlicedWalk(
@@ -572,9 +595,10 @@ class Pacer:
             iter(self.waiting_polls()),
             _REPLAN_SLICE,
             functools.partial(_replan, schedule=schedule, tables=tables),
-            functools.partial(self._replanning.pop, schedule, None),
+            functools.partial(_forget, self._replan_walks, schedule),
         )
-        self._replanning[schedule] = (walk, tables)
+        self._replan_walks[schedule] = walk
+        self._replanning[schedule] = tables
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -600,8 +624,8 @@ class Pacer:
         telling, self._telling = self._telling, {}
         waiting, self._waiting = self._waiting, {}
         left = [walk.stop() for walk in telling.values()]
-        replanning, self._replanning = self._replanning, {}
-        for walk, _ in replanning.values():
+        walks, self._replan_walks = self._replan_walks, {}
+        for walk in walks.values():
             walk.stop()
         for callbacks in [*left, *waiting.values()]:
             for callback in callbacks:
@@ -695,5 +719,5 @@ class Pacer:
             fixed_polls=fixed_polls,
             announced=plan is not None and plan.announced,
         )
-        for _policy, schedule, _rng in tuple(self._schedules.values()):
-            schedule.rebuild_if_due(model)
+        if plan is not None:
+            plan.finished(model)
