@@ -317,10 +317,8 @@ def simulate_adaptive(
         heapq.heappush(queue, (due[i], i, True))
 
     def replan_moved(now: float) -> None:
-        for key, revision in schedule.revisions().items():
-            if revisions.setdefault(key, revision) != revision:
-                revisions[key] = revision
-                replan(key, now)
+        for key in schedule.moves_since(revisions):
+            replan(key, now)
 
     def replan(key: str | None, now: float) -> None:
         for j in sorted(waiting.get(key, ())):

@@ -352,10 +352,14 @@ class DueQueue:
             ticket.failed(self._failure())
             return
         ticket.queued = True
+        if self._enter(due, ticket):  # a new earliest entry: serve or re-arm
+            self.dispatch()
+
+    def _enter(self, due: float, ticket: Ticket) -> bool:
+        """Push ``ticket``'s new live entry: whether it is the earliest now."""
         ticket.entry = entry = next(self._order)
         heapq.heappush(self._heap, (due, entry, ticket))
-        if self._heap[0][1] == entry:  # a new earliest entry: serve or re-arm
-            self.dispatch()
+        return self._heap[0][1] == entry
 
     def waiting_tickets(self) -> Iterator[Ticket]:
         """The tickets waiting, in no particular order, one at a time: those
@@ -375,12 +379,11 @@ class DueQueue:
         """
         if ticket.cancelled or not ticket.queued or self._failure is not None:
             return False
-        ticket.entry = entry = next(self._order)
-        heapq.heappush(self._heap, (due, entry, ticket))
-        self._one_more_dead()  # the old entry
+        earliest = self._enter(due, ticket)
+        self._one_more_dead()  # the old entry (a compaction keeps the earliest first)
         # A new earliest entry: serve or re-arm, unless grants are deferred
         # (a batch letting go of its runs: this one may be next).
-        if not self._deferring and self._heap[0][1] == entry:
+        if earliest and not self._deferring:
             self.dispatch()
         return True
 

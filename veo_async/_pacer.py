@@ -35,7 +35,7 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._schedule import AdaptivePolicy, AdaptiveSchedule
 from .models import RecordInfo, TaskStatus
@@ -368,13 +368,11 @@ def _tell_made(callback: Callable[[bool], None]) -> None:
     callback(False)
 
 
-def _forget(
-    walks: dict[AdaptiveSchedule, _SlicedWalk[_T]],
-    schedule: AdaptiveSchedule,
-    walk: _SlicedWalk[_T],
-) -> None:
-    """A walk ended: forget it (not another that took its place meanwhile)."""
-    if walks.get(schedule) is walk:
+def _forget(walks: dict[AdaptiveSchedule, Any], schedule: AdaptiveSchedule, walk: object) -> None:
+    """A walk ended: forget it (kept alone or first of a tuple), not another
+    that took its place meanwhile."""
+    entry = walks.get(schedule)
+    if entry is walk or (isinstance(entry, tuple) and entry[0] is walk):
         del walks[schedule]
 
 
@@ -475,14 +473,15 @@ class Pacer:
         #: Set by the session: the polls waiting in its queue, planned again
         #: when a table they follow moves (see _replan_moved).
         self.waiting_polls: Callable[[], Iterable[Replannable]] | None = None
-        # The revisions of each schedule's tables last acted on, the
-        # re-planning under way, and the tables it plans again for.
+        # The revisions of each schedule's tables last acted on, and the
+        # re-planning under way (the walk, the tables it plans again for).
         # (Weakly: a schedule let go of past _MAX_SCHEDULES takes its entry along.)
         self._revisions: weakref.WeakKeyDictionary[AdaptiveSchedule, dict[str | None, int]] = (
             weakref.WeakKeyDictionary()
         )
-        self._replan_walks: dict[AdaptiveSchedule, _SlicedWalk[Replannable]] = {}
-        self._replanning: dict[AdaptiveSchedule, frozenset[str | None]] = {}
+        self._replanning: dict[
+            AdaptiveSchedule, tuple[_SlicedWalk[Replannable], frozenset[str | None]]
+        ] = {}
         self._closed = False
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
@@ -578,16 +577,13 @@ class Pacer:
         step (a batch may hold 100,000): those planned on the old table would
         otherwise wait out gaps it chose (a probe at 40 s, then 140 s, for
         renders now known to take 60)."""
-        revisions = schedule.revisions()
-        seen = self._revisions.setdefault(schedule, {})
-        moved = {key for key, count in revisions.items() if seen.setdefault(key, count) != count}
-        seen.update(revisions)
+        moved = set(schedule.moves_since(self._revisions.setdefault(schedule, {})))
         if not moved or self.waiting_polls is None:
             return
-        under_way = self._replan_walks.pop(schedule, None)
+        under_way = self._replanning.pop(schedule, None)
         if under_way is not None:  # start over, for those tables too
-            under_way.stop()
-            moved.update(self._replanning[schedule])
+            under_way[0].stop()
+            moved.update(under_way[1])
         tables = frozenset(moved)
         # Listed lazily, a slice per step too (100,000 at once took 27 ms).
         walk = _SlicedWalk(
@@ -595,10 +591,9 @@ class Pacer:
             iter(self.waiting_polls()),
             _REPLAN_SLICE,
             functools.partial(_replan, schedule=schedule, tables=tables),
-            functools.partial(_forget, self._replan_walks, schedule),
+            functools.partial(_forget, self._replanning, schedule),
         )
-        self._replan_walks[schedule] = walk
-        self._replanning[schedule] = tables
+        self._replanning[schedule] = (walk, tables)
 
     def when_ready(
         self, schedule: AdaptiveSchedule, model: str | None, callback: Callable[[bool], None]
@@ -624,8 +619,8 @@ class Pacer:
         telling, self._telling = self._telling, {}
         waiting, self._waiting = self._waiting, {}
         left = [walk.stop() for walk in telling.values()]
-        walks, self._replan_walks = self._replan_walks, {}
-        for walk in walks.values():
+        replanning, self._replanning = self._replanning, {}
+        for walk, _ in replanning.values():
             walk.stop()
         for callbacks in [*left, *waiting.values()]:
             for callback in callbacks:

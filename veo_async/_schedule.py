@@ -1806,6 +1806,18 @@ class AdaptiveSchedule:
         """
         return dict(self._revisions)
 
+    def moves_since(self, seen: dict[str | None, int]) -> list[str | None]:
+        """The tables that moved since ``seen``, the :meth:`revisions` a
+        caller last acted on (updated in place; a table it sees for the
+        first time has not moved for it), in the order the tables were
+        made: those whose waiting polls it plans again."""
+        moved = []
+        for key, count in self._revisions.items():
+            if seen.setdefault(key, count) != count:
+                seen[key] = count
+                moved.append(key)
+        return moved
+
     def _budget_share(self) -> float:
         """The share of the estimated budget to aim at: ``_BUDGET_SHARE`` until
         the spend ledger speaks, then one moved by what the ledger reads over
