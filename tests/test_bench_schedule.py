@@ -6,14 +6,13 @@ import json
 import math
 import random
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "bench_schedule.py"
+from ._benchmarks import run_script, script_module
+
 LIMIT = "limit (optimal, knows the distribution)"
 GENERATING = "limit (optimal, knows the generating distribution)"
 POLICIES = {
@@ -28,14 +27,7 @@ KEYS = {"policy", "requests_per_task", "lag_mean", "lag_p50", "lag_p95"}
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The script in a child process, from the repository's root."""
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_script("bench_schedule", *args)
 
 
 def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
@@ -311,12 +303,7 @@ def test_a_bom_opening_a_durations_file_is_no_part_of_the_first_model(tmp_path: 
 
 def _bench() -> Any:
     """The benchmark script as a module."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import bench_schedule as bench
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return bench
+    return script_module("bench_schedule")
 
 
 def test_a_task_of_hours_is_polled_past_the_limits_horizon_every_30_s() -> None:

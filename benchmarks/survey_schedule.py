@@ -1,0 +1,283 @@
+"""The learning schedule over 206 invented workloads of Veo's shapes: where the goal is met.
+
+What it measures
+----------------
+``bench_schedule.py`` measures a few large workloads closely; this script
+asks how often the goal of issue 11 holds over many smaller ones, the kind
+a user's ``--durations`` file may hold. Every workload is generated here,
+seeded (the same tasks on every run), and replayed as ``bench_schedule.py``
+replays a file: tasks created one every ``--spacing`` seconds, polled from
+creation in virtual time, the learning schedule (``AdaptivePolicy()``)
+against fixed 30 s polling. The limit is not computed (it costs most of a
+workload's time). A workload meets the goal when the learning schedule
+makes no more requests per task than fixed 30 s, its mean lag is at most
+0.7x fixed 30 s's (0.6x for one model without failures), and its p95 lag
+is no worse.
+
+Families (two models, veo3 and veo3_fast, log-normal renders, medians as
+documented, 300 and 150 s, unless said):
+
+- ``veo`` (150): 300, 500, 750, 1,000 and 2,000 tasks; veo3 95, 80, 60, 35
+  or 10 % of them; 0, 5 or 10 % failures uniform over 5-40 s; log-sd 0.2 or
+  0.3; 2 % of the renders 2-3x longer (extends, 4K);
+- ``offset`` (32): a service 0.6, 0.8, 1.3 or 1.6x the documented times;
+  300 or 1,000 tasks; 0 or 5 % failures over 5-40 s; veo3 80 or 30 %;
+  log-sd 0.3;
+- ``failures`` (24): failures over 5-60, 10-30 or 30-120 s, 3 or 8 % of the
+  tasks; 300 or 1,000 tasks; veo3 80 or 30 %; log-sd 0.3.
+
+Rerun
+-----
+::
+
+    .venv/bin/python benchmarks/survey_schedule.py             # ~10 min on 2 cores
+    .venv/bin/python benchmarks/survey_schedule.py --families offset --json
+    .venv/bin/python benchmarks/survey_schedule.py --max-tasks 300 --jobs 1
+
+Prints the workloads that miss the goal and a summary per family (misses,
+workloads over fixed 30 s's requests, mean ratios); ``--json`` prints one
+object per workload instead. A full run (every family, the default spacing
+and seed) writes ``benchmarks/results/survey.json`` and the ``survey``
+section of ``benchmarks/RESULTS.md``; any other run only prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, NamedTuple
+
+from _common import machine_note, note_line, publish, table
+from bench_schedule import Task, against_fixed30, goal_target, meets_goal
+
+NAME = "survey"
+SEED = 20250606
+SPACING = 2.0
+MEDIANS = {"veo3": 300.0, "veo3_fast": 150.0}
+
+
+class Workload(NamedTuple):
+    """One generated workload: its name, and how to draw its tasks again."""
+
+    family: str
+    name: str
+    tasks: int
+    seed: int
+    veo3_share: float
+    failure_share: float
+    failure_span: tuple[float, float]
+    sigma: float
+    scale: float  # the service's times over the documented ones
+    long_share: float  # renders 2-3x longer
+
+
+# Failures within this span of seconds after creation, where a family says no other.
+EARLY = (5.0, 40.0)
+
+
+def _veo_like() -> Iterator[Workload]:
+    grid = itertools.product((300, 500, 750, 1000, 2000), (0.95, 0.8, 0.6, 0.35, 0.1),
+                             (0.0, 0.05, 0.10), (0.2, 0.3))
+    for k, (n, veo3, fail, sigma) in enumerate(grid, 1):
+        name = f"n{n}_v{round(veo3 * 100)}_f{round(fail * 100)}_s{round(sigma * 100)}"
+        yield Workload("veo", name, n, k * 7717, veo3, fail, EARLY, sigma, 1.0, 0.02)
+
+
+def _offset() -> Iterator[Workload]:
+    grid = itertools.product((300, 1000), (0.6, 0.8, 1.3, 1.6), (0.0, 0.05), (0.8, 0.3))
+    for k, (n, scale, fail, veo3) in enumerate(grid, 1):
+        name = f"off_n{n}_x{scale}_f{round(fail * 100)}_v{round(veo3 * 100)}"
+        yield Workload("offset", name, n, k * 1313, veo3, fail, EARLY, 0.3, scale, 0.0)
+
+
+def _failure_spans() -> Iterator[Workload]:
+    grid = itertools.product((300, 1000), ((5.0, 60.0), (10.0, 30.0), (30.0, 120.0)),
+                             (0.03, 0.08), (0.8, 0.3))
+    for k, (n, span, fail, veo3) in enumerate(grid, 1):
+        name = f"fx_n{n}_{span[0]:g}-{span[1]:g}_f{round(fail * 100)}_v{round(veo3 * 100)}"
+        yield Workload("failures", name, n, k * 4242, veo3, fail, span, 0.3, 1.0, 0.0)
+
+
+FAMILIES: dict[str, Callable[[], Iterator[Workload]]] = {
+    "veo": _veo_like,
+    "offset": _offset,
+    "failures": _failure_spans,
+}
+
+
+def draw(workload: Workload) -> list[Task]:
+    """The workload's tasks, the same on every call (seconds to 0.1 s, as a file holds them)."""
+    rng = random.Random(workload.seed)
+    tasks = []
+    for _ in range(workload.tasks):
+        model = "veo3" if rng.random() < workload.veo3_share else "veo3_fast"
+        if rng.random() < workload.failure_share:
+            tasks.append(Task(model, _tenths(rng.uniform(*workload.failure_span)), True))
+            continue
+        seconds = rng.lognormvariate(math.log(MEDIANS[model] * workload.scale), workload.sigma)
+        # (Drawn only where the family has long renders: the other families'
+        # draws stay as they were generated.)
+        if workload.long_share and rng.random() < workload.long_share:
+            seconds *= rng.uniform(2, 3)
+        tasks.append(Task(model, _tenths(seconds), False))
+    return tasks
+
+
+def _tenths(seconds: float) -> float:
+    return float(f"{seconds:.1f}")
+
+
+def evaluate(workload: Workload, spacing: float, seed: int) -> dict[str, Any]:
+    """One workload's figures: ratios to fixed 30 s and whether the goal is met."""
+    tasks = draw(workload)
+    ours, base = against_fixed30(tasks, spacing, seed)
+    target = goal_target(len({t.model for t in tasks}), sum(t.failed for t in tasks))
+    return {
+        "family": workload.family,
+        "workload": workload.name,
+        "tasks": len(tasks),
+        "requests_vs_fixed30": ours["requests_per_task"] / base["requests_per_task"],
+        "lag_mean_vs_fixed30": ours["lag_mean"] / base["lag_mean"],
+        "lag_p95_vs_fixed30": ours["lag_p95"] / base["lag_p95"],
+        "target": target,
+        "met": meets_goal(ours, base, target),
+    }
+
+
+def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None) -> str:
+    """The misses, then a summary per family (under a heading and ``note``,
+    the machine's, when published)."""
+    lines = []
+    if note is not None:
+        lines += [
+            "## Schedule survey (`survey_schedule.py`)",
+            "",
+            note_line(note),
+            "",
+            f"{len(results)} generated workloads of Veo's shapes (see the script), replayed as "
+            "`bench_schedule.py` replays a file: the learning schedule against fixed 30 s. Goal: "
+            "no more requests per task, mean lag at most 0.7x (0.6x for one model without "
+            "failures), p95 no worse.",
+            "",
+        ]
+    misses = [r for r in results if not r["met"]]
+    if misses:
+        lines += ["Workloads that miss the goal:", ""]
+        lines.append(
+            table(
+                ["workload", "tasks", "requests", "mean lag (target)", "p95 lag"],
+                [
+                    [
+                        r["workload"],
+                        r["tasks"],
+                        f"{r['requests_vs_fixed30']:.3f}x",
+                        f"{r['lag_mean_vs_fixed30']:.3f}x ({r['target']})",
+                        f"{r['lag_p95_vs_fixed30']:.3f}x",
+                    ]
+                    for r in misses
+                ],
+            )
+        )
+        lines.append("")
+    rows: list[list[object]] = []
+    for family in [*dict.fromkeys(r["family"] for r in results), None]:
+        chosen = [r for r in results if family is None or r["family"] == family]
+        if family is None and len(rows) == 1:
+            break  # one family: its row is the total
+        rows.append(
+            [
+                family or "all",
+                len(chosen),
+                sum(not r["met"] for r in chosen),
+                sum(r["requests_vs_fixed30"] > 1 for r in chosen),
+                f"{_mean(r['requests_vs_fixed30'] for r in chosen):.3f}x",
+                f"{_mean(r['lag_mean_vs_fixed30'] for r in chosen):.3f}x",
+                f"{_mean(r['lag_p95_vs_fixed30'] for r in chosen):.3f}x",
+            ]
+        )
+    lines.append("Ratios to fixed 30 s polling (means over the workloads):")
+    lines.append("")
+    lines.append(
+        table(
+            ["family", "workloads", "goal missed", "over its requests", "requests",
+             "mean lag", "p95 lag"],
+            rows,
+        )
+    )
+    return "\n".join(lines)
+
+
+def _mean(values: Iterator[float]) -> float:
+    items = list(values)
+    return sum(items) / len(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help=f"comma-separated, of: {', '.join(FAMILIES)} (default: all)",
+    )
+    parser.add_argument("--max-tasks", type=int, default=None, help="only workloads this small")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument(
+        "--spacing", type=float, default=SPACING, help="seconds between creations"
+    )
+    parser.add_argument("--seed", type=int, default=SEED, help="the schedule's seed")
+    parser.add_argument("--json", action="store_true", help="one JSON object per workload")
+    args = parser.parse_args()
+    names = [name.strip() for name in args.families.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        parser.error(f"unknown family {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(FAMILIES)}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if not (args.spacing > 0 and math.isfinite(args.spacing)):
+        parser.error("--spacing must be a positive number of seconds")
+    workloads = [
+        w
+        for name in names
+        for w in FAMILIES[name]()
+        if args.max_tasks is None or w.tasks <= args.max_tasks
+    ]
+    if not workloads:
+        parser.error("no workload is that small")
+    if args.jobs == 1:
+        results = [evaluate(w, args.spacing, args.seed) for w in workloads]
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(
+                pool.map(
+                    evaluate,
+                    workloads,
+                    [args.spacing] * len(workloads),
+                    [args.seed] * len(workloads),
+                )
+            )
+    if args.json:
+        for result in results:
+            print(json.dumps(result))
+        return
+    publishing = (
+        names == list(FAMILIES)
+        and args.max_tasks is None
+        and args.spacing == SPACING
+        and args.seed == SEED
+    )
+    text = report(results, machine_note() if publishing else None)
+    print(text)
+    if publishing:
+        publish(NAME, {"name": NAME, "spacing": args.spacing, "seed": args.seed,
+                       "workloads": results}, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""benchmarks/survey_schedule.py: its workloads, its verdicts, its command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from ._benchmarks import run_script, script_module
+
+
+def _modules() -> tuple[Any, Any]:
+    """The survey and the benchmark it builds on, as modules."""
+    return script_module("survey_schedule"), script_module("bench_schedule")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The survey in a child process, from the repository's root."""
+    return run_script("survey_schedule", *args, timeout=300)
+
+
+def test_the_families_hold_206_workloads_of_distinct_names_and_seeds() -> None:
+    survey, _ = _modules()
+    workloads = [w for family in survey.FAMILIES.values() for w in family()]
+    assert len(workloads) == 206
+    assert {w.family for w in workloads} == {"veo", "offset", "failures"}
+    assert len({w.name for w in workloads}) == 206
+    assert len({(w.family, w.seed) for w in workloads}) == 206
+
+
+def test_a_workload_draws_the_same_tasks_each_time_as_its_recipe_says() -> None:
+    survey, bench = _modules()
+    workload = next(w for w in survey.FAMILIES["failures"]() if w.name == "fx_n300_30-120_f8_v30")
+    tasks = survey.draw(workload)
+    assert tasks == survey.draw(workload)
+    assert len(tasks) == 300
+    assert all(isinstance(t, bench.Task) for t in tasks)
+    failed = [t for t in tasks if t.failed]
+    # 8 % of 300, give or take the draw; every one within its span.
+    assert 10 <= len(failed) <= 40
+    assert all(30.0 <= t.seconds <= 120.0 for t in failed)
+    veo3 = sum(t.model == "veo3" for t in tasks)
+    assert 60 <= veo3 <= 120  # 30 % of 300
+    assert all(t.seconds == round(t.seconds, 1) for t in tasks)
+
+
+def test_the_slower_service_family_scales_the_documented_medians() -> None:
+    survey, _ = _modules()
+    slow = next(w for w in survey.FAMILIES["offset"]() if w.name == "off_n1000_x1.6_f0_v80")
+    renders = sorted(t.seconds for t in survey.draw(slow) if t.model == "veo3")
+    median = renders[len(renders) // 2]
+    assert 430 < median < 530  # 300 s x 1.6 = 480 s
+
+
+def test_a_verdict_follows_the_goal_of_the_issue() -> None:
+    """Met with fewer requests and 0.7x the lag; missed for one request more,
+    or a p95 worse than fixed polling's, or a lag over the target."""
+    _, bench = _modules()
+    base = {"requests_per_task": 10.0, "lag_mean": 15.0, "lag_p95": 28.0}
+    ours = {"requests_per_task": 9.9, "lag_mean": 10.5, "lag_p95": 20.0}
+    assert bench.meets_goal(ours, base, 0.7)
+    assert not bench.meets_goal(ours, base, 0.6)
+    assert not bench.meets_goal({**ours, "requests_per_task": 10.01}, base, 0.7)
+    assert not bench.meets_goal({**ours, "lag_p95": 28.1}, base, 0.7)
+    assert not bench.meets_goal({**ours, "lag_mean": 10.6}, base, 0.7)
+    assert bench.goal_target(1, 0) == 0.6
+    assert bench.goal_target(1, 3) == 0.7
+    assert bench.goal_target(2, 0) == 0.7
+
+
+def test_evaluate_reports_the_ratios_the_benchmark_measures() -> None:
+    survey, bench = _modules()
+    workload = next(w for w in survey.FAMILIES["veo"]() if w.name == "n300_v10_f0_s20")
+    result = survey.evaluate(workload, 2.0, 20250606)
+    ours, base = bench.against_fixed30(survey.draw(workload), 2.0, 20250606)
+    assert result["requests_vs_fixed30"] == ours["requests_per_task"] / base["requests_per_task"]
+    assert result["lag_mean_vs_fixed30"] == ours["lag_mean"] / base["lag_mean"]
+    assert result["met"] == bench.meets_goal(ours, base, 0.7)
+    assert result["target"] == 0.7
+    # The learning schedule beats fixed polling's lag on Veo's own shape.
+    assert result["lag_mean_vs_fixed30"] < 0.8
+
+
+def test_the_command_line_prints_one_object_per_workload() -> None:
+    done = run("--families", "failures", "--max-tasks", "300", "--jobs", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 12
+    assert {r["family"] for r in rows} == {"failures"}
+    assert all(r["tasks"] == 300 for r in rows)
+    for row in rows:
+        assert row["met"] == (
+            row["requests_vs_fixed30"] <= 1
+            and row["lag_mean_vs_fixed30"] <= row["target"]
+            and row["lag_p95_vs_fixed30"] <= 1
+        )
+
+
+def test_the_report_names_the_misses_and_counts_them() -> None:
+    survey, _ = _modules()
+    results = [
+        {"family": "veo", "workload": "a", "tasks": 300, "requests_vs_fixed30": 0.95,
+         "lag_mean_vs_fixed30": 0.65, "lag_p95_vs_fixed30": 0.8, "target": 0.7, "met": True},
+        {"family": "veo", "workload": "b", "tasks": 300, "requests_vs_fixed30": 1.01,
+         "lag_mean_vs_fixed30": 0.5, "lag_p95_vs_fixed30": 0.7, "target": 0.7, "met": False},
+        {"family": "offset", "workload": "c", "tasks": 300, "requests_vs_fixed30": 0.9,
+         "lag_mean_vs_fixed30": 0.75, "lag_p95_vs_fixed30": 0.9, "target": 0.7, "met": False},
+    ]
+    text = survey.report(results)
+    misses = text.split("Ratios")[0]
+    assert "| b " in misses
+    assert "| c " in misses
+    assert "| a " not in misses
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    assert [cell.strip() for cell in rows["veo"].split("|")[2:5]] == ["2", "1", "1"]
+    assert [cell.strip() for cell in rows["all"].split("|")[2:5]] == ["3", "2", "1"]
+
+
+def test_bad_arguments_are_refused_before_any_work() -> None:
+    for args, said in (
+        (("--families", "nope"), "unknown family nope"),
+        (("--jobs", "0"), "--jobs must be at least 1"),
+        (("--max-tasks", "10"), "no workload is that small"),
+        (("--spacing", "0"), "--spacing must be a positive"),
+    ):
+        done = run(*args)
+        assert done.returncode == 2
+        assert said in done.stderr
