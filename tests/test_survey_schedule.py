@@ -19,13 +19,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return run_script("survey_schedule", *args, timeout=300)
 
 
-def test_the_families_hold_206_workloads_of_distinct_names_and_seeds() -> None:
+def test_the_families_hold_230_workloads_of_distinct_names_and_seeds() -> None:
     survey, _ = _modules()
     workloads = [w for family in survey.FAMILIES.values() for w in family()]
-    assert len(workloads) == 206
-    assert {w.family for w in workloads} == {"veo", "offset", "failures"}
-    assert len({w.name for w in workloads}) == 206
-    assert len({(w.family, w.seed) for w in workloads}) == 206
+    assert len(workloads) == 230
+    assert {w.family for w in workloads} == {"veo", "offset", "failures", "faster"}
+    assert len({w.name for w in workloads}) == 230
+    assert len({(w.family, w.seed) for w in workloads}) == 230
 
 
 def test_a_workload_draws_the_same_tasks_each_time_as_its_recipe_says() -> None:
@@ -44,12 +44,24 @@ def test_a_workload_draws_the_same_tasks_each_time_as_its_recipe_says() -> None:
     assert all(t.seconds == round(t.seconds, 1) for t in tasks)
 
 
+def _median_render(tasks: list[Any], model: str) -> float:
+    renders = sorted(t.seconds for t in tasks if t.model == model and not t.failed)
+    return float(renders[len(renders) // 2])
+
+
 def test_the_slower_service_family_scales_the_documented_medians() -> None:
     survey, _ = _modules()
     slow = next(w for w in survey.FAMILIES["offset"]() if w.name == "off_n1000_x1.6_f0_v80")
-    renders = sorted(t.seconds for t in survey.draw(slow) if t.model == "veo3")
-    median = renders[len(renders) // 2]
-    assert 430 < median < 530  # 300 s x 1.6 = 480 s
+    assert 430 < _median_render(survey.draw(slow), "veo3") < 530  # 300 s x 1.6 = 480 s
+
+
+def test_the_faster_service_family_renders_in_its_own_medians() -> None:
+    survey, _ = _modules()
+    fast = next(w for w in survey.FAMILIES["faster"]() if w.name == "fast_n3000_f45_q90_fail5")
+    tasks = survey.draw(fast)
+    assert 80 < _median_render(tasks, "veo3") < 100
+    assert 40 < _median_render(tasks, "veo3_fast") < 50
+    assert 0.03 < sum(t.failed for t in tasks) / len(tasks) < 0.07
 
 
 def test_a_verdict_follows_the_goal_of_the_issue() -> None:
