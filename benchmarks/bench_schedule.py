@@ -494,7 +494,7 @@ def _strict_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ratio(value: float, base: float) -> float:
+def ratio(value: float, base: float) -> float:
     """``value / base``; 1 when both are 0 (every poll landed on a finish), and
     infinite when only the base is."""
     if base > 0:
@@ -516,15 +516,12 @@ def run_workload(
     """
     fast_ids = _fast_failures(tasks)
     ours, base = against_fixed30(tasks, spacing, seed)
-    old_default = simulate_fixed(PollPolicy(), tasks)
-    fixed5 = simulate_fixed(
-        PollPolicy(first_poll=5, interval=5, factor=1, max_interval=5, jitter=0), tasks
-    )
+    fixed5 = PollPolicy(first_poll=5, interval=5, factor=1, max_interval=5, jitter=0)
     rows = [
         ours,
-        _row("PollPolicy() (old default)", *old_default, [old_default[1][i] for i in fast_ids]),
+        _run_row("PollPolicy() (old default)", simulate_fixed(PollPolicy(), tasks), fast_ids),
         base,
-        _row("fixed 5 s", *fixed5, [fixed5[1][i] for i in fast_ids]),
+        _run_row("fixed 5 s", simulate_fixed(fixed5, tasks), fast_ids),
     ]
     limits: list[tuple[str, Sequence[Task] | None]] = [(LIMIT, None)]
     if draw is not None:
@@ -540,11 +537,11 @@ def run_workload(
     by_policy = {row["policy"]: row for row in rows}
     for row in rows:
         row["workload"] = name
-        row["lag_mean_vs_fixed30"] = _ratio(row["lag_mean"], base["lag_mean"])
-        row["lag_p95_vs_fixed30"] = _ratio(row["lag_p95"], base["lag_p95"])
-        row["lag_mean_vs_limit"] = _ratio(row["lag_mean"], by_policy[LIMIT]["lag_mean"])
+        row["lag_mean_vs_fixed30"] = ratio(row["lag_mean"], base["lag_mean"])
+        row["lag_p95_vs_fixed30"] = ratio(row["lag_p95"], base["lag_p95"])
+        row["lag_mean_vs_limit"] = ratio(row["lag_mean"], by_policy[LIMIT]["lag_mean"])
         if GENERATING_LIMIT in by_policy:
-            row["lag_mean_vs_generating_limit"] = _ratio(
+            row["lag_mean_vs_generating_limit"] = ratio(
                 row["lag_mean"], by_policy[GENERATING_LIMIT]["lag_mean"]
             )
     models: dict[str, int] = {}
@@ -579,7 +576,7 @@ def meets_goal(ours: dict[str, Any], base: dict[str, Any], target: float) -> boo
     requests per task, a mean lag within ``target`` of its, a p95 no worse."""
     return (
         ours["requests_per_task"] <= base["requests_per_task"]
-        and _ratio(ours["lag_mean"], base["lag_mean"]) <= target
+        and ratio(ours["lag_mean"], base["lag_mean"]) <= target
         and ours["lag_p95"] <= base["lag_p95"]
     )
 
@@ -590,18 +587,27 @@ def against_fixed30(
     """The learning schedule's row and fixed 30 s's on ``tasks`` (without the
     limit, which costs most of a workload's time): for surveys of many files."""
     fast_ids = _fast_failures(tasks)
-    rows = []
-    for label, (requests, lags) in (
-        ("adaptive (new default)", simulate_adaptive(AdaptivePolicy(), tasks, spacing, seed)),
-        ("fixed 30 s", simulate_fixed(FIXED30, tasks)),
-    ):
-        rows.append(_row(label, requests, lags, [lags[i] for i in fast_ids]))
-    return rows[0], rows[1]
+    return (
+        _run_row(
+            "adaptive (new default)",
+            simulate_adaptive(AdaptivePolicy(), tasks, spacing, seed),
+            fast_ids,
+        ),
+        _run_row("fixed 30 s", simulate_fixed(FIXED30, tasks), fast_ids),
+    )
 
 
 def _fast_failures(tasks: Sequence[Task]) -> list[int]:
     """The positions of the failures within ``FAST_FAILURE_S`` of their creation."""
     return [i for i, t in enumerate(tasks) if t.failed and t.seconds <= FAST_FAILURE_S]
+
+
+def _run_row(
+    name: str, run: tuple[list[int], list[float]], fast_ids: Sequence[int]
+) -> dict[str, Any]:
+    """A simulated policy's row: ``run`` is its requests and lags per task."""
+    requests, lags = run
+    return _row(name, requests, lags, [lags[i] for i in fast_ids])
 
 
 def goal(result: dict[str, Any]) -> str:

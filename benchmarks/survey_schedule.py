@@ -47,6 +47,7 @@ section of ``benchmarks/RESULTS.md``; any other run only prints.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -54,10 +55,11 @@ import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from statistics import fmean
 from typing import Any, NamedTuple
 
 from _common import machine_note, note_line, publish, table
-from bench_schedule import Task, against_fixed30, goal_target, meets_goal
+from bench_schedule import Task, against_fixed30, goal_target, meets_goal, ratio
 
 NAME = "survey"
 SEED = 20250606
@@ -163,9 +165,9 @@ def evaluate(workload: Workload, spacing: float, seed: int) -> dict[str, Any]:
         "family": workload.family,
         "workload": workload.name,
         "tasks": len(tasks),
-        "requests_vs_fixed30": ours["requests_per_task"] / base["requests_per_task"],
-        "lag_mean_vs_fixed30": ours["lag_mean"] / base["lag_mean"],
-        "lag_p95_vs_fixed30": ours["lag_p95"] / base["lag_p95"],
+        "requests_vs_fixed30": ratio(ours["requests_per_task"], base["requests_per_task"]),
+        "lag_mean_vs_fixed30": ratio(ours["lag_mean"], base["lag_mean"]),
+        "lag_p95_vs_fixed30": ratio(ours["lag_p95"], base["lag_p95"]),
         "target": target,
         "met": meets_goal(ours, base, target),
     }
@@ -206,22 +208,22 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
             )
         )
         lines.append("")
-    rows: list[list[object]] = []
-    for family in [*dict.fromkeys(r["family"] for r in results), None]:
-        chosen = [r for r in results if family is None or r["family"] == family]
-        if family is None and len(rows) == 1:
-            break  # one family: its row is the total
-        rows.append(
-            [
-                family or "all",
-                len(chosen),
-                sum(not r["met"] for r in chosen),
-                sum(r["requests_vs_fixed30"] > 1 for r in chosen),
-                f"{_mean(r['requests_vs_fixed30'] for r in chosen):.3f}x",
-                f"{_mean(r['lag_mean_vs_fixed30'] for r in chosen):.3f}x",
-                f"{_mean(r['lag_p95_vs_fixed30'] for r in chosen):.3f}x",
-            ]
-        )
+    families = dict.fromkeys(r["family"] for r in results)
+    groups = [(family, [r for r in results if r["family"] == family]) for family in families]
+    if len(groups) > 1:
+        groups.append(("all", list(results)))
+    rows = [
+        [
+            name,
+            len(chosen),
+            sum(not r["met"] for r in chosen),
+            sum(r["requests_vs_fixed30"] > 1 for r in chosen),
+            f"{fmean(r['requests_vs_fixed30'] for r in chosen):.3f}x",
+            f"{fmean(r['lag_mean_vs_fixed30'] for r in chosen):.3f}x",
+            f"{fmean(r['lag_p95_vs_fixed30'] for r in chosen):.3f}x",
+        ]
+        for name, chosen in groups
+    ]
     lines.append("Ratios to fixed 30 s polling (means over the workloads):")
     lines.append("")
     lines.append(
@@ -232,11 +234,6 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
         )
     )
     return "\n".join(lines)
-
-
-def _mean(values: Iterator[float]) -> float:
-    items = list(values)
-    return sum(items) / len(items)
 
 
 def main() -> None:
@@ -271,18 +268,12 @@ def main() -> None:
     ]
     if not workloads:
         parser.error("no workload is that small")
-    if args.jobs == 1:
-        results = [evaluate(w, args.spacing, args.seed) for w in workloads]
+    job = functools.partial(evaluate, spacing=args.spacing, seed=args.seed)
+    if args.jobs == 1:  # (no child processes to start)
+        results = list(map(job, workloads))
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(
-                pool.map(
-                    evaluate,
-                    workloads,
-                    [args.spacing] * len(workloads),
-                    [args.seed] * len(workloads),
-                )
-            )
+            results = list(pool.map(job, workloads))
     if args.json:
         for result in results:
             print(json.dumps(result))
