@@ -101,6 +101,12 @@ LIMIT = "limit (optimal, knows the distribution)"
 GENERATING_LIMIT = "limit (optimal, knows the generating distribution)"
 #: Draws of a built-in workload's generator that stand for its distribution.
 GENERATING_DRAWS = 100_000
+#: Added to a workload's seed for those draws: another sample of its distribution.
+GENERATING_SEED_SHIFT = 7919
+#: The issue's goal in its own terms: a mean lag of 0.7x fixed 30 s's is "within
+#: 1.2x of the limit" on the service's mix. Where the limit itself is near 0.7x
+#: (a few hundred renders with 10 % early failures), that slack is the fair bound.
+LIMIT_SLACK = 1.2
 
 
 class Task(NamedTuple):
@@ -526,7 +532,9 @@ def run_workload(
     limits: list[tuple[str, Sequence[Task] | None]] = [(LIMIT, None)]
     if draw is not None:
         # Another seed: a sample of the workload's own distribution, not of these tasks.
-        limits.append((GENERATING_LIMIT, _workload(GENERATING_DRAWS, seed + 7919, draw)))
+        limits.append(
+            (GENERATING_LIMIT, _workload(GENERATING_DRAWS, seed + GENERATING_SEED_SHIFT, draw))
+        )
     for label, known in limits:
         budget, limit_lags, count = limit(tasks, base["requests_per_task"], known)
         # The mixture lists every task's lag once per repetition, in task order.
@@ -577,6 +585,19 @@ def meets_goal(ours: dict[str, Any], base: dict[str, Any], target: float) -> boo
     return (
         ours["requests_per_task"] <= base["requests_per_task"]
         and ratio(ours["lag_mean"], base["lag_mean"]) <= target
+        and ours["lag_p95"] <= base["lag_p95"]
+    )
+
+
+def near_limit(ours: dict[str, Any], base: dict[str, Any], limit_lag_mean: float) -> bool:
+    """Whether a policy's row meets the goal in the issue's other terms: no
+    more requests per task than fixed 30 s's row, a p95 no worse, and a mean
+    lag within ``LIMIT_SLACK`` (1.2x) of the limit's (``limit_lag_mean``: of
+    the generating distribution, where there is one; the limit of a file's
+    own tasks is optimistic on a few hundred)."""
+    return (
+        ours["requests_per_task"] <= base["requests_per_task"]
+        and ratio(ours["lag_mean"], limit_lag_mean) <= LIMIT_SLACK
         and ours["lag_p95"] <= base["lag_p95"]
     )
 

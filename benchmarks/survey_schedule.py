@@ -8,11 +8,22 @@ a user's ``--durations`` file may hold. Every workload is generated here,
 seeded (the same tasks on every run), and replayed as ``bench_schedule.py``
 replays a file: tasks created one every ``--spacing`` seconds, polled from
 creation in virtual time, the learning schedule (``AdaptivePolicy()``)
-against fixed 30 s polling. The limit is not computed (it costs most of a
-workload's time). A workload meets the goal when the learning schedule
-makes no more requests per task than fixed 30 s, its mean lag is at most
-0.7x fixed 30 s's (0.6x for one model without failures), and its p95 lag
-is no worse.
+against fixed 30 s polling. A workload meets the goal when the learning
+schedule makes no more requests per task than fixed 30 s, its mean lag is at
+most 0.7x fixed 30 s's (0.6x for one model without failures), and its p95
+lag is no worse.
+
+The issue puts the bound on the mean lag in two terms: 0.7x fixed 30 s's,
+"within 1.2x of the limit" (0.58x on the service's mix). Where the limit
+itself is near 0.7x, the two part: on 300 renders with 10 % early failures no
+poller that knows the distribution does better than 0.64-0.68x. So each
+workload's limit is computed too, as ``bench_schedule.py`` computes the
+limit of the generating distribution for its built-in workloads (the optimal
+schedules for 100,000 other draws of the workload, measured on its tasks, at
+fixed 30 s's requests per task; the limit of the tasks' own distribution is
+optimistic on a few hundred: 0.43x on that file), and a workload is also
+counted *near the limit* when its mean lag is within 1.2x of it (requests
+and p95 as above). That costs most of the run's time.
 
 Families (two models, veo3 and veo3_fast, log-normal renders, medians as
 documented, 300 and 150 s, unless said):
@@ -59,7 +70,18 @@ from statistics import fmean
 from typing import Any, NamedTuple
 
 from _common import machine_note, note_line, publish, table
-from bench_schedule import Task, against_fixed30, goal_target, meets_goal, ratio
+from bench_schedule import (
+    GENERATING_DRAWS,
+    GENERATING_SEED_SHIFT,
+    LIMIT_SLACK,
+    Task,
+    against_fixed30,
+    goal_target,
+    limit,
+    meets_goal,
+    near_limit,
+    ratio,
+)
 
 NAME = "survey"
 SEED = 20250606
@@ -156,11 +178,24 @@ def _tenths(seconds: float) -> float:
     return float(f"{seconds:.1f}")
 
 
+def generating_limit(workload: Workload, tasks: Sequence[Task], budget: float) -> float:
+    """The limit's mean lag on ``tasks`` at ``budget`` requests per task, its
+    schedules made for the workload's distribution (``GENERATING_DRAWS``
+    other draws of it), as ``bench_schedule.py`` computes it for its own."""
+    known = draw(
+        workload._replace(tasks=GENERATING_DRAWS, seed=workload.seed + GENERATING_SEED_SHIFT)
+    )
+    _, lags, _ = limit(tasks, budget, known)
+    return fmean(lags)
+
+
 def evaluate(workload: Workload, spacing: float, seed: int) -> dict[str, Any]:
-    """One workload's figures: ratios to fixed 30 s and whether the goal is met."""
+    """One workload's figures: ratios to fixed 30 s and to the limit, and
+    whether the goal is met in either of the issue's terms."""
     tasks = draw(workload)
     ours, base = against_fixed30(tasks, spacing, seed)
     target = goal_target(len({t.model for t in tasks}), sum(t.failed for t in tasks))
+    limit_lag = generating_limit(workload, tasks, base["requests_per_task"])
     return {
         "family": workload.family,
         "workload": workload.name,
@@ -168,8 +203,10 @@ def evaluate(workload: Workload, spacing: float, seed: int) -> dict[str, Any]:
         "requests_vs_fixed30": ratio(ours["requests_per_task"], base["requests_per_task"]),
         "lag_mean_vs_fixed30": ratio(ours["lag_mean"], base["lag_mean"]),
         "lag_p95_vs_fixed30": ratio(ours["lag_p95"], base["lag_p95"]),
+        "lag_mean_vs_limit": ratio(ours["lag_mean"], limit_lag),
         "target": target,
         "met": meets_goal(ours, base, target),
+        "near_limit": near_limit(ours, base, limit_lag),
     }
 
 
@@ -186,7 +223,9 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
             f"{len(results)} generated workloads of Veo's shapes (see the script), replayed as "
             "`bench_schedule.py` replays a file: the learning schedule against fixed 30 s. Goal: "
             "no more requests per task, mean lag at most 0.7x (0.6x for one model without "
-            "failures), p95 no worse.",
+            "failures), p95 no worse. Near the limit: the same, but a mean lag within "
+            f"{LIMIT_SLACK}x of the limit's (the optimal schedules for the workload's "
+            "distribution, at fixed 30 s's requests).",
             "",
         ]
     misses = [r for r in results if not r["met"]]
@@ -194,7 +233,8 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
         lines += ["Workloads that miss the goal:", ""]
         lines.append(
             table(
-                ["workload", "tasks", "requests", "mean lag (target)", "p95 lag"],
+                ["workload", "tasks", "requests", "mean lag (target)", "p95 lag",
+                 "mean lag vs limit", "near the limit"],
                 [
                     [
                         r["workload"],
@@ -202,6 +242,8 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
                         f"{r['requests_vs_fixed30']:.3f}x",
                         f"{r['lag_mean_vs_fixed30']:.3f}x ({r['target']})",
                         f"{r['lag_p95_vs_fixed30']:.3f}x",
+                        f"{r['lag_mean_vs_limit']:.3f}x",
+                        "yes" if r["near_limit"] else "no",
                     ]
                     for r in misses
                 ],
@@ -217,19 +259,24 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
             name,
             len(chosen),
             sum(not r["met"] for r in chosen),
+            sum(not (r["met"] or r["near_limit"]) for r in chosen),
             sum(r["requests_vs_fixed30"] > 1 for r in chosen),
             f"{fmean(r['requests_vs_fixed30'] for r in chosen):.3f}x",
             f"{fmean(r['lag_mean_vs_fixed30'] for r in chosen):.3f}x",
             f"{fmean(r['lag_p95_vs_fixed30'] for r in chosen):.3f}x",
+            f"{fmean(r['lag_mean_vs_limit'] for r in chosen):.3f}x",
         ]
         for name, chosen in groups
     ]
-    lines.append("Ratios to fixed 30 s polling (means over the workloads):")
+    lines.append(
+        "Ratios to fixed 30 s polling, and the mean lag's to the limit's (means over "
+        "the workloads):"
+    )
     lines.append("")
     lines.append(
         table(
-            ["family", "workloads", "goal missed", "over its requests", "requests",
-             "mean lag", "p95 lag"],
+            ["family", "workloads", "goal missed", "nor near the limit", "over its requests",
+             "requests", "mean lag", "p95 lag", "mean lag vs limit"],
             rows,
         )
     )
