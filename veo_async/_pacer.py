@@ -493,10 +493,8 @@ class Pacer:
         chosen = self.default if policy is None else policy
         if isinstance(chosen, PollPolicy):
             return _FixedPlan(chosen)
-        entry = self._schedules.get(id(chosen))
-        if entry is None:
-            entry = self._schedule_like(chosen)
-        return _LearnedPlan(self, entry[1], entry[2])
+        _, schedule, rng = self._entry_of(chosen)
+        return _LearnedPlan(self, schedule, rng)
 
     def schedule_for(self, policy: AdaptivePolicy | None = None) -> AdaptiveSchedule:
         """The schedule the plans of ``policy`` ask (None: the session's
@@ -507,8 +505,14 @@ class Pacer:
         chosen = self.default if policy is None else policy
         if not isinstance(chosen, AdaptivePolicy):
             raise TypeError(f"only an AdaptivePolicy has a schedule, not {chosen!r}")
-        entry = self._schedules.get(id(chosen))
-        return (entry or self._schedule_like(chosen))[1]
+        return self._entry_of(chosen)[1]
+
+    def _entry_of(
+        self, chosen: AdaptivePolicy
+    ) -> tuple[AdaptivePolicy, AdaptiveSchedule, random.Random]:
+        """``chosen``'s schedule entry: the one kept for this very policy
+        object, else one for a policy like it (see _schedule_like)."""
+        return self._schedules.get(id(chosen)) or self._schedule_like(chosen)
 
     def _schedule_like(
         self, chosen: AdaptivePolicy
