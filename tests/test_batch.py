@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import traceback
 from collections import Counter
 from contextlib import aclosing
 from typing import Any
@@ -106,6 +107,17 @@ async def test_first_failure_raises_and_cancels_the_rest(
     polls_after = fake_kie.total_requests
     await asyncio.sleep(0.2)
     assert fake_kie.total_requests == polls_after  # nothing keeps polling for nobody
+
+
+async def test_batches_sharing_a_failed_run_raise_its_error_afresh(veo: VeoSession) -> None:
+    """Batches that follow one run raise its one error, each from its own
+    frames: re-raised as it was, its traceback would hold every batch's."""
+    errors = await asyncio.gather(
+        *(veo.wait_many(["veo_nobody"]) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(error, RecordNotFoundError) for error in errors)
+    assert len({id(error) for error in errors}) == 1
+    assert len(traceback.extract_tb(errors[0].__traceback__)) <= 4
 
 
 async def test_empty_batch_makes_no_request(fake_kie: FakeKie, veo: VeoSession) -> None:

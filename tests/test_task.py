@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import math
+import traceback
 import weakref
 from collections.abc import Callable
 from contextlib import aclosing, suppress
@@ -864,6 +865,51 @@ async def test_result_of_failed_task(fake_kie: FakeKie, veo: VeoSession) -> None
     assert isinstance(failure, TaskFailedError)
     assert failure.record is handle.record
     assert failure.__traceback__ is None
+
+
+def _traceback_depth(error: BaseException) -> int:
+    return len(traceback.extract_tb(error.__traceback__))
+
+
+async def test_a_kept_error_raised_again_does_not_grow_its_traceback(
+    fake_kie: FakeKie, veo: VeoSession
+) -> None:
+    """result() raises the error that ended the last wait each time afresh:
+    re-raising one exception object would otherwise add the caller's frames
+    to its traceback every time (memory growing with every call)."""
+    fake_kie.add_task("veo_a", complete_after=600)
+    handle = veo.task("veo_a")
+    with pytest.raises(WaitTimeoutError):
+        await handle.wait(timeout=0.1)
+    depths = []
+    for _ in range(5):
+        with pytest.raises(WaitTimeoutError) as caught:
+            handle.result()
+        assert caught.value is handle.error
+        depths.append(_traceback_depth(caught.value))
+    assert depths == [depths[0]] * 5
+    assert depths[0] <= 2  # result() and what it raised through, nothing older
+
+
+async def test_waiters_of_a_failed_run_raise_its_error_from_where_it_arose(
+    veo: VeoSession,
+) -> None:
+    """Every waiter of a run that ended in an error raises that one error
+    with the traceback it had when the run ended, plus the waiter's own
+    frames: not under the frames of every waiter before it (nor of the
+    earlier waits of the same handle)."""
+    with pytest.raises(RecordNotFoundError) as caught:
+        await veo.task("veo_alone").wait()
+    alone = _traceback_depth(caught.value)
+    handle = veo.task("veo_nobody")
+    errors = await asyncio.gather(*(handle.wait() for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(error, RecordNotFoundError) for error in errors)
+    assert len({id(error) for error in errors}) == 1  # one run, one error
+    assert _traceback_depth(errors[0]) <= alone  # (gather adds no frame of the test)
+    for _ in range(3):
+        with pytest.raises(RecordNotFoundError) as caught:
+            handle.result()
+        assert _traceback_depth(caught.value) <= 2
 
 
 # -- closing the session -----------------------------------------------------------------------

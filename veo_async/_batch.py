@@ -629,7 +629,9 @@ def _raise_first_failure(tracker: CompletionTracker) -> None:
     outcome = tracker.outcome(failed)
     assert isinstance(outcome, BaseException)
     try:
-        raise outcome
+        # Perhaps a handle's kept error, raised before: afresh, or its
+        # traceback would grow with every batch that raises it.
+        raise outcome.with_traceback(None)
     finally:
         # The error's traceback holds this frame: without these locals no
         # cycle (error -> traceback -> frame -> error, or the tracker and

@@ -128,6 +128,7 @@ class _PollRun(Ticket):
         "due",
         "ended",
         "error",
+        "error_traceback",
         "granted_at",
         "handle",
         "listeners",
@@ -352,6 +353,9 @@ class _PollRun(Ticket):
         self.ended = True
         self.error = error
         if error is not None:
+            # Set only here, and read only when ``error`` is set: every waiter
+            # raises the error with this traceback (see VeoTask._changes).
+            self.error_traceback = error.__traceback__
             if isinstance(error, VeoError) and error.task_id is None:
                 # Errors of no request (the session closed while this run
                 # waited its turn): each a fresh one, named for its task as
@@ -531,7 +535,9 @@ class VeoTask:
         """
         failure = self.exception()
         if failure is not None:
-            raise failure
+            # A kept error may be raised many times: each time afresh, or its
+            # traceback would grow by this frame and the caller's every time.
+            raise failure.with_traceback(None)
         record = self._record
         assert record is not None  # exception() found the SUCCESS record
         return record
@@ -770,7 +776,10 @@ class VeoTask:
                         # the run may have ended on a newer record meanwhile.
                         continue
                 if run.ended and run.error is not None:
-                    raise run.error
+                    # Every waiter raises the one error: from where it arose,
+                    # not under the frames of each waiter before (as
+                    # asyncio.Future does), or its traceback would grow.
+                    raise run.error.with_traceback(run.error_traceback)
                 if run.ended and not follower.expired:
                     # Stopped by nobody's wish (cannot happen while we follow).
                     raise self._registry.requester.stopped_error()
