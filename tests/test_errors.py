@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import pickle
 
@@ -478,3 +479,52 @@ async def test_an_answer_cut_mid_body_is_a_truncated_response_both_kinds_catch()
         assert posts[0] == 1
         info = await veo.task("veo_cut").wait(policy=fast)  # the third answer, whole
         assert info.status is TaskStatus.SUCCESS
+
+
+def _answer_of(task_id: str, flag: int) -> bytes:
+    body = (
+        b'{"code":200,"msg":"success","data":{"taskId":"%s","successFlag":%d,'
+        b'"createTime":"2026-11-30 10:00:00","response":%s}}'
+        % (task_id.encode(), flag, b'{"resultUrls":["https://r/v.mp4"]}' if flag else b"null")
+    )
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+@pytest.mark.loopback
+async def test_an_answer_sent_unasked_on_an_idle_connection_does_not_end_a_wait() -> None:
+    """A server that sends an extra answer on an idle keep-alive connection
+    (another task's record) has it read as the next request's: that answer
+    is refused as another task's (never taken for this task's record), as a
+    retryable ResponseError, and a wait asks again and gets its own record."""
+    polls: dict[str, int] = {}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                task_id = head.split(b"taskId=")[1].split(b" ")[0].decode()
+                polls[task_id] = polls.get(task_id, 0) + 1
+                writer.write(_answer_of(task_id, 1 if polls[task_id] >= 2 else 0))
+                await writer.drain()
+                if sum(polls.values()) == 1:
+                    await asyncio.sleep(0.05)  # the connection is idle in the pool
+                    writer.write(_answer_of("veo_stranger", 0))
+                    await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fast = PollPolicy(first_poll=0, interval=0.01, jitter=0, timeout=5)
+    async with server, VeoSession("k" * 16, base_url=f"http://127.0.0.1:{port}") as veo:
+        assert (await veo.record_info("veo_first")).task_id == "veo_first"
+        await asyncio.sleep(0.2)
+        with pytest.raises(ResponseError) as caught:
+            await veo.record_info("veo_second")  # one request, no retry: the stray answer
+        assert "got the record of task 'veo_stranger'" in str(caught.value)
+        assert caught.value.retryable
+        assert caught.value.task_id == "veo_second"
+        info = await veo.task("veo_waited").wait(policy=fast)
+        assert (info.task_id, info.status) == ("veo_waited", TaskStatus.SUCCESS)

@@ -161,7 +161,7 @@ def _exact_decode(body: bytes) -> RecordInfo | Exception:
         return RecordNotFoundError("not visible", code=200, http_status=200, task_id=TASK_ID)
     full = _full(data)
     if isinstance(full, RecordInfo) and full.task_id != TASK_ID:
-        return ResponseError("another task", field="taskId", retryable=False)
+        return ResponseError("another task", field="taskId", retryable=True)
     return full
 
 

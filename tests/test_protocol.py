@@ -657,13 +657,14 @@ def test_record_info_accepts_integral_success_flags(flag: object) -> None:
 
 @pytest.mark.parametrize("other", ["veo_task_other", 12345, " veo_task_abc"])
 def test_record_of_another_task_is_refused(other: object) -> None:
-    """A record whose taskId is not the one asked for raises, naming both ids."""
+    """A record whose taskId is not the one asked for raises, naming both ids;
+    retryable (an answer gone astray: the next one may be this task's)."""
     body = envelope(200, "success", {"taskId": other, "successFlag": 1})
     with pytest.raises(ResponseError) as info:
         decode_record_info(raw(body), TASK)
     err = info.value
     assert err.field == "taskId"
-    assert err.retryable is False
+    assert err.retryable is True
     assert err.task_id == TASK
     assert repr(TASK) in err.message
     assert repr(str(other)) in err.message

@@ -12,9 +12,11 @@ HTML pages and real HTTP statuses. So:
 What is worth retrying: an unreadable body (not JSON: HTML, truncated, empty)
 is a transient proxy or network accident, so its ResponseError is retryable; a
 well-formed answer of the wrong *shape* (JSON that is no envelope, a record
-without ``taskId``/``successFlag``, an unknown ``successFlag``, another task's
-record) will be the same next time, so its ResponseError is not; nor is a
-redirect (3xx), which is never followed.
+without ``taskId``/``successFlag``, an unknown ``successFlag``) will be the
+same next time, so its ResponseError is not; nor is a redirect (3xx), which
+is never followed. Another task's record is retryable: it is an answer gone
+astray (sent unasked on a kept-alive connection, or a proxy's mix-up), not
+what the service says of the task asked for.
 
 Pure functions of ``(status, headers, body)``: no aiohttp, no event loop, so
 every quirk is tested on bytes alone (the gidgethub ``decipher_response`` idea).
@@ -345,8 +347,9 @@ def decode_record_info(
         envelope's JSON parse.
     :param tz: the zone of time strings without one (default
         :data:`~veo_async._convert.KIE_TIMEZONE`, UTC+8).
-    :raises ResponseError: not retryable, when the record is of another task
-        (``field="taskId"``) or of the wrong shape (see :func:`record_from_wire`).
+    :raises ResponseError: retryable, when the record is of another task
+        (``field="taskId"``); not retryable, when it is of the wrong shape (see
+        :func:`record_from_wire`).
     """
     if tz is KIE_TIMEZONE and response.status < 300:
         try:
@@ -395,7 +398,13 @@ def _not_visible(response: RawResponse, task_id: str) -> RecordNotFoundError:
 
 
 def _checked_owner(record: RecordInfo, response: RawResponse, task_id: str) -> RecordInfo:
-    """*record*, if it is the record of *task_id*; else raise."""
+    """*record*, if it is the record of *task_id*; else raise.
+
+    Retryable: another task's record is an answer gone astray, not what the
+    service says of this task (an answer a server sent unasked on an idle
+    keep-alive connection is read as the next request's; a proxy may serve
+    one URL's answer for another): a wait asks again, up to its deadline.
+    """
     if record.task_id != task_id:
         raise ResponseError(
             f"asked for task {task_id!r}, got the record of task {record.task_id!r}",
@@ -403,7 +412,7 @@ def _checked_owner(record: RecordInfo, response: RawResponse, task_id: str) -> R
             field="taskId",
             task_id=task_id,
             excerpt=excerpt(response.body),
-            retryable=False,
+            retryable=True,
         )
     return record
 
