@@ -12,7 +12,7 @@ import asyncio
 import gc
 import traceback
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -444,3 +444,47 @@ async def test_a_finished_batch_lets_go_of_its_handles_a_slice_per_loop_step(
     assert len(refs) == len(ids)
     assert all(ref() is None for ref in refs)
     assert max(freed_per_step) <= SETUP_CHUNK + 1  # (+1: the loop variable above)
+
+
+@pytest.mark.parametrize(
+    ("how", "ending"),
+    [
+        (how, ending)
+        for how in ("wait", "await", "on_update")
+        for ending in ("failed", "timed out", "not found")
+        if (how, ending) != ("await", "timed out")  # (await has the policy's deadline)
+    ],
+)
+async def test_a_failed_wait_is_freed_without_the_collector(
+    ending: str, how: str, fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """A wait that raises (a failed task, its deadline, a run's error) leaves
+    no cycle of ours once the handle and the error are let go of: the
+    handle keeps its error, and a frame of the error's traceback that held
+    the handle would make a cycle (handle, record, error, frames) that only
+    the collector frees."""
+    if ending != "not found":
+        fake_kie.add_tasks(
+            [TaskScript(IDS[0], complete_after=0.0 if ending == "failed" else 1e6, final_status=3)]
+        )
+    limit = 0.3 if ending == "timed out" else 10.0  # (not found: after the 0.3 s grace)
+    task = veo.task(IDS[0])
+    seen: list[object] = []
+    waiting: Awaitable[object] = (
+        task
+        if how == "await"
+        else task.wait(timeout=limit, on_update=seen.append if how == "on_update" else None)
+    )
+    with pytest.raises(VeoError) as caught:
+        await waiting
+    assert type(caught.value) is {
+        "failed": TaskFailedError,
+        "timed out": WaitTimeoutError,
+        "not found": RecordNotFoundError,
+    }[ending]
+    assert caught.value is task.error
+    # The error still says where it came from, line by line.
+    assert "_task.py" in "".join(traceback.format_tb(caught.value.__traceback__))
+    del task, caught, seen, waiting
+    gc.collect()
+    assert ours(saved_garbage) == []

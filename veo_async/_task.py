@@ -692,12 +692,23 @@ class VeoTask:
             raise TypeError("on_update must be callable")
         limit, chosen = self._registry.wait_settings(timeout, policy)
         if on_update is not None:
-            return await self._wait_reporting(limit, chosen, on_update)
-        deadline = None if limit is None else _now() + limit
-        async with aclosing(self._changes(limit, deadline, chosen, every=False)) as changes:
-            async for record in changes:
-                return self._finish(record)
-        raise AssertionError("unreachable")  # pragma: no cover - _changes yields or raises
+            record = await self._wait_reporting(limit, chosen, on_update)
+        else:
+            deadline = None if limit is None else _now() + limit
+            async with aclosing(self._changes(limit, deadline, chosen, every=False)) as changes:
+                record = await anext(changes)  # terminal (else it raises what ended the run)
+        outcome = self._kept_outcome(record)
+        if isinstance(outcome, RecordInfo):
+            return outcome
+        # A failed task: the handle keeps the error (its ``error``), so the
+        # error must leave from a frame that does not hold the handle, or
+        # handle -> error -> traceback -> frame -> handle would be a cycle
+        # only the collector frees.
+        del self, record
+        try:
+            raise outcome
+        finally:
+            del outcome
 
     async def _wait_reporting(
         self, limit: float | None, policy: AnyPolicy, on_update: UpdateCallback
@@ -710,7 +721,7 @@ class VeoTask:
                 if inspect.isawaitable(result):
                     await result
         assert record is not None  # _changes ends only after a terminal record
-        return self._finish(record)
+        return record
 
     def __await__(self) -> Generator[Any, None, RecordInfo]:
         return self.wait().__await__()
@@ -730,15 +741,16 @@ class VeoTask:
         deadline = None if limit is None else _now() + limit
         return self._changes(limit, deadline, chosen, every=True)
 
-    def _finish(self, record: RecordInfo) -> RecordInfo:
-        """The outcome of a terminal record, remembered for :meth:`result`."""
-        try:
-            outcome = _outcome(record)
-        except TaskFailedError as exc:
-            self._error = exc  # the very exception raised: ``handle.error is exc``
-            raise
-        self._error = None
-        return outcome
+    def _kept_outcome(self, record: RecordInfo) -> RecordInfo | TaskFailedError:
+        """The outcome of a terminal record, remembered for :meth:`result`:
+        the record itself after success, else the error :meth:`wait` raises
+        (``handle.error is`` that very exception)."""
+        if record.status is _SUCCESS:
+            self._error = None
+            return record
+        error = TaskFailedError(record)
+        self._error = error
+        return error
 
     async def _changes(
         self, limit: float | None, deadline: float | None, policy: AnyPolicy, *, every: bool
