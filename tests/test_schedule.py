@@ -20,6 +20,7 @@ from veo_async._schedule import (
     AdaptiveSchedule,
     DurationLearner,
     DurationPrior,
+    PooledPrior,
     _Curve,
     _expected_requests,
     _grid_distribution,
@@ -207,18 +208,46 @@ def test_unknown_age_follows_the_fresh_schedule() -> None:
 
 @pytest.mark.parametrize("model", ["veo3_fast", "veo3", "veo3_lite", None, "other"])
 def test_gaps_respect_min_and_max(model: str | None) -> None:
-    """Every gap is >= min_gap, and <= max_gap past the median and past the horizon."""
+    """Every gap is >= min_gap, and <= max_gap past the bulk (the 90th
+    percentile, or twice the documented median if that comes first) and past
+    the horizon."""
     schedule = POLICY.schedule()
     rng = random.Random(5)
     table = schedule.table(model)
-    median_age = 2.0 * next(i for i, c in enumerate(table.done) if c >= 0.5)
+    documented = POLICY.priors.get(model or "", PooledPrior).median
+    bulk_age = min(
+        2.0 * next(i for i, c in enumerate(table.done) if c >= 0.9), 2 * documented
+    )
     low, high = 1 - POLICY.jitter, 1 + POLICY.jitter
     for age in [a * 3.7 for a in range(1200)]:
         delay = schedule.next_delay(model=model, age=age, polls=3, rng=rng)
         assert delay >= POLICY.min_gap
-        if age >= median_age:
+        if age >= bulk_age:
             assert delay <= POLICY.max_gap * high
     assert POLICY.min_gap * low <= POLICY.min_gap
+
+
+def test_a_valley_between_two_kinds_of_render_is_not_polled_every_max_gap() -> None:
+    """One model whose renders are of two kinds (half about 100 s, half about
+    400 s): its median falls in the empty valley between them, and gaps are
+    capped only past the bulk (the 90th percentile), so the valley is crossed
+    in one long gap, and the requests saved go to the two modes; past the
+    bulk, gaps stay within max_gap."""
+    rng = random.Random(11)
+    times = lognormal(rng, 1000, 100, 0.2) + lognormal(rng, 1000, 400, 0.2)
+    schedule = fed(times, model="veo3")
+    polls = fresh_polls(schedule, "veo3", 40)
+    gaps = {a: b - a for a, b in itertools.pairwise(polls)}
+    # (Capped from the median, it was polled at 224, 253 and 283 s.)
+    assert sum(1 for a in polls if 190 <= a < 290) <= 1
+    assert max(gaps.values()) > 2 * POLICY.max_gap
+    bulk_end = sorted(times)[int(0.9 * len(times))]
+    past_bulk = [gap for a, gap in gaps.items() if a >= bulk_end]
+    assert past_bulk
+    assert max(past_bulk) <= POLICY.max_gap * (1 + POLICY.jitter)
+    # Both modes are polled closer than every max_gap.
+    assert sum(1 for a in polls if 80 <= a <= 130) >= 3
+    assert sum(1 for a in polls if 330 <= a <= 480) >= 8
 
 
 def test_optimal_polls_lands_on_a_point_mass() -> None:
@@ -321,7 +350,7 @@ def test_gaps_the_grid_cannot_honour_are_refused(max_gap: float, min_gap: float)
         POLICY.replace(max_gap=max_gap, min_gap=min_gap)
     policy = POLICY.replace(max_gap=4.0, min_gap=3.0, jitter=0.0)
     schedule, rng = policy.schedule(), random.Random(1)
-    age, gaps = 400.0, []
+    age, gaps = 600.0, []  # past the bulk (twice veo3's documented median)
     for polls in range(1, 50):
         delay = schedule.next_delay(model="veo3", age=age, polls=polls, rng=rng)
         gaps.append(delay)
