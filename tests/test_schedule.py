@@ -165,6 +165,22 @@ def test_unknown_model_starts_from_the_pooled_estimate_and_the_pooled_prior() ->
     assert unknown[0] < pooled[0] - 60
 
 
+@pytest.mark.parametrize(
+    ("alias", "model"), [("fast", "veo3_fast"), ("quality", "veo3"), ("lite", "veo3_lite")]
+)
+def test_the_extend_endpoints_model_names_start_from_their_models_priors(
+    alias: str, model: str
+) -> None:
+    """The extend endpoint names the models fast, quality and lite (and an
+    extend's record says so): each starts from the prior of the model it
+    names, not from the wide pooled prior, and learns on its own."""
+    schedule = POLICY.replace(jitter=0).schedule()
+    assert schedule.table(alias).fresh == schedule.table(model).fresh
+    assert schedule.table(alias).fresh != schedule.table("veo9").fresh
+    fed_alias = fed(lognormal(random.Random(4), 300, 600, 0.2), model=alias)
+    assert fed_alias.table(alias).fresh != fed_alias.table(model).fresh
+
+
 def test_learner_tracks_a_bounded_number_of_models() -> None:
     """Names past max_models feed only the pooled estimate."""
     learner = DurationLearner(max_models=2)

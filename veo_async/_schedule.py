@@ -393,13 +393,26 @@ class DurationPrior:
 #: The prior of a model with no prior of its own, and of ``model=None``.
 PooledPrior = DurationPrior(median=200.0, sigma=0.6)
 
+_VEO3_FAST = DurationPrior(median=150.0, sigma=0.35)
+_VEO3 = DurationPrior(median=300.0, sigma=0.35)
+_VEO3_LITE = DurationPrior(median=120.0, sigma=0.4)
+
 #: Documented priors, from the service's pages ("veo3_fast usually 2-3
 #: minutes, veo3 4-6, extends and 4K up to 10+"); each weighs
-#: ``AdaptivePolicy.prior_weight`` observations.
+#: ``AdaptivePolicy.prior_weight`` observations. ``fast``, ``quality`` and
+#: ``lite`` are the names the extend endpoint (and the pages) give the same
+#: three models: a record of an extend names its model so, and they start
+#: from that model's prior (each name still learns on its own).
 DEFAULT_PRIORS: Mapping[str, DurationPrior] = {
-    "veo3_fast": DurationPrior(median=150.0, sigma=0.35),
-    "veo3": DurationPrior(median=300.0, sigma=0.35),
-    "veo3_lite": DurationPrior(median=120.0, sigma=0.4),
+    "veo3_fast": _VEO3_FAST,
+    "veo3": _VEO3,
+    "veo3_lite": _VEO3_LITE,
+    # Without these, such names started from the wide pooled prior (200 s):
+    # of 120 files of them (200-1,000 tasks; a service 0.5-2x the documented
+    # times; 0 or 5 % early failures), 31 missed the goal, 15 with them.
+    "fast": _VEO3_FAST,
+    "quality": _VEO3,
+    "lite": _VEO3_LITE,
 }
 
 
