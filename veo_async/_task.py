@@ -555,7 +555,7 @@ class VeoTask:
         """
         record = self._record
         if record is not None and record.status is not _GENERATING:  # is_done, inline
-            return None if record.status is _SUCCESS else TaskFailedError(record)
+            return _failure_of(record)
         if self._error is not None:
             return self._error
         raise asyncio.InvalidStateError(f"task {self.task_id!r} has no outcome yet")
@@ -745,12 +745,8 @@ class VeoTask:
         """The outcome of a terminal record, remembered for :meth:`result`:
         the record itself after success, else the error :meth:`wait` raises
         (``handle.error is`` that very exception)."""
-        if record.status is _SUCCESS:
-            self._error = None
-            return record
-        error = TaskFailedError(record)
-        self._error = error
-        return error
+        self._error = _failure_of(record)
+        return self._error or record
 
     async def _changes(
         self, limit: float | None, deadline: float | None, policy: AnyPolicy, *, every: bool
@@ -1032,10 +1028,17 @@ def _restore(
         handle._record = record
 
 
+def _failure_of(record: RecordInfo) -> TaskFailedError | None:
+    """The error a terminal record's task ended in: None after success."""
+    return None if record.status is _SUCCESS else TaskFailedError(record)
+
+
 def _outcome(record: RecordInfo) -> RecordInfo:
-    if record.status is _SUCCESS:
-        return record
-    raise TaskFailedError(record)
+    """A terminal record after success; else raise the task's failure."""
+    failure = _failure_of(record)
+    if failure is not None:
+        raise failure
+    return record
 
 
 # The registry sweeps out dead handles' entries once it holds this many (or
