@@ -206,6 +206,19 @@ def test_every_errors_repr_names_its_task() -> None:
     assert repr(VeoError("plain")) == "VeoError('plain')"
 
 
+def test_a_subclass_repr_names_its_own_class() -> None:
+    """repr names the error's own class, a subclass's too: a cut answer's
+    TruncatedResponseError printed as "ResponseError(...)" hid what it was."""
+    cut = errors.TruncatedResponseError("the answer broke off", http_status=200)
+    assert repr(cut).startswith("TruncatedResponseError(message='the answer broke off'")
+
+    class MyUncertain(SubmitUncertainError):
+        pass
+
+    uncertain = MyUncertain(GenerateRequest(prompt="a cat"), "reset", task_id=TASK)
+    assert repr(uncertain).startswith("MyUncertain(cause='reset'")
+
+
 def test_str_without_task_id() -> None:
     """Without a task id, str() is just the code and message."""
     assert str(NotFoundError("gone", code=404, http_status=404)) == "[404] gone"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import json
 import logging
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import FunctionType, ModuleType, TracebackType
 from typing import Any
 
 import aiohttp
@@ -34,7 +36,7 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
-from veo_async._http import HttpRequest, _safe
+from veo_async._http import ApiKey, HttpRequest, _safe
 from veo_async._protocol import RawResponse
 from veo_async.testing import FakeKie, Fault
 
@@ -255,6 +257,7 @@ async def test_key_not_in_our_traceback_locals(secret_kie: FakeKie, fake_kie: Fa
         for frame in our_frames(error):
             for variable, value in frame.f_locals.items():
                 assert_clean(repr(value), f"{name}: local {variable!r} of {frame.f_code.co_name}")
+        assert_no_local_reaches_the_key(error)
 
 
 async def test_key_not_in_errors_with_raising_injected_session(fake_kie: FakeKie) -> None:
@@ -292,6 +295,64 @@ def assert_no_frame_holds_the_key(error: BaseException) -> None:
                 where = f"local {variable!r} of {frame.f_code.co_name} ({type(link).__name__})"
                 assert_clean(repr(value), where)
             tb = tb.tb_next
+
+
+def assert_no_local_reaches_the_key(error: BaseException, depth: int = 5) -> None:
+    """No local of veo_async's frames in the error's chain reaches the key
+    (``depth`` references deep), not only through its repr: a reporter that
+    serialises locals, or a debugger, finds what a repr does not show (an
+    aiohttp response's ``request_info.headers``). Not followed: the key's
+    own holder, whose repr hides it; the simulator, which knows the key; and
+    modules, classes and functions (the globals of the whole process, this
+    test's constant included)."""
+    skip = (ApiKey, FakeKie, ModuleType, type, FunctionType)
+    for frame in our_frames(error):
+        for variable, value in frame.f_locals.items():
+            seen: set[int] = set()
+            layer: list[object] = [value]
+            for _ in range(depth):
+                following: list[object] = []
+                for item in layer:
+                    if id(item) in seen or isinstance(item, skip):
+                        continue
+                    seen.add(id(item))
+                    if isinstance(item, str | bytes):
+                        text = item if isinstance(item, str) else item.decode("latin-1")
+                        assert_clean(text, f"what local {variable!r} of {frame.f_code.co_name} holds")
+                        continue
+                    following.extend(gc.get_referents(item))
+                    if isinstance(item, Mapping):  # a C mapping may hide its items from gc
+                        following.extend(itertools.chain.from_iterable(item.items()))
+                layer = following
+
+
+async def _cut_mid_body(request: web.Request) -> web.StreamResponse:
+    """HTTP 200 whose body breaks off: a Content-Length, then part of it and a reset."""
+    body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": "t1"}}).encode()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[:10])
+    assert request.transport is not None
+    request.transport.abort()
+    return response
+
+
+@pytest.mark.parametrize("call", ["read", "create"])
+async def test_an_answer_cut_mid_body_leaves_no_frame_reaching_the_key(call: str) -> None:
+    """A body that breaks off (TruncatedResponseError; a create's
+    SubmitUncertainError chains it): no local of any frame of the error's
+    chain reaches the key, not even through aiohttp's response, whose
+    request_info holds the request's headers."""
+    async with (
+        serving(_cut_mid_body) as url,
+        VeoSession(SECRET, base_url=url, policy=QUICK) as veo,
+    ):
+        expected = ResponseError if call == "read" else SubmitUncertainError
+        with pytest.raises(expected) as caught:
+            await (veo.record_info("t1") if call == "read" else veo.generate("a cat"))
+    assert_error_clean(caught.value)
+    assert_no_local_reaches_the_key(caught.value)
 
 
 async def _ended_mid_request(secret_kie: FakeKie, how: str) -> BaseException:

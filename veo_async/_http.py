@@ -476,6 +476,9 @@ class AiohttpTransport:
         headers: Mapping[str, str] = {}
         cut = False
         deadlines = self._deadlines
+        # aiohttp's response, once its head came: its request_info holds the
+        # request's headers, the key among them (see finally).
+        response: aiohttp.ClientResponse | None = None
         task = deadlines.enter()
         try:
             async with client.request(
@@ -531,6 +534,10 @@ class AiohttpTransport:
             raise exc.with_traceback(None)  # noqa: B904 (the same error, re-raised)
         finally:
             deadlines.leave(task)
+            # Every error raised here or below keeps this frame, and a reporter
+            # that serialises its locals (or a debugger) would walk from the
+            # response to the key.
+            response = None
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers).
         if cut and status is not None:

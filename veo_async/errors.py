@@ -268,7 +268,7 @@ class ResponseError(VeoError):
 
     def __repr__(self) -> str:
         return (
-            f"ResponseError(message={self.message!r}, http_status={self.http_status}, "
+            f"{type(self).__name__}(message={self.message!r}, http_status={self.http_status}, "
             f"field={self.field!r}, task_id={self.task_id!r}, excerpt={self.excerpt!r})"
         )
 
@@ -348,7 +348,7 @@ class SubmitUncertainError(VeoError):
 
     def __repr__(self) -> str:
         return (
-            f"SubmitUncertainError(cause={self.cause!r}, request={self.request!r}, "
+            f"{type(self).__name__}(cause={self.cause!r}, request={self.request!r}, "
             f"task_id={self.task_id!r})"
         )
 
