@@ -318,7 +318,8 @@ def assert_no_local_reaches_the_key(error: BaseException, depth: int = 5) -> Non
                     seen.add(id(item))
                     if isinstance(item, str | bytes):
                         text = item if isinstance(item, str) else item.decode("latin-1")
-                        assert_clean(text, f"what local {variable!r} of {frame.f_code.co_name} holds")
+                        where = f"what local {variable!r} of {frame.f_code.co_name} holds"
+                        assert_clean(text, where)
                         continue
                     following.extend(gc.get_referents(item))
                     if isinstance(item, Mapping):  # a C mapping may hide its items from gc
