@@ -866,6 +866,51 @@ def test_the_prior_is_wider_until_finishes_pin_its_median() -> None:
     assert below_half_median(learner) < 0.03
 
 
+def median_of(learner: DurationLearner, model: str) -> float:
+    """The median of ``model``'s estimate, in seconds."""
+    masses = learner.masses(model)
+    total = 0.0
+    for k, mass in enumerate(masses):
+        total += mass
+        if total >= 0.5:
+            return math.exp((k + 0.5) * _LOG_BIN)
+    return math.inf
+
+
+def test_a_model_not_seen_yet_moves_as_the_others_did_from_their_priors() -> None:
+    """One service's renders speed up and slow down together: veo3_fast's
+    renders at half their documented time move veo3's estimate, before any
+    veo3 task finished, most of the way down (the move of 50 finishes counts
+    50/60); veo3's own finishes at its documented time then take it back."""
+    learner = DurationLearner()
+    documented = DEFAULT_PRIORS["veo3"].median
+    assert median_of(learner, "veo3") == pytest.approx(documented, rel=0.05)
+    half = DEFAULT_PRIORS["veo3_fast"].median / 2
+    for seconds in lognormal(random.Random(31), 50, half, 0.3):
+        learner.observe("veo3_fast", seconds)
+    expected = documented * math.exp(math.log(0.5) * 50 / 60)
+    assert median_of(learner, "veo3") == pytest.approx(expected, rel=0.1)
+    assert median_of(learner, "veo3_lite") < 0.65 * DEFAULT_PRIORS["veo3_lite"].median
+    for seconds in lognormal(random.Random(32), 200, documented, 0.3):
+        learner.observe("veo3", seconds)
+    assert median_of(learner, "veo3") == pytest.approx(documented, rel=0.1)
+
+
+def test_names_without_a_prior_neither_move_nor_are_moved_by_the_others() -> None:
+    """A name with no prior of its own has no documented median to move
+    from: its tasks do not move veo3's estimate, and the others' moves do
+    not move its (pooled) one."""
+    learner = DurationLearner()
+    unseen = median_of(learner, "veo3")
+    for seconds in lognormal(random.Random(33), 100, 40.0, 0.3):
+        learner.observe("my_model", seconds)
+    assert median_of(learner, "veo3") == pytest.approx(unseen, rel=0.05)
+    pooled = median_of(learner, "my_model")
+    for seconds in lognormal(random.Random(34), 100, 60.0, 0.3):
+        learner.observe("veo3_fast", seconds)
+    assert median_of(learner, "my_model") == pytest.approx(pooled, rel=0.05)
+
+
 # -- carrying what was learned over -------------------------------------------------
 
 
