@@ -28,6 +28,7 @@ from veo_async import (
     RecordNotFoundError,
     RedisStore,
     ResumeReport,
+    SessionClosedError,
     SQLiteStore,
     StoreCorruptError,
     StoreLockedError,
@@ -639,6 +640,34 @@ async def test_completed_polls_what_it_delivers_and_includes_new_creations(
         second = await veo.generate("two")
         await asyncio.wait_for(consumer, 10)
         assert sorted(delivered) == sorted([first.task_id, second.task_id])
+    assert not leftover_tasks()
+
+
+@pytest.mark.parametrize("unfinished", [False, True])
+async def test_a_following_completed_ends_when_the_session_closes(
+    kie: FakeKie, db: Path, unfinished: bool
+) -> None:
+    """completed(follow=True) raises SessionClosedError once the session
+    closes, whether it still follows a task or waits, idle, for new ones (it
+    then waited forever: a worker's shutdown that awaited it hung)."""
+    kie.add_tasks(["veo_done"])
+    kie.add_task("veo_slow", complete_after=3600)
+    got: list[str] = []
+
+    async def consume(veo: VeoSession) -> None:
+        async for task in veo.completed(follow=True):
+            got.append(task.task_id)
+            await task.ack()
+
+    async with durable(kie, db) as veo:
+        await veo.track(["veo_done", "veo_slow"] if unfinished else ["veo_done"])
+        consumer = asyncio.create_task(consume(veo))
+        assert await eventually(lambda: got == ["veo_done"])
+        await asyncio.sleep(0.05)
+        assert not consumer.done()
+    done, _ = await asyncio.wait({consumer}, timeout=5)
+    assert done, "completed(follow=True) still waits after the session closed"
+    assert isinstance(consumer.exception(), SessionClosedError)
     assert not leftover_tasks()
 
 

@@ -168,6 +168,22 @@ async def test_reading_a_store_never_makes_one_and_a_bad_file_is_a_usage_error(
     assert "contains whitespace" in run.stderr
 
 
+async def test_a_usage_error_of_tasks_resume_points_to_its_own_help(tmp_path: Path) -> None:
+    """tasks resume without an API key: the hint names "tasks resume --help"
+    (it named "tasks resume wait --help", no command: resume runs wait's code)."""
+    db = tmp_path / "tasks.db"
+    async with SQLiteStore(db) as store:
+        await store.track(["veo_a"])
+    for argv, command in (
+        (("tasks", "resume"), "veo-async tasks resume --help"),
+        (("wait",), "veo-async wait --help"),
+    ):
+        run = await cli(*argv, "--store", str(db))
+        assert run.code == 2
+        assert "no API key" in run.stderr
+        assert run.stderr.rstrip().endswith(f"(see '{command}')"), run.stderr
+
+
 async def test_generate_with_a_store_never_sends_a_request_twice(
     tmp_path: Path,
 ) -> None:

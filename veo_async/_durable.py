@@ -191,7 +191,13 @@ class _Delivery:
             return
         if error is None or isinstance(error, GONE):
             self.arrived(handle)
-        elif self.error is None:
+        else:
+            self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """End the iteration with ``error`` (the first one told), once what
+        is queued has been yielded."""
+        if self.error is None:
             self.error = error
             self.wake()
 
@@ -553,6 +559,11 @@ class DurableTracker:
         if self._closed:
             return
         self._keepers.clear()  # their runs ended with the requester
+        # An iteration that follows new tasks may be idle, following none:
+        # no run of its ends to tell it (one that follows a task is told by
+        # that run), and no task will come to a closed session.
+        for delivery in self._deliveries:
+            delivery.fail(SessionClosedError("the VeoSession was closed while waiting"))
         writer = self._writer
         try:
             try:

@@ -359,6 +359,11 @@ class VeoSession:
     def task(self, task_id: str) -> VeoTask:
         """The handle of a task; no I/O. The same object for the same id while alive.
 
+        With a ``store``, the id is tracked from here (written with the
+        store's next batched write): a later :meth:`completed` or
+        :meth:`resume` polls it and delivers its outcome until it is
+        acknowledged, even if nothing waits on the handle now.
+
         :raises ValueError: for an id that is not a sane non-empty string.
         """
         self._check_open()

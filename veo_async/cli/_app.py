@@ -339,9 +339,16 @@ def resume_tasks(
     One JSON line per result not yet acknowledged (see "wait --help").
     """
     # (wait with no ids refuses a store never made: nothing to resume)
-    result: int = ctx.invoke(
-        wait, ids=(), files=(), store_path=store_path, output=output, concurrency=concurrency
-    )
+    try:
+        result: int = ctx.invoke(
+            wait, ids=(), files=(), store_path=store_path, output=output, concurrency=concurrency
+        )
+    except click.UsageError as exc:
+        # Raised in the context invoke() made for wait, whose path reads
+        # "tasks resume wait": the user typed this command.
+        if exc.ctx is not None and exc.ctx.parent is ctx:
+            exc.ctx = ctx
+        raise
     return result
 
 
