@@ -456,6 +456,28 @@ def test_safe_resends_are_bounded() -> None:
     in_process(body)
 
 
+def test_closing_the_session_ends_a_create_waiting_to_be_resent() -> None:
+    """A create refused with 455 waits 1, 2, 4... s before each resend; the
+    session's close ends that wait at once with SessionClosedError (a plain
+    sleep outlived the close by up to 16 s), and nothing more is sent."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        loop = asyncio.get_running_loop()
+        kie.inject_create(Fault.maintenance(), 10)
+        create = asyncio.ensure_future(veo.generate("a cat"))
+        assert await eventually(lambda: len(requests_to(kie, GENERATE)) == 1)
+        await asyncio.sleep(0.2)  # in the wait before the first resend (0.8-1.2 s)
+        assert not create.done()
+        closed_at = loop.time()
+        await veo.aclose()
+        with pytest.raises(SessionClosedError):
+            await create
+        assert loop.time() - closed_at < 0.1
+        assert len(requests_to(kie, GENERATE)) == 1
+
+    in_process(body)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
