@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import pytest
 
+import veo_async
 from veo_async.policy import POLICY_TIMEOUT, PollPolicy, resolve_timeout
 
 DEFAULT = PollPolicy()
@@ -395,3 +396,25 @@ def test_an_integer_too_large_for_a_float_is_refused_by_name() -> None:
             make()
         name = label.split(".")[-1]
         assert name in str(caught.value) or label == "resolve_timeout", (label, caught.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: PollPolicy(timeout="x"), "timeout"),  # type: ignore[arg-type]
+        (lambda: PollPolicy(interval=None), "interval"),  # type: ignore[arg-type]
+        (lambda: veo_async.AdaptivePolicy(timeout="x"), "timeout"),
+        (lambda: veo_async.AdaptivePolicy(not_found_grace=True), "not_found_grace"),
+        (lambda: veo_async.DurationPrior("150", 0.3), "median"),  # type: ignore[arg-type]
+        (lambda: veo_async.VeoSession("sk-test", request_timeout="8"), "request_timeout"),  # type: ignore[arg-type]
+    ],
+    ids=["poll-timeout", "poll-interval", "adaptive-timeout", "adaptive-grace", "prior", "session"],
+)
+def test_a_setting_that_is_no_number_is_refused_alike_everywhere(make: Any, field: str) -> None:
+    """A setting that is not a number (a str, None, a bool) raises an error
+    that is both a ValueError, as every refused setting is, and a TypeError:
+    PollPolicy said ValueError and AdaptivePolicy TypeError for the same
+    bad timeout, so code catching one missed the other."""
+    with pytest.raises(ValueError, match=f"{field} must be a number") as caught:
+        make()
+    assert isinstance(caught.value, TypeError)

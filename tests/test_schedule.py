@@ -911,6 +911,28 @@ def test_names_without_a_prior_neither_move_nor_are_moved_by_the_others() -> Non
     assert median_of(learner, "my_model") == pytest.approx(pooled, rel=0.05)
 
 
+@pytest.mark.parametrize("seen_running_at", [1200.0, 8 * 3600.0])
+def test_a_task_seen_running_past_its_own_finish_adds_no_tail(seen_running_at: float) -> None:
+    """Ids handed in whose ages read 20 minutes or 8 hours too old (a server
+    clock behind ours, a createTime read in another zone) were seen running
+    at that age, then finished in about 150 s: the learner kept both, every
+    such task ran through every later bin, and the estimate grew a tail
+    (log-sd 1.6-2.1 for renders of 0.3) that tasks aged right were planned
+    on. What they were seen running past their finish is taken back."""
+    right, skewed = DurationLearner(), DurationLearner()
+    for seconds in lognormal(random.Random(35), 150, 150.0, 0.3):
+        right.survived("veo3_fast", 0.0, 40.0)
+        right.observe("veo3_fast", seconds, running_until=40.0)
+        skewed.survived("veo3_fast", 0.0, seen_running_at)
+        skewed.observe("veo3_fast", seconds, running_until=seen_running_at)
+    learned, expected = skewed.as_prior("veo3_fast"), right.as_prior("veo3_fast")
+    assert learned is not None
+    assert expected is not None
+    assert learned.sigma == pytest.approx(expected.sigma, abs=0.02)
+    assert learned.median == pytest.approx(expected.median, rel=0.03)
+    assert median_of(skewed, None) == pytest.approx(median_of(right, None), rel=0.03)
+
+
 # -- carrying what was learned over -------------------------------------------------
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import gc
 import json
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -879,3 +881,13 @@ def test_a_session_is_bound_to_the_event_loop_it_was_first_used_in() -> None:
     assert asyncio.run(first()) is TaskStatus.SUCCESS
     asyncio.run(second())
     assert kie.total_requests == 1
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy, pickle.dumps])
+async def test_a_session_cannot_be_copied_or_pickled(veo: VeoSession, how: Any) -> None:
+    """copy.copy(session) made a second session sharing the first one's
+    requester and store: closing the copy closed them under the original,
+    which still said it was open. Copies and pickles are refused."""
+    with pytest.raises(TypeError, match="VeoSession cannot be"):
+        how(veo)
+    assert not veo.closed

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["is_finite", "shown"]
+__all__ = ["NotANumberError", "check_real", "is_finite", "shown"]
 
 
 def is_finite(value: float) -> bool:
@@ -27,3 +27,23 @@ def shown(value: object) -> str:
     if type(value) is int and not is_finite(value):
         return f"an integer of {value.bit_length()} bits"
     return repr(value)
+
+
+class NotANumberError(TypeError, ValueError):
+    """A setting that must be a real number is not one (a str, None, a bool).
+
+    Both a TypeError (its type is wrong) and a ValueError, as every other
+    refused setting of the library is: ``except ValueError`` catches them
+    all, whichever class (PollPolicy, AdaptivePolicy, VeoSession...) refused
+    it; ``except TypeError`` this kind too.
+    """
+
+
+def check_real(name: str, value: object) -> float:
+    """``value`` if it is an int or a float (a bool is not), as it is.
+
+    :raises NotANumberError: naming ``name`` and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NotANumberError(f"{name} must be a number, not {value!r}")
+    return value

@@ -189,7 +189,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._numbers import is_finite, shown
+from ._numbers import check_real, is_finite, shown
 
 __all__ = [
     "DEFAULT_PRIORS",
@@ -389,9 +389,7 @@ class DurationPrior:
 
     def __attrs_post_init__(self) -> None:
         for name in ("median", "sigma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {value!r}")
+            value = check_real(name, getattr(self, name))
             if not is_finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, not {shown(value)}")
         # (A median of 1e308 overflowed later, in the first table, with a
@@ -446,17 +444,16 @@ def _check_rng(rng: object) -> None:
 def _check_number(
     name: str, value: object, minimum: float, *, inclusive: bool = True, finite: bool = True
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {value!r}")
-    endless = not is_finite(value)
+    number = check_real(name, value)
+    endless = not is_finite(number)
     if endless and finite:
-        raise ValueError(f"{name} must be finite, not {shown(value)}")
-    if value < minimum or (not inclusive and value == minimum):
+        raise ValueError(f"{name} must be finite, not {shown(number)}")
+    if number < minimum or (not inclusive and number == minimum):
         relation = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {minimum:g}, not {shown(value)}")
+        raise ValueError(f"{name} must be {relation} {minimum:g}, not {shown(number)}")
     if endless:  # (finite=False: NaN or infinite, an int too large for a float too)
-        return math.nan if value != value else math.inf
-    return float(value)
+        return math.nan if number != number else math.inf
+    return float(number)
 
 
 def _field(default: float, minimum: float, *, inclusive: bool = True) -> Any:
@@ -645,6 +642,19 @@ class _Histogram:
         self.tasks += start == 0
         return True
 
+    def retract(self, finished: float, seen_running: float) -> None:
+        """A task seen running at age ``seen_running`` finished at
+        ``finished``, earlier: the ages it was polled at were wrong (a
+        createTime read in another zone, a server clock far off), so its
+        exposure past its finish is taken back. Kept, it made the task one
+        that ran through every later bin: a heavy tail (log-sd 2 for a
+        model of 0.3) that the tasks aged right were then planned on."""
+        lo = _log_bin(finished) + 1
+        hi = _log_bin(seen_running)
+        if hi >= lo:
+            self.reach[lo] -= 1.0
+            self.reach[hi + 1] += 1.0
+
     def add(self, seconds: float, failed: bool, memory: float) -> None:
         self.events[_log_bin(seconds)] += 1.0
         self.weight += 1.0
@@ -817,8 +827,8 @@ class DurationLearner:
         :param running_until: the age at which it was last seen running, as
             told to :meth:`survived` (0 if never): its exposure from there to
             ``seconds`` is added. It may pass ``seconds`` (our clock and the
-            server's disagree): pass it as told, not clamped, so that what
-            :meth:`survived` counted is not counted again.
+            server's disagree): pass it as told, not clamped: what
+            :meth:`survived` counted past ``seconds`` is then taken back.
         :param polls: for a task followed from its creation, the requests its
             wait made; with ``fixed_polls``, those polling every budget
             interval would have made: the spend ledger's entry (see
@@ -843,7 +853,10 @@ class DurationLearner:
         own = self._histogram(model) if model is not None else None
         for hist in (self._pooled, own):
             if hist is not None:
-                hist.expose(running_until, seconds)
+                if running_until > seconds:
+                    hist.retract(seconds, running_until)
+                else:
+                    hist.expose(running_until, seconds)
                 hist.add(seconds, failed, self._memory)
         if own is not None:  # (the pooled estimate is never checked for drift)
             own.recent.append((min(running_until, seconds), seconds, True))

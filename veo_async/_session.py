@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 from ._batch import BatchOutcome, as_completed, check_return_exceptions, wait_many
 from ._convert import KIE_TIMEZONE
@@ -27,7 +27,7 @@ from ._http import (
 )
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
-from ._numbers import is_finite, shown
+from ._numbers import check_real, is_finite, shown
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
 from ._schedule import AdaptivePolicy, DurationLearner
@@ -63,10 +63,9 @@ class _State(enum.Enum):
 def _positive_number(name: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    if not is_finite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, not {shown(value)}")
+    number = check_real(name, value)
+    if not is_finite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive finite number, not {shown(number)}")
 
 
 def _base_url(base_url: str | None) -> str:
@@ -239,6 +238,18 @@ class VeoSession:
             f"VeoSession(base_url={self._base_url!r}, concurrency={self._concurrency}, "
             f"rate={self._rate!r}, {self._state.value})"
         )
+
+    def __copy__(self) -> NoReturn:
+        # A shallow copy would share this session's requester, schedule and
+        # store: entered and closed, it would close them under this one,
+        # which would still say it is open.
+        raise TypeError("a VeoSession cannot be copied: open another one")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        raise TypeError("a VeoSession cannot be copied: open another one")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a VeoSession cannot be pickled: open one in each process")
 
     # -- settings (read-only) ------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 import attrs
 import backoff
 
-from ._numbers import is_finite, shown
+from ._numbers import check_real, is_finite, shown
 
 __all__ = ["POLICY_TIMEOUT", "PollPolicy", "TimeoutArg", "resolve_timeout"]
 
@@ -51,13 +51,12 @@ def _number(
     def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None and optional:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{attribute.name} must be a number, not {value!r}")
-        if not is_finite(value):
-            raise ValueError(f"{attribute.name} must be finite, not {shown(value)}")
-        if value < minimum or (not inclusive and value == minimum):
+        number = check_real(attribute.name, value)
+        if not is_finite(number):
+            raise ValueError(f"{attribute.name} must be finite, not {shown(number)}")
+        if number < minimum or (not inclusive and number == minimum):
             relation = ">=" if inclusive else ">"
-            raise ValueError(f"{attribute.name} must be {relation} {minimum:g}, not {value!r}")
+            raise ValueError(f"{attribute.name} must be {relation} {minimum:g}, not {number!r}")
 
     return check
 
