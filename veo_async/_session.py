@@ -442,6 +442,10 @@ class VeoSession:
             wanted has stopped; other handles are left untouched.
         :raises TypeError: (or ValueError) for ids that are not an iterable of
             valid ids, before any request.
+        :raises SessionClosedError: the session is closed, or closes while
+            the batch is being set up (its ids read and tracked); once its
+            polls run, a close is the outcome of every id not finished (with
+            ``return_exceptions``; else it is raised).
         """
         self._check_open()
         if self._durable is not None:
