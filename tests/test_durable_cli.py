@@ -289,6 +289,12 @@ async def test_a_redis_store_url_serves_wait_and_tasks(
     listed = await cli("tasks", "list", "--store", url, "--json")
     assert listed.code == 0, listed.stderr
     assert [(row["task_id"], row["state"]) for row in listed.lines()] == [("veo_a", "acked")]
+    # An id not there: the URL as given is not echoed (its user info may
+    # hold a password: "task ... is not in redis://:pw@host" printed it).
+    unknown = await cli("tasks", "show", "veo_none", "--store", url)
+    assert unknown.code == 1
+    assert "veo_none is not in that Redis namespace" in unknown.stderr
+    assert "redis://" not in unknown.stderr
     # Reading a namespace with no store makes none (as a missing file is not made).
     missing = await cli("tasks", "list", "--store", url + "-none")
     assert missing.code == 1

@@ -209,6 +209,27 @@ async def test_keys_a_task_store_did_not_write_are_refused(
         await store_on(redis_server, namespace).open()
 
 
+@pytest.mark.parametrize("kind", ["hash", "string without an expiry"])
+async def test_a_lock_key_that_is_no_lease_is_named_as_corrupt(
+    redis_server: RedisServer, namespace: str, client: Any, kind: str
+) -> None:
+    """A lock key a task store did not take (another type, or a string that
+    never expires) would hold the namespace forever: StoreCorruptError naming
+    it, not "held by another process (its lease ends within 15 s)" at every
+    open; a lease another store holds is still StoreLockedError."""
+    lock = "{" + namespace + "}:lock"
+    if kind == "hash":
+        await client.hset(lock, "owner", "someone else")
+    else:
+        await client.set(lock, "someone else")
+    with pytest.raises(StoreCorruptError, match=f"lock key .* is a {kind.split()[0]}"):
+        await store_on(redis_server, namespace, lock_timeout=5.0).open()
+    await client.delete(lock)
+    async with store_on(redis_server, namespace):
+        with pytest.raises(StoreLockedError, match="held by another process"):
+            await store_on(redis_server, namespace, lock_timeout=0.1).open()
+
+
 async def test_a_key_of_the_wrong_type_is_named_as_corrupt(
     redis_server: RedisServer, namespace: str, client: Any
 ) -> None:

@@ -297,6 +297,8 @@ def show(task_id: str, store_path: str) -> int:
 
     found = _read(store_path, read)
     if found is None:
-        raise click.ClickException(f"task {task_id} is not in {store_path}")
+        # Not a Redis URL as given: its user info may hold a password.
+        where = "that Redis namespace" if is_redis(store_path) else store_path
+        raise click.ClickException(f"task {task_id} is not in {where}")
     click.echo(json.dumps(_task_json(found, record=True), indent=2))
     return 0

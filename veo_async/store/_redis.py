@@ -340,6 +340,7 @@ class RedisStore(BatchedStore):
                 raise self._error(exc, "opening") from exc
             if taken:
                 return
+            await self._check_lock_is_a_lease(client)
             if loop.time() >= give_up:
                 raise StoreLockedError(
                     f"task store {self._where} is held by another process (or another "
@@ -348,6 +349,31 @@ class RedisStore(BatchedStore):
                     path=self._where,
                 )
             await asyncio.sleep(min(0.05, max(0.0, give_up - loop.time())))
+
+    async def _check_lock_is_a_lease(self, client: Redis) -> None:
+        """The lock key another holds is a lease a task store took (a string
+        that expires), not a key of something else: one without an expiry,
+        or of another type, would hold the namespace forever, reported as
+        "held by another process" at every open.
+
+        :raises StoreCorruptError: for such a key.
+        """
+        try:
+            kind = _text(await self._bounded(client.type(self._lock_key), "opening"))
+            left = await self._bounded(client.pttl(self._lock_key), "opening")
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "opening") from exc
+        if kind == "none" or left == -2:
+            return  # gone meanwhile: taken at the next try
+        if kind != "string" or left == -1:
+            what = f"a {kind}" if kind != "string" else "a string without an expiry"
+            raise StoreCorruptError(
+                f"task store {self._where}: its lock key {self._lock_key!r} is {what}, "
+                "not a lease a task store takes; use another namespace or delete that key",
+                path=self._where,
+            )
 
     async def _check_layout(self, client: Redis) -> None:
         key = self._prefix + "schema"
