@@ -692,6 +692,7 @@ BAD_INPUT = [
     pytest.param(["frobnicate"], "frobnicate", id="unknown-command"),
     pytest.param(["demo", "--tasks", "0"], "--tasks", id="demo-no-tasks"),
     pytest.param(["simulate", "--port", "70000"], "--port", id="bad-port"),
+    pytest.param(["simulate", "--key", " "], "--key must not be blank", id="blank-sim-key"),
 ]
 
 

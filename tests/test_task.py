@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
 import math
+import pickle
 import traceback
 import weakref
 from collections.abc import Callable
@@ -67,6 +69,24 @@ async def test_same_id_same_handle(veo: VeoSession) -> None:
     assert other is not first
     assert other.task_id == "veo_b"
     assert "veo_a" in repr(first)
+
+
+async def test_a_copy_of_a_handle_is_the_handle(fake_kie: FakeKie, veo: VeoSession) -> None:
+    """One handle per id: copy.copy (and deepcopy, of a structure holding
+    handles) gives the handle itself. A second object for the id shared its
+    poll run but got none of its records: its wait raised SessionClosedError
+    while the session was open. A handle is not pickled (its id is)."""
+    fake_kie.add_task("veo_a", complete_after=0.2)
+    task = veo.task("veo_a")
+    first = asyncio.create_task(task.wait())
+    await asyncio.sleep(0.05)
+    twin = copy.copy(task)
+    assert twin is task
+    assert copy.deepcopy({"held": [task]})["held"][0] is task
+    assert (await twin.wait()).status.name == "SUCCESS"
+    assert (await first).status.name == "SUCCESS"
+    with pytest.raises(TypeError, match="VeoTask cannot be pickled"):
+        pickle.dumps(task)
 
 
 @pytest.mark.parametrize("history", ["refresh", "success", "failure", "timeout", "cancelled"])

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ._create import submit, submit_recorded
 from ._limits import Ticket
@@ -477,6 +477,21 @@ class VeoTask:
     def __repr__(self) -> str:
         status = self.status.name if self.status is not None else "unknown"
         return f"<VeoTask {self.task_id!r} {status}>"
+
+    # One handle per id: a copy is the handle itself. A second object for
+    # the id would share its poll run and get none of its records (its wait
+    # ended "closed" while the session was open), or start a second run.
+    def __copy__(self) -> VeoTask:
+        return self
+
+    def __deepcopy__(self, memo: object) -> VeoTask:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a VeoTask cannot be pickled: pass its task_id, and get the handle "
+            "from the other session with veo.task(task_id)"
+        )
 
     @property
     def record(self) -> RecordInfo | None:

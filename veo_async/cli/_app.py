@@ -509,6 +509,9 @@ def simulate(
     is not JSON; "curl -A my-app/1.0 ..." passes, and so does anything with
     --any-user-agent.
     """
+    if not no_auth and not key.strip():
+        # No session could use it (VeoSession refuses an empty key).
+        raise click.UsageError("--key must not be blank (--no-auth accepts any key, or none)")
     configure_logging(ctx)
     from ._simulate import run_simulator
 
