@@ -25,6 +25,7 @@ from veo_async._schedule import (
     _expected_requests,
     _grid_distribution,
     _late_share,
+    _log_quantiles,
     _pricing,
     optimal_polls,
 )
@@ -866,15 +867,9 @@ def test_the_prior_is_wider_until_finishes_pin_its_median() -> None:
     assert below_half_median(learner) < 0.03
 
 
-def median_of(learner: DurationLearner, model: str) -> float:
+def median_of(learner: DurationLearner, model: str | None) -> float:
     """The median of ``model``'s estimate, in seconds."""
-    masses = learner.masses(model)
-    total = 0.0
-    for k, mass in enumerate(masses):
-        total += mass
-        if total >= 0.5:
-            return math.exp((k + 0.5) * _LOG_BIN)
-    return math.inf
+    return math.exp(_log_quantiles(learner.masses(model), (0.5,))[0])
 
 
 def test_a_model_not_seen_yet_moves_as_the_others_did_from_their_priors() -> None:

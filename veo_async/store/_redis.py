@@ -327,6 +327,7 @@ class RedisStore(BatchedStore):
     async def _take_lease(self, client: Redis) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lock_timeout
+        checked = False  # the key held is a lease (once: then only waited out)
         while True:
             try:
                 self._lease_maybe_held = True  # until the answer says otherwise
@@ -340,7 +341,9 @@ class RedisStore(BatchedStore):
                 raise self._error(exc, "opening") from exc
             if taken:
                 return
-            await self._check_lock_is_a_lease(client)
+            if not checked:
+                await self._check_lock_is_a_lease(client)
+                checked = True
             if loop.time() >= give_up:
                 raise StoreLockedError(
                     f"task store {self._where} is held by another process (or another "
