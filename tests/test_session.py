@@ -8,8 +8,10 @@ import datetime as dt
 import gc
 import json
 import pickle
+import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,7 +38,7 @@ from veo_async import (
     VeoSession,
     VeoTask,
 )
-from veo_async.events import Event, RequestStarted, SessionPaused
+from veo_async.events import Event, RequestFailed, RequestStarted, SessionPaused
 from veo_async.testing import FakeKie, Fault, Quirks
 
 from .conftest import API_KEY, FAST_POLICY, eventually, session_on
@@ -274,6 +276,40 @@ async def test_errors_are_counted_in_stats(fake_kie: FakeKie, veo: VeoSession) -
     assert (veo.stats.requests, veo.stats.failures) == (3, 2)
 
 
+class _RefusingTransport:
+    """A Transport raising what is not a VeoError (as aiohttp does when it
+    refuses how a session was made: .netrc credentials beside our header),
+    its message quoting the key."""
+
+    async def send(self, request: Any) -> RawResponse:
+        raise ValueError(f"cannot send with {API_KEY}")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_transport_error_of_another_kind_is_a_failed_request() -> None:
+    """An exception that is not a VeoError is passed on to the caller as it
+    is, but the request still ends as a failure: it was counted as started
+    only (stats.failures 0, no RequestFailed after its RequestStarted), and
+    its message kept the key."""
+    events: list[Event] = []
+    async with VeoSession(API_KEY, transport=_RefusingTransport(), on_event=events.append) as veo:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="cannot send with") as caught:
+                await veo.record_info("veo_a")
+            assert API_KEY not in str(caught.value)
+        stats = veo.stats
+        assert (stats.requests, stats.failures, stats.in_flight) == (2, 2, 0)
+        assert stats.last_error is not None
+        assert "the transport raised ValueError" in str(stats.last_error)
+        assert API_KEY not in repr(stats.last_error)
+    assert [type(e) for e in events] == [RequestStarted, RequestFailed] * 2
+    failed = events[1]
+    assert isinstance(failed, RequestFailed)
+    assert failed.task_id == "veo_a"
+
+
 # -- the API key and the User-Agent --------------------------------------------------------
 
 
@@ -352,6 +388,28 @@ async def test_injected_client_session_is_used_and_left_open(fake_kie: FakeKie) 
             assert response.status in (200, 401, 403)
     finally:
         await http.close()
+
+
+def test_the_aiohttp_floor_has_what_an_injected_session_needs() -> None:
+    """pyproject admitted aiohttp 3.9, where a session given with a
+    ``base_url`` of its own failed every request (an empty AssertionError,
+    fixed in 3.12) and aiohttp's resend of a GET could not be switched off
+    (3.11): see the test below."""
+    dependencies = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    floor = re.search(r'"aiohttp>=(\d+)\.(\d+)', dependencies)
+    assert floor is not None
+    assert (int(floor[1]), int(floor[2])) >= (3, 12)
+
+
+async def test_an_injected_session_with_a_base_url_of_its_own_works(fake_kie: FakeKie) -> None:
+    """A session made with ``base_url=`` (for its owner's relative requests)
+    still takes our absolute URLs."""
+    fake_kie.add_task("t1")
+    async with (
+        aiohttp.ClientSession(base_url="http://127.0.0.1:9/") as http,
+        VeoSession(API_KEY, base_url=fake_kie.base_url, session=http) as veo,
+    ):
+        assert (await veo.record_info("t1")).status is TaskStatus.SUCCESS
 
 
 @pytest.mark.parametrize(
@@ -577,7 +635,13 @@ async def test_hostile_ids_arrive_verbatim(
         ({"base_url": 3}, TypeError),
         ({"session": 3}, TypeError),
         ({"session": "http"}, TypeError),
+        ({"session": "http", "transport": FakeKie().transport()}, TypeError),
         ({"policy": "fast"}, TypeError),
+        # A number setting given no number: both, as every such setting is.
+        ({"concurrency": "8"}, TypeError),
+        ({"concurrency": "8"}, ValueError),
+        ({"concurrency": None}, TypeError),
+        ({"request_timeout": "5"}, TypeError),
     ],
     ids=repr,
 )

@@ -32,10 +32,11 @@ def shown(value: object) -> str:
 class NotANumberError(TypeError, ValueError):
     """A setting that must be a real number is not one (a str, None, a bool).
 
-    Both a TypeError (its type is wrong) and a ValueError, as every other
-    refused setting of the library is: ``except ValueError`` catches them
-    all, whichever class (PollPolicy, AdaptivePolicy, VeoSession...) refused
-    it; ``except TypeError`` this kind too.
+    Both a TypeError (its type is wrong) and a ValueError (as a number out
+    of range is): ``except ValueError`` catches every refused number,
+    whichever class (PollPolicy, AdaptivePolicy, VeoSession...) refused it,
+    and ``except TypeError`` this kind along with the other settings of a
+    wrong type (a policy that is no policy, a store that is no TaskStore).
     """
 
 

@@ -543,6 +543,19 @@ class Requester:
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
             if ended is None:
                 raise
+        except Exception as exc:
+            # Not one of ours: a caller's Transport, or aiohttp refusing how
+            # it was used (credentials from .netrc beside our header, a
+            # session of another loop; see AiohttpTransport.send). Passed on
+            # as it is, its message naming the problem, but the request has
+            # ended, failed: counted and told as every other failure is.
+            queue.answered(granted_at)
+            if creating is not None and create_granted is not None:
+                creating.answered(create_granted)
+            self._api_key.hide_in(exc)
+            failure = VeoError(f"the transport raised {type(exc).__name__}: {exc}")
+            self._failed(method, path, task_id, granted_at, failure)
+            raise
         finally:
             if call is not None:
                 self._calls.discard(call)

@@ -444,6 +444,12 @@ def _check_rng(rng: object) -> None:
 def _check_number(
     name: str, value: object, minimum: float, *, inclusive: bool = True, finite: bool = True
 ) -> float:
+    # The common case first, without calls: a finite float in range (the
+    # learner checks what every poll tells it).
+    if type(value) is float and value < math.inf and (
+        value > minimum or (inclusive and value == minimum)
+    ):
+        return value
     number = check_real(name, value)
     endless = not is_finite(number)
     if endless and finite:

@@ -27,7 +27,7 @@ from ._http import (
 )
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import RequestBudget
-from ._numbers import check_real, is_finite, shown
+from ._numbers import NotANumberError, check_real, is_finite, shown
 from ._pacer import AnyPolicy, Pacer
 from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, SessionStats
 from ._schedule import AdaptivePolicy, DurationLearner
@@ -128,7 +128,13 @@ class VeoSession:
         :meth:`resume` s it and :meth:`completed` delivers each result until it
         is acknowledged. The session owns it: it is opened when the session is
         entered (or first used) and closed by :meth:`aclose`.
-    :raises ValueError: for a missing key or an invalid setting, before any I/O.
+    :raises ValueError: for a missing key or a setting of a value it cannot
+        take, before any I/O.
+    :raises TypeError: for a setting of the wrong type (a ``policy``,
+        ``session``, ``transport``, ``store``, ``timezone`` or ``on_event`` that
+        is not one). A number setting given something that is no number
+        (``concurrency="8"``) raises an error that is both a TypeError and a
+        ValueError.
     """
 
     def __init__(
@@ -157,7 +163,10 @@ class VeoSession:
             )
         finally:
             del api_key
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, (int, float)):
+            # ("8", None, True): refused as every other number setting is.
+            raise NotANumberError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
         _positive_number("rate", rate, optional=True)
         _positive_number("create_rate", create_rate)
@@ -166,6 +175,10 @@ class VeoSession:
         if policy is not None and not isinstance(policy, (PollPolicy, AdaptivePolicy)):
             raise TypeError(
                 f"policy must be a PollPolicy or an AdaptivePolicy, not {type(policy).__name__}"
+            )
+        if session is not None and not isinstance(session, ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
             )
         if transport is not None and not isinstance(transport, Transport):
             raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
