@@ -594,6 +594,13 @@ def _log_bin(seconds: float) -> int:
     return min(int(math.log(max(seconds, 1.0)) / _LOG_BIN), _LOG_BINS - 1)
 
 
+def _exposed_bins(start: float, end: float) -> tuple[int, int]:
+    """The first and last bins an interval a task ran through covers:
+    consecutive intervals (0, a1], (a1, a2], ... cover each bin once (bins
+    bin(start)+1 .. bin(end), and bin 0 for the first)."""
+    return (_log_bin(start) + 1 if start > 0 else 0), _log_bin(end)
+
+
 class _Histogram:
     """What one model's tasks have shown, in log-spaced bins (bounded memory).
 
@@ -633,20 +640,22 @@ class _Histogram:
         self.failures = 0
         self.longest = 0.0  # the oldest age a task was seen at, running or finished
 
-    def expose(self, start: float, end: float) -> bool:
-        """A task was running from age ``start`` through ``end`` (seconds)."""
-        # Consecutive intervals (0, a1], (a1, a2], ... cover each bin once:
-        # bins bin(start)+1 .. bin(end), and bin 0 for the first.
-        lo = _log_bin(start) + 1 if start > 0 else 0
-        hi = _log_bin(end)
+    def expose(self, start: float, end: float, bins: tuple[int, int] | None = None) -> None:
+        """A task was running from age ``start`` through ``end`` (seconds).
+
+        :param bins: ``_exposed_bins(start, end)``, when the caller has them
+            (a poll exposes its interval to two histograms: its model's and
+            the pooled one; two logarithms less per poll).
+        """
+        lo, hi = _exposed_bins(start, end) if bins is None else bins
         if hi < lo:
-            return False
-        self.longest = max(self.longest, end)
+            return
+        if end > self.longest:
+            self.longest = end
         self.reach[lo] += 1.0
         self.reach[hi + 1] -= 1.0
         self.exposures += 1
         self.tasks += start == 0
-        return True
 
     def retract(self, finished: float, seen_running: float) -> None:
         """A task seen running at age ``seen_running`` finished at
@@ -857,12 +866,13 @@ class DurationLearner:
         if running_until < _EARLY_SPAN[1]:
             self._early_fate(failed and seconds <= _EARLY_SPAN[1])
         own = self._histogram(model) if model is not None else None
+        bins = _exposed_bins(running_until, seconds) if running_until <= seconds else None
         for hist in (self._pooled, own):
             if hist is not None:
-                if running_until > seconds:
+                if bins is None:
                     hist.retract(seconds, running_until)
                 else:
-                    hist.expose(running_until, seconds)
+                    hist.expose(running_until, seconds, bins)
                 hist.add(seconds, failed, self._memory)
         if own is not None:  # (the pooled estimate is never checked for drift)
             own.recent.append((min(running_until, seconds), seconds, True))
@@ -885,10 +895,11 @@ class DurationLearner:
         age = _check_number("age", age, 0, finite=False)
         if not since < age < math.inf:  # an empty or endless interval (NaN too) teaches nothing
             return
+        bins = _exposed_bins(since, age)
         if model is not None and (hist := self._histogram(model)) is not None:
-            hist.expose(since, age)
+            hist.expose(since, age, bins)
             hist.recent.append((since, age, False))
-        self._pooled.expose(since, age)
+        self._pooled.expose(since, age, bins)
         if since < _EARLY_SPAN[1] <= age:
             self._early_fate(False)
         if since == 0:
