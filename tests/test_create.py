@@ -45,7 +45,7 @@ from veo_async import (
     VeoSession,
     WaitTimeoutError,
 )
-from veo_async._endpoints import decode_4k, decode_1080p, decode_credits
+from veo_async._endpoints import decode_4k, decode_1080p, decode_credits, decode_link
 from veo_async._protocol import RawResponse
 from veo_async.events import Event, RequestFailed, SessionPaused
 from veo_async.models import MAX_PROMPT_LENGTH
@@ -954,6 +954,82 @@ def test_an_upgrade_between_two_asks_ends_when_the_session_stops(upgrade: str, s
     run_virtual(main)
 
 
+class HeldUpgrades:
+    """A Transport over a simulator's whose requests to ``path`` are never
+    answered (held until cancelled)."""
+
+    def __init__(self, inner: Any, path: str) -> None:
+        self.inner, self.path, self.held = inner, path, 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if request.path == self.path:
+            self.held += 1
+            await asyncio.Event().wait()
+        answer: RawResponse = await self.inner.send(request)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/veo/get-1080p-video", "/api/v1/veo/get-4k-video"])
+def test_an_upgrade_whose_request_is_in_flight_ends_when_a_401_stops_the_session(
+    path: str,
+) -> None:
+    """A 401 that stops the session ends get_1080p / get_4k at once even with
+    their request in flight (as it ends the polls in flight): they waited for
+    that request's own answer, up to request_timeout (30 s) later."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=5, credits=1e9)
+        kie.add_task("veo_task_a", complete_after=0.0)
+        kie.add_task("veo_task_b", complete_after=1e6)
+        transport = HeldUpgrades(kie.transport(), path)
+        async with VeoSession(API_KEY, transport=transport) as veo:
+            task = veo.task("veo_task_a")
+            await task.wait(timeout=60)
+            upgrade = task.get_1080p if "1080p" in path else task.get_4k
+            call = asyncio.ensure_future(upgrade())
+            await asyncio.sleep(5.0)
+            assert transport.held == 1
+            loop = asyncio.get_running_loop()
+            stopped_at = loop.time()
+            kie.inject(Fault.body_code(401, "You do not have access permissions"))
+            with pytest.raises(AuthenticationError):
+                await veo.task("veo_task_b").refresh()
+            with pytest.raises(AuthenticationError):
+                await asyncio.wait_for(call, 1.0)
+            assert loop.time() - stopped_at < 1.0
+            assert veo.stats.in_flight == 0
+        await kie.close()
+
+    run_virtual(main)
+
+
+def test_a_401_leaves_a_create_in_flight_to_its_own_answer() -> None:
+    """A generate() in flight when a 401 stops the session is not cut short
+    (it may have created a task: its own answer says): only the reads and
+    the 4K asks, which are asked again anyway, end at once."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=5, credits=1e9)
+        kie.add_task("veo_task_b", complete_after=1e6)
+        kie.inject_create(Fault.slow(10.0))
+        async with VeoSession(API_KEY, transport=kie.transport()) as veo:
+            loop = asyncio.get_running_loop()
+            call = asyncio.ensure_future(veo.generate("a cat surfing"))
+            await asyncio.sleep(1.0)
+            kie.inject(Fault.body_code(401, "You do not have access permissions"))
+            with pytest.raises(AuthenticationError):
+                await veo.task("veo_task_b").refresh()
+            created = await call  # the slow answer, 9 s later, is the create's own
+            assert loop.time() >= 10.0
+            assert created.task_id
+        await kie.close()
+
+    run_virtual(main)
+
+
 def test_get_1080p_of_a_fallback_video_fails_at_once() -> None:
     """A fallback-model record is refused with a clear error before any 1080p request."""
 
@@ -1008,6 +1084,44 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
     with pytest.raises(NotFoundError):
         decode_1080p(raw({"code": 404, "msg": "task not found", "data": None}))
     assert decode_1080p(raw({"code": 422, "msg": "1080p is generating", "data": None})) is None
+    # "null" spellings of data are "not ready yet" (they raised a ResponseError
+    # that ended the call), and a bare URL for data is the answer.
+    for nothing in ("null", "", [], "  "):
+        assert decode_1080p(raw({"code": 200, "msg": "success", "data": nothing})) is None
+    bare = {"code": 200, "msg": "success", "data": " https://r/1080.mp4\n"}
+    assert decode_1080p(raw(bare)) == "https://r/1080.mp4"
+    # A URL field of JSON-like text nested too deep is no URL (it raised a
+    # bare RecursionError, out of the error tree).
+    deep = "[" * 100_000
+    assert decode_1080p(raw({"code": 200, "msg": "ok", "data": {"resultUrl": deep}})) is None
+    done_deep = {"code": 422, "msg": "has been generated successfully"}
+    done_deep["data"] = {"resultUrls": deep}
+    assert decode_4k(raw(done_deep)) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "link"),
+    [
+        ("https://r/v.mp4?sig=1", "https://r/v.mp4?sig=1"),
+        ("HTTPS://r/v.mp4", "HTTPS://r/v.mp4"),
+        (" https://r/v.mp4\n", "https://r/v.mp4"),
+        ({"url": "http://r/v.mp4"}, "http://r/v.mp4"),
+    ],
+)
+def test_a_download_link_is_read_as_the_upgrades_urls_are(data: Any, link: str) -> None:
+    """download_url() read its answer's link case-sensitively and unstripped
+    (``HTTPS://`` or a trailing newline was "no download URL") where the 1080p
+    and 4K answers' URLs were read leniently."""
+    body = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+    assert decode_link(RawResponse(200, {}, body)) == link
+
+
+@pytest.mark.parametrize("data", ["file:///etc/passwd", "null", "", None, 3])
+def test_a_download_answer_without_a_link_is_a_response_error(data: Any) -> None:
+    """What is no http(s) URL is no link."""
+    body = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+    with pytest.raises(ResponseError, match="download URL"):
+        decode_link(RawResponse(200, {}, body))
 
 
 @pytest.mark.parametrize("null", ["null", "None", " NULL ", ""])

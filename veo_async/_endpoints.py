@@ -133,9 +133,10 @@ def decode_link(raw: RawResponse) -> str:
     data = decode_envelope(raw)
     if isinstance(data, dict):  # tolerate {"url": ...} should the shape grow
         data = data.get("url") or data.get("downloadUrl")
-    if not isinstance(data, str) or not data.startswith(("http://", "https://")):
+    link = data.strip() if isinstance(data, str) else ""
+    if not _is_http_url(link):  # (as the 1080p and 4K answers' URLs are read)
         raise _wrong_shape(raw, "download URL")
-    return data
+    return link
 
 
 def decode_1080p(raw: RawResponse) -> str | None:
@@ -157,6 +158,11 @@ def decode_1080p(raw: RawResponse) -> str | None:
     data = decode_envelope(raw)
     if data is None:
         return None  # accepted, nothing yet
+    if isinstance(data, (str, list)):
+        # The null spellings ("null", "", []): nothing yet, asked again, as a
+        # 4K answer's are; a bare URL (or a list of them) is the answer.
+        urls = _urls(data)
+        return urls[0] if urls else None
     if not isinstance(data, dict):
         raise _wrong_shape(raw, "resultUrl")
     url = data.get("resultUrl")
@@ -215,14 +221,19 @@ def _urls(value: object) -> tuple[str, ...]:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # "[[[[..." nested too deep
                 return ()
         else:
             value = [text]
     if isinstance(value, list):
         urls = (url.strip() for url in value if isinstance(url, str))
-        return tuple(url for url in urls if url[:8].lower().startswith(_HTTP_SCHEMES))
+        return tuple(url for url in urls if _is_http_url(url))
     return ()
+
+
+def _is_http_url(text: str) -> bool:
+    """Whether ``text`` (stripped) starts as an http(s) URL, any case."""
+    return text[:8].lower().startswith(_HTTP_SCHEMES)
 
 
 # (A scheme is case-insensitive: "HTTPS://" is a URL too.)

@@ -164,9 +164,11 @@ class Requester:
         # Poll requests run on a few reused tasks (see _poll_runners).
         self._runners = PollRunners(self._record_exchange, self.queue.release)
         # One-shot requests in flight (record_info, creates, ...; the poll
-        # runners are stopped apart), by the task awaiting each; and those
-        # aclose() cancelled.
+        # runners are stopped apart), by the task awaiting each; those a 401
+        # ends too (all but the creates that must not be cut: see call); and
+        # those aclose() or a 401 cancelled.
         self._calls: set[asyncio.Task[Any]] = set()
+        self._stoppable_calls: set[asyncio.Task[Any]] = set()
         self._ended_calls: set[asyncio.Task[Any]] = set()
         # Set when a one-shot request leaves once closed (see _calls_left).
         self._call_left: asyncio.Future[None] | None = None
@@ -319,13 +321,20 @@ class Requester:
         json: Any = None,
         task_id: str | None = None,
         create: bool = False,
+        asked_again: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
         """One request now (queued behind the budget), decoded by ``decode``.
 
+        A 401 that stops the session ends the request at once with it (every
+        new request would meet it), unless it is a create whose own answer
+        must be awaited (see ``asked_again``).
+
         :param create: a create request: it first waits for the creation
             budget; a 429 pauses creating only; and a transport failure is
             raised as is even while closing (its ``sent`` flag matters).
+        :param asked_again: a create that its caller asks for again until it
+            is ready (a 4K video): a 401 ends it at once too.
         :param before_send: a create only: awaited once its slots are granted,
             just before the request goes out (a store writes its intent
             there: a create still waiting for the budget was certainly not
@@ -336,7 +345,9 @@ class Requester:
             granted_at = self.queue.take()
             if granted_at is None:
                 granted_at = await self.queue.acquire()
-            return await self._exchange(method, path, decode, granted_at, params, json, task_id)
+            return await self._exchange(
+                method, path, decode, granted_at, params, json, task_id, stoppable=True
+            )
         creating = self.create_queue
         # The creation slot first: creates waiting for their rate must not sit
         # on the session's in-flight slots meanwhile (polls would starve).
@@ -356,7 +367,15 @@ class Requester:
         self._creates += 1
         try:
             return await self._exchange(
-                method, path, decode, granted_at, params, json, task_id, create_granted
+                method,
+                path,
+                decode,
+                granted_at,
+                params,
+                json,
+                task_id,
+                create_granted,
+                stoppable=asked_again,
             )
         finally:
             creating.release()
@@ -400,6 +419,7 @@ class Requester:
             None,
             task_id,
             release=release,
+            stoppable=True,
         )
 
     def poll(
@@ -439,11 +459,13 @@ class Requester:
         create_granted: float | None = None,
         *,
         release: bool = True,
+        stoppable: bool = False,
     ) -> T:
         """Send and decode on a granted slot; always releases it, unless
         ``release`` is false (the caller then does, however this ends).
 
         ``create_granted`` (a create request): when its creation slot was granted.
+        ``stoppable``: a 401 stopping the session ends it (see :meth:`call`).
         """
         queue = self.queue
         creating = self.create_queue if create_granted is not None else None
@@ -454,7 +476,9 @@ class Requester:
         call = asyncio.current_task(self._loop) if release else None
         if call is not None:
             self._calls.add(call)
-        # What a request aclose() ended raises, once out of the except block
+            if stoppable:
+                self._stoppable_calls.add(call)
+        # What a request aclose() or a 401 ended raises, once out of the except block
         # that caught its cancellation: raised in it, the error would chain
         # that CancelledError, whose traceback holds the transport's frames
         # (aiohttp's hold our headers in their locals).
@@ -510,6 +534,9 @@ class Requester:
                 queue.close(self._copy_fatal)
                 self.create_queue.close(self._copy_fatal)
                 self._wake_pausing()
+                # The one-shot reads in flight too (a 1080p video asked for):
+                # their answers cannot make the session usable again either.
+                self._end_calls(self._stoppable_calls)
                 # The polls in flight end now too (each told a copy of this
                 # error, see stopped_error): their answers, up to a request
                 # timeout away, cannot make the session usable again.
@@ -532,12 +559,17 @@ class Requester:
             raise
         except asyncio.CancelledError as cancelled:
             if call is not None and self._ended_by_close(call, cancelled):
-                # As when the transport's close pulls the connection: a
-                # create may have gone through (its caller says so), a read
-                # ends with the session.
-                closed = TransportError(_CLOSED_DURING, sent=True)
-                self._failed(method, path, task_id, granted_at, closed)
-                ended = closed if creating is not None else SessionClosedError(_CLOSED_DURING)
+                if not self._closed:
+                    # A 401 stopped the session (see _end_calls).
+                    ended = self._copy_fatal()
+                    self._failed(method, path, task_id, granted_at, ended)
+                else:
+                    # As when the transport's close pulls the connection: a
+                    # create may have gone through (its caller says so), a
+                    # read ends with the session.
+                    closed = TransportError(_CLOSED_DURING, sent=True)
+                    self._failed(method, path, task_id, granted_at, closed)
+                    ended = closed if creating is not None else SessionClosedError(_CLOSED_DURING)
             elif self._on_event is not None:
                 now = _loop_time() or granted_at
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
@@ -559,6 +591,7 @@ class Requester:
         finally:
             if call is not None:
                 self._calls.discard(call)
+                self._stoppable_calls.discard(call)
                 left = self._call_left
                 if left is not None and not left.done():
                     left.set_result(None)
@@ -602,20 +635,21 @@ class Requester:
     def _ended_by_close(
         self, call: asyncio.Task[Any], error: BaseException | None = None
     ) -> bool:
-        """Whether :meth:`aclose` cancelled the request of ``call`` and nobody
-        else cancelled that task since (then the cancellation is taken back:
-        the request ends with the session's error instead)."""
+        """Whether :meth:`aclose` (or a 401) cancelled the request of ``call``
+        and nobody else cancelled that task since (then the cancellation is
+        taken back: the request ends with the session's error instead)."""
         if call not in self._ended_calls:
             return False
         self._ended_calls.discard(call)
         return taken_back(call, error, _CLOSING)
 
-    def _end_calls(self) -> None:
-        """Cancel the one-shot requests in flight: each ends as if its
-        connection was pulled, whatever the transport does on close (an
-        in-process or a user's transport may not abort its requests)."""
+    def _end_calls(self, calls: set[asyncio.Task[Any]]) -> None:
+        """Cancel the one-shot requests in flight among ``calls``: each ends
+        as if its connection was pulled, whatever the transport does on
+        close (an in-process or a user's transport may not abort its
+        requests), with the session's error (see _exchange)."""
         current = asyncio.current_task()
-        for call in self._calls:
+        for call in calls:
             # One being cancelled already is left to that cancellation: its
             # count would not tell ours apart (and it ends all the same).
             if (
@@ -646,7 +680,7 @@ class Requester:
             return
         self._closed = True
         self._wake_pausing()
-        self._end_calls()
+        self._end_calls(self._calls)
         try:
             await self._calls_left()
             # The waiting requests fail a slice per loop step (a batch of

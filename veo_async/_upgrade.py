@@ -90,7 +90,13 @@ async def fetch_4k(
 
     def ask() -> Awaitable[tuple[str, ...] | None]:
         return requester.call(
-            "POST", UHD_4K_PATH, decode_4k, json=body, task_id=record.task_id, create=True
+            "POST",
+            UHD_4K_PATH,
+            decode_4k,
+            json=body,
+            task_id=record.task_id,
+            create=True,
+            asked_again=True,
         )
 
     return await _until_ready(
