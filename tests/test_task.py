@@ -8,6 +8,7 @@ import gc
 import logging
 import math
 import pickle
+import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -33,8 +34,10 @@ from veo_async import (
     VeoTask,
     WaitTimeoutError,
 )
+from veo_async.events import Event, RecordPublished
 from veo_async.testing import FakeKie, Fault
 
+from ._virtual import run_virtual
 from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks, session_on
 
 MakeVeo = Callable[..., VeoSession]
@@ -1129,3 +1132,87 @@ async def test_a_poll_stopped_before_its_first_step_gives_its_slot_back(
         record = await asyncio.wait_for(veo.record_info("veo_a"), 5.0)
         assert record.task_id == "veo_a"
     assert fake_kie.total_requests == 1  # the stopped poll sent nothing
+
+
+# -- an outcome that came as the deadline passed ---------------------------------------------
+
+_LAST_MOMENT = PollPolicy(first_poll=0.97, interval=5, factor=1, max_interval=5, jitter=0)
+
+
+def _stalling_hook(event: Event) -> None:
+    """A slow synchronous metrics write on a task's terminal record: the loop
+    stalls across the deadline (as a GC pause or another coroutine's CPU does)."""
+    if isinstance(event, RecordPublished) and event.status.is_terminal:
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("how", ["wait", "watch"])
+def test_a_record_that_came_as_the_deadline_passed_is_the_outcome(how: str) -> None:
+    """The only poll (0.97 s into a 1 s wait) finds the task done, and the loop
+    stalls across the deadline: the deadline's timer ran before the waiter
+    woke, and the wait raised WaitTimeoutError, its own record SUCCESS, while
+    wait_many and as_completed returned the record."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=0.0)
+        async with VeoSession(
+            API_KEY, transport=kie.transport(), policy=_LAST_MOMENT, on_event=_stalling_hook
+        ) as veo:
+            task = veo.task("veo_a")
+            if how == "wait":
+                record = await task.wait(timeout=1.0)
+            else:
+                record = [seen async for seen in task.watch(timeout=1.0)][-1]
+            assert record.status is TaskStatus.SUCCESS
+            assert task.error is None
+        await kie.close()
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("how", ["watch", "wait_many", "as_completed"])
+def test_a_later_success_clears_an_earlier_waits_timeout(how: str) -> None:
+    """``error`` is what ended the last wait without success: after a wait
+    that timed out, a watch or a batch that ends in SUCCESS leaves None
+    there (only wait() cleared it; the others left the old timeout)."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=20.0)
+        async with VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY) as veo:
+            task = veo.task("veo_a")
+            with pytest.raises(WaitTimeoutError):
+                await task.wait(timeout=1.0)
+            assert isinstance(task.error, WaitTimeoutError)
+            if how == "watch":
+                [_ async for _ in task.watch(timeout=60.0)]
+            elif how == "wait_many":
+                await veo.wait_many(["veo_a"], timeout=60.0)
+            else:
+                [_ async for _ in veo.as_completed(["veo_a"], timeout=60.0)]
+            assert task.result().status is TaskStatus.SUCCESS
+            assert task.error is None
+        await kie.close()
+
+    run_virtual(main)
+
+
+def test_a_watchs_deadline_counts_from_its_first_iteration() -> None:
+    """As as_completed's: a watch made, then iterated later than its timeout,
+    polls and yields (it raised "not finished after 1 s (no record seen)" at
+    once, with no request made, on a task long done)."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=0.0)
+        async with VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY) as veo:
+            watch = veo.task("veo_a").watch(timeout=1.0)
+            await asyncio.sleep(1.5)
+            async with aclosing(watch) as records:
+                seen = [record.status async for record in records]
+            assert seen == [TaskStatus.SUCCESS]
+            assert kie.total_requests >= 1
+        await kie.close()
+
+    run_virtual(main)

@@ -634,6 +634,9 @@ class VeoTask:
         registry = self._registry
         journal = registry.journal
         if record.status is not _GENERATING:  # record.is_done
+            # The newest outcome, whichever wait brought it (a watch, a batch):
+            # an older wait's timeout is no longer what ended the last one.
+            self._error = _failure_of(record)
             pacer = registry.pacer
             if pacer.learning:
                 run = self._run
@@ -709,8 +712,7 @@ class VeoTask:
         if on_update is not None:
             record = await self._wait_reporting(limit, chosen, on_update)
         else:
-            deadline = None if limit is None else _now() + limit
-            async with aclosing(self._changes(limit, deadline, chosen, every=False)) as changes:
+            async with aclosing(self._changes(limit, chosen, every=False)) as changes:
                 record = await anext(changes)  # terminal (else it raises what ended the run)
         outcome = self._kept_outcome(record)
         if isinstance(outcome, RecordInfo):
@@ -729,8 +731,7 @@ class VeoTask:
         self, limit: float | None, policy: AnyPolicy, on_update: UpdateCallback
     ) -> RecordInfo:
         record: RecordInfo | None = None
-        deadline = None if limit is None else _now() + limit
-        async with aclosing(self._changes(limit, deadline, policy, every=True)) as updates:
+        async with aclosing(self._changes(limit, policy, every=True)) as updates:
             async for record in updates:
                 result = on_update(record)
                 if inspect.isawaitable(result):
@@ -748,13 +749,14 @@ class VeoTask:
 
         A failed task ends the iteration with its FAILED record (no exception);
         the deadline raises :class:`WaitTimeoutError`. Arguments are checked
-        here, before iteration starts. The deadline also stops the polling of
-        an iterator that is kept but no longer iterated. Close it early with
-        ``contextlib.aclosing`` to stop polling at once.
+        here, before iteration starts; the deadline counts from the first
+        iteration, when polling starts (as :meth:`VeoSession.as_completed`'s
+        does). It also stops the polling of an iterator that is kept but no
+        longer iterated. Close it early with ``contextlib.aclosing`` to stop
+        polling at once.
         """
         limit, chosen = self._registry.wait_settings(timeout, policy)
-        deadline = None if limit is None else _now() + limit
-        return self._changes(limit, deadline, chosen, every=True)
+        return self._changes(limit, chosen, every=True)
 
     def _kept_outcome(self, record: RecordInfo) -> RecordInfo | TaskFailedError:
         """The outcome of a terminal record, remembered for :meth:`result`:
@@ -764,10 +766,13 @@ class VeoTask:
         return self._error or record
 
     async def _changes(
-        self, limit: float | None, deadline: float | None, policy: AnyPolicy, *, every: bool
+        self, limit: float | None, policy: AnyPolicy, *, every: bool
     ) -> AsyncGenerator[RecordInfo, None]:
         """The one way a waiter follows the run: each status change (``every``)
-        or only the terminal record; raises what ends the run, or the timeout."""
+        or only the terminal record; raises what ends the run, or the timeout
+        (``limit`` seconds from its first step: a wait's call, a watch's first
+        iteration)."""
+        deadline = None if limit is None else _now() + limit
         record = self._record
         if record is not None and record.is_done:
             yield record  # terminal: answer from memory, no request
@@ -816,6 +821,11 @@ class VeoTask:
                         await self.look_before(deadline, lead)
                     continue
                 if not await follower.changed(deadline):
+                    record = self._record
+                    if record is not None and record.is_done and record.status is not last:
+                        # It came as the deadline passed (the loop busy
+                        # elsewhere when both fell due): a known outcome wins.
+                        continue
                     self._raise_timeout(limit)
         finally:
             if timer is not None:
