@@ -452,3 +452,44 @@ async def test_a_ticket_moved_while_grants_are_deferred_waits_for_their_end() ->
         assert queue.move(ticket, loop.time())
         assert ticket.grants == []
     assert len(ticket.grants) == 1
+
+
+class _UvloopLikeLoop(asyncio.SelectorEventLoop):
+    """A loop whose call_at hands back a plain Handle (no when()) for a time
+    due within a millisecond, as uvloop's does (it goes through call_soon)."""
+
+    def call_at(self, when, callback, *args, context=None):  # type: ignore[no-untyped-def, override]
+        if when - self.time() < 0.001:
+            return self.call_soon(callback, *args, context=context)
+        return super().call_at(when, callback, *args, context=context)
+
+
+def test_the_queue_runs_on_a_loop_whose_near_timers_are_plain_handles() -> None:
+    """Under uvloop the dispatch timer could be a plain Handle: re-arming it
+    read its when(), an AttributeError in a poll runner or a caller, and the
+    queue's timer was lost (the session stopped polling)."""
+    from veo_async import PollPolicy, TaskStatus, VeoSession
+    from veo_async.testing import FakeKie
+
+    policy = PollPolicy(first_poll=0, interval=0.2, factor=1, max_interval=0.2, jitter=0.1)
+    errors: list[dict[str, object]] = []
+
+    async def main() -> list[object]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        kie = FakeKie(api_key="k-1234567890")
+        ids = [f"veo_task_{i}" for i in range(200)]
+        for i, task_id in enumerate(ids):
+            kie.add_task(task_id, complete_after=(i % 10) / 10)
+        async with VeoSession("k-1234567890", transport=kie.transport(), policy=policy) as veo:
+            outcomes = await veo.wait_many(ids, timeout=30, return_exceptions=True)
+        await kie.close()
+        return outcomes
+
+    loop = _UvloopLikeLoop()
+    try:
+        outcomes = loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    assert [getattr(o, "status", o) for o in outcomes] == [TaskStatus.SUCCESS] * 200
+    assert errors == []

@@ -324,7 +324,11 @@ class DueQueue:
         self._heap: list[tuple[float, int, Ticket]] = []
         self._order = itertools.count()
         self._cancelled = 0
-        self._timer: asyncio.TimerHandle | None = None
+        # The dispatch timer and when it is due: kept apart, since uvloop
+        # hands back a plain Handle, without when(), for a time due within
+        # its millisecond (asyncio's TimerHandle has one).
+        self._timer: asyncio.Handle | None = None
+        self._timer_due = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Callable[[], BaseException] | None = None
         self._deferring = 0
@@ -582,7 +586,7 @@ class DueQueue:
         """One timer at ``wake`` (None: none); kept as is when it is already right."""
         timer = self._timer
         if timer is not None:
-            if wake is not None and timer.when() == wake and not timer.cancelled():
+            if wake is not None and self._timer_due == wake and not timer.cancelled():
                 return  # dispatch runs on every release: don't churn timers
             timer.cancel()
         if wake is None:
@@ -590,6 +594,7 @@ class DueQueue:
         else:
             assert self._loop is not None
             self._timer = self._loop.call_at(wake, self._on_timer)
+            self._timer_due = wake
 
     def _on_timer(self) -> None:
         # Forget the timer before dispatching: asyncio may run a timer up to
