@@ -226,8 +226,8 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule() -> No
 async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_new_wait() -> None:
     """The age a task was first planned at is the task's, not one wait's: after a
     first wait, a second one a minute later plans the task as a minute older
-    (polled at once, as a 62 s old task is) instead of from age 0 again (no poll
-    before its last look). Kie's UTC+8 strings read as UTC are 8 h ahead."""
+    instead of from age 0 again (no poll before its last look). Kie's UTC+8
+    strings read as UTC are 8 h ahead."""
     loop = asyncio.get_running_loop()
     kie = FakeKie(api_key=API_KEY)
     kie.add_task(TaskScript("veo_fut", complete_after=3600, params={"model": "veo3_fast"}))
@@ -247,8 +247,15 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_ne
         with pytest.raises(WaitTimeoutError):
             await task.wait(timeout=30)
     polls = [e.at - start for e in events if isinstance(e, RequestStarted)]
-    assert first_poll_of_a_task_aged(62.0) == 0.0
-    assert on_time(polls[:3], [0.0, 1.9, 62.0]), polls
+    # The second wait goes on from the first one's last poll (1.9 s): the poll
+    # the schedule puts after it, the task 62 s old (not from age 0 again,
+    # whose first poll would come after the last look; nor at once, as a task
+    # handed in 62 s old and never polled is).
+    then = STEADY.schedule().next_delay(
+        model="veo3_fast", age=62.0, polls=1, rng=random.Random(0), asked_at=1.9
+    )
+    assert then < 30.0
+    assert on_time(polls[:3], [0.0, 1.9, 62.0 + then]), polls
 
 
 def _finished(seconds: float | None, status: TaskStatus = TaskStatus.SUCCESS) -> RecordInfo:

@@ -1216,3 +1216,33 @@ def test_a_watchs_deadline_counts_from_its_first_iteration() -> None:
         await kie.close()
 
     run_virtual(main)
+
+
+@pytest.mark.parametrize("policy", ["fixed", "learned"])
+def test_waits_cancelled_and_begun_again_keep_to_the_schedule(policy: str) -> None:
+    """``asyncio.wait_for(task.wait(), 0.5)`` in a loop (a worker reporting
+    progress) started a new poll run each time whose first poll went at once:
+    a request every 0.5 s, whatever the schedule. A new run goes on from the
+    handle's last poll: a fixed policy's next poll an interval after it, a
+    learned one where its schedule puts it (an old task: every 30 s)."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=1e6)
+        chosen = PollPolicy(first_poll=0, interval=5, factor=1, max_interval=5, jitter=0)
+        async with VeoSession(
+            API_KEY, transport=kie.transport(), policy=chosen if policy == "fixed" else None
+        ) as veo:
+            await asyncio.sleep(3600.0)  # handed in an hour old: likely done, asked at once
+            task = veo.task("veo_a")
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while loop.time() - start < 20.0:
+                with suppress(asyncio.TimeoutError):  # (3.10: not the builtin)
+                    await asyncio.wait_for(task.wait(), 0.5)
+            # fixed: at 0, 5, 10, 15 (and 20) s; learned: at 0 (then 30 s on)
+            assert kie.total_requests <= (5 if policy == "fixed" else 2)
+            assert task.status is TaskStatus.GENERATING
+        await kie.close()
+
+    run_virtual(main)

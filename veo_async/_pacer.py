@@ -200,6 +200,10 @@ class _FixedPlan(Plan):
         if delays is None:
             if not self._first_given:
                 self._first_given = True
+                if since_asked > 0.0:
+                    # An earlier run polled the task (a wait cancelled, then
+                    # another started): the next poll one interval after that.
+                    return max(self._policy.first_poll, self._policy.interval - since_asked)
                 return self._policy.first_poll  # what delays() yields first
             delays = self._delays = self._policy.delays()
             next(delays)  # its first_poll, given already
@@ -267,6 +271,11 @@ class _LearnedPlan(Plan):
         pacer = self._pacer
         model = _model_of(record) or model
         age = self._age(record, created)
+        if since_asked > 0.0 and self._polls == 0:
+            # An earlier run polled the task (a wait cancelled, then another
+            # started): the schedule goes on from that poll, not from a
+            # first look at a task handed in (at once if likely done).
+            self._polls = 1
         if age is None and self._polls == 0:
             # A bare id: its age is unknown until a record says when it was
             # created. Ask at once (a finished task answers immediately).

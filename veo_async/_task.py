@@ -158,7 +158,13 @@ class _PollRun(Ticket):
         self.ended = False
         self.error: BaseException | None = None
         self.due = 0.0  # when the next poll is due (loop time)
-        self.granted_at: float | None = None  # when the last poll was granted
+        # When the last poll was granted: an earlier run's, if the task was
+        # seen running then (a wait cancelled, then another started: the
+        # schedule goes on from that poll instead of polling at once, or a
+        # wait_for(task.wait(), 5) in a loop asked every 5 s).
+        record = handle._record
+        running = record is not None and record.status is _GENERATING
+        self.granted_at: float | None = handle._asked_at if running else None
 
     def next_delay(self, now: float, *, running: bool = False) -> float | None:
         handle = self.handle
@@ -283,6 +289,7 @@ class _PollRun(Ticket):
         self.attempt += 1
         self.granted_at = now
         handle = self.handle
+        handle._asked_at = now
         self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
 
     def failed(self, error: BaseException) -> None:
@@ -446,6 +453,7 @@ class VeoTask:
 
     __slots__ = (
         "__weakref__",
+        "_asked_at",
         "_created_at",
         "_created_loop_time",
         "_error",
@@ -470,6 +478,7 @@ class VeoTask:
     _first_seen: AgeSeen | None
     _last_failure: VeoError | None
     _run: _PollRun | None
+    _asked_at: float | None
 
     def __init__(self, *_args: object, **_kwargs: object) -> None:
         raise TypeError("VeoTask handles come from VeoSession.task(task_id), one per id")
@@ -1017,6 +1026,7 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     handle._error = None
     handle._last_failure = None
     handle._run = None
+    handle._asked_at = None
     handle._request = None
     handle._created_at = None
     handle._created_loop_time = None
