@@ -954,6 +954,52 @@ def test_an_upgrade_between_two_asks_ends_when_the_session_stops(upgrade: str, s
     run_virtual(main)
 
 
+class _FirstCreate429:
+    """A Transport over a simulator's: the first create is answered, half a
+    second later, HTTP 429 with ``Retry-After: 5``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.creates: list[float] = []
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if request.method == "POST" and request.path == "/api/v1/veo/generate":
+            self.creates.append(asyncio.get_running_loop().time())
+            if len(self.creates) == 1:
+                await asyncio.sleep(0.5)
+                body = json.dumps({"code": 429, "msg": "rate limited", "data": None}).encode()
+                return RawResponse(429, {"Retry-After": "5"}, body)
+        answer: RawResponse = await self.inner.send(request)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_create_waiting_for_a_session_slot_does_not_go_inside_a_creates_pause() -> None:
+    """A create holding its creation slot, waiting for a session slot when
+    another create's 429 paused creating, went out as soon as that create gave
+    its session slot back: inside the pause. It queues again behind it."""
+
+    async def main() -> None:
+        kie = FakeKie(seed=1, credits=1e9)
+        kie.add_task("veo_b", complete_after=0.0)
+        kie.inject(Fault.slow(3.0))
+        transport = _FirstCreate429(kie.transport())
+        async with VeoSession(API_KEY, transport=transport, concurrency=2) as veo:
+            held = asyncio.ensure_future(veo.record_info("veo_b"))  # one session slot, 3 s
+            await asyncio.sleep(0.1)
+            made = await asyncio.gather(veo.generate("a cat"), veo.generate("a dog"))
+            assert len({task.task_id for task in made}) == 2
+            await held
+        first, *later = transport.creates
+        assert len(later) == 2  # the refused one resent, and the other
+        assert all(at >= first + 0.5 + 5.0 for at in later), [at - first for at in later]
+        await kie.close()
+
+    run_virtual(main)
+
+
 class HeldUpgrades:
     """A Transport over a simulator's whose requests to ``path`` are never
     answered (held until cancelled)."""

@@ -199,6 +199,12 @@ class RequestBudget:
             if sent:
                 self._starts.append(now)
 
+    def paused_after(self, granted_at: float, now: float) -> bool:
+        """Whether a 429 pause that began after a grant at ``granted_at``
+        still holds at ``now`` (a request granted, not sent yet, must then
+        not go: see Requester.call)."""
+        return granted_at < self._pause_started and self._paused_until > now
+
     def on_answer(self, granted_at: float) -> bool:
         """An answer that was not a 429, to a request granted at ``granted_at``:
         end the strike run, widen the window.
@@ -231,7 +237,10 @@ class RequestBudget:
             self._strikes += 1
             self._window = 1
             self._pause_started = now
-        if retry_after is None:
+        if retry_after is None or retry_after <= 0:
+            # No Retry-After, or one that says "now" (0, or a date already
+            # past): asking again at once would be refused again at once (six
+            # creates refused in 3 ms), so back off as without one.
             pause = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._strikes - 1))
         else:
             pause = retry_after
