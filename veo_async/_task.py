@@ -158,13 +158,11 @@ class _PollRun(Ticket):
         self.ended = False
         self.error: BaseException | None = None
         self.due = 0.0  # when the next poll is due (loop time)
-        # When the last poll was granted: an earlier run's, if the task was
-        # seen running then (a wait cancelled, then another started: the
-        # schedule goes on from that poll instead of polling at once, or a
+        # When the last poll was granted: an earlier run's, if any (a wait
+        # cancelled, then another started: the schedule goes on from that
+        # poll, answered or not, instead of polling at once; a
         # wait_for(task.wait(), 5) in a loop asked every 5 s).
-        record = handle._record
-        running = record is not None and record.status is _GENERATING
-        self.granted_at: float | None = handle._asked_at if running else None
+        self.granted_at: float | None = handle._asked_at
 
     def next_delay(self, now: float, *, running: bool = False) -> float | None:
         handle = self.handle
