@@ -4,6 +4,7 @@ busy batch, none left behind, and stopping one poll touches no other."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -21,10 +22,11 @@ from veo_async import (
 from veo_async._http import HttpRequest
 from veo_async._poll_runners import PollRunners
 from veo_async._protocol import RawResponse
-from veo_async.events import Event, RequestAnswered, RequestFailed
+from veo_async.events import Event, RequestAnswered, RequestFailed, RequestStarted
 from veo_async.testing import FakeKie, Fault
 
-from .conftest import API_KEY, leftover_tasks, session_on
+from ._virtual import run_virtual
+from .conftest import API_KEY, FAST_POLICY, leftover_tasks, session_on
 
 EVERY_SECOND = PollPolicy(first_poll=0.0, interval=1.0, factor=1.0, jitter=0.0, timeout=60.0)
 
@@ -343,3 +345,39 @@ async def test_a_runner_cancelled_between_polls_leaves_its_next_poll_to_another(
         await asyncio.sleep(0)
     assert started == ["a", "b"]
     assert not leftover_tasks()
+
+
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request", default=None)
+
+
+def test_a_runner_does_not_carry_the_context_of_the_caller_it_was_made_for() -> None:
+    """Runners are reused for every id's polls: one made while request A
+    waited ran request B's polls, its events and log lines, in A's context
+    (a service's request id, a trace). They run in a context of their own."""
+    seen: list[tuple[str | None, str | None]] = []
+
+    def hook(event: Event) -> None:
+        if isinstance(event, RequestStarted):
+            seen.append((event.task_id, _REQUEST_ID.get()))
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=5.0)
+        kie.add_task("veo_b", complete_after=5.0)
+        async with VeoSession(
+            API_KEY, transport=kie.transport(), policy=FAST_POLICY, on_event=hook
+        ) as veo:
+
+            async def request(request_id: str, task_id: str) -> None:
+                _REQUEST_ID.set(request_id)
+                await veo.task(task_id).wait(timeout=60)
+
+            first = asyncio.create_task(request("A", "veo_a"))  # runners made for A
+            await asyncio.sleep(0.5)
+            await asyncio.gather(first, asyncio.create_task(request("B", "veo_b")))
+        await kie.close()
+
+    run_virtual(main)
+    polls_of_b = [request_id for task_id, request_id in seen if task_id == "veo_b"]
+    assert polls_of_b
+    assert "A" not in polls_of_b

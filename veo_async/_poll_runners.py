@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Coroutine
@@ -269,7 +270,13 @@ class PollRunners:
         while self._free < len(self._queued):
             self._free += 1
             run = self._run()
-            runner = loop.create_task(run, name="veo_async poll")
+            # In a context of its own, not the caller's: a runner is reused
+            # for every id's polls, and a service's request-scoped context
+            # (a request id for its logs, a trace) would label other
+            # requests' polls, events and log lines with the first caller's.
+            # (A fresh one each time: an eager task factory may start the
+            # runner, and spawn another, inside this call.)
+            runner = contextvars.Context().run(loop.create_task, run, name="veo_async poll")
             if inspect.getcoroutinestate(run) == inspect.CORO_CREATED:
                 # Not started yet (an eager task factory starts it at once):
                 # stop() may cancel it before it ever runs.
