@@ -677,7 +677,9 @@ def test_a_wait_started_past_the_early_probe_polls_at_once() -> None:
         await asyncio.sleep(50.0)
         await task
         first = _first_poll_after(kie, task.task_id, task.created_loop_time)
-        assert 50.0 <= first < 50.5, first
+        # At once: the virtual clock also runs in real time, so a loaded
+        # machine adds its delay (0.64 s seen under load).
+        assert 50.0 <= first < 51.5, first
 
     in_process(body, policy=STEADY)
 
