@@ -1138,6 +1138,10 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
         assert decode_1080p(raw({"code": 200, "msg": "success", "data": nothing})) is None
     bare = {"code": 200, "msg": "success", "data": " https://r/1080.mp4\n"}
     assert decode_1080p(raw(bare)) == "https://r/1080.mp4"
+    # Other text is no answer to wait out for 15 minutes: raised at once.
+    for other in ("index out of range", ["/relative/1080.mp4"], [{"url": "https://r/x"}]):
+        with pytest.raises(ResponseError, match="resultUrl"):
+            decode_1080p(raw({"code": 200, "msg": "success", "data": other}))
     # A URL field of JSON-like text nested too deep is no URL (it raised a
     # bare RecursionError, out of the error tree).
     deep = "[" * 100_000
@@ -1331,3 +1335,37 @@ def test_a_balance_that_is_no_finite_number_is_a_response_error(balance: str) ->
     body = f'{{"code": 200, "msg": "success", "data": {balance}}}'.encode()
     with pytest.raises(ResponseError):
         decode_credits(RawResponse(200, {}, body))
+
+
+def test_a_create_whose_intent_is_being_written_does_not_go_inside_a_creates_pause() -> None:
+    """A create's ``before_send`` (a store writing its intent) awaited while
+    another create's 429 paused creating: it went out as the write ended,
+    inside the pause. It waits the pause out (its intent written once)."""
+    from veo_async._create import submit
+    from veo_async._http import ApiKey
+    from veo_async._limits import RequestBudget
+    from veo_async._requester import Requester
+
+    async def main() -> None:
+        kie = FakeKie(seed=1, credits=1e9)
+        transport = _FirstCreate429(kie.transport())
+        requester = Requester(transport, ApiKey(API_KEY), RequestBudget(4))
+        writes: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def slow_intent() -> None:
+            writes.append(loop.time())
+            await asyncio.sleep(1.0)
+
+        first = asyncio.ensure_future(submit(requester, GenerateRequest("a cat")))
+        await asyncio.sleep(0.1)
+        second = await submit(requester, GenerateRequest("a dog"), before_send=slow_intent)
+        assert second
+        await first
+        assert len(writes) == 1
+        start, *later = transport.creates
+        assert all(at >= start + 0.5 + 5.0 for at in later), [at - start for at in later]
+        await requester.aclose()
+        await kie.close()
+
+    run_virtual(main)

@@ -1246,3 +1246,29 @@ def test_waits_cancelled_and_begun_again_keep_to_the_schedule(policy: str) -> No
         await kie.close()
 
     run_virtual(main)
+
+
+def test_waits_timing_out_as_each_poll_leaves_still_see_the_task_finish() -> None:
+    """A poll its waiters let go of in flight is not the one a later wait
+    goes on from: with a fixed 30 s policy, 0.5 s answers and a 5 s
+    ``wait_for`` in a loop, each wait's poll left just before its deadline
+    and was cancelled, the next planned from it, and no answer ever came
+    (not done after an hour; done at 100 s is what it should see)."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_a", complete_after=100.0)
+        kie.inject(Fault.slow(0.5), count=10_000)
+        policy = PollPolicy(first_poll=0, interval=30, factor=1, max_interval=30)
+        async with VeoSession(API_KEY, transport=kie.transport(), policy=policy) as veo:
+            task = veo.task("veo_a")
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while not task.done() and loop.time() - start < 3600.0:
+                with suppress(asyncio.TimeoutError):  # (3.10: not the builtin)
+                    await asyncio.wait_for(task.wait(), 5.0)
+            assert task.done()
+            assert loop.time() - start < 100.0 + 2 * 30.0 + 5.0
+        await kie.close()
+
+    run_virtual(main)

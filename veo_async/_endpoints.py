@@ -159,10 +159,15 @@ def decode_1080p(raw: RawResponse) -> str | None:
     if data is None:
         return None  # accepted, nothing yet
     if isinstance(data, (str, list)):
-        # The null spellings ("null", "", []): nothing yet, asked again, as a
-        # 4K answer's are; a bare URL (or a list of them) is the answer.
+        # A bare URL (or a list of them) is the answer; the null spellings
+        # ("null", "", []) are nothing yet, asked again, as a 4K answer's
+        # are; other text is no answer to wait out.
         urls = _urls(data)
-        return urls[0] if urls else None
+        if urls:
+            return urls[0]
+        if data == [] or (isinstance(data, str) and data.strip().lower() in ("", "null")):
+            return None
+        raise _wrong_shape(raw, "resultUrl")
     if not isinstance(data, dict):
         raise _wrong_shape(raw, "resultUrl")
     url = data.get("resultUrl")

@@ -368,6 +368,11 @@ class Requester:
         if before_send is not None:
             try:
                 await before_send()
+                # Another create's 429 may have paused creating while this
+                # one's intent was written: it waits the pause out holding its
+                # slots (queued again, it would write its intent twice).
+                while creating.budget.paused_after(create_granted, now := self.now()):
+                    await self.pause(creating.budget.paused_until - now)
             except BaseException:
                 self.queue.release()
                 creating.release(sent=False)

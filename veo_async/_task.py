@@ -158,9 +158,9 @@ class _PollRun(Ticket):
         self.ended = False
         self.error: BaseException | None = None
         self.due = 0.0  # when the next poll is due (loop time)
-        # When the last poll was granted: an earlier run's, if any (a wait
-        # cancelled, then another started: the schedule goes on from that
-        # poll, answered or not, instead of polling at once; a
+        # When the last poll was granted: an earlier run's last answered one,
+        # if any (a wait cancelled, then another started: the schedule goes
+        # on from that poll instead of polling at once; a
         # wait_for(task.wait(), 5) in a loop asked every 5 s).
         self.granted_at: float | None = handle._asked_at
 
@@ -287,7 +287,6 @@ class _PollRun(Ticket):
         self.attempt += 1
         self.granted_at = now
         handle = self.handle
-        handle._asked_at = now
         self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
 
     def failed(self, error: BaseException) -> None:
@@ -304,6 +303,11 @@ class _PollRun(Ticket):
         if self.request is not request:
             return  # stopped meanwhile: nobody wants this answer
         self.request = None
+        # A later run of the task goes on from this poll (see __init__): one
+        # answered (or failed by the service), not one its waiters let go of
+        # in flight, or waits timing out just after each poll left would
+        # each plan the next from an unanswered one, and never see an answer.
+        self.handle._asked_at = self.granted_at
         if isinstance(error, asyncio.CancelledError):
             # Only the session stopping (closed, or a 401) cancels a request
             # of a run still followed.
