@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import pickle
 
 import pytest
@@ -541,3 +542,32 @@ async def test_an_answer_sent_unasked_on_an_idle_connection_does_not_end_a_wait(
         assert caught.value.task_id == "veo_second"
         info = await veo.task("veo_waited").wait(policy=fast)
         assert (info.task_id, info.status) == ("veo_waited", TaskStatus.SUCCESS)
+
+
+def test_the_services_long_text_is_bounded_in_messages_and_reprs() -> None:
+    """A 50 KB page sent as an envelope's ``msg``, a 50,000-character
+    ``errorMessage``, a 10,000-character prompt: messages, reprs and the log
+    lines quoting them were as long (a page cut from a body was already
+    200 bytes). They quote 300 characters; the attributes keep it whole."""
+    page = "<html>" + "x" * 50_000 + "</html>"
+    body = json.dumps({"code": 403, "msg": page, "data": None}).encode()
+    with pytest.raises(APIError) as caught:
+        decode_envelope(RawResponse(200, {}, body))
+    assert len(str(caught.value)) < 500
+    assert len(repr(caught.value)) < 500
+    long = RecordInfo(
+        task_id=TASK,
+        status=TaskStatus.FAILED,
+        params={"prompt": "a cat " * 2_000},
+        error_code=500,
+        error_message="m" * 50_000,
+    )
+    assert len(repr(long)) < 1_000
+    assert long.params["prompt"] == "a cat " * 2_000
+    failure = TaskFailedError(long)
+    assert len(str(failure)) < 500
+    assert len(repr(failure)) < 500
+    assert failure.error_message == "m" * 50_000
+    # Short text is quoted whole.
+    short = TaskFailedError(record(TaskStatus.FAILED, 400, "prompt rejected"))
+    assert "prompt rejected" in str(short)

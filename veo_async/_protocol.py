@@ -47,6 +47,7 @@ from .errors import (
     ServerError,
     ServerErrorPage,
     ServiceUnavailableError,
+    quoted,
 )
 from .models import RecordInfo, TaskStatus, _slot_setters, validate_task_id
 
@@ -288,7 +289,7 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
         message = envelope.get("msg")
         raise api_error(
             code,
-            message if isinstance(message, str) and message else f"error code {code}",
+            quoted(message) if isinstance(message, str) and message else f"error code {code}",
             http_status=status,
             headers=response.headers,
             task_id=task_id,

@@ -353,6 +353,19 @@ class SubmitUncertainError(VeoError):
         )
 
 
+#: The most characters of the service's own text (a ``msg``, an
+#: ``errorMessage``) an error's message quotes; the attributes keep it whole.
+QUOTE_LIMIT = 300
+
+
+def quoted(text: str) -> str:
+    """``text`` as an error message quotes it: cut to :data:`QUOTE_LIMIT`
+    characters (a 50 KB page sent as ``msg`` made 50 KB messages and log lines)."""
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    return f"{text[:QUOTE_LIMIT]}... ({len(text):,} chars)"
+
+
 class TaskFailedError(VeoError):
     """The task ended with ``successFlag`` 2 (failed) or 3 (generation failed).
 
@@ -364,7 +377,7 @@ class TaskFailedError(VeoError):
     task_id: str  # always the record's task
 
     def __init__(self, record: RecordInfo) -> None:
-        detail = record.error_message or "no message"
+        detail = quoted(record.error_message or "no message")
         code = f"error {record.error_code}" if record.error_code is not None else "no code"
         super().__init__(
             f"task ended with status {record.status.name} ({code}: {detail})",

@@ -127,6 +127,16 @@ class VideoResult:
         set_resolution(self, resolution)
 
 
+
+#: The longest repr of a record's service-supplied field (see RecordInfo).
+REPR_LIMIT: Final = 300
+
+
+def _bounded_repr(value: object) -> str:
+    """``repr(value)``, cut to :data:`REPR_LIMIT` characters."""
+    text = repr(value)
+    return text if len(text) <= REPR_LIMIT else f"{text[:REPR_LIMIT]}... ({len(text):,} chars)"
+
 @attrs.frozen(init=False)
 class RecordInfo:
     """One answer of ``GET /api/v1/veo/record-info``: the state of a task.
@@ -145,12 +155,14 @@ class RecordInfo:
 
     task_id: str
     status: TaskStatus
-    params: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    # The service's text, bounded in the repr (a 10,000-character prompt, an
+    # errorMessage of a page): the attributes keep it whole.
+    params: dict[str, Any] = attrs.field(factory=dict, hash=False, repr=_bounded_repr)
     create_time: _dt.datetime | None = None
     complete_time: _dt.datetime | None = None
     response: VideoResult | None = None
     error_code: int | None = None
-    error_message: str = ""
+    error_message: str = attrs.field(default="", repr=_bounded_repr)
     fallback: bool = False
 
     def __init__(
