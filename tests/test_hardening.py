@@ -1012,6 +1012,8 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
 
     run_virtual(main)
     assert any("on_event" in r.getMessage() for r in caplog.records)
+    # Each line names the event the hook failed on (it did not say which).
+    assert any("raised on RequestStarted" in r.getMessage() for r in caplog.records)
 
 
 def test_a_raising_event_hook_quoting_the_key_is_logged_without_it(

@@ -218,7 +218,11 @@ class Requester:
             # arguments, what it chains to, an exception group's members):
             # the text logged is the traceback's, with the key hidden.
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error("on_event hook raised; ignored\n%s", self._api_key.hidden_in(text))
+            logger.error(
+                "on_event hook raised on %s; ignored\n%s",
+                type(event).__name__,
+                self._api_key.hidden_in(text),
+            )
             return
         if inspect.iscoroutine(returned):
             # A plain callable that returned a coroutine (a lambda around an
