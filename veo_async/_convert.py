@@ -47,6 +47,7 @@ from .models import RecordInfo, TaskStatus, VideoResult, _Unparsed
 __all__ = [
     "KIE_TIMEZONE",
     "is_nullish",
+    "no_urls",
     "record_from_wire",
     "record_to_jsonable",
     "usual_record",
@@ -90,7 +91,7 @@ def is_nullish(value: object) -> bool:
     return type(value) is str and (value in _NULL_TEXTS or value.strip().lower() in _NULL_TEXTS)
 
 
-def _no_urls(value: object) -> bool:
+def no_urls(value: object) -> bool:
     """Whether a URL field holds nothing: absent, a null spelling, or empty."""
     return is_nullish(value) or (type(value) in (list, tuple) and not value)
 
@@ -455,11 +456,11 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
             retryable=False,
         )
     response = dict(response)
-    if _no_urls(response.get("resultUrls")) and not _no_urls(get("resultUrls")):
+    if no_urls(response.get("resultUrls")) and not no_urls(get("resultUrls")):
         # The URLs under data, beside a response without any (the docs'
         # quick-start reads them there): what is under data fills the gaps.
         for key in ("resultUrls", "originUrls", "resolution"):
-            if key in data and _no_urls(response.get(key)):
+            if key in data and no_urls(response.get(key)):
                 response[key] = data[key]
     response_id = response.get("taskId")
     if response_id is None or (type(response_id) is str and is_nullish(response_id)):

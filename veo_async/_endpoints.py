@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._convert import is_nullish
+from ._convert import is_nullish, no_urls
 from ._protocol import RawResponse, decode_envelope, excerpt
 from .errors import ResponseError
 from .models import validate_task_id
@@ -165,7 +165,7 @@ def decode_1080p(raw: RawResponse) -> str | None:
         urls = _urls(data)
         if urls:
             return urls[0]
-        if data == [] or (isinstance(data, str) and data.strip().lower() in ("", "null")):
+        if no_urls(data):
             return None
         raise _wrong_shape(raw, "resultUrl")
     if not isinstance(data, dict):

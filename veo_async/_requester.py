@@ -568,11 +568,21 @@ class Requester:
             if self._closed and creating is None:  # aclose() pulled the connection
                 raise SessionClosedError(_CLOSED_DURING) from None
             raise
-        except VeoError as exc:
+        except Exception as exc:
             queue.answered(granted_at)
             if creating is not None and create_granted is not None:
                 creating.answered(create_granted)
-            self._failed(method, path, task_id, granted_at, exc)
+            failure = exc if isinstance(exc, VeoError) else None
+            if failure is None:
+                # Not one of ours: a caller's Transport, or aiohttp refusing
+                # how it was used (credentials from .netrc beside our header,
+                # a session of another loop; see AiohttpTransport.send).
+                # Passed on as it is, its message naming the problem, but
+                # the request has ended, failed: counted and told as every
+                # other failure is.
+                self._api_key.hide_in(exc)
+                failure = VeoError(f"the transport raised {type(exc).__name__}: {exc}")
+            self._failed(method, path, task_id, granted_at, failure)
             raise
         except asyncio.CancelledError as cancelled:
             if call is not None and self._ended_by_close(call, cancelled):
@@ -592,19 +602,6 @@ class Requester:
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
             if ended is None:
                 raise
-        except Exception as exc:
-            # Not one of ours: a caller's Transport, or aiohttp refusing how
-            # it was used (credentials from .netrc beside our header, a
-            # session of another loop; see AiohttpTransport.send). Passed on
-            # as it is, its message naming the problem, but the request has
-            # ended, failed: counted and told as every other failure is.
-            queue.answered(granted_at)
-            if creating is not None and create_granted is not None:
-                creating.answered(create_granted)
-            self._api_key.hide_in(exc)
-            failure = VeoError(f"the transport raised {type(exc).__name__}: {exc}")
-            self._failed(method, path, task_id, granted_at, failure)
-            raise
         finally:
             if call is not None:
                 self._calls.discard(call)
