@@ -309,6 +309,7 @@ def simulate_adaptive(
     waiting: dict[str | None, set[int]] = {}  # tasks with a poll planned, by table
     table_of: list[str | None] = [None] * len(tasks)
     revisions: dict[str | None, int] = {}
+    explorer = [False] * len(tasks)  # see AdaptiveSchedule.explores
     # (time, task, is a poll): a creation asks for the first delay at that moment.
     queue = [(i * spacing, i, False) for i in range(len(tasks))]
     heapq.heapify(queue)
@@ -335,6 +336,7 @@ def simulate_adaptive(
                 polls=requests[j],
                 rng=rng,
                 asked_at=min(age, running_until[j]),
+                explorer=explorer[j],
             )
             if now + delay < due[j] - REPLAN_GAIN:
                 due[j] = now + delay
@@ -346,7 +348,11 @@ def simulate_adaptive(
         age = now - i * spacing
         if not is_poll:
             learner.created(task.model)  # what the session creates, it knows the model of
-            plan(i, now, schedule.next_delay(model=task.model, age=0.0, polls=0, rng=rng))
+            explorer[i] = schedule.explores(0.0)
+            delay = schedule.next_delay(
+                model=task.model, age=0.0, polls=0, rng=rng, explorer=explorer[i]
+            )
+            plan(i, now, delay)
             continue
         if now != due[i]:
             continue  # planned again, sooner: this was its old time
@@ -369,7 +375,13 @@ def simulate_adaptive(
             continue
         learner.survived(task.model, running_until[i], age, announced=True)
         running_until[i] = age
-        plan(i, now, schedule.next_delay(model=task.model, age=age, polls=requests[i], rng=rng))
+        plan(
+            i,
+            now,
+            schedule.next_delay(
+                model=task.model, age=age, polls=requests[i], rng=rng, explorer=explorer[i]
+            ),
+        )
     return requests, lags
 
 

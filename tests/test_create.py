@@ -597,8 +597,9 @@ def _first_poll_after(kie: FakeKie, task_id: str, created: float) -> float:
     return polls[0] - created
 
 
-#: The default schedule without jitter, so first polls can be computed exactly.
-STEADY = AdaptivePolicy(jitter=0.0)
+#: The default schedule without jitter, so first polls can be computed exactly. No explorer (see
+#: test_schedule's explorer tests): the first task follows the tables too.
+STEADY = AdaptivePolicy(jitter=0.0, explorers=0)
 
 
 def _possible_first_polls(model: str, age: float = 0.0) -> set[float]:
@@ -629,6 +630,36 @@ def test_created_tasks_poll_first_after_a_model_aware_delay(model: str) -> None:
         assert first >= 30.0
 
     in_process(body, policy=STEADY)
+
+
+def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
+    """With the default policy, a session's first task is polled at 2, 4, 8,
+    16 s of age as well as on its table, so a service (or a test server) far
+    faster than the documented times has it seen in seconds; the next task,
+    planned once one has finished, follows the table (its first poll at the
+    early probe), so the exploring costs a few requests once per session."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        first = await veo.generate("a cat", model="veo3_fast")
+        assert first.created_loop_time is not None
+        await first
+        ages = [
+            r.started - first.created_loop_time
+            for r in kie.requests
+            if r.path == RECORD and r.task_id == first.task_id
+        ]
+        assert 2 <= len(ages) <= 4, ages  # found by an explorer poll, not at 40 s
+        assert ages == pytest.approx([2.0, 4.0, 8.0, 16.0][: len(ages)], abs=0.2), ages
+        assert first.record is not None
+        assert first.record.is_done
+        second = await veo.generate("a dog", model="veo3_fast")
+        assert second.created_loop_time is not None
+        await second
+        assert _first_poll_after(kie, second.task_id, second.created_loop_time) >= 30.0
+
+    # Renders of 3-6 s (the simulator's minutes, scaled): found by the explorer.
+    fast = FakeKie(seed=11, credits=1e9, time_scale=0.02)
+    in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
 
 
 def _fresh_polls(model: str, count: int) -> list[float]:
@@ -1119,6 +1150,13 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
             "data": {"taskId": "t", "resultUrls": ["https://r/4k.mp4"]}}
     in_info = {"code": 200, "msg": "ok", "data": {"info": {"resultUrls": '["https://r/a"]'}}}
     assert decode_4k(raw(processing)) is None
+    for wording in (
+        "4K video is being generated, please wait",
+        "4K generation has been submitted",
+        "4K task pending",
+        "queued for 4K",
+    ):
+        assert decode_4k(raw({"code": 422, "msg": wording, "data": None})) is None, wording
     assert decode_4k(raw(done)) == ("https://r/4k.mp4",)
     assert decode_4k(raw(in_info)) == ("https://r/a",)
     assert decode_4k(raw({"code": 200, "msg": "success", "data": {"taskId": "t"}})) is None

@@ -1522,3 +1522,54 @@ def test_a_finish_starts_the_rebuild_it_makes_due() -> None:
     while schedule.step():
         pass
     assert schedule.revisions()["veo3"] == 1
+
+
+# -- the explorer ----------------------------------------------------------------------
+
+
+def _explored_ages(schedule: AdaptiveSchedule, *, explorer: bool, until: float) -> list[float]:
+    """The ages of a fresh veo3_fast task's polls up to ``until``, none finding it done."""
+    rng = random.Random(0)
+    ages, age, polls = [], 0.0, 0
+    while True:
+        age += schedule.next_delay(
+            model="veo3_fast", age=age, polls=polls, rng=rng, explorer=explorer
+        )
+        if age > until:
+            return ages
+        ages.append(age)
+        polls += 1
+
+
+def test_an_explorer_is_also_polled_at_2_4_8_16_s_then_follows_its_table() -> None:
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    table_polls = _explored_ages(schedule, explorer=False, until=200.0)
+    explored = _explored_ages(schedule, explorer=True, until=200.0)
+    assert table_polls[0] >= 30.0  # the table's first poll: the early probe
+    assert explored[:4] == pytest.approx([2.0, 4.0, 8.0, 16.0])
+    # Then the table's own continuation of a poll made at 16 s (either of
+    # the two solutions it mixes to spend the budget).
+    table = schedule.table("veo3_fast")
+    assert explored[4] in {table.next_index[8] * 2.0, table.costly_index[8] * 2.0}
+    assert explored[4] > 30.0
+
+
+def test_explorers_are_granted_to_the_first_young_tasks_until_one_finishes() -> None:
+    schedule = AdaptivePolicy(explorers=2).schedule()
+    assert not schedule.explores(30.0)  # too old to learn the first seconds from
+    assert not schedule.explores(None)  # age unknown
+    assert schedule.explores(0.0)
+    assert schedule.explores(12.5)
+    assert not schedule.explores(0.0)  # both used
+    other = AdaptivePolicy(explorers=5).schedule()
+    other.learner.observe("veo3_fast", 140.0)
+    assert not other.explores(0.0)  # something finished: the tables learn from it
+    assert not AdaptivePolicy(explorers=0).schedule().explores(0.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), ("1", TypeError), (1.5, TypeError), (True, TypeError)]
+)
+def test_explorers_must_be_a_count(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="explorers"):
+        AdaptivePolicy(explorers=value)  # type: ignore[arg-type]

@@ -43,8 +43,22 @@ UHD_4K_PATH: Final = "/api/v1/veo/get-4k-video"
 CREDIT_PATH: Final = "/api/v1/chat/credit"
 DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
 
-# Words in a non-200 msg that mean "not ready yet", not "refused".
-_PROCESSING_HINTS: Final = ("processing", "in progress", "not ready", "generating")
+# Words in a non-200 msg that mean "not ready yet", not "refused" (the
+# documented "4k is processing", and the other wordings such a service uses:
+# "4K video is being generated, please wait", "has been submitted").
+_PROCESSING_HINTS: Final = (
+    "processing",
+    "in progress",
+    "not ready",
+    "generating",
+    "being generated",
+    "being processed",
+    "please wait",
+    "pending",
+    "queued",
+    "in queue",
+    "submitted",
+)
 # A repeated 4K request's answer once done ("has been generated successfully").
 _GENERATED_HINTS: Final = ("generated successfully",)
 

@@ -213,6 +213,7 @@ class _FixedPlan(Plan):
 class _LearnedPlan(Plan):
     __slots__ = (
         "_announced",
+        "_explorer",
         "_first_age",
         "_first_seen",
         "_pacer",
@@ -236,6 +237,7 @@ class _LearnedPlan(Plan):
         # The age the waiting poll was planned from (None: not planned by age).
         self._planned_from: float | None = None
         self._announced = False  # see announced
+        self._explorer = False  # see AdaptiveSchedule.explores
 
     @property
     def first_seen(self) -> AgeSeen | None:
@@ -299,6 +301,7 @@ class _LearnedPlan(Plan):
             seen = self._first_seen or first_seen
             if seen is None:
                 self._first_seen = (age, now)
+                self._explorer = self._schedule.explores(age)
                 if self._announced:
                     self._schedule.learner.created(model)
             else:
@@ -323,7 +326,12 @@ class _LearnedPlan(Plan):
             return None  # the model's first table is being made: see when_ready
         asked_at = None if age is None else max(0.0, age - since_asked)
         delay = schedule.next_delay(
-            model=model, age=age, polls=self._polls, rng=self._rng, asked_at=asked_at
+            model=model,
+            age=age,
+            polls=self._polls,
+            rng=self._rng,
+            asked_at=asked_at,
+            explorer=self._explorer,
         )
         self._polls += 1
         self._planned_from = asked_at  # for replanned_delay
@@ -355,6 +363,7 @@ class _LearnedPlan(Plan):
             polls=max(0, self._polls - 1),
             rng=self._rng,
             asked_at=min(age, planned_from),
+            explorer=self._explorer,
         )
 
     def finished(self, model: str | None) -> None:

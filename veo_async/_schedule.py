@@ -175,6 +175,15 @@ finished (``P(done by age) >= 5 %``) goes out at once. ``age=None`` (creation
 time unknown) is treated as a task the schedule has followed since its
 creation: its age is taken to be that of its ``polls``-th poll in the fresh
 schedule, so the first poll is the fresh schedule's first probe.
+
+The explorer: the learner learns only from finishes, and the first poll of a
+fresh task is 30-80 s in, so a service far faster than the priors (or a test
+server finishing tasks in seconds) would have every task of a session's
+first minute found a minute late. The first task planned while nothing has
+finished (``AdaptivePolicy.explorers``, 1) is also polled at 2, 4, 8 and 16
+s of age, then follows its table from there: four requests once a session
+(built-in workloads and 150 files of 100-2,000 tasks: the same goal counts,
+mean lag and requests within their noise).
 """
 
 from __future__ import annotations
@@ -369,6 +378,8 @@ _DONE = object()
 # The most a delay is jittered by, in seconds: under half a grid step, so that a
 # jittered poll is still recognised as the planned one (see next_delay).
 _MAX_JITTER = 0.4 * GRID
+# An explorer (see AdaptiveSchedule.explores) polls at ages below this.
+_EXPLORE_UNTIL = 30.0
 
 
 # The largest median a DurationPrior takes (about 30 years): far beyond any
@@ -527,6 +538,12 @@ class AdaptivePolicy:
     :param seed: seed for the schedule's random draws (None: fresh): the
         jitter, and the pick between the two nearest solutions that spends
         the budget exactly (so two seeds may differ by a grid step too).
+    :param explorers: how many of the first tasks, planned while no task has
+        finished yet, are also polled at ages ``min_gap``, twice that, and so
+        on up to 30 s (see :meth:`AdaptiveSchedule.explores`): a service
+        far faster than the priors say (or a test server finishing tasks in
+        seconds) is then seen at once, not at the schedule's first poll
+        (40 s for a fresh veo3_fast task). 0: none.
     """
 
     timeout: float | None = attrs.field(default=900.0, validator=_check_timeout)
@@ -545,10 +562,12 @@ class AdaptivePolicy:
     memory: float = _field(4096.0, 16)
     rebuild_every: int = attrs.field(default=20_000)
     seed: int | None = attrs.field(default=None)
+    explorers: int = attrs.field(default=1)
 
     def __attrs_post_init__(self) -> None:
         if self.max_gap < self.min_gap:
             raise ValueError(f"max_gap ({self.max_gap:g}) must be >= min_gap ({self.min_gap:g})")
+        _check_count("explorers", self.explorers)
         if math.floor(self.max_gap / GRID) < max(1, math.ceil(self.min_gap / GRID)):
             # Polls are planned on a grid of GRID seconds: a gap can only be
             # a multiple of it, and none would lie between the two (max_gap 3
@@ -1522,6 +1541,7 @@ class AdaptiveSchedule:
         # Per model: how many times its table moved, and its median then.
         self._revisions: dict[str | None, int] = {}
         self._moved_at: dict[str | None, float] = {}
+        self._explorers_left = policy.explorers
         #: Set by a caller on an event loop: called when a rebuild is due,
         #: which then runs in steps (:meth:`step`) instead of within the
         #: :meth:`next_delay` that found it due (it takes 20-150 ms). None
@@ -1536,6 +1556,7 @@ class AdaptiveSchedule:
         polls: int,
         rng: random.Random,
         asked_at: float | None = None,
+        explorer: bool = False,
     ) -> float:
         """Seconds from now to the next poll of an unfinished task.
 
@@ -1548,6 +1569,8 @@ class AdaptiveSchedule:
             time, so a slow answer does not lengthen the gap between polls
             (past the bulk, never over ``max_gap`` from one to the next).
             At most ``age``; ignored when ``age`` is None.
+        :param explorer: the task was granted :meth:`explores`: also polled
+            at ages ``min_gap``, twice that, ... up to 30 s.
         :raises ValueError: for a negative or non-finite age or ``asked_at``,
             ``asked_at`` past ``age``, negative polls.
         :raises TypeError: for arguments of the wrong type.
@@ -1585,6 +1608,8 @@ class AdaptiveSchedule:
             plan = table.costly_index if share and rng.random() < share else table.next_index
             # Never longer than the gap planned from the grid point: caps hold.
             delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
+        if explorer and given_age:
+            delay = min(delay, _explorer_delay(policy.min_gap, asked, age))
         if policy.jitter:
             spread = min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
             if delay <= policy.max_gap < delay + spread:
@@ -1610,6 +1635,33 @@ class AdaptiveSchedule:
         if policy.jitter:
             delay -= min(policy.jitter * delay, _MAX_JITTER) * rng.random()
         return max(delay, policy.min_gap)
+
+    def explores(self, age: float | None) -> bool:
+        """Whether a task first planned now, at ``age``, is one of the
+        policy's ``explorers``: granted to the first tasks younger than 30 s
+        planned while no task of any model has finished (each call that
+        answers True uses one up).
+
+        The schedule's first poll of a fresh task (30-80 s, where the priors
+        put fast failures and the bulk) is right for the service as
+        documented; a service much faster than that, or a test server,
+        would have every task of a session's first minute found a minute
+        late, and the learner, which learns only from finishes, would see
+        none before then. An explorer's polls at 2, 4, 8, 16 s of age (one
+        task: 4 requests more, once a session) find such tasks, and the
+        tables learn from them.
+        """
+        if age is not None:
+            age = _check_number("age", age, 0)
+        if (
+            self._explorers_left <= 0
+            or age is None
+            or age >= _EXPLORE_UNTIL
+            or self.learner.count(None) > 0
+        ):
+            return False
+        self._explorers_left -= 1
+        return True
 
     def table_key(self, model: str | None) -> str | None:
         """The table ``model`` is polled by: its own, or past ``_MAX_TABLES``
@@ -2127,6 +2179,16 @@ def _price_bracket(
         else:
             hi = mid
     return lo, hi
+
+
+def _explorer_delay(min_gap: float, asked: float, age: float) -> float:
+    """The delay to an explorer's next poll: at the first of the ages
+    ``min_gap``, twice that, ... past ``asked`` (the poll just made), none
+    (infinite) from ``_EXPLORE_UNTIL`` on."""
+    at = min_gap
+    while at <= asked + 0.5 * min_gap:  # the poll just made, jittered, is not the next
+        at *= 2.0
+    return at - age if at < _EXPLORE_UNTIL else math.inf
 
 
 def _median_age(done: Sequence[float]) -> float:
