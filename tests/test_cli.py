@@ -978,3 +978,30 @@ async def test_a_second_ctrl_c_still_stops_the_live_display(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sys.stderr is stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["wait", *FAST, "k1", "--progress", "off"],
+        ["wait", *FAST, "k1", "--progress", "plain"],
+        ["status", "k1"],
+        ["generate", "a cat", "--progress", "off"],
+    ],
+    ids=["wait-off", "wait-plain", "status", "generate"],
+)
+async def test_a_wrong_key_says_so_on_stderr_for_every_command(
+    kie: FakeKie, command: list[str]
+) -> None:
+    """The exit code (1) means the run could not go on; the one line on
+    standard error says why, for the commands that report per task too (the
+    401 was only in their stdout lines or table)."""
+    kie.add_task("k1")
+    run = await veo_async(
+        command[0], "--base-url", kie.base_url, "--api-key", WRONG_KEY, *command[1:]
+    )
+    assert run.code == 1
+    told = [line for line in run.stderr.splitlines() if line.startswith("veo-async: error: ")]
+    assert len(told) == 1, run.stderr
+    assert "AuthenticationError" in told[0]
+    assert WRONG_KEY not in run.stderr + run.stdout

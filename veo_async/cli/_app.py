@@ -43,6 +43,7 @@ import click
 from rich.console import Console
 
 from .. import VeoError, __version__
+from ._errors import tell_key_refused
 from ._finish import run_to_end
 from ._generate import credits, generate
 from ._ids import IdSourceError, collect_ids
@@ -192,6 +193,7 @@ def status(
             sink.write(status_json(task_id, result))
     else:
         status_table(list(zip(task_ids, results, strict=True)), Console())
+    tell_key_refused([r for r in results if isinstance(r, Exception)])
     return EXIT_FAILED if any(isinstance(r, Exception) for r in results) else EXIT_OK
 
 

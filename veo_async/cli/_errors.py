@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["describe_error"]
+import sys
+
+from .. import AuthenticationError
+
+__all__ = ["describe_error", "tell_key_refused"]
 
 # Long enough for "TransportError: Cannot connect to host api.kie.ai:443 ssl:default
 # [...]", short enough for one terminal line next to the counters.
@@ -13,3 +17,18 @@ def describe_error(error: BaseException) -> str:
     """``"TransportError: cannot connect ..."``: whitespace collapsed, at most 160 characters."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= _MAX_LENGTH else text[: _MAX_LENGTH - 3] + "..."
+
+
+def tell_key_refused(errors: list[BaseException | None]) -> None:
+    """Print ``veo-async: error: AuthenticationError: ...`` on standard error
+    if any of ``errors`` is a refused key (401).
+
+    A 401 stops the whole session: every task after it ends in the same
+    error, and the exit code (1) says the run could not go on. The per-task
+    lines (stdout, or a table) show it too, but a user reading the terminal
+    with ``--progress off`` or stdout piped away is owed the one line that
+    says why, as ``credits`` gives.
+    """
+    refused = next((e for e in errors if isinstance(e, AuthenticationError)), None)
+    if refused is not None:
+        print(f"veo-async: error: {describe_error(refused)}", file=sys.stderr)

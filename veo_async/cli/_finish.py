@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import StoreError, VeoError
-from ._errors import describe_error
+from ._errors import describe_error, tell_key_refused
 from ._output import JsonLines
 from ._progress import ProgressReporter
 from ._run import Interrupted, run
@@ -40,4 +40,5 @@ def run_to_end(
         raise click.ClickException(describe_error(exc)) from None
     finally:
         sink.close()
+    tell_key_refused([progress.key_refused])
     return None

@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .. import SessionStats
+from .. import AuthenticationError, SessionStats
 from ._errors import describe_error
 from ._outcome import Counts, Tally
 
@@ -141,6 +141,8 @@ class ProgressReporter:
         self._ticker: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self._last_error: BaseException | None = None
+        #: The first 401 noted (see note_error): it stopped the session.
+        self.key_refused: AuthenticationError | None = None
         self._summary = summary
 
     def note_error(self, error: BaseException | None) -> None:
@@ -152,6 +154,8 @@ class ProgressReporter:
         """
         if error is not None:
             self._last_error = error
+        if isinstance(error, AuthenticationError) and self.key_refused is None:
+            self.key_refused = error
 
     def attach(self, stats: Callable[[], SessionStats]) -> None:
         """Read request counters from ``stats`` (``lambda: veo.stats``) from now on."""
