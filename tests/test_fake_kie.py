@@ -14,8 +14,11 @@ import pytest
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDictProxy
 
+from veo_async import PollPolicy, VeoSession
 from veo_async.testing import FakeKie, Fault, Quirks, RecordedRequest, TaskScript
 from veo_async.testing._script import format_time, render_record
+
+from ._virtual import run_virtual
 
 #: Real HTTP on 127.0.0.1: this module pins the wire path.
 pytestmark = pytest.mark.loopback
@@ -941,3 +944,26 @@ async def test_fixed_port(http: aiohttp.ClientSession) -> None:
     async with FakeKie(port=port) as kie:
         assert kie.base_url == f"http://127.0.0.1:{port}"
         assert (await fetch(http, kie, CREDIT))[0] == 200
+
+
+def test_a_transport_a_closed_session_closed_fails_at_once() -> None:
+    """The VeoSession a transport is given to closes it on exit; a second
+    session on it gets a clear programming error at its first request, not
+    a retryable TransportError that polls on until the wait's deadline."""
+    async def main() -> None:
+        kie = FakeKie(api_key="sk-test-key-1234")
+        kie.add_task("veo_task_a", complete_after=0.0)
+        transport = kie.transport()
+        async with VeoSession("sk-test-key-1234", transport=transport) as veo:
+            assert (await veo.record_info("veo_task_a")).is_done
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with VeoSession(
+            "sk-test-key-1234", transport=transport, policy=PollPolicy(timeout=300)
+        ) as veo:
+            with pytest.raises(RuntimeError, match="make one per session"):
+                await veo.task("veo_task_a").wait()
+        assert loop.time() - started < 1.0
+        await kie.close()
+
+    run_virtual(main)

@@ -58,7 +58,12 @@ class InProcessTransport:
     async def send(self, request: HttpRequest) -> RawResponse:
         """Answer ``request`` in process; see the module docstring."""
         if self._closed:
-            raise TransportError("the in-process transport is closed")
+            # A programming error, not a network fault to retry until the
+            # deadline: the VeoSession it was given to closed it on exit.
+            raise RuntimeError(
+                "this in-process transport is closed (the VeoSession it was given to "
+                "closes it): make one per session with FakeKie.transport()"
+            )
         body = b"" if request.json is None else json.dumps(request.json).encode()
         # within(): asyncio.wait_for loses a cancellation on Python 3.10/3.11.
         _answered, answer = await within(
