@@ -321,8 +321,9 @@ def generate(
     \b
     With --wait, each created task is then waited for and its line is that
     of "veo-async wait" plus "request". The default schedule polls a new
-    task first at 40 s (a probe for fast failures), then when its model's
-    tasks start to finish (veo3_fast ~1.5 min, veo3 ~2.5 min); any polling option but --timeout
+    task first at 40 s (a probe for fast failures; the run's first task
+    also at 2, 4, 8 and 16 s), then when its model's tasks start to finish
+    (veo3_fast ~1.5 min, veo3 ~2.5 min); any polling option but --timeout
     makes it a fixed one. Interrupted (Ctrl-C), each task created and not
     yet finished gets its "created" line, so that no id is lost (with
     --store the ids are in the store instead: run the command again).

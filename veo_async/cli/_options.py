@@ -167,12 +167,17 @@ def policy_options(func: F) -> F:
     default = PollPolicy()
     helps = {
         "timeout": f"Give up on a task after SECONDS (default {default.timeout:g}).",
-        "first_poll": f"Seconds before a task's first poll (default {default.first_poll:g}).",
-        "interval": f"The first gap between polls, in seconds (default {default.interval:g}).",
-        "factor": f"Growth of the gap per poll (default {default.factor:g}).",
-        "max_interval": f"The largest gap between polls, in seconds "
+        # The fixed schedule's (PollPolicy) knobs, with its defaults: "wait"
+        # polls by it; "generate --wait" only when one of them is given.
+        "first_poll": "Fixed schedule: seconds before a task's first poll "
+        f"(default {default.first_poll:g}).",
+        "interval": "Fixed schedule: the first gap between polls, in seconds "
+        f"(default {default.interval:g}).",
+        "factor": f"Fixed schedule: growth of the gap per poll (default {default.factor:g}).",
+        "max_interval": "Fixed schedule: the largest gap between polls, in seconds "
         f"(default {default.max_interval:g}).",
-        "jitter": f"Randomise each gap by ± this fraction (default {default.jitter:g}).",
+        "jitter": "Fixed schedule: randomise each gap by ± this fraction "
+        f"(default {default.jitter:g}).",
         "not_found_grace": "Seconds during which an unknown id counts as 'not visible yet' "
         f"(default {default.not_found_grace:g}).",
     }
