@@ -72,6 +72,12 @@ async def test_tasks_list_shows_the_model_and_creation_of_ids_handed_in(
     row = next(line for line in listing.stdout.splitlines() if line.startswith("veo_a"))
     assert row.split()[3] == "veo3_fast", row
     assert row.endswith(created.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")), row
+    # --json says the same (it gave the row's bare fields: no model, and the
+    # time tracking began).
+    as_json = await cli("tasks", "list", "--store", db, "--json")
+    [line] = as_json.lines()
+    assert line["model"] == "veo3_fast"
+    assert line["created_at"] == pytest.approx(created.timestamp(), abs=1.0)
 
 
 async def test_tasks_resume_finishes_what_an_interrupted_wait_left(

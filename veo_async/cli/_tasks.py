@@ -158,12 +158,15 @@ def _state(task: StoredTask) -> str:
 
 
 def _task_json(task: StoredTask, *, record: bool) -> dict[str, Any]:
+    # The model and creation time the table shows (the record's, for an id
+    # handed in), not the row's bare fields: the two views of a task agree.
+    model, created_at = _model_and_creation(task)
     data: dict[str, Any] = {
         "task_id": task.task_id,
         "state": _state(task),
         "status": None if task.status is None else task.status.name,
-        "model": task.model,
-        "created_at": task.created_at,
+        "model": model,
+        "created_at": created_at,
         "first_seen_at": task.first_seen_at,
         "terminal_at": task.terminal_at,
         "deliveries": task.deliveries,
