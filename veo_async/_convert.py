@@ -145,12 +145,16 @@ def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
     if is_nullish(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == 0:
+            return None  # the epoch itself: a time not set, as a backend writes it
         seconds = value / 1000 if value > _MS_THRESHOLD else float(value)
         return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
             return _read_time(int(text), tz)
+        if text.startswith("0000-00-00"):
+            return None  # the zero date: not set (as MySQL writes it)
         if text.isascii() and _DECIMAL.match(text):
             return _read_time(float(text), tz)
         zone = _ZONE_WORD.search(text)
