@@ -389,7 +389,7 @@ async def test_ctrl_c_during_generate_counts_requests_not_sent_as_such(
     assert created == 20
     assert [line["outcome"] for line in run.lines()] == ["created"] * 20
     summary = run.stderr.strip().splitlines()[-1]
-    assert "20 of 25 requests created a task, 0 not (uncertain or refused)" in summary
+    assert "20 of 25 requests created a task, 0 answered without one" in summary
     assert "0 sent without an answer" in summary
     assert "5 not sent;" in summary
     assert "succeeded" not in summary

@@ -490,9 +490,10 @@ class _Creates:
                 f"errors; {max(0, self.created - finished)} still generating)"
             )
         return (
-            f"interrupted after {snapshot.clock}: {created}, {self.refused} not (uncertain "
-            f"or refused), {self.unanswered} sent without an answer (uncertain: each may "
-            f"have created a task), {unsent} not sent; {snapshot.requests} requests"
+            f"interrupted after {snapshot.clock}: {created}, {self.refused} answered "
+            f"without one (refused, or uncertain), {self.unanswered} sent without an "
+            f"answer (uncertain: each may have created a task), {unsent} not sent; "
+            f"{snapshot.requests} requests"
         )
 
 

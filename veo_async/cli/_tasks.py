@@ -242,7 +242,12 @@ def _read(path: str, reader: Callable[[AnyStore], Any]) -> Any:
 
 @click.group()
 def tasks() -> None:
-    """The tasks a store file remembers (see "wait --store")."""
+    """The tasks a store file remembers (see "wait --store").
+
+    A store is held by one command at a time: while a "wait --store" or
+    "generate --store" runs on it, these commands say it is in use (exit 1);
+    read it once that run ends or is interrupted.
+    """
 
 
 @tasks.command("list")
