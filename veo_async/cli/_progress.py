@@ -58,6 +58,20 @@ class Snapshot(Counts):
     simulated: bool = False
 
     @property
+    def not_created(self) -> int:
+        """Planned tasks whose create request has not started yet (waiting
+        for the creation budget, or for their parent to finish): counted
+        apart from those generating. 0 where nothing is created (``wait``)."""
+        if not (self.creates or self.create_queued):
+            return 0
+        return max(0, self.total - self.finished - self.creates)
+
+    @property
+    def generating(self) -> int:
+        """Tasks created and not finished yet."""
+        return self.total - self.finished - self.not_created
+
+    @property
     def creating(self) -> str | None:
         """``"creates 40 (260 queued)"``, or None when nothing was created."""
         if not (self.creates or self.create_queued):
@@ -75,8 +89,9 @@ class Snapshot(Counts):
         """One plain line: ``"12/300 finished · generating 288 · ... · 3.1 s"``,
         then ``" · last error: ..."`` once a request error is known."""
         creating = "" if self.creating is None else f"{self.creating} · "
+        waiting = f"not created {self.not_created} · " if self.not_created else ""
         line = (
-            f"{self.finished}/{self.total} finished · generating {self.generating} · "
+            f"{self.finished}/{self.total} finished · generating {self.generating} · {waiting}"
             f"succeeded {self.succeeded} · failed {self.failed} · "
             f"timed out {self.timed_out} · errors {self.errors} · {creating}"
             f"requests {self.requests} ({self.failed_requests} failed) · "
@@ -91,9 +106,10 @@ class Snapshot(Counts):
             f"{self.timed_out} timed out, {self.errors} errors"
         )
         if interrupted:
+            waiting = f", {self.not_created} not created yet" if self.not_created else ""
             return (
                 f"interrupted after {self.clock}: {self.finished} of {self.total} "
-                f"tasks finished ({counts}), {self.generating} still generating; "
+                f"tasks finished ({counts}), {self.generating} still generating{waiting}; "
                 f"{self.requests} requests"
             )
         return (
@@ -273,6 +289,7 @@ class ProgressReporter:
         counts = Text("  ")
         rows: tuple[tuple[str, object, str], ...] = (
             ("generating", snap.generating, "cyan"),
+            *((("not created", snap.not_created, "dim"),) if snap.not_created else ()),
             ("succeeded", snap.succeeded, "green"),
             ("failed", snap.failed, "red"),
             ("timed out", snap.timed_out, "yellow"),
