@@ -648,7 +648,7 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
             for r in kie.requests
             if r.path == RECORD and r.task_id == first.task_id
         ]
-        assert 2 <= len(ages) <= 4, ages  # found by an explorer poll, not at 40 s
+        assert 1 <= len(ages) <= 4, ages  # found by an explorer poll, not at 40 s
         assert ages == pytest.approx([2.0, 4.0, 8.0, 16.0][: len(ages)], abs=0.2), ages
         assert first.record is not None
         assert first.record.is_done

@@ -176,6 +176,50 @@ async def test_an_owner_that_lost_its_lease_can_no_longer_write(
     assert await client.get("{" + namespace + "}:lock") == "someone-else"
 
 
+async def test_completed_ends_once_a_write_finds_the_lease_lost(
+    kie: FakeKie, redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """A worker whose lease another took over (it paused past its lease) stops
+    handing over results once an ack finds the lease gone: completed() ends
+    with StoreLockedError, not yielding results the new owner delivers and acks."""
+    ids = ["veo_1", "veo_2", "veo_3"]
+    kie.add_tasks(ids)
+    async with durable(kie, redis_server, namespace) as veo:
+        await veo.wait_many(ids)
+        yielded: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed():
+                yielded.append(task.task_id)
+                if len(yielded) > 1:
+                    with pytest.raises(StoreLockedError):
+                        await task.ack()
+                    continue
+                await task.ack()
+                await client.set("{" + namespace + "}:lock", "someone-else")
+
+        with pytest.raises(StoreLockedError, match="lost the store's lease"):
+            await consume()
+        assert len(yielded) == 2
+
+
+async def test_completed_ends_once_a_renewal_finds_the_lease_lost(
+    kie: FakeKie, redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """A lease found lost by its renewal ends completed() with StoreLockedError
+    before it yields anything (another owner delivers those results now)."""
+    kie.add_tasks(["veo_1", "veo_2"])
+    store = store_on(redis_server, namespace, lease=1.0)
+    async with session_on(kie, store=store) as veo:
+        await veo.wait_many(["veo_1", "veo_2"])
+        await veo.flush()
+        await client.set("{" + namespace + "}:lock", "someone-else")
+        await asyncio.sleep(0.6)  # a renewal (every third of the lease) has been refused
+        completed = veo.completed()
+        with pytest.raises(StoreLockedError, match="lost the store's lease"):
+            await anext(completed)
+
+
 # ----------------------------------------------------------------- clear errors
 
 
@@ -250,6 +294,47 @@ async def test_a_damaged_task_is_named(
         await client.hset("{" + namespace + "}:t:veo_1", "created_at", "yesterday")
         with pytest.raises(StoreCorruptError, match="veo_1"):
             await store.get("veo_1")
+
+
+async def test_a_damaged_task_is_left_out_of_a_resume_with_a_warning(
+    kie: FakeKie,
+    redis_server: RedisServer,
+    namespace: str,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One task hash whose creation time is not a number (bit rot, a hand edit)
+    is left out of resume() and the listings with a warning naming it; every
+    other task of the namespace resumes (it used to fail them all)."""
+    async with store_on(redis_server, namespace) as store:
+        await store.track(["veo_1", "veo_2", "veo_3"])
+    await client.hset("{" + namespace + "}:t:veo_2", "created_at", "abc")
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with durable(kie, redis_server, namespace) as veo:
+        report = await veo.resume()
+        assert sorted(task.task_id for task in report.tasks) == ["veo_1", "veo_3"]
+    assert any("veo_2" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_damaged_intent_is_left_out_of_the_listings_with_a_warning(
+    redis_server: RedisServer, namespace: str, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An intent hash whose request is not JSON is left out of uncertain() and
+    intents() with a warning naming its ref, never its content; asked for by
+    ref, it raises StoreCorruptError."""
+    async with store_on(redis_server, namespace) as store:
+        await store.record_intent("ref_damaged_0001", "generate", {"prompt": "a"}, time.time())
+        await store.record_intent("ref_intact_00002", "generate", {"prompt": "b"}, time.time())
+    await client.hset("{" + namespace + "}:i:ref_damaged_0001", "request", "{secret prompt")
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with store_on(redis_server, namespace) as store:
+        assert [i.ref for i in await store.uncertain()] == ["ref_intact_00002"]
+        assert [i.ref for i in await store.intents()] == ["ref_intact_00002"]
+        with pytest.raises(StoreCorruptError, match="ref_damaged_0001"):
+            await store.get_intent("ref_damaged_0001")
+    warned = [r.getMessage() for r in caplog.records if "ref_damaged_0001" in r.getMessage()]
+    assert warned
+    assert not any("secret" in message for message in warned)
 
 
 async def test_an_unreachable_server_names_the_store_never_the_password() -> None:

@@ -31,7 +31,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Container, Iterable
+from collections.abc import AsyncGenerator, Callable, Container, Iterable
 from typing import TypeVar
 
 import attrs
@@ -41,7 +41,14 @@ from ._task import Subscription, TaskRegistry, VeoTask
 from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
 from .events import RAISED_TOO
 from .models import RecordInfo, validate_task_id
-from .store import StoredIntent, StoredTask, TaskStore, WriteBehindBatches, record_to_json
+from .store import (
+    LeasedStore,
+    StoredIntent,
+    StoredTask,
+    TaskStore,
+    WriteBehindBatches,
+    record_to_json,
+)
 
 __all__ = ["DurableTracker", "ResumeReport"]
 
@@ -506,7 +513,12 @@ class DurableTracker:
     async def completed(
         self, registry: TaskRegistry, *, follow: bool, policy: AnyPolicy | None
     ) -> AsyncGenerator[VeoTask, None]:
-        """See :meth:`veo_async.VeoSession.completed`."""
+        """See :meth:`veo_async.VeoSession.completed`.
+
+        :raises StoreLockedError: the store lost its lease (a
+            :class:`~veo_async.store.LeasedStore`): its new owner hands these
+            results over now.
+        """
         delivery = _Delivery(policy, self._acked, self._claims)
         # Registered before reading the store: a task finishing meanwhile is
         # then queued by the notification (and not twice: seen ids are skipped).
@@ -523,8 +535,12 @@ class DurableTracker:
             for count, stored in enumerate(unfinished, start=1):
                 delivery.follow(_restore(registry, stored, None))
                 await _now_and_then(count)
+            check_lease = _lease_check(store)
             while True:
                 while delivery.ready:
+                    # Asked before each result: once another process owns the
+                    # store, it delivers (and acks) them; this one must stop.
+                    check_lease()
                     handle = delivery.ready.popleft()
                     self._note(self._delivered, (handle.task_id, time.time()))
                     yield handle
@@ -577,9 +593,38 @@ class DurableTracker:
                     await self._drain()
         finally:
             self._closed = True
-            self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
-            if self._release():
-                await self.store.aclose()
+            try:
+                # A close cancelled while it waited for the writer must not
+                # leave it behind, to wake later on a closed store.
+                await _stopped(self._writer)
+            finally:
+                self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
+                if self._release():
+                    await self.store.aclose()
+
+
+def _lease_check(store: TaskStore) -> Callable[[], None]:
+    """What raises :class:`~veo_async.errors.StoreLockedError` once *store*
+    knows it lost its lease (a store with no lease never does)."""
+    if isinstance(store, LeasedStore):
+        return store.check_lease
+    return _held
+
+
+def _held() -> None:
+    """A store without a lease keeps its lock until it closes."""
+
+
+async def _stopped(task: asyncio.Task[None] | None) -> None:
+    """Cancel *task* if it still runs, and wait until it has ended.
+
+    A cancellation of the caller while it waits propagates (the task has been
+    told to stop already).
+    """
+    if task is None or task.done():
+        return
+    task.cancel()
+    await asyncio.wait((task,))
 
 
 async def write_each(

@@ -15,7 +15,7 @@ the user acknowledged it, so that a restarted process resumes where it stopped.
 """
 
 from ._codec import record_from_json, record_to_json
-from ._contract import DEFAULT_RETENTION, TaskState, TaskStore, WriteBehindBatches
+from ._contract import DEFAULT_RETENTION, LeasedStore, TaskState, TaskStore, WriteBehindBatches
 from ._redis import RedisStore
 from ._refs import REF_PARAMETER, ref_of, with_ref, without_ref
 from ._sqlite import SQLiteStore
@@ -24,6 +24,7 @@ from ._values import StoredIntent, StoredTask, new_ref
 __all__ = [
     "DEFAULT_RETENTION",
     "REF_PARAMETER",
+    "LeasedStore",
     "RedisStore",
     "SQLiteStore",
     "StoredIntent",

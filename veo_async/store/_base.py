@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, get_args
 
 from .._id_checks import validated_ids_in_steps
-from ..errors import StoreError
+from ..errors import StoreCorruptError, StoreError
 from ..models import RecordInfo
 from ._checks import (
     check_batch_size,
@@ -33,12 +34,36 @@ from ._contract import DEFAULT_RETENTION, TaskState
 from ._values import StoredIntent, StoredTask, check_ref
 from ._writer import GroupWriter, Op, Pending
 
-__all__ = ["TASK_STATES", "BatchedStore"]
+__all__ = ["TASK_STATES", "BatchedStore", "without_damaged"]
+
+logger = logging.getLogger("veo_async")
 
 _Store = TypeVar("_Store", bound="BatchedStore")
+_Row = TypeVar("_Row")
+_Value = TypeVar("_Value")
 
 #: The states :meth:`BatchedStore.list_tasks` filters on.
 TASK_STATES = frozenset(get_args(TaskState))
+
+
+def without_damaged(rows: Iterable[_Row], read: Callable[[_Row], _Value | None]) -> list[_Value]:
+    """What *read* makes of each of *rows*, leaving out the rows gone meanwhile
+    (None) and, with a warning, the damaged ones (:class:`StoreCorruptError`).
+
+    For listings: one damaged row (a hand edit, bit rot) must not stop every
+    other task from resuming or being delivered, as an unusable task id does
+    not (see ``veo_async._durable``). A row asked for by name still raises.
+    """
+    kept = []
+    for row in rows:
+        try:
+            value = read(row)
+        except StoreCorruptError as exc:  # its message names the row, never its content
+            logger.warning("%s; left out", exc)
+            continue
+        if value is not None:
+            kept.append(value)
+    return kept
 
 
 class _State(enum.Enum):

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ..models import RecordInfo
 from ._values import StoredIntent, StoredTask
 
-__all__ = ["DEFAULT_RETENTION", "TaskState", "TaskStore", "WriteBehindBatches"]
+__all__ = ["DEFAULT_RETENTION", "LeasedStore", "TaskState", "TaskStore", "WriteBehindBatches"]
 
 #: Kie keeps task records 14 days; after that a task can be neither polled nor fetched.
 DEFAULT_RETENTION = 14 * 86400.0
@@ -229,4 +229,24 @@ class WriteBehindBatches(Protocol):
         delivered: Iterable[tuple[str, float]] = (),
     ) -> None:
         """Note many write-behind changes at once (no await)."""
+        ...
+
+
+@runtime_checkable
+class LeasedStore(Protocol):
+    """A store held under a lease it can lose while open (optional), as
+    :class:`~veo_async.store.RedisStore` is.
+
+    Once the lease is lost, another process may own the store and deliver and
+    acknowledge its tasks: durable tracking asks before it hands over each
+    result, and ends :meth:`~veo_async.VeoSession.completed` instead of
+    yielding one the new owner may have acknowledged already.
+    """
+
+    def check_lease(self) -> None:
+        """Return while the lease is not known to be lost.
+
+        :raises StoreLockedError: once a renewal or a write found the lease
+            lost (it lapsed, or another process took the store over).
+        """
         ...

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._timeouts import within
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _redis_scripts as lua
-from ._base import BatchedStore
+from ._base import BatchedStore, without_damaged
 from ._checks import check_time
 from ._contract import DEFAULT_RETENTION
 from ._redis_batch import Scripts, executed, write_batch
@@ -219,6 +219,9 @@ class RedisStore(BatchedStore):
         self._renewer: asyncio.Task[None] | None = None
         # Whether a SET taking the lease may have succeeded (see _connect).
         self._lease_maybe_held = False
+        # Set for good once a renewal or a write found the lease gone: another
+        # owner may be delivering this store's tasks now (see check_lease).
+        self._lease_lost = False
         self._scripts: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -256,12 +259,8 @@ class RedisStore(BatchedStore):
             return exc
         message = str(exc)
         if lua.LOCK_LOST in message:
-            return StoreLockedError(
-                f"task store {self._where}: this process lost the store's lease (it "
-                f"lapsed, {self._lease_ms / 1000:g} s without renewal, or another process "
-                "took the store over); not stored: open the store again",
-                path=self._where,
-            )
+            self._lease_lost = True
+            return self._lost_lease("not stored")
         if "WRONGTYPE" in message:
             return StoreCorruptError(
                 f"task store {self._where}: a key under the namespace is not what a task "
@@ -277,6 +276,24 @@ class RedisStore(BatchedStore):
             f"task store {self._where}: {doing} failed ({type(exc).__name__}: {message})",
             path=self._where,
         )
+
+    def _lost_lease(self, what: str) -> StoreLockedError:
+        """The error saying this process lost the lease, and *what* that means here."""
+        return StoreLockedError(
+            f"task store {self._where}: this process lost the store's lease (it "
+            f"lapsed, {self._lease_ms / 1000:g} s without renewal, or another process "
+            f"took the store over); {what}: open the store again",
+            path=self._where,
+        )
+
+    def check_lease(self) -> None:
+        """Return while this store's lease is not known to be lost (see
+        :class:`~veo_async.store.LeasedStore`).
+
+        :raises StoreLockedError: a renewal or a write found the lease gone.
+        """
+        if self._lease_lost:
+            raise self._lost_lease("its results are another owner's now")
 
     async def _connect(self) -> None:
         """Connect, take the lease, create or check the layout, start renewing."""
@@ -449,6 +466,7 @@ class RedisStore(BatchedStore):
                 logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
                 continue
             if not kept:
+                self._lease_lost = True
                 logger.error(
                     "task store %s: its lease was lost (lapsed, or another process took "
                     "the store over); writes now fail",
@@ -581,8 +599,7 @@ class RedisStore(BatchedStore):
             return []
         ids = await self._members("all" if state is None else state, limit)
         rows = await self._hashes([self._prefix + "t:" + task_id for task_id in ids])
-        tasks = (self._task(task_id, fields) for task_id, fields in zip(ids, rows, strict=True))
-        return [task for task in tasks if task is not None]
+        return without_damaged(zip(ids, rows, strict=True), lambda row: self._task(*row))
 
     async def _fetch_uncertain(self) -> list[StoredIntent]:
         return await self._intents_in("uncertain")
@@ -594,8 +611,7 @@ class RedisStore(BatchedStore):
         """The intents a sorted set of refs names, in its order (by creation, then ref)."""
         refs = await self._members(zset, None)
         rows = await self._hashes([self._prefix + "i:" + ref for ref in refs])
-        intents = (self._intent(ref, fields) for ref, fields in zip(refs, rows, strict=True))
-        return [intent for intent in intents if intent is not None]
+        return without_damaged(zip(refs, rows, strict=True), lambda row: self._intent(*row))
 
 
 _FLOAT_FIELDS = frozenset(

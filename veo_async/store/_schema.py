@@ -263,8 +263,25 @@ def _terminal_record(task_id: object, text: object) -> dict[str, Any] | None:
 
 
 def row_to_intent(row: Sequence[Any]) -> StoredIntent:
-    """A :class:`StoredIntent` from a row of ``SELECT ref, kind, request, created_at, task_id``."""
+    """A :class:`StoredIntent` from a row of ``SELECT ref, kind, request, created_at, task_id``.
+
+    :raises ValueError: the row is damaged (by hand or on disk); the message
+        says how, never quoting the request (it holds the user's prompt).
+    """
     ref, kind, request, created_at, task_id = row
+    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
+        raise ValueError(f"its created_at is a {type(created_at).__name__}, not a number")
     return StoredIntent(
-        ref=ref, kind=kind, request=json.loads(request), created_at=created_at, task_id=task_id
+        ref=ref, kind=kind, request=_request(request), created_at=created_at, task_id=task_id
     )
+
+
+def _request(text: object) -> dict[str, Any]:
+    """An intent's ``request`` column: the JSON object it was written as."""
+    try:
+        request = json.loads(text)  # type: ignore[arg-type]  # the column may hold anything
+    except (TypeError, ValueError, RecursionError):
+        raise ValueError("its request is not JSON") from None
+    if not isinstance(request, dict):
+        raise ValueError("its request is JSON but not an object")
+    return request

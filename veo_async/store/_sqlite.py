@@ -50,9 +50,9 @@ from typing import Any
 
 import aiosqlite
 
-from ..errors import StoreError
+from ..errors import StoreCorruptError, StoreError
 from . import _schema as sql
-from ._base import BatchedStore
+from ._base import BatchedStore, without_damaged
 from ._checks import check_time
 from ._contract import DEFAULT_RETENTION
 from ._sqlite_batch import write_batch
@@ -150,9 +150,10 @@ class SQLiteStore(BatchedStore):
         connecting = aiosqlite.connect(self._path, timeout=self._lock_timeout, isolation_level=None)
         try:
             conn = await connecting
-        except Exception as exc:
+        except BaseException as exc:
             # aiosqlite stops its thread without waiting for it: wait here, or
             # it may hand its last result to a loop that has closed meanwhile.
+            # A cancellation too: the thread still finishes connecting first.
             await thread_ended(connecting)
             if isinstance(exc, sqlite3.Error):
                 raise translate(exc, self._path, "opening") from exc
@@ -200,14 +201,24 @@ class SQLiteStore(BatchedStore):
 
     async def _fetch_intent(self, ref: str) -> StoredIntent | None:
         rows = await self._read(sql.SELECT_INTENT, (ref,))
-        return sql.row_to_intent(rows[0]) if rows else None
+        return self._intent(rows[0]) if rows else None
+
+    def _intent(self, row: Any) -> StoredIntent:
+        """An intent row, or :class:`StoreCorruptError` naming it when it is damaged."""
+        try:
+            return sql.row_to_intent(row)
+        except ValueError as exc:
+            raise StoreCorruptError(
+                f"task store {self._path}: intent {row[0]!r} cannot be read ({exc})",
+                path=self._path,
+            ) from None
 
     async def _fetch_tasks(self, state: str | None, limit: int | None) -> list[StoredTask]:
         query, params = sql.select_tasks(state, limit)
         return [sql.row_to_task(row) for row in await self._read(query, params)]
 
     async def _fetch_uncertain(self) -> list[StoredIntent]:
-        return [sql.row_to_intent(row) for row in await self._read(sql.SELECT_UNCERTAIN)]
+        return without_damaged(await self._read(sql.SELECT_UNCERTAIN), self._intent)
 
     async def _fetch_intents(self) -> list[StoredIntent]:
-        return [sql.row_to_intent(row) for row in await self._read(sql.SELECT_INTENTS)]
+        return without_damaged(await self._read(sql.SELECT_INTENTS), self._intent)

@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from . import _schema as sql
+from ._sqlite_file import rollback
 from ._writer import Op, Pending
 
 __all__ = ["FSYNC_KINDS", "ids_json", "write_batch"]
@@ -54,8 +55,7 @@ async def write_batch(
             results = await _apply(conn, ops, pending, json)
             await conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
+            await rollback(conn)
             raise
     finally:
         if fsync:
@@ -174,7 +174,10 @@ async def _attach(
     rows = list(await conn.execute_fetchall(sql.SELECT_INTENT, (ref,)))
     if not rows:
         return False if reconciling else ValueError(f"no intent with ref {ref!r}")
-    intent = sql.row_to_intent(rows[0])
+    try:
+        intent = sql.row_to_intent(rows[0])
+    except ValueError as exc:  # a damaged row fails this op only, not the whole batch
+        return ValueError(f"intent {ref!r} cannot be read ({exc})")
     if intent.task_id is not None and intent.task_id != task_id:
         if reconciling:
             return False

@@ -6,6 +6,7 @@ by :class:`~veo_async.store.SQLiteStore` at open and after each failed statement
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 
@@ -14,7 +15,7 @@ import aiosqlite
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _schema as sql
 
-__all__ = ["has_json", "prepare", "translate"]
+__all__ = ["has_json", "prepare", "rollback", "translate"]
 
 _MOVE_ASIDE = "move the file aside (a new empty store is made) or restore a backup"
 
@@ -41,10 +42,26 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
             await _check_schema(conn, path, check_integrity=check_integrity)
             await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            await rollback(conn)
             raise
     except sqlite3.Error as exc:
         raise translate(exc, path, "opening") from exc
+
+
+async def rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back *conn*'s transaction, if any, on the way out of a failure.
+
+    Called only while another exception propagates, which must stay the one
+    the caller sees: a cancellation that lands while COMMIT runs in SQLite's
+    thread finds the transaction already (or about to be) gone, and the
+    ROLLBACK's "no transaction is active" must not replace the CancelledError.
+    """
+    if not conn.in_transaction:
+        return
+    # An error here means the transaction ended anyway (committed, or rolled
+    # back by SQLite itself); the exception already on its way says what went wrong.
+    with contextlib.suppress(sqlite3.Error):
+        await conn.execute("ROLLBACK")
 
 
 async def has_json(conn: aiosqlite.Connection) -> bool:

@@ -1,0 +1,169 @@
+"""Stores under cancellation and damage: a cancellation stays a cancellation,
+nothing is left running, one damaged row costs that row only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from veo_async import SQLiteStore, StoreCorruptError
+from veo_async.store._sqlite_batch import write_batch
+from veo_async.store._writer import Op
+from veo_async.testing import FakeKie
+
+from .conftest import leftover_tasks, session_on
+from .test_store import make_store
+
+Execute = Callable[..., Awaitable[Any]]
+
+
+def _cancel_on_commit(monkeypatch: pytest.MonkeyPatch, *, commit_first: bool) -> None:
+    """Cancel the task that runs COMMIT, as a cancellation landing mid-COMMIT does.
+
+    *commit_first*: the COMMIT has ended in SQLite's thread when the
+    cancellation arrives (so no transaction is left). Otherwise it is still
+    queued there: the caller sees a transaction, and the COMMIT runs before
+    the ROLLBACK that follows it (aiosqlite runs its calls in order).
+    """
+    real: Execute = aiosqlite.Connection.execute
+    in_flight: list[aiosqlite.Connection] = []
+
+    async def execute(self: aiosqlite.Connection, query: str, *args: Any) -> Any:
+        if query == "ROLLBACK" and self in in_flight:
+            in_flight.remove(self)
+            await real(self, "COMMIT")
+        if query != "COMMIT":
+            return await real(self, query, *args)
+        if commit_first:
+            await real(self, query, *args)
+        else:
+            in_flight.append(self)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+        raise AssertionError("not reached: cancelled above")  # pragma: no cover
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute", execute)
+
+
+@pytest.mark.parametrize("commit_first", [True, False], ids=["committed", "committing"])
+async def test_open_cancelled_during_its_commit_raises_cancelled_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, commit_first: bool
+) -> None:
+    """open() cancelled while its schema COMMIT runs raises CancelledError, not
+    StoreError("cannot rollback - no transaction is active"), and frees the file."""
+    path = tmp_path / "s.db"
+    store = make_store(path)
+    with monkeypatch.context() as patched:
+        _cancel_on_commit(patched, commit_first=commit_first)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.ensure_future(store.open())
+    await store.aclose()
+    async with make_store(path) as again:
+        assert await again.list_tasks() == []
+
+
+@pytest.mark.parametrize("commit_first", [True, False], ids=["committed", "committing"])
+async def test_a_batch_cancelled_during_its_commit_raises_cancelled_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, commit_first: bool
+) -> None:
+    """A group commit cancelled while its COMMIT runs raises CancelledError, not
+    the failed ROLLBACK's sqlite3 error."""
+    path = tmp_path / "s.db"
+    async with make_store(path):
+        pass
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        loop = asyncio.get_running_loop()
+        ops = [Op("track", (["veo_a", "veo_b"], None, time.time()), loop.create_future())]
+        with monkeypatch.context() as patched:
+            _cancel_on_commit(patched, commit_first=commit_first)
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.ensure_future(write_batch(conn, ops, {}))
+        assert not conn.in_transaction
+    finally:
+        await conn.close()
+
+
+# Real time: on the virtual clock, the close's waits for SQLite's thread move
+# the clock past the writer's batching delay, and it ends by itself.
+@pytest.mark.real_time
+async def test_a_cancelled_session_close_leaves_no_durable_writer(
+    tmp_path: Path, fake_kie: FakeKie
+) -> None:
+    """A session close cancelled while the durable writer waits to write a note
+    still stops that writer: nothing of veo_async runs after the close returns."""
+    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
+    await veo.__aenter__()
+    veo.task("veo_task_a")  # a note: the writer starts, waits to batch more
+    assert "veo_async durable writer" in {t.get_name() for t in leftover_tasks()}
+    closing = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0.01)  # the close now waits for the writer
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert leftover_tasks() == set()
+    async with make_store(tmp_path / "s.db") as again:  # the note was written all the same
+        assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
+
+
+@pytest.mark.real_time  # SQLite's thread runs in real time
+async def test_open_cancelled_while_connecting_leaves_no_thread(tmp_path: Path) -> None:
+    """open() cancelled at any step, connecting included, has let SQLite's
+    worker thread end by the time the CancelledError (and aclose()) returns:
+    else it outlives the loop and hands its result to a closed one."""
+    before = set(threading.enumerate())
+    for steps in range(8):
+        store = make_store(tmp_path / "s.db")
+        opening = asyncio.ensure_future(store.open())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        await store.aclose()
+        alive = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+        assert alive == [], f"cancelled after {steps} step(s)"
+
+
+@pytest.mark.parametrize(
+    "request_text", ["{not json", "[1, 2]", "null"], ids=["not-json", "array", "null"]
+)
+async def test_a_damaged_intent_row_is_left_out_with_a_warning(
+    tmp_path: Path, fake_kie: FakeKie, caplog: pytest.LogCaptureFixture, request_text: str
+) -> None:
+    """An intent row whose request is not a JSON object (a hand edit, bit rot)
+    is left out of uncertain(), intents() and resume() with a warning naming
+    its ref (not its content); the other intents are reported. Asked for by
+    ref, it raises StoreCorruptError, not a raw json error."""
+    path = tmp_path / "s.db"
+    async with make_store(path) as store:
+        await store.record_intent("ref_damaged_0001", "generate", {"prompt": "a fox"}, time.time())
+        await store.record_intent("ref_intact_00002", "generate", {"prompt": "a cat"}, time.time())
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "UPDATE intents SET request = ? WHERE ref = 'ref_damaged_0001'", (request_text,)
+        )
+    raw.close()
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with make_store(path) as store:
+        assert [i.ref for i in await store.uncertain()] == ["ref_intact_00002"]
+        assert [i.ref for i in await store.intents()] == ["ref_intact_00002"]
+        with pytest.raises(StoreCorruptError, match="ref_damaged_0001"):
+            await store.get_intent("ref_damaged_0001")
+    async with session_on(fake_kie, store=make_store(path)) as veo:
+        report = await veo.resume()
+        assert [i.ref for i in report.uncertain] == ["ref_intact_00002"]
+    warned = [r.getMessage() for r in caplog.records if "ref_damaged_0001" in r.getMessage()]
+    assert warned
+    assert not any(request_text in message for message in warned)
