@@ -764,6 +764,42 @@ async def test_consumers_of_one_session_share_its_results(kie: FakeKie, db: Path
         assert sum(counts) == len(ids)
         assert sorted(handled) == ids
         assert all(len(names) == 1 for names in handled.values()), handled
+        # Split between them (the first told of the results took them all,
+        # and the other ended at once with none).
+        assert min(counts) >= 2, counts
+        assert await veo.deliver(lambda task: None) == 0
+
+
+async def test_a_failing_consumer_leaves_the_rest_to_the_other(kie: FakeKie, db: Path) -> None:
+    """Two deliver() loops; one's handler fails on its second result: that
+    one and every result not handled yet go to the other, which is still
+    running (they waited in the failed loop's queue for a later completed())."""
+    ids = [f"veo_{i}" for i in range(10)]
+    kie.add_tasks(ids)
+    async with durable(kie, db) as veo:
+        await veo.wait_many(ids)
+        handled: dict[str, list[str]] = {}
+        calls = 0
+
+        async def failing(task: VeoTask) -> None:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.01)
+            if calls == 2:
+                raise RuntimeError("handler broke")
+            handled.setdefault(task.task_id, []).append("a")
+
+        async def steady(task: VeoTask) -> None:
+            await asyncio.sleep(0.03)
+            handled.setdefault(task.task_id, []).append("b")
+
+        a, b = await asyncio.gather(
+            veo.deliver(failing), veo.deliver(steady), return_exceptions=True
+        )
+        assert isinstance(a, RuntimeError)
+        assert b == len(ids) - 1
+        assert sorted(handled) == ids
+        assert all(len(names) == 1 for names in handled.values()), handled
         assert await veo.deliver(lambda task: None) == 0
 
 

@@ -171,9 +171,12 @@ class _Delivery:
         #: ``acked``, the session's latest acknowledged ids, keeps them out.
         self.held: dict[str, VeoTask] = {}
         self._acked = acked
-        # The session's running iterations share their results: an id held by
-        # one is not queued by another (two consumers would each handle every
-        # result) until the one holding it ends without acknowledging it.
+        # The session's running iterations share their results: each is
+        # queued by every one, and claimed by the first to come to it in its
+        # queue (see take): two consumers split the work instead of each
+        # handling every result, or the first told taking them all while the
+        # other idles. One claimed is offered again to the others if its
+        # iteration ends without acknowledging it.
         self._claims = claims
         self.waiting: dict[str, Subscription] = {}
         self.error: BaseException | None = None
@@ -226,23 +229,30 @@ class _Delivery:
         subscription = self.waiting.pop(task_id, None)
         if subscription is not None:
             subscription.close()
-        if self._claims.setdefault(task_id, self) is not self:
-            # Another iteration holds it: offered again if it lets go (see
-            # release). Woken all the same: with nothing left to follow, an
-            # iteration that does not follow new tasks ends.
-            self.wake()
-            return
         self.held[task_id] = handle
         self.ready.append(handle)
         self.wake()
 
+    def take(self) -> VeoTask | None:
+        """The next result queued that no other iteration claimed, claimed for
+        this one; None when the queue is empty. One another iteration claimed
+        is dropped here (offered again if that one lets go: see release)."""
+        while self.ready:
+            handle = self.ready.popleft()
+            task_id = handle.task_id
+            if self._claims.setdefault(task_id, self) is self:
+                return handle
+            self.held.pop(task_id, None)
+        return None
+
     def release(self) -> list[VeoTask]:
-        """Let go of the results held and not acknowledged (the iteration
+        """Let go of the results claimed and not acknowledged (the iteration
         ended): the handles, for the other iterations to take."""
-        # Every id held is claimed by this iteration (an ack drops both).
-        released = list(self.held.values())
-        for task_id in self.held:
-            self._claims.pop(task_id, None)
+        released = [
+            handle for task_id, handle in self.held.items() if self._claims.get(task_id) is self
+        ]
+        for handle in released:
+            del self._claims[handle.task_id]
         self.held.clear()
         return released
 
@@ -541,7 +551,9 @@ class DurableTracker:
                     # Asked before each result: once another process owns the
                     # store, it delivers (and acks) them; this one must stop.
                     check_lease()
-                    handle = delivery.ready.popleft()
+                    handle = delivery.take()
+                    if handle is None:
+                        break  # the rest were claimed by other iterations
                     self._note(self._delivered, (handle.task_id, time.time()))
                     yield handle
                 if delivery.error is not None:
