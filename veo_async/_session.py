@@ -578,6 +578,9 @@ class VeoSession:
             created or tracked later, until the caller leaves the loop.
         :param policy: the schedule of the polling this starts.
         :raises RuntimeError: the session has no store (here, before iterating).
+        :raises StoreLockedError: (while iterating) the store lost its lease
+            (:class:`~veo_async.store.RedisStore`: a pause past it, another
+            process took the store over): the new owner delivers the rest.
         """
         journal = self._journal()
         self._registry.wait_settings(None, policy)
