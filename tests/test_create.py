@@ -648,8 +648,12 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
             for r in kie.requests
             if r.path == RECORD and r.task_id == first.task_id
         ]
-        assert 1 <= len(ages) <= 4, ages  # found by an explorer poll, not at 40 s
-        assert ages == pytest.approx([2.0, 4.0, 8.0, 16.0][: len(ages)], abs=0.2), ages
+        # Found by an explorer poll, not at the table's first (40 s). The first
+        # poll may come late by the time the first table takes to make (real
+        # time, on this clock); the next ones aim at 4, 8 and 16 s again.
+        assert 1 <= len(ages) <= 4, ages
+        assert ages[0] < 4.0, ages
+        assert ages[1:] == pytest.approx([4.0, 8.0, 16.0][: len(ages) - 1], abs=0.5), ages
         assert first.record is not None
         assert first.record.is_done
         second = await veo.generate("a dog", model="veo3_fast")
@@ -1150,13 +1154,16 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
             "data": {"taskId": "t", "resultUrls": ["https://r/4k.mp4"]}}
     in_info = {"code": 200, "msg": "ok", "data": {"info": {"resultUrls": '["https://r/a"]'}}}
     assert decode_4k(raw(processing)) is None
-    for wording in (
-        "4K video is being generated, please wait",
-        "4K generation has been submitted",
-        "4K task pending",
-        "queued for 4K",
-    ):
+    for wording in ("4K video is being generated, please wait", "4K is being processed"):
         assert decode_4k(raw({"code": 422, "msg": wording, "data": None})) is None, wording
+    # Refusals that share a word with a wait are raised, not waited out.
+    refusals = ("task pending deletion", "Queued tasks limit exceeded", "Submitted params invalid")
+    for refusal in refusals:
+        with pytest.raises(APIError):
+            decode_4k(raw({"code": 422, "msg": refusal, "data": None}))
+    limited = {"code": 429, "msg": "Too many requests, please wait", "data": None}
+    with pytest.raises(RateLimitError):
+        decode_1080p(raw(limited))
     assert decode_4k(raw(done)) == ("https://r/4k.mp4",)
     assert decode_4k(raw(in_info)) == ("https://r/a",)
     assert decode_4k(raw({"code": 200, "msg": "success", "data": {"taskId": "t"}})) is None

@@ -43,22 +43,13 @@ UHD_4K_PATH: Final = "/api/v1/veo/get-4k-video"
 CREDIT_PATH: Final = "/api/v1/chat/credit"
 DOWNLOAD_URL_PATH: Final = "/api/v1/common/download-url"
 
-# Words in a non-200 msg that mean "not ready yet", not "refused" (the
-# documented "4k is processing", and the other wordings such a service uses:
-# "4K video is being generated, please wait", "has been submitted").
-_PROCESSING_HINTS: Final = (
-    "processing",
-    "in progress",
-    "not ready",
-    "generating",
-    "being generated",
-    "being processed",
-    "please wait",
-    "pending",
-    "queued",
-    "in queue",
-    "submitted",
-)
+# Words in a non-200 msg that mean "not ready yet", not "refused".
+_PROCESSING_HINTS: Final = ("processing", "in progress", "not ready", "generating")
+# A repeated 4K request's 422 while it renders: the documented "4k is
+# processing", and whole phrases of other wordings ("4K video is being
+# generated, please wait"); not bare words such as "pending" or "queued",
+# which refusals use too ("task pending deletion", "queued tasks limit").
+_4K_PROCESSING_HINTS: Final = (*_PROCESSING_HINTS, "being generated", "being processed")
 # A repeated 4K request's answer once done ("has been generated successfully").
 _GENERATED_HINTS: Final = ("generated successfully",)
 
@@ -208,7 +199,7 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
         if urls:
             return urls
         if (
-            _says(envelope, _PROCESSING_HINTS)
+            _says(envelope, _4K_PROCESSING_HINTS)
             or _says(envelope, _GENERATED_HINTS)  # done, its URLs not given yet: asked again
             or isinstance(envelope.get("data"), dict)
         ):
