@@ -666,6 +666,29 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
     in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
 
 
+def test_a_wait_begun_again_keeps_exploring() -> None:
+    """The explorer is the task's, not its first wait's: a wait cancelled
+    before the first explorer poll and begun again polls at 2, 4, 8 s (it
+    polled at the table's 40 s: the session's one explorer was spent)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3_fast")
+        assert task.created_loop_time is not None
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(task.wait(), 1.0)
+        await task
+        ages = [
+            r.started - task.created_loop_time
+            for r in kie.requests
+            if r.path == RECORD and r.task_id == task.task_id
+        ]
+        assert ages, ages
+        assert ages[-1] < 30.0, ages  # an explorer poll found it
+
+    fast = FakeKie(seed=11, credits=1e9, time_scale=0.02)
+    in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
+
+
 def _fresh_polls(model: str, count: int) -> list[float]:
     """The ages of a new task's first ``count`` polls, by the unlearned schedule."""
     schedule = STEADY.schedule()

@@ -1558,8 +1558,9 @@ def test_explorers_are_granted_to_the_first_young_tasks_until_one_finishes() -> 
     schedule = AdaptivePolicy(explorers=2).schedule()
     assert not schedule.explores(30.0)  # too old to learn the first seconds from
     assert not schedule.explores(None)  # age unknown
+    assert not schedule.explores(20.0)  # its next explorer poll (32 s) is too late
     assert schedule.explores(0.0)
-    assert schedule.explores(12.5)
+    assert schedule.explores(12.5)  # polled at 16 s
     assert not schedule.explores(0.0)  # both used
     other = AdaptivePolicy(explorers=5).schedule()
     other.learner.observe("veo3_fast", 140.0)

@@ -50,8 +50,9 @@ _T = TypeVar("_T")
 #: What a wait's ``policy=`` accepts.
 AnyPolicy = PollPolicy | AdaptivePolicy
 
-#: A task's age when first planned, and the loop time then (see Plan.first_seen).
-AgeSeen = tuple[float, float]
+#: A task's age when first planned, the loop time then, and whether it was
+#: made an explorer then (see Plan.first_seen, AdaptiveSchedule.explores).
+AgeSeen = tuple[float, float, bool]
 
 _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
@@ -300,8 +301,8 @@ class _LearnedPlan(Plan):
             now = pacer.loop_now()
             seen = self._first_seen or first_seen
             if seen is None:
-                self._first_seen = (age, now)
                 self._explorer = self._schedule.explores(age)
+                self._first_seen = (age, now, self._explorer)
                 if self._announced:
                     self._schedule.learner.created(model)
             else:
@@ -311,6 +312,7 @@ class _LearnedPlan(Plan):
                 # every poll, and the schedule would start over each time
                 # (60-80 s apart, past max_gap), and at each new wait.
                 self._first_seen = seen
+                self._explorer = seen[2]  # a wait begun again keeps exploring
                 age = max(age, seen[0] + now - seen[1])
             if self._first_age is None:
                 self._first_age = age

@@ -1638,8 +1638,9 @@ class AdaptiveSchedule:
 
     def explores(self, age: float | None) -> bool:
         """Whether a task first planned now, at ``age``, is one of the
-        policy's ``explorers``: granted to the first tasks younger than 30 s
-        planned while no task of any model has finished (each call that
+        policy's ``explorers``: granted to the first tasks young enough for an
+        explorer poll still to come (before 30 s) planned while no task of any
+        model has finished (each call that
         answers True uses one up).
 
         The schedule's first poll of a fresh task (30-80 s, where the priors
@@ -1656,7 +1657,8 @@ class AdaptiveSchedule:
         if (
             self._explorers_left <= 0
             or age is None
-            or age >= _EXPLORE_UNTIL
+            # Too old for an explorer poll still to come (not one used up for none).
+            or _explorer_delay(self.policy.min_gap, age, age) == math.inf
             or self.learner.count(None) > 0
         ):
             return False
