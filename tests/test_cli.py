@@ -1013,18 +1013,20 @@ def test_tasks_not_created_yet_are_not_counted_as_generating() -> None:
     329" with 160 created); a run that creates nothing counts as before."""
     from veo_async.cli._progress import Snapshot
 
-    def at_79_s(creates: int = 0, create_queued: int = 0) -> Snapshot:
+    def at_79_s(created: int | None = None, succeeded: int = 0) -> Snapshot:
         return Snapshot(
-            total=329, succeeded=0, failed=0, timed_out=0, errors=0, requests=238,
+            total=329, succeeded=succeeded, failed=0, timed_out=0, errors=0, requests=238,
             failed_requests=0, rate_limited=0, elapsed=79.0,
-            creates=creates, create_queued=create_queued,
+            creates=165, create_queued=20, created=created,
         )
 
-    demo = at_79_s(creates=160, create_queued=20)
+    demo = at_79_s(created=160)
     assert (demo.generating, demo.not_created) == (160, 169)
     assert "generating 160 · not created 169 · " in demo.describe()
     summary = demo.summary(interrupted=True)
     assert "160 still generating, 169 not created yet; 238 requests" in summary
+    later = at_79_s(created=160, succeeded=100)  # finished ones are not generating
+    assert (later.generating, later.not_created) == (60, 169)
     waiting = at_79_s()  # wait: every task exists already
     assert (waiting.generating, waiting.not_created) == (329, 0)
     assert "not created" not in waiting.describe() + waiting.summary(interrupted=True)

@@ -390,6 +390,7 @@ async def run_demo(
             credits_before = await veo.credits()
             timers = _schedule_faults(loop, kie, demo_faults(len(jobs)))
             progress.attach(lambda: veo.stats)
+            progress.count_created(lambda: run.created)
             async with progress:
                 await _run_all(run, veo, jobs)
             credits_after = await veo.credits()

@@ -56,15 +56,19 @@ class Snapshot(Counts):
     create_queued: int = 0
     #: The clock is a simulated one (``demo``): times are simulated seconds.
     simulated: bool = False
+    #: Tasks created so far, where the command counts them (``demo``, whose
+    #: total plans tasks the creation budget lets it create later): None
+    #: where every task of the total exists (``wait``).
+    created: int | None = None
 
     @property
     def not_created(self) -> int:
-        """Planned tasks whose create request has not started yet (waiting
-        for the creation budget, or for their parent to finish): counted
-        apart from those generating. 0 where nothing is created (``wait``)."""
-        if not (self.creates or self.create_queued):
+        """Planned tasks not created yet (waiting for the creation budget, or
+        for their parent to finish): counted apart from those generating. 0
+        where the command does not count its creations (``created`` None)."""
+        if self.created is None:
             return 0
-        return max(0, self.total - self.finished - self.creates)
+        return max(0, self.total - max(self.created, self.finished))
 
     @property
     def generating(self) -> int:
@@ -157,6 +161,7 @@ class ProgressReporter:
         self._ticker: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self._last_error: BaseException | None = None
+        self._created: Callable[[], int] | None = None  # see count_created
         #: The first 401 noted (see note_error): it stopped the session.
         self.key_refused: AuthenticationError | None = None
         self._summary = summary
@@ -176,6 +181,11 @@ class ProgressReporter:
     def attach(self, stats: Callable[[], SessionStats]) -> None:
         """Read request counters from ``stats`` (``lambda: veo.stats``) from now on."""
         self._stats = stats
+
+    def count_created(self, created: Callable[[], int]) -> None:
+        """Read how many of the total's tasks were created so far from
+        ``created``: the others are shown as not created yet, not generating."""
+        self._created = created
 
     def snapshot(self) -> Snapshot:
         """The counters now (or at the end, once the display has stopped)."""
@@ -198,6 +208,7 @@ class ProgressReporter:
             creates=stats.creates,
             create_queued=stats.create_queued,
             simulated=self._clock_speed != 1.0,
+            created=None if self._created is None else self._created(),
         )
 
     def _elapsed(self) -> float:
