@@ -16,6 +16,7 @@ import aiosqlite
 import pytest
 
 from veo_async import SQLiteStore, StoreCorruptError
+from veo_async.store._base import BatchedStore
 from veo_async.store._sqlite_batch import write_batch
 from veo_async.store._writer import Op
 from veo_async.testing import FakeKie
@@ -114,6 +115,35 @@ async def test_a_cancelled_session_close_leaves_no_durable_writer(
         await closing
     assert leftover_tasks() == set()
     async with make_store(tmp_path / "s.db") as again:  # the note was written all the same
+        assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
+
+
+@pytest.mark.real_time  # the writer's slow write runs in SQLite's thread
+async def test_a_close_cancelled_while_the_writer_writes_keeps_its_note(
+    tmp_path: Path, fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close is cancelled while the writer is inside its write (a slow
+    disk): the note it holds is written all the same (stopping the writer put
+    it back in a queue the close then cleared: the store ended empty)."""
+    real_track = BatchedStore.track
+
+    async def slow_track(self: BatchedStore, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await real_track(self, *args, **kwargs)
+
+    monkeypatch.setattr(BatchedStore, "track", slow_track)
+    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
+    await veo.__aenter__()
+    veo.task("veo_task_a")
+    await asyncio.sleep(0.15)  # the writer is past its batching delay, in track()
+    closing = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert leftover_tasks() == set()
+    monkeypatch.undo()
+    async with make_store(tmp_path / "s.db") as again:
         assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
 
 

@@ -600,8 +600,11 @@ class DurableTracker:
             finally:
                 # Even when the close is cancelled while the writer works: what
                 # is queued (an id handed to veo.task(), say) is written before
-                # the store closes, not dropped.
-                if self._opened and (self._has_notes() or self._failure is not None):
+                # the store closes, not dropped. Drained whether or not notes
+                # are queued: the batch the writer holds is not, and the drain
+                # waits for it (its lock) instead of the stop below putting it
+                # back in a queue that is then cleared.
+                if self._opened:
                     await self._drain()
         finally:
             self._closed = True
