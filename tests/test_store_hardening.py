@@ -197,3 +197,33 @@ async def test_a_damaged_intent_row_is_left_out_with_a_warning(
     warned = [r.getMessage() for r in caplog.records if "ref_damaged_0001" in r.getMessage()]
     assert warned
     assert not any(request_text in message for message in warned)
+
+
+@pytest.mark.parametrize("column", ["created_at", "first_seen_at", "deliveries"])
+async def test_a_damaged_sqlite_task_row_is_left_out_of_a_resume_with_a_warning(
+    tmp_path: Path, fake_kie: FakeKie, caplog: pytest.LogCaptureFixture, column: str
+) -> None:
+    """A task row whose time or count column holds text (a hand edit) is left
+    out of the listings and resume() with a warning naming it (resume raised
+    a TypeError from deep inside, for every task); asked for by id, it raises
+    StoreCorruptError."""
+    path = tmp_path / "s.db"
+    kie_ids = ["veo_task_damaged", "veo_task_intact"]
+    for task_id in kie_ids:
+        fake_kie.add_task(task_id)
+    async with make_store(path) as store:
+        await store.track(kie_ids)
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            f"UPDATE tasks SET {column} = 'garbage' WHERE task_id = 'veo_task_damaged'"
+        )
+    raw.close()
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    async with make_store(path) as store:
+        assert [t.task_id for t in await store.list_tasks()] == ["veo_task_intact"]
+        with pytest.raises(StoreCorruptError, match="veo_task_damaged"):
+            await store.get("veo_task_damaged")
+    async with session_on(fake_kie, store=make_store(path)) as veo:
+        report = await veo.resume()
+        assert [t.task_id for t in report.tasks] == ["veo_task_intact"]
+    assert any("veo_task_damaged" in r.getMessage() for r in caplog.records)

@@ -226,9 +226,26 @@ def select_tasks(state: str | None, limit: int | None) -> tuple[str, tuple[Any, 
 
 
 def row_to_task(row: Sequence[Any]) -> StoredTask:
-    """A :class:`StoredTask` from a row of ``SELECT {task columns}``."""
+    """A :class:`StoredTask` from a row of ``SELECT {task columns}``.
+
+    :raises ValueError: a time or count column is no number (a damaged row);
+        a ``terminal`` record that cannot be read is not damage enough: the
+        task reads as unfinished (see _terminal_record).
+    """
     (task_id, model, created_at, first_seen_at, terminal, terminal_at,
      delivered_at, deliveries, acked_at, updated_at, ref) = row  # fmt: skip
+    times = {
+        "created_at": created_at,
+        "first_seen_at": first_seen_at,
+        "terminal_at": terminal_at,
+        "delivered_at": delivered_at,
+        "acked_at": acked_at,
+        "updated_at": updated_at,
+    }
+    for name, value in times.items():
+        if value is not None:
+            _check_number(name, value)
+    _check_number("deliveries", deliveries)
     return StoredTask(
         task_id=task_id,
         model=model,
@@ -269,11 +286,16 @@ def row_to_intent(row: Sequence[Any]) -> StoredIntent:
         says how, never quoting the request (it holds the user's prompt).
     """
     ref, kind, request, created_at, task_id = row
-    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
-        raise ValueError(f"its created_at is a {type(created_at).__name__}, not a number")
+    _check_number("created_at", created_at)
     return StoredIntent(
         ref=ref, kind=kind, request=_request(request), created_at=created_at, task_id=task_id
     )
+
+
+def _check_number(name: str, value: object) -> None:
+    """:raises ValueError: ``value`` (a damaged row's column) is no number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"its {name} is a {type(value).__name__}, not a number")
 
 
 def _request(text: object) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class SQLiteStore(BatchedStore):
 
     async def _fetch_task(self, task_id: str) -> StoredTask | None:
         rows = await self._read(sql.SELECT_TASK, (task_id,))
-        return sql.row_to_task(rows[0]) if rows else None
+        return self._task(rows[0]) if rows else None
 
     async def _fetch_intent(self, ref: str) -> StoredIntent | None:
         rows = await self._read(sql.SELECT_INTENT, (ref,))
@@ -213,9 +213,19 @@ class SQLiteStore(BatchedStore):
                 path=self._path,
             ) from None
 
+    def _task(self, row: Any) -> StoredTask:
+        """A task row, or :class:`StoreCorruptError` naming it when it is damaged."""
+        try:
+            return sql.row_to_task(row)
+        except ValueError as exc:
+            raise StoreCorruptError(
+                f"task store {self._path}: task {row[0]!r} cannot be read ({exc})",
+                path=self._path,
+            ) from None
+
     async def _fetch_tasks(self, state: str | None, limit: int | None) -> list[StoredTask]:
         query, params = sql.select_tasks(state, limit)
-        return [sql.row_to_task(row) for row in await self._read(query, params)]
+        return without_damaged(await self._read(query, params), self._task)
 
     async def _fetch_uncertain(self) -> list[StoredIntent]:
         return without_damaged(await self._read(sql.SELECT_UNCERTAIN), self._intent)
