@@ -578,7 +578,8 @@ class VeoSession:
             created or tracked later, until the caller leaves the loop.
         :param policy: the schedule of the polling this starts.
         :raises RuntimeError: the session has no store (here, before iterating).
-        :raises StoreLockedError: (while iterating) the store lost its lease
+        :raises StoreLockedError: (while iterating, instead of the next
+            result) the store lost its lease, as a renewal or a write found
             (:class:`~veo_async.store.RedisStore`: a pause past it, another
             process took the store over): the new owner delivers the rest.
         """
