@@ -46,7 +46,8 @@ import asyncio
 import os
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -61,6 +62,9 @@ from ._values import StoredIntent, StoredTask
 from ._writer import Op, Pending
 
 __all__ = ["SQLiteStore"]
+
+#: What a row reader makes of a row (see SQLiteStore._readable).
+_Read = TypeVar("_Read")
 
 
 async def close_connection(conn: aiosqlite.Connection) -> None:
@@ -205,21 +209,20 @@ class SQLiteStore(BatchedStore):
 
     def _intent(self, row: Any) -> StoredIntent:
         """An intent row, or :class:`StoreCorruptError` naming it when it is damaged."""
-        try:
-            return sql.row_to_intent(row)
-        except ValueError as exc:
-            raise StoreCorruptError(
-                f"task store {self._path}: intent {row[0]!r} cannot be read ({exc})",
-                path=self._path,
-            ) from None
+        return self._readable("intent", sql.row_to_intent, row)
 
     def _task(self, row: Any) -> StoredTask:
         """A task row, or :class:`StoreCorruptError` naming it when it is damaged."""
+        return self._readable("task", sql.row_to_task, row)
+
+    def _readable(self, what: str, read: Callable[[Any], _Read], row: Any) -> _Read:
+        """``read(row)``; a damaged row (its ValueError) as a
+        :class:`StoreCorruptError` naming the row by its key (first column)."""
         try:
-            return sql.row_to_task(row)
+            return read(row)
         except ValueError as exc:
             raise StoreCorruptError(
-                f"task store {self._path}: task {row[0]!r} cannot be read ({exc})",
+                f"task store {self._path}: {what} {row[0]!r} cannot be read ({exc})",
                 path=self._path,
             ) from None
 
