@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from veo_async import SQLiteStore, StoreCorruptError
+from veo_async import SQLiteStore, StoreCorruptError, StoreError
 from veo_async.store._base import BatchedStore
 from veo_async.store._sqlite_batch import write_batch
 from veo_async.store._writer import Op
@@ -147,6 +147,37 @@ async def test_a_close_cancelled_while_the_writer_writes_keeps_its_note(
         assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
 
 
+@pytest.mark.real_time  # the writer's failing write runs in real time
+async def test_a_cancelled_close_whose_write_fails_is_still_cancelled(
+    tmp_path: Path,
+    fake_kie: FakeKie,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The close is cancelled while the writer's write fails: the caller sees
+    the cancellation (it saw the StoreError, the cancellation only its
+    context), and the failure is logged."""
+
+    async def failing_track(self: BatchedStore, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        raise StoreError("disk full (simulated)", path=str(tmp_path))
+
+    monkeypatch.setattr(BatchedStore, "track", failing_track)
+    caplog.set_level(logging.WARNING, logger="veo_async")
+    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
+    await veo.__aenter__()
+    veo.task("veo_task_a")
+    await asyncio.sleep(0.15)  # the writer is past its batching delay, in track()
+    closing = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert closing.cancelled()
+    assert leftover_tasks() == set()
+    assert any("disk full (simulated)" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.real_time  # SQLite's thread runs in real time
 async def test_open_cancelled_while_connecting_leaves_no_thread(tmp_path: Path) -> None:
     """open() cancelled at any step, connecting included, has let SQLite's
@@ -199,14 +230,28 @@ async def test_a_damaged_intent_row_is_left_out_with_a_warning(
     assert not any(request_text in message for message in warned)
 
 
-@pytest.mark.parametrize("column", ["created_at", "first_seen_at", "deliveries"])
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("created_at", "'garbage'"),
+        ("first_seen_at", "'garbage'"),
+        ("deliveries", "'garbage'"),
+        ("created_at", "1.7e12"),  # milliseconds: year 55840
+        ("model", "X'00ff'"),  # a BLOB
+    ],
+    ids=["text-time", "text-seen", "text-count", "ms-time", "blob-model"],
+)
 async def test_a_damaged_sqlite_task_row_is_left_out_of_a_resume_with_a_warning(
-    tmp_path: Path, fake_kie: FakeKie, caplog: pytest.LogCaptureFixture, column: str
+    tmp_path: Path,
+    fake_kie: FakeKie,
+    caplog: pytest.LogCaptureFixture,
+    column: str,
+    value: str,
 ) -> None:
-    """A task row whose time or count column holds text (a hand edit) is left
-    out of the listings and resume() with a warning naming it (resume raised
-    a TypeError from deep inside, for every task); asked for by id, it raises
-    StoreCorruptError."""
+    """A task row whose time, count or text column holds what it cannot (a
+    hand edit) is left out of the listings and resume() with a warning naming
+    it (resume raised a TypeError, ValueError or OverflowError from deep
+    inside, for every task); asked for by id, it raises StoreCorruptError."""
     path = tmp_path / "s.db"
     kie_ids = ["veo_task_damaged", "veo_task_intact"]
     for task_id in kie_ids:
@@ -215,7 +260,8 @@ async def test_a_damaged_sqlite_task_row_is_left_out_of_a_resume_with_a_warning(
         await store.track(kie_ids)
     with sqlite3.connect(path) as raw:
         raw.execute(
-            f"UPDATE tasks SET {column} = 'garbage' WHERE task_id = 'veo_task_damaged'"
+            f"UPDATE tasks SET {column} = {value}, ref = 'ref_damaged_0001' "
+            "WHERE task_id = 'veo_task_damaged'"
         )
     raw.close()
     caplog.set_level(logging.WARNING, logger="veo_async")

@@ -594,28 +594,45 @@ class DurableTracker:
             delivery.fail(SessionClosedError("the VeoSession was closed while waiting"))
         writer = self._writer
         try:
+            if writer is not None:
+                await asyncio.wait((writer,))
+        except asyncio.CancelledError:
+            # Cancelled while the writer works: what is queued is still
+            # written before the store closes, but a failure to write must
+            # not take the cancellation's place (asyncio.timeout, a TaskGroup
+            # and the caller count on seeing it).
+            await self._finish_close(quietly=True)
+            raise
+        await self._finish_close(quietly=False)
+
+    async def _finish_close(self, *, quietly: bool) -> None:
+        """Write what is queued, stop the writer, close the store.
+
+        Drained whether or not notes are queued: the batch the writer holds
+        is not, and the drain waits for it (its lock) instead of the stop
+        below putting it back in a queue that is then cleared.
+
+        :param quietly: the close was cancelled: a store failure is logged,
+            not raised.
+        """
+        try:
             try:
-                if writer is not None:
-                    await asyncio.wait((writer,))
-            finally:
-                # Even when the close is cancelled while the writer works: what
-                # is queued (an id handed to veo.task(), say) is written before
-                # the store closes, not dropped. Drained whether or not notes
-                # are queued: the batch the writer holds is not, and the drain
-                # waits for it (its lock) instead of the stop below putting it
-                # back in a queue that is then cleared.
                 if self._opened:
                     await self._drain()
-        finally:
-            self._closed = True
-            try:
-                # A close cancelled while it waited for the writer must not
-                # leave it behind, to wake later on a closed store.
-                await _stopped(self._writer)
             finally:
-                self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
-                if self._release():
-                    await self.store.aclose()
+                self._closed = True
+                try:
+                    # A close cancelled while it waited for the writer must
+                    # not leave it behind, to wake later on a closed store.
+                    await _stopped(self._writer)
+                finally:
+                    self._tracked, self._seen, self._terminal, self._delivered = [], [], [], []
+                    if self._release():
+                        await self.store.aclose()
+        except Exception as exc:
+            if not quietly:
+                raise
+            logger.warning("task store failed while the session's close was cancelled: %s", exc)
 
 
 def _lease_check(store: TaskStore) -> Callable[[], None]:

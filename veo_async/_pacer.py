@@ -118,7 +118,8 @@ class Plan:
         :param running: a poll has just found the task still running (not a
             failed poll's retry): a learned plan learns from it.
         :param first_seen: the task's age when an earlier run first planned
-            it, and the loop time then (see :attr:`first_seen`).
+            it, the loop time then, and whether it explores (see
+            :attr:`first_seen`).
         :param since_asked: seconds since the last poll was sent (0: none
             yet): a learned plan plans the next poll from that poll's time,
             not from its answer's (a slow answer would lengthen every gap).

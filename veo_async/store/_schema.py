@@ -185,6 +185,9 @@ UPDATE_ACKED = (  # acked(task_id, at)
 )
 
 
+# Epoch seconds of 10000-01-01: a time a datetime cannot hold is damage.
+_LATEST_TIME = 253_402_300_800.0
+
 def acked(task_id: str, at: float) -> tuple[float, float, str]:
     """The parameters of :data:`UPDATE_ACKED` for one ack."""
     return (at, at, task_id)
@@ -244,8 +247,11 @@ def row_to_task(row: Sequence[Any]) -> StoredTask:
     }
     for name, value in times.items():
         if value is not None:
-            _check_number(name, value)
+            _check_time(name, value)
     _check_number("deliveries", deliveries)
+    for name, value in (("task_id", task_id), ("model", model), ("ref", ref)):
+        if value is not None and not isinstance(value, str):  # a BLOB, say
+            raise ValueError(f"its {name} is a {type(value).__name__}, not text")
     return StoredTask(
         task_id=task_id,
         model=model,
@@ -286,7 +292,7 @@ def row_to_intent(row: Sequence[Any]) -> StoredIntent:
         says how, never quoting the request (it holds the user's prompt).
     """
     ref, kind, request, created_at, task_id = row
-    _check_number("created_at", created_at)
+    _check_time("created_at", created_at)
     return StoredIntent(
         ref=ref, kind=kind, request=_request(request), created_at=created_at, task_id=task_id
     )
@@ -296,6 +302,14 @@ def _check_number(name: str, value: object) -> None:
     """:raises ValueError: ``value`` (a damaged row's column) is no number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"its {name} is a {type(value).__name__}, not a number")
+
+
+def _check_time(name: str, value: object) -> None:
+    """:raises ValueError: ``value`` is no epoch time a date can hold (NaN,
+    infinite, negative, past the year 9999: milliseconds, say)."""
+    _check_number(name, value)
+    if not 0 <= value < _LATEST_TIME:  # type: ignore[operator]  # a number, checked above
+        raise ValueError(f"its {name} ({value!r}) is no epoch time in seconds")
 
 
 def _request(text: object) -> dict[str, Any]:
