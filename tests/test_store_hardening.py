@@ -118,6 +118,30 @@ async def test_a_cancelled_session_close_leaves_no_durable_writer(
         assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
 
 
+async def _close_cancelled_inside_track(
+    tmp_path: Path,
+    fake_kie: FakeKie,
+    monkeypatch: pytest.MonkeyPatch,
+    track: Callable[..., Awaitable[Any]],
+) -> asyncio.Future[None]:
+    """A session's close, cancelled while its durable writer is inside
+    ``track`` (patched in for the store's); the close raised CancelledError
+    and left nothing running. Returns the close's future."""
+    monkeypatch.setattr(BatchedStore, "track", track)
+    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
+    await veo.__aenter__()
+    veo.task("veo_task_a")
+    await asyncio.sleep(0.15)  # the writer is past its batching delay, in track()
+    closing = asyncio.ensure_future(veo.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert leftover_tasks() == set()
+    monkeypatch.undo()
+    return closing
+
+
 @pytest.mark.real_time  # the writer's slow write runs in SQLite's thread
 async def test_a_close_cancelled_while_the_writer_writes_keeps_its_note(
     tmp_path: Path, fake_kie: FakeKie, monkeypatch: pytest.MonkeyPatch
@@ -131,18 +155,7 @@ async def test_a_close_cancelled_while_the_writer_writes_keeps_its_note(
         await asyncio.sleep(0.3)
         return await real_track(self, *args, **kwargs)
 
-    monkeypatch.setattr(BatchedStore, "track", slow_track)
-    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
-    await veo.__aenter__()
-    veo.task("veo_task_a")
-    await asyncio.sleep(0.15)  # the writer is past its batching delay, in track()
-    closing = asyncio.ensure_future(veo.aclose())
-    await asyncio.sleep(0.01)
-    closing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await closing
-    assert leftover_tasks() == set()
-    monkeypatch.undo()
+    await _close_cancelled_inside_track(tmp_path, fake_kie, monkeypatch, slow_track)
     async with make_store(tmp_path / "s.db") as again:
         assert [t.task_id for t in await again.list_tasks()] == ["veo_task_a"]
 
@@ -162,19 +175,9 @@ async def test_a_cancelled_close_whose_write_fails_is_still_cancelled(
         await asyncio.sleep(0.3)
         raise StoreError("disk full (simulated)", path=str(tmp_path))
 
-    monkeypatch.setattr(BatchedStore, "track", failing_track)
     caplog.set_level(logging.WARNING, logger="veo_async")
-    veo = session_on(fake_kie, store=SQLiteStore(tmp_path / "s.db"))
-    await veo.__aenter__()
-    veo.task("veo_task_a")
-    await asyncio.sleep(0.15)  # the writer is past its batching delay, in track()
-    closing = asyncio.ensure_future(veo.aclose())
-    await asyncio.sleep(0.01)
-    closing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await closing
+    closing = await _close_cancelled_inside_track(tmp_path, fake_kie, monkeypatch, failing_track)
     assert closing.cancelled()
-    assert leftover_tasks() == set()
     assert any("disk full (simulated)" in r.getMessage() for r in caplog.records)
 
 
