@@ -220,6 +220,28 @@ async def test_completed_ends_once_a_renewal_finds_the_lease_lost(
             await anext(completed)
 
 
+async def test_a_lease_not_renewed_for_a_whole_lease_is_held_no_longer(
+    kie: FakeKie, redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    """Renewals that fail (the server answers no writes) for longer than the
+    lease: it may have lapsed and been taken over by a process that reaches
+    the server, so completed() ends with StoreLockedError (the renewer only
+    warned and tried again, and deliveries went on)."""
+    kie.add_tasks(["veo_1", "veo_2"])
+    store = store_on(redis_server, namespace, lease=1.0)
+    async with session_on(kie, store=store) as veo:
+        await veo.wait_many(["veo_1", "veo_2"])
+        await veo.flush()
+        await client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+        # Renewals every third of the lease, each timing out after another
+        # third: found lost 1.0-1.4 s in.
+        await asyncio.sleep(2.2)
+        completed = veo.completed()
+        with pytest.raises(StoreLockedError, match="lost the store's lease"):
+            await anext(completed)
+        await client.execute_command("CLIENT", "UNPAUSE")
+
+
 # ----------------------------------------------------------------- clear errors
 
 

@@ -452,8 +452,11 @@ class RedisStore(BatchedStore):
         client = self._client
         assert client is not None
         renew = self._scripts["RENEW"]
+        loop = asyncio.get_running_loop()
+        held_since = loop.time()  # taken (or renewed) then: held a lease from it
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
+            asked = loop.time()
             try:
                 # Bounded by a third of the lease too: a renewal that hangs
                 # for the whole timeout must not let the lease lapse meanwhile.
@@ -464,7 +467,15 @@ class RedisStore(BatchedStore):
                 )
             except Exception as exc:  # the server is away: try again, writes fail meanwhile
                 logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
-                continue
+                if loop.time() - held_since < self._lease_ms / 1000:
+                    continue
+                # No renewal for a whole lease: it may have lapsed, and another
+                # process (one that reaches the server) may own the store now.
+                # Held no longer: deliveries stop rather than hand out results
+                # that owner hands out too.
+                kept = False
+            else:
+                held_since = asked
             if not kept:
                 self._lease_lost = True
                 logger.error(
