@@ -43,6 +43,7 @@ from veo_async import (
     TaskStatus,
     TransportError,
     VeoSession,
+    VeoTask,
     WaitTimeoutError,
 )
 from veo_async._endpoints import decode_4k, decode_1080p, decode_credits, decode_link
@@ -592,6 +593,16 @@ def test_a_429_on_a_create_pauses_creating_only() -> None:
 # -- model-aware first poll ----------------------------------------------------------
 
 
+def _poll_ages(kie: FakeKie, task: VeoTask) -> list[float]:
+    """The ages of the polls the simulator saw for a task the session created."""
+    assert task.created_loop_time is not None
+    return [
+        r.started - task.created_loop_time
+        for r in kie.requests
+        if r.path == RECORD and r.task_id == task.task_id
+    ]
+
+
 def _first_poll_after(kie: FakeKie, task_id: str, created: float) -> float:
     polls = [r.started for r in kie.requests if r.path == RECORD and r.task_id == task_id]
     return polls[0] - created
@@ -643,11 +654,7 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
         first = await veo.generate("a cat", model="veo3_fast")
         assert first.created_loop_time is not None
         await first
-        ages = [
-            r.started - first.created_loop_time
-            for r in kie.requests
-            if r.path == RECORD and r.task_id == first.task_id
-        ]
+        ages = _poll_ages(kie, first)
         # Found by an explorer poll, not at the table's first (40 s). The first
         # poll may come late by the time the first table takes to make (real
         # time, on this clock); the next ones aim at 4, 8 and 16 s again.
@@ -677,11 +684,7 @@ def test_a_wait_begun_again_keeps_exploring() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(task.wait(), 1.0)
         await task
-        ages = [
-            r.started - task.created_loop_time
-            for r in kie.requests
-            if r.path == RECORD and r.task_id == task.task_id
-        ]
+        ages = _poll_ages(kie, task)
         assert ages, ages
         assert ages[-1] < 30.0, ages  # an explorer poll found it
 
@@ -832,22 +835,34 @@ def test_get_1080p_polls_processing_until_ready() -> None:
     in_process(body, FakeKie(seed=5, hd_delay=90.0, credits=1e9))
 
 
-class _AnswersFirst1080p:
+class _Around:
+    """A Transport (the public seam) over a simulator's: every request passed
+    on; the wrappers below answer some themselves."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        answer: RawResponse = await self.inner.send(request)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _AnswersFirst1080p(_Around):
     """A public Transport: the simulator's, except that the first 1080p requests
     get ``answers`` (envelopes) instead, as another server words them."""
 
     def __init__(self, kie: FakeKie, answers: list[dict[str, Any]]) -> None:
-        self._inner = kie.transport()
+        super().__init__(kie.transport())
         self._answers = answers
 
     async def send(self, request: HttpRequest) -> RawResponse:
         if request.path == "/api/v1/veo/get-1080p-video" and self._answers:
             body = json.dumps(self._answers.pop(0)).encode()
             return RawResponse(200, {"Content-Type": "application/json"}, body)
-        return await self._inner.send(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+        return await super().send(request)
 
 
 @pytest.mark.parametrize(
@@ -933,12 +948,13 @@ def test_get_1080p_times_out_at_its_deadline() -> None:
     in_process(body, FakeKie(hd_delay=1000.0))
 
 
-class FirstUpgrade429:
+class FirstUpgrade429(_Around):
     """A Transport (the public seam) over a simulator's: the first request to
     ``path`` is answered 429 with ``Retry-After: 300``, a 5-minute pause."""
 
     def __init__(self, inner: Any, path: str) -> None:
-        self.inner, self.path, self.hit = inner, path, 0
+        super().__init__(inner)
+        self.path, self.hit = path, 0
 
     async def send(self, request: HttpRequest) -> RawResponse:
         if request.path == self.path:
@@ -946,11 +962,7 @@ class FirstUpgrade429:
             if self.hit == 1:
                 body = json.dumps({"code": 429, "msg": "rate limited", "data": None}).encode()
                 return RawResponse(429, {"Retry-After": "300"}, body)
-        answer: RawResponse = await self.inner.send(request)
-        return answer
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        return await super().send(request)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/veo/get-1080p-video", "/api/v1/veo/get-4k-video"])
@@ -1014,12 +1026,12 @@ def test_an_upgrade_between_two_asks_ends_when_the_session_stops(upgrade: str, s
     run_virtual(main)
 
 
-class _FirstCreate429:
+class _FirstCreate429(_Around):
     """A Transport over a simulator's: the first create is answered, half a
     second later, HTTP 429 with ``Retry-After: 5``."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.creates: list[float] = []
 
     async def send(self, request: HttpRequest) -> RawResponse:
@@ -1029,11 +1041,7 @@ class _FirstCreate429:
                 await asyncio.sleep(0.5)
                 body = json.dumps({"code": 429, "msg": "rate limited", "data": None}).encode()
                 return RawResponse(429, {"Retry-After": "5"}, body)
-        answer: RawResponse = await self.inner.send(request)
-        return answer
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        return await super().send(request)
 
 
 def test_a_create_waiting_for_a_session_slot_does_not_go_inside_a_creates_pause() -> None:
@@ -1060,22 +1068,19 @@ def test_a_create_waiting_for_a_session_slot_does_not_go_inside_a_creates_pause(
     run_virtual(main)
 
 
-class HeldUpgrades:
+class HeldUpgrades(_Around):
     """A Transport over a simulator's whose requests to ``path`` are never
     answered (held until cancelled)."""
 
     def __init__(self, inner: Any, path: str) -> None:
-        self.inner, self.path, self.held = inner, path, 0
+        super().__init__(inner)
+        self.path, self.held = path, 0
 
     async def send(self, request: HttpRequest) -> RawResponse:
         if request.path == self.path:
             self.held += 1
             await asyncio.Event().wait()
-        answer: RawResponse = await self.inner.send(request)
-        return answer
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        return await super().send(request)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/veo/get-1080p-video", "/api/v1/veo/get-4k-video"])

@@ -193,8 +193,9 @@ def status(
             sink.write(status_json(task_id, result))
     else:
         status_table(list(zip(task_ids, results, strict=True)), Console())
-    tell_key_refused([r for r in results if isinstance(r, Exception)])
-    return EXIT_FAILED if any(isinstance(r, Exception) for r in results) else EXIT_OK
+    errors = [r for r in results if isinstance(r, Exception)]
+    tell_key_refused(errors)
+    return EXIT_FAILED if errors else EXIT_OK
 
 
 @cli.command(epilog=_EXIT_CODES)

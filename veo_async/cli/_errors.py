@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from .. import AuthenticationError
 
@@ -19,7 +20,7 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= _MAX_LENGTH else text[: _MAX_LENGTH - 3] + "..."
 
 
-def tell_key_refused(errors: list[BaseException | None]) -> None:
+def tell_key_refused(errors: Iterable[BaseException | None]) -> None:
     """Print ``veo-async: error: AuthenticationError: ...`` on standard error
     if any of ``errors`` is a refused key (401).
 

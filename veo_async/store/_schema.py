@@ -185,9 +185,6 @@ UPDATE_ACKED = (  # acked(task_id, at)
 )
 
 
-# Epoch seconds of 10000-01-01: a time a datetime cannot hold is damage.
-_LATEST_TIME = 253_402_300_800.0
-
 def acked(task_id: str, at: float) -> tuple[float, float, str]:
     """The parameters of :data:`UPDATE_ACKED` for one ack."""
     return (at, at, task_id)
@@ -302,6 +299,10 @@ def _check_number(name: str, value: object) -> None:
     """:raises ValueError: ``value`` (a damaged row's column) is no number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"its {name} is a {type(value).__name__}, not a number")
+
+
+# Epoch seconds of 10000-01-01: a time a datetime cannot hold is damage.
+_LATEST_TIME = 253_402_300_800.0
 
 
 def _check_time(name: str, value: object) -> None:
