@@ -309,13 +309,18 @@ def test_epoch_times_are_absolute(wire_name: str, value: object, tz: dt.tzinfo) 
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", "null", " NULL ", 0, 0.0, "0", "0000-00-00 00:00:00"]
+    "value",
+    [
+        None, "", "null", " NULL ", 0, 0.0, "0", -1, "0000-00-00 00:00:00",
+        # The epoch as a date, in UTC+8 as Kie writes times, in UTC, and before it.
+        "1970-01-01 08:00:00", "1970-01-01T00:00:00Z", "1970-01-01 00:00:00",
+    ],
 )
 @pytest.mark.parametrize("wire_name", ["createTime", "completeTime"])
 def test_absent_times_are_none(wire_name: str, value: object) -> None:
-    """A null, empty or "null" time reads as None; so does the epoch itself (0)
-    and the zero date, which backends write for a time not set (it read as
-    1970-01-01)."""
+    """A null, empty or "null" time reads as None; so does the epoch itself (0,
+    or written as a date) and the zero date, which backends write for a time
+    not set (they read as 1970-01-01)."""
     info = record_from_wire(rec(**{wire_name: value}))
     assert (info.create_time if wire_name == "createTime" else info.complete_time) is None
 

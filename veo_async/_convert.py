@@ -140,12 +140,16 @@ def _fixed_suffix(tz: _dt.tzinfo) -> str | None:
     return _dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
 
 
+# Times at or before it are not set (see _read_time).
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
     """A wire time as an aware datetime: zoneless strings in *tz*, epoch values in UTC."""
     if is_nullish(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value == 0:
+        if value <= 0:
             return None  # the epoch itself: a time not set, as a backend writes it
         seconds = value / 1000 if value > _MS_THRESHOLD else float(value)
         return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
@@ -165,10 +169,12 @@ def _read_time(value: object, tz: _dt.tzinfo) -> _dt.datetime | None:
         except ValueError:
             parsed = _strptime_any(text)
         if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=tz)
-        if zone is not None:  # "...+08:00 UTC": two zones, which is it?
+            parsed = parsed.replace(tzinfo=tz)
+        elif zone is not None:  # "...+08:00 UTC": two zones, which is it?
             raise ValueError(f"not a time: {_short(value)} (two zones)")
-        return parsed
+        # The epoch written as a date ("1970-01-01 08:00:00" in UTC+8) is a
+        # time not set, as 0 is; no render is older than the epoch.
+        return None if parsed <= _EPOCH else parsed
     raise TypeError(f"not a time: {type(value).__name__}")
 
 
@@ -202,7 +208,8 @@ def _time_hook(tz: _dt.tzinfo) -> Callable[[object, type], _dt.datetime | None]:
         # The documented "YYYY-MM-DD HH:MM:SS", read in one C call: appending
         # the offset is ~5x cheaper than .replace(tzinfo=tz) after parsing,
         # and this runs twice per decoded record.
-        if type(value) is str and len(value) == 19 and value[10] == " ":
+        # (A date before 2000 takes the general path: see _read_time on the epoch.)
+        if type(value) is str and len(value) == 19 and value[10] == " " and value[0] == "2":
             try:
                 return _dt.datetime.fromisoformat(value + suffix)
             except ValueError:
@@ -684,11 +691,18 @@ def usual_record(data: dict[str, Any]) -> RecordInfo | None:
         fallback = get("fallbackFlag")
         if float in (type(created), type(completed), type(error_code), type(message)):
             return None  # maybe a long integer misread (see the docstring)
-        if type(created) is str and len(created) == 19 and created[10] == " ":
+        if (
+            type(created) is str and len(created) == 19 and created[10] == " " and created[0] == "2"
+        ):
             created = _dt.datetime.fromisoformat(created + _KIE_SUFFIX)
         else:
             created = _read_kie_time(created, _dt.datetime)
-        if type(completed) is str and len(completed) == 19 and completed[10] == " ":
+        if (
+            type(completed) is str
+            and len(completed) == 19
+            and completed[10] == " "
+            and completed[0] == "2"
+        ):
             completed = _dt.datetime.fromisoformat(completed + _KIE_SUFFIX)
         else:
             completed = _read_kie_time(completed, _dt.datetime)
