@@ -329,6 +329,33 @@ async def test_a_rejected_create_leaves_no_uncertain_intent(kie: FakeKie, db: Pa
     assert kie.created == 0
 
 
+@pytest.mark.parametrize(
+    ("fault", "uncertain"),
+    [
+        pytest.param(Fault.maintenance(), 0, id="455-cancelled-in-the-resend-pause"),
+        pytest.param(Fault.http_429(retry_after=30), 0, id="429-cancelled-in-the-budget-pause"),
+        pytest.param(Fault.slow(60.0), 1, id="cancelled-while-the-post-is-out"),
+    ],
+)
+async def test_a_create_cancelled_between_refused_sendings_leaves_no_intent(
+    kie: FakeKie, db: Path, fault: Fault, uncertain: int
+) -> None:
+    """A create cancelled after a sending that certainly created nothing (455,
+    429), while it waits to send again, leaves no uncertain intent; one
+    cancelled while its POST is out stays uncertain (it may have created)."""
+    kie.inject_create(fault)
+    async with durable(kie, db) as veo:
+        create = asyncio.create_task(veo.generate("a cat"))
+        assert await eventually(lambda: veo.stats.creates == 1)
+        await asyncio.sleep(0.2)  # the answer (or the lack of one) is in
+        create.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await create
+        assert len(await veo.uncertain()) == uncertain
+    async with durable(kie, db) as veo:
+        assert len((await veo.resume()).uncertain) == uncertain
+
+
 async def test_creates_still_waiting_for_the_budget_leave_no_intent(
     kie: FakeKie, db: Path
 ) -> None:

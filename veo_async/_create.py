@@ -81,11 +81,15 @@ async def submit(
     *,
     rng: random.Random | None = None,
     before_send: Callable[[], Awaitable[None]] | None = None,
+    on_refused: Callable[[], None] | None = None,
 ) -> str:
     """Send ``request`` (resending only when safe); the new task's id.
 
     :param before_send: awaited before each sending, once the creation
         budget has granted it (see :meth:`Requester.call`).
+    :param on_refused: called when a sending certainly created nothing,
+        before it is resent or given up: until the next ``before_send``,
+        nothing is out.
 
     :raises SubmitUncertainError: the task may exist; never resent.
     :raises APIError: the service rejected it (nothing created).
@@ -129,6 +133,8 @@ async def submit(
                 raise
         except ResponseError as exc:  # an unreadable answer: it may say "created"
             raise _uncertain(request, exc) from None
+        if on_refused is not None:
+            on_refused()
         if resends >= MAX_SAFE_RESENDS:
             raise error
         resends += 1
@@ -172,19 +178,28 @@ async def submit_recorded(
     kind = "generate" if isinstance(request, GenerateRequest) else "extend"
     body = request.to_wire()
     recorded = False
+    # A POST may be out: from each sending until it was certainly refused.
+    out = False
 
     async def record_intent() -> None:
         # Once the creation budget lets the POST go, just before it leaves: a
         # create still waiting for its turn when the process stops was
         # certainly not sent, and leaves no intent to report as uncertain.
-        nonlocal recorded
+        nonlocal recorded, out
         if not recorded:  # a safe resend keeps the first intent
             await store.record_intent(ref, kind, body, time.time())
             recorded = True
+        out = True
+
+    def refused() -> None:
+        nonlocal out
+        out = False
 
     model = request.model if isinstance(request, GenerateRequest) else None
     try:
-        task_id = await submit(requester, request, rng=rng, before_send=record_intent)
+        task_id = await submit(
+            requester, request, rng=rng, before_send=record_intent, on_refused=refused
+        )
     except SubmitUncertainError as uncertain:
         if uncertain.task_id is not None and recorded:
             # The answer named its task, though not as a success (an error
@@ -198,7 +213,15 @@ async def submit_recorded(
         if recorded:
             await store.discard_intent(ref)
         raise
-    # (Cancelled, or a bug, while the POST may be out: the intent stays uncertain.)
+    except asyncio.CancelledError:
+        # Cancelled between a refused sending and the next (its resend
+        # pause, its wait for the creation budget): nothing was created, so
+        # nothing is reported as uncertain. While a POST may be out, the
+        # intent stays uncertain.
+        if recorded and not out:
+            await store.discard_intent(ref)
+        raise
+    # (A bug while the POST may be out: the intent stays uncertain.)
     await _store_task_id(store, ref, task_id, model)
     return task_id, request
 
