@@ -196,6 +196,17 @@ def test_numeric_string_success_code_returns_data() -> None:
     assert decode_envelope(raw(envelope("200", "ok", {"a": 1}))) == {"a": 1}
 
 
+def test_a_code_written_as_a_whole_double_is_that_code() -> None:
+    """``"code": 200.0`` (a backend that writes numbers as doubles) is a
+    success envelope, and ``422.0`` the 422 it means; a fraction is no code."""
+    assert decode_envelope(raw(b'{"code": 200.0, "msg": "ok", "data": {"a": 1}}')) == {"a": 1}
+    with pytest.raises(RecordNotFoundError) as info:
+        decode_envelope(raw(b'{"code": 422.0, "msg": "record is null", "data": null}'))
+    assert info.value.code == 422
+    with pytest.raises(ResponseError, match="numeric code"):
+        decode_envelope(raw(b'{"code": 200.5, "msg": "ok", "data": {"a": 1}}'))
+
+
 @pytest.mark.parametrize(
     ("msg", "expected"),
     [
@@ -336,7 +347,7 @@ def test_2xx_unreadable_body_is_retryable_response_error(body: bytes, start: str
         pytest.param(b'{"code":null,"data":1}', '{"code":null', id="null-code"),
         pytest.param(b'{"code":true,"data":1}', '{"code":true', id="bool-code"),
         pytest.param(b'{"code":"abc","data":1}', '{"code":"abc"', id="text-code"),
-        pytest.param(b'{"code":200.0,"data":1}', '{"code":200.0', id="float-code"),
+        pytest.param(b'{"code":200.5,"data":1}', '{"code":200.5', id="fraction-code"),
         pytest.param(b'{"code":"\xc2\xb2"}', '{"code":"', id="superscript-digit-code"),
         pytest.param(b'{"code":"' + b"1" * 5000 + b'"}', '{"code":"111', id="5000-digit-code"),
     ],

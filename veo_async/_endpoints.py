@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._convert import is_nullish, no_urls
-from ._protocol import RawResponse, decode_envelope, excerpt
+from ._protocol import RawResponse, decode_envelope, envelope_code, excerpt
 from .errors import ResponseError
 from .models import validate_task_id
 
@@ -60,17 +60,6 @@ def _envelope(raw: RawResponse) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
-
-
-def _code(envelope: Mapping[str, Any]) -> int | None:
-    code = envelope.get("code")
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().isdigit() and len(code.strip()) < 6:
-        return int(code.strip())
-    return None
 
 
 def _says(envelope: Mapping[str, Any], hints: tuple[str, ...]) -> bool:
@@ -153,7 +142,7 @@ def decode_1080p(raw: RawResponse) -> str | None:
     :raises APIError: for an error that is not "processing".
     """
     envelope = _envelope(raw)
-    code = _code(envelope) if envelope is not None else None
+    code = envelope_code(envelope) if envelope is not None else None
     if (
         envelope is not None
         and code not in (None, 200)
@@ -193,7 +182,7 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
     :raises APIError: for an error that is neither.
     """
     envelope = _envelope(raw)
-    code = _code(envelope) if envelope is not None else None
+    code = envelope_code(envelope) if envelope is not None else None
     if envelope is not None and code == 422:
         urls = _4k_urls(envelope.get("data"))
         if urls:

@@ -56,6 +56,7 @@ __all__ = [
     "api_error",
     "decode_envelope",
     "decode_record_info",
+    "envelope_code",
     "excerpt",
     "parse_http_date",
     "parse_retry_after",
@@ -204,12 +205,17 @@ def api_error(
     return error
 
 
-def _envelope_code(envelope: Mapping[str, Any]) -> int | None:
+def envelope_code(envelope: Mapping[str, Any]) -> int | None:
+    """The envelope's ``code`` as an int: a number (``200``, ``200.0``) or
+    digits (``"200"``); None for anything else (a bool, a fraction, text)."""
     code = envelope.get("code")
     if isinstance(code, bool):
         return None
     if isinstance(code, int):
         return code
+    if isinstance(code, float):
+        # A backend that writes every number as a double: 200.0 is 200.
+        return int(code) if code.is_integer() else None
     text = code.strip() if isinstance(code, str) else ""
     if text.isascii() and text.isdigit():
         try:
@@ -255,7 +261,7 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
     readable = True
     if envelope is None:  # JSON null, an empty body or no JSON at all
         readable = body.strip() == b"null"
-    code = _envelope_code(envelope) if isinstance(envelope, dict) else None
+    code = envelope_code(envelope) if isinstance(envelope, dict) else None
     if code is None or (code == 200 and status >= 400):
         # Not an envelope (HTML page, truncated, empty) or one contradicting an
         # error status: the HTTP status is the only trustworthy signal.
