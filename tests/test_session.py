@@ -955,3 +955,36 @@ async def test_a_session_cannot_be_copied_or_pickled(veo: VeoSession, how: Any) 
     with pytest.raises(TypeError, match="VeoSession cannot be"):
         how(veo)
     assert not veo.closed
+
+
+@pytest.mark.real_time
+async def test_an_idle_connection_is_closed_before_a_server_closes_it() -> None:
+    """A connection idle for 4 s is closed by the client, before the 5 s after
+    which common servers close theirs (a request sent on one as the server
+    closes it fails with no answer); one idle for 1 s is used again."""
+    from aiohttp import web
+
+    peers: list[int] = []
+
+    async def record_info(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        record = {"taskId": "veo_a", "successFlag": 0, "paramJson": "{}"}
+        return web.json_response({"code": 200, "msg": "success", "data": record})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/veo/record-info", record_info)
+    runner = web.AppRunner(app, keepalive_timeout=60.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        async with VeoSession(api_key=API_KEY, base_url=f"http://{host}:{port}") as veo:
+            await veo.record_info("veo_a")
+            await asyncio.sleep(1.0)
+            await veo.record_info("veo_a")
+            await asyncio.sleep(4.5)
+            await veo.record_info("veo_a")
+    finally:
+        await runner.cleanup()
+    assert peers[0] == peers[1] != peers[2]

@@ -22,7 +22,7 @@ import platform
 import re
 import zlib
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
 import attrs
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_BODY",
     "ApiKey",
     "AiohttpTransport",
+    "IDLE_CONNECTION_S",
     "HttpRequest",
     "Transport",
     "capped_response",
@@ -375,6 +376,14 @@ class _Decoder:
         return (self._inflater is not None and not self._inflater.eof) or bool(self._head)
 
 
+#: Seconds a pooled connection may stay idle before we close it: under the 5 s
+#: after which common servers (uvicorn, Node) close theirs. aiohttp keeps them
+#: 15 s, and a request sent on a connection just as the server closes it fails
+#: with no answer: a poll lost, or a create reported uncertain (maybe charged)
+#: that certainly created nothing.
+IDLE_CONNECTION_S: Final = 4.0
+
+
 class AiohttpTransport:
     """The production transport: aiohttp, one connection pool per session.
 
@@ -438,7 +447,11 @@ class AiohttpTransport:
             # Created lazily: aiohttp wants a running loop, and a VeoSession may
             # be constructed outside one. We inflate bodies ourselves (bounded).
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0),
+                connector=aiohttp.TCPConnector(
+                    limit=self._concurrency,
+                    limit_per_host=0,
+                    keepalive_timeout=IDLE_CONNECTION_S,
+                ),
                 auto_decompress=False,
                 timeout=_NO_AIOHTTP_TIMEOUT,
                 # Sent with every request without being merged in per request.
