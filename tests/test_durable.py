@@ -356,6 +356,30 @@ async def test_a_create_cancelled_between_refused_sendings_leaves_no_intent(
         assert len((await veo.resume()).uncertain) == uncertain
 
 
+class _SlowToConfirmIntents(SQLiteStore):
+    """A store whose intent writes land at once but are confirmed 0.5 s later."""
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> None:
+        await super().record_intent(*args, **kwargs)
+        await asyncio.sleep(0.5)
+
+
+async def test_a_create_cancelled_while_its_intent_is_written_leaves_no_intent(
+    kie: FakeKie, db: Path
+) -> None:
+    """A create cancelled while its intent is being written (before anything
+    was sent) leaves no uncertain intent, though the write landed."""
+    store = _SlowToConfirmIntents(db, flush_interval=FLUSH, lock_timeout=0.0)
+    async with session_on(kie, store=store, create_rate=10_000) as veo:
+        create = asyncio.create_task(veo.generate("a cat"))
+        await asyncio.sleep(0.2)
+        create.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await create
+        assert await veo.uncertain() == []
+    assert kie.created == 0
+
+
 async def test_creates_still_waiting_for_the_budget_leave_no_intent(
     kie: FakeKie, db: Path
 ) -> None:

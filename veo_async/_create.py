@@ -178,6 +178,9 @@ async def submit_recorded(
     kind = "generate" if isinstance(request, GenerateRequest) else "extend"
     body = request.to_wire()
     recorded = False
+    # The intent's write was handed to the store (it lands, even if the
+    # caller is cancelled while it is written).
+    handed = False
     # A POST may be out: from each sending until it was certainly refused.
     out = False
 
@@ -185,8 +188,9 @@ async def submit_recorded(
         # Once the creation budget lets the POST go, just before it leaves: a
         # create still waiting for its turn when the process stops was
         # certainly not sent, and leaves no intent to report as uncertain.
-        nonlocal recorded, out
+        nonlocal recorded, handed, out
         if not recorded:  # a safe resend keeps the first intent
+            handed = True
             await store.record_intent(ref, kind, body, time.time())
             recorded = True
         out = True
@@ -215,10 +219,10 @@ async def submit_recorded(
         raise
     except asyncio.CancelledError:
         # Cancelled between a refused sending and the next (its resend
-        # pause, its wait for the creation budget): nothing was created, so
-        # nothing is reported as uncertain. While a POST may be out, the
-        # intent stays uncertain.
-        if recorded and not out:
+        # pause, its wait for the creation budget), or while the intent was
+        # written: nothing was created, so nothing is reported as uncertain.
+        # While a POST may be out, the intent stays uncertain.
+        if handed and not out:
             await store.discard_intent(ref)
         raise
     # (A bug while the POST may be out: the intent stays uncertain.)
