@@ -27,6 +27,13 @@ from .test_store import make_store
 Execute = Callable[..., Awaitable[Any]]
 
 
+def _edit_file(path: Path, sql: str, *params: object) -> None:
+    """Run one statement on the store's file by hand (a damaging edit), committed."""
+    with sqlite3.connect(path) as raw:
+        raw.execute(sql, params)
+    raw.close()  # (the context manager commits; it does not close)
+
+
 def _cancel_on_commit(monkeypatch: pytest.MonkeyPatch, *, commit_first: bool) -> None:
     """Cancel the task that runs COMMIT, as a cancellation landing mid-COMMIT does.
 
@@ -214,11 +221,7 @@ async def test_a_damaged_intent_row_is_left_out_with_a_warning(
     async with make_store(path) as store:
         await store.record_intent("ref_damaged_0001", "generate", {"prompt": "a fox"}, time.time())
         await store.record_intent("ref_intact_00002", "generate", {"prompt": "a cat"}, time.time())
-    with sqlite3.connect(path) as raw:
-        raw.execute(
-            "UPDATE intents SET request = ? WHERE ref = 'ref_damaged_0001'", (request_text,)
-        )
-    raw.close()
+    _edit_file(path, "UPDATE intents SET request = ? WHERE ref = 'ref_damaged_0001'", request_text)
     caplog.set_level(logging.WARNING, logger="veo_async")
     async with make_store(path) as store:
         assert [i.ref for i in await store.uncertain()] == ["ref_intact_00002"]
@@ -261,12 +264,11 @@ async def test_a_damaged_sqlite_task_row_is_left_out_of_a_resume_with_a_warning(
         fake_kie.add_task(task_id)
     async with make_store(path) as store:
         await store.track(kie_ids)
-    with sqlite3.connect(path) as raw:
-        raw.execute(
-            f"UPDATE tasks SET {column} = {value}, ref = 'ref_damaged_0001' "
-            "WHERE task_id = 'veo_task_damaged'"
-        )
-    raw.close()
+    _edit_file(
+        path,
+        f"UPDATE tasks SET {column} = {value}, ref = 'ref_damaged_0001' "
+        "WHERE task_id = 'veo_task_damaged'",
+    )
     caplog.set_level(logging.WARNING, logger="veo_async")
     async with make_store(path) as store:
         assert [t.task_id for t in await store.list_tasks()] == ["veo_task_intact"]
