@@ -37,6 +37,7 @@ from veo_async import (
     NotFoundError,
     PollPolicy,
     RateLimitError,
+    RecordNotFoundError,
     ResponseError,
     SessionClosedError,
     SubmitUncertainError,
@@ -240,6 +241,43 @@ def test_generate_sends_the_request_and_returns_the_registered_handle() -> None:
         assert info.status is TaskStatus.SUCCESS
         assert info.params["model"] == "veo3"
         assert veo.task("veo_task_other").request is None
+
+    in_process(body)
+
+
+def test_a_record_not_visible_yet_right_after_generate_is_retryable() -> None:
+    """refresh() and record_info() just after generate(): a "record is null"
+    (the record not visible yet) is retryable within the policy's
+    not_found_grace of the creation, as the reference says; past it, or for
+    an id this session did not create, or a record said expired, it is not."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        grace = veo.policy.not_found_grace
+        task = await veo.generate("A cat surfing at sunset")
+        kie.inject(Fault.record_null(), 2)
+        with pytest.raises(RecordNotFoundError) as by_refresh:
+            await task.refresh()
+        with pytest.raises(RecordNotFoundError) as by_record_info:
+            await veo.record_info(task.task_id)
+        assert by_refresh.value.retryable
+        assert by_record_info.value.retryable
+        kie.inject(Fault.record_null())
+        with pytest.raises(RecordNotFoundError) as stranger:
+            await veo.record_info("veo_task_not_ours")
+        assert not stranger.value.retryable
+        kie.inject(Fault.body_code(422, "record is older than 14 days"))
+        with pytest.raises(RecordNotFoundError) as expired:
+            await task.refresh()
+        assert expired.value.expired
+        assert not expired.value.retryable
+        await asyncio.sleep(grace + 1.0)
+        kie.inject(Fault.record_null(), 2)
+        with pytest.raises(RecordNotFoundError) as late_refresh:
+            await task.refresh()
+        with pytest.raises(RecordNotFoundError) as late_record_info:
+            await veo.record_info(task.task_id)
+        assert not late_refresh.value.retryable
+        assert not late_record_info.value.retryable
 
     in_process(body)
 

@@ -33,7 +33,7 @@ from ._requester import CREATE_PERIOD, CREATE_RATE, EventHook, Requester, Sessio
 from ._schedule import AdaptivePolicy, DurationLearner
 from ._task import TaskRegistry, VeoTask
 from ._version import version
-from .errors import SessionClosedError
+from .errors import RecordNotFoundError, SessionClosedError
 from .models import (
     GenerateRequest,
     RecordInfo,
@@ -402,12 +402,19 @@ class VeoSession:
 
         No retry, and no handle is updated (see :meth:`VeoTask.refresh` for that).
 
+        :raises RecordNotFoundError: the record is not visible; ``retryable``
+            if this session created the task less than its policy's
+            ``not_found_grace`` ago (a new record can take a moment to appear).
         :raises ValueError: for an invalid id, before any request.
         :raises VeoError: whatever the answer means (see :mod:`veo_async.errors`).
         """
         self._check_open()
         validate_task_id(task_id)
-        return await self._requester.record_info(task_id)
+        try:
+            return await self._requester.record_info(task_id)
+        except RecordNotFoundError as exc:
+            self._registry.note_absence(exc, task_id)
+            raise
 
     @overload
     async def wait_many(

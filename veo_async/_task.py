@@ -682,11 +682,18 @@ class VeoTask:
     async def refresh(self) -> RecordInfo:
         """Poll once (no retry) and return the record; followers see it too.
 
+        :raises RecordNotFoundError: the record is not visible; ``retryable``
+            if this session created the task less than its policy's
+            ``not_found_grace`` ago (a new record can take a moment to appear).
         :raises RuntimeError: from another event loop than the session's.
         """
         requester = self._registry.requester
         requester.check_loop()  # (an entry point, as record_info and wait are)
-        record = await requester.record_info(self.task_id, self._record)
+        try:
+            record = await requester.record_info(self.task_id, self._record)
+        except RecordNotFoundError as exc:
+            self._registry.note_absence(exc, self.task_id)
+            raise
         self.publish(record)
         return self._record if self._record is not None else record
 
@@ -1198,6 +1205,22 @@ class TaskRegistry:
     def policy(self) -> AnyPolicy:
         """The session's default policy."""
         return self.pacer.default
+
+    def note_absence(self, error: RecordNotFoundError, task_id: str) -> None:
+        """Mark a single request's "record is null" for ``task_id`` retryable
+        if this session created the task within its policy's
+        ``not_found_grace``: the reference says a new record can take a
+        moment to appear (a wait retries it; a caller of refresh() or
+        record_info() right after generate() should too). Past the window,
+        for an id it did not create, or for a record said expired, the
+        error stays final."""
+        ref = self._handles.get(task_id)
+        handle = ref() if ref is not None else None
+        created = None if handle is None else handle.created_loop_time
+        if created is None or error.expired:
+            return
+        if self.requester.now() - created < self.policy.not_found_grace:
+            error.retryable = True
 
     def wait_settings(
         self, timeout: TimeoutArg, policy: AnyPolicy | None

@@ -157,7 +157,9 @@ class RecordNotFoundError(APIError):
     Right after creation a record can take a moment to appear, so a wait treats
     this as "not yet" during its policy's grace window; after that it is
     final, and at once for a record the service says is past its 14-day
-    retention (:attr:`expired`).
+    retention (:attr:`expired`). A single request (:meth:`VeoTask.refresh`,
+    :meth:`VeoSession.record_info`) for a task the session created less than
+    ``not_found_grace`` ago raises it with :attr:`retryable` True.
     """
 
     @property
