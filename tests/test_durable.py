@@ -31,6 +31,7 @@ from veo_async import (
     SessionClosedError,
     SQLiteStore,
     StoreCorruptError,
+    StoreError,
     StoreLockedError,
     StoreVersionError,
     SubmitUncertainError,
@@ -376,6 +377,52 @@ async def test_a_create_cancelled_while_its_intent_is_written_leaves_no_intent(
         create.cancel()
         with pytest.raises(asyncio.CancelledError):
             await create
+        assert await veo.uncertain() == []
+    assert kie.created == 0
+
+
+class _CannotDiscard(_SlowToConfirmIntents):
+    """As _SlowToConfirmIntents, on a store that can no longer discard."""
+
+    async def discard_intent(self, ref: str) -> bool:
+        raise StoreError("the store went away", path=str(self.path))
+
+
+async def test_a_cancelled_create_whose_intent_cannot_be_discarded_is_still_cancelled(
+    kie: FakeKie, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancellation is raised, not the store's failure to discard the
+    intent: that intent stays uncertain (the safe side), said in the log."""
+    store = _CannotDiscard(db, flush_interval=FLUSH, lock_timeout=0.0)
+    async with session_on(kie, store=store, create_rate=10_000) as veo:
+        create = asyncio.create_task(veo.generate("a cat"))
+        await asyncio.sleep(0.2)
+        create.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await create
+        assert len(await veo.uncertain()) == 1
+    assert kie.created == 0
+    assert "could not be discarded" in caplog.text
+
+
+class _IntentAnswerLost(SQLiteStore):
+    """A store whose intent writes land, but whose answer is lost."""
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> None:
+        await super().record_intent(*args, **kwargs)
+        raise StoreError("no answer while writing", path=str(self.path))
+
+
+async def test_an_intent_write_whose_answer_was_lost_is_discarded(
+    kie: FakeKie, db: Path
+) -> None:
+    """generate() raises the StoreError of its intent write and sends
+    nothing; the intent, which landed all the same, is discarded, not left
+    to be reported as a create that may exist."""
+    store = _IntentAnswerLost(db, flush_interval=FLUSH, lock_timeout=0.0)
+    async with session_on(kie, store=store) as veo:
+        with pytest.raises(StoreError, match="no answer while writing"):
+            await veo.generate("a cat")
         assert await veo.uncertain() == []
     assert kie.created == 0
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from veo_async import (
     RedisStore,
@@ -463,6 +465,25 @@ def test_a_password_in_a_bad_url_is_not_echoed() -> None:
     with pytest.raises(ValueError, match="redis://") as caught:
         RedisStore("http://me:hunter22@host/")
     assert "hunter22" not in str(caught.value)
+
+
+async def test_a_client_that_sends_commands_again_is_refused() -> None:
+    """A given client that resends a command after a lost connection
+    (redis-py's retry) is refused before any I/O: a write Redis applied but
+    whose answer was lost would be applied twice (an intent read as already
+    recorded, a delivery counted twice, the store's own lease as another's).
+    One made without retries is taken."""
+    resending = redis_asyncio.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 3))
+    once = redis_asyncio.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(ValueError, match=r"again after a lost connection \(up to 3 times\)"):
+            RedisStore(client=resending)
+        with pytest.raises(ValueError, match="up to 3 times"):
+            RedisStore(resending)  # given first, positionally
+        assert "Redis" in repr(RedisStore(client=once))
+    finally:
+        await resending.aclose()
+        await once.aclose()
 
 
 async def test_a_given_client_is_used_and_left_open(

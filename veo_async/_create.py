@@ -213,9 +213,11 @@ async def submit_recorded(
             await _store_task_id(store, ref, uncertain.task_id, model)
         raise  # without an id the intent stays uncertain: reported as such
     except VeoError:
-        # submit raises anything else only when nothing was created.
-        if recorded:
-            await store.discard_intent(ref)
+        # submit raises anything else only when nothing was created. The
+        # intent too, if it was handed to the store: a write whose answer was
+        # lost (a StoreError) may have landed all the same.
+        if handed:
+            await _discard_intent(store, ref)
         raise
     except asyncio.CancelledError:
         # Cancelled between a refused sending and the next (its resend
@@ -223,11 +225,27 @@ async def submit_recorded(
         # written: nothing was created, so nothing is reported as uncertain.
         # While a POST may be out, the intent stays uncertain.
         if handed and not out:
-            await store.discard_intent(ref)
+            await _discard_intent(store, ref)
         raise
     # (A bug while the POST may be out: the intent stays uncertain.)
     await _store_task_id(store, ref, task_id, model)
     return task_id, request
+
+
+async def _discard_intent(store: TaskStore, ref: str) -> None:
+    """Discard intent ``ref``: nothing was created. A store that cannot
+    leaves it uncertain (reported so later, the safe side), said in the
+    log: the exception being handled (a cancellation, the service's
+    refusal) is the caller's to raise, not the store's."""
+    try:
+        await store.discard_intent(ref)
+    except Exception as exc:  # a store of the user's may raise anything
+        logger.warning(
+            "intent %s: nothing was created, but the intent could not be discarded "
+            "(it stays uncertain): %s",
+            ref,
+            exc,
+        )
 
 
 async def _store_task_id(store: TaskStore, ref: str, task_id: str, model: str | None) -> None:

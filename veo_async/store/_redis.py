@@ -112,6 +112,23 @@ def _is_client(value: object) -> bool:
     )
 
 
+def _resends(client: object) -> int:
+    """How many times ``client`` sends a command again after a lost
+    connection or a timeout (redis-py's ``retry``, the client's or its
+    connections'); 0 where that cannot be told (a client of another make)."""
+    found = [getattr(client, "get_retry", lambda: None)()]
+    pool = getattr(client, "connection_pool", None)
+    make = getattr(pool, "make_connection", None)
+    if callable(make):
+        found.append(getattr(make(), "retry", None))  # made, not connected
+    counts = [0]
+    for retry in found:
+        count = getattr(retry, "get_retries", None)
+        if callable(count):
+            counts.append(int(count()))
+    return max(counts)
+
+
 def _redis() -> Any:
     try:
         import redis.asyncio as redis_asyncio
@@ -135,7 +152,10 @@ class RedisStore(BatchedStore):
         never appears in a message or a repr. A client given here is taken
         as *client*.
     :param client: an existing :class:`redis.asyncio.Redis` instead of *url*
-        (not closed by the store). Leave its ``socket_timeout`` unset: on
+        (not closed by the store), made without retries
+        (``retry=Retry(NoBackoff(), 0)``; redis-py's own default resends a
+        command after a lost connection, which would apply a store write
+        twice: refused with a ValueError). Leave its ``socket_timeout`` unset: on
         Python 3.10 and 3.11 redis-py applies it through ``asyncio.wait_for``,
         which can lose a cancellation; the store bounds each round trip itself
         (*timeout*).
@@ -187,6 +207,17 @@ class RedisStore(BatchedStore):
             where = safe_url(url)
         else:
             where = f"<{type(client).__name__}>"
+            resends = _resends(client)
+            if resends:
+                # A write Redis applied whose answer was lost would be sent
+                # again: an intent then reads as already recorded, a delivery
+                # counts twice, the store's own lease reads as another's.
+                raise ValueError(
+                    f"the client sends a command again after a lost connection (up to "
+                    f"{resends} times): a store write Redis applied but whose answer was "
+                    "lost would be applied twice; give a client made with "
+                    "retry=Retry(NoBackoff(), 0), or a URL"
+                )
         if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
             raise ValueError(
                 f"namespace must be 1-64 of A-Z a-z 0-9 . _ : / -, not {namespace!r}"
