@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,6 +93,19 @@ async def test_a_second_owner_is_refused_until_the_first_closes(
     # Another namespace is another store: no wait.
     async with store_on(redis_server, namespace), store_on(redis_server, namespace + ":b"):
         pass
+
+
+async def test_the_refusal_names_the_holders_lease_not_the_openers(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """"Its lease ends within" counts the holder's lease (what its lock key
+    has left), not the lease the refused opener would have taken."""
+    async with store_on(redis_server, namespace, lease=2.0):
+        with pytest.raises(StoreLockedError) as caught:
+            await store_on(redis_server, namespace, lease=60.0, lock_timeout=0.2).open()
+    within = re.search(r"its lease ends within ([0-9.]+) s", str(caught.value))
+    assert within is not None
+    assert 0.0 < float(within.group(1)) <= 2.0
 
 
 _HOLDER = textwrap.dedent(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
 import urllib.parse
@@ -375,7 +376,9 @@ class RedisStore(BatchedStore):
     async def _take_lease(self, client: Redis) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lock_timeout
-        checked = False  # the key held is a lease (once: then only waited out)
+        # The key held is checked to be a lease once (then only waited out):
+        # when it was, and the milliseconds it had left then.
+        checked: tuple[float, int] | None = None
         while True:
             try:
                 self._lease_maybe_held = True  # until the answer says otherwise
@@ -389,24 +392,27 @@ class RedisStore(BatchedStore):
                 raise self._error(exc, "opening") from exc
             if taken:
                 return
-            if not checked:
-                await self._check_lock_is_a_lease(client)
-                checked = True
+            if checked is None:
+                checked = (loop.time(), await self._check_lock_is_a_lease(client))
             if loop.time() >= give_up:
+                # The holder's lease, not ours: what its key had left when read.
+                at, left_ms = checked
+                left = max(0.0, left_ms / 1000 - (loop.time() - at))
                 raise StoreLockedError(
                     f"task store {self._where} is held by another process (or another "
                     f"RedisStore); if that process died, its lease ends within "
-                    f"{self._lease_ms / 1000:g} s",
+                    f"{math.ceil(left * 10) / 10:g} s",
                     path=self._where,
                 )
             await asyncio.sleep(min(0.05, max(0.0, give_up - loop.time())))
 
-    async def _check_lock_is_a_lease(self, client: Redis) -> None:
+    async def _check_lock_is_a_lease(self, client: Redis) -> int:
         """The lock key another holds is a lease a task store took (a string
         that expires), not a key of something else: one without an expiry,
         or of another type, would hold the namespace forever, reported as
         "held by another process" at every open.
 
+        :returns: the milliseconds the lease has left (0: gone meanwhile).
         :raises StoreCorruptError: for such a key.
         """
         try:
@@ -417,7 +423,7 @@ class RedisStore(BatchedStore):
         except Exception as exc:
             raise self._error(exc, "opening") from exc
         if kind == "none" or left == -2:
-            return  # gone meanwhile: taken at the next try
+            return 0  # gone meanwhile: taken at the next try
         if kind != "string" or left == -1:
             what = f"a {kind}" if kind != "string" else "a string without an expiry"
             raise StoreCorruptError(
@@ -425,6 +431,7 @@ class RedisStore(BatchedStore):
                 "not a lease a task store takes; use another namespace or delete that key",
                 path=self._where,
             )
+        return int(left)
 
     async def _check_layout(self, client: Redis) -> None:
         key = self._prefix + "schema"
