@@ -26,7 +26,10 @@ the built-in workloads also get **the limit of the generating distribution**:
 the same program solved for 100,000 other draws of the workload and measured
 on its tasks - what a poller that knew the distribution (not the sample)
 could expect. A ``--durations`` file has no generator: its limit is the one
-on its own tasks.
+on its own tasks, and its **estimated generating distribution** stands in
+for the other (the program solved for 100,000 draws of the file smoothed,
+see ``smoothed_draws``: 0.95-1.03x the true generating distribution's limit
+over 13 of the survey's workloads, where the file's own is 0.62-0.94x).
 
 No peeking: the learning schedule starts from its documented priors and only
 learns what a session would: a task's generation time (per model, as from a
@@ -99,6 +102,8 @@ LIMIT_MAX_HORIZON = 4 * 3600.0
 LIMIT_GAP_CAP = 300.0
 LIMIT = "limit (optimal, knows the distribution)"
 GENERATING_LIMIT = "limit (optimal, knows the generating distribution)"
+#: A file's stand-in for GENERATING_LIMIT (see smoothed_draws).
+ESTIMATED_LIMIT = "limit (optimal, knows the estimated generating distribution)"
 #: Draws of a built-in workload's generator that stand for its distribution.
 GENERATING_DRAWS = 100_000
 #: Added to a workload's seed for those draws: another sample of its distribution.
@@ -182,6 +187,43 @@ EXTRA: dict[str, Callable[[random.Random], Task]] = {
     "failures20": _failures20,
     "unknown": _unknown,
 }
+
+
+def smoothed_draws(tasks: Sequence[Task], n: int, seed: int) -> list[Task]:
+    """``n`` draws of the distribution ``tasks`` were drawn from, estimated by
+    a smoothed bootstrap: a task of the file picked at random, its seconds
+    moved by a log-normal factor whose width is Silverman's bandwidth of
+    its kind's log-seconds (its model, success or failure). Seeded.
+
+    A file's own tasks, as a distribution, hold the clusters chance put in
+    that sample, and the limit made for them places polls just after those:
+    over 13 of survey_schedule.py's workloads (300-3,000 tasks) its lag was
+    0.62-0.94x that of the limit of the distribution they were drawn from;
+    the limit made for the smoothed draws, 0.95-1.03x.
+    """
+    kinds: dict[tuple[str, bool], list[float]] = {}
+    for task in tasks:
+        kinds.setdefault((task.model, task.failed), []).append(task.seconds)
+    width: dict[tuple[str, bool], float] = {}
+    for kind, seconds in kinds.items():
+        logs = sorted(math.log(s) for s in seconds if s > 0)
+        if len(logs) < 2:
+            width[kind] = 0.0
+            continue
+        count = len(logs)
+        mean = math.fsum(logs) / count
+        spread = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / count)
+        quartiles = logs[(3 * count) // 4] - logs[count // 4]
+        if quartiles > 0:
+            spread = min(spread, quartiles / 1.34)
+        width[kind] = 0.9 * spread * count**-0.2
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(n):
+        task = tasks[rng.randrange(len(tasks))]
+        factor = math.exp(width[task.model, task.failed] * rng.gauss(0.0, 1.0))
+        draws.append(task._replace(seconds=min(_LONGEST, task.seconds * factor)))
+    return draws
 
 
 # Outcome words accepted in a durations file, besides success / failed: the
@@ -547,6 +589,10 @@ def run_workload(
         limits.append(
             (GENERATING_LIMIT, _workload(GENERATING_DRAWS, seed + GENERATING_SEED_SHIFT, draw))
         )
+    else:
+        limits.append(
+            (ESTIMATED_LIMIT, smoothed_draws(tasks, GENERATING_DRAWS, seed + GENERATING_SEED_SHIFT))
+        )
     for label, known in limits:
         budget, limit_lags, count = limit(tasks, base["requests_per_task"], known)
         # The mixture lists every task's lag once per repetition, in task order.
@@ -560,10 +606,9 @@ def run_workload(
         row["lag_mean_vs_fixed30"] = ratio(row["lag_mean"], base["lag_mean"])
         row["lag_p95_vs_fixed30"] = ratio(row["lag_p95"], base["lag_p95"])
         row["lag_mean_vs_limit"] = ratio(row["lag_mean"], by_policy[LIMIT]["lag_mean"])
-        if GENERATING_LIMIT in by_policy:
-            row["lag_mean_vs_generating_limit"] = ratio(
-                row["lag_mean"], by_policy[GENERATING_LIMIT]["lag_mean"]
-            )
+        fair = by_policy.get(GENERATING_LIMIT) or by_policy.get(ESTIMATED_LIMIT)
+        if fair is not None:
+            row["lag_mean_vs_generating_limit"] = ratio(row["lag_mean"], fair["lag_mean"])
     models: dict[str, int] = {}
     for task in tasks:
         models[task.model] = models.get(task.model, 0) + 1
@@ -647,13 +692,16 @@ def _run_row(
 def goal(result: dict[str, Any]) -> str:
     """Whether the learning schedule meets the issue's goal on this workload,
     in its terms of fixed 30 s's lag, then of the limit's: of the generating
-    distribution where there is one, else of the tasks' own."""
+    distribution where there is one (or its estimate, for a file), else of
+    the tasks' own."""
     rows = {row["policy"]: row for row in result["rows"]}
     ours, base = result["rows"][0], rows["fixed 30 s"]
     target = goal_target(len(result["models"]), result["failed"])
     ok = meets_goal(ours, base, target)
-    fair = rows.get(GENERATING_LIMIT)
+    estimated = ESTIMATED_LIMIT in rows
+    fair = rows.get(GENERATING_LIMIT) or rows.get(ESTIMATED_LIMIT)
     near = near_limit(ours, base, (fair or rows[LIMIT])["lag_mean"])
+    generating = "estimated generating distribution's" if estimated else "generating distribution's"
     return (
         f"{'met' if ok else 'NOT met'} (requests {ours['requests_per_task']:.2f} vs "
         f"{base['requests_per_task']:.2f}, "
@@ -665,16 +713,12 @@ def goal(result: dict[str, Any]) -> str:
             else "the limit's lag is 0"
         )
         + (
-            f", {_times(ours['lag_mean_vs_generating_limit'])} the generating distribution's"
+            f", {_times(ours['lag_mean_vs_generating_limit'])} the {generating}"
             if "lag_mean_vs_generating_limit" in ours
             else ""
         )
         + f"); within {LIMIT_SLACK}x of the "
-        + (
-            "generating distribution's limit"
-            if fair
-            else "limit (optimistic on a few hundred tasks)"
-        )
+        + (f"{generating} limit" if fair else "limit (optimistic on a few hundred tasks)")
         + f": {'met' if near else 'NOT met'}"
     )
 
@@ -693,7 +737,8 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None, spaci
         "task. Limit of the generating distribution (built-in workloads): the same, made for "
         f"{GENERATING_DRAWS:,} other draws of the workload (its distribution, not these tasks) "
         "and measured on these tasks: the best any poller that knows the distribution can "
-        "expect. Fast-failure lag: mean over failures within 60 s.",
+        "expect; for a file, the same made for 100,000 draws of its smoothed distribution "
+        "(an estimate of the generating one). Fast-failure lag: mean over failures within 60 s.",
     ]
     for result in results:
         s = result["seconds"]
@@ -749,7 +794,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20250606)
     args = parser.parse_args()
     if args.durations is not None:
-        # A file's tasks are all there is of its distribution: no generating limit.
+        # A file's tasks are all there is of its distribution: its generating
+        # limit is estimated (see smoothed_draws).
         workloads: list[tuple[str, list[Task], Callable[[random.Random], Task] | None]] = [
             (args.durations.name, read_durations(args.durations), None)
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from ._benchmarks import run_script, script_module
 
 LIMIT = "limit (optimal, knows the distribution)"
 GENERATING = "limit (optimal, knows the generating distribution)"
+ESTIMATED = "limit (optimal, knows the estimated generating distribution)"
 POLICIES = {
     "adaptive (new default)",
     "PollPolicy() (old default)",
@@ -50,7 +52,7 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
     done = run("--durations", str(path), "--json")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert {row["policy"] for row in rows} == POLICIES
+    assert {row["policy"] for row in rows} == POLICIES | {ESTIMATED}
     assert all(row.keys() >= KEYS for row in rows)
     by_policy = {row["policy"]: row for row in rows}
     fixed = by_policy["fixed 30 s"]
@@ -59,6 +61,15 @@ def test_durations_json_prints_one_object_per_policy(tmp_path: Path) -> None:
     limit = by_policy[LIMIT]
     assert limit["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
     assert limit["lag_mean"] < fixed["lag_mean"]
+    # A file's stand-in for the generating distribution's limit: made for its
+    # smoothed draws, so no better than the limit made for these very tasks.
+    estimated = by_policy[ESTIMATED]
+    assert estimated["requests_per_task"] == pytest.approx(fixed["requests_per_task"])
+    assert limit["lag_mean"] < estimated["lag_mean"] < fixed["lag_mean"]
+    ours = by_policy["adaptive (new default)"]
+    assert ours["lag_mean_vs_generating_limit"] == pytest.approx(
+        ours["lag_mean"] / estimated["lag_mean"]
+    )
     # Every policy, the limit included, reports how late its fast failures were seen.
     fast = [s for k, s in enumerate(seconds) if k % 20 == 0]
     expected_fast = sum(max(1, -(-s // 30)) * 30 - s for s in fast) / len(fast)
@@ -274,7 +285,7 @@ def test_a_durations_file_in_another_encoding(
     done = run("--durations", str(path), "--json")
     if expected is None:
         assert done.returncode == 0, done.stderr
-        assert len(done.stdout.splitlines()) == len(POLICIES)
+        assert len(done.stdout.splitlines()) == len(POLICIES | {ESTIMATED})
     else:
         assert done.returncode != 0
         assert expected in done.stderr
@@ -372,8 +383,11 @@ def test_renders_all_of_one_length_give_the_limit_no_lag_and_no_infinite_ratio(
     assert "mean lag n/a fixed 30 s" in done.stdout
 
 
-def _goal_result(ours_lag: float, limit_lag: float, generating_lag: float | None) -> dict[str, Any]:
-    """A workload's result as run_workload gives it, with only what goal() reads."""
+def _goal_result(
+    ours_lag: float, limit_lag: float, generating_lag: float | None, *, estimated: bool = False
+) -> dict[str, Any]:
+    """A workload's result as run_workload gives it, with only what goal() reads
+    (a file's, with ``estimated``: its generating distribution estimated)."""
 
     def row(policy: str, requests: float, lag: float, p95: float) -> dict[str, Any]:
         return {
@@ -394,7 +408,7 @@ def _goal_result(ours_lag: float, limit_lag: float, generating_lag: float | None
         row(LIMIT, 10.0, limit_lag, 15.0),
     ]
     if generating_lag:
-        rows.append(row(GENERATING, 10.0, generating_lag, 16.0))
+        rows.append(row(ESTIMATED if estimated else GENERATING, 10.0, generating_lag, 16.0))
     return {"models": {"veo3": 280, "veo3_fast": 20}, "failed": 30, "rows": rows}
 
 
@@ -409,8 +423,35 @@ def test_the_goal_line_gives_both_terms_of_the_issue() -> None:
     assert line.endswith("within 1.2x of the generating distribution's limit: met")
     line = bench.goal(_goal_result(12.0, 8.0, 9.5))  # 1.26x the generating limit
     assert line.endswith("within 1.2x of the generating distribution's limit: NOT met")
+    line = bench.goal(_goal_result(12.0, 8.0, 10.5, estimated=True))  # a file's
+    assert "1.14x the estimated generating distribution's" in line
+    assert line.endswith("within 1.2x of the estimated generating distribution's limit: met")
     line = bench.goal(_goal_result(12.0, 8.0, None))
     assert line.endswith("within 1.2x of the limit (optimistic on a few hundred tasks): NOT met")
     line = bench.goal(_goal_result(10.0, 9.0, None))  # 0.67x fixed, 1.11x the limit
     assert line.startswith("met (")
     assert line.endswith("of the limit (optimistic on a few hundred tasks): met")
+
+
+def test_a_files_smoothed_draws_keep_its_kinds_and_blur_its_sample() -> None:
+    """The estimate of a file's generating distribution: seeded draws of its
+    tasks, each kind (model, outcome) in its share, each render moved by a
+    log-normal factor of Silverman's width for its kind: no draw repeats a
+    render of the file exactly, and none strays beyond a few widths."""
+    bench = script_module("bench_schedule")
+    rng = random.Random(3)
+    tasks = [bench.Task("veo3", round(rng.lognormvariate(5.6, 0.3), 1), False) for _ in range(300)]
+    tasks += [bench.Task("veo3_fast", round(rng.uniform(5, 40), 1), True) for _ in range(100)]
+    draws = bench.smoothed_draws(tasks, 20_000, seed=7)
+    assert draws == bench.smoothed_draws(tasks, 20_000, seed=7)
+    assert draws != bench.smoothed_draws(tasks, 20_000, seed=8)
+    failed = [d for d in draws if d.failed]
+    assert {d.model for d in failed} == {"veo3_fast"}
+    assert {d.model for d in draws if not d.failed} == {"veo3"}
+    assert len(failed) / len(draws) == pytest.approx(0.25, abs=0.02)
+    renders = {t.seconds for t in tasks}
+    assert sum(d.seconds in renders for d in draws) < len(draws) * 0.01
+    logs = [math.log(t.seconds) for t in tasks if not t.failed]
+    width = 0.9 * statistics.pstdev(logs) * len(logs) ** -0.2  # at most: min(sd, IQR/1.34)
+    low, high = min(logs) - 5 * width, max(logs) + 5 * width
+    assert all(low <= math.log(d.seconds) <= high for d in draws if not d.failed)
