@@ -43,7 +43,7 @@ from veo_async import (
 )
 from veo_async.errors import InsufficientCreditsError
 from veo_async.events import RAISED_TOO
-from veo_async.store import StoredTask, new_ref, ref_of, with_ref
+from veo_async.store import StoredTask, new_ref, ref_of, with_ref, without_ref
 from veo_async.testing import FakeKie, Fault
 
 from ._redis_server import RedisServer, redis_server
@@ -1106,14 +1106,19 @@ async def test_discard_intent_and_forget(db: Path) -> None:
     [
         ("https://x.example/cb", "https://x.example/cb?veo_ref=R1"),
         ("https://x.example/cb?a=1", "https://x.example/cb?a=1&veo_ref=R1"),
-        ("https://x.example/cb?", "https://x.example/cb?veo_ref=R1"),
+        ("https://x.example/cb?", "https://x.example/cb?&veo_ref=R1"),
+        ("https://x.example/cb?a=1&", "https://x.example/cb?a=1&&veo_ref=R1"),
         ("https://x.example/cb?a=1#top", "https://x.example/cb?a=1&veo_ref=R1#top"),
+        ("https://x.example/cb?#top", "https://x.example/cb?&veo_ref=R1#top"),
     ],
 )
 def test_with_ref_adds_the_ref_to_a_callback_url(url: str, expected: str) -> None:
-    """with_ref appends veo_ref to the query; ref_of reads it back."""
+    """with_ref appends veo_ref to the query; ref_of reads it back; without_ref
+    gives back the very URL asked for (a query ending in "?" or "&" too: it
+    gave "cb" for "cb?", and a rerun sent that paid create again)."""
     assert with_ref(url, "R1") == expected
     assert ref_of(expected) == "R1"
+    assert without_ref(expected) == url
 
 
 def test_ref_of_ignores_urls_without_a_valid_ref() -> None:

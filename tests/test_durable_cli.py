@@ -260,6 +260,28 @@ async def test_a_create_whose_task_was_gone_is_not_sent_again(tmp_path: Path) ->
         assert line["outcome"] == "already created", line
 
 
+@pytest.mark.parametrize(
+    "callback", ["https://app.example/cb?", "https://app.example/cb?a=1&", "https://app.example/cb"]
+)
+async def test_a_rerun_with_a_callback_url_ending_its_query_sends_nothing_again(
+    tmp_path: Path, callback: str
+) -> None:
+    """generate --store run twice with the same --callback-url: the second run
+    finds the request sent, whatever the URL's query ends with (one ending in
+    "?" or "&" came back from the store as another URL, and was sent and
+    charged again)."""
+    db = str(tmp_path / "veo.db")
+    async with FakeKie(api_key=KEY, time_scale=0.001) as kie:
+        args = against(kie, "a cat", "--store", db, "--callback-url", callback)
+        first = await cli("generate", *args)
+        assert first.code == 0, first.stderr
+        again = await cli("generate", *args)
+        assert again.code == 0, again.stderr
+        [line] = again.lines()
+        assert line["outcome"] == "already created", line
+        assert kie.created == 1
+
+
 async def test_a_wrong_key_with_a_store_is_one_error_line(kie: FakeKie, tmp_path: Path) -> None:
     """wait --store with a wrong key: exit 1 and one line naming the 401, as
     without a store; it was reported as an "unexpected" error (a bug's wording)."""

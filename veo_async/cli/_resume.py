@@ -33,11 +33,16 @@ def _key(wire: Mapping[str, Any]) -> str:
 
 def _as_asked(wire: Mapping[str, Any]) -> dict[str, Any]:
     """A stored request as the user asked for it: its callback URL without the
-    ``veo_ref`` the store added."""
+    ``veo_ref`` the store added, and without an empty end of its query ("cb?"
+    is "cb", "cb?a=1&" is "cb?a=1": the same address, and what an earlier
+    release stored for either)."""
     plain = dict(wire)
     url = plain.get("callBackUrl")
     if isinstance(url, str):
-        plain["callBackUrl"] = without_ref(url)
+        base, hash_, fragment = without_ref(url).partition("#")
+        if "?" in base:
+            base = base.rstrip("?&")
+        plain["callBackUrl"] = f"{base}{hash_}{fragment}"
     return plain
 
 

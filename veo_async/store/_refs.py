@@ -34,12 +34,10 @@ def with_ref(url: str, ref: str) -> str:
     if ref_of(url) is not None:
         raise ValueError(f"the callback URL already has a {REF_PARAMETER} parameter: {url!r}")
     base, hash_, fragment = url.partition("#")
-    if "?" not in base:
-        separator = "?"
-    elif base.endswith(("?", "&")):
-        separator = ""
-    else:
-        separator = "&"
+    # A separator always, even after a query ending in "?" or "&": "cb?"
+    # and "cb" must not give the same URL, or without_ref could not tell
+    # which was asked for (a rerun would not know the request it sent).
+    separator = "&" if "?" in base else "?"
     return f"{base}{separator}{REF_PARAMETER}={ref}{hash_}{fragment}"
 
 
