@@ -1121,6 +1121,20 @@ def test_with_ref_adds_the_ref_to_a_callback_url(url: str, expected: str) -> Non
     assert without_ref(expected) == url
 
 
+@pytest.mark.parametrize("absent", ["null", "NULL", "None"])
+async def test_a_callback_naming_no_task_does_not_settle_an_intent(db: Path, absent: str) -> None:
+    """reconcile() with the service's text for absent as the task id (a
+    callback's "taskId": "null") is refused: it gave the intent that id, took
+    it out of uncertain(), and refused the real id later (the task was lost)."""
+    ref = new_ref()
+    async with SQLiteStore(db) as store:
+        await store.record_intent(ref, "generate", {"prompt": "a cat"}, time.time())
+        with pytest.raises(ValueError, match="word for none"):
+            await store.reconcile(ref, absent)
+        assert [intent.ref for intent in await store.uncertain()] == [ref]
+        assert await store.reconcile(ref, "veo_task_real") is True
+
+
 def test_ref_of_ignores_urls_without_a_valid_ref() -> None:
     """ref_of gives None for no ref or an invalid one; with_ref refuses a second one."""
     assert ref_of("https://x.example/cb?a=1") is None

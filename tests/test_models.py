@@ -79,10 +79,14 @@ def test_to_jsonable_of_a_bare_record() -> None:
         ("t\x00", "control characters"),
         ("a\u200bb", "invisible characters"),  # a zero-width space
         ("x" * (MAX_TASK_ID_LENGTH + 1), "characters long"),
+        ("null", "the service's word for none"),
+        ("NULL", "the service's word for none"),
+        ("None", "the service's word for none"),
     ],
 )
 def test_validate_task_id_names_the_problem(task_id: str, problem: str) -> None:
-    """Whitespace anywhere, control or invisible characters, emptiness, excess length."""
+    """Whitespace anywhere, control or invisible characters, emptiness, excess
+    length, and the service's texts for absent ("null", "None")."""
     with pytest.raises(ValueError, match=problem):
         validate_task_id(task_id)
 

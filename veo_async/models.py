@@ -36,13 +36,18 @@ __all__ = [
 MAX_TASK_ID_LENGTH = 256
 
 
+# Texts the service writes for "absent" (see is_nullish in _convert): never an id.
+_NULL_WORDS = frozenset({"null", "none"})
+
+
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it is a plausible Kie task id, else raise.
 
     A task id is a non-empty string of at most :data:`MAX_TASK_ID_LENGTH`
     printable characters with no whitespace anywhere: ``"a b"`` is refused as
     surely as ``" ab"``, since no real id contains a space and one that does
-    is a copy-paste accident (two ids on a line, a stray tab).
+    is a copy-paste accident (two ids on a line, a stray tab). ``"null"`` and
+    ``"None"`` (in any case) are refused too: the service's text for absent.
 
     :raises ValueError: (``TypeError`` for a non-string) naming the problem.
     """
@@ -50,10 +55,19 @@ def validate_task_id(task_id: object) -> str:
         raise TypeError(f"a task id must be a str, not {type(task_id).__name__}")
     # The fast path of batches of 100,000 ids: isprintable() is False for every
     # control, format and whitespace character except the space itself.
-    if 0 < len(task_id) <= MAX_TASK_ID_LENGTH and task_id.isprintable() and " " not in task_id:
+    if (
+        0 < len(task_id) <= MAX_TASK_ID_LENGTH
+        and task_id.isprintable()
+        and " " not in task_id
+        and not (len(task_id) == 4 and task_id.lower() in _NULL_WORDS)
+    ):
         return task_id
     if not task_id:
         raise ValueError("a task id must not be empty")
+    if task_id.lower() in _NULL_WORDS:
+        # The service writes "null" for absent: such an id is a missing one
+        # read as text (a callback's, a log's), and would stand for no task.
+        raise ValueError(f"task id {task_id!r} is the service's word for none, not an id")
     if len(task_id) > MAX_TASK_ID_LENGTH:
         raise ValueError(f"task id is {len(task_id)} characters long (max {MAX_TASK_ID_LENGTH})")
     if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in task_id):
