@@ -12,7 +12,9 @@ import pytest
 
 from veo_async._version import version
 from veo_async.testing import FakeKie, Fault, TaskScript
+from veo_async.testing._callbacks import task_payload
 from veo_async.testing._creation import COSTS, UHD_COST, CreationDesk
+from veo_async.testing._script import render_record
 from veo_async.testing._server import DROP
 
 from ._virtual import run_virtual
@@ -382,3 +384,20 @@ def test_fired_callbacks_are_let_go_of() -> None:
         await kie.close()
 
     run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [(2, None, 400), (3, None, 501), (3, 422, 422), (2, 500, 500)],
+)
+def test_a_failure_callback_says_what_the_record_says(
+    status: int, code: int | None, expected: int
+) -> None:
+    """The callback of a failed task carries the record's errorCode and
+    errorMessage (the defaults: 400 for status 2, 501 for status 3); it said
+    400 and "Video generation failed" for status 3, which the record gives as 501."""
+    script = TaskScript("veo_failed", final_status=status, error_code=code)
+    record = render_record(script, created_at=1.7e9, done=True)
+    payload = task_payload(script)
+    assert payload["code"] == record["errorCode"] == expected
+    assert payload["msg"] == record["errorMessage"]

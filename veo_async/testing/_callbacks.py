@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from ._script import SUCCESS, TaskScript, default_params, result_url
+from ._script import SUCCESS, TaskScript, default_params, failure_of, result_url
 
 __all__ = ["CallbackSender", "sign", "task_payload", "uhd_payload"]
 
@@ -42,10 +42,10 @@ def task_payload(script: TaskScript) -> dict[str, Any]:
     """The callback body of a finished generate or extend task."""
     params = default_params() if script.params is None else script.params
     if script.final_status != SUCCESS:
-        code = script.error_code or 400
+        code, message = failure_of(script)
         return {
             "code": code,
-            "msg": script.error_message or "Video generation failed",
+            "msg": message,
             "data": {"taskId": script.task_id, "fallbackFlag": script.fallback},
         }
     ratio = params.get("aspect_ratio", params.get("aspectRatio", "16:9"))

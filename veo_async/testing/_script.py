@@ -67,6 +67,17 @@ _DEFAULT_ERRORS: Final[dict[int, tuple[int, str]]] = {
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
+def failure_of(script: TaskScript) -> tuple[int, str]:
+    """The error code and message the service gives for ``script``'s
+    failure (its own, or the defaults for its final status: 400 for status
+    2, 501 for status 3): the record's and the callback's alike."""
+    defaults = _DEFAULT_ERRORS.get(script.final_status, _DEFAULT_ERRORS[FAILED])
+    default_code, default_message = defaults
+    code = default_code if script.error_code is None else script.error_code
+    message = default_message if script.error_message is None else script.error_message
+    return code, message
+
+
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value >= 0:  # NaN too: a task "done after NaN s" would never be done
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
@@ -376,10 +387,8 @@ def render_record(script: TaskScript, *, created_at: float, done: bool) -> dict[
     error_code: int | str | None = None
     error_message = ""
     if status in _DEFAULT_ERRORS:
-        default_code, default_message = _DEFAULT_ERRORS[status]
-        code = default_code if script.error_code is None else script.error_code
+        code, error_message = failure_of(script)
         error_code = str(code) if q.error_code_as_str else code
-        error_message = default_message if script.error_message is None else script.error_message
     if error_code is None and q.error_code_as_str_null:
         error_code = "null"
 
