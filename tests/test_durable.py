@@ -741,6 +741,38 @@ async def test_completed_polls_what_it_delivers_and_includes_new_creations(
     assert not leftover_tasks()
 
 
+async def test_a_reconciled_create_reaches_a_running_completed(kie: FakeKie, db: Path) -> None:
+    """A callback reconciled with veo.reconcile() while completed(follow=True)
+    runs: that iteration delivers the task (given to the store alone, it
+    reached it only after a restart). A second reconcile of it is True and
+    delivers nothing twice; an unknown ref is False."""
+    kie.inject_create(Fault.created_then_drop())
+    async with durable(kie, db) as veo:
+        with pytest.raises(SubmitUncertainError):
+            await veo.generate("a dog", callback_url="https://cb.example/h")
+        [intent] = await veo.uncertain()
+        delivered: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed(follow=True):
+                delivered.append(task.task_id)
+                await task.ack()
+                return
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        assert await veo.reconcile(intent.ref, kie.created_ids[0]) is True
+        await asyncio.wait_for(consumer, 10)
+        assert delivered == [kie.created_ids[0]]
+        assert await veo.uncertain() == []
+        assert await veo.reconcile(intent.ref, kie.created_ids[0]) is True
+        assert await veo.reconcile(new_ref(), kie.created_ids[0]) is False
+        with pytest.raises(ValueError, match="word for none"):
+            await veo.reconcile(intent.ref, "null")
+    assert kie.created == 1
+    assert not leftover_tasks()
+
+
 @pytest.mark.parametrize("unfinished", [False, True])
 async def test_a_following_completed_ends_when_the_session_closes(
     kie: FakeKie, db: Path, unfinished: bool

@@ -635,6 +635,28 @@ class VeoSession:
         journal.follow_new(handles)
         return handles
 
+    async def reconcile(self, ref: str, task_id: str) -> bool:
+        """Give an uncertain create its task id, from a later source: the
+        ``veo_ref`` of a callback's URL (:func:`veo_async.store.ref_of`) and
+        the task id it names. As the store's
+        :meth:`~veo_async.store.TaskStore.reconcile`, and iterations of
+        :meth:`completed` (``follow=True``) or :meth:`deliver` running now
+        follow the task at once (given to the store itself, it reached them
+        only after a restart).
+
+        :returns: True when the intent now has this task id (also when it had
+            it already); False when ``ref`` is unknown or has another task id.
+        :raises RuntimeError: the session has no store.
+        :raises ValueError: for an invalid ref or task id, before any write.
+        """
+        journal = self._journal()
+        validate_task_id(task_id)
+        store = await journal.opened()
+        attached = await store.reconcile(ref, task_id)  # (checks the ref before writing)
+        if attached:
+            journal.follow_new((self._registry.handle(task_id),))
+        return attached
+
     async def uncertain(self) -> list[StoredIntent]:
         """Create intents with no task id: tasks that may or may not exist.
 

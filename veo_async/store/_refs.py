@@ -7,7 +7,9 @@ the ref from its own URL can then give an uncertain intent its task id::
 
     ref = ref_of(str(request.url))
     if ref is not None:
-        await store.reconcile(ref, payload["data"]["taskId"])
+        await veo.reconcile(ref, payload["data"]["taskId"])  # VeoSession.reconcile
+
+(A 4K callback names its task ``data["task_id"]``; it is no create.)
 """
 
 from __future__ import annotations
