@@ -12,7 +12,10 @@ While a socket is open (a loopback simulator, a real aiohttp session), or a
 job handed to a thread by ``run_in_executor`` (``asyncio.to_thread``) runs,
 the loop waits in real time as usual: real I/O and threads cannot be
 fast-forwarded, and a timeout must not fire before a real answer could
-arrive. Threads a library starts by itself are not seen.
+arrive. Threads a library starts by itself are not seen: aiosqlite's, which
+a :class:`~veo_async.store.SQLiteStore` works through, among them (a
+timeout around a store call can fire while the database answers; test
+durable tracking on an ordinary loop).
 
 The SDK and the simulator read only ``loop.time()``, so they follow the
 virtual clock; code reading ``time.monotonic()`` directly does not.
