@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from veo_async import _convert, _json
@@ -386,6 +386,7 @@ def _valid_by_the_full_checks(task_id: str) -> bool:
         and task_id == task_id.strip()
         and not any(c.isspace() for c in task_id)
         and task_id.isprintable()
+        and task_id.lower() not in ("null", "none")  # the service's texts for absent
     )
 
 
@@ -397,6 +398,8 @@ def _valid_by_the_full_checks(task_id: str) -> bool:
         st.text(min_size=250, max_size=260, alphabet="ab"),
     )
 )
+@example("NONE")
+@example("null")
 def test_task_id_check_accepts_exactly_the_valid_ids(task_id: str) -> None:
     """The one-pass check of common ids accepts what the full checks accept, no more."""
     try:
