@@ -372,13 +372,19 @@ async def test_a_create_cancelled_while_its_intent_is_written_leaves_no_intent(
     was sent) leaves no uncertain intent, though the write landed."""
     store = _SlowToConfirmIntents(db, flush_interval=FLUSH, lock_timeout=0.0)
     async with session_on(kie, store=store, create_rate=10_000) as veo:
-        create = asyncio.create_task(veo.generate("a cat"))
-        await asyncio.sleep(0.2)
-        create.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await create
+        await _cancel_a_create_while_its_intent_is_written(veo)
         assert await veo.uncertain() == []
     assert kie.created == 0
+
+
+async def _cancel_a_create_while_its_intent_is_written(veo: VeoSession) -> None:
+    """generate() cancelled 0.2 s in (its intent write lasts 0.5 s): it raises
+    CancelledError."""
+    create = asyncio.create_task(veo.generate("a cat"))
+    await asyncio.sleep(0.2)
+    create.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await create
 
 
 class _CannotDiscard(_SlowToConfirmIntents):
@@ -395,11 +401,7 @@ async def test_a_cancelled_create_whose_intent_cannot_be_discarded_is_still_canc
     intent: that intent stays uncertain (the safe side), said in the log."""
     store = _CannotDiscard(db, flush_interval=FLUSH, lock_timeout=0.0)
     async with session_on(kie, store=store, create_rate=10_000) as veo:
-        create = asyncio.create_task(veo.generate("a cat"))
-        await asyncio.sleep(0.2)
-        create.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await create
+        await _cancel_a_create_while_its_intent_is_written(veo)
         assert len(await veo.uncertain()) == 1
     assert kie.created == 0
     assert "could not be discarded" in caplog.text
