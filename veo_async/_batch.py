@@ -572,8 +572,17 @@ async def wait_many(
         try:
             await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
             await tracker.until(deadline, stop_on_failure=not return_exceptions)
-            if not return_exceptions:
-                _raise_first_failure(tracker)
+            failed = None if return_exceptions else _first_failure(tracker)
+            if failed is not None:
+                # Let go of every run before raising, and give a poll runner
+                # that answered in the step that ended the batch the step it
+                # waits before its next poll: it finds the batch's polls gone
+                # and ends, and nothing of ours is left running. (Not in the
+                # finally below: suspended there, batches raising one shared
+                # error would each add their frames to its traceback.)
+                await tracker.close()
+                await asyncio.sleep(0)
+                _raise_outcome(tracker, failed)
             if tracker.pending:
                 await tracker.give_up()  # the deadline: time out the rest, in slices
             outcomes = await tracker.outcomes()
@@ -618,14 +627,23 @@ def _raise_known_failure(ids: list[str], handles: dict[str, VeoTask]) -> None:
         del failure
 
 
-def _raise_first_failure(tracker: CompletionTracker) -> None:
-    """Without ``return_exceptions``: the first failure, else the first timeout."""
+def _first_failure(tracker: CompletionTracker) -> str | None:
+    """Without ``return_exceptions``: the id whose outcome the batch raises,
+    the first failure, else the first id unfinished (its timeout recorded
+    now, on its handle, where it stays once the runs are let go of); None
+    when every id succeeded."""
     failed = tracker.first_failure
     if failed is None:
         unfinished = tracker.unfinished()
         if not unfinished:
-            return
+            return None
         failed = unfinished[0]
+        tracker.outcome(failed)  # (its WaitTimeoutError, kept by its handle)
+    return failed
+
+
+def _raise_outcome(tracker: CompletionTracker, failed: str) -> None:
+    """Raise the outcome of ``failed`` (see :func:`_first_failure`)."""
     outcome = tracker.outcome(failed)
     assert isinstance(outcome, BaseException)
     try:
