@@ -80,6 +80,7 @@ import heapq
 import json
 import math
 import random
+import statistics
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -211,8 +212,7 @@ def smoothed_draws(tasks: Sequence[Task], n: int, seed: int) -> list[Task]:
             width[kind] = 0.0
             continue
         count = len(logs)
-        mean = math.fsum(logs) / count
-        spread = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / count)
+        spread = statistics.pstdev(logs)
         quartiles = logs[(3 * count) // 4] - logs[count // 4]
         if quartiles > 0:
             spread = min(spread, quartiles / 1.34)
@@ -606,7 +606,7 @@ def run_workload(
         row["lag_mean_vs_fixed30"] = ratio(row["lag_mean"], base["lag_mean"])
         row["lag_p95_vs_fixed30"] = ratio(row["lag_p95"], base["lag_p95"])
         row["lag_mean_vs_limit"] = ratio(row["lag_mean"], by_policy[LIMIT]["lag_mean"])
-        fair = by_policy.get(GENERATING_LIMIT) or by_policy.get(ESTIMATED_LIMIT)
+        fair = _fair_limit(by_policy)
         if fair is not None:
             row["lag_mean_vs_generating_limit"] = ratio(row["lag_mean"], fair["lag_mean"])
     models: dict[str, int] = {}
@@ -689,6 +689,12 @@ def _run_row(
     return _row(name, requests, lags, [lags[i] for i in fast_ids])
 
 
+def _fair_limit(by_policy: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of the limit made for the workload's distribution (its
+    generator's, or a file's estimate), if there is one."""
+    return by_policy.get(GENERATING_LIMIT) or by_policy.get(ESTIMATED_LIMIT)
+
+
 def goal(result: dict[str, Any]) -> str:
     """Whether the learning schedule meets the issue's goal on this workload,
     in its terms of fixed 30 s's lag, then of the limit's: of the generating
@@ -699,7 +705,7 @@ def goal(result: dict[str, Any]) -> str:
     target = goal_target(len(result["models"]), result["failed"])
     ok = meets_goal(ours, base, target)
     estimated = ESTIMATED_LIMIT in rows
-    fair = rows.get(GENERATING_LIMIT) or rows.get(ESTIMATED_LIMIT)
+    fair = _fair_limit(rows)
     near = near_limit(ours, base, (fair or rows[LIMIT])["lag_mean"])
     generating = "estimated generating distribution's" if estimated else "generating distribution's"
     return (
@@ -737,8 +743,9 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None, spaci
         "task. Limit of the generating distribution (built-in workloads): the same, made for "
         f"{GENERATING_DRAWS:,} other draws of the workload (its distribution, not these tasks) "
         "and measured on these tasks: the best any poller that knows the distribution can "
-        "expect; for a file, the same made for 100,000 draws of its smoothed distribution "
-        "(an estimate of the generating one). Fast-failure lag: mean over failures within 60 s.",
+        f"expect; for a file, the same made for {GENERATING_DRAWS:,} draws of its smoothed "
+        "distribution (an estimate of the generating one). Fast-failure lag: mean over "
+        "failures within 60 s.",
     ]
     for result in results:
         s = result["seconds"]
