@@ -8,7 +8,7 @@ import json
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from veo_async.models import (
@@ -106,9 +106,17 @@ def test_validate_task_id_returns_a_valid_id(task_id: str) -> None:
 
 
 @given(st.text(max_size=40))
+@example("NULL")
+@example("none")
 def test_validate_task_id_accepts_exactly_the_printable_unspaced_ids(task_id: str) -> None:
-    """Accepted iff non-empty, printable and without whitespace (any string, either way)."""
-    valid = bool(task_id) and task_id.isprintable() and not any(c.isspace() for c in task_id)
+    """Accepted iff non-empty, printable, without whitespace and not the
+    service's text for absent ("null", "None": any string, either way)."""
+    valid = (
+        bool(task_id)
+        and task_id.isprintable()
+        and not any(c.isspace() for c in task_id)
+        and task_id.lower() not in ("null", "none")
+    )
     try:
         validate_task_id(task_id)
     except ValueError:
