@@ -1016,6 +1016,40 @@ def test_a_raising_event_hook_does_not_break_polling(caplog: pytest.LogCaptureFi
     assert any("raised on RequestStarted" in r.getMessage() for r in caplog.records)
 
 
+class _HookAborted(BaseException):
+    """Not an Exception, nor an interrupt: what ``pytest.fail()`` raises, say."""
+
+
+def test_an_event_hook_raising_a_base_exception_does_not_break_polling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook raising a BaseException that is not an interrupt (pytest.fail's
+    Failed, a library's own) is logged and ignored like any other error: the
+    poll it was raised in still answers its wait (it killed the runner, and
+    that task's wait hung to its deadline)."""
+    raised = 0
+
+    def aborting(event: Event) -> None:
+        nonlocal raised
+        if isinstance(event, RequestStarted | RequestAnswered | RecordPublished):
+            raised += 1
+            raise _HookAborted(f"hook gave up on {type(event).__name__}")
+
+    async def main() -> None:
+        kie = FakeKie()
+        for n in range(5):
+            kie.add_task(f"t{n}", complete_after=3)
+        async with in_process(kie, on_event=aborting) as veo:
+            ids = [f"t{n}" for n in range(5)]
+            outcomes = await veo.wait_many(ids, timeout=60, return_exceptions=True)
+            assert [type(o) for o in outcomes] == [RecordInfo] * 5
+            assert (await veo.task("t0").wait(timeout=5)).status is TaskStatus.SUCCESS
+
+    run_virtual(main)
+    assert raised >= 15
+    assert any("hook gave up on RequestStarted" in r.getMessage() for r in caplog.records)
+
+
 def test_a_raising_event_hook_quoting_the_key_is_logged_without_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

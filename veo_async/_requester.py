@@ -207,16 +207,22 @@ class Requester:
         )
 
     def emit(self, event: Event) -> None:
-        """Hand ``event`` to the hook; a failing hook is logged, never raised."""
+        """Hand ``event`` to the hook; a failing hook is logged, never raised
+        (an interrupt, ``SystemExit`` or a cancellation is raised)."""
         hook = self._on_event
         if hook is None:
             return
         try:
             returned = hook(event)
-        except Exception as exc:
-            # The hook's own error may quote the key (in its message, its
-            # arguments, what it chains to, an exception group's members):
-            # the text logged is the traceback's, with the key hidden.
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise  # the process is stopping, or a cancellation: not the hook's failure
+        except BaseException as exc:
+            # BaseException too (pytest.fail's, a library's own): raised into a
+            # poll runner, it ended the runner, and the wait of the poll it
+            # was answering hung to its deadline. The hook's own error may
+            # quote the key (in its message, its arguments, what it chains to,
+            # an exception group's members): the text logged is the
+            # traceback's, with the key hidden.
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             logger.error(
                 "on_event hook raised on %s; ignored\n%s",
