@@ -32,6 +32,7 @@ from veo_async import (
     ServerError,
     ServiceUnavailableError,
     SessionClosedError,
+    TaskFailedError,
     TaskStatus,
     Transport,
     TransportError,
@@ -568,6 +569,39 @@ async def test_closed_session_refuses_work(fake_kie: FakeKie) -> None:
         async with veo:
             pass
     assert fake_kie.total_requests == 0
+
+
+async def test_a_finished_handle_answers_from_memory_after_the_session_closed(
+    fake_kie: FakeKie,
+) -> None:
+    """A handle whose terminal record is known needs no request: after aclose
+    its wait, await and watch still answer (the record, or the task's
+    failure), as README promises; an unfinished handle's wait is refused."""
+    fake_kie.add_task("done")
+    fake_kie.add_task("failed", final_status=2)
+    fake_kie.add_task("running", complete_after=3600)
+    veo = VeoSession(API_KEY, base_url=fake_kie.base_url, policy=FAST_POLICY)
+    done, failed, running = veo.task("done"), veo.task("failed"), veo.task("running")
+    record = await done.wait(timeout=30)
+    with pytest.raises(TaskFailedError):
+        await failed.wait(timeout=30)
+    await running.refresh()
+    await veo.aclose()
+    requests = fake_kie.total_requests
+    assert await done.wait() is record
+    assert await done is record
+    assert [r async for r in done.watch()] == [record]
+    with pytest.raises(TaskFailedError) as caught:
+        await failed
+    assert caught.value.record is failed.record
+    assert [r.status for r in [r async for r in failed.watch()]] == [TaskStatus.FAILED]
+    with pytest.raises(SessionClosedError):
+        await running.wait()
+    with pytest.raises(SessionClosedError):
+        await anext(running.watch())
+    with pytest.raises(ValueError, match="timeout"):
+        await done.wait(timeout=-1)  # arguments are still checked
+    assert fake_kie.total_requests == requests
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -726,7 +726,7 @@ class VeoTask:
         """
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
-        limit, chosen = self._registry.wait_settings(timeout, policy)
+        limit, chosen = self._registry.wait_settings(timeout, policy, finished=self._known_final())
         if on_update is not None:
             record = await self._wait_reporting(limit, chosen, on_update)
         else:
@@ -773,8 +773,13 @@ class VeoTask:
         longer iterated. Close it early with ``contextlib.aclosing`` to stop
         polling at once.
         """
-        limit, chosen = self._registry.wait_settings(timeout, policy)
+        limit, chosen = self._registry.wait_settings(timeout, policy, finished=self._known_final())
         return self._changes(limit, chosen, every=True)
+
+    def _known_final(self) -> bool:
+        """The terminal record is known (a wait answers from memory)."""
+        record = self._record
+        return record is not None and record.is_done
 
     def _kept_outcome(self, record: RecordInfo) -> RecordInfo | TaskFailedError:
         """The outcome of a terminal record, remembered for :meth:`result`:
@@ -1223,15 +1228,22 @@ class TaskRegistry:
             error.retryable = True
 
     def wait_settings(
-        self, timeout: TimeoutArg, policy: AnyPolicy | None
+        self, timeout: TimeoutArg, policy: AnyPolicy | None, *, finished: bool = False
     ) -> tuple[float | None, AnyPolicy]:
-        """Validate a wait's arguments (before any I/O): its timeout and policy."""
+        """Validate a wait's arguments (before any I/O): its timeout and policy.
+
+        :param finished: the wait is of a handle whose terminal record is
+            known: it answers from memory, with no request, so a closed
+            session (or another loop) does not refuse it.
+        """
         if policy is not None and not isinstance(policy, (PollPolicy, AdaptivePolicy)):
             raise TypeError(
                 f"policy must be a PollPolicy or an AdaptivePolicy, not {type(policy).__name__}"
             )
         chosen = policy if policy is not None else self.policy
         limit = resolve_timeout(timeout, chosen)
+        if finished:
+            return limit, chosen
         # Closed: refused. Stopped by a 401: each task's wait ends with it
         # (see VeoTask.subscribe), so a batch still has one outcome per id.
         self.requester.check_open()
