@@ -387,6 +387,44 @@ async def _cancel_a_create_while_its_intent_is_written(veo: VeoSession) -> None:
         await create
 
 
+class _SlowForTheSecond(SQLiteStore):
+    """A store whose second intent write takes 0.3 s (the first lands at once)."""
+
+    writes = 0
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            await asyncio.sleep(0.3)
+        await super().record_intent(*args, **kwargs)
+
+
+async def test_a_create_cancelled_waiting_out_a_pause_after_its_intent_leaves_no_intent(
+    kie: FakeKie, db: Path
+) -> None:
+    """Another create's 429 paused creating while this one's intent was
+    written: it waits the pause out before sending. Cancelled there, it was
+    never sent, and its intent is discarded (it was left uncertain: a video
+    the user asked for never made, and never to be sent by a rerun)."""
+    kie.inject_create(Fault.http_429(retry_after=30))
+    store = _SlowForTheSecond(db, flush_interval=FLUSH, lock_timeout=0.0)
+    async with session_on(kie, store=store, create_rate=10_000) as veo:
+        first = asyncio.create_task(veo.generate("first"))
+        second = asyncio.create_task(veo.generate("second"))
+        await asyncio.sleep(1.0)  # the 429 came; the second's intent is written
+        assert store.writes == 2
+        assert veo.stats.creates == 1  # the first only: the second waits the pause out
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert "second" not in [i.request["prompt"] for i in await veo.uncertain()]
+        first.cancel()  # (refused by the 429, waiting to be sent again)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert await veo.uncertain() == []
+    assert kie.created == 0
+
+
 class _CannotDiscard(_SlowToConfirmIntents):
     """As _SlowToConfirmIntents, on a store that can no longer discard."""
 

@@ -88,7 +88,8 @@ async def submit(
     :param before_send: awaited before each sending, once the creation
         budget has granted it (see :meth:`Requester.call`).
     :param on_refused: called when a sending certainly created nothing,
-        before it is resent or given up: until the next ``before_send``,
+        before it is resent or given up, and when a request given
+        ``before_send`` is given up unsent: until the next ``before_send``,
         nothing is out.
 
     :raises SubmitUncertainError: the task may exist; never resent.
@@ -104,7 +105,13 @@ async def submit(
     while True:
         try:
             return await requester.call(
-                "POST", path, decode_task_id, json=body, create=True, before_send=before_send
+                "POST",
+                path,
+                decode_task_id,
+                json=body,
+                create=True,
+                before_send=before_send,
+                on_unsent=on_refused,
             )
         except TransportError as exc:
             if exc.sent:

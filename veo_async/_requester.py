@@ -333,6 +333,7 @@ class Requester:
         create: bool = False,
         asked_again: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
+        on_unsent: Callable[[], None] | None = None,
     ) -> T:
         """One request now (queued behind the budget), decoded by ``decode``.
 
@@ -349,6 +350,9 @@ class Requester:
             just before the request goes out (a store writes its intent
             there: a create still waiting for the budget was certainly not
             sent). If it raises, nothing is sent.
+        :param on_unsent: a create only: called when the request is given up
+            after ``before_send`` ran but before it was sent (cancelled, or
+            the session closed, while it waited out another create's 429).
         """
         self.check_usable()
         if not create:
@@ -386,6 +390,8 @@ class Requester:
             except BaseException:
                 self.queue.release()
                 creating.release(sent=False)
+                if on_unsent is not None:
+                    on_unsent()
                 raise
         self._creates += 1
         try:
