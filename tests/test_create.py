@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -1480,3 +1481,115 @@ def test_a_create_whose_intent_is_being_written_does_not_go_inside_a_creates_pau
         await kie.close()
 
     run_virtual(main)
+
+
+# -- answers sent unasked on a kept-alive connection ----------------------------------------------
+
+
+def _http_answer(payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+class _StaleAnswers:
+    """A loopback server that creates a task for each generate and answers
+    it, but also sends answers nobody asked for on the kept-alive connection
+    (``how``): the first create's answer twice at once ("twice"), again a
+    moment later ("later"), again ahead of the next answer on that
+    connection ("ahead"), or, a moment after each record-info answer,
+    another task's record ("record")."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.created: dict[str, str] = {}  # task id -> prompt
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stale = b""
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"GET"):
+                    task_id = head.split(b"taskId=")[1].split(b" ")[0].decode()
+                    running = {"taskId": task_id, "successFlag": 0}
+                    answer = _http_answer({"code": 200, "msg": "success", "data": running})
+                    writer.write(stale + answer)
+                    stale = b""
+                    if self.how == "record":  # another task's record, unasked
+                        await writer.drain()
+                        await asyncio.sleep(0.02)  # the connection is idle in the pool
+                        writer.write(
+                            _http_answer(
+                                {
+                                    "code": 200,
+                                    "msg": "success",
+                                    "data": {"taskId": "veo_stranger", "successFlag": 0},
+                                }
+                            )
+                        )
+                    await writer.drain()
+                    continue
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                prompt = json.loads(await reader.readexactly(length))["prompt"]
+                task_id = f"veo_task_{len(self.created) + 1:04d}"
+                self.created[task_id] = prompt
+                answer = _http_answer({"code": 200, "msg": "success", "data": {"taskId": task_id}})
+                first = len(self.created) == 1
+                writer.write(stale + answer + (answer if first and self.how == "twice" else b""))
+                stale = answer if first and self.how == "ahead" else b""
+                await writer.drain()
+                if first and self.how == "later":
+                    await asyncio.sleep(0.02)  # the connection is idle in the pool
+                    writer.write(answer)
+                    await writer.drain()
+                if b"connection: close" in head.lower():
+                    break
+        writer.close()
+
+
+@pytest.mark.loopback
+@pytest.mark.parametrize("how", ["twice", "later", "ahead", "record"])
+async def test_an_answer_sent_unasked_is_never_taken_for_a_creates(how: str) -> None:
+    """A create's answer sent again unasked (at once, or ahead of the next
+    answer on that connection), or a record sent unasked after a poll's: no
+    create takes an answer that was not its own. Each prompt gets the task
+    the server made for it, or SubmitUncertainError (it may exist: never
+    resent); no task the server made is lost from sight, and no id is handed
+    out twice. (The second create took the first's id, and the task made for
+    it was never seen.)"""
+    server = _StaleAnswers(how)
+    got: dict[str, str | None] = {}
+    async with (
+        server as url,
+        VeoSession("k" * 16, base_url=url, concurrency=1, create_rate=10_000) as veo,
+    ):
+        for prompt in ("first", "second", "third", "fourth"):
+            if how == "record":
+                await veo.record_info("veo_polled")
+                await asyncio.sleep(0.05)  # the unasked record waits in the idle connection
+            try:
+                got[prompt] = (await veo.generate(prompt)).task_id
+            except SubmitUncertainError as uncertain:
+                got[prompt] = uncertain.task_id
+            await asyncio.sleep(0.05)
+    made = {prompt: task_id for task_id, prompt in server.created.items()}
+    for prompt, task_id in got.items():
+        assert task_id in (None, made.get(prompt)), (prompt, got, made)
+    handed = [task_id for task_id in got.values() if task_id is not None]
+    assert len(handed) == len(set(handed))
+    # Every task made was handed to its create, or that create is uncertain.
+    assert all(got[prompt] in (task_id, None) for prompt, task_id in made.items())
+    if how != "record":  # (a create reading a stale record may not have sent its POST)
+        assert len(made) >= 3

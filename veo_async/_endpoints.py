@@ -82,10 +82,21 @@ def decode_task_id(raw: RawResponse) -> str:
 
     :raises APIError: for an error code.
     :raises ResponseError: for a success without a usable task id, a "null"
-        spelling included (the task may well exist: the create code treats
-        this as uncertain).
+        spelling included, or a task's record in place of a create's answer
+        (the task may well exist: the create code treats this as uncertain).
     """
     data = decode_envelope(raw)
+    if isinstance(data, dict) and "successFlag" in data:
+        # A record-info answer, not a create's: one a server sent unasked on
+        # a kept-alive connection, read as this create's. Its taskId is some
+        # other task's; this create's own answer never came.
+        raise ResponseError(
+            "the answer is a task's record, not a create's (an answer sent unasked?)",
+            field="taskId",
+            http_status=raw.status,
+            excerpt=excerpt(raw.body),
+            retryable=False,
+        )
     task_id = data.get("taskId") if isinstance(data, dict) else None
     if not isinstance(task_id, str) or is_nullish(task_id):
         raise _wrong_shape(raw, "taskId")
