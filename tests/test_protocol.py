@@ -629,6 +629,26 @@ def test_record_info_422_record_is_null() -> None:
 
 
 @pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param("recordInfo is null", id="recordInfo-is-null"),
+        pytest.param(None, id="no-msg"),
+        pytest.param("Validation error", id="other-wording"),
+    ],
+)
+def test_record_info_422_in_other_words_is_record_not_found(message: str | None) -> None:
+    """A 422 on record-info is the record not (yet) visible, whatever its
+    wording (Kie's sibling endpoint says "recordInfo is null"; one without a
+    msg): RecordNotFoundError, which a wait counts as "not yet" within its
+    grace window. It was a plain APIError(422) that ended the wait at once."""
+    body = json.dumps({"code": 422, "data": None, **({"msg": message} if message else {})})
+    for answer in (raw(body.encode()), raw(body.encode(), status=422)):
+        with pytest.raises(RecordNotFoundError) as info:
+            decode_record_info(answer, TASK)
+        assert (info.value.code, info.value.task_id, info.value.expired) == (422, TASK, False)
+
+
+@pytest.mark.parametrize(
     ("data", "field"),
     [
         pytest.param([1, 2], "data", id="list-data"),

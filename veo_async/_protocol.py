@@ -376,7 +376,17 @@ def decode_record_info(
                 if record is not None and record.task_id == task_id:
                     return record  # (another task's: the full path raises)
     # Anything else: parsed exactly, every check and quirk.
-    data = _envelope_data(response, _parse(response.body), task_id)
+    try:
+        data = _envelope_data(response, _parse(response.body), task_id)
+    except APIError as exc:
+        if type(exc) is not APIError or exc.code != 422:
+            raise
+        # Record-info's only argument is checked before sending: its 422 is
+        # the record not (yet) visible, in whatever words ("record is null";
+        # "recordInfo is null", as Kie's sibling endpoint says; none).
+        raise RecordNotFoundError(
+            exc.message, code=422, http_status=exc.http_status, task_id=task_id
+        ) from None
     if is_nullish(data):  # null, or a "null" text: the service's spelling of absent
         raise _not_visible(response, task_id)
     if previous is not None and type(data) is dict and _unchanged(data, task_id, previous):
