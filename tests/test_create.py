@@ -1577,7 +1577,9 @@ async def test_an_answer_sent_unasked_is_never_taken_for_a_creates(how: str) -> 
     ):
         for prompt in ("first", "second", "third", "fourth"):
             if how == "record":
-                await veo.record_info("veo_polled")
+                # Refused when it reads the record sent unasked after the last (as it must).
+                with contextlib.suppress(ResponseError):
+                    await veo.record_info("veo_polled")
                 await asyncio.sleep(0.05)  # the unasked record waits in the idle connection
             try:
                 got[prompt] = (await veo.generate(prompt)).task_id
@@ -1593,3 +1595,44 @@ async def test_an_answer_sent_unasked_is_never_taken_for_a_creates(how: str) -> 
     assert all(got[prompt] in (task_id, None) for prompt, task_id in made.items())
     if how != "record":  # (a create reading a stale record may not have sent its POST)
         assert len(made) >= 3
+
+
+@pytest.mark.loopback
+async def test_a_create_never_goes_out_on_a_pooled_connection() -> None:
+    """Each create (and 4K request) opens a connection of its own and closes
+    it: sent on a pooled one that the server closed as it went idle (servers
+    close idle connections after 2-5 s, some sooner), it failed with no
+    answer and was reported uncertain, maybe charged, though it never
+    arrived. Polls still share pooled connections."""
+    connections: list[list[str]] = []  # the requests each connection carried
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        carried: list[str] = []
+        connections.append(carried)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                carried.append(head.split(b" ")[0].decode())
+                if head.startswith(b"POST"):
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                    data: dict[str, Any] = {"taskId": f"veo_task_{len(connections)}"}
+                else:
+                    task_id = head.split(b"taskId=")[1].split(b" ")[0].decode()
+                    data = {"taskId": task_id, "successFlag": 0}
+                writer.write(_http_answer({"code": 200, "msg": "success", "data": data}))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, VeoSession("k" * 16, base_url=url, create_rate=10_000) as veo:
+        for n in range(3):
+            await veo.record_info("veo_polled")
+            await veo.record_info("veo_polled")
+            await veo.generate(f"prompt {n}")
+    posts = [carried for carried in connections if "POST" in carried]
+    assert posts == [["POST"]] * 3
+    gets = [carried for carried in connections if "GET" in carried]
+    assert sum(map(len, gets)) == 6
+    assert len(gets) == 1  # the polls' connection, kept

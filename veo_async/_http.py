@@ -419,6 +419,9 @@ class AiohttpTransport:
         self._base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None
+        # An owned session's POSTs (creates, 4K requests) go over a client of
+        # their own that pools nothing (see _posting_client): made on first use.
+        self._posting: aiohttp.ClientSession | None = None
         self._concurrency = concurrency
         self._deadlines = RequestDeadlines(request_timeout)
         self._max_body = max_body
@@ -452,32 +455,54 @@ class AiohttpTransport:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Created lazily: aiohttp wants a running loop, and a VeoSession may
-            # be constructed outside one. We inflate bodies ourselves (bounded).
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
+            # be constructed outside one.
+            self._session = self._new_client(
+                aiohttp.TCPConnector(
                     limit=self._concurrency,
                     limit_per_host=0,
                     keepalive_timeout=IDLE_CONNECTION_S,
-                ),
-                auto_decompress=False,
-                timeout=_NO_AIOHTTP_TIMEOUT,
-                # Sent with every request without being merged in per request.
-                headers=self._headers,
+                )
             )
-            # aiohttp sends a GET once more, on a new connection, when the
-            # pooled one it went out on turns out closed by the server: a
-            # request the requester would neither count, nor pace, nor see
-            # fail (record_info is one GET; a reset is a TransportError that
-            # the wait's schedule retries). There is no public switch for it;
-            # the test pinning this fails if aiohttp renames the attribute.
-            self._session._retry_connection = False
         return self._session
+
+    def _posting_client(self) -> aiohttp.ClientSession:
+        """The owned client of POSTs: each on a connection of its own, closed
+        after the answer. On a pooled connection that the server closed as it
+        went idle, a create fails with no answer, reported uncertain (maybe
+        charged) though it never arrived; and one whose answer a server sends
+        again unasked leaves that answer for the next request to read."""
+        if self._posting is None:
+            self._posting = self._new_client(
+                aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0, force_close=True)
+            )
+        return self._posting
+
+    def _new_client(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        """An owned aiohttp client over ``connector``. We inflate bodies
+        ourselves (bounded)."""
+        client = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            timeout=_NO_AIOHTTP_TIMEOUT,
+            # Sent with every request without being merged in per request.
+            headers=self._headers,
+        )
+        # aiohttp sends a GET once more, on a new connection, when the
+        # pooled one it went out on turns out closed by the server: a
+        # request the requester would neither count, nor pace, nor see
+        # fail (record_info is one GET; a reset is a TransportError that
+        # the wait's schedule retries). There is no public switch for it;
+        # the test pinning this fails if aiohttp renames the attribute.
+        client._retry_connection = False
+        return client
 
     async def send(self, request: HttpRequest) -> RawResponse:
         """One request; the answer whatever its status, or :class:`TransportError`."""
         url = self._base_url + request.path
         client = self._session
-        if client is None:  # made on first use (see _client)
+        if request.json is not None and self._owns_session:
+            client = self._posting_client()
+        elif client is None:  # made on first use (see _client)
             client = self._client()
         elif client.closed:
             # An injected session its owner closed: no request can go out any
@@ -624,8 +649,10 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the aiohttp session if we own it; an injected one is left open."""
         self._deadlines.close()
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._owns_session:
+            for client in (self._session, self._posting):
+                if client is not None and not client.closed:
+                    await client.close()
 
 
 def pool_size(session: aiohttp.ClientSession) -> int | None:
