@@ -1272,3 +1272,29 @@ def test_waits_timing_out_as_each_poll_leaves_still_see_the_task_finish() -> Non
         await kie.close()
 
     run_virtual(main)
+
+
+def test_a_slow_on_update_is_not_interrupted_and_its_time_counts_toward_the_timeout() -> None:
+    """An on_update that takes 3 s inside a wait(timeout=1) runs to its end
+    (the deadline never cancels the user's code), and the wait then raises
+    WaitTimeoutError, 3 s in, as README says."""
+    finished: list[float] = []
+
+    async def main() -> None:
+        kie = FakeKie(api_key=API_KEY)
+        kie.add_task("veo_slow", complete_after=600)
+        loop = asyncio.get_running_loop()
+
+        async def slow(_record: RecordInfo) -> None:
+            await asyncio.sleep(3.0)
+            finished.append(loop.time())
+
+        async with VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY) as veo:
+            started = loop.time()
+            with pytest.raises(WaitTimeoutError):
+                await veo.task("veo_slow").wait(timeout=1.0, on_update=slow)
+            assert len(finished) == 1
+            assert 3.0 <= finished[0] - started <= loop.time() - started < 3.5
+        await kie.close()
+
+    run_virtual(main)

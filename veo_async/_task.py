@@ -714,7 +714,9 @@ class VeoTask:
         :param policy: the schedule if this wait starts the handle's polling
             (running polling keeps its own); default the session's.
         :param on_update: called with the first record seen and every status
-            change after it; may be a coroutine function.
+            change after it; may be a coroutine function. It is never
+            interrupted by the deadline: its time counts toward the timeout,
+            checked when it returns.
         :raises TaskFailedError: the task ended FAILED or GENERATION_FAILED.
         :raises WaitTimeoutError: the deadline passed (carries the last record).
         :raises APIError: a permanent error from the service.
