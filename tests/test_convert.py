@@ -273,6 +273,9 @@ def test_response_task_id_falls_back_to_record_id(response: dict[str, Any], expe
         pytest.param("2025-06-06T10:30:00", id="iso-t"),
         pytest.param("2025-06-06T10:30:00.000", id="iso-t-fraction"),
         pytest.param("2025/06/06 10:30:00", id="slashes"),
+        pytest.param("2025-6-6 10:30:00", id="no-zero-padding"),
+        pytest.param("2025-6-6 10:30:00.000", id="no-zero-padding-fraction"),
+        pytest.param("2025/6/6 10:30:00", id="slashes-no-zero-padding"),
     ],
 )
 @pytest.mark.parametrize("wire_name", ["createTime", "completeTime"])

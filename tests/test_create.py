@@ -48,7 +48,13 @@ from veo_async import (
     VeoTask,
     WaitTimeoutError,
 )
-from veo_async._endpoints import decode_4k, decode_1080p, decode_credits, decode_link
+from veo_async._endpoints import (
+    decode_4k,
+    decode_1080p,
+    decode_credits,
+    decode_link,
+    decode_task_id,
+)
 from veo_async._protocol import RawResponse
 from veo_async.events import Event, RequestFailed, SessionPaused
 from veo_async.models import MAX_PROMPT_LENGTH
@@ -1636,3 +1642,28 @@ async def test_a_create_never_goes_out_on_a_pooled_connection() -> None:
     gets = [carried for carried in connections if "GET" in carried]
     assert sum(map(len, gets)) == 6
     assert len(gets) == 1  # the polls' connection, kept
+
+
+@pytest.mark.parametrize(
+    ("task_id", "expected"),
+    [
+        pytest.param("veo_task_1", "veo_task_1", id="text"),
+        pytest.param(" veo_task_1 ", "veo_task_1", id="padded"),
+        pytest.param(123456789, "123456789", id="number"),
+    ],
+)
+def test_a_creates_task_id_is_read_as_text(task_id: object, expected: str) -> None:
+    """A create's answer names its task; a number (the reference says a
+    string; the service's ids are text) is read as its digits, not thrown
+    away (the create was then uncertain, without the id it was given)."""
+    body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": task_id}}).encode()
+    assert decode_task_id(RawResponse(200, {}, body)) == expected
+
+
+@pytest.mark.parametrize("task_id", [True, 1.5, None, "null", ["x"]])
+def test_a_creates_answer_without_a_usable_task_id_is_unreadable(task_id: object) -> None:
+    """A boolean, a fraction, a list or an absent id is no task id: ResponseError
+    (a create reports it as uncertain)."""
+    body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": task_id}}).encode()
+    with pytest.raises(ResponseError, match="taskId"):
+        decode_task_id(RawResponse(200, {}, body))

@@ -64,6 +64,9 @@ _TIME_FORMATS = (
     ("%Y-%m-%dT%H:%M:%SZ", True),
     ("%Y-%m-%dT%H:%M:%S.%fZ", True),
     ("%Y/%m/%d %H:%M:%S", False),
+    # Without zero padding ("2025-6-6 10:30:00"), which fromisoformat refuses.
+    ("%Y-%m-%d %H:%M:%S", False),
+    ("%Y-%m-%d %H:%M:%S.%f", False),
 )
 # Epoch values above this are milliseconds, below it seconds (year 2286 in s).
 _MS_THRESHOLD = 10_000_000_000

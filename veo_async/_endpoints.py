@@ -98,6 +98,10 @@ def decode_task_id(raw: RawResponse) -> str:
             retryable=False,
         )
     task_id = data.get("taskId") if isinstance(data, dict) else None
+    if type(task_id) is int:
+        # A number (the reference says a string): its digits are the id; the
+        # task exists, and throwing its id away would leave it unknown.
+        task_id = str(task_id)
     if not isinstance(task_id, str) or is_nullish(task_id):
         raise _wrong_shape(raw, "taskId")
     try:
