@@ -726,7 +726,7 @@ def test_a_wait_begun_again_keeps_exploring() -> None:
     async def body(kie: FakeKie, veo: VeoSession) -> None:
         task = await veo.generate("a cat", model="veo3_fast")
         assert task.created_loop_time is not None
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # (not the builtin one before 3.11)
             await asyncio.wait_for(task.wait(), 1.0)
         await task
         ages = _poll_ages(kie, task)

@@ -33,6 +33,8 @@ service's answer and the task id only, never from request headers.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -390,7 +392,16 @@ class TaskFailedError(VeoError):
         self.error_message = record.error_message
 
 
-class WaitTimeoutError(VeoError, TimeoutError):
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError
+else:
+
+    class _Timeout(TimeoutError, asyncio.TimeoutError):
+        """Before 3.11, ``asyncio.TimeoutError`` (what ``asyncio.wait_for``
+        raises) is not the builtin: a wait's timeout is both."""
+
+
+class WaitTimeoutError(VeoError, _Timeout):
     """The wait's deadline passed before the task reached a terminal state.
 
     :ivar record: the last :class:`~veo_async.RecordInfo` seen, or ``None``.
