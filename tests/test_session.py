@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import gc
@@ -39,6 +40,9 @@ from veo_async import (
     VeoSession,
     VeoTask,
 )
+from veo_async._endpoints import GENERATE_PATH
+from veo_async._http import AiohttpTransport, ApiKey, HttpRequest
+from veo_async._requester import RECORD_INFO_PATH
 from veo_async.events import Event, RequestFailed, RequestStarted, SessionPaused
 from veo_async.testing import FakeKie, Fault, Quirks
 
@@ -463,7 +467,7 @@ async def test_injected_session_raise_for_status_is_ignored(fake_kie: FakeKie) -
                 await veo.record_info("t1")
 
 
-def _unclosed_warnings(made: list[VeoSession]) -> list[str]:
+def _unclosed_warnings(made: list[Any]) -> list[str]:
     """The ResourceWarnings garbage collection raises for what ``made`` left open."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -480,6 +484,30 @@ async def test_owned_client_session_is_closed(fake_kie: FakeKie) -> None:
     made = [VeoSession(API_KEY, base_url=fake_kie.base_url)]
     await made[0].record_info("t1")
     await made[0].aclose()
+    assert made[0].closed
+    assert _unclosed_warnings(made) == []
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+async def test_a_cancelled_close_still_closes_every_owned_client(
+    fake_kie: FakeKie, steps: int
+) -> None:
+    """The transport's two owned clients (polls; creates, each on a
+    connection of its own) are both closed by an aclose cancelled ``steps``
+    loop steps in (Ctrl-C while the command line closes): one was left open
+    ("Unclosed client session" on stderr)."""
+    fake_kie.add_task("t1")
+    made = [AiohttpTransport(base_url=fake_kie.base_url)]
+    key = ApiKey(API_KEY)
+    await made[0].send(HttpRequest("GET", RECORD_INFO_PATH, {"taskId": "t1"}, api_key=key))
+    body = {"prompt": "a cat", "model": "veo3_fast"}
+    await made[0].send(HttpRequest("POST", GENERATE_PATH, json=body, api_key=key))
+    closing = asyncio.ensure_future(made[0].aclose())
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
     assert made[0].closed
     assert _unclosed_warnings(made) == []
 

@@ -649,10 +649,25 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the aiohttp session if we own it; an injected one is left open."""
         self._deadlines.close()
-        if self._owns_session:
-            for client in (self._session, self._posting):
-                if client is not None and not client.closed:
-                    await client.close()
+        if not self._owns_session:
+            return
+        clients = [
+            client
+            for client in (self._session, self._posting)
+            if client is not None and not client.closed
+        ]
+        if not clients:
+            return
+        # Both closes start now, shielded: a cancellation while they run
+        # (Ctrl-C as the command line closes) left the second client open
+        # ("Unclosed client session"). Cancelled, this waits for them, then
+        # passes the cancellation on.
+        closing = asyncio.gather(*(client.close() for client in clients))
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait({closing})
+            raise
 
 
 def pool_size(session: aiohttp.ClientSession) -> int | None:
