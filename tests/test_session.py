@@ -731,6 +731,24 @@ def test_a_base_url_with_credentials_is_refused_without_showing_them(url: str) -
     assert "hunter2pass" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/?key=sk-hunter2-secret",
+        "http://127.0.0.1:8080/#sk-hunter2-secret",
+        "http://127.0.0.1:99999/?key=sk-hunter2-secret",
+        "ftp://h/?key=sk-hunter2-secret",
+    ],
+)
+def test_a_base_url_error_does_not_show_its_query_or_fragment(url: str) -> None:
+    """A key put in base_url's query (or fragment) is not repeated by the
+    error refusing it, as credentials are not: the error shows "?..."."""
+    with pytest.raises(ValueError) as caught:
+        VeoSession(API_KEY, base_url=url)
+    assert "hunter2" not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value) or "ftp://h" in str(caught.value)
+
+
 def test_a_settings_error_keeps_no_frame_holding_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """A key read from KIE_API_KEY is wrapped at once: a settings error (or a
     key that cannot be sent) leaves it in no frame of the traceback as text,

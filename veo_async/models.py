@@ -357,9 +357,14 @@ def validate_url(url: object, what: str = "url") -> str:
 _CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
+#: A URL's query or fragment, which errors do not repeat either.
+_QUERY_ON = re.compile(r"([?#]).*\Z", re.DOTALL)
+
+
 def _without_credentials(url: str) -> str:
-    """``url`` as an error may show it: a ``user:password@`` part masked."""
-    return _CREDENTIALS.sub(r"\1***@", url)
+    """``url`` as an error may show it: a ``user:password@`` part masked,
+    and a query or fragment (a key pasted in as ``?key=...``) cut to ``?...``."""
+    return _QUERY_ON.sub(r"\1...", _CREDENTIALS.sub(r"\1***@", url))
 
 
 def validate_base_url(url: object) -> str:
