@@ -1030,3 +1030,28 @@ def test_tasks_not_created_yet_are_not_counted_as_generating() -> None:
     waiting = at_79_s()  # wait: every task exists already
     assert (waiting.generating, waiting.not_created) == (329, 0)
     assert "not created" not in waiting.describe() + waiting.summary(interrupted=True)
+
+
+async def test_demo_and_simulate_need_no_service_settings() -> None:
+    """demo and simulate talk to no service: a bad KIE_BASE_URL in the
+    environment does not stop them (it did: a usage error), and they take no
+    --api-key or --base-url of their own (those were accepted and ignored)."""
+    env = child_env(KIE_BASE_URL="notaurl")
+    run = await cli("demo", "--tasks", "3", "--speed", "1000", "--progress", "off", env=env)
+    assert run.code == 0, run.stderr
+    assert_clean(run)
+    for command in ("demo", "simulate"):
+        for option in ("--api-key", "--base-url"):
+            refused = await cli(command, option, "x")
+            assert refused.code == 2
+            assert f"No such option '{option}'" in refused.stderr
+
+
+async def test_a_bad_kie_base_url_is_still_a_usage_error_where_it_is_used() -> None:
+    """A command that talks to the service says what is wrong with the
+    KIE_BASE_URL it would use, as a usage error naming it."""
+    run = await cli("credits", "--api-key", KEY, env=child_env(KIE_BASE_URL="notaurl"))
+    assert run.code == 2
+    assert "KIE_BASE_URL" in run.stderr
+    assert "notaurl" in run.stderr
+    assert_clean(run)

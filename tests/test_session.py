@@ -749,6 +749,19 @@ def test_a_base_url_error_does_not_show_its_query_or_fragment(url: str) -> None:
     assert "127.0.0.1" in str(caught.value) or "ftp://h" in str(caught.value)
 
 
+def test_a_session_on_a_transport_of_its_own_does_not_read_kie_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a transport (the in-process simulator's), base_url does not
+    apply: a KIE_BASE_URL meant for something else, even one that is no
+    URL, does not stop the session (it raised ValueError)."""
+    monkeypatch.setenv("KIE_BASE_URL", "notaurl")
+    veo = VeoSession(API_KEY, transport=FakeKie().transport())
+    assert "notaurl" not in repr(veo)
+    with pytest.raises(ValueError, match="notaurl"):
+        VeoSession(API_KEY)
+
+
 def test_a_settings_error_keeps_no_frame_holding_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """A key read from KIE_API_KEY is wrapped at once: a settings error (or a
     key that cannot be sent) leaves it in no frame of the traceback as text,

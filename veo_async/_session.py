@@ -68,10 +68,12 @@ def _positive_number(name: str, value: object, *, optional: bool = False) -> Non
         raise ValueError(f"{name} must be a positive finite number, not {shown(number)}")
 
 
-def _base_url(base_url: str | None) -> str:
+def _base_url(base_url: str | None, *, from_env: bool = True) -> str:
     if base_url is not None:
         # An explicit "" is a mistake, not a wish for the production service.
         return validate_base_url(base_url)
+    if not from_env:
+        return DEFAULT_BASE_URL
     return validate_base_url(os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL)
 
 
@@ -98,7 +100,8 @@ class VeoSession:
         by :meth:`aclose`. None creates (and later closes) our own.
     :param transport: a :class:`~veo_async.Transport` to send through instead
         of aiohttp (e.g. :meth:`veo_async.testing.FakeKie.transport`, in
-        process); ``base_url``, ``session`` and ``request_timeout`` then do not apply.
+        process); ``base_url``, ``session`` and ``request_timeout`` then do not
+        apply (nor is ``KIE_BASE_URL`` read).
     :param concurrency: the most HTTP requests in flight at once, across every
         task handle of this session. With an injected ``session``, at most its
         connector's ``limit`` (and ``limit_per_host``): a request waiting in its
@@ -199,7 +202,9 @@ class VeoSession:
             raise TypeError(f"timezone must be a datetime.tzinfo, not {type(timezone).__name__}")
         if store is not None and not isinstance(store, TaskStore):
             raise TypeError(f"store must be a TaskStore, not {type(store).__name__}")
-        self._base_url = _base_url(base_url)
+        # With a transport of the caller's, the URL does not apply: the
+        # environment's (perhaps meant for another program) is not read.
+        self._base_url = _base_url(base_url, from_env=transport is None)
         self._policy: AnyPolicy = policy if policy is not None else AdaptivePolicy()
         if transport is None and isinstance(session, ClientSession):
             # A request waiting in the injected session's pool would spend its

@@ -372,7 +372,7 @@ def resume_tasks(
 @_concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @progress_options
-@global_options(at_group=False)
+@global_options(at_group=False, service=False)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -482,7 +482,7 @@ def demo(
     show_default=True,
     help='How unknown ids answer: 422 "record is null", or 200 with data null.',
 )
-@global_options(at_group=False)
+@global_options(at_group=False, service=False)
 @click.pass_context
 def simulate(
     ctx: click.Context,

@@ -42,4 +42,7 @@ def open_session(
             on_event=on_event,
         )
     except (TypeError, ValueError) as exc:
+        if base_url is None and str(exc).startswith("base_url"):
+            # The URL came from KIE_BASE_URL, read by the session itself.
+            raise click.UsageError(f"KIE_BASE_URL: {exc}") from None
         raise click.UsageError(str(exc)) from None

@@ -103,10 +103,12 @@ def _check_base_url(value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def global_options(*, at_group: bool) -> Callable[[F], F]:
+def global_options(*, at_group: bool, service: bool = True) -> Callable[[F], F]:
     """Add ``--api-key``, ``--base-url`` and ``--verbose`` to a group or a command.
 
     :param at_group: read the environment too (only the group does).
+    :param service: False for a command that talks to no service (``demo``,
+        ``simulate``): ``--verbose`` only.
     """
 
     def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -114,7 +116,16 @@ def global_options(*, at_group: bool) -> Callable[[F], F]:
         given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
         if at_group or given:
             if param.name == "base_url" and value is not None:
-                value = _check_base_url(value)
+                if source is not None and source.name == "ENVIRONMENT":
+                    try:
+                        value = validate_base_url(value)
+                    except ValueError:
+                        # Said by the commands that talk to the service (the
+                        # session reads KIE_BASE_URL itself: see open_session);
+                        # one that does not (demo, simulate) must not fail on it.
+                        return
+                else:
+                    value = _check_base_url(value)
             if value is not None:
                 setattr(_settings(ctx), param.name or "", value)
 
@@ -128,6 +139,8 @@ def global_options(*, at_group: bool) -> Callable[[F], F]:
             callback=store,
             help="Log what the library does (logger veo_async, DEBUG) to standard error.",
         )(func)
+        if not service:
+            return func
         func = click.option(
             "--base-url",
             metavar="URL",
