@@ -41,9 +41,11 @@ from veo_async import (
     RecordNotFoundError,
     TaskFailedError,
     TaskStatus,
+    TransportError,
     VeoSession,
 )
 from veo_async.cli import EXIT_INTERRUPTED, INTERRUPTED, MISSING_EXTRA, run_cli
+from veo_async.cli._errors import describe_error
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
@@ -113,7 +115,7 @@ async def test_wait_streams_one_json_line_per_task_with_its_outcome(kie: FakeKie
     # Streamed in completion order: the quick ones first.
     assert [line["task_id"] for line in run.lines()][-1] == "ok-late"
     summary = run.stderr.strip().splitlines()[-1]
-    assert "2 succeeded, 2 failed, 0 timed out, 1 errors" in summary
+    assert "2 succeeded, 2 failed, 0 timed out, 1 error;" in summary
 
 
 async def test_wait_exits_0_when_every_task_succeeds(kie: FakeKie) -> None:
@@ -570,7 +572,9 @@ async def test_ctrl_c_stops_the_demo_with_exit_130() -> None:
 
 async def test_simulate_serves_documented_ids_until_ctrl_c() -> None:
     """simulate prints its URL and key, serves the fixed and synthetic ids, exits 0 on SIGINT."""
-    proc = await start("simulate", "--port", "0", "--tasks", "3", "--speed", "1000")
+    proc = await start(
+        "simulate", "--port", "0", "--tasks", "3", "--speed", "1000", "--credits", "1000000"
+    )
     banner = await read_until(proc.stdout, "Ctrl-C")
     base_url = re.search(r"base url: (\S+)", banner)
     assert base_url is not None
@@ -587,6 +591,7 @@ async def test_simulate_serves_documented_ids_until_ctrl_c() -> None:
             ["sim-00001", "sim-00002", "sim-00003"], return_exceptions=True
         )
         assert all(isinstance(r, (RecordInfo, TaskFailedError)) for r in results)
+        assert await veo.credits() == 1_000_000  # --credits (the default ran out at 3 veo3)
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0
@@ -771,7 +776,7 @@ async def test_wait_against_an_unreachable_host_says_so_and_ends_in_error() -> N
     assert "every request failed (last error: TransportError:" in warnings[0]
     progress = [p for p in run.stderr.splitlines() if " finished · " in p]
     assert any("· last error: TransportError: " in p for p in progress), run.stderr
-    assert "0 timed out, 1 errors" in run.stderr.splitlines()[-1]
+    assert "0 timed out, 1 error;" in run.stderr.splitlines()[-1]
 
 
 def test_silence_detector_fires_once_per_silence_with_failures() -> None:
@@ -1055,3 +1060,20 @@ async def test_a_bad_kie_base_url_is_still_a_usage_error_where_it_is_used() -> N
     assert "KIE_BASE_URL" in run.stderr
     assert "notaurl" in run.stderr
     assert_clean(run)
+
+
+def test_a_long_error_line_keeps_its_reason() -> None:
+    """A one-line error longer than 160 characters is cut in the middle, not
+    at the end: the reason aiohttp puts last ("[Connect call failed ...]")
+    is kept (it was cut to "[Connect cal...")."""
+    error = TransportError(
+        "could not connect to http://127.0.0.1:1/api/v1/chat/credit: ClientConnectorError: "
+        "Cannot connect to host 127.0.0.1:1 ssl:default [Connect call failed ('127.0.0.1', 1)]",
+        sent=False,
+    )
+    line = describe_error(error)
+    assert len(line) == 160
+    assert line.startswith("TransportError: could not connect to http://127.0.0.1:1")
+    assert line.endswith("[Connect call failed ('127.0.0.1', 1)]")
+    assert " ... " in line
+    assert describe_error(TransportError("short", sent=False)) == "TransportError: short"

@@ -100,6 +100,10 @@ async def test_tasks_resume_finishes_what_an_interrupted_wait_left(
     )
     assert resumed.code == 0, resumed.stderr
     assert [line["task_id"] for line in resumed.lines()] == ["veo_slow"]
+    # Its lines name the command typed (they said "wait").
+    assert "veo-async: tasks resume: 1 task in" in resumed.stderr, resumed.stderr
+    assert "1 request," in resumed.stderr  # (one, not "1 requests")
+    assert "veo-async: wait:" not in resumed.stderr
     shown = await cli("tasks", "show", "veo_slow", "--store", str(db))
     assert shown.code == 0, shown.stderr
     data = json.loads(shown.stdout)

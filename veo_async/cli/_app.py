@@ -278,7 +278,7 @@ def wait(
         raise click.UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     tally = Tally(len(task_ids))
     progress = ProgressReporter(
-        tally, mode=progress_mode, interval=progress_interval, label="wait"
+        tally, mode=progress_mode, interval=progress_interval, label=_typed_command(ctx)
     )
 
     def set_total(total: int) -> None:
@@ -482,6 +482,15 @@ def demo(
     show_default=True,
     help='How unknown ids answer: 422 "record is null", or 200 with data null.',
 )
+@click.option(
+    "--credits",
+    "balance",
+    type=click.FloatRange(min=0),
+    default=1234.5,
+    show_default=True,
+    help="The starting balance; creates are charged (veo3 400, veo3_fast 80, a 4K "
+    "version 120) and answered 402 once it runs out.",
+)
 @global_options(at_group=False, service=False)
 @click.pass_context
 def simulate(
@@ -496,6 +505,7 @@ def simulate(
     no_auth: bool,
     any_user_agent: bool,
     unknown: str,
+    balance: float,
 ) -> int:
     """Serve a simulated Kie API until Ctrl-C, for integration tests.
 
@@ -533,6 +543,7 @@ def simulate(
                 seed=seed,
                 faults=faults,
                 unknown=mode,
+                credits=balance,
             )
         )
     except Interrupted:
@@ -547,6 +558,15 @@ def simulate(
 # Creating lives in its own module (``_generate``): the commands are only added here.
 cli.add_command(generate)
 cli.add_command(credits)
+
+
+def _typed_command(ctx: click.Context) -> str:
+    """The command the user typed, for the lines it prints: "wait", or
+    "tasks resume" when that invoked wait (it said "wait: interrupted")."""
+    parent = ctx.parent
+    if parent is not None and parent.command is resume_tasks:
+        return "tasks resume"
+    return ctx.info_name or "wait"
 
 
 def _one_line(text: str) -> str:

@@ -12,12 +12,20 @@ __all__ = ["describe_error", "tell_key_refused"]
 # Long enough for "TransportError: Cannot connect to host api.kie.ai:443 ssl:default
 # [...]", short enough for one terminal line next to the counters.
 _MAX_LENGTH = 160
+# A longer text keeps this much of its start (the error's kind and what it
+# was doing) and its end (the reason: "[Connect call failed ...]", which a
+# cut at the end took away), with " ... " between them.
+_HEAD = 90
 
 
 def describe_error(error: BaseException) -> str:
-    """``"TransportError: cannot connect ..."``: whitespace collapsed, at most 160 characters."""
+    """``"TransportError: cannot connect ..."``: whitespace collapsed, at most
+    160 characters (a longer one cut in the middle, keeping the reason at its end)."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
-    return text if len(text) <= _MAX_LENGTH else text[: _MAX_LENGTH - 3] + "..."
+    if len(text) <= _MAX_LENGTH:
+        return text
+    gap = " ... "
+    return text[:_HEAD] + gap + text[len(text) - (_MAX_LENGTH - _HEAD - len(gap)) :]
 
 
 def tell_key_refused(errors: Iterable[BaseException | None]) -> None:

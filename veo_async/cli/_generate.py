@@ -60,7 +60,7 @@ PROG = "veo-async"
 _GENERATE_CODES = """\b
 Exit codes:
   0    every task was created (with --wait: and succeeded)
-  1    some create failed or was uncertain; with --wait, or some task
+  1    some create failed or was uncertain, or (with --wait) some task
        failed (status 2 or 3) or ended in an error
   2    usage error: bad option or request line, no API key (nothing created)
   3    with --wait: some task timed out, and none failed

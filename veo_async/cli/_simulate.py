@@ -70,10 +70,12 @@ async def run_simulator(
     seed: int,
     faults: bool,
     unknown: Literal["record_null", "data_null"],
+    credits: float = 1234.5,
 ) -> None:
     """Print the address, key and ids, then serve until cancelled.
 
     :param check_user_agent: refuse bot-like User-Agents as Kie's proxy does.
+    :param credits: the starting balance creates are charged from.
 
     :raises OSError: when the address cannot be listened on.
     """
@@ -84,6 +86,7 @@ async def run_simulator(
         unknown_task=unknown,
         require_user_agent=check_user_agent,
         record_requests=False,
+        credits=credits,
     )
     await kie.start()
     try:
