@@ -1250,3 +1250,22 @@ async def test_a_create_cancelled_while_its_id_is_stored_says_so_and_the_id_land
         assert kie.created_ids == [task.task_id]
     finally:
         await reopened.aclose()
+
+
+async def test_a_session_used_without_async_with_opens_and_closes_its_store(
+    kie: FakeKie, db: Path
+) -> None:
+    """Used without ``async with`` (as README allows), a session opens its
+    store at its first call that needs it, and ``aclose()`` closes it: the
+    task is in the file, and the store is free for the next opener."""
+    veo = durable(kie, db)
+    task = await veo.generate("a cat")
+    assert veo.store is not None
+    assert "state=open" in repr(veo.store)
+    await veo.aclose()
+    assert "state=closed" in repr(veo.store)
+    reopened = await stored(db)
+    try:
+        assert [t.task_id for t in await reopened.unfinished()] == [task.task_id]
+    finally:
+        await reopened.aclose()
