@@ -238,8 +238,8 @@ def progress_options(func: F) -> F:
         default="auto",
         show_default=True,
         help="Progress on standard error: live (redrawn in place), plain (a line every "
-        "--progress-interval), off (no progress lines nor closing summary); auto is "
-        "live on a terminal, plain elsewhere.",
+        "--progress-interval), off (no progress lines nor closing summary; demo's "
+        "opening line, with its seed, stays); auto is live on a terminal, plain elsewhere.",
     )(func)
 
 
