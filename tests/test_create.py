@@ -40,6 +40,7 @@ from veo_async import (
     RateLimitError,
     RecordNotFoundError,
     ResponseError,
+    ServerError,
     SessionClosedError,
     SubmitUncertainError,
     TaskStatus,
@@ -62,6 +63,7 @@ from veo_async.testing import FakeKie, Fault
 
 from ._virtual import run_virtual
 from .conftest import API_KEY, eventually, on_time
+from .test_hardening import serving
 
 GENERATE = "/api/v1/veo/generate"
 RECORD = "/api/v1/veo/record-info"
@@ -1667,3 +1669,95 @@ def test_a_creates_answer_without_a_usable_task_id_is_unreadable(task_id: object
     body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": task_id}}).encode()
     with pytest.raises(ResponseError, match="taskId"):
         decode_task_id(RawResponse(200, {}, body))
+
+
+def test_a_4k_version_said_unavailable_is_final() -> None:
+    """Kie's documented 4K failure (500 "The 4K version of this video is
+    unavailable. Please try a different video.") is a final answer: raised,
+    not retryable, so get_4k stops asking (each ask a paid POST; it asked
+    every 30-60 s to its deadline). An ordinary 500 stays retryable."""
+    final = {
+        "code": 500,
+        "msg": "The 4K version of this video is unavailable. Please try a different video.",
+        "data": None,
+    }
+    with pytest.raises(ServerError) as caught:
+        decode_4k(RawResponse(200, {}, json.dumps(final).encode()))
+    assert caught.value.retryable is False
+    ordinary = {"code": 500, "msg": "Internal Server Error", "data": None}
+    with pytest.raises(ServerError) as caught:
+        decode_4k(RawResponse(200, {}, json.dumps(ordinary).encode()))
+    assert caught.value.retryable is True
+
+
+@pytest.mark.loopback
+async def test_get_4k_stops_at_a_version_said_unavailable() -> None:
+    """get_4k asks once, reads the unavailable answer, and raises it (it
+    asked again, a paid POST each time, every 30-60 s to its deadline)."""
+    asks: list[dict[str, Any]] = []
+    unavailable = "The 4K version of this video is unavailable. Please try a different video."
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            asks.append(await request.json())
+            return web.json_response({"code": 500, "msg": unavailable, "data": None})
+        record = {"taskId": "veo_a", "successFlag": 1, "response": {"resultUrls": ["https://r/v"]}}
+        return web.json_response({"code": 200, "msg": "success", "data": record})
+
+    async with (
+        serving(handler) as url,
+        VeoSession("k" * 16, base_url=url) as veo,
+    ):
+        with pytest.raises(ServerError, match="unavailable"):
+            await veo.task("veo_a").get_4k(index=0, timeout=1200)
+    assert asks == [{"taskId": "veo_a", "index": 0}]
+
+
+def test_two_get_4k_calls_at_once_send_one_first_request() -> None:
+    """Two get_4k() of one video at once: one first request (each may be
+    charged: both went out together); the second asks once the first has
+    its URLs, and is told "already generated", with them."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_a", complete_after=0.0)
+        task = veo.task("veo_task_a")
+        first, second = await asyncio.gather(task.get_4k(index=0), task.get_4k(index=0))
+        assert first == second == ("https://tempfile.example/veo/veo_task_a/4k-0.mp4",)
+        asks = requests_to(kie, "/api/v1/veo/get-4k-video")
+        assert len([ask for ask in asks if ask.code == 200]) == 1
+        # While the 4K video rendered, one caller asked, 30-60 s apart (both
+        # asked: the first two requests went out together); the second asks
+        # once, after the first's last ask.
+        rendering = [ask.started for ask in asks[:-2]]
+        assert all(b - a >= 29.0 for a, b in itertools.pairwise(rendering))
+        assert asks[-1].started >= asks[-2].finished
+        assert kie.charged == 120.0
+
+    in_process(body, FakeKie(uhd_delay=300.0, credits=1000.0))
+
+
+def test_a_get_4k_waiting_for_another_times_out_or_is_cancelled_cleanly() -> None:
+    """A get_4k waiting for another caller's ask of the same video: its own
+    deadline ends it (WaitTimeoutError, having sent nothing); cancelled, it
+    raises CancelledError; neither leaves the video's turn taken: a later
+    call still gets the URLs."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        kie.add_task("veo_task_a", complete_after=0.0)
+        task = veo.task("veo_task_a")
+        await task.wait(timeout=60)
+        first = asyncio.ensure_future(task.get_4k(index=0))
+        await asyncio.sleep(1.0)
+        asked = len(requests_to(kie, "/api/v1/veo/get-4k-video"))
+        with pytest.raises(WaitTimeoutError, match="4K"):
+            await task.get_4k(index=0, timeout=5.0)
+        cancelled = asyncio.ensure_future(task.get_4k(index=0))
+        await asyncio.sleep(1.0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert len(requests_to(kie, "/api/v1/veo/get-4k-video")) == asked
+        urls = await first
+        assert await task.get_4k(index=0, timeout=120) == urls
+
+    in_process(body, FakeKie(uhd_delay=300.0, credits=1000.0))

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from ._convert import is_nullish, no_urls
 from ._protocol import RawResponse, decode_envelope, envelope_code, excerpt
-from .errors import ResponseError
+from .errors import APIError, ResponseError
 from .models import validate_task_id
 
 __all__ = [
@@ -52,6 +52,10 @@ _PROCESSING_HINTS: Final = ("processing", "in progress", "not ready", "generatin
 _4K_PROCESSING_HINTS: Final = (*_PROCESSING_HINTS, "being generated", "being processed")
 # A repeated 4K request's answer once done ("has been generated successfully").
 _GENERATED_HINTS: Final = ("generated successfully",)
+# Kie's 4K failure, a final answer whatever its code (documented with 500: "The
+# 4K version of this video is unavailable. Please try a different video."):
+# asked again, each ask is another paid request, to the deadline.
+_4K_UNAVAILABLE_HINTS: Final = ("unavailable", "different video")
 
 
 def _envelope(raw: RawResponse) -> dict[str, Any] | None:
@@ -194,7 +198,8 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
     A first request is answered 200 (accepted); a repeated one 422, both while
     processing (null urls, a "processing" msg) and once done (urls present).
 
-    :raises APIError: for an error that is neither.
+    :raises APIError: for an error that is neither; not retryable when it
+        says the 4K version is unavailable (whatever its code).
     """
     envelope = _envelope(raw)
     code = envelope_code(envelope) if envelope is not None else None
@@ -208,7 +213,12 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
             or isinstance(envelope.get("data"), dict)
         ):
             return None
-    data = decode_envelope(raw)  # raises for every other error
+    try:
+        data = decode_envelope(raw)  # raises for every other error
+    except APIError as exc:
+        if envelope is not None and _says(envelope, _4K_UNAVAILABLE_HINTS):
+            exc.retryable = False
+        raise
     return _4k_urls(data) or None
 
 

@@ -466,6 +466,7 @@ class VeoTask:
         "_registry",
         "_request",
         "_run",
+        "_uhd_asking",
         "task_id",
     )
 
@@ -481,6 +482,7 @@ class VeoTask:
     _last_failure: VeoError | None
     _run: _PollRun | None
     _asked_at: float | None
+    _uhd_asking: dict[int, asyncio.Lock] | None
 
     def __init__(self, *_args: object, **_kwargs: object) -> None:
         raise TypeError("VeoTask handles come from VeoSession.task(task_id), one per id")
@@ -966,9 +968,21 @@ class VeoTask:
         if callback_url is not None:
             validate_url(callback_url, "callback_url")
         record, deadline, limit = await self._finished(index, timeout, "4K")
-        return await fetch_4k(
-            self._registry.requester, record, index, callback_url, deadline, limit
-        )
+        # One caller at a time asks for a video's 4K version: two at once sent
+        # two first requests together (each may be charged). The next asks
+        # when the first is done, and is told "already generated".
+        asking = self._uhd_asking
+        if asking is None:
+            asking = self._uhd_asking = {}
+        lock = asking.setdefault(index, asyncio.Lock())
+        if not await _acquired_by(lock, deadline):
+            raise WaitTimeoutError(self.task_id, limit, record, None, waiting_for="the 4K video")
+        try:
+            return await fetch_4k(
+                self._registry.requester, record, index, callback_url, deadline, limit
+            )
+        finally:
+            lock.release()
 
     async def _finished(
         self, index: int, timeout: float | None, what: str
@@ -1033,6 +1047,29 @@ class VeoTask:
         return error
 
 
+async def _acquired_by(lock: asyncio.Lock, deadline: float | None) -> bool:
+    """Acquire ``lock`` by ``deadline`` (loop time; None: whenever); False
+    when the deadline came first. Cancelled, it leaves the lock as it was:
+    an acquire that succeeded just before the cancellation is released."""
+    if deadline is None:
+        await lock.acquire()
+        return True
+    acquiring = asyncio.ensure_future(lock.acquire())
+    try:
+        await asyncio.wait((acquiring,), timeout=max(0.0, deadline - _now()))
+    except BaseException:
+        acquiring.cancel()
+        await asyncio.wait((acquiring,))
+        if not acquiring.cancelled():
+            lock.release()  # acquired already: not ours to keep
+        raise
+    if not acquiring.done():
+        # (a waiter cancelled after the lock was handed to it passes it on)
+        acquiring.cancel()
+        await asyncio.wait((acquiring,))
+    return not acquiring.cancelled()
+
+
 def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     """The only way a handle is made (``VeoTask()`` itself refuses)."""
     handle = object.__new__(VeoTask)
@@ -1048,6 +1085,7 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
     handle._created_loop_time = None
     handle._model = None
     handle._first_seen = None
+    handle._uhd_asking = None
     return handle
 
 
