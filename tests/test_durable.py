@@ -1269,3 +1269,48 @@ async def test_a_session_used_without_async_with_opens_and_closes_its_store(
         assert [t.task_id for t in await reopened.unfinished()] == [task.task_id]
     finally:
         await reopened.aclose()
+
+
+async def test_a_result_acknowledged_before_a_restart_is_never_delivered_again(
+    kie: FakeKie, db: Path
+) -> None:
+    """Acknowledged in one session; in the next, a running completed(follow=True)
+    meets the task again: a late callback reconciled (veo.reconcile), the id
+    handed in (veo.task), a wait on it. None is delivered again (each was:
+    the session's memory of acks starts empty, and the store's was not read)."""
+    kie.add_task("veo_tracked")
+    async with durable(kie, db) as veo:
+        created = await veo.generate("a cat", callback_url="https://cb.example/h")
+        assert created.request is not None
+        assert created.request.callback_url is not None
+        ref = ref_of(created.request.callback_url)
+        assert ref is not None
+        await veo.track(["veo_tracked"])
+        first = [task.task_id async for task in _acking(veo.completed())]
+        assert sorted(first) == sorted([created.task_id, "veo_tracked"])
+    async with durable(kie, db) as veo:
+        delivered: list[str] = []
+
+        async def consume() -> None:
+            async for task in veo.completed(follow=True):
+                delivered.append(task.task_id)
+                await task.ack()
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        assert await veo.reconcile(ref, created.task_id) is True
+        handed_in = veo.task("veo_tracked")
+        await handed_in.wait(timeout=10)
+        await asyncio.sleep(0.5)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert delivered == []
+    assert kie.created == 1
+
+
+async def _acking(results: AsyncIterator[VeoTask]) -> AsyncIterator[VeoTask]:
+    """Each result, acknowledged once the caller has it."""
+    async for task in results:
+        yield task
+        await task.ack()

@@ -554,6 +554,12 @@ class DurableTracker:
                     handle = delivery.take()
                     if handle is None:
                         break  # the rest were claimed by other iterations
+                    if await _acked_before(store, handle.task_id):
+                        # Acknowledged in an earlier session, and met again in
+                        # this one (a late callback reconciled, the id handed
+                        # in, a wait on it): never delivered after its ack.
+                        self._note_acked(handle.task_id)
+                        continue
                     self._note(self._delivered, (handle.task_id, time.time()))
                     yield handle
                 if delivery.error is not None:
@@ -633,6 +639,12 @@ class DurableTracker:
             if not quietly:
                 raise
             logger.warning("task store failed while the session's close was cancelled: %s", exc)
+
+
+async def _acked_before(store: TaskStore, task_id: str) -> bool:
+    """Whether the store holds ``task_id`` as acknowledged (by any session)."""
+    stored = await store.get(task_id)
+    return stored is not None and stored.acked_at is not None
 
 
 def _lease_check(store: TaskStore) -> Callable[[], None]:
