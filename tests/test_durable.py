@@ -41,7 +41,7 @@ from veo_async import (
     VeoTask,
     _durable,
 )
-from veo_async.errors import InsufficientCreditsError
+from veo_async.errors import InsufficientCreditsError, NotFoundError
 from veo_async.events import RAISED_TOO
 from veo_async.store import StoredTask, new_ref, ref_of, with_ref, without_ref
 from veo_async.testing import FakeKie, Fault
@@ -1063,6 +1063,22 @@ async def test_an_id_the_service_does_not_know_is_delivered_with_its_error_then_
         store = veo.store
         assert store is not None
         assert await store.get("veo_ghost") is None
+
+
+async def test_a_404_on_every_poll_forgets_no_stored_task(db: Path) -> None:
+    """Polls answered 404 (a base URL with a wrong path: a proxy's missing
+    route) are no answer about the tasks: completed() raises NotFoundError,
+    and the stored tasks stay unfinished, to be resumed once the URL is
+    right (each was yielded as finished-and-gone, and its ack deleted it)."""
+    async with FakeKie(api_key=API_KEY) as kie:
+        kie.add_tasks(["veo_a", "veo_b"])
+        async with SQLiteStore(db) as store:
+            await store.track(["veo_a", "veo_b"])
+        async with session_on(kie, store=store_at(db), base_url=kie.base_url + "/typo") as veo:
+            with pytest.raises(NotFoundError):
+                await drain(veo)
+        async with SQLiteStore(db) as store:
+            assert sorted(t.task_id for t in await store.unfinished()) == ["veo_a", "veo_b"]
 
 
 async def test_ack_needs_a_store_and_an_outcome(kie: FakeKie, db: Path) -> None:

@@ -38,7 +38,7 @@ import attrs
 
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
-from .errors import NotFoundError, RecordNotFoundError, SessionClosedError
+from .errors import RecordNotFoundError, SessionClosedError
 from .events import RAISED_TOO
 from .models import RecordInfo, validate_task_id
 from .store import (
@@ -56,7 +56,11 @@ logger = logging.getLogger("veo_async")
 
 #: Errors that end a stored task's polling for good, as its outcome (the
 #: service does not know the id): yielded by completed(); ack() forgets them.
-GONE = (RecordNotFoundError, NotFoundError)
+#: Not a 404 (NotFoundError): the reference's unknown id is a 422 "record is
+#: null"; a 404 is a path the server does not serve (a base URL with a wrong
+#: path, a proxy's missing route), which says nothing of the task: it ends the
+#: iteration like any other error, and the task stays stored.
+GONE = (RecordNotFoundError,)
 
 _T = TypeVar("_T")
 

@@ -869,8 +869,8 @@ class VeoTask:
         For a handle from :meth:`VeoSession.completed`: committed before
         returning, so a restart does not hand it over again. A task whose
         polling ended because the service does not know it
-        (:class:`RecordNotFoundError`, :class:`NotFoundError`) is forgotten
-        by the store instead: it is no longer resumed.
+        (:class:`RecordNotFoundError`) is forgotten by the store instead: it
+        is no longer resumed.
 
         :raises RuntimeError: the session has no store (``VeoSession(store=...)``).
         :raises asyncio.InvalidStateError: the task has no outcome to acknowledge yet.
