@@ -9,6 +9,7 @@ restarted process does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import types
 import uuid
@@ -347,16 +348,24 @@ async def test_purge_deletes_rows_older_than_retention(stores: Stores) -> None:
         assert await store.list_tasks() == []
 
 
-async def test_open_purges_with_the_retention_setting(stores: Stores) -> None:
-    """Opening applies the retention (default 14 days) to the wall clock; None keeps all."""
+async def test_open_purges_with_the_retention_setting(
+    stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening applies the retention (default 14 days) to the wall clock; None
+    keeps all. What it deletes is said in the log (a clock set days ahead
+    deletes rows not that old: it was silent)."""
     path = "s"
     async with stores.make(path, retention=None) as store:
         await store.track(["old"], created_at=time.time() - 15 * 86400)
         await store.track(["new"])
     async with stores.make(path, retention=None) as store:
         assert len(await store.list_tasks()) == 2
+    caplog.set_level(logging.INFO, logger="veo_async")
     async with stores.make(path) as store:
         assert [t.task_id for t in await store.list_tasks()] == ["new"]
+    [line] = [r.getMessage() for r in caplog.records if "purged" in r.getMessage()]
+    assert "purged the tasks and intents created over 14 days ago" in line
+    assert line.endswith(": 1")
 
 
 async def test_a_store_kept_open_purges_past_its_retention_every_six_hours(

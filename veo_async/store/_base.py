@@ -200,7 +200,7 @@ class BatchedStore:
         self._writer.start(f"veo_async store writer {self._where}")
         if self._retention is not None:
             try:
-                await self.purge(self._retention)
+                await self._purge_past_retention(self._retention)
             except BaseException:
                 await self.aclose()
                 raise
@@ -263,8 +263,22 @@ class BatchedStore:
             # Past the retention again: a worker keeps its store open for
             # weeks, and rows purged only at open() piled up (some 650 bytes
             # a task) until a restart.
-            await self.purge(retention)
+            await self._purge_past_retention(retention)
         return await self._writer.submit(kind, *args)
+
+    async def _purge_past_retention(self, retention: float) -> None:
+        """The store's own purge of rows past its retention, said in the log
+        when it deletes any: by the wall clock, so a clock set days ahead
+        deletes rows not yet that old (unfinished tasks, uncertain intents)."""
+        deleted = await self.purge(retention)
+        if deleted:
+            logger.info(
+                "%r: purged the tasks and intents created over %g days ago (by this "
+                "machine's clock): %d",
+                self,
+                retention / 86_400,
+                deleted,
+            )
 
     # -- durable writes ---------------------------------------------------------------
 
