@@ -1008,13 +1008,7 @@ async def test_a_result_left_unacknowledged_goes_to_a_running_consumer(
         handle = await first.__anext__()
         assert handle.task_id == "veo_1"
         got: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                got.append(task.task_id)
-                await task.ack()
-
-        second = asyncio.create_task(consume())
+        second = _consuming(veo, got)
         await asyncio.sleep(0.05)
         assert got == []  # the first holds it
         await first.aclose()  # without an ack
@@ -1306,13 +1300,7 @@ async def test_a_result_acknowledged_before_a_restart_is_never_delivered_again(
         assert sorted(first) == sorted([created.task_id, "veo_tracked"])
     async with durable(kie, db) as veo:
         delivered: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                delivered.append(task.task_id)
-                await task.ack()
-
-        consumer = asyncio.create_task(consume())
+        consumer = _consuming(veo, delivered)
         await asyncio.sleep(0.1)
         assert await veo.reconcile(ref, created.task_id) is True
         handed_in = veo.task("veo_tracked")
@@ -1323,6 +1311,18 @@ async def test_a_result_acknowledged_before_a_restart_is_never_delivered_again(
             await consumer
         assert delivered == []
     assert kie.created == 1
+
+
+def _consuming(veo: VeoSession, delivered: list[str]) -> asyncio.Task[None]:
+    """A task iterating ``veo.completed(follow=True)``: each id put in
+    ``delivered``, then acknowledged."""
+
+    async def consume() -> None:
+        async for task in veo.completed(follow=True):
+            delivered.append(task.task_id)
+            await task.ack()
+
+    return asyncio.create_task(consume())
 
 
 async def _acking(results: AsyncIterator[VeoTask]) -> AsyncIterator[VeoTask]:
