@@ -1688,6 +1688,12 @@ def test_a_4k_version_said_unavailable_is_final() -> None:
     with pytest.raises(ServerError) as caught:
         decode_4k(RawResponse(200, {}, json.dumps(ordinary).encode()))
     assert caught.value.retryable is True
+    # An outage that says "unavailable" is no answer about the video: asked again.
+    for code, outage in ((503, "Service Unavailable"), (455, "Service temporarily unavailable")):
+        body = json.dumps({"code": code, "msg": outage, "data": None}).encode()
+        with pytest.raises(APIError) as caught:
+            decode_4k(RawResponse(200, {}, body))
+        assert caught.value.retryable is True, outage
 
 
 @pytest.mark.loopback
@@ -1761,3 +1767,37 @@ def test_a_get_4k_waiting_for_another_times_out_or_is_cancelled_cleanly() -> Non
         assert await task.get_4k(index=0, timeout=120) == urls
 
     in_process(body, FakeKie(uhd_delay=300.0, credits=1000.0))
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+async def test_a_4k_turn_handed_over_as_its_waiter_is_cancelled_is_passed_on(
+    cancels: int,
+) -> None:
+    """The turn (a lock) is handed to a waiting get_4k in the step its caller
+    cancels it, once or twice (a second cancellation during its clean-up: a
+    TaskGroup's abort, a second Ctrl-C): the waiter raises CancelledError and
+    the turn is free for the next (a second cancellation left it held for
+    good: every later get_4k of the video waited to its deadline)."""
+    from veo_async._task import _acquired_by  # the turn-taking alone
+
+    lock = asyncio.Lock()
+    await lock.acquire()
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(_acquired_by(lock, loop.time() + 100))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    lock.release()  # handed to the waiter's acquire
+    for _ in range(cancels):
+        waiter.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.sleep(0)
+    assert not lock.locked()
+    assert await _acquired_by(lock, loop.time() + 1) is True
+    lock.release()
+    # A deadline that passes first: False, the turn not taken.
+    await lock.acquire()
+    assert await _acquired_by(lock, loop.time() + 0.01) is False
+    lock.release()
+    assert not lock.locked()

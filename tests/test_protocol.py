@@ -633,19 +633,29 @@ def test_record_info_422_record_is_null() -> None:
     [
         pytest.param("recordInfo is null", id="recordInfo-is-null"),
         pytest.param(None, id="no-msg"),
-        pytest.param("Validation error", id="other-wording"),
+        pytest.param("  ", id="blank-msg"),
     ],
 )
 def test_record_info_422_in_other_words_is_record_not_found(message: str | None) -> None:
-    """A 422 on record-info is the record not (yet) visible, whatever its
-    wording (Kie's sibling endpoint says "recordInfo is null"; one without a
-    msg): RecordNotFoundError, which a wait counts as "not yet" within its
-    grace window. It was a plain APIError(422) that ended the wait at once."""
+    """A 422 on record-info saying "recordInfo is null" (Kie's sibling
+    endpoint's wording) or nothing is the record not (yet) visible:
+    RecordNotFoundError, which a wait counts as "not yet" within its grace
+    window. It was a plain APIError(422) that ended the wait at once."""
     body = json.dumps({"code": 422, "data": None, **({"msg": message} if message else {})})
     for answer in (raw(body.encode()), raw(body.encode(), status=422)):
         with pytest.raises(RecordNotFoundError) as info:
             decode_record_info(answer, TASK)
         assert (info.value.code, info.value.task_id, info.value.expired) == (422, TASK, False)
+
+
+def test_record_info_422_saying_something_else_stays_an_api_error() -> None:
+    """A 422 whose words are no "record missing" (a gateway's validation
+    message): a plain APIError, not RecordNotFoundError, which would make a
+    store forget the task past the grace window."""
+    body = json.dumps({"code": 422, "msg": "Validation error", "data": None}).encode()
+    with pytest.raises(APIError) as info:
+        decode_record_info(raw(body), TASK)
+    assert type(info.value) is APIError
 
 
 @pytest.mark.parametrize(

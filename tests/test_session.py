@@ -512,6 +512,27 @@ async def test_a_cancelled_close_still_closes_every_owned_client(
     assert _unclosed_warnings(made) == []
 
 
+async def test_a_closed_transport_makes_no_client_again(fake_kie: FakeKie) -> None:
+    """After aclose() (whether it ever sent a GET, a POST or nothing), the
+    transport says closed and refuses with SessionClosedError: a POST made a
+    new, never-closed client, or raised aiohttp's bare RuntimeError."""
+    key = ApiKey(API_KEY)
+    body = {"prompt": "a cat", "model": "veo3_fast"}
+    used = AiohttpTransport(base_url=fake_kie.base_url)
+    await used.send(HttpRequest("POST", GENERATE_PATH, json=body, api_key=key))
+    made = [used, AiohttpTransport(base_url=fake_kie.base_url)]
+    for transport in made:
+        await transport.aclose()
+        assert transport.closed
+        for request in (
+            HttpRequest("POST", GENERATE_PATH, json=body, api_key=key),
+            HttpRequest("GET", RECORD_INFO_PATH, {"taskId": "t1"}, api_key=key),
+        ):
+            with pytest.raises(SessionClosedError):
+                await transport.send(request)
+    assert _unclosed_warnings(made) == []
+
+
 async def test_aclose_is_idempotent(fake_kie: FakeKie) -> None:
     """aclose may be called any number of times, before or after use."""
     fake_kie.add_task("t1")

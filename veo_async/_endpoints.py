@@ -55,7 +55,9 @@ _GENERATED_HINTS: Final = ("generated successfully",)
 # Kie's 4K failure, a final answer whatever its code (documented with 500: "The
 # 4K version of this video is unavailable. Please try a different video."):
 # asked again, each ask is another paid request, to the deadline.
-_4K_UNAVAILABLE_HINTS: Final = ("unavailable", "different video")
+# Its own words, not "unavailable" alone: a 455 or 503 "Service Unavailable"
+# is an outage, asked again.
+_4K_UNAVAILABLE_HINTS: Final = ("4k version", "different video")
 
 
 def _envelope(raw: RawResponse) -> dict[str, Any] | None:

@@ -422,6 +422,7 @@ class AiohttpTransport:
         # An owned session's POSTs (creates, 4K requests) go over a client of
         # their own that pools nothing (see _posting_client): made on first use.
         self._posting: aiohttp.ClientSession | None = None
+        self._closed = False  # aclose() was called: no client is made or used again
         self._concurrency = concurrency
         self._deadlines = RequestDeadlines(request_timeout)
         self._max_body = max_body
@@ -499,6 +500,9 @@ class AiohttpTransport:
     async def send(self, request: HttpRequest) -> RawResponse:
         """One request; the answer whatever its status, or :class:`TransportError`."""
         url = self._base_url + request.path
+        if self._closed:
+            # (not a client made anew after the close, which nothing would close)
+            raise SessionClosedError("the transport is closed")
         client = self._session
         if request.json is not None and self._owns_session:
             client = self._posting_client()
@@ -643,11 +647,12 @@ class AiohttpTransport:
 
     @property
     def closed(self) -> bool:
-        """True once an owned session was closed."""
-        return self._session is not None and self._session.closed
+        """True once :meth:`aclose` was called, or an injected session was closed."""
+        return self._closed or (self._session is not None and self._session.closed)
 
     async def aclose(self) -> None:
         """Close the aiohttp session if we own it; an injected one is left open."""
+        self._closed = True
         self._deadlines.close()
         if not self._owns_session:
             return
@@ -662,12 +667,16 @@ class AiohttpTransport:
         # (Ctrl-C as the command line closes) left the second client open
         # ("Unclosed client session"). Cancelled, this waits for them, then
         # passes the cancellation on.
-        closing = asyncio.gather(*(client.close() for client in clients))
+        # return_exceptions: one close failing must not end this before the other.
+        closing = asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
         try:
-            await asyncio.shield(closing)
+            outcomes = await asyncio.shield(closing)
         except asyncio.CancelledError:
             await asyncio.wait({closing})
             raise
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def pool_size(session: aiohttp.ClientSession) -> int | None:

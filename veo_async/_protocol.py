@@ -77,6 +77,7 @@ _ERROR_CLASSES: dict[int, type[APIError]] = {
 # 422 also covers plain validation errors; only these mean "no such record".
 _RECORD_MISSING_HINTS = (
     "record is null",
+    "recordinfo is null",  # Kie's sibling endpoint's wording
     "record not",
     "not exist",
     "not found",
@@ -376,14 +377,18 @@ def decode_record_info(
                 if record is not None and record.task_id == task_id:
                     return record  # (another task's: the full path raises)
     # Anything else: parsed exactly, every check and quirk.
+    parsed = _parse(response.body)
     try:
-        data = _envelope_data(response, _parse(response.body), task_id)
+        data = _envelope_data(response, parsed, task_id)
     except APIError as exc:
-        if type(exc) is not APIError or exc.code != 422:
+        message = parsed.get("msg") if isinstance(parsed, dict) else None
+        if type(exc) is not APIError or exc.code != 422 or _has_text(message):
             raise
-        # Record-info's only argument is checked before sending: its 422 is
-        # the record not (yet) visible, in whatever words ("record is null";
-        # "recordInfo is null", as Kie's sibling endpoint says; none).
+        # A 422 that says nothing ("msg" absent or empty): record-info's only
+        # argument is checked before sending, so it is the record not (yet)
+        # visible, as "record is null" ("recordInfo is null" is read so by
+        # its hint). Other wordings stay what they are: with a store, a
+        # RecordNotFoundError past the grace window forgets the task.
         raise RecordNotFoundError(
             exc.message, code=422, http_status=exc.http_status, task_id=task_id
         ) from None
@@ -402,6 +407,11 @@ def decode_record_info(
         exc.excerpt = excerpt(response.body)
         raise
     return _checked_owner(record, response, task_id)
+
+
+def _has_text(value: object) -> bool:
+    """Whether ``value`` is a text with something in it."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _not_visible(response: RawResponse, task_id: str) -> RecordNotFoundError:

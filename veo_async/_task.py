@@ -1049,8 +1049,9 @@ class VeoTask:
 
 async def _acquired_by(lock: asyncio.Lock, deadline: float | None) -> bool:
     """Acquire ``lock`` by ``deadline`` (loop time; None: whenever); False
-    when the deadline came first. Cancelled, it leaves the lock as it was:
-    an acquire that succeeded just before the cancellation is released."""
+    when the deadline came first. Given up (the deadline, a cancellation),
+    it never leaves the lock held: no await between giving up and letting
+    go (a second cancellation there left it held for good)."""
     if deadline is None:
         await lock.acquire()
         return True
@@ -1058,16 +1059,25 @@ async def _acquired_by(lock: asyncio.Lock, deadline: float | None) -> bool:
     try:
         await asyncio.wait((acquiring,), timeout=max(0.0, deadline - _now()))
     except BaseException:
-        acquiring.cancel()
-        await asyncio.wait((acquiring,))
-        if not acquiring.cancelled():
-            lock.release()  # acquired already: not ours to keep
+        _give_up(acquiring, lock)
         raise
-    if not acquiring.done():
-        # (a waiter cancelled after the lock was handed to it passes it on)
-        acquiring.cancel()
-        await asyncio.wait((acquiring,))
-    return not acquiring.cancelled()
+    if acquiring.done() and not acquiring.cancelled():
+        return True
+    _give_up(acquiring, lock)
+    return False
+
+
+def _give_up(acquiring: asyncio.Task[Any], lock: asyncio.Lock) -> None:
+    """Stop ``acquiring`` ``lock``, now: released if it was acquired, or when
+    an acquire that cannot be stopped any more ends acquired."""
+    if acquiring.done():
+        if not acquiring.cancelled():
+            lock.release()
+        return
+    acquiring.cancel()  # (asyncio.Lock passes on a turn its cancelled waiter was given)
+    acquiring.add_done_callback(
+        lambda ended: None if ended.cancelled() else lock.release()
+    )
 
 
 def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
