@@ -543,11 +543,16 @@ class DurableTracker:
             unfinished, undelivered = await _stored_rows(
                 await store.unfinished(), await store.undelivered()
             )
+            # Rows read unacknowledged now: the only acks they can get later
+            # are this session's (the store is its alone), which _acked holds.
+            unacked: set[str] = set()
             for count, (stored, record) in enumerate(undelivered, start=1):
                 delivery.arrived(_restore(registry, stored, record))
+                unacked.add(stored.task_id)
                 await _now_and_then(count)
             for count, stored in enumerate(unfinished, start=1):
                 delivery.follow(_restore(registry, stored, None))
+                unacked.add(stored.task_id)
                 await _now_and_then(count)
             check_lease = _lease_check(store)
             while True:
@@ -558,7 +563,9 @@ class DurableTracker:
                     handle = delivery.take()
                     if handle is None:
                         break  # the rest were claimed by other iterations
-                    if await _acked_before(store, handle.task_id):
+                    if handle.task_id not in unacked and await _acked_before(
+                        store, handle.task_id
+                    ):
                         # Acknowledged in an earlier session, and met again in
                         # this one (a late callback reconciled, the id handed
                         # in, a wait on it): never delivered after its ack.
