@@ -69,6 +69,27 @@ def ours(garbage: list[object]) -> list[str]:
     )
 
 
+@pytest.mark.parametrize("how", ["wait", "on_update"])
+async def test_a_wait_timed_out_with_a_poll_in_flight_is_freed_without_the_collector(
+    how: str, fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
+) -> None:
+    """A wait whose deadline comes while its poll is in flight (a slow
+    answer): once the handle and the error are let go of, nothing of ours is
+    left in a cycle (the timeout, kept as the handle's error, held the
+    frames it was raised through, and they the handle: seen rarely under
+    load, every time with a slow poll)."""
+    fake_kie.add_tasks([TaskScript(IDS[0], complete_after=1e6, faults=[Fault.slow(0.5)] * 50)])
+    task = veo.task(IDS[0])
+    seen: list[object] = []
+    with pytest.raises(WaitTimeoutError) as caught:
+        await task.wait(timeout=0.3, on_update=seen.append if how == "on_update" else None)
+    assert caught.value is task.error
+    assert "_task.py" in "".join(traceback.format_tb(caught.value.__traceback__))
+    del task, caught, seen
+    gc.collect()
+    assert ours(saved_garbage) == []
+
+
 async def test_a_finished_batch_is_freed_without_the_collector(
     fake_kie: FakeKie, veo: VeoSession, saved_garbage: list[object]
 ) -> None:

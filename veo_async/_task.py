@@ -731,11 +731,26 @@ class VeoTask:
         if on_update is not None and not callable(on_update):
             raise TypeError("on_update must be callable")
         limit, chosen = self._registry.wait_settings(timeout, policy, finished=self._known_final())
-        if on_update is not None:
-            record = await self._wait_reporting(limit, chosen, on_update)
+        try:
+            if on_update is not None:
+                record = await self._wait_reporting(limit, chosen, on_update)
+            else:
+                async with aclosing(self._changes(limit, chosen, every=False)) as changes:
+                    record = await anext(changes)  # terminal (else it raises what ended the run)
+        except WaitTimeoutError as exc:
+            timed_out: WaitTimeoutError | None = exc
         else:
-            async with aclosing(self._changes(limit, chosen, every=False)) as changes:
-                record = await anext(changes)  # terminal (else it raises what ended the run)
+            timed_out = None
+        if timed_out is not None:
+            # Kept as the handle's error too: raised afresh from here, without
+            # the frames it came through, which hold the handle (those of a
+            # wait whose deadline met a poll in flight stayed alive: a cycle
+            # only the collector frees). As for a failed task, below.
+            del self
+            try:
+                raise timed_out.with_traceback(None)
+            finally:
+                del timed_out
         outcome = self._kept_outcome(record)
         if isinstance(outcome, RecordInfo):
             return outcome
