@@ -439,13 +439,14 @@ class AiohttpTransport:
         # JSON body its type, over an injected session's default (aiohttp
         # labels the body only when no header says otherwise).
         self._request_headers: Mapping[str, str] = {} if session is None else self._headers
-        # A POST (a create, a 4K request) asks for its connection to be closed
-        # after the answer (and closes it: see send): an answer a server sends
-        # again unasked on a kept-alive connection is read as the next
-        # request's, and a create cannot tell another create's task id from
-        # its own.
+        # Over an injected session, a POST (a create, a 4K request) asks for
+        # its connection to be closed after the answer (and closes it: see
+        # send), as our own POST client's connector does by itself: an
+        # answer a server sends again unasked on a kept-alive connection is
+        # read as the next request's, and a create cannot tell another
+        # create's task id from its own.
         self._json_headers: Mapping[str, str] = (
-            {"Connection": "close"}
+            {}
             if session is None
             else {**self._headers, "Content-Type": "application/json", "Connection": "close"}
         )
@@ -559,8 +560,8 @@ class AiohttpTransport:
                     raw = RawResponse(status, headers, await response.read())
                 else:
                     raw = await self._read_capped(response, inflate=self._inflate)
-                if request.json is not None:
-                    response.close()  # not back to the pool (see _json_headers)
+                if request.json is not None and not self._owns_session:
+                    response.close()  # not back to the injected pool (see _json_headers)
                 return raw
         except asyncio.CancelledError as exc:
             if not deadlines.timed_out(task, exc):

@@ -738,31 +738,25 @@ class VeoTask:
                 async with aclosing(self._changes(limit, chosen, every=False)) as changes:
                     record = await anext(changes)  # terminal (else it raises what ended the run)
         except WaitTimeoutError as exc:
-            timed_out: WaitTimeoutError | None = exc
+            # Raised afresh, without the frames it came through, which hold
+            # the handle (those of a wait whose deadline met a poll in flight
+            # stayed alive).
+            failure: VeoError = exc.with_traceback(None)
         else:
-            timed_out = None
-        if timed_out is not None:
-            # Kept as the handle's error too: raised afresh from here, without
-            # the frames it came through, which hold the handle (those of a
-            # wait whose deadline met a poll in flight stayed alive: a cycle
-            # only the collector frees). As for a failed task, below.
-            del self
-            try:
-                raise timed_out.with_traceback(None)
-            finally:
-                del timed_out
-        outcome = self._kept_outcome(record)
-        if isinstance(outcome, RecordInfo):
-            return outcome
-        # A failed task: the handle keeps the error (its ``error``), so the
-        # error must leave from a frame that does not hold the handle, or
-        # handle -> error -> traceback -> frame -> handle would be a cycle
-        # only the collector frees.
-        del self, record
+            outcome = self._kept_outcome(record)
+            if isinstance(outcome, RecordInfo):
+                return outcome
+            failure = outcome
+            del record, outcome
+        # A failed task, a timeout: the handle keeps the error (its
+        # ``error``), so the error must leave from a frame that does not hold
+        # the handle, or handle -> error -> traceback -> frame -> handle would
+        # be a cycle only the collector frees.
+        del self
         try:
-            raise outcome
+            raise failure
         finally:
-            del outcome
+            del failure
 
     async def _wait_reporting(
         self, limit: float | None, policy: AnyPolicy, on_update: UpdateCallback
@@ -1067,12 +1061,10 @@ async def _acquired_by(lock: asyncio.Lock, deadline: float | None) -> bool:
     when the deadline came first. Given up (the deadline, a cancellation),
     it never leaves the lock held: no await between giving up and letting
     go (a second cancellation there left it held for good)."""
-    if deadline is None:
-        await lock.acquire()
-        return True
     acquiring = asyncio.ensure_future(lock.acquire())
     try:
-        await asyncio.wait((acquiring,), timeout=max(0.0, deadline - _now()))
+        timeout = None if deadline is None else max(0.0, deadline - _now())
+        await asyncio.wait((acquiring,), timeout=timeout)
     except BaseException:
         _give_up(acquiring, lock)
         raise

@@ -337,7 +337,7 @@ def validate_url(url: object, what: str = "url") -> str:
     """
     if not isinstance(url, str):
         raise TypeError(f"{what} must be a str, not {type(url).__name__}")
-    shown = _without_credentials(url)
+    shown = _shown_url(url)
     if url != url.strip() or any(char.isspace() for char in url):
         raise ValueError(f"{what} {shown!r} contains whitespace")
     if not url.isprintable():
@@ -361,7 +361,7 @@ _CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _QUERY_ON = re.compile(r"([?#]).*\Z", re.DOTALL)
 
 
-def _without_credentials(url: str) -> str:
+def _shown_url(url: str) -> str:
     """``url`` as an error may show it: a ``user:password@`` part masked,
     and a query or fragment (a key pasted in as ``?key=...``) cut to ``?...``."""
     return _QUERY_ON.sub(r"\1...", _CREDENTIALS.sub(r"\1***@", url))
@@ -377,7 +377,7 @@ def validate_base_url(url: object) -> str:
     """
     validate_url(url, "base_url")
     assert isinstance(url, str)
-    shown = _without_credentials(url)
+    shown = _shown_url(url)
     if "?" in url or "#" in url:  # even an empty one: "host?" + a path is no path
         raise ValueError(f"base_url {shown!r} must not have a query or a fragment")
     parts = urlsplit(url)
