@@ -74,6 +74,25 @@ async def test_same_id_same_handle(veo: VeoSession) -> None:
     assert "veo_a" in repr(first)
 
 
+def test_a_handle_shows_only_what_a_user_may_call() -> None:
+    """VeoTask's public names are its documented API. ``publish``,
+    ``timed_out`` and the other hooks of the poll machinery were public
+    methods: ``task.publish(other_record)`` made a handle return another
+    task's record (and a store keep it as this task's result);
+    ``task.timed_out(1.0)`` gave an idle handle a timeout as its outcome."""
+    public = {name for name in dir(VeoTask) if not name.startswith("_")}
+    assert public == {
+        "ack", "created_at", "created_loop_time", "done", "error", "exception",
+        "extend", "get_1080p", "get_4k", "model", "polling", "record", "refresh",
+        "request", "result", "status", "subscribe", "task_id", "wait", "watch",
+    }
+    # subscribe()'s types are the package's, for a caller's annotations.
+    import veo_async
+
+    assert {"Listener", "Subscription"} <= set(veo_async.__all__)
+    assert veo_async.Subscription.__module__ == VeoTask.__module__
+
+
 async def test_a_copy_of_a_handle_is_the_handle(fake_kie: FakeKie, veo: VeoSession) -> None:
     """One handle per id: copy.copy (and deepcopy, of a structure holding
     handles) gives the handle itself. A second object for the id shared its

@@ -22,7 +22,7 @@ from ._protocol import RawResponse
 from ._requester import SessionStats
 from ._schedule import AdaptivePolicy, AdaptiveSchedule, DurationLearner, DurationPrior
 from ._session import VeoSession
-from ._task import VeoTask
+from ._task import Listener, Subscription, VeoTask
 from ._version import version as _installed_version
 from .errors import (
     APIError,
@@ -71,6 +71,7 @@ __all__ = [
     "HttpRequest",
     "InsufficientCreditsError",
     "KIE_TIMEZONE",
+    "Listener",
     "NotFoundError",
     "PollPolicy",
     "RateLimitError",
@@ -92,6 +93,7 @@ __all__ = [
     "StoreVersionError",
     "StoredIntent",
     "StoredTask",
+    "Subscription",
     "SubmitUncertainError",
     "TaskFailedError",
     "TaskStatus",

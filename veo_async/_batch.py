@@ -56,7 +56,7 @@ from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
 from ._pacer import AnyPolicy
 from ._release import release_over_steps
-from ._task import Subscription, TaskRegistry, VeoTask
+from ._task import Subscription, TaskRegistry, VeoTask, last_look, timed_out
 from ._timeouts import look_lead
 from .errors import AuthenticationError
 from .models import RecordInfo, TaskStatus
@@ -396,7 +396,7 @@ class CompletionTracker:
         self._looked = True
         if self._pending <= LAST_LOOKS:
             pending = [self.handles[task_id] for task_id in self._subscriptions]
-            await asyncio.gather(*(handle.look_before(deadline, lead) for handle in pending))
+            await asyncio.gather(*(last_look(handle, deadline, lead) for handle in pending))
 
     def unfinished(self) -> list[str]:
         """Ids still waited for, in input order."""
@@ -413,7 +413,7 @@ class CompletionTracker:
             return error
         handle = self.handles[task_id]
         if task_id in self._subscriptions:
-            return handle.timed_out(self.limit or 0.0)
+            return timed_out(handle, self.limit or 0.0)
         # Not raised and caught: a caught exception would hold this frame,
         # its caller's (outcomes(): every outcome of the batch) and so itself.
         failure = handle.exception()  # what ended a run: an Exception (see _arrived)
@@ -456,7 +456,7 @@ class CompletionTracker:
                 if first:
                     await self._yield_closing(order[first:], unfinished)
                 for task_id in order[first : first + _SLICE]:
-                    errors[task_id] = handles[task_id].timed_out(limit, log=False)
+                    errors[task_id] = timed_out(handles[task_id], limit, log=False)
                     request = unfinished[task_id].close()
                     if request is not None:
                         stopped.append(request)

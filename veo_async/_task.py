@@ -57,7 +57,15 @@ from .models import (
 from .policy import POLICY_TIMEOUT, PollPolicy, TimeoutArg, resolve_timeout
 from .store import TaskStore
 
-__all__ = ["Listener", "Subscription", "TaskJournal", "TaskRegistry", "VeoTask"]
+__all__ = [
+    "Listener",
+    "Subscription",
+    "TaskJournal",
+    "TaskRegistry",
+    "VeoTask",
+    "last_look",
+    "timed_out",
+]
 
 logger = logging.getLogger("veo_async")
 
@@ -266,7 +274,7 @@ class _PollRun(Ticket):
             return None
         # Nobody is waiting any more: stop polling for nobody.
         self.ended = True
-        self.handle.run_stopped(self)
+        _run_stopped(self.handle, self)
         self.requester.queue.discard(self)
         request, self.request = self.request, None
         if request is not None:
@@ -319,7 +327,7 @@ class _PollRun(Ticket):
                 logger.debug(
                     "task %s poll %d: %s", self.handle.task_id, self.attempt, record.status.name
                 )
-            self.handle.publish(record)
+            _publish(self.handle, record)
             # Visible now: a "record is null" later (a replica behind) gets a
             # grace window of its own, not what is left of the first one.
             self.not_found_since = None
@@ -331,7 +339,7 @@ class _PollRun(Ticket):
         if not isinstance(error, VeoError):
             self.finish(error)  # a bug: surface it, never loop on it
             return
-        self.handle.note_failure(error)
+        _note_failure(self.handle, error)
         if self.retrying(error):
             self.plan_next(self.requester.now(), retry_of=error)
         else:
@@ -371,7 +379,7 @@ class _PollRun(Ticket):
                 # the answers' errors are.
                 error.task_id = self.handle.task_id
             logger.debug("polling task %s ended: %r", self.handle.task_id, error)
-        self.handle.run_stopped(self)
+        _run_stopped(self.handle, self)
         self.notify(error)
 
 
@@ -624,61 +632,6 @@ class VeoTask:
             run.begin(registry.requester.now())
         return run.follow(listener)
 
-    def run_stopped(self, run: _PollRun) -> None:
-        """The poll run ended or was stopped (called by the run)."""
-        if self._run is run:
-            self._run = None
-        if run.error is not None:
-            self._error = run.error
-
-    def publish(self, record: RecordInfo) -> None:
-        """Take a fresh record (from a poll or :meth:`refresh`) and tell followers.
-
-        A terminal record is final: a stale answer (sent before the task
-        finished, answered after) never moves a handle backwards.
-        """
-        previous = self._record
-        if previous is not None and previous.status is not _GENERATING:  # is_done
-            return
-        self._record = record
-        self._last_failure = None
-        if previous is not None and previous.status is record.status:
-            return
-        registry = self._registry
-        journal = registry.journal
-        if record.status is not _GENERATING:  # record.is_done
-            # The newest outcome, whichever wait brought it (a watch, a batch):
-            # an older wait's timeout is no longer what ended the last one.
-            self._error = _failure_of(record)
-            pacer = registry.pacer
-            if pacer.learning:
-                run = self._run
-                pacer.observe(record, None if run is None else run.plan)
-            if journal is not None:
-                journal.finished(self)
-        elif previous is None and journal is not None:
-            journal.seen(self)
-        if registry.requester.reporting:
-            registry.requester.emit(
-                RecordPublished(
-                    self.task_id, record.status, previous.status if previous else None, record
-                )
-            )
-        run = self._run
-        if run is not None:
-            if record.status is not _GENERATING:
-                # Final, whoever brought it: a refresh() or a last look ends the
-                # run as its own poll would (which then finds it ended). Left
-                # queued, it polled on for followers that had let go. Its end
-                # tells the followers, once (the change and the end together).
-                run.end_on_record()
-            else:
-                run.notify(None)
-
-    def note_failure(self, error: VeoError) -> None:
-        """A poll failed: a timeout later says why nothing was seen."""
-        self._last_failure = error
-
     # -- waiting --------------------------------------------------------------------
 
     async def refresh(self) -> RecordInfo:
@@ -696,7 +649,7 @@ class VeoTask:
         except RecordNotFoundError as exc:
             self._registry.note_absence(exc, self.task_id)
             raise
-        self.publish(record)
+        _publish(self, record)
         return self._record if self._record is not None else record
 
     async def wait(
@@ -822,7 +775,7 @@ class VeoTask:
         # An abandoned iterator must not poll past its deadline.
         timer = loop.call_at(deadline, follower.expire) if deadline is not None else None
         # The last sleep is clipped to the deadline: one look just before it,
-        # unless the run looks then anyway (see look_before).
+        # unless the run looks then anyway (see last_look).
         lead = look_lead(limit) if deadline is not None and limit else None
         look_at = None if deadline is None or lead is None else deadline - lead
         last: TaskStatus | None = None
@@ -854,7 +807,7 @@ class VeoTask:
                     assert deadline is not None
                     assert lead is not None
                     if not follower.expired:
-                        await self.look_before(deadline, lead)
+                        await last_look(self, deadline, lead)
                     continue
                 if not await follower.changed(deadline):
                     record = self._record
@@ -862,7 +815,7 @@ class VeoTask:
                         # It came as the deadline passed (the loop busy
                         # elsewhere when both fell due): a known outcome wins.
                         continue
-                    self._raise_timeout(limit)
+                    raise timed_out(self, limit or 0.0)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -1019,41 +972,100 @@ class VeoTask:
             )
         return record, deadline, limit if limit is not None else 0.0
 
-    async def look_before(self, deadline: float, lead: float) -> None:
-        """A wait's last look, ``lead`` seconds before its ``deadline``: one
-        poll, if this handle's run has no poll due before the deadline, none
-        in flight and none in the last ``lead`` seconds (a learned schedule's
-        first poll of a new task comes a minute or more after its creation).
-        A task that finished meanwhile is seen, not reported as timed out; an
-        answer that misses the deadline, or a failed poll, leaves the timeout
-        to be raised (the failure as its ``last_error``).
+def _run_stopped(handle: VeoTask, run: _PollRun) -> None:
+    """``run``, ``handle``'s poll run, ended or was stopped (called by the run)."""
+    if handle._run is run:
+        handle._run = None
+    if run.error is not None:
+        handle._error = run.error
 
-        For :meth:`wait`, :meth:`watch` and the batch tools, which call it.
-        """
-        run = self._run
-        now = _now()
-        left = deadline - now
-        if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
-            return
-        try:
-            # No answer by the deadline: the wait times out (within() says so).
-            await within(self.refresh(), left)
-        except VeoError as exc:
-            self.note_failure(exc)
 
-    def _raise_timeout(self, limit: float | None) -> None:
-        raise self.timed_out(limit or 0.0)
+def _publish(handle: VeoTask, record: RecordInfo) -> None:
+    """``handle`` takes a fresh record (from a poll or :meth:`VeoTask.refresh`)
+    and tells its followers.
 
-    def timed_out(self, limit: float, *, log: bool = True) -> WaitTimeoutError:
-        """Record and return the timeout of a wait of ``limit`` seconds.
+    A terminal record is final: a stale answer (sent before the task
+    finished, answered after) never moves a handle backwards. (Not a method:
+    only a poll of the task's own id may bring its record; a user handing a
+    handle another task's record made it that task's.)
+    """
+    previous = handle._record
+    if previous is not None and previous.status is not _GENERATING:  # is_done
+        return
+    handle._record = record
+    handle._last_failure = None
+    if previous is not None and previous.status is record.status:
+        return
+    registry = handle._registry
+    journal = registry.journal
+    if record.status is not _GENERATING:  # record.is_done
+        # The newest outcome, whichever wait brought it (a watch, a batch):
+        # an older wait's timeout is no longer what ended the last one.
+        handle._error = _failure_of(record)
+        pacer = registry.pacer
+        if pacer.learning:
+            run = handle._run
+            pacer.observe(record, None if run is None else run.plan)
+        if journal is not None:
+            journal.finished(handle)
+    elif previous is None and journal is not None:
+        journal.seen(handle)
+    if registry.requester.reporting:
+        registry.requester.emit(
+            RecordPublished(
+                handle.task_id, record.status, previous.status if previous else None, record
+            )
+        )
+    run = handle._run
+    if run is not None:
+        if record.status is not _GENERATING:
+            # Final, whoever brought it: a refresh() or a last look ends the
+            # run as its own poll would (which then finds it ended). Left
+            # queued, it polled on for followers that had let go. Its end
+            # tells the followers, once (the change and the end together).
+            run.end_on_record()
+        else:
+            run.notify(None)
 
-        :param log: write the debug line (a batch writes one for all instead).
-        """
-        error = WaitTimeoutError(self.task_id, limit, self._record, self._last_failure)
-        self._error = error
-        if log:
-            logger.debug("wait for task %s timed out after %ss", self.task_id, limit)
-        return error
+
+def _note_failure(handle: VeoTask, error: VeoError) -> None:
+    """A poll of ``handle`` failed: a timeout later says why nothing was seen."""
+    handle._last_failure = error
+
+
+async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
+    """A wait's last look at ``handle``, ``lead`` seconds before its
+    ``deadline``: one poll, if the handle's run has no poll due before the
+    deadline, none in flight and none in the last ``lead`` seconds (a learned
+    schedule's first poll of a new task comes a minute or more after its
+    creation). A task that finished meanwhile is seen, not reported as timed
+    out; an answer that misses the deadline, or a failed poll, leaves the
+    timeout to be raised (the failure as its ``last_error``).
+
+    For :meth:`VeoTask.wait`, :meth:`VeoTask.watch` and the batch tools.
+    """
+    run = handle._run
+    now = _now()
+    left = deadline - now
+    if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
+        return
+    try:
+        # No answer by the deadline: the wait times out (within() says so).
+        await within(handle.refresh(), left)
+    except VeoError as exc:
+        _note_failure(handle, exc)
+
+
+def timed_out(handle: VeoTask, limit: float, *, log: bool = True) -> WaitTimeoutError:
+    """Record and return the timeout of a wait of ``limit`` seconds for ``handle``.
+
+    :param log: write the debug line (a batch writes one for all instead).
+    """
+    error = WaitTimeoutError(handle.task_id, limit, handle._record, handle._last_failure)
+    handle._error = error
+    if log:
+        logger.debug("wait for task %s timed out after %ss", handle.task_id, limit)
+    return error
 
 
 async def _acquired_by(lock: asyncio.Lock, deadline: float | None) -> bool:
