@@ -385,6 +385,10 @@ _EXPLORE_UNTIL = 30.0
 # The largest median a DurationPrior takes (about 30 years): far beyond any
 # render, and far enough from where the numbers overflow (1e308 did).
 _MAX_PRIOR_MEDIAN = 1e9
+# The widest spread it takes (log-sd: a factor of 22,000 either side): far
+# beyond any guess; 1e308 overflowed in the first table, which a session
+# builds in a callback, so its wait polled on blind to its timeout.
+_MAX_PRIOR_SIGMA = 10.0
 
 
 @attrs.frozen
@@ -392,7 +396,7 @@ class DurationPrior:
     """A log-normal guess at a model's generation time, before data.
 
     :param median: median seconds from creation to a terminal status.
-    :param sigma: standard deviation of log-seconds.
+    :param sigma: standard deviation of log-seconds (at most 10).
     """
 
     median: float = attrs.field()
@@ -409,6 +413,8 @@ class DurationPrior:
             raise ValueError(
                 f"median must be at most {_MAX_PRIOR_MEDIAN:g} s, not {shown(self.median)}"
             )
+        if self.sigma > _MAX_PRIOR_SIGMA:
+            raise ValueError(f"sigma must be at most {_MAX_PRIOR_SIGMA:g}, not {shown(self.sigma)}")
 
 
 #: The prior of a model with no prior of its own, and of ``model=None``.
@@ -442,7 +448,7 @@ def _check_count(name: str, value: object, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, not {shown(value)}")
     return value
 
 
@@ -1358,7 +1364,8 @@ def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
     median, the documented spread rules.
     """
     doubt = _MEDIAN_DOUBT**2 * _DOUBT_FADES / (_DOUBT_FADES + finished)
-    return DurationPrior(prior.median, math.sqrt(prior.sigma**2 + doubt))
+    # (At most the widest a prior takes: past it, the doubt adds nothing.)
+    return DurationPrior(prior.median, min(_MAX_PRIOR_SIGMA, math.sqrt(prior.sigma**2 + doubt)))
 
 
 def _with_fast_failures(masses: list[float], share: float) -> list[float]:

@@ -168,9 +168,9 @@ class VeoSession:
             del api_key
         if isinstance(concurrency, bool) or not isinstance(concurrency, (int, float)):
             # ("8", None, True): refused as every other number setting is.
-            raise NotANumberError(f"concurrency must be an int >= 1, not {concurrency!r}")
+            raise NotANumberError(f"concurrency must be an int >= 1, not {shown(concurrency)}")
         if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+            raise ValueError(f"concurrency must be an int >= 1, not {shown(concurrency)}")
         _positive_number("rate", rate, optional=True)
         _positive_number("create_rate", create_rate)
         _positive_number("create_period", create_period)
@@ -595,6 +595,9 @@ class VeoSession:
             (:class:`~veo_async.store.RedisStore`: a pause past it, another
             process took the store over): the new owner delivers the rest.
         """
+        if not isinstance(follow, bool):
+            # Not any truthy value: follow="no" waited forever on an empty store.
+            raise TypeError(f"follow must be True or False, not {follow!r}")
         journal = self._journal()
         self._registry.wait_settings(None, policy)
         return journal.completed(self._registry, follow=follow, policy=policy)

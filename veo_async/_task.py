@@ -30,6 +30,7 @@ from typing import Any, NoReturn, Protocol
 
 from ._create import submit, submit_recorded
 from ._limits import Ticket
+from ._numbers import shown
 from ._pacer import AgeSeen, AnyPolicy, Pacer, Plan, Replannable, TaskFacts
 from ._poll_runners import PollRequest
 from ._requester import Requester
@@ -68,6 +69,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("veo_async")
+
+# The largest video index asked for: the service's 32-bit ints (a larger one
+# waited for the task, then failed writing the request).
+_MAX_INDEX = 2**31 - 1
 
 UpdateCallback = Callable[[RecordInfo], "Awaitable[Any] | Any"]
 #: Called with the handle and None on each status change, and with the handle
@@ -950,8 +955,8 @@ class VeoTask:
         self, index: int, timeout: float | None, what: str
     ) -> tuple[RecordInfo, float | None, float]:
         """Check the arguments, wait for success, refuse a fallback video."""
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"index must be an int >= 0, not {index!r}")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _MAX_INDEX:
+            raise ValueError(f"index must be an int within 0-{_MAX_INDEX}, not {shown(index)}")
         limit = resolve_timeout(timeout, self._registry.policy)
         deadline = None if limit is None else _now() + limit
         record = self._record

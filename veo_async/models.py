@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._numbers import shown
+
 __all__ = [
     "ASPECT_RATIOS",
     "EXTEND_MODELS",
@@ -395,30 +397,47 @@ def validate_base_url(url: object) -> str:
 def _prompt(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{attribute.name} must be a str, not {type(value).__name__}")
+    _check_text(attribute.name, value, _BROKEN_TEXT)
+
+
+def _watermark(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str or None, not {type(value).__name__}")
+    # Printed on the video as one line: a control character (a newline, an
+    # ANSI escape, a NUL) is text no one meant to pay for, as for the prompt.
+    _check_text(attribute.name, value, _BROKEN_LINE)
+
+
+def _check_text(name: str, value: str, broken_chars: re.Pattern[str]) -> None:
+    """A text that goes into a paid request: not blank, not over
+    ``MAX_PROMPT_LENGTH``, none of ``broken_chars``."""
     if not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
+        raise ValueError(f"{name} must not be empty")
     if len(value) > MAX_PROMPT_LENGTH:
-        raise ValueError(
-            f"{attribute.name} is {len(value)} characters long (max {MAX_PROMPT_LENGTH})"
-        )
+        raise ValueError(f"{name} is {len(value)} characters long (max {MAX_PROMPT_LENGTH})")
     # A paid request is not sent with text no one meant: a NUL (a C string or
     # a binary file pasted in) or half of a surrogate pair (text decoded
     # wrongly, which UTF-8 cannot even carry).
-    broken = _BROKEN_TEXT.search(value)
+    broken = broken_chars.search(value)
     if broken is not None:
-        raise ValueError(
-            f"{attribute.name} contains {_describe(broken.group())} at position {broken.start()}"
-        )
+        where = broken.start()
+        raise ValueError(f"{name} contains {_describe(broken.group())} at position {where}")
 
 
 #: A NUL, or a surrogate code point (only ever half of a pair in a str).
 _BROKEN_TEXT = re.compile("[\x00\ud800-\udfff]")
+#: ... or any control character (C0, DEL, C1), in a one-line text.
+_BROKEN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _describe(char: str) -> str:
     if char == "\x00":
         return "a NUL character (U+0000)"
-    return f"a lone surrogate (U+{ord(char):04X})"
+    if "\ud800" <= char <= "\udfff":
+        return f"a lone surrogate (U+{ord(char):04X})"
+    return f"a control character (U+{ord(char):04X})"
 
 
 def _seeds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -428,7 +447,7 @@ def _seeds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> Non
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{attribute.name} must be within {low}-{high}, not {value!r}")
+        raise ValueError(f"{attribute.name} must be within {low}-{high}, not {shown(value)}")
 
 
 def _optional_url(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -528,7 +547,7 @@ class GenerateRequest:
     image_urls: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_image_urls)
     resolution: str | None = attrs.field(default=None, kw_only=True)
     seeds: int | None = attrs.field(default=None, kw_only=True, validator=_seeds)
-    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
+    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_watermark)
     enable_translation: bool | None = attrs.field(
         default=None, kw_only=True, validator=_optional_bool
     )
@@ -602,7 +621,7 @@ class ExtendRequest:
     prompt: str = attrs.field(validator=_prompt)
     model: str | None = attrs.field(default=None, kw_only=True)
     seeds: int | None = attrs.field(default=None, kw_only=True, validator=_seeds)
-    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
+    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_watermark)
     callback_url: str | None = attrs.field(default=None, kw_only=True, validator=_optional_url)
     allow_unknown: bool = attrs.field(default=False, kw_only=True, validator=_bool)
 

@@ -6,11 +6,11 @@ a bad argument gets the same error whatever the store behind it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from .._numbers import is_finite, shown
 from ..models import RecordInfo, validate_task_id
 from ._codec import json_safe, record_text, record_to_json
 from ._text import dumps
@@ -25,7 +25,6 @@ __all__ = [
     "stored_record_text",
 ]
 
-_INFINITIES = (math.inf, -math.inf)
 
 
 def check_task_id(task_id: object) -> str:
@@ -44,8 +43,8 @@ def check_time(value: object, name: str) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be epoch seconds (a number), not {type(value).__name__}")
-    if value != value or value in _INFINITIES:
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    if not is_finite(value):  # NaN, the infinities, an int past a float's range
+        raise ValueError(f"{name} must be a finite number, not {shown(value)}")
     return float(value)
 
 

@@ -34,6 +34,7 @@ Requires the ``redis`` extra (``pip install 'veo-async[redis]'``, redis-py 5+).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -74,6 +75,15 @@ _KEYS_PER_CALL = 1000
 def _text(value: object) -> Any:
     """A reply's value as text: clients made with ``decode_responses`` or without."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _port_readable(url: str) -> bool:
+    """Whether *url*'s port, if any, is a number within 0-65535."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        return False
+    return True
 
 
 def safe_url(url: str) -> str:
@@ -205,6 +215,12 @@ class RedisStore(BatchedStore):
                 raise ValueError(
                     f"url must start with redis://, rediss:// or unix://, not {safe_url(url)!r}"
                 )
+            if not _port_readable(url):
+                # Refused here, not at open(): raised outside the except
+                # block, so no error holding the URL is its __context__.
+                raise ValueError(
+                    f"url {safe_url(url)!r} has a port that is not a number within 0-65535"
+                )
             where = safe_url(url)
         else:
             where = f"<{type(client).__name__}>"
@@ -223,6 +239,9 @@ class RedisStore(BatchedStore):
             raise ValueError(
                 f"namespace must be 1-64 of A-Z a-z 0-9 . _ : / -, not {namespace!r}"
             )
+        if not isinstance(create, bool):
+            # Not any truthy value: create="no" must not make a store.
+            raise TypeError(f"create must be True or False, not {create!r}")
         if check_time(lock_timeout, "lock_timeout") < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
         if check_time(lease, "lease") < 1:
@@ -333,18 +352,23 @@ class RedisStore(BatchedStore):
         if self._given_client is not None:
             client = self._given_client
         else:
-            try:
-                client = redis_asyncio.from_url(
+            made: Redis | None = None
+            # A ValueError's message may quote the URL, and its frames hold it
+            # (the password too): ours is raised after this block, so that
+            # one is not even its suppressed __context__.
+            with contextlib.suppress(ValueError):
+                made = redis_asyncio.from_url(
                     self.__url,
                     socket_connect_timeout=self._timeout,
                     decode_responses=True,
                 )
-            except ValueError:  # its message may quote the URL: not chained
+            if made is None:
                 raise StoreError(
                     f"task store {self._where}: the URL cannot be read "
                     "(check its host, port, database and escaping)",
                     path=self._where,
-                ) from None
+                )
+            client = made
         for name in ("INTENT", "ATTACH", "DISCARD", "TRACK", "ACK", "FORGET", "PURGE",
                      "WRITE_BEHIND", "RENEW", "RELEASE"):  # fmt: skip
             self._scripts[name] = client.register_script(getattr(lua, name))

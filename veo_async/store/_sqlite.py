@@ -127,6 +127,8 @@ class SQLiteStore(BatchedStore):
             raise ValueError(f"path must name a file, not {self._path!r}")
         if "\x00" in self._path:  # no file system takes one (sqlite3 raises it as a bug)
             raise ValueError(f"path must not contain a NUL character: {self._path!r}")
+        if not isinstance(check_integrity, bool):
+            raise TypeError(f"check_integrity must be True or False, not {check_integrity!r}")
         if check_time(lock_timeout, "lock_timeout") < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
         super().__init__(
