@@ -10,6 +10,7 @@ import pytest
 from veo_async import (
     AdaptivePolicy,
     PollPolicy,
+    RecordNotFoundError,
     ServerError,
     TaskStatus,
     VeoSession,
@@ -148,6 +149,55 @@ def three_tasks(kie: FakeKie, after: float) -> list[str]:
     for task_id in ids:
         kie.add_task(TaskScript(task_id, complete_after=after, params={"model": "veo3_fast"}))
     return ids
+
+
+#: Polls at 0, 3, 9, 21 s; "not visible" retried for 10 s from the first such answer.
+DOUBLING = PollPolicy(
+    first_poll=0, interval=3, factor=2, max_interval=100, jitter=0, not_found_grace=10
+)
+
+
+@pytest.mark.parametrize("how", ["wait", "wait_many", "as_completed"])
+async def test_an_id_still_unknown_at_the_last_look_past_its_grace_is_not_found(
+    how: str,
+) -> None:
+    """An unknown id polled at 0, 3 and 9 s (grace 10 s), deadline 15 s: the
+    look at 14 s finds it still unknown, past its grace. It ended in
+    WaitTimeoutError (the RecordNotFoundError only its last_error), where a
+    deadline of 25 s, the run's own poll at 21 s, ended in RecordNotFoundError:
+    which one a caller saw depended on where the deadline fell."""
+    kie = FakeKie(api_key=API_KEY)  # knows no task: every poll is "record is null"
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=DOUBLING, on_event=events.append
+    ) as veo:
+        start = loop.time()
+        if how == "wait":
+            with pytest.raises(RecordNotFoundError):
+                await veo.task("veo_a").wait(timeout=15)
+        elif how == "wait_many":
+            (outcome,) = await veo.wait_many(["veo_a"], timeout=15, return_exceptions=True)
+            assert isinstance(outcome, RecordNotFoundError), outcome
+        else:
+            (task,) = [task async for task in veo.as_completed(["veo_a"], timeout=15)]
+            assert isinstance(task.exception(), RecordNotFoundError), task.exception()
+        took = loop.time() - start
+    assert on_time(poll_times(events, start), [0.0, 3.0, 9.0, 14.0]), poll_times(events, start)
+    assert on_time([took], [14.0]), took
+    assert leftover_tasks() == set()
+
+
+async def test_an_id_unknown_at_the_last_look_within_its_grace_times_out() -> None:
+    """The same look within the grace window (30 s): "not visible yet" then,
+    so the wait times out at its deadline, the look's error its last_error."""
+    kie = FakeKie(api_key=API_KEY)
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=DOUBLING.replace(not_found_grace=30)
+    ) as veo:
+        with pytest.raises(WaitTimeoutError) as caught:
+            await veo.task("veo_a").wait(timeout=15)
+    assert isinstance(caught.value.last_error, RecordNotFoundError)
 
 
 async def test_a_short_batch_looks_at_its_unfinished_ids_before_its_deadline() -> None:

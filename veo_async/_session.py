@@ -459,6 +459,10 @@ class VeoSession:
 
         :param timeout: the batch's deadline (seconds, None, or the policy's);
             a task not finished by then has a :class:`WaitTimeoutError` outcome.
+        :param policy: the schedule of the ids this batch starts polling;
+            default the session's. An id another wait polls already is polled
+            on that wait's schedule (one poll run per task, its grace window
+            included): the batch's deadline still ends it for the batch.
         :param return_exceptions: True: a failed position holds its exception
             (:class:`TaskFailedError`, :class:`WaitTimeoutError`, an API error).
             False: the first real failure is raised (a task known to have
@@ -506,6 +510,8 @@ class VeoSession:
         that immediate; an iterator kept but no longer iterated polls on until
         its deadline, or until it is closed or collected).
 
+        :param policy: as for :meth:`wait_many`: the schedule of the ids this
+            iteration starts polling (an id polled already keeps its schedule).
         :raises TypeError: (or ValueError) for bad input, here, before iterating.
         :raises SessionClosedError: the session is closed.
         """

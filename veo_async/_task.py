@@ -361,13 +361,15 @@ class _PollRun(Ticket):
             return now - self.not_found_since < self.not_found_grace
         return error.retryable
 
-    def end_on_record(self) -> None:
-        """The handle has its terminal record: end (out of the queue, if queued)."""
+    def end(self, error: BaseException | None = None) -> None:
+        """End now (out of the queue, if queued): the handle has its terminal
+        record (``error`` None), or a look outside this run's own polls met
+        an error this run would have ended on."""
         if self.ended:
             return
         if self.queued:
             self.requester.queue.discard(self)
-        self.finish(None)
+        self.finish(error)
 
     def finish(self, error: BaseException | None) -> None:
         if self.ended:
@@ -1028,7 +1030,7 @@ def _publish(handle: VeoTask, record: RecordInfo) -> None:
             # run as its own poll would (which then finds it ended). Left
             # queued, it polled on for followers that had let go. Its end
             # tells the followers, once (the change and the end together).
-            run.end_on_record()
+            run.end()
         else:
             run.notify(None)
 
@@ -1059,6 +1061,11 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
         await within(handle.refresh(), left)
     except VeoError as exc:
         _note_failure(handle, exc)
+        # An answer the run's own poll would have ended on ends it (an id
+        # still unknown past its grace is RecordNotFoundError, not a timeout
+        # that depended on where the deadline fell).
+        if handle._run is run and not run.retrying(exc):
+            run.end(exc)
 
 
 def timed_out(handle: VeoTask, limit: float, *, log: bool = True) -> WaitTimeoutError:
