@@ -142,7 +142,7 @@ def test_store_flags_are_bools(tmp_path: Path, make: Any, says: str) -> None:
 
 def test_a_redis_url_with_an_unreadable_port_is_refused_when_given() -> None:
     """It was taken, and failed only at open()."""
-    with pytest.raises(ValueError, match="port that is not a number within 0-65535") as caught:
+    with pytest.raises(ValueError, match="port is not a number within 0-65535") as caught:
         RedisStore("redis://:hunter2secret@localhost:99999/0")
     assert "hunter2secret" not in str(caught.value)
     assert caught.value.__context__ is None  # (urlsplit's error held the URL)

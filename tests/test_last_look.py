@@ -26,6 +26,13 @@ from .conftest import API_KEY, leftover_tasks, on_time
 STEADY = AdaptivePolicy(jitter=0.0, explorers=0)
 
 
+def recording(
+    kie: FakeKie, policy: AdaptivePolicy | PollPolicy, events: list[Event]
+) -> VeoSession:
+    """A session on ``kie`` whose events go to ``events``."""
+    return VeoSession(API_KEY, transport=kie.transport(), policy=policy, on_event=events.append)
+
+
 def poll_times(events: list[Event], start: float) -> list[float]:
     """When each record-info request started, from ``start`` (check with ``on_time``)."""
     return [e.at - start for e in events if isinstance(e, RequestStarted)]
@@ -37,9 +44,7 @@ async def waited(
     """Wait on ``veo_a`` for ``timeout``: (the record or the error, poll times, seconds taken)."""
     loop = asyncio.get_running_loop()
     events: list[Event] = []
-    async with VeoSession(
-        API_KEY, transport=kie.transport(), policy=policy, on_event=events.append
-    ) as veo:
+    async with recording(kie, policy, events) as veo:
         start = loop.time()
         try:
             outcome: object = await veo.task("veo_a").wait(timeout=timeout)
@@ -169,9 +174,7 @@ async def test_an_id_still_unknown_at_the_last_look_past_its_grace_is_not_found(
     kie = FakeKie(api_key=API_KEY)  # knows no task: every poll is "record is null"
     events: list[Event] = []
     loop = asyncio.get_running_loop()
-    async with VeoSession(
-        API_KEY, transport=kie.transport(), policy=DOUBLING, on_event=events.append
-    ) as veo:
+    async with recording(kie, DOUBLING, events) as veo:
         start = loop.time()
         if how == "wait":
             with pytest.raises(RecordNotFoundError):
@@ -207,9 +210,7 @@ async def test_a_short_batch_looks_at_its_unfinished_ids_before_its_deadline() -
     ids = three_tasks(kie, 5)
     events: list[Event] = []
     loop = asyncio.get_running_loop()
-    async with VeoSession(
-        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
-    ) as veo:
+    async with recording(kie, STEADY, events) as veo:
         start = loop.time()
         records = await veo.wait_many(ids, timeout=20)
         took = loop.time() - start
@@ -240,9 +241,7 @@ async def test_a_large_batch_makes_no_last_looks() -> None:
     for task_id in ids:
         kie.add_task(TaskScript(task_id, complete_after=5, params={"model": "veo3_fast"}))
     events: list[Event] = []
-    async with VeoSession(
-        API_KEY, transport=kie.transport(), policy=STEADY, on_event=events.append
-    ) as veo:
+    async with recording(kie, STEADY, events) as veo:
         outcomes = await veo.wait_many(ids, timeout=20, return_exceptions=True)
     assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
     assert sum(isinstance(e, RequestStarted) for e in events) == 65

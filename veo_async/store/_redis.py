@@ -215,12 +215,6 @@ class RedisStore(BatchedStore):
                 raise ValueError(
                     f"url must start with redis://, rediss:// or unix://, not {safe_url(url)!r}"
                 )
-            if not _port_readable(url):
-                # Refused here, not at open(): raised outside the except
-                # block, so no error holding the URL is its __context__.
-                raise ValueError(
-                    f"url {safe_url(url)!r} has a port that is not a number within 0-65535"
-                )
             where = safe_url(url)
         else:
             where = f"<{type(client).__name__}>"
@@ -242,6 +236,15 @@ class RedisStore(BatchedStore):
         if not isinstance(create, bool):
             # Not any truthy value: create="no" must not make a store.
             raise TypeError(f"create must be True or False, not {create!r}")
+        if url is not None and not _port_readable(url):
+            # Refused here, not at open() (raised outside an except block: no
+            # error holding the URL is its __context__). Mostly a password
+            # with a "/", "?" or "#" in it, which ends the host part there.
+            raise ValueError(
+                f"url {where!r} cannot be read: what stands as its port is not a number "
+                "within 0-65535 (a \"/\", \"?\" or \"#\" in a password must be written "
+                "%2F, %3F or %23)"
+            )
         if check_time(lock_timeout, "lock_timeout") < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
         if check_time(lease, "lease") < 1:
