@@ -1508,6 +1508,24 @@ async def test_a_gzip_body_of_several_members_is_read_whole(
     assert record.status is TaskStatus.SUCCESS
 
 
+@pytest.mark.parametrize("label", ["x-gzip", "X-Gzip"])
+async def test_a_body_labelled_x_gzip_is_inflated_as_gzip(label: str, fake_kie: FakeKie) -> None:
+    """RFC 9110: ``x-gzip`` is gzip. It was read raw: "not JSON", retried to
+    the deadline, a finished task never seen."""
+    fake_kie.add_task("t1")
+
+    async def labelled(request: web.Request) -> web.StreamResponse:
+        served = await fake_kie.serve(
+            request.method, request.path, dict(request.query), request.headers
+        )
+        headers = {"Content-Type": "application/json", "Content-Encoding": label}
+        return await send_body(request, 200, gzip.compress(served.body), headers, chunked=False)
+
+    async with serving(labelled) as base_url, VeoSession(KEY, base_url=base_url) as veo:
+        record = await veo.record_info("t1")
+    assert record.status is TaskStatus.SUCCESS
+
+
 @pytest.mark.parametrize("after", [b"\r\n", b"\0" * 8, b"\n\0"], ids=["crlf", "zeros", "mixed"])
 async def test_bytes_after_a_gzip_member_are_ignored(after: bytes, fake_kie: FakeKie) -> None:
     """A gzip body with bytes after its member that start no other (a CRLF,

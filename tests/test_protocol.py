@@ -320,7 +320,6 @@ def test_a_2xx_body_cut_short_says_it_starts_as_json() -> None:
     [
         pytest.param(b'{"code":200,"msg":"succ', '{"code":200,"msg":"succ', id="truncated-json"),
         pytest.param(b"\xff\xfe\xfagarbage", "garbage", id="non-utf8"),
-        pytest.param(b"[" * 100_000, "[[[", id="nested-too-deep"),
         pytest.param(CLOUDFLARE_502, "<!DOCTYPE html>", id="html-page"),
     ],
 )
@@ -866,6 +865,43 @@ def test_structured_wrong_envelopes_raise_only_veo_errors(
     """Well-formed JSON envelopes with wrong codes or data give a RecordInfo or a VeoError."""
     body = json.dumps({"code": code, "msg": msg, "data": data}).encode()
     _decode_or_veo_error(RawResponse(status, {}, body))
+
+
+# ------------------------------------------------------------ bytes that are not UTF-8
+
+
+@pytest.mark.parametrize("field", ["msg", "paramJson"])
+def test_a_byte_not_utf8_in_a_cosmetic_field_costs_no_success_record(field: str) -> None:
+    """One Latin-1 byte in ``msg`` or ``paramJson`` made the whole answer
+    "not JSON" (retryable): a finished task's SUCCESS record was thrown away
+    at every poll, the wait retried to its deadline. The rest is read, the
+    byte as U+FFFD."""
+    data = {"taskId": TASK, "successFlag": 1, "paramJson": '{"prompt": "Cafe"}',
+            "response": {"resultUrls": ["https://cdn.example/v.mp4"]}}
+    text = json.dumps({"code": 200, "msg": "success", "data": data})
+    marker = '"success"' if field == "msg" else "Cafe"
+    latin1 = text.encode().replace(marker.encode(), marker.encode().replace(b"e", b"\xe9", 1), 1)
+    with pytest.raises(UnicodeDecodeError):
+        latin1.decode("utf-8")
+    record = decode_record_info(raw(latin1), TASK)
+    assert record.status is TaskStatus.SUCCESS
+    assert record.result_urls == ("https://cdn.example/v.mp4",)
+    if field == "paramJson":
+        assert record.params == {"prompt": "Caf\ufffd"}
+
+
+def test_json_nested_too_deeply_is_not_asked_again() -> None:
+    """Well-formed JSON 100,000 levels deep is no envelope, and asking again
+    gets the same: not retryable (it was read as "cut short", and retried)."""
+    body = b'{"code":200,"msg":"success","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for answer in (body, b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(ResponseError) as info:
+            decode_envelope(raw(answer, 200), task_id=TASK)
+        assert info.value.retryable is False
+        assert "not a Kie envelope" in info.value.message
+        with pytest.raises(ResponseError) as info:
+            decode_record_info(raw(answer, 200), TASK)
+        assert info.value.retryable is False
 
 
 # ------------------------------------------------------------ unchanged GENERATING records

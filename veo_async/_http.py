@@ -306,6 +306,10 @@ class Transport(Protocol):
         """Release connections; idempotent."""
 
 
+#: The encodings we inflate (what we ask for; ``x-gzip`` is gzip, RFC 9110 8.4.1.3).
+_INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
+
+
 class _UnreadableBody(Exception):
     """A compressed body that does not inflate."""
 
@@ -609,7 +613,7 @@ class AiohttpTransport:
         status = response.status
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
         cap = self._max_body
-        decoder = _Decoder(encoding) if inflate and encoding in ("gzip", "deflate") else None
+        decoder = _Decoder(encoding) if inflate and encoding in _INFLATED else None
         chunks: list[bytes] = []
         size = 0
         unreadable = False

@@ -28,7 +28,7 @@ import datetime
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -236,12 +236,30 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
 
 
 def _parse(body: bytes) -> Any:
-    """The JSON of ``body``; None for an empty body or one that is not JSON."""
+    """The JSON of ``body``; None for an empty body or one that is not JSON,
+    :data:`_TOO_DEEP` for JSON nested past what a parser follows."""
     try:
         # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
         return _json.loads(body) if body.strip() else None
-    except (ValueError, RecursionError):  # UnicodeDecodeError; "[[[[..." nested too deep
+    except UnicodeDecodeError:
+        # A byte that is not UTF-8 (a msg or paramJson in Latin-1): the rest
+        # is read, that byte as U+FFFD. A cosmetic field must not cost a
+        # SUCCESS record (it was "not JSON", retried to the deadline).
+        try:
+            return _json.loads(body.decode("utf-8", "replace"))
+        except RecursionError:
+            return _TOO_DEEP
+        except ValueError:
+            return None
+    except RecursionError:  # "[[[[..." 100,000 deep: asking again gets the same
+        return _TOO_DEEP
+    except ValueError:
         return None
+
+
+#: What _parse returns for JSON nested too deeply to follow: no envelope, and
+#: not worth asking again (it was read as "cut short", and retried).
+_TOO_DEEP: Final = ("JSON nested too deeply",)
 
 
 def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) -> Any:
