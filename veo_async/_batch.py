@@ -44,6 +44,7 @@ Large batches (100,000 ids in one process) must not stall the event loop:
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import threading
@@ -589,12 +590,13 @@ async def wait_many(
         finally:
             # Also on our own cancellation: no run outlives its last follower.
             await tracker.close()
-            _let_go_of(handles)
+            _let_go_of(handles, registry)
         return [outcomes[task_id] for task_id in ids]
 
 
-def _let_go_of(handles: dict[str, VeoTask]) -> None:
-    """Let go of a finished batch's handles a slice per loop step.
+def _let_go_of(handles: dict[str, VeoTask], registry: TaskRegistry) -> None:
+    """Let go of a finished batch's handles a slice per loop step, then tell
+    the registry (see :meth:`TaskRegistry.released`).
 
     The batch holds the last reference to most of them (a consumer of
     :func:`as_completed` rarely keeps every handle): freed all at once with
@@ -602,7 +604,7 @@ def _let_go_of(handles: dict[str, VeoTask]) -> None:
     """
     held = list(handles.values())
     handles.clear()
-    release_over_steps(held, _SLICE)
+    release_over_steps(held, _SLICE, functools.partial(registry.released, len(held)))
 
 
 def _raise_known_failure(ids: list[str], handles: dict[str, VeoTask]) -> None:
@@ -712,4 +714,4 @@ async def _completion_order(
                     yield handles[task_id]
         finally:
             await tracker.close()
-            _let_go_of(handles)
+            _let_go_of(handles, registry)

@@ -743,8 +743,9 @@ class VeoTask:
         here, before iteration starts; the deadline counts from the first
         iteration, when polling starts (as :meth:`VeoSession.as_completed`'s
         does). It also stops the polling of an iterator that is kept but no
-        longer iterated. Close it early with ``contextlib.aclosing`` to stop
-        polling at once.
+        longer iterated; with ``timeout=None`` such an iterator polls until
+        it is closed or dropped. Close it early with ``contextlib.aclosing``
+        to stop polling at once.
         """
         limit, chosen = self._registry.wait_settings(timeout, policy, finished=self._known_final())
         return self._changes(limit, chosen, every=True)
@@ -1228,6 +1229,14 @@ class TaskRegistry:
             if len(handles) >= self._purge_at:
                 self._purge()
         return handle
+
+    def released(self, count: int) -> None:
+        """A batch let go of ``count`` handles (now freed, unless held
+        elsewhere). If they were half the map or more, its dead entries go
+        now: left until the map doubled, the entries of a batch of 500,000
+        ids (170 bytes each) stayed until 500,000 more new ids came."""
+        if count >= _PURGE_MIN and 2 * count >= len(self._handles):
+            self._purge()
 
     def _purge(self) -> None:
         """Drop the entries of dead handles; next time when the map has doubled
