@@ -389,7 +389,12 @@ async def test_ctrl_c_during_generate_counts_requests_not_sent_as_such(
     run = Run(proc.returncode or 0, seen + out.decode(), err.decode())
     assert run.code == 130
     assert created == 20
-    assert [line["outcome"] for line in run.lines()] == ["created"] * 20
+    lines = run.lines()
+    # One line per request: those never sent too (there was none: a pipeline
+    # could only find them by comparing its input with the lines).
+    assert [line["outcome"] for line in lines] == ["created"] * 20 + ["not sent"] * 5
+    assert len({line["request"]["prompt"] for line in lines}) == 25
+    assert all("nothing was created" in line["message"] for line in lines[20:])
     summary = run.stderr.strip().splitlines()[-1]
     assert "20 of 25 requests created a task, 0 answered without one" in summary
     assert "0 sent without an answer" in summary
@@ -424,11 +429,12 @@ async def test_ctrl_c_during_generate_marks_creates_sent_without_an_answer(
     run = Run(proc.returncode or 0, out.decode(), err.decode())
     assert run.code == 130
     assert created == 20
-    lines = run.lines()
+    lines = [line for line in run.lines() if line["outcome"] != "not sent"]
     assert [line["outcome"] for line in lines] == ["uncertain"] * 20
     assert all(line["error"] == "Interrupted" for line in lines)
     assert all("may have created a task" in line["message"] for line in lines)
     assert len({line["request"]["prompt"] for line in lines}) == 20
+    assert len(run.lines()) == 22  # and a "not sent" line for each of the other two
     summary = run.stderr.strip().splitlines()[-1]
     assert "0 of 22 requests created a task" in summary
     assert "20 sent without an answer" in summary
@@ -465,6 +471,29 @@ async def test_status_table_shows_each_task(kie: FakeKie) -> None:
     assert "SUCCESS" in rows["row-ok"]
     assert "row-ok/video.mp4" in rows["row-ok"]
     assert "GENERATING" in rows["row-wip"]
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+async def test_status_shows_a_record_on_a_stdout_that_cannot_carry_its_text(
+    kie: FakeKie, json_lines: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a stdout in ASCII (LC_ALL=C, PYTHONIOENCODING=ascii) a record whose
+    error message held an accent and an emoji ended ``status`` with
+    "unexpected UnicodeEncodeError", exit 1, nothing shown. The table shows
+    them as backslash escapes; JSON lines as \\u escapes (the same JSON)."""
+    kie.add_task("s-failed", final_status=2, error_message="\u00c9chec \U0001f431")
+    raw = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(raw, encoding="ascii", write_through=True))
+    argv = ["status", *(["--json"] if json_lines else []), *against(kie, "s-failed")]
+    code = await asyncio.wait_for(asyncio.to_thread(run_cli, argv), 30)
+    assert code == 0
+    shown = raw.getvalue().decode("ascii")
+    if json_lines:
+        (line,) = shown.splitlines()
+        assert json.loads(line)["record"]["error_message"] == "\u00c9chec \U0001f431"
+    else:
+        assert "FAILED" in shown
+        assert "\\xc9chec" in shown
 
 
 async def test_status_table_shows_ids_and_messages_as_written_each_row_on_one_line(

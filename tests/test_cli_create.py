@@ -8,6 +8,7 @@ command-line mistakes in-process through :func:`run_cli`.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -63,6 +64,27 @@ async def test_generate_prints_the_created_task_and_its_request(kie: FakeKie) ->
     }
     assert kie.polls(line["task_id"]) == 0  # no --wait: created, not polled
     assert "1 of 1 created" in run.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+async def test_a_created_task_is_printed_on_a_stdout_that_cannot_carry_its_prompt(
+    kie: FakeKie, encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a stdout in ASCII (LC_ALL=C, PYTHONIOENCODING=ascii) a prompt with
+    an emoji made the line of a create already sent (and charged for) an
+    "unexpected UnicodeEncodeError", exit 1: its task id was printed nowhere.
+    The line is written with \\u escapes instead (the same JSON)."""
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding=encoding, write_through=True)
+    monkeypatch.setattr("sys.stdout", stdout)
+    argv = ["generate", *against(kie, "Un chat \U0001f431 surfe")]
+    code = await asyncio.wait_for(asyncio.to_thread(run_cli, argv), 30)
+    assert code == 0
+    (line,) = raw.getvalue().decode(encoding).splitlines()
+    created = json.loads(line)
+    assert kie.created_ids == [created["task_id"]]
+    assert created["request"]["prompt"] == "Un chat \U0001f431 surfe"
+    assert creates_sent(kie) == 1
 
 
 async def test_generate_wait_waits_and_reports_like_wait(kie: FakeKie) -> None:

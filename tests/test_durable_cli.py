@@ -47,10 +47,14 @@ async def test_wait_with_a_store_records_writes_and_acknowledges(
     assert again.code == 0, again.stderr
     assert again.lines() == []
     named = await cli("wait", *against(kie, "--store", db, *FAST, "veo_a", "veo_b"))
-    assert named.code == 0, named.stderr
+    # Its outcome still counts: veo_b failed (it exited 0, as if it succeeded).
+    assert named.code == 1, named.stderr
     assert named.lines() == []
-    for task_id in ("veo_a", "veo_b"):
+    for task_id, status in (("veo_a", "SUCCESS"), ("veo_b", "FAILED")):
         assert f"{task_id}: already delivered and acknowledged" in named.stderr
+        assert f"({status}; see" in named.stderr
+    succeeded = await cli("wait", *against(kie, "--store", db, *FAST, "veo_a"))
+    assert succeeded.code == 0, succeeded.stderr
     async with SQLiteStore(db) as store:
         assert {t.task_id for t in await store.list_tasks("acked")} == {"veo_a", "veo_b"}
 

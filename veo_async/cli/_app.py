@@ -59,7 +59,13 @@ from ._options import (
     progress_options,
 )
 from ._outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Tally, outcome_of
-from ._output import JsonLines, LookupResult, status_json, status_table
+from ._output import (
+    JsonLines,
+    LookupResult,
+    escape_what_streams_cannot_carry,
+    status_json,
+    status_table,
+)
 from ._progress import ProgressMode, ProgressReporter
 from ._reach import ReachabilityWatch
 from ._run import Interrupted, run
@@ -299,7 +305,7 @@ def wait(
             source = (
                 veo.as_completed(task_ids)
                 if store_path is None
-                else delivered_from_store(veo, task_ids, set_total)
+                else delivered_from_store(veo, task_ids, set_total, tally.add_earlier)
             )
             try:
                 async with progress, aclosing(source) as finished:
@@ -583,6 +589,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     Every error is reported as one line on standard error, never a traceback
     (with ``--verbose``, an unexpected error's traceback follows the line).
     """
+    escape_what_streams_cannot_carry()
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.UsageError as exc:

@@ -174,6 +174,15 @@ def _unanswered(request: GenerateRequest) -> dict[str, Any]:
     }
 
 
+def _not_sent(request: GenerateRequest) -> dict[str, Any]:
+    """The line of a create interrupted before its request was sent."""
+    return {
+        "outcome": "not sent",
+        "message": "interrupted before the create request was sent: nothing was created",
+        "request": request.to_wire(),
+    }
+
+
 class _SentCreates:
     """Which of the running creates have a request out with no answer yet: a
     create's request goes out in the task that awaits it, so the session's
@@ -317,6 +326,8 @@ def generate(
                  after sending): it is never resent, check before retrying
       {"outcome": "error", "error", "message", "request"}
                  refused (402 no credits, 422...): nothing was created
+      {"outcome": "not sent", "message", "request"}
+                 interrupted before it was sent: nothing was created
 
     \b
     With --wait, each created task is then waited for and its line is that
@@ -395,6 +406,10 @@ def generate(
                 # (without a store), and a rerun must not send it blindly.
                 sink.write(_unanswered(request))
                 creates.unanswered += 1
+            else:
+                # Never sent: one line per request still, so that a pipeline
+                # knows what to send again without diffing its input.
+                sink.write(_not_sent(request))
             raise
         except SubmitUncertainError as exc:
             sink.write(_failed_create("uncertain", request, exc))

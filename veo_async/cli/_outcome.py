@@ -11,7 +11,14 @@ from typing import Any
 
 import attrs
 
-from .. import RecordInfo, TaskFailedError, TransportError, VeoTask, WaitTimeoutError
+from .. import (
+    RecordInfo,
+    TaskFailedError,
+    TaskStatus,
+    TransportError,
+    VeoTask,
+    WaitTimeoutError,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -154,6 +161,16 @@ class Tally(Counts):
             self.failed += 1
         elif outcome.kind is Outcome.TIMEOUT:
             self.timed_out += 1
+        else:
+            self.errors += 1
+
+    def add_earlier(self, status: TaskStatus | None) -> None:
+        """Count the outcome an earlier run delivered (its line is not written
+        again): by its stored ``status``; None (not readable) as an error."""
+        if status is TaskStatus.SUCCESS:
+            self.succeeded += 1
+        elif status is not None and status.is_terminal:
+            self.failed += 1
         else:
             self.errors += 1
 

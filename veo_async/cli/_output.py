@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as _dt
 import errno
+import io
 import json
 import os
 import sys
@@ -16,7 +18,41 @@ from rich.text import Text
 
 from .. import RecordInfo, TaskStatus
 
-__all__ = ["JsonLines", "LookupResult", "status_json", "status_table"]
+__all__ = [
+    "JsonLines",
+    "LookupResult",
+    "carries_unicode",
+    "escape_what_streams_cannot_carry",
+    "status_json",
+    "status_table",
+]
+
+# Encodings that carry every character.
+_UNICODE_CODECS = frozenset(
+    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
+)
+
+
+def carries_unicode(stream: object) -> bool:
+    """Whether text of any character can be written to ``stream`` (its
+    encoding is a UTF; a stream with none, a StringIO, takes text as is)."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True
+    try:
+        return codecs.lookup(encoding).name in _UNICODE_CODECS
+    except LookupError:
+        return False
+
+
+def escape_what_streams_cannot_carry() -> None:
+    """Standard output and error in an encoding without every character
+    (LC_ALL=C, PYTHONIOENCODING=ascii) write what they cannot carry as
+    backslash escapes: a record with an emoji in its prompt or error message
+    ended ``status`` with "unexpected UnicodeEncodeError", and nothing shown."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not carries_unicode(stream):
+            stream.reconfigure(errors="backslashreplace")
 
 #: One ``status`` lookup: the record, or the error that prevented reading it.
 LookupResult = RecordInfo | Exception
@@ -77,7 +113,11 @@ class JsonLines:
         if self._path is not None and self._file is None:
             self.start()
         stream = self._file if self._file is not None else sys.stdout
-        stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        # A stdout that cannot carry every character (LC_ALL=C, PYTHONIOENCODING
+        # =ascii) gets the same JSON with \u escapes, which every reader decodes
+        # alike: the line of a create already charged for was an "unexpected
+        # UnicodeEncodeError", its task id printed nowhere.
+        stream.write(json.dumps(obj, ensure_ascii=not carries_unicode(stream)) + "\n")
         stream.flush()
 
     def close(self) -> None:

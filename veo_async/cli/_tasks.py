@@ -28,6 +28,7 @@ from .. import (
     StoredTask,
     StoreError,
     StoreVersionError,
+    TaskStatus,
     VeoSession,
     VeoTask,
 )
@@ -107,7 +108,10 @@ def store_failure(exc: StoreError) -> click.ClickException:
 
 
 async def delivered_from_store(
-    veo: VeoSession, task_ids: Sequence[str], on_total: Callable[[int], None]
+    veo: VeoSession,
+    task_ids: Sequence[str],
+    on_total: Callable[[int], None],
+    on_earlier: Callable[[TaskStatus | None], None] | None = None,
 ) -> AsyncGenerator[VeoTask, None]:
     """Track *task_ids*, resume the store, yield each result not yet acknowledged.
 
@@ -115,6 +119,9 @@ async def delivered_from_store(
     written by then); leaving early acknowledges nothing more.
 
     :param on_total: called once with how many tasks will be yielded at most.
+    :param on_earlier: called with the stored status (None: not readable) of
+        each of *task_ids* an earlier run delivered and acknowledged: its
+        outcome still counts (a failed task must not exit 0 the second time).
     """
     if task_ids:
         await veo.track(task_ids)
@@ -135,12 +142,18 @@ async def delivered_from_store(
             await handle.ack()
     # Named on the command line but delivered and acknowledged by an earlier
     # run: say so, rather than print nothing for them.
+    store = veo.store
     for task_id in sorted(named):
+        stored = await store.get(task_id) if store is not None else None
+        status = stored.status if stored is not None else None
+        shown = status.name if status is not None else "outcome not readable"
         click.echo(
             f"veo-async: {task_id}: already delivered and acknowledged by an earlier run "
-            "(see 'veo-async tasks show')",
+            f"({shown}; see 'veo-async tasks show')",
             err=True,
         )
+        if on_earlier is not None:
+            on_earlier(status)
 
 
 def _when(epoch: float | None) -> str:
