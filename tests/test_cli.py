@@ -378,11 +378,15 @@ async def test_ctrl_c_during_generate_counts_requests_not_sent_as_such(
     requests.write_text("".join(f'{{"prompt": "fox {n}"}}\n' for n in range(25)))
     async with FakeKie(api_key=KEY, credits=100_000) as kie:
         proc = await start(
-            "generate", *against(kie, "--from", str(requests), "--progress", "plain")
+            "generate", *against(kie, "--from", str(requests), "--progress", "plain",
+                                 "--progress-interval", "0.2")
         )
         seen = ""
         while seen.count('"created"') < 20:  # the lines of the 20 the budget lets out at once
             seen += await read_until(proc.stdout, '"created"')
+        # A progress line counts the 5 waiting for the budget as not created
+        # (they read as "generating", as if created).
+        await read_until(proc.stderr, "not created 5 ·")
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
         created = len(kie.created_ids)
@@ -1064,6 +1068,20 @@ def test_tasks_not_created_yet_are_not_counted_as_generating() -> None:
     waiting = at_79_s()  # wait: every task exists already
     assert (waiting.generating, waiting.not_created) == (329, 0)
     assert "not created" not in waiting.describe() + waiting.summary(interrupted=True)
+
+
+def test_the_429s_counted_include_the_creates() -> None:
+    """Creates have a budget of their own, with its own count of 429s: the
+    progress line said "429s 0" beside a create's RateLimitError."""
+    from veo_async import SessionStats
+    from veo_async.cli._outcome import Tally
+    from veo_async.cli._progress import ProgressReporter
+
+    progress = ProgressReporter(Tally(3), mode="plain", interval=1.0, label="generate")
+    progress.attach(lambda: SessionStats(requests=9, rate_limited=2, create_rate_limited=3))
+    snapshot = progress.snapshot()
+    assert snapshot.rate_limited == 5
+    assert "429s 5" in snapshot.describe()
 
 
 async def test_demo_and_simulate_need_no_service_settings() -> None:

@@ -455,6 +455,9 @@ def generate(
         async with veo:
             sink.start()  # the store (if any) is ours: -o may be emptied now
             progress.attach(lambda: veo.stats)
+            # Requests not sent yet (waiting for the creation budget) are
+            # "not created", not generating.
+            progress.count_created(lambda: creates.created)
             if store_path is not None:
                 sent_before = await SentBefore.read(veo)
             async with progress:

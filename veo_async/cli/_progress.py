@@ -208,7 +208,9 @@ class ProgressReporter:
             errors=tally.errors,
             requests=stats.requests,
             failed_requests=stats.failures,
-            rate_limited=stats.rate_limited,
+            # The creates' 429s too (a budget of their own): "429s 0" was
+            # shown beside a create's RateLimitError as the last error.
+            rate_limited=stats.rate_limited + stats.create_rate_limited,
             elapsed=self._elapsed(),
             last_error=None if latest is None else describe_error(latest),
             creates=stats.creates,
