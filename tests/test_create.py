@@ -532,6 +532,52 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def test_a_connect_that_never_completes_is_resent_safely() -> None:
+    """A listener whose accept queue is full drops the handshake: the
+    create's connect times out with nothing of it sent. It was reported
+    uncertain (``sent`` True: SubmitUncertainError, "may have created a
+    task") though it could not have arrived; it is resent, and creates one
+    task once the server answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):  # the queue, full: the next handshake is dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    kie = FakeKie(api_key=API_KEY, port=port)
+    timed_out: list[TransportError] = []
+    started: list[asyncio.Task[None]] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, RequestFailed) and isinstance(event.error, TransportError):
+            timed_out.append(event.error)
+            if not started:
+                for sock in (*fillers, listener):
+                    sock.close()
+                started.append(asyncio.get_running_loop().create_task(kie.start()))
+
+    try:
+        async with VeoSession(
+            API_KEY, base_url=f"http://127.0.0.1:{port}", request_timeout=0.5, on_event=on_event
+        ) as veo:
+            task = await veo.generate("a cat")
+        assert timed_out
+        assert "no connection to" in str(timed_out[0])  # timed out connecting, not refused
+        assert all(not error.sent for error in timed_out)
+        assert kie.created_ids == [task.task_id]
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+        if started:
+            await started[0]
+        await kie.close()
+
+
 async def test_a_refused_connection_is_resent_safely() -> None:
     """Over loopback: nothing listens at first (refused before sending): the
     create is resent once the server is up, and creates exactly one task."""

@@ -22,6 +22,7 @@ import platform
 import re
 import zlib
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
@@ -306,6 +307,35 @@ class Transport(Protocol):
         """Release connections; idempotent."""
 
 
+class _Reached:
+    """Whether a request on a traced client got a connection (see
+    :func:`_connection_trace`): until then nothing of it was sent."""
+
+    __slots__ = ("connected",)
+
+    def __init__(self) -> None:
+        self.connected = False
+
+
+async def _on_connection(
+    _client: aiohttp.ClientSession, context: SimpleNamespace, _params: object
+) -> None:
+    # (No await before the flag is set: a cancellation cannot come between
+    # the connection being made and this knowing it.)
+    reached = context.trace_request_ctx
+    if isinstance(reached, _Reached):
+        reached.connected = True
+
+
+def _connection_trace() -> aiohttp.TraceConfig:
+    """Tells a request's :class:`_Reached` (its ``trace_request_ctx``) that
+    it has a connection, new or reused: the first moment it may send."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(_on_connection)
+    trace.on_connection_reuseconn.append(_on_connection)
+    return trace
+
+
 #: The encodings we inflate (what we ask for; ``x-gzip`` is gzip, RFC 9110 8.4.1.3).
 _INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
 
@@ -479,19 +509,24 @@ class AiohttpTransport:
         again unasked leaves that answer for the next request to read."""
         if self._posting is None:
             self._posting = self._new_client(
-                aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0, force_close=True)
+                aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0, force_close=True),
+                traced=True,
             )
         return self._posting
 
-    def _new_client(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    def _new_client(
+        self, connector: aiohttp.TCPConnector, *, traced: bool = False
+    ) -> aiohttp.ClientSession:
         """An owned aiohttp client over ``connector``. We inflate bodies
-        ourselves (bounded)."""
+        ourselves (bounded). ``traced``: its requests tell a :class:`_Reached`
+        given as their ``trace_request_ctx`` when they get a connection."""
         client = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
             timeout=_NO_AIOHTTP_TIMEOUT,
             # Sent with every request without being merged in per request.
             headers=self._headers,
+            trace_configs=[_connection_trace()] if traced else None,
         )
         # aiohttp sends a GET once more, on a new connection, when the
         # pooled one it went out on turns out closed by the server: a
@@ -509,8 +544,10 @@ class AiohttpTransport:
             # (not a client made anew after the close, which nothing would close)
             raise SessionClosedError("the transport is closed")
         client = self._session
+        reached: _Reached | None = None
         if request.json is not None and self._owns_session:
             client = self._posting_client()
+            reached = _Reached()
         elif client is None:  # made on first use (see _client)
             client = self._client()
         elif client.closed:
@@ -529,6 +566,7 @@ class AiohttpTransport:
         status: int | None = None
         headers: Mapping[str, str] = {}
         cut = False
+        late = False  # the deadline came first
         deadlines = self._deadlines
         # aiohttp's response, once its head came: its request_info holds the
         # request's headers, the key among them (see finally).
@@ -546,6 +584,7 @@ class AiohttpTransport:
                     self._request_headers if request.json is None else self._json_headers
                 ),
                 timeout=_NO_AIOHTTP_TIMEOUT,
+                trace_request_ctx=reached,
                 allow_redirects=False,
                 # An injected session may raise on 4xx/5xx; the status is ours.
                 raise_for_status=False,
@@ -575,6 +614,7 @@ class AiohttpTransport:
                 # asyncio.timeout() chains this error.
                 raise exc.with_traceback(None)  # noqa: B904 (the same error, re-raised)
             failure = f"no complete answer from {url} in time"
+            late = True
         except aiohttp.ClientConnectorError as exc:  # before anything was sent
             sent = False
             failure = f"could not connect to {url}: {type(exc).__name__}: {_safe(exc)}"
@@ -605,6 +645,13 @@ class AiohttpTransport:
                 # refused): the protocol reads the status and the headers.
                 return RawResponse(status, headers, b"")
             raise TruncatedResponseError(failure, http_status=status)
+        if reached is not None and not reached.connected:
+            # No connection was made (a connect that timed out: a listener
+            # whose queue is full drops the handshake): nothing of it can
+            # have arrived, and a create may be sent again.
+            sent = False
+            if late:
+                failure = f"no connection to {url} in time"
         raise TransportError(failure, sent=sent)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
