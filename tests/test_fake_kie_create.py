@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from veo_async import TaskFailedError, TaskStatus, VeoSession, WaitTimeoutError
 from veo_async._version import version
 from veo_async.testing import FakeKie, Fault, TaskScript
 from veo_async.testing._callbacks import task_payload
@@ -74,6 +75,42 @@ def test_generate_creates_a_task_whose_record_holds_the_request() -> None:
         assert kie.created_ids == [task_id]
 
     run_virtual(main)
+
+
+def test_the_tasks_the_next_creates_make_can_be_scripted() -> None:
+    """The code under test creates its tasks: a test still decides their
+    fate (a failure to retry after, a render that outlasts a wait), in
+    order, through a real session; bad fields are refused at once."""
+
+    async def main() -> None:
+        kie = FakeKie(api_key="test-key", seed=7)
+        kie.script_creates(
+            {"final_status": 2, "error_code": 400, "error_message": "flagged", "complete_after": 5},
+            {},
+        )
+        kie.script_creates({"complete_after": 3600})
+        async with VeoSession("test-key", transport=kie.transport()) as veo:
+            failed, drawn, long = [await veo.generate(f"cat {n}") for n in range(3)]
+            with pytest.raises(TaskFailedError) as caught:
+                await failed.wait(timeout=900)
+            assert (caught.value.error_code, caught.value.error_message) == (400, "flagged")
+            assert (await drawn.wait(timeout=900)).status is TaskStatus.SUCCESS
+            with pytest.raises(WaitTimeoutError):
+                await long.wait(timeout=900)
+            again = await veo.generate("cat 4")  # as drawn again: a success (failure_rate 0)
+            assert (await again.wait(timeout=900)).status is TaskStatus.SUCCESS
+        assert kie.completed_at(long.task_id) - kie.completed_at(failed.task_id) > 3000
+        assert failed.record is not None
+        assert failed.record.params["prompt"] == "cat 0"  # the request stays the simulator's
+
+    run_virtual(main)
+    kie = FakeKie()
+    with pytest.raises(TypeError):
+        kie.script_creates({"final_satus": 2})
+    with pytest.raises(ValueError, match="task_id: the simulator's"):
+        kie.script_creates({"task_id": "mine"})
+    with pytest.raises(TypeError, match="mapping of TaskScript fields"):
+        kie.script_creates(TaskScript("t1"))  # type: ignore[arg-type]
 
 
 def test_generation_times_are_drawn_per_model_not_constant() -> None:

@@ -32,7 +32,7 @@ import itertools
 import socket
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from functools import partial
 from itertools import repeat
@@ -241,6 +241,7 @@ class FakeKie:
         # clock, createTime/completeTime must move with the tasks' progress.
         self._wall_anchor: tuple[float, float] | None = None
         self._injected: list[Fault] = []  # reversed: the next fault is at the end
+        self._create_scripts: deque[dict[str, Any]] = deque()  # see script_creates
         self._requests: list[RecordedRequest] = []
         self._polls: Counter[str] = Counter()
         self._codes: Counter[int] = Counter()
@@ -448,6 +449,34 @@ class FakeKie:
             raise ValueError(f"count must be >= 0, got {count!r}")
         # Kept reversed so that taking the next fault is a cheap list.pop().
         self._injected[:0] = repeat(fault, count)
+
+    def script_creates(self, *fields: Mapping[str, Any]) -> None:
+        """Script the tasks the next creates make (generate and extend), in
+        order: each mapping holds :class:`TaskScript` fields the created task
+        follows instead of the simulator's own draw (``final_status``,
+        ``complete_after``, ``faults``, ``error_code``, ``error_message``,
+        ``visible_after``, ``quirks``...); its id, request and kind stay the
+        simulator's. Successive calls queue up; ``{}`` leaves a create as drawn.
+
+        ``fake_kie.script_creates({"final_status": 2}, {"complete_after": 600})``:
+        the next create's task fails, the one after renders for ten minutes:
+        the code under test creates its tasks, and a test still decides their
+        fate (a retry after a failure, a wait that times out).
+
+        :raises TypeError: (or ValueError) for a field TaskScript does not take
+            or a bad value, before any create; ``task_id`` and ``params`` are
+            the simulator's.
+        """
+        checked = []
+        for one in fields:
+            if not isinstance(one, Mapping):
+                raise TypeError(f"each script must be a mapping of TaskScript fields, not {one!r}")
+            owned = {"task_id", "params"} & set(one)
+            if owned:
+                raise ValueError(f"{', '.join(sorted(owned))}: the simulator's, not scriptable")
+            attrs.evolve(TaskScript("scripted"), **one)  # refused now, not at the create
+            checked.append(dict(one))
+        self._create_scripts.extend(checked)
 
     def clear_injected(self) -> int:
         """Drop the session-wide faults not yet given out ("the outage ends").
@@ -757,6 +786,8 @@ class FakeKie:
         return fault_answer(fault, partial(_json_of, answer))
 
     def _add_created(self, created: CreatedTask, now: float) -> None:
+        if self._create_scripts:  # (see script_creates)
+            created.script = attrs.evolve(created.script, **self._create_scripts.popleft())
         script = created.script
         self._tasks[script.task_id] = _TaskState(script, now, self._wall(now))
         if created.callback_url is not None:
