@@ -1259,8 +1259,12 @@ def test_waits_cancelled_and_begun_again_keep_to_the_schedule(policy: str) -> No
             while loop.time() - start < 20.0:
                 with suppress(asyncio.TimeoutError):  # (3.10: not the builtin)
                     await asyncio.wait_for(task.wait(), 0.5)
-            # fixed: at 0, 5, 10, 15 (and 20) s; learned: at 0 (then 30 s on)
-            assert kie.total_requests <= (5 if policy == "fixed" else 2)
+            # fixed: at 0, 5, 10, 15 (and 20) s; learned: at 0 (then 30 s on).
+            # One more where a loaded machine kept a poll in flight past a
+            # wait_for's 0.5 s (the clock counts the loop's real time): a run
+            # goes on from an answered poll, not from one let go of in flight.
+            # (The bug: one request per 0.5 s, 40.)
+            assert kie.total_requests <= (6 if policy == "fixed" else 3)
             assert task.status is TaskStatus.GENERATING
         await kie.close()
 
