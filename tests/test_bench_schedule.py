@@ -202,6 +202,29 @@ def test_models_in_turns_spend_no_more_than_fixed_polling(
     assert ours["lag_p95"] <= fixed["lag_p95"]
 
 
+@pytest.mark.parametrize("seed", [5, 8])
+def test_models_in_turns_on_a_faster_service_spend_no_more_than_fixed_polling(
+    tmp_path: Path, seed: int
+) -> None:
+    """500 veo3 renders (median 250 s), then 500 veo3_fast ones (100 s), 2 %
+    of them 2-3x longer: the model coming in was polled at the price set for
+    the one leaving until the recent mix (half-life 100 tasks) caught up, and
+    5 of 8 such files spent 1.001-1.006x fixed polling's requests. At a turn
+    the price is now set for the mix the turn brought."""
+    rng = random.Random(seed)
+    lines = []
+    for model, median, count in (("veo3", 250, 500), ("veo3_fast", 100, 500)):
+        for _ in range(count):
+            seconds = rng.lognormvariate(math.log(median), 0.3)
+            if rng.random() < 0.02:
+                seconds *= rng.uniform(2, 3)
+            lines.append(f"{model} {seconds:.1f}")
+    ours, fixed = ours_and_fixed_30s(tmp_path / "in_turns.txt", lines)
+    assert ours["requests_per_task"] <= fixed["requests_per_task"]
+    assert ours["lag_mean"] <= 0.7 * fixed["lag_mean"]
+    assert ours["lag_p95"] <= fixed["lag_p95"]
+
+
 def test_a_service_slowing_down_through_the_session_spends_about_what_fixed_polling_does(
     tmp_path: Path,
 ) -> None:

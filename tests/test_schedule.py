@@ -655,21 +655,26 @@ def test_learner_counts_each_task_once_at_its_first_poll() -> None:
 
 def test_the_mix_of_models_priced_for_is_the_recent_one() -> None:
     """recent_tasks() counts each task half as much once 100 more were seen
-    (any model's): after 300 veo3 tasks and then 300 veo3_fast ones, veo3
-    weighs an eighth of veo3_fast, whose weight is what veo3's was; tasks()
-    still counts them all, and the pooled weight holds both."""
+    (any model's): 300 veo3 tasks weigh the sum of their halvings. Mixed at
+    random with veo3_fast ones (no turn), each model weighs its share of the
+    recent tasks; tasks() still counts them all, and the pooled weight holds
+    both. (A turn of the mix starts the weights again: see the next tests.)"""
     learner = DurationLearner()
     for _ in range(300):
         learner.observe("veo3", 300.0)
     weight = learner.recent_tasks("veo3")
     assert weight == pytest.approx(sum(0.5 ** (k / 100) for k in range(300)))
-    for _ in range(300):
-        learner.survived("veo3_fast", 0.0, 60.0)  # first polls: new tasks
+    rng = random.Random(4)
+    for _ in range(600):  # first polls: new tasks, a third of them veo3_fast
+        learner.survived(rng.choice(["veo3", "veo3", "veo3_fast"]), 0.0, 60.0)
     learner.survived("veo3_fast", 60.0, 90.0)  # a later poll: no new task
-    assert learner.tasks("veo3") == learner.tasks("veo3_fast") == 300
-    assert learner.recent_tasks("veo3_fast") == pytest.approx(weight)
-    assert learner.recent_tasks("veo3") == pytest.approx(weight / 8)
-    assert learner.recent_tasks(None) == pytest.approx(weight * (1 + 1 / 8))
+    assert learner.turns == 0
+    assert learner.tasks("veo3") + learner.tasks("veo3_fast") == 900
+    share = learner.recent_tasks("veo3_fast") / learner.recent_tasks(None)
+    assert 0.25 < share < 0.42
+    assert learner.recent_tasks(None) == pytest.approx(
+        learner.recent_tasks("veo3") + learner.recent_tasks("veo3_fast")
+    )
     assert learner.recent_tasks("veo3_lite") == 0.0
 
 
@@ -685,6 +690,18 @@ def _first_polls(
         learner.survived(model, 0.0, 60.0, announced=announced)
         shifts.append(learner.mix_shift())
     return shifts
+
+
+def _turned_at(learner: DurationLearner, models: list[str]) -> int | None:
+    """Each of ``models`` seen as a new task, in order; the index of the
+    first at which the mix turned (a turn starts the price's mix again, so
+    the shift after it reads small), or None."""
+    before = learner.turns
+    for k, model in enumerate(models):
+        learner.survived(model, 0.0, 60.0)
+        if learner.turns > before:
+            return k
+    return None
 
 
 def test_a_steady_mix_of_models_never_turns() -> None:
@@ -705,13 +722,29 @@ def test_a_turn_of_the_mix_is_seen_within_a_few_dozen_tasks() -> None:
     learner = DurationLearner()
     _first_polls(learner, ["veo3"] * 400)
     assert learner.turns == 0
-    shifts = _first_polls(learner, ["veo3_fast"] * 600)
-    turned = next(k for k, shift in enumerate(shifts) if shift > _TURN_SHIFT)
+    turned = _turned_at(learner, ["veo3_fast"] * 600)
+    assert turned is not None
     assert 10 <= turned <= 50
     assert learner.turns == 1
     blocks = DurationLearner()
     _first_polls(blocks, (["veo3"] * 500 + ["veo3_fast"] * 500) * 3)
     assert blocks.turns == 5
+
+
+def test_at_a_turn_the_price_is_set_for_the_mix_the_turn_brought() -> None:
+    """400 veo3 tasks, then veo3_fast ones: once the turn is seen, the mix
+    the price is set for is the latest one (mostly veo3_fast), not the
+    recent one still fading in (a fifth veo3_fast): the model coming in was
+    polled at the price set for the one leaving."""
+    learner = DurationLearner()
+    _first_polls(learner, ["veo3"] * 400)
+    turned = _turned_at(learner, ["veo3_fast"] * 60)
+    assert turned is not None
+    _first_polls(learner, ["veo3_fast"] * (59 - turned))  # 60 in all
+    assert learner.turns == 1
+    share = learner.recent_tasks("veo3_fast") / learner.recent_tasks(None)
+    assert share > 0.6, (turned, share)  # (0.35 before)
+    assert learner.mix_shift() < _TURN_SHIFT  # no second turn from the same one
 
 
 def _bursts(rng: random.Random, bursts: int, size: int) -> list[list[str]]:

@@ -993,6 +993,12 @@ class DurationLearner:
         self._turned_at = watch.clock
         self._turns += 1
         self._ledger.halve()
+        # The price is set for the mix the turn brought from now on: left to
+        # fade in (half-life 100 tasks), the model coming in was polled for
+        # a hundred tasks and more at the price set for the one leaving, and
+        # files of 1,000 tasks in two turns (veo3 then veo3_fast) spent
+        # 1.003-1.009x fixed polling's requests (now 0.98-0.99x, same lag).
+        watch.recent.take(watch.latest, watch.clock)
 
     def _mix_key(self, model: str | None) -> str | None:
         """``model``'s own key in the mixes, or None for a model without a
@@ -1332,6 +1338,10 @@ class _FadingCounts:
     def add(self, key: str | None, clock: int) -> None:
         """One more for ``key`` at ``clock``."""
         self._counts[key] = (self.get(key, clock) + 1.0, clock)
+
+    def take(self, other: _FadingCounts, clock: int) -> None:
+        """Start again from ``other``'s counts at ``clock`` (fading at this half-life)."""
+        self._counts = {key: (other.get(key, clock), clock) for key in other._counts}
 
 
 def _log_quantiles(masses: list[float], levels: tuple[float, ...]) -> list[float]:
