@@ -485,8 +485,10 @@ def limit(
         by_model.setdefault(task.model, []).append(task.seconds)
     n = math.ceil(_limit_horizon(tasks, source) / LIMIT_STEP) + 1
     grids = {m: _cumulative(times, n) for m, times in by_model.items()}
-    # A model the known tasks lack (only with known=...) gets every model's schedule.
-    pooled = _cumulative([t.seconds for t in source], n)
+    # A model the known tasks lack (only with known=...) gets every model's
+    # schedule; solved only when there is one.
+    unknown = any(t.model not in by_model for t in tasks)
+    pooled = _cumulative([t.seconds for t in source], n) if unknown else ([], [])
     cap = math.ceil(LIMIT_GAP_CAP / LIMIT_STEP)
     reach = [min(n, i + cap) for i in range(n + 1)]
 
@@ -496,7 +498,7 @@ def limit(
             for m, grid in grids.items()
         }
         everyone = (
-            _polls_of(optimal_polls(*pooled, LIMIT_STEP, lam, reach=reach)) if known else []
+            _polls_of(optimal_polls(*pooled, LIMIT_STEP, lam, reach=reach)) if unknown else []
         )
         requests, lags = 0, []
         for t in tasks:
@@ -511,14 +513,25 @@ def limit(
                 lags.append(own[-1] + extra * FIXED30.max_interval - t.seconds)
         return requests / len(tasks), lags
 
+    solved: dict[float, tuple[float, list[float]]] = {}
+
+    def solved_at(lam: float) -> tuple[float, list[float]]:
+        if lam not in solved:
+            solved[lam] = solve(lam)
+        return solved[lam]
+
     lo, hi = 1e-3, 1e3  # lam: requests fall as it grows
-    for _ in range(40):
+    # 24 halvings of the log-range leave lo and hi within 1e-6 of each
+    # other (relative): the mixture below covers what is left. (40, and the
+    # two ends solved again, took twice as long for nothing: a file of 50
+    # models and 3-hour renders ran for minutes.)
+    for _ in range(24):
         mid = math.sqrt(lo * hi)
-        if solve(mid)[0] > budget:
+        if solved_at(mid)[0] > budget:
             lo = mid
         else:
             hi = mid
-    (r_lo, lags_lo), (r_hi, lags_hi) = solve(lo), solve(hi)
+    (r_lo, lags_lo), (r_hi, lags_hi) = solved_at(lo), solved_at(hi)
     share = 1.0 if r_lo == r_hi else (budget - r_hi) / (r_lo - r_hi)  # of the costly one
     # The mixture spends the budget, unless no price reaches it (every task
     # found at its first poll or two: renders of 0 s); then the nearer end,
