@@ -242,6 +242,16 @@ _LONGEST = 14 * 86_400.0
 _HEADER_WORDS = frozenset({"model", "models", "model_name", "name"})
 
 
+def _is_header(parts: list[str]) -> bool:
+    """Whether the first line's fields name columns: it starts with ``model``
+    (or ``name``...), or neither its model nor its seconds column holds a
+    digit ("task_model,duration_s,status", "model_id seconds"; "veo3 soon"
+    is a task with bad seconds): a header, however an export calls them."""
+    if parts[0].lower() in _HEADER_WORDS:
+        return True
+    return len(parts) in (2, 3) and not any(char.isdigit() for char in parts[0] + parts[1])
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """The file's lines, numbered from 1, as text: UTF-8 (a BOM, as Windows
     tools write, is dropped), or UTF-16 with its BOM. A comment is skipped
@@ -275,13 +285,15 @@ def read_durations(path: Path) -> list[Task]:
     refused with the file, the line and what is wrong.
     """
     tasks: list[Task] = []
+    header_seen = False
     for number, raw in _lines(path):
         line = raw.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
         parts = [part.strip("\"'") for part in line.split()]  # CSV may quote fields
-        if not tasks and parts[0].lower() in _HEADER_WORDS:
-            continue  # a header: "model seconds", "model,duration,outcome", ...
+        if not tasks and not header_seen and _is_header(parts):
+            header_seen = True
+            continue  # a header: "model seconds", "task_model,duration_s,status", ...
         if len(parts) not in (2, 3):
             raise SystemExit(f"{path}:{number}: expected 'model seconds [outcome]', got {raw!r}")
         outcome = parts[2].lower() if len(parts) == 3 else "success"

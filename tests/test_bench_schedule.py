@@ -115,7 +115,12 @@ def test_a_bad_durations_file_is_refused_with_its_line(
 
 @pytest.mark.parametrize(
     "header",
-    ["model seconds", "model,duration,outcome", "Model\tduration_s\tstatus", '"model","secs"'],
+    [
+        "model seconds", "model,duration,outcome", "Model\tduration_s\tstatus", '"model","secs"',
+        # Column names of other exports: refused on line 1 ("outcome must be
+        # success or failed, not 'status'").
+        "task_model,duration_s,status", "model_id seconds",
+    ],
 )
 def test_a_header_line_is_skipped_whatever_its_columns_are_called(
     tmp_path: Path, header: str
