@@ -127,6 +127,20 @@ def test_a_prior_spread_the_schedule_cannot_use_is_refused() -> None:
     assert schedule.next_delay(model="veo3", age=0.0, polls=0, rng=random.Random(1)) > 0
 
 
+def test_a_prior_moved_like_the_others_past_the_largest_median_is_kept_within_it() -> None:
+    """A model's prior moves as far as the other models' estimates moved
+    from theirs: a user's prior of 5e8 s moved 20-fold passed the largest
+    median a prior takes, and its table's rebuild (a loop callback) raised
+    ValueError. It is kept at that median."""
+    policy = AdaptivePolicy(
+        priors={"slow": DurationPrior(5e8, 0.3), "quick": DurationPrior(5.0, 0.3)}
+    )
+    learner = policy.learner()
+    for _ in range(200):
+        learner.observe("quick", 100.0)  # 20x its prior: the others' move
+    assert sum(learner.masses("slow")) == pytest.approx(1.0, abs=1e-3)
+
+
 @pytest.mark.parametrize(
     ("make", "says"),
     [

@@ -500,6 +500,19 @@ async def test_status_shows_a_record_on_a_stdout_that_cannot_carry_its_text(
         assert "\\xc9chec" in shown
 
 
+async def test_run_cli_puts_back_the_streams_it_made_escape(
+    kie: FakeKie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_cli is public: a program of the user's may call it. Its stdout in
+    ASCII was left writing backslash escapes for good (its own print of an
+    accent no longer raised); it is put back as it was."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    monkeypatch.setattr("sys.stdout", stdout)
+    argv = ["status", *against(kie, "s-none")]
+    await asyncio.wait_for(asyncio.to_thread(run_cli, argv), 30)
+    assert stdout.errors == "strict"
+
+
 async def test_status_table_shows_ids_and_messages_as_written_each_row_on_one_line(
     kie: FakeKie,
 ) -> None:

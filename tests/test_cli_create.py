@@ -87,6 +87,26 @@ async def test_a_created_task_is_printed_on_a_stdout_that_cannot_carry_its_promp
     assert creates_sent(kie) == 1
 
 
+async def test_a_create_answered_then_interrupted_is_never_called_not_sent() -> None:
+    """With a store, a create answered with its task id is recorded before
+    generate() returns: a Ctrl-C then (the request no longer out) was
+    written as "not sent: nothing was created" for a task created and
+    charged. Only a create whose request never went out is "not sent"."""
+    from veo_async.cli._generate import _SentCreates
+    from veo_async.events import RequestAnswered, RequestStarted
+
+    creates = _SentCreates()
+
+    async def create(answered: bool) -> tuple[bool, bool]:
+        if answered:
+            creates.on_event(RequestStarted("POST", "/api/v1/veo/generate", None, 1.0))
+            creates.on_event(RequestAnswered("POST", "/api/v1/veo/generate", None, 1.5, 0.5))
+        return creates.sent(), creates.never_sent()
+
+    assert await asyncio.create_task(create(answered=True)) == (False, False)
+    assert await asyncio.create_task(create(answered=False)) == (False, True)
+
+
 async def test_generate_wait_waits_and_reports_like_wait(kie: FakeKie) -> None:
     """--wait: the created task is polled to its end; the line is wait's plus the request."""
     run = await cli("generate", *against(kie, "A fox", "--wait", *FAST))

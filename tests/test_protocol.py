@@ -890,6 +890,21 @@ def test_a_byte_not_utf8_in_a_cosmetic_field_costs_no_success_record(field: str)
         assert record.params == {"prompt": "Caf\ufffd"}
 
 
+@pytest.mark.parametrize("field", ["resultUrls", "taskId"])
+def test_a_byte_not_utf8_in_a_field_that_matters_stays_unreadable(field: str) -> None:
+    """Read as U+FFFD there, a result URL (or the task id) would be quietly
+    altered and delivered, and stored, as the result: the answer stays "not
+    JSON", retried."""
+    data = {"taskId": TASK, "successFlag": 1, "paramJson": "{}",
+            "response": {"resultUrls": ["https://cdn.example/cafe.mp4"]}}
+    text = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+    marker = b"cafe.mp4" if field == "resultUrls" else TASK.encode()
+    body = text.replace(marker, marker.replace(b"a", b"\xe1", 1), 1)
+    with pytest.raises(ResponseError) as info:
+        decode_record_info(raw(body), TASK)
+    assert info.value.retryable is True
+
+
 def test_json_nested_too_deeply_is_not_asked_again() -> None:
     """Well-formed JSON 100,000 levels deep is no envelope, and asking again
     gets the same: not retryable (it was read as "cut short", and retried)."""

@@ -200,32 +200,6 @@ def test_pytest_example_runs_under_pytest(pytester: pytest.Pytester, mode: str) 
     result.assert_outcomes(passed=1)
 
 
-def test_the_fixture_serves_a_suite_whose_fixtures_default_to_the_session_loop(
-    pytester: pytest.Pytester,
-) -> None:
-    """asyncio_default_fixture_loop_scope = "session" (a common setting) put
-    the simulator on the session's loop, idle while the test ran on its own:
-    every request hung, unanswered, with no error."""
-    pytester.makepyfile(
-        test_scoped="""
-import asyncio, pytest
-from veo_async import PollPolicy, VeoSession
-
-@pytest.mark.asyncio
-async def test_answered(fake_kie):
-    fake_kie.add_task("veo_task_1", complete_after=0.05)
-    quick = PollPolicy(first_poll=0, interval=0.02, max_interval=0.05)
-    async with VeoSession("test-key", base_url=fake_kie.base_url, policy=quick) as veo:
-        record = await asyncio.wait_for(veo.task("veo_task_1").wait(), 10)
-    assert record.status.name == "SUCCESS"
-"""
-    )
-    result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=session"
-    )
-    result.assert_outcomes(passed=1)
-
-
 def test_virtual_clock_conftest_runs_a_long_test_fast(pytester: pytest.Pytester) -> None:
     """The conftest hook puts a suite on the virtual clock: a 600 s sleep passes at once."""
     pytester.makeconftest(python_blocks("Testing your code with the simulator")[2])

@@ -242,19 +242,46 @@ def _parse(body: bytes) -> Any:
         # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
         return _json.loads(body) if body.strip() else None
     except UnicodeDecodeError:
-        # A byte that is not UTF-8 (a msg or paramJson in Latin-1): the rest
-        # is read, that byte as U+FFFD. A cosmetic field must not cost a
-        # SUCCESS record (it was "not JSON", retried to the deadline).
+        # A byte that is not UTF-8 in a cosmetic field (a msg or paramJson in
+        # Latin-1): the rest is read, that byte as U+FFFD. It must not cost a
+        # SUCCESS record (it was "not JSON", retried to the deadline). One in
+        # any other field (a result URL, a task id) stays unreadable: a URL
+        # quietly altered would be delivered, and stored, as the result.
         try:
-            return _json.loads(body.decode("utf-8", "replace"))
+            parsed = _json.loads(body.decode("utf-8", "replace"))
         except RecursionError:
             return _TOO_DEEP
         except ValueError:
             return None
+        try:
+            return parsed if _replaced_only_where_cosmetic(parsed) else None
+        except RecursionError:  # (nested about as deep as a parser follows)
+            return _TOO_DEEP
     except RecursionError:  # "[[[[..." 100,000 deep: asking again gets the same
         return _TOO_DEEP
     except ValueError:
         return None
+
+
+#: Fields of an answer whose text is only shown to people.
+_COSMETIC = frozenset({"msg", "paramJson", "errorMessage", "promptJson"})
+
+
+def _replaced_only_where_cosmetic(value: Any, key: str | None = None) -> bool:
+    """Whether every U+FFFD in ``value`` is in the text of a :data:`_COSMETIC`
+    field (or anywhere under one)."""
+    if key in _COSMETIC:
+        return True
+    if isinstance(value, str):
+        return "\ufffd" not in value
+    if isinstance(value, dict):
+        return all(
+            "\ufffd" not in name and _replaced_only_where_cosmetic(item, name)
+            for name, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_replaced_only_where_cosmetic(item, key) for item in value)
+    return True
 
 
 #: What _parse returns for JSON nested too deeply to follow: no envelope, and

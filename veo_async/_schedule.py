@@ -755,7 +755,10 @@ class _Histogram:
         coarse = max(range(-shifts, shifts + 1, 5), key=likelihood)
         fine = range(max(-shifts, coarse - 4), min(shifts, coarse + 4) + 1)
         best_shift = max(fine, key=likelihood)
-        return DurationPrior(median=math.exp(mu0 + best_shift * _LOG_BIN), sigma=sigma)
+        # (At most the largest median a prior takes: a user's of 5e7 s, moved
+        # out by the data, was refused in a table's rebuild, a loop callback.)
+        median = min(_MAX_PRIOR_MEDIAN, math.exp(mu0 + best_shift * _LOG_BIN))
+        return DurationPrior(median=median, sigma=sigma)
 
     def survival_masses(self, base: list[float], prior_weight: float) -> list[float]:
         """The distribution of log-seconds: the prior ``base`` (worth
@@ -1228,7 +1231,7 @@ class DurationLearner:
         # (moved / finishes: the mean move; then shrunk by the two weights.)
         shift = moved / (finishes + _SHARED_SPEED_OTHERS)
         shift *= _SHARED_SPEED_OWN / (_SHARED_SPEED_OWN + own)
-        return DurationPrior(prior.median * math.exp(shift), prior.sigma)
+        return DurationPrior(min(_MAX_PRIOR_MEDIAN, prior.median * math.exp(shift)), prior.sigma)
 
     def _move_of(self, model: str, hist: _Histogram, prior: DurationPrior) -> float:
         """How far (log-seconds) ``model``'s fitted median is from its prior's:

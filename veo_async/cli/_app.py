@@ -589,7 +589,11 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     Every error is reported as one line on standard error, never a traceback
     (with ``--verbose``, an unexpected error's traceback follows the line).
     """
-    escape_what_streams_cannot_carry()
+    with escape_what_streams_cannot_carry():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.UsageError as exc:

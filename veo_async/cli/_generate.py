@@ -190,6 +190,8 @@ class _SentCreates:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Every create whose request went out at least once (answered or not).
+        self._started: set[asyncio.Task[Any]] = set()
 
     def on_event(self, event: Event) -> None:
         """The session's event hook."""
@@ -200,6 +202,7 @@ class _SentCreates:
             return
         if isinstance(event, RequestStarted):
             self._tasks.add(task)
+            self._started.add(task)
         else:  # answered (a 429 before a resend too): not in doubt
             self._tasks.discard(task)
 
@@ -207,11 +210,18 @@ class _SentCreates:
         """Whether the current task's create request went out."""
         return asyncio.current_task() in self._tasks
 
+    def never_sent(self) -> bool:
+        """Whether the current task's create request never went out at all
+        (answered is not enough: a create answered with its task id may be
+        interrupted while a store records it)."""
+        return asyncio.current_task() not in self._started
+
     def forget(self) -> None:
         """The current task's create is over (answered, or given up)."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.discard(task)
+            self._started.discard(task)
 
 
 async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -406,9 +416,10 @@ def generate(
                 # (without a store), and a rerun must not send it blindly.
                 sink.write(_unanswered(request))
                 creates.unanswered += 1
-            else:
+            elif sent_creates.never_sent():
                 # Never sent: one line per request still, so that a pipeline
-                # knows what to send again without diffing its input.
+                # knows what to send again without diffing its input. (One
+                # answered, then interrupted, gets no line: maybe created.)
                 sink.write(_not_sent(request))
             raise
         except SubmitUncertainError as exc:

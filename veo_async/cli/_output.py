@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as _dt
 import errno
 import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, TextIO
 
 from rich.console import Console
@@ -45,14 +46,26 @@ def carries_unicode(stream: object) -> bool:
         return False
 
 
-def escape_what_streams_cannot_carry() -> None:
-    """Standard output and error in an encoding without every character
-    (LC_ALL=C, PYTHONIOENCODING=ascii) write what they cannot carry as
-    backslash escapes: a record with an emoji in its prompt or error message
-    ended ``status`` with "unexpected UnicodeEncodeError", and nothing shown."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper) and not carries_unicode(stream):
-            stream.reconfigure(errors="backslashreplace")
+@contextlib.contextmanager
+def escape_what_streams_cannot_carry() -> Iterator[None]:
+    """Meanwhile, standard output and error in an encoding without every
+    character (LC_ALL=C, PYTHONIOENCODING=ascii) write what they cannot carry
+    as backslash escapes: a record with an emoji in its prompt or error
+    message ended ``status`` with "unexpected UnicodeEncodeError", and nothing
+    shown. Put back after (``run_cli`` may run inside a program of the user's)."""
+    changed = [
+        (stream, stream.errors)
+        for stream in (sys.stdout, sys.stderr)
+        if isinstance(stream, io.TextIOWrapper) and not carries_unicode(stream)
+    ]
+    for stream, _ in changed:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            with contextlib.suppress(ValueError):  # (a stream closed meanwhile)
+                stream.reconfigure(errors=errors)
 
 #: One ``status`` lookup: the record, or the error that prevented reading it.
 LookupResult = RecordInfo | Exception

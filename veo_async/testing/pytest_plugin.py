@@ -19,8 +19,6 @@ installed, so it must never fail there: pytest-asyncio is optional.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -44,13 +42,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     _as_fixture: _FixtureDecorator = pytest.fixture
 else:
     # pytest_asyncio.fixture, not pytest.fixture: it works in "strict" mode too.
+    # On the loop pytest-asyncio gives fixtures: it must be the test's (the
+    # simulator serves from it), and no scope pinned here would always be.
     _as_fixture = pytest_asyncio.fixture
-    if "loop_scope" in inspect.signature(pytest_asyncio.fixture).parameters:
-        # On the test's own loop: in a suite whose fixtures default to the
-        # session's loop (asyncio_default_fixture_loop_scope = "session"),
-        # the simulator served from that loop, idle while the test ran on
-        # its own: every request hung unanswered, with no error.
-        _as_fixture = functools.partial(pytest_asyncio.fixture, loop_scope="function")
 
 
 @_as_fixture
