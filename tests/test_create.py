@@ -532,6 +532,35 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def _created_once_up(
+    port: int, before_start: Callable[[], None] = lambda: None, **settings: Any
+) -> tuple[FakeKie, VeoTask, list[TransportError]]:
+    """``generate()`` against ``port``, where a simulator starts (after
+    ``before_start()``) at the create's first TransportError: the simulator,
+    the task, and the TransportErrors met on the way."""
+    kie = FakeKie(api_key=API_KEY, port=port)
+    failed: list[TransportError] = []
+    started: list[asyncio.Task[None]] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, RequestFailed) and isinstance(event.error, TransportError):
+            failed.append(event.error)
+            if not started:
+                before_start()
+                started.append(asyncio.get_running_loop().create_task(kie.start()))
+
+    try:
+        async with VeoSession(
+            API_KEY, base_url=f"http://127.0.0.1:{port}", on_event=on_event, **settings
+        ) as veo:
+            task = await veo.generate("a cat")
+    finally:
+        if started:
+            await started[0]
+        await kie.close()
+    return kie, task, failed
+
+
 async def test_a_connect_that_never_completes_is_resent_safely() -> None:
     """A listener whose accept queue is full drops the handshake: the
     create's connect times out with nothing of it sent. It was reported
@@ -549,61 +578,30 @@ async def test_a_connect_that_never_completes_is_resent_safely() -> None:
         with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
         fillers.append(filler)
-    kie = FakeKie(api_key=API_KEY, port=port)
-    timed_out: list[TransportError] = []
-    started: list[asyncio.Task[None]] = []
 
-    def on_event(event: Event) -> None:
-        if isinstance(event, RequestFailed) and isinstance(event.error, TransportError):
-            timed_out.append(event.error)
-            if not started:
-                for sock in (*fillers, listener):
-                    sock.close()
-                started.append(asyncio.get_running_loop().create_task(kie.start()))
-
-    try:
-        async with VeoSession(
-            API_KEY, base_url=f"http://127.0.0.1:{port}", request_timeout=0.5, on_event=on_event
-        ) as veo:
-            task = await veo.generate("a cat")
-        assert timed_out
-        assert "no connection to" in str(timed_out[0])  # timed out connecting, not refused
-        assert all(not error.sent for error in timed_out)
-        assert kie.created_ids == [task.task_id]
-    finally:
+    def close_the_listener() -> None:
         for sock in (*fillers, listener):
             sock.close()
-        if started:
-            await started[0]
-        await kie.close()
+
+    try:
+        kie, task, timed_out = await _created_once_up(
+            port, close_the_listener, request_timeout=0.5
+        )
+    finally:
+        close_the_listener()
+    assert timed_out
+    assert "no connection to" in str(timed_out[0])  # timed out connecting, not refused
+    assert all(not error.sent for error in timed_out)
+    assert kie.created_ids == [task.task_id]
 
 
 async def test_a_refused_connection_is_resent_safely() -> None:
     """Over loopback: nothing listens at first (refused before sending): the
     create is resent once the server is up, and creates exactly one task."""
-    port = _free_port()
-    kie = FakeKie(api_key=API_KEY, port=port)
-    refused: list[TransportError] = []
-    started: list[asyncio.Task[None]] = []
-
-    def on_event(event: Event) -> None:
-        if isinstance(event, RequestFailed) and isinstance(event.error, TransportError):
-            refused.append(event.error)
-            if not started:
-                started.append(asyncio.get_running_loop().create_task(kie.start()))
-
-    try:
-        async with VeoSession(
-            API_KEY, base_url=f"http://127.0.0.1:{port}", on_event=on_event
-        ) as veo:
-            task = await veo.generate("a cat")
-        assert refused
-        assert all(not error.sent for error in refused)
-        assert kie.created_ids == [task.task_id]
-    finally:
-        if started:
-            await started[0]
-        await kie.close()
+    kie, task, refused = await _created_once_up(_free_port())
+    assert refused
+    assert all(not error.sent for error in refused)
+    assert kie.created_ids == [task.task_id]
 
 
 # -- the creation budget -------------------------------------------------------------

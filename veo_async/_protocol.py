@@ -239,24 +239,18 @@ def _parse(body: bytes) -> Any:
     """The JSON of ``body``; None for an empty body or one that is not JSON,
     :data:`_TOO_DEEP` for JSON nested past what a parser follows."""
     try:
-        # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
-        return _json.loads(body) if body.strip() else None
-    except UnicodeDecodeError:
-        # A byte that is not UTF-8 in a cosmetic field (a msg or paramJson in
-        # Latin-1): the rest is read, that byte as U+FFFD. It must not cost a
-        # SUCCESS record (it was "not JSON", retried to the deadline). One in
-        # any other field (a result URL, a task id) stays unreadable: a URL
-        # quietly altered would be delivered, and stored, as the result.
         try:
+            # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
+            return _json.loads(body) if body.strip() else None
+        except UnicodeDecodeError:
+            # A byte that is not UTF-8 in a cosmetic field (a msg or paramJson
+            # in Latin-1): the rest is read, that byte as U+FFFD. It must not
+            # cost a SUCCESS record (it was "not JSON", retried to the
+            # deadline). One in any other field (a result URL, a task id)
+            # stays unreadable: a URL quietly altered would be delivered, and
+            # stored, as the result.
             parsed = _json.loads(body.decode("utf-8", "replace"))
-        except RecursionError:
-            return _TOO_DEEP
-        except ValueError:
-            return None
-        try:
             return parsed if _replaced_only_where_cosmetic(parsed) else None
-        except RecursionError:  # (nested about as deep as a parser follows)
-            return _TOO_DEEP
     except RecursionError:  # "[[[[..." 100,000 deep: asking again gets the same
         return _TOO_DEEP
     except ValueError:

@@ -755,10 +755,7 @@ class _Histogram:
         coarse = max(range(-shifts, shifts + 1, 5), key=likelihood)
         fine = range(max(-shifts, coarse - 4), min(shifts, coarse + 4) + 1)
         best_shift = max(fine, key=likelihood)
-        # (At most the largest median a prior takes: a user's of 5e7 s, moved
-        # out by the data, was refused in a table's rebuild, a loop callback.)
-        median = min(_MAX_PRIOR_MEDIAN, math.exp(mu0 + best_shift * _LOG_BIN))
-        return DurationPrior(median=median, sigma=sigma)
+        return _bounded_prior(math.exp(mu0 + best_shift * _LOG_BIN), sigma)
 
     def survival_masses(self, base: list[float], prior_weight: float) -> list[float]:
         """The distribution of log-seconds: the prior ``base`` (worth
@@ -1231,7 +1228,7 @@ class DurationLearner:
         # (moved / finishes: the mean move; then shrunk by the two weights.)
         shift = moved / (finishes + _SHARED_SPEED_OTHERS)
         shift *= _SHARED_SPEED_OWN / (_SHARED_SPEED_OWN + own)
-        return DurationPrior(min(_MAX_PRIOR_MEDIAN, prior.median * math.exp(shift)), prior.sigma)
+        return _bounded_prior(prior.median * math.exp(shift), prior.sigma)
 
     def _move_of(self, model: str, hist: _Histogram, prior: DurationPrior) -> float:
         """How far (log-seconds) ``model``'s fitted median is from its prior's:
@@ -1377,8 +1374,15 @@ def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
     median, the documented spread rules.
     """
     doubt = _MEDIAN_DOUBT**2 * _DOUBT_FADES / (_DOUBT_FADES + finished)
-    # (At most the widest a prior takes: past it, the doubt adds nothing.)
-    return DurationPrior(prior.median, min(_MAX_PRIOR_SIGMA, math.sqrt(prior.sigma**2 + doubt)))
+    return _bounded_prior(prior.median, math.sqrt(prior.sigma**2 + doubt))
+
+
+def _bounded_prior(median: float, sigma: float) -> DurationPrior:
+    """A prior the schedule makes of another (moved, fitted, widened), kept
+    within what :class:`DurationPrior` takes: one built in a table's rebuild
+    (a loop callback) must not be refused there (a user's prior of 5e8 s
+    moved 20-fold as the other models moved raised ValueError)."""
+    return DurationPrior(min(_MAX_PRIOR_MEDIAN, median), min(_MAX_PRIOR_SIGMA, sigma))
 
 
 def _with_fast_failures(masses: list[float], share: float) -> list[float]:

@@ -1245,26 +1245,28 @@ class TaskRegistry:
     def _purge_slice(self, ids: list[str]) -> None:
         """Drop the dead entries among the last ``_PURGE_SLICE`` of ``ids``;
         the rest on the next loop step."""
-        handles = self._handles
-        for task_id in ids[-_PURGE_SLICE:]:
-            ref = handles.get(task_id)
-            if ref is not None and ref() is None:
-                del handles[task_id]
+        self._drop_dead(ids[-_PURGE_SLICE:])
         del ids[-_PURGE_SLICE:]
         if ids:
             asyncio.get_running_loop().call_soon(self._purge_slice, ids)
         else:
-            self._purge_at = max(_PURGE_MIN, 2 * len(handles))
+            self._purge_at = max(_PURGE_MIN, 2 * len(self._handles))
 
     def _purge(self) -> None:
         """Drop the entries of dead handles; next time when the map has doubled
         (so each new handle pays O(1) for it, amortised)."""
+        self._drop_dead(list(self._handles))
+        self._purge_at = max(_PURGE_MIN, 2 * len(self._handles))
+
+    def _drop_dead(self, ids: list[str]) -> None:
+        """Drop the entries among ``ids`` whose handles are gone."""
         # In place: a new map of 100,000 entries would be young, and walked by
         # every collection until it is old.
         handles = self._handles
-        for task_id in [task_id for task_id, ref in handles.items() if ref() is None]:
-            del handles[task_id]
-        self._purge_at = max(_PURGE_MIN, 2 * len(handles))
+        for task_id in ids:
+            ref = handles.get(task_id)
+            if ref is not None and ref() is None:
+                del handles[task_id]
 
     async def create(self, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """Send a create request (see :func:`veo_async._create.submit`); the
