@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import itertools
 import math
 import random
@@ -18,15 +19,20 @@ from veo_async import (
     ServerError,
     SessionClosedError,
     TaskStatus,
+    Transport,
     VeoSession,
     WaitTimeoutError,
 )
+from veo_async._http import ApiKey, HttpRequest
+from veo_async._limits import RequestBudget
 from veo_async._pacer import _REPLAN_SLICE as REPLAN_SLICE
 from veo_async._pacer import _TELL_SLICE as TELL_SLICE
 from veo_async._pacer import Pacer, Plan, TaskFacts
+from veo_async._protocol import RawResponse, parse_http_date
+from veo_async._requester import Requester
 from veo_async._schedule import AdaptiveSchedule
 from veo_async.events import Event, RequestStarted, RetryScheduled
-from veo_async.testing import FakeKie, Fault, TaskScript
+from veo_async.testing import FakeKie, Fault, Quirks, TaskScript
 
 from ._steps import ProgramSteps
 from .conftest import API_KEY, on_time
@@ -478,6 +484,37 @@ async def test_runs_waiting_for_the_first_table_end_when_the_session_closes() ->
     assert told == [True, True]
 
 
+async def poll_ages_of_a_created_task(waited_after: float) -> list[float]:
+    """The ages at which a veo3_fast task this session created (rendering for
+    150 s) is polled, its wait begun ``waited_after`` seconds after the create."""
+    kie = FakeKie(api_key=API_KEY)
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    policy = STEADY.replace(seed=7)
+    async with VeoSession(
+        API_KEY, transport=kie.transport(), policy=policy, on_event=events.append
+    ) as veo:
+        kie.script_creates({"complete_after": 150})
+        task = await veo.generate("a cat", model="veo3_fast")
+        created = loop.time()
+        await asyncio.sleep(waited_after)
+        await task.wait(timeout=3600)
+    return [at - created for at in poll_times(events, task.task_id)]
+
+
+@pytest.mark.parametrize("waited_after", [10.0, 20.0, 30.0])
+async def test_a_created_task_is_polled_by_its_age_whenever_its_wait_began(
+    waited_after: float,
+) -> None:
+    """A task this session created, waited on only ``waited_after`` seconds
+    later, is polled at the same ages as one waited on at once (the fresh
+    schedule's early probe included), not as if just polled when the wait began."""
+    at_once = await poll_ages_of_a_created_task(0.0)
+    # (The virtual clock carries the real time the loop works: a loaded machine adds some.)
+    assert await poll_ages_of_a_created_task(waited_after) == pytest.approx(at_once, abs=0.3)
+    assert at_once[0] > 30.0
+
+
 async def test_a_created_task_waits_for_the_first_table_then_polls_on_plan() -> None:
     """A fresh session's first created task: its first poll goes where the
     (untrained) table puts it, though the table was made in loop steps; a
@@ -845,3 +882,96 @@ async def test_runs_told_of_two_first_tables_at_once_are_each_told_once_on_close
     assert len(told) == 300 * TELL_SLICE + 1
     assert all(len(values) == 1 for values in told.values())
     assert True in {values[0] for values in told.values()}
+
+
+# ---------------------------------------------------------------- what is learned, once
+
+
+async def test_a_finished_task_seen_again_and_again_is_learned_once() -> None:
+    """One finished task waited on by handle after handle (each let go) and in
+    batches teaches its generation time once, not at every look: 50 looks at
+    one old render counted 50 renders, and the schedule followed it."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_done", complete_after=30, params={"model": "veo3"}))
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        await asyncio.sleep(3600)
+        for _ in range(5):
+            await veo.task("veo_done").wait()
+            gc.collect()  # the handle is let go of: the next look makes a new one
+        for _ in range(3):
+            await veo.wait_many(["veo_done"])
+            gc.collect()
+        assert sum(r.task_id == "veo_done" for r in kie.requests) >= 8  # each look asked
+        assert veo.learner.count("veo3") == 1
+
+
+async def test_a_created_task_is_learned_under_its_model_when_its_record_names_none() -> None:
+    """Tasks this session created with ``model="veo3"`` whose records name no
+    model (``paramJson`` unreadable, or without the key, as the reference's
+    example) are learned as veo3's: their polls counted them running as
+    veo3's, and their finishes went to the pooled estimate (veo3 learned
+    only that its tasks run long)."""
+    kie = FakeKie(api_key=API_KEY)
+    odd = Quirks(invalid_param_json=True)
+    kie.script_creates(*({"complete_after": 60, "quirks": odd} for _ in range(3)))
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        tasks = [await veo.generate("a cat", model="veo3") for _ in range(3)]
+        records = await veo.wait_many([task.task_id for task in tasks])
+        assert all("model" not in record.params for record in records)
+        assert veo.learner.count("veo3") == 3
+
+
+async def test_an_extend_knows_and_is_learned_as_the_model_it_names() -> None:
+    """An extend created with ``model="quality"`` knows its model from the
+    start (as a generate does): it is planned on that model's prior, and its
+    finish is learned as that model's."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task(TaskScript("veo_base", complete_after=30, params={"model": "veo3"}))
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=STEADY) as veo:
+        base = await veo.task("veo_base").wait()
+        extended = await veo.task(base.task_id).extend("and then it rains", model="quality")
+        assert extended.model == "quality"
+        await extended.wait(timeout=7200)
+        assert veo.learner.count("quality") == 1
+
+
+class _DateFromSecondAnswer:
+    """A Transport whose first answer has no ``Date`` header (a proxy's page
+    would not) and whose later ones do."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.answers = 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        raw = await self.inner.send(request)
+        self.answers += 1
+        headers = {k: v for k, v in raw.headers.items() if k.lower() != "date"}
+        if self.answers > 1:
+            headers["Date"] = "Wed, 02 Dec 2026 07:00:00 GMT"
+        return RawResponse(raw.status, headers, raw.body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_an_answer_without_a_date_header_does_not_hold_back_the_next_ones() -> None:
+    """The server's clock is read from the next answer that has a ``Date``:
+    one without (read a minute apart otherwise) used to count as the read."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a")
+    dates: list[float] = []
+    requester = Requester(
+        _DateFromSecondAnswer(kie.transport()),
+        ApiKey(API_KEY),
+        RequestBudget(4),
+        on_server_date=dates.append,
+    )
+    try:
+        await requester.record_info("veo_a")
+        assert dates == []
+        await requester.record_info("veo_a")
+        assert dates == [parse_http_date("Wed, 02 Dec 2026 07:00:00 GMT")]
+    finally:
+        await requester.aclose()
+        await kie.close()

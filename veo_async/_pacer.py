@@ -56,6 +56,11 @@ AgeSeen = tuple[float, float, bool]
 
 _MAX_AGE = 86_400.0
 _MAX_LEARNED = 6 * 3600.0
+# Task ids learned from, remembered so that a task seen finished again (a
+# service checking the same old ids on each request, a batch waited twice)
+# teaches its generation time once: 50 looks at one finished task counted
+# 50 renders. The oldest are let go of past this many (~100 bytes each).
+_LEARNED_IDS = 32_768
 # The Date header has whole seconds: smaller differences are its rounding.
 _SKEW_NOISE = 2.0
 # A server clock further off than this is a wrong Date header, not a clock,
@@ -504,6 +509,7 @@ class Pacer:
             AdaptiveSchedule, tuple[_SlicedWalk[Replannable], frozenset[str | None]]
         ] = {}
         self._closed = False
+        self._learned_ids: dict[str, None] = {}
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
         #: (its callers too: it is read on every terminal record).
@@ -709,18 +715,28 @@ class Pacer:
         self._far_skew = None
         self.skew = skew if abs(skew) > _SKEW_NOISE else 0.0
 
-    def observe(self, record: RecordInfo, plan: Plan | None = None) -> None:
+    def observe(
+        self, record: RecordInfo, plan: Plan | None = None, *, model: str | None = None
+    ) -> None:
         """Learn from a terminal record (its duration and model), if it makes sense
         and a learned plan is (or was) in use.
 
         :param plan: the plan of the run that saw it, if any: the age at which
             it last saw the task running.
+        :param model: the model the task was created with, if this session
+            knows it: the record's ``params`` may not name it (the reference's
+            own example does not), and the task's polls counted it as running
+            under this one.
         """
         if not self.learning or record.create_time is None or record.complete_time is None:
             return
         seconds = (record.complete_time - record.create_time).total_seconds()
-        if not 0 < seconds < _MAX_LEARNED:
+        if not 0 < seconds < _MAX_LEARNED or record.task_id in self._learned_ids:
             return
+        learned = self._learned_ids
+        learned[record.task_id] = None
+        if len(learned) > _LEARNED_IDS:
+            del learned[next(iter(learned))]
         failed = record.status is not TaskStatus.SUCCESS
         running_until, polls, fixed_polls = 0.0, 0, 0
         if plan is not None:
@@ -729,7 +745,7 @@ class Pacer:
             # to that age, and the learner must not count its start again.
             running_until = plan.running_until
             polls, fixed_polls = plan.spend(seconds)
-        model = _model_of(record)
+        model = _model_of(record) or model
         self.learner.observe(
             model,
             seconds,

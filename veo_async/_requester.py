@@ -638,12 +638,17 @@ class Requester:
         return result
 
     def _read_server_date(self, raw: RawResponse, answered_at: float) -> None:
-        """Hand the server's clock (its ``Date`` header) to whoever keeps time."""
-        self._date_read_at = answered_at
+        """Hand the server's clock (its ``Date`` header) to whoever keeps time.
+
+        An answer without a readable header (a proxy's page) does not count as
+        a read: the next answer's header is read, not one a minute later.
+        """
         if self._on_server_date is None:
+            self._date_read_at = answered_at
             return
         epoch = parse_http_date(raw.headers.get("Date"))
         if epoch is not None:
+            self._date_read_at = answered_at
             self._on_server_date(epoch)
 
     def _failed(

@@ -1618,6 +1618,11 @@ class AdaptiveSchedule:
             asked = _check_number("asked_at", asked_at, 0)
             if asked > age:
                 raise ValueError(f"asked_at ({asked}) must not be past age ({age})")
+        if polls == 0:
+            # No poll made yet: nothing was learned of this task since its
+            # creation, whenever a wait began (a poll planned at the wait's
+            # start, then planned again, was never made either).
+            asked = age
         n = len(table.next_index) - 1
         # The nearest grid time is the poll just made (the jitter below stays
         # under half a step, so rounding finds it again), and the next poll
@@ -1630,8 +1635,15 @@ class AdaptiveSchedule:
         else:
             share = table.costly_share
             plan = table.costly_index if share and rng.random() < share else table.next_index
-            # Never longer than the gap planned from the grid point: caps hold.
-            delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
+            if polls == 0:
+                # Never polled: the fresh schedule's first poll at or after
+                # this age, as if followed from creation. (Planned as after a
+                # poll at this age, a wait begun at 20 s skipped the 40 s
+                # probe and ran on a grid 16 s later than the task's.)
+                delay = _first_poll_from(plan, i) * GRID - age
+            else:
+                # Never longer than the gap planned from the grid point: caps hold.
+                delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
         if explorer and given_age:
             delay = min(delay, _explorer_delay(policy.min_gap, asked, age))
         if policy.jitter:
@@ -2220,6 +2232,15 @@ def _explorer_delay(min_gap: float, asked: float, age: float) -> float:
 def _median_age(done: Sequence[float]) -> float:
     """The age by which half the tasks are done, on the grid (one step at least)."""
     return max(1, bisect.bisect_left(done, 0.5)) * GRID
+
+
+def _first_poll_from(plan: list[int], i: int) -> int:
+    """The first grid point at or after ``i`` (past 0) that ``plan`` polls a
+    task followed from creation at."""
+    j = plan[0]
+    while j < i:
+        j = plan[j]
+    return j
 
 
 def _fresh_polls(best: list[int], n: int) -> list[float]:

@@ -1013,7 +1013,7 @@ def _publish(handle: VeoTask, record: RecordInfo) -> None:
         pacer = registry.pacer
         if pacer.learning:
             run = handle._run
-            pacer.observe(record, None if run is None else run.plan)
+            pacer.observe(record, None if run is None else run.plan, model=handle._model)
         if journal is not None:
             journal.finished(handle)
     elif previous is None and journal is not None:
@@ -1134,7 +1134,9 @@ def _new_handle(task_id: str, registry: TaskRegistry) -> VeoTask:
 def _set_origin(handle: VeoTask, request: GenerateRequest | ExtendRequest, now: float) -> None:
     """Remember that this session created ``handle``'s task, and when."""
     handle._request = request
-    handle._model = request.model if isinstance(request, GenerateRequest) else None
+    # An extend names its model as the extend endpoint does (``fast``...),
+    # which has its own prior: without it the task was polled on the pooled one.
+    handle._model = request.model
     handle._created_at = datetime.datetime.now(datetime.timezone.utc)
     handle._created_loop_time = now
 
