@@ -1330,3 +1330,29 @@ async def _acking(results: AsyncIterator[VeoTask]) -> AsyncIterator[VeoTask]:
     async for task in results:
         yield task
         await task.ack()
+
+
+@pytest.mark.parametrize("then", ["close", "enter"])
+def test_a_handle_made_before_any_loop_runs_is_tracked_all_the_same(db: Path, then: str) -> None:
+    """``veo.task(id)`` has no I/O, so it may be called before a loop runs, as
+    it may without a store: with one it raised "no running event loop" after
+    queueing the id. The id is written with the next write, or at the close."""
+    kie = FakeKie(api_key=API_KEY)
+    veo = session_on(kie, store=store_at(db))
+    handle = veo.task("veo_early")
+    assert handle.task_id == "veo_early"
+
+    async def later() -> list[str]:
+        if then == "enter":
+            async with veo:
+                pass
+        else:
+            await veo.aclose()
+        store = await stored(db)
+        try:
+            return [task.task_id for task in await store.unfinished()]
+        finally:
+            await store.aclose()
+            await kie.close()
+
+    assert asyncio.run(later()) == ["veo_early"]

@@ -301,6 +301,31 @@ async def test_a_large_batch_freezes_while_live_and_unfreezes_after(
     assert gc.callbacks == callbacks
 
 
+async def test_a_large_as_completed_left_unfinished_lets_the_collector_go_at_the_close(
+    fake_kie: FakeKie, make_veo: Callable[..., VeoSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large ``as_completed`` left after its first task (``break`` without
+    ``aclosing``: the loop finalises the generator later, or never if the
+    loop closes first) no longer holds the collector frozen once its
+    session is closed: the freeze and the collection hook stayed for the
+    process, and a cycle alive at any later full collection was never freed."""
+    monkeypatch.setattr(_batch, "FREEZE_AT", 100)  # 1,000 ids count as large here
+    veo = make_veo(policy=QUARTER_SECONDS)
+    callbacks = list(gc.callbacks)
+    frozen_before = gc.get_freeze_count()
+    fake_kie.add_tasks([TaskScript(task_id, complete_after=1.0) for task_id in IDS])
+    completions = veo.as_completed(IDS)
+    first = await completions.__anext__()  # then left, unfinished
+    assert first.task_id in IDS
+    assert gc.get_freeze_count() > frozen_before
+    await veo.aclose()
+    assert gc.get_freeze_count() <= frozen_before
+    assert gc.callbacks == callbacks
+    await completions.aclose()  # its finalisation later changes nothing
+    assert gc.get_freeze_count() <= frozen_before
+    assert gc.callbacks == callbacks
+
+
 async def test_a_large_batch_keeps_the_applications_own_freeze(
     fake_kie: FakeKie, make_veo: Callable[..., VeoSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:

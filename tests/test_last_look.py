@@ -274,3 +274,24 @@ async def test_a_wait_cancelled_as_its_last_look_answers_is_cancelled() -> None:
         assert waiter.cancelled()
         assert len(answers) == 2
         assert loop.time() - start < 10.0
+
+
+@pytest.mark.parametrize("timeouts", [[25.0] * 50, [24.6 + i / 100 for i in range(50)]])
+async def test_waiters_of_one_handle_share_one_last_look(timeouts: list[float]) -> None:
+    """Any number of waiters on one handle whose deadlines fall together make
+    one last look between them (its answer reaches them all), as one waiter
+    does: 50 such waiters sent 50 requests at once just before the deadline."""
+    fixed = PollPolicy(first_poll=0, interval=10, factor=1, max_interval=10, jitter=0)
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_alone", complete_after=100)
+    kie.add_task("veo_shared", complete_after=100)
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=fixed) as veo:
+        with pytest.raises(WaitTimeoutError):
+            await veo.task("veo_alone").wait(timeout=25)
+        shared = veo.task("veo_shared")
+        outcomes = await asyncio.gather(
+            *(shared.wait(timeout=limit) for limit in timeouts), return_exceptions=True
+        )
+    assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
+    assert kie.polls("veo_alone") == 4  # at 0, 10, 20 and the last look
+    assert kie.polls("veo_shared") == kie.polls("veo_alone")

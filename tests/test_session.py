@@ -1102,3 +1102,31 @@ async def test_an_idle_connection_is_closed_before_a_server_closes_it() -> None:
     finally:
         await runner.cleanup()
     assert peers[0] == peers[1] != peers[2]
+
+
+def test_entering_binds_the_loop_and_a_close_from_another_open_loop_is_refused() -> None:
+    """A session entered in one loop (a module-scoped fixture's) is refused
+    at its first use in another (it worked there once, and the close back in
+    the first left that loop's socket open); a close from another loop while
+    the session's own is open is refused before anything is closed, and the
+    close on the session's loop then closes it."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a")
+    veo = VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY)
+    own = asyncio.new_event_loop()
+    try:
+        own.run_until_complete(veo.__aenter__())
+
+        async def elsewhere() -> None:
+            with pytest.raises(RuntimeError, match="first used in another event loop"):
+                await veo.record_info("veo_a")
+            with pytest.raises(RuntimeError, match="first used in another event loop"):
+                await veo.aclose()
+
+        asyncio.run(elsewhere())
+        assert not veo.closed
+        own.run_until_complete(veo.aclose())
+        assert veo.closed
+        assert kie.total_requests == 0
+    finally:
+        own.close()

@@ -49,7 +49,7 @@ import gc
 import logging
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
@@ -118,31 +118,50 @@ class _FreezeWhileLarge:
         self._unfreeze = False
 
     @contextmanager
-    def live(self, size: int) -> Iterator[bool]:
+    def live(self, size: int, ends: set[Callable[[], None]]) -> Iterator[bool]:
         """The lifetime of one batch of ``size`` ids; yields whether it is large.
 
         A large batch's objects leave the collector's view from its start
         (:meth:`settle` after each slice of work) until the last large batch
         ends, and while it lives the collector runs on a clock
         (:class:`_PacedCollections`). Enter it inside the batch's event loop.
+
+        :param ends: the session's live large batches: a large batch's end
+            is in it while it lives, for the session's close to call. An
+            ``as_completed`` left with ``break`` ends when the loop finalises
+            its generator: after the close, or never if the loop closes
+            first, and the collector's state stayed changed for the process
+            (whatever was alive at a full collection frozen for good).
         """
         if size < FREEZE_AT:
             yield False
             return
         self._enter()
         paced = _PacedCollections(asyncio.get_running_loop())
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                ends.discard(end)
+                paced.stop()
+                self._leave()
+
+        ends.add(end)
         try:
             yield True
         finally:
-            paced.stop()
-            self._leave()
+            end()
 
-    @staticmethod
-    def settle() -> None:
+    def settle(self) -> None:
         """A slice of a large batch's work is done: what it made leaves the
         collector's view (``gc.freeze`` moves whole generations, in constant
-        time), so no collection of the batch's life has to walk it."""
-        gc.freeze()
+        time), so no collection of the batch's life has to walk it. (None
+        once no large batch lives: a batch's last steps after its session
+        closed it.)"""
+        if self._live:
+            gc.freeze()
 
     def _enter(self) -> None:
         with self._lock:
@@ -563,7 +582,7 @@ async def wait_many(
     ids = await validated_ids_in_steps(task_ids)
     limit, chosen = registry.wait_settings(timeout, policy)
     deadline = None if limit is None else started + limit
-    with _large_batches.live(len(ids)) as large:
+    with _large_batches.live(len(ids), registry.live_batches) as large:
         handles = await _handles(registry, ids, large)
         tracker = CompletionTracker(
             handles, chosen, limit, queue=registry.requester.queue, large=large
@@ -686,7 +705,7 @@ async def _completion_order(
     registry.requester.check_open()
     deadline = None if limit is None else asyncio.get_running_loop().time() + limit
     counts = Counter(ids)
-    with _large_batches.live(len(ids)) as large:
+    with _large_batches.live(len(ids), registry.live_batches) as large:
         handles = await _handles(registry, ids, large)  # in slices: 100,000 ids take a while
         tracker = CompletionTracker(
             handles,

@@ -424,9 +424,13 @@ class DurableTracker:
         notes.append(note)
         writer = self._writer
         if writer is None or writer.done():
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_notes(), name="veo_async durable writer"
-            )
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                # ``veo.task(id)`` before a loop runs (no I/O, as without a
+                # store): written with the next write, or at the close.
+                return
+            self._writer = loop.create_task(self._write_notes(), name="veo_async durable writer")
 
     async def _write_notes(self) -> None:
         try:
@@ -634,7 +638,9 @@ class DurableTracker:
         """
         try:
             try:
-                if self._opened:
+                # (Notes queued where no loop ran yet have had no writer to
+                # open the store for them.)
+                if self._opened or self._has_notes():
                     await self._drain()
             finally:
                 self._closed = True

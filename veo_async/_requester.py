@@ -245,17 +245,22 @@ class Requester:
         if self._closed:
             raise SessionClosedError()
 
-    def check_loop(self) -> None:
+    def check_loop(self, *, closing: bool = False) -> None:
         """Raise RuntimeError when called from another event loop than the
         first one it was called from. For the entry points (a session's
-        calls, a wait's start), not for each id or request they go on to."""
+        calls, a wait's start), not for each id or request they go on to.
+
+        :param closing: for a close: allowed from another loop once the first
+            one is closed (nothing can run on it any more; what is left of
+            the session is let go of from here).
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # outside any loop (a handle made before one runs)
             return
         if self._loop is None:
             self._loop = loop
-        elif loop is not self._loop:
+        elif loop is not self._loop and not (closing and self._loop.is_closed()):
             # Its connections, timers and queue belong to that loop: used from
             # another, it failed deep in aiohttp ("Event loop is closed") or
             # never woke its waiter (a loop in another thread).

@@ -320,6 +320,10 @@ class VeoSession:
     # -- state ------------------------------------------------------------------------
 
     async def __aenter__(self: _Session) -> _Session:
+        # Entering binds the session to this loop: a session entered in a
+        # module-scoped fixture's loop and used in a test's is refused at its
+        # first use there, not after working once and leaking its sockets.
+        self._requester.check_loop()
         if self._state is _State.OPEN:
             raise RuntimeError("this VeoSession is already open: enter it once, do not nest it")
         if self._state is _State.CLOSED:
@@ -359,7 +363,13 @@ class VeoSession:
         Idempotent; a concurrent second call returns when the first has finished.
 
         :raises StoreError: a store write failed since the last ack (after closing).
+        :raises RuntimeError: called from another event loop than the one the
+            session was used in while that one is open (before anything is
+            closed: its connections and waiters belong to that loop, and
+            closed from here they were left half-closed while the call
+            returned as if done).
         """
+        self._requester.check_loop(closing=True)
         if self._closing is not None:
             await asyncio.shield(self._closing)
             return
@@ -373,6 +383,11 @@ class VeoSession:
                 if background:  # batches letting go of their runs: over in a step or two
                     await asyncio.wait(list(background))
             finally:
+                # A large as_completed left with break is finalised by the loop
+                # later (or never, if it closes first): its hold on the
+                # collector ends with the session.
+                for end in list(self._registry.live_batches):
+                    end()
                 if self._durable is not None:
                     await self._durable.aclose()
         finally:

@@ -145,6 +145,7 @@ class _PollRun(Ticket):
         "granted_at",
         "handle",
         "listeners",
+        "looked_at",
         "not_found_grace",
         "not_found_since",
         "plan",
@@ -176,6 +177,9 @@ class _PollRun(Ticket):
         # on from that poll instead of polling at once; a
         # wait_for(task.wait(), 5) in a loop asked every 5 s).
         self.granted_at: float | None = handle._asked_at
+        # When a wait's last look (see last_look) was sent; inf while one is
+        # out: any number of waiters on the handle make one look between them.
+        self.looked_at: float | None = None
 
     def next_delay(self, now: float, *, running: bool = False) -> float | None:
         handle = self.handle
@@ -259,14 +263,18 @@ class _PollRun(Ticket):
         the next one not due before ``deadline`` (else that poll is the last
         look, and a look now would be a second request within a second)."""
         granted_at = self.granted_at
+        looked_at = self.looked_at
+        # A poll granted just about ``lead`` before counts as near: the
+        # look's timer and that grant each run a little late, by however
+        # long the loop was busy (a loaded machine), not by the same.
+        near = when - lead - _NEAR_SLACK
         return (
             not self.ended
             and self.request is None
             and self.due >= deadline
-            # A poll granted just about ``lead`` before counts as near: the
-            # look's timer and that grant each run a little late, by however
-            # long the loop was busy (a loaded machine), not by the same.
-            and (granted_at is None or granted_at < when - lead - _NEAR_SLACK)
+            and (granted_at is None or granted_at < near)
+            # Another waiter's look, out or just answered, is this one's too.
+            and (looked_at is None or looked_at < near)
         )
 
     def follow(self, listener: Listener) -> Subscription:
@@ -1057,6 +1065,10 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
     left = deadline - now
     if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
         return
+    # Out: the other waiters' looks near this deadline are this one (its
+    # answer reaches them as every poll's does). 50 waiters of one deadline
+    # made 50 requests at once.
+    run.looked_at = math.inf
     try:
         # No answer by the deadline: the wait times out (within() says so).
         await within(handle.refresh(), left)
@@ -1067,6 +1079,8 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
         # that depended on where the deadline fell).
         if handle._run is run and run.request is None and not run.retrying(exc):
             run.end(exc)
+    finally:
+        run.looked_at = now
 
 
 def timed_out(handle: VeoTask, limit: float, *, log: bool = True) -> WaitTimeoutError:
@@ -1208,6 +1222,9 @@ class TaskRegistry:
         #: waiting for (see CompletionTracker.expire_at): the session's close
         #: waits for them.
         self.background: set[asyncio.Task[None]] = set()
+        #: The ends of this session's large batches still live (see
+        #: _FreezeWhileLarge.live): the session's close calls them.
+        self.live_batches: set[Callable[[], None]] = set()
 
     def _waiting_polls(self) -> Iterator[Replannable]:
         """The poll runs waiting in the queue, one at a time (see Pacer.waiting_polls)."""
