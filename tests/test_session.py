@@ -44,7 +44,7 @@ from veo_async._endpoints import GENERATE_PATH
 from veo_async._http import AiohttpTransport, ApiKey, HttpRequest
 from veo_async._requester import RECORD_INFO_PATH
 from veo_async.events import Event, RequestFailed, RequestStarted, SessionPaused
-from veo_async.testing import FakeKie, Fault, Quirks
+from veo_async.testing import FakeKie, Fault, Quirks, TaskScript
 
 from .conftest import API_KEY, FAST_POLICY, eventually, session_on
 
@@ -1130,3 +1130,20 @@ def test_entering_binds_the_loop_and_a_close_from_another_open_loop_is_refused()
         assert kie.total_requests == 0
     finally:
         own.close()
+
+
+async def test_a_read_ended_by_the_close_is_counted_as_the_error_it_raised(
+    fake_kie: FakeKie,
+) -> None:
+    """A record_info() in flight when the session closes raises
+    SessionClosedError, and the session's stats say the same (they said
+    TransportError, an error nobody saw)."""
+    fake_kie.add_task(TaskScript("veo_slow", faults=[Fault.slow(1000)]))
+    veo = VeoSession(API_KEY, transport=fake_kie.transport(), policy=FAST_POLICY)
+    reading = asyncio.ensure_future(veo.record_info("veo_slow"))
+    await eventually(lambda: veo.stats.in_flight == 1)
+    await veo.aclose()
+    with pytest.raises(SessionClosedError) as raised:
+        await reading
+    assert type(veo.stats.last_error) is SessionClosedError
+    assert str(veo.stats.last_error) == str(raised.value)

@@ -611,9 +611,14 @@ class Requester:
                     # As when the transport's close pulls the connection: a
                     # create may have gone through (its caller says so), a
                     # read ends with the session.
-                    closed = TransportError(_CLOSED_DURING, sent=True)
-                    self._failed(method, path, task_id, granted_at, closed)
-                    ended = closed if creating is not None else SessionClosedError(_CLOSED_DURING)
+                    # (Counted as the caller sees it: stats.last_error said
+                    # TransportError where the read raised SessionClosedError.)
+                    ended = (
+                        TransportError(_CLOSED_DURING, sent=True)
+                        if creating is not None
+                        else SessionClosedError(_CLOSED_DURING)
+                    )
+                    self._failed(method, path, task_id, granted_at, ended)
             elif self._on_event is not None:
                 now = _loop_time() or granted_at
                 self.emit(RequestCancelled(method, path, task_id, now, now - granted_at))
