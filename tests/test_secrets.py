@@ -747,3 +747,16 @@ async def test_an_answer_with_escapes_but_no_key_is_left_as_it_is() -> None:
         record = await veo.record_info("t1")
     assert record.error_message == "bad key café http://x"
     assert record.params == {"prompt": "a cat café"}
+
+
+@pytest.mark.parametrize("pasted", [f"Bearer {SECRET}", f"bearer  {SECRET} ", f" BEARER {SECRET}"])
+async def test_a_key_pasted_with_its_scheme_is_sent_once(pasted: str) -> None:
+    """A key pasted as the service's pages show the header (``Bearer sk-...``)
+    is sent as ``Bearer sk-...``, not ``Bearer Bearer sk-...`` (every request
+    a 401 the user could not explain)."""
+    kie = FakeKie(api_key=SECRET)
+    kie.add_task("veo_a")
+    async with VeoSession(pasted, transport=kie.transport()) as veo:
+        record = await veo.record_info("veo_a")
+    assert record.task_id == "veo_a"
+    assert kie.requests[0].headers["Authorization"] == f"Bearer {SECRET}"

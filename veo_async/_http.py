@@ -65,6 +65,10 @@ def user_agent(version: str) -> str:
 def check_api_key(key: object) -> str:
     """The key, stripped, if it can be sent in a header; else raise.
 
+    A key pasted with its scheme (``"Bearer sk-..."``, as the service's pages
+    show the header) is the key after it: sent as is, the header said
+    ``Bearer Bearer sk-...`` and every request was a 401.
+
     :raises ValueError: naming the problem (never the key itself).
     :raises TypeError: for a key that is not a string.
     """
@@ -73,7 +77,11 @@ def check_api_key(key: object) -> str:
         del key  # not a local of the traceback's frame: a reporter may read them
         raise problem
     assert isinstance(key, str)
-    return key.strip()
+    key = key.strip()
+    scheme, _, rest = key.partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        key = rest.strip()
+    return key
 
 
 def _key_problem(key: object) -> Exception | None:

@@ -93,7 +93,8 @@ class VeoSession:
     A session is entered once: entering it twice (or nesting it) raises, and a
     closed session stays closed. Its settings are read-only.
 
-    :param api_key: the Kie API key; None reads the ``KIE_API_KEY`` variable.
+    :param api_key: the Kie API key (pasted as ``"Bearer sk-..."``, the key
+        after the scheme); None reads the ``KIE_API_KEY`` variable.
     :param base_url: the service root; None reads ``KIE_BASE_URL``, else
         ``https://api.kie.ai``.
     :param session: an :class:`aiohttp.ClientSession` to use; it is not closed
