@@ -29,7 +29,7 @@ from veo_async._poll_runners import PollRequest, PollRunners
 from veo_async._protocol import RawResponse
 from veo_async.testing import FakeKie, Fault, TaskScript
 
-from .conftest import FAST_POLICY, eventually, leftover_tasks, session_on
+from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks, session_on
 
 
 async def _until(condition: object, limit: float = 3.0) -> bool:
@@ -743,3 +743,26 @@ async def test_closing_the_session_waits_for_a_deadline_letting_go(fake_kie: Fak
     finally:
         await completed.aclose()
         await veo.aclose()
+
+
+@pytest.mark.parametrize("steps", range(6))
+async def test_a_batch_raises_the_outcome_it_chose_at_its_deadline(steps: int) -> None:
+    """wait_many without return_exceptions raises the error it chose at its
+    deadline, though another wait's poll of the id answers success while the
+    batch lets go of its runs (it failed on an assert, asking again)."""
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a")  # finished already
+    policy = PollPolicy(first_poll=0, interval=1, jitter=0)
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=policy) as veo:
+        other = asyncio.ensure_future(veo.task("veo_a").wait(timeout=10))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        try:
+            outcome: object = await veo.wait_many(["veo_a"], timeout=0)
+        except WaitTimeoutError as exc:
+            outcome = exc
+        assert (await other).status is TaskStatus.SUCCESS
+    if isinstance(outcome, WaitTimeoutError):
+        assert outcome.task_id == "veo_a"
+    else:
+        assert [record.status for record in outcome] == [TaskStatus.SUCCESS]  # type: ignore[attr-defined]

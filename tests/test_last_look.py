@@ -80,17 +80,20 @@ async def test_a_task_still_running_at_the_last_look_times_out_with_that_record(
 
 
 @pytest.mark.parametrize(
-    "timeout",
+    ("timeout", "last"),
     [
         # The run polled at 9 s: nothing more is sent at 9.5 s (the look's time).
-        10.0,
+        (10.0, 9.0),
         # The look's time (8.8 s) comes before the run's own poll at 9 s, still
-        # before the deadline: that poll is the last one, no second request
-        # 0.2 s before it.
-        9.3,
+        # before the deadline: that poll, brought forward to 8.8 s (its answer
+        # may take longer than the 0.3 s left at 9 s), is the last one, with
+        # no second request 0.2 s before it.
+        (9.3, 8.8),
     ],
 )
-async def test_no_last_look_when_the_schedule_polls_near_the_deadline(timeout: float) -> None:
+async def test_no_last_look_when_the_schedule_polls_near_the_deadline(
+    timeout: float, last: float
+) -> None:
     """Polls every 3 s: a poll of the run's own within the look's lead before
     the deadline, or between the look's time and the deadline, is the last look."""
     kie = FakeKie(api_key=API_KEY)
@@ -99,7 +102,7 @@ async def test_no_last_look_when_the_schedule_polls_near_the_deadline(timeout: f
     outcome, polls, _ = await waited(kie, timeout, every_3s)
     assert isinstance(outcome, WaitTimeoutError)
     # (Lateness of 0.3 s would move the run's 9 s poll past the 9.3 s deadline.)
-    assert on_time(polls, [0.0, 3.0, 6.0, 9.0], late=0.2), polls
+    assert on_time(polls, [0.0, 3.0, 6.0, last], late=0.2), polls
 
 
 async def test_a_last_look_answered_after_the_deadline_is_cut_there() -> None:
@@ -295,3 +298,21 @@ async def test_waiters_of_one_handle_share_one_last_look(timeouts: list[float]) 
     assert all(isinstance(outcome, WaitTimeoutError) for outcome in outcomes)
     assert kie.polls("veo_alone") == 4  # at 0, 10, 20 and the last look
     assert kie.polls("veo_shared") == kie.polls("veo_alone")
+
+
+@pytest.mark.parametrize("timeout", [20.5, 20.7, 20.85, 21.0])
+async def test_a_poll_due_just_before_the_deadline_is_brought_forward_as_the_last_look(
+    timeout: float,
+) -> None:
+    """When the next poll falls due less than an answer's time before the
+    deadline, the last look is that poll, brought forward: left where it was,
+    its answer came after the deadline, and a task finished 8 s before timed
+    out (with ``timeout=20.7`` and ``20.85``, not ``20.5`` or ``21``)."""
+    fixed = PollPolicy(first_poll=0, interval=10, factor=1, max_interval=10, jitter=0)
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a", complete_after=12.0)
+    kie.inject(Fault.slow(0.3), 100)  # every answer takes 0.3 s
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=fixed) as veo:
+        record = await veo.task("veo_a").wait(timeout=timeout)
+    assert record.status is TaskStatus.SUCCESS
+    assert kie.polls("veo_a") == 3  # at 0, 10.3 and the look: no request more

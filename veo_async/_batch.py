@@ -51,7 +51,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import NoReturn, cast
 
 from ._id_checks import validated_ids, validated_ids_in_steps
 from ._limits import DueQueue
@@ -592,8 +592,8 @@ async def wait_many(
         try:
             await tracker.start(wake_each=False, stop_on_failure=not return_exceptions)
             await tracker.until(deadline, stop_on_failure=not return_exceptions)
-            failed = None if return_exceptions else _first_failure(tracker)
-            if failed is not None:
+            raising = [] if return_exceptions else _first_failure(tracker)
+            if raising:
                 # Let go of every run before raising, and give a poll runner
                 # that answered in the step that ended the batch the step it
                 # waits before its next poll: it finds the batch's polls gone
@@ -602,7 +602,7 @@ async def wait_many(
                 # error would each add their frames to its traceback.)
                 await tracker.close()
                 await asyncio.sleep(0)
-                _raise_outcome(tracker, failed)
+                _raise_outcome(raising)
             if tracker.pending:
                 await tracker.give_up()  # the deadline: time out the rest, in slices
             outcomes = await tracker.outcomes()
@@ -648,34 +648,39 @@ def _raise_known_failure(ids: list[str], handles: dict[str, VeoTask]) -> None:
         del failure
 
 
-def _first_failure(tracker: CompletionTracker) -> str | None:
-    """Without ``return_exceptions``: the id whose outcome the batch raises,
-    the first failure, else the first id unfinished (its timeout recorded
-    now, on its handle, where it stays once the runs are let go of); None
-    when every id succeeded."""
+def _first_failure(tracker: CompletionTracker) -> list[BaseException]:
+    """Without ``return_exceptions``: the error the batch raises, alone in a
+    list (empty when every id succeeded): the first failure's, else the
+    first unfinished id's timeout (recorded now, on its handle, where it
+    stays once the runs are let go of).
+
+    Chosen now, at the deadline, and raised as chosen: asked for again after
+    the batch let go of its runs, a poll of another wait answered meanwhile
+    had made the id's outcome a success (the batch failed on an assert).
+    In a list, so that the batch's frame, which the raised error's traceback
+    holds, does not hold the error (a cycle for the collector)."""
     failed = tracker.first_failure
     if failed is None:
         unfinished = tracker.unfinished()
         if not unfinished:
-            return None
+            return []
         failed = unfinished[0]
-        tracker.outcome(failed)  # (its WaitTimeoutError, kept by its handle)
-    return failed
-
-
-def _raise_outcome(tracker: CompletionTracker, failed: str) -> None:
-    """Raise the outcome of ``failed`` (see :func:`_first_failure`)."""
     outcome = tracker.outcome(failed)
     assert isinstance(outcome, BaseException)
+    return [outcome]
+
+
+def _raise_outcome(chosen: list[BaseException]) -> NoReturn:
+    """Raise the error :func:`_first_failure` chose (taking it out of ``chosen``)."""
+    outcome = chosen.pop()
     try:
         # Perhaps a handle's kept error, raised before: afresh, or its
         # traceback would grow with every batch that raises it.
         raise outcome.with_traceback(None)
     finally:
         # The error's traceback holds this frame: without these locals no
-        # cycle (error -> traceback -> frame -> error, or the tracker and
-        # every outcome) is left for the collector.
-        del outcome, tracker, failed
+        # cycle (error -> traceback -> frame -> error) is left for the collector.
+        del outcome, chosen
 
 
 def as_completed(

@@ -257,6 +257,19 @@ class _PollRun(Ticket):
         self.due = now + delay
         self.requester.queue.push(self.due, self)
 
+    def poll_now_for(self, when: float, deadline: float) -> bool:
+        """Bring the waiting poll forward to ``when`` if it is due after it
+        but before ``deadline`` (a wait's last look at ``when``): that poll
+        is then the look. Left where it was, its answer could not come by
+        the deadline (a poll due 0.1 s before it, answered in 0.3 s: a task
+        finished long before timed out). Whether it was brought forward."""
+        if self.ended or self.request is not None or not when < self.due < deadline:
+            return False
+        if self.requester.queue.move(self, when):
+            self.due = when
+            return True
+        return False
+
     def idle_at(self, when: float, lead: float, deadline: float) -> bool:
         """Whether a look at ``when`` would be the only poll near it: no
         request in flight, none granted in the ``lead`` seconds before, and
@@ -1052,7 +1065,8 @@ def _note_failure(handle: VeoTask, error: VeoError) -> None:
 async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
     """A wait's last look at ``handle``, ``lead`` seconds before its
     ``deadline``: one poll, if the handle's run has no poll due before the
-    deadline, none in flight and none in the last ``lead`` seconds (a learned
+    deadline (one due between now and then is brought forward to now: it is
+    the look), none in flight and none in the last ``lead`` seconds (a learned
     schedule's first poll of a new task comes a minute or more after its
     creation). A task that finished meanwhile is seen, not reported as timed
     out; an answer that misses the deadline, or a failed poll, leaves the
@@ -1063,7 +1077,9 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
     run = handle._run
     now = _now()
     left = deadline - now
-    if run is None or left <= 0 or not run.idle_at(now, lead, deadline):
+    if run is None or left <= 0 or run.poll_now_for(now, deadline):
+        return
+    if not run.idle_at(now, lead, deadline):
         return
     # Out: the other waiters' looks near this deadline are this one (its
     # answer reaches them as every poll's does). 50 waiters of one deadline
