@@ -324,10 +324,11 @@ class CompletionTracker:
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
         # The id first: a run that ends on a terminal record calls twice (the
         # change, then the end), and the second call finds the id gone.
-        if handle.task_id in self._subscriptions and (error is not None or handle.done()):
-            del self._subscriptions[handle.task_id]  # the run has ended or is ending
+        task_id, subscriptions = handle.task_id, self._subscriptions  # (every id comes here)
+        if task_id in subscriptions and (error is not None or handle.done()):
+            del subscriptions[task_id]  # the run has ended or is ending
             self._pending -= 1
-            self._arrived(handle.task_id, handle, error)
+            self._arrived(task_id, handle, error)
 
     def _arrived(self, task_id: str, handle: VeoTask, error: BaseException | None) -> None:
         if error is not None:
@@ -434,6 +435,9 @@ class CompletionTracker:
         handle = self.handles[task_id]
         if task_id in self._subscriptions:
             return timed_out(handle, self.limit or 0.0)
+        record = handle.record
+        if record is not None and record.status is _SUCCESS:
+            return record  # (what exception() would find, without its calls: most ids)
         # Not raised and caught: a caught exception would hold this frame,
         # its caller's (outcomes(): every outcome of the batch) and so itself.
         failure = handle.exception()  # what ended a run: an Exception (see _arrived)

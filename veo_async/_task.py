@@ -199,9 +199,6 @@ class _PollRun(Ticket):
             handle._first_seen = plan.first_seen  # for the task's later runs
         return delay
 
-    def begin(self, now: float) -> None:
-        self.plan_next(now)
-
     def plan_next(
         self, now: float, *, running: bool = False, retry_of: VeoError | None = None
     ) -> None:
@@ -321,7 +318,7 @@ class _PollRun(Ticket):
         self.attempt += 1
         self.granted_at = now
         handle = self.handle
-        self.request = self.requester.poll(handle.task_id, now, handle._record, self.answered)
+        self.request = self.requester.poll(handle.task_id, handle._record, now, self.answered)
 
     def failed(self, error: BaseException) -> None:
         self.finish(error)
@@ -342,7 +339,8 @@ class _PollRun(Ticket):
         # in flight, or waits timing out just after each poll left would
         # each plan the next from an unanswered one, and never see an answer.
         self.handle._asked_at = self.granted_at
-        if isinstance(error, asyncio.CancelledError):
+        # (None first: the usual answer then costs no isinstance() call.)
+        if error is not None and isinstance(error, asyncio.CancelledError):
             # Only the session stopping (closed, or a 401) cancels a request
             # of a run still followed.
             self.finish(self.requester.stopped_error())
@@ -358,7 +356,8 @@ class _PollRun(Ticket):
             # grace window of its own, not what is left of the first one.
             self.not_found_since = None
             if record.status is not _GENERATING:  # record.is_done, without a call
-                self.finish(None)
+                if not self.ended:  # (as a rule _publish ended the run: no call then)
+                    self.finish(None)
             else:
                 self.plan_next(self.requester.now(), running=True)
             return
@@ -657,7 +656,7 @@ class VeoTask:
             # (error, result(): "what ended the last wait"): a batch consumer
             # reading a handle it was handed must find what ended it there,
             # even once another wait has started polling it again.
-            run.begin(registry.requester.now())
+            run.plan_next(registry.requester.now())
         return run.follow(listener)
 
     # -- waiting --------------------------------------------------------------------
@@ -1030,7 +1029,8 @@ def _publish(handle: VeoTask, record: RecordInfo) -> None:
     if record.status is not _GENERATING:  # record.is_done
         # The newest outcome, whichever wait brought it (a watch, a batch):
         # an older wait's timeout is no longer what ended the last one.
-        handle._error = _failure_of(record)
+        # (_failure_of, inline: every finished poll comes here)
+        handle._error = None if record.status is _SUCCESS else TaskFailedError(record)
         pacer = registry.pacer
         if pacer.learning:
             run = handle._run
