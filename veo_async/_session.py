@@ -60,6 +60,11 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+# Read once: on Python 3.11, _State.CLOSED runs a descriptor each time (every
+# record_info() checks it).
+_CLOSED = _State.CLOSED
+
+
 def _positive_number(name: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -395,7 +400,7 @@ class VeoSession:
             self._closing.set_result(None)
 
     def _check_open(self) -> None:
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             raise SessionClosedError("this VeoSession is closed; open a new one")
         self._requester.check_loop()
 
