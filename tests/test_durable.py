@@ -1356,3 +1356,36 @@ def test_a_handle_made_before_any_loop_runs_is_tracked_all_the_same(db: Path, th
             await kie.close()
 
     assert asyncio.run(later()) == ["veo_early"]
+
+
+class _CountedOpens(SQLiteStore):
+    """A store file that counts the times it is asked to open."""
+
+    opens = 0
+
+    async def open(self) -> None:
+        self.opens += 1
+        await super().open()
+
+
+def test_a_store_that_failed_to_open_is_not_tried_again_by_the_close(db: Path) -> None:
+    """An id queued before any loop ran, then an enter whose store is locked
+    by another session: the store is asked to open once (the close asked
+    again to write the id: the lock timeout paid twice, and the close's
+    error raised in place of the enter's)."""
+    kie = FakeKie(api_key=API_KEY)
+    store = _CountedOpens(db, flush_interval=FLUSH, lock_timeout=0.2)
+    early = session_on(kie, store=store)
+    early.task("veo_early")  # no loop runs yet
+
+    async def enter_while_held() -> None:
+        async with session_on(kie, store=store_at(db)):
+            with pytest.raises(StoreLockedError):
+                async with early:
+                    pass
+
+    try:
+        asyncio.run(enter_while_held())
+    finally:
+        asyncio.run(kie.close())
+    assert store.opens == 1

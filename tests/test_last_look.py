@@ -316,3 +316,29 @@ async def test_a_poll_due_just_before_the_deadline_is_brought_forward_as_the_las
         record = await veo.task("veo_a").wait(timeout=timeout)
     assert record.status is TaskStatus.SUCCESS
     assert kie.polls("veo_a") == 3  # at 0, 10.3 and the look: no request more
+
+
+@pytest.mark.parametrize("owner_ends", ["cancelled", "failed"])
+async def test_a_waiter_whose_shared_look_came_to_nothing_makes_its_own(owner_ends: str) -> None:
+    """Two waiters of one handle (deadlines 25 and 25.5 s, answers taking
+    0.8 s): the first one's look is out when the second's time comes. If that
+    look is cancelled with its waiter, or fails, it was no look: the second
+    makes its own and sees the task that finished at 22.5 s (it timed out)."""
+    fixed = PollPolicy(first_poll=0, interval=10, factor=1, max_interval=10, jitter=0)
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a", complete_after=22.5)
+    kie.inject(Fault.slow(0.8), 3)  # the run's three polls; the looks answer at once...
+    if owner_ends == "failed":
+        kie.inject(Fault.server_error())  # ...but the first look fails
+    else:
+        kie.inject(Fault.slow(0.8))  # ...but the first look is slow
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=fixed) as veo:
+        task = veo.task("veo_a")
+        first = asyncio.ensure_future(task.wait(timeout=25.0))  # looks at 24.0
+        second = asyncio.ensure_future(task.wait(timeout=25.5))  # would look at 24.5
+        await asyncio.sleep(24.3)
+        if owner_ends == "cancelled":
+            first.cancel()  # its waiter gives up while its look is out
+        record = await second
+        assert record.status is TaskStatus.SUCCESS
+        await asyncio.gather(first, return_exceptions=True)

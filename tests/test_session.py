@@ -1147,3 +1147,30 @@ async def test_a_read_ended_by_the_close_is_counted_as_the_error_it_raised(
         await reading
     assert type(veo.stats.last_error) is SessionClosedError
     assert str(veo.stats.last_error) == str(raised.value)
+
+
+def test_a_closed_session_closes_again_and_refuses_entry_from_any_loop() -> None:
+    """A second close of a closed session returns, whatever loop it is called
+    from (cleanup code, atexit handlers, notebooks: a close from another loop
+    raised "first used in another event loop" though nothing was left to
+    close); entering it again says it is closed, from any loop."""
+    kie = FakeKie(api_key=API_KEY)
+    veo = VeoSession(API_KEY, transport=kie.transport(), policy=FAST_POLICY)
+    own = asyncio.new_event_loop()
+    try:
+
+        async def use() -> None:
+            async with veo:
+                pass
+
+        own.run_until_complete(use())
+        assert veo.closed
+        asyncio.run(veo.aclose())
+
+        async def enter() -> None:
+            with pytest.raises(SessionClosedError):
+                await veo.__aenter__()
+
+        asyncio.run(enter())
+    finally:
+        own.close()

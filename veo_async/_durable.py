@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Container, Iterable
 from typing import TypeVar
 
@@ -294,6 +294,7 @@ class DurableTracker:
     def __init__(self, store: TaskStore) -> None:
         self.store = store
         self._opened = False
+        self._open_failed = False
         self._open_lock = asyncio.Lock()
         self._drain_lock = asyncio.Lock()
         # Notes waiting for the writer, one list per kind: (task id, epoch
@@ -310,7 +311,9 @@ class DurableTracker:
         # Ids acknowledged by this session, the latest _ACKED_KEPT (oldest
         # first): a running completed() that reads none of them from the store
         # must not take one again from a later poll of it either.
-        self._acked: dict[str, None] = {}
+        # Ordered: the oldest let go of in O(1) (popitem; a dict's
+        # next(iter()) walks the deleted slots piling up at its front).
+        self._acked: OrderedDict[str, None] = OrderedDict()
         self._keepers: dict[str, Subscription] = {}
         self._keeper = self._on_kept_change
         self._closed = False
@@ -351,6 +354,7 @@ class DurableTracker:
                     try:
                         await self.store.open()
                     except BaseException:
+                        self._open_failed = True
                         self._release()
                         if self._closed:  # closed while opening: the store refused
                             raise SessionClosedError(
@@ -399,7 +403,7 @@ class DurableTracker:
         acked.pop(task_id, None)
         acked[task_id] = None
         if len(acked) > _ACKED_KEPT:
-            del acked[next(iter(acked))]
+            acked.popitem(last=False)
         self._claims.pop(task_id, None)
         for delivery in self._deliveries:
             delivery.acked(task_id)
@@ -639,8 +643,10 @@ class DurableTracker:
         try:
             try:
                 # (Notes queued where no loop ran yet have had no writer to
-                # open the store for them.)
-                if self._opened or self._has_notes():
+                # open the store for them; a store this session failed to
+                # open is not tried again: its lock_timeout paid twice, and
+                # the close's error in place of the open's.)
+                if self._opened or (self._has_notes() and not self._open_failed):
                     await self._drain()
             finally:
                 self._closed = True

@@ -509,7 +509,9 @@ class Pacer:
             AdaptiveSchedule, tuple[_SlicedWalk[Replannable], frozenset[str | None]]
         ] = {}
         self._closed = False
-        self._learned_ids: dict[str, None] = {}
+        # Ordered: the oldest let go of in O(1) (popitem; a dict's
+        # next(iter()) walks the deleted slots piling up at its front).
+        self._learned_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         #: Whether :meth:`observe` learns anything: learning serves learned
         #: plans only, so a session polling on fixed schedules alone skips it
         #: (its callers too: it is read on every terminal record).
@@ -736,7 +738,7 @@ class Pacer:
         learned = self._learned_ids
         learned[record.task_id] = None
         if len(learned) > _LEARNED_IDS:
-            del learned[next(iter(learned))]
+            learned.popitem(last=False)
         failed = record.status is not TaskStatus.SUCCESS
         running_until, polls, fixed_polls = 0.0, 0, 0
         if plan is not None:

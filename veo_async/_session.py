@@ -326,14 +326,14 @@ class VeoSession:
     # -- state ------------------------------------------------------------------------
 
     async def __aenter__(self: _Session) -> _Session:
-        # Entering binds the session to this loop: a session entered in a
-        # module-scoped fixture's loop and used in a test's is refused at its
-        # first use there, not after working once and leaking its sockets.
-        self._requester.check_loop()
         if self._state is _State.OPEN:
             raise RuntimeError("this VeoSession is already open: enter it once, do not nest it")
         if self._state is _State.CLOSED:
             raise SessionClosedError("this VeoSession is closed; open a new one")
+        # Entering binds the session to this loop: a session entered in a
+        # module-scoped fixture's loop and used in a test's is refused at its
+        # first use there, not after working once and leaking its sockets.
+        self._requester.check_loop()
         self._state = _State.OPEN
         if self._durable is not None:
             try:
@@ -375,6 +375,9 @@ class VeoSession:
             closed from here they were left half-closed while the call
             returned as if done).
         """
+        closing = self._closing
+        if closing is not None and closing.done():
+            return  # closed: a second close has nothing to do, from any loop
         self._requester.check_loop(closing=True)
         if self._closing is not None:
             await asyncio.shield(self._closing)

@@ -145,6 +145,7 @@ class _PollRun(Ticket):
         "granted_at",
         "handle",
         "listeners",
+        "look",
         "looked_at",
         "not_found_grace",
         "not_found_since",
@@ -177,8 +178,10 @@ class _PollRun(Ticket):
         # on from that poll instead of polling at once; a
         # wait_for(task.wait(), 5) in a loop asked every 5 s).
         self.granted_at: float | None = handle._asked_at
-        # When a wait's last look (see last_look) was sent; inf while one is
-        # out: any number of waiters on the handle make one look between them.
+        # A wait's last look (see last_look) out now, done with whether it
+        # was answered; and when the last answered one was sent: any number
+        # of waiters on the handle make one look between them.
+        self.look: asyncio.Future[bool] | None = None
         self.looked_at: float | None = None
 
     def next_delay(self, now: float, *, running: bool = False) -> float | None:
@@ -283,7 +286,7 @@ class _PollRun(Ticket):
             and self.request is None
             and self.due >= deadline
             and (granted_at is None or granted_at < near)
-            # Another waiter's look, out or just answered, is this one's too.
+            # Another waiter's look, just answered, is this one's too.
             and (looked_at is None or looked_at < near)
         )
 
@@ -1075,19 +1078,30 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
     For :meth:`VeoTask.wait`, :meth:`VeoTask.watch` and the batch tools.
     """
     run = handle._run
-    now = _now()
-    left = deadline - now
-    if run is None or left <= 0 or run.poll_now_for(now, deadline):
-        return
+    while True:
+        now = _now()
+        left = deadline - now
+        if run is None or handle._run is not run or left <= 0:
+            return
+        if run.poll_now_for(now, deadline):
+            return
+        shared = run.look
+        if shared is None:
+            break
+        # Another waiter's look is out: its answer reaches this wait as
+        # every poll's does (50 waiters of one deadline made 50 requests at
+        # once). Failed, or cancelled with its waiter, it was no look: then
+        # this wait makes its own, if there is time.
+        done, _ = await asyncio.wait((shared,), timeout=left)
+        if not done or shared.result():
+            return
     if not run.idle_at(now, lead, deadline):
         return
-    # Out: the other waiters' looks near this deadline are this one (its
-    # answer reaches them as every poll's does). 50 waiters of one deadline
-    # made 50 requests at once.
-    run.looked_at = math.inf
+    run.look = look = asyncio.get_running_loop().create_future()
+    answered = False
     try:
         # No answer by the deadline: the wait times out (within() says so).
-        await within(handle.refresh(), left)
+        answered, _ = await within(handle.refresh(), left)
     except VeoError as exc:
         _note_failure(handle, exc)
         # An answer the run's own poll would have ended on ends it (an id
@@ -1096,7 +1110,10 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
         if handle._run is run and run.request is None and not run.retrying(exc):
             run.end(exc)
     finally:
-        run.looked_at = now
+        run.look = None
+        if answered:
+            run.looked_at = now
+        look.set_result(answered)
 
 
 def timed_out(handle: VeoTask, limit: float, *, log: bool = True) -> WaitTimeoutError:
