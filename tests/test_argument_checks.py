@@ -177,3 +177,47 @@ async def test_a_redis_url_redis_cannot_read_leaves_no_error_holding_its_passwor
         traceback.TracebackException.from_exception(error, capture_locals=True).format()
     )
     assert "hunter2secret" not in told
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        # Accepted, then an OverflowError in a rebuild (a loop callback): the
+        # wait polled blind until its last look.
+        (lambda: DurationPrior(median=150, sigma=1e-160), "sigma must be at least 0.001"),
+        # Accepted, then 17-19 s of CPU for one task's tables (3,000 s).
+        (lambda: AdaptivePolicy(max_gap=3000), "max_gap must be at most 600"),
+        # Accepted, then refused by Redis at open(), naming nothing.
+        (lambda: RedisStore("redis://localhost", lease=1e300), "lease must be between"),
+    ],
+)
+def test_values_that_misbehaved_later_are_refused_when_given(make: Any, named: str) -> None:
+    """Settings accepted at construction that failed later, far from where
+    they were given, are refused where they are given, naming themselves."""
+    with pytest.raises(ValueError, match=named):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: AdaptivePolicy(explorers=_as_any("1")), "explorers must be an int"),
+        (lambda: AdaptivePolicy(rebuild_every=_as_any(2.0)), "rebuild_every must be an int"),
+        (lambda: SQLiteStore("x.db", retention=_as_any("1")), "retention must be"),
+        (lambda: SQLiteStore("x.db", flush_interval=_as_any(None)), "flush_interval must be"),
+        (lambda: RedisStore("redis://localhost", lease=_as_any("15")), "lease must be"),
+    ],
+)
+def test_every_refused_number_is_a_value_error(make: Any, named: str) -> None:
+    """``except ValueError`` catches every refused number (and ``except
+    TypeError`` one of the wrong type): these raised a plain TypeError."""
+    with pytest.raises(ValueError, match=named) as raised:
+        make()
+    assert isinstance(raised.value, TypeError)
+
+
+def test_a_stores_durations_are_called_seconds_not_epoch_seconds() -> None:
+    """A duration of the wrong type is said to be a number of seconds (the
+    message called ``retention`` epoch seconds)."""
+    with pytest.raises(TypeError, match="retention must be a number of seconds"):
+        SQLiteStore("x.db", retention=_as_any("14 days"))

@@ -198,7 +198,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._numbers import check_real, is_finite, shown
+from ._numbers import NotANumberError, check_real, is_finite, shown
 
 __all__ = [
     "DEFAULT_PRIORS",
@@ -389,6 +389,11 @@ _MAX_PRIOR_MEDIAN = 1e9
 # beyond any guess; 1e308 overflowed in the first table, which a session
 # builds in a callback, so its wait polled on blind to its timeout.
 _MAX_PRIOR_SIGMA = 10.0
+# The longest max_gap an AdaptivePolicy takes (see its check).
+_MAX_GAP = 600.0
+# ...and the smallest: the fit divides by it (and the learner's own estimate
+# never goes below _SIGMA_FLOOR).
+_MIN_PRIOR_SIGMA = 0.001
 
 
 @attrs.frozen
@@ -396,7 +401,7 @@ class DurationPrior:
     """A log-normal guess at a model's generation time, before data.
 
     :param median: median seconds from creation to a terminal status.
-    :param sigma: standard deviation of log-seconds (at most 10).
+    :param sigma: standard deviation of log-seconds (0.001 to 10).
     """
 
     median: float = attrs.field()
@@ -415,6 +420,12 @@ class DurationPrior:
             )
         if self.sigma > _MAX_PRIOR_SIGMA:
             raise ValueError(f"sigma must be at most {_MAX_PRIOR_SIGMA:g}, not {shown(self.sigma)}")
+        if self.sigma < _MIN_PRIOR_SIGMA:
+            # (1e-160 overflowed in a rebuild, a loop callback: the wait
+            # polled blind until its last look.)
+            raise ValueError(
+                f"sigma must be at least {_MIN_PRIOR_SIGMA:g}, not {shown(self.sigma)}"
+            )
 
 
 #: The prior of a model with no prior of its own, and of ``model=None``.
@@ -444,9 +455,13 @@ DEFAULT_PRIORS: Mapping[str, DurationPrior] = {
 
 
 def _check_count(name: str, value: object, minimum: int = 0) -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum``."""
+    """``value`` if it is an int (not a bool) of at least ``minimum``.
+
+    :raises NotANumberError: (a TypeError and a ValueError, as every refused
+        number of the package) for anything but an int.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {value!r}")
+        raise NotANumberError(f"{name} must be an int, not {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, not {shown(value)}")
     return value
@@ -517,7 +532,8 @@ class AdaptivePolicy:
     :param min_gap: shortest gap between two polls of a task, in seconds.
     :param max_gap: longest gap once past the bulk of generation times (the
         learned 90th percentile, or twice the prior's median if that comes
-        first), and the gap past the table's horizon (the 99.95th percentile).
+        first), and the gap past the table's horizon (the 99.95th percentile);
+        at most 600 s.
         Inside the bulk the gaps are the optimum's (short where renders
         finish, one long gap across a stretch where none do).
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
@@ -573,6 +589,13 @@ class AdaptivePolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_gap < self.min_gap:
             raise ValueError(f"max_gap ({self.max_gap:g}) must be >= min_gap ({self.min_gap:g})")
+        if self.max_gap > _MAX_GAP:
+            # Each table's program weighs every gap up to max_gap from each
+            # grid point: 3,000 s took 17-19 s of CPU for one task's tables.
+            raise ValueError(
+                f"max_gap must be at most {_MAX_GAP:g} s, not {shown(self.max_gap)} "
+                "(for rarer polls, a PollPolicy)"
+            )
         _check_count("explorers", self.explorers)
         if math.floor(self.max_gap / GRID) < max(1, math.ceil(self.min_gap / GRID)):
             # Polls are planned on a grid of GRID seconds: a gap can only be

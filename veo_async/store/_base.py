@@ -98,9 +98,9 @@ class BatchedStore:
         flush_interval: float,
         batch_size: int,
     ) -> None:
-        if retention is not None and check_time(retention, "retention") <= 0:
+        if retention is not None and check_time(retention, "retention", duration=True) <= 0:
             raise ValueError(f"retention must be positive or None, not {retention!r}")
-        if check_time(flush_interval, "flush_interval") < 0:
+        if check_time(flush_interval, "flush_interval", duration=True) < 0:
             raise ValueError(f"flush_interval must be >= 0, not {flush_interval!r}")
         self._where = where
         self._retention = retention
@@ -375,7 +375,7 @@ class BatchedStore:
 
         :returns: how many were deleted (tasks and intents).
         """
-        if check_time(older_than_seconds, "older_than_seconds") < 0:
+        if check_time(older_than_seconds, "older_than_seconds", duration=True) < 0:
             raise ValueError(f"older_than_seconds must be >= 0, not {older_than_seconds!r}")
         cutoff = now_or(now, "now") - older_than_seconds
         self._purged_at = now_or(None, "now")  # by the clock (see _submit)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .._numbers import is_finite, shown
+from .._numbers import NotANumberError, is_finite, shown
 from ..models import RecordInfo, validate_task_id
 from ._codec import json_safe, record_text, record_to_json
 from ._text import dumps
@@ -35,14 +35,16 @@ def check_task_id(task_id: object) -> str:
     return validate_task_id(task_id)
 
 
-def check_time(value: object, name: str) -> float:
-    """*value* as a float of epoch seconds (or a duration).
+def check_time(value: object, name: str, *, duration: bool = False) -> float:
+    """*value* as a float of epoch seconds (or, with ``duration``, of seconds).
 
-    :raises TypeError: when it is not a number.
+    :raises NotANumberError: (a TypeError and a ValueError, as every refused
+        number of the package) when it is not a number.
     :raises ValueError: when it is NaN or infinite.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be epoch seconds (a number), not {type(value).__name__}")
+        what = "a number of seconds" if duration else "epoch seconds (a number)"
+        raise NotANumberError(f"{name} must be {what}, not {type(value).__name__}")
     if not is_finite(value):  # NaN, the infinities, an int past a float's range
         raise ValueError(f"{name} must be a finite number, not {shown(value)}")
     return float(value)

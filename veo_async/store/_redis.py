@@ -43,6 +43,7 @@ import urllib.parse
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._numbers import shown
 from .._timeouts import within
 from ..errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from . import _redis_scripts as lua
@@ -70,6 +71,8 @@ _SCHEMES = ("redis", "rediss", "unix")
 _DATABASE = re.compile(r"/\d{0,3}")
 #: Keys a read's pipeline asks for at once.
 _KEYS_PER_CALL = 1000
+# The longest lease (a year): in milliseconds well within Redis's integers.
+_MAX_LEASE = 365 * 86_400.0
 
 
 def _text(value: object) -> Any:
@@ -182,7 +185,7 @@ class RedisStore(BatchedStore):
     :param lock_timeout: how long :meth:`open` waits for the store's owner to
         let go before raising :class:`~veo_async.errors.StoreLockedError`.
     :param lease: seconds the lock outlives its owner's last renewal (a dead
-        owner frees the store within it).
+        owner frees the store within it): 1 s to a year.
     :param timeout: seconds a connection, or one round trip of the store, may
         take before it fails with :class:`~veo_async.errors.StoreError`.
     :param create: make the store when the namespace has none; False: opening
@@ -245,11 +248,16 @@ class RedisStore(BatchedStore):
                 "within 0-65535 (a \"/\", \"?\" or \"#\" in a password must be written "
                 "%2F, %3F or %23)"
             )
-        if check_time(lock_timeout, "lock_timeout") < 0:
+        if check_time(lock_timeout, "lock_timeout", duration=True) < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
-        if check_time(lease, "lease") < 1:
-            raise ValueError(f"lease must be at least 1 second, not {lease!r}")
-        if check_time(timeout, "timeout") <= 0:
+        if not 1 <= check_time(lease, "lease", duration=True) <= _MAX_LEASE:
+            # (Redis takes the lease in milliseconds, as a 64-bit integer: a
+            # lease of 1e300 s was accepted here and refused at open(), with
+            # an error that did not name it.)
+            raise ValueError(
+                f"lease must be between 1 second and {_MAX_LEASE:g} seconds, not {shown(lease)}"
+            )
+        if check_time(timeout, "timeout", duration=True) <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         super().__init__(
             f"{where} (namespace {namespace})",

@@ -129,7 +129,7 @@ class SQLiteStore(BatchedStore):
             raise ValueError(f"path must not contain a NUL character: {self._path!r}")
         if not isinstance(check_integrity, bool):
             raise TypeError(f"check_integrity must be True or False, not {check_integrity!r}")
-        if check_time(lock_timeout, "lock_timeout") < 0:
+        if check_time(lock_timeout, "lock_timeout", duration=True) < 0:
             raise ValueError(f"lock_timeout must be >= 0, not {lock_timeout!r}")
         super().__init__(
             self._path, retention=retention, flush_interval=flush_interval, batch_size=batch_size

@@ -176,7 +176,8 @@ class FakeKie:
         200 with body code 429).
     :param hd_delay: seconds (scaled) from a task's end to its 1080p version.
     :param uhd_delay: seconds (scaled) from the first 4K request to the 4K version.
-    :param fallback_rate: the share of created tasks made by the fallback model.
+    :param fallback_rate: the share of the successful created tasks made by the
+        fallback model (of those the failure rate leaves).
     :param failure_rate: the share of created tasks that end FAILED.
     :param callback_secret: sign callbacks with this HMAC key (None: unsigned).
     :param shutdown_timeout: seconds :meth:`close` lets aiohttp wait for
