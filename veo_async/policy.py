@@ -76,7 +76,8 @@ class PollPolicy:
         ~60 for a task you just created to skip polls that cannot succeed.
     :param interval: the first gap between polls, in seconds (> 0).
     :param factor: growth of the gap per poll (>= 1; 1 means a fixed interval).
-    :param max_interval: the cap on the gap (>= ``interval``).
+    :param max_interval: the cap on the gap (>= ``interval``), before the jitter:
+        a capped gap may still move by ±``jitter`` of itself.
     :param jitter: each gap is drawn uniformly from ``gap * (1 ± jitter)``
         (0 <= jitter < 1; 0 disables it).
     :param timeout: the default overall deadline of a wait, in seconds, or
