@@ -342,3 +342,44 @@ async def test_a_waiter_whose_shared_look_came_to_nothing_makes_its_own(owner_en
         record = await second
         assert record.status is TaskStatus.SUCCESS
         await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_waiters_of_a_fast_schedule_bring_its_poll_forward_once() -> None:
+    """50 waiters of one handle on a 1 s PollPolicy, their deadlines spread
+    over 0.3 s: the run's poll brought forward as one waiter's look is not
+    brought forward again for the next (each set the next poll a second on,
+    before the next deadline: 50 requests in 0.3 s where one polls 2)."""
+    every_1s = PollPolicy(first_poll=0, interval=1, factor=1, max_interval=1, jitter=0)
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a", complete_after=5000)
+    loop = asyncio.get_running_loop()
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=every_1s) as veo:
+        start = loop.time()
+        task = veo.task("veo_a")
+
+        async def one(after: float) -> None:
+            await asyncio.sleep(after)
+            with pytest.raises(WaitTimeoutError):
+                await task.wait(timeout=25)
+
+        await asyncio.gather(*(one(i * 0.006) for i in range(50)))
+    late = [r.started - start for r in kie.requests if r.started - start > 23.5]
+    assert len(late) <= 2, late
+
+
+async def test_a_waiter_looks_itself_when_the_poll_brought_forward_failed() -> None:
+    """The run's poll, brought forward as one waiter's look, fails (a 500):
+    the next waiter's look goes out (a failed poll is no look), and both see
+    the task that finished 14 s before."""
+    every_19_8s = PollPolicy(first_poll=0, interval=19.8, factor=1, max_interval=20, jitter=0)
+    kie = FakeKie(api_key=API_KEY)
+    kie.add_task("veo_a", complete_after=45)
+    async with VeoSession(API_KEY, transport=kie.transport(), policy=every_19_8s) as veo:
+        task = veo.task("veo_a")
+        first = asyncio.ensure_future(task.wait(timeout=60.0))  # looks at 59 s
+        second = asyncio.ensure_future(task.wait(timeout=60.3))  # looks at 59.3 s
+        await asyncio.sleep(58.95)
+        kie.inject(Fault.server_error())  # the run's poll, brought forward to 59 s
+        records = await asyncio.gather(first, second)
+    assert [record.status for record in records] == [TaskStatus.SUCCESS] * 2
+    assert [r.code for r in kie.requests][-2:] == [500, 200]

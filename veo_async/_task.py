@@ -257,13 +257,19 @@ class _PollRun(Ticket):
         self.due = now + delay
         self.requester.queue.push(self.due, self)
 
-    def poll_now_for(self, when: float, deadline: float) -> bool:
+    def poll_now_for(self, when: float, lead: float, deadline: float) -> bool:
         """Bring the waiting poll forward to ``when`` if it is due after it
-        but before ``deadline`` (a wait's last look at ``when``): that poll
-        is then the look. Left where it was, its answer could not come by
-        the deadline (a poll due 0.1 s before it, answered in 0.3 s: a task
-        finished long before timed out). Whether it was brought forward."""
+        but before ``deadline`` (a wait's last look at ``when``), unless a
+        poll or look was answered near it: that poll is then the look. Left
+        where it was, its answer could not come by the deadline (a poll due
+        0.1 s before it, answered in 0.3 s: a task finished long before
+        timed out). Whether it was brought forward."""
         if self.ended or self.request is not None or not when < self.due < deadline:
+            return False
+        # Not again for the next waiter: each poll brought forward set the
+        # next one an interval on, before that waiter's deadline (50 waiters
+        # of a 1 s PollPolicy made 50 requests in 0.3 s).
+        if self._answered_near(when, lead):
             return False
         if self.requester.queue.move(self, when):
             self.due = when
@@ -272,23 +278,29 @@ class _PollRun(Ticket):
 
     def idle_at(self, when: float, lead: float, deadline: float) -> bool:
         """Whether a look at ``when`` would be the only poll near it: no
-        request in flight, none granted in the ``lead`` seconds before, and
+        request in flight, none answered in the ``lead`` seconds before, and
         the next one not due before ``deadline`` (else that poll is the last
         look, and a look now would be a second request within a second)."""
-        granted_at = self.granted_at
-        looked_at = self.looked_at
-        # A poll granted just about ``lead`` before counts as near: the
-        # look's timer and that grant each run a little late, by however
-        # long the loop was busy (a loaded machine), not by the same.
-        near = when - lead - _NEAR_SLACK
         return (
             not self.ended
             and self.request is None
             and self.due >= deadline
-            and (granted_at is None or granted_at < near)
-            # Another waiter's look, just answered, is this one's too.
-            and (looked_at is None or looked_at < near)
+            and not self._answered_near(when, lead)
         )
+
+    def _answered_near(self, when: float, lead: float) -> bool:
+        """Whether a poll granted, or another waiter's look sent, in the
+        ``lead`` seconds before ``when`` was answered: a look at ``when``
+        would learn nothing more. A poll that failed was no look."""
+        # A poll granted just about ``lead`` before counts as near: the
+        # look's timer and that grant each run a little late, by however
+        # long the loop was busy (a loaded machine), not by the same.
+        near = when - lead - _NEAR_SLACK
+        looked_at = self.looked_at
+        if looked_at is not None and looked_at >= near:
+            return True  # another waiter's look, answered: this one's too
+        granted_at = self.granted_at
+        return granted_at is not None and granted_at >= near and self.handle._last_failure is None
 
     def follow(self, listener: Listener) -> Subscription:
         self.listeners.append(listener)
@@ -1083,7 +1095,7 @@ async def last_look(handle: VeoTask, deadline: float, lead: float) -> None:
         left = deadline - now
         if run is None or handle._run is not run or left <= 0:
             return
-        if run.poll_now_for(now, deadline):
+        if run.poll_now_for(now, lead, deadline):
             return
         shared = run.look
         if shared is None:
