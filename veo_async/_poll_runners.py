@@ -234,11 +234,7 @@ class PollRunners:
             give_back()  # may grant the next poll (queued now, for us)
             on_answer, request.on_answer = request.on_answer, None
             if on_answer is not None:
-                # _tell inline: one Python call less on every poll.
-                try:
-                    on_answer(request, record, error)
-                except Exception as exc:
-                    _handler_failed(request, exc)
+                _tell(request, on_answer, record, error)
             if leaving:
                 self._spawn_for_queued()
                 if isinstance(error, asyncio.CancelledError):
@@ -337,18 +333,13 @@ def _tell(
     try:
         on_answer(request, record, error)
     except Exception as exc:
-        _handler_failed(request, exc)
-
-
-def _handler_failed(request: PollRequest, exc: Exception) -> None:
-    """Report that the answer handler of ``request`` raised ``exc`` (see _tell)."""
-    # Not under the "task" key: from 3.12 the loop runs a custom handler
-    # inside that task's context, which is the running one here (the
-    # answer is handed on inside the runner), and it fails.
-    asyncio.get_running_loop().call_exception_handler(
-        {
-            "message": "Exception in a poll's answer handler",
-            "exception": exc,
-            "poll_task_id": request.task_id,
-        }
-    )
+        # Not under the "task" key: from 3.12 the loop runs a custom handler
+        # inside that task's context, which is the running one here (the
+        # answer is handed on inside the runner), and it fails.
+        asyncio.get_running_loop().call_exception_handler(
+            {
+                "message": "Exception in a poll's answer handler",
+                "exception": exc,
+                "poll_task_id": request.task_id,
+            }
+        )

@@ -1044,8 +1044,7 @@ def _publish(handle: VeoTask, record: RecordInfo) -> None:
     if record.status is not _GENERATING:  # record.is_done
         # The newest outcome, whichever wait brought it (a watch, a batch):
         # an older wait's timeout is no longer what ended the last one.
-        # (_failure_of, inline: every finished poll comes here)
-        handle._error = None if record.status is _SUCCESS else TaskFailedError(record)
+        handle._error = _failure_of(record)
         pacer = registry.pacer
         if pacer.learning:
             run = handle._run
