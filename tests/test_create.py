@@ -379,6 +379,8 @@ def test_a_create_answered_an_error_status_names_the_task_it_may_have_created(
             with pytest.raises(SubmitUncertainError) as caught:
                 await veo.generate("a cat")
         assert caught.value.task_id == "veo_task_made"
+        # Named once: the cause quoted the error with its "(task ...)" too.
+        assert str(caught.value).count("(task 'veo_task_made')") == 1
         assert transport.posts == 1
 
     run_virtual(main)
@@ -907,6 +909,27 @@ def test_extend_waits_for_success_then_creates_a_new_task() -> None:
     in_process(body)
 
 
+def test_a_refused_extend_names_the_task_it_extends() -> None:
+    """An extend the service refuses raises an error naming the task it
+    extends (it named none); a generate's refusal names none (no task exists)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat")
+        await task
+        kie.inject_create(Fault.body_code(400, "prompt flagged"))
+        with pytest.raises(ContentPolicyError) as caught:
+            await task.extend("more")
+        assert caught.value.task_id == task.task_id
+        assert task.task_id in str(caught.value)
+        kie.inject_create(Fault.body_code(400, "prompt flagged"))
+        with pytest.raises(ContentPolicyError) as generated:
+            await veo.generate("a dog")
+        assert generated.value.task_id is None
+        assert len(requests_to(kie, "/api/v1/veo/extend")) == 1
+
+    in_process(body)
+
+
 def test_get_1080p_polls_processing_until_ready() -> None:
     """get_1080p waits for the task, then asks every 20-30 s while "processing"."""
 
@@ -1288,6 +1311,14 @@ def test_the_4k_answers_are_told_apart_by_msg_and_data() -> None:
     assert decode_4k(raw({"code": 200, "msg": "success", "data": {"taskId": "t"}})) is None
     with pytest.raises(APIError):
         decode_4k(raw({"code": 422, "msg": "taskId is invalid", "data": None}))
+    # A 422 refusing the request with a data object (it was read as
+    # "processing" and asked again, each ask paid, to the deadline).
+    for invalid in ("Invalid parameter: index", "taskId is required", "index must be 0 or 1"):
+        with pytest.raises(APIError, match=invalid) as refused:
+            decode_4k(raw({"code": 422, "msg": invalid, "data": {}}))
+        assert not refused.value.retryable
+    # An unknown wording with a data object is still waited out.
+    assert decode_4k(raw({"code": 422, "msg": "please wait", "data": {"taskId": "t"}})) is None
     assert decode_1080p(raw({"code": 400, "msg": "1080P is processing", "data": None})) is None
     # On the 1080p endpoint every 400 means "not ready yet", whatever it says.
     later = "1080P video is not generated yet, please try again later"

@@ -585,3 +585,24 @@ def test_the_services_long_text_is_bounded_in_messages_and_reprs() -> None:
     # Short text is quoted whole.
     short = TaskFailedError(record(TaskStatus.FAILED, 400, "prompt rejected"))
     assert "prompt rejected" in str(short)
+
+
+def test_a_401_says_the_api_key_was_refused() -> None:
+    """Kie's 401 message ("You do not have access permissions"), with a task's
+    id after it, read as a refusal of that task: the text says it is the key."""
+    error = AuthenticationError(
+        "You do not have access permissions", code=401, http_status=401, task_id=TASK
+    )
+    assert str(error) == (
+        "[401] You do not have access permissions: the API key was refused (check it) "
+        f"(task {TASK!r})"
+    )
+    assert "API key" in str(api_error(401, "Unauthorized", http_status=401))
+
+
+def test_a_timeout_quoting_its_last_failure_names_the_task_once() -> None:
+    """The last poll's error, quoted in the timeout's message, named the task
+    again: "...reset by peer (task 't1')) (task 't1')"."""
+    error = WaitTimeoutError(TASK, 3.0, None, TransportError("reset by peer", task_id=TASK))
+    assert str(error).count(TASK) == 1
+    assert "reset by peer" in str(error)

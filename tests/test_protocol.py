@@ -237,6 +237,11 @@ def test_error_without_usable_msg_gets_a_generic_message(msg: object, expected: 
             401, b'{"code":401,"msg":"Unauth', AuthenticationError, False, id="401-truncated-json"
         ),
         pytest.param(404, b"<html>Not Found</html>", NotFoundError, False, id="404-html"),
+        # A proxy's 400 page is no refusal of the prompt (Kie says that in an
+        # envelope): it was a ContentPolicyError, with no excerpt.
+        pytest.param(
+            400, b"<html><h1>400 Bad Request</h1></html>", ErrorPage, False, id="400-html"
+        ),
         pytest.param(500, b"", ServerErrorPage, True, id="500-empty"),
         pytest.param(502, b"\xff\xfe\xfa bad bytes", ServerErrorPage, True, id="502-non-utf8"),
         pytest.param(500, b"[1, 2, 3]", ServerErrorPage, True, id="500-json-list"),

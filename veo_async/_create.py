@@ -50,6 +50,7 @@ from .errors import (
     SubmitUncertainError,
     TransportError,
     VeoError,
+    text_without_task,
 )
 from .models import ExtendRequest, GenerateRequest
 from .store import TaskStore, new_ref, with_ref
@@ -137,12 +138,14 @@ async def submit(
             else:
                 # A code that rejected the request (a proxy's refusal page, an
                 # ErrorPage, too: caught here before its ResponseError side).
+                _name_the_source(request, exc)
                 raise
         except ResponseError as exc:  # an unreadable answer: it may say "created"
             raise _uncertain(request, exc) from None
         if on_refused is not None:
             on_refused()
         if resends >= MAX_SAFE_RESENDS:
+            _name_the_source(request, error)
             raise error
         resends += 1
         logger.debug("create request refused before creating (%r); resend %d", error, resends)
@@ -153,10 +156,20 @@ async def submit(
             await requester.pause(pause * (1 + _RESEND_JITTER * draw.uniform(-1.0, 1.0)))
 
 
+def _name_the_source(request: GenerateRequest | ExtendRequest, error: VeoError) -> None:
+    """An extend's refusal names the task it extends (a create's names none:
+    no task exists). Not an uncertain extend's: its ``task_id`` is the new
+    task the answer claimed, to be tracked."""
+    if isinstance(request, ExtendRequest) and error.task_id is None:
+        error.task_id = request.task_id
+
+
 def _uncertain(request: GenerateRequest | ExtendRequest, error: VeoError) -> SubmitUncertainError:
     """The error of a create that may have created its task (with the task's
     id when the answer named one)."""
-    return SubmitUncertainError(request, f"{type(error).__name__}: {error}", task_id=error.task_id)
+    # The cause without its task: the uncertain error names that itself.
+    cause = f"{type(error).__name__}: {text_without_task(error)}"
+    return SubmitUncertainError(request, cause, task_id=error.task_id)
 
 
 async def submit_recorded(

@@ -58,6 +58,10 @@ _GENERATED_HINTS: Final = ("generated successfully",)
 # Its own words, not "unavailable" alone: a 455 or 503 "Service Unavailable"
 # is an outage, asked again.
 _4K_UNAVAILABLE_HINTS: Final = ("4k version", "different video")
+# A 422 refusing the request itself ("Invalid parameter: index", "taskId is
+# required"): asked again, the same refusal comes, each ask a paid request,
+# to the deadline, and the timeout told nothing of it.
+_4K_INVALID_HINTS: Final = ("invalid", "parameter", "required", "must be")
 
 
 def _envelope(raw: RawResponse) -> dict[str, Any] | None:
@@ -212,7 +216,7 @@ def decode_4k(raw: RawResponse) -> tuple[str, ...] | None:
         if (
             _says(envelope, _4K_PROCESSING_HINTS)
             or _says(envelope, _GENERATED_HINTS)  # done, its URLs not given yet: asked again
-            or isinstance(envelope.get("data"), dict)
+            or (isinstance(envelope.get("data"), dict) and not _says(envelope, _4K_INVALID_HINTS))
         ):
             return None
     try:

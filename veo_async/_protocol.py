@@ -198,7 +198,11 @@ def api_error(
             h in message.lower() for h in _RECORD_MISSING_HINTS
         ):
             cls = APIError
-        if cls is APIError and page is not None:
+        if page is not None and cls in (APIError, ContentPolicyError):
+            # A 400 page is a proxy's refusal (a malformed or oversized
+            # request), not Kie's refusal of the prompt: the service says that
+            # in an envelope. Read as ContentPolicyError, a caller told its
+            # user the prompt was refused.
             cls = ErrorPage
     error = cls(message, code=code, http_status=http_status, task_id=task_id)
     if isinstance(error, ResponseError) and page is not None:
@@ -308,7 +312,8 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
         if status >= 400:
             raise api_error(
                 status,
-                f"HTTP {status}: {excerpt(body) or 'empty body'}{_page_hint(body)}",
+                f"HTTP {status}: {excerpt(body) or 'empty body (or one cut off)'}"
+                f"{_page_hint(body)}",
                 http_status=status,
                 headers=response.headers,
                 task_id=task_id or _claimed_task_id(envelope),

@@ -108,6 +108,18 @@ def _rebuilt(cls: type[VeoError], args: tuple[Any, ...], fields: dict[str, Any])
     return error
 
 
+def text_without_task(error: BaseException) -> str:
+    """``str(error)`` without the ``(task '...')`` it ends with: for a message
+    that quotes the error and names the task itself (it said the id twice)."""
+    text = str(error)
+    task_id = getattr(error, "task_id", None)
+    if task_id is not None:
+        suffix = f" (task {task_id!r})"
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return text
+
+
 # Wordings of a record past the service's retention (see RecordNotFoundError.expired).
 _EXPIRED_HINTS = ("expired", "14 days", "older than")
 
@@ -142,7 +154,18 @@ class APIError(VeoError):
 
 
 class AuthenticationError(APIError):
-    """401: the API key is missing, wrong or revoked."""
+    """401: the API key is missing, wrong or revoked.
+
+    Its text says so after Kie's message ("You do not have access
+    permissions"), which, with a task's id after it, read as a refusal of
+    that task rather than of the key.
+    """
+
+    def __str__(self) -> str:
+        text = f"[{self.code}] {self.message}: the API key was refused (check it)"
+        if self.task_id is not None:
+            return f"{text} (task {self.task_id!r})"
+        return text
 
 
 class InsufficientCreditsError(APIError):
@@ -174,7 +197,13 @@ class RecordNotFoundError(APIError):
 
 
 class ContentPolicyError(APIError):
-    """400: the request was refused (content policy, language, image fetch)."""
+    """400: the request was refused (content policy, language, image fetch).
+    (Kie's 451, an image that could not be fetched, is a plain
+    :class:`APIError` with ``code`` 451, as every code without a class is.)
+
+    A 400 answered with a page, not an envelope (a proxy refusing a request),
+    is an :class:`ErrorPage` instead: the service did not refuse the prompt.
+    """
 
 
 class RateLimitError(APIError):
@@ -306,7 +335,8 @@ class ServerErrorPage(ServerError, ResponseError):  # type: ignore[misc]  # http
 
 class ErrorPage(APIError, ResponseError):  # type: ignore[misc]  # http_status: int here
     """Another HTTP error status with no class of its own (such as 403: a
-    proxy refusing the request) answered with a page, not an envelope.
+    proxy refusing the request), or a 400, answered with a page, not an
+    envelope (a 400 page is a proxy's refusal, not the service's of a prompt).
 
     Both an :class:`APIError` (``code`` is the HTTP status) and a
     :class:`ResponseError` (with its :attr:`excerpt`); not retryable: the same
@@ -331,7 +361,9 @@ class SubmitUncertainError(VeoError):
 
     :ivar request: the :class:`~veo_async.GenerateRequest` or
         :class:`~veo_async.ExtendRequest` that was sent.
-    :ivar cause: what went wrong, as text (the underlying error is not chained).
+    :ivar cause: what went wrong, as text. The underlying error is not
+        chained as a cause (raised ``from None``: its ``__context__`` is kept
+        but suppressed, and tracebacks do not show it).
     :ivar task_id: the id of the task the answer claimed it created, when an
         error status came with a success envelope naming one (track it with
         ``veo.task(error.task_id)``); None otherwise.
@@ -443,7 +475,8 @@ class WaitTimeoutError(VeoError, _Timeout):
             record, last_error = self.record, self.last_error
             seen = f"last status {record.status.name}" if record is not None else "no record seen"
             if last_error is not None:
-                seen += f"; last poll failed: {type(last_error).__name__}: {last_error}"
+                failed = text_without_task(last_error)  # (this error names the task)
+                seen += f"; last poll failed: {type(last_error).__name__}: {failed}"
             waited = self.waiting_for
             late = "task not finished" if waited is None else f"{waited} not ready"
             self._message = f"{late} after {self.timeout:g} s ({seen})"
