@@ -610,6 +610,12 @@ class VeoSession:
         one of them, and one an iteration ends without acknowledging goes to
         another still running.
 
+        A task is durable once its id is in the store: an id handed to
+        :meth:`task` alone is written with the next batched write (within a
+        quarter of a second), so a result yielded for it before then comes
+        back after a crash only if that write landed; :meth:`track` commits
+        ids before they are polled.
+
         A stored id the service does not know (:class:`RecordNotFoundError`)
         is yielded with that error as its outcome; acknowledging it forgets
         it. Any other error that stops polling (a bad key, the session

@@ -35,6 +35,12 @@ How it is built, and why:
   process, even on SIGKILL, so a crash never leaves a stale lock; and no
   ``-shm`` file is made (just ``-wal`` while open). Network filesystems whose
   locks do not work are not supported.
+- **The ``-wal`` file is part of the store** until a clean close folds it in:
+  after a crash (SIGKILL, power loss) every commit since the last checkpoint
+  is in ``<file>-wal`` beside it, and the next open recovers it. Moving or
+  copying the file alone loses them (the copy opens as a store without those
+  creates, and a rerun would send them again): move both, or open and close
+  the store first.
 - A file that is not SQLite, fails ``PRAGMA quick_check``, or is some other
   application's database gives :class:`~veo_async.errors.StoreCorruptError`;
   another schema version gives :class:`~veo_async.errors.StoreVersionError`.
