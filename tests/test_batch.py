@@ -766,3 +766,54 @@ async def test_a_batch_raises_the_outcome_it_chose_at_its_deadline(steps: int) -
         assert outcome.task_id == "veo_a"
     else:
         assert [record.status for record in outcome] == [TaskStatus.SUCCESS]  # type: ignore[attr-defined]
+
+
+class _PollLimit:
+    """A public Transport: the simulator's, behind a service that answers 429
+    (no Retry-After) to every record-info request past ``limit`` arrivals in
+    the last second; each answer takes ``latency`` seconds."""
+
+    def __init__(self, kie: FakeKie, limit: int, latency: float) -> None:
+        self.inner = kie.transport()
+        self.limit = limit
+        self.latency = latency
+        self.arrivals: list[float] = []
+        self.refused = 0
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        now = asyncio.get_running_loop().time()
+        self.arrivals.append(now)
+        await asyncio.sleep(self.latency)
+        recent = sum(1 for t in self.arrivals[-self.limit - 1 :] if t > now - 1.0)
+        if recent > self.limit:
+            self.refused += 1
+            body = b'{"code": 429, "msg": "Too many requests", "data": null}'
+            return RawResponse(200, {"Content-Type": "application/json"}, body)
+        answer: RawResponse = await self.inner.send(request)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_session_settles_under_a_poll_limit_it_is_not_told_of() -> None:
+    """A service that limits polls to 50 a second, met by 64 requests in
+    flight at 0.1 s each: the window, after each 429, grows back one per
+    answer only to half the load that met it, then one per round trip. It
+    grew one per answer all the way (back to 64 in six round trips) and 51 %
+    of the requests were 429s (now 23 %); every wait still ends with its record."""
+    from ._virtual import run_virtual
+
+    async def main() -> tuple[int, int, list[Any]]:
+        kie = FakeKie(seed=3)
+        ids = [f"t{i}" for i in range(600)]
+        kie.add_tasks(TaskScript(i, complete_after=20.0 + (n % 40)) for n, i in enumerate(ids))
+        transport = _PollLimit(kie, limit=50, latency=0.1)
+        policy = PollPolicy(interval=2.0, factor=1.0, max_interval=2.0, jitter=0.1, timeout=None)
+        async with VeoSession(API_KEY, transport=transport, concurrency=64, policy=policy) as veo:
+            results = await veo.wait_many(ids, return_exceptions=True)
+        return len(transport.arrivals), transport.refused, results
+
+    sent, refused, results = run_virtual(main)
+    assert all(isinstance(r, RecordInfo) for r in results)
+    assert refused / sent < 0.3, (refused, sent)

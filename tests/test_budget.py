@@ -54,20 +54,45 @@ def test_fractional_rate_below_one_spaces_starts() -> None:
 
 def test_rate_limited_pauses_and_shrinks_the_window() -> None:
     """A 429 pauses every start for Retry-After (plus at most 20% jitter) and
-    drops the window to one probe, which grows back one answer at a time."""
-    budget = RequestBudget(4, rng=random.Random(1))
-    budget.start(0.0)
+    drops the window to one probe, which grows back one answer at a time up
+    to half the requests in flight when the 429 came (at least 2), then one
+    per window of answers."""
+    budget = RequestBudget(16, rng=random.Random(1))
+    for _ in range(12):
+        budget.start(0.0)
     pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=10.0)
-    budget.finish()
+    for _ in range(12):
+        budget.finish()
     assert 10.0 <= pause <= 12.0
     assert budget.blocked_until(5.0) == pytest.approx(1.0 + pause)
     assert budget.window == 1
     assert budget.blocked_until(1.0 + pause) is None
-    for expected in (2, 3, 4, 4):
+    windows = []
+    for _ in range(40):
         budget.on_answer(granted_at=1.0 + pause)
-        assert budget.window == expected
+        windows.append(budget.window)
+    # Slow start to 6 (half of 12), then 7 after 6 more answers, 8 after 7...
+    assert windows[:5] == [2, 3, 4, 5, 6]
+    assert windows[5:11] == [6] * 5 + [7]
+    assert windows[11:18] == [7] * 6 + [8]
+    assert windows[-1] < 16
     assert budget.rate_limited == 1
     assert budget.pauses == 1
+
+
+def test_after_a_429_the_window_grows_back_to_the_full_concurrency() -> None:
+    """The slower growth past the ceiling still reaches ``concurrency``; and a
+    429 met with one request in flight leaves a ceiling of 2, not 0."""
+    budget = RequestBudget(8, rng=random.Random(1))
+    budget.start(0.0)
+    pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=1.0)
+    budget.finish()
+    answers = 0
+    while budget.window < 8:
+        budget.on_answer(granted_at=1.0 + pause)
+        answers += 1
+    # 1 -> 2 by slow start, then 2 + 3 + ... + 7 answers for 3 ... 8.
+    assert answers == 1 + sum(range(2, 8))
 
 
 def test_answers_to_requests_sent_before_the_pause_do_not_widen_the_window() -> None:
@@ -104,11 +129,17 @@ def test_answers_to_requests_sent_before_the_pause_do_not_end_the_strike_run() -
 
 @pytest.mark.parametrize("retry_after", [86400.0, 1e308])
 def test_retry_after_is_capped(retry_after: float) -> None:
-    """A Retry-After of a day (or 1e308) pauses at most MAX_PAUSE, jitter included."""
-    budget = RequestBudget(4, rng=random.Random(2))
-    pause = budget.on_rate_limited(0.0, granted_at=0.0, retry_after=retry_after)
-    assert pause == MAX_PAUSE
-    assert budget.paused_until == MAX_PAUSE
+    """A Retry-After of a day (or 1e308) pauses at most MAX_PAUSE, jitter
+    included, and the jitter is taken off the cap: sessions sharing an account
+    do not all resume at 300 s exactly (clipped, every capped pause was 300.0)."""
+    pauses = set()
+    for seed in range(5):
+        budget = RequestBudget(4, rng=random.Random(seed))
+        pause = budget.on_rate_limited(0.0, granted_at=0.0, retry_after=retry_after)
+        assert MAX_PAUSE * 0.8 <= pause <= MAX_PAUSE
+        assert budget.paused_until == pause
+        pauses.add(pause)
+    assert len(pauses) == 5
 
 
 def test_a_retry_after_of_now_backs_off_as_none_does() -> None:

@@ -1465,6 +1465,9 @@ def test_a_create_429_counts_as_rate_limited_not_as_a_session_pause() -> None:
         await veo.generate("a cat")
         assert veo.stats.create_rate_limited == 1
         assert veo.stats.rate_limited == 0
+        # Its pause is counted too, apart from the session's (none counted it).
+        assert veo.stats.create_pauses == 1
+        assert veo.stats.pauses == 0
 
     in_process(body)
 

@@ -429,6 +429,10 @@ HTTP_DATE_EPOCH = 1445412480.0
         pytest.param("nan", None, None, id="nan"),
         pytest.param("inf", None, None, id="inf"),
         pytest.param("1e400", None, None, id="overflowing-float"),
+        # delay-seconds with more digits than a float holds: a very long wait
+        # (it read as absent: a pause of a second instead of the cap).
+        pytest.param("9" * 400, None, 1e9, id="overflowing-digits"),
+        pytest.param("86400", None, 86400.0, id="a-day"),
         pytest.param("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", 0.0, None, id="absurd-year"),
     ],
 )

@@ -5,8 +5,10 @@ Every HTTP request of a session, whichever task handle makes it, asks one
 
 - fewer than the current *window* of requests are in flight: ``concurrency``,
   except after a 429, when it drops to one probe and grows back by one per
-  answer that is not a 429 (TCP's slow start), so a session never answers a
-  429 with a herd of retries;
+  answer that is not a 429 (TCP's slow start) up to half the requests that
+  were in flight when the 429 came, then by one per window of answers (TCP's
+  congestion avoidance), so a session never answers a 429 with a herd of
+  retries, nor meets the same limit again a second later;
 - the optional ``rate`` allows it: at most ``rate`` starts in any sliding
   window of ``period`` seconds (one by default; see :class:`RequestBudget`);
 - the session is not paused by a 429 (``Retry-After``, capped at
@@ -52,6 +54,11 @@ _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
 # Sessions sharing an account (and its limit) must not resume in lockstep.
 _PAUSE_JITTER = 0.2
+# The window after a 429 grows one per answer up to half the requests then in
+# flight, but never less than this: a 429 met with a single request in flight
+# (another client's load) must not leave the session growing one slot per
+# window of answers from there.
+_MIN_CEILING = 2
 # Rebuild the heap once this many cancelled tickets linger in it (and they
 # are at least half of it): waits that ended during a long pause must not pile up.
 _COMPACT_AT = 512
@@ -97,6 +104,10 @@ class RequestBudget:
         self.rate = rate
         self.period = period
         self._window = concurrency
+        # Where slow start ends after a 429 (TCP's ssthresh): past it the
+        # window grows one per window of answers (_grown counts them).
+        self._ceiling = concurrency
+        self._grown = 0
         self._rng = rng if rng is not None else random.Random()
         # The starts of the current rate window, oldest first: at most
         # _burst of them may fall within _span seconds.
@@ -219,10 +230,21 @@ class RequestBudget:
         if granted_at < self._pause_started:
             return False
         self._strikes = 0
-        if self._window < self.concurrency:
-            self._window += 1
-            return True
-        return False
+        window = self._window
+        if window >= self.concurrency:
+            return False
+        if window >= self._ceiling:
+            # Past half the load that met the 429: one more slot per window
+            # of answers (one per round trip), not per answer. Growing
+            # per answer, 64 slots were back within six round trips, and a
+            # service limiting polls to 50 a second answered 48 % of a
+            # session's requests with 429.
+            self._grown += 1
+            if self._grown < window:
+                return False
+            self._grown = 0
+        self._window = window + 1
+        return True
 
     def on_rate_limited(self, now: float, granted_at: float, retry_after: float | None) -> float:
         """A 429 came back for a request granted at ``granted_at``: pause every start.
@@ -235,6 +257,9 @@ class RequestBudget:
         self.rate_limited += 1
         if granted_at > self._pause_started:
             self._strikes += 1
+            # (in_flight still counts this request: its slot is released after.)
+            self._ceiling = max(_MIN_CEILING, self.in_flight // 2)
+            self._grown = 0
             self._window = 1
             self._pause_started = now
         if retry_after is None or retry_after <= 0:
@@ -244,7 +269,12 @@ class RequestBudget:
             pause = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._strikes - 1))
         else:
             pause = retry_after
-        pause = min(MAX_PAUSE, pause * (1 + _PAUSE_JITTER * self._rng.random()))
+        spread = _PAUSE_JITTER * self._rng.random()
+        pause *= 1 + spread
+        if pause > MAX_PAUSE:
+            # Capped, the jitter is taken off the cap instead: clipped, every
+            # session sharing an account resumed at 300 s exactly, together.
+            pause = MAX_PAUSE * (1 - spread)
         if now + pause > self._paused_until:
             self._paused_until = now + pause
             self.pauses += 1

@@ -150,6 +150,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None or not value.strip():
         return None
     text = value.strip()
+    if text.isascii() and text.isdigit():
+        # delay-seconds (RFC 9110: digits only), however many: "9" * 400 asks
+        # for a very long wait (read as a float it overflowed, and, taken for
+        # absent, paused a second, not the cap).
+        return float(text) if len(text) <= _LONGEST_DIGITS else float(10**_LONGEST_DIGITS)
     try:
         seconds = float(text)
     except ValueError:
@@ -160,6 +165,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
         return None
     return max(0.0, seconds)
+
+
+# Digits of the longest Retry-After in seconds read as it is (about 31 years
+# beyond: pauses are capped far lower).
+_LONGEST_DIGITS = 9
 
 
 def api_error(

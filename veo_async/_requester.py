@@ -83,11 +83,13 @@ class SessionStats:
 
     :ivar requests: HTTP requests started.
     :ivar failures: requests that ended in an error (any kind, 429 included).
-    :ivar rate_limited: 429 answers absorbed.
+    :ivar rate_limited: 429 answers to polls and other reads absorbed (those
+        to creates are in ``create_rate_limited``).
     :ivar max_in_flight: the most requests in flight at once.
     :ivar in_flight: requests in flight now.
     :ivar queued: requests waiting for their due time or a slot.
-    :ivar pauses: how many times a 429 paused (or lengthened a pause of) the session.
+    :ivar pauses: how many times a 429 to a read paused (or lengthened a pause
+        of) the session (creates' pauses are in ``create_pauses``).
     :ivar paused_for: seconds left of the current 429 pause (0: not paused).
     :ivar last_error: the error of the most recent failed request, or None.
     :ivar last_answer_at: loop time of the most recent answer (any status),
@@ -97,6 +99,8 @@ class SessionStats:
     :ivar create_rate_limited: 429 answers to create requests (these pause
         creating only, never polling).
     :ivar create_paused_for: seconds left of the current creation pause.
+    :ivar create_pauses: how many times a 429 to a create paused (or lengthened
+        a pause of) creating.
     """
 
     requests: int = 0
@@ -113,6 +117,7 @@ class SessionStats:
     create_queued: int = 0
     create_rate_limited: int = 0
     create_paused_for: float = 0.0
+    create_pauses: int = 0
 
 
 class Requester:
@@ -217,6 +222,7 @@ class Requester:
             create_queued=self.create_queue.waiting,
             create_rate_limited=creating.rate_limited,
             create_paused_for=create_paused,
+            create_pauses=creating.pauses,
         )
 
     def emit(self, event: Event) -> None:
