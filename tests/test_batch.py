@@ -799,9 +799,12 @@ class _PollLimit:
 def test_a_session_settles_under_a_poll_limit_it_is_not_told_of() -> None:
     """A service that limits polls to 50 a second, met by 64 requests in
     flight at 0.1 s each: the window, after each 429, grows back one per
-    answer only to half the load that met it, then one per round trip. It
-    grew one per answer all the way (back to 64 in six round trips) and 51 %
-    of the requests were 429s (now 23 %); every wait still ends with its record."""
+    answer only to half the load that met it, then one per round trip, and
+    the starts keep to a rate learned from the 429 (half the starts a second
+    before it, growing back by 10 % a second). With the window alone growing
+    back one per answer (64 in six round trips) 51 % of the requests were
+    429s, with the window's ceiling alone 23 %, now about 6 %; every wait
+    still ends with its record."""
     from ._virtual import run_virtual
 
     async def main() -> tuple[int, int, list[Any]]:
@@ -816,4 +819,4 @@ def test_a_session_settles_under_a_poll_limit_it_is_not_told_of() -> None:
 
     sent, refused, results = run_virtual(main)
     assert all(isinstance(r, RecordInfo) for r in results)
-    assert refused / sent < 0.3, (refused, sent)
+    assert refused / sent < 0.12, (refused, sent)

@@ -293,3 +293,67 @@ def test_try_start_is_blocked_until_then_start(make: object) -> None:
             ours.on_answer(now)
             reference.on_answer(now)
         assert _state(ours) == _state(reference)
+
+
+def _greedy_starts(budget: RequestBudget, start: float, end: float, step: float = 0.001) -> int:
+    """Start (and at once finish) every request the budget lets start from
+    ``start`` to ``end``, looking every ``step`` seconds; how many started."""
+    started = 0
+    now = start
+    while now < end:
+        while budget.try_start(now):
+            budget.finish(now)
+            started += 1
+        now += step
+    return started
+
+
+def test_a_429_teaches_a_rate_of_half_the_starts_before_it() -> None:
+    """A limit of requests a second is not one of requests in flight: after a
+    429 the budget also keeps to half the starts a second of the second
+    before it (a service limiting polls to 50 a second answered 51 % of a
+    session's requests with 429 when only the window shrank)."""
+    # 100 starts over a second, then a 429.
+    budget = RequestBudget(64, rng=random.Random(4))
+    for index in range(100):
+        budget.start(index / 100)
+        budget.finish(index / 100)
+    budget.start(1.0)
+    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=0.5)
+    budget.finish(1.0)
+    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
+    resume = 1.0 + pause
+    for _ in range(64):  # the window back to full: only the rate holds now
+        budget.on_answer(granted_at=resume)
+    # About 53 a second then (grown through the pause), plus what the pause
+    # filled the bucket with (a fifth of a second's worth).
+    first_second = _greedy_starts(budget, resume, resume + 1.0)
+    assert 45 <= first_second <= 72, first_second
+    # It grows back by 10 % a second, compounded ...
+    later = _greedy_starts(budget, resume + 10.0, resume + 11.0)
+    assert 1.1**9 * 45 <= later <= 1.1**11 * 72, later
+    # ... and once grown eight times over, it is dropped.
+    assert budget.blocked_until(resume + 25.0) is None
+    assert budget.learned_rate is None
+
+
+def test_no_rate_is_learned_from_a_first_burst_or_with_a_rate_given() -> None:
+    """32 requests in the session's first 10 ms are no rate of 32 a second: a
+    429 then teaches a rate over the time since the first start (it starved
+    a batch of 2,000 ids at 16 a second). A 429 when nothing started lately
+    teaches none, nor one when the session was given a ``rate``."""
+    budget = RequestBudget(32, rng=random.Random(5))
+    for _ in range(32):
+        budget.start(0.0)
+    budget.on_rate_limited(0.01, granted_at=0.0, retry_after=0.1)
+    learned = budget.learned_rate
+    assert learned is not None and learned >= 1000
+    idle = RequestBudget(4, rng=random.Random(5))
+    idle.on_rate_limited(10.0, granted_at=9.0, retry_after=0.1)
+    assert idle.learned_rate is None
+    given = RequestBudget(4, rate=10.0, rng=random.Random(5))
+    for index in range(10):
+        given.start(index / 10)
+        given.finish(index / 10)
+    given.on_rate_limited(1.0, granted_at=0.95, retry_after=0.1)
+    assert given.learned_rate is None

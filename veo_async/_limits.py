@@ -11,6 +11,10 @@ Every HTTP request of a session, whichever task handle makes it, asks one
   retries, nor meets the same limit again a second later;
 - the optional ``rate`` allows it: at most ``rate`` starts in any sliding
   window of ``period`` seconds (one by default; see :class:`RequestBudget`);
+- without a ``rate``, after a 429: a rate learned from it (half the starts of
+  the second before it, growing back by 10 % a second; see
+  :class:`_LearnedRate`), since a limit of requests a second is not one of
+  requests in flight, and a window alone met it again a second later;
 - the session is not paused by a 429 (``Retry-After``, capped at
   :data:`MAX_PAUSE`, or a doubling backoff while 429s keep coming).
 
@@ -59,6 +63,14 @@ _PAUSE_JITTER = 0.2
 # (another client's load) must not leave the session growing one slot per
 # window of answers from there.
 _MIN_CEILING = 2
+# A rate learned from a 429 (see _LearnedRate): half the starts a second of
+# the second before it, at least this many; it grows by this share of itself
+# a second, compounded, and is dropped once it has grown this many times over
+# (in about 22 s: the limit it met is gone, or far above).
+_LEARNED_FLOOR = 1.0
+_LEARNED_GROWTH = 0.1
+_LEARNED_UNTIL = 8.0
+_LEARNED_LOG_GROWTH = math.log1p(_LEARNED_GROWTH)
 # Rebuild the heap once this many cancelled tickets linger in it (and they
 # are at least half of it): waits that ended during a long pause must not pile up.
 _COMPACT_AT = 512
@@ -122,6 +134,10 @@ class RequestBudget:
         self._paused_until = 0.0
         self._pause_started = -math.inf
         self._strikes = 0
+        # Without a rate given, one is learned from the 429s (see _LearnedRate):
+        # the starts of the latest two seconds, and the rate once learned.
+        self._recent: _RecentStarts | None = _RecentStarts() if rate is None else None
+        self._learned: _LearnedRate | None = None
         #: Requests holding a slot now.
         self.in_flight = 0
         #: The high-water mark of :attr:`in_flight`.
@@ -154,7 +170,20 @@ class RequestBudget:
             free_at = self._starts[0] + self._span
             if free_at > now:
                 return free_at
+        learned = self._learned
+        if learned is not None:
+            if learned.outgrown(now):
+                self._learned = None
+            else:
+                return learned.free_at(now)
         return None
+
+    @property
+    def learned_rate(self) -> float | None:
+        """The starts a second learned from the latest 429s, while one holds
+        (None: none learned, or a ``rate`` was given)."""
+        learned = self._learned
+        return None if learned is None else learned.base
 
     def _window_free_at(self, now: float) -> float | None:
         """count_finish: when a start fits in the window (inf: at a finish)."""
@@ -181,6 +210,10 @@ class RequestBudget:
             self._unfinished += 1
         elif self._burst:
             self._starts.append(now)
+        elif self._recent is not None:
+            self._recent.count(now)
+            if self._learned is not None:
+                self._learned.take(now)
         # Not paused at now (this start was allowed): a full window is all that blocks.
         return in_flight < self._window
 
@@ -190,7 +223,10 @@ class RequestBudget:
         # No pause, room in the window and no rate (the usual poll): nothing to
         # ask blocked_until.
         if (
-            self._paused_until > now or self.in_flight >= self._window or self._burst
+            self._paused_until > now
+            or self.in_flight >= self._window
+            or self._burst
+            or self._learned is not None
         ) and self.blocked_until(now) is not None:
             return False
         self.start(now)
@@ -262,6 +298,12 @@ class RequestBudget:
             self._grown = 0
             self._window = 1
             self._pause_started = now
+            starts = self._recent.per_second(now) if self._recent is not None else 0.0
+            # (None started lately: a 429 to nothing of ours teaches no rate.)
+            if starts > 0:
+                rate = max(_LEARNED_FLOOR, starts / 2)
+                if self._learned is None or rate < self._learned.rate(now):
+                    self._learned = _LearnedRate(rate, now)
         if retry_after is None or retry_after <= 0:
             # No Retry-After, or one that says "now" (0, or a date already
             # past): asking again at once would be refused again at once (six
@@ -279,6 +321,94 @@ class RequestBudget:
             self._paused_until = now + pause
             self.pauses += 1
         return pause
+
+
+class _RecentStarts:
+    """How many requests a second started lately, roughly: counts per
+    one-second bucket, the current one and the one before (an addition a
+    start, where a deque of times would be one entry per request)."""
+
+    __slots__ = ("_at", "_before", "_first", "_now")
+
+    def __init__(self) -> None:
+        self._first = math.inf  # when the first request started
+        self._at = -math.inf  # when the current bucket began
+        self._now = 0  # starts in it
+        self._before = 0  # starts in the bucket before it
+
+    def count(self, now: float) -> None:
+        """A request starts at ``now``."""
+        if now - self._at >= 1.0:
+            self._before = self._now if now - self._at < 2.0 else 0
+            self._now = 0
+            self._at = now
+            if self._first == math.inf:
+                self._first = now
+        self._now += 1
+
+    def per_second(self, now: float) -> float:
+        """The starts a second over the second before ``now`` (the bucket
+        before counted for the part of it within that second); over the time
+        since the first start when that is shorter: 32 requests sent in the
+        session's first 10 ms are no rate of 32 a second."""
+        into = now - self._at
+        if into >= 2.0:
+            return 0.0
+        if into >= 1.0:
+            starts = self._now * (2.0 - into)
+        else:
+            starts = self._now + self._before * (1.0 - into)
+        return starts / min(1.0, max(now - self._first, 1e-3))
+
+
+class _LearnedRate:
+    """A limit of starts a second learned from a 429 (a token bucket).
+
+    A service that limits requests a second, not in flight, is met again by
+    the in-flight window soon after each pause: 64 polls in flight answered
+    in 0.1 s are 640 a second, whatever window brought them. So a 429 also
+    sets a rate: half the starts a second of the second before it (TCP's
+    multiplicative decrease, on rates), growing back by 10 % of itself a
+    second, compounded; a further 429 halves it again. Once grown eight
+    times over (in about 22 s), nothing is left to learn and it is dropped.
+    Requests start evenly, a fifth of a second's worth at most at once.
+    """
+
+    __slots__ = ("_tokens", "_tokens_at", "base", "since")
+
+    def __init__(self, rate: float, now: float) -> None:
+        #: The starts a second it was set to, at ``since``.
+        self.base = rate
+        self.since = now
+        self._tokens = 1.0
+        self._tokens_at = now
+
+    def rate(self, now: float) -> float:
+        """The starts a second allowed at ``now``."""
+        return self.base * math.exp(_LEARNED_LOG_GROWTH * max(0.0, now - self.since))
+
+    def outgrown(self, now: float) -> bool:
+        """Whether it grew so far that it no longer says anything."""
+        return self.rate(now) >= _LEARNED_UNTIL * self.base
+
+    def _refill(self, now: float) -> float:
+        rate = self.rate(now)
+        tokens = self._tokens + rate * max(0.0, now - self._tokens_at)
+        self._tokens = min(max(1.0, rate / 5), tokens)
+        self._tokens_at = now
+        return rate
+
+    def free_at(self, now: float) -> float | None:
+        """None if a request may start at ``now``; else when one may."""
+        rate = self._refill(now)
+        if self._tokens >= 1.0:
+            return None
+        return now + (1.0 - self._tokens) / rate
+
+    def take(self, now: float) -> None:
+        """A request starts at ``now``."""
+        self._refill(now)
+        self._tokens -= 1.0
 
 
 class Ticket:
