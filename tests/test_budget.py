@@ -347,7 +347,8 @@ def test_no_rate_is_learned_from_a_first_burst_or_with_a_rate_given() -> None:
         budget.start(0.0)
     budget.on_rate_limited(0.01, granted_at=0.0, retry_after=0.1)
     learned = budget.learned_rate
-    assert learned is not None and learned >= 1000
+    assert learned is not None
+    assert learned >= 1000
     idle = RequestBudget(4, rng=random.Random(5))
     idle.on_rate_limited(10.0, granted_at=9.0, retry_after=0.1)
     assert idle.learned_rate is None
