@@ -358,3 +358,61 @@ def test_no_rate_is_learned_from_a_first_burst_or_with_a_rate_given() -> None:
         given.finish(index / 10)
     given.on_rate_limited(1.0, granted_at=0.95, retry_after=0.1)
     assert given.learned_rate is None
+
+
+@pytest.mark.parametrize("retry_after", [250.0, 280.0, 299.0])
+def test_a_pause_is_never_shorter_than_a_retry_after_under_the_cap(retry_after: float) -> None:
+    """Jittered over the cap, a pause is drawn between the Retry-After and the
+    cap: taken off the cap, 64 % of the pauses asked for 280 s were shorter."""
+    for seed in range(50):
+        budget = RequestBudget(4, rng=random.Random(seed))
+        pause = budget.on_rate_limited(0.0, granted_at=0.0, retry_after=retry_after)
+        assert retry_after <= pause <= MAX_PAUSE
+
+
+def test_a_learned_rate_grows_from_the_pauses_end_and_a_further_429_halves_it() -> None:
+    """The learned rate grows from when requests start again: grown through a
+    30 s pause from the 429 it was gone when the pause ended. A 429 to the
+    probe after the pause says the pause was too short, not the rate too
+    high: the rate stays (half the starts of the second before, the probe
+    alone, was the floor of 1 a second). A 429 after more went out since
+    sets half of what went out (at most the rate allowed)."""
+    budget = RequestBudget(64, rng=random.Random(6))
+    for index in range(100):
+        budget.start(index / 100)
+        budget.finish(index / 100)
+    budget.start(1.0)
+    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=30.0)
+    budget.finish(1.0)
+    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
+    resume = 1.0 + pause
+    assert budget.blocked_until(resume) is None  # the pause is over; the rate holds
+    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
+    budget.start(resume)  # the probe
+    pause = budget.on_rate_limited(resume + 0.1, granted_at=resume, retry_after=1.0)
+    budget.finish(resume + 0.1)
+    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
+    resume += 0.1 + pause
+    for index in range(30):  # 30 a second for a second, then a 429
+        budget.start(resume + index / 30)
+        budget.finish(resume + index / 30)
+    budget.on_rate_limited(resume + 1.0, granted_at=resume + 0.99, retry_after=1.0)
+    assert budget.learned_rate == pytest.approx(15.0, rel=0.1)
+
+
+def test_with_a_rate_given_the_window_grows_back_one_per_answer_to_the_full_width() -> None:
+    """The ceiling after a 429 is for sessions without a rate: with one (the
+    creation budget's 20 per 10 s), the rate keeps to the limit, and the
+    window grows back one per answer all the way, as before."""
+    budget = RequestBudget(4, rate=20, period=10.0, count_finish=True, rng=random.Random(7))
+    for _ in range(4):
+        budget.start(0.0)
+    pause = budget.on_rate_limited(0.5, granted_at=0.0, retry_after=1.0)
+    for _ in range(4):
+        budget.finish(0.5)
+    windows = []
+    for _ in range(4):
+        budget.on_answer(granted_at=0.5 + pause)
+        windows.append(budget.window)
+    assert windows == [2, 3, 4, 4]
+    assert budget.learned_rate is None

@@ -433,6 +433,7 @@ HTTP_DATE_EPOCH = 1445412480.0
         # (it read as absent: a pause of a second instead of the cap).
         pytest.param("9" * 400, None, 1e9, id="overflowing-digits"),
         pytest.param("86400", None, 86400.0, id="a-day"),
+        pytest.param("0000000005", None, 5.0, id="leading-zeros"),
         pytest.param("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", 0.0, None, id="absurd-year"),
     ],
 )

@@ -291,19 +291,20 @@ class RequestBudget:
         :returns: the pause from ``now``, in seconds (at most :data:`MAX_PAUSE`).
         """
         self.rate_limited += 1
-        if granted_at > self._pause_started:
+        strike = granted_at > self._pause_started
+        if strike:
             self._strikes += 1
-            # (in_flight still counts this request: its slot is released after.)
-            self._ceiling = max(_MIN_CEILING, self.in_flight // 2)
+            # (in_flight still counts this request: its slot is released
+            # after.) With a rate given, the rate keeps to the limit: the
+            # window grows back to the full width as before.
+            self._ceiling = (
+                max(_MIN_CEILING, self.in_flight // 2)
+                if self._recent is not None
+                else self.concurrency
+            )
             self._grown = 0
             self._window = 1
             self._pause_started = now
-            starts = self._recent.per_second(now) if self._recent is not None else 0.0
-            # (None started lately: a 429 to nothing of ours teaches no rate.)
-            if starts > 0:
-                rate = max(_LEARNED_FLOOR, starts / 2)
-                if self._learned is None or rate < self._learned.rate(now):
-                    self._learned = _LearnedRate(rate, now)
         if retry_after is None or retry_after <= 0:
             # No Retry-After, or one that says "now" (0, or a date already
             # past): asking again at once would be refused again at once (six
@@ -311,16 +312,49 @@ class RequestBudget:
             pause = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._strikes - 1))
         else:
             pause = retry_after
-        spread = _PAUSE_JITTER * self._rng.random()
-        pause *= 1 + spread
-        if pause > MAX_PAUSE:
-            # Capped, the jitter is taken off the cap instead: clipped, every
-            # session sharing an account resumed at 300 s exactly, together.
-            pause = MAX_PAUSE * (1 - spread)
+        spread = self._rng.random()
+        jittered = pause * (1 + _PAUSE_JITTER * spread)
+        if jittered <= MAX_PAUSE:
+            pause = jittered
+        elif pause < MAX_PAUSE:
+            # Never shorter than asked: between it and the cap.
+            pause += (MAX_PAUSE - pause) * spread
+        else:
+            # Asked for more than the cap: the jitter is taken off the cap
+            # (clipped, every session sharing an account resumed at 300 s
+            # exactly, together).
+            pause = MAX_PAUSE * (1 - _PAUSE_JITTER * spread)
+        if strike and self._recent is not None:
+            self._learn_rate(now, now + pause)
         if now + pause > self._paused_until:
             self._paused_until = now + pause
             self.pauses += 1
         return pause
+
+    def _learn_rate(self, now: float, resume: float) -> None:
+        """After a 429 at ``now`` (a new strike): half the starts a second
+        before it (since the pause, while a rate holds: none if only its
+        probe went, at most the rate allowed); growing from
+        ``resume``, the pause's end (grown through a pause of 30 s, it was
+        gone by then)."""
+        assert self._recent is not None
+        learned = self._learned
+        if learned is not None:
+            if learned.taken <= 1:
+                # The probe after the pause met it: the pause was too short
+                # (the backoff doubles it), not the rate too high (half the
+                # starts of the second before, the probe alone, was the floor).
+                return
+            # Half of what went out since the pause, at most the rate allowed.
+            elapsed = max(now - learned.since, 1e-3)
+            sent = max(self._recent.per_second(now), learned.taken / elapsed)
+            rate = min(learned.rate(now), sent) / 2
+        else:
+            starts = self._recent.per_second(now)
+            if starts <= 0:
+                return  # none started lately: a 429 to nothing of ours teaches no rate
+            rate = starts / 2
+        self._learned = _LearnedRate(max(_LEARNED_FLOOR, rate), resume)
 
 
 class _RecentStarts:
@@ -369,19 +403,22 @@ class _LearnedRate:
     in 0.1 s are 640 a second, whatever window brought them. So a 429 also
     sets a rate: half the starts a second of the second before it (TCP's
     multiplicative decrease, on rates), growing back by 10 % of itself a
-    second, compounded; a further 429 halves it again. Once grown eight
+    second, compounded, from the pause's end; a further 429 sets half of
+    what went out since (see RequestBudget._learn_rate). Once grown eight
     times over (in about 22 s), nothing is left to learn and it is dropped.
     Requests start evenly, a fifth of a second's worth at most at once.
     """
 
-    __slots__ = ("_tokens", "_tokens_at", "base", "since")
+    __slots__ = ("_tokens", "_tokens_at", "base", "since", "taken")
 
-    def __init__(self, rate: float, now: float) -> None:
-        #: The starts a second it was set to, at ``since``.
+    def __init__(self, rate: float, since: float) -> None:
+        #: The starts a second it was set to, and when it starts to grow.
         self.base = rate
-        self.since = now
+        self.since = since
         self._tokens = 1.0
-        self._tokens_at = now
+        self._tokens_at = since
+        #: Requests started under it.
+        self.taken = 0
 
     def rate(self, now: float) -> float:
         """The starts a second allowed at ``now``."""
@@ -409,6 +446,7 @@ class _LearnedRate:
         """A request starts at ``now``."""
         self._refill(now)
         self._tokens -= 1.0
+        self.taken += 1
 
 
 class Ticket:

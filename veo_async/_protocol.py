@@ -154,7 +154,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         # delay-seconds (RFC 9110: digits only), however many: "9" * 400 asks
         # for a very long wait (read as a float it overflowed, and, taken for
         # absent, paused a second, not the cap).
-        return float(text) if len(text) <= _LONGEST_DIGITS else float(10**_LONGEST_DIGITS)
+        digits = text.lstrip("0") or "0"  # ("0000000005" is 5 s)
+        return float(digits) if len(digits) <= _LONGEST_DIGITS else float(10**_LONGEST_DIGITS)
     try:
         seconds = float(text)
     except ValueError:

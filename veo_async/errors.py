@@ -82,9 +82,7 @@ class VeoError(Exception):
         self.task_id = task_id
 
     def __str__(self) -> str:
-        if self.task_id is not None:
-            return f"{self.message} (task {self.task_id!r})"
-        return self.message
+        return self.message + _naming(self.task_id)
 
     def __repr__(self) -> str:
         # With the task's id: a batch's outcomes printed must say whose each is.
@@ -112,12 +110,15 @@ def text_without_task(error: BaseException) -> str:
     """``str(error)`` without the ``(task '...')`` it ends with: for a message
     that quotes the error and names the task itself (it said the id twice)."""
     text = str(error)
-    task_id = getattr(error, "task_id", None)
-    if task_id is not None:
-        suffix = f" (task {task_id!r})"
-        if text.endswith(suffix):
-            return text[: -len(suffix)]
+    suffix = _naming(getattr(error, "task_id", None))
+    if suffix and text.endswith(suffix):
+        return text[: -len(suffix)]
     return text
+
+
+def _naming(task_id: str | None) -> str:
+    """What an error's text ends with to name its task (nothing without one)."""
+    return "" if task_id is None else f" (task {task_id!r})"
 
 
 # Wordings of a record past the service's retention (see RecordNotFoundError.expired).
@@ -162,10 +163,8 @@ class AuthenticationError(APIError):
     """
 
     def __str__(self) -> str:
-        text = f"[{self.code}] {self.message}: the API key was refused (check it)"
-        if self.task_id is not None:
-            return f"{text} (task {self.task_id!r})"
-        return text
+        refused = f"[{self.code}] {self.message}: the API key was refused (check it)"
+        return refused + _naming(self.task_id)
 
 
 class InsufficientCreditsError(APIError):
