@@ -308,25 +308,30 @@ def _greedy_starts(budget: RequestBudget, start: float, end: float, step: float 
     return started
 
 
+def _taught_fifty_a_second(seed: int, retry_after: float) -> tuple[RequestBudget, float]:
+    """A budget that started 100 requests over a second, then met a 429:
+    it learned 50 a second. Returns it and the end of the pause."""
+    budget = RequestBudget(64, rng=random.Random(seed))
+    for index in range(100):
+        budget.start(index / 100)
+        budget.finish(index / 100)
+    budget.start(1.0)
+    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=retry_after)
+    budget.finish(1.0)
+    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
+    return budget, 1.0 + pause
+
+
 def test_a_429_teaches_a_rate_of_half_the_starts_before_it() -> None:
     """A limit of requests a second is not one of requests in flight: after a
     429 the budget also keeps to half the starts a second of the second
     before it (a service limiting polls to 50 a second answered 51 % of a
     session's requests with 429 when only the window shrank)."""
-    # 100 starts over a second, then a 429.
-    budget = RequestBudget(64, rng=random.Random(4))
-    for index in range(100):
-        budget.start(index / 100)
-        budget.finish(index / 100)
-    budget.start(1.0)
-    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=0.5)
-    budget.finish(1.0)
-    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
-    resume = 1.0 + pause
+    budget, resume = _taught_fifty_a_second(seed=4, retry_after=0.5)
     for _ in range(64):  # the window back to full: only the rate holds now
         budget.on_answer(granted_at=resume)
-    # About 53 a second then (grown through the pause), plus what the pause
-    # filled the bucket with (a fifth of a second's worth).
+    # 50-55 a second (growing from the pause's end), plus a first burst (a
+    # fifth of a second's worth at most).
     first_second = _greedy_starts(budget, resume, resume + 1.0)
     assert 45 <= first_second <= 72, first_second
     # It grows back by 10 % a second, compounded ...
@@ -377,15 +382,7 @@ def test_a_learned_rate_grows_from_the_pauses_end_and_a_further_429_halves_it() 
     high: the rate stays (half the starts of the second before, the probe
     alone, was the floor of 1 a second). A 429 after more went out since
     sets half of what went out (at most the rate allowed)."""
-    budget = RequestBudget(64, rng=random.Random(6))
-    for index in range(100):
-        budget.start(index / 100)
-        budget.finish(index / 100)
-    budget.start(1.0)
-    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=30.0)
-    budget.finish(1.0)
-    assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
-    resume = 1.0 + pause
+    budget, resume = _taught_fifty_a_second(seed=6, retry_after=30.0)
     assert budget.blocked_until(resume) is None  # the pause is over; the rate holds
     assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
     budget.start(resume)  # the probe
