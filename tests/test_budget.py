@@ -52,15 +52,25 @@ def test_fractional_rate_below_one_spaces_starts() -> None:
     assert budget.blocked_until(2.0) is None
 
 
+def _limit_met(budget: RequestBudget, now: float, granted_at: float, retry_after: float) -> float:
+    """A 429 at ``now`` for a request granted at ``granted_at``, and two more
+    for requests in flight with it (its echoes: our own load met a limit, not
+    chance). Returns the pause they began (an echo may lengthen it a little)."""
+    budget.on_rate_limited(now, granted_at=granted_at, retry_after=retry_after)
+    for _ in range(2):
+        budget.on_rate_limited(now, granted_at=granted_at - 0.01, retry_after=retry_after)
+    return budget.paused_until - now
+
+
 def test_rate_limited_pauses_and_shrinks_the_window() -> None:
     """A 429 pauses every start for Retry-After (plus at most 20% jitter) and
     drops the window to one probe, which grows back one answer at a time up
     to half the requests in flight when the 429 came (at least 2), then one
-    per window of answers."""
+    per window of answers, once its echoes show our load met a limit."""
     budget = RequestBudget(16, rng=random.Random(1))
     for _ in range(12):
         budget.start(0.0)
-    pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=10.0)
+    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=10.0)
     for _ in range(12):
         budget.finish()
     assert 10.0 <= pause <= 12.0
@@ -76,17 +86,19 @@ def test_rate_limited_pauses_and_shrinks_the_window() -> None:
     assert windows[5:11] == [6] * 5 + [7]
     assert windows[11:18] == [7] * 6 + [8]
     assert windows[-1] < 16
-    assert budget.rate_limited == 1
-    assert budget.pauses == 1
+    assert budget.rate_limited == 3
+    assert budget.pauses >= 1  # (an echo's jitter may lengthen the first's)
 
 
 def test_after_a_429_the_window_grows_back_to_the_full_concurrency() -> None:
     """The slower growth past the ceiling still reaches ``concurrency``; and a
-    429 met with one request in flight leaves a ceiling of 2, not 0."""
+    limit met with 3 requests in flight leaves a ceiling of 2, not 1."""
     budget = RequestBudget(8, rng=random.Random(1))
-    budget.start(0.0)
-    pause = budget.on_rate_limited(1.0, granted_at=0.0, retry_after=1.0)
-    budget.finish()
+    for _ in range(3):
+        budget.start(0.0)
+    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=1.0)
+    for _ in range(3):
+        budget.finish()
     answers = 0
     while budget.window < 8:
         budget.on_answer(granted_at=1.0 + pause)
@@ -315,9 +327,7 @@ def _taught_fifty_a_second(seed: int, retry_after: float) -> tuple[RequestBudget
     for index in range(100):
         budget.start(index / 100)
         budget.finish(index / 100)
-    budget.start(1.0)
-    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=retry_after)
-    budget.finish(1.0)
+    pause = _limit_met(budget, 1.0, granted_at=1.0, retry_after=retry_after)
     assert budget.learned_rate == pytest.approx(50.0, rel=0.05)
     return budget, 1.0 + pause
 
@@ -350,18 +360,18 @@ def test_no_rate_is_learned_from_a_first_burst_or_with_a_rate_given() -> None:
     budget = RequestBudget(32, rng=random.Random(5))
     for _ in range(32):
         budget.start(0.0)
-    budget.on_rate_limited(0.01, granted_at=0.0, retry_after=0.1)
+    _limit_met(budget, 0.01, granted_at=0.0, retry_after=0.1)
     learned = budget.learned_rate
     assert learned is not None
     assert learned >= 1000
     idle = RequestBudget(4, rng=random.Random(5))
-    idle.on_rate_limited(10.0, granted_at=9.0, retry_after=0.1)
+    _limit_met(idle, 10.0, granted_at=9.0, retry_after=0.1)
     assert idle.learned_rate is None
     given = RequestBudget(4, rate=10.0, rng=random.Random(5))
     for index in range(10):
         given.start(index / 10)
         given.finish(index / 10)
-    given.on_rate_limited(1.0, granted_at=0.95, retry_after=0.1)
+    _limit_met(given, 1.0, granted_at=0.95, retry_after=0.1)
     assert given.learned_rate is None
 
 
@@ -393,7 +403,7 @@ def test_a_learned_rate_grows_from_the_pauses_end_and_a_further_429_halves_it() 
     for index in range(30):  # 30 a second for a second, then a 429
         budget.start(resume + index / 30)
         budget.finish(resume + index / 30)
-    budget.on_rate_limited(resume + 1.0, granted_at=resume + 0.99, retry_after=1.0)
+    _limit_met(budget, resume + 1.0, granted_at=resume + 0.99, retry_after=1.0)
     assert budget.learned_rate == pytest.approx(15.0, rel=0.1)
 
 
@@ -413,3 +423,27 @@ def test_with_a_rate_given_the_window_grows_back_one_per_answer_to_the_full_widt
         windows.append(budget.window)
     assert windows == [2, 3, 4, 4]
     assert budget.learned_rate is None
+
+
+def test_a_429_alone_teaches_nothing_and_keeps_the_window_s_growth() -> None:
+    """A 429 whose echoes do not come (the other requests in flight were
+    answered) is chance or another client's load, not a limit our load met:
+    it pauses, but teaches no rate and leaves the window growing back to the
+    full width one per answer. Cut at each one, a session with no limit at
+    all fell to a few requests a second under 1 random 429 in 200 answers."""
+    budget = RequestBudget(8, rng=random.Random(9))
+    for index in range(100):
+        budget.start(index / 100)
+        budget.finish(index / 100)
+    for _ in range(8):
+        budget.start(1.0)
+    pause = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=None)
+    budget.on_rate_limited(1.0, granted_at=0.99, retry_after=None)  # one echo only
+    for _ in range(8):
+        budget.finish(1.0)
+    assert budget.learned_rate is None
+    windows = []
+    for _ in range(8):
+        budget.on_answer(granted_at=1.0 + pause)
+        windows.append(budget.window)
+    assert windows == [2, 3, 4, 5, 6, 7, 8, 8]

@@ -5,14 +5,15 @@ Every HTTP request of a session, whichever task handle makes it, asks one
 
 - fewer than the current *window* of requests are in flight: ``concurrency``,
   except after a 429, when it drops to one probe and grows back by one per
-  answer that is not a 429 (TCP's slow start) up to half the requests that
-  were in flight when the 429 came, then by one per window of answers (TCP's
-  congestion avoidance), so a session never answers a 429 with a herd of
-  retries, nor meets the same limit again a second later;
+  answer that is not a 429 (TCP's slow start), so a session never answers a
+  429 with a herd of retries; when requests in flight with it were refused
+  too (our own load met a limit, not chance: see ``_limit_met``), only up
+  to half the requests then in flight, then by one per window of answers
+  (TCP's congestion avoidance), so as not to meet it again a second later;
 - the optional ``rate`` allows it: at most ``rate`` starts in any sliding
   window of ``period`` seconds (one by default; see :class:`RequestBudget`);
-- without a ``rate``, after a 429: a rate learned from it (half the starts of
-  the second before it, growing back by 10 % a second; see
+- without a ``rate``, after such a limit met: a rate learned from it (half
+  the starts of the second before it, growing back by 10 % a second; see
   :class:`_LearnedRate`), since a limit of requests a second is not one of
   requests in flight, and a window alone met it again a second later;
 - the session is not paused by a 429 (``Retry-After``, capped at
@@ -63,6 +64,12 @@ _PAUSE_JITTER = 0.2
 # (another client's load) must not leave the session growing one slot per
 # window of answers from there.
 _MIN_CEILING = 2
+# A strike is our own load meeting a limit once this many requests in flight
+# with it were refused too (its echoes), and this share of them: at a limit
+# every request over it is refused; at random, two more of 64 in flight at a
+# 0.5 % chance each are 4 %, two of 256 36 % (eight 0.01 %).
+_ECHOES_OF_A_LIMIT = 2
+_ECHO_SHARE = 0.03
 # A rate learned from a 429 (see _LearnedRate): half the starts a second of
 # the second before it, at least this many; it grows by this share of itself
 # a second, compounded, and is dropped once it has grown this many times over
@@ -138,6 +145,10 @@ class RequestBudget:
         # the starts of the latest two seconds, and the rate once learned.
         self._recent: _RecentStarts | None = _RecentStarts() if rate is None else None
         self._learned: _LearnedRate | None = None
+        # The latest strike, until its echoes confirm a limit (see _limit_met):
+        # when, the requests then in flight, the starts a second before it.
+        self._strike: tuple[float, int, float] | None = None
+        self._echoes = 0
         #: Requests holding a slot now.
         self.in_flight = 0
         #: The high-water mark of :attr:`in_flight`.
@@ -279,7 +290,9 @@ class RequestBudget:
             if self._grown < window:
                 return False
             self._grown = 0
-        self._window = window + 1
+        self._window = window = window + 1
+        if window >= self.concurrency:
+            self._ceiling = window  # grown back: slow start all the way next time
         return True
 
     def on_rate_limited(self, now: float, granted_at: float, retry_after: float | None) -> float:
@@ -292,19 +305,30 @@ class RequestBudget:
         """
         self.rate_limited += 1
         strike = granted_at > self._pause_started
+        recent = self._recent
         if strike:
             self._strikes += 1
-            # (in_flight still counts this request: its slot is released
-            # after.) With a rate given, the rate keeps to the limit: the
-            # window grows back to the full width as before.
-            self._ceiling = (
-                max(_MIN_CEILING, self.in_flight // 2)
-                if self._recent is not None
-                else self.concurrency
-            )
             self._grown = 0
             self._window = 1
+            # The window grows back as far as before (the full width, unless
+            # a limit met lowered it and it has not grown back since), lower
+            # if echoes show that our own load met a limit (see _limit_met).
             self._pause_started = now
+            self._echoes = 0
+            if recent is not None:
+                # What went out before it: the starts a second (under a rate
+                # learned, of what went out since its latest pause too: the
+                # second before may hold a pause).
+                sent = recent.per_second(now)
+                learned = self._learned
+                if learned is not None:
+                    sent = max(sent, learned.sent_per_second(now))
+                # (in_flight still counts this request: its slot is released after.)
+                self._strike = (now, self.in_flight, sent)
+        elif self._strike is not None:
+            self._echoes += 1
+            if self._echoes >= max(_ECHOES_OF_A_LIMIT, _ECHO_SHARE * self._strike[1]):
+                self._limit_met()
         if retry_after is None or retry_after <= 0:
             # No Retry-After, or one that says "now" (0, or a date already
             # past): asking again at once would be refused again at once (six
@@ -324,37 +348,31 @@ class RequestBudget:
             # (clipped, every session sharing an account resumed at 300 s
             # exactly, together).
             pause = MAX_PAUSE * (1 - _PAUSE_JITTER * spread)
-        if strike and self._recent is not None:
-            self._learn_rate(now, now + pause)
         if now + pause > self._paused_until:
             self._paused_until = now + pause
             self.pauses += 1
+            if self._learned is not None:
+                self._learned.count_from(self._paused_until)
         return pause
 
-    def _learn_rate(self, now: float, resume: float) -> None:
-        """After a 429 at ``now`` (a new strike): half the starts a second
-        before it (since the pause, while a rate holds: none if only its
-        probe went, at most the rate allowed); growing from
-        ``resume``, the pause's end (grown through a pause of 30 s, it was
-        gone by then)."""
-        assert self._recent is not None
+    def _limit_met(self) -> None:
+        """Echoes of the latest strike came back: several requests in flight
+        together were refused, so our own load met a limit (a 429 alone, the
+        others answered, is another client's load or chance: cut at each such
+        one, a session with no limit at all fell to a few requests a second).
+        The window grows back one per answer to half the requests then in
+        flight, then one per window of answers; the rate, without one given,
+        to half the starts a second before the strike (at most the rate
+        learned), growing from the pause's end."""
+        assert self._strike is not None
+        struck_at, in_flight, sent = self._strike
+        self._strike = None
+        self._ceiling = max(_MIN_CEILING, in_flight // 2)
+        if sent <= 0:
+            return  # none started lately: nothing of ours to learn a rate from
         learned = self._learned
-        if learned is not None:
-            if learned.taken <= 1:
-                # The probe after the pause met it: the pause was too short
-                # (the backoff doubles it), not the rate too high (half the
-                # starts of the second before, the probe alone, was the floor).
-                return
-            # Half of what went out since the pause, at most the rate allowed.
-            elapsed = max(now - learned.since, 1e-3)
-            sent = max(self._recent.per_second(now), learned.taken / elapsed)
-            rate = min(learned.rate(now), sent) / 2
-        else:
-            starts = self._recent.per_second(now)
-            if starts <= 0:
-                return  # none started lately: a 429 to nothing of ours teaches no rate
-            rate = starts / 2
-        self._learned = _LearnedRate(max(_LEARNED_FLOOR, rate), resume)
+        rate = sent if learned is None else min(sent, learned.rate(struck_at))
+        self._learned = _LearnedRate(max(_LEARNED_FLOOR, rate / 2), self._paused_until)
 
 
 class _RecentStarts:
@@ -400,16 +418,17 @@ class _LearnedRate:
 
     A service that limits requests a second, not in flight, is met again by
     the in-flight window soon after each pause: 64 polls in flight answered
-    in 0.1 s are 640 a second, whatever window brought them. So a 429 also
+    in 0.1 s are 640 a second, whatever window brought them. So a 429 whose
+    echoes show our load met a limit (see RequestBudget._limit_met) also
     sets a rate: half the starts a second of the second before it (TCP's
-    multiplicative decrease, on rates), growing back by 10 % of itself a
-    second, compounded, from the pause's end; a further 429 sets half of
-    what went out since (see RequestBudget._learn_rate). Once grown eight
+    multiplicative decrease, on rates; at most the rate learned before),
+    growing back by 10 % of itself a second, compounded, from the pause's
+    end. Once grown eight
     times over (in about 22 s), nothing is left to learn and it is dropped.
     Requests start evenly, a fifth of a second's worth at most at once.
     """
 
-    __slots__ = ("_tokens", "_tokens_at", "base", "since", "taken")
+    __slots__ = ("_counted_from", "_taken", "_tokens", "_tokens_at", "base", "since")
 
     def __init__(self, rate: float, since: float) -> None:
         #: The starts a second it was set to, and when it starts to grow.
@@ -417,8 +436,9 @@ class _LearnedRate:
         self.since = since
         self._tokens = 1.0
         self._tokens_at = since
-        #: Requests started under it.
-        self.taken = 0
+        # Requests started under it since its latest pause ended (_counted_from).
+        self._taken = 0
+        self._counted_from = since
 
     def rate(self, now: float) -> float:
         """The starts a second allowed at ``now``."""
@@ -446,7 +466,16 @@ class _LearnedRate:
         """A request starts at ``now``."""
         self._refill(now)
         self._tokens -= 1.0
-        self.taken += 1
+        self._taken += 1
+
+    def count_from(self, resume: float) -> None:
+        """A pause ends at ``resume``: count what goes out from then."""
+        self._taken = 0
+        self._counted_from = resume
+
+    def sent_per_second(self, now: float) -> float:
+        """The starts a second since the latest pause ended."""
+        return self._taken / max(now - self._counted_from, 1e-3)
 
 
 class Ticket:
