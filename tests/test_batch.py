@@ -803,7 +803,7 @@ def test_a_session_settles_under_a_poll_limit_it_is_not_told_of() -> None:
     the starts keep to a rate learned from the 429 (half the starts a second
     before it, growing back by 10 % a second). With the window alone growing
     back one per answer (64 in six round trips) 51 % of the requests were
-    429s, with the window's ceiling alone 23 %, now about 6 %; every wait
+    429s, with the window's ceiling alone 23 %, now about 9 %; every wait
     still ends with its record."""
     from ._virtual import run_virtual
 
