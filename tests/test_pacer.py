@@ -730,7 +730,11 @@ async def test_a_bare_id_whose_first_poll_found_nothing_is_retried_backing_off(
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(gaps) == 3
     for gap, planned in zip(gaps, (2.0, 4.0, 8.0), strict=True):
-        assert planned * 0.9 <= gap <= planned + 0.1
+        # (Up to a second over: the virtual clock is the real one plus the
+        # idle waits skipped, and the first tables' build, tens of ms of
+        # CPU, runs meanwhile; on a loaded machine it read 2.11 s. A fresh
+        # task's first delay would be 36 s or more.)
+        assert planned * 0.9 <= gap <= planned + 1.0
     await kie.close()
 
 
