@@ -52,13 +52,21 @@ def test_fractional_rate_below_one_spaces_starts() -> None:
     assert budget.blocked_until(2.0) is None
 
 
-def _limit_met(budget: RequestBudget, now: float, granted_at: float, retry_after: float) -> float:
+def _limit_met(
+    budget: RequestBudget, now: float, granted_at: float, retry_after: float, in_flight: int = 0
+) -> float:
     """A 429 at ``now`` for a request granted at ``granted_at``, and two more
     for requests in flight with it (its echoes: our own load met a limit, not
-    chance). Returns the pause they began (an echo may lengthen it a little)."""
+    chance), with ``in_flight`` requests started at ``granted_at`` and
+    finished after. Returns the pause they began (an echo may lengthen it a
+    little)."""
+    for _ in range(in_flight):
+        budget.start(granted_at)
     budget.on_rate_limited(now, granted_at=granted_at, retry_after=retry_after)
     for _ in range(2):
         budget.on_rate_limited(now, granted_at=granted_at - 0.01, retry_after=retry_after)
+    for _ in range(in_flight):
+        budget.finish(now)
     return budget.paused_until - now
 
 
@@ -68,11 +76,7 @@ def test_rate_limited_pauses_and_shrinks_the_window() -> None:
     to half the requests in flight when the 429 came (at least 2), then one
     per window of answers, once its echoes show our load met a limit."""
     budget = RequestBudget(16, rng=random.Random(1))
-    for _ in range(12):
-        budget.start(0.0)
-    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=10.0)
-    for _ in range(12):
-        budget.finish()
+    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=10.0, in_flight=12)
     assert 10.0 <= pause <= 12.0
     assert budget.blocked_until(5.0) == pytest.approx(1.0 + pause)
     assert budget.window == 1
@@ -94,11 +98,7 @@ def test_after_a_429_the_window_grows_back_to_the_full_concurrency() -> None:
     """The slower growth past the ceiling still reaches ``concurrency``; and a
     limit met with 3 requests in flight leaves a ceiling of 2, not 1."""
     budget = RequestBudget(8, rng=random.Random(1))
-    for _ in range(3):
-        budget.start(0.0)
-    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=1.0)
-    for _ in range(3):
-        budget.finish()
+    pause = _limit_met(budget, 1.0, granted_at=0.0, retry_after=1.0, in_flight=3)
     answers = 0
     while budget.window < 8:
         budget.on_answer(granted_at=1.0 + pause)
@@ -358,9 +358,7 @@ def test_no_rate_is_learned_from_a_first_burst_or_with_a_rate_given() -> None:
     a batch of 2,000 ids at 16 a second). A 429 when nothing started lately
     teaches none, nor one when the session was given a ``rate``."""
     budget = RequestBudget(32, rng=random.Random(5))
-    for _ in range(32):
-        budget.start(0.0)
-    _limit_met(budget, 0.01, granted_at=0.0, retry_after=0.1)
+    _limit_met(budget, 0.01, granted_at=0.0, retry_after=0.1, in_flight=32)
     learned = budget.learned_rate
     assert learned is not None
     assert learned >= 1000

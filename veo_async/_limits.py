@@ -59,10 +59,9 @@ _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
 # Sessions sharing an account (and its limit) must not resume in lockstep.
 _PAUSE_JITTER = 0.2
-# The window after a 429 grows one per answer up to half the requests then in
-# flight, but never less than this: a 429 met with a single request in flight
-# (another client's load) must not leave the session growing one slot per
-# window of answers from there.
+# After a limit met, the window grows one per answer up to half the requests
+# then in flight, but never less than this: a limit met by three requests
+# must not leave the session growing one slot per window of answers from one.
 _MIN_CEILING = 2
 # A strike is our own load meeting a limit once this many requests in flight
 # with it were refused too (its echoes), and this share of them: at a limit
@@ -284,7 +283,7 @@ class RequestBudget:
             # Past half the load that met the 429: one more slot per window
             # of answers (one per round trip), not per answer. Growing
             # per answer, 64 slots were back within six round trips, and a
-            # service limiting polls to 50 a second answered 48 % of a
+            # service limiting polls to 50 a second answered 51 % of a
             # session's requests with 429.
             self._grown += 1
             if self._grown < window:
