@@ -266,6 +266,42 @@ async def test_polls_run_under_an_eager_task_factory(fake_kie: FakeKie) -> None:
     assert not leftover_tasks()
 
 
+@pytest.mark.loopback
+async def test_requests_and_polls_run_on_tasks_that_are_not_the_c_task(fake_kie: FakeKie) -> None:
+    """A loop whose tasks are asyncio's pure-Python Task (what nest_asyncio,
+    common in notebooks, and some task factories make) runs requests, polls
+    and stops as the C Task does: the cancellation counts (read by every
+    request's deadline, over HTTP) come from each task's own methods (the C
+    class's refuse any other task)."""
+    for task_id in ("a", "b", "c"):
+        fake_kie.add_task(task_id, complete_after=0)
+    fake_kie.add_task("slow", complete_after=3600)
+    py_task = asyncio.tasks._PyTask  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+
+    def pure_python(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        return py_task(coro, loop=loop, **kwargs)
+
+    async def body() -> None:
+        async with session_on(fake_kie, concurrency=2, policy=EVERY_SECOND) as veo:
+            record = await veo.record_info("a")
+            assert record.status is TaskStatus.SUCCESS
+            records = await asyncio.wait_for(veo.wait_many(["a", "b", "c"]), 30)
+            assert [record.status for record in records] == [TaskStatus.SUCCESS] * 3
+            with pytest.raises(WaitTimeoutError):
+                await veo.task("slow").wait(timeout=3)
+            assert veo.stats.in_flight == 0
+
+    loop.set_task_factory(pure_python)
+    try:
+        runner = asyncio.ensure_future(body())
+        assert type(runner) is py_task
+        await runner
+    finally:
+        loop.set_task_factory(None)
+    assert not leftover_tasks()
+
+
 async def test_a_close_turned_into_an_error_by_the_exchange_runs_nothing_more() -> None:
     """On 3.10 a request deadline in the step of a close wins over the close's
     cancellation (the exchange raises its timeout error): the runner must

@@ -20,6 +20,7 @@ that got its answer is never cancelled afterwards.
 from __future__ import annotations
 
 import asyncio
+import operator
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,13 +31,17 @@ __all__ = ["COUNTS_CANCELS", "RequestDeadlines", "cancelling", "taken_back", "un
 COUNTS_CANCELS = sys.version_info >= (3, 11)
 
 if sys.version_info >= (3, 11):  # (as COUNTS_CANCELS; spelt so for the type checker)
-    # The task's own methods, called as functions: no Python frame of ours in
-    # between (every one-shot request reads the count on entry).
+    # The task's own methods, called by a C caller: no Python frame of ours in
+    # between (every one-shot request reads the count on entry). Looked up on
+    # each task, not taken from asyncio.Task once: a loop's tasks need not be
+    # the C Task (nest_asyncio, a pure-Python task factory), and the C
+    # class's method refuses any other ("descriptor 'cancelling' for
+    # '_asyncio.Task' objects doesn't apply to a 'Task' object").
 
     #: The cancellations asked of ``task`` and not taken back (0 on 3.10).
-    cancelling: Callable[[asyncio.Task[Any]], int] = asyncio.Task.cancelling
+    cancelling: Callable[[asyncio.Task[Any]], int] = operator.methodcaller("cancelling")
     #: Take back one cancellation of ``task``; the count left (0 on 3.10).
-    uncancel: Callable[[asyncio.Task[Any]], int] = asyncio.Task.uncancel
+    uncancel: Callable[[asyncio.Task[Any]], int] = operator.methodcaller("uncancel")
 
 else:  # no count of cancel requests before 3.11: as in aiohttp, a timeout wins
 
