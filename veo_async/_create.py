@@ -104,6 +104,9 @@ async def submit(
     draw = rng or random
     resends = 0
     while True:
+        # Raised after its except block, not in it: there it would chain the
+        # error it was made of (and that error's frames) as its context.
+        uncertain: SubmitUncertainError | None = None
         try:
             return await requester.call(
                 "POST",
@@ -116,16 +119,17 @@ async def submit(
             )
         except TransportError as exc:
             if exc.sent:
-                raise _uncertain(request, exc) from None
-            error: VeoError = exc
-            delay = True
+                uncertain = _uncertain(request, exc)
+            else:
+                error: VeoError = exc
+                delay = True
         except APIError as exc:
             if exc.task_id is not None:
                 # A success envelope under the error status named a task (a
                 # proxy that rewrote the status): whatever the status says,
                 # that task may exist, and be charged: never resent.
-                raise _uncertain(request, exc) from None
-            if isinstance(exc, RateLimitError):
+                uncertain = _uncertain(request, exc)
+            elif isinstance(exc, RateLimitError):
                 error, delay = exc, False
             elif isinstance(exc, ServiceUnavailableError):
                 error, delay = exc, True
@@ -134,14 +138,16 @@ async def submit(
             ) or exc.code in _UNCERTAIN_CODES:
                 # A 5xx that is no final answer, or a code that may come
                 # after creating (408: upstream timeout).
-                raise _uncertain(request, exc) from None
+                uncertain = _uncertain(request, exc)
             else:
                 # A code that rejected the request (a proxy's refusal page, an
                 # ErrorPage, too: caught here before its ResponseError side).
                 _name_the_source(request, exc)
                 raise
         except ResponseError as exc:  # an unreadable answer: it may say "created"
-            raise _uncertain(request, exc) from None
+            uncertain = _uncertain(request, exc)
+        if uncertain is not None:
+            raise uncertain
         if on_refused is not None:
             on_refused()
         if resends >= MAX_SAFE_RESENDS:

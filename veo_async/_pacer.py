@@ -344,18 +344,30 @@ class _LearnedPlan(Plan):
                 model, self._running_until, age, announced=self._announced
             )
             self._running_until = age
-        if not schedule.ready(model):
-            self._waiting_for = model
-            return None  # the model's first table is being made: see when_ready
         asked_at = None if age is None else max(0.0, age - since_asked)
-        delay = schedule.next_delay(
-            model=model,
-            age=age,
-            polls=self._polls,
-            rng=self._rng,
-            asked_at=asked_at,
-            explorer=self._explorer,
-        )
+        if not schedule.ready(model):
+            # The model's first table is being made (see when_ready): an
+            # explorer's polls, which need none, go on meanwhile.
+            explored = (
+                schedule.explorer_delay(
+                    age=age, asked_at=asked_at, polls=self._polls, rng=self._rng
+                )
+                if self._explorer and age is not None and asked_at is not None
+                else None
+            )
+            if explored is None:
+                self._waiting_for = model
+                return None
+            delay = explored
+        else:
+            delay = schedule.next_delay(
+                model=model,
+                age=age,
+                polls=self._polls,
+                rng=self._rng,
+                asked_at=asked_at,
+                explorer=self._explorer,
+            )
         self._polls += 1
         self._planned_from = asked_at  # for replanned_delay
         return delay

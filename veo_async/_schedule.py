@@ -529,11 +529,15 @@ class AdaptivePolicy:
         the learned distribution at first, then steered towards 97.5 % by
         what finished tasks really cost (the spend ledger) - but placed where
         completions are likely.
-    :param min_gap: shortest gap between two polls of a task, in seconds.
+    :param min_gap: shortest gap between two polls of a task, in seconds
+        (from the answer to one to the next; at least 0.1).
     :param max_gap: longest gap once past the bulk of generation times (the
         learned 90th percentile, or twice the prior's median if that comes
         first), and the gap past the table's horizon (the 99.95th percentile);
-        at most 600 s.
+        at most 600 s. Polls are planned on a grid of 2 s, so a multiple of
+        2 s must lie between ``min_gap`` and ``max_gap`` (``max_gap`` at
+        least 2 s): ``min_gap=0.5, max_gap=4`` is accepted, ``max_gap=1``
+        or ``min_gap=3, max_gap=3`` are refused with a ValueError saying so.
         Inside the bulk the gaps are the optimum's (short where renders
         finish, one long gap across a stretch where none do).
     :param jitter: each delay moves by up to ``+- jitter`` of itself, at most
@@ -1668,13 +1672,40 @@ class AdaptiveSchedule:
                 # Never longer than the gap planned from the grid point: caps hold.
                 delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
         if explorer and given_age:
-            delay = min(delay, _explorer_delay(policy.min_gap, asked, age))
+            delay = min(delay, _explorer_delay(policy.min_gap, asked if polls else None, age))
+        return self._jittered(delay, rng, polled=polls > 0)
+
+    def explorer_delay(
+        self, *, age: float, asked_at: float, polls: int, rng: random.Random
+    ) -> float | None:
+        """Seconds from now to an explorer's next poll (see :meth:`explores`),
+        which needs no table: for a task polled while its model's first
+        table is still being made (a second or two of CPU), so that its
+        polls at 2, 4, 8 s of age are not lost meanwhile. None when no
+        explorer poll is left (from 30 s of age).
+
+        :param age: the task's age now; ``asked_at``: its age at the poll
+            just made (ignored when ``polls`` is 0).
+        """
+        _check_count("polls", polls)
+        _check_rng(rng)
+        asked = _check_number("asked_at", asked_at, 0) if polls else None
+        delay = _explorer_delay(self.policy.min_gap, asked, _check_number("age", age, 0))
+        if delay == math.inf:
+            return None
+        return self._jittered(delay, rng, polled=asked is not None)
+
+    def _jittered(self, delay: float, rng: random.Random, *, polled: bool) -> float:
+        """``delay`` jittered; at least ``min_gap`` from the answer to the poll
+        just made (``polled``: a slow server is not asked again at once), at
+        least 0 before any (a first poll overdue goes now)."""
+        policy = self.policy
         if policy.jitter:
-            spread = min(policy.jitter * delay, _MAX_JITTER) * rng.uniform(-1.0, 1.0)
+            spread = min(policy.jitter * abs(delay), _MAX_JITTER) * rng.uniform(-1.0, 1.0)
             if delay <= policy.max_gap < delay + spread:
                 spread = -spread  # a gap within max_gap stays within it: jittered shorter
             delay += spread
-        return max(delay, policy.min_gap)
+        return max(delay, policy.min_gap if polled else 0.0)
 
     def unseen_delay(self, polls: int, rng: random.Random) -> float:
         """Seconds from now to the next poll of a task no poll has seen yet:
@@ -2242,13 +2273,14 @@ def _price_bracket(
     return lo, hi
 
 
-def _explorer_delay(min_gap: float, asked: float, age: float) -> float:
+def _explorer_delay(min_gap: float, asked: float | None, age: float) -> float:
     """The delay to an explorer's next poll: at the first of the ages
-    ``min_gap``, twice that, ... past ``asked`` (the poll just made), none
-    (infinite) from ``_EXPLORE_UNTIL`` on."""
+    ``min_gap``, twice that, ... past ``asked`` (the poll just made; None:
+    none made yet), none (infinite) from ``_EXPLORE_UNTIL`` on. Negative
+    when that poll is overdue."""
     at = min_gap
-    while at <= asked + 0.5 * min_gap:  # the poll just made, jittered, is not the next
-        at *= 2.0
+    while asked is not None and at <= asked + 0.5 * min_gap:
+        at *= 2.0  # (the poll just made, jittered, is not the next)
     return at - age if at < _EXPLORE_UNTIL else math.inf
 
 

@@ -1262,6 +1262,10 @@ class TaskRegistry:
         # callback per dead one, on every id of every batch.
         self._handles: dict[str, weakref.ref[VeoTask]] = {}
         self._purge_at = _PURGE_MIN
+        # Tasks this session created within its policy's not_found_grace, by
+        # creation time (oldest first): a caller who kept only the id (the
+        # handle gone) still has "record is null" read as "not visible yet".
+        self._fresh: dict[str, float] = {}
         #: Tasks of batches letting go of their runs at a deadline nobody was
         #: waiting for (see CompletionTracker.expire_at): the session's close
         #: waits for them.
@@ -1376,8 +1380,20 @@ class TaskRegistry:
     def created(self, task_id: str, request: GenerateRequest | ExtendRequest) -> VeoTask:
         """The handle of a task this session just created with ``request``."""
         handle = self.handle(task_id)
-        _set_origin(handle, request, _now())
+        now = _now()
+        _set_origin(handle, request, now)
+        self._forget_stale_creations(now)
+        self._fresh[task_id] = now
         return handle
+
+    def _forget_stale_creations(self, now: float) -> None:
+        """Drop the creations older than the policy's ``not_found_grace``."""
+        grace, fresh = self.policy.not_found_grace, self._fresh
+        while fresh:
+            oldest = next(iter(fresh))
+            if now - fresh[oldest] < grace:
+                break
+            del fresh[oldest]
 
     @property
     def policy(self) -> AnyPolicy:
@@ -1395,6 +1411,9 @@ class TaskRegistry:
         ref = self._handles.get(task_id)
         handle = ref() if ref is not None else None
         created = None if handle is None else handle.created_loop_time
+        if created is None:
+            self._forget_stale_creations(self.requester.now())
+            created = self._fresh.get(task_id)
         if created is None or error.expired:
             return
         if self.requester.now() - created < self.policy.not_found_grace:

@@ -313,7 +313,9 @@ class TruncatedResponseError(TransportError, ResponseError):
     Both a :class:`TransportError` (no complete HTTP answer came: ``sent`` is
     True, a create is not resent) and a :class:`ResponseError` (a truncated
     answer, with the answer's :attr:`http_status`): either ``except`` catches
-    it. Retryable, as both are.
+    it. Retryable, as both are. Its :attr:`excerpt` is empty: once the
+    connection breaks, aiohttp hands over none of the body that came (the
+    message says how the answer broke off).
     """
 
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
