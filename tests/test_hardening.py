@@ -1803,3 +1803,21 @@ def test_the_virtual_clock_does_not_jump_past_a_thread_at_work() -> None:
 def _slow_job(seconds: float) -> str:
     time.sleep(seconds)
     return "done"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="a join timeout came in 3.12")
+def test_the_virtual_clock_waits_in_real_time_for_the_executor_s_shutdown() -> None:
+    """asyncio.run (and Runner) join the default executor's threads with a
+    timeout of 300 s from Python 3.12: on the virtual clock that timer was
+    jumped to while a thread still ran, and the loop's close warned "The
+    executor did not finishing joining its threads within 300 seconds" (an
+    error where warnings are: seen when aiohttp had read a .netrc in a thread)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, time.sleep, 0.3)
+        job.cancel()  # its thread sleeps on, no longer counted as at work
+        await asyncio.sleep(0)
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:  # type: ignore[attr-defined,unused-ignore]
+        runner.run(main())

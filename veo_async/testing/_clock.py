@@ -127,6 +127,16 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def _thread_done(self, _future: asyncio.Future[Any]) -> None:
         self._fast_forward.threads_busy -= 1
 
+    async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
+        """As the base loop's; waits are real while the executor's threads are
+        joined: from Python 3.12 asyncio.run joins them under a timeout of
+        300 s, which a jump would reach while a thread still runs."""
+        self._fast_forward.threads_busy += 1
+        try:
+            await super().shutdown_default_executor(*args, **kwargs)
+        finally:
+            self._fast_forward.threads_busy -= 1
+
     @property
     def skipped(self) -> float:
         """Seconds of waiting skipped so far."""
