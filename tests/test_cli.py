@@ -46,6 +46,7 @@ from veo_async import (
 )
 from veo_async.cli import EXIT_INTERRUPTED, INTERRUPTED, MISSING_EXTRA, run_cli
 from veo_async.cli._errors import describe_error
+from veo_async.cli._options import Settings
 from veo_async.cli._reach import SilenceDetector
 from veo_async.testing import FakeKie, Fault
 
@@ -1137,3 +1138,13 @@ def test_a_long_error_line_keeps_its_reason() -> None:
     assert line.endswith("[Connect call failed ('127.0.0.1', 1)]")
     assert " ... " in line
     assert describe_error(TransportError("short", sent=False)) == "TransportError: short"
+
+
+def test_the_cli_settings_repr_hides_the_api_key() -> None:
+    """Settings (the click context's object, shown by a traceback that prints
+    locals, a debugger, a log of ctx.obj) never shows the API key."""
+    key = "kie-secret-key-0123456789"
+    settings = Settings(api_key=key, base_url="https://api.kie.ai")
+    assert key not in repr(settings)
+    assert key not in str(settings)
+    assert "https://api.kie.ai" in repr(settings)
