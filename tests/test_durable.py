@@ -1059,6 +1059,28 @@ async def test_an_id_the_service_does_not_know_is_delivered_with_its_error_then_
         assert await store.get("veo_ghost") is None
 
 
+@pytest.mark.parametrize("flush_interval", [FLUSH, 3600.0], ids=["flushed soon", "held"])
+async def test_an_unknown_id_acked_at_once_is_not_stored_again(
+    kie: FakeKie, db: Path, flush_interval: float
+) -> None:
+    """veo.task(id) queues the id's tracking; the id turns out unknown and
+    is acknowledged before that note was written: the note goes first, then
+    the forget (written after it, it stored the id again, and a resume
+    delivered it once more)."""
+    policy = PollPolicy(first_poll=0.0, interval=0.02, max_interval=0.05, not_found_grace=0.0)
+    store = store_at(db, flush_interval=flush_interval)
+    async with session_on(kie, store=store, policy=policy) as veo:
+        task = veo.task("veo_ghost")
+        with pytest.raises(RecordNotFoundError):
+            await task
+        await task.ack()
+    reopened = await stored(db)
+    try:
+        assert await reopened.get("veo_ghost") is None
+    finally:
+        await reopened.aclose()
+
+
 async def test_a_404_on_every_poll_forgets_no_stored_task(db: Path) -> None:
     """Polls answered 404 (a base URL with a wrong path: a proxy's missing
     route) are no answer about the tasks: completed() raises NotFoundError,

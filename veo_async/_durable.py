@@ -390,6 +390,10 @@ class DurableTracker:
             await self._drain()  # its terminal record must reach the store first
             await store.ack(handle.task_id)
         elif isinstance(handle.error, GONE):
+            # Its notes first (the id's tracking, queued by veo.task()):
+            # written after the forget, they would store it again, and a
+            # resume would deliver it once more.
+            await self._drain()
             await store.forget(handle.task_id)
         else:
             raise asyncio.InvalidStateError(
