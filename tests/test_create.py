@@ -20,6 +20,7 @@ import json
 import pickle
 import random
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -344,7 +345,10 @@ async def test_a_drop_after_creating_is_uncertain_and_never_resent() -> None:
         assert caught.value.request == GenerateRequest("a cat")
         assert not caught.value.retryable
         assert caught.value.__cause__ is None
-        assert caught.value.__context__ is None  # (its cause is named in its message)
+        assert caught.value.__suppress_context__  # (its cause is named in its message)
+        # (none at all, but on 3.10 under the test runner's pure-Python Task:
+        # see test_secrets.test_an_answer_cut_mid_body_leaves_no_frame_reaching_the_key)
+        assert caught.value.__context__ is None or sys.version_info < (3, 11)
         assert "may have created" in str(caught.value)
         assert kie.created == 1
         assert len(requests_to(kie, GENERATE)) == 1

@@ -105,7 +105,9 @@ async def submit(
     resends = 0
     while True:
         # Raised after its except block, not in it: there it would chain the
-        # error it was made of (and that error's frames) as its context.
+        # error it was made of (and that error's frames) as its context. (And
+        # "from None": a task that runs its coroutine inside an except block,
+        # as 3.10's pure-Python Task does, chains what that block handles.)
         uncertain: SubmitUncertainError | None = None
         try:
             return await requester.call(
@@ -147,7 +149,7 @@ async def submit(
         except ResponseError as exc:  # an unreadable answer: it may say "created"
             uncertain = _uncertain(request, exc)
         if uncertain is not None:
-            raise uncertain
+            raise uncertain from None
         if on_refused is not None:
             on_refused()
         if resends >= MAX_SAFE_RESENDS:

@@ -645,14 +645,16 @@ class AiohttpTransport:
             # response to the key.
             response = None
         # Raised here, outside the except blocks: the error chains nothing
-        # (aiohttp's exception holds request_info, with our headers).
+        # (aiohttp's exception holds request_info, with our headers). "from
+        # None" too: a task that runs its coroutine inside an except block,
+        # as 3.10's pure-Python Task does, chains what that block handles.
         if cut and status is not None:
             if status >= 400:
                 # An error status decides whatever its body, cut or whole (a
                 # 401 stops the session, a 429 pauses it, a refused create is
                 # refused): the protocol reads the status and the headers.
                 return RawResponse(status, headers, b"")
-            raise TruncatedResponseError(failure, http_status=status)
+            raise TruncatedResponseError(failure, http_status=status) from None
         if reached is not None and not reached.connected:
             # No connection was made (a connect that timed out: a listener
             # whose queue is full drops the handshake): nothing of it can
@@ -660,7 +662,7 @@ class AiohttpTransport:
             sent = False
             if late:
                 failure = f"no connection to {url} in time"
-        raise TransportError(failure, sent=sent)
+        raise TransportError(failure, sent=sent) from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
         """The body, counted while it is read (the uncommon answers: compressed,
