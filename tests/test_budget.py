@@ -129,6 +129,26 @@ def test_answers_to_requests_sent_before_the_pause_do_not_widen_the_window() -> 
     assert budget.window == 2
 
 
+def test_a_request_granted_in_the_clock_tick_its_pause_began_was_sent_before_it() -> None:
+    """A clock of coarse ticks (loop.time() on Windows before Python 3.13:
+    15.6 ms) reads the same for a grant and a 429 answered in that tick: the
+    request was sent before the pause, for every rule alike. Its 429 is an
+    echo (no new strike), its answer does not widen the window nor end the
+    strike run, and, not sent yet, it waits the pause out."""
+    budget = RequestBudget(4, rng=random.Random(1))
+    for _ in range(2):
+        budget.start(1.0)
+    first = budget.on_rate_limited(1.0, granted_at=1.0, retry_after=None)  # the tick's 429
+    assert budget.paused_after(1.0, now=1.5)  # granted in that tick: not sent during the pause
+    budget.finish()
+    budget.finish()
+    assert not budget.on_answer(granted_at=1.0)  # answered during the pause
+    assert budget.window == 1
+    end = 1.0 + first
+    # The probe after the pause meets a 429: the second strike of the run.
+    assert budget.on_rate_limited(end, granted_at=end, retry_after=None) >= 2.0
+
+
 def test_answers_to_requests_sent_before_the_pause_do_not_end_the_strike_run() -> None:
     """A 429 for the probe after a pause is a second strike (a doubled pause),
     whatever the requests sent before the pause answered meanwhile."""
@@ -179,7 +199,7 @@ def test_strikes_double_the_pause_and_an_answer_resets_them() -> None:
         pauses.append(budget.on_rate_limited(now, granted_at=now, retry_after=None))
     for strike, pause in enumerate(pauses):
         assert 2**strike <= pause <= 2**strike * 1.2
-    budget.on_answer(granted_at=now)
+    budget.on_answer(granted_at=now + pauses[-1])  # the probe after the last pause
     assert 1.0 <= budget.on_rate_limited(1000.0, granted_at=1000.0, retry_after=None) <= 1.2
 
 

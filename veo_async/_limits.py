@@ -260,7 +260,10 @@ class RequestBudget:
         """Whether a 429 pause that began after a grant at ``granted_at``
         still holds at ``now`` (a request granted, not sent yet, must then
         not go: see Requester.call)."""
-        return granted_at < self._pause_started and self._paused_until > now
+        # (<=: a grant in the clock tick the pause began in came before it,
+        # as on_rate_limited and on_answer read it; a coarse clock, Windows'
+        # 15.6 ms before Python 3.13, reads both the same.)
+        return granted_at <= self._pause_started and self._paused_until > now
 
     def on_answer(self, granted_at: float) -> bool:
         """An answer that was not a 429, to a request granted at ``granted_at``:
@@ -273,7 +276,7 @@ class RequestBudget:
 
         :returns: True if the window grew (a waiting request may start now).
         """
-        if granted_at < self._pause_started:
+        if granted_at <= self._pause_started:  # (<=: see paused_after)
             return False
         self._strikes = 0
         window = self._window
