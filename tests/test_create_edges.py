@@ -1,6 +1,6 @@
-"""Creating tasks: behaviour no other test pinned (505, a
-close that a transport reports as a TransportError, the 4K POSTs'
-creation budget)."""
+"""Creating tasks: behaviour no other test pinned (505, the 4K
+POSTs' creation budget; a close a transport reports as a TransportError:
+see test_requester_edges)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from veo_async import (
     HttpRequest,
     RawResponse,
     SubmitUncertainError,
-    TransportError,
     VeoSession,
 )
 from veo_async.testing import FakeKie, Fault
@@ -38,47 +37,6 @@ def test_a_505_feature_disabled_is_a_rejection_not_uncertain() -> None:
         assert len(requests_to(kie, GENERATE)) == 1
 
     in_process(body)
-
-
-class _AbortedOnClose:
-    """A user's Transport that reports a request cut by the session's close
-    as a TransportError (the connection was pulled), as aiohttp does when its
-    connector closes under a request."""
-
-    def __init__(self, kie: FakeKie) -> None:
-        self.inner = kie.transport()
-
-    async def send(self, request: HttpRequest) -> RawResponse:
-        """The inner answer; a cancellation becomes a TransportError (sent)."""
-        try:
-            return await self.inner.send(request)
-        except asyncio.CancelledError:
-            raise TransportError("connection aborted", sent=True) from None
-
-    async def aclose(self) -> None:
-        """Close the inner transport."""
-        await self.inner.aclose()
-
-
-def test_a_create_cut_by_the_close_as_a_transport_error_is_uncertain() -> None:
-    """A create in flight when the session closes, whose transport reports
-    the close as a TransportError: it may have gone through, so
-    SubmitUncertainError, not SessionClosedError (which tells the caller,
-    and submit_recorded, that nothing was created)."""
-
-    async def main() -> None:
-        kie = FakeKie()
-        kie.inject_create(Fault.slow(10))
-        veo = VeoSession(API_KEY, transport=_AbortedOnClose(kie))
-        async with veo:
-            create = asyncio.create_task(veo.generate("a cat"))
-            await asyncio.sleep(1)
-            assert not create.done()
-        error = (await asyncio.gather(create, return_exceptions=True))[0]
-        assert type(error) is SubmitUncertainError, error
-        await kie.close()
-
-    run_virtual(main)
 
 
 class _First4kRateLimited:

@@ -90,6 +90,24 @@ async def stored(path: Path) -> SQLiteStore:
     return store
 
 
+def following(
+    veo: VeoSession, delivered: list[str], count: int | None = None
+) -> asyncio.Task[None]:
+    """A consumer of ``veo.completed(follow=True)``, started now: it adds each
+    task's id to ``delivered`` and acks it, and ends after ``count`` (None:
+    runs until cancelled). It keeps no handle between tasks."""
+
+    async def consume() -> None:
+        async for task in veo.completed(follow=True):
+            delivered.append(task.task_id)
+            await task.ack()
+            del task  # (a later poll of an id makes a new handle)
+            if count is not None and len(delivered) >= count:
+                return
+
+    return asyncio.create_task(consume())
+
+
 async def drain(veo: VeoSession, *, ack: bool = True) -> list[str]:
     """Ids completed() yields (acked each when asked), in order."""
     ids = []
@@ -764,15 +782,7 @@ async def test_completed_polls_what_it_delivers_and_includes_new_creations(
     """With follow=True, completed() also delivers tasks created while it runs."""
     async with durable(kie, db) as veo:
         delivered: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                delivered.append(task.task_id)
-                await task.ack()
-                if len(delivered) == 2:
-                    return
-
-        consumer = asyncio.create_task(consume())
+        consumer = following(veo, delivered, 2)
         await asyncio.sleep(0.05)
         first = await veo.generate("one")
         second = await veo.generate("two")
@@ -792,14 +802,7 @@ async def test_a_reconciled_create_reaches_a_running_completed(kie: FakeKie, db:
             await veo.generate("a dog", callback_url="https://cb.example/h")
         [intent] = await veo.uncertain()
         delivered: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                delivered.append(task.task_id)
-                await task.ack()
-                return
-
-        consumer = asyncio.create_task(consume())
+        consumer = following(veo, delivered, 1)
         await asyncio.sleep(0.05)
         assert await veo.reconcile(intent.ref, kie.created_ids[0]) is True
         await asyncio.wait_for(consumer, 10)

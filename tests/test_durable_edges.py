@@ -20,6 +20,7 @@ from .test_durable import (
     _server_error,
     db,
     durable,
+    following,
     kie,
     store_at,
     stored,
@@ -110,14 +111,7 @@ async def test_a_result_acked_while_its_iteration_runs_is_not_yielded_again(
     async with durable(kie, db) as veo:
         await veo.wait_many(["veo_x", "veo_y"])
         got: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                got.append(task.task_id)
-                await task.ack()
-                del task  # no handle kept here: a later poll of an id makes a new one
-
-        consumer = asyncio.create_task(consume())
+        consumer = following(veo, got)
         assert await eventually(lambda: sorted(got) == ["veo_x", "veo_y"])
         await asyncio.sleep(0.1)  # the acks are in
         gc.collect()  # the first result's handle is gone (nothing holds it)
@@ -146,14 +140,7 @@ async def test_an_uncertain_create_naming_its_task_reaches_a_running_completed(
     )
     async with veo:
         delivered: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                delivered.append(task.task_id)
-                await task.ack()
-                return
-
-        consumer = asyncio.create_task(consume())
+        consumer = following(veo, delivered, 1)
         await asyncio.sleep(0.05)
         with pytest.raises(SubmitUncertainError) as caught:
             await veo.generate("a cat")
