@@ -1456,6 +1456,20 @@ def test_the_learner_and_the_schedule_say_what_they_hold_in_their_repr() -> None
     assert repr(learner) in repr(schedule)
 
 
+def test_an_explorer_first_planned_past_its_ages_polls_as_any_task() -> None:
+    """An explorer task whose first plan comes past 30 s of age (a new wait
+    of a task whose earlier polls went unanswered) has no explorer poll due:
+    planned as any task, not at once."""
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    rng = random.Random(2)
+    plain = schedule.next_delay(model="veo3_fast", age=31.0, polls=0, rng=rng)
+    explored = schedule.next_delay(model="veo3_fast", age=31.0, polls=0, rng=rng, explorer=True)
+    assert explored == plain > 0.0
+    assert schedule.explorer_delay(age=45.0, asked_at=45.0, polls=0, rng=rng) is None
+    # Younger, an overdue explorer poll goes at once.
+    assert schedule.explorer_delay(age=3.0, asked_at=3.0, polls=0, rng=rng) == 0.0
+
+
 def test_asked_at_plans_the_next_poll_from_the_polls_time() -> None:
     """next_delay(age=answer's age, asked_at=the poll's age): the next poll is
     where the plan puts it after the poll, so the time the answer took comes

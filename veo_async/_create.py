@@ -105,9 +105,11 @@ async def submit(
     resends = 0
     while True:
         # Raised after its except block, not in it: there it would chain the
-        # error it was made of (and that error's frames) as its context. (And
-        # "from None": a task that runs its coroutine inside an except block,
-        # as 3.10's pure-Python Task does, chains what that block handles.)
+        # error it was made of (and that error's frames) as its context.
+        # ("from None" too: a task that runs its coroutine inside an except
+        # block, as pytest-asyncio's pure-Python Task on 3.10 does, makes what
+        # that block handles the context of any error raised; it is then at
+        # least left out of tracebacks.)
         uncertain: SubmitUncertainError | None = None
         try:
             return await requester.call(

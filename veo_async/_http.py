@@ -646,8 +646,9 @@ class AiohttpTransport:
             response = None
         # Raised here, outside the except blocks: the error chains nothing
         # (aiohttp's exception holds request_info, with our headers). "from
-        # None" too: a task that runs its coroutine inside an except block,
-        # as 3.10's pure-Python Task does, chains what that block handles.
+        # None" too: a task that runs its coroutine inside an except block
+        # (pytest-asyncio's pure-Python Task on 3.10) makes what that block
+        # handles the context of any error raised: left out of tracebacks.
         if cut and status is not None:
             if status >= 400:
                 # An error status decides whatever its body, cut or whole (a

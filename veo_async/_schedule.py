@@ -2278,6 +2278,8 @@ def _explorer_delay(min_gap: float, asked: float | None, age: float) -> float:
     ``min_gap``, twice that, ... past ``asked`` (the poll just made; None:
     none made yet), none (infinite) from ``_EXPLORE_UNTIL`` on. Negative
     when that poll is overdue."""
+    if asked is None and age >= _EXPLORE_UNTIL:
+        return math.inf  # first planned past the explorer's ages: none is due
     at = min_gap
     while asked is not None and at <= asked + 0.5 * min_gap:
         at *= 2.0  # (the poll just made, jittered, is not the next)

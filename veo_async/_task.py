@@ -17,6 +17,7 @@ dropped and its request in flight cancelled), so nothing polls for nobody.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import functools
 import inspect
@@ -1265,7 +1266,9 @@ class TaskRegistry:
         # Tasks this session created within its policy's not_found_grace, by
         # creation time (oldest first): a caller who kept only the id (the
         # handle gone) still has "record is null" read as "not visible yet".
-        self._fresh: dict[str, float] = {}
+        # (Ordered: a dict's next(iter()) walks the deleted slots piling up
+        # at its front, see _durable's _acked.)
+        self._fresh: collections.OrderedDict[str, float] = collections.OrderedDict()
         #: Tasks of batches letting go of their runs at a deadline nobody was
         #: waiting for (see CompletionTracker.expire_at): the session's close
         #: waits for them.
@@ -1390,10 +1393,11 @@ class TaskRegistry:
         """Drop the creations older than the policy's ``not_found_grace``."""
         grace, fresh = self.policy.not_found_grace, self._fresh
         while fresh:
-            oldest = next(iter(fresh))
-            if now - fresh[oldest] < grace:
+            oldest, created = fresh.popitem(last=False)
+            if now - created < grace:
+                fresh[oldest] = created
+                fresh.move_to_end(oldest, last=False)
                 break
-            del fresh[oldest]
 
     @property
     def policy(self) -> AnyPolicy:
