@@ -825,6 +825,34 @@ def test_an_id_handed_in_at_its_creation_is_explored_while_the_first_table_is_ma
     in_process(body, policy=policy)
 
 
+def test_waits_shorter_than_min_gap_begun_one_after_another_still_poll() -> None:
+    """Outer timeouts of 1 s around wait(), one after the other (a handler's
+    budget, a progress loop): each new wait plans its next poll, and min_gap
+    counts from the last poll, not from the plan (from the plan, every plan
+    put the poll 2 s out and every wait ended first: one poll in 300 s)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3_fast")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        record = None
+        while record is None and loop.time() - start < 600:
+            try:
+                record = await asyncio.wait_for(task.wait(), 1.0)
+            except asyncio.TimeoutError:  # (not the builtin one before 3.11)
+                continue
+        assert record is not None, "never found in ten minutes of 1 s waits"
+        assert record.is_done
+        assert task.record is not None
+        # Found as a plain wait finds it (its gaps within max_gap, 30 s); not
+        # at all in ten minutes when every plan put the poll 2 s out.
+        assert loop.time() - start < 60 + 2 * 30
+
+    kie = FakeKie(seed=11, credits=1e9)
+    kie.script_creates({"complete_after": 60.0})
+    in_process(body, kie=kie, policy=AdaptivePolicy(jitter=0.0, explorers=0))
+
+
 def test_a_wait_begun_again_keeps_exploring() -> None:
     """The explorer is the task's, not its first wait's: a wait cancelled
     before the first explorer poll and begun again polls at 2, 4, 8 s (it

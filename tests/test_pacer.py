@@ -257,10 +257,15 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_ne
     polls = [e.at - start for e in events if isinstance(e, RequestStarted)]
     # The second wait goes on from the first one's last poll (1.9 s): the poll
     # the schedule puts after it, the task 62 s old (not from age 0 again,
-    # whose first poll would come after the last look; nor at once, as a task
-    # handed in 62 s old and never polled is).
+    # whose first poll would come after the last look), min_gap counted from
+    # that poll, 60 s before (not from the new wait's plan).
     then = STEADY.schedule().next_delay(
-        model="veo3_fast", age=62.0, polls=1, rng=random.Random(0), asked_at=1.9
+        model="veo3_fast",
+        age=62.0,
+        polls=1,
+        rng=random.Random(0),
+        asked_at=1.9,
+        since_poll=60.1,
     )
     assert then < 30.0
     assert on_time(polls[:3], [0.0, 1.9, 62.0 + then]), polls

@@ -293,11 +293,15 @@ class _LearnedPlan(Plan):
         pacer = self._pacer
         model = _model_of(record) or model
         age = self._age(record, created)
+        # Planned at a run's start, not at an answer: min_gap counts from
+        # the last poll (see AdaptiveSchedule.next_delay's since_poll).
+        since_poll: float | None = None
         if since_asked > 0.0 and self._polls == 0:
             # An earlier run polled the task (a wait cancelled, then another
             # started): the schedule goes on from that poll, not from a
             # first look at a task handed in (at once if likely done).
             self._polls = 1
+            since_poll = since_asked
         if age is None and self._polls == 0:
             # A bare id: its age is unknown until a record says when it was
             # created. Ask at once (a finished task answers immediately).
@@ -367,6 +371,7 @@ class _LearnedPlan(Plan):
                 rng=self._rng,
                 asked_at=asked_at,
                 explorer=self._explorer,
+                since_poll=since_poll,
             )
         self._polls += 1
         self._planned_from = asked_at  # for replanned_delay

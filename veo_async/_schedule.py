@@ -1608,6 +1608,7 @@ class AdaptiveSchedule:
         rng: random.Random,
         asked_at: float | None = None,
         explorer: bool = False,
+        since_poll: float | None = None,
     ) -> float:
         """Seconds from now to the next poll of an unfinished task.
 
@@ -1622,6 +1623,11 @@ class AdaptiveSchedule:
             At most ``age``; ignored when ``age`` is None.
         :param explorer: the task was granted :meth:`explores`: also polled
             at ages ``min_gap``, twice that, ... up to 30 s.
+        :param since_poll: seconds since the poll just made was sent, where
+            this plan is not made at its answer (a new wait of a task an
+            earlier wait polled): ``min_gap`` counts from that poll, not from
+            now (else waits shorter than ``min_gap``, begun one after the
+            other, put the poll off for ever).
         :raises ValueError: for a negative or non-finite age or ``asked_at``,
             ``asked_at`` past ``age``, negative polls.
         :raises TypeError: for arguments of the wrong type.
@@ -1673,7 +1679,9 @@ class AdaptiveSchedule:
                 delay = min(plan[i] * GRID - age, (plan[i] - i) * GRID)
         if explorer and given_age:
             delay = min(delay, _explorer_delay(policy.min_gap, asked if polls else None, age))
-        return self._jittered(delay, rng, polled=polls > 0)
+        if since_poll is not None:
+            since_poll = _check_number("since_poll", since_poll, 0)
+        return self._jittered(delay, rng, polled=polls > 0, since_poll=since_poll)
 
     def explorer_delay(
         self, *, age: float, asked_at: float, polls: int, rng: random.Random
@@ -1695,16 +1703,21 @@ class AdaptiveSchedule:
             return None
         return self._jittered(delay, rng, polled=asked is not None)
 
-    def _jittered(self, delay: float, rng: random.Random, *, polled: bool) -> float:
+    def _jittered(
+        self, delay: float, rng: random.Random, *, polled: bool, since_poll: float | None = None
+    ) -> float:
         """``delay`` jittered; at least ``min_gap`` from the answer to the poll
-        just made (``polled``: a slow server is not asked again at once), at
-        least 0 before any (a first poll overdue goes now)."""
+        just made (``polled``: a slow server is not asked again at once), or
+        from that poll's sending ``since_poll`` seconds ago (a plan not made
+        at its answer), at least 0 before any (a first poll overdue goes now)."""
         policy = self.policy
         if policy.jitter:
             spread = min(policy.jitter * abs(delay), _MAX_JITTER) * rng.uniform(-1.0, 1.0)
             if delay <= policy.max_gap < delay + spread:
                 spread = -spread  # a gap within max_gap stays within it: jittered shorter
             delay += spread
+        if since_poll is not None:
+            return max(delay, policy.min_gap - since_poll, 0.0)
         return max(delay, policy.min_gap if polled else 0.0)
 
     def unseen_delay(self, polls: int, rng: random.Random) -> float:
