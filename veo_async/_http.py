@@ -645,17 +645,14 @@ class AiohttpTransport:
             # response to the key.
             response = None
         # Raised here, outside the except blocks: the error chains nothing
-        # (aiohttp's exception holds request_info, with our headers). "from
-        # None" too: a task that runs its coroutine inside an except block
-        # (pytest-asyncio's pure-Python Task on 3.10) makes what that block
-        # handles the context of any error raised: left out of tracebacks.
+        # (aiohttp's exception holds request_info, with our headers).
         if cut and status is not None:
             if status >= 400:
                 # An error status decides whatever its body, cut or whole (a
                 # 401 stops the session, a 429 pauses it, a refused create is
                 # refused): the protocol reads the status and the headers.
                 return RawResponse(status, headers, b"")
-            raise TruncatedResponseError(failure, http_status=status) from None
+            raise TruncatedResponseError(failure, http_status=status)
         if reached is not None and not reached.connected:
             # No connection was made (a connect that timed out: a listener
             # whose queue is full drops the handshake): nothing of it can
@@ -663,7 +660,7 @@ class AiohttpTransport:
             sent = False
             if late:
                 failure = f"no connection to {url} in time"
-        raise TransportError(failure, sent=sent) from None
+        raise TransportError(failure, sent=sent)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, *, inflate: bool) -> RawResponse:
         """The body, counted while it is read (the uncommon answers: compressed,

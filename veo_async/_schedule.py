@@ -1680,8 +1680,10 @@ class AdaptiveSchedule:
         if explorer and given_age:
             delay = min(delay, _explorer_delay(policy.min_gap, asked if polls else None, age))
         if since_poll is not None:
-            since_poll = _check_number("since_poll", since_poll, 0)
-        return self._jittered(delay, rng, polled=polls > 0, since_poll=since_poll)
+            floor = policy.min_gap - _check_number("since_poll", since_poll, 0)
+        else:
+            floor = policy.min_gap if polls else 0.0
+        return self._jittered(delay, rng, floor)
 
     def explorer_delay(
         self, *, age: float, asked_at: float, polls: int, rng: random.Random
@@ -1701,24 +1703,20 @@ class AdaptiveSchedule:
         delay = _explorer_delay(self.policy.min_gap, asked, _check_number("age", age, 0))
         if delay == math.inf:
             return None
-        return self._jittered(delay, rng, polled=asked is not None)
+        return self._jittered(delay, rng, 0.0 if asked is None else self.policy.min_gap)
 
-    def _jittered(
-        self, delay: float, rng: random.Random, *, polled: bool, since_poll: float | None = None
-    ) -> float:
-        """``delay`` jittered; at least ``min_gap`` from the answer to the poll
-        just made (``polled``: a slow server is not asked again at once), or
-        from that poll's sending ``since_poll`` seconds ago (a plan not made
-        at its answer), at least 0 before any (a first poll overdue goes now)."""
+    def _jittered(self, delay: float, rng: random.Random, floor: float) -> float:
+        """``delay`` jittered, and at least ``floor`` (and 0): ``min_gap`` after
+        an answer (a slow server is not asked again at once), ``min_gap`` less
+        the time since the last poll where the plan is not made at its answer,
+        0 before any poll (a first poll overdue goes now)."""
         policy = self.policy
         if policy.jitter:
             spread = min(policy.jitter * abs(delay), _MAX_JITTER) * rng.uniform(-1.0, 1.0)
             if delay <= policy.max_gap < delay + spread:
                 spread = -spread  # a gap within max_gap stays within it: jittered shorter
             delay += spread
-        if since_poll is not None:
-            return max(delay, policy.min_gap - since_poll, 0.0)
-        return max(delay, policy.min_gap if polled else 0.0)
+        return max(delay, floor, 0.0)
 
     def unseen_delay(self, polls: int, rng: random.Random) -> float:
         """Seconds from now to the next poll of a task no poll has seen yet:

@@ -1393,11 +1393,10 @@ class TaskRegistry:
         """Drop the creations older than the policy's ``not_found_grace``."""
         grace, fresh = self.policy.not_found_grace, self._fresh
         while fresh:
-            oldest, created = fresh.popitem(last=False)
+            oldest, created = next(iter(fresh.items()))
             if now - created < grace:
-                fresh[oldest] = created
-                fresh.move_to_end(oldest, last=False)
                 break
+            del fresh[oldest]
 
     @property
     def policy(self) -> AnyPolicy:
