@@ -452,8 +452,9 @@ def _normalize(data: Mapping[str, Any], task_id: str | None) -> dict[str, Any]:
             response = None
         else:
             # Kie JSON-encodes nested values elsewhere (paramJson, resultUrls):
-            # the object's own text is the object.
-            response = _json_object(response) or response
+            # the object's own text is the object ("{}" too: an empty one).
+            parsed = _json_object(response)
+            response = response if parsed is None else parsed
     if response is None:
         if is_nullish(get("resultUrls")):
             return wire

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._convert import is_nullish, no_urls
-from ._protocol import RawResponse, decode_envelope, envelope_code, excerpt
+from ._protocol import RawResponse, decode_envelope, envelope_code, excerpt, parse_body
 from .errors import APIError, ResponseError
 from .models import validate_task_id
 
@@ -65,10 +65,9 @@ _4K_INVALID_HINTS: Final = ("invalid", "parameter", "required", "must be")
 
 
 def _envelope(raw: RawResponse) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw.body) if raw.body.strip() else None
-    except (ValueError, RecursionError):
-        return None
+    # Read as decode_envelope reads it: a non-UTF-8 byte in a msg ("1080P is
+    # processing" in Latin-1) must not turn "processing" into a refusal.
+    parsed = parse_body(raw.body)
     return parsed if isinstance(parsed, dict) else None
 
 

@@ -28,7 +28,7 @@ import datetime
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -58,6 +58,7 @@ __all__ = [
     "decode_record_info",
     "envelope_code",
     "excerpt",
+    "parse_body",
     "parse_http_date",
     "parse_retry_after",
 ]
@@ -247,12 +248,13 @@ def decode_envelope(response: RawResponse, *, task_id: str | None = None) -> Any
     :raises APIError: (a subclass) for an error code in the body or the status.
     :raises ResponseError: for a 2xx answer that is not a readable envelope.
     """
-    return _envelope_data(response, _parse(response.body), task_id)
+    return _envelope_data(response, parse_body(response.body), task_id)
 
 
-def _parse(body: bytes) -> Any:
-    """The JSON of ``body``; None for an empty body or one that is not JSON,
-    :data:`_TOO_DEEP` for JSON nested past what a parser follows."""
+def parse_body(body: bytes) -> Any:
+    """The JSON of an answer's ``body``, as every endpoint's decoding reads it;
+    None for an empty body or one that is not JSON, :data:`_TOO_DEEP` (no
+    dict) for JSON nested past what a parser follows."""
     try:
         try:
             # orjson with the fast extra, the stdlib otherwise (same meaning; see _json).
@@ -293,7 +295,7 @@ def _replaced_only_where_cosmetic(value: Any, key: str | None = None) -> bool:
     return True
 
 
-#: What _parse returns for JSON nested too deeply to follow: no envelope, and
+#: What parse_body returns for JSON nested too deeply to follow: no envelope, and
 #: not worth asking again (it was read as "cut short", and retried).
 _TOO_DEEP: Final = ("JSON nested too deeply",)
 
@@ -351,7 +353,7 @@ def _envelope_data(response: RawResponse, envelope: Any, task_id: str | None) ->
         message = envelope.get("msg")
         raise api_error(
             code,
-            quoted(message) if isinstance(message, str) and message else f"error code {code}",
+            quoted(message) if _has_text(message) else f"error code {code}",
             http_status=status,
             headers=response.headers,
             task_id=task_id,
@@ -432,14 +434,14 @@ def decode_record_info(
                 if record is not None and record.task_id == task_id:
                     return record  # (another task's: the full path raises)
     # Anything else: parsed exactly, every check and quirk.
-    parsed = _parse(response.body)
+    parsed = parse_body(response.body)
     try:
         data = _envelope_data(response, parsed, task_id)
     except APIError as exc:
         message = parsed.get("msg") if isinstance(parsed, dict) else None
         if type(exc) is not APIError or exc.code != 422 or _has_text(message):
             raise
-        # A 422 that says nothing ("msg" absent or empty): record-info's only
+        # A 422 that says nothing ("msg" absent, empty or "null"): record-info's only
         # argument is checked before sending, so it is the record not (yet)
         # visible, as "record is null" ("recordInfo is null" is read so by
         # its hint). Other wordings stay what they are: with a store, a
@@ -464,9 +466,10 @@ def decode_record_info(
     return _checked_owner(record, response, task_id)
 
 
-def _has_text(value: object) -> bool:
-    """Whether ``value`` is a text with something in it."""
-    return isinstance(value, str) and bool(value.strip())
+def _has_text(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a text that says something: not blank, and not
+    one of the service's spellings of absent ("null", "None")."""
+    return isinstance(value, str) and not is_nullish(value)
 
 
 def _not_visible(response: RawResponse, task_id: str) -> RecordNotFoundError:
