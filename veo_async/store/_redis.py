@@ -284,6 +284,10 @@ class RedisStore(BatchedStore):
         # Set for good once a renewal or a write found the lease gone: another
         # owner may be delivering this store's tasks now (see check_lease).
         self._lease_lost = False
+        # The loop time the lease ends at, as far as this process knows: its
+        # lease time from when the request that took or renewed it was sent
+        # (the server set it a little later, so this end is never late).
+        self._held_until = -math.inf
         self._scripts: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -352,8 +356,12 @@ class RedisStore(BatchedStore):
         """Return while this store's lease is not known to be lost (see
         :class:`~veo_async.store.LeasedStore`).
 
-        :raises StoreLockedError: a renewal or a write found the lease gone.
+        :raises StoreLockedError: a renewal or a write found the lease gone,
+            or it ended with no renewal (this process was paused past it: a
+            blocking call, SIGSTOP), whatever a renewal may say later.
         """
+        if not self._lease_lost and self._lapsed():
+            self._lost("it ended before this process renewed it")
         if self._lease_lost:
             raise self._lost_lease("its results are another owner's now")
 
@@ -408,6 +416,17 @@ class RedisStore(BatchedStore):
             self._renew(), name=f"veo_async store lease {self._where}"
         )
 
+    def _lapsed(self) -> bool:
+        """Whether the lease, held open, has ended by this process's clock (see _held_until)."""
+        return self._renewer is not None and asyncio.get_running_loop().time() >= self._held_until
+
+    def _lost(self, how: str) -> None:
+        """Hold the lease as lost, for good: another owner may deliver now."""
+        self._lease_lost = True
+        logger.error(
+            "task store %s: its lease was lost (%s); writes now fail", self._where, how
+        )
+
     async def _take_lease(self, client: Redis) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lock_timeout
@@ -417,6 +436,7 @@ class RedisStore(BatchedStore):
         while True:
             try:
                 self._lease_maybe_held = True  # until the answer says otherwise
+                asked = loop.time()
                 taken = await self._bounded(
                     client.set(self._lock_key, self._token, nx=True, px=self._lease_ms), "opening"
                 )
@@ -426,6 +446,7 @@ class RedisStore(BatchedStore):
             except Exception as exc:
                 raise self._error(exc, "opening") from exc
             if taken:
+                self._held_until = asked + self._lease_ms / 1000
                 return
             if checked is None:
                 checked = (loop.time(), await self._check_lock_is_a_lease(client))
@@ -526,9 +547,14 @@ class RedisStore(BatchedStore):
         assert client is not None
         renew = self._scripts["RENEW"]
         loop = asyncio.get_running_loop()
-        held_since = loop.time()  # taken (or renewed) then: held a lease from it
+        every = pause = self._lease_ms / 3000
         while True:
-            await asyncio.sleep(self._lease_ms / 3000)
+            await asyncio.sleep(pause)
+            if self._lapsed():
+                # Woken past the lease (the loop was blocked): it may be
+                # another's now, and a renewal must not take it back.
+                self._lost("it ended before this process renewed it")
+                return
             asked = loop.time()
             try:
                 # Bounded by a third of the lease too: a renewal that hangs
@@ -536,11 +562,15 @@ class RedisStore(BatchedStore):
                 kept = await self._bounded(
                     renew(keys=[self._lock_key], args=[self._token, self._lease_ms]),
                     "renewing",
-                    min(self._timeout, self._lease_ms / 3000),
+                    min(self._timeout, every),
                 )
             except Exception as exc:  # the server is away: try again, writes fail meanwhile
                 logger.warning("task store %s: renewing the lease failed: %s", self._where, exc)
-                if loop.time() - held_since < self._lease_ms / 1000:
+                if not self._lapsed():
+                    # Soon again, not a third of the lease on: a renewal that
+                    # hung for its whole bound (a third) plus that wait would
+                    # ask exactly as the lease ends, after it lapsed.
+                    pause = every / 4
                     continue
                 # No renewal for a whole lease: it may have lapsed, and another
                 # process (one that reaches the server) may own the store now.
@@ -548,14 +578,11 @@ class RedisStore(BatchedStore):
                 # that owner hands out too.
                 kept = False
             else:
-                held_since = asked
+                pause = every
+                if kept:
+                    self._held_until = asked + self._lease_ms / 1000
             if not kept:
-                self._lease_lost = True
-                logger.error(
-                    "task store %s: its lease was lost (lapsed, or another process took "
-                    "the store over); writes now fail",
-                    self._where,
-                )
+                self._lost("lapsed, or another process took the store over")
                 return
 
     async def _release(self, client: Redis, *, opening: bool = False) -> None:
