@@ -144,6 +144,17 @@ def leftover_tasks() -> set[asyncio.Task[object]]:
     }
 
 
+async def deadline_letting_go(*, step: float = 0.0, tries: int = 1_000_000) -> None:
+    """Return in the loop step in which a batch's deadline is letting go of
+    its runs (its task is running), looking every ``step`` seconds; fail if
+    it has not begun after ``tries`` looks."""
+    for _ in range(tries):
+        if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
+            return
+        await asyncio.sleep(step)
+    pytest.fail("the deadline never began letting go")
+
+
 def on_time(actual: Sequence[float], expected: Sequence[float], late: float = 0.3) -> bool:
     """Whether each time of ``actual`` is its ``expected`` one, never early and
     less than ``late`` seconds late: the virtual clock carries the real time

@@ -29,7 +29,14 @@ from veo_async._poll_runners import PollRequest, PollRunners
 from veo_async._protocol import RawResponse
 from veo_async.testing import FakeKie, Fault, TaskScript
 
-from .conftest import API_KEY, FAST_POLICY, eventually, leftover_tasks, session_on
+from .conftest import (
+    API_KEY,
+    FAST_POLICY,
+    deadline_letting_go,
+    eventually,
+    leftover_tasks,
+    session_on,
+)
 
 
 async def _until(condition: object, limit: float = 3.0) -> bool:
@@ -464,12 +471,7 @@ async def test_an_as_completed_iterator_closed_while_its_deadline_lets_go_is_cle
     async with session_on(fake_kie, policy=policy) as veo:
         completed = veo.as_completed(["quick", *slow], timeout=10)
         assert (await anext(completed)).task_id == "quick"
-        for _ in range(20_000):  # until the deadline's letting go is under way
-            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
-                break
-            await asyncio.sleep(0.001)
-        else:
-            pytest.fail("the deadline never began letting go")
+        await deadline_letting_go(step=0.001, tries=20_000)
         await asyncio.sleep(0)  # a slice let go of, the next ones not yet
         await completed.aclose()
         assert leftover_tasks() == set()
@@ -705,10 +707,7 @@ async def test_a_cancelled_close_during_the_deadline_still_lets_go_of_every_run(
         start = loop.time()
         await anext(completed)
         await asyncio.sleep(10 - 0.002 - (loop.time() - start))
-        for _ in range(10_000):  # the step after the deadline fired
-            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
-                break
-            await asyncio.sleep(0)
+        await deadline_letting_go(tries=10_000)  # the step after the deadline fired
         me = asyncio.current_task()
         assert me is not None
         loop.call_soon(me.cancel)  # an outer cancel, one step later
@@ -732,12 +731,7 @@ async def test_closing_the_session_waits_for_a_deadline_letting_go(fake_kie: Fak
     completed = veo.as_completed(["quick", *slow], timeout=10)
     try:
         assert (await anext(completed)).task_id == "quick"
-        for _ in range(20_000):
-            if any(task.get_name() == "veo_async batch deadline" for task in leftover_tasks()):
-                break
-            await asyncio.sleep(0.001)
-        else:
-            pytest.fail("the deadline never began letting go")
+        await deadline_letting_go(step=0.001, tries=20_000)
         await veo.aclose()
         assert leftover_tasks() == set()
     finally:

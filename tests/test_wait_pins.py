@@ -30,7 +30,7 @@ from veo_async._task import Subscription, last_look
 from veo_async.events import Event, RequestStarted
 from veo_async.testing import FakeKie, TaskScript
 
-from .conftest import leftover_tasks, session_on
+from .conftest import deadline_letting_go, leftover_tasks, session_on
 
 #: No jitter: poll times are exact on the virtual clock.
 STEADY = PollPolicy(
@@ -249,12 +249,7 @@ async def test_as_completed_resumed_while_its_deadline_lets_go_waits_for_that(
         async with aclosing(veo.as_completed(["quick", *slow], timeout=10)) as completed:
             assert (await anext(completed)).task_id == "quick"
             await asyncio.sleep(9.9)  # busy with the first task until near the deadline
-            for _ in range(1_000_000):  # every loop step until the letting go is under way
-                if any(t.get_name() == "veo_async batch deadline" for t in leftover_tasks()):
-                    break
-                await asyncio.sleep(0)
-            else:
-                pytest.fail("the deadline never began letting go")
+            await deadline_letting_go()  # looked at in every loop step
             await asyncio.sleep(0)  # a slice let go of, the next ones not yet
             rest = [handle async for handle in completed]
         assert [handle.task_id for handle in rest] == slow

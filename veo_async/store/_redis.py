@@ -71,6 +71,8 @@ _SCHEMES = ("redis", "rediss", "unix")
 _DATABASE = re.compile(r"/\d{0,3}")
 #: Keys a read's pipeline asks for at once.
 _KEYS_PER_CALL = 1000
+# How a lease ends by this process's clock alone (see RedisStore._lapsed).
+_ENDED_UNRENEWED = "it ended before this process renewed it"
 # The longest lease (a year): in milliseconds well within Redis's integers.
 _MAX_LEASE = 365 * 86_400.0
 
@@ -361,7 +363,7 @@ class RedisStore(BatchedStore):
             blocking call, SIGSTOP), whatever a renewal may say later.
         """
         if not self._lease_lost and self._lapsed():
-            self._lost("it ended before this process renewed it")
+            self._lost(_ENDED_UNRENEWED)
         if self._lease_lost:
             raise self._lost_lease("its results are another owner's now")
 
@@ -420,6 +422,10 @@ class RedisStore(BatchedStore):
         """Whether the lease, held open, has ended by this process's clock (see _held_until)."""
         return self._renewer is not None and asyncio.get_running_loop().time() >= self._held_until
 
+    def _hold_from(self, asked: float) -> None:
+        """The lease was taken or renewed by a request sent at loop time ``asked``."""
+        self._held_until = asked + self._lease_ms / 1000
+
     def _lost(self, how: str) -> None:
         """Hold the lease as lost, for good: another owner may deliver now."""
         self._lease_lost = True
@@ -446,7 +452,7 @@ class RedisStore(BatchedStore):
             except Exception as exc:
                 raise self._error(exc, "opening") from exc
             if taken:
-                self._held_until = asked + self._lease_ms / 1000
+                self._hold_from(asked)
                 return
             if checked is None:
                 checked = (loop.time(), await self._check_lock_is_a_lease(client))
@@ -553,7 +559,7 @@ class RedisStore(BatchedStore):
             if self._lapsed():
                 # Woken past the lease (the loop was blocked): it may be
                 # another's now, and a renewal must not take it back.
-                self._lost("it ended before this process renewed it")
+                self._lost(_ENDED_UNRENEWED)
                 return
             asked = loop.time()
             try:
@@ -580,7 +586,7 @@ class RedisStore(BatchedStore):
             else:
                 pause = every
                 if kept:
-                    self._held_until = asked + self._lease_ms / 1000
+                    self._hold_from(asked)
             if not kept:
                 self._lost("lapsed, or another process took the store over")
                 return
