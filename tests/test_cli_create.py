@@ -179,6 +179,38 @@ async def test_generate_from_with_a_bad_line_creates_nothing(
     assert kie.created == 0
 
 
+async def test_a_line_naming_a_field_twice_creates_nothing(
+    kie: FakeKie, tmp_path: Path
+) -> None:
+    """{"prompt": "a", "prompt": "b"}: plain JSON decoding keeps the last value,
+    so the line was created (and charged) as "b" though the user may have meant
+    "a". It is refused by line and key, and nothing is sent."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        '{"prompt": "fine"}\n{"prompt": "a cat", "model": "veo3", "prompt": "a dog"}\n',
+        encoding="utf-8",
+    )
+    run = await cli("generate", *against(kie, "--from", str(requests)))
+    assert run.code == 2
+    assert f"{requests}, line 2: 'prompt' is given twice" in run.stderr
+    assert kie.total_requests == 0
+
+
+def test_a_key_repeated_anywhere_in_a_line_is_refused() -> None:
+    """Same spelling twice (not only two spellings of one field), at any depth;
+    the same value twice is refused too: the line is ambiguous as written."""
+    for line in (
+        '{"prompt": "p", "seeds": 10001, "seeds": 10002}',
+        '{"prompt": "p", "prompt": "p"}',
+        '{"prompt": "p", "watermark": {"w": 1, "w": 2}}',
+    ):
+        twice = r"^r\.jsonl, line 1: '(seeds|prompt|w)' is given twice$"
+        with pytest.raises(RequestSourceError, match=twice):
+            parse_request_lines([line], "r.jsonl")
+    [request] = parse_request_lines(['{"prompt": "p", "seeds": 10001}'], "r.jsonl")
+    assert request.seeds == 10001
+
+
 async def test_generate_from_stdin(kie: FakeKie) -> None:
     """--from - reads the requests from standard input."""
     stdin = '{"prompt": "from a pipe"}\n{"prompt": "and another"}\n'

@@ -94,6 +94,22 @@ def _json_type(obj: object) -> str:
     return names.get(type(obj), type(obj).__name__)
 
 
+class _RepeatedKeyError(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _refusing_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key without a word, so
+    # {"prompt": "a", "prompt": "b"} would be created (and charged) as "b":
+    # the user meant one of them, and only they know which.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RepeatedKeyError(f"{key!r} is given twice")
+        obj[key] = value
+    return obj
+
+
 def parse_request_lines(
     lines: Iterable[str], source: str, defaults: Mapping[str, Any] | None = None
 ) -> list[GenerateRequest]:
@@ -106,11 +122,13 @@ def parse_request_lines(
     requests: list[GenerateRequest] = []
     for number, line in content_lines(lines, source, RequestSourceError):
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_refusing_repeated_keys)
         except json.JSONDecodeError as exc:
             raise RequestSourceError(
                 f"{source}, line {number}: not JSON ({exc.msg}, column {exc.colno})"
             ) from None
+        except _RepeatedKeyError as exc:
+            raise RequestSourceError(f"{source}, line {number}: {exc}") from None
         try:
             requests.append(request_from_json(obj, defaults))
         except (TypeError, ValueError) as exc:
