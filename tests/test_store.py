@@ -8,6 +8,7 @@ redeploy or an OOM kill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import importlib
 import json
@@ -516,6 +517,38 @@ async def test_some_other_sqlite_database(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreCorruptError, match="not a veo_async task store"):
         await make_store(path).open()
+
+
+async def test_a_file_with_the_store_tables_but_other_columns_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A file with tables named like a store's but not its columns (another
+    program's, or altered by hand) is refused at open, naming the table and
+    the column, and left untouched: it opened, then failed its first write
+    with a bare StoreError ("no such column")."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute("CREATE TABLE intents (ref TEXT PRIMARY KEY, kind TEXT, request TEXT, "
+                     "created_at REAL, task_id TEXT)")
+        conn.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, status TEXT)")
+    conn.close()  # (the context manager commits; it does not close)
+    schema = "SELECT name, sql FROM sqlite_master ORDER BY name"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        before = conn.execute(schema).fetchall()
+    lacking = r"table tasks lacks column\(s\) acked_at, "
+    with pytest.raises(StoreCorruptError, match=lacking) as info:
+        await make_store(path).open()
+    assert "not a veo_async task store" in str(info.value)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute(schema).fetchall() == before  # nothing created or altered
+    # A store this code made passes the same check, with rows or without.
+    fresh = tmp_path / "s.db"
+    async with make_store(fresh) as store:
+        await store.track(["t1"])
+    async with make_store(fresh) as store:
+        assert [task.task_id for task in await store.unfinished()] == ["t1"]
 
 
 async def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:

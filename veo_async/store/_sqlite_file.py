@@ -7,8 +7,10 @@ by :class:`~veo_async.store.SQLiteStore` at open and after each failed statement
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+from collections.abc import Mapping
 
 import aiosqlite
 
@@ -116,6 +118,19 @@ async def _check_schema(conn: aiosqlite.Connection, path: str, *, check_integrit
             f"task store {path} lacks table(s) {', '.join(sorted(missing))}; {_MOVE_ASIDE}",
             path=path,
         )
+    for table, columns in _columns_of_a_store().items():
+        rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
+        lacking = columns - {row[1] for row in rows}
+        if lacking:
+            # Checked here, not at the first write: a file of another program
+            # (or one altered by hand) that has the right table names opened
+            # and then failed its first write with a bare "no such column".
+            raise StoreCorruptError(
+                f"task store {path}: its table {table} lacks column(s) "
+                f"{', '.join(sorted(lacking))}, so it is not a veo_async task store "
+                f"(or was altered); {_MOVE_ASIDE}",
+                path=path,
+            )
     if check_integrity:
         problems = [
             " ".join(str(row[0]).split())  # its lines are multi-line; keep messages one line
@@ -126,6 +141,19 @@ async def _check_schema(conn: aiosqlite.Connection, path: str, *, check_integrit
                 f"task store {path} is damaged ({'; '.join(problems[:3])}); {_MOVE_ASIDE}",
                 path=path,
             )
+
+
+@functools.cache
+def _columns_of_a_store() -> Mapping[str, frozenset[str]]:
+    """Each table's columns, as the schema's own statements make them (one
+    source of truth: read from an empty in-memory store, once)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        for statement in sql.CREATE_SCHEMA:
+            conn.execute(statement)
+        return {
+            table: frozenset(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+            for table in sorted(sql.TABLES)
+        }
 
 
 def translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
