@@ -46,10 +46,10 @@ from .errors import (
     RateLimitError,
     ResponseError,
     ServerError,
-    ServiceUnavailableError,
     SubmitUncertainError,
     TransportError,
     VeoError,
+    created_nothing,
     text_without_task,
 )
 from .models import ExtendRequest, GenerateRequest
@@ -121,27 +121,22 @@ async def submit(
                 before_send=before_send,
                 on_unsent=on_refused,
             )
-        except TransportError as exc:
-            if exc.sent:
-                uncertain = _uncertain(request, exc)
-            else:
-                error: VeoError = exc
-                delay = True
-        except APIError as exc:
-            if exc.task_id is not None:
+        except (TransportError, APIError) as exc:
+            if created_nothing(exc):
+                # Resent; a 429 without a pause of ours: the creation
+                # budget's own pause already holds the resend back.
+                error, delay = exc, not isinstance(exc, RateLimitError)
+            elif (
+                isinstance(exc, TransportError)  # sent: it may have arrived
                 # A success envelope under the error status named a task (a
                 # proxy that rewrote the status): whatever the status says,
                 # that task may exist, and be charged: never resent.
-                uncertain = _uncertain(request, exc)
-            elif isinstance(exc, RateLimitError):
-                error, delay = exc, False
-            elif isinstance(exc, ServiceUnavailableError):
-                error, delay = exc, True
-            elif (
-                isinstance(exc, ServerError) and exc.code not in _REJECTING_5XX
-            ) or exc.code in _UNCERTAIN_CODES:
+                or exc.task_id is not None
                 # A 5xx that is no final answer, or a code that may come
                 # after creating (408: upstream timeout).
+                or (isinstance(exc, ServerError) and exc.code not in _REJECTING_5XX)
+                or exc.code in _UNCERTAIN_CODES
+            ):
                 uncertain = _uncertain(request, exc)
             else:
                 # A code that rejected the request (a proxy's refusal page, an

@@ -535,3 +535,15 @@ class StoreVersionError(StoreError):
         super().__init__(message, path=path)
         self.found = found
         self.supported = supported
+
+
+def created_nothing(error: BaseException) -> bool:
+    """Whether a create request (generate, extend) that ended in ``error``
+    certainly created nothing, so that sending it again cannot pay twice: a
+    :class:`TransportError` before anything was sent, or a 429 or a 455 that
+    names no task. Anything else after sending (a timeout, a reset, a 5xx, an
+    unreadable answer) may have created the task. The one judgement a create
+    is resent by, and the command line reports an interrupted create by."""
+    if isinstance(error, TransportError):
+        return not error.sent
+    return isinstance(error, (RateLimitError, ServiceUnavailableError)) and error.task_id is None

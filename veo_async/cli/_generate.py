@@ -32,6 +32,7 @@ from .. import (
     SubmitUncertainError,
     VeoError,
 )
+from ..errors import created_nothing
 from ..events import Event, RequestAnswered, RequestFailed, RequestStarted
 from ..policy import TimeoutArg
 from ._errors import describe_error
@@ -203,8 +204,13 @@ class _SentCreates:
         if isinstance(event, RequestStarted):
             self._tasks.add(task)
             self._started.add(task)
-        else:  # answered (a 429 before a resend too): not in doubt
+        else:  # answered: not in doubt
             self._tasks.discard(task)
+            if isinstance(event, RequestFailed) and created_nothing(event.error):
+                # Refused before creating (a 429, a 455, not sent): until a
+                # resend starts, interrupting it leaves nothing to check for,
+                # and its line must say "not sent" (it had none at all).
+                self._started.discard(task)
 
     def sent(self) -> bool:
         """Whether the current task's create request went out."""
