@@ -21,9 +21,14 @@ PATH = "/api/v1/veo/record-info"
 KEY = ApiKey("k")
 
 
-async def held(deadlines: RequestDeadlines, release: asyncio.Event) -> str:
-    """A stand-in request: waits for ``release`` under a deadline; "answered" or "timed out"."""
+async def held(
+    deadlines: RequestDeadlines, release: asyncio.Event, started: asyncio.Event | None = None
+) -> str:
+    """A stand-in request: waits for ``release`` under a deadline; "answered" or
+    "timed out". ``started`` is set once it is under its deadline."""
     task = deadlines.enter()
+    if started is not None:
+        started.set()
     try:
         await release.wait()
     except asyncio.CancelledError as exc:

@@ -37,6 +37,7 @@ from veo_async.testing import FakeKie, Fault
 from ._cli import KEY, Run, against, cli, read_until, start
 from ._virtual import run_virtual
 from .conftest import API_KEY
+from .test_deadlines import held
 
 HD = "/api/v1/veo/get-1080p-video"
 UHD = "/api/v1/veo/get-4k-video"
@@ -348,20 +349,6 @@ async def test_within_keeps_a_result_that_came_as_time_ran_out() -> None:
 # -- _deadlines ---------------------------------------------------------------------------
 
 
-async def held(deadlines: RequestDeadlines, release: asyncio.Event) -> str:
-    """A stand-in request: waits for ``release`` under a deadline."""
-    task = deadlines.enter()
-    try:
-        await release.wait()
-    except asyncio.CancelledError as exc:
-        if deadlines.timed_out(task, exc):
-            return "timed out"
-        raise
-    finally:
-        deadlines.leave(task)
-    return "answered"
-
-
 async def test_close_disarms_the_deadlines_of_every_request_in_flight() -> None:
     """Two requests in flight, started apart: after close() neither is cut
     at its deadline (one timer serves both; none is left armed)."""
@@ -398,20 +385,7 @@ async def test_a_deadline_a_request_did_not_report_does_not_swallow_a_later_canc
             _deadlines.uncancel(task)  # the library's own error took the cancel's place
         finally:
             deadlines.leave(task)
-        outcomes.append(await held_signalling(deadlines, second_started))
-
-    async def held_signalling(deadlines: RequestDeadlines, started: asyncio.Event) -> str:
-        task = deadlines.enter()
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError as exc:
-            if deadlines.timed_out(task, exc):
-                return "timed out"
-            raise
-        finally:
-            deadlines.leave(task)
-        return "answered"
+        outcomes.append(await held(deadlines, asyncio.Event(), second_started))
 
     runner = asyncio.create_task(two_requests())
     await second_started.wait()
