@@ -53,7 +53,7 @@ from .errors import (
     text_without_task,
 )
 from .models import ExtendRequest, GenerateRequest
-from .store import TaskStore, new_ref, with_ref
+from .store import TaskStore, new_ref, with_ref, without_ref
 
 __all__ = [
     "MAX_SAFE_RESENDS",
@@ -199,7 +199,10 @@ async def submit_recorded(
     """
     ref = new_ref()
     if request.callback_url is not None:
-        request = attrs.evolve(request, callback_url=with_ref(request.callback_url, ref))
+        # A request as sent before (``task.request``, an uncertain create's
+        # ``error.request``) carries that create's ref: it is this one's now.
+        callback_url = with_ref(without_ref(request.callback_url), ref)
+        request = attrs.evolve(request, callback_url=callback_url)
     kind = "generate" if isinstance(request, GenerateRequest) else "extend"
     body = request.to_wire()
     recorded = False
@@ -286,10 +289,12 @@ async def _store_task_id(store: TaskStore, ref: str, task_id: str, model: str | 
             ref,
         )
         raise
-    except BaseException:
+    except BaseException as exc:
         logger.error(
             "task %s was created but its id could not be stored (intent %s stays uncertain)",
             task_id,
             ref,
         )
+        if isinstance(exc, VeoError) and exc.task_id is None:
+            exc.task_id = task_id  # it exists, and was paid for: the caller can follow it
         raise
