@@ -18,6 +18,7 @@ exceptions and frames hold the request headers.
 from __future__ import annotations
 
 import asyncio
+import json
 import platform
 import re
 import zlib
@@ -188,6 +189,15 @@ class ApiKey:
             return raw
         body = raw.body
         changed = False
+        head = body[:4]
+        if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            # JSON in UTF-16 or UTF-32 (the JSON reader takes those too): a
+            # key quoted there is not the key's bytes. Read as UTF-8 from here
+            # on, so that it is searched as it will be read.
+            encoding = json.detect_encoding(head)
+            if encoding not in ("utf-8", "utf-8-sig"):
+                body = body.decode(encoding, "replace").encode()
+                changed = True
         if needle in body:
             body = body.replace(needle, _HIDDEN_BYTES)
             changed = True
