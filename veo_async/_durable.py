@@ -38,7 +38,7 @@ import attrs
 
 from ._pacer import AnyPolicy
 from ._task import Subscription, TaskRegistry, VeoTask
-from .errors import RecordNotFoundError, SessionClosedError
+from .errors import AuthenticationError, RecordNotFoundError, SessionClosedError, VeoError
 from .events import RAISED_TOO
 from .models import RecordInfo, validate_task_id
 from .store import (
@@ -194,8 +194,15 @@ class _Delivery:
             return
         if handle.done():
             self.arrived(handle)
-        else:
+            return
+        try:
             self.waiting[task_id] = handle.subscribe(self._listener, self.policy)
+        except (AuthenticationError, SessionClosedError) as exc:
+            # A 401 stopped the session (or it closed): this iteration ends
+            # with it. Not raised here: follow() is called by veo.task(),
+            # track() and generate() for the iterations running, and they
+            # must not fail for it (the task was created, the ids written).
+            self.fail(exc)
 
     def _on_change(self, handle: VeoTask, error: BaseException | None) -> None:
         if error is None and not handle.done():
@@ -331,6 +338,13 @@ class DurableTracker:
             self._note(self._terminal, (handle.task_id, record, time.time()))
         for delivery in self._deliveries:
             delivery.arrived(handle)  # (an acknowledged one: skipped there)
+
+    def stopped(self, stopped_error: Callable[[], VeoError]) -> None:
+        """A 401 stopped the session: every running iteration ends with it
+        (a copy each), once it has yielded what it holds; one following new
+        tasks while it polls none would otherwise wait until the close."""
+        for delivery in self._deliveries:
+            delivery.fail(stopped_error())
 
     def adopted(self, handle: VeoTask) -> None:
         """A task this session created: running deliveries follow it too."""
@@ -545,6 +559,9 @@ class DurableTracker:
             :class:`~veo_async.store.LeasedStore`): its new owner hands these
             results over now.
         """
+        # Stopped by a 401 already: raised now (stopped() told the running
+        # ones; this one would wait for a notice that came before it).
+        registry.requester.check_usable()
         delivery = _Delivery(policy, self._acked, self._claims)
         # Registered before reading the store: a task finishing meanwhile is
         # then queued by the notification (and not twice: seen ids are skipped).

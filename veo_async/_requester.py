@@ -141,10 +141,15 @@ class Requester:
         on_event: EventHook | None = None,
         timezone: datetime.tzinfo = KIE_TIMEZONE,
         on_server_date: Callable[[float], object] | None = None,
+        on_stopped: Callable[[Callable[[], VeoError]], object] | None = None,
     ) -> None:
         self.transport = transport
         self.timezone = timezone
         self._on_server_date = on_server_date
+        # Told once, when a 401 stops the session, with stopped_error (a
+        # fresh copy of it per call): what waits for tasks that are not polled
+        # yet (a following completed()) has no request of its own to meet it.
+        self._on_stopped = on_stopped
         self._date_read_at = -math.inf
         self.queue = DueQueue(budget)
         if create_budget is None:
@@ -575,6 +580,8 @@ class Requester:
                 # error, see stopped_error): their answers, up to a request
                 # timeout away, cannot make the session usable again.
                 self._runners.close(self._copy_fatal)
+                if self._on_stopped is not None:
+                    self._on_stopped(self.stopped_error)
             raise
         except TransportError as exc:
             # Python 3.10 can leave the transport's caught aiohttp error as the

@@ -234,6 +234,7 @@ class VeoSession:
                 version=version(),
             )
         self._pacer = Pacer(self._policy, loop_clock=_loop_time)
+        self._durable = DurableTracker(store) if store is not None else None
         self._requester = Requester(
             transport,
             key,
@@ -247,8 +248,8 @@ class VeoSession:
             on_event=on_event,
             timezone=timezone,
             on_server_date=self._pacer.server_date,
+            on_stopped=self._durable.stopped if self._durable is not None else None,
         )
-        self._durable = DurableTracker(store) if store is not None else None
         self._registry = TaskRegistry(self._requester, self._pacer, self._durable)
         self._state = _State.UNOPENED
         self._closing: asyncio.Future[None] | None = None
