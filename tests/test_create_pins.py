@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from veo_async import (
     GenerateRequest,
     HttpRequest,
     RawResponse,
+    RecordNotFoundError,
     SQLiteStore,
     StoreError,
     SubmitUncertainError,
@@ -351,3 +353,44 @@ async def test_a_store_error_after_the_task_was_created_names_the_task(tmp_path:
     finally:
         await kie.close()
     assert caught.value.task_id == kie.created_ids[0]
+
+
+class _ClaimedUnderAnError:
+    """Forwards to an in-process FakeKie, but answers every create POST with
+    HTTP 500 over a success envelope naming ``task_id`` (a proxy that
+    rewrote the status): an uncertain create whose error names its task."""
+
+    def __init__(self, kie: FakeKie, task_id: str) -> None:
+        self.inner = kie.transport()
+        envelope = {"code": 200, "msg": "success", "data": {"taskId": task_id}}
+        self.body = json.dumps(envelope).encode()
+
+    async def send(self, request: HttpRequest) -> RawResponse:
+        if request.method == "POST":
+            return RawResponse(500, {"Content-Type": "application/json"}, self.body)
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_an_uncertain_create_naming_its_task_is_read_as_a_new_task(
+    fake_kie: FakeKie,
+) -> None:
+    """Without a store too, the task an uncertain create's error names is
+    handled as one just created: a refresh() that finds its record not
+    visible yet ("record is null") raises a *retryable* RecordNotFoundError
+    (within the policy's grace: a new record takes a moment to appear), as
+    for a task the session created, not a final one as for an old id."""
+    fake_kie.add_task("veo_task_made", complete_after=0.2)
+    fake_kie.inject(Fault.record_null(), count=1)
+    transport = _ClaimedUnderAnError(fake_kie, "veo_task_made")
+    async with session_on(fake_kie, transport=transport) as veo:
+        with pytest.raises(SubmitUncertainError) as caught:
+            await veo.generate("a cat")
+        assert caught.value.task_id == "veo_task_made"
+        with pytest.raises(RecordNotFoundError) as not_yet:
+            await veo.task("veo_task_made").refresh()
+        assert not_yet.value.retryable
+        record = await veo.task("veo_task_made").wait(timeout=5.0)
+        assert record.task_id == "veo_task_made"

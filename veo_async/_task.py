@@ -1349,7 +1349,16 @@ class TaskRegistry:
         """
         journal = self.journal
         if journal is None:
-            return self.created(await submit(self.requester, request), request)
+            try:
+                task_id = await submit(self.requester, request)
+            except SubmitUncertainError as uncertain:
+                if uncertain.task_id is not None:
+                    # The answer named its task: just created, if it exists,
+                    # so a wait on it gets the grace a new record takes to
+                    # appear (not "record is null" as final at once).
+                    self.created(uncertain.task_id, request)
+                raise
+            return self.created(task_id, request)
         store = await journal.opened()
         try:
             task_id, sent = await submit_recorded(self.requester, request, store)
