@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import socket
-from typing import Any
 
 import aiohttp
 import pytest
@@ -33,33 +31,7 @@ from veo_async.events import Event, RequestStarted
 
 from ._virtual import run_virtual
 from .test_hardening import serving
-
-OK = b'{"code": 200, "msg": "success", "data": {}}'
-LIMITED = b'{"code": 429, "msg": "Rate limited", "data": null}'
-
-
-class _Scripted:
-    """Answers each request by its ``json["id"]``: (delay, Retry-After of a
-    429 or "" for a 429 without one, or None: a 200). Records when each was
-    sent."""
-
-    def __init__(self, script: dict[str, tuple[float, str | None]]) -> None:
-        self.script = script
-        self.sent: dict[str, float] = {}
-
-    async def send(self, request: HttpRequest) -> RawResponse:
-        name = request.json["id"]
-        self.sent[name] = asyncio.get_running_loop().time()
-        delay, retry_after = self.script[name]
-        await asyncio.sleep(delay)
-        if retry_after is None:
-            return RawResponse(200, {}, OK)
-        headers = {"Retry-After": retry_after} if retry_after else {}
-        return RawResponse(429, headers, LIMITED)
-
-    async def aclose(self) -> None:
-        pass
-
+from .test_requester_edges import LIMITED, OK, _call, _requester, _Scripted
 
 UNAUTHORIZED = b'{"code": 401, "msg": "You do not have access permissions", "data": null}'
 
@@ -81,16 +53,6 @@ class _Answers:
 
     async def aclose(self) -> None:
         pass
-
-
-def _requester(transport: Any, **kwargs: Any) -> Requester:
-    return Requester(
-        transport, ApiKey("test-key"), RequestBudget(4, rng=random.Random(1)), **kwargs
-    )
-
-
-async def _call(requester: Requester, name: str, **kwargs: Any) -> Any:
-    return await requester.call("POST", "/x", decode_envelope, json={"id": name}, **kwargs)
 
 
 # -- the pure budget -------------------------------------------------------------------

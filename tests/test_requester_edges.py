@@ -30,7 +30,8 @@ LIMITED = b'{"code": 429, "msg": "Rate limited", "data": null}'
 
 class _Scripted:
     """Answers each request by its ``json["id"]``: (delay, Retry-After of a
-    429, or None: a 200). Records when each was sent."""
+    429 or "" for a 429 without one, or None: a 200). Records when each was
+    sent."""
 
     def __init__(self, script: dict[str, tuple[float, str | None]]) -> None:
         self.script = script
@@ -43,7 +44,8 @@ class _Scripted:
         await asyncio.sleep(delay)
         if retry_after is None:
             return RawResponse(200, {}, OK)
-        return RawResponse(429, {"Retry-After": retry_after}, LIMITED)
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return RawResponse(429, headers, LIMITED)
 
     async def aclose(self) -> None:
         pass
