@@ -224,9 +224,7 @@ async def test_task_returns_its_handle_after_a_401_while_completed_follows(
     async with durable(kie, db) as veo:
         follower = asyncio.create_task(anext(aiter(veo.completed(follow=True))))
         await asyncio.sleep(0.05)
-        kie.inject(Fault.body_code(401, "bad key", 401))
-        with pytest.raises(AuthenticationError):
-            await veo.record_info("veo_a")
+        await _stopped_by_a_401(kie, veo)
         try:
             handle = veo.task("veo_b")
             with pytest.raises(AuthenticationError):
@@ -236,42 +234,32 @@ async def test_task_returns_its_handle_after_a_401_while_completed_follows(
             await asyncio.gather(follower, return_exceptions=True)
 
 
+async def _stopped_by_a_401(kie: FakeKie, veo: VeoSession) -> None:
+    kie.inject(Fault.body_code(401, "bad key", 401))
+    with pytest.raises(AuthenticationError):
+        await veo.record_info("veo_a")
+
+
+@pytest.mark.parametrize("begun", ["before", "after"])
 async def test_a_following_completed_raises_the_401_that_stopped_its_session(
-    kie: FakeKie, db: Path
+    kie: FakeKie, db: Path, begun: str
 ) -> None:
-    """A completed(follow=True) waiting for new tasks, with none to poll,
-    ends with AuthenticationError once a 401 stops the session (no task
-    can come to it any more): it does not wait on until the session closes."""
+    """A completed(follow=True) with nothing to poll, begun before or after
+    a 401 stopped the session, ends with that AuthenticationError (no task
+    can come to it any more): it waited on until the session closed, then
+    ended with SessionClosedError."""
     kie.add_tasks(["veo_a"])
     async with durable(kie, db) as veo:
+        if begun == "after":
+            await _stopped_by_a_401(kie, veo)
         follower = asyncio.create_task(anext(aiter(veo.completed(follow=True))))
-        await asyncio.sleep(0.05)
-        kie.inject(Fault.body_code(401, "bad key", 401))
-        with pytest.raises(AuthenticationError):
-            await veo.record_info("veo_a")
+        if begun == "before":
+            await asyncio.sleep(0.05)
+            await _stopped_by_a_401(kie, veo)
         done, _ = await asyncio.wait({follower}, timeout=5)
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
         assert done, "completed(follow=True) still waits after a 401 stopped the session"
-        assert isinstance(follower.exception(), AuthenticationError)
-
-
-async def test_a_following_completed_started_after_a_401_raises_it(
-    kie: FakeKie, db: Path
-) -> None:
-    """completed(follow=True) begun on a session a 401 already stopped, with
-    nothing stored to poll, raises the AuthenticationError at its first step
-    (it waited for a notice that came before it, until the close)."""
-    kie.add_tasks(["veo_a"])
-    async with durable(kie, db) as veo:
-        kie.inject(Fault.body_code(401, "bad key", 401))
-        with pytest.raises(AuthenticationError):
-            await veo.record_info("veo_a")
-        follower = asyncio.create_task(anext(aiter(veo.completed(follow=True))))
-        done, _ = await asyncio.wait({follower}, timeout=5)
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-        assert done, "completed(follow=True) waits on a session a 401 stopped"
         assert isinstance(follower.exception(), AuthenticationError)
 
 
