@@ -37,11 +37,14 @@ def _as_list(task_ids: Iterable[str]) -> CheckedIds:
     if isinstance(task_ids, (str, bytes)):
         raise TypeError("task_ids must be an iterable of ids, not a single string")
     try:
-        return CheckedIds(task_ids)
+        ids = iter(task_ids)
     except TypeError:
         raise TypeError(
             f"task_ids must be an iterable of ids, not {type(task_ids).__name__}"
         ) from None
+    # Outside the try: a generator's own TypeError ("row 2 has no task id")
+    # is its error, not "not an iterable".
+    return CheckedIds(ids)
 
 
 def _check(ids: list[str], first: int, stop: int) -> None:

@@ -14,6 +14,7 @@ the delays, this module only computes them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import Any, Literal, Protocol
 import attrs
 import backoff
 
-from ._numbers import check_real, is_finite, shown
+from ._numbers import NotANumberError, check_real, is_finite, shown
 
 __all__ = ["POLICY_TIMEOUT", "PollPolicy", "TimeoutArg", "resolve_timeout"]
 
@@ -118,7 +119,7 @@ class PollPolicy:
         """The un-jittered gaps between polls: ``interval * factor**n``, capped."""
         gen = backoff.expo(base=self.factor, factor=self.interval, max_value=self.max_interval)
         next(gen)  # backoff's generators are primed with one empty yield
-        return gen
+        return _capped_past_overflow(gen, self.max_interval)
 
     def delays(self, seed: int | None = None) -> Iterator[float]:
         """The schedule: seconds to sleep before each poll, forever.
@@ -140,6 +141,20 @@ class PollPolicy:
             yield gap * (1 + jitter * rng.uniform(-1.0, 1.0)) if jitter else gap
 
 
+def _capped_past_overflow(gaps: Iterator[float], cap: float) -> Iterator[float]:
+    """``gaps``, then ``cap`` for ever once ``factor ** n`` leaves the floats.
+
+    backoff.expo works out ``factor ** n`` before capping: a policy whose
+    gaps start tiny (``interval=1e-310, factor=2, max_interval=1``) reaches
+    an OverflowError before its cap, in the middle of a wait. Such a gap was
+    growing towards the cap anyway: the schedule goes on at the cap.
+    """
+    with contextlib.suppress(OverflowError):
+        yield from gaps
+    while True:
+        yield cap
+
+
 class HasTimeout(Protocol):
     """Any policy: it has a default ``timeout`` (seconds, or None for none)."""
 
@@ -157,7 +172,9 @@ def resolve_timeout(timeout: TimeoutArg, policy: HasTimeout) -> float | None:
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+        # As every setting that is no number is refused (PollPolicy(timeout="30")):
+        # a TypeError and a ValueError both.
+        raise NotANumberError(f"timeout must be a number of seconds or None, not {timeout!r}")
     if not is_finite(timeout) or timeout < 0:
         raise ValueError(f"timeout must be a finite number >= 0, not {shown(timeout)}")
     return float(timeout)
