@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from ..models import validate_task_id
-from ._lines import content_lines, open_text
+from ._lines import content_lines, open_text, stdin_lines
 
 __all__ = ["STDIN", "IdSourceError", "collect_ids", "parse_id_lines"]
 
@@ -65,10 +65,7 @@ def collect_ids(args: Sequence[str], files: Sequence[str], stdin: TextIO) -> lis
         if stdin_read:
             return []
         stdin_read = True
-        try:
-            return parse_id_lines(stdin, "standard input")
-        except UnicodeDecodeError:
-            raise IdSourceError("cannot read ids from standard input: not UTF-8 text") from None
+        return parse_id_lines(stdin_lines(stdin, "ids", IdSourceError), "standard input")
 
     for arg in args:
         if arg == STDIN:

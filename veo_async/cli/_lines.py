@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import TextIO
 
-__all__ = ["content_lines", "open_text"]
+__all__ = ["content_lines", "open_text", "stdin_lines"]
 
 _BOM = "\ufeff"
 # What surrogateescape makes of bytes that are not UTF-8.
@@ -42,3 +43,23 @@ def open_text(path: str) -> Iterator[str]:
     """
     with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         yield from handle
+
+
+def stdin_lines(stdin: TextIO | None, what: str, error: type[ValueError]) -> Iterator[str]:
+    """The lines of standard input, or ``error`` saying why they cannot be
+    read: closed (``<&-``: Python's ``sys.stdin`` is None), not UTF-8, or an
+    I/O error (a terminal gone); a usage error, as a file that cannot be
+    read is, not an "unexpected" crash.
+
+    :param what: what is read, for the message (``"ids"``, ``"requests"``).
+    """
+    if stdin is None:
+        raise error(f"cannot read {what} from standard input: it is closed")
+    try:
+        yield from stdin
+    except UnicodeDecodeError:
+        raise error(f"cannot read {what} from standard input: not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise error(f"cannot read {what} from standard input: {reason}") from None
+

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from .. import GenerateRequest
-from ._lines import content_lines, open_text
+from ._lines import content_lines, open_text, stdin_lines
 
 __all__ = [
     "FIELD_NAMES",
@@ -144,12 +144,8 @@ def read_requests(
     :raises RequestSourceError: for an unreadable file or a bad line.
     """
     if path == "-":
-        try:
-            return parse_request_lines(stdin, "standard input", defaults)
-        except UnicodeDecodeError:
-            raise RequestSourceError(
-                "cannot read requests from standard input: not UTF-8 text"
-            ) from None
+        lines = stdin_lines(stdin, "requests", RequestSourceError)
+        return parse_request_lines(lines, "standard input", defaults)
     try:
         return parse_request_lines(open_text(path), path, defaults)
     except OSError as exc:
