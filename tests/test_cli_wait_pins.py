@@ -457,3 +457,29 @@ def test_standard_input_that_cannot_be_read_is_a_usage_error(
     monkeypatch.setattr("sys.stdin", stdin)
     err = usage_error_of([command[0], "--api-key", KEY, *command[1:]], capsys)
     assert f"cannot read {what} from standard input" in err
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("https://cb.example/h?", "https://cb.example/h"),
+        ("https://cb.example/h?a=1&", "https://cb.example/h?a=1"),
+        ("https://cb.example/h?&veo_ref=r1", "https://cb.example/h"),
+    ],
+)
+def test_a_rerun_knows_a_request_whose_callback_url_ends_its_query_empty(
+    stored: str, asked: str
+) -> None:
+    """generate --store: a request stored with its callback URL ending in an
+    empty query ("cb?", "cb?a=1&", as the store's ref was added to it) is
+    the same request as the one asked again without it, so a rerun finds it
+    sent already and does not send it (and pay for it) a second time."""
+    from veo_async.cli._resume import _key
+
+    assert _key({"prompt": "p", "callBackUrl": stored}) == _key(
+        {"prompt": "p", "callBackUrl": asked}
+    )
+    assert _key({"prompt": "p", "callBackUrl": "https://cb.example/h?a=1"}) != _key(
+        {"prompt": "p", "callBackUrl": "https://cb.example/h"}
+    )
+
