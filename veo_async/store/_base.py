@@ -26,6 +26,7 @@ from ._checks import (
     check_model,
     check_task_id,
     check_time,
+    items_of,
     json_text,
     now_or,
     stored_record_text,
@@ -432,12 +433,17 @@ class BatchedStore:
         """
         self._require_open()
         # Everything is checked (and encoded) before anything is noted.
-        seen_rows = [(check_task_id(tid), check_time(at, "at")) for tid, at in seen]
+        seen_rows = [
+            (check_task_id(tid), check_time(at, "at")) for tid, at in items_of(seen, 2, "seen")
+        ]
         terminal_rows = [
             (check_task_id(tid), stored_record_text(record), check_time(at, "at"))
-            for tid, record, at in terminal
+            for tid, record, at in items_of(terminal, 3, "terminal")
         ]
-        delivered_rows = [(check_task_id(tid), check_time(at, "at")) for tid, at in delivered]
+        delivered_rows = [
+            (check_task_id(tid), check_time(at, "at"))
+            for tid, at in items_of(delivered, 2, "delivered")
+        ]
         change = self._writer.change
         for tid, when in seen_rows:
             change(tid).saw(when)
@@ -474,7 +480,7 @@ class BatchedStore:
     ) -> list[StoredTask]:
         """Tasks in *state* (``"unfinished"``, ``"undelivered"``, ``"acked"``;
         all when None), oldest first, at most *limit*."""
-        if state is not None and state not in TASK_STATES:
+        if state is not None and (not isinstance(state, str) or state not in TASK_STATES):
             raise ValueError(
                 f"unknown state {state!r}; expected one of {sorted(TASK_STATES)} or None"
             )

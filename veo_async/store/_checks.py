@@ -7,7 +7,7 @@ a bad argument gets the same error whatever the store behind it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._numbers import NotANumberError, is_finite, shown
@@ -102,6 +102,22 @@ def json_text(value: Mapping[str, Any], what: str) -> str:
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a mapping, not {type(value).__name__}")
     try:
-        return dumps(value)
+        # The JSON writer takes dicts only: another mapping (a read-only
+        # MappingProxyType) is copied, not refused as "not JSON".
+        return dumps(value if type(value) is dict else dict(value))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+def items_of(items: Iterable[Any], width: int, what: str) -> Iterator[tuple[Any, ...]]:
+    """Each item of *items*, checked to be a tuple (or list) of *width* values.
+
+    :raises TypeError: naming *what* for an item of another shape (unpacked
+        as it came, a pair missing its time raised "not enough values to
+        unpack", a ValueError).
+    """
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != width:
+            raise TypeError(f"each item of {what} must be a tuple of {width}, not {item!r}")
+        yield tuple(item)
+

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import cattrs
 
 from ..models import RecordInfo, TaskStatus, VideoResult
 from ._text import dumps, dumps_plain, plain
+
+_T = TypeVar("_T")
 
 __all__ = ["json_safe", "record_from_json", "record_text", "record_to_json"]
 
@@ -57,7 +59,23 @@ def _make_converter() -> cattrs.Converter:
     # copy ``params`` through a generic dict hook.
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_urls)
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_params)
+    # And these would convert a damaged row instead of refusing it ("false"
+    # read as True, null as the text "None", 1.9 as 1): the format is strict.
+    for kind in (str, int, bool):
+        conv.register_structure_hook(kind, _exactly(kind))
     return conv
+
+
+def _exactly(kind: type[_T]) -> Callable[[object, type], _T]:
+    """A structure hook taking a value of type *kind* exactly (not a bool for
+    an int), refusing any other."""
+
+    def structure(value: object, _: type) -> _T:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    return structure
 
 
 _converter = _make_converter()
