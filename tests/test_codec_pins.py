@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import types
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,25 @@ async def test_a_failed_batch_retried_under_newer_changes_keeps_the_first_times(
     assert await writer.close() is None
 
 
+_Apply = Callable[[list[Op], dict[str, Pending]], Awaitable[list[object]]]
+
+
+def _writing_bad(apply: _Apply) -> GroupWriter:
+    """A started GroupWriter over ``apply``, with a change of task "bad" noted
+    (a failing batch raises StoreCorruptError)."""
+    writer = GroupWriter(
+        apply,
+        lambda exc: StoreCorruptError(f"writing failed ({exc})", path="test"),
+        where="test",
+        flush_interval=0.0,
+        batch_size=1000,
+    )
+    writer.start("writer")
+    writer.change("bad").saw(1.0)
+    writer.noted()
+    return writer
+
+
 async def test_a_change_renewed_while_it_fails_is_given_up_after_the_set_number_of_batches(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -229,16 +249,7 @@ async def test_a_change_renewed_while_it_fails_is_given_up_after_the_set_number_
             raise RuntimeError("a key of the wrong type")
         return [None] * len(ops)
 
-    writer = GroupWriter(
-        apply,
-        lambda exc: StoreCorruptError(f"writing failed ({exc})", path="test"),
-        where="test",
-        flush_interval=0.0,
-        batch_size=1000,
-    )
-    writer.start("writer")
-    writer.change("bad").saw(1.0)
-    writer.noted()
+    writer = _writing_bad(apply)
     failed = 0
     for _ in range(3 * _MOST_FAILURES):
         try:
@@ -265,16 +276,7 @@ async def test_a_change_given_up_with_no_one_waiting_is_raised_by_the_next_flush
             raise RuntimeError("a key of the wrong type")
         return [None] * len(ops)
 
-    writer = GroupWriter(
-        apply,
-        lambda exc: StoreCorruptError(f"writing failed ({exc})", path="test"),
-        where="test",
-        flush_interval=0.0,
-        batch_size=1000,
-    )
-    writer.start("writer")
-    writer.change("bad").saw(1.0)
-    writer.noted()
+    writer = _writing_bad(apply)
     await asyncio.sleep(60.0)  # the writer retries on its own, then gives up
     assert "given up" in caplog.text
     with pytest.raises(StoreCorruptError, match="wrong type"):
