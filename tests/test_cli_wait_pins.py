@@ -39,7 +39,7 @@ from veo_async.cli._tasks import (
     require_existing_store,
     store_failure,
 )
-from veo_async.testing import FakeKie
+from veo_async.testing import FakeKie, Fault
 
 from ._cli import FAST, KEY, against, cli, usage_error_of
 from .conftest import session_on
@@ -482,4 +482,26 @@ def test_a_rerun_knows_a_request_whose_callback_url_ends_its_query_empty(
     assert _key({"prompt": "p", "callBackUrl": "https://cb.example/h?a=1"}) != _key(
         {"prompt": "p", "callBackUrl": "https://cb.example/h"}
     )
+
+
+@pytest.mark.real_time
+@pytest.mark.loopback
+async def test_a_store_waited_generate_counts_refused_creates_in_its_total(
+    tmp_path: Path,
+) -> None:
+    """generate --store --wait with one create refused (an error line) and
+    two created and waited for: the summary's total counts all three
+    requests, the refused one beside the stored results."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        "".join(json.dumps({"prompt": f"a cat, take {n}"}) + "\n" for n in range(3)),
+        encoding="utf-8",
+    )
+    async with FakeKie(api_key=KEY, time_scale=0.001, seed=5) as kie:
+        kie.inject_create(Fault.body_code(400, "refused", 200), 1)
+        args = ("--from", str(requests), "--store", str(tmp_path / "veo.db"), "--wait")
+        run = await cli("generate", *against(kie, *args, "--progress", "plain", *FAST))
+    assert run.code == 1
+    assert "generate: 3 tasks in " in run.stderr
+    assert "2 succeeded, 0 failed, 0 timed out, 1 error;" in run.stderr
 
