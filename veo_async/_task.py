@@ -1348,26 +1348,30 @@ class TaskRegistry:
         carries the intent's ``veo_ref``).
         """
         journal = self.journal
-        if journal is None:
-            try:
-                task_id = await submit(self.requester, request)
-            except SubmitUncertainError as uncertain:
-                if uncertain.task_id is not None:
-                    # The answer named its task: just created, if it exists,
-                    # so a wait on it gets the grace a new record takes to
-                    # appear (not "record is null" as final at once).
-                    self.created(uncertain.task_id, request)
-                raise
-            return self.created(task_id, request)
-        store = await journal.opened()
+        sent: GenerateRequest | ExtendRequest = request
         try:
-            task_id, sent = await submit_recorded(self.requester, request, store)
+            if journal is None:
+                task_id = await submit(self.requester, request)
+            else:
+                store = await journal.opened()
+                task_id, sent = await submit_recorded(self.requester, request, store)
         except SubmitUncertainError as uncertain:
-            if uncertain.task_id is not None:  # stored with its intent: followed too
-                journal.adopted(self.created(uncertain.task_id, uncertain.request))
+            if uncertain.task_id is None:
+                raise
+            # The answer named its task: just created, if it exists, so a wait
+            # on it gets the grace a new record takes to appear (not "record
+            # is null" as final at once); stored with its intent, it is
+            # followed too.
+            self._adopt(uncertain.task_id, uncertain.request)
             raise
-        handle = self.created(task_id, sent)
-        journal.adopted(handle)
+        return self._adopt(task_id, sent)
+
+    def _adopt(self, task_id: str, request: GenerateRequest | ExtendRequest) -> VeoTask:
+        """The handle of a task just created with ``request``, followed by
+        the journal's running deliveries when there is one."""
+        handle = self.created(task_id, request)
+        if self.journal is not None:
+            self.journal.adopted(handle)
         return handle
 
     def restore(

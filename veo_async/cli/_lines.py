@@ -62,4 +62,3 @@ def stdin_lines(stdin: TextIO | None, what: str, error: type[ValueError]) -> Ite
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise error(f"cannot read {what} from standard input: {reason}") from None
-

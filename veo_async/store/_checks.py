@@ -7,7 +7,7 @@ a bad argument gets the same error whatever the store behind it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._numbers import NotANumberError, is_finite, shown
@@ -109,7 +109,7 @@ def json_text(value: Mapping[str, Any], what: str) -> str:
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from exc
 
 
-def items_of(items: Iterable[Any], width: int, what: str) -> Iterator[tuple[Any, ...]]:
+def items_of(items: Iterable[Any], width: int, what: str) -> Iterator[Sequence[Any]]:
     """Each item of *items*, checked to be a tuple (or list) of *width* values.
 
     :raises TypeError: naming *what* for an item of another shape (unpacked
@@ -119,5 +119,4 @@ def items_of(items: Iterable[Any], width: int, what: str) -> Iterator[tuple[Any,
     for item in items:
         if not isinstance(item, (tuple, list)) or len(item) != width:
             raise TypeError(f"each item of {what} must be a tuple of {width}, not {item!r}")
-        yield tuple(item)
-
+        yield item
