@@ -365,7 +365,7 @@ async def test_ctrl_c_during_generate_wait_still_prints_the_created_task() -> No
     assert (line["task_id"], line["outcome"]) == (created, "created")
     assert line["request"]["prompt"] == "A fox"
     summary = run.stderr.strip().splitlines()[-1]
-    assert "1 of 1 requests created a task (0 finished" in summary
+    assert "1 of 1 request created a task (0 finished" in summary
     assert "1 still generating)" in summary
 
 
@@ -675,7 +675,7 @@ BAD_INPUT = [
     pytest.param(["wait", "--api-key", KEY], "no task ids given", id="no-ids"),
     pytest.param(["wait", "t1"], "no API key", id="no-key"),
     pytest.param(["status", "t1"], "no API key", id="status-no-key"),
-    pytest.param(["wait", "--api-key", "  ", "t1"], "no API key", id="blank-key"),
+    pytest.param(["wait", "--api-key", "  ", "t1"], "the API key is blank", id="blank-key"),
     pytest.param(
         ["wait", "--api-key", KEY, "--from", "/nonexistent/ids.txt"],
         "cannot read ids from /nonexistent/ids.txt",

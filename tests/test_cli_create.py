@@ -64,6 +64,7 @@ async def test_generate_prints_the_created_task_and_its_request(kie: FakeKie) ->
     }
     assert kie.polls(line["task_id"]) == 0  # no --wait: created, not polled
     assert "1 of 1 created" in run.stderr
+    assert "; 1 request\n" in run.stderr  # one, not "1 requests"
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])

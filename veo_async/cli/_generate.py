@@ -48,7 +48,7 @@ from ._options import (
 )
 from ._outcome import EXIT_FAILED, EXIT_OK, Outcome, Tally, TaskOutcome, outcome_of
 from ._output import JsonLines
-from ._progress import ProgressMode, ProgressReporter, Snapshot
+from ._progress import ProgressMode, ProgressReporter, Snapshot, counted
 from ._requests import RequestSourceError, read_requests
 from ._resume import SentBefore
 from ._resume import write_stored_results as _write_stored_results
@@ -493,7 +493,7 @@ def generate(
         click.echo(
             f"{PROG}: generate: {tally.succeeded} of {tally.total} created, "
             f"{tally.errors} not (uncertain or refused), in {snap.elapsed:.1f} s; "
-            f"{snap.requests} requests",
+            f"{counted(snap.requests, 'request')}",
             err=True,
         )
     return EXIT_FAILED if tally.errors else EXIT_OK
@@ -516,7 +516,7 @@ class _Creates:
         if not interrupted:
             return snapshot.summary(interrupted=False)
         unsent = max(0, snapshot.total - self.created - self.refused - self.unanswered)
-        created = f"{self.created} of {snapshot.total} requests created a task"
+        created = f"{self.created} of {counted(snapshot.total, 'request')} created a task"
         if waited:
             finished = snapshot.finished - self.refused
             created += (

@@ -170,8 +170,14 @@ def require_api_key(ctx: click.Context) -> str:
     :raises click.UsageError: when there is none.
     """
     key = _settings(ctx).api_key
-    if key is None or not key.strip():
+    if key is None:
         raise click.UsageError("no API key: pass --api-key KEY or set KIE_API_KEY", ctx=ctx)
+    if not key.strip():
+        # Given but blank (an empty variable, a quoted space): say so, or the
+        # user looks for a key that is missing when it is empty.
+        raise click.UsageError(
+            "the API key is blank: pass --api-key KEY or set KIE_API_KEY to the key", ctx=ctx
+        )
     return key
 
 

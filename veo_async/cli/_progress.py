@@ -107,23 +107,23 @@ class Snapshot(Counts):
         """The closing line: what finished, and (when interrupted) what did not."""
         counts = (
             f"{self.succeeded} succeeded, {self.failed} failed, "
-            f"{self.timed_out} timed out, {_counted(self.errors, 'error')}"
+            f"{self.timed_out} timed out, {counted(self.errors, 'error')}"
         )
-        requests = _counted(self.requests, "request")
+        requests = counted(self.requests, "request")
         if interrupted:
             waiting = f", {self.not_created} not created yet" if self.not_created else ""
             return (
                 f"interrupted after {self.clock}: {self.finished} of "
-                f"{_counted(self.total, 'task')} finished ({counts}), "
+                f"{counted(self.total, 'task')} finished ({counts}), "
                 f"{self.generating} still generating{waiting}; {requests}"
             )
         return (
-            f"{_counted(self.total, 'task')} in {self.clock}: {counts}; "
+            f"{counted(self.total, 'task')} in {self.clock}: {counts}; "
             f"{requests}, {self.rate_limited} rate-limited"
         )
 
 
-def _counted(count: int, noun: str) -> str:
+def counted(count: int, noun: str) -> str:
     """``"1 task"``, ``"2 tasks"``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
