@@ -33,7 +33,10 @@ def with_ref(url: str, ref: str) -> str:
     :raises ValueError: for an invalid ref, or a URL that already has a ``veo_ref``.
     """
     check_ref(ref)
-    if ref_of(url) is not None:
+    # Any veo_ref, even one ref_of cannot read ("?veo_ref=" of the user's own):
+    # after it, the added one would never be read back (ref_of takes the first).
+    query = urlsplit(url).query
+    if any(name == REF_PARAMETER for name, _ in parse_qsl(query, keep_blank_values=True)):
         raise ValueError(f"the callback URL already has a {REF_PARAMETER} parameter: {url!r}")
     base, hash_, fragment = url.partition("#")
     # A separator always, even after a query ending in "?" or "&": "cb?"
