@@ -519,6 +519,36 @@ async def test_some_other_sqlite_database(tmp_path: Path) -> None:
         await make_store(path).open()
 
 
+@pytest.mark.parametrize("tables", ["users", "schema_version"], ids=["foreign", "store-names"])
+async def test_a_refused_file_keeps_its_journal_mode_and_a_store_is_in_wal(
+    tmp_path: Path, tables: str
+) -> None:
+    """Opening refuses a file that is not a store without changing it: its
+    journal mode (a lasting property of the file, which the other program
+    relies on) stays as it was; was switched to WAL before the check. A new
+    store file, and the same after a reopen, is in WAL mode."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        if tables == "users":
+            conn.execute("CREATE TABLE users (name TEXT)")
+        else:  # store table names, a store's version, no other table
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.commit()
+    with pytest.raises(StoreCorruptError):
+        await make_store(path).open()
+    assert _wal_bytes(path) == 0  # no log made
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    store_path = tmp_path / "veo.db"
+    for _ in range(2):
+        store = make_store(store_path)
+        await store.open()
+        await store.aclose()
+        with contextlib.closing(sqlite3.connect(store_path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 async def test_a_file_with_the_store_tables_but_other_columns_is_refused(
     tmp_path: Path,
 ) -> None:

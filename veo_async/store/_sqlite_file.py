@@ -37,7 +37,6 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
         # (a third less CPU for the terminal rows of 10,000 ids). Any SQLite
         # (and any veo_async) reads a file of any page size.
         await conn.execute(f"PRAGMA page_size = {sql.PAGE_SIZE}")
-        await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("BEGIN EXCLUSIVE")
         try:
@@ -46,6 +45,12 @@ async def prepare(conn: aiosqlite.Connection, path: str, *, check_integrity: boo
         except BaseException:
             await rollback(conn)
             raise
+        # WAL only once the file is known to be a store (or was just made
+        # one): the journal mode is a lasting property of the file, and a
+        # database of another program given by mistake must be refused as it
+        # was found. (The exclusive lock taken above is kept: no other
+        # connection comes between the check and the switch.)
+        await conn.execute("PRAGMA journal_mode = WAL")
     except sqlite3.Error as exc:
         raise translate(exc, path, "opening") from exc
 
