@@ -371,6 +371,8 @@ def _check_generate(body: Any) -> str | None:
         return "imageUrls must be a list of at most 3 URLs"
     if kind == "TEXT_2_VIDEO" and images:
         return "TEXT_2_VIDEO takes no imageUrls"
+    if kind == "FIRST_AND_LAST_FRAMES_2_VIDEO" and len(images) > 2:
+        return "FIRST_AND_LAST_FRAMES_2_VIDEO takes at most 2 imageUrls"
     return None
 
 
