@@ -223,13 +223,16 @@ async def _finished_record(kie: FakeKie, **body: Any) -> dict[str, Any]:
 
 
 def test_a_created_task_has_the_resolution_it_asked_for() -> None:
-    """A generate asking for 1080p gets a record saying 1080p; without one, 720p."""
+    """A generate asking for 1080p or 4k (both documented) gets a record
+    saying so; without one, 720p."""
 
     async def main() -> None:
         kie = FakeKie(seed=4)
         asked = await _finished_record(kie, resolution="1080p")
+        four_k = await _finished_record(kie, resolution="4k")
         default = await _finished_record(kie)
         assert asked["response"]["resolution"] == "1080p"
+        assert four_k["response"]["resolution"] == "4k"
         assert default["response"]["resolution"] == "720p"
 
     run_virtual(main)

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import attrs
 
+from ..models import RESOLUTIONS
 from ._answers import Answer, envelope_answer, payload_answer
 from ._script import FAILED, SUCCESS, TaskScript, result_url
 
@@ -282,7 +283,7 @@ class CreationDesk:
             final_status=FAILED if failed else SUCCESS,
             params=dict(body),
             fallback=fallback,
-            resolution=resolution if resolution in ("720p", "1080p") else "720p",
+            resolution=resolution if resolution in RESOLUTIONS else "720p",
             extended=kind == "extend",
         )
         callback = body.get("callBackUrl")
