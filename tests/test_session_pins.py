@@ -336,7 +336,9 @@ def test_an_image_url_with_whitespace_inside_is_refused(url: str) -> None:
             "image_urls must be a list of URLs, not dict",
         ),
     ],
-    ids=repr,
+    # Named, not repr'd: a set's repr differs between processes (pytest-xdist's
+    # workers must collect the same ids).
+    ids=["translation-str", "fallback-int", "image-urls-set", "image-urls-dict"],
 )
 def test_a_generate_option_of_the_wrong_type_is_refused_by_name(
     settings: dict[str, Any], says: str
