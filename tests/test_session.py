@@ -1004,6 +1004,25 @@ async def test_429_pauses_the_whole_session(fake_kie: FakeKie) -> None:
     assert "veo_other" in held
 
 
+async def test_a_one_shot_call_during_a_pause_waits_it_out_past_its_request_timeout(
+    fake_kie: FakeKie,
+) -> None:
+    """record_info made while the session is paused by a 429 waits for the
+    pause to end (the README says so), then answers: request_timeout bounds
+    the HTTP exchange, not the wait for the session's turn."""
+    fake_kie.add_task("veo_limited", faults=[Fault.http_429(retry_after=1.0)])
+    fake_kie.add_task("veo_done", complete_after=0.0)
+    async with session_on(fake_kie, request_timeout=0.1) as veo:
+        with pytest.raises(RateLimitError):
+            await veo.record_info("veo_limited")
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        record = await veo.record_info("veo_done")
+        assert loop.time() - asked >= 0.5  # held for the pause (1 s from the 429)
+        assert record.status is TaskStatus.SUCCESS
+        assert veo.stats.pauses == 1
+
+
 class _CannedTransport:
     """A Transport answering every poll with one finished record, on any loop."""
 
