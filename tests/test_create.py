@@ -21,7 +21,7 @@ import pickle
 import random
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -1574,6 +1574,23 @@ def test_a_rate_limit_that_never_ends_raises_after_the_resends() -> None:
 # -- callbacks -----------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def hook_server(
+    hook: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """A callback receiver on loopback: ``hook`` answers POSTs to the URL yielded."""
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()
+
+
 async def test_callbacks_are_posted_and_signed() -> None:
     """A created task's outcome is POSTed to its callBackUrl, signed with HMAC-SHA256."""
     received: list[tuple[dict[str, Any], dict[str, str]]] = []
@@ -1584,33 +1601,26 @@ async def test_callbacks_are_posted_and_signed() -> None:
         got.set()
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     kie = FakeKie(time_scale=0.001, callback_secret="s3cret", seed=2)
     try:
-        async with VeoSession(API_KEY, transport=kie.transport()) as veo:
-            task = await veo.generate("a cat", callback_url=f"http://127.0.0.1:{port}/hook")
-            await asyncio.wait_for(got.wait(), 10.0)
-        payload, headers = received[0]
-        assert payload["code"] == 200
-        assert payload["data"]["taskId"] == task.task_id
-        assert payload["data"]["info"]["resultUrls"]
-        assert json.loads(payload["data"]["promptJson"])["prompt"] == "a cat"
-        stamp = headers["X-Webhook-Timestamp"]
-        expected = base64.b64encode(
-            hmac.new(b"s3cret", f"{task.task_id}.{stamp}".encode(), hashlib.sha256).digest()
-        ).decode()
-        assert headers["X-Webhook-Signature"] == expected
-        # Counted once the simulator has read our answer, a moment after the hook ran.
-        assert await eventually(lambda: kie.callbacks_delivered == 1)
+        async with hook_server(hook) as url:
+            async with VeoSession(API_KEY, transport=kie.transport()) as veo:
+                task = await veo.generate("a cat", callback_url=url)
+                await asyncio.wait_for(got.wait(), 10.0)
+            payload, headers = received[0]
+            assert payload["code"] == 200
+            assert payload["data"]["taskId"] == task.task_id
+            assert payload["data"]["info"]["resultUrls"]
+            assert json.loads(payload["data"]["promptJson"])["prompt"] == "a cat"
+            stamp = headers["X-Webhook-Timestamp"]
+            expected = base64.b64encode(
+                hmac.new(b"s3cret", f"{task.task_id}.{stamp}".encode(), hashlib.sha256).digest()
+            ).decode()
+            assert headers["X-Webhook-Signature"] == expected
+            # Counted once the simulator has read our answer, a moment after the hook ran.
+            assert await eventually(lambda: kie.callbacks_delivered == 1)
     finally:
         await kie.close()
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("balance", ["1" + "0" * 400, "1e999", '"nan"', "true", '"lots"'])

@@ -10,9 +10,10 @@ tests do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -515,25 +516,32 @@ async def test_a_running_completed_follows_ids_handed_in_meanwhile(
     runs is followed by it at once: it polls the task (nobody else waits on
     it) and yields its result."""
     kie.add_task("veo_x", complete_after=0.2)
-    async with durable(kie, db) as veo:
-        got: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                got.append(task.task_id)
-                await task.ack()
-
-        consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
+    async with durable(kie, db) as veo, acking_completed(veo) as got:
         if how == "task":
             veo.task("veo_x")
         else:
             await veo.track(["veo_x"])
-        try:
-            assert await eventually(lambda: got == ["veo_x"])
-        finally:
-            consumer.cancel()
-            await asyncio.gather(consumer, return_exceptions=True)
+        assert await eventually(lambda: got == ["veo_x"])
+
+
+@contextlib.asynccontextmanager
+async def acking_completed(veo: VeoSession) -> AsyncIterator[list[str]]:
+    """A running ``completed(follow=True)`` that acks each result: yields the
+    list of the ids it yielded (it has begun by then); cancelled at the exit."""
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for task in veo.completed(follow=True):
+            got.append(task.task_id)
+            await task.ack()
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    try:
+        yield got
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
 
 
 async def test_a_running_completed_remembers_more_than_a_few_acks(kie: FakeKie, db: Path) -> None:

@@ -30,6 +30,7 @@ from veo_async.testing import FakeKie, Fault
 
 from .conftest import API_KEY, eventually, session_on
 from .test_durable import db, durable, kie
+from .test_durable_pins import acking_completed
 
 __all__ = ["db", "kie"]  # the fixtures
 
@@ -265,23 +266,10 @@ async def test_a_reconcile_that_attaches_nothing_leaves_the_id_unfollowed(
     no stored task's), while an id handed in after it is."""
     kie.add_task("veo_x", complete_after=0.2)
     kie.add_task("veo_y", complete_after=0.2)
-    async with durable(kie, db) as veo:
-        got: list[str] = []
-
-        async def consume() -> None:
-            async for task in veo.completed(follow=True):
-                got.append(task.task_id)
-                await task.ack()
-
-        consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
+    async with durable(kie, db) as veo, acking_completed(veo) as got:
         assert await veo.reconcile("no_such_ref", "veo_x") is False
         veo.task("veo_y")
-        try:
-            assert await eventually(lambda: got == ["veo_y"]), got
-        finally:
-            consumer.cancel()
-            await asyncio.gather(consumer, return_exceptions=True)
+        assert await eventually(lambda: got == ["veo_y"]), got
     assert all(request.query.get("taskId") != "veo_x" for request in kie.requests)
 
 

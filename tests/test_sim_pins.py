@@ -40,6 +40,7 @@ from veo_async.testing._script import is_done, is_visible, result_url
 
 from ._virtual import run_virtual
 from .conftest import eventually
+from .test_create import hook_server
 from .test_fake_kie_create import call, generate, record
 from .test_readme import INNER_PYTEST
 
@@ -391,21 +392,14 @@ async def test_a_callback_refused_with_a_4xx_is_tried_three_times_then_dropped()
         hits.append(request.path)
         return web.Response(status=404, text="no such hook")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    sender = CallbackSender()
-    try:
-        sender.send(f"http://127.0.0.1:{port}/hook", task_payload(TaskScript("veo_t1")))
-        assert await eventually(lambda: sender.failed_attempts == 3, within=10.0)
-        assert (sender.delivered, len(hits)) == (0, 3)
-    finally:
-        await sender.aclose()
-        await runner.cleanup()
+    async with hook_server(hook) as url:
+        sender = CallbackSender()
+        try:
+            sender.send(url, task_payload(TaskScript("veo_t1")))
+            assert await eventually(lambda: sender.failed_attempts == 3, within=10.0)
+            assert (sender.delivered, len(hits)) == (0, 3)
+        finally:
+            await sender.aclose()
 
 
 def test_callback_payloads_follow_the_documented_shapes() -> None:
