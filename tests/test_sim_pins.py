@@ -235,6 +235,9 @@ def test_a_created_task_has_the_resolution_it_asked_for() -> None:
         assert asked["response"]["resolution"] == "1080p"
         assert four_k["response"]["resolution"] == "4k"
         assert default["response"]["resolution"] == "720p"
+        # A value of another type (a raw body's) is no resolution: the default.
+        listed = await _finished_record(kie, resolution=["4k"])
+        assert listed["response"]["resolution"] == "720p"
 
     run_virtual(main)
 

@@ -14,6 +14,7 @@ the ref from its own URL can then give an uncertain intent its task id::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from ._values import check_ref
@@ -35,8 +36,7 @@ def with_ref(url: str, ref: str) -> str:
     check_ref(ref)
     # Any veo_ref, even one ref_of cannot read ("?veo_ref=" of the user's own):
     # after it, the added one would never be read back (ref_of takes the first).
-    query = urlsplit(url).query
-    if any(name == REF_PARAMETER for name, _ in parse_qsl(query, keep_blank_values=True)):
+    if next(_ref_values(url), None) is not None:
         raise ValueError(f"the callback URL already has a {REF_PARAMETER} parameter: {url!r}")
     base, hash_, fragment = url.partition("#")
     # A separator always, even after a query ending in "?" or "&": "cb?"
@@ -49,14 +49,20 @@ def with_ref(url: str, ref: str) -> str:
 def ref_of(url: str) -> str | None:
     """The intent reference in a callback URL's query, or None when it has none
     (or an invalid one)."""
+    value = next(_ref_values(url), None)
+    if value is None:
+        return None
+    try:
+        return check_ref(value)
+    except ValueError:
+        return None
+
+
+def _ref_values(url: str) -> Iterator[str]:
+    """The values of *url*'s ``veo_ref`` query parameters, in order (blank ones too)."""
     query = urlsplit(url).query
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == REF_PARAMETER:
-            try:
-                return check_ref(value)
-            except ValueError:
-                return None
-    return None
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return (value for name, value in pairs if name == REF_PARAMETER)
 
 
 def without_ref(url: str) -> str:

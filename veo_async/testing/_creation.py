@@ -283,7 +283,10 @@ class CreationDesk:
             final_status=FAILED if failed else SUCCESS,
             params=dict(body),
             fallback=fallback,
-            resolution=resolution if resolution in RESOLUTIONS else "720p",
+            # (A str first: a raw body may hold a list there, which no set takes.)
+            resolution=resolution
+            if isinstance(resolution, str) and resolution in RESOLUTIONS
+            else "720p",
             extended=kind == "extend",
         )
         callback = body.get("callBackUrl")
