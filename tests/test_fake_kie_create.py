@@ -183,6 +183,26 @@ def test_the_limit_can_answer_with_http_429() -> None:
     run_virtual(main)
 
 
+def test_the_429_message_states_the_limit_the_simulator_was_given() -> None:
+    """Its text names the limit it enforces (it always said Kie's "20 per
+    10 seconds"), and the default says Kie's."""
+
+    async def main() -> None:
+        kie = FakeKie(create_limit=2, create_period=2.5)
+        for _ in range(2):
+            await generate(kie)
+        _, envelope = await generate(kie)
+        assert envelope is not None
+        assert envelope["msg"] == "Rate limited: at most 2 new generation requests per 2.5 seconds"
+        default = FakeKie(credits=1e9)
+        for _ in range(21):
+            _, envelope = await generate(default)
+        assert envelope is not None
+        assert envelope["msg"].endswith("at most 20 new generation requests per 10 seconds")
+
+    run_virtual(main)
+
+
 def test_created_then_drop_creates_and_charges_then_drops() -> None:
     """The fault creates (and charges) the task, then answers nothing at all."""
 

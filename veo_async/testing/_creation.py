@@ -226,9 +226,12 @@ class CreationDesk:
         return True
 
     def _rate_limited(self) -> Answer:
+        # The limit this simulator was given, not Kie's default (a test of
+        # create_limit=2 read "at most 20").
         return envelope_answer(
             429,
-            "Rate limited: at most 20 new generation requests per 10 seconds",
+            f"Rate limited: at most {self.create_limit} new generation requests"
+            f" per {self.create_period:g} seconds",
             status=self.rate_limit_http_status,
         )
 
