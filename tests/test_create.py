@@ -768,9 +768,9 @@ def test_created_tasks_poll_first_after_a_model_aware_delay(model: str) -> None:
 def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
     """With the default policy, a session's first task is polled at 2, 4, 8,
     16 s of age as well as on its table, so a service (or a test server) far
-    faster than the documented times has it seen in seconds; the next task,
-    planned once one has finished, follows the table (its first poll at the
-    early probe), so the exploring costs a few requests once per session."""
+    faster than the documented times has it seen in seconds; a success that
+    early (the prior calls it impossible) moves the model's table there at
+    once, so the next task is polled in seconds too, not at the table's 40 s."""
 
     async def body(kie: FakeKie, veo: VeoSession) -> None:
         first = await veo.generate("a cat", model="veo3_fast")
@@ -788,11 +788,67 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
         second = await veo.generate("a dog", model="veo3_fast")
         assert second.created_loop_time is not None
         await second
-        assert _first_poll_after(kie, second.task_id, second.created_loop_time) >= 30.0
+        assert _first_poll_after(kie, second.task_id, second.created_loop_time) < 10.0
+        assert len(_poll_ages(kie, second)) <= 3
 
     # Renders of 3-6 s (the simulator's minutes, scaled): found by the explorer.
     fast = FakeKie(seed=11, credits=1e9, time_scale=0.02)
     in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
+
+
+def test_tasks_created_with_the_explorer_are_brought_forward_when_it_finds_one_done() -> None:
+    """Tasks created with the session's first (the explorer) wait their
+    table's first poll (30-80 s); when the explorer finds its task done in
+    seconds, their polls are planned again on the moved table: a burst
+    against a test server is seen in seconds, not at 40 s."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        creating = (veo.generate(f"cat {i}", model="veo3_fast") for i in range(3))
+        tasks = await asyncio.gather(*creating)
+        await asyncio.gather(*tasks)
+        for task in tasks:
+            ages = _poll_ages(kie, task)
+            assert ages[-1] < 10.0, ages
+
+    fast = FakeKie(seed=11, credits=1e9, time_scale=0.006)  # renders of about 1 s
+    in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
+
+
+def test_a_render_under_a_second_is_learned() -> None:
+    """A record's times are whole seconds: a task done within the second it
+    was created reads 0 s, which the session learns like any duration (it
+    was skipped, and a test server's instant renders were never learned:
+    its tasks kept their 40 s first polls)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        task = await veo.generate("a cat", model="veo3_fast")
+        info = await task
+        assert info.create_time == info.complete_time
+        assert veo.learner.count("veo3_fast") == 1
+        assert veo.learner.rebased("veo3_fast")
+
+    instant = FakeKie(seed=11, credits=1e9, time_scale=1e-6)  # renders of 0.2 ms
+    in_process(body, kie=instant)
+
+
+def test_the_explorer_costs_its_few_requests_once_against_a_service_as_documented() -> None:
+    """Against renders of the documented minutes, the explorer finds its
+    task running at 2-16 s; the next task follows the table from creation
+    (its first poll at the early probe), so exploring costs a few requests
+    once per session."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        first = await veo.generate("a cat", model="veo3_fast")
+        assert first.created_loop_time is not None
+        await first
+        ages = _poll_ages(kie, first)
+        assert ages[:4] == pytest.approx([2.0, 4.0, 8.0, 16.0], abs=0.5), ages
+        second = await veo.generate("a dog", model="veo3_fast")
+        assert second.created_loop_time is not None
+        await second
+        assert _first_poll_after(kie, second.task_id, second.created_loop_time) >= 30.0
+
+    in_process(body, policy=AdaptivePolicy(jitter=0.0))
 
 
 @pytest.mark.parametrize(

@@ -1571,6 +1571,111 @@ def test_a_finish_starts_the_rebuild_it_makes_due() -> None:
     assert schedule.revisions()["veo3"] == 1
 
 
+# -- a service far faster than its prior -------------------------------------------------
+
+
+def _median_of(learner: DurationLearner, model: str | None) -> float:
+    return math.exp(_log_quantiles(learner.masses(model), (0.5,))[0])
+
+
+def test_a_success_the_prior_calls_impossible_moves_the_estimate_to_it() -> None:
+    """One success at 1 s (veo3_fast's prior: 150 s, and under 27 s
+    impossible) moves the model's estimate there at once: one finish
+    against the prior's 20 tasks moved it nowhere, and a test server's
+    tasks were polled at 24-40 s for the first ten of a session."""
+    learner = DurationLearner()
+    assert not learner.rebased("veo3_fast")
+    learner.observe("veo3_fast", 1.0)
+    assert learner.rebased("veo3_fast")
+    assert _median_of(learner, "veo3_fast") < 3.0
+    learner.observe("veo3_fast", 0.0)  # a render under a second (whole-second times)
+    assert _median_of(learner, "veo3_fast") < 3.0
+
+
+def test_a_quick_failure_or_a_success_at_documented_times_moves_nothing() -> None:
+    """Failures in seconds are the early failures' share, not the model's
+    speed; a success past the floor is the prior's to explain."""
+    learner = DurationLearner()
+    learner.observe("veo3_fast", 1.0, failed=True)
+    learner.observe("veo3_fast", 30.0)  # early for veo3_fast, not impossible (27 s)
+    assert not learner.rebased("veo3_fast")
+    assert _median_of(learner, "veo3_fast") > 60.0
+
+
+def test_tasks_seen_running_past_the_floor_outweigh_a_quick_success() -> None:
+    """An odd success in seconds among tasks seen still running at a minute
+    (a service as documented) does not move the estimate: the quick
+    successes must outnumber the tasks seen running past the floor."""
+    learner = DurationLearner()
+    learner.observe("veo3_fast", 2.0)
+    assert learner.rebased("veo3_fast")
+    learner.survived("veo3_fast", 0.0, 40.0)
+    assert not learner.rebased("veo3_fast")  # one each: not outnumbered
+    assert _median_of(learner, "veo3_fast") > 60.0
+    learner.observe("veo3_fast", 1.0)
+    assert learner.rebased("veo3_fast")
+    # A task seen running at 10 s, then done at 12 s: under the floor all along.
+    learner.survived("veo3_fast", 0.0, 10.0)
+    learner.observe("veo3_fast", 12.0, running_until=10.0)
+    assert learner.rebased("veo3_fast")
+    learner.survived("veo3_fast", 0.0, 60.0)
+    learner.observe("veo3_fast", 150.0, running_until=20.0)  # ran through 27 s
+    learner.survived("veo3_fast", 0.0, 90.0)
+    assert not learner.rebased("veo3_fast")
+
+
+def test_a_model_with_no_finish_of_its_own_follows_every_models_quick_successes() -> None:
+    """A test server renders every model in seconds: a model none of whose
+    tasks finished yet starts from the quick successes of every model
+    (veo3's prior, 300 s, moved there), until its own finishes speak."""
+    learner = DurationLearner()
+    learner.observe("veo3_fast", 1.0)
+    assert learner.rebased("veo3")
+    assert _median_of(learner, "veo3") < 3.0
+    learner.observe("veo3", 280.0)
+    assert not learner.rebased("veo3")
+    assert _median_of(learner, "veo3") > 100.0
+
+
+def test_a_quick_success_moves_the_table_at_once_and_counts_a_revision() -> None:
+    """The table is rebuilt as soon as the estimate is rebased (not once
+    some eight more finishes have grown the evidence), and the move counts
+    as a revision, so queued polls are planned again."""
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    assert schedule.table("veo3_fast").fresh[0] >= 30.0
+    assert schedule.revisions() == {"veo3_fast": 0}
+    schedule.learner.observe("veo3_fast", 1.0)
+    assert schedule.table("veo3_fast").fresh[0] <= 4.0
+    assert schedule.revisions() == {"veo3_fast": 1}
+
+
+def test_a_rebuild_due_while_one_runs_starts_when_it_ends() -> None:
+    """A finish that makes a table due while a rebuild is under way (the
+    explorer's task found done while the first tables are made) starts
+    another when that one ends, if it did not take the finish in: the
+    tasks queued on the old table would wait out its first delay (40 s)."""
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    schedule.table("veo3_fast")
+    for seconds in lognormal(random.Random(3), 20, 150.0, 0.3):
+        schedule.learner.observe("veo3_fast", seconds)
+    told: list[int] = []
+    schedule.on_rebuild_due = lambda: told.append(1)
+    old = schedule.table("veo3_fast")  # due: a rebuild starts, in steps
+    assert told == [1]
+    assert schedule.step()  # it has read what it is built on
+    for _ in range(25):
+        schedule.learner.observe("veo3_fast", 1.0)  # a service turned test server
+    schedule.rebuild_if_due("veo3_fast")  # due again, while the rebuild runs
+    steps = 0
+    while schedule.step():
+        steps += 1
+    table = schedule.table("veo3_fast")
+    assert table is not old
+    assert table.basis.rebased
+    assert table.fresh[0] <= 4.0
+    assert steps > 2
+
+
 # -- the explorer ----------------------------------------------------------------------
 
 

@@ -765,7 +765,9 @@ class Pacer:
         if not self.learning or record.create_time is None or record.complete_time is None:
             return
         seconds = (record.complete_time - record.create_time).total_seconds()
-        if not 0 < seconds < _MAX_LEARNED or record.task_id in self._learned_ids:
+        # (Times are whole seconds: 0 is a render under a second, a test
+        # server's, which the schedule must learn of like any other.)
+        if not 0 <= seconds < _MAX_LEARNED or record.task_id in self._learned_ids:
             return
         learned = self._learned_ids
         learned[record.task_id] = None

@@ -184,6 +184,20 @@ finished (``AdaptivePolicy.explorers``, 1) is also polled at 2, 4, 8 and 16
 s of age, then follows its table from there: four requests once a session
 (built-in workloads and 150 files of 100-2,000 tasks: the same goal counts,
 mean lag and requests within their noise).
+
+One finish that early moved nothing, though (the fit moves a prior at most
+20-fold and explains a few early finishes as failures; the survival
+estimate weighs one finish against the prior's 20 tasks): against a test
+server rendering in 1 s, a session's next tasks were polled at 24-40 s until
+some ten had finished. A success under the age its prior calls impossible
+(``_IMPOSSIBLE_Z``: 27 s for veo3_fast) moves the estimate to such
+successes while they outnumber the tasks seen running past that age (see
+``_Histogram.rebased``); a model with none of its own finished follows
+every model's. The table is rebuilt at once (not some eight finishes
+later), its move counts as a revision, and the polls already queued are
+planned again: the burst created with the explorer is seen at 2 s. A
+service as documented, or 2-3x faster, finishes no success that early
+(the built-in workloads and the survey: unchanged).
 """
 
 from __future__ import annotations
@@ -320,6 +334,12 @@ _FIT_FLOOR = 0.05
 # Doubt about a prior's median (log-sd: x/÷ 1.35), and the finishes after
 # which its variance has halved: see _with_doubt.
 _MEDIAN_DOUBT = 0.3
+# A success this many log-sds (with the median's doubt) under a prior's
+# median is one it calls impossible (its 0.01 % quantile): veo3_fast's prior
+# (150 s) puts it at 27 s, veo3's at 54 s, the pooled prior's at 16 s. A
+# service as documented, or 2-3x faster, finishes none so early; a test
+# server does (see _Histogram.rebased).
+_IMPOSSIBLE_Z = 3.719
 _DOUBT_FADES = 10.0
 # How much of ``prior_weight`` the prior's median keeps against the fit: a
 # tenth, since every task still running moves it too, and they are many; the
@@ -671,13 +691,24 @@ class _Histogram:
         "exposures",
         "failures",
         "longest",
+        "past_floor",
+        "quick",
+        "quick_floor",
+        "quick_logs",
         "reach",
         "recent",
         "tasks",
         "weight",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, quick_floor: float = 0.0) -> None:
+        #: The age below which the prior calls a success impossible (see
+        #: :meth:`rebased`); the successes seen below it (their count and
+        #: the sum of their log-seconds), and the tasks seen running past it.
+        self.quick_floor = quick_floor
+        self.quick = 0.0
+        self.quick_logs = 0.0
+        self.past_floor = 0.0
         #: The latest intervals a task was watched through: (from age, to
         #: age, whether it finished at the end), for the drift check.
         self.recent: collections.deque[tuple[float, float, bool]] = collections.deque(
@@ -708,6 +739,8 @@ class _Histogram:
         self.reach[hi + 1] -= 1.0
         self.exposures += 1
         self.tasks += start == 0
+        if start < self.quick_floor <= end:
+            self.past_floor += 1.0
 
     def retract(self, finished: float, seen_running: float) -> None:
         """A task seen running at age ``seen_running`` finished at
@@ -721,12 +754,18 @@ class _Histogram:
         if hi >= lo:
             self.reach[lo] -= 1.0
             self.reach[hi + 1] += 1.0
+        if finished < self.quick_floor <= seen_running:
+            self.past_floor -= 1.0  # (it was not running there after all)
 
     def add(self, seconds: float, failed: bool, memory: float) -> None:
         self.events[_log_bin(seconds)] += 1.0
         self.weight += 1.0
         self.count += 1
         self.failures += failed
+        if not failed and seconds < self.quick_floor:
+            self.quick += 1.0
+            # (A record's times are whole seconds: a finish at 0 s is one at under 1 s.)
+            self.quick_logs += math.log(max(1.0, seconds))
         if self.weight > memory:
             self.halve()  # follows drift, O(bins) every ~memory/2 calls
 
@@ -737,6 +776,32 @@ class _Histogram:
             self.reach[i] *= 0.5
         self.reach[_LOG_BINS] *= 0.5
         self.weight *= 0.5
+        self.quick *= 0.5
+        self.quick_logs *= 0.5
+        self.past_floor *= 0.5
+
+    @property
+    def rebased(self) -> bool:
+        """Whether successes the prior calls impossible (under ``quick_floor``)
+        outnumber the tasks seen still running past that age: the service
+        is far faster than its prior (a test server rendering in seconds),
+        and the prior is to be moved to them (:meth:`rebased_prior`)."""
+        return self.quick > self.past_floor
+
+    def rebased_prior(self, prior: DurationPrior) -> DurationPrior | None:
+        """``prior`` moved to the successes under ``quick_floor`` (their
+        geometric mean, with ``prior``'s spread) while :attr:`rebased`; else None.
+
+        The fit (:meth:`fit`) cannot get there: it moves a prior at most
+        20-fold, and keeps a floor of mass that explains a few early
+        finishes as failures; and the survival estimate weighs one finish
+        against the prior's 20 tasks. So a session whose first task was
+        found done at 2 s by the explorer kept polling its next tasks at
+        24-40 s until some ten had finished.
+        """
+        if not self.rebased:
+            return None
+        return _bounded_prior(math.exp(self.quick_logs / self.quick), prior.sigma)
 
     def fit(self, prior: DurationPrior, prior_weight: float) -> DurationPrior:
         """The prior moved to where the data say: its median fitted to every
@@ -853,7 +918,7 @@ class DurationLearner:
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
         self._max_models = _check_count("max_models", max_models)
-        self._pooled = _Histogram()
+        self._pooled = _Histogram(_impossible_under(PooledPrior))
         self._models: dict[str, _Histogram] = {}
         # Each model's fitted move from its prior, with the state it was fitted on.
         self._moves: dict[str, tuple[tuple[int, int, float], float]] = {}
@@ -875,7 +940,8 @@ class DurationLearner:
     def _histogram(self, model: str) -> _Histogram | None:
         hist = self._models.get(model)
         if hist is None and len(self._models) < self._max_models:
-            hist = self._models[model] = _Histogram()
+            floor = _impossible_under(self._priors.get(model, PooledPrior))
+            hist = self._models[model] = _Histogram(floor)
         return hist
 
     def observe(
@@ -1227,7 +1293,10 @@ class DurationLearner:
                 _UNSEEN_POOLED * a + (1.0 - _UNSEEN_POOLED) * b
                 for a, b in zip(pooled, wide, strict=True)
             ]
-        if prior is not None:
+        rebased = self._rebased_prior(model, hist, prior or PooledPrior)
+        if rebased is not None:
+            prior = rebased
+        elif prior is not None:
             prior = self._moved_like_the_others(model, prior, hist)
         prior = prior or PooledPrior
         if hist is not None and seen:
@@ -1236,6 +1305,27 @@ class DurationLearner:
         if hist is None or not seen:
             return base
         return hist.survival_masses(base, self._prior_weight)
+
+    def rebased(self, model: str | None) -> bool:
+        """Whether ``model``'s estimate starts from a prior moved to
+        successes its own prior calls impossible (a service far faster
+        than documented, a test server): they outnumber its tasks seen
+        still running past that age; or, for a model none of whose tasks
+        has finished yet, every model's do. A change of it makes the
+        schedule's tables due for a rebuild."""
+        hist = self._seen(model)
+        if hist is not None and hist.count > 0:
+            return hist.rebased
+        return self._pooled.rebased
+
+    def _rebased_prior(
+        self, model: str | None, hist: _Histogram | None, prior: DurationPrior
+    ) -> DurationPrior | None:
+        """``prior`` moved to the impossible successes (see :meth:`rebased`):
+        ``model``'s own, or every model's while none of its tasks finished."""
+        if hist is not None and hist.count > 0:
+            return hist.rebased_prior(prior)
+        return self._pooled.rebased_prior(prior)
 
     def _moved_like_the_others(
         self, model: str | None, prior: DurationPrior, hist: _Histogram | None
@@ -1265,7 +1355,8 @@ class DurationLearner:
         kept = self._moves.get(model)
         if kept is not None and kept[0] == state:
             return kept[1]
-        move = math.log(hist.fit(prior, self._prior_weight).median / prior.median)
+        base = hist.rebased_prior(prior) or prior
+        move = math.log(hist.fit(base, self._prior_weight).median / prior.median)
         self._moves[model] = (state, move)
         return move
 
@@ -1402,6 +1493,13 @@ def _with_doubt(prior: DurationPrior, finished: int) -> DurationPrior:
     """
     doubt = _MEDIAN_DOUBT**2 * _DOUBT_FADES / (_DOUBT_FADES + finished)
     return _bounded_prior(prior.median, math.sqrt(prior.sigma**2 + doubt))
+
+
+def _impossible_under(prior: DurationPrior) -> float:
+    """The age under which ``prior`` (widened by the doubt about its median
+    before any finish) calls a success impossible (see ``_IMPOSSIBLE_Z``)."""
+    spread = math.sqrt(prior.sigma**2 + _MEDIAN_DOUBT**2)
+    return prior.median * math.exp(-_IMPOSSIBLE_Z * spread)
 
 
 def _bounded_prior(median: float, sigma: float) -> DurationPrior:
@@ -1555,6 +1653,7 @@ class _Basis:
     stamp: int  # the learner's evidence of the model
     finished: int  # its finishes
     seen_to: float  # the oldest age seen (see DurationLearner.longest)
+    rebased: bool  # see DurationLearner.rebased
 
 
 @attrs.frozen
@@ -1585,6 +1684,10 @@ class AdaptiveSchedule:
         self.learner = learner
         self._tables: dict[str | None, _Table] = {}
         self._job: Iterator[None] | None = None
+        # Models found due for a rebuild while one was under way (which may
+        # have read them before what made them due): looked at again when
+        # it ends, not left until their next poll is planned.
+        self._due_meanwhile: set[str | None] = set()
         # Per model: the learner's finishes at its last drift check; the
         # models whose evidence was halved since the rebuild that is due.
         self._drift_checked: dict[str | None, int] = {}
@@ -1826,6 +1929,9 @@ class AdaptiveSchedule:
                 grown < self.policy.rebuild_every
                 and count < 1.5 * table.basis.stamp + 8
                 and model not in self._stale
+                # (a first success found in seconds moves the table at once,
+                # not some ten finishes later: see DurationLearner.rebased)
+                and self.learner.rebased(model) == table.basis.rebased
                 and not self._drifted(model, table)
             ):
                 return table
@@ -1834,6 +1940,8 @@ class AdaptiveSchedule:
                 if self._job is None:
                     self._job = self._rebuilding(model)
                     self.on_rebuild_due()
+                else:
+                    self._due_meanwhile.add(model)
                 return table
         elif self.on_rebuild_due is not None and self._tables:
             # A model seen for the first time by a caller that did not wait
@@ -1923,7 +2031,16 @@ class AdaptiveSchedule:
             return False
         if next(job, _DONE) is _DONE:
             self._job = None
-            return False
+            # A task that finished while this rebuild ran (the explorer's,
+            # found done in seconds while the first tables were made) made
+            # its model due again: the rebuild starts again now if the one
+            # just ended did not take that in (its queued polls would wait
+            # out the old table's first delay, 40 s, else).
+            due, self._due_meanwhile = self._due_meanwhile, set()
+            for model in due:
+                if self._job is None and model in self._tables:
+                    self.table(model)
+            return self._job is not None
         return True
 
     def _table_at_price(self, model: str | None) -> _Table:
@@ -1944,7 +2061,12 @@ class AdaptiveSchedule:
     def _basis(self, model: str | None) -> _Basis:
         """What a table of ``model`` made now is built on."""
         learner = self.learner
-        return _Basis(learner.evidence(model), learner.count(model), learner.longest(model))
+        return _Basis(
+            learner.evidence(model),
+            learner.count(model),
+            learner.longest(model),
+            learner.rebased(model),
+        )
 
     def _rebuilding(self, model: str | None) -> Iterator[None]:
         """Solve every known model's table again, at one price of a request,
