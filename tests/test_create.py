@@ -814,6 +814,28 @@ def test_tasks_created_with_the_explorer_are_brought_forward_when_it_finds_one_d
     in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
 
 
+def test_ids_handed_in_against_a_test_server_are_seen_in_seconds() -> None:
+    """Ids created elsewhere, handed to a new session against a server
+    rendering in about a second: the first polls find them running at age
+    0, the explorer finds its task done at 2 s, and the others are brought
+    forward to seconds too (held to fixed 30 s polling's one request a
+    task, the moved table polled them once, at 34 s)."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        async with VeoSession(API_KEY, transport=kie.transport()) as maker:
+            made = [await maker.generate(f"cat {i}", model="veo3_fast") for i in range(10)]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        seen: list[float] = []
+        async for _task in veo.as_completed([task.task_id for task in made]):
+            seen.append(loop.time() - start)
+        assert len(seen) == 10
+        assert max(seen) < 10.0, seen
+
+    fast = FakeKie(seed=5, credits=1e9, time_scale=0.006)  # renders of about 1 s
+    in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
+
+
 def test_a_render_under_a_second_is_learned() -> None:
     """A record's times are whole seconds: a task done within the second it
     was created reads 0 s, which the session learns like any duration (it

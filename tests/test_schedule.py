@@ -1649,6 +1649,26 @@ def test_a_quick_success_moves_the_table_at_once_and_counts_a_revision() -> None
     assert schedule.revisions() == {"veo3_fast": 1}
 
 
+def test_a_rebased_table_is_held_to_fixed_polling_scaled_to_the_service() -> None:
+    """Against renders of 1-2 s, fixed 30 s polling spends one request a
+    task: held to that, the table polled once, where the early failures'
+    share was over (34 s). Rebased, its yardstick is fixed polling scaled
+    by how much faster than documented the service runs (at least every
+    min_gap): the table polls in the first seconds."""
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    learner = schedule.learner
+    assert learner.rebased_scale("veo3_fast") is None
+    for _ in range(3):
+        learner.survived("veo3_fast", 0.0, 0.5)  # handed in: running at their first polls
+    learner.observe("veo3_fast", 1.0, running_until=0.5)
+    scale = learner.rebased_scale("veo3_fast")
+    assert scale is not None
+    assert scale == pytest.approx(1.0 / 150.0, rel=0.01)
+    fresh = schedule.table("veo3_fast").fresh
+    assert fresh[0] <= 4.0
+    assert fresh[1] <= 10.0, fresh
+
+
 def test_a_rebuild_due_while_one_runs_starts_when_it_ends() -> None:
     """A finish that makes a table due while a rebuild is under way (the
     explorer's task found done while the first tables are made) starts
