@@ -195,7 +195,11 @@ successes while they outnumber the tasks seen running past that age (see
 ``_Histogram.rebased``); a model with none of its own finished follows
 every model's. The table is rebuilt at once (not some eight finishes
 later), its move counts as a revision, and the polls already queued are
-planned again: the burst created with the explorer is seen at 2 s. A
+planned again: the burst created with the explorer is seen at 2 s. Its
+budget is then fixed polling's scaled by how much faster than documented
+the service runs (:meth:`DurationLearner.rebased_scale`; at least every
+``min_gap``): every 30 s is one request a task there, and held to that the
+program polled once, at 34 s, where the early failures' share was over. A
 service as documented, or 2-3x faster, finishes no success that early
 (the built-in workloads and the survey: unchanged).
 """
