@@ -19,7 +19,8 @@ skew beyond two seconds is applied), and "now" is read from the event loop's
 clock anchored to the wall clock when the session was made, so that a test on
 a virtual clock sees ages move with its loop. What does not make sense is
 clamped: a ``createTime`` in the future counts as age 0, an age beyond a day
-as a day, and a finished record's duration outside (0 s, 6 h) is not learned.
+as a day, and a finished record's duration outside [0 s, 6 h) is not learned
+(0 s: done within the second it was created, as whole-second times read).
 """
 
 from __future__ import annotations
