@@ -788,8 +788,12 @@ def test_the_first_task_of_a_session_explores_its_first_seconds() -> None:
         second = await veo.generate("a dog", model="veo3_fast")
         assert second.created_loop_time is not None
         await second
-        assert _first_poll_after(kie, second.task_id, second.created_loop_time) < 10.0
-        assert len(_poll_ages(kie, second)) <= 3
+        # Renders of 3-6 s are 0.02-0.04x the documented ones: no test
+        # server's (see _TEST_SERVER_SCALE), so the table keeps fixed 30 s
+        # polling's one request a task and polls once, past their tail,
+        # but well before the prior's 40 s.
+        assert _first_poll_after(kie, second.task_id, second.created_loop_time) < 20.0
+        assert len(_poll_ages(kie, second)) <= 2
 
     # Renders of 3-6 s (the simulator's minutes, scaled): found by the explorer.
     fast = FakeKie(seed=11, credits=1e9, time_scale=0.02)

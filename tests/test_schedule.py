@@ -27,6 +27,7 @@ from veo_async._schedule import (
     _late_share,
     _log_quantiles,
     _pricing,
+    _with_fast_failures,
     optimal_polls,
 )
 
@@ -1649,12 +1650,19 @@ def test_a_quick_success_moves_the_table_at_once_and_counts_a_revision() -> None
     assert schedule.revisions() == {"veo3_fast": 1}
 
 
-def test_a_rebased_table_is_held_to_fixed_polling_scaled_to_the_service() -> None:
+def _planned_requests(schedule: AdaptiveSchedule, model: str) -> float:
+    """The expected requests a task followed from creation spends on ``model``'s table."""
+    table = schedule.table(model)
+    return _expected_requests(table.next_index, table.done)
+
+
+def test_a_test_servers_table_is_held_to_fixed_polling_at_its_pace() -> None:
     """Against renders of 1-2 s, fixed 30 s polling spends one request a
-    task: held to that, the table polled once, where the early failures'
-    share was over (34 s). Rebased, its yardstick is fixed polling scaled
-    by how much faster than documented the service runs (at least every
-    min_gap): the table polls in the first seconds."""
+    task: held to that, the table polled once, past the tail the doubt
+    widens (ids handed in were seen at 8-33 s). Renders under 0.02x the
+    documented times come from no video model: its yardstick is fixed
+    polling at the service's pace (at least every min_gap), and the table
+    polls in the first seconds."""
     schedule = AdaptivePolicy(jitter=0.0).schedule()
     learner = schedule.learner
     assert learner.rebased_scale("veo3_fast") is None
@@ -1662,11 +1670,39 @@ def test_a_rebased_table_is_held_to_fixed_polling_scaled_to_the_service() -> Non
         learner.survived("veo3_fast", 0.0, 0.5)  # handed in: running at their first polls
     learner.observe("veo3_fast", 1.0, running_until=0.5)
     scale = learner.rebased_scale("veo3_fast")
-    assert scale is not None
     assert scale == pytest.approx(1.0 / 150.0, rel=0.01)
     fresh = schedule.table("veo3_fast").fresh
     assert fresh[0] <= 4.0
     assert fresh[1] <= 10.0, fresh
+
+
+def test_a_fast_service_that_is_no_test_server_keeps_fixed_30_s_pollings_budget() -> None:
+    """Renders of 10 s (0.07x veo3_fast's documented times) move the
+    estimate there too, but keep fixed 30 s polling's budget: a file of
+    such renders spent 3.2-3.9x its requests at the service's pace."""
+    schedule = AdaptivePolicy(jitter=0.0).schedule()
+    schedule.learner.observe("veo3_fast", 10.0)
+    assert schedule.learner.rebased_scale("veo3_fast") == pytest.approx(10.0 / 150.0, rel=0.01)
+    assert _planned_requests(schedule, "veo3_fast") < 1.1
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.05, 0.001])
+def test_the_fast_failures_share_keeps_the_total_and_its_span(scale: float) -> None:
+    """The prior's fast failures move ``share`` of the mass, uniform over
+    5-40 s times ``scale`` (a rebased prior's: a service 100x faster fails
+    in a second); a span under a second lands in bin 0."""
+    masses = [0.0] * _LOG_BINS
+    masses[_LOG_BINS // 2] = 1.0
+    out = _with_fast_failures(masses, 0.1, scale)
+    assert sum(out) == pytest.approx(1.0, abs=0.002)
+    early = [k for k, mass in enumerate(out) if mass > 0 and k != _LOG_BINS // 2]
+    lo, hi = 5.0 * scale, 40.0 * scale
+    for k in early:
+        assert math.exp(k * _LOG_BIN) <= max(hi, 1.0)
+        assert math.exp((k + 1) * _LOG_BIN) >= lo
+    if hi < 1.0:
+        assert early == [0]
+        assert out[0] == pytest.approx(0.1)
 
 
 def test_a_rebuild_due_while_one_runs_starts_when_it_ends() -> None:
