@@ -271,11 +271,15 @@ async def test_a_create_time_in_the_future_does_not_restart_the_schedule_at_a_ne
     assert on_time(polls[:3], [0.0, 1.9, 62.0 + then]), polls
 
 
-def _finished(seconds: float | None, status: TaskStatus = TaskStatus.SUCCESS) -> RecordInfo:
+def _finished(
+    seconds: float | None, status: TaskStatus = TaskStatus.SUCCESS, task_id: str = "t"
+) -> RecordInfo:
     """A veo3 record that ended ``seconds`` after its creation (None: no completeTime)."""
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     end = None if seconds is None else start + datetime.timedelta(seconds=seconds)
-    return RecordInfo("t", status, params={"model": "veo3"}, create_time=start, complete_time=end)
+    return RecordInfo(
+        task_id, status, params={"model": "veo3"}, create_time=start, complete_time=end
+    )
 
 
 def _seen_running(at: float) -> tuple[Pacer, Plan]:
@@ -290,11 +294,14 @@ def _seen_running(at: float) -> tuple[Pacer, Plan]:
 
 
 def test_only_sensible_durations_are_learned() -> None:
-    """Records without both times, or with a duration outside (0 s, 6 h), teach nothing."""
+    """Records without both times, or with a duration outside [0 s, 6 h), teach
+    nothing. (Each has its own id: with one id for all, only the first
+    sensible one was learned, and the rest were skipped as seen already
+    whatever their duration.)"""
     pacer = Pacer(STEADY, loop_clock=lambda: 0.0)
-    for seconds in (None, -5.0, 0.0, 7 * 3600.0, 120.0):
-        pacer.observe(_finished(seconds))
-    assert pacer.learner.count("veo3") == 1
+    for n, seconds in enumerate((None, -5.0, 0.0, 7 * 3600.0, 120.0)):
+        pacer.observe(_finished(seconds, task_id=f"t{n}"))
+    assert pacer.learner.count("veo3") == 2
 
 
 async def test_fixed_schedules_alone_learn_nothing_until_a_learned_one_is_used() -> None:
