@@ -959,8 +959,7 @@ class DurationLearner:
     def _histogram(self, model: str) -> _Histogram | None:
         hist = self._models.get(model)
         if hist is None and len(self._models) < self._max_models:
-            floor = _impossible_under(self._priors.get(model, PooledPrior))
-            hist = self._models[model] = _Histogram(floor)
+            hist = self._models[model] = _Histogram(_impossible_under(self._own_prior(model)))
         return hist
 
     def observe(
@@ -1312,8 +1311,8 @@ class DurationLearner:
                 _UNSEEN_POOLED * a + (1.0 - _UNSEEN_POOLED) * b
                 for a, b in zip(pooled, wide, strict=True)
             ]
-        own = prior or PooledPrior
-        rebased = self._rebased_prior(model, hist, own)
+        own = self._own_prior(model)
+        rebased = self._rebase_source(model).rebased_prior(own)
         # The prior's fast failures come as much sooner as its renders do: a
         # service 100x faster than documented fails in a second, not in
         # 5-40 s. (Left there, that share alone, 6 %, held a task of 1 s
@@ -1339,28 +1338,25 @@ class DurationLearner:
         still running past that age; or, for a model none of whose tasks
         has finished yet, every model's do. A change of it makes the
         schedule's tables due for a rebuild."""
-        hist = self._seen(model)
-        if hist is not None and hist.count > 0:
-            return hist.rebased
-        return self._pooled.rebased
+        return self._rebase_source(model).rebased
 
     def rebased_scale(self, model: str | None) -> float | None:
         """While :meth:`rebased`, the rebased median over ``model``'s own
         prior's (0.007 for renders of 1 s against veo3_fast's 150 s): how
         much faster than documented the service runs; else None."""
-        hist = self._seen(model)
-        prior = (self._priors.get(model) if model is not None else None) or PooledPrior
-        rebased = self._rebased_prior(model, hist, prior)
-        return None if rebased is None else rebased.median / prior.median
+        own = self._own_prior(model)
+        rebased = self._rebase_source(model).rebased_prior(own)
+        return None if rebased is None else rebased.median / own.median
 
-    def _rebased_prior(
-        self, model: str | None, hist: _Histogram | None, prior: DurationPrior
-    ) -> DurationPrior | None:
-        """``prior`` moved to the impossible successes (see :meth:`rebased`):
-        ``model``'s own, or every model's while none of its tasks finished."""
-        if hist is not None and hist.count > 0:
-            return hist.rebased_prior(prior)
-        return self._pooled.rebased_prior(prior)
+    def _own_prior(self, model: str | None) -> DurationPrior:
+        """``model``'s documented prior, or the pooled one."""
+        return (self._priors.get(model) if model is not None else None) or PooledPrior
+
+    def _rebase_source(self, model: str | None) -> _Histogram:
+        """Whose quick successes speak for ``model`` (see :meth:`rebased`):
+        its own once one of its tasks finished, else every model's."""
+        hist = self._seen(model)
+        return hist if hist is not None and hist.count > 0 else self._pooled
 
     def _moved_like_the_others(
         self, model: str | None, prior: DurationPrior, hist: _Histogram | None
