@@ -21,13 +21,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return run_script("survey_schedule", *args, timeout=300)
 
 
-def test_the_families_hold_230_workloads_of_distinct_names_and_seeds() -> None:
+def test_the_families_hold_266_workloads_of_distinct_names_and_seeds() -> None:
     survey, _ = _modules()
     workloads = [w for family in survey.FAMILIES.values() for w in family()]
-    assert len(workloads) == 230
-    assert {w.family for w in workloads} == {"veo", "offset", "failures", "faster"}
-    assert len({w.name for w in workloads}) == 230
-    assert len({(w.family, w.seed) for w in workloads}) == 230
+    assert len(workloads) == 266
+    assert {w.family for w in workloads} == {"veo", "offset", "failures", "faster", "one"}
+    assert len({w.name for w in workloads}) == 266
+    assert len({(w.family, w.seed) for w in workloads}) == 266
 
 
 def test_a_workload_draws_the_same_tasks_each_time_as_its_recipe_says() -> None:
@@ -64,6 +64,25 @@ def test_the_faster_service_family_renders_in_its_own_medians() -> None:
     assert 80 < _median_render(tasks, "veo3") < 100
     assert 40 < _median_render(tasks, "veo3_fast") < 50
     assert 0.03 < sum(t.failed for t in tasks) / len(tasks) < 0.07
+
+
+def test_the_one_model_family_draws_one_model_without_failures_and_its_long_renders() -> None:
+    """300 veo3_fast renders of log-sd 0.3, 5 % of them 2-3x longer: one model
+    name, no failure, so the goal's target is 0.6x; about 15 renders past
+    twice the median (a log-normal of 0.3 puts 1 % there)."""
+    survey, bench = _modules()
+    family = {w.name: w for w in survey.FAMILIES["one"]()}
+    assert len(family) == 36
+    tasks = survey.draw(family["one_n300_veo3_fast_s30_l5"])
+    assert len(tasks) == 300
+    assert {t.model for t in tasks} == {"veo3_fast"}
+    assert not any(t.failed for t in tasks)
+    assert 130 < _median_render(tasks, "veo3_fast") < 170
+    assert 8 <= sum(t.seconds > 300 for t in tasks) <= 30
+    assert bench.goal_target(len({t.model for t in tasks}), 0) == 0.6
+    plain = survey.draw(family["one_n1000_veo3_s20_l0"])
+    assert {t.model for t in plain} == {"veo3"}
+    assert sum(t.seconds > 600 for t in plain) <= 2  # log-sd 0.2, no long renders
 
 
 def test_a_verdict_follows_the_goal_of_the_issue() -> None:
