@@ -45,6 +45,7 @@ from veo_async import (
     ServerError,
     SessionClosedError,
     SubmitUncertainError,
+    TaskFailedError,
     TaskStatus,
     TransportError,
     VeoSession,
@@ -816,6 +817,32 @@ def test_tasks_created_with_the_explorer_are_brought_forward_when_it_finds_one_d
 
     fast = FakeKie(seed=11, credits=1e9, time_scale=0.006)  # renders of about 1 s
     in_process(body, kie=fast, policy=AdaptivePolicy(jitter=0.0))
+
+
+def test_a_burst_against_a_test_server_failing_every_task_is_seen_in_seconds() -> None:
+    """A test server failing every task at once: the explorer finds its
+    task failed at 2 s, and the others, which waited the prior's early
+    probe (40 s), are planned again on a table whose fast failures come
+    that soon (failures under 5 s, which no service makes, while no task
+    was seen running past 5 s); so is the next task created."""
+
+    async def body(kie: FakeKie, veo: VeoSession) -> None:
+        creating = (veo.generate(f"cat {i}", model="veo3_fast") for i in range(4))
+        tasks = await asyncio.gather(*creating)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(outcome, TaskFailedError) for outcome in outcomes), outcomes
+        for task in tasks:
+            ages = _poll_ages(kie, task)
+            assert ages[-1] < 10.0, ages
+        later = await veo.generate("a dog", model="veo3_fast")
+        with pytest.raises(TaskFailedError):
+            await later
+        ages = _poll_ages(kie, later)
+        assert ages[-1] < 10.0, ages
+        assert veo.learner.failure_scale() is not None
+
+    failing = FakeKie(seed=11, credits=1e9, time_scale=0.006, failure_rate=1.0)
+    in_process(body, kie=failing, policy=AdaptivePolicy(jitter=0.0))
 
 
 def test_ids_handed_in_against_a_test_server_are_seen_in_seconds() -> None:

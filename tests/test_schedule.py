@@ -1603,6 +1603,47 @@ def test_a_quick_failure_or_a_success_at_documented_times_moves_nothing() -> Non
     assert _median_of(learner, "veo3_fast") > 60.0
 
 
+def test_failures_at_once_bring_the_early_probe_to_the_first_seconds() -> None:
+    """A failure at 0 s (a test server failing every task) while no task
+    was seen running past 5 s: the fast failures' span moves to it (1 s
+    against the documented 5-40 s's middle, 14 s), the table is rebuilt at
+    once and counts a move (waiting polls are planned again), and a fresh
+    task's first poll comes in seconds, not at the prior's 40 s. The
+    renders' estimate stays. Once a task is seen running past 5 s (a
+    service), the documented span is back, and that is a move too."""
+    schedule = AdaptivePolicy(jitter=0, explorers=0).schedule()
+    learner, rng = schedule.learner, random.Random(0)
+    assert schedule.next_delay(model="veo3_fast", age=0.0, polls=0, rng=rng) >= 30.0
+    learner.observe("veo3_fast", 0.0, failed=True)
+    assert learner.failure_scale() == pytest.approx(1.0 / math.sqrt(200.0))
+    assert schedule.next_delay(model="veo3_fast", age=0.0, polls=0, rng=rng) <= 4.0
+    assert schedule.revisions()["veo3_fast"] == 1
+    assert not learner.rebased("veo3_fast")
+    learner.survived("veo3_fast", 0.0, 12.0)
+    assert learner.failure_scale() is None
+    assert schedule.next_delay(model="veo3_fast", age=0.0, polls=0, rng=rng) >= 30.0
+    assert schedule.revisions()["veo3_fast"] == 2
+
+
+def test_failures_in_the_documented_span_or_outnumbered_move_no_probe() -> None:
+    """A failure at 6 s is a fast failure as documented (and its task ran
+    past 5 s); failures under 5 s count only while they outnumber the tasks
+    seen running past 5 s (every model's), and then by the geometric mean
+    of their times, a second at least."""
+    learner = DurationLearner()
+    learner.observe("veo3_fast", 6.0, failed=True)
+    assert learner.failure_scale() is None
+    learner.survived("veo3_fast", 0.0, 30.0)
+    learner.survived("veo3", 0.0, 30.0)  # three past 5 s
+    for seconds in (1.0, 2.0, 4.0):
+        learner.observe("veo3", seconds, failed=True)
+        assert learner.failure_scale() is None  # not outnumbered yet
+    learner.observe("veo3_fast", 0.0, failed=True)
+    assert learner.failure_scale() == pytest.approx(8.0**0.25 / math.sqrt(200.0))
+    learner.observe("veo3_fast", 3.0)  # a success that soon is the rebase's, not this
+    assert learner.failure_scale() == pytest.approx(8.0**0.25 / math.sqrt(200.0))
+
+
 def test_tasks_seen_running_past_the_floor_outweigh_a_quick_success() -> None:
     """An odd success in seconds among tasks seen still running at a minute
     (a service as documented) does not move the estimate: the quick

@@ -204,6 +204,15 @@ is then fixed polling's at the service's own pace (at least every
 the program polled once, past the tail the doubt widens (8-33 s). A
 service as documented, or 2-3x faster, finishes no success that early
 (the built-in workloads and the survey: unchanged).
+
+A test server may fail its tasks at once instead: failures are no model's
+speed, so they rebase nothing, but while failures under 5 s (the documented
+fast failures' earliest, ``_INSTANT_FAILURE``) outnumber the tasks seen
+running past 5 s, the fast failures' span moves to them
+(:meth:`DurationLearner.failure_scale`), and that too rebuilds the tables at
+once and counts as a move: a burst failing at once was seen at 40 s (the
+prior's early probe), now in 2-6 s. A service's tasks are seen running past
+5 s from their first polls: an instant failure among them moves nothing.
 """
 
 from __future__ import annotations
@@ -360,6 +369,15 @@ _IMPOSSIBLE_Z = 3.719
 # are no video model's, and fixed polling's one request a task leaves no
 # room.
 _TEST_SERVER_SCALE = 0.02
+# Failures under this many seconds (the documented fast failures' earliest)
+# are *instant*: no service fails a render so soon, a test server does. While
+# they outnumber the tasks seen running past it, the fast failures' span is
+# moved to them (see DurationLearner.failure_scale): a test server failing
+# every task at once had its tasks seen at 40 s (the prior's early probe),
+# one by one as the first were created; a service as documented sees its
+# tasks run past 5 s at their first poll, and an instant failure among them
+# moves nothing.
+_INSTANT_FAILURE = _EARLY_SPAN[0]
 # How much of ``prior_weight`` the prior's median keeps against the fit: a
 # tenth, since every task still running moves it too, and they are many; the
 # prior's shape still weighs ``prior_weight`` (see survival_masses).
@@ -934,6 +952,11 @@ class DurationLearner:
         # model's, pooled (see fast_failure_share).
         self._early_known = 0.0
         self._early_failed = 0.0
+        # Instant failures (see _INSTANT_FAILURE): their count and the sum of
+        # their log-seconds, and the tasks seen running past that age.
+        self._instant = 0.0
+        self._instant_logs = 0.0
+        self._past_instant = 0.0
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
         self._max_models = _check_count("max_models", max_models)
@@ -1001,6 +1024,12 @@ class DurationLearner:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
         if running_until < _EARLY_SPAN[1]:
             self._early_fate(failed and seconds <= _EARLY_SPAN[1])
+        if failed and seconds < _INSTANT_FAILURE:
+            self._instant += 1.0
+            # (A record's times are whole seconds: a failure at 0 s is one at under 1 s.)
+            self._instant_logs += math.log(max(1.0, seconds))
+        elif running_until < _INSTANT_FAILURE <= seconds:
+            self._past_instant += 1.0  # it was running through that age
         own = self._histogram(model) if model is not None else None
         bins = _exposed_bins(running_until, seconds) if running_until <= seconds else None
         for hist in (self._pooled, own):
@@ -1038,6 +1067,8 @@ class DurationLearner:
         self._pooled.expose(since, age, bins)
         if since < _EARLY_SPAN[1] <= age:
             self._early_fate(False)
+        if since < _INSTANT_FAILURE <= age:
+            self._past_instant += 1.0
         if since == 0:
             self._note_task(model, announced)
 
@@ -1049,6 +1080,9 @@ class DurationLearner:
         if self._early_known > self._memory:
             self._early_known *= 0.5
             self._early_failed *= 0.5
+            self._instant *= 0.5
+            self._instant_logs *= 0.5
+            self._past_instant *= 0.5
 
     def fast_failure_share(self) -> float:
         """The share of tasks that fail within 40 s of their creation, of
@@ -1063,6 +1097,18 @@ class DurationLearner:
         if known <= 0:
             return self._early_mass  # prior_weight 0 and nothing known yet
         return (self._early_mass * weight + self._early_failed) / known
+
+    def failure_scale(self) -> float | None:
+        """While instant failures (under 5 s, every model's) outnumber the
+        tasks seen running past 5 s, how much sooner than the documented
+        fast failures (5-40 s: their geometric middle, 14 s) they come: the
+        geometric mean of their times (a second at least) over that middle;
+        else None. A test server failing tasks at once; a service fails
+        none so soon (see ``_INSTANT_FAILURE``)."""
+        if self._instant <= self._past_instant:
+            return None
+        seen = math.exp(self._instant_logs / self._instant)
+        return seen / math.sqrt(_EARLY_SPAN[0] * _EARLY_SPAN[1])
 
     def created(self, model: str | None) -> None:
         """A task of ``model`` was created (by the caller, who knows its model
@@ -1319,6 +1365,9 @@ class DurationLearner:
         # renders to one poll at 34 s, where fixed 30 s polling's one
         # request a task allowed no earlier poll.)
         early_scale = 1.0 if rebased is None else rebased.median / own.median
+        instant = self.failure_scale()
+        if instant is not None:
+            early_scale = min(early_scale, instant)
         if rebased is not None:
             prior = rebased
         elif prior is not None:
@@ -1695,6 +1744,7 @@ class _Basis:
     finished: int  # its finishes
     seen_to: float  # the oldest age seen (see DurationLearner.longest)
     rebased: bool  # see DurationLearner.rebased
+    instant: bool  # failing at once: see DurationLearner.failure_scale
 
 
 @attrs.frozen
@@ -1973,6 +2023,8 @@ class AdaptiveSchedule:
                 # (a first success found in seconds moves the table at once,
                 # not some ten finishes later: see DurationLearner.rebased)
                 and self.learner.rebased(model) == table.basis.rebased
+                # (and so do tasks found failed at once: see failure_scale)
+                and (self.learner.failure_scale() is not None) == table.basis.instant
                 and not self._drifted(model, table)
             ):
                 return table
@@ -2107,6 +2159,7 @@ class AdaptiveSchedule:
             learner.count(model),
             learner.longest(model),
             learner.rebased(model),
+            learner.failure_scale() is not None,
         )
 
     def _rebuilding(self, model: str | None) -> Iterator[None]:
@@ -2210,23 +2263,29 @@ class AdaptiveSchedule:
 
     def _install(self, key: str | None, table: _Table) -> None:
         """Make ``table`` the one of ``key``, counting a move of its median
-        of ``_REPLAN_SHIFT`` or more since the last (see :meth:`revisions`)."""
+        of ``_REPLAN_SHIFT`` or more since the last, or a change of whether
+        tasks fail at once (see :meth:`revisions`)."""
+        previous = self._tables.get(key)
         self._tables[key] = table
         median = _median_age(table.done)
         moved_at = self._moved_at.get(key)
         if moved_at is None:
             self._moved_at[key] = median
             self._revisions[key] = 0
-        elif abs(math.log(median / moved_at)) >= _REPLAN_SHIFT:
+        elif abs(math.log(median / moved_at)) >= _REPLAN_SHIFT or (
+            previous is not None and previous.basis.instant != table.basis.instant
+        ):
             self._moved_at[key] = median
             self._revisions[key] += 1
 
     def revisions(self) -> dict[str | None, int]:
         """How many times each table (by :meth:`table_key`) has *moved*: its
         median, at a rebuild, 20 % or more from where it was at its last move
-        (or at its first table). Polls of that model planned before a move
-        were planned on a distribution since found wrong (a service faster
-        than documented): a caller holding such polls plans them again, with
+        (or at its first table), or whether tasks fail at once changed (see
+        :meth:`DurationLearner.failure_scale`). Polls of that model planned
+        before a move were planned on a distribution since found wrong (a
+        service faster than documented, a test server failing every task):
+        a caller holding such polls plans them again, with
         :meth:`next_delay` at the task's age now and ``asked_at`` its last
         poll's, and brings each forward where that is sooner. A copy.
         """
