@@ -710,6 +710,49 @@ def _exposed_bins(start: float, end: float) -> tuple[int, int]:
     return (_log_bin(start) + 1 if start > 0 else 0), _log_bin(end)
 
 
+class _TooSoon:
+    """Finishes under an age no service finishes at (a success under a
+    prior's floor, a failure under 5 s), against the tasks seen running
+    past that age: while those finishes outnumber them, the server is a
+    test server (or one far faster than documented), and their geometric
+    mean says how fast it is."""
+
+    __slots__ = ("age", "count", "logs", "past")
+
+    def __init__(self, age: float) -> None:
+        self.age = age
+        self.count = 0.0
+        self.logs = 0.0  # the sum of their log-seconds
+        self.past = 0.0
+
+    def finished(self, seconds: float) -> bool:
+        """Count a finish at ``seconds`` if it is under the age; whether it was."""
+        if seconds >= self.age:
+            return False
+        self.count += 1.0
+        # (A record's times are whole seconds: a finish at 0 s is one at under 1 s.)
+        self.logs += math.log(max(1.0, seconds))
+        return True
+
+    def ran(self, start: float, end: float, tasks: float = 1.0) -> None:
+        """A task was running from age ``start`` through ``end``: past the
+        age if that interval crosses it (``tasks`` -1 takes one back)."""
+        if start < self.age <= end:
+            self.past += tasks
+
+    def halve(self) -> None:
+        self.count *= 0.5
+        self.logs *= 0.5
+        self.past *= 0.5
+
+    def geometric_mean(self) -> float | None:
+        """The finishes' geometric mean (a second at least) while they
+        outnumber the tasks seen running past the age; else None."""
+        if self.count <= self.past:
+            return None
+        return math.exp(self.logs / self.count)
+
+
 class _Histogram:
     """What one model's tasks have shown, in log-spaced bins (bounded memory).
 
@@ -728,10 +771,7 @@ class _Histogram:
         "exposures",
         "failures",
         "longest",
-        "past_floor",
         "quick",
-        "quick_floor",
-        "quick_logs",
         "reach",
         "recent",
         "tasks",
@@ -739,13 +779,10 @@ class _Histogram:
     )
 
     def __init__(self, quick_floor: float = 0.0) -> None:
-        #: The age below which the prior calls a success impossible (see
-        #: :meth:`rebased`); the successes seen below it (their count and
-        #: the sum of their log-seconds), and the tasks seen running past it.
-        self.quick_floor = quick_floor
-        self.quick = 0.0
-        self.quick_logs = 0.0
-        self.past_floor = 0.0
+        #: The successes under the age the prior calls a success impossible
+        #: (``quick_floor``), against the tasks seen running past it (see
+        #: :meth:`rebased`).
+        self.quick = _TooSoon(quick_floor)
         #: The latest intervals a task was watched through: (from age, to
         #: age, whether it finished at the end), for the drift check.
         self.recent: collections.deque[tuple[float, float, bool]] = collections.deque(
@@ -776,8 +813,7 @@ class _Histogram:
         self.reach[hi + 1] -= 1.0
         self.exposures += 1
         self.tasks += start == 0
-        if start < self.quick_floor <= end:
-            self.past_floor += 1.0
+        self.quick.ran(start, end)
 
     def retract(self, finished: float, seen_running: float) -> None:
         """A task seen running at age ``seen_running`` finished at
@@ -791,18 +827,15 @@ class _Histogram:
         if hi >= lo:
             self.reach[lo] -= 1.0
             self.reach[hi + 1] += 1.0
-        if finished < self.quick_floor <= seen_running:
-            self.past_floor -= 1.0  # (it was not running there after all)
+        self.quick.ran(finished, seen_running, -1.0)  # (it was not running there after all)
 
     def add(self, seconds: float, failed: bool, memory: float) -> None:
         self.events[_log_bin(seconds)] += 1.0
         self.weight += 1.0
         self.count += 1
         self.failures += failed
-        if not failed and seconds < self.quick_floor:
-            self.quick += 1.0
-            # (A record's times are whole seconds: a finish at 0 s is one at under 1 s.)
-            self.quick_logs += math.log(max(1.0, seconds))
+        if not failed:
+            self.quick.finished(seconds)
         if self.weight > memory:
             self.halve()  # follows drift, O(bins) every ~memory/2 calls
 
@@ -813,9 +846,7 @@ class _Histogram:
             self.reach[i] *= 0.5
         self.reach[_LOG_BINS] *= 0.5
         self.weight *= 0.5
-        self.quick *= 0.5
-        self.quick_logs *= 0.5
-        self.past_floor *= 0.5
+        self.quick.halve()
 
     @property
     def rebased(self) -> bool:
@@ -823,7 +854,7 @@ class _Histogram:
         outnumber the tasks seen still running past that age: the service
         is far faster than its prior (a test server rendering in seconds),
         and the prior is to be moved to them (:meth:`rebased_prior`)."""
-        return self.quick > self.past_floor
+        return self.quick.geometric_mean() is not None
 
     def rebased_prior(self, prior: DurationPrior) -> DurationPrior | None:
         """``prior`` moved to the successes under ``quick_floor`` (their
@@ -836,9 +867,8 @@ class _Histogram:
         found done at 2 s by the explorer kept polling its next tasks at
         24-40 s until some ten had finished.
         """
-        if not self.rebased:
-            return None
-        return _bounded_prior(math.exp(self.quick_logs / self.quick), prior.sigma)
+        mean = self.quick.geometric_mean()
+        return None if mean is None else _bounded_prior(mean, prior.sigma)
 
     def fit(self, prior: DurationPrior, prior_weight: float) -> DurationPrior:
         """The prior moved to where the data say: its median fitted to every
@@ -952,11 +982,9 @@ class DurationLearner:
         # model's, pooled (see fast_failure_share).
         self._early_known = 0.0
         self._early_failed = 0.0
-        # Instant failures (see _INSTANT_FAILURE): their count and the sum of
-        # their log-seconds, and the tasks seen running past that age.
-        self._instant = 0.0
-        self._instant_logs = 0.0
-        self._past_instant = 0.0
+        # Instant failures (see _INSTANT_FAILURE), against the tasks seen
+        # running past that age: every model's, pooled (see failure_scale).
+        self._instant = _TooSoon(_INSTANT_FAILURE)
         self._prior_weight = _check_number("prior_weight", prior_weight, 0)
         self._memory = _check_number("memory", memory, 16)
         self._max_models = _check_count("max_models", max_models)
@@ -1024,12 +1052,8 @@ class DurationLearner:
             self._ledger.add(seconds, polls, fixed_polls, self._memory)
         if running_until < _EARLY_SPAN[1]:
             self._early_fate(failed and seconds <= _EARLY_SPAN[1])
-        if failed and seconds < _INSTANT_FAILURE:
-            self._instant += 1.0
-            # (A record's times are whole seconds: a failure at 0 s is one at under 1 s.)
-            self._instant_logs += math.log(max(1.0, seconds))
-        elif running_until < _INSTANT_FAILURE <= seconds:
-            self._past_instant += 1.0  # it was running through that age
+        if not (failed and self._instant.finished(seconds)):
+            self._instant.ran(running_until, seconds)
         own = self._histogram(model) if model is not None else None
         bins = _exposed_bins(running_until, seconds) if running_until <= seconds else None
         for hist in (self._pooled, own):
@@ -1067,8 +1091,7 @@ class DurationLearner:
         self._pooled.expose(since, age, bins)
         if since < _EARLY_SPAN[1] <= age:
             self._early_fate(False)
-        if since < _INSTANT_FAILURE <= age:
-            self._past_instant += 1.0
+        self._instant.ran(since, age)
         if since == 0:
             self._note_task(model, announced)
 
@@ -1080,9 +1103,7 @@ class DurationLearner:
         if self._early_known > self._memory:
             self._early_known *= 0.5
             self._early_failed *= 0.5
-            self._instant *= 0.5
-            self._instant_logs *= 0.5
-            self._past_instant *= 0.5
+            self._instant.halve()
 
     def fast_failure_share(self) -> float:
         """The share of tasks that fail within 40 s of their creation, of
@@ -1105,10 +1126,8 @@ class DurationLearner:
         geometric mean of their times (a second at least) over that middle;
         else None. A test server failing tasks at once; a service fails
         none so soon (see ``_INSTANT_FAILURE``)."""
-        if self._instant <= self._past_instant:
-            return None
-        seen = math.exp(self._instant_logs / self._instant)
-        return seen / math.sqrt(_EARLY_SPAN[0] * _EARLY_SPAN[1])
+        seen = self._instant.geometric_mean()
+        return None if seen is None else seen / math.sqrt(_EARLY_SPAN[0] * _EARLY_SPAN[1])
 
     def created(self, model: str | None) -> None:
         """A task of ``model`` was created (by the caller, who knows its model
