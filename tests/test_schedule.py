@@ -245,6 +245,31 @@ def test_gaps_respect_min_and_max(model: str | None) -> None:
     assert POLICY.min_gap * low <= POLICY.min_gap
 
 
+@pytest.mark.parametrize("learned", [0, 200, 2000])
+@pytest.mark.parametrize("model", ["veo3_fast", "veo3", None])
+def test_past_the_bulk_gaps_grow_with_the_age_up_to_two_thirds_of_the_interval(
+    model: str | None, learned: int
+) -> None:
+    """Past the learned bulk (the 90th percentile) a gap is at least a
+    twentieth of the task's age, up to 20 s (two thirds of the budget
+    interval), within the table's horizon: the tail is where the estimate
+    is thinnest while it learns, and the program, expecting few tasks
+    there, polled them every 4-14 s: a 300-task file's slowest renders
+    cost 1.3-1.6x fixed polling's requests. Within max_gap still."""
+    median = POLICY.priors.get(model or "", PooledPrior).median
+    times = lognormal(random.Random(learned), learned, median, 0.3)
+    schedule = fed(times, model or "veo3", POLICY.replace(jitter=0.0))
+    table = schedule.table(model)
+    bulk_age = 2.0 * next(i for i, c in enumerate(table.done) if c >= 0.9)
+    horizon = 2.0 * (len(table.done) - 1) - POLICY.max_gap
+    polls = fresh_polls(schedule, model, 120)
+    tail = [(a, b - a) for a, b in itertools.pairwise(polls) if bulk_age <= a <= horizon]
+    assert len(tail) >= 5
+    for age, gap in tail:
+        # Half a 2 s grid step of rounding.
+        assert min(20.0, 0.05 * age) - 1.0 <= gap <= POLICY.max_gap, (age, gap)
+
+
 def test_a_valley_between_two_kinds_of_render_is_not_polled_every_max_gap() -> None:
     """One model whose renders are of two kinds (half about 100 s, half about
     400 s): its median falls in the empty valley between them, and gaps are
