@@ -355,8 +355,8 @@ _CAP_FROM_PRIOR = 2.0
 # polling's requests in all. With the floor (and the share's cap at 1.15,
 # see _SHARE_RANGE): 1 of the 36 (1.010x), and of the 266 of the survey 29
 # miss the goal instead of 33, at the same mean lag. A file of many tasks
-# pays a little lag for it (10,000 of veo3: 0.50x fixed polling's mean lag,
-# was 0.48x).
+# pays a little lag for it (10,000 mostly veo3: 0.50x fixed polling's mean
+# lag, was 0.48x).
 _TAIL_GAP_PER_AGE = 0.05
 _TAIL_GAP = 2.0 / 3.0
 # Fitting a prior's median to the data: searched within +-_FIT_SHIFTS bins
