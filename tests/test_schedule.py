@@ -1143,6 +1143,53 @@ def test_the_spend_ledger_is_silent_until_its_tasks_cover_the_distribution() -> 
     assert DurationLearner().spend_ratio() is None
 
 
+def test_the_spend_ledger_spans_the_empty_strata_under_its_slowest_entries() -> None:
+    """Early failures at a few times within 5-40 s leave the ledger's strata
+    between them empty (10 % wide each), which the estimate still weighs
+    (its failures smoothed over the span): the ledger counts them as
+    spanned, and speaks, its reading the mean of the strata it has entries
+    for. Empty strata above the slowest entry still keep it silent."""
+    rng = random.Random(9)
+    learner, slow_missing = DurationLearner(), DurationLearner()
+    failures = (5.5, 9.0, 14.0, 22.0, 35.0)
+    for k in range(400):
+        if k % 10 == 0:
+            seconds = failures[(k // 10) % len(failures)]
+            learner.observe("veo3", seconds, failed=True, polls=1, fixed_polls=1)
+            slow_missing.observe("veo3", seconds, failed=True, polls=1, fixed_polls=1)
+            continue
+        seconds = rng.lognormvariate(math.log(300.0), 0.3)
+        learner.observe("veo3", seconds, polls=8, fixed_polls=10)
+        entry = (8, 10) if seconds < 380.0 else (0, 0)
+        slow_missing.observe("veo3", seconds, polls=entry[0], fixed_polls=entry[1])
+    masses = learner.masses(None)
+    # What the old reading counted as covered: the strata holding an entry.
+    strata = {int(math.log(t) / _LOG_BIN) // 5 for t in failures}
+    held = sum(m for k, m in enumerate(masses) if k // 5 in strata or k * _LOG_BIN > math.log(40))
+    assert held < 0.95
+    ratio = learner.spend_ratio()
+    assert ratio is not None
+    early = sum(masses[: int(math.log(40.0) / _LOG_BIN)])
+    # Between the renders' 0.8 and the failures' 1.0, as the estimate weighs them.
+    assert 0.8 < ratio < 0.8 + 0.2 * early + 0.01
+    assert slow_missing.spend_ratio() is None
+
+
+def test_savings_the_ledger_reads_are_spent_at_half_the_pace() -> None:
+    """Finished tasks that spent 4 requests beyond their first where fixed
+    polling spent 5 (0.8 of its extra requests): the share aimed at rises
+    from 0.95, but by half of what the ledger reads under the aim (1.075, not
+    1.15): it reads a task's spend minutes after its plan was set, and
+    spending the savings at once overshot."""
+    schedule = POLICY.schedule()
+    rng = random.Random(3)
+    for _ in range(300):
+        seconds = rng.lognormvariate(math.log(300.0), 0.3)
+        schedule.learner.observe("veo3", seconds, polls=5, fixed_polls=6)
+    assert schedule.learner.extra_spend_ratio() == pytest.approx(0.8)
+    assert schedule._budget_share() == pytest.approx(1.0 + 0.5 * (2 * 0.975 - 0.8 - 1.0))
+
+
 def watch(
     schedule: AdaptiveSchedule,
     plain: DurationLearner,
