@@ -1175,19 +1175,29 @@ def test_the_spend_ledger_spans_the_empty_strata_under_its_slowest_entries() -> 
     assert slow_missing.spend_ratio() is None
 
 
-def test_savings_the_ledger_reads_are_spent_at_half_the_pace() -> None:
-    """Finished tasks that spent 4 requests beyond their first where fixed
-    polling spent 5 (0.8 of its extra requests): the share aimed at rises
-    from 0.95, but by half of what the ledger reads under the aim (1.075, not
-    1.15): it reads a task's spend minutes after its plan was set, and
-    spending the savings at once overshot."""
+@pytest.mark.parametrize(
+    ("polls", "extra", "share"),
+    [
+        (5, 0.8, 1.075),  # 1.15 read, half of it past 1
+        (3, 0.4, 1.15),  # 1.55 read, 1.275 at half the pace: capped
+        (6, 1.0, 0.95),  # at fixed polling's spend: under the aim, no savings
+    ],
+)
+def test_savings_the_ledger_reads_are_spent_at_half_the_pace(
+    polls: int, extra: float, share: float
+) -> None:
+    """Finished tasks that spent ``polls - 1`` requests beyond their first
+    where fixed polling spent 5: the share aimed at moves from 0.95 as the
+    ledger reads under the aim, but past 1 by half of it, and never past
+    1.15: the ledger reads a task's spend minutes after its plan was set,
+    and spending the savings at once overshot."""
     schedule = POLICY.schedule()
     rng = random.Random(3)
     for _ in range(300):
         seconds = rng.lognormvariate(math.log(300.0), 0.3)
-        schedule.learner.observe("veo3", seconds, polls=5, fixed_polls=6)
-    assert schedule.learner.extra_spend_ratio() == pytest.approx(0.8)
-    assert schedule._budget_share() == pytest.approx(1.0 + 0.5 * (2 * 0.975 - 0.8 - 1.0))
+        schedule.learner.observe("veo3", seconds, polls=polls, fixed_polls=6)
+    assert schedule.learner.extra_spend_ratio() == pytest.approx(extra)
+    assert schedule._budget_share() == pytest.approx(share)
 
 
 def watch(
