@@ -2434,12 +2434,9 @@ class AdaptiveSchedule:
         # old (ids handed in late) move the learned median out, and a task
         # that old must still be seen within max_gap.
         documented = (policy.priors.get(model) if model is not None else None) or PooledPrior
-        cap_from = min(
-            next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q),
-            max(1, round(_CAP_FROM_PRIOR * documented.median / GRID)),
-        )
+        bulk = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
+        cap_from = min(bulk, max(1, round(_CAP_FROM_PRIOR * documented.median / GRID)))
         gap = max(1, int(policy.max_gap / GRID))
-        min_steps = max(1, math.ceil(policy.min_gap / GRID))
         return _Curve(
             done=done,
             done_time=done_time,
@@ -2447,8 +2444,8 @@ class AdaptiveSchedule:
             # A model not seen yet still counts a little: its table is solved too.
             weight=max(0, tasks) + 1.0,
             reach=[min(n, max(i, cap_from) + gap) for i in range(n + 1)],
-            shortest=_tail_gaps(done, min_steps, min(gap, round(_TAIL_GAP * interval / GRID))),
-            min_steps=min_steps,
+            shortest=_tail_gaps(n, bulk, min(gap, round(_TAIL_GAP * interval / GRID))),
+            min_steps=max(1, math.ceil(policy.min_gap / GRID)),
             late_steps=round(policy.late_lag / GRID),
             late_weight=policy.late_weight,
         )
@@ -2535,16 +2532,12 @@ class _Curve:
         self.solved.clear()
 
 
-def _tail_gaps(done: Sequence[float], min_steps: int, longest: int) -> list[int]:
-    """The nearest next poll from each grid index (see
-    :func:`optimal_polls`): ``min_steps`` on, and past the learned bulk
-    (``_CAP_FROM_Q`` of ``done``) a gap of ``_TAIL_GAP_PER_AGE`` of the age,
-    up to ``longest`` steps (see ``_TAIL_GAP``)."""
-    bulk = next(i for i, c in enumerate(done) if c >= _CAP_FROM_Q)
-    return [
-        i + (min_steps if i < bulk else max(min_steps, min(longest, round(_TAIL_GAP_PER_AGE * i))))
-        for i in range(len(done))
-    ]
+def _tail_gaps(n: int, bulk: int, longest: int) -> list[int]:
+    """The nearest next poll from each grid index up to ``n`` (see
+    :func:`optimal_polls`, whose ``min_steps`` holds as well): from the
+    learned bulk's end (index ``bulk``) on, a gap of ``_TAIL_GAP_PER_AGE`` of
+    the age, up to ``longest`` steps (see ``_TAIL_GAP``); before it, none."""
+    return [i if i < bulk else i + min(longest, round(_TAIL_GAP_PER_AGE * i)) for i in range(n + 1)]
 
 
 def _expected_requests(plan: Sequence[int], done: Sequence[float]) -> float:
