@@ -738,11 +738,14 @@ def _log_bin(seconds: float) -> int:
     return min(int(math.log(max(seconds, 1.0)) / _LOG_BIN), _LOG_BINS - 1)
 
 
-def _exposed_bins(start: float, end: float) -> tuple[int, int]:
+def _exposed_bins(start: float, end: float, end_bin: int | None = None) -> tuple[int, int]:
     """The first and last bins an interval a task ran through covers:
     consecutive intervals (0, a1], (a1, a2], ... cover each bin once (bins
-    bin(start)+1 .. bin(end), and bin 0 for the first)."""
-    return (_log_bin(start) + 1 if start > 0 else 0), _log_bin(end)
+    bin(start)+1 .. bin(end), and bin 0 for the first). ``end_bin``: bin(end),
+    if the caller has it."""
+    return (_log_bin(start) + 1 if start > 0 else 0), (
+        _log_bin(end) if end_bin is None else end_bin
+    )
 
 
 class _TooSoon:
@@ -864,8 +867,10 @@ class _Histogram:
             self.reach[hi + 1] += 1.0
         self.quick.ran(finished, seen_running, -1.0)  # (it was not running there after all)
 
-    def add(self, seconds: float, failed: bool, memory: float) -> None:
-        self.events[_log_bin(seconds)] += 1.0
+    def add(self, seconds: float, failed: bool, memory: float, bin_: int) -> None:
+        """A terminal status at ``seconds`` (in log bin ``bin_``, which the
+        caller has: a finish is added to two histograms and the ledger)."""
+        self.events[bin_] += 1.0
         self.weight += 1.0
         self.count += 1
         self.failures += failed
@@ -1083,21 +1088,25 @@ class DurationLearner:
         if not isinstance(failed, bool):
             # bool("no") is True: a text or a number is refused, not guessed.
             raise TypeError(f"failed must be True or False, not {failed!r}")
+        # One logarithm for every count a finish adds to (two histograms, the ledger).
+        finish_bin = _log_bin(seconds)
         if polls and fixed_polls:
-            self._ledger.add(seconds, polls, fixed_polls, self._memory)
+            self._ledger.add(finish_bin, polls, fixed_polls, self._memory)
         if running_until < _EARLY_SPAN[1]:
             self._early_fate(failed and seconds <= _EARLY_SPAN[1])
         if not (failed and self._instant.finished(seconds)):
             self._instant.ran(running_until, seconds)
         own = self._histogram(model) if model is not None else None
-        bins = _exposed_bins(running_until, seconds) if running_until <= seconds else None
+        bins = None
+        if running_until <= seconds:
+            bins = _exposed_bins(running_until, seconds, finish_bin)
         for hist in (self._pooled, own):
             if hist is not None:
                 if bins is None:
                     hist.retract(seconds, running_until)
                 else:
                     hist.expose(running_until, seconds, bins)
-                hist.add(seconds, failed, self._memory)
+                hist.add(seconds, failed, self._memory, finish_bin)
         if own is not None:  # (the pooled estimate is never checked for drift)
             own.recent.append((min(running_until, seconds), seconds, True))
         if running_until == 0:
@@ -1525,8 +1534,9 @@ class _SpendLedger:
         self.fixed = array("d", bytes(8 * strata))
         self.tasks = 0  # entries ever
 
-    def add(self, seconds: float, polls: int, fixed_polls: int, memory: float) -> None:
-        stratum = _log_bin(seconds) // _LEDGER_STRATUM
+    def add(self, bin_: int, polls: int, fixed_polls: int, memory: float) -> None:
+        """A finished task of log bin ``bin_``: its requests and fixed polling's."""
+        stratum = bin_ // _LEDGER_STRATUM
         self.count[stratum] += 1.0
         self.spent[stratum] += polls
         self.fixed[stratum] += fixed_polls
@@ -1599,7 +1609,11 @@ class _FadingCounts:
 
     def add(self, key: str | None, clock: int) -> None:
         """One more for ``key`` at ``clock``."""
-        self._counts[key] = (self.get(key, clock) + 1.0, clock)
+        # (get inlined: four of these run for every task a session sees.)
+        count, at = self._counts.get(key, (0.0, 0))
+        if count:
+            count *= math.pow(0.5, (clock - at) / self._half_life)
+        self._counts[key] = (count + 1.0, clock)
 
     def take(self, other: _FadingCounts, clock: int) -> None:
         """Start again from ``other``'s counts at ``clock`` (fading at this half-life)."""
