@@ -23,11 +23,38 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_families_hold_266_workloads_of_distinct_names_and_seeds() -> None:
     survey, _ = _modules()
-    workloads = [w for family in survey.FAMILIES.values() for w in family()]
+    workloads = [w for name in survey.DEFAULT_FAMILIES for w in survey.FAMILIES[name]()]
     assert len(workloads) == 266
     assert {w.family for w in workloads} == {"veo", "offset", "failures", "faster", "one"}
     assert len({w.name for w in workloads}) == 266
     assert len({(w.family, w.seed) for w in workloads}) == 266
+    # With the random files (asked for by name), still distinct.
+    every = [w for family in survey.FAMILIES.values() for w in family()]
+    assert len(every) == 266 + survey.RANDOM_FILES == 386
+    assert len({w.name for w in every}) == len({(w.family, w.seed) for w in every}) == 386
+
+
+def test_the_random_files_draw_their_recipes_within_the_documented_ranges() -> None:
+    survey, _ = _modules()
+    files = list(survey.FAMILIES["random"]())
+    assert files == list(survey.FAMILIES["random"]())  # seeded: the same files every run
+    assert len(files) == 120
+    assert all(1000 <= w.tasks <= 5000 for w in files)
+    assert all(0.1 <= w.veo3_share <= 0.95 for w in files)
+    assert all(0.2 <= w.sigma <= 0.4 for w in files)
+    assert all(0.0 <= w.failure_share <= 0.08 for w in files)
+    assert all(0.0 <= w.long_share <= 0.05 for w in files)
+    assert all(w.failure_span == survey.EARLY and w.medians == survey.DOCUMENTED for w in files)
+    # Spread over the ranges, not clustered: both halves of each range are used.
+    assert min(w.sigma for w in files) < 0.25
+    assert max(w.sigma for w in files) > 0.35
+    assert min(w.tasks for w in files) < 2000
+    assert max(w.tasks for w in files) > 4000
+    assert min(w.failure_share for w in files) < 0.01 < 0.07 < max(w.failure_share for w in files)
+    # A file's name says its recipe.
+    first = files[0]
+    assert first.name.startswith(f"rnd001_n{first.tasks}_v{round(first.veo3_share * 100)}_")
+    assert "random" not in survey.DEFAULT_FAMILIES
 
 
 def test_a_workload_draws_the_same_tasks_each_time_as_its_recipe_says() -> None:
