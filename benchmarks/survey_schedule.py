@@ -63,7 +63,8 @@ Prints the workloads that miss the goal and a summary per family (misses,
 workloads over fixed 30 s's requests, mean ratios); ``--json`` prints one
 object per workload instead. A full run (the default families, spacing
 and seed) writes ``benchmarks/results/survey.json`` and the ``survey``
-section of ``benchmarks/RESULTS.md``; any other run only prints.
+section of ``benchmarks/RESULTS.md``; one of ``--families random`` alone,
+``survey_random.json`` and its section; any other run only prints.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ from bench_schedule import (
 )
 
 NAME = "survey"
+# The section and JSON of a run of the random files alone.
+RANDOM_NAME = "survey_random"
 SEED = 20250606
 SPACING = 2.0
 # The documented medians, seconds: veo3's, veo3_fast's.
@@ -259,12 +262,14 @@ def report(results: Sequence[dict[str, Any]], note: dict[str, Any] | None = None
     the machine's, when published)."""
     lines = []
     if note is not None:
+        random_only = all(r["family"] == "random" for r in results)
+        command = "survey_schedule.py --families random" if random_only else "survey_schedule.py"
         lines += [
-            "## Schedule survey (`survey_schedule.py`)",
+            f"## Schedule survey (`{command}`)",
             "",
             note_line(note),
             "",
-            f"{len(results)} generated workloads of Veo's shapes (see the script), replayed as "
+            f"{len(results)} generated workloads (see the script), replayed as "
             "`bench_schedule.py` replays a file: the learning schedule against fixed 30 s. Goal: "
             "no more requests per task, mean lag at most 0.7x (0.6x for one model without "
             "failures), p95 no worse. Near the limit: the same, but a mean lag within "
@@ -369,17 +374,16 @@ def main() -> None:
         for result in results:
             print(json.dumps(result))
         return
-    publishing = (
-        names == list(DEFAULT_FAMILIES)
-        and args.max_tasks is None
-        and args.spacing == SPACING
-        and args.seed == SEED
-    )
-    text = report(results, machine_note() if publishing else None)
+    # A full run of the default families, or of the random files alone,
+    # publishes (each its own section and JSON); any other run only prints.
+    section = {tuple(DEFAULT_FAMILIES): NAME, ("random",): RANDOM_NAME}.get(tuple(names))
+    if args.max_tasks is not None or args.spacing != SPACING or args.seed != SEED:
+        section = None
+    text = report(results, machine_note() if section else None)
     print(text)
-    if publishing:
-        publish(NAME, {"name": NAME, "spacing": args.spacing, "seed": args.seed,
-                       "workloads": results}, text)
+    if section:
+        publish(section, {"name": section, "spacing": args.spacing, "seed": args.seed,
+                          "workloads": results}, text)
 
 
 if __name__ == "__main__":

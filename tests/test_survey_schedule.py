@@ -227,6 +227,20 @@ def test_the_report_names_the_misses_and_counts_them() -> None:
     assert [cell.strip() for cell in rows["c"].split("|")[6:8]] == ["1.150x", "yes"]
 
 
+def test_a_published_report_is_headed_by_the_command_that_reruns_it() -> None:
+    survey, _ = _modules()
+    note = {"date": "2026-12-03 20:00 UTC", "cores": 2, "cpu": "x", "python": "3.11",
+            "aiohttp": "3.14", "platform": "linux", "commit": "abc1234"}
+    row = {"family": "random", "workload": "rnd001", "tasks": 1000, "requests_vs_fixed30": 0.97,
+           "lag_mean_vs_fixed30": 0.6, "lag_p95_vs_fixed30": 0.8, "lag_mean_vs_limit": 1.05,
+           "target": 0.7, "met": True, "near_limit": True}
+    alone = survey.report([row], note).splitlines()[0]
+    assert alone == "## Schedule survey (`survey_schedule.py --families random`)"
+    mixed = survey.report([row, {**row, "family": "veo", "workload": "n300"}], note)
+    assert mixed.splitlines()[0] == "## Schedule survey (`survey_schedule.py`)"
+    assert survey.RANDOM_NAME != survey.NAME  # its own section and JSON
+
+
 def test_bad_arguments_are_refused_before_any_work() -> None:
     for args, said in (
         (("--families", "nope"), "unknown family nope"),
